@@ -1,0 +1,45 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "autonomy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "autonomy", targets: ["autonomy"]),
+        .library(name: "AutonomyCore", targets: ["AutonomyCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .target(
+            name: "AutonomyCore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "autonomy",
+            dependencies: [
+                "AutonomyCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "AutonomyCoreTests",
+            dependencies: ["AutonomyCore"]
+        ),
+        .testTarget(
+            name: "autonomyTests",
+            dependencies: ["AutonomyCore"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,127 @@
+import Foundation
+
+/// A configuration together with where it came from and what looked wrong but did not stop it.
+public struct LoadedConfiguration: Sendable {
+    public var configuration: Configuration
+    /// The file read, or nil when the built-in defaults are in use.
+    public var path: String?
+    /// Unknown keys and other things an operator should look at.
+    public var warnings: [String]
+
+    /// The folder relative paths in the file are taken from: the file's own, else the current one.
+    public var baseDirectory: String {
+        guard let path else { return FileManager.default.currentDirectoryPath }
+        return (path as NSString).deletingLastPathComponent.isEmpty
+            ? FileManager.default.currentDirectoryPath
+            : (path as NSString).deletingLastPathComponent
+    }
+}
+
+/// Finds, reads and checks the configuration.
+///
+/// Precedence: built-in defaults < file < environment (`AUTONOMY_CONFIG`, `AUTONOMY_DATABASE`) < flags.
+public enum ConfigLoader {
+    public static let configVariable = "AUTONOMY_CONFIG"
+    public static let databaseVariable = "AUTONOMY_DATABASE"
+    public static let defaultConfigFile = "autonomy.json"
+    public static let defaultDatabaseFile = "autonomy.db"
+
+    /// Loads the configuration: `explicitPath` > `AUTONOMY_CONFIG` > `./autonomy.json` if present >
+    /// built-in defaults (no task types: everything is refused).
+    ///
+    /// - Throws: `ConfigError` naming the file and key path when the file is missing, unreadable or wrong.
+    public static func load(
+        explicitPath: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigError) -> LoadedConfiguration {
+        let chosen: String?
+        if let explicitPath, !explicitPath.isEmpty {
+            chosen = explicitPath
+        } else if let fromEnvironment = environment[configVariable], !fromEnvironment.isEmpty {
+            chosen = fromEnvironment
+        } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
+            chosen = defaultConfigFile
+        } else {
+            chosen = nil
+        }
+        guard let chosen else {
+            return LoadedConfiguration(configuration: Configuration(), path: nil, warnings: [])
+        }
+        let path = absolute(chosen, base: FileManager.default.currentDirectoryPath)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw ConfigError(
+                path: "",
+                message: exists ? "cannot read the file (check its permissions)"
+                    : "no such file (pass --config with the path of your autonomy.json, or see config.example.json)",
+                file: path)
+        }
+        var loaded = try parse(data, file: path)
+        loaded.path = path
+        return loaded
+    }
+
+    /// Decodes configuration text; `file` only labels errors.
+    public static func parse(_ data: Data, file: String? = nil) throws(ConfigError) -> LoadedConfiguration {
+        let warnings = ConfigWarnings()
+        let decoder = JSONDecoder()
+        decoder.userInfo[ConfigWarnings.userInfoKey] = warnings
+        let configuration: Configuration
+        do {
+            configuration = try decoder.decode(Configuration.self, from: data)
+        } catch let error as DecodingError {
+            throw ConfigError.from(error, file: file)
+        } catch {
+            throw ConfigError(path: "", message: "\(error)", file: file)
+        }
+        var all = warnings.all
+        all += crossCheck(configuration)
+        return LoadedConfiguration(configuration: configuration, path: file, warnings: all.sorted())
+    }
+
+    /// Where the database is: `flag` > `AUTONOMY_DATABASE` > the file's `database` (relative to the
+    /// file's folder) > `./autonomy.db`.
+    public static func databasePath(
+        flag: String?, loaded: LoadedConfiguration,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
+        let cwd = FileManager.default.currentDirectoryPath
+        if let flag, !flag.isEmpty { return absolute(flag, base: cwd) }
+        if let fromEnvironment = environment[databaseVariable], !fromEnvironment.isEmpty {
+            return absolute(fromEnvironment, base: cwd)
+        }
+        if let fromFile = loaded.configuration.database, !fromFile.isEmpty {
+            return absolute(fromFile, base: loaded.baseDirectory)
+        }
+        return absolute(defaultDatabaseFile, base: cwd)
+    }
+
+    static func absolute(_ path: String, base: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path.hasPrefix("~/") {
+            return (NSHomeDirectory() as NSString).appendingPathComponent(String(path.dropFirst(2)))
+        }
+        return ((base as NSString).appendingPathComponent(path) as NSString).standardizingPath
+    }
+
+    /// Checks that span sections: what each section's decoder cannot see alone.
+    private static func crossCheck(_ configuration: Configuration) -> [String] {
+        var warnings: [String] = []
+        for (index, component) in configuration.components.enumerated() {
+            for type in component.taskTypes where configuration.taskTypes[type] == nil {
+                warnings.append("components[\(index)].task_types: \"\(type)\" is not a declared task type")
+            }
+        }
+        for type in configuration.taskTypes.values where type.safetyDefaulted {
+            warnings.append("task_types.\(type.name).safety: not set, so the type is rated dangerous (every task waits for approval)")
+        }
+        return warnings
+    }
+}
+
+extension ConfigLoader {
+    /// A path as given on the command line, made absolute against the current folder.
+    public static func absolutePath(_ path: String) -> String {
+        absolute(path, base: FileManager.default.currentDirectoryPath)
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+
+// Decoding is hand-written per section so that every key has a default, unknown keys are reported
+// with their full path, and every error names the key path the operator has to fix.
+
+extension Configuration: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case version, database, timezone, worker, queue, store
+        case taskTypes = "task_types", components, notify, gateway
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard let version = try container.decodeIfPresent(Int.self, forKey: .version) else {
+            throw DecodingError.keyNotFound(CodingKeys.version, .init(
+                codingPath: [], debugDescription: "missing: add \"version\": \(Configuration.supportedVersion)"))
+        }
+        guard (1...Configuration.supportedVersion).contains(version) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .version, in: container,
+                debugDescription: "version \(version) is not supported by this binary (it reads up to \(Configuration.supportedVersion)); upgrade autonomy")
+        }
+        self.version = version
+        database = try container.decodeIfPresent(String.self, forKey: .database)
+        if let zone = try container.decodeIfPresent(String.self, forKey: .timezone) {
+            guard let timeZone = TimeZone(identifier: zone) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .timezone, in: container,
+                    debugDescription: "unknown time zone \"\(zone)\" (use an IANA name such as \"UTC\" or \"Europe/Berlin\")")
+            }
+            timezone = timeZone
+        }
+        worker = try container.decodeIfPresent(WorkerSettings.self, forKey: .worker) ?? WorkerSettings()
+        queue = try container.decodeIfPresent(QueueSettings.self, forKey: .queue) ?? QueueSettings()
+        store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? StoreSettings()
+        let types = try container.decodeIfPresent([String: TaskTypeBody].self, forKey: .taskTypes) ?? [:]
+        for (name, body) in types {
+            guard TaskType.isValidName(name) else {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: [CodingKeys.taskTypes, ConfigKey(name)],
+                    debugDescription: "a task type name uses letters, digits, '_', '-' and '.' only (at most 100)"))
+            }
+            var type = body.type
+            type.name = name
+            taskTypes[name] = type
+        }
+        components = try container.decodeIfPresent([Component].self, forKey: .components) ?? []
+        notify = try container.decodeIfPresent(JSONValue.self, forKey: .notify)
+        gateway = try container.decodeIfPresent(JSONValue.self, forKey: .gateway)
+    }
+}
+
+extension TaskType {
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 100 && name.allSatisfy {
+            $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".")
+        }
+    }
+}
+
+/// A task type as written under its name; the name is filled in by the map that holds it.
+private struct TaskTypeBody: Decodable {
+    var type: TaskType
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case description, owner, safety, handler, timeout, retry, priority, verify
+    }
+
+    init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard container.contains(.handler) else {
+            throw DecodingError.keyNotFound(CodingKeys.handler, .init(
+                codingPath: decoder.codingPath,
+                debugDescription: "missing: every task type needs a handler, e.g. {\"exec\": {\"argv\": [\"/path/to/program\"]}}"))
+        }
+        type = TaskType(name: "", handler: try container.decode(Handler.self, forKey: .handler))
+        type.description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
+        type.owner = try container.decodeIfPresent(String.self, forKey: .owner)
+        if container.contains(.safety) {
+            type.safety = try container.decode(Safety.self, forKey: .safety)
+            type.safetyDefaulted = false
+        }
+        type.timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout)
+        type.retry = try container.decodeIfPresent(RetryPolicy.self, forKey: .retry) ?? RetryPolicy()
+        type.priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 0
+        type.verify = try container.decodeIfPresent([JSONValue].self, forKey: .verify) ?? []
+    }
+}
+
+extension Handler: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case exec }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard let exec = try container.decodeIfPresent(ExecHandler.self, forKey: .exec) else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}}"))
+        }
+        self = .exec(exec)
+    }
+}
+
+extension ExecHandler: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout, cwd, env }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let argv = try container.decodeIfPresent([String].self, forKey: .argv) ?? []
+        guard let program = argv.first, !program.isEmpty else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .argv, in: container, debugDescription: "expected a non-empty array")
+        }
+        self.init(
+            argv: argv,
+            timeout: try container.decodeIfPresent(Interval.self, forKey: .timeout),
+            cwd: try container.decodeIfPresent(String.self, forKey: .cwd),
+            env: try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:])
+        if let timeout, timeout.milliseconds <= 0 {
+            throw DecodingError.dataCorruptedError(
+                forKey: .timeout, in: container, debugDescription: "expected a duration above zero")
+        }
+        for name in env.keys where name.isEmpty || name.contains("=") {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath + [CodingKeys.env, ConfigKey(name)],
+                debugDescription: "not a valid environment variable name"))
+        }
+    }
+}
+
+extension RetryPolicy: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxAttempts = "max_attempts", backoff, factor, maxBackoff = "max_backoff", jitter
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        maxAttempts = try container.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? maxAttempts
+        backoff = try container.decodeIfPresent(Interval.self, forKey: .backoff) ?? backoff
+        factor = try container.decodeIfPresent(Double.self, forKey: .factor) ?? factor
+        maxBackoff = try container.decodeIfPresent(Interval.self, forKey: .maxBackoff) ?? maxBackoff
+        jitter = try container.decodeIfPresent(Double.self, forKey: .jitter) ?? jitter
+        guard (1...1000).contains(maxAttempts) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxAttempts, in: container, debugDescription: "expected a whole number from 1 to 1000")
+        }
+        guard factor >= 1, factor <= 100 else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .factor, in: container, debugDescription: "expected a number from 1 to 100")
+        }
+        guard (0...1).contains(jitter) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .jitter, in: container, debugDescription: "expected a fraction from 0 to 1")
+        }
+        guard maxBackoff >= backoff else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxBackoff, in: container, debugDescription: "must not be shorter than backoff (\(backoff))")
+        }
+    }
+}
+
+extension WorkerSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case lease, drainMaxSeconds = "drain_max_seconds", drainMaxTasks = "drain_max_tasks"
+        case killGrace = "kill_grace", maxOutputBytes = "max_output_bytes"
+        case maxStderrBytes = "max_stderr_bytes", defaultTimeout = "default_timeout"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        lease = try container.decodeIfPresent(Interval.self, forKey: .lease) ?? lease
+        drainMaxSeconds = try container.decodeIfPresent(Int.self, forKey: .drainMaxSeconds) ?? drainMaxSeconds
+        drainMaxTasks = try container.decodeIfPresent(Int.self, forKey: .drainMaxTasks)
+        killGrace = try container.decodeIfPresent(Interval.self, forKey: .killGrace) ?? killGrace
+        maxOutputBytes = try container.decodeIfPresent(Int.self, forKey: .maxOutputBytes) ?? maxOutputBytes
+        maxStderrBytes = try container.decodeIfPresent(Int.self, forKey: .maxStderrBytes) ?? maxStderrBytes
+        defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
+        guard lease >= .seconds(2) else {
+            throw DecodingError.dataCorruptedError(forKey: .lease, in: container, debugDescription: "expected at least \"2s\"")
+        }
+        guard drainMaxSeconds >= 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .drainMaxSeconds, in: container, debugDescription: "expected 0 or more")
+        }
+        if let drainMaxTasks, drainMaxTasks < 1 {
+            throw DecodingError.dataCorruptedError(forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")
+        }
+        guard maxOutputBytes >= 0, maxStderrBytes >= 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .maxOutputBytes, in: container, debugDescription: "expected 0 or more")
+        }
+        guard defaultTimeout.milliseconds > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .defaultTimeout, in: container, debugDescription: "expected a duration above zero")
+        }
+    }
+}
+
+extension QueueSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case maxPayloadBytes = "max_payload_bytes" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        maxPayloadBytes = try container.decodeIfPresent(Int.self, forKey: .maxPayloadBytes) ?? maxPayloadBytes
+        guard (2...(64 * 1024 * 1024)).contains(maxPayloadBytes) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxPayloadBytes, in: container, debugDescription: "expected a size from 2 to 67108864 bytes")
+        }
+    }
+}
+
+extension StoreSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case busyTimeout = "busy_timeout", synchronous }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        busyTimeout = try container.decodeIfPresent(Interval.self, forKey: .busyTimeout) ?? busyTimeout
+        synchronous = try container.decodeIfPresent(Synchronous.self, forKey: .synchronous) ?? synchronous
+    }
+}
+
+extension Component: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, description, owner, kind, safety, taskTypes = "task_types"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try container.decode(String.self, forKey: .name))
+        description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
+        owner = try container.decodeIfPresent(String.self, forKey: .owner)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind)
+        safety = try container.decodeIfPresent(Safety.self, forKey: .safety)
+        taskTypes = try container.decodeIfPresent([String].self, forKey: .taskTypes) ?? []
+    }
+}
+
+extension Interval: Decodable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = Interval(parsing: text) else {
+            throw DecodingError.dataCorruptedError(
+                in: container,
+                debugDescription: "expected a duration such as \"30s\", \"5m\", \"24h\" or \"7d\", got \"\(text)\"")
+        }
+        self = value
+    }
+}
+
+// MARK: - Unknown keys and key paths
+
+/// A coding key for names not known in advance (task type names, unknown keys).
+struct ConfigKey: CodingKey {
+    var stringValue: String
+    var intValue: Int?
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { self.stringValue = "\(intValue)"; self.intValue = intValue }
+}
+
+/// Collects warnings while a configuration is decoded; reached through the decoder's user info.
+final class ConfigWarnings: @unchecked Sendable {
+    static let userInfoKey = CodingUserInfoKey(rawValue: "autonomy.configWarnings")!
+    private let lock = NSLock()
+    private var messages: [String] = []
+    func add(_ message: String) { lock.withLock { messages.append(message) } }
+    var all: [String] { lock.withLock { messages } }
+}
+
+extension Decoder {
+    /// Records a warning for each key of this object that `known` does not list.
+    func reportUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
+        guard let warnings = userInfo[ConfigWarnings.userInfoKey] as? ConfigWarnings,
+              let container = try? container(keyedBy: ConfigKey.self) else { return }
+        let names = Set(Keys.allCases.map(\.stringValue))
+        for key in container.allKeys where !names.contains(key.stringValue) {
+            let path = ConfigError.keyPath(codingPath + [key])
+            warnings.add("\(path): unknown key, ignored (check its spelling)")
+        }
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+import Subprocess
+import Synchronization
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// Runs `exec` handlers: an argv with no shell, the payload on stdin and in a private file, output
+/// bounded, the whole process group stopped when time runs out.
+public struct ExecRunner: HandlerRunner {
+    public var maxOutputBytes: Int
+    public var maxStderrBytes: Int
+    /// Between SIGTERM and SIGKILL.
+    public var killGrace: Interval
+
+    public init(settings: WorkerSettings) {
+        maxOutputBytes = settings.maxOutputBytes
+        maxStderrBytes = settings.maxStderrBytes
+        killGrace = settings.killGrace
+    }
+
+    public func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
+        let started = ContinuousClock.now
+        func elapsed() -> Int64 {
+            let duration = ContinuousClock.now - started
+            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        }
+        guard case .exec(let handler) = invocation.type.handler else {
+            return HandlerOutcome(status: .couldNotStart("not an exec handler"))
+        }
+        let payloadFile: PayloadFile
+        do {
+            payloadFile = try PayloadFile(taskID: invocation.task.id, payload: invocation.task.payload)
+        } catch {
+            return HandlerOutcome(status: .couldNotStart("cannot write the payload file: \(error)"), durationMs: elapsed())
+        }
+        defer { payloadFile.remove() }
+
+        let program = handler.argv[0]
+        let executable: Executable = program.contains("/")
+            ? .path(FilePath(ConfigLoader.absolute(program, base: invocation.baseDirectory)))
+            : .name(program)
+        var variables: [Environment.Key: String?] = [:]
+        for (name, value) in invocation.environment { variables[Environment.Key(stringLiteral: name)] = value }
+        for (name, value) in handler.env { variables[Environment.Key(stringLiteral: name)] = value }
+        variables["AUTONOMY_TASK_ID"] = String(invocation.task.id)
+        variables["AUTONOMY_TASK_TYPE"] = invocation.task.type
+        variables["AUTONOMY_ATTEMPT"] = String(invocation.attempt)
+        variables["AUTONOMY_PAYLOAD_FILE"] = payloadFile.path
+        let environment = Environment.inherit.updating(variables)
+        let options = {
+            var options = PlatformOptions()
+            options.processGroupID = 0  // its own group, so a timeout reaches everything it started
+            options.teardownSequence = [
+                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: killGrace.duration),
+            ]
+            return options
+        }()
+        let workingDirectory = handler.cwd.map { FilePath(ConfigLoader.absolute($0, base: invocation.baseDirectory)) }
+
+        let stdin: FileDescriptor
+        do {
+            stdin = try FileDescriptor.open(FilePath(payloadFile.path), .readOnly, options: [.closeOnExec])
+        } catch {
+            return HandlerOutcome(status: .couldNotStart("cannot open the payload file: \(error)"), durationMs: elapsed())
+        }
+        let control = RunControl()
+        let limits = (stdout: maxOutputBytes, stderr: maxStderrBytes)
+        let grace = killGrace
+        let timeout = invocation.timeout
+
+        let collected: Result<(TerminationStatus, Captured), any Error> = await withTaskGroup(
+            of: Result<(TerminationStatus, Captured), any Error>?.self
+        ) { group in
+            group.addTask {
+                do {
+                    let result = try await Subprocess.run(
+                        executable, arguments: Arguments(Array(handler.argv.dropFirst())),
+                        environment: environment, workingDirectory: workingDirectory,
+                        platformOptions: options, input: .fileDescriptor(stdin, closeAfterSpawningProcess: true),
+                        output: .sequence, error: .sequence
+                    ) { execution in
+                        control.processGroup.withLock { $0 = execution.processIdentifier.value }
+                        return try await Captured.collect(
+                            stdout: execution.standardOutput, stderr: execution.standardError, limits: limits)
+                    }
+                    return .success((result.terminationStatus, result.closureResult))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                // The timer: on time-out, TERM to the whole group, then KILL after the grace period.
+                guard (try? await Task.sleep(for: timeout.duration)) != nil else { return nil }
+                guard let group = control.processGroup.withLock({ $0 }) else { return nil }
+                control.timedOut.store(true, ordering: .sequentiallyConsistent)
+                kill(-group, SIGTERM)
+                guard (try? await Task.sleep(for: grace.duration)) != nil else { return nil }
+                kill(-group, SIGKILL)
+                return nil
+            }
+            var outcome: Result<(TerminationStatus, Captured), any Error> = .failure(CancellationError())
+            while let next = await group.next() {
+                if let result = next {
+                    outcome = result
+                    group.cancelAll()
+                }
+            }
+            return outcome
+        }
+        if control.timedOut.load(ordering: .sequentiallyConsistent), let group = control.processGroup.withLock({ $0 }) {
+            kill(-group, SIGKILL)  // whatever of the group outlived its leader
+        }
+
+        switch collected {
+        case .failure(let error):
+            if Task.isCancelled { return HandlerOutcome(status: .stopped, durationMs: elapsed()) }
+            return HandlerOutcome(status: .couldNotStart(Self.describe(error, program: program)), durationMs: elapsed())
+        case .success(let (termination, captured)):
+            let status: HandlerStatus
+            if control.timedOut.load(ordering: .sequentiallyConsistent) {
+                status = .timedOut(timeout)
+            } else if Task.isCancelled {
+                status = .stopped
+            } else {
+                switch termination {
+                case .exited(let code): status = .exited(code)
+                case .signaled(let signal): status = .signaled(signal)
+                }
+            }
+            return HandlerOutcome(
+                status: status, stdout: String(decoding: captured.stdout, as: UTF8.self),
+                stdoutTruncated: captured.stdoutTruncated, stderrTail: String(decoding: captured.stderrTail, as: UTF8.self),
+                durationMs: elapsed())
+        }
+    }
+
+    private static func describe(_ error: any Error, program: String) -> String {
+        if let subprocessError = error as? SubprocessError {
+            let text = "\(subprocessError)"
+            if text.contains("executableNotFound") || text.lowercased().contains("not found") {
+                return "\(program): no such program (check the handler's argv and PATH)"
+            }
+            return text
+        }
+        return "\(error)"
+    }
+}
+
+/// Shared between the handler's task and its timer.
+private final class RunControl: Sendable {
+    let processGroup = Mutex<pid_t?>(nil)
+    let timedOut = Atomic<Bool>(false)
+}
+
+/// A handler's output, cut to size as it streams: the head of stdout, the tail of stderr.
+struct Captured: Sendable {
+    var stdout: [UInt8] = []
+    var stdoutTruncated = false
+    var stderrTail: [UInt8] = []
+
+    static func collect(
+        stdout: SubprocessOutputSequence, stderr: SubprocessOutputSequence, limits: (stdout: Int, stderr: Int)
+    ) async throws -> Captured {
+        async let head: ([UInt8], Bool) = {
+            var bytes: [UInt8] = []
+            var truncated = false
+            for try await buffer in stdout {
+                let room = limits.stdout - bytes.count
+                buffer.withUnsafeBytes { raw in
+                    if raw.count <= room {
+                        bytes.append(contentsOf: raw)
+                    } else {
+                        bytes.append(contentsOf: raw.prefix(max(0, room)))
+                        truncated = true
+                    }
+                }
+            }
+            return (bytes, truncated)
+        }()
+        async let tail: [UInt8] = {
+            var bytes: [UInt8] = []
+            for try await buffer in stderr {
+                buffer.withUnsafeBytes { bytes.append(contentsOf: $0) }
+                if bytes.count > limits.stderr * 2 { bytes.removeFirst(bytes.count - limits.stderr) }
+            }
+            return Array(bytes.suffix(limits.stderr))
+        }()
+        let (out, truncated) = try await head
+        return Captured(stdout: out, stdoutTruncated: truncated, stderrTail: try await tail)
+    }
+}
+
+/// The payload in a file only this user can read, removed when the attempt ends.
+struct PayloadFile {
+    let path: String
+
+    init(taskID: Int64, payload: String) throws {
+        var template = Array((NSTemporaryDirectory() as NSString)
+            .appendingPathComponent("autonomy-task-\(taskID)-XXXXXX").utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let bytes = Array(payload.utf8)
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                unlink(path)
+                throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+            }
+            written += count
+        }
+    }
+
+    func remove() { unlink(path) }
+}

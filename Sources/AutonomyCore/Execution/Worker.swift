@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+
+/// What one `work-once` run did.
+public struct WorkReport: Sendable {
+    /// Tasks whose worker had died, sent back to the queue or to dead.
+    public var recovered: [TaskOutcome] = []
+    /// Tasks moved aside without running (blocked, held for approval).
+    public var skipped: [SkippedTask] = []
+    /// Attempts run, in order.
+    public var attempts: [AttemptReport] = []
+    public var stopReason: StopReason = .queueEmpty
+
+    public enum StopReason: String, Sendable {
+        case queueEmpty = "queue_empty"
+        case maxTasks = "max_tasks"
+        case maxSeconds = "max_seconds"
+        case once
+    }
+
+    public var jsonValue: JSONValue {
+        .object([
+            "recovered": .array(recovered.map(\.jsonValue)),
+            "skipped": .array(skipped.map { .object([
+                "id": .int($0.id), "type": .string($0.type), "state": .string($0.newState.rawValue),
+                "reason": .string($0.reason),
+            ]) }),
+            "attempts": .array(attempts.map(\.jsonValue)),
+            "stopped": .string(stopReason.rawValue),
+        ])
+    }
+}
+
+/// One attempt as `work-once` reports it.
+public struct AttemptReport: Sendable {
+    public var taskID: Int64
+    public var type: String
+    public var attempt: Int
+    public var handler: HandlerOutcome
+    /// Where the task went; nil when the lease was lost and another worker owns the outcome.
+    public var outcome: TaskOutcome?
+
+    public var jsonValue: JSONValue {
+        .object([
+            "id": .int(taskID), "type": .string(type), "attempt": .int(Int64(attempt)),
+            "duration_ms": .int(handler.durationMs),
+            "exit_code": handler.exitCode.map { .int(Int64($0)) } ?? .null,
+            "state": outcome.map { .string($0.state.rawValue) } ?? "lease_lost",
+            "error": outcome?.error.map { .string($0) } ?? .null,
+        ])
+    }
+}
+
+extension TaskOutcome {
+    public var jsonValue: JSONValue {
+        .object([
+            "id": .int(id), "type": .string(type), "attempt": .int(Int64(attempt)), "state": .string(state.rawValue),
+            "next_run_at": nextRunAt.map { .string(Timestamp.format($0)) } ?? .null,
+            "error": error.map { .string($0) } ?? .null,
+        ])
+    }
+}
+
+/// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
+/// while draining.
+public struct Worker: Sendable {
+    public var store: AutonomyStore
+    public var loaded: LoadedConfiguration
+    public var clock: any WallClock
+    public var runner: any HandlerRunner
+    /// Supplies jitter in [0, 1).
+    public var random: @Sendable () -> Double
+    /// Passed to handlers so nested `autonomy` calls reach the same database and map.
+    public var handlerEnvironment: [String: String]
+    public var logger: Logger
+
+    public init(
+        store: AutonomyStore, loaded: LoadedConfiguration, clock: any WallClock = SystemClock(),
+        runner: (any HandlerRunner)? = nil, random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        handlerEnvironment: [String: String] = [:], logger: Logger = Logger(label: "autonomy.worker")
+    ) {
+        self.store = store
+        self.loaded = loaded
+        self.clock = clock
+        self.runner = runner ?? ExecRunner(settings: loaded.configuration.worker)
+        self.random = random
+        self.handlerEnvironment = handlerEnvironment
+        self.logger = logger
+    }
+
+    /// Limits for a draining run.
+    public struct Limits: Sendable {
+        /// Stop starting tasks after this long (a task already running finishes).
+        public var maxSeconds: Double
+        public var maxTasks: Int?
+        public init(maxSeconds: Double, maxTasks: Int? = nil) {
+            self.maxSeconds = maxSeconds
+            self.maxTasks = maxTasks
+        }
+    }
+
+    /// Recovers expired leases, then runs one task, or (with `drain`) tasks until none is runnable or
+    /// a limit is reached.
+    ///
+    /// - Throws: only when the worker itself cannot work (the database is unusable).
+    public func work(drain: Limits?) async throws -> WorkReport {
+        let configuration = loaded.configuration
+        var report = WorkReport()
+        report.recovered = try store.recoverExpiredLeases(configuration: configuration, now: clock.now(), random: random)
+        let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
+        while true {
+            if let drain {
+                if let maxTasks = drain.maxTasks, report.attempts.count >= maxTasks {
+                    report.stopReason = .maxTasks
+                    break
+                }
+                if ContinuousClock.now >= deadline, !report.attempts.isEmpty || drain.maxSeconds <= 0 {
+                    report.stopReason = .maxSeconds
+                    break
+                }
+            }
+            let step = try store.claimNext(
+                configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
+                leaseToken: UUID().uuidString)
+            report.skipped += step.skipped
+            guard let claimed = step.claimed else {
+                report.stopReason = .queueEmpty
+                break
+            }
+            report.attempts.append(try await attempt(claimed))
+            if drain == nil {
+                report.stopReason = .once
+                break
+            }
+        }
+        return report
+    }
+
+    /// Runs one claimed attempt with its lease kept alive, then records what happened.
+    func attempt(_ claimed: ClaimedTask) async throws -> AttemptReport {
+        let configuration = loaded.configuration
+        let invocation = HandlerInvocation(
+            task: claimed.task, type: claimed.type, attempt: claimed.task.attempts,
+            timeout: claimed.type.effectiveTimeout(configuration.worker), baseDirectory: loaded.baseDirectory,
+            environment: handlerEnvironment)
+        logger.info("running task", metadata: [
+            "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
+        ])
+        let outcome = await runKeepingLease(claimed, invocation: invocation)
+        let verdict = Verdict.fromHandler(outcome)
+        let recorded = try store.recordAttempt(claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
+        logger.info("attempt ended", metadata: [
+            "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
+            "duration_ms": "\(outcome.durationMs)",
+        ])
+        return AttemptReport(taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                             handler: outcome, outcome: recorded)
+    }
+
+    private enum Event: Sendable {
+        case finished(HandlerOutcome)
+        case leaseLost
+    }
+
+    /// Runs the handler while renewing the lease every third of its length. If the lease is lost
+    /// (another worker took the task over), the handler is stopped: one attempt never runs twice.
+    private func runKeepingLease(_ claimed: ClaimedTask, invocation: HandlerInvocation) async -> HandlerOutcome {
+        let lease = loaded.configuration.worker.lease
+        let (store, clock, runner, logger) = (self.store, self.clock, self.runner, self.logger)
+        return await withTaskGroup(of: Event.self) { group in
+            group.addTask { .finished(await runner.run(invocation)) }
+            group.addTask {
+                while true {
+                    do {
+                        try await Task.sleep(for: .milliseconds(max(500, lease.milliseconds / 3)))
+                    } catch {
+                        return .leaseLost  // cancelled: the handler already finished
+                    }
+                    let now = clock.now()
+                    do {
+                        if try !store.extendLease(taskID: claimed.task.id, leaseToken: claimed.leaseToken,
+                                                  until: now + lease.milliseconds, now: now) {
+                            return .leaseLost
+                        }
+                    } catch {
+                        logger.warning("could not extend a lease", metadata: ["task": "\(claimed.task.id)", "error": "\(error)"])
+                    }
+                }
+            }
+            var outcome = HandlerOutcome(status: .stopped)
+            while let event = await group.next() {
+                switch event {
+                case .finished(let result):
+                    outcome = result
+                    group.cancelAll()
+                case .leaseLost:
+                    if !group.isCancelled {
+                        logger.warning("lease lost; stopping the handler", metadata: ["task": "\(claimed.task.id)"])
+                        group.cancelAll()
+                    }
+                }
+            }
+            return outcome
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import GRDB
+
+/// What happened to a task, as one ledger row.
+public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
+    case enqueued
+    /// A dangerous task is waiting for a human.
+    case held
+    /// The type is not declared: the task will never run.
+    case blocked
+    case claimed
+    /// The handler ended (any way): exit code, duration, error.
+    case executed
+    case done
+    case retryScheduled = "retry_scheduled"
+    case dead
+    case cancelled
+    /// An operator sent a dead task back to the queue.
+    case retried
+    /// The worker holding the task stopped renewing its lease (it died).
+    case leaseExpired = "lease_expired"
+    /// A worker found its lease taken over and dropped its outcome.
+    case leaseLost = "lease_lost"
+}
+
+/// One row of the append-only ledger.
+public struct LedgerEntry: Sendable, Equatable {
+    public var id: Int64
+    public var at: Int64
+    public var taskID: Int64?
+    public var type: String?
+    public var event: String
+    public var attempt: Int?
+    public var durationMs: Int64?
+    public var costUSD: Double?
+    public var detail: JSONValue?
+
+    public var jsonValue: JSONValue {
+        .object([
+            "id": .int(id), "at": .string(Timestamp.format(at)),
+            "task_id": taskID.map { .int($0) } ?? .null, "type": type.map { .string($0) } ?? .null,
+            "event": .string(event), "attempt": attempt.map { .int(Int64($0)) } ?? .null,
+            "duration_ms": durationMs.map { .int($0) } ?? .null,
+            "cost_usd": costUSD.map { .double($0) } ?? .null,
+            "detail": detail ?? .null,
+        ])
+    }
+}
+
+extension LedgerEntry: FetchableRecord {
+    public init(row: Row) throws {
+        id = row["id"]
+        at = row["at"]
+        taskID = row["task_id"]
+        type = row["type"]
+        event = row["event"]
+        attempt = row["attempt"]
+        durationMs = row["duration_ms"]
+        costUSD = row["cost_usd"]
+        let detailText: String? = row["detail"]
+        detail = detailText.flatMap { try? JSONValue.parse($0) }
+    }
+}
+
+extension Database {
+    /// Appends a ledger row. Called inside the transaction that makes the change it records, so the
+    /// ledger can never disagree with the queue.
+    func appendLedger(
+        _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
+        durationMs: Int64? = nil, detail: JSONValue? = nil
+    ) throws {
+        let statement = try cachedStatement(sql: """
+            INSERT INTO ledger (at, task_id, type, event, attempt, duration_ms, detail)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """)
+        try statement.execute(arguments: [time, taskID, type, event.rawValue, attempt, durationMs,
+                                          detail?.canonicalText])
+    }
+}
+
+extension AutonomyStore {
+    /// A task's ledger rows, oldest first.
+    public func ledger(forTask taskID: Int64) throws -> [LedgerEntry] {
+        try read("read the ledger") { db in
+            try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger WHERE task_id = ? ORDER BY id", arguments: [taskID])
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import GRDB
+
+/// The queue at a glance, for `autonomy status`.
+public struct QueueStatus: Sendable {
+    public var counts: [TaskState: Int]
+    /// Per type, per state.
+    public var countsByType: [String: [TaskState: Int]]
+    /// The runnable task that has waited longest, and since when (its run_at).
+    public var oldestRunnable: (id: Int64, type: String, since: Int64)?
+    /// The next task that is waiting for its time to come.
+    public var nextScheduled: (id: Int64, type: String, runAt: Int64)?
+    /// The most recent dead tasks (up to 10).
+    public var recentDead: [TaskRecord]
+    /// Tasks whose lease has run out: their worker died; the next work-once recovers them.
+    public var expiredLeases: Int
+}
+
+/// Filters for `autonomy tasks list`.
+public struct TaskFilter: Sendable {
+    public var state: TaskState?
+    public var type: String?
+    public var limit: Int
+    public init(state: TaskState? = nil, type: String? = nil, limit: Int = 50) {
+        self.state = state
+        self.type = type
+        self.limit = limit
+    }
+}
+
+extension AutonomyStore {
+    public func task(id: Int64) throws -> TaskRecord? {
+        try read("read a task") { db in
+            try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])
+        }
+    }
+
+    /// Tasks matching the filter, newest first.
+    public func tasks(matching filter: TaskFilter) throws -> [TaskRecord] {
+        try read("list tasks") { db in
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let state = filter.state {
+                conditions.append("state = ?")
+                _ = arguments.append(contentsOf: [state.rawValue])
+            }
+            if let type = filter.type {
+                conditions.append("type = ?")
+                _ = arguments.append(contentsOf: [type])
+            }
+            let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            _ = arguments.append(contentsOf: [filter.limit])
+            return try TaskRecord.fetchAll(
+                db, sql: "SELECT * FROM tasks \(whereClause) ORDER BY id DESC LIMIT ?", arguments: arguments)
+        }
+    }
+
+    /// Cancels a task that has not started running.
+    ///
+    /// - Throws: `QueueError.taskNotFound`, `QueueError.notCancellable`.
+    public func cancel(taskID: Int64, by actor: String, reason: String?, now: Int64) throws -> TaskRecord {
+        try write("cancel a task") { db in
+            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) else {
+                throw QueueError.taskNotFound(taskID)
+            }
+            guard task.state.isCancellable else { throw QueueError.notCancellable(id: taskID, state: task.state) }
+            try db.execute(sql: """
+                UPDATE tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
+                """, arguments: [now, now, "cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""), taskID])
+            try db.appendLedger(.cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
+                "by": .string(actor), "reason": reason.map { .string($0) } ?? .null, "from": .string(task.state.rawValue),
+            ])
+            return try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+        }
+    }
+
+    /// Sends a dead task back to the queue with a fresh set of attempts.
+    ///
+    /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`.
+    public func retry(taskID: Int64, by actor: String, now: Int64) throws -> TaskRecord {
+        try write("retry a task") { db in
+            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) else {
+                throw QueueError.taskNotFound(taskID)
+            }
+            guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
+            try db.execute(sql: """
+                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?
+                WHERE id = ?
+                """, arguments: [now, now, taskID])
+            try db.appendLedger(.retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
+                "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
+            ])
+            return try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+        }
+    }
+
+    /// Counts and ages for `autonomy status`, from one consistent snapshot.
+    public func status(now: Int64) throws -> QueueStatus {
+        try read("read the queue status") { db in
+            var counts: [TaskState: Int] = [:]
+            var byType: [String: [TaskState: Int]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks GROUP BY type, state") {
+                let type: String = row["type"]
+                let stateText: String = row["state"]
+                let count: Int = row["n"]
+                guard let state = TaskState(rawValue: stateText) else { continue }
+                counts[state, default: 0] += count
+                byType[type, default: [:]][state, default: 0] += count
+            }
+            let oldest = try Row.fetchOne(db, sql: """
+                SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ?
+                ORDER BY run_at, id LIMIT 1
+                """, arguments: [now]).map { (id: $0["id"] as Int64, type: $0["type"] as String, since: $0["run_at"] as Int64) }
+            let next = try Row.fetchOne(db, sql: """
+                SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ?
+                ORDER BY run_at, id LIMIT 1
+                """, arguments: [now]).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
+            let dead = try TaskRecord.fetchAll(db, sql: """
+                SELECT * FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
+                """)
+            let expired = try Int.fetchOne(db, sql: """
+                SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
+                """, arguments: [now]) ?? 0
+            return QueueStatus(counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
+                               recentDead: dead, expiredLeases: expired)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+
+/// What a producer asks for: a task of a declared type with a JSON payload.
+public struct EnqueueRequest: Sendable, Equatable {
+    public var type: String
+    /// JSON text as the producer gave it; stored canonically.
+    public var payload: String
+    /// Overrides the type's default priority; higher runs first.
+    public var priority: Int?
+    /// Not before this time (epoch ms); exclusive with `delay`.
+    public var runAt: Int64?
+    /// Not before now plus this; exclusive with `runAt`.
+    public var delay: Interval?
+    /// Overrides the type's retry.max_attempts.
+    public var maxAttempts: Int?
+    /// An idempotency key: the same key again returns the existing task.
+    public var key: String?
+    /// Who asked (a bridge, an agent, a script).
+    public var source: String?
+    /// A short line shown in listings and approval requests.
+    public var subject: String?
+
+    public init(
+        type: String, payload: String = "{}", priority: Int? = nil, runAt: Int64? = nil,
+        delay: Interval? = nil, maxAttempts: Int? = nil, key: String? = nil, source: String? = nil,
+        subject: String? = nil
+    ) {
+        self.type = type
+        self.payload = payload
+        self.priority = priority
+        self.runAt = runAt
+        self.delay = delay
+        self.maxAttempts = maxAttempts
+        self.key = key
+        self.source = source
+        self.subject = subject
+    }
+}
+
+/// A request that passed every check, ready to insert.
+struct PreparedTask: Sendable {
+    var type: TaskType
+    var state: TaskState
+    var priority: Int
+    var runAt: Int64
+    var payload: String
+    var payloadSHA256: String
+    var request: EnqueueRequest
+}
+
+extension EnqueueRequest {
+    /// Checks the request against the map and limits; no database access.
+    func prepare(_ configuration: Configuration, now: Int64) throws(QueueError) -> PreparedTask {
+        guard let type = configuration.taskType(named: self.type) else {
+            throw .undeclaredType(self.type, declared: Array(configuration.taskTypes.keys))
+        }
+        let payloadValue: JSONValue
+        do {
+            payloadValue = try JSONValue.parse(payload)
+        } catch {
+            throw .invalidPayload(error.reason)
+        }
+        let canonical = payloadValue.canonicalText
+        let size = canonical.utf8.count
+        guard size <= configuration.queue.maxPayloadBytes else {
+            throw .payloadTooLarge(bytes: size, limit: configuration.queue.maxPayloadBytes)
+        }
+        if runAt != nil, delay != nil {
+            throw .invalidRequest("give either a delay or a run-at time, not both")
+        }
+        if let delay, delay.milliseconds < 0 {
+            throw .invalidRequest("the delay must not be negative")
+        }
+        if let maxAttempts, !(1...1000).contains(maxAttempts) {
+            throw .invalidRequest("max attempts must be from 1 to 1000, got \(maxAttempts)")
+        }
+        if let priority, !(-1_000_000...1_000_000).contains(priority) {
+            throw .invalidRequest("priority must be from -1000000 to 1000000, got \(priority)")
+        }
+        if let key, key.isEmpty || key.utf8.count > 512 {
+            throw .invalidRequest("an idempotency key must be 1 to 512 bytes")
+        }
+        for (name, value) in [("source", source), ("subject", subject)] {
+            if let value, value.utf8.count > 1024 {
+                throw .invalidRequest("\(name) must be at most 1024 bytes")
+            }
+        }
+        let start = runAt ?? (now + (delay?.milliseconds ?? 0))
+        return PreparedTask(
+            type: type,
+            state: type.safety == .safe ? .queued : .awaitingApproval,
+            priority: priority ?? type.priority,
+            runAt: start,
+            payload: canonical,
+            payloadSHA256: canonical.sha256Hex,
+            request: self)
+    }
+}
+
+extension EnqueueRequest {
+    /// One line of `enqueue --batch` input.
+    private struct BatchLine: Decodable {
+        var type: String
+        var payload: JSONValue?
+        var priority: Int?
+        var runAt: String?
+        var delay: String?
+        var maxAttempts: Int?
+        var key: String?
+        var source: String?
+        var subject: String?
+
+        enum CodingKeys: String, CodingKey {
+            case type, payload, priority, runAt = "run_at", delay, maxAttempts = "max_attempts", key, source, subject
+        }
+    }
+
+    /// Parses JSON Lines: one object a line (`{"type": "...", "payload": {...}, "priority": 5, "delay":
+    /// "10m", "run_at": "...", "max_attempts": 3, "key": "...", "source": "...", "subject": "..."}`).
+    /// Blank lines are skipped.
+    ///
+    /// - Throws: `QueueError.batchLine` naming the first bad line.
+    public static func parseBatch(_ data: Data) throws(QueueError) -> [EnqueueRequest] {
+        var requests: [EnqueueRequest] = []
+        var lineNumber = 0
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
+                continue
+            }
+            let parsed: BatchLine
+            do {
+                parsed = try JSONCoding.decoder.decode(BatchLine.self, from: Data(line))
+            } catch let DecodingError.keyNotFound(key, _) {
+                throw .batchLine(lineNumber, .invalidRequest("missing \"\(key.stringValue)\""))
+            } catch let DecodingError.typeMismatch(_, context) {
+                let field = context.codingPath.first?.stringValue ?? "the line"
+                throw .batchLine(lineNumber, .invalidRequest("\(field) has the wrong type"))
+            } catch {
+                throw .batchLine(lineNumber, .invalidRequest("not a JSON object: \(error.localizedDescription)"))
+            }
+            var request = EnqueueRequest(
+                type: parsed.type, payload: (parsed.payload ?? .object([:])).canonicalText,
+                priority: parsed.priority, maxAttempts: parsed.maxAttempts, key: parsed.key,
+                source: parsed.source, subject: parsed.subject)
+            if let text = parsed.runAt {
+                guard let time = Timestamp.parse(text) else {
+                    throw .batchLine(lineNumber, .invalidRequest("run_at \"\(text)\" is not a date such as 2026-12-01T09:00:00Z"))
+                }
+                request.runAt = time
+            }
+            if let text = parsed.delay {
+                guard let delay = Interval(parsing: text) else {
+                    throw .batchLine(lineNumber, .invalidRequest("delay \"\(text)\" is not a duration such as \"30s\" or \"10m\""))
+                }
+                request.delay = delay
+            }
+            requests.append(request)
+        }
+        return requests
+    }
+}

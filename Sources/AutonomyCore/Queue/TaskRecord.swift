@@ -1,0 +1,113 @@
+import Foundation
+import GRDB
+
+/// Where a task is in its life cycle (see DESIGN.md, "The task life cycle").
+public enum TaskState: String, Sendable, Codable, CaseIterable {
+    case queued
+    case awaitingApproval = "awaiting_approval"
+    case running
+    case verifying
+    case done
+    case dead
+    case cancelled
+    case rejected
+    case expired
+    case blocked
+
+    /// A final state never changes again (but `tasks retry` may send a dead task back).
+    public var isFinal: Bool {
+        switch self {
+        case .done, .dead, .cancelled, .rejected, .expired, .blocked: return true
+        case .queued, .awaitingApproval, .running, .verifying: return false
+        }
+    }
+
+    /// States a task may be cancelled from: it has not started running.
+    public var isCancellable: Bool { self == .queued || self == .awaitingApproval }
+}
+
+/// One row of the queue.
+public struct TaskRecord: Sendable, Equatable {
+    public var id: Int64
+    public var type: String
+    public var state: TaskState
+    public var priority: Int
+    /// Not before this time (epoch ms).
+    public var runAt: Int64
+    /// The canonical JSON text, exactly as hashed.
+    public var payload: String
+    public var payloadSHA256: String
+    public var idempotencyKey: String?
+    public var source: String?
+    public var subject: String?
+    /// Attempts started so far.
+    public var attempts: Int
+    /// This task's own limit; nil means the type's retry policy decides.
+    public var maxAttempts: Int?
+    public var leaseToken: String?
+    public var leaseExpiresAt: Int64?
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var startedAt: Int64?
+    public var finishedAt: Int64?
+    public var exitCode: Int?
+    /// The handler's result: JSON text when stdout parsed as JSON, else a JSON string.
+    public var result: String?
+    public var lastError: String?
+    public var stderrTail: String?
+
+    /// The limit that applies: the task's own, else its type's, else the default policy's.
+    public func attemptLimit(_ type: TaskType?) -> Int {
+        maxAttempts ?? type?.retry.maxAttempts ?? RetryPolicy().maxAttempts
+    }
+}
+
+extension TaskRecord: FetchableRecord {
+    public init(row: Row) throws {
+        id = row["id"]
+        type = row["type"]
+        let stateText: String = row["state"]
+        state = TaskState(rawValue: stateText) ?? .blocked
+        priority = row["priority"]
+        runAt = row["run_at"]
+        payload = row["payload"]
+        payloadSHA256 = row["payload_sha256"]
+        idempotencyKey = row["idempotency_key"]
+        source = row["source"]
+        subject = row["subject"]
+        attempts = row["attempts"]
+        maxAttempts = row["max_attempts"]
+        leaseToken = row["lease_token"]
+        leaseExpiresAt = row["lease_expires_at"]
+        createdAt = row["created_at"]
+        updatedAt = row["updated_at"]
+        startedAt = row["started_at"]
+        finishedAt = row["finished_at"]
+        exitCode = row["exit_code"]
+        result = row["result"]
+        lastError = row["last_error"]
+        stderrTail = row["stderr_tail"]
+    }
+}
+
+extension TaskRecord {
+    /// The task as a JSON object for `--json` output: times in ISO 8601 UTC, payload and result as JSON.
+    public var jsonValue: JSONValue {
+        func time(_ value: Int64?) -> JSONValue { value.map { .string(Timestamp.format($0)) } ?? .null }
+        func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
+        func number(_ value: Int?) -> JSONValue { value.map { .int(Int64($0)) } ?? .null }
+        return .object([
+            "id": .int(id), "type": .string(type), "state": .string(state.rawValue),
+            "priority": .int(Int64(priority)), "run_at": time(runAt),
+            "payload": (try? JSONValue.parse(payload)) ?? .string(payload),
+            "payload_sha256": .string(payloadSHA256), "key": text(idempotencyKey),
+            "source": text(source), "subject": text(subject),
+            "attempts": .int(Int64(attempts)), "max_attempts": number(maxAttempts),
+            "lease_expires_at": time(leaseExpiresAt), "created_at": time(createdAt),
+            "updated_at": time(updatedAt), "started_at": time(startedAt), "finished_at": time(finishedAt),
+            "exit_code": number(exitCode),
+            "result": result.map { (try? JSONValue.parse($0)) ?? .string($0) } ?? .null,
+            "last_error": text(lastError), "stderr_tail": text(stderrTail),
+        ])
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import GRDB
+
+/// The one front door to the database. Every method is one transaction that keeps the queue and the
+/// ledger in step; callers never write SQL.
+///
+/// Several processes may open the same file at once (WAL, a busy timeout, IMMEDIATE write
+/// transactions). Opening creates the file with mode 0600 and runs pending migrations.
+public final class AutonomyStore: Sendable {
+    public let path: String
+    let writer: DatabaseQueue
+
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// - Throws: `StoreError` when the file cannot be created or opened, or was written by a newer
+    ///   autonomy.
+    public init(path: String, settings: StoreSettings = StoreSettings()) throws {
+        self.path = path
+        try Self.createPrivately(path)
+        var configuration = GRDB.Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(settings.busyTimeout.seconds)
+        configuration.foreignKeysEnabled = true
+        let synchronous = settings.synchronous.rawValue.uppercased()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        do {
+            writer = try Self.retryingWhileBusy { try DatabaseQueue(path: path, configuration: configuration) }
+        } catch {
+            throw StoreError.wrap(error, path: path, operation: "open")
+        }
+        try migrate()
+    }
+
+    private static func createPrivately(_ path: String) throws {
+        if FileManager.default.fileExists(atPath: path) { return }
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder) {
+            throw StoreError.cannotOpen(path: path, reason: "the folder \(folder) does not exist (create it, or pass --database)")
+        }
+        let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            close(descriptor)
+        } else if errno != EEXIST {
+            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+    }
+
+    /// Runs pending migrations. Two processes opening a new file at once both succeed: the loser of
+    /// the race finds the winner's migrations applied and retries.
+    private func migrate() throws {
+        let migrator = Migrations.migrator
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            do {
+                let (superseded, complete, unknown) = try writer.read { db in
+                    let applied = try migrator.appliedIdentifiers(db)
+                    let known = Set(migrator.migrations)
+                    return (try migrator.hasBeenSuperseded(db), try migrator.hasCompletedMigrations(db),
+                            applied.subtracting(known).sorted())
+                }
+                if superseded { throw StoreError.newerSchema(path: path, unknownMigrations: unknown) }
+                if complete { return }
+                try migrator.migrate(writer)
+                return
+            } catch let error as StoreError {
+                throw error
+            } catch {
+                lastError = error
+                usleep(20_000)
+            }
+        }
+        throw StoreError.wrap(lastError ?? StoreError.busy(path: path), path: path, operation: "migrate")
+    }
+
+    private static func retryingWhileBusy<T>(_ body: () throws -> T) throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try body()
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < 50 {
+                attempt += 1
+                usleep(20_000)
+            }
+        }
+    }
+
+    /// Runs `body` in one IMMEDIATE write transaction: it waits for other writers (up to the busy
+    /// timeout) instead of failing half-way.
+    func write<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+        do {
+            return try writer.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                do {
+                    let value = try body(db)
+                    try db.execute(sql: "COMMIT")
+                    return value
+                } catch {
+                    try? db.execute(sql: "ROLLBACK")
+                    throw error
+                }
+            }
+        } catch {
+            throw StoreError.wrap(error, path: path, operation: operation)
+        }
+    }
+
+    /// Runs `body` in a read transaction: a consistent snapshot.
+    func read<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+        do {
+            return try writer.read(body)
+        } catch {
+            throw StoreError.wrap(error, path: path, operation: operation)
+        }
+    }
+
+    /// The names of the migrations applied to this file, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        try read("read migrations") { db in try Migrations.migrator.appliedMigrations(db) }
+    }
+}

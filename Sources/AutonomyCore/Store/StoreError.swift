@@ -1,0 +1,42 @@
+import GRDB
+
+/// The database could not be used. Each case says what the operator can do about it.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// The file could not be created or opened.
+    case cannotOpen(path: String, reason: String)
+    /// The file was written by a newer autonomy.
+    case newerSchema(path: String, unknownMigrations: [String])
+    /// Another process held the database for longer than the busy timeout.
+    case busy(path: String)
+    /// Anything else SQLite reported, with the operation that failed.
+    case failed(path: String, operation: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason):
+            return "cannot open the database \(path): \(reason)"
+        case .newerSchema(let path, let unknown):
+            return "the database \(path) was written by a newer autonomy (it has migrations this binary does not know: \(unknown.joined(separator: ", "))); upgrade autonomy"
+        case .busy(let path):
+            return "the database \(path) stayed locked by another process past the busy timeout; try again, or raise store.busy_timeout"
+        case .failed(let path, let operation, let reason):
+            return "database \(path): \(operation) failed: \(reason)"
+        }
+    }
+
+    static func wrap(_ error: any Error, path: String, operation: String) -> any Error {
+        guard let databaseError = error as? DatabaseError else { return error }
+        switch databaseError.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return StoreError.busy(path: path)
+        case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+            return StoreError.cannotOpen(path: path, reason: "the file is not an autonomy database or is damaged")
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
+            return StoreError.cannotOpen(path: path, reason: "\(databaseError.message ?? "permission denied") (check the file's owner and mode, and its folder's)")
+        case .SQLITE_FULL, .SQLITE_IOERR:
+            return StoreError.failed(path: path, operation: operation, reason: "\(databaseError.message ?? "disk error") (is the disk full?)")
+        default:
+            return StoreError.failed(path: path, operation: operation, reason: databaseError.message ?? "\(databaseError.resultCode)")
+        }
+    }
+}

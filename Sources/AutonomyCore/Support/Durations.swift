@@ -1,0 +1,77 @@
+/// A length of time written the way operators write it: `"500ms"`, `"30s"`, `"5m"`, `"24h"`, `"7d"`,
+/// or a sum such as `"1h30m"`. Held as whole milliseconds.
+public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var milliseconds: Int64
+
+    public init(milliseconds: Int64) { self.milliseconds = milliseconds }
+    public static func seconds(_ value: Int64) -> Interval { Interval(milliseconds: value * 1000) }
+    public static func minutes(_ value: Int64) -> Interval { .seconds(value * 60) }
+    public static func hours(_ value: Int64) -> Interval { .minutes(value * 60) }
+    public static let zero = Interval(milliseconds: 0)
+
+    public var seconds: Double { Double(milliseconds) / 1000 }
+    public var duration: Duration { .milliseconds(milliseconds) }
+
+    /// Parses `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, `"0"`; nil when the text is not such a length.
+    public init?(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed == "0" { self = .zero; return }
+        var total: Int64 = 0
+        var number: Int64? = nil
+        var index = trimmed.startIndex
+        guard !trimmed.isEmpty else { return nil }
+        while index < trimmed.endIndex {
+            let character = trimmed[index]
+            if let digit = character.wholeNumberValue, character.isASCII {
+                let (times, overflow1) = (number ?? 0).multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times.addingReportingOverflow(Int64(digit))
+                guard !overflow1, !overflow2 else { return nil }
+                number = sum
+                index = trimmed.index(after: index)
+                continue
+            }
+            guard let value = number else { return nil }
+            let rest = trimmed[index...]
+            let unit: Int64
+            if rest.hasPrefix("ms") {
+                unit = 1
+                index = trimmed.index(index, offsetBy: 2)
+            } else {
+                switch character {
+                case "s": unit = 1000
+                case "m": unit = 60_000
+                case "h": unit = 3_600_000
+                case "d": unit = 86_400_000
+                case "w": unit = 7 * 86_400_000
+                default: return nil
+                }
+                index = trimmed.index(after: index)
+            }
+            let (part, overflow1) = value.multipliedReportingOverflow(by: unit)
+            let (sum, overflow2) = total.addingReportingOverflow(part)
+            guard !overflow1, !overflow2 else { return nil }
+            total = sum
+            number = nil
+        }
+        guard number == nil else { return nil }  // "30" without a unit is ambiguous
+        self.milliseconds = total
+    }
+
+    /// A short human form: `"45s"`, `"3m12s"`, `"2h5m"`, `"3d4h"`, `"250ms"`.
+    public var description: String {
+        let ms = milliseconds
+        if ms < 0 { return "-" + Interval(milliseconds: -ms).description }
+        if ms < 1000 { return ms == 0 ? "0s" : "\(ms)ms" }
+        let totalSeconds = ms / 1000
+        let days = totalSeconds / 86_400, hours = (totalSeconds % 86_400) / 3600
+        let minutes = (totalSeconds % 3600) / 60, seconds = totalSeconds % 60
+        if days > 0 { return hours > 0 ? "\(days)d\(hours)h" : "\(days)d" }
+        if hours > 0 { return minutes > 0 ? "\(hours)h\(minutes)m" : "\(hours)h" }
+        if minutes > 0 { return seconds > 0 ? "\(minutes)m\(seconds)s" : "\(minutes)m" }
+        return "\(seconds)s"
+    }
+
+    public static func < (lhs: Interval, rhs: Interval) -> Bool { lhs.milliseconds < rhs.milliseconds }
+}
+
+import Foundation

@@ -1,0 +1,59 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+@main
+struct Autonomy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "autonomy",
+        abstract: "A durable task queue with a firewall, a ledger and a single-shot worker for agents and bots.",
+        discussion: """
+            Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
+            Exit codes: 0 ok, 1 refused in the task's current state, 64 usage, 65 bad input,
+            66 not found, 74 database unusable, 75 database busy, 78 configuration error.
+            """,
+        version: AutonomyVersion.current,
+        subcommands: [Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, ConfigCommand.self]
+    )
+
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withFailure: error)
+        }
+    }
+
+    /// Prints one `error:` line (help and version requests print as usual) and exits with the
+    /// documented code.
+    static func exit(withFailure error: any Error) -> Never {
+        if let failure = error as? CLIFailure {
+            FileHandle.standardError.write(Data("error: \(failure.message)\n".utf8))
+            Foundation.exit(failure.code.rawValue)
+        }
+        if let code = ExitCode.forCore(error) {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+        let code = exitCode(for: error)
+        if code == .success || error is CleanExit {
+            Self.exit(withError: error)
+        }
+        // Parsing and validation errors: one line, pointing at the help.
+        let message = Self.message(for: error)
+            .split(separator: "\n").first.map(String.init)?
+            .replacingOccurrences(of: "Error: ", with: "") ?? "invalid arguments"
+        FileHandle.standardError.write(Data("error: \(message) (see 'autonomy help')\n".utf8))
+        Foundation.exit(ExitCode.usage.rawValue)
+    }
+}
+
+enum AutonomyVersion {
+    static let current = "0.1.0"
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Check the configuration.",
+        subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration and print a summary of the declared map.",
+            discussion: """
+                Exits 0 when the configuration can be used (warnings included), 78 when it cannot.
+                Example: autonomy config check --config /etc/autonomy/autonomy.json
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Flag(help: "Print the summary as JSON.")
+        var json = false
+
+        func run() async throws {
+            let loaded = try global.loadConfiguration(quiet: true)
+            let configuration = loaded.configuration
+            let warnings = loaded.warnings + loaded.machineWarnings()
+            let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+            let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
+            if json {
+                return printJSON(.object([
+                    "file": loaded.path.map { .string($0) } ?? .null,
+                    "database": .string(database),
+                    "version": .int(Int64(configuration.version)),
+                    "task_types": .array(types.map { type in .object([
+                        "name": .string(type.name), "safety": .string(type.safety.rawValue),
+                        "owner": type.owner.map { .string($0) } ?? .null,
+                        "timeout": .string(type.effectiveTimeout(configuration.worker).description),
+                        "max_attempts": .int(Int64(type.retry.maxAttempts)),
+                    ]) }),
+                    "components": .array(configuration.components.map { .string($0.name) }),
+                    "warnings": .array(warnings.map { .string($0) }),
+                ]))
+            }
+            print("config:   \(loaded.path ?? "built-in defaults")")
+            print("database: \(database)")
+            print("timezone: \(configuration.timezone.identifier)")
+            print("worker:   lease \(configuration.worker.lease), drain up to \(configuration.worker.drainMaxSeconds)s")
+            if types.isEmpty {
+                print("task types: none declared, so every task is refused")
+            } else {
+                print("task types (\(types.count)):")
+                print(table(["  NAME", "SAFETY", "OWNER", "TIMEOUT", "ATTEMPTS", "HANDLER"], types.map { type in
+                    var handler = ""
+                    if case .exec(let exec) = type.handler { handler = exec.argv.joined(separator: " ") }
+                    return ["  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
+                            type.owner ?? "-", type.effectiveTimeout(configuration.worker).description,
+                            String(type.retry.maxAttempts), String(handler.prefix(60))]
+                }))
+            }
+            if !configuration.components.isEmpty {
+                print("components (\(configuration.components.count)):")
+                for component in configuration.components {
+                    print("  \(component.name)  owner \(component.owner ?? "-")  types: \(component.taskTypes.joined(separator: ", "))")
+                }
+            }
+            for warning in warnings { print("warning: \(warning)") }
+            print(warnings.isEmpty ? "ok" : "ok, with \(warnings.count) warning(s)")
+        }
+    }
+}

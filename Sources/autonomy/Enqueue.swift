@@ -1,0 +1,126 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+struct Enqueue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add a task to the queue (or a batch of them).",
+        discussion: """
+            Prints the new task's id. The same --key again prints the existing id and creates nothing.
+            A dangerous type's task waits for approval.
+            Examples:
+              autonomy enqueue daily_report --payload '{"day":"2026-11-24"}'
+              autonomy enqueue send_email --payload-file mail.json --key order-1234 --source sales-bot
+              autonomy enqueue --batch tasks.jsonl
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "A task type declared in the configuration.")
+    var type: String?
+
+    @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
+    var payload: String?
+
+    @Option(name: .customLong("payload-file"), help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
+    var payloadFile: String?
+
+    @Option(help: "Higher runs first (default: the type's priority).")
+    var priority: Int?
+
+    @Option(help: ArgumentHelp("Run no sooner than this from now, e.g. 10m.", valueName: "duration"))
+    var delay: String?
+
+    @Option(name: .customLong("run-at"), help: ArgumentHelp("Run no sooner than this time, e.g. 2026-12-01T09:00:00Z.", valueName: "time"))
+    var runAt: String?
+
+    @Option(name: .customLong("max-attempts"), help: "Attempts in all (default: the type's retry.max_attempts).")
+    var maxAttempts: Int?
+
+    @Option(help: ArgumentHelp("An idempotency key: the same key again returns the existing task.", valueName: "key"))
+    var key: String?
+
+    @Option(help: "Who is asking (a bridge, an agent, a script).")
+    var source: String?
+
+    @Option(help: "A short line shown in listings and approval requests.")
+    var subject: String?
+
+    @Option(help: ArgumentHelp("JSON Lines of tasks, from a file or '-' for stdin; all are enqueued, or none.", valueName: "file"))
+    var batch: String?
+
+    @Flag(help: "Print the whole task (an array of them with --batch) as JSON.")
+    var json = false
+
+    func validate() throws {
+        if batch != nil {
+            guard type == nil, payload == nil, payloadFile == nil, priority == nil, delay == nil, runAt == nil,
+                  maxAttempts == nil, key == nil, source == nil, subject == nil else {
+                throw ValidationError("--batch takes its tasks from the file: give no type or task options with it")
+            }
+            return
+        }
+        guard type != nil else { throw ValidationError("give a task type, or --batch FILE") }
+        if payload != nil, payloadFile != nil { throw ValidationError("give --payload or --payload-file, not both") }
+        if delay != nil, runAt != nil { throw ValidationError("give --delay or --run-at, not both") }
+    }
+
+    func run() async throws {
+        if let batch { return try runBatch(batch) }
+        var request = EnqueueRequest(type: type ?? "", payload: try readPayload(), priority: priority,
+                                     maxAttempts: maxAttempts, key: key, source: source, subject: subject)
+        if let delay {
+            guard let interval = Interval(parsing: delay) else {
+                throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
+            }
+            request.delay = interval
+        }
+        if let runAt {
+            guard let time = Timestamp.parse(runAt) else {
+                throw CLIFailure("--run-at \"\(runAt)\" is not a time such as 2026-12-01T09:00:00Z", code: .badInput)
+            }
+            request.runAt = time
+        }
+        let (loaded, store) = try global.open()
+        let outcome = try store.enqueue(request, configuration: loaded.configuration, now: try currentClock().now())
+        if case .existing(let task) = outcome {
+            printError("note: idempotency key \"\(key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued")
+        }
+        if json { printJSON(outcome.task.jsonValue) } else { print(outcome.task.id) }
+    }
+
+    private func readPayload() throws -> String {
+        if let payload { return payload }
+        guard let payloadFile else { return "{}" }
+        return String(decoding: try readInput(payloadFile, what: "payload file"), as: UTF8.self)
+    }
+
+    private func runBatch(_ source: String) throws {
+        let data = try readInput(source, what: "batch file")
+        let requests = try EnqueueRequest.parseBatch(data)
+        let (loaded, store) = try global.open()
+        let outcomes = try store.enqueueBatch(requests, configuration: loaded.configuration, now: try currentClock().now())
+        let created = outcomes.filter { if case .created = $0 { return true } else { return false } }.count
+        if json {
+            printJSON(.array(outcomes.map(\.task.jsonValue)))
+        } else {
+            var text = ""
+            for outcome in outcomes { text += "\(outcome.task.id)\n" }
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+        if created < outcomes.count {
+            printError("note: \(outcomes.count - created) of \(outcomes.count) tasks already existed under their keys; \(created) enqueued")
+        }
+    }
+}
+
+/// Reads a file, or stdin for "-".
+func readInput(_ path: String, what: String) throws -> Data {
+    if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        let exists = FileManager.default.fileExists(atPath: path)
+        throw CLIFailure(exists ? "cannot read the \(what) \(path) (check its permissions)" : "no such \(what): \(path)",
+                         code: .notFound)
+    }
+    return data
+}

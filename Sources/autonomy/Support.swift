@@ -1,0 +1,140 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+import Logging
+
+/// Where the configuration and the database are; every subcommand takes these.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The configuration file (default: $AUTONOMY_CONFIG, else ./autonomy.json, else built-in defaults).", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("The database file (default: $AUTONOMY_DATABASE, else the config's \"database\", else ./autonomy.db).", valueName: "file"))
+    var database: String?
+
+    /// Loads the configuration, printing its warnings to stderr.
+    func loadConfiguration(quiet: Bool = false) throws -> LoadedConfiguration {
+        let loaded = try ConfigLoader.load(explicitPath: config)
+        if !quiet {
+            for warning in loaded.warnings { printError("warning: \(warning)") }
+        }
+        return loaded
+    }
+
+    /// Loads the configuration and opens the database it names.
+    func open() throws -> (LoadedConfiguration, AutonomyStore) {
+        let loaded = try loadConfiguration()
+        let path = ConfigLoader.databasePath(flag: database, loaded: loaded)
+        let store = try AutonomyStore(path: path, settings: loaded.configuration.store)
+        return (loaded, store)
+    }
+}
+
+/// A refusal the command itself decided on, with its exit code.
+struct CLIFailure: Error {
+    var message: String
+    var code: ExitCode
+    init(_ message: String, code: ExitCode) {
+        self.message = message
+        self.code = code
+    }
+}
+
+extension ExitCode {
+    /// The request is valid but the task's current state does not allow it.
+    static let refused = ExitCode(1)
+    static let usage = ExitCode(64)
+    static let badInput = ExitCode(65)
+    static let notFound = ExitCode(66)
+    static let databaseUnusable = ExitCode(74)
+    static let databaseBusy = ExitCode(75)
+    static let configError = ExitCode(78)
+
+    /// The documented code for an error from the core; nil for errors the core does not raise.
+    static func forCore(_ error: any Error) -> ExitCode? {
+        switch error {
+        case let error as QueueError:
+            switch error {
+            case .taskNotFound: return .notFound
+            case .notCancellable, .notRetryable: return .refused
+            default: return .badInput
+            }
+        case let error as StoreError:
+            if case .busy = error { return .databaseBusy }
+            return .databaseUnusable
+        case is ConfigError:
+            return .configError
+        default:
+            return nil
+        }
+    }
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Where "now" comes from. `AUTONOMY_CLOCK_OFFSET` (e.g. "90s") shifts it: for tests that need a
+/// lease to expire without waiting; never set it in production.
+func currentClock() throws -> any WallClock {
+    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_CLOCK_OFFSET"], !text.isEmpty else {
+        return SystemClock()
+    }
+    let negative = text.hasPrefix("-")
+    let body = negative || text.hasPrefix("+") ? String(text.dropFirst()) : text
+    guard let interval = Interval(parsing: body) else {
+        throw CLIFailure("AUTONOMY_CLOCK_OFFSET \"\(text)\" is not a duration such as \"90s\"", code: .usage)
+    }
+    return OffsetClock(offset: Interval(milliseconds: negative ? -interval.milliseconds : interval.milliseconds))
+}
+
+/// Who is acting: `--by`, else `AUTONOMY_OPERATOR`, else the login user.
+func operatorName(_ flag: String?) throws -> String {
+    if let flag, !flag.isEmpty { return flag }
+    let environment = ProcessInfo.processInfo.environment
+    if let name = environment["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
+    if let name = environment["USER"] ?? environment["LOGNAME"], !name.isEmpty { return name }
+    if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
+    throw CLIFailure("no operator name: pass --by NAME or set AUTONOMY_OPERATOR", code: .usage)
+}
+
+/// Logs go to stderr; `AUTONOMY_LOG_LEVEL` (trace … critical, default warning) sets how much.
+func makeLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    let level = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) }
+    logger.logLevel = level ?? .warning
+    return logger
+}
+
+func printJSON(_ value: JSONValue) {
+    print(value.prettyText)
+}
+
+/// "3m12s ago", "in 10m".
+func relative(_ time: Int64, now: Int64) -> String {
+    let delta = Interval(milliseconds: time - now)
+    return delta.milliseconds >= 0 ? "in \(delta)" : "\(Interval(milliseconds: -delta.milliseconds)) ago"
+}
+
+/// A time as the operator reads it: in the configured zone.
+func display(_ time: Int64?, _ configuration: Configuration) -> String {
+    guard let time else { return "-" }
+    return Timestamp.format(time, timeZone: configuration.timezone)
+}
+
+/// Lays rows out in aligned columns.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (index, cell) in row.enumerated() where index < widths.count {
+            widths[index] = max(widths[index], cell.count)
+        }
+    }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { index, cell in
+            index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+extension TaskState: ExpressibleByArgument {}

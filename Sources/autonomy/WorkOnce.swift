@@ -1,0 +1,70 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+struct WorkOnce: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "work-once",
+        abstract: "Recover tasks of dead workers, then run one task (or, with --drain, until none is runnable).",
+        discussion: """
+            Exits 0 whenever the worker did its job, whatever the tasks' outcomes (they are in the
+            ledger); non-zero only when it could not work (bad configuration, unusable database).
+            Example (what the systemd timer runs): autonomy work-once --drain
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Keep going until nothing is runnable or a limit is reached.")
+    var drain = false
+
+    @Option(name: .customLong("max-seconds"), help: "With --drain: start no task after this many seconds (default: worker.drain_max_seconds, 50).")
+    var maxSeconds: Int?
+
+    @Option(name: .customLong("max-tasks"), help: "With --drain: stop after this many tasks (default: worker.drain_max_tasks, no limit).")
+    var maxTasks: Int?
+
+    @Flag(help: "Report what was done as JSON.")
+    var json = false
+
+    func validate() throws {
+        if !drain, maxSeconds != nil || maxTasks != nil {
+            throw ValidationError("--max-seconds and --max-tasks go with --drain")
+        }
+        if let maxSeconds, maxSeconds < 0 { throw ValidationError("--max-seconds must be 0 or more") }
+        if let maxTasks, maxTasks < 1 { throw ValidationError("--max-tasks must be 1 or more") }
+    }
+
+    func run() async throws {
+        let (loaded, store) = try global.open()
+        let settings = loaded.configuration.worker
+        var environment = ["AUTONOMY_DATABASE": store.path]
+        if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
+        let worker = Worker(store: store, loaded: loaded, clock: try currentClock(), handlerEnvironment: environment,
+                            logger: makeLogger("autonomy.worker"))
+        let limits = drain
+            ? Worker.Limits(maxSeconds: Double(maxSeconds ?? settings.drainMaxSeconds), maxTasks: maxTasks ?? settings.drainMaxTasks)
+            : nil
+        let report = try await worker.work(drain: limits)
+        if json { return printJSON(report.jsonValue) }
+        for recovered in report.recovered {
+            print("recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))")
+        }
+        for skipped in report.skipped {
+            print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
+        }
+        for attempt in report.attempts {
+            let where_ = attempt.outcome.map { describe($0.state, next: $0.nextRunAt, loaded.configuration) }
+                ?? "lease lost; another worker owns it"
+            let error = attempt.outcome?.error.map { " — \($0)" } ?? ""
+            print("task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(where_) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)")
+        }
+        if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty {
+            print("nothing to do")
+        }
+    }
+
+    private func describe(_ state: TaskState, next: Int64?, _ configuration: Configuration) -> String {
+        if state == .queued, let next { return "retry at \(display(next, configuration))" }
+        return state.rawValue
+    }
+}
