@@ -34,7 +34,11 @@ let package = Package(
         ),
         .testTarget(
             name: "AutonomyCoreTests",
-            dependencies: ["AutonomyCore"]
+            dependencies: [
+                "AutonomyCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "autonomyTests",

@@ -44,7 +44,7 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             print("config:   \(loaded.path ?? "built-in defaults")")
             print("database: \(database)")
-            print("timezone: \(configuration.timezone.identifier)")
+            print("timezone: \(configuration.timezoneName)")
             print("worker:   lease \(configuration.worker.lease), drain up to \(configuration.worker.drainMaxSeconds)s")
             if types.isEmpty {
                 print("task types: none declared, so every task is refused")

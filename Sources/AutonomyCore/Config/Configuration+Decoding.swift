@@ -30,6 +30,7 @@ extension Configuration: Decodable {
                     debugDescription: "unknown time zone \"\(zone)\" (use an IANA name such as \"UTC\" or \"Europe/Berlin\")")
             }
             timezone = timeZone
+            timezoneName = zone
         }
         worker = try container.decodeIfPresent(WorkerSettings.self, forKey: .worker) ?? WorkerSettings()
         queue = try container.decodeIfPresent(QueueSettings.self, forKey: .queue) ?? QueueSettings()

@@ -10,6 +10,8 @@ public struct Configuration: Sendable {
     public var database: String?
     /// The zone times are shown in.
     public var timezone: TimeZone = .gmt
+    /// The zone's name as written ("UTC", "Europe/Berlin").
+    public var timezoneName = "UTC"
     public var worker = WorkerSettings()
     public var queue = QueueSettings()
     public var store = StoreSettings()

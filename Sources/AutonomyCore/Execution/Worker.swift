@@ -73,6 +73,8 @@ public struct Worker: Sendable {
     /// Passed to handlers so nested `autonomy` calls reach the same database and map.
     public var handlerEnvironment: [String: String]
     public var logger: Logger
+    /// How often a held lease is renewed; a third of the lease when nil.
+    public var leaseRenewalInterval: Duration?
 
     public init(
         store: AutonomyStore, loaded: LoadedConfiguration, clock: any WallClock = SystemClock(),
@@ -167,12 +169,13 @@ public struct Worker: Sendable {
     private func runKeepingLease(_ claimed: ClaimedTask, invocation: HandlerInvocation) async -> HandlerOutcome {
         let lease = loaded.configuration.worker.lease
         let (store, clock, runner, logger) = (self.store, self.clock, self.runner, self.logger)
+        let renewal = leaseRenewalInterval ?? .milliseconds(max(500, lease.milliseconds / 3))
         return await withTaskGroup(of: Event.self) { group in
             group.addTask { .finished(await runner.run(invocation)) }
             group.addTask {
                 while true {
                     do {
-                        try await Task.sleep(for: .milliseconds(max(500, lease.milliseconds / 3)))
+                        try await Task.sleep(for: renewal)
                     } catch {
                         return .leaseLost  // cancelled: the handler already finished
                     }

@@ -21,12 +21,12 @@ public final class AutonomyStore: Sendable {
         configuration.journalMode = .wal
         configuration.busyMode = .timeout(settings.busyTimeout.seconds)
         configuration.foreignKeysEnabled = true
-        let synchronous = settings.synchronous.rawValue.uppercased()
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         do {
             writer = try Self.retryingWhileBusy { try DatabaseQueue(path: path, configuration: configuration) }
+            // After the WAL set-up, which lowers it: a queued request must survive power loss.
+            try writer.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
+            }
         } catch {
             throw StoreError.wrap(error, path: path, operation: "open")
         }

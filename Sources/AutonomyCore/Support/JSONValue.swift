@@ -71,12 +71,20 @@ extension JSONValue {
     public static func parse(_ data: Data) throws(JSONTextError) -> JSONValue {
         do {
             return try JSONCoding.decoder.decode(JSONValue.self, from: data)
-        } catch let DecodingError.dataCorrupted(context) {
-            let reason = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw JSONTextError(reason: reason ?? context.debugDescription)
         } catch {
-            throw JSONTextError(reason: "\(error)")
+            throw JSONTextError(reason: reasonNotJSON(data))
         }
+    }
+
+    /// JSONDecoder says only "not valid JSON"; JSONSerialization says where.
+    private static func reasonNotJSON(_ data: Data) -> String {
+        if data.isEmpty { return "it is empty" }
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            if let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String { return reason }
+        }
+        return "it does not parse as JSON"
     }
 
     /// The canonical text: keys sorted, no insignificant white space. Equal documents give equal text.

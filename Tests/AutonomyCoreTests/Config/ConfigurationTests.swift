@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import AutonomyCore
+
+@Suite struct ConfigurationTests {
+    @Test func durationsParseTheWayOperatorsWriteThem() {
+        #expect(Interval(parsing: "30s")?.milliseconds == 30_000)
+        #expect(Interval(parsing: "5m")?.milliseconds == 300_000)
+        #expect(Interval(parsing: "24h")?.milliseconds == 86_400_000)
+        #expect(Interval(parsing: "7d")?.milliseconds == 604_800_000)
+        #expect(Interval(parsing: "1h30m")?.milliseconds == 5_400_000)
+        #expect(Interval(parsing: "250ms")?.milliseconds == 250)
+        #expect(Interval(parsing: "0")?.milliseconds == 0)
+        for bad in ["", "30", "s", "5x", "-5m", "1.5h", "99999999999999999999d"] {
+            #expect(Interval(parsing: bad) == nil, "\(bad) should not parse")
+        }
+        #expect(Interval(milliseconds: 192_000).description == "3m12s")
+    }
+
+    @Test func defaultsFillEveryOptionalKey() throws {
+        let loaded = try loadMap(#"{"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}}}}}"#)
+        let type = try #require(loaded.configuration.taskTypes["t"])
+        #expect(type.safety == .dangerous)  // no rating means dangerous
+        #expect(type.retry == RetryPolicy())
+        #expect(loaded.configuration.worker.lease == .seconds(60))
+        #expect(loaded.configuration.worker.drainMaxSeconds == 50)
+        #expect(loaded.configuration.queue.maxPayloadBytes == 262_144)
+        #expect(loaded.configuration.store.synchronous == .full)
+        #expect(loaded.warnings.contains { $0.contains("task_types.t.safety") })
+    }
+
+    @Test(arguments: [
+        (#"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#,
+         "task_types.send_email.handler.exec.argv: expected a non-empty array"),
+        (#"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"backoff": "soon"}}}}"#,
+         "task_types.a.retry.backoff: expected a duration"),
+        (#"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"max_attempts": 0}}}}"#,
+         "task_types.a.retry.max_attempts: expected a whole number from 1 to 1000"),
+        (#"{"version": 1, "task_types": {"a": {"safety": "maybe", "handler": {"exec": {"argv": ["x"]}}}}}"#,
+         "task_types.a.safety"),
+        (#"{"version": 1, "task_types": {"a": {}}}"#, "task_types.a.handler: missing"),
+        (#"{"version": 1, "worker": {"lease": 60}}"#, "worker.lease: expected a string"),
+        (#"{"version": 1, "timezone": "Mars/Olympus"}"#, "timezone: unknown time zone"),
+        (#"{"version": 2}"#, "version: version 2 is not supported"),
+        (#"{"task_types": {}}"#, "version: missing"),
+        (#"{"version": 1, "components": [{"owner": "x"}]}"#, "components[0].name: missing required key"),
+        (#"{"version": 1,"#, "not valid JSON"),
+    ])
+    func errorsNameTheKeyPath(json: String, expected: String) {
+        #expect {
+            _ = try loadMap(json)
+        } throws: { error in
+            "\(error)".contains(expected)
+        }
+    }
+
+    @Test func unknownKeysWarnWithTheirPath() throws {
+        let loaded = try loadMap("""
+            {"version": 1, "wokrer": {}, "task_types": {"a": {"safety": "safe", "handler": {"exec": {"argv": ["x"], "tiemout": "5s"}}}}}
+            """)
+        #expect(loaded.warnings.contains("wokrer: unknown key, ignored (check its spelling)"))
+        #expect(loaded.warnings.contains("task_types.a.handler.exec.tiemout: unknown key, ignored (check its spelling)"))
+    }
+
+    @Test func backoffGrowsByTheFactorUpToTheCapWithBoundedJitter() {
+        var policy = RetryPolicy()
+        policy.backoff = .seconds(30)
+        policy.factor = 2
+        policy.maxBackoff = .minutes(5)
+        policy.jitter = 0
+        #expect(policy.delay(afterAttempt: 1, unit: 0.9) == .seconds(30))
+        #expect(policy.delay(afterAttempt: 2, unit: 0.9) == .seconds(60))
+        #expect(policy.delay(afterAttempt: 3, unit: 0.9) == .seconds(120))
+        #expect(policy.delay(afterAttempt: 10, unit: 0.9) == .minutes(5))
+        policy.jitter = 0.1
+        #expect(policy.delay(afterAttempt: 1, unit: 0) == .seconds(27))
+        #expect(policy.delay(afterAttempt: 1, unit: 1) == .seconds(33))
+    }
+
+    @Test func databasePathPrecedenceIsFlagThenEnvironmentThenFileThenDefault() throws {
+        var loaded = try loadMap(#"{"version": 1, "database": "data/queue.db"}"#)
+        loaded.path = "/etc/autonomy/autonomy.json"
+        #expect(ConfigLoader.databasePath(flag: "/x/flag.db", loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"]) == "/x/flag.db")
+        #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"]) == "/x/env.db")
+        #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: [:]) == "/etc/autonomy/data/queue.db")
+        loaded.configuration.database = nil
+        #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: [:]).hasSuffix("/autonomy.db"))
+    }
+
+    @Test func theExampleConfigurationLoadsWithoutWarnings() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config.example.json").path
+        let loaded = try ConfigLoader.load(explicitPath: path)
+        #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
+        #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .dangerous })
+        #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .safe })
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+@testable import AutonomyCore
+
+@Suite struct ExecRunnerTests {
+    private func invocation(
+        _ argv: [String], payload: String = #"{"to":"a@b.c; rm -rf /"}"#, timeout: Interval = .seconds(30),
+        cwd: String? = nil, env: [String: String] = [:], base: String = "/"
+    ) -> HandlerInvocation {
+        let task = TaskRecord(
+            id: 7, type: "t", state: .running, priority: 0, runAt: 0, payload: payload, payloadSHA256: payload.sha256Hex,
+            idempotencyKey: nil, source: nil, subject: nil, attempts: 2, maxAttempts: nil, leaseToken: nil,
+            leaseExpiresAt: nil, createdAt: 0, updatedAt: 0, startedAt: nil, finishedAt: nil, exitCode: nil,
+            result: nil, lastError: nil, stderrTail: nil)
+        return HandlerInvocation(
+            task: task, type: TaskType(name: "t", handler: .exec(ExecHandler(argv: argv, cwd: cwd, env: env))),
+            attempt: 2, timeout: timeout, baseDirectory: base, environment: ["AUTONOMY_DATABASE": "/x.db"])
+    }
+
+    private func runner(maxOutput: Int = 64 * 1024, maxStderr: Int = 8 * 1024, grace: Interval = .seconds(2)) -> ExecRunner {
+        var settings = WorkerSettings()
+        settings.maxOutputBytes = maxOutput
+        settings.maxStderrBytes = maxStderr
+        settings.killGrace = grace
+        return ExecRunner(settings: settings)
+    }
+
+    @Test func thePayloadArrivesOnStdinAndInAFileNeverInArgv() async throws {
+        let script = """
+            stdin=$(cat)
+            file=$(cat "$AUTONOMY_PAYLOAD_FILE")
+            printf '{"stdin":%s,"file":%s,"id":"%s","type":"%s","attempt":"%s","db":"%s","extra":"%s","args":"%s"}' \
+              "$stdin" "$file" "$AUTONOMY_TASK_ID" "$AUTONOMY_TASK_TYPE" "$AUTONOMY_ATTEMPT" "$AUTONOMY_DATABASE" "$EXTRA" "$*"
+            """
+        let outcome = await runner().run(invocation(["/bin/sh", "-c", script, "sh", "fixed-arg"], env: ["EXTRA": "yes"]))
+        #expect(outcome.status == .exited(0))
+        let result = try JSONValue.parse(try #require(outcome.resultJSON))
+        let payload: JSONValue = ["to": "a@b.c; rm -rf /"]
+        #expect(result[path: "stdin"] == payload)
+        #expect(result[path: "file"] == payload)
+        #expect(result[path: "id"] == "7" && result[path: "type"] == "t" && result[path: "attempt"] == "2")
+        #expect(result[path: "db"] == "/x.db" && result[path: "extra"] == "yes")
+        #expect(result[path: "args"] == "fixed-arg")
+    }
+
+    @Test func thePayloadFileIsRemovedAfterwards() async throws {
+        let outcome = await runner().run(invocation(["/bin/sh", "-c", "echo \"$AUTONOMY_PAYLOAD_FILE\""]))
+        let path = outcome.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(path.contains("autonomy-task-7-"))
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test func aNonZeroExitIsAnOutcomeWithTheTailOfStderr() async {
+        let outcome = await runner(maxStderr: 16).run(invocation(
+            ["/bin/sh", "-c", "echo 'early noise that is long' >&2; echo 'the real reason' >&2; exit 4"]))
+        #expect(outcome.status == .exited(4))
+        #expect(outcome.stderrTail == "the real reason\n")
+        #expect(outcome.errorSummary == "exited with status 4: the real reason")
+    }
+
+    @Test func stdoutIsCutAtTheLimitAndMarked() async {
+        let outcome = await runner(maxOutput: 100).run(invocation(["/bin/sh", "-c", "yes x | head -c 100000"]))
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.stdout.utf8.count == 100)
+        #expect(outcome.stdoutTruncated)
+    }
+
+    @Test func aTimeoutStopsTheWholeProcessGroup() async throws {
+        let folder = try TemporaryFolder()
+        let marker = folder.file("child.pid")
+        // The handler starts a grandchild that would outlive it, then hangs; both must be stopped.
+        let script = "sleep 300 & echo $! > \(marker); wait"
+        let outcome = await runner(grace: Interval(milliseconds: 200)).run(invocation(["/bin/sh", "-c", script], timeout: Interval(milliseconds: 300)))
+        #expect(outcome.status == .timedOut(Interval(milliseconds: 300)))
+        let pid = try #require(Int32(String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        var alive = true
+        for _ in 0..<100 where alive {  // reaped by init; give it a moment to vanish
+            alive = kill(pid, 0) == 0 && !isZombie(pid)
+            if alive { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(!alive)
+    }
+
+    @Test func aHandlerThatIgnoresTermIsKilledAfterTheGrace() async {
+        let outcome = await runner(grace: Interval(milliseconds: 200)).run(
+            invocation(["/bin/sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300"], timeout: Interval(milliseconds: 200)))
+        #expect(outcome.status == .timedOut(Interval(milliseconds: 200)))
+        #expect(outcome.durationMs < 10_000)
+    }
+
+    @Test func aMissingProgramCouldNotStart() async {
+        let outcome = await runner().run(invocation(["/nonexistent/handler"]))
+        guard case .couldNotStart = outcome.status else {
+            Issue.record("expected couldNotStart, got \(outcome.status)")
+            return
+        }
+        let bare = await runner().run(invocation(["no-such-program-anywhere"]))
+        guard case .couldNotStart(let reason) = bare.status else {
+            Issue.record("expected couldNotStart, got \(bare.status)")
+            return
+        }
+        #expect(reason.contains("no-such-program-anywhere"))
+    }
+
+    @Test func relativePathsAreTakenFromTheConfigFolder() async throws {
+        let folder = try TemporaryFolder()
+        try folder.write("bin/hello.sh", "#!/bin/sh\npwd\n", executable: true)
+        try FileManager.default.createDirectory(atPath: folder.file("work"), withIntermediateDirectories: true)
+        let outcome = await runner().run(invocation(["./bin/hello.sh"], cwd: "work", base: folder.path))
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("/work"))
+    }
+
+    private func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+}

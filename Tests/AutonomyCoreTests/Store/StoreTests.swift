@@ -1,0 +1,85 @@
+import Foundation
+import GRDB
+import Testing
+@testable import AutonomyCore
+
+@Suite struct StoreTests {
+    @Test func aNewFileIsCreatedPrivateWithWALAndEveryMigration() throws {
+        let folder = try TemporaryFolder()
+        let store = try AutonomyStore(path: folder.file("a.db"))
+        var info = stat()
+        #expect(stat(store.path, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect(try store.appliedMigrations() == Migrations.migrator.migrations)
+        let (mode, synchronous, foreignKeys) = try store.read("pragmas") { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
+             try Int.fetchOne(db, sql: "PRAGMA foreign_keys"))
+        }
+        #expect(mode == "wal")
+        #expect(synchronous == 2)  // FULL
+        #expect(foreignKeys == 1)
+    }
+
+    @Test func reopeningAnExistingFileKeepsItsRows() throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("report")
+        let again = try AutonomyStore(path: fixture.store.path)
+        #expect(try again.task(id: task.id) == task)
+        #expect(try again.appliedMigrations() == Migrations.migrator.migrations)
+    }
+
+    @Test func aDatabaseFromANewerBinaryIsRefused() throws {
+        let fixture = try Fixture()
+        try fixture.store.write("fake a newer migration") { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
+        }
+        #expect {
+            _ = try AutonomyStore(path: fixture.store.path)
+        } throws: { error in
+            guard case StoreError.newerSchema(_, let unknown) = error else { return false }
+            return unknown == ["v99-from-the-future"] && "\(error)".contains("upgrade autonomy")
+        }
+    }
+
+    @Test func aFileThatIsNotADatabaseIsRefusedClearly() throws {
+        let folder = try TemporaryFolder()
+        let path = try folder.write("junk.db", String(repeating: "not sqlite ", count: 200))
+        #expect {
+            _ = try AutonomyStore(path: path)
+        } throws: { error in
+            "\(error)".contains("not an autonomy database")
+        }
+    }
+
+    @Test func aMissingFolderIsNamed() throws {
+        #expect {
+            _ = try AutonomyStore(path: "/nonexistent-folder-for-autonomy/a.db")
+        } throws: { error in
+            "\(error)".contains("the folder /nonexistent-folder-for-autonomy does not exist")
+        }
+    }
+
+    @Test func manyOpenersOfANewFileAtOnceAllSucceed() async throws {
+        let folder = try TemporaryFolder()
+        let path = folder.file("race.db")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask { _ = try AutonomyStore(path: path) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try AutonomyStore(path: path).appliedMigrations() == Migrations.migrator.migrations)
+    }
+
+    @Test func theLedgerIsAppendOnly() throws {
+        let fixture = try Fixture()
+        try fixture.enqueue("report")
+        #expect(throws: (any Error).self) {
+            try fixture.store.write("edit") { db in try db.execute(sql: "UPDATE ledger SET event = 'x'") }
+        }
+        #expect(throws: (any Error).self) {
+            try fixture.store.write("delete") { db in try db.execute(sql: "DELETE FROM ledger") }
+        }
+        #expect(try fixture.count("SELECT COUNT(*) FROM ledger WHERE event = 'enqueued'") == 1)
+    }
+}
