@@ -42,7 +42,11 @@ let package = Package(
         ),
         .testTarget(
             name: "autonomyTests",
-            dependencies: ["AutonomyCore"]
+            dependencies: [
+                "AutonomyCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

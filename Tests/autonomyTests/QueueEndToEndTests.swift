@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+import AutonomyCore
+
+@Suite struct QueueEndToEndTests {
+    static let config = """
+        {
+          "version": 1,
+          "worker": { "lease": "60s" },
+          "queue": { "max_payload_bytes": 1024 },
+          "task_types": {
+            "append": {
+              "safety": "safe",
+              "handler": { "exec": { "argv": ["/bin/sh", "-c", "echo \\"$AUTONOMY_TASK_ID\\" >> ids.txt"] } },
+              "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
+            },
+            "slow": {
+              "safety": "safe",
+              "handler": { "exec": {
+                "argv": ["/bin/sh", "-c", "if [ \\"$AUTONOMY_ATTEMPT\\" = 1 ]; then echo $$ > started.pid; sleep 300; fi; echo \\"$AUTONOMY_TASK_ID\\" >> ids.txt"]
+              } },
+              "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
+            },
+            "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } } }
+          }
+        }
+        """
+
+    @Test func fourConcurrentDrainingWorkersRunEveryTaskExactlyOnce() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        let batch = (1...400).map { #"{"type": "append", "payload": {"n": \#($0)}}"# }.joined(separator: "\n")
+        let enqueued = try await sandbox.run(["enqueue", "--batch", "-"], stdin: batch)
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+        let ids = enqueued.stdout.split(separator: "\n").map(String.init)
+        #expect(ids.count == 400)
+
+        let results = try await withThrowingTaskGroup(of: CLIResult.self) { group in
+            for _ in 0..<4 {
+                group.addTask { try await sandbox.run(["work-once", "--drain", "--max-seconds", "300", "--json"]) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for result in results { #expect(result.status == 0, "\(result.stderr)") }
+        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(ran.count == 400)
+        #expect(Set(ran) == Set(ids))
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 400)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'claimed'") == 400)
+        // The work was shared: more than one worker ran tasks.
+        let busy = results.filter { !(((try? JSONValue.parse($0.stdout))?[path: "attempts"]).map { $0 == .array([]) } ?? true) }
+        #expect(busy.count >= 2)
+    }
+
+    @Test func aKilledWorkersTaskIsRecoveredAfterTheLeaseAndCompletedOnce() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        let enqueued = try await sandbox.run(["enqueue", "slow"])
+        let id = enqueued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        // A worker starts the task; it is killed with SIGKILL while the handler runs.
+        let worker = Task { try await sandbox.run(["work-once"]) }
+        let started = try await eventually { FileManager.default.fileExists(atPath: sandbox.file("started.pid")) }
+        #expect(started)
+        let workerPID = try #require(try findWorker(handlerPIDFile: sandbox.file("started.pid")))
+        kill(workerPID, SIGKILL)
+        let killed = try await worker.value
+        #expect(killed.status == 128 + SIGKILL)
+        // The handler lives on in its own process group; stop it as systemd's cgroup would.
+        if let handler = Int32(try String(contentsOfFile: sandbox.file("started.pid"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) { kill(-handler, SIGKILL) }
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'") == 1)
+
+        // Within the lease, the next run leaves it alone.
+        let early = try await sandbox.run(["work-once", "--drain"])
+        #expect(early.status == 0)
+        #expect(early.stdout.contains("nothing to do"))
+
+        // After the lease (the clock moved 61 s on), the next run recovers and completes it.
+        let late = try await sandbox.run(["work-once", "--drain"], environment: ["AUTONOMY_CLOCK_OFFSET": "61s"])
+        #expect(late.status == 0, "\(late.stderr)")
+        #expect(late.stdout.contains("recovered task \(id)"))
+        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(ran == [id])
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'lease_expired'") == 1)
+    }
+
+    /// The worker is the handler's parent: its pid is the PPid of the handler's process.
+    private func findWorker(handlerPIDFile: String) throws -> Int32? {
+        guard let handler = Int32(try String(contentsOfFile: handlerPIDFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+        let status = try String(contentsOfFile: "/proc/\(handler)/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("PPid:") }
+        return line.flatMap { Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
+    }
+
+    @Test func theSameKeyTwiceReturnsTheFirstIDAndSaysSo() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        let first = try await sandbox.run(["enqueue", "append", "--payload", #"{"a":1}"#, "--key", "order-1"])
+        let second = try await sandbox.run(["enqueue", "append", "--payload", #"{ "a": 1 }"#, "--key", "order-1"])
+        #expect(first.status == 0 && second.status == 0)
+        #expect(first.stdout == second.stdout)
+        #expect(second.stderr.contains("already names task"))
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks") == 1)
+    }
+
+    @Test func aPayloadFromStdinAndTheJSONViewsAgree() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        let enqueued = try await sandbox.run(
+            ["enqueue", "send_email", "--payload-file", "-", "--source", "bot", "--subject", "hello", "--json"],
+            stdin: #"{"to": "client@example.com"}"#)
+        #expect(enqueued.status == 0, "\(enqueued.stderr)")
+        let task = try JSONValue.parse(enqueued.stdout)
+        #expect(task[path: "state"] == "awaiting_approval")
+        #expect(task[path: "payload.to"] == "client@example.com")
+        let status = try JSONValue.parse(try await sandbox.run(["status", "--json"]).stdout)
+        #expect(status[path: "counts.awaiting_approval"] == 1)
+        let shown = try await sandbox.run(["tasks", "show", "1"])
+        #expect(shown.stdout.contains("enqueued") && shown.stdout.contains("held"))
+        let listed = try JSONValue.parse(try await sandbox.run(["tasks", "list", "--state", "awaiting_approval", "--json"]).stdout)
+        #expect(listed == .array([task]))
+        let cancelled = try await sandbox.run(["tasks", "cancel", "1"])
+        #expect(cancelled.status == 0)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'cancelled'") == 1)
+    }
+
+    @Test func theDemoRunsTheWholeLoop() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        let demo = try await sandbox.run(["demo", "--dir", sandbox.file("demo")])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        #expect(demo.stdout.contains("awaiting_approval: 1"))
+        #expect(demo.stdout.contains("done: 3"))
+        #expect(demo.stdout.contains("sync_crm attempt 2: done"))
+        #expect(FileManager.default.fileExists(atPath: sandbox.file("demo/reports/report-1.md")))
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+
+/// Every refused input: a non-zero documented exit code, one `error:` line, no backtrace, and a
+/// database left exactly as it was.
+@Suite struct RefusedInputTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var arguments: [String]
+        var stdin: String?
+        var status: Int32
+        var mentions: String
+        var testDescription: String { arguments.joined(separator: " ") }
+    }
+
+    static let cases: [Case] = [
+        Case(arguments: ["enqueue", "wire_money"], status: 65, mentions: "not declared"),
+        Case(arguments: ["enqueue", "append", "--payload", "{oops"], status: 65, mentions: "not valid JSON"),
+        Case(arguments: ["enqueue", "append", "--payload", ""], status: 65, mentions: "not valid JSON"),
+        Case(arguments: ["enqueue", "append", "--payload", #"{"x":"\#(String(repeating: "y", count: 2000))"}"#],
+             status: 65, mentions: "over the limit"),
+        Case(arguments: ["enqueue", "append", "--delay", "soon"], status: 65, mentions: "--delay"),
+        Case(arguments: ["enqueue", "append", "--run-at", "tomorrow"], status: 65, mentions: "--run-at"),
+        Case(arguments: ["enqueue", "append", "--run-at", "2026-13-45T99:00:00Z"], status: 65, mentions: "--run-at"),
+        Case(arguments: ["enqueue", "append", "--delay", "5m", "--run-at", "2026-12-01T09:00:00Z"], status: 64, mentions: "not both"),
+        Case(arguments: ["enqueue", "append", "--max-attempts", "0"], status: 65, mentions: "max attempts"),
+        Case(arguments: ["enqueue", "append", "--priority", "many"], status: 64, mentions: "priority"),
+        Case(arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66, mentions: "no such payload file"),
+        Case(arguments: ["enqueue", "append", "--key", "k", "--payload", #"{"other":1}"#], status: 65, mentions: "idempotency key"),
+        Case(arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\n{\"type\":\"nope\"}\n", status: 65, mentions: "line 2"),
+        Case(arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\nnot json\n", status: 65, mentions: "line 2"),
+        Case(arguments: ["enqueue"], status: 64, mentions: "task type"),
+        Case(arguments: ["enqueue", "append", "--no-such-flag"], status: 64, mentions: "--no-such-flag"),
+        Case(arguments: ["frobnicate"], status: 64, mentions: "frobnicate"),
+        Case(arguments: ["tasks", "show", "999"], status: 66, mentions: "no task 999"),
+        Case(arguments: ["tasks", "show", "abc"], status: 64, mentions: "abc"),
+        Case(arguments: ["tasks", "cancel", "1"], status: 1, mentions: "only queued"),
+        Case(arguments: ["tasks", "retry", "1"], status: 1, mentions: "only dead"),
+        Case(arguments: ["tasks", "list", "--state", "sleeping"], status: 64, mentions: "sleeping"),
+        Case(arguments: ["work-once", "--max-tasks", "3"], status: 64, mentions: "--drain"),
+        Case(arguments: ["status", "--config", "/nonexistent/autonomy.json"], status: 78, mentions: "no such file"),
+        Case(arguments: ["status", "--database", "/nonexistent-dir/x.db"], status: 74, mentions: "does not exist"),
+    ]
+
+    @Test(arguments: cases)
+    func isRefusedWithOneErrorLineAndChangesNothing(_ refused: Case) async throws {
+        let sandbox = try Sandbox(config: QueueEndToEndTests.config)
+        // Task 1 exists, is done, and holds key "k".
+        _ = try await sandbox.run(["enqueue", "append", "--key", "k", "--payload", #"{"first":1}"#])
+        _ = try await sandbox.run(["work-once"])
+        let before = try sandbox.snapshot()
+
+        let result = try await sandbox.run(refused.arguments, stdin: refused.stdin)
+        #expect(result.status == refused.status, "\(result.stderr)")
+        #expect(result.stderrLines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("error: "))
+        #expect(result.stderr.contains(refused.mentions), "\(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"))
+        #expect(try sandbox.snapshot() == before)
+    }
+
+    @Test func aBrokenConfigurationNamesTheKeyPathAndExits78() async throws {
+        let sandbox = try Sandbox(config: #"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#)
+        let result = try await sandbox.run(["work-once"])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("task_types.send_email.handler.exec.argv: expected a non-empty array"))
+        #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
+        let check = try await sandbox.run(["config", "check"])
+        #expect(check.status == 78)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Subprocess
+import Testing
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+@Suite struct SystemdUnitTests {
+    static let unitFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("systemd").path
+
+    static let analyzer = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    /// The units as installed, but with ExecStart pointing at the binary just built.
+    private func installedCopies() throws -> (folder: String, service: String, timer: String) {
+        let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("units-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var paths: [String] = []
+        for name in ["autonomy-worker.service", "autonomy-worker.timer"] {
+            let text = try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent(name), encoding: .utf8)
+                .replacingOccurrences(of: "/usr/local/bin/autonomy", with: autonomyBinary)
+            let path = (folder as NSString).appendingPathComponent(name)
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            paths.append(path)
+        }
+        return (folder, paths[0], paths[1])
+    }
+
+    private func analyze(_ arguments: [String]) async throws -> (Int32, String) {
+        let result = try await Subprocess.run(
+            .path(FilePath(try #require(Self.analyzer))), arguments: Arguments(arguments),
+            output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+        let code: Int32 = if case .exited(let value) = result.terminationStatus { value } else { -1 }
+        return (code, result.standardOutput + result.standardError)
+    }
+
+    @Test(.enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"))
+    func theUnitsVerify() async throws {
+        let units = try installedCopies()
+        defer { try? FileManager.default.removeItem(atPath: units.folder) }
+        let (code, output) = try await analyze(["verify", units.service, units.timer])
+        #expect(code == 0, "\(output)")
+        #expect(!output.contains("Unknown"), "\(output)")
+    }
+
+    @Test(.enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"))
+    func theWorkerServiceIsRatedTwoOrLower() async throws {
+        let units = try installedCopies()
+        defer { try? FileManager.default.removeItem(atPath: units.folder) }
+        let (_, output) = try await analyze(["security", "--offline=true", units.service])
+        let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") })
+        let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
+        #expect(score <= 2.0, "\(line)")
+    }
+
+    @Test func theTimerRunsEveryMinuteAndCatchesUp() throws {
+        let timer = try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent("autonomy-worker.timer"),
+                               encoding: .utf8)
+        #expect(timer.contains("OnCalendar=*-*-* *:*:00"))
+        #expect(timer.contains("Persistent=true"))
+        let service = try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent("autonomy-worker.service"),
+                                 encoding: .utf8)
+        #expect(service.contains("Type=oneshot"))
+        #expect(service.contains("work-once --drain"))
+        #expect(!service.split(separator: "\n").contains { $0.hasPrefix("MemoryDenyWriteExecute=") })  // agents need a JIT
+    }
+}
