@@ -39,9 +39,12 @@ public struct ExecRunner: HandlerRunner {
         defer { payloadFile.remove() }
 
         let program = handler.argv[0]
-        let executable: Executable = program.contains("/")
-            ? .path(FilePath(ConfigLoader.absolute(program, base: invocation.baseDirectory)))
-            : .name(program)
+        guard let programPath = Self.locate(program, base: invocation.baseDirectory,
+                                            searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]) else {
+            return HandlerOutcome(status: .couldNotStart("\(program): not found in PATH (give its full path in the handler's argv)"),
+                                  durationMs: elapsed())
+        }
+        let executable = Executable.path(FilePath(programPath))
         var variables: [Environment.Key: String?] = [:]
         for (name, value) in invocation.environment { variables[Environment.Key(stringLiteral: name)] = value }
         for (name, value) in handler.env { variables[Environment.Key(stringLiteral: name)] = value }
@@ -94,7 +97,13 @@ public struct ExecRunner: HandlerRunner {
             group.addTask {
                 // The timer: on time-out, TERM to the whole group, then KILL after the grace period.
                 guard (try? await Task.sleep(for: timeout.duration)) != nil else { return nil }
-                guard let group = control.processGroup.withLock({ $0 }) else { return nil }
+                // Under load the process may have started before its id reached us: wait for it.
+                var known = control.processGroup.withLock { $0 }
+                while known == nil {
+                    guard (try? await Task.sleep(for: .milliseconds(5))) != nil else { return nil }
+                    known = control.processGroup.withLock { $0 }
+                }
+                guard let group = known else { return nil }
                 control.timedOut.store(true, ordering: .sequentiallyConsistent)
                 kill(-group, SIGTERM)
                 guard (try? await Task.sleep(for: grace.duration)) != nil else { return nil }
@@ -137,6 +146,19 @@ public struct ExecRunner: HandlerRunner {
         }
     }
 
+    /// The program's path: a name with a `/` is taken from `base`; a bare name is looked up in
+    /// `searchPath` here, once, rather than by trying to start it in every folder of PATH.
+    static func locate(_ program: String, base: String, searchPath: String?) -> String? {
+        if program.contains("/") { return ConfigLoader.absolute(program, base: base) }
+        for folder in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") where !folder.isEmpty {
+            let candidate = String(folder) + (folder.hasSuffix("/") ? "" : "/") + program
+            if access(candidate, X_OK) == 0, !FileManager.default.directoryExists(atPath: candidate) {
+                return ConfigLoader.absolute(candidate, base: base)
+            }
+        }
+        return nil
+    }
+
     private static func describe(_ error: any Error, program: String) -> String {
         if let subprocessError = error as? SubprocessError {
             let text = "\(subprocessError)"
@@ -146,6 +168,13 @@ public struct ExecRunner: HandlerRunner {
             return text
         }
         return "\(error)"
+    }
+}
+
+extension FileManager {
+    func directoryExists(atPath path: String) -> Bool {
+        var isFolder: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue
     }
 }
 

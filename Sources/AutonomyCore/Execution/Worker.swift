@@ -107,39 +107,54 @@ public struct Worker: Sendable {
     /// - Throws: only when the worker itself cannot work (the database is unusable).
     public func work(drain: Limits?) async throws -> WorkReport {
         let configuration = loaded.configuration
+        let lease = configuration.worker.lease
         var report = WorkReport()
         report.recovered = try store.recoverExpiredLeases(configuration: configuration, now: clock.now(), random: random)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
+        var step = try store.claimNext(configuration: configuration, now: clock.now(), lease: lease,
+                                       leaseToken: UUID().uuidString)
         while true {
-            if let drain {
-                if let maxTasks = drain.maxTasks, report.attempts.count >= maxTasks {
-                    report.stopReason = .maxTasks
-                    break
-                }
-                if ContinuousClock.now >= deadline, !report.attempts.isEmpty || drain.maxSeconds <= 0 {
-                    report.stopReason = .maxSeconds
-                    break
-                }
-            }
-            let step = try store.claimNext(
-                configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
-                leaseToken: UUID().uuidString)
             report.skipped += step.skipped
             guard let claimed = step.claimed else {
                 report.stopReason = .queueEmpty
                 break
             }
-            report.attempts.append(try await attempt(claimed))
-            if drain == nil {
-                report.stopReason = .once
+            let outcome = await run(claimed)
+            let verdict = Verdict.fromHandler(outcome)
+            let stop = stopReason(drain, deadline: deadline, attemptsSoFar: report.attempts.count + 1)
+            let recorded: TaskOutcome?
+            if stop == nil {
+                (recorded, step) = try store.recordAttemptAndClaimNext(
+                    claimed, outcome: outcome, verdict: verdict, configuration: configuration, now: clock.now(),
+                    lease: lease, leaseToken: UUID().uuidString, random: random)
+            } else {
+                recorded = try store.recordAttempt(claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
+            }
+            logger.info("attempt ended", metadata: [
+                "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
+                "duration_ms": "\(outcome.durationMs)",
+            ])
+            report.attempts.append(AttemptReport(
+                taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                handler: outcome, outcome: recorded))
+            if let stop {
+                report.stopReason = stop
                 break
             }
         }
         return report
     }
 
-    /// Runs one claimed attempt with its lease kept alive, then records what happened.
-    func attempt(_ claimed: ClaimedTask) async throws -> AttemptReport {
+    /// Why a run should start no further task now, or nil to go on.
+    private func stopReason(_ drain: Limits?, deadline: ContinuousClock.Instant, attemptsSoFar: Int) -> WorkReport.StopReason? {
+        guard let drain else { return .once }
+        if let maxTasks = drain.maxTasks, attemptsSoFar >= maxTasks { return .maxTasks }
+        if ContinuousClock.now >= deadline { return .maxSeconds }
+        return nil
+    }
+
+    /// Runs one claimed attempt's handler with its lease kept alive.
+    private func run(_ claimed: ClaimedTask) async -> HandlerOutcome {
         let configuration = loaded.configuration
         let invocation = HandlerInvocation(
             task: claimed.task, type: claimed.type, attempt: claimed.task.attempts,
@@ -148,15 +163,7 @@ public struct Worker: Sendable {
         logger.info("running task", metadata: [
             "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
         ])
-        let outcome = await runKeepingLease(claimed, invocation: invocation)
-        let verdict = Verdict.fromHandler(outcome)
-        let recorded = try store.recordAttempt(claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
-        logger.info("attempt ended", metadata: [
-            "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
-            "duration_ms": "\(outcome.durationMs)",
-        ])
-        return AttemptReport(taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
-                             handler: outcome, outcome: recorded)
+        return await runKeepingLease(claimed, invocation: invocation)
     }
 
     private enum Event: Sendable {

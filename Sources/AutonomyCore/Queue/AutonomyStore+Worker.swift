@@ -42,17 +42,22 @@ extension AutonomyStore {
         configuration: Configuration, now: Int64, random: @Sendable () -> Double
     ) throws -> [TaskOutcome] {
         try write("recover expired leases") { db in
-            let expired = try TaskRecord.fetchAll(db, sql: """
-                SELECT * FROM tasks
-                WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
-                ORDER BY id
-                """, arguments: [now])
+            let expired = try TaskRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM tasks
+                    WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
+                    ORDER BY id
+                    """, arguments: [now])
             return try expired.map { task in
-                try db.appendLedger(.leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                                    detail: ["state": .string(task.state.rawValue)])
-                let error = "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
-                return try settleFailure(task, type: configuration.taskType(named: task.type), error: error,
-                                         db: db, now: now, random: random)
+                try db.appendLedger(
+                    .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                    detail: ["state": .string(task.state.rawValue)])
+                let error =
+                    "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
+                return try settleFailure(
+                    task, type: configuration.taskType(named: task.type), error: error,
+                    db: db, now: now, random: random)
             }
         }
     }
@@ -66,57 +71,78 @@ extension AutonomyStore {
         configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
     ) throws -> ClaimStep {
         try write("claim a task") { db in
-            var skipped: [SkippedTask] = []
-            let next = try db.cachedStatement(sql: """
+            try claimNext(
+                db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+        }
+    }
+
+    private func claimNext(
+        db: Database, configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
+    ) throws -> ClaimStep {
+        var skipped: [SkippedTask] = []
+        let next = try db.cachedStatement(
+            sql: """
                 SELECT id, type FROM tasks
                 WHERE state = 'queued' AND run_at <= ?
                 ORDER BY priority DESC, run_at, id
                 LIMIT 1
                 """)
-            while let row = try Row.fetchOne(next, arguments: [now]) {
-                let id: Int64 = row["id"]
-                let typeName: String = row["type"]
-                guard let type = configuration.taskType(named: typeName) else {
-                    let reason = "task type \"\(typeName)\" is not declared in the configuration"
-                    try db.execute(sql: """
+        while let row = try Row.fetchOne(next, arguments: [now]) {
+            let id: Int64 = row["id"]
+            let typeName: String = row["type"]
+            guard let type = configuration.taskType(named: typeName) else {
+                let reason = "task type \"\(typeName)\" is not declared in the configuration"
+                try db.execute(
+                    sql: """
                         UPDATE tasks SET state = 'blocked', last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?
                         """, arguments: [reason, now, now, id])
-                    try db.appendLedger(.blocked, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
-                    skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
-                    continue
-                }
-                guard type.safety == .safe else {
-                    let reason = "the type is rated dangerous: it needs an approval"
-                    try db.execute(sql: "UPDATE tasks SET state = 'awaiting_approval', updated_at = ? WHERE id = ?",
-                                   arguments: [now, id])
-                    try db.appendLedger(.held, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
-                    skipped.append(SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
-                    continue
-                }
-                let claim = try db.cachedStatement(sql: """
+                try db.appendLedger(
+                    .blocked, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
+                continue
+            }
+            guard type.safety == .safe else {
+                let reason = "the type is rated dangerous: it needs an approval"
+                try db.execute(
+                    sql: "UPDATE tasks SET state = 'awaiting_approval', updated_at = ? WHERE id = ?",
+                    arguments: [now, id])
+                try db.appendLedger(
+                    .held, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
+                skipped.append(
+                    SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
+                continue
+            }
+            let claim = try db.cachedStatement(
+                sql: """
                     UPDATE tasks
                     SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,
                         started_at = ?, updated_at = ?
                     WHERE id = ? AND state = 'queued'
                     RETURNING *
                     """)
-                guard let task = try TaskRecord.fetchOne(
-                    claim, arguments: [leaseToken, now + lease.milliseconds, now, now, id]) else { continue }
-                try db.appendLedger(.claimed, at: now, taskID: id, type: typeName, attempt: task.attempts,
-                                    detail: ["lease_expires_at": .string(Timestamp.format(now + lease.milliseconds))])
-                return ClaimStep(claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
-            }
-            return ClaimStep(claimed: nil, skipped: skipped)
+            guard
+                let task = try TaskRecord.fetchOne(
+                    claim, arguments: [leaseToken, now + lease.milliseconds, now, now, id])
+            else { continue }
+            try db.appendLedger(
+                .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts,
+                detail: ["lease_expires_at": .string(Timestamp.format(now + lease.milliseconds))])
+            return ClaimStep(
+                claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
         }
+        return ClaimStep(claimed: nil, skipped: skipped)
     }
 
     /// Pushes a held lease forward. False when the lease is no longer this worker's.
-    public func extendLease(taskID: Int64, leaseToken: String, until: Int64, now: Int64) throws -> Bool {
+    public func extendLease(taskID: Int64, leaseToken: String, until: Int64, now: Int64) throws
+        -> Bool
+    {
         try write("extend a lease") { db in
-            try db.execute(sql: """
-                UPDATE tasks SET lease_expires_at = ?, updated_at = ?
-                WHERE id = ? AND lease_token = ? AND state IN ('running', 'verifying')
-                """, arguments: [until, now, taskID, leaseToken])
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET lease_expires_at = ?, updated_at = ?
+                    WHERE id = ? AND lease_token = ? AND state IN ('running', 'verifying')
+                    """, arguments: [until, now, taskID, leaseToken])
             return db.changesCount == 1
         }
     }
@@ -129,76 +155,121 @@ extension AutonomyStore {
         random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         try write("record an attempt") { db in
-            let task = claimed.task
-            let current = try Row.fetchOne(db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"),
-                                           arguments: [task.id])
-            let state: String? = current?["state"]
-            let token: String? = current?["lease_token"]
-            guard state == TaskState.running.rawValue || state == TaskState.verifying.rawValue,
-                  token == claimed.leaseToken else {
-                try db.appendLedger(.leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                                    durationMs: outcome.durationMs, detail: [
-                                        "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                                        "state_now": state.map { .string($0) } ?? .null,
-                                    ])
-                return nil
-            }
-            try db.appendLedger(.executed, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                                durationMs: outcome.durationMs, detail: .object([
-                                    "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                                    "error": outcome.errorSummary.map { .string($0) } ?? .null,
-                                    "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
-                                    "stdout_truncated": .bool(outcome.stdoutTruncated),
-                                ]))
-            try db.execute(sql: """
+            try recordAttempt(
+                db: db, claimed, outcome: outcome, verdict: verdict, now: now, random: random)
+        }
+    }
+
+    /// Records an attempt and claims the next task in the same transaction: a draining worker
+    /// pays for one commit per task instead of two.
+    public func recordAttemptAndClaimNext(
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, configuration: Configuration,
+        now: Int64, lease: Interval, leaseToken: String, random: @Sendable () -> Double
+    ) throws -> (TaskOutcome?, ClaimStep) {
+        try write("record an attempt and claim the next task") { db in
+            let recorded = try recordAttempt(
+                db: db, claimed, outcome: outcome, verdict: verdict, now: now, random: random)
+            let next = try claimNext(
+                db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+            return (recorded, next)
+        }
+    }
+
+    private func recordAttempt(
+        db: Database, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, now: Int64,
+        random: @Sendable () -> Double
+    ) throws -> TaskOutcome? {
+        let task = claimed.task
+        let current = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"),
+            arguments: [task.id])
+        let state: String? = current?["state"]
+        let token: String? = current?["lease_token"]
+        guard state == TaskState.running.rawValue || state == TaskState.verifying.rawValue,
+            token == claimed.leaseToken
+        else {
+            try db.appendLedger(
+                .leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                durationMs: outcome.durationMs,
+                detail: [
+                    "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                    "state_now": state.map { .string($0) } ?? .null,
+                ])
+            return nil
+        }
+        try db.appendLedger(
+            .executed, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+            durationMs: outcome.durationMs,
+            detail: .object([
+                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                "error": outcome.errorSummary.map { .string($0) } ?? .null,
+                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
+                "stdout_truncated": .bool(outcome.stdoutTruncated),
+            ]))
+        try db.execute(
+            sql: """
                 UPDATE tasks SET exit_code = ?, result = ?, stderr_tail = ?, updated_at = ? WHERE id = ?
-                """, arguments: [outcome.exitCode, outcome.resultJSON,
-                                 outcome.stderrTail.isEmpty ? nil : outcome.stderrTail, now, task.id])
-            switch verdict {
-            case .passed(let evidence):
-                try db.execute(sql: """
+                """,
+            arguments: [
+                outcome.exitCode, outcome.resultJSON,
+                outcome.stderrTail.isEmpty ? nil : outcome.stderrTail, now, task.id,
+            ])
+        switch verdict {
+        case .passed(let evidence):
+            try db.execute(
+                sql: """
                     UPDATE tasks SET state = 'done', finished_at = ?, last_error = NULL, lease_token = NULL,
                                      lease_expires_at = NULL
                     WHERE id = ?
                     """, arguments: [now, task.id])
-                try db.appendLedger(.done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                                    durationMs: now - (task.startedAt ?? now), detail: ["evidence": .string(evidence)])
-                return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
-            case .failed(let reason):
-                return try settleFailure(task, type: claimed.type, error: reason, db: db, now: now, random: random)
-            }
+            try db.appendLedger(
+                .done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                durationMs: now - (task.startedAt ?? now), detail: ["evidence": .string(evidence)])
+            return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
+        case .failed(let reason):
+            return try settleFailure(
+                task, type: claimed.type, error: reason, db: db, now: now, random: random)
         }
     }
 
     /// After a failed attempt: back to the queue after the policy's backoff, or dead when no
     /// attempts are left. Runs inside the caller's transaction.
     private func settleFailure(
-        _ task: TaskRecord, type: TaskType?, error: String, db: Database, now: Int64, random: @Sendable () -> Double
+        _ task: TaskRecord, type: TaskType?, error: String, db: Database, now: Int64,
+        random: @Sendable () -> Double
     ) throws -> TaskOutcome {
         let limit = task.attemptLimit(type)
         if task.attempts >= limit {
-            try db.execute(sql: """
-                UPDATE tasks SET state = 'dead', last_error = ?, finished_at = ?, updated_at = ?, lease_token = NULL,
-                                 lease_expires_at = NULL
-                WHERE id = ?
-                """, arguments: [error, now, now, task.id])
-            try db.appendLedger(.dead, at: now, taskID: task.id, type: task.type, attempt: task.attempts, detail: [
-                "error": .string(error), "attempts": .int(Int64(task.attempts)),
-            ])
-            return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET state = 'dead', last_error = ?, finished_at = ?, updated_at = ?, lease_token = NULL,
+                                     lease_expires_at = NULL
+                    WHERE id = ?
+                    """, arguments: [error, now, now, task.id])
+            try db.appendLedger(
+                .dead, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                detail: [
+                    "error": .string(error), "attempts": .int(Int64(task.attempts)),
+                ])
+            return TaskOutcome(
+                id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
         }
         let delay = (type?.retry ?? RetryPolicy()).delay(afterAttempt: task.attempts, unit: random())
         let nextRunAt = now + delay.milliseconds
-        try db.execute(sql: """
-            UPDATE tasks SET state = 'queued', run_at = ?, last_error = ?, updated_at = ?, lease_token = NULL,
-                             lease_expires_at = NULL
-            WHERE id = ?
-            """, arguments: [nextRunAt, error, now, task.id])
-        try db.appendLedger(.retryScheduled, at: now, taskID: task.id, type: task.type, attempt: task.attempts, detail: [
-            "error": .string(error), "delay_ms": .int(delay.milliseconds),
-            "next_run_at": .string(Timestamp.format(nextRunAt)),
-        ])
-        return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .queued,
-                           nextRunAt: nextRunAt, error: error)
+        try db.execute(
+            sql: """
+                UPDATE tasks SET state = 'queued', run_at = ?, last_error = ?, updated_at = ?, lease_token = NULL,
+                                 lease_expires_at = NULL
+                WHERE id = ?
+                """, arguments: [nextRunAt, error, now, task.id])
+        try db.appendLedger(
+            .retryScheduled, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+            detail: [
+                "error": .string(error), "delay_ms": .int(delay.milliseconds),
+                "next_run_at": .string(Timestamp.format(nextRunAt)),
+            ])
+        return TaskOutcome(
+            id: task.id, type: task.type, attempt: task.attempts, state: .queued,
+            nextRunAt: nextRunAt, error: error)
     }
 }

@@ -19,6 +19,8 @@ public struct EnqueueRequest: Sendable, Equatable {
     public var source: String?
     /// A short line shown in listings and approval requests.
     public var subject: String?
+    /// The payload already parsed (by `parseBatch`), so it is not parsed twice.
+    var parsedPayload: JSONValue?
 
     public init(
         type: String, payload: String = "{}", priority: Int? = nil, runAt: Int64? = nil,
@@ -55,10 +57,14 @@ extension EnqueueRequest {
             throw .undeclaredType(self.type, declared: Array(configuration.taskTypes.keys))
         }
         let payloadValue: JSONValue
-        do {
-            payloadValue = try JSONValue.parse(payload)
-        } catch {
-            throw .invalidPayload(error.reason)
+        if let parsedPayload {
+            payloadValue = parsedPayload
+        } else {
+            do {
+                payloadValue = try JSONValue.parse(payload)
+            } catch {
+                throw .invalidPayload(error.reason)
+            }
         }
         let canonical = payloadValue.canonicalText
         let size = canonical.utf8.count
@@ -98,23 +104,6 @@ extension EnqueueRequest {
 }
 
 extension EnqueueRequest {
-    /// One line of `enqueue --batch` input.
-    private struct BatchLine: Decodable {
-        var type: String
-        var payload: JSONValue?
-        var priority: Int?
-        var runAt: String?
-        var delay: String?
-        var maxAttempts: Int?
-        var key: String?
-        var source: String?
-        var subject: String?
-
-        enum CodingKeys: String, CodingKey {
-            case type, payload, priority, runAt = "run_at", delay, maxAttempts = "max_attempts", key, source, subject
-        }
-    }
-
     /// Parses JSON Lines: one object a line (`{"type": "...", "payload": {...}, "priority": 5, "delay":
     /// "10m", "run_at": "...", "max_attempts": 3, "key": "...", "source": "...", "subject": "..."}`).
     /// Blank lines are skipped.
@@ -128,35 +117,59 @@ extension EnqueueRequest {
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
                 continue
             }
-            let parsed: BatchLine
             do {
-                parsed = try JSONCoding.decoder.decode(BatchLine.self, from: Data(line))
-            } catch let DecodingError.keyNotFound(key, _) {
-                throw .batchLine(lineNumber, .invalidRequest("missing \"\(key.stringValue)\""))
-            } catch let DecodingError.typeMismatch(_, context) {
-                let field = context.codingPath.first?.stringValue ?? "the line"
-                throw .batchLine(lineNumber, .invalidRequest("\(field) has the wrong type"))
+                requests.append(try request(fromLine: Data(line)))
             } catch {
-                throw .batchLine(lineNumber, .invalidRequest("not a JSON object: \(error.localizedDescription)"))
+                throw .batchLine(lineNumber, error)
             }
-            var request = EnqueueRequest(
-                type: parsed.type, payload: (parsed.payload ?? .object([:])).canonicalText,
-                priority: parsed.priority, maxAttempts: parsed.maxAttempts, key: parsed.key,
-                source: parsed.source, subject: parsed.subject)
-            if let text = parsed.runAt {
-                guard let time = Timestamp.parse(text) else {
-                    throw .batchLine(lineNumber, .invalidRequest("run_at \"\(text)\" is not a date such as 2026-12-01T09:00:00Z"))
-                }
-                request.runAt = time
-            }
-            if let text = parsed.delay {
-                guard let delay = Interval(parsing: text) else {
-                    throw .batchLine(lineNumber, .invalidRequest("delay \"\(text)\" is not a duration such as \"30s\" or \"10m\""))
-                }
-                request.delay = delay
-            }
-            requests.append(request)
         }
         return requests
+    }
+
+    private static func request(fromLine line: Data) throws(QueueError) -> EnqueueRequest {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(line)
+        } catch {
+            throw .invalidRequest("not JSON: \(error.reason)")
+        }
+        guard case .object(let fields) = value else { throw .invalidRequest("expected a JSON object") }
+        let known: Set<String> = ["type", "payload", "priority", "run_at", "delay", "max_attempts", "key", "source", "subject"]
+        if let unknown = fields.keys.first(where: { !known.contains($0) }) {
+            throw .invalidRequest("unknown field \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        func text(_ name: String) throws(QueueError) -> String? {
+            switch fields[name] {
+            case nil, .null?: return nil
+            case .string(let value)?: return value
+            default: throw .invalidRequest("\(name) must be a string")
+            }
+        }
+        func number(_ name: String) throws(QueueError) -> Int? {
+            switch fields[name] {
+            case nil, .null?: return nil
+            case .int(let value)? where value >= Int64(Int32.min) && value <= Int64(Int32.max): return Int(value)
+            default: throw .invalidRequest("\(name) must be a whole number")
+            }
+        }
+        guard let type = try text("type") else { throw .invalidRequest("missing \"type\"") }
+        let payload = fields["payload"] ?? .object([:])
+        var request = EnqueueRequest(
+            type: type, payload: "", priority: try number("priority"), maxAttempts: try number("max_attempts"),
+            key: try text("key"), source: try text("source"), subject: try text("subject"))
+        request.parsedPayload = payload
+        if let runAt = try text("run_at") {
+            guard let time = Timestamp.parse(runAt) else {
+                throw .invalidRequest("run_at \"\(runAt)\" is not a date such as 2026-12-01T09:00:00Z")
+            }
+            request.runAt = time
+        }
+        if let delay = try text("delay") {
+            guard let interval = Interval(parsing: delay) else {
+                throw .invalidRequest("delay \"\(delay)\" is not a duration such as \"30s\" or \"10m\"")
+            }
+            request.delay = interval
+        }
+        return request
     }
 }

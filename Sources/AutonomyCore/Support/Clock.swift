@@ -49,9 +49,28 @@ public enum Timestamp {
 
     /// Epoch ms → `2026-12-01T09:00:00Z` in UTC, or in `timeZone` with its offset.
     public static func format(_ milliseconds: Int64, timeZone: TimeZone = .gmt) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = timeZone
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        let seconds = Int(milliseconds.floorDivided(by: 1000))
+        let offset = timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(seconds)))
+        var time = time_t(seconds + offset)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let zone: String
+        if offset == 0 {
+            zone = "Z"
+        } else {
+            let minutes = abs(offset) / 60
+            zone = (offset < 0 ? "-" : "+") + two(Int32(minutes / 60)) + ":" + two(Int32(minutes % 60))
+        }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))\(zone)"
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity, so times before 1970 format correctly.
+    func floorDivided(by divisor: Int64) -> Int64 {
+        let quotient = self / divisor
+        return (self % divisor != 0 && (self < 0) != (divisor < 0)) ? quotient - 1 : quotient
     }
 }

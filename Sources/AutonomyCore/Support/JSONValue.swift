@@ -67,31 +67,76 @@ extension JSONValue {
         try parse(Data(text.utf8))
     }
 
-    /// Parses JSON bytes; throws `JSONTextError` with a readable reason when they are not JSON.
+    /// Parses JSON bytes (any JSON value at the top), strictly; throws `JSONTextError` saying where
+    /// it is not JSON.
     public static func parse(_ data: Data) throws(JSONTextError) -> JSONValue {
-        do {
-            return try JSONCoding.decoder.decode(JSONValue.self, from: data)
-        } catch {
-            throw JSONTextError(reason: reasonNotJSON(data))
-        }
+        try JSONParser.parse(data)
     }
 
-    /// JSONDecoder says only "not valid JSON"; JSONSerialization says where.
-    private static func reasonNotJSON(_ data: Data) -> String {
-        if data.isEmpty { return "it is empty" }
-        do {
-            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        } catch {
-            if let reason = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String { return reason }
-        }
-        return "it does not parse as JSON"
-    }
-
-    /// The canonical text: keys sorted, no insignificant white space. Equal documents give equal text.
+    /// The canonical text: keys sorted by their UTF-8 bytes, no insignificant white space, integers
+    /// without a fraction. Equal documents give equal text, so equal payloads give equal hashes.
     public var canonicalText: String {
-        // Encoding a JSONValue cannot fail: every case maps to a JSON value.
-        let data = (try? JSONCoding.canonicalEncoder.encode(self)) ?? Data("null".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
+        writeCanonical(into: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    private func writeCanonical(into output: inout [UInt8]) {
+        switch self {
+        case .null:
+            output.append(contentsOf: "null".utf8)
+        case .bool(let value):
+            output.append(contentsOf: (value ? "true" : "false").utf8)
+        case .int(let value):
+            output.append(contentsOf: String(value).utf8)
+        case .double(let value):
+            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+                output.append(contentsOf: String(Int64(value)).utf8)
+            } else if value.isFinite {
+                output.append(contentsOf: "\(value)".utf8)
+            } else {
+                output.append(contentsOf: "null".utf8)  // JSON has no infinity or NaN
+            }
+        case .string(let value):
+            Self.writeString(value, into: &output)
+        case .array(let values):
+            output.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                value.writeCanonical(into: &output)
+            }
+            output.append(UInt8(ascii: "]"))
+        case .object(let members):
+            output.append(UInt8(ascii: "{"))
+            let keys = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for (index, key) in keys.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                Self.writeString(key, into: &output)
+                output.append(UInt8(ascii: ":"))
+                members[key]?.writeCanonical(into: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeString(_ string: String, into output: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        output.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                           hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]])
+            default: output.append(byte)
+            }
+        }
+        output.append(UInt8(ascii: "\""))
     }
 
     /// The value at a dotted path of object keys (`"to"`, `"meta.channel"`), or nil.
@@ -123,12 +168,6 @@ public struct JSONTextError: Error, Sendable, CustomStringConvertible {
 
 /// Shared coders: creating a JSONEncoder or JSONDecoder per call is measurable on the hot path.
 enum JSONCoding {
-    static let decoder = JSONDecoder()
-    static let canonicalEncoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
     static let prettyEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

@@ -96,3 +96,17 @@ import Testing
         #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .safe })
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func formatsAndParsesISO8601() throws {
+        #expect(Timestamp.format(1_796_115_600_000) == "2026-12-01T09:00:00Z")
+        #expect(Timestamp.format(1_796_115_600_999) == "2026-12-01T09:00:00Z")
+        #expect(Timestamp.format(-1) == "1969-12-31T23:59:59Z")
+        let berlin = try #require(TimeZone(identifier: "Europe/Berlin"))
+        #expect(Timestamp.format(1_796_115_600_000, timeZone: berlin) == "2026-12-01T10:00:00+01:00")
+        #expect(Timestamp.parse("2026-12-01T09:00:00Z") == 1_796_115_600_000)
+        #expect(Timestamp.parse("2026-12-01T10:00:00+01:00") == 1_796_115_600_000)
+        #expect(Timestamp.parse("2026-12-01T09:00:00.250Z") == 1_796_115_600_250)
+        #expect(Timestamp.parse("tomorrow") == nil)
+    }
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Queue benchmarks for autonomy, each beside a baseline measured in the same run.
+
+Prints one line per figure with its target, and the ratio where there is a baseline:
+  enqueue      one `autonomy enqueue` process   vs one `sqlite3` CLI insert (same table shape, WAL, FULL)
+  batch        `enqueue --batch` of 100,000 tasks, tasks/s
+  drain        `work-once --drain` over 2,000 tasks whose handler is `true`, tasks/s
+               beside a shell loop that just fork/execs `true` 2,000 times (the floor)
+  empty        `work-once` on an empty queue: wall time and peak memory
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+CONFIG = {
+    "version": 1,
+    "worker": {"lease": "60s", "drain_max_seconds": 600},
+    "task_types": {
+        "noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}},
+                 "retry": {"max_attempts": 3, "backoff": "1s"}},
+    },
+}
+
+SQLITE_SCHEMA = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE tasks (id INTEGER PRIMARY KEY, type TEXT NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL,
+  run_at INTEGER NOT NULL, payload TEXT NOT NULL, payload_sha256 TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX tasks_claim_order ON tasks (priority DESC, run_at, id) WHERE state = 'queued';
+CREATE TABLE ledger (id INTEGER PRIMARY KEY, at INTEGER, task_id INTEGER, event TEXT, detail TEXT);
+"""
+
+
+def timed(argv, env=None, stdin=None):
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def fresh(folder, name):
+    path = os.path.join(folder, name)
+    os.makedirs(path)
+    with open(os.path.join(path, "autonomy.json"), "w") as handle:
+        json.dump(CONFIG, handle)
+    env = dict(os.environ, AUTONOMY_CONFIG=os.path.join(path, "autonomy.json"),
+               AUTONOMY_DATABASE=os.path.join(path, "autonomy.db"))
+    return path, env
+
+
+def line(name, figure, target, ok, extra=""):
+    mark = "ok  " if ok else "MISS"
+    print(f"{mark} {name:<44} {figure:<22} target {target}{('   ' + extra) if extra else ''}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    binary = args.binary
+    reps = 40 if args.quick else 200
+    folder = tempfile.mkdtemp(prefix="autonomy-bench-")
+    try:
+        # --- one enqueue process vs one sqlite3 insert process --------------------------------
+        path, env = fresh(folder, "enqueue")
+        subprocess.run([binary, "enqueue", "noop"], env=env, check=True, stdout=subprocess.DEVNULL)  # create + migrate
+        sqlite_db = os.path.join(folder, "baseline.db")
+        subprocess.run(["sqlite3", sqlite_db], input=SQLITE_SCHEMA.encode(), check=True, stdout=subprocess.DEVNULL)
+        insert = ("PRAGMA synchronous=FULL; BEGIN IMMEDIATE; INSERT INTO tasks (type, state, priority, run_at, payload, "
+                  "payload_sha256, created_at) VALUES ('noop', 'queued', 0, 0, '{\"n\":1}', 'x', 0); "
+                  "INSERT INTO ledger (at, task_id, event, detail) VALUES (0, last_insert_rowid(), 'enqueued', '{}'); COMMIT;")
+        ours, base = [], []
+        for index in range(reps):  # interleaved, so both see the same machine
+            ours.append(timed([binary, "enqueue", "noop", "--payload", '{"n":%d}' % index], env=env))
+            base.append(timed(["sqlite3", sqlite_db, insert]))
+        ours_ms, base_ms = statistics.median(ours) * 1000, statistics.median(base) * 1000
+        ratio = ours_ms / base_ms
+        line("enqueue: one process (median)", f"{ours_ms:.2f} ms", "<= 1.5x sqlite3", ratio <= 1.5,
+             f"sqlite3 insert {base_ms:.2f} ms, ratio {ratio:.2f}x")
+
+        # --- enqueue --batch of 100,000 ----------------------------------------------------------
+        path, env = fresh(folder, "batch")
+        subprocess.run([binary, "enqueue", "noop"], env=env, check=True, stdout=subprocess.DEVNULL)
+        count = 100_000
+        batch = "\n".join('{"type":"noop","payload":{"n":%d,"to":"user%d@example.com"}}' % (i, i) for i in range(count)).encode()
+        seconds = timed([binary, "enqueue", "--batch", "-"], env=env, stdin=batch)
+        rate = count / seconds
+        sqlite_batch = os.path.join(folder, "baseline-batch.db")
+        subprocess.run(["sqlite3", sqlite_batch], input=SQLITE_SCHEMA.encode(), check=True, stdout=subprocess.DEVNULL)
+        rows = "\n".join("INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at) VALUES "
+                         "('noop','queued',0,0,'{\"n\":%d}','x',0); INSERT INTO ledger (at, task_id, event, detail) "
+                         "VALUES (0, last_insert_rowid(), 'enqueued', '{}');" % i for i in range(count))
+        base_seconds = timed(["sqlite3", sqlite_batch], stdin=("BEGIN;\n" + rows + "\nCOMMIT;\n").encode())
+        line("enqueue --batch 100,000", f"{rate:,.0f} tasks/s", ">= 100,000 tasks/s", rate >= 100_000,
+             f"sqlite3 script of the same inserts {count / base_seconds:,.0f} rows/s, ratio {base_seconds / seconds:.2f}x")
+
+        # --- work-once --drain over 2,000 `true` tasks --------------------------------------------
+        path, env = fresh(folder, "drain")
+        tasks = 2_000
+        subprocess.run([binary, "enqueue", "--batch", "-"], env=env, check=True, stdout=subprocess.DEVNULL,
+                       input="\n".join('{"type":"noop","payload":{"n":%d}}' % i for i in range(tasks)).encode())
+        seconds = timed([binary, "work-once", "--drain", "--max-seconds", "600"], env=env)
+        done = int(subprocess.run(["sqlite3", os.path.join(path, "autonomy.db"),
+                                   "SELECT COUNT(*) FROM tasks WHERE state='done'"],
+                                  capture_output=True, check=True).stdout)
+        floor = timed(["sh", "-c", f"i=0; while [ $i -lt {tasks} ]; do /bin/true; i=$((i+1)); done"])
+        rate = tasks / seconds
+        line("work-once --drain 2,000 x true", f"{rate:,.0f} tasks/s", ">= 1,100 tasks/s", rate >= 1100 and done == tasks,
+             f"{done} done; fork/exec floor {tasks / floor:,.0f}/s, overhead {(seconds - floor) / tasks * 1000:.2f} ms/task")
+
+        # --- work-once on an empty queue: time and peak memory ----------------------------------
+        path, env = fresh(folder, "empty")
+        subprocess.run([binary, "work-once"], env=env, check=True, stdout=subprocess.DEVNULL)
+        times = [timed([binary, "work-once"], env=env) for _ in range(reps)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        probe = os.path.join(folder, "rss")
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", probe, binary, "work-once"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        peak_kib = int(open(probe).read().strip().splitlines()[-1])
+        empty_ms = statistics.median(times) * 1000
+        true_ms = statistics.median([timed(["true"]) for _ in range(reps)]) * 1000
+        line("work-once, empty queue (median)", f"{empty_ms:.2f} ms", "<= 15 ms", empty_ms <= 15,
+             f"`true` process {true_ms:.2f} ms")
+        line("work-once, empty queue: peak memory", f"{peak_kib / 1024:.1f} MB", "<= 30 MB", peak_kib / 1024 <= 30)
+        del before
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
