@@ -17,9 +17,15 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "SQLiteOptions",
+            dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]
+        ),
+        .target(
             name: "AutonomyCore",
             dependencies: [
+                "SQLiteOptions",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -10,6 +10,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Validate the configuration and print a summary of the declared map.",
             discussion: """
                 Exits 0 when the configuration can be used (warnings included), 78 when it cannot.

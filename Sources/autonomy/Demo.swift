@@ -4,6 +4,7 @@ import Foundation
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "demo",
         abstract: "Run the whole loop once in a scratch folder, on built-in example handlers.",
         discussion: """
             Writes a configuration, example handler scripts and a database into a new folder,

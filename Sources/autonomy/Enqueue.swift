@@ -4,6 +4,7 @@ import Foundation
 
 struct Enqueue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "enqueue",
         abstract: "Add a task to the queue (or a batch of them).",
         discussion: """
             Prints the new task's id. The same --key again prints the existing id and creates nothing.
@@ -97,19 +98,19 @@ struct Enqueue: AsyncParsableCommand {
 
     private func runBatch(_ source: String) throws {
         let data = try readInput(source, what: "batch file")
-        let requests = try EnqueueRequest.parseBatch(data)
         let (loaded, store) = try global.open()
-        let outcomes = try store.enqueueBatch(requests, configuration: loaded.configuration, now: try currentClock().now())
-        let created = outcomes.filter { if case .created = $0 { return true } else { return false } }.count
+        let result = try store.enqueueBatch(
+            jsonLines: data, configuration: loaded.configuration, now: try currentClock().now(), keepTasks: json)
         if json {
-            printJSON(.array(outcomes.map(\.task.jsonValue)))
+            printJSON(.array(result.tasks.map(\.jsonValue)))
         } else {
             var text = ""
-            for outcome in outcomes { text += "\(outcome.task.id)\n" }
+            text.reserveCapacity(result.ids.count * 8)
+            for id in result.ids { text += "\(id)\n" }
             FileHandle.standardOutput.write(Data(text.utf8))
         }
-        if created < outcomes.count {
-            printError("note: \(outcomes.count - created) of \(outcomes.count) tasks already existed under their keys; \(created) enqueued")
+        if result.existing > 0 {
+            printError("note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued")
         }
     }
 }

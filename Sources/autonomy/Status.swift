@@ -4,6 +4,7 @@ import Foundation
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "The queue at a glance: counts by state and type, waiting times, dead tasks.",
         discussion: "Example: autonomy status")
 

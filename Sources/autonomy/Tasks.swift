@@ -4,12 +4,14 @@ import Foundation
 
 struct Tasks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "tasks",
         abstract: "List, show, cancel and retry tasks.",
         subcommands: [List.self, Show.self, Cancel.self, Retry.self],
         defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List tasks, newest first.",
             discussion: "Example: autonomy tasks list --state dead --type send_email")
 
@@ -44,6 +46,7 @@ struct Tasks: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show one task: payload, attempts, result, last error, and its ledger rows.",
             discussion: "Example: autonomy tasks show 42")
 
@@ -104,6 +107,7 @@ struct Tasks: AsyncParsableCommand {
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cancel",
             abstract: "Cancel a task that has not started running.",
             discussion: "Example: autonomy tasks cancel 42 --reason 'sent by hand'")
 
@@ -124,6 +128,7 @@ struct Tasks: AsyncParsableCommand {
 
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "retry",
             abstract: "Send a dead task back to the queue with a fresh set of attempts.",
             discussion: "Example: autonomy tasks retry 42")
 

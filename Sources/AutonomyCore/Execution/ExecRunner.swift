@@ -14,11 +14,14 @@ public struct ExecRunner: HandlerRunner {
     public var maxStderrBytes: Int
     /// Between SIGTERM and SIGKILL.
     public var killGrace: Interval
+    /// The worker's own environment, read once: handlers inherit it, plus their own variables.
+    private let inherited: [String: String]
 
-    public init(settings: WorkerSettings) {
+    public init(settings: WorkerSettings, environment: [String: String] = ProcessInfo.processInfo.environment) {
         maxOutputBytes = settings.maxOutputBytes
         maxStderrBytes = settings.maxStderrBytes
         killGrace = settings.killGrace
+        inherited = environment
     }
 
     public func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
@@ -40,19 +43,21 @@ public struct ExecRunner: HandlerRunner {
 
         let program = handler.argv[0]
         guard let programPath = Self.locate(program, base: invocation.baseDirectory,
-                                            searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]) else {
+                                            searchPath: handler.env["PATH"] ?? inherited["PATH"]) else {
             return HandlerOutcome(status: .couldNotStart("\(program): not found in PATH (give its full path in the handler's argv)"),
                                   durationMs: elapsed())
         }
         let executable = Executable.path(FilePath(programPath))
-        var variables: [Environment.Key: String?] = [:]
-        for (name, value) in invocation.environment { variables[Environment.Key(stringLiteral: name)] = value }
-        for (name, value) in handler.env { variables[Environment.Key(stringLiteral: name)] = value }
+        var variables = inherited
+        variables.merge(invocation.environment) { _, new in new }
+        variables.merge(handler.env) { _, new in new }
         variables["AUTONOMY_TASK_ID"] = String(invocation.task.id)
         variables["AUTONOMY_TASK_TYPE"] = invocation.task.type
         variables["AUTONOMY_ATTEMPT"] = String(invocation.attempt)
         variables["AUTONOMY_PAYLOAD_FILE"] = payloadFile.path
-        let environment = Environment.inherit.updating(variables)
+        let environment = Environment.custom(Dictionary(uniqueKeysWithValues: variables.map {
+            (Environment.Key(stringLiteral: $0.key), $0.value)
+        }))
         let options = {
             var options = PlatformOptions()
             options.processGroupID = 0  // its own group, so a timeout reaches everything it started

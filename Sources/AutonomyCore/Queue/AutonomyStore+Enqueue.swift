@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// The result of an enqueue: a new task, or the one an idempotency key already named.
@@ -24,30 +25,56 @@ extension AutonomyStore {
 
     /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
     ///
-    /// - Throws: `QueueError.batchLine` naming the first refused line (1-based), or `StoreError`.
+    /// - Throws: `QueueError.batchLine` naming the first refused request (1-based), or `StoreError`.
     public func enqueueBatch(
-        _ requests: [EnqueueRequest], lineNumbers: [Int]? = nil, configuration: Configuration, now: Int64
+        _ requests: [EnqueueRequest], configuration: Configuration, now: Int64
     ) throws -> [EnqueueOutcome] {
-        var prepared: [PreparedTask] = []
-        prepared.reserveCapacity(requests.count)
-        for (index, request) in requests.enumerated() {
-            do {
-                prepared.append(try request.prepare(configuration, now: now))
-            } catch {
-                throw QueueError.batchLine(lineNumbers?[index] ?? index + 1, error)
-            }
-        }
-        return try write("enqueue a batch") { db in
+        try write("enqueue a batch") { db in
             var outcomes: [EnqueueOutcome] = []
-            outcomes.reserveCapacity(prepared.count)
-            for (index, task) in prepared.enumerated() {
-                do {
-                    outcomes.append(try insert(task, db: db, now: now))
-                } catch let error as QueueError {
-                    throw QueueError.batchLine(lineNumbers?[index] ?? index + 1, error)
-                }
+            outcomes.reserveCapacity(requests.count)
+            for (index, request) in requests.enumerated() {
+                outcomes.append(try insert(request, position: index + 1, db: db, configuration: configuration, now: now))
             }
             return outcomes
+        }
+    }
+
+    /// What `enqueue --batch` did.
+    public struct BatchResult: Sendable {
+        /// Every task's id, in input order (existing ones included).
+        public var ids: [Int64] = []
+        /// How many lines named a task that already existed under its idempotency key.
+        public var existing = 0
+        /// The tasks themselves, when asked for.
+        public var tasks: [TaskRecord] = []
+    }
+
+    /// Adds the tasks of JSON Lines input (see `EnqueueRequest.parseBatch` for a line's shape) in one
+    /// transaction, streaming: all of them, or (on any error) none.
+    ///
+    /// - Throws: `QueueError.batchLine` naming the first refused line, or `StoreError`.
+    public func enqueueBatch(
+        jsonLines data: Data, configuration: Configuration, now: Int64, keepTasks: Bool = false
+    ) throws -> BatchResult {
+        try write("enqueue a batch") { db in
+            var result = BatchResult()
+            try EnqueueRequest.forEachBatchLine(in: data) { line, request in
+                let outcome = try insert(request, position: line, db: db, configuration: configuration, now: now)
+                result.ids.append(outcome.task.id)
+                if case .existing = outcome { result.existing += 1 }
+                if keepTasks { result.tasks.append(outcome.task) }
+            }
+            return result
+        }
+    }
+
+    private func insert(
+        _ request: EnqueueRequest, position: Int, db: Database, configuration: Configuration, now: Int64
+    ) throws -> EnqueueOutcome {
+        do {
+            return try insert(try request.prepare(configuration, now: now), db: db, now: now)
+        } catch let error as QueueError {
+            throw QueueError.batchLine(position, error)
         }
     }
 
@@ -55,7 +82,7 @@ extension AutonomyStore {
         let request = task.request
         if let key = request.key,
            let existing = try TaskRecord.fetchOne(
-               db.cachedStatement(sql: "SELECT * FROM tasks WHERE idempotency_key = ?"), arguments: [key]) {
+               db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ?"), arguments: [key]) {
             guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256 else {
                 throw QueueError.keyConflict(key: key, existingID: existing.id)
             }
@@ -66,15 +93,16 @@ extension AutonomyStore {
                                source, subject, max_attempts, created_at, updated_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
-        try statement.execute(arguments: [
-            request.type, task.state.rawValue, task.priority, task.runAt, task.payload, task.payloadSHA256,
-            request.key, request.source, request.subject, request.maxAttempts, now, now,
+        try statement.run(binding: [
+            .text(request.type), .text(task.state.rawValue), .integer(Int64(task.priority)), .integer(task.runAt),
+            .text(task.payload), .text(task.payloadSHA256), .text(request.key), .text(request.source),
+            .text(request.subject), .integer(request.maxAttempts.map(Int64.init)), .integer(now), .integer(now),
         ])
         let id = db.lastInsertedRowID
-        try db.appendLedger(.enqueued, at: now, taskID: id, type: request.type, detail: .object([
-            "payload_sha256": .string(task.payloadSHA256), "source": request.source.map { .string($0) } ?? .null,
-            "state": .string(task.state.rawValue),
-        ]))
+        // The same canonical text JSONValue would write, without building a dictionary per task.
+        let source = request.source.map { JSONValue.string($0).canonicalText } ?? "null"
+        try db.appendLedger(.enqueued, at: now, taskID: id, type: request.type, detailText:
+            #"{"payload_sha256":"\#(task.payloadSHA256)","source":\#(source),"state":"\#(task.state.rawValue)"}"#)
         if task.state == .awaitingApproval {
             try db.appendLedger(.held, at: now, taskID: id, type: request.type, detail: [
                 "reason": "the type is rated dangerous: it needs an approval",

@@ -30,7 +30,7 @@ public struct TaskFilter: Sendable {
 extension AutonomyStore {
     public func task(id: Int64) throws -> TaskRecord? {
         try read("read a task") { db in
-            try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [id])
+            try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [id])
         }
     }
 
@@ -50,7 +50,7 @@ extension AutonomyStore {
             let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [filter.limit])
             return try TaskRecord.fetchAll(
-                db, sql: "SELECT * FROM tasks \(whereClause) ORDER BY id DESC LIMIT ?", arguments: arguments)
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks \(whereClause) ORDER BY id DESC LIMIT ?", arguments: arguments)
         }
     }
 
@@ -59,7 +59,7 @@ extension AutonomyStore {
     /// - Throws: `QueueError.taskNotFound`, `QueueError.notCancellable`.
     public func cancel(taskID: Int64, by actor: String, reason: String?, now: Int64) throws -> TaskRecord {
         try write("cancel a task") { db in
-            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) else {
+            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) else {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state.isCancellable else { throw QueueError.notCancellable(id: taskID, state: task.state) }
@@ -69,7 +69,7 @@ extension AutonomyStore {
             try db.appendLedger(.cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
                 "by": .string(actor), "reason": reason.map { .string($0) } ?? .null, "from": .string(task.state.rawValue),
             ])
-            return try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            return try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
         }
     }
 
@@ -78,7 +78,7 @@ extension AutonomyStore {
     /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`.
     public func retry(taskID: Int64, by actor: String, now: Int64) throws -> TaskRecord {
         try write("retry a task") { db in
-            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) else {
+            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) else {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
@@ -89,7 +89,7 @@ extension AutonomyStore {
             try db.appendLedger(.retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
                 "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
             ])
-            return try TaskRecord.fetchOne(db, sql: "SELECT * FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            return try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
         }
     }
 
@@ -115,7 +115,7 @@ extension AutonomyStore {
                 ORDER BY run_at, id LIMIT 1
                 """, arguments: [now]).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
             let dead = try TaskRecord.fetchAll(db, sql: """
-                SELECT * FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
+                SELECT \(TaskRecord.columns) FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
                 """)
             let expired = try Int.fetchOne(db, sql: """
                 SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ?

@@ -45,7 +45,7 @@ extension AutonomyStore {
             let expired = try TaskRecord.fetchAll(
                 db,
                 sql: """
-                    SELECT * FROM tasks
+                    SELECT \(TaskRecord.columns) FROM tasks
                     WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
                     ORDER BY id
                     """, arguments: [now])
@@ -92,7 +92,7 @@ extension AutonomyStore {
             let typeName: String = row["type"]
             guard let type = configuration.taskType(named: typeName) else {
                 let reason = "task type \"\(typeName)\" is not declared in the configuration"
-                try db.execute(
+                try db.run(
                     sql: """
                         UPDATE tasks SET state = 'blocked', last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?
                         """, arguments: [reason, now, now, id])
@@ -103,7 +103,7 @@ extension AutonomyStore {
             }
             guard type.safety == .safe else {
                 let reason = "the type is rated dangerous: it needs an approval"
-                try db.execute(
+                try db.run(
                     sql: "UPDATE tasks SET state = 'awaiting_approval', updated_at = ? WHERE id = ?",
                     arguments: [now, id])
                 try db.appendLedger(
@@ -118,7 +118,7 @@ extension AutonomyStore {
                     SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,
                         started_at = ?, updated_at = ?
                     WHERE id = ? AND state = 'queued'
-                    RETURNING *
+                    RETURNING \(TaskRecord.columns)
                     """)
             guard
                 let task = try TaskRecord.fetchOne(
@@ -138,7 +138,7 @@ extension AutonomyStore {
         -> Bool
     {
         try write("extend a lease") { db in
-            try db.execute(
+            try db.run(
                 sql: """
                     UPDATE tasks SET lease_expires_at = ?, updated_at = ?
                     WHERE id = ? AND lease_token = ? AND state IN ('running', 'verifying')
@@ -206,7 +206,7 @@ extension AutonomyStore {
                 "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
                 "stdout_truncated": .bool(outcome.stdoutTruncated),
             ]))
-        try db.execute(
+        try db.run(
             sql: """
                 UPDATE tasks SET exit_code = ?, result = ?, stderr_tail = ?, updated_at = ? WHERE id = ?
                 """,
@@ -216,7 +216,7 @@ extension AutonomyStore {
             ])
         switch verdict {
         case .passed(let evidence):
-            try db.execute(
+            try db.run(
                 sql: """
                     UPDATE tasks SET state = 'done', finished_at = ?, last_error = NULL, lease_token = NULL,
                                      lease_expires_at = NULL
@@ -240,7 +240,7 @@ extension AutonomyStore {
     ) throws -> TaskOutcome {
         let limit = task.attemptLimit(type)
         if task.attempts >= limit {
-            try db.execute(
+            try db.run(
                 sql: """
                     UPDATE tasks SET state = 'dead', last_error = ?, finished_at = ?, updated_at = ?, lease_token = NULL,
                                      lease_expires_at = NULL
@@ -256,7 +256,7 @@ extension AutonomyStore {
         }
         let delay = (type?.retry ?? RetryPolicy()).delay(afterAttempt: task.attempts, unit: random())
         let nextRunAt = now + delay.milliseconds
-        try db.execute(
+        try db.run(
             sql: """
                 UPDATE tasks SET state = 'queued', run_at = ?, last_error = ?, updated_at = ?, lease_token = NULL,
                                  lease_expires_at = NULL

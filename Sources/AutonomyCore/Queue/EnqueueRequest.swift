@@ -111,20 +111,40 @@ extension EnqueueRequest {
     /// - Throws: `QueueError.batchLine` naming the first bad line.
     public static func parseBatch(_ data: Data) throws(QueueError) -> [EnqueueRequest] {
         var requests: [EnqueueRequest] = []
+        do {
+            try forEachBatchLine(in: data) { _, request in requests.append(request) }
+        } catch {
+            // Only the parsing throws here, and it throws QueueError.
+            throw (error as? QueueError) ?? .invalidRequest("\(error)")
+        }
+        return requests
+    }
+
+    /// Calls `body` with each non-blank line's number (1-based) and request, in order.
+    ///
+    /// - Throws: `QueueError.batchLine` for a line that is not a request; what `body` throws.
+    static func forEachBatchLine(
+        in data: Data, _ body: (Int, EnqueueRequest) throws -> Void
+    ) throws {
         var lineNumber = 0
         for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
             if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
                 continue
             }
+            let request: EnqueueRequest
             do {
-                requests.append(try request(fromLine: Data(line)))
+                request = try self.request(fromLine: Data(line))
             } catch {
-                throw .batchLine(lineNumber, error)
+                throw QueueError.batchLine(lineNumber, error)
             }
+            try body(lineNumber, request)
         }
-        return requests
     }
+
+    private static let batchFields: Set<String> = [
+        "type", "payload", "priority", "run_at", "delay", "max_attempts", "key", "source", "subject",
+    ]
 
     private static func request(fromLine line: Data) throws(QueueError) -> EnqueueRequest {
         let value: JSONValue
@@ -134,9 +154,8 @@ extension EnqueueRequest {
             throw .invalidRequest("not JSON: \(error.reason)")
         }
         guard case .object(let fields) = value else { throw .invalidRequest("expected a JSON object") }
-        let known: Set<String> = ["type", "payload", "priority", "run_at", "delay", "max_attempts", "key", "source", "subject"]
-        if let unknown = fields.keys.first(where: { !known.contains($0) }) {
-            throw .invalidRequest("unknown field \"\(unknown)\" (known: \(known.sorted().joined(separator: ", ")))")
+        if let unknown = fields.keys.first(where: { !batchFields.contains($0) }) {
+            throw .invalidRequest("unknown field \"\(unknown)\" (known: \(batchFields.sorted().joined(separator: ", ")))")
         }
         func text(_ name: String) throws(QueueError) -> String? {
             switch fields[name] {

@@ -63,30 +63,38 @@ public struct TaskRecord: Sendable, Equatable {
 }
 
 extension TaskRecord: FetchableRecord {
+    /// The columns a `TaskRecord` is read from, in the order `init(row:)` reads them. Queries name
+    /// them instead of `*`, so rows decode by position (fast) and new columns change nothing.
+    static let columns = """
+        id, type, state, priority, run_at, payload, payload_sha256, idempotency_key, source, subject, attempts, \
+        max_attempts, lease_token, lease_expires_at, created_at, updated_at, started_at, finished_at, exit_code, \
+        result, last_error, stderr_tail
+        """
+
     public init(row: Row) throws {
-        id = row["id"]
-        type = row["type"]
-        let stateText: String = row["state"]
+        id = row[0]
+        type = row[1]
+        let stateText: String = row[2]
         state = TaskState(rawValue: stateText) ?? .blocked
-        priority = row["priority"]
-        runAt = row["run_at"]
-        payload = row["payload"]
-        payloadSHA256 = row["payload_sha256"]
-        idempotencyKey = row["idempotency_key"]
-        source = row["source"]
-        subject = row["subject"]
-        attempts = row["attempts"]
-        maxAttempts = row["max_attempts"]
-        leaseToken = row["lease_token"]
-        leaseExpiresAt = row["lease_expires_at"]
-        createdAt = row["created_at"]
-        updatedAt = row["updated_at"]
-        startedAt = row["started_at"]
-        finishedAt = row["finished_at"]
-        exitCode = row["exit_code"]
-        result = row["result"]
-        lastError = row["last_error"]
-        stderrTail = row["stderr_tail"]
+        priority = row[3]
+        runAt = row[4]
+        payload = row[5]
+        payloadSHA256 = row[6]
+        idempotencyKey = row[7]
+        source = row[8]
+        subject = row[9]
+        attempts = row[10]
+        maxAttempts = row[11]
+        leaseToken = row[12]
+        leaseExpiresAt = row[13]
+        createdAt = row[14]
+        updatedAt = row[15]
+        startedAt = row[16]
+        finishedAt = row[17]
+        exitCode = row[18]
+        result = row[19]
+        lastError = row[20]
+        stderrTail = row[21]
     }
 }
 

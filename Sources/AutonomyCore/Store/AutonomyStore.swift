@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SQLiteOptions
 
 /// The one front door to the database. Every method is one transaction that keeps the queue and the
 /// ledger in step; callers never write SQL.
@@ -18,13 +19,23 @@ public final class AutonomyStore: Sendable {
         self.path = path
         try Self.createPrivately(path)
         var configuration = GRDB.Configuration()
-        configuration.journalMode = .wal
+        // WAL is set below, once per file: GRDB's own WAL set-up writes to the file on every open.
         configuration.busyMode = .timeout(settings.busyTimeout.seconds)
         configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            _ = autonomy_sqlite_skip_checkpoint_on_close(db.sqliteConnection)
+        }
         do {
             writer = try Self.retryingWhileBusy { try DatabaseQueue(path: path, configuration: configuration) }
-            // After the WAL set-up, which lowers it: a queued request must survive power loss.
             try writer.writeWithoutTransaction { db in
+                // Several processes share the file: WAL lets readers and one writer work at once.
+                // The mode is stored in the file, so only its first opener pays for the switch.
+                if try String.fetchOne(db, sql: "PRAGMA journal_mode") != "wal" {
+                    guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
+                        throw StoreError.cannotOpen(path: path, reason: "cannot switch the database to WAL mode")
+                    }
+                }
+                // FULL by default: a queued request must survive power loss.
                 try db.execute(sql: "PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
             }
         } catch {
@@ -118,5 +129,13 @@ public final class AutonomyStore: Sendable {
     /// The names of the migrations applied to this file, oldest first.
     public func appliedMigrations() throws -> [String] {
         try read("read migrations") { db in try Migrations.migrator.appliedMigrations(db) }
+    }
+}
+
+extension Database {
+    /// Executes one statement from the connection's statement cache: the hot paths run the same
+    /// few statements for every task, and compiling them each time costs more than running them.
+    func run(sql: String, arguments: StatementArguments = StatementArguments()) throws {
+        try cachedStatement(sql: sql).execute(arguments: arguments)
     }
 }

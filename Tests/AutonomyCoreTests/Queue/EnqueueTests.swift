@@ -75,12 +75,28 @@ import Testing
         #expect(requests[1].priority == 5 && requests[1].key == "b2")
         #expect(requests[2].delay == .minutes(10))
 
+        // The fifth line (the second is blank) names an undeclared type: nothing is enqueued, and
+        // the error names that line.
         let bad = good + "\n" + #"{"type": "nope"}"#
-        let parsed = try EnqueueRequest.parseBatch(Data(bad.utf8))
-        #expect(throws: (any Error).self) {
-            try fixture.store.enqueueBatch(parsed, configuration: fixture.configuration, now: fixture.clock.now())
+        #expect {
+            try fixture.store.enqueueBatch(jsonLines: Data(bad.utf8), configuration: fixture.configuration,
+                                           now: fixture.clock.now())
+        } throws: { error in
+            if case QueueError.batchLine(5, .undeclaredType("nope", _)) = error { return true }
+            return false
         }
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 0)
+        #expect(try fixture.count("SELECT COUNT(*) FROM ledger") == 0)
+        let streamed = try fixture.store.enqueueBatch(jsonLines: Data(good.utf8), configuration: fixture.configuration,
+                                                      now: fixture.clock.now(), keepTasks: true)
+        #expect(streamed.ids.count == 3 && streamed.tasks.map(\.id) == streamed.ids && streamed.existing == 0)
+        #expect(streamed.tasks[1].priority == 5)
+        let again = try fixture.store.enqueueBatch(jsonLines: Data(good.utf8), configuration: fixture.configuration,
+                                                   now: fixture.clock.now())
+        #expect(again.existing == 1 && again.ids[1] == streamed.ids[1])  // the keyed line named the same task
+        try fixture.store.write("reset") { db in
+            try db.execute(sql: "DROP TRIGGER ledger_no_delete; DELETE FROM ledger; DELETE FROM tasks")
+        }
 
         #expect {
             _ = try EnqueueRequest.parseBatch(Data((good + "\n{oops\n").utf8))
