@@ -46,7 +46,8 @@ struct Autonomy: AsyncParsableCommand {
             Self.exit(withError: error)
         }
         // Parsing and validation errors: one line, pointing at the help.
-        let message = Self.message(for: error)
+        let message =
+            Self.message(for: error)
             .split(separator: "\n").first.map(String.init)?
             .replacingOccurrences(of: "Error: ", with: "") ?? "invalid arguments"
         FileHandle.standardError.write(Data("error: \(message) (see 'autonomy help')\n".utf8))

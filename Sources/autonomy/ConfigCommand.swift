@@ -29,19 +29,23 @@ struct ConfigCommand: AsyncParsableCommand {
             let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
             let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
             if json {
-                return printJSON(.object([
-                    "file": loaded.path.map { .string($0) } ?? .null,
-                    "database": .string(database),
-                    "version": .int(Int64(configuration.version)),
-                    "task_types": .array(types.map { type in .object([
-                        "name": .string(type.name), "safety": .string(type.safety.rawValue),
-                        "owner": type.owner.map { .string($0) } ?? .null,
-                        "timeout": .string(type.effectiveTimeout(configuration.worker).description),
-                        "max_attempts": .int(Int64(type.retry.maxAttempts)),
-                    ]) }),
-                    "components": .array(configuration.components.map { .string($0.name) }),
-                    "warnings": .array(warnings.map { .string($0) }),
-                ]))
+                return printJSON(
+                    .object([
+                        "file": loaded.path.map { .string($0) } ?? .null,
+                        "database": .string(database),
+                        "version": .int(Int64(configuration.version)),
+                        "task_types": .array(
+                            types.map { type in
+                                .object([
+                                    "name": .string(type.name), "safety": .string(type.safety.rawValue),
+                                    "owner": type.owner.map { .string($0) } ?? .null,
+                                    "timeout": .string(type.effectiveTimeout(configuration.worker).description),
+                                    "max_attempts": .int(Int64(type.retry.maxAttempts)),
+                                ])
+                            }),
+                        "components": .array(configuration.components.map { .string($0.name) }),
+                        "warnings": .array(warnings.map { .string($0) }),
+                    ]))
             }
             print("config:   \(loaded.path ?? "built-in defaults")")
             print("database: \(database)")
@@ -51,18 +55,25 @@ struct ConfigCommand: AsyncParsableCommand {
                 print("task types: none declared, so every task is refused")
             } else {
                 print("task types (\(types.count)):")
-                print(table(["  NAME", "SAFETY", "OWNER", "TIMEOUT", "ATTEMPTS", "HANDLER"], types.map { type in
-                    var handler = ""
-                    if case .exec(let exec) = type.handler { handler = exec.argv.joined(separator: " ") }
-                    return ["  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
-                            type.owner ?? "-", type.effectiveTimeout(configuration.worker).description,
-                            String(type.retry.maxAttempts), String(handler.prefix(60))]
-                }))
+                print(
+                    table(
+                        ["  NAME", "SAFETY", "OWNER", "TIMEOUT", "ATTEMPTS", "HANDLER"],
+                        types.map { type in
+                            var handler = ""
+                            if case .exec(let exec) = type.handler { handler = exec.argv.joined(separator: " ") }
+                            return [
+                                "  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
+                                type.owner ?? "-", type.effectiveTimeout(configuration.worker).description,
+                                String(type.retry.maxAttempts), String(handler.prefix(60)),
+                            ]
+                        }))
             }
             if !configuration.components.isEmpty {
                 print("components (\(configuration.components.count)):")
                 for component in configuration.components {
-                    print("  \(component.name)  owner \(component.owner ?? "-")  types: \(component.taskTypes.joined(separator: ", "))")
+                    print(
+                        "  \(component.name)  owner \(component.owner ?? "-")  types: \(component.taskTypes.joined(separator: ", "))"
+                    )
                 }
             }
             for warning in warnings { print("warning: \(warning)") }

@@ -29,10 +29,17 @@ struct Demo: AsyncParsableCommand {
 
         print("1. Producers enqueue tasks:")
         let requests = [
-            EnqueueRequest(type: "daily_report", payload: #"{"day":"2026-11-24","tickets":17}"#, source: "cron", subject: "yesterday's tickets"),
-            EnqueueRequest(type: "sync_crm", payload: #"{"since":"24h"}"#, source: "sales-agent", subject: "pull new leads"),
-            EnqueueRequest(type: "reindex", payload: #"{"index":"docs"}"#, priority: -1, source: "ops", subject: "rebuild the search index"),
-            EnqueueRequest(type: "send_email", payload: #"{"to":"client@example.com","template":"invoice"}"#, source: "sales-agent", subject: "invoice to a client"),
+            EnqueueRequest(
+                type: "daily_report", payload: #"{"day":"2026-11-24","tickets":17}"#, source: "cron",
+                subject: "yesterday's tickets"),
+            EnqueueRequest(
+                type: "sync_crm", payload: #"{"since":"24h"}"#, source: "sales-agent", subject: "pull new leads"),
+            EnqueueRequest(
+                type: "reindex", payload: #"{"index":"docs"}"#, priority: -1, source: "ops",
+                subject: "rebuild the search index"),
+            EnqueueRequest(
+                type: "send_email", payload: #"{"to":"client@example.com","template":"invoice"}"#,
+                source: "sales-agent", subject: "invoice to a client"),
         ]
         for request in requests {
             let task = try store.enqueue(request, configuration: loaded.configuration, now: clock.now()).task
@@ -40,20 +47,24 @@ struct Demo: AsyncParsableCommand {
             print("   → task \(task.id): \(task.state.rawValue)")
         }
         do {
-            _ = try store.enqueue(EnqueueRequest(type: "wire_money"), configuration: loaded.configuration, now: clock.now())
+            _ = try store.enqueue(
+                EnqueueRequest(type: "wire_money"), configuration: loaded.configuration, now: clock.now())
         } catch {
             print("   $ autonomy enqueue wire_money \(config)\n   → error: \(error)")
         }
 
         print("\n2. The timer runs the worker:\n   $ autonomy work-once --drain \(config)")
-        let worker = Worker(store: store, loaded: loaded, clock: clock,
-                            handlerEnvironment: ["AUTONOMY_DATABASE": store.path, "AUTONOMY_CONFIG": configPath],
-                            logger: makeLogger("autonomy.demo"))
+        let worker = Worker(
+            store: store, loaded: loaded, clock: clock,
+            handlerEnvironment: ["AUTONOMY_DATABASE": store.path, "AUTONOMY_CONFIG": configPath],
+            logger: makeLogger("autonomy.demo"))
         let report = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in report.attempts {
             let state = attempt.outcome?.state.rawValue ?? "lease lost"
             let error = attempt.outcome?.error.map { " (\($0))" } ?? ""
-            print("   task \(attempt.taskID) \(attempt.type) attempt \(attempt.attempt): \(state) after \(Interval(milliseconds: attempt.handler.durationMs))\(error)")
+            print(
+                "   task \(attempt.taskID) \(attempt.type) attempt \(attempt.attempt): \(state) after \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
+            )
         }
 
         print("\n3. Where everything stands:\n   $ autonomy status \(config)")
@@ -61,7 +72,8 @@ struct Demo: AsyncParsableCommand {
         for state in TaskState.allCases where status.counts[state, default: 0] > 0 {
             print("   \(state.rawValue): \(status.counts[state, default: 0])")
         }
-        print("""
+        print(
+            """
 
             The dangerous send_email task waits for a human; nothing ran it. The flaky sync_crm task failed
             once and succeeded on its retry; reindex ran longer than its lease, which the worker kept renewing.
@@ -82,10 +94,12 @@ struct Demo: AsyncParsableCommand {
         }
         let path = "/tmp/autonomy-demo-" + UUID().uuidString.prefix(8).lowercased()
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: false,
+                attributes: [.posixPermissions: 0o700])
         } catch {
-            throw CLIFailure("cannot create \(path): \(error.localizedDescription); pass --dir FOLDER", code: .databaseUnusable)
+            throw CLIFailure(
+                "cannot create \(path): \(error.localizedDescription); pass --dir FOLDER", code: .databaseUnusable)
         }
         return path
     }
@@ -101,7 +115,9 @@ struct Demo: AsyncParsableCommand {
     }
 
     static let handlerScripts: [(String, String)] = [
-        ("report.sh", """
+        (
+            "report.sh",
+            """
             #!/bin/sh
             # Writes a report from the payload (on stdin) and prints where it went, as JSON.
             set -eu
@@ -111,8 +127,11 @@ struct Demo: AsyncParsableCommand {
             { echo "# Report (task $AUTONOMY_TASK_ID)"; cat; echo; } > "$out"
             printf '{"report":"%s","bytes":%s}\\n' "$out" "$(wc -c < "$out" | tr -d ' ')"
 
-            """),
-        ("sync-crm.sh", """
+            """
+        ),
+        (
+            "sync-crm.sh",
+            """
             #!/bin/sh
             # Fails its first attempt, as a flaky upstream API would; succeeds on the retry.
             if [ "$AUTONOMY_ATTEMPT" -lt 2 ]; then
@@ -121,20 +140,27 @@ struct Demo: AsyncParsableCommand {
             fi
             echo '{"synced":42}'
 
-            """),
-        ("reindex.sh", """
+            """
+        ),
+        (
+            "reindex.sh",
+            """
             #!/bin/sh
             # A long job: runs longer than the worker's lease, which the worker keeps renewing.
             sleep 3
             echo '{"indexed":1200}'
 
-            """),
-        ("send-email.sh", """
+            """
+        ),
+        (
+            "send-email.sh",
+            """
             #!/bin/sh
             # Would send an email; reads the payload from the file the worker names.
             echo "{\\"sent_to\\":$(cat "$AUTONOMY_PAYLOAD_FILE" | sed 's/.*"to":\\("[^"]*"\\).*/\\1/')}"
 
-            """),
+            """
+        ),
     ]
 
     static let configText = """

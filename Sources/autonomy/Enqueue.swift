@@ -23,7 +23,9 @@ struct Enqueue: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
     var payload: String?
 
-    @Option(name: .customLong("payload-file"), help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
+    @Option(
+        name: .customLong("payload-file"),
+        help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
     var payloadFile: String?
 
     @Option(help: "Higher runs first (default: the type's priority).")
@@ -32,7 +34,9 @@ struct Enqueue: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run no sooner than this from now, e.g. 10m.", valueName: "duration"))
     var delay: String?
 
-    @Option(name: .customLong("run-at"), help: ArgumentHelp("Run no sooner than this time, e.g. 2026-12-01T09:00:00Z.", valueName: "time"))
+    @Option(
+        name: .customLong("run-at"),
+        help: ArgumentHelp("Run no sooner than this time, e.g. 2026-12-01T09:00:00Z.", valueName: "time"))
     var runAt: String?
 
     @Option(name: .customLong("max-attempts"), help: "Attempts in all (default: the type's retry.max_attempts).")
@@ -47,7 +51,9 @@ struct Enqueue: AsyncParsableCommand {
     @Option(help: "A short line shown in listings and approval requests.")
     var subject: String?
 
-    @Option(help: ArgumentHelp("JSON Lines of tasks, from a file or '-' for stdin; all are enqueued, or none.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "JSON Lines of tasks, from a file or '-' for stdin; all are enqueued, or none.", valueName: "file"))
     var batch: String?
 
     @Flag(help: "Print the whole task (an array of them with --batch) as JSON.")
@@ -56,7 +62,8 @@ struct Enqueue: AsyncParsableCommand {
     func validate() throws {
         if batch != nil {
             guard type == nil, payload == nil, payloadFile == nil, priority == nil, delay == nil, runAt == nil,
-                  maxAttempts == nil, key == nil, source == nil, subject == nil else {
+                maxAttempts == nil, key == nil, source == nil, subject == nil
+            else {
                 throw ValidationError("--batch takes its tasks from the file: give no type or task options with it")
             }
             return
@@ -68,8 +75,9 @@ struct Enqueue: AsyncParsableCommand {
 
     func run() async throws {
         if let batch { return try runBatch(batch) }
-        var request = EnqueueRequest(type: type ?? "", payload: try readPayload(), priority: priority,
-                                     maxAttempts: maxAttempts, key: key, source: source, subject: subject)
+        var request = EnqueueRequest(
+            type: type ?? "", payload: try readPayload(), priority: priority,
+            maxAttempts: maxAttempts, key: key, source: source, subject: subject)
         if let delay {
             guard let interval = Interval(parsing: delay) else {
                 throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
@@ -85,7 +93,9 @@ struct Enqueue: AsyncParsableCommand {
         let (loaded, store) = try global.open()
         let outcome = try store.enqueue(request, configuration: loaded.configuration, now: try currentClock().now())
         if case .existing(let task) = outcome {
-            printError("note: idempotency key \"\(key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued")
+            printError(
+                "note: idempotency key \"\(key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"
+            )
         }
         if json { printJSON(outcome.task.jsonValue) } else { print(outcome.task.id) }
     }
@@ -110,7 +120,9 @@ struct Enqueue: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
         if result.existing > 0 {
-            printError("note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued")
+            printError(
+                "note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued"
+            )
         }
     }
 }
@@ -120,8 +132,9 @@ func readInput(_ path: String, what: String) throws -> Data {
     if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
     guard let data = FileManager.default.contents(atPath: path) else {
         let exists = FileManager.default.fileExists(atPath: path)
-        throw CLIFailure(exists ? "cannot read the \(what) \(path) (check its permissions)" : "no such \(what): \(path)",
-                         code: .notFound)
+        throw CLIFailure(
+            exists ? "cannot read the \(what) \(path) (check its permissions)" : "no such \(what): \(path)",
+            code: .notFound)
     }
     return data
 }

@@ -23,14 +23,22 @@ struct Status: AsyncParsableCommand {
         print("database: \(store.path)")
         print("config:   \(loaded.path ?? "built-in defaults (no task types: every task is refused)")")
         let states = TaskState.allCases.filter { status.counts[$0, default: 0] > 0 }
-        print("tasks:    " + (states.isEmpty ? "none" : states.map { "\($0.rawValue) \(status.counts[$0, default: 0])" }.joined(separator: " · ")))
+        print(
+            "tasks:    "
+                + (states.isEmpty
+                    ? "none"
+                    : states.map { "\($0.rawValue) \(status.counts[$0, default: 0])" }.joined(separator: " · ")))
         if let oldest = status.oldestRunnable {
-            print("oldest runnable: task \(oldest.id) (\(oldest.type)), waiting \(Interval(milliseconds: now - oldest.since))")
+            print(
+                "oldest runnable: task \(oldest.id) (\(oldest.type)), waiting \(Interval(milliseconds: now - oldest.since))"
+            )
         } else {
             print("oldest runnable: none")
         }
         if let next = status.nextScheduled {
-            print("next scheduled:  task \(next.id) (\(next.type)) at \(display(next.runAt, configuration)) (\(relative(next.runAt, now: now)))")
+            print(
+                "next scheduled:  task \(next.id) (\(next.type)) at \(display(next.runAt, configuration)) (\(relative(next.runAt, now: now)))"
+            )
         }
         if status.expiredLeases > 0 {
             print("expired leases:  \(status.expiredLeases) (their worker died; the next work-once recovers them)")
@@ -56,25 +64,37 @@ struct Status: AsyncParsableCommand {
 
     private func jsonValue(_ status: QueueStatus, now: Int64) -> JSONValue {
         .object([
-            "counts": .object(Dictionary(uniqueKeysWithValues: TaskState.allCases.map {
-                ($0.rawValue, JSONValue.int(Int64(status.counts[$0, default: 0])))
-            })),
-            "by_type": .object(status.countsByType.mapValues { counts in
-                .object(Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, JSONValue.int(Int64($0.value))) }))
-            }),
-            "oldest_runnable": status.oldestRunnable.map { .object([
-                "id": .int($0.id), "type": .string($0.type), "since": .string(Timestamp.format($0.since)),
-                "age_seconds": .int((now - $0.since) / 1000),
-            ]) } ?? .null,
-            "next_scheduled": status.nextScheduled.map { .object([
-                "id": .int($0.id), "type": .string($0.type), "run_at": .string(Timestamp.format($0.runAt)),
-            ]) } ?? .null,
+            "counts": .object(
+                Dictionary(
+                    uniqueKeysWithValues: TaskState.allCases.map {
+                        ($0.rawValue, JSONValue.int(Int64(status.counts[$0, default: 0])))
+                    })),
+            "by_type": .object(
+                status.countsByType.mapValues { counts in
+                    .object(
+                        Dictionary(
+                            uniqueKeysWithValues: counts.map { ($0.key.rawValue, JSONValue.int(Int64($0.value))) }))
+                }),
+            "oldest_runnable": status.oldestRunnable.map {
+                .object([
+                    "id": .int($0.id), "type": .string($0.type), "since": .string(Timestamp.format($0.since)),
+                    "age_seconds": .int((now - $0.since) / 1000),
+                ])
+            } ?? .null,
+            "next_scheduled": status.nextScheduled.map {
+                .object([
+                    "id": .int($0.id), "type": .string($0.type), "run_at": .string(Timestamp.format($0.runAt)),
+                ])
+            } ?? .null,
             "expired_leases": .int(Int64(status.expiredLeases)),
-            "dead": .array(status.recentDead.map { .object([
-                "id": .int($0.id), "type": .string($0.type),
-                "finished_at": $0.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
-                "last_error": $0.lastError.map { .string($0) } ?? .null,
-            ]) }),
+            "dead": .array(
+                status.recentDead.map {
+                    .object([
+                        "id": .int($0.id), "type": .string($0.type),
+                        "finished_at": $0.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
+                        "last_error": $0.lastError.map { .string($0) } ?? .null,
+                    ])
+                }),
         ])
     }
 }

@@ -5,10 +5,18 @@ import Logging
 
 /// Where the configuration and the database are; every subcommand takes these.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The configuration file (default: $AUTONOMY_CONFIG, else ./autonomy.json, else built-in defaults).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The configuration file (default: $AUTONOMY_CONFIG, else ./autonomy.json, else built-in defaults).",
+            valueName: "file"))
     var config: String?
 
-    @Option(name: .long, help: ArgumentHelp("The database file (default: $AUTONOMY_DATABASE, else the config's \"database\", else ./autonomy.db).", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The database file (default: $AUTONOMY_DATABASE, else the config's \"database\", else ./autonomy.db).",
+            valueName: "file"))
     var database: String?
 
     /// Loads the configuration, printing its warnings to stderr.
@@ -100,7 +108,9 @@ func operatorName(_ flag: String?) throws -> String {
 /// Logs go to stderr; `AUTONOMY_LOG_LEVEL` (trace … critical, default warning) sets how much.
 func makeLogger(_ label: String) -> Logger {
     var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
-    let level = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) }
+    let level = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"].flatMap {
+        Logger.Level(rawValue: $0.lowercased())
+    }
     logger.logLevel = level ?? .warning
     return logger
 }

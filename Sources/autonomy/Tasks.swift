@@ -16,7 +16,9 @@ struct Tasks: AsyncParsableCommand {
             discussion: "Example: autonomy tasks list --state dead --type send_email")
 
         @OptionGroup var global: GlobalOptions
-        @Option(help: ArgumentHelp("Only this state: \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "state"))
+        @Option(
+            help: ArgumentHelp(
+                "Only this state: \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "state"))
         var state: TaskState?
         @Option(help: "Only this task type.")
         var type: String?
@@ -35,12 +37,20 @@ struct Tasks: AsyncParsableCommand {
             if json { return printJSON(.array(tasks.map(\.jsonValue))) }
             guard !tasks.isEmpty else { return print("no tasks") }
             let now = try currentClock().now()
-            print(table(["ID", "STATE", "TYPE", "PRI", "TRIES", "RUN AT", "SUBJECT / LAST ERROR"], tasks.map { task in
-                let runAt = task.state == .queued ? relative(task.runAt, now: now) : display(task.updatedAt, loaded.configuration)
-                let note = task.lastError.map { "! " + $0 } ?? task.subject ?? ""
-                return [String(task.id), task.state.rawValue, task.type, String(task.priority), String(task.attempts),
-                        runAt, String(note.prefix(80))]
-            }))
+            print(
+                table(
+                    ["ID", "STATE", "TYPE", "PRI", "TRIES", "RUN AT", "SUBJECT / LAST ERROR"],
+                    tasks.map { task in
+                        let runAt =
+                            task.state == .queued
+                            ? relative(task.runAt, now: now) : display(task.updatedAt, loaded.configuration)
+                        let note = task.lastError.map { "! " + $0 } ?? task.subject ?? ""
+                        return [
+                            String(task.id), task.state.rawValue, task.type, String(task.priority),
+                            String(task.attempts),
+                            runAt, String(note.prefix(80)),
+                        ]
+                    }))
         }
     }
 
@@ -121,7 +131,8 @@ struct Tasks: AsyncParsableCommand {
 
         func run() async throws {
             let (_, store) = try global.open()
-            let task = try store.cancel(taskID: id, by: try operatorName(by), reason: reason, now: try currentClock().now())
+            let task = try store.cancel(
+                taskID: id, by: try operatorName(by), reason: reason, now: try currentClock().now())
             print("task \(task.id) cancelled")
         }
     }

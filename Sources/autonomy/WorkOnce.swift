@@ -17,10 +17,14 @@ struct WorkOnce: AsyncParsableCommand {
     @Flag(help: "Keep going until nothing is runnable or a limit is reached.")
     var drain = false
 
-    @Option(name: .customLong("max-seconds"), help: "With --drain: start no task after this many seconds (default: worker.drain_max_seconds, 50).")
+    @Option(
+        name: .customLong("max-seconds"),
+        help: "With --drain: start no task after this many seconds (default: worker.drain_max_seconds, 50).")
     var maxSeconds: Int?
 
-    @Option(name: .customLong("max-tasks"), help: "With --drain: stop after this many tasks (default: worker.drain_max_tasks, no limit).")
+    @Option(
+        name: .customLong("max-tasks"),
+        help: "With --drain: stop after this many tasks (default: worker.drain_max_tasks, no limit).")
     var maxTasks: Int?
 
     @Flag(help: "Report what was done as JSON.")
@@ -39,24 +43,33 @@ struct WorkOnce: AsyncParsableCommand {
         let settings = loaded.configuration.worker
         var environment = ["AUTONOMY_DATABASE": store.path]
         if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
-        let worker = Worker(store: store, loaded: loaded, clock: try currentClock(), handlerEnvironment: environment,
-                            logger: makeLogger("autonomy.worker"))
-        let limits = drain
-            ? Worker.Limits(maxSeconds: Double(maxSeconds ?? settings.drainMaxSeconds), maxTasks: maxTasks ?? settings.drainMaxTasks)
+        let worker = Worker(
+            store: store, loaded: loaded, clock: try currentClock(), handlerEnvironment: environment,
+            logger: makeLogger("autonomy.worker"))
+        let limits =
+            drain
+            ? Worker.Limits(
+                maxSeconds: Double(maxSeconds ?? settings.drainMaxSeconds), maxTasks: maxTasks ?? settings.drainMaxTasks
+            )
             : nil
         let report = try await worker.work(drain: limits)
         if json { return printJSON(report.jsonValue) }
         for recovered in report.recovered {
-            print("recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))")
+            print(
+                "recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))"
+            )
         }
         for skipped in report.skipped {
             print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
         }
         for attempt in report.attempts {
-            let where_ = attempt.outcome.map { describe($0.state, next: $0.nextRunAt, loaded.configuration) }
+            let destination =
+                attempt.outcome.map { describe($0.state, next: $0.nextRunAt, loaded.configuration) }
                 ?? "lease lost; another worker owns it"
             let error = attempt.outcome?.error.map { " — \($0)" } ?? ""
-            print("task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(where_) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)")
+            print(
+                "task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(destination) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
+            )
         }
         if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty {
             print("nothing to do")

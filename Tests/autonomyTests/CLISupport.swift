@@ -1,10 +1,11 @@
 import Foundation
 import GRDB
 import Subprocess
+
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// The built `autonomy` binary: beside this test bundle in the build folder, or `AUTONOMY_BIN`.
@@ -49,7 +50,8 @@ final class Sandbox: Sendable {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// Runs `autonomy ARGS` with the sandbox's config and database in the environment.
-    func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> CLIResult {
+    func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> CLIResult
+    {
         var variables: [Environment.Key: String?] = [
             "AUTONOMY_CONFIG": configPath, "AUTONOMY_DATABASE": databasePath, "AUTONOMY_OPERATOR": "tester",
         ]

@@ -1,6 +1,6 @@
+import AutonomyCore
 import Foundation
 import Testing
-import AutonomyCore
 
 @Suite struct QueueEndToEndTests {
     static let config = """
@@ -41,13 +41,16 @@ import AutonomyCore
             return try await group.reduce(into: []) { $0.append($1) }
         }
         for result in results { #expect(result.status == 0, "\(result.stderr)") }
-        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(
+            String.init)
         #expect(ran.count == 400)
         #expect(Set(ran) == Set(ids))
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 400)
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'claimed'") == 400)
         // The work was shared: more than one worker ran tasks.
-        let busy = results.filter { !(((try? JSONValue.parse($0.stdout))?[path: "attempts"]).map { $0 == .array([]) } ?? true) }
+        let busy = results.filter {
+            !(((try? JSONValue.parse($0.stdout))?[path: "attempts"]).map { $0 == .array([]) } ?? true)
+        }
         #expect(busy.count >= 2)
     }
 
@@ -65,8 +68,12 @@ import AutonomyCore
         let killed = try await worker.value
         #expect(killed.status == 128 + SIGKILL)
         // The handler lives on in its own process group; stop it as systemd's cgroup would.
-        if let handler = Int32(try String(contentsOfFile: sandbox.file("started.pid"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)) { kill(-handler, SIGKILL) }
+        if let handler = Int32(
+            try String(contentsOfFile: sandbox.file("started.pid"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            kill(-handler, SIGKILL)
+        }
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'") == 1)
 
         // Within the lease, the next run leaves it alone.
@@ -78,7 +85,8 @@ import AutonomyCore
         let late = try await sandbox.run(["work-once", "--drain"], environment: ["AUTONOMY_CLOCK_OFFSET": "61s"])
         #expect(late.status == 0, "\(late.stderr)")
         #expect(late.stdout.contains("recovered task \(id)"))
-        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(
+            String.init)
         #expect(ran == [id])
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 1)
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'lease_expired'") == 1)
@@ -86,8 +94,11 @@ import AutonomyCore
 
     /// The worker is the handler's parent: its pid is the PPid of the handler's process.
     private func findWorker(handlerPIDFile: String) throws -> Int32? {
-        guard let handler = Int32(try String(contentsOfFile: handlerPIDFile, encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+        guard
+            let handler = Int32(
+                try String(contentsOfFile: handlerPIDFile, encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
         let status = try String(contentsOfFile: "/proc/\(handler)/status", encoding: .utf8)
         let line = status.split(separator: "\n").first { $0.hasPrefix("PPid:") }
         return line.flatMap { Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
@@ -116,7 +127,8 @@ import AutonomyCore
         #expect(status[path: "counts.awaiting_approval"] == 1)
         let shown = try await sandbox.run(["tasks", "show", "1"])
         #expect(shown.stdout.contains("enqueued") && shown.stdout.contains("held"))
-        let listed = try JSONValue.parse(try await sandbox.run(["tasks", "list", "--state", "awaiting_approval", "--json"]).stdout)
+        let listed = try JSONValue.parse(
+            try await sandbox.run(["tasks", "list", "--state", "awaiting_approval", "--json"]).stdout)
         #expect(listed == .array([task]))
         let cancelled = try await sandbox.run(["tasks", "cancel", "1"])
         #expect(cancelled.status == 0)

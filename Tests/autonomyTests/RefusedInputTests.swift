@@ -16,18 +16,29 @@ import Testing
         Case(arguments: ["enqueue", "wire_money"], status: 65, mentions: "not declared"),
         Case(arguments: ["enqueue", "append", "--payload", "{oops"], status: 65, mentions: "not valid JSON"),
         Case(arguments: ["enqueue", "append", "--payload", ""], status: 65, mentions: "not valid JSON"),
-        Case(arguments: ["enqueue", "append", "--payload", #"{"x":"\#(String(repeating: "y", count: 2000))"}"#],
-             status: 65, mentions: "over the limit"),
+        Case(
+            arguments: ["enqueue", "append", "--payload", #"{"x":"\#(String(repeating: "y", count: 2000))"}"#],
+            status: 65, mentions: "over the limit"),
         Case(arguments: ["enqueue", "append", "--delay", "soon"], status: 65, mentions: "--delay"),
         Case(arguments: ["enqueue", "append", "--run-at", "tomorrow"], status: 65, mentions: "--run-at"),
         Case(arguments: ["enqueue", "append", "--run-at", "2026-13-45T99:00:00Z"], status: 65, mentions: "--run-at"),
-        Case(arguments: ["enqueue", "append", "--delay", "5m", "--run-at", "2026-12-01T09:00:00Z"], status: 64, mentions: "not both"),
+        Case(
+            arguments: ["enqueue", "append", "--delay", "5m", "--run-at", "2026-12-01T09:00:00Z"], status: 64,
+            mentions: "not both"),
         Case(arguments: ["enqueue", "append", "--max-attempts", "0"], status: 65, mentions: "max attempts"),
         Case(arguments: ["enqueue", "append", "--priority", "many"], status: 64, mentions: "priority"),
-        Case(arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66, mentions: "no such payload file"),
-        Case(arguments: ["enqueue", "append", "--key", "k", "--payload", #"{"other":1}"#], status: 65, mentions: "idempotency key"),
-        Case(arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\n{\"type\":\"nope\"}\n", status: 65, mentions: "line 2"),
-        Case(arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\nnot json\n", status: 65, mentions: "line 2"),
+        Case(
+            arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66,
+            mentions: "no such payload file"),
+        Case(
+            arguments: ["enqueue", "append", "--key", "k", "--payload", #"{"other":1}"#], status: 65,
+            mentions: "idempotency key"),
+        Case(
+            arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\n{\"type\":\"nope\"}\n", status: 65,
+            mentions: "line 2"),
+        Case(
+            arguments: ["enqueue", "--batch", "-"], stdin: "{\"type\":\"append\"}\nnot json\n", status: 65,
+            mentions: "line 2"),
         Case(arguments: ["enqueue"], status: 64, mentions: "task type"),
         Case(arguments: ["enqueue", "append", "--no-such-flag"], status: 64, mentions: "--no-such-flag"),
         Case(arguments: ["frobnicate"], status: 64, mentions: "frobnicate"),
@@ -59,7 +70,8 @@ import Testing
     }
 
     @Test func aBrokenConfigurationNamesTheKeyPathAndExits78() async throws {
-        let sandbox = try Sandbox(config: #"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#)
+        let sandbox = try Sandbox(
+            config: #"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#)
         let result = try await sandbox.run(["work-once"])
         #expect(result.status == 78)
         #expect(result.stderr.contains("task_types.send_email.handler.exec.argv: expected a non-empty array"))

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A configuration that cannot be used, with the key path the operator has to fix.
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     /// Where, e.g. `task_types.send_email.handler.exec.argv`; empty for the file as a whole.
@@ -36,9 +38,11 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         case .typeMismatch(let type, let context):
             return ConfigError(path: keyPath(context.codingPath), message: "expected \(describe(type))", file: file)
         case .valueNotFound(let type, let context):
-            return ConfigError(path: keyPath(context.codingPath), message: "expected \(describe(type)), got null", file: file)
+            return ConfigError(
+                path: keyPath(context.codingPath), message: "expected \(describe(type)), got null", file: file)
         case .keyNotFound(let key, let context):
-            let message = context.debugDescription.hasPrefix("missing") ? context.debugDescription : "missing required key"
+            let message =
+                context.debugDescription.hasPrefix("missing") ? context.debugDescription : "missing required key"
             return ConfigError(path: keyPath(context.codingPath + [key]), message: message, file: file)
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty, context.underlyingError != nil {
@@ -57,7 +61,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         case is Double.Type: return "a number"
         case is Bool.Type: return "true or false"
         case is [String].Type: return "an array of strings"
-        case is Array<Any>.Type: return "an array"
+        case is [Any].Type: return "an array"
         default:
             let name = "\(type)"
             if name.hasPrefix("Array") { return "an array" }
@@ -79,5 +83,3 @@ extension DecodingError.Context {
         return text
     }
 }
-
-import Foundation

@@ -52,7 +52,8 @@ public enum ConfigLoader {
             let exists = FileManager.default.fileExists(atPath: path)
             throw ConfigError(
                 path: "",
-                message: exists ? "cannot read the file (check its permissions)"
+                message: exists
+                    ? "cannot read the file (check its permissions)"
                     : "no such file (pass --config with the path of your autonomy.json, or see config.example.json)",
                 file: path)
         }
@@ -113,7 +114,9 @@ public enum ConfigLoader {
             }
         }
         for type in configuration.taskTypes.values where type.safetyDefaulted {
-            warnings.append("task_types.\(type.name).safety: not set, so the type is rated dangerous (every task waits for approval)")
+            warnings.append(
+                "task_types.\(type.name).safety: not set, so the type is rated dangerous (every task waits for approval)"
+            )
         }
         return warnings
     }

@@ -4,7 +4,8 @@ extension LoadedConfiguration {
     /// What `config check` finds on this machine: handler programs that are missing or not
     /// executable, working directories that do not exist. Warnings, since the map may be checked on
     /// another machine than the one that runs it.
-    public func machineWarnings(path environmentPath: String? = ProcessInfo.processInfo.environment["PATH"]) -> [String] {
+    public func machineWarnings(path environmentPath: String? = ProcessInfo.processInfo.environment["PATH"]) -> [String]
+    {
         var warnings: [String] = []
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             guard case .exec(let exec) = type.handler else { continue }
@@ -19,7 +20,9 @@ extension LoadedConfiguration {
                 }
             } else {
                 let folders = (environmentPath ?? "").split(separator: ":").map(String.init)
-                let found = folders.contains { FileManager.default.isExecutableFile(atPath: ($0 as NSString).appendingPathComponent(program)) }
+                let found = folders.contains {
+                    FileManager.default.isExecutableFile(atPath: ($0 as NSString).appendingPathComponent(program))
+                }
                 if !found { warnings.append("\(key).argv[0]: \"\(program)\" is not found in PATH") }
             }
             if let cwd = exec.cwd {

@@ -6,20 +6,25 @@ import Foundation
 extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
-        case taskTypes = "task_types", components, notify, gateway
+        case taskTypes = "task_types"
+        case components, notify, gateway
     }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard let version = try container.decodeIfPresent(Int.self, forKey: .version) else {
-            throw DecodingError.keyNotFound(CodingKeys.version, .init(
-                codingPath: [], debugDescription: "missing: add \"version\": \(Configuration.supportedVersion)"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.version,
+                .init(
+                    codingPath: [], debugDescription: "missing: add \"version\": \(Configuration.supportedVersion)"))
         }
         guard (1...Configuration.supportedVersion).contains(version) else {
             throw DecodingError.dataCorruptedError(
                 forKey: .version, in: container,
-                debugDescription: "version \(version) is not supported by this binary (it reads up to \(Configuration.supportedVersion)); upgrade autonomy")
+                debugDescription:
+                    "version \(version) is not supported by this binary (it reads up to \(Configuration.supportedVersion)); upgrade autonomy"
+            )
         }
         self.version = version
         database = try container.decodeIfPresent(String.self, forKey: .database)
@@ -27,7 +32,8 @@ extension Configuration: Decodable {
             guard let timeZone = TimeZone(identifier: zone) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: .timezone, in: container,
-                    debugDescription: "unknown time zone \"\(zone)\" (use an IANA name such as \"UTC\" or \"Europe/Berlin\")")
+                    debugDescription:
+                        "unknown time zone \"\(zone)\" (use an IANA name such as \"UTC\" or \"Europe/Berlin\")")
             }
             timezone = timeZone
             timezoneName = zone
@@ -38,9 +44,10 @@ extension Configuration: Decodable {
         let types = try container.decodeIfPresent([String: TaskTypeBody].self, forKey: .taskTypes) ?? [:]
         for (name, body) in types {
             guard TaskType.isValidName(name) else {
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: [CodingKeys.taskTypes, ConfigKey(name)],
-                    debugDescription: "a task type name uses letters, digits, '_', '-' and '.' only (at most 100)"))
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: [CodingKeys.taskTypes, ConfigKey(name)],
+                        debugDescription: "a task type name uses letters, digits, '_', '-' and '.' only (at most 100)"))
             }
             var type = body.type
             type.name = name
@@ -54,9 +61,10 @@ extension Configuration: Decodable {
 
 extension TaskType {
     static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 100 && name.allSatisfy {
-            $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".")
-        }
+        !name.isEmpty && name.count <= 100
+            && name.allSatisfy {
+                $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".")
+            }
     }
 }
 
@@ -72,9 +80,13 @@ private struct TaskTypeBody: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard container.contains(.handler) else {
-            throw DecodingError.keyNotFound(CodingKeys.handler, .init(
-                codingPath: decoder.codingPath,
-                debugDescription: "missing: every task type needs a handler, e.g. {\"exec\": {\"argv\": [\"/path/to/program\"]}}"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.handler,
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription:
+                        "missing: every task type needs a handler, e.g. {\"exec\": {\"argv\": [\"/path/to/program\"]}}")
+            )
         }
         type = TaskType(name: "", handler: try container.decode(Handler.self, forKey: .handler))
         type.description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
@@ -97,9 +109,10 @@ extension Handler: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard let exec = try container.decodeIfPresent(ExecHandler.self, forKey: .exec) else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath,
-                debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}}"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}}"))
         }
         self = .exec(exec)
     }
@@ -126,16 +139,20 @@ extension ExecHandler: Decodable {
                 forKey: .timeout, in: container, debugDescription: "expected a duration above zero")
         }
         for name in env.keys where name.isEmpty || name.contains("=") {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath + [CodingKeys.env, ConfigKey(name)],
-                debugDescription: "not a valid environment variable name"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath + [CodingKeys.env, ConfigKey(name)],
+                    debugDescription: "not a valid environment variable name"))
         }
     }
 }
 
 extension RetryPolicy: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case maxAttempts = "max_attempts", backoff, factor, maxBackoff = "max_backoff", jitter
+        case maxAttempts = "max_attempts"
+        case backoff, factor
+        case maxBackoff = "max_backoff"
+        case jitter
     }
 
     public init(from decoder: any Decoder) throws {
@@ -168,9 +185,13 @@ extension RetryPolicy: Decodable {
 
 extension WorkerSettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case lease, drainMaxSeconds = "drain_max_seconds", drainMaxTasks = "drain_max_tasks"
-        case killGrace = "kill_grace", maxOutputBytes = "max_output_bytes"
-        case maxStderrBytes = "max_stderr_bytes", defaultTimeout = "default_timeout"
+        case lease
+        case drainMaxSeconds = "drain_max_seconds"
+        case drainMaxTasks = "drain_max_tasks"
+        case killGrace = "kill_grace"
+        case maxOutputBytes = "max_output_bytes"
+        case maxStderrBytes = "max_stderr_bytes"
+        case defaultTimeout = "default_timeout"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -185,19 +206,24 @@ extension WorkerSettings: Decodable {
         maxStderrBytes = try container.decodeIfPresent(Int.self, forKey: .maxStderrBytes) ?? maxStderrBytes
         defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
         guard lease >= .seconds(2) else {
-            throw DecodingError.dataCorruptedError(forKey: .lease, in: container, debugDescription: "expected at least \"2s\"")
+            throw DecodingError.dataCorruptedError(
+                forKey: .lease, in: container, debugDescription: "expected at least \"2s\"")
         }
         guard drainMaxSeconds >= 0 else {
-            throw DecodingError.dataCorruptedError(forKey: .drainMaxSeconds, in: container, debugDescription: "expected 0 or more")
+            throw DecodingError.dataCorruptedError(
+                forKey: .drainMaxSeconds, in: container, debugDescription: "expected 0 or more")
         }
         if let drainMaxTasks, drainMaxTasks < 1 {
-            throw DecodingError.dataCorruptedError(forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")
+            throw DecodingError.dataCorruptedError(
+                forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")
         }
         guard maxOutputBytes >= 0, maxStderrBytes >= 0 else {
-            throw DecodingError.dataCorruptedError(forKey: .maxOutputBytes, in: container, debugDescription: "expected 0 or more")
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxOutputBytes, in: container, debugDescription: "expected 0 or more")
         }
         guard defaultTimeout.milliseconds > 0 else {
-            throw DecodingError.dataCorruptedError(forKey: .defaultTimeout, in: container, debugDescription: "expected a duration above zero")
+            throw DecodingError.dataCorruptedError(
+                forKey: .defaultTimeout, in: container, debugDescription: "expected a duration above zero")
         }
     }
 }
@@ -218,7 +244,10 @@ extension QueueSettings: Decodable {
 }
 
 extension StoreSettings: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case busyTimeout = "busy_timeout", synchronous }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case busyTimeout = "busy_timeout"
+        case synchronous
+    }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
@@ -231,7 +260,8 @@ extension StoreSettings: Decodable {
 
 extension Component: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, description, owner, kind, safety, taskTypes = "task_types"
+        case name, description, owner, kind, safety
+        case taskTypes = "task_types"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -267,7 +297,10 @@ struct ConfigKey: CodingKey {
     var intValue: Int?
     init(_ string: String) { stringValue = string }
     init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { self.stringValue = "\(intValue)"; self.intValue = intValue }
+    init?(intValue: Int) {
+        self.stringValue = "\(intValue)"
+        self.intValue = intValue
+    }
 }
 
 /// Collects warnings while a configuration is decoded; reached through the decoder's user info.
@@ -283,7 +316,8 @@ extension Decoder {
     /// Records a warning for each key of this object that `known` does not list.
     func reportUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
         guard let warnings = userInfo[ConfigWarnings.userInfoKey] as? ConfigWarnings,
-              let container = try? container(keyedBy: ConfigKey.self) else { return }
+            let container = try? container(keyedBy: ConfigKey.self)
+        else { return }
         let names = Set(Keys.allCases.map(\.stringValue))
         for key in container.allKeys where !names.contains(key.stringValue) {
             let path = ConfigError.keyPath(codingPath + [key])

@@ -1,10 +1,11 @@
 import Foundation
 import Subprocess
 import Synchronization
+
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// Runs `exec` handlers: an argv with no shell, the payload on stdin and in a private file, output
@@ -37,15 +38,20 @@ public struct ExecRunner: HandlerRunner {
         do {
             payloadFile = try PayloadFile(taskID: invocation.task.id, payload: invocation.task.payload)
         } catch {
-            return HandlerOutcome(status: .couldNotStart("cannot write the payload file: \(error)"), durationMs: elapsed())
+            return HandlerOutcome(
+                status: .couldNotStart("cannot write the payload file: \(error)"), durationMs: elapsed())
         }
         defer { payloadFile.remove() }
 
         let program = handler.argv[0]
-        guard let programPath = Self.locate(program, base: invocation.baseDirectory,
-                                            searchPath: handler.env["PATH"] ?? inherited["PATH"]) else {
-            return HandlerOutcome(status: .couldNotStart("\(program): not found in PATH (give its full path in the handler's argv)"),
-                                  durationMs: elapsed())
+        guard
+            let programPath = Self.locate(
+                program, base: invocation.baseDirectory,
+                searchPath: handler.env["PATH"] ?? inherited["PATH"])
+        else {
+            return HandlerOutcome(
+                status: .couldNotStart("\(program): not found in PATH (give its full path in the handler's argv)"),
+                durationMs: elapsed())
         }
         let executable = Executable.path(FilePath(programPath))
         var variables = inherited
@@ -55,14 +61,16 @@ public struct ExecRunner: HandlerRunner {
         variables["AUTONOMY_TASK_TYPE"] = invocation.task.type
         variables["AUTONOMY_ATTEMPT"] = String(invocation.attempt)
         variables["AUTONOMY_PAYLOAD_FILE"] = payloadFile.path
-        let environment = Environment.custom(Dictionary(uniqueKeysWithValues: variables.map {
-            (Environment.Key(stringLiteral: $0.key), $0.value)
-        }))
+        let environment = Environment.custom(
+            Dictionary(
+                uniqueKeysWithValues: variables.map {
+                    (Environment.Key(stringLiteral: $0.key), $0.value)
+                }))
         let options = {
             var options = PlatformOptions()
             options.processGroupID = 0  // its own group, so a timeout reaches everything it started
             options.teardownSequence = [
-                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: killGrace.duration),
+                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: killGrace.duration)
             ]
             return options
         }()
@@ -72,7 +80,8 @@ public struct ExecRunner: HandlerRunner {
         do {
             stdin = try FileDescriptor.open(FilePath(payloadFile.path), .readOnly, options: [.closeOnExec])
         } catch {
-            return HandlerOutcome(status: .couldNotStart("cannot open the payload file: \(error)"), durationMs: elapsed())
+            return HandlerOutcome(
+                status: .couldNotStart("cannot open the payload file: \(error)"), durationMs: elapsed())
         }
         let control = RunControl()
         let limits = (stdout: maxOutputBytes, stderr: maxStderrBytes)
@@ -146,7 +155,8 @@ public struct ExecRunner: HandlerRunner {
             }
             return HandlerOutcome(
                 status: status, stdout: String(decoding: captured.stdout, as: UTF8.self),
-                stdoutTruncated: captured.stdoutTruncated, stderrTail: String(decoding: captured.stderrTail, as: UTF8.self),
+                stdoutTruncated: captured.stdoutTruncated,
+                stderrTail: String(decoding: captured.stderrTail, as: UTF8.self),
                 durationMs: elapsed())
         }
     }
@@ -232,8 +242,9 @@ struct PayloadFile {
     let path: String
 
     init(taskID: Int64, payload: String) throws {
-        var template = Array((NSTemporaryDirectory() as NSString)
-            .appendingPathComponent("autonomy-task-\(taskID)-XXXXXX").utf8CString)
+        var template = Array(
+            (NSTemporaryDirectory() as NSString)
+                .appendingPathComponent("autonomy-task-\(taskID)-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(descriptor) }

@@ -22,8 +22,10 @@ public struct HandlerOutcome: Sendable, Equatable {
     public var stderrTail: String
     public var durationMs: Int64
 
-    public init(status: HandlerStatus, stdout: String = "", stdoutTruncated: Bool = false, stderrTail: String = "",
-                durationMs: Int64 = 0) {
+    public init(
+        status: HandlerStatus, stdout: String = "", stdoutTruncated: Bool = false, stderrTail: String = "",
+        durationMs: Int64 = 0
+    ) {
         self.status = status
         self.stdout = stdout
         self.stdoutTruncated = stdoutTruncated

@@ -21,10 +21,13 @@ public struct WorkReport: Sendable {
     public var jsonValue: JSONValue {
         .object([
             "recovered": .array(recovered.map(\.jsonValue)),
-            "skipped": .array(skipped.map { .object([
-                "id": .int($0.id), "type": .string($0.type), "state": .string($0.newState.rawValue),
-                "reason": .string($0.reason),
-            ]) }),
+            "skipped": .array(
+                skipped.map {
+                    .object([
+                        "id": .int($0.id), "type": .string($0.type), "state": .string($0.newState.rawValue),
+                        "reason": .string($0.reason),
+                    ])
+                }),
             "attempts": .array(attempts.map(\.jsonValue)),
             "stopped": .string(stopReason.rawValue),
         ])
@@ -109,10 +112,12 @@ public struct Worker: Sendable {
         let configuration = loaded.configuration
         let lease = configuration.worker.lease
         var report = WorkReport()
-        report.recovered = try store.recoverExpiredLeases(configuration: configuration, now: clock.now(), random: random)
+        report.recovered = try store.recoverExpiredLeases(
+            configuration: configuration, now: clock.now(), random: random)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
-        var step = try store.claimNext(configuration: configuration, now: clock.now(), lease: lease,
-                                       leaseToken: UUID().uuidString)
+        var step = try store.claimNext(
+            configuration: configuration, now: clock.now(), lease: lease,
+            leaseToken: UUID().uuidString)
         while true {
             report.skipped += step.skipped
             guard let claimed = step.claimed else {
@@ -128,15 +133,19 @@ public struct Worker: Sendable {
                     claimed, outcome: outcome, verdict: verdict, configuration: configuration, now: clock.now(),
                     lease: lease, leaseToken: UUID().uuidString, random: random)
             } else {
-                recorded = try store.recordAttempt(claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
+                recorded = try store.recordAttempt(
+                    claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
             }
-            logger.info("attempt ended", metadata: [
-                "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
-                "duration_ms": "\(outcome.durationMs)",
-            ])
-            report.attempts.append(AttemptReport(
-                taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
-                handler: outcome, outcome: recorded))
+            logger.info(
+                "attempt ended",
+                metadata: [
+                    "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
+                    "duration_ms": "\(outcome.durationMs)",
+                ])
+            report.attempts.append(
+                AttemptReport(
+                    taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                    handler: outcome, outcome: recorded))
             if let stop {
                 report.stopReason = stop
                 break
@@ -146,7 +155,9 @@ public struct Worker: Sendable {
     }
 
     /// Why a run should start no further task now, or nil to go on.
-    private func stopReason(_ drain: Limits?, deadline: ContinuousClock.Instant, attemptsSoFar: Int) -> WorkReport.StopReason? {
+    private func stopReason(_ drain: Limits?, deadline: ContinuousClock.Instant, attemptsSoFar: Int) -> WorkReport
+        .StopReason?
+    {
         guard let drain else { return .once }
         if let maxTasks = drain.maxTasks, attemptsSoFar >= maxTasks { return .maxTasks }
         if ContinuousClock.now >= deadline { return .maxSeconds }
@@ -160,9 +171,11 @@ public struct Worker: Sendable {
             task: claimed.task, type: claimed.type, attempt: claimed.task.attempts,
             timeout: claimed.type.effectiveTimeout(configuration.worker), baseDirectory: loaded.baseDirectory,
             environment: handlerEnvironment)
-        logger.info("running task", metadata: [
-            "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
-        ])
+        logger.info(
+            "running task",
+            metadata: [
+                "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
+            ])
         return await runKeepingLease(claimed, invocation: invocation)
     }
 
@@ -188,12 +201,15 @@ public struct Worker: Sendable {
                     }
                     let now = clock.now()
                     do {
-                        if try !store.extendLease(taskID: claimed.task.id, leaseToken: claimed.leaseToken,
-                                                  until: now + lease.milliseconds, now: now) {
+                        if try !store.extendLease(
+                            taskID: claimed.task.id, leaseToken: claimed.leaseToken,
+                            until: now + lease.milliseconds, now: now)
+                        {
                             return .leaseLost
                         }
                     } catch {
-                        logger.warning("could not extend a lease", metadata: ["task": "\(claimed.task.id)", "error": "\(error)"])
+                        logger.warning(
+                            "could not extend a lease", metadata: ["task": "\(claimed.task.id)", "error": "\(error)"])
                     }
                 }
             }

@@ -69,8 +69,9 @@ extension Database {
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
         durationMs: Int64? = nil, detail: JSONValue? = nil
     ) throws {
-        try appendLedger(event, at: time, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
-                         detailText: detail?.canonicalText)
+        try appendLedger(
+            event, at: time, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
+            detailText: detail?.canonicalText)
     }
 
     /// The same, with the detail already written as canonical JSON text.
@@ -78,10 +79,11 @@ extension Database {
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
         durationMs: Int64? = nil, detailText: String?
     ) throws {
-        let statement = try cachedStatement(sql: """
-            INSERT INTO ledger (at, task_id, type, event, attempt, duration_ms, detail)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            """)
+        let statement = try cachedStatement(
+            sql: """
+                INSERT INTO ledger (at, task_id, type, event, attempt, duration_ms, detail)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
         try statement.run(binding: [
             .integer(time), .integer(taskID), .text(type), .text(event.rawValue), .integer(attempt.map(Int64.init)),
             .integer(durationMs), .text(detailText),

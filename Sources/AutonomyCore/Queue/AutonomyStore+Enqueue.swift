@@ -33,7 +33,8 @@ extension AutonomyStore {
             var outcomes: [EnqueueOutcome] = []
             outcomes.reserveCapacity(requests.count)
             for (index, request) in requests.enumerated() {
-                outcomes.append(try insert(request, position: index + 1, db: db, configuration: configuration, now: now))
+                outcomes.append(
+                    try insert(request, position: index + 1, db: db, configuration: configuration, now: now))
             }
             return outcomes
         }
@@ -81,18 +82,21 @@ extension AutonomyStore {
     private func insert(_ task: PreparedTask, db: Database, now: Int64) throws -> EnqueueOutcome {
         let request = task.request
         if let key = request.key,
-           let existing = try TaskRecord.fetchOne(
-               db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ?"), arguments: [key]) {
+            let existing = try TaskRecord.fetchOne(
+                db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ?"),
+                arguments: [key])
+        {
             guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256 else {
                 throw QueueError.keyConflict(key: key, existingID: existing.id)
             }
             return .existing(existing)
         }
-        let statement = try db.cachedStatement(sql: """
-            INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key,
-                               source, subject, max_attempts, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key,
+                                   source, subject, max_attempts, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
         try statement.run(binding: [
             .text(request.type), .text(task.state.rawValue), .integer(Int64(task.priority)), .integer(task.runAt),
             .text(task.payload), .text(task.payloadSHA256), .text(request.key), .text(request.source),
@@ -101,18 +105,23 @@ extension AutonomyStore {
         let id = db.lastInsertedRowID
         // The same canonical text JSONValue would write, without building a dictionary per task.
         let source = request.source.map { JSONValue.string($0).canonicalText } ?? "null"
-        try db.appendLedger(.enqueued, at: now, taskID: id, type: request.type, detailText:
-            #"{"payload_sha256":"\#(task.payloadSHA256)","source":\#(source),"state":"\#(task.state.rawValue)"}"#)
+        try db.appendLedger(
+            .enqueued, at: now, taskID: id, type: request.type,
+            detailText:
+                #"{"payload_sha256":"\#(task.payloadSHA256)","source":\#(source),"state":"\#(task.state.rawValue)"}"#)
         if task.state == .awaitingApproval {
-            try db.appendLedger(.held, at: now, taskID: id, type: request.type, detail: [
-                "reason": "the type is rated dangerous: it needs an approval",
-            ])
+            try db.appendLedger(
+                .held, at: now, taskID: id, type: request.type,
+                detail: [
+                    "reason": "the type is rated dangerous: it needs an approval"
+                ])
         }
-        return .created(TaskRecord(
-            id: id, type: request.type, state: task.state, priority: task.priority, runAt: task.runAt,
-            payload: task.payload, payloadSHA256: task.payloadSHA256, idempotencyKey: request.key,
-            source: request.source, subject: request.subject, attempts: 0, maxAttempts: request.maxAttempts,
-            leaseToken: nil, leaseExpiresAt: nil, createdAt: now, updatedAt: now, startedAt: nil,
-            finishedAt: nil, exitCode: nil, result: nil, lastError: nil, stderrTail: nil))
+        return .created(
+            TaskRecord(
+                id: id, type: request.type, state: task.state, priority: task.priority, runAt: task.runAt,
+                payload: task.payload, payloadSHA256: task.payloadSHA256, idempotencyKey: request.key,
+                source: request.source, subject: request.subject, attempts: 0, maxAttempts: request.maxAttempts,
+                leaseToken: nil, leaseExpiresAt: nil, createdAt: now, updatedAt: now, startedAt: nil,
+                finishedAt: nil, exitCode: nil, result: nil, lastError: nil, stderrTail: nil))
     }
 }

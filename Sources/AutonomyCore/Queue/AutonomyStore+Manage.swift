@@ -50,7 +50,8 @@ extension AutonomyStore {
             let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [filter.limit])
             return try TaskRecord.fetchAll(
-                db, sql: "SELECT \(TaskRecord.columns) FROM tasks \(whereClause) ORDER BY id DESC LIMIT ?", arguments: arguments)
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks \(whereClause) ORDER BY id DESC LIMIT ?",
+                arguments: arguments)
         }
     }
 
@@ -59,17 +60,25 @@ extension AutonomyStore {
     /// - Throws: `QueueError.taskNotFound`, `QueueError.notCancellable`.
     public func cancel(taskID: Int64, by actor: String, reason: String?, now: Int64) throws -> TaskRecord {
         try write("cancel a task") { db in
-            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) else {
+            guard
+                let task = try TaskRecord.fetchOne(
+                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID])
+            else {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state.isCancellable else { throw QueueError.notCancellable(id: taskID, state: task.state) }
-            try db.execute(sql: """
-                UPDATE tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
-                """, arguments: [now, now, "cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""), taskID])
-            try db.appendLedger(.cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
-                "by": .string(actor), "reason": reason.map { .string($0) } ?? .null, "from": .string(task.state.rawValue),
-            ])
-            return try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
+                    """, arguments: [now, now, "cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""), taskID])
+            try db.appendLedger(
+                .cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
+                detail: [
+                    "by": .string(actor), "reason": reason.map { .string($0) } ?? .null,
+                    "from": .string(task.state.rawValue),
+                ])
+            return try TaskRecord.fetchOne(
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
         }
     }
 
@@ -78,18 +87,25 @@ extension AutonomyStore {
     /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`.
     public func retry(taskID: Int64, by actor: String, now: Int64) throws -> TaskRecord {
         try write("retry a task") { db in
-            guard let task = try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) else {
+            guard
+                let task = try TaskRecord.fetchOne(
+                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID])
+            else {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
-            try db.execute(sql: """
-                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?
-                WHERE id = ?
-                """, arguments: [now, now, taskID])
-            try db.appendLedger(.retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts, detail: [
-                "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
-            ])
-            return try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?
+                    WHERE id = ?
+                    """, arguments: [now, now, taskID])
+            try db.appendLedger(
+                .retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
+                detail: [
+                    "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
+                ])
+            return try TaskRecord.fetchOne(
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
         }
     }
 
@@ -106,22 +122,34 @@ extension AutonomyStore {
                 counts[state, default: 0] += count
                 byType[type, default: [:]][state, default: 0] += count
             }
-            let oldest = try Row.fetchOne(db, sql: """
-                SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ?
-                ORDER BY run_at, id LIMIT 1
-                """, arguments: [now]).map { (id: $0["id"] as Int64, type: $0["type"] as String, since: $0["run_at"] as Int64) }
-            let next = try Row.fetchOne(db, sql: """
-                SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ?
-                ORDER BY run_at, id LIMIT 1
-                """, arguments: [now]).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
-            let dead = try TaskRecord.fetchAll(db, sql: """
-                SELECT \(TaskRecord.columns) FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
-                """)
-            let expired = try Int.fetchOne(db, sql: """
-                SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
-                """, arguments: [now]) ?? 0
-            return QueueStatus(counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
-                               recentDead: dead, expiredLeases: expired)
+            let oldest = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ?
+                    ORDER BY run_at, id LIMIT 1
+                    """, arguments: [now]
+            ).map { (id: $0["id"] as Int64, type: $0["type"] as String, since: $0["run_at"] as Int64) }
+            let next = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ?
+                    ORDER BY run_at, id LIMIT 1
+                    """, arguments: [now]
+            ).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
+            let dead = try TaskRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT \(TaskRecord.columns) FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
+                    """)
+            let expired =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
+                        """, arguments: [now]) ?? 0
+            return QueueStatus(
+                counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
+                recentDead: dead, expiredLeases: expired)
         }
     }
 }

@@ -155,7 +155,8 @@ extension EnqueueRequest {
         }
         guard case .object(let fields) = value else { throw .invalidRequest("expected a JSON object") }
         if let unknown = fields.keys.first(where: { !batchFields.contains($0) }) {
-            throw .invalidRequest("unknown field \"\(unknown)\" (known: \(batchFields.sorted().joined(separator: ", ")))")
+            throw .invalidRequest(
+                "unknown field \"\(unknown)\" (known: \(batchFields.sorted().joined(separator: ", ")))")
         }
         func text(_ name: String) throws(QueueError) -> String? {
             switch fields[name] {

@@ -14,16 +14,20 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .undeclaredType(let type, let declared):
-            let known = declared.isEmpty ? "the configuration declares none" : "declared: \(declared.sorted().joined(separator: ", "))"
+            let known =
+                declared.isEmpty
+                ? "the configuration declares none" : "declared: \(declared.sorted().joined(separator: ", "))"
             return "task type \"\(type)\" is not declared in the configuration (\(known)); add it under task_types"
         case .invalidPayload(let reason):
             return "the payload is not valid JSON: \(reason)"
         case .payloadTooLarge(let bytes, let limit):
-            return "the payload is \(bytes) bytes, over the limit of \(limit) (queue.max_payload_bytes); pass a reference to the data instead"
+            return
+                "the payload is \(bytes) bytes, over the limit of \(limit) (queue.max_payload_bytes); pass a reference to the data instead"
         case .invalidRequest(let reason):
             return reason
         case .keyConflict(let key, let id):
-            return "idempotency key \"\(key)\" already belongs to task \(id) with a different type or payload; use a new key"
+            return
+                "idempotency key \"\(key)\" already belongs to task \(id) with a different type or payload; use a new key"
         case .taskNotFound(let id):
             return "no task \(id) (see 'autonomy tasks list')"
         case .notCancellable(let id, let state):

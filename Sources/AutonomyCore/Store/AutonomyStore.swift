@@ -48,7 +48,8 @@ public final class AutonomyStore: Sendable {
         if FileManager.default.fileExists(atPath: path) { return }
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder) {
-            throw StoreError.cannotOpen(path: path, reason: "the folder \(folder) does not exist (create it, or pass --database)")
+            throw StoreError.cannotOpen(
+                path: path, reason: "the folder \(folder) does not exist (create it, or pass --database)")
         }
         let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if descriptor >= 0 {
@@ -68,8 +69,10 @@ public final class AutonomyStore: Sendable {
                 let (superseded, complete, unknown) = try writer.read { db in
                     let applied = try migrator.appliedIdentifiers(db)
                     let known = Set(migrator.migrations)
-                    return (try migrator.hasBeenSuperseded(db), try migrator.hasCompletedMigrations(db),
-                            applied.subtracting(known).sorted())
+                    return (
+                        try migrator.hasBeenSuperseded(db), try migrator.hasCompletedMigrations(db),
+                        applied.subtracting(known).sorted()
+                    )
                 }
                 if superseded { throw StoreError.newerSchema(path: path, unknownMigrations: unknown) }
                 if complete { return }

@@ -6,65 +6,66 @@ enum Migrations {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-queue-and-ledger") { db in
-            try db.execute(sql: """
-                CREATE TABLE tasks (
-                    id INTEGER PRIMARY KEY,
-                    type TEXT NOT NULL,
-                    state TEXT NOT NULL,
-                    priority INTEGER NOT NULL DEFAULT 0,
-                    run_at INTEGER NOT NULL,
-                    payload TEXT NOT NULL,
-                    payload_sha256 TEXT NOT NULL,
-                    idempotency_key TEXT UNIQUE,
-                    source TEXT,
-                    subject TEXT,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    max_attempts INTEGER,
-                    lease_token TEXT,
-                    lease_expires_at INTEGER,
-                    created_at INTEGER NOT NULL,
-                    updated_at INTEGER NOT NULL,
-                    started_at INTEGER,
-                    finished_at INTEGER,
-                    exit_code INTEGER,
-                    result TEXT,
-                    last_error TEXT,
-                    stderr_tail TEXT
-                );
-                -- The claim walks this index in claim order and stops at the first runnable row.
-                CREATE INDEX tasks_claim_order ON tasks (priority DESC, run_at, id) WHERE state = 'queued';
-                CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state IN ('running', 'verifying');
-                CREATE INDEX tasks_state_type ON tasks (state, type);
+            try db.execute(
+                sql: """
+                    CREATE TABLE tasks (
+                        id INTEGER PRIMARY KEY,
+                        type TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        priority INTEGER NOT NULL DEFAULT 0,
+                        run_at INTEGER NOT NULL,
+                        payload TEXT NOT NULL,
+                        payload_sha256 TEXT NOT NULL,
+                        idempotency_key TEXT UNIQUE,
+                        source TEXT,
+                        subject TEXT,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        max_attempts INTEGER,
+                        lease_token TEXT,
+                        lease_expires_at INTEGER,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        started_at INTEGER,
+                        finished_at INTEGER,
+                        exit_code INTEGER,
+                        result TEXT,
+                        last_error TEXT,
+                        stderr_tail TEXT
+                    );
+                    -- The claim walks this index in claim order and stops at the first runnable row.
+                    CREATE INDEX tasks_claim_order ON tasks (priority DESC, run_at, id) WHERE state = 'queued';
+                    CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state IN ('running', 'verifying');
+                    CREATE INDEX tasks_state_type ON tasks (state, type);
 
-                CREATE TRIGGER tasks_payload_immutable
-                BEFORE UPDATE OF payload, payload_sha256 ON tasks
-                WHEN NEW.payload IS NOT OLD.payload OR NEW.payload_sha256 IS NOT OLD.payload_sha256
-                BEGIN
-                    SELECT RAISE(ABORT, 'a task payload cannot change after enqueue');
-                END;
+                    CREATE TRIGGER tasks_payload_immutable
+                    BEFORE UPDATE OF payload, payload_sha256 ON tasks
+                    WHEN NEW.payload IS NOT OLD.payload OR NEW.payload_sha256 IS NOT OLD.payload_sha256
+                    BEGIN
+                        SELECT RAISE(ABORT, 'a task payload cannot change after enqueue');
+                    END;
 
-                CREATE TABLE ledger (
-                    id INTEGER PRIMARY KEY,
-                    at INTEGER NOT NULL,
-                    task_id INTEGER,
-                    type TEXT,
-                    event TEXT NOT NULL,
-                    attempt INTEGER,
-                    duration_ms INTEGER,
-                    cost_usd REAL,
-                    detail TEXT
-                );
-                CREATE INDEX ledger_task ON ledger (task_id, id);
+                    CREATE TABLE ledger (
+                        id INTEGER PRIMARY KEY,
+                        at INTEGER NOT NULL,
+                        task_id INTEGER,
+                        type TEXT,
+                        event TEXT NOT NULL,
+                        attempt INTEGER,
+                        duration_ms INTEGER,
+                        cost_usd REAL,
+                        detail TEXT
+                    );
+                    CREATE INDEX ledger_task ON ledger (task_id, id);
 
-                CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
-                BEGIN
-                    SELECT RAISE(ABORT, 'the ledger is append-only');
-                END;
-                CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
-                BEGIN
-                    SELECT RAISE(ABORT, 'the ledger is append-only');
-                END;
-                """)
+                    CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+                    BEGIN
+                        SELECT RAISE(ABORT, 'the ledger is append-only');
+                    END;
+                    CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+                    BEGIN
+                        SELECT RAISE(ABORT, 'the ledger is append-only');
+                    END;
+                    """)
         }
         return migrator
     }

@@ -16,9 +16,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .cannotOpen(let path, let reason):
             return "cannot open the database \(path): \(reason)"
         case .newerSchema(let path, let unknown):
-            return "the database \(path) was written by a newer autonomy (it has migrations this binary does not know: \(unknown.joined(separator: ", "))); upgrade autonomy"
+            return
+                "the database \(path) was written by a newer autonomy (it has migrations this binary does not know: \(unknown.joined(separator: ", "))); upgrade autonomy"
         case .busy(let path):
-            return "the database \(path) stayed locked by another process past the busy timeout; try again, or raise store.busy_timeout"
+            return
+                "the database \(path) stayed locked by another process past the busy timeout; try again, or raise store.busy_timeout"
         case .failed(let path, let operation, let reason):
             return "database \(path): \(operation) failed: \(reason)"
         }
@@ -32,11 +34,18 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .SQLITE_NOTADB, .SQLITE_CORRUPT:
             return StoreError.cannotOpen(path: path, reason: "the file is not an autonomy database or is damaged")
         case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
-            return StoreError.cannotOpen(path: path, reason: "\(databaseError.message ?? "permission denied") (check the file's owner and mode, and its folder's)")
+            return StoreError.cannotOpen(
+                path: path,
+                reason:
+                    "\(databaseError.message ?? "permission denied") (check the file's owner and mode, and its folder's)"
+            )
         case .SQLITE_FULL, .SQLITE_IOERR:
-            return StoreError.failed(path: path, operation: operation, reason: "\(databaseError.message ?? "disk error") (is the disk full?)")
+            return StoreError.failed(
+                path: path, operation: operation, reason: "\(databaseError.message ?? "disk error") (is the disk full?)"
+            )
         default:
-            return StoreError.failed(path: path, operation: operation, reason: databaseError.message ?? "\(databaseError.resultCode)")
+            return StoreError.failed(
+                path: path, operation: operation, reason: databaseError.message ?? "\(databaseError.resultCode)")
         }
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A length of time written the way operators write it: `"500ms"`, `"30s"`, `"5m"`, `"24h"`, `"7d"`,
 /// or a sum such as `"1h30m"`. Held as whole milliseconds.
 public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible {
@@ -15,7 +17,10 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// Parses `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, `"0"`; nil when the text is not such a length.
     public init?(parsing text: String) {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        if trimmed == "0" { self = .zero; return }
+        if trimmed == "0" {
+            self = .zero
+            return
+        }
         var total: Int64 = 0
         var number: Int64? = nil
         var index = trimmed.startIndex
@@ -63,8 +68,10 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
         if ms < 0 { return "-" + Interval(milliseconds: -ms).description }
         if ms < 1000 { return ms == 0 ? "0s" : "\(ms)ms" }
         let totalSeconds = ms / 1000
-        let days = totalSeconds / 86_400, hours = (totalSeconds % 86_400) / 3600
-        let minutes = (totalSeconds % 3600) / 60, seconds = totalSeconds % 60
+        let days = totalSeconds / 86_400
+        let hours = (totalSeconds % 86_400) / 3600
+        let minutes = (totalSeconds % 3600) / 60
+        let seconds = totalSeconds % 60
         if days > 0 { return hours > 0 ? "\(days)d\(hours)h" : "\(days)d" }
         if hours > 0 { return minutes > 0 ? "\(hours)h\(minutes)m" : "\(hours)h" }
         if minutes > 0 { return seconds > 0 ? "\(minutes)m\(seconds)s" : "\(minutes)m" }
@@ -73,5 +80,3 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     public static func < (lhs: Interval, rhs: Interval) -> Bool { lhs.milliseconds < rhs.milliseconds }
 }
-
-import Foundation

@@ -27,7 +27,9 @@ struct JSONParser {
 
     private mutating func document() throws(JSONTextError) -> JSONValue {
         skipWhitespace()
-        guard index < bytes.count else { throw JSONTextError(reason: bytes.isEmpty ? "it is empty" : "it holds only white space") }
+        guard index < bytes.count else {
+            throw JSONTextError(reason: bytes.isEmpty ? "it is empty" : "it holds only white space")
+        }
         let value = try parseValue()
         skipWhitespace()
         guard index == bytes.count else { throw failure("unexpected text after the JSON value") }
@@ -53,9 +55,15 @@ struct JSONParser {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw failure("unexpected character \(describe(bytes[index]))")
         }
@@ -68,7 +76,8 @@ struct JSONParser {
     private mutating func literal(_ word: StaticString) throws(JSONTextError) {
         let count = word.utf8CodeUnitCount
         guard index + count <= bytes.count,
-              memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0 else {
+            memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0
+        else {
             throw failure("unexpected character \(describe(bytes[index]))")
         }
         index += count
@@ -91,10 +100,14 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw failure("expected a key in quotes") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                throw failure("expected a key in quotes")
+            }
             let key = try parseString()
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw failure("expected ':' after a key") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                throw failure("expected ':' after a key")
+            }
             index += 1
             skipWhitespace()
             let value = try parseValue()
@@ -103,7 +116,9 @@ struct JSONParser {
             guard index < bytes.count else { throw failure("unexpected end of the text in an object") }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(members)
+            case UInt8(ascii: "}"):
+                index += 1
+                return .object(members)
             default: throw failure("expected ',' or '}'")
             }
         }
@@ -126,7 +141,9 @@ struct JSONParser {
             guard index < bytes.count else { throw failure("unexpected end of the text in an array") }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "]"): index += 1; return .array(elements)
+            case UInt8(ascii: "]"):
+                index += 1
+                return .array(elements)
             default: throw failure("expected ',' or ']'")
             }
         }
@@ -179,7 +196,9 @@ struct JSONParser {
     }
 
     private func validUTF8(_ pointer: UnsafeBufferPointer<UInt8>) throws(JSONTextError) -> String {
-        guard let text = String(validating: pointer, as: UTF8.self) else { throw failure("a string that is not valid UTF-8") }
+        guard let text = String(validating: pointer, as: UTF8.self) else {
+            throw failure("a string that is not valid UTF-8")
+        }
         return text
     }
 
@@ -188,7 +207,8 @@ struct JSONParser {
         let first = try hex4()
         var scalarValue = first
         if (0xD800...0xDBFF).contains(first) {
-            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+            else {
                 throw failure("a lone surrogate in a \\u escape")
             }
             index += 2
@@ -240,7 +260,9 @@ struct JSONParser {
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             integral = false
             index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
             guard index < bytes.count, isDigit(bytes[index]) else { throw failure("an exponent needs digits") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct ConfigurationTests {
@@ -18,7 +19,8 @@ import Testing
     }
 
     @Test func defaultsFillEveryOptionalKey() throws {
-        let loaded = try loadMap(#"{"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}}}}}"#)
+        let loaded = try loadMap(
+            #"{"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}}}}}"#)
         let type = try #require(loaded.configuration.taskTypes["t"])
         #expect(type.safety == .dangerous)  // no rating means dangerous
         #expect(type.retry == RetryPolicy())
@@ -30,14 +32,22 @@ import Testing
     }
 
     @Test(arguments: [
-        (#"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#,
-         "task_types.send_email.handler.exec.argv: expected a non-empty array"),
-        (#"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"backoff": "soon"}}}}"#,
-         "task_types.a.retry.backoff: expected a duration"),
-        (#"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"max_attempts": 0}}}}"#,
-         "task_types.a.retry.max_attempts: expected a whole number from 1 to 1000"),
-        (#"{"version": 1, "task_types": {"a": {"safety": "maybe", "handler": {"exec": {"argv": ["x"]}}}}}"#,
-         "task_types.a.safety"),
+        (
+            #"{"version": 1, "task_types": {"send_email": {"handler": {"exec": {"argv": []}}}}}"#,
+            "task_types.send_email.handler.exec.argv: expected a non-empty array"
+        ),
+        (
+            #"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"backoff": "soon"}}}}"#,
+            "task_types.a.retry.backoff: expected a duration"
+        ),
+        (
+            #"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"]}}, "retry": {"max_attempts": 0}}}}"#,
+            "task_types.a.retry.max_attempts: expected a whole number from 1 to 1000"
+        ),
+        (
+            #"{"version": 1, "task_types": {"a": {"safety": "maybe", "handler": {"exec": {"argv": ["x"]}}}}}"#,
+            "task_types.a.safety"
+        ),
         (#"{"version": 1, "task_types": {"a": {}}}"#, "task_types.a.handler: missing"),
         (#"{"version": 1, "worker": {"lease": 60}}"#, "worker.lease: expected a string"),
         (#"{"version": 1, "timezone": "Mars/Olympus"}"#, "timezone: unknown time zone"),
@@ -55,11 +65,13 @@ import Testing
     }
 
     @Test func unknownKeysWarnWithTheirPath() throws {
-        let loaded = try loadMap("""
+        let loaded = try loadMap(
+            """
             {"version": 1, "wokrer": {}, "task_types": {"a": {"safety": "safe", "handler": {"exec": {"argv": ["x"], "tiemout": "5s"}}}}}
             """)
         #expect(loaded.warnings.contains("wokrer: unknown key, ignored (check its spelling)"))
-        #expect(loaded.warnings.contains("task_types.a.handler.exec.tiemout: unknown key, ignored (check its spelling)"))
+        #expect(
+            loaded.warnings.contains("task_types.a.handler.exec.tiemout: unknown key, ignored (check its spelling)"))
     }
 
     @Test func backoffGrowsByTheFactorUpToTheCapWithBoundedJitter() {
@@ -80,8 +92,12 @@ import Testing
     @Test func databasePathPrecedenceIsFlagThenEnvironmentThenFileThenDefault() throws {
         var loaded = try loadMap(#"{"version": 1, "database": "data/queue.db"}"#)
         loaded.path = "/etc/autonomy/autonomy.json"
-        #expect(ConfigLoader.databasePath(flag: "/x/flag.db", loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"]) == "/x/flag.db")
-        #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"]) == "/x/env.db")
+        #expect(
+            ConfigLoader.databasePath(
+                flag: "/x/flag.db", loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"]) == "/x/flag.db")
+        #expect(
+            ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: ["AUTONOMY_DATABASE": "/x/env.db"])
+                == "/x/env.db")
         #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: [:]) == "/etc/autonomy/data/queue.db")
         loaded.configuration.database = nil
         #expect(ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: [:]).hasSuffix("/autonomy.db"))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct ExecRunnerTests {
@@ -8,7 +9,8 @@ import Testing
         cwd: String? = nil, env: [String: String] = [:], base: String = "/"
     ) -> HandlerInvocation {
         let task = TaskRecord(
-            id: 7, type: "t", state: .running, priority: 0, runAt: 0, payload: payload, payloadSHA256: payload.sha256Hex,
+            id: 7, type: "t", state: .running, priority: 0, runAt: 0, payload: payload,
+            payloadSHA256: payload.sha256Hex,
             idempotencyKey: nil, source: nil, subject: nil, attempts: 2, maxAttempts: nil, leaseToken: nil,
             leaseExpiresAt: nil, createdAt: 0, updatedAt: 0, startedAt: nil, finishedAt: nil, exitCode: nil,
             result: nil, lastError: nil, stderrTail: nil)
@@ -17,7 +19,9 @@ import Testing
             attempt: 2, timeout: timeout, baseDirectory: base, environment: ["AUTONOMY_DATABASE": "/x.db"])
     }
 
-    private func runner(maxOutput: Int = 64 * 1024, maxStderr: Int = 8 * 1024, grace: Interval = .seconds(2)) -> ExecRunner {
+    private func runner(maxOutput: Int = 64 * 1024, maxStderr: Int = 8 * 1024, grace: Interval = .seconds(2))
+        -> ExecRunner
+    {
         var settings = WorkerSettings()
         settings.maxOutputBytes = maxOutput
         settings.maxStderrBytes = maxStderr
@@ -32,7 +36,8 @@ import Testing
             printf '{"stdin":%s,"file":%s,"id":"%s","type":"%s","attempt":"%s","db":"%s","extra":"%s","args":"%s"}' \
               "$stdin" "$file" "$AUTONOMY_TASK_ID" "$AUTONOMY_TASK_TYPE" "$AUTONOMY_ATTEMPT" "$AUTONOMY_DATABASE" "$EXTRA" "$*"
             """
-        let outcome = await runner().run(invocation(["/bin/sh", "-c", script, "sh", "fixed-arg"], env: ["EXTRA": "yes"]))
+        let outcome = await runner().run(
+            invocation(["/bin/sh", "-c", script, "sh", "fixed-arg"], env: ["EXTRA": "yes"]))
         #expect(outcome.status == .exited(0))
         let result = try JSONValue.parse(try #require(outcome.resultJSON))
         let payload: JSONValue = ["to": "a@b.c; rm -rf /"]
@@ -51,8 +56,9 @@ import Testing
     }
 
     @Test func aNonZeroExitIsAnOutcomeWithTheTailOfStderr() async {
-        let outcome = await runner(maxStderr: 16).run(invocation(
-            ["/bin/sh", "-c", "echo 'early noise that is long' >&2; echo 'the real reason' >&2; exit 4"]))
+        let outcome = await runner(maxStderr: 16).run(
+            invocation(
+                ["/bin/sh", "-c", "echo 'early noise that is long' >&2; echo 'the real reason' >&2; exit 4"]))
         #expect(outcome.status == .exited(4))
         #expect(outcome.stderrTail == "the real reason\n")
         #expect(outcome.errorSummary == "exited with status 4: the real reason")
@@ -70,9 +76,11 @@ import Testing
         let marker = folder.file("child.pid")
         // The handler starts a grandchild that would outlive it, then hangs; both must be stopped.
         let script = "sleep 300 & echo $! > \(marker); wait"
-        let outcome = await runner(grace: Interval(milliseconds: 200)).run(invocation(["/bin/sh", "-c", script], timeout: Interval(milliseconds: 300)))
+        let outcome = await runner(grace: Interval(milliseconds: 200)).run(
+            invocation(["/bin/sh", "-c", script], timeout: Interval(milliseconds: 300)))
         #expect(outcome.status == .timedOut(Interval(milliseconds: 300)))
-        let pid = try #require(Int32(String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let pid = try #require(
+            Int32(String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         var alive = true
         for _ in 0..<100 where alive {  // reaped by init; give it a moment to vanish
             alive = kill(pid, 0) == 0 && !isZombie(pid)
@@ -83,7 +91,8 @@ import Testing
 
     @Test func aHandlerThatIgnoresTermIsKilledAfterTheGrace() async {
         let outcome = await runner(grace: Interval(milliseconds: 200)).run(
-            invocation(["/bin/sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300"], timeout: Interval(milliseconds: 200)))
+            invocation(
+                ["/bin/sh", "-c", "trap '' TERM; sleep 300 & wait; sleep 300"], timeout: Interval(milliseconds: 200)))
         #expect(outcome.status == .timedOut(Interval(milliseconds: 200)))
         #expect(outcome.durationMs < 10_000)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct EnqueueTests {
@@ -22,32 +23,44 @@ import Testing
 
     @Test func theSameKeyReturnsTheExistingTaskAndCreatesNothing() throws {
         let fixture = try Fixture()
-        let first = try fixture.store.enqueue(EnqueueRequest(type: "report", payload: #"{"a":1}"#, key: "k1"),
-                                              configuration: fixture.configuration, now: fixture.clock.now())
+        let first = try fixture.store.enqueue(
+            EnqueueRequest(type: "report", payload: #"{"a":1}"#, key: "k1"),
+            configuration: fixture.configuration, now: fixture.clock.now())
         // Same document, other spelling: still the same payload.
-        let second = try fixture.store.enqueue(EnqueueRequest(type: "report", payload: #"{ "a" : 1 }"#, key: "k1"),
-                                               configuration: fixture.configuration, now: fixture.clock.now())
+        let second = try fixture.store.enqueue(
+            EnqueueRequest(type: "report", payload: #"{ "a" : 1 }"#, key: "k1"),
+            configuration: fixture.configuration, now: fixture.clock.now())
         #expect(second == .existing(first.task))
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 1)
         #expect(throws: QueueError.keyConflict(key: "k1", existingID: first.task.id)) {
-            try fixture.store.enqueue(EnqueueRequest(type: "report", payload: #"{"a":2}"#, key: "k1"),
-                                      configuration: fixture.configuration, now: fixture.clock.now())
+            try fixture.store.enqueue(
+                EnqueueRequest(type: "report", payload: #"{"a":2}"#, key: "k1"),
+                configuration: fixture.configuration, now: fixture.clock.now())
         }
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 1)
     }
 
     @Test func refusedRequestsWriteNothing() throws {
-        let fixture = try Fixture(map: """
-            {"version": 1, "queue": {"max_payload_bytes": 64},
-             "task_types": {"report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}}}
-            """)
+        let fixture = try Fixture(
+            map: """
+                {"version": 1, "queue": {"max_payload_bytes": 64},
+                 "task_types": {"report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}}}
+                """)
         let refusals: [(EnqueueRequest, (QueueError) -> Bool)] = [
             (EnqueueRequest(type: "nope"), { if case .undeclaredType("nope", _) = $0 { true } else { false } }),
-            (EnqueueRequest(type: "report", payload: "{not json"), { if case .invalidPayload = $0 { true } else { false } }),
+            (
+                EnqueueRequest(type: "report", payload: "{not json"),
+                { if case .invalidPayload = $0 { true } else { false } }
+            ),
             (EnqueueRequest(type: "report", payload: "", ), { if case .invalidPayload = $0 { true } else { false } }),
-            (EnqueueRequest(type: "report", payload: #"{"x":"\#(String(repeating: "a", count: 100))"}"#),
-             { if case .payloadTooLarge(_, 64) = $0 { true } else { false } }),
-            (EnqueueRequest(type: "report", runAt: 1, delay: .seconds(1)), { if case .invalidRequest = $0 { true } else { false } }),
+            (
+                EnqueueRequest(type: "report", payload: #"{"x":"\#(String(repeating: "a", count: 100))"}"#),
+                { if case .payloadTooLarge(_, 64) = $0 { true } else { false } }
+            ),
+            (
+                EnqueueRequest(type: "report", runAt: 1, delay: .seconds(1)),
+                { if case .invalidRequest = $0 { true } else { false } }
+            ),
             (EnqueueRequest(type: "report", maxAttempts: 0), { if case .invalidRequest = $0 { true } else { false } }),
             (EnqueueRequest(type: "report", key: ""), { if case .invalidRequest = $0 { true } else { false } }),
         ]
@@ -79,20 +92,23 @@ import Testing
         // the error names that line.
         let bad = good + "\n" + #"{"type": "nope"}"#
         #expect {
-            try fixture.store.enqueueBatch(jsonLines: Data(bad.utf8), configuration: fixture.configuration,
-                                           now: fixture.clock.now())
+            try fixture.store.enqueueBatch(
+                jsonLines: Data(bad.utf8), configuration: fixture.configuration,
+                now: fixture.clock.now())
         } throws: { error in
             if case QueueError.batchLine(5, .undeclaredType("nope", _)) = error { return true }
             return false
         }
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 0)
         #expect(try fixture.count("SELECT COUNT(*) FROM ledger") == 0)
-        let streamed = try fixture.store.enqueueBatch(jsonLines: Data(good.utf8), configuration: fixture.configuration,
-                                                      now: fixture.clock.now(), keepTasks: true)
+        let streamed = try fixture.store.enqueueBatch(
+            jsonLines: Data(good.utf8), configuration: fixture.configuration,
+            now: fixture.clock.now(), keepTasks: true)
         #expect(streamed.ids.count == 3 && streamed.tasks.map(\.id) == streamed.ids && streamed.existing == 0)
         #expect(streamed.tasks[1].priority == 5)
-        let again = try fixture.store.enqueueBatch(jsonLines: Data(good.utf8), configuration: fixture.configuration,
-                                                   now: fixture.clock.now())
+        let again = try fixture.store.enqueueBatch(
+            jsonLines: Data(good.utf8), configuration: fixture.configuration,
+            now: fixture.clock.now())
         #expect(again.existing == 1 && again.ids[1] == streamed.ids[1])  // the keyed line named the same task
         try fixture.store.write("reset") { db in
             try db.execute(sql: "DROP TRIGGER ledger_no_delete; DELETE FROM ledger; DELETE FROM tasks")
@@ -113,8 +129,9 @@ import Testing
             return false
         }
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 1)
-        let outcomes = try fixture.store.enqueueBatch(Array(requests.prefix(1)), configuration: fixture.configuration,
-                                                      now: fixture.clock.now())
+        let outcomes = try fixture.store.enqueueBatch(
+            Array(requests.prefix(1)), configuration: fixture.configuration,
+            now: fixture.clock.now())
         #expect(outcomes.count == 1)
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks") == 2)
     }
@@ -124,7 +141,8 @@ import Testing
         let task = try fixture.enqueue("report", #"{"to":"a@example.com"}"#)
         #expect {
             try fixture.store.write("tamper") { db in
-                try db.execute(sql: #"UPDATE tasks SET payload = '{"to":"evil@example.com"}' WHERE id = ?"#, arguments: [task.id])
+                try db.execute(
+                    sql: #"UPDATE tasks SET payload = '{"to":"evil@example.com"}' WHERE id = ?"#, arguments: [task.id])
             }
         } throws: { error in
             "\(error)".contains("a task payload cannot change after enqueue")
@@ -140,7 +158,8 @@ import Testing
     @Test func cancelOnlyBeforeRunningAndRetryOnlyDead() throws {
         let fixture = try Fixture()
         let queued = try fixture.enqueue("report")
-        let cancelled = try fixture.store.cancel(taskID: queued.id, by: "ops", reason: "not needed", now: fixture.clock.now())
+        let cancelled = try fixture.store.cancel(
+            taskID: queued.id, by: "ops", reason: "not needed", now: fixture.clock.now())
         #expect(cancelled.state == .cancelled)
         #expect(throws: QueueError.notCancellable(id: queued.id, state: .cancelled)) {
             try fixture.store.cancel(taskID: queued.id, by: "ops", reason: nil, now: fixture.clock.now())

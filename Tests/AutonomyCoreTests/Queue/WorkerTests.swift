@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct WorkerTests {
@@ -49,8 +51,11 @@ import Testing
         #expect(stored.state == .dead && stored.attempts == 3)
         #expect(stored.lastError == "could not start: no such program")
         let events = try fixture.store.ledger(forTask: task.id).map(\.event)
-        #expect(events == ["enqueued", "claimed", "executed", "retry_scheduled", "claimed", "executed", "retry_scheduled",
-                           "claimed", "executed", "dead"])
+        #expect(
+            events == [
+                "enqueued", "claimed", "executed", "retry_scheduled", "claimed", "executed", "retry_scheduled",
+                "claimed", "executed", "dead",
+            ])
 
         let retried = try fixture.store.retry(taskID: task.id, by: "ops", now: fixture.clock.now())
         #expect(retried.state == .queued && retried.attempts == 0)
@@ -76,10 +81,11 @@ import Testing
     @Test func anUndeclaredTypeReachingTheQueueIsBlockedAndNeverRun() async throws {
         let fixture = try Fixture()
         try fixture.store.write("smuggle") { db in
-            try db.execute(sql: """
-                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at, updated_at)
-                VALUES ('wire_money', 'queued', 0, 0, '{}', 'x', 0, 0)
-                """)
+            try db.execute(
+                sql: """
+                    INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at, updated_at)
+                    VALUES ('wire_money', 'queued', 0, 0, '{}', 'x', 0, 0)
+                    """)
         }
         let runner = ScriptedRunner()
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
@@ -105,8 +111,9 @@ import Testing
         let fixture = try Fixture()
         let task = try fixture.enqueue("report")
         // A worker claims the task and dies without recording anything.
-        let step = try fixture.store.claimNext(configuration: fixture.configuration, now: fixture.clock.now(),
-                                               lease: .seconds(60), leaseToken: "dead-worker")
+        let step = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(),
+            lease: .seconds(60), leaseToken: "dead-worker")
         #expect(step.claimed?.task.id == task.id)
         let runner = ScriptedRunner()
         var report = try await fixture.worker(runner).work(drain: nil)
@@ -126,7 +133,9 @@ import Testing
     @Test func aLongHandlerKeepsItsLeaseAndIsNeverClaimedTwice() async throws {
         let fixture = try Fixture()
         let task = try fixture.enqueue("report")
-        let store = fixture.store, clock = fixture.clock, configuration = fixture.configuration
+        let store = fixture.store
+        let clock = fixture.clock
+        let configuration = fixture.configuration
         // The handler "runs" three minutes of a 60-second lease: time moves in 10-second steps and
         // after each step the handler waits until the worker has renewed the lease.
         let intruderClaims = ManualCounter()
@@ -139,10 +148,18 @@ import Testing
                     try? await Task.sleep(for: .milliseconds(2))
                 }
                 // A second worker looking now finds nothing to recover and nothing to claim.
-                if let recovered = try? store.recoverExpiredLeases(configuration: configuration, now: clock.now(), random: { 0 }),
-                   !recovered.isEmpty { intruderClaims.add() }
-                if let step = try? store.claimNext(configuration: configuration, now: clock.now(), lease: .seconds(60),
-                                                   leaseToken: "intruder"), step.claimed != nil { intruderClaims.add() }
+                if let recovered = try? store.recoverExpiredLeases(
+                    configuration: configuration, now: clock.now(), random: { 0 }),
+                    !recovered.isEmpty
+                {
+                    intruderClaims.add()
+                }
+                if let step = try? store.claimNext(
+                    configuration: configuration, now: clock.now(), lease: .seconds(60),
+                    leaseToken: "intruder"), step.claimed != nil
+                {
+                    intruderClaims.add()
+                }
             }
         })
         var worker = fixture.worker(runner)
@@ -156,11 +173,13 @@ import Testing
     @Test func aWorkerWhoseLeaseWasTakenOverDropsItsOutcome() throws {
         let fixture = try Fixture()
         try fixture.enqueue("report")
-        let step = try fixture.store.claimNext(configuration: fixture.configuration, now: fixture.clock.now(),
-                                               lease: .seconds(60), leaseToken: "slow-worker")
+        let step = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(),
+            lease: .seconds(60), leaseToken: "slow-worker")
         let claimed = try #require(step.claimed)
         fixture.clock.advance(by: .seconds(61))
-        _ = try fixture.store.recoverExpiredLeases(configuration: fixture.configuration, now: fixture.clock.now(), random: { 0 })
+        _ = try fixture.store.recoverExpiredLeases(
+            configuration: fixture.configuration, now: fixture.clock.now(), random: { 0 })
         let recorded = try fixture.store.recordAttempt(
             claimed, outcome: HandlerOutcome(status: .exited(0)), verdict: .passed(evidence: "exit 0"),
             now: fixture.clock.now(), random: { 0 })
@@ -184,7 +203,8 @@ import Testing
         try fixture.enqueue("once")
         _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1)])).work(drain: .init(maxSeconds: 60))
         // Each finished task's final state matches its last state-changing ledger row.
-        let mismatches = try fixture.count("""
+        let mismatches = try fixture.count(
+            """
             SELECT COUNT(*) FROM tasks t
             WHERE t.state != (SELECT event FROM ledger l WHERE l.task_id = t.id
                               AND l.event IN ('done', 'dead') ORDER BY l.id DESC LIMIT 1)
@@ -198,5 +218,3 @@ final class ManualCounter: Sendable {
     func add() { count.withLock { $0 += 1 } }
     var value: Int { count.withLock { $0 } }
 }
-
-import Synchronization

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct StoreTests {
@@ -12,8 +13,10 @@ import Testing
         #expect(info.st_mode & 0o777 == 0o600)
         #expect(try store.appliedMigrations() == Migrations.migrator.migrations)
         let (mode, synchronous, foreignKeys) = try store.read("pragmas") { db in
-            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
-             try Int.fetchOne(db, sql: "PRAGMA foreign_keys"))
+            (
+                try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
+                try Int.fetchOne(db, sql: "PRAGMA foreign_keys")
+            )
         }
         #expect(mode == "wal")
         #expect(synchronous == 2)  // FULL

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+
 @testable import AutonomyCore
 
 /// A fresh folder per test, removed when the value goes away.
@@ -63,10 +64,13 @@ struct Fixture {
     var configuration: Configuration { loaded.configuration }
 
     @discardableResult
-    func enqueue(_ type: String, _ payload: String = "{}", priority: Int? = nil, delay: Interval? = nil,
-                 key: String? = nil, maxAttempts: Int? = nil) throws -> TaskRecord {
+    func enqueue(
+        _ type: String, _ payload: String = "{}", priority: Int? = nil, delay: Interval? = nil,
+        key: String? = nil, maxAttempts: Int? = nil
+    ) throws -> TaskRecord {
         try store.enqueue(
-            EnqueueRequest(type: type, payload: payload, priority: priority, delay: delay, maxAttempts: maxAttempts, key: key),
+            EnqueueRequest(
+                type: type, payload: payload, priority: priority, delay: delay, maxAttempts: maxAttempts, key: key),
             configuration: configuration, now: clock.now()
         ).task
     }
@@ -100,7 +104,8 @@ final class ScriptedRunner: HandlerRunner {
             return state.outcomes.isEmpty ? .exited(0) : state.outcomes.removeFirst()
         }
         await onRun(invocation)
-        return HandlerOutcome(status: status, stdout: status.succeeded ? #"{"ok":true}"# : "",
-                              stderrTail: status.succeeded ? "" : "boom", durationMs: 5)
+        return HandlerOutcome(
+            status: status, stdout: status.succeeded ? #"{"ok":true}"# : "",
+            stderrTail: status.succeeded ? "" : "boom", durationMs: 5)
     }
 }
