@@ -9,8 +9,9 @@ struct Autonomy: AsyncParsableCommand {
         abstract: "A durable task queue with a firewall, a ledger and a single-shot worker for agents and bots.",
         discussion: """
             Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
-            Exit codes: 0 ok, 1 refused in the task's current state, 64 usage, 65 bad input,
-            66 not found, 74 database unusable, 75 database busy, 78 configuration error.
+
+            Exit codes: 0 ok; 1 refused in the task's current state; 64 usage; 65 bad input; 66 not found; \
+            74 database unusable; 75 database busy; 78 configuration error.
             """,
         version: AutonomyVersion.current,
         subcommands: [Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, ConfigCommand.self]

@@ -92,6 +92,9 @@ struct Enqueue: AsyncParsableCommand {
         }
         let (loaded, store) = try global.open()
         let outcome = try store.enqueue(request, configuration: loaded.configuration, now: try currentClock().now())
+        if case .created(let task) = outcome, task.state == .awaitingApproval {
+            printError("note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
+        }
         if case .existing(let task) = outcome {
             printError(
                 "note: idempotency key \"\(key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"

@@ -14,7 +14,7 @@ struct Status: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (loaded, store) = try global.open()
+        let (loaded, store) = try global.open(create: false)
         let now = try currentClock().now()
         let status = try store.status(now: now)
         let configuration = loaded.configuration

@@ -28,11 +28,12 @@ struct GlobalOptions: ParsableArguments {
         return loaded
     }
 
-    /// Loads the configuration and opens the database it names.
-    func open() throws -> (LoadedConfiguration, AutonomyStore) {
+    /// Loads the configuration and opens the database it names. Commands that only read pass
+    /// `create: false`, so a mistyped path is reported instead of creating an empty database.
+    func open(create: Bool = true) throws -> (LoadedConfiguration, AutonomyStore) {
         let loaded = try loadConfiguration()
         let path = ConfigLoader.databasePath(flag: database, loaded: loaded)
-        let store = try AutonomyStore(path: path, settings: loaded.configuration.store)
+        let store = try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
         return (loaded, store)
     }
 }
@@ -67,8 +68,11 @@ extension ExitCode {
             default: return .badInput
             }
         case let error as StoreError:
-            if case .busy = error { return .databaseBusy }
-            return .databaseUnusable
+            switch error {
+            case .busy: return .databaseBusy
+            case .missing: return .notFound
+            default: return .databaseUnusable
+            }
         case is ConfigError:
             return .configError
         default:

@@ -32,7 +32,7 @@ struct Tasks: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (loaded, store) = try global.open()
+            let (loaded, store) = try global.open(create: false)
             let tasks = try store.tasks(matching: TaskFilter(state: state, type: type, limit: limit))
             if json { return printJSON(.array(tasks.map(\.jsonValue))) }
             guard !tasks.isEmpty else { return print("no tasks") }
@@ -67,7 +67,7 @@ struct Tasks: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let (loaded, store) = try global.open()
+            let (loaded, store) = try global.open(create: false)
             guard let task = try store.task(id: id) else { throw QueueError.taskNotFound(id) }
             let ledger = try store.ledger(forTask: id)
             if json {
@@ -130,7 +130,7 @@ struct Tasks: AsyncParsableCommand {
         var reason: String?
 
         func run() async throws {
-            let (_, store) = try global.open()
+            let (_, store) = try global.open(create: false)
             let task = try store.cancel(
                 taskID: id, by: try operatorName(by), reason: reason, now: try currentClock().now())
             print("task \(task.id) cancelled")
@@ -150,7 +150,7 @@ struct Tasks: AsyncParsableCommand {
         var by: String?
 
         func run() async throws {
-            let (_, store) = try global.open()
+            let (_, store) = try global.open(create: false)
             let task = try store.retry(taskID: id, by: try operatorName(by), now: try currentClock().now())
             print("task \(task.id) queued again")
         }

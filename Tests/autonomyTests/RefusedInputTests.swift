@@ -49,7 +49,8 @@ import Testing
         Case(arguments: ["tasks", "list", "--state", "sleeping"], status: 64, mentions: "sleeping"),
         Case(arguments: ["work-once", "--max-tasks", "3"], status: 64, mentions: "--drain"),
         Case(arguments: ["status", "--config", "/nonexistent/autonomy.json"], status: 78, mentions: "no such file"),
-        Case(arguments: ["status", "--database", "/nonexistent-dir/x.db"], status: 74, mentions: "does not exist"),
+        Case(arguments: ["status", "--database", "/nonexistent-dir/x.db"], status: 66, mentions: "no database at"),
+        Case(arguments: ["enqueue", "append", "--database", "/nonexistent-dir/x.db"], status: 74, mentions: "does not exist"),
     ]
 
     @Test(arguments: cases)
@@ -67,6 +68,19 @@ import Testing
         #expect(result.stderr.contains(refused.mentions), "\(result.stderr)")
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"))
         #expect(try sandbox.snapshot() == before)
+    }
+
+    @Test func readingCommandsDoNotCreateAMissingDatabase() async throws {
+        let sandbox = try Sandbox(config: QueueEndToEndTests.config)
+        for arguments in [["status"], ["tasks", "list"], ["tasks", "show", "1"], ["tasks", "cancel", "1"]] {
+            let result = try await sandbox.run(arguments)
+            #expect(result.status == 66, "\(arguments): \(result.stderr)")
+            #expect(result.stderrLines == ["error: no database at \(sandbox.databasePath) yet (nothing was enqueued there; check --database or AUTONOMY_DATABASE)"])
+        }
+        #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
+        // The worker's timer may fire before anything was enqueued: that is not a failure.
+        let idle = try await sandbox.run(["work-once", "--drain"])
+        #expect(idle.status == 0 && idle.stdout.contains("nothing to do"))
     }
 
     @Test func aBrokenConfigurationNamesTheKeyPathAndExits78() async throws {

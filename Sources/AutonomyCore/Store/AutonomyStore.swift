@@ -11,13 +11,17 @@ public final class AutonomyStore: Sendable {
     public let path: String
     let writer: DatabaseQueue
 
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens the database at `path`, creating it (mode 0600) when `create` is true.
     ///
-    /// - Throws: `StoreError` when the file cannot be created or opened, or was written by a newer
-    ///   autonomy.
-    public init(path: String, settings: StoreSettings = StoreSettings()) throws {
+    /// - Throws: `StoreError` when the file is missing (and not to be created), cannot be created or
+    ///   opened, or was written by a newer autonomy.
+    public init(path: String, settings: StoreSettings = StoreSettings(), create: Bool = true) throws {
         self.path = path
-        try Self.createPrivately(path)
+        if create {
+            try Self.createPrivately(path)
+        } else if !FileManager.default.fileExists(atPath: path) {
+            throw StoreError.missing(path: path)
+        }
         var configuration = GRDB.Configuration()
         // WAL is set below, once per file: GRDB's own WAL set-up writes to the file on every open.
         configuration.busyMode = .timeout(settings.busyTimeout.seconds)

@@ -4,6 +4,8 @@ import GRDB
 public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// The file could not be created or opened.
     case cannotOpen(path: String, reason: String)
+    /// A command that only reads found no database file.
+    case missing(path: String)
     /// The file was written by a newer autonomy.
     case newerSchema(path: String, unknownMigrations: [String])
     /// Another process held the database for longer than the busy timeout.
@@ -15,6 +17,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .cannotOpen(let path, let reason):
             return "cannot open the database \(path): \(reason)"
+        case .missing(let path):
+            return "no database at \(path) yet (nothing was enqueued there; check --database or AUTONOMY_DATABASE)"
         case .newerSchema(let path, let unknown):
             return
                 "the database \(path) was written by a newer autonomy (it has migrations this binary does not know: \(unknown.joined(separator: ", "))); upgrade autonomy"
