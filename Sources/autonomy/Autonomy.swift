@@ -10,11 +10,15 @@ struct Autonomy: AsyncParsableCommand {
         discussion: """
             Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
 
-            Exit codes: 0 ok; 1 refused in the task's current state; 64 usage; 65 bad input; 66 not found; \
-            74 database unusable; 75 database busy; 78 configuration error.
+            Exit codes: 0 ok; 1 refused in the current state; 64 usage; 65 bad input; 66 not found; \
+            69 an alert channel failed (notify test); 70 internal failure; 74 database unusable; 75 database busy; \
+            78 configuration error.
             """,
         version: AutonomyVersion.current,
-        subcommands: [Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, ConfigCommand.self]
+        subcommands: [
+            Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, Approvals.self, Approve.self, Reject.self,
+            Firewall.self, Notify.self, ConfigCommand.self,
+        ]
     )
 
     static func main() async {
@@ -45,6 +49,12 @@ struct Autonomy: AsyncParsableCommand {
         let code = exitCode(for: error)
         if code == .success || error is CleanExit {
             Self.exit(withError: error)
+        }
+        guard code == .validationFailure else {
+            // Not bad input: something in the machinery failed. Still one line, and its own code.
+            let detail = "\(error)".split(separator: "\n").first.map(String.init) ?? "unknown failure"
+            FileHandle.standardError.write(Data("error: internal failure: \(detail) (please report it)\n".utf8))
+            Foundation.exit(ExitCode.internalError.rawValue)
         }
         // Parsing and validation errors: one line, pointing at the help.
         let message =

@@ -74,10 +74,13 @@ struct Enqueue: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let batch { return try runBatch(batch) }
+        if let batch { return try await runBatch(batch) }
         var request = EnqueueRequest(
-            type: type ?? "", payload: try readPayload(), priority: priority,
+            type: type ?? "", payload: payload ?? "{}", priority: priority,
             maxAttempts: maxAttempts, key: key, source: source, subject: subject)
+        if let payloadFile {
+            try request.setPayload(json: readInput(payloadFile, what: "payload file"))
+        }
         if let delay {
             guard let interval = Interval(parsing: delay) else {
                 throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
@@ -101,15 +104,26 @@ struct Enqueue: AsyncParsableCommand {
             )
         }
         if json { printJSON(outcome.task.jsonValue) } else { print(outcome.task.id) }
+        await alertNow(store: store, configuration: loaded.configuration)
     }
 
-    private func readPayload() throws -> String {
-        if let payload { return payload }
-        guard let payloadFile else { return "{}" }
-        return String(decoding: try readInput(payloadFile, what: "payload file"), as: UTF8.self)
+    /// The task is stored; now tell the operator at once about what needs them. A failure here
+    /// changes nothing: work-once retries the alert.
+    private func alertNow(store: AutonomyStore, configuration: Configuration) async {
+        guard !configuration.notify.channels.isEmpty else { return }
+        do {
+            let delivery = AlertDelivery(store: store, configuration: configuration, clock: try currentClock())
+            for report in try await delivery.deliverDue() {
+                if let error = report.error {
+                    printError("warning: alert via \(report.channel.rawValue) failed: \(error) (work-once retries it)")
+                }
+            }
+        } catch {
+            printError("warning: alerts not sent now: \(error) (work-once retries them)")
+        }
     }
 
-    private func runBatch(_ source: String) throws {
+    private func runBatch(_ source: String) async throws {
         let data = try readInput(source, what: "batch file")
         let (loaded, store) = try global.open()
         let result = try store.enqueueBatch(
@@ -122,6 +136,7 @@ struct Enqueue: AsyncParsableCommand {
             for id in result.ids { text += "\(id)\n" }
             FileHandle.standardOutput.write(Data(text.utf8))
         }
+        await alertNow(store: store, configuration: loaded.configuration)
         if result.existing > 0 {
             printError(
                 "note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued"

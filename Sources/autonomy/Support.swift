@@ -54,6 +54,8 @@ extension ExitCode {
     static let usage = ExitCode(64)
     static let badInput = ExitCode(65)
     static let notFound = ExitCode(66)
+    static let unavailable = ExitCode(69)
+    static let internalError = ExitCode(70)
     static let databaseUnusable = ExitCode(74)
     static let databaseBusy = ExitCode(75)
     static let configError = ExitCode(78)
@@ -75,6 +77,12 @@ extension ExitCode {
             }
         case is ConfigError:
             return .configError
+        case let error as ApprovalError:
+            switch error {
+            case .notFound: return .notFound
+            case .missingReason: return .usage
+            case .alreadyDecided, .expired, .taskNotWaiting, .invalidToken: return .refused
+            }
         default:
             return nil
         }
@@ -85,17 +93,19 @@ func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
-/// Where "now" comes from. `AUTONOMY_CLOCK_OFFSET` (e.g. "90s") shifts it: for tests that need a
-/// lease to expire without waiting; never set it in production.
+/// Where "now" comes from. `AUTONOMY_TEST_CLOCK_OFFSET` (e.g. "90s") shifts it, for end-to-end
+/// tests that need a lease or an approval to expire without waiting. A shifted clock sees live
+/// leases as expired, so it is announced on stderr every time it is in effect.
 func currentClock() throws -> any WallClock {
-    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_CLOCK_OFFSET"], !text.isEmpty else {
+    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_TEST_CLOCK_OFFSET"], !text.isEmpty else {
         return SystemClock()
     }
     let negative = text.hasPrefix("-")
     let body = negative || text.hasPrefix("+") ? String(text.dropFirst()) : text
-    guard let interval = Interval(parsing: body) else {
-        throw CLIFailure("AUTONOMY_CLOCK_OFFSET \"\(text)\" is not a duration such as \"90s\"", code: .usage)
+    guard let interval = Interval(parsing: body), interval <= .days(3660) else {
+        throw CLIFailure("AUTONOMY_TEST_CLOCK_OFFSET \"\(text)\" is not a duration such as \"90s\"", code: .usage)
     }
+    printError("warning: AUTONOMY_TEST_CLOCK_OFFSET=\(text) shifts the clock; it is for tests only")
     return OffsetClock(offset: Interval(milliseconds: negative ? -interval.milliseconds : interval.milliseconds))
 }
 

@@ -34,7 +34,7 @@ struct WorkOnce: AsyncParsableCommand {
         if !drain, maxSeconds != nil || maxTasks != nil {
             throw ValidationError("--max-seconds and --max-tasks go with --drain")
         }
-        if let maxSeconds, maxSeconds < 0 { throw ValidationError("--max-seconds must be 0 or more") }
+        if let maxSeconds, !(0...86_400).contains(maxSeconds) { throw ValidationError("--max-seconds must be from 0 to 86400") }
         if let maxTasks, maxTasks < 1 { throw ValidationError("--max-tasks must be 1 or more") }
     }
 
@@ -43,9 +43,11 @@ struct WorkOnce: AsyncParsableCommand {
         let settings = loaded.configuration.worker
         var environment = ["AUTONOMY_DATABASE": store.path]
         if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
-        let worker = Worker(
-            store: store, loaded: loaded, clock: try currentClock(), handlerEnvironment: environment,
+        let clock = try currentClock()
+        var worker = Worker(
+            store: store, loaded: loaded, clock: clock, handlerEnvironment: environment,
             logger: makeLogger("autonomy.worker"))
+        worker.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
         let limits =
             drain
             ? Worker.Limits(
@@ -59,6 +61,12 @@ struct WorkOnce: AsyncParsableCommand {
                 "recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))"
             )
         }
+        for approval in report.expiredApprovals {
+            print("approval request \(approval.id) expired: task \(approval.taskID) will not run")
+        }
+        for alert in report.alerts {
+            print("alert \(alert.event.rawValue) via \(alert.channel.rawValue): \(alert.error.map { "failed: \($0) (retried later)" } ?? "delivered")")
+        }
         for skipped in report.skipped {
             print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
         }
@@ -71,7 +79,9 @@ struct WorkOnce: AsyncParsableCommand {
                 "task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(destination) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
             )
         }
-        if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty {
+        if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty, report.alerts.isEmpty,
+            report.expiredApprovals.isEmpty
+        {
             print("nothing to do")
         }
     }

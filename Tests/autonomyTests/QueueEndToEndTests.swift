@@ -82,7 +82,7 @@ import Testing
         #expect(early.stdout.contains("nothing to do"))
 
         // After the lease (the clock moved 61 s on), the next run recovers and completes it.
-        let late = try await sandbox.run(["work-once", "--drain"], environment: ["AUTONOMY_CLOCK_OFFSET": "61s"])
+        let late = try await sandbox.run(["work-once", "--drain"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "61s"])
         #expect(late.status == 0, "\(late.stderr)")
         #expect(late.stdout.contains("recovered task \(id)"))
         let ran = try String(contentsOfFile: sandbox.file("ids.txt"), encoding: .utf8).split(separator: "\n").map(

@@ -7,7 +7,7 @@ extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, gateway
+        case components, notify, approvals, gateway
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,7 +54,8 @@ extension Configuration: Decodable {
             taskTypes[name] = type
         }
         components = try container.decodeIfPresent([Component].self, forKey: .components) ?? []
-        notify = try container.decodeIfPresent(JSONValue.self, forKey: .notify)
+        notify = try container.decodeIfPresent(NotifySettings.self, forKey: .notify) ?? NotifySettings()
+        approvals = try container.decodeIfPresent(ApprovalSettings.self, forKey: .approvals) ?? ApprovalSettings()
         gateway = try container.decodeIfPresent(JSONValue.self, forKey: .gateway)
     }
 }
@@ -73,7 +74,8 @@ private struct TaskTypeBody: Decodable {
     var type: TaskType
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case description, owner, safety, handler, timeout, retry, priority, verify
+        case description, owner, safety, handler, timeout, retry, priority, verify, rules
+        case approvalExpiresAfter = "approval_expires_after"
     }
 
     init(from decoder: any Decoder) throws {
@@ -99,6 +101,14 @@ private struct TaskTypeBody: Decodable {
         type.retry = try container.decodeIfPresent(RetryPolicy.self, forKey: .retry) ?? RetryPolicy()
         type.priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         type.verify = try container.decodeIfPresent([JSONValue].self, forKey: .verify) ?? []
+        type.rules = try container.decodeIfPresent([SafetyRule].self, forKey: .rules) ?? []
+        if let expiry = try container.decodeIfPresent(Interval.self, forKey: .approvalExpiresAfter) {
+            guard expiry >= .minutes(1) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .approvalExpiresAfter, in: container, debugDescription: "expected at least \"1m\"")
+            }
+            type.approvalExpiresAfter = expiry
+        }
     }
 }
 
@@ -205,21 +215,29 @@ extension WorkerSettings: Decodable {
         maxOutputBytes = try container.decodeIfPresent(Int.self, forKey: .maxOutputBytes) ?? maxOutputBytes
         maxStderrBytes = try container.decodeIfPresent(Int.self, forKey: .maxStderrBytes) ?? maxStderrBytes
         defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
-        guard lease >= .seconds(2) else {
+        guard lease >= .seconds(2), lease <= .hours(24) else {
             throw DecodingError.dataCorruptedError(
-                forKey: .lease, in: container, debugDescription: "expected at least \"2s\"")
+                forKey: .lease, in: container, debugDescription: "expected from \"2s\" to \"24h\"")
         }
-        guard drainMaxSeconds >= 0 else {
+        guard (0...86_400).contains(drainMaxSeconds) else {
             throw DecodingError.dataCorruptedError(
-                forKey: .drainMaxSeconds, in: container, debugDescription: "expected 0 or more")
+                forKey: .drainMaxSeconds, in: container, debugDescription: "expected 0 to 86400")
+        }
+        guard killGrace <= .hours(1) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .killGrace, in: container, debugDescription: "expected at most \"1h\"")
         }
         if let drainMaxTasks, drainMaxTasks < 1 {
             throw DecodingError.dataCorruptedError(
                 forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")
         }
-        guard maxOutputBytes >= 0, maxStderrBytes >= 0 else {
+        guard (0...(64 << 20)).contains(maxOutputBytes) else {
             throw DecodingError.dataCorruptedError(
-                forKey: .maxOutputBytes, in: container, debugDescription: "expected 0 or more")
+                forKey: .maxOutputBytes, in: container, debugDescription: "expected 0 to 67108864")
+        }
+        guard (0...(64 << 20)).contains(maxStderrBytes) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxStderrBytes, in: container, debugDescription: "expected 0 to 67108864")
         }
         guard defaultTimeout.milliseconds > 0 else {
             throw DecodingError.dataCorruptedError(
@@ -254,6 +272,10 @@ extension StoreSettings: Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         busyTimeout = try container.decodeIfPresent(Interval.self, forKey: .busyTimeout) ?? busyTimeout
+        guard busyTimeout <= .hours(1) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .busyTimeout, in: container, debugDescription: "expected at most \"1h\"")
+        }
         synchronous = try container.decodeIfPresent(Synchronous.self, forKey: .synchronous) ?? synchronous
     }
 }
@@ -285,7 +307,116 @@ extension Interval: Decodable {
                 in: container,
                 debugDescription: "expected a duration such as \"30s\", \"5m\", \"24h\" or \"7d\", got \"\(text)\"")
         }
+        guard value <= Interval.days(3660) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected at most ten years")
+        }
         self = value
+    }
+}
+
+extension SafetyRule: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, equals, oneOf = "one_of", suffix, regex, safety, ignoreCase = "ignore_case"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let path = try container.decode(String.self, forKey: .path)
+        guard !path.isEmpty, !path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .path, in: container, debugDescription: "expected a dotted path such as \"to\" or \"meta.channel\"")
+        }
+        var matchers: [Matcher] = []
+        if container.contains(.equals) { matchers.append(.equals(try container.decode(JSONValue.self, forKey: .equals))) }
+        if let choices = try container.decodeIfPresent([JSONValue].self, forKey: .oneOf) { matchers.append(.oneOf(choices)) }
+        if let suffix = try container.decodeIfPresent(String.self, forKey: .suffix) {
+            guard !suffix.isEmpty else {
+                throw DecodingError.dataCorruptedError(forKey: .suffix, in: container, debugDescription: "expected a non-empty string")
+            }
+            matchers.append(.suffix(suffix))
+        }
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .regex) {
+            do {
+                matchers.append(.regex(pattern, CompiledRegex(regex: try Regex(pattern))))
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .regex, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        guard matchers.count == 1, let matcher = matchers.first else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "expected exactly one of \"equals\", \"one_of\", \"suffix\", \"regex\""))
+        }
+        guard container.contains(.safety) else {
+            throw DecodingError.keyNotFound(CodingKeys.safety, .init(
+                codingPath: decoder.codingPath, debugDescription: "missing: the rating this rule gives, \"safe\" or \"dangerous\""))
+        }
+        self.init(path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
+                  ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase) ?? false)
+    }
+}
+
+extension ApprovalSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case baseURL = "base_url" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        if let url = try container.decodeIfPresent(String.self, forKey: .baseURL) {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .baseURL, in: container, debugDescription: "expected an http(s) address such as \"https://ops.example.com/autonomy\"")
+            }
+            baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+    }
+}
+
+extension NotifySettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case command, commandTimeout = "command_timeout", webhook, retryBackoff = "retry_backoff"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        if let command = try container.decodeIfPresent([String].self, forKey: .command) {
+            guard let program = command.first, !program.isEmpty else {
+                throw DecodingError.dataCorruptedError(forKey: .command, in: container, debugDescription: "expected a non-empty array")
+            }
+            self.command = command
+        }
+        commandTimeout = try container.decodeIfPresent(Interval.self, forKey: .commandTimeout) ?? commandTimeout
+        webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
+        retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
+        guard retryBackoff >= .seconds(1) else {
+            throw DecodingError.dataCorruptedError(forKey: .retryBackoff, in: container, debugDescription: "expected at least \"1s\"")
+        }
+    }
+}
+
+extension WebhookSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case url, secretEnv = "secret_env", timeout }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let url = try container.decode(String.self, forKey: .url)
+        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container, debugDescription: "expected an http(s) address")
+        }
+        self.init(url: url)
+        secretEnv = try container.decodeIfPresent(String.self, forKey: .secretEnv)
+        if let secretEnv, secretEnv.isEmpty || secretEnv.contains("=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .secretEnv, in: container, debugDescription: "expected the name of an environment variable")
+        }
+        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
     }
 }
 

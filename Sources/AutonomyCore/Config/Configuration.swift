@@ -17,8 +17,10 @@ public struct Configuration: Sendable {
     public var store = StoreSettings()
     public var taskTypes: [String: TaskType] = [:]
     public var components: [Component] = []
-    /// Sections later layers read; kept as written so a config that has them loads today.
-    public var notify: JSONValue?
+    /// Where operators are alerted (approval needed, task dead).
+    public var notify = NotifySettings()
+    public var approvals = ApprovalSettings()
+    /// Read by the model gateway layer; kept as written so a config that has it loads today.
     public var gateway: JSONValue?
 
     /// The newest `version` this binary understands.
@@ -83,6 +85,10 @@ public struct TaskType: Sendable {
     public var priority: Int = 0
     /// Verifiers as written; the verification layer reads them.
     public var verify: [JSONValue] = []
+    /// Rules that rate a task by its payload (see `SafetyRule`).
+    public var rules: [SafetyRule] = []
+    /// How long an approval request of this type stays open before it expires.
+    public var approvalExpiresAfter: Interval = .hours(24)
 
     public init(name: String, handler: Handler) {
         self.name = name
@@ -156,4 +162,43 @@ public struct Component: Sendable {
     public var safety: Safety?
     public var taskTypes: [String] = []
     public init(name: String) { self.name = name }
+}
+
+/// How approval requests reach a human.
+public struct ApprovalSettings: Sendable {
+    /// The dashboard's public address; one-click links in alerts are built from it. Without it,
+    /// alerts carry the `autonomy approve` / `reject` commands only.
+    public var baseURL: String?
+    public init() {}
+}
+
+/// Where alerts go: a command, a webhook, or both. Neither configured means no alerts.
+public struct NotifySettings: Sendable {
+    /// A program (argv, no shell) that gets the message as JSON on stdin and a one-line text in
+    /// `AUTONOMY_NOTIFY_TEXT`; exit 0 means delivered.
+    public var command: [String]?
+    public var commandTimeout: Interval = .seconds(30)
+    public var webhook: WebhookSettings?
+    /// The first wait before a failed delivery is tried again; it doubles up to an hour.
+    public var retryBackoff: Interval = .minutes(1)
+    public init() {}
+
+    /// The channels configured, in delivery order.
+    public var channels: [NotifyChannel] {
+        (command != nil ? [.command] : []) + (webhook != nil ? [.webhook] : [])
+    }
+}
+
+public enum NotifyChannel: String, Sendable, CaseIterable {
+    case command, webhook
+}
+
+/// A webhook: the message is POSTed as JSON.
+public struct WebhookSettings: Sendable {
+    public var url: String
+    /// The name of the environment variable that holds the HMAC-SHA256 signing secret; when set,
+    /// each request carries `X-Autonomy-Signature: sha256=HEX` over its body.
+    public var secretEnv: String?
+    public var timeout: Interval = .seconds(10)
+    public init(url: String) { self.url = url }
 }

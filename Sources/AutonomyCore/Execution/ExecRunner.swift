@@ -133,8 +133,10 @@ public struct ExecRunner: HandlerRunner {
             }
             return outcome
         }
-        if control.timedOut.load(ordering: .sequentiallyConsistent), let group = control.processGroup.withLock({ $0 }) {
-            kill(-group, SIGKILL)  // whatever of the group outlived its leader
+        if let group = control.processGroup.withLock({ $0 }) {
+            // The attempt ends with its handler: whatever it left running in its process group
+            // (after a time-out, or a background child) is stopped, so nothing outlives the attempt.
+            kill(-group, SIGKILL)
         }
 
         switch collected {

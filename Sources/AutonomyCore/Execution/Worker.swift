@@ -7,6 +7,10 @@ public struct WorkReport: Sendable {
     public var recovered: [TaskOutcome] = []
     /// Tasks moved aside without running (blocked, held for approval).
     public var skipped: [SkippedTask] = []
+    /// Approval requests nobody decided in time (their tasks expired with them).
+    public var expiredApprovals: [ApprovalRecord] = []
+    /// Alerts sent (or that failed and wait for a retry).
+    public var alerts: [AlertDelivery.Report] = []
     /// Attempts run, in order.
     public var attempts: [AttemptReport] = []
     public var stopReason: StopReason = .queueEmpty
@@ -29,6 +33,11 @@ public struct WorkReport: Sendable {
                     ])
                 }),
             "attempts": .array(attempts.map(\.jsonValue)),
+            "expired_approvals": .array(expiredApprovals.map { .object(["id": .int($0.id), "task_id": .int($0.taskID)]) }),
+            "alerts": .array(alerts.map { .object([
+                "event": .string($0.event.rawValue), "channel": .string($0.channel.rawValue),
+                "error": $0.error.map { .string($0) } ?? .null,
+            ]) }),
             "stopped": .string(stopReason.rawValue),
         ])
     }
@@ -78,6 +87,8 @@ public struct Worker: Sendable {
     public var logger: Logger
     /// How often a held lease is renewed; a third of the lease when nil.
     public var leaseRenewalInterval: Duration?
+    /// Delivers alerts; nil sends none (tests of the queue alone).
+    public var alerts: AlertDelivery?
 
     public init(
         store: AutonomyStore, loaded: LoadedConfiguration, clock: any WallClock = SystemClock(),
@@ -112,6 +123,8 @@ public struct Worker: Sendable {
         let configuration = loaded.configuration
         let lease = configuration.worker.lease
         var report = WorkReport()
+        report.expiredApprovals = try store.expireApprovals(now: clock.now())
+        report.alerts += try await alerts?.deliverDue() ?? []
         report.recovered = try store.recoverExpiredLeases(
             configuration: configuration, now: clock.now(), random: random)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
@@ -134,7 +147,8 @@ public struct Worker: Sendable {
                     lease: lease, leaseToken: UUID().uuidString, random: random)
             } else {
                 recorded = try store.recordAttempt(
-                    claimed, outcome: outcome, verdict: verdict, now: clock.now(), random: random)
+                    claimed, outcome: outcome, verdict: verdict, notify: configuration.notify, now: clock.now(),
+                    random: random)
             }
             logger.info(
                 "attempt ended",
@@ -151,6 +165,8 @@ public struct Worker: Sendable {
                 break
             }
         }
+        // What this run queued (a task dead, a task held for approval) goes out now too.
+        report.alerts += try await alerts?.deliverDue() ?? []
         return report
     }
 

@@ -21,6 +21,16 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case leaseExpired = "lease_expired"
     /// A worker found its lease taken over and dropped its outcome.
     case leaseLost = "lease_lost"
+    /// A human's yes is needed: an approval request was opened for the payload's hash.
+    case approvalRequested = "approval_requested"
+    /// A human approved or rejected (who, when, why, through which channel, for which hash).
+    case approvalDecided = "approval_decided"
+    /// Nobody decided in time: the request and its task expired.
+    case approvalExpired = "approval_expired"
+    /// An alert reached the operator through a channel.
+    case notified
+    /// An alert could not be delivered; it is retried later.
+    case notifyFailed = "notify_failed"
 }
 
 /// One row of the append-only ledger.

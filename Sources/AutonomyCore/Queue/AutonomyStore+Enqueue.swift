@@ -20,7 +20,7 @@ extension AutonomyStore {
     /// - Throws: `QueueError` (nothing written) or `StoreError`.
     public func enqueue(_ request: EnqueueRequest, configuration: Configuration, now: Int64) throws -> EnqueueOutcome {
         let prepared = try request.prepare(configuration, now: now)
-        return try write("enqueue") { db in try insert(prepared, db: db, now: now) }
+        return try write("enqueue") { db in try insert(prepared, db: db, notify: configuration.notify, now: now) }
     }
 
     /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
@@ -73,13 +73,13 @@ extension AutonomyStore {
         _ request: EnqueueRequest, position: Int, db: Database, configuration: Configuration, now: Int64
     ) throws -> EnqueueOutcome {
         do {
-            return try insert(try request.prepare(configuration, now: now), db: db, now: now)
+            return try insert(try request.prepare(configuration, now: now), db: db, notify: configuration.notify, now: now)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)
         }
     }
 
-    private func insert(_ task: PreparedTask, db: Database, now: Int64) throws -> EnqueueOutcome {
+    private func insert(_ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64) throws -> EnqueueOutcome {
         let request = task.request
         if let key = request.key,
             let existing = try TaskRecord.fetchOne(
@@ -110,11 +110,12 @@ extension AutonomyStore {
             detailText:
                 #"{"payload_sha256":"\#(task.payloadSHA256)","source":\#(source),"state":"\#(task.state.rawValue)"}"#)
         if task.state == .awaitingApproval {
-            try db.appendLedger(
-                .held, at: now, taskID: id, type: request.type,
-                detail: [
-                    "reason": "the type is rated dangerous: it needs an approval"
-                ])
+            // Asked at once, so the operator is alerted at once.
+            let reason = "rated dangerous: " + task.rating.reasons.joined(separator: "; ")
+            try db.appendLedger(.held, at: now, taskID: id, type: request.type, detail: ["reason": .string(reason)])
+            try db.requestApproval(
+                taskID: id, typeName: request.type, type: task.type, payloadSHA256: task.payloadSHA256,
+                reason: reason, notify: notify, now: now)
         }
         return .created(
             TaskRecord(

@@ -96,9 +96,14 @@ extension AutonomyStore {
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
             try db.execute(
                 sql: """
-                    UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?
+                    UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?,
+                                     last_error = NULL, exit_code = NULL, result = NULL, stderr_tail = NULL
                     WHERE id = ?
                     """, arguments: [now, now, taskID])
+            // A human's yes covered the attempts it was given; running the task again asks anew.
+            try db.execute(
+                sql: "UPDATE approvals SET state = 'superseded' WHERE task_id = ? AND state = 'approved'",
+                arguments: [taskID])
             try db.appendLedger(
                 .retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
                 detail: [

@@ -57,7 +57,7 @@ extension AutonomyStore {
                     "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
                 return try settleFailure(
                     task, type: configuration.taskType(named: task.type), error: error,
-                    db: db, now: now, random: random)
+                    db: db, notify: configuration.notify, now: now, random: random)
             }
         }
     }
@@ -65,8 +65,9 @@ extension AutonomyStore {
     /// Claims the next runnable task (highest priority, then earliest run_at, then lowest id) under a
     /// lease, in one IMMEDIATE transaction, so no two workers ever hold the same attempt.
     ///
-    /// On the way, a task whose type the map no longer declares is blocked, and one whose type is
-    /// dangerous is held for approval: neither is ever run.
+    /// On the way the firewall is checked again: a task whose type the map no longer declares is
+    /// blocked; one that needs a human's yes for its current payload and has none is held for
+    /// approval. Neither is ever run.
     public func claimNext(
         configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
     ) throws -> ClaimStep {
@@ -80,36 +81,53 @@ extension AutonomyStore {
         db: Database, configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
     ) throws -> ClaimStep {
         var skipped: [SkippedTask] = []
+        // Highest priority first, then earliest run_at, then lowest id. The walk goes priority level
+        // by priority level, each a seek in the claim index, so a mass of tasks scheduled for later
+        // at a high priority never makes a claim scan them.
         let next = try db.cachedStatement(
             sql: """
-                SELECT id, type FROM tasks
-                WHERE state = 'queued' AND run_at <= ?
-                ORDER BY priority DESC, run_at, id
+                WITH RECURSIVE level(priority) AS (
+                    SELECT MAX(priority) FROM tasks WHERE state = 'queued'
+                    UNION ALL
+                    SELECT (SELECT MAX(priority) FROM tasks WHERE state = 'queued' AND priority < level.priority)
+                    FROM level WHERE level.priority IS NOT NULL
+                )
+                SELECT (SELECT id FROM tasks
+                        WHERE state = 'queued' AND priority = level.priority AND run_at <= ?
+                        ORDER BY run_at, id LIMIT 1) AS id
+                FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
                 LIMIT 1
                 """)
-        while let row = try Row.fetchOne(next, arguments: [now]) {
-            let id: Int64 = row["id"]
-            let typeName: String = row["type"]
+        let details = try db.cachedStatement(sql: "SELECT type, payload, payload_sha256 FROM tasks WHERE id = ?")
+        while let id = try Int64.fetchOne(next, arguments: [now]),
+            let row = try Row.fetchOne(details, arguments: [id])
+        {
+            let typeName: String = row[0]
             guard let type = configuration.taskType(named: typeName) else {
                 let reason = "task type \"\(typeName)\" is not declared in the configuration"
-                try db.run(
-                    sql: """
-                        UPDATE tasks SET state = 'blocked', last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?
-                        """, arguments: [reason, now, now, id])
-                try db.appendLedger(
-                    .blocked, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
+                try block(taskID: id, typeName: typeName, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
                 continue
             }
-            guard type.safety == .safe else {
-                let reason = "the type is rated dangerous: it needs an approval"
+            let approvalID: Int64?
+            switch try db.admit(taskID: id, type: type, payload: row[1], storedSHA256: row[2]) {
+            case .run(let allowing):
+                approvalID = allowing
+            case .block(let reason):
+                try block(taskID: id, typeName: typeName, reason: reason, db: db, now: now)
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
+                continue
+            case .hold(let reason, let hash):
                 try db.run(
                     sql: "UPDATE tasks SET state = 'awaiting_approval', updated_at = ? WHERE id = ?",
                     arguments: [now, id])
                 try db.appendLedger(
-                    .held, at: now, taskID: id, type: typeName, detail: ["reason": .string(reason)])
-                skipped.append(
-                    SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
+                    .held, at: now, taskID: id, type: typeName,
+                    detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                try db.requestApproval(
+                    taskID: id, typeName: typeName, type: type, payloadSHA256: hash, reason: reason,
+                    notify: configuration.notify, now: now)
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
                 continue
             }
             let claim = try db.cachedStatement(
@@ -124,13 +142,28 @@ extension AutonomyStore {
                 let task = try TaskRecord.fetchOne(
                     claim, arguments: [leaseToken, now + lease.milliseconds, now, now, id])
             else { continue }
+            if let approvalID {
+                try db.run(sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                           arguments: [now, approvalID])
+            }
             try db.appendLedger(
                 .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts,
-                detail: ["lease_expires_at": .string(Timestamp.format(now + lease.milliseconds))])
+                detail: .object([
+                    "lease_expires_at": .string(Timestamp.format(now + lease.milliseconds)),
+                    "approval_id": approvalID.map { .int($0) } ?? .null,
+                ]))
             return ClaimStep(
                 claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
         }
         return ClaimStep(claimed: nil, skipped: skipped)
+    }
+
+    private func block(taskID: Int64, typeName: String, reason: String, db: Database, now: Int64) throws {
+        try db.run(
+            sql: """
+                UPDATE tasks SET state = 'blocked', last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?
+                """, arguments: [reason, now, now, taskID])
+        try db.appendLedger(.blocked, at: now, taskID: taskID, type: typeName, detail: ["reason": .string(reason)])
     }
 
     /// Pushes a held lease forward. False when the lease is no longer this worker's.
@@ -151,12 +184,12 @@ extension AutonomyStore {
     /// backoff, or `dead`. Returns nil, and records `lease_lost`, when the lease is no longer this
     /// worker's (another worker recovered the task; its outcome is the one that counts).
     public func recordAttempt(
-        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, now: Int64,
-        random: @Sendable () -> Double
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, notify: NotifySettings = NotifySettings(),
+        now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         try write("record an attempt") { db in
             try recordAttempt(
-                db: db, claimed, outcome: outcome, verdict: verdict, now: now, random: random)
+                db: db, claimed, outcome: outcome, verdict: verdict, notify: notify, now: now, random: random)
         }
     }
 
@@ -168,7 +201,8 @@ extension AutonomyStore {
     ) throws -> (TaskOutcome?, ClaimStep) {
         try write("record an attempt and claim the next task") { db in
             let recorded = try recordAttempt(
-                db: db, claimed, outcome: outcome, verdict: verdict, now: now, random: random)
+                db: db, claimed, outcome: outcome, verdict: verdict, notify: configuration.notify, now: now,
+                random: random)
             let next = try claimNext(
                 db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
             return (recorded, next)
@@ -176,8 +210,8 @@ extension AutonomyStore {
     }
 
     private func recordAttempt(
-        db: Database, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, now: Int64,
-        random: @Sendable () -> Double
+        db: Database, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, notify: NotifySettings,
+        now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         let task = claimed.task
         let current = try Row.fetchOne(
@@ -228,14 +262,14 @@ extension AutonomyStore {
             return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
         case .failed(let reason):
             return try settleFailure(
-                task, type: claimed.type, error: reason, db: db, now: now, random: random)
+                task, type: claimed.type, error: reason, db: db, notify: notify, now: now, random: random)
         }
     }
 
     /// After a failed attempt: back to the queue after the policy's backoff, or dead when no
     /// attempts are left. Runs inside the caller's transaction.
     private func settleFailure(
-        _ task: TaskRecord, type: TaskType?, error: String, db: Database, now: Int64,
+        _ task: TaskRecord, type: TaskType?, error: String, db: Database, notify: NotifySettings, now: Int64,
         random: @Sendable () -> Double
     ) throws -> TaskOutcome {
         let limit = task.attemptLimit(type)
@@ -251,6 +285,7 @@ extension AutonomyStore {
                 detail: [
                     "error": .string(error), "attempts": .int(Int64(task.attempts)),
                 ])
+            try db.queueNotification(.taskDead, taskID: task.id, approvalID: nil, notify: notify, now: now)
             return TaskOutcome(
                 id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
         }

@@ -39,6 +39,22 @@ public struct EnqueueRequest: Sendable, Equatable {
     }
 }
 
+extension EnqueueRequest {
+    /// Sets the payload from raw bytes (a file, stdin), strictly: bytes that are not UTF-8 JSON
+    /// are refused, never repaired.
+    ///
+    /// - Throws: `QueueError.invalidPayload` saying where the bytes stop being JSON.
+    public mutating func setPayload(json data: Data) throws(QueueError) {
+        do {
+            let value = try JSONValue.parse(data)
+            parsedPayload = value
+            payload = value.canonicalText
+        } catch {
+            throw .invalidPayload(error.reason)
+        }
+    }
+}
+
 /// A request that passed every check, ready to insert.
 struct PreparedTask: Sendable {
     var type: TaskType
@@ -48,6 +64,8 @@ struct PreparedTask: Sendable {
     var payload: String
     var payloadSHA256: String
     var request: EnqueueRequest
+    /// Why the firewall rated it as it did.
+    var rating: Rating
 }
 
 extension EnqueueRequest {
@@ -67,6 +85,7 @@ extension EnqueueRequest {
             }
         }
         let canonical = payloadValue.canonicalText
+        let rating = type.rate(payloadValue)
         let size = canonical.utf8.count
         guard size <= configuration.queue.maxPayloadBytes else {
             throw .payloadTooLarge(bytes: size, limit: configuration.queue.maxPayloadBytes)
@@ -86,20 +105,32 @@ extension EnqueueRequest {
         if let key, key.isEmpty || key.utf8.count > 512 {
             throw .invalidRequest("an idempotency key must be 1 to 512 bytes")
         }
-        for (name, value) in [("source", source), ("subject", subject)] {
+        for (name, value) in [("key", key), ("source", source), ("subject", subject)] {
             if let value, value.utf8.count > 1024 {
                 throw .invalidRequest("\(name) must be at most 1024 bytes")
             }
+            if let value, value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                throw .invalidRequest("\(name) must not contain control characters")
+            }
+        }
+        // Far enough for any real schedule, near enough that no time arithmetic can overflow.
+        let horizon = Interval.days(100 * 366).milliseconds
+        if let delay, delay.milliseconds > horizon {
+            throw .invalidRequest("the delay must be at most 100 years")
+        }
+        if let runAt, runAt < now - horizon || runAt > now + horizon {
+            throw .invalidRequest("the run-at time must be within 100 years of now")
         }
         let start = runAt ?? (now + (delay?.milliseconds ?? 0))
         return PreparedTask(
             type: type,
-            state: type.safety == .safe ? .queued : .awaitingApproval,
+            state: rating.safety == .safe ? .queued : .awaitingApproval,
             priority: priority ?? type.priority,
             runAt: start,
             payload: canonical,
             payloadSHA256: canonical.sha256Hex,
-            request: self)
+            request: self,
+            rating: rating)
     }
 }
 

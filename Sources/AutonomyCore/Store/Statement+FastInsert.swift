@@ -8,6 +8,12 @@ enum BoundValue {
 }
 
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// An empty text needs a real pointer: a null one would bind NULL instead of "".
+nonisolated(unsafe) private let emptyText: UnsafePointer<CChar> = {
+    let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    pointer.initialize(to: 0)
+    return UnsafePointer(pointer)
+}()
 
 extension Statement {
     /// Binds `values` to this cached statement and runs it to completion.
@@ -21,7 +27,13 @@ extension Statement {
             let index = Int32(offset + 1)
             switch value {
             case .text(let text?):
-                _ = text.withCString { sqlite3_bind_text(handle, index, $0, -1, transient) }
+                // With its byte length, so a NUL inside the text is kept rather than ending it.
+                var text = text
+                text.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { chars in
+                        _ = sqlite3_bind_text(handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), transient)
+                    }
+                }
             case .integer(let number?):
                 sqlite3_bind_int64(handle, index, number)
             case .text(nil), .integer(nil):

@@ -24,7 +24,7 @@ public final class ManualClock: WallClock {
 }
 
 /// A clock shifted by a fixed offset from the real one. The binary uses it when
-/// `AUTONOMY_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without waiting.
+/// `AUTONOMY_TEST_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without waiting.
 public struct OffsetClock: WallClock {
     public var offset: Interval
     public init(offset: Interval) { self.offset = offset }

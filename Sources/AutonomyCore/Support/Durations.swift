@@ -9,6 +9,7 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
     public static func seconds(_ value: Int64) -> Interval { Interval(milliseconds: value * 1000) }
     public static func minutes(_ value: Int64) -> Interval { .seconds(value * 60) }
     public static func hours(_ value: Int64) -> Interval { .minutes(value * 60) }
+    public static func days(_ value: Int64) -> Interval { .hours(value * 24) }
     public static let zero = Interval(milliseconds: 0)
 
     public var seconds: Double { Double(milliseconds) / 1000 }

@@ -267,7 +267,12 @@ struct JSONParser {
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if integral, let value = Int64(text) { return .int(value) }
+        if integral {
+            // A bigger integer would silently lose digits as a Double, and two different payloads
+            // could then hash alike.
+            guard let value = Int64(text) else { throw failure("an integer beyond the 64-bit range (send it as a string)") }
+            return .int(value)
+        }
         guard let value = Double(text), value.isFinite else { throw failure("a number too large to hold") }
         return .double(value)
     }

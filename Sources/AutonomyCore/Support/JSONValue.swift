@@ -91,7 +91,9 @@ extension JSONValue {
         case .int(let value):
             output.append(contentsOf: String(value).utf8)
         case .double(let value):
-            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+            // A whole number is written as an integer, whether it arrived as 5, 5.0 or 5e0, so equal
+            // numbers always give equal text.
+            if value.isFinite, value == value.rounded(), abs(value) < 9.2e18 {
                 output.append(contentsOf: String(Int64(value)).utf8)
             } else if value.isFinite {
                 output.append(contentsOf: "\(value)".utf8)
@@ -141,12 +143,20 @@ extension JSONValue {
         output.append(UInt8(ascii: "\""))
     }
 
-    /// The value at a dotted path of object keys (`"to"`, `"meta.channel"`), or nil.
+    /// The value at a dotted path (`"to"`, `"meta.channel"`, `"recipients.0"`: a number indexes an
+    /// array), or nil.
     public subscript(path path: String) -> JSONValue? {
         var current: JSONValue? = self
         for key in path.split(separator: ".") {
-            guard case .object(let object)? = current else { return nil }
-            current = object[String(key)]
+            switch current {
+            case .object(let object)?:
+                current = object[String(key)]
+            case .array(let array)?:
+                guard let index = Int(key), array.indices.contains(index) else { return nil }
+                current = array[index]
+            default:
+                return nil
+            }
         }
         return current
     }

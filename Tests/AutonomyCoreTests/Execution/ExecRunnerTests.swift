@@ -97,6 +97,13 @@ import Testing
         #expect(outcome.durationMs < 10_000)
     }
 
+    @Test func aHandlerIsJudgedWhenItExitsEvenIfAChildKeepsItsOutputOpen() async throws {
+        let outcome = await runner().run(invocation(["/bin/sh", "-c", "sleep 30 & echo '{\"ok\":true}'"], timeout: .seconds(20)))
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.durationMs < 10_000)
+        #expect(outcome.resultJSON == #"{"ok":true}"#)
+    }
+
     @Test func aMissingProgramCouldNotStart() async {
         let outcome = await runner().run(invocation(["/nonexistent/handler"]))
         guard case .couldNotStart = outcome.status else {

@@ -1,0 +1,116 @@
+import Foundation
+import GRDB
+
+/// Where an approval request is. Only `pending` ones can be decided.
+public enum ApprovalState: String, Sendable, Codable, CaseIterable {
+    case pending, approved, rejected, expired
+    /// A newer request for the same task replaced it (its payload or rating changed).
+    case superseded
+}
+
+/// One request for a human's yes, bound to the exact payload (its SHA-256).
+public struct ApprovalRecord: Sendable, Equatable {
+    public var id: Int64
+    public var taskID: Int64
+    public var payloadSHA256: String
+    public var state: ApprovalState
+    /// Why the task needs a yes (the firewall's reasons).
+    public var reason: String
+    public var requestedAt: Int64
+    public var expiresAt: Int64
+    public var decidedAt: Int64?
+    public var decidedBy: String?
+    public var decisionNote: String?
+    /// How it was decided: `cli`, `link` or `api`.
+    public var channel: String?
+    /// When the approved task first started running.
+    public var usedAt: Int64?
+
+    static let columns = """
+        id, task_id, payload_sha256, state, reason, requested_at, expires_at, decided_at, decided_by, \
+        decision_note, channel, used_at
+        """
+}
+
+extension ApprovalRecord: FetchableRecord {
+    public init(row: Row) throws {
+        id = row[0]
+        taskID = row[1]
+        payloadSHA256 = row[2]
+        let stateText: String = row[3]
+        state = ApprovalState(rawValue: stateText) ?? .superseded
+        reason = row[4]
+        requestedAt = row[5]
+        expiresAt = row[6]
+        decidedAt = row[7]
+        decidedBy = row[8]
+        decisionNote = row[9]
+        channel = row[10]
+        usedAt = row[11]
+    }
+}
+
+/// A pending request with the task it is about: what `autonomy approvals` lists.
+public struct PendingApproval: Sendable, Equatable {
+    public var approval: ApprovalRecord
+    public var task: TaskRecord
+
+    public var jsonValue: JSONValue {
+        .object([
+            "id": .int(approval.id), "task_id": .int(task.id), "type": .string(task.type),
+            "payload": (try? JSONValue.parse(task.payload)) ?? .string(task.payload),
+            "payload_sha256": .string(approval.payloadSHA256), "payload_summary": .string(task.payloadSummary),
+            "reason": .string(approval.reason),
+            "source": task.source.map { .string($0) } ?? .null, "subject": task.subject.map { .string($0) } ?? .null,
+            "requested_at": .string(Timestamp.format(approval.requestedAt)),
+            "expires_at": .string(Timestamp.format(approval.expiresAt)),
+        ])
+    }
+}
+
+extension TaskRecord {
+    /// The payload cut to one readable line, for listings and alerts.
+    public var payloadSummary: String {
+        payload.count <= 200 ? payload : String(payload.prefix(197)) + "..."
+    }
+}
+
+/// How a channel identifies the decider's route, recorded with every decision.
+public enum DecisionChannel: String, Sendable {
+    case cli, link, api
+}
+
+/// A decision a human takes on a pending request.
+public enum Decision: Sendable, Equatable {
+    case approve(note: String?)
+    case reject(reason: String)
+}
+
+/// A decision that could not be taken. Nothing was written.
+public enum ApprovalError: Error, Sendable, Equatable, CustomStringConvertible {
+    case notFound(Int64)
+    case alreadyDecided(id: Int64, state: ApprovalState, by: String?)
+    case expired(id: Int64)
+    /// The task is no longer waiting on this request (cancelled, or re-held under a newer one).
+    case taskNotWaiting(id: Int64, taskID: Int64, state: TaskState)
+    /// A one-click token that is used, expired or wrong. Deliberately does not say which.
+    case invalidToken
+    case missingReason
+
+    public var description: String {
+        switch self {
+        case .notFound(let id):
+            return "no approval request \(id) (see 'autonomy approvals')"
+        case .alreadyDecided(let id, let state, let by):
+            return "approval request \(id) was already decided: \(state.rawValue)\(by.map { " by \($0)" } ?? "")"
+        case .expired(let id):
+            return "approval request \(id) has expired; the task will not run (enqueue it again to ask anew)"
+        case .taskNotWaiting(let id, let taskID, let state):
+            return "approval request \(id) no longer applies: task \(taskID) is \(state.rawValue)"
+        case .invalidToken:
+            return "this link is not valid: it was used, has expired, or is wrong"
+        case .missingReason:
+            return "a rejection needs a reason (--reason TEXT)"
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import GRDB
+
+/// What an alert is about.
+public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
+    /// A dangerous task waits for a human's yes.
+    case approvalNeeded = "approval_needed"
+    /// A task ran out of attempts.
+    case taskDead = "task_dead"
+    /// `autonomy notify test`.
+    case test
+}
+
+/// One alert, ready for a channel: a JSON document and a one-line text.
+public struct NotificationMessage: Sendable, Equatable {
+    public var event: NotificationEvent
+    public var text: String
+    public var body: JSONValue
+}
+
+/// One queued alert on one channel (the outbox). Delivered at least once; a failed delivery is
+/// retried with backoff and never blocks or loses a task.
+public struct PendingNotification: Sendable, Equatable {
+    public var id: Int64
+    public var event: NotificationEvent
+    public var channel: NotifyChannel
+    public var taskID: Int64?
+    public var approvalID: Int64?
+    public var attempts: Int
+}
+
+extension Database {
+    /// Queues an alert on every configured channel. Runs inside the caller's transaction, so the
+    /// alert exists exactly when the change it reports does.
+    func queueNotification(
+        _ event: NotificationEvent, taskID: Int64?, approvalID: Int64?, notify: NotifySettings, now: Int64
+    ) throws {
+        for channel in notify.channels {
+            try cachedStatement(sql: """
+                INSERT INTO notifications (event, channel, task_id, approval_id, created_at, next_attempt_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [event.rawValue, channel.rawValue, taskID, approvalID, now, now])
+        }
+    }
+}
+
+/// How long a worker holds a notification it is delivering before another may try it.
+private let deliveryLease: Int64 = 5 * 60 * 1000
+
+extension AutonomyStore {
+    /// Takes up to `limit` due notifications for delivery: each is held for a while so two workers
+    /// do not send the same one at once (a worker that dies mid-send leaves it to be retried).
+    public func takeDueNotifications(now: Int64, limit: Int = 20) throws -> [PendingNotification] {
+        try write("take due notifications") { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
+                WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
+                """, arguments: [now, limit])
+            return try rows.compactMap { row -> PendingNotification? in
+                let id: Int64 = row[0]
+                try db.execute(sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
+                               arguments: [now + deliveryLease, id])
+                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2]) else {
+                    return nil
+                }
+                return PendingNotification(id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4],
+                                           attempts: row[5])
+            }
+        }
+    }
+
+    /// The message for a queued notification, from the current state of its task and approval.
+    /// Nil when it no longer applies (the request was decided or expired meanwhile); it is then
+    /// marked done. An approval alert carries a freshly issued one-click token.
+    public func message(
+        for notification: PendingNotification, configuration: Configuration, now: Int64
+    ) throws -> NotificationMessage? {
+        let task = try notification.taskID.flatMap { try self.task(id: $0) }
+        switch notification.event {
+        case .approvalNeeded:
+            guard let approvalID = notification.approvalID, let task,
+                  let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
+                  let token = try issueToken(approvalID: approvalID, now: now)
+            else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.approvalNeeded(
+                task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,
+                timeZone: configuration.timezone)
+        case .taskDead:
+            guard let task else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.taskDead(task)
+        case .test:
+            return NotificationMessage.test(now: now)
+        }
+    }
+
+    private func finishObsolete(_ notification: PendingNotification, now: Int64) throws {
+        try write("drop an obsolete notification") { db in
+            try db.execute(sql: """
+                UPDATE notifications SET delivered_at = ?, last_error = 'no longer applies' WHERE id = ?
+                """, arguments: [now, notification.id])
+        }
+    }
+
+    /// Records how a delivery went: delivered, or failed and due again after a backoff that doubles
+    /// from `notify.retry_backoff` up to an hour. Either way a ledger row says so.
+    public func recordDelivery(
+        _ notification: PendingNotification, error: String?, notify: NotifySettings, now: Int64
+    ) throws {
+        try write("record a delivery") { db in
+            let attempts = notification.attempts + 1
+            let detail: JSONValue = [
+                "event": .string(notification.event.rawValue), "channel": .string(notification.channel.rawValue),
+                "attempt": .int(Int64(attempts)), "approval_id": notification.approvalID.map { .int($0) } ?? .null,
+                "error": error.map { .string($0) } ?? .null,
+            ]
+            let type = try notification.taskID.flatMap {
+                try String.fetchOne(db, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [$0])
+            }
+            if let error {
+                let backoff = min(notify.retryBackoff.milliseconds << min(attempts - 1, 20), 3_600_000)
+                try db.execute(sql: """
+                    UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?
+                    """, arguments: [attempts, now + backoff, error, notification.id])
+                try db.appendLedger(.notifyFailed, at: now, taskID: notification.taskID, type: type, detail: detail)
+            } else {
+                try db.execute(sql: """
+                    UPDATE notifications SET attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?
+                    """, arguments: [attempts, now, notification.id])
+                try db.appendLedger(.notified, at: now, taskID: notification.taskID, type: type, detail: detail)
+            }
+        }
+    }
+
+    /// Queues a test alert on every configured channel.
+    public func queueTestNotification(notify: NotifySettings, now: Int64) throws {
+        try write("queue a test notification") { db in
+            try db.queueNotification(.test, taskID: nil, approvalID: nil, notify: notify, now: now)
+        }
+    }
+}
+
+extension NotificationMessage {
+    static func approvalNeeded(
+        task: TaskRecord, approval: ApprovalRecord, token: String, baseURL: String?, timeZone: TimeZone
+    ) -> NotificationMessage {
+        let subject = task.subject.map { " — \($0)" } ?? ""
+        let expires = Timestamp.format(approval.expiresAt, timeZone: timeZone)
+        var links: [String: JSONValue] = [:]
+        if let baseURL {
+            // The page at this address only shows the request; its buttons POST the token to decide.
+            links["review"] = .string("\(baseURL)/approvals/\(approval.id)?token=\(token)")
+        }
+        let text = "approval needed: task \(task.id) \(task.type)\(subject) (request \(approval.id), expires \(expires))"
+            + (baseURL.map { " \($0)/approvals/\(approval.id)?token=\(token)" } ?? "")
+            + " — or: autonomy approve \(approval.id) / autonomy reject \(approval.id) --reason TEXT"
+        return NotificationMessage(event: .approvalNeeded, text: text, body: .object([
+            "event": "approval_needed", "text": .string(text),
+            "approval": .object([
+                "id": .int(approval.id), "reason": .string(approval.reason),
+                "payload_sha256": .string(approval.payloadSHA256),
+                "requested_at": .string(Timestamp.format(approval.requestedAt)),
+                "expires_at": .string(Timestamp.format(approval.expiresAt)),
+                "links": .object(links),
+                "commands": .object([
+                    "approve": .string("autonomy approve \(approval.id)"),
+                    "reject": .string("autonomy reject \(approval.id) --reason TEXT"),
+                ]),
+            ]),
+            "task": task.alertValue,
+        ]))
+    }
+
+    static func taskDead(_ task: TaskRecord) -> NotificationMessage {
+        let text = "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s): \(task.lastError ?? "no error recorded")"
+            + " — see: autonomy tasks show \(task.id)"
+        return NotificationMessage(event: .taskDead, text: text, body: .object([
+            "event": "task_dead", "text": .string(text), "task": task.alertValue,
+        ]))
+    }
+
+    static func test(now: Int64) -> NotificationMessage {
+        let text = "autonomy test alert at \(Timestamp.format(now)): this channel works"
+        return NotificationMessage(event: .test, text: text, body: ["event": "test", "text": .string(text)])
+    }
+}
+
+extension TaskRecord {
+    /// What an alert says about a task: enough to decide, never the stderr of a handler.
+    var alertValue: JSONValue {
+        .object([
+            "id": .int(id), "type": .string(type), "state": .string(state.rawValue),
+            "source": source.map { .string($0) } ?? .null, "subject": subject.map { .string($0) } ?? .null,
+            "payload_summary": .string(payloadSummary), "attempts": .int(Int64(attempts)),
+            "last_error": lastError.map { .string($0) } ?? .null,
+        ])
+    }
+}

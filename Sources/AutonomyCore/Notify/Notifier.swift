@@ -1,0 +1,164 @@
+import Crypto
+import Foundation
+import Subprocess
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// Sends one alert through one channel. Returns nil when delivered, else one line saying why not.
+public protocol Notifier: Sendable {
+    func send(_ message: NotificationMessage, via channel: NotifyChannel) async -> String?
+}
+
+/// The configured channels: a command (argv, no shell) and a webhook.
+public struct ChannelNotifier: Notifier {
+    public var settings: NotifySettings
+    /// Where the webhook secret is read from (the process environment).
+    public var environment: [String: String]
+
+    public init(settings: NotifySettings, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.settings = settings
+        self.environment = environment
+    }
+
+    public func send(_ message: NotificationMessage, via channel: NotifyChannel) async -> String? {
+        switch channel {
+        case .command:
+            guard let argv = settings.command else { return "no notify.command is configured" }
+            return await runCommand(argv, message)
+        case .webhook:
+            guard let webhook = settings.webhook else { return "no notify.webhook is configured" }
+            return await post(message, to: webhook)
+        }
+    }
+
+    /// The message as JSON on stdin, the one-line text in `AUTONOMY_NOTIFY_TEXT`; exit 0 is delivered.
+    private func runCommand(_ argv: [String], _ message: NotificationMessage) async -> String? {
+        guard let path = ExecRunner.locate(argv[0], base: FileManager.default.currentDirectoryPath,
+                                           searchPath: environment["PATH"]) else {
+            return "\(argv[0]): not found"
+        }
+        var variables = environment
+        variables["AUTONOMY_NOTIFY_TEXT"] = message.text
+        variables["AUTONOMY_NOTIFY_EVENT"] = message.event.rawValue
+        let processEnvironment = Environment.custom(Dictionary(uniqueKeysWithValues: variables.map {
+            (Environment.Key(stringLiteral: $0.key), $0.value)
+        }))
+        let options = {
+            var options = PlatformOptions()
+            options.processGroupID = 0
+            options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(2))]
+            return options
+        }()
+        let body = message.body.canonicalText + "\n"
+        let timeout = settings.commandTimeout
+        let outcome: String?? = await withTaskGroup(of: String??.self) { group in
+            group.addTask {
+                do {
+                    let result = try await Subprocess.run(
+                        .path(FilePath(path)), arguments: Arguments(Array(argv.dropFirst())),
+                        environment: processEnvironment, platformOptions: options, input: .string(body),
+                        output: .discarded, error: .sequence
+                    ) { execution in
+                        var tail: [UInt8] = []
+                        for try await buffer in execution.standardError {
+                            buffer.withUnsafeBytes { tail.append(contentsOf: $0) }
+                            if tail.count > 4096 { tail.removeFirst(tail.count - 2048) }
+                        }
+                        return String(decoding: tail, as: UTF8.self)
+                    }
+                    let stderr = result.closureResult.split(whereSeparator: \.isNewline).last.map { ": \($0.prefix(200))" } ?? ""
+                    switch result.terminationStatus {
+                    case .exited(0): return .some(nil)
+                    case .exited(let code): return .some("the notify command exited with status \(code)\(stderr)")
+                    case .signaled(let signal): return .some("the notify command was killed by signal \(signal)")
+                    }
+                } catch {
+                    return .some("the notify command could not run: \(error)")
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout.duration)
+                return nil  // the time is up (or the command finished and this was cancelled)
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        return outcome ?? "the notify command did not finish within \(timeout)"
+    }
+
+    /// POSTs the message as JSON; a 2xx answer is delivered. With a secret, the body is signed.
+    private func post(_ message: NotificationMessage, to webhook: WebhookSettings) async -> String? {
+        guard let url = URL(string: webhook.url) else { return "notify.webhook.url is not a valid address" }
+        let body = Data(message.body.canonicalText.utf8)
+        var request = URLRequest(url: url, timeoutInterval: webhook.timeout.seconds)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue(message.event.rawValue, forHTTPHeaderField: "X-Autonomy-Event")
+        if let name = webhook.secretEnv {
+            guard let secret = environment[name], !secret.isEmpty else {
+                return "the webhook secret variable \(name) is not set in the worker's environment"
+            }
+            request.setValue("sha256=" + Self.signature(of: body, secret: secret), forHTTPHeaderField: "X-Autonomy-Signature")
+        }
+        do {
+            let (_, response) = try await URLSession.shared.data(for: request)
+            guard let status = (response as? HTTPURLResponse)?.statusCode else { return "the webhook gave no HTTP answer" }
+            return (200..<300).contains(status) ? nil : "the webhook answered HTTP \(status)"
+        } catch {
+            return "the webhook could not be reached: \(error.localizedDescription)"
+        }
+    }
+
+    /// HMAC-SHA256 of the body under the secret, as lowercase hex: what a receiver recomputes.
+    public static func signature(of body: Data, secret: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8))).hexString
+    }
+}
+
+/// Delivers what the outbox holds: used by `work-once`, by `enqueue` (so an operator hears at
+/// once) and by `notify test`.
+public struct AlertDelivery: Sendable {
+    public var store: AutonomyStore
+    public var configuration: Configuration
+    public var notifier: any Notifier
+    public var clock: any WallClock
+
+    public init(store: AutonomyStore, configuration: Configuration, notifier: (any Notifier)? = nil,
+                clock: any WallClock = SystemClock()) {
+        self.store = store
+        self.configuration = configuration
+        self.notifier = notifier ?? ChannelNotifier(settings: configuration.notify)
+        self.clock = clock
+    }
+
+    /// One delivery attempt.
+    public struct Report: Sendable, Equatable {
+        public var event: NotificationEvent
+        public var channel: NotifyChannel
+        public var error: String?
+    }
+
+    /// Sends every due alert once. A failure is recorded and retried later; it never throws past
+    /// here unless the database itself fails.
+    public func deliverDue() async throws -> [Report] {
+        guard !configuration.notify.channels.isEmpty else { return [] }
+        var reports: [Report] = []
+        for pending in try store.takeDueNotifications(now: clock.now()) {
+            guard let message = try store.message(for: pending, configuration: configuration, now: clock.now()) else {
+                continue
+            }
+            let error = await notifier.send(message, via: pending.channel)
+            try store.recordDelivery(pending, error: error, notify: configuration.notify, now: clock.now())
+            reports.append(Report(event: pending.event, channel: pending.channel, error: error))
+        }
+        return reports
+    }
+}
