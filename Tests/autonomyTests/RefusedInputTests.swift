@@ -26,6 +26,12 @@ import Testing
             arguments: ["enqueue", "append", "--delay", "5m", "--run-at", "2026-12-01T09:00:00Z"], status: 64,
             mentions: "not both"),
         Case(arguments: ["enqueue", "append", "--max-attempts", "0"], status: 65, mentions: "max attempts"),
+        Case(arguments: ["enqueue", "append", "--delay", "106751991167d"], status: 65, mentions: "at most 100 years"),
+        Case(arguments: ["enqueue", "append", "--run-at", "9999-01-01T00:00:00Z"], status: 65, mentions: "within 100 years"),
+        Case(arguments: ["work-once", "--drain", "--max-seconds", "10000000000000000"], status: 64, mentions: "--max-seconds"),
+        Case(arguments: ["approve", "99"], status: 66, mentions: "no approval request 99"),
+        Case(arguments: ["reject", "99"], status: 64, mentions: "--reason"),
+        Case(arguments: ["firewall", "check", "nope"], status: 65, mentions: "not declared"),
         Case(arguments: ["enqueue", "append", "--priority", "many"], status: 64, mentions: "priority"),
         Case(
             arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66,

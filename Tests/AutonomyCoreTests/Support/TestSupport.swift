@@ -109,3 +109,24 @@ final class ScriptedRunner: HandlerRunner {
             stderrTail: status.succeeded ? "" : "boom", durationMs: 5)
     }
 }
+
+/// A notifier that records what it was asked to send and fails on demand.
+final class RecordingNotifier: Notifier {
+    private let state = Mutex<(sent: [(NotificationMessage, NotifyChannel)], failures: Int)>(([], 0))
+
+    /// The next `count` sends fail.
+    func failNext(_ count: Int) { state.withLock { $0.failures = count } }
+
+    var sent: [(message: NotificationMessage, channel: NotifyChannel)] { state.withLock { $0.sent.map { ($0.0, $0.1) } } }
+
+    func send(_ message: NotificationMessage, via channel: NotifyChannel) async -> String? {
+        state.withLock { state in
+            if state.failures > 0 {
+                state.failures -= 1
+                return "the test channel is down"
+            }
+            state.sent.append((message, channel))
+            return nil
+        }
+    }
+}

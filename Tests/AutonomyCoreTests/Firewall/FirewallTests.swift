@@ -1,0 +1,298 @@
+import Foundation
+import GRDB
+import Testing
+@testable import AutonomyCore
+
+/// A map whose send_email is safe only for our own domain, with alerts on a command channel.
+let firewallMap = """
+    {
+      "version": 1,
+      "approvals": { "base_url": "https://ops.example.com/autonomy/" },
+      "notify": { "command": ["/bin/true"], "retry_backoff": "1m" },
+      "task_types": {
+        "send_email": {
+          "safety": "dangerous", "approval_expires_after": "24h",
+          "handler": { "exec": { "argv": ["/bin/true"] } },
+          "retry": { "max_attempts": 1 },
+          "rules": [
+            { "path": "to", "suffix": "@example.com", "safety": "safe", "ignore_case": true },
+            { "path": "cc", "regex": ".*@rival\\\\.com", "safety": "dangerous" }
+          ]
+        },
+        "refund": {
+          "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+          "rules": [ { "path": "amount", "one_of": [500, 1000], "safety": "dangerous" },
+                     { "path": "meta.channel", "equals": "phone", "safety": "dangerous" } ]
+        },
+        "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } }
+      }
+    }
+    """
+
+@Suite struct FirewallRatingTests {
+    @Test func rulesRateByPayloadAndTheMostRestrictiveMatchWins() throws {
+        let map = try loadMap(firewallMap).configuration
+        let email = try #require(map.taskTypes["send_email"])
+        #expect(email.rate(["to": "ops@example.com"]).safety == .safe)
+        #expect(email.rate(["to": "Ops@EXAMPLE.com"]).safety == .safe)  // ignore_case
+        #expect(email.rate(["to": "ops@example.com.evil.org"]).safety == .dangerous)
+        #expect(email.rate(["to": ["ops@example.com"]]).safety == .dangerous)  // arrays never match
+        #expect(email.rate([:]).safety == .dangerous)  // no rule matched: the type's rating
+        // Both rules match: dangerous wins.
+        let both = email.rate(["to": "ops@example.com", "cc": "spy@rival.com"])
+        #expect(both.safety == .dangerous)
+        #expect(both.reasons.count == 2)
+        let refund = try #require(map.taskTypes["refund"])
+        #expect(refund.rate(["amount": 20]).safety == .safe)
+        #expect(refund.rate(["amount": 500]).safety == .dangerous)
+        #expect(refund.rate(["amount": 20, "meta": ["channel": "phone"]]).safety == .dangerous)
+        #expect(refund.rate(["amount": 500]).reasons == ["rule: amount is one of [500,1000] → dangerous"])
+    }
+
+    @Test(arguments: [
+        (#"{"path": "to", "safety": "safe"}"#, "expected exactly one of"),
+        (#"{"path": "to", "suffix": "@a", "regex": "x", "safety": "safe"}"#, "expected exactly one of"),
+        (#"{"path": "to", "regex": "(", "safety": "safe"}"#, "rules[0].regex: not a valid regular expression"),
+        (#"{"path": "to", "suffix": "@a"}"#, "rules[0].safety: missing"),
+        (#"{"path": "a..b", "equals": 1, "safety": "safe"}"#, "rules[0].path"),
+    ])
+    func badRulesNameTheirKeyPath(rule: String, expected: String) {
+        let map = """
+            {"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["x"]}}, "rules": [\(rule)]}}}
+            """
+        #expect {
+            _ = try loadMap(map)
+        } throws: { error in
+            "\(error)".contains("task_types.t.") && "\(error)".contains(expected)
+        }
+    }
+}
+
+@Suite struct ApprovalTests {
+    func enqueueEmail(_ fixture: Fixture, to: String = "client@customer.org") throws -> TaskRecord {
+        try fixture.enqueue("send_email", #"{"to":"\#(to)","body":"invoice"}"#)
+    }
+
+    func pending(_ fixture: Fixture) throws -> [PendingApproval] {
+        try fixture.store.pendingApprovals(now: fixture.clock.now())
+    }
+
+    @Test func aDangerousTaskWaitsWithARequestBoundToItsPayloadHash() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        #expect(task.state == .awaitingApproval)
+        let requests = try pending(fixture)
+        #expect(requests.count == 1)
+        #expect(requests[0].approval.payloadSHA256 == task.payloadSHA256)
+        #expect(requests[0].approval.expiresAt == fixture.clock.now() + 86_400_000)
+        #expect(requests[0].approval.reason.contains("rated dangerous"))
+        // A safe-by-rule email does not wait.
+        #expect(try enqueueEmail(fixture, to: "ops@example.com").state == .queued)
+
+        let runner = ScriptedRunner()
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.map(\.task.type) == ["send_email"])  // only the safe one ran
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+    }
+
+    @Test func approvingLetsExactlyThatPayloadRunOnce() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first)
+        let approved = try fixture.store.decide(
+            approvalID: request.approval.id, .approve(note: "checked"), by: "elad", channel: .cli, now: fixture.clock.now())
+        #expect(approved.state == .approved && approved.decidedBy == "elad")
+        #expect(try fixture.store.task(id: task.id)?.state == .queued)
+        let runner = ScriptedRunner()
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.map(\.task.id) == [task.id])
+        #expect(try fixture.store.approval(id: request.approval.id)?.usedAt != nil)
+        let decided = try #require(try fixture.store.ledger(forTask: task.id).first { $0.event == "approval_decided" })
+        #expect(decided.detail?[path: "by"] == "elad")
+        #expect(decided.detail?[path: "channel"] == "cli")
+        #expect(decided.detail?[path: "decision"] == "approved")
+        #expect(decided.detail?[path: "payload_sha256"] == .string(task.payloadSHA256))
+        // Deciding again, or deciding an unknown request, is refused.
+        #expect(throws: ApprovalError.alreadyDecided(id: request.approval.id, state: .approved, by: "elad")) {
+            try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "x", channel: .cli,
+                                     now: fixture.clock.now())
+        }
+        #expect(throws: ApprovalError.notFound(999)) {
+            try fixture.store.decide(approvalID: 999, .approve(note: nil), by: "x", channel: .cli, now: fixture.clock.now())
+        }
+    }
+
+    @Test func aRejectedTaskNeverRuns() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first)
+        #expect(throws: ApprovalError.missingReason) {
+            try fixture.store.decide(approvalID: request.approval.id, .reject(reason: " "), by: "elad", channel: .cli,
+                                     now: fixture.clock.now())
+        }
+        _ = try fixture.store.decide(approvalID: request.approval.id, .reject(reason: "wrong client"), by: "elad",
+                                     channel: .cli, now: fixture.clock.now())
+        let runner = ScriptedRunner()
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.isEmpty)
+        #expect(try fixture.store.task(id: task.id)?.state == .rejected)
+    }
+
+    @Test func anUndecidedRequestExpiresIntoItsOwnFinalState() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first)
+        fixture.clock.advance(by: .hours(25))
+        let runner = ScriptedRunner()
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(report.expiredApprovals.map(\.id) == [request.approval.id])
+        #expect(try fixture.store.task(id: task.id)?.state == .expired)
+        #expect(try fixture.store.approval(id: request.approval.id)?.state == .expired)
+        #expect(throws: ApprovalError.expired(id: request.approval.id)) {
+            try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
+                                     now: fixture.clock.now())
+        }
+        #expect(runner.calls.isEmpty)
+        #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "approval_expired" })
+    }
+
+    @Test func aPayloadChangedAfterApprovalGoesBackToApproval() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first)
+        _ = try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
+                                     now: fixture.clock.now())
+        // Someone with the database file drops the guard and rewrites the payload (even its hash).
+        try fixture.store.write("tamper") { db in
+            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            let evil = #"{"body":"invoice","to":"attacker@evil.org"}"#
+            try db.execute(sql: "UPDATE tasks SET payload = ?, payload_sha256 = ? WHERE id = ?",
+                           arguments: [evil, evil.sha256Hex, task.id])
+        }
+        let runner = ScriptedRunner()
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.isEmpty)
+        #expect(report.skipped.map(\.newState) == [.awaitingApproval])
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+        let renewed = try pending(fixture)
+        #expect(renewed.count == 1 && renewed[0].approval.id != request.approval.id)
+        #expect(renewed[0].approval.payloadSHA256 != request.approval.payloadSHA256)
+    }
+
+    @Test func aPayloadChangedBehindAStaleHashIsHeldToo() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("report", #"{"day":"monday"}"#)
+        try fixture.store.write("tamper") { db in
+            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            try db.execute(sql: #"UPDATE tasks SET payload = '{"day":"sunday"}' WHERE id = ?"#, arguments: [task.id])
+        }
+        let runner = ScriptedRunner()
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.isEmpty)  // a safe type, but the payload is not what was enqueued
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+    }
+
+    @Test func aTypeReRatedDangerousAfterEnqueueIsHeld() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("report")
+        let stricter = try loadMap(firewallMap.replacingOccurrences(
+            of: #""report": { "safety": "safe""#, with: #""report": { "safety": "dangerous""#))
+        let worker = Worker(store: fixture.store, loaded: stricter, clock: fixture.clock, runner: ScriptedRunner())
+        let report = try await worker.work(drain: .init(maxSeconds: 10))
+        #expect(report.attempts.isEmpty)
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+        #expect(try pending(fixture).map(\.task.id) == [task.id])
+    }
+
+    @Test func oneClickTokensAreSingleUseAndNeverSayWhyTheyFail() throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first).approval
+        let now = fixture.clock.now()
+        let old = try #require(try fixture.store.issueToken(approvalID: request.id, now: now))
+        let token = try #require(try fixture.store.issueToken(approvalID: request.id, now: now))
+        #expect(token.count >= 43 && old != token)
+        // Only the hash is stored.
+        #expect(try fixture.count("SELECT COUNT(*) FROM approvals WHERE token_sha256 = '\(token.sha256Hex)'") == 1)
+        #expect(try fixture.count("SELECT COUNT(*) FROM approvals WHERE token_sha256 = '\(token)'") == 0)
+        // Opening the link shows the request and decides nothing.
+        #expect(try fixture.store.pendingApproval(token: token, now: now).task.id == task.id)
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+        // A re-issued token replaced the old one; a wrong one fails the same way.
+        #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: old, now: now) }
+        #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: "guess", now: now) }
+        let decided = try fixture.store.decide(token: token, .approve(note: nil), by: "elad", now: now)
+        #expect(decided.channel == "link")
+        #expect(throws: ApprovalError.invalidToken) {
+            try fixture.store.decide(token: token, .reject(reason: "replay"), by: "mallory", now: now)
+        }
+        // A token of a request that expired fails the same way too.
+        let other = try enqueueEmail(fixture, to: "b@customer.org")
+        let otherRequest = try #require(try pending(fixture).first { $0.task.id == other.id }).approval
+        let late = try #require(try fixture.store.issueToken(approvalID: otherRequest.id, now: now))
+        fixture.clock.advance(by: .hours(25))
+        #expect(throws: ApprovalError.invalidToken) {
+            try fixture.store.decide(token: late, .approve(note: nil), by: "elad", now: fixture.clock.now())
+        }
+    }
+}
+
+@Suite struct AlertTests {
+    @Test func anApprovalAlertCarriesAFreshLinkAndAFailedOneIsRetriedLater() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)
+        let notifier = RecordingNotifier()
+        notifier.failNext(1)
+        let delivery = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+                                     clock: fixture.clock)
+        var reports = try await delivery.deliverDue()
+        #expect(reports.map(\.error) == ["the test channel is down"])
+        #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "notify_failed" })
+        // Not due again until the backoff has passed, and the task is untouched meanwhile.
+        #expect(try await delivery.deliverDue().isEmpty)
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+        fixture.clock.advance(by: .minutes(1))
+        reports = try await delivery.deliverDue()
+        #expect(reports.map(\.error) == [nil])
+        let message = try #require(notifier.sent.first?.message)
+        #expect(message.event == .approvalNeeded)
+        let link = try #require(message.body[path: "approval.links.review"]?.stringValue)
+        #expect(link.hasPrefix("https://ops.example.com/autonomy/approvals/"))
+        let token = try #require(link.split(separator: "=").last.map(String.init))
+        #expect(try fixture.store.pendingApproval(token: token, now: fixture.clock.now()).task.id == task.id)
+        #expect(message.text.contains("autonomy approve"))
+        #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "notified" })
+        #expect(try await delivery.deliverDue().isEmpty)  // delivered once
+    }
+
+    @Test func aDeadTaskRaisesAnAlert() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("send_email", #"{"to":"ops@example.com"}"#)  // safe by rule
+        let notifier = RecordingNotifier()
+        var worker = fixture.worker(ScriptedRunner([.exited(1)]))
+        worker.alerts = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+                                      clock: fixture.clock)
+        let report = try await worker.work(drain: nil)
+        #expect(report.attempts.first?.outcome?.state == .dead)
+        #expect(notifier.sent.map(\.message.event) == [.taskDead])
+        #expect(notifier.sent.first?.message.body[path: "task.id"] == .int(task.id))
+    }
+}
+
+@Suite struct CanonicalNumberTests {
+    @Test func equalNumbersHaveOneTextAndHugeIntegersAreRefused() throws {
+        #expect(try JSONValue.parse("[5, 5.0, 5e0, -0.0, 1e15, 1000000000000000.0, 0.1]").canonicalText
+                == "[5,5,5,0,1000000000000000,1000000000000000,0.1]")
+        #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"n": 12345678901234567890123}"#) }
+        #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"a": 1,}"#) }
+        #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"a": 1, "a": 2}"#) }
+        #expect(try JSONValue.parse(#""tab\tquote\"nul\u0000é""#).canonicalText == #""tab\tquote\"nul\u0000é""#)
+    }
+
+    @Test func controlCharactersStayInsidePayloadsAndOutOfKeys() throws {
+        let fixture = try Fixture()
+        #expect(throws: QueueError.self) { try fixture.enqueue("report", key: "a\u{0}b") }
+        let task = try fixture.enqueue("report", #"{"note":"a\u0000b"}"#)
+        #expect(try fixture.store.task(id: task.id)?.payload == #"{"note":"a\u0000b"}"#)
+    }
+}
