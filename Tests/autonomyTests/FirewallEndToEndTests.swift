@@ -1,0 +1,170 @@
+import AutonomyCore
+import Foundation
+import GRDB
+import Testing
+
+/// The red team: with the built binary, nothing dangerous runs without a human's yes for exactly
+/// its payload.
+@Suite struct FirewallEndToEndTests {
+    static func config(notify: String = #""notify": {}"#, emailSafety: String = "dangerous") -> String {
+        """
+        {
+          "version": 1,
+          \(notify),
+          "approvals": { "base_url": "https://ops.example.com/autonomy" },
+          "task_types": {
+            "send_email": {
+              "safety": "\(emailSafety)",
+              "handler": { "exec": { "argv": ["/bin/sh", "-c", "echo \\"$AUTONOMY_TASK_ID\\" >> sent.txt"] } },
+              "retry": { "max_attempts": 1 }
+            }
+          }
+        }
+        """
+    }
+
+    func sent(_ sandbox: Sandbox) -> [String] {
+        ((try? String(contentsOfFile: sandbox.file("sent.txt"), encoding: .utf8)) ?? "")
+            .split(separator: "\n").map(String.init)
+    }
+
+    func approvalID(_ sandbox: Sandbox) async throws -> Int64 {
+        let listed = try JSONValue.parse(try await sandbox.run(["approvals", "--json"]).stdout)
+        guard case .array(let items) = listed, case .int(let id)? = items.first?[path: "id"] else {
+            throw CLIFailureInTest("no pending approval")
+        }
+        return id
+    }
+
+    @Test func aDangerousTaskRunsOnlyAfterApproval() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        let enqueued = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        #expect(enqueued.stderr.contains("waits for an operator's approval"))
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(sent(sandbox).isEmpty)
+        let id = try await approvalID(sandbox)
+        let approved = try await sandbox.run(["approve", "\(id)", "--by", "elad", "--note", "ok"])
+        #expect(approved.status == 0, "\(approved.stderr)")
+        let twice = try await sandbox.run(["approve", "\(id)"])
+        #expect(twice.status == 1 && twice.stderr.contains("already decided: approved by elad"))
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(sent(sandbox) == ["1"])
+        let shown = try await sandbox.run(["tasks", "show", "1"])
+        #expect(shown.stdout.contains("approval_decided") && shown.stdout.contains(#""by":"elad""#))
+    }
+
+    @Test func aRejectedTaskNeverRuns() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        let id = try await approvalID(sandbox)
+        let rejected = try await sandbox.run(["reject", "\(id)", "--reason", "not this client", "--by", "elad"])
+        #expect(rejected.status == 0, "\(rejected.stderr)")
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(sent(sandbox).isEmpty)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'rejected'") == 1)
+    }
+
+    @Test func anExpiredApprovalNeverRuns() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        let id = try await approvalID(sandbox)
+        let later = ["AUTONOMY_TEST_CLOCK_OFFSET": "25h"]
+        let run = try await sandbox.run(["work-once", "--drain"], environment: later)
+        #expect(run.stdout.contains("approval request \(id) expired"))
+        let late = try await sandbox.run(["approve", "\(id)"], environment: later)
+        #expect(late.status == 1 && late.stderr.contains("has expired"))
+        _ = try await sandbox.run(["work-once", "--drain"], environment: later)
+        #expect(sent(sandbox).isEmpty)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'expired'") == 1)
+    }
+
+    @Test func aPayloadChangedAfterApprovalIsHeld() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        let id = try await approvalID(sandbox)
+        _ = try await sandbox.run(["approve", "\(id)"])
+        let database = try DatabaseQueue(path: sandbox.databasePath)
+        try await database.write { db in
+            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            try db.execute(sql: #"UPDATE tasks SET payload = '{"to":"attacker@evil.org"}' WHERE id = 1"#)
+        }
+        let run = try await sandbox.run(["work-once", "--drain"])
+        #expect(run.stdout.contains("awaiting_approval, not run: the payload changed"))
+        #expect(sent(sandbox).isEmpty)
+        #expect(try await approvalID(sandbox) != id)
+    }
+
+    @Test func aTypeReRatedDangerousAfterEnqueueIsHeld() async throws {
+        let sandbox = try Sandbox(config: Self.config(emailSafety: "safe"))
+        let enqueued = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        #expect(enqueued.status == 0 && !enqueued.stderr.contains("approval"))
+        try Self.config(emailSafety: "dangerous").write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(sent(sandbox).isEmpty)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'awaiting_approval'") == 1)
+    }
+
+    @Test func anUndeclaredTypeInsertedBySQLIsBlocked() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", "{}"])
+        let database = try DatabaseQueue(path: sandbox.databasePath)
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at, updated_at)
+                VALUES ('wire_money', 'queued', 100, 0, '{}', 'x', 0, 0)
+                """)
+        }
+        let run = try await sandbox.run(["work-once", "--drain"])
+        #expect(run.stdout.contains("wire_money): blocked"))
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'wire_money' AND state = 'blocked'") == 1)
+    }
+
+    @Test func alertsReachANotifyCommand() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        let script = sandbox.file("notify.sh")
+        try "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\necho \"$AUTONOMY_NOTIFY_TEXT\" > \"$(dirname \"$0\")/alert.txt\"\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        try Self.config(notify: #""notify": {"command": ["\#(script)"]}"#)
+            .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#, "--subject", "invoice"])
+        let alert = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: sandbox.file("alert.json"))))
+        #expect(alert[path: "event"] == "approval_needed")
+        #expect(alert[path: "task.subject"] == "invoice")
+        let text = try String(contentsOfFile: sandbox.file("alert.txt"), encoding: .utf8)
+        #expect(text.contains("approval needed: task 1 send_email") && text.contains("autonomy approve 1"))
+        let test = try await sandbox.run(["notify", "test"])
+        #expect(test.status == 0 && test.stdout.contains("command: delivered"))
+    }
+
+    @Test func aFailingWebhookIsRetriedAndTheTaskIsNeverBlocked() async throws {
+        let server = try LoopbackHTTPServer(statuses: [500])
+        defer { server.stop() }
+        let sandbox = try Sandbox(config: Self.config(
+            notify: #""notify": {"webhook": {"url": "\#(server.url)", "secret_env": "HOOK_SECRET"}}"#,
+            emailSafety: "safe"))
+        let secret = ["HOOK_SECRET": "s3cret"]
+        let enqueued = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#],
+                                             environment: secret)
+        #expect(enqueued.status == 0)
+        // The webhook answers 500 the first time: the failure is recorded, nothing else is held up.
+        let first = try await sandbox.run(["notify", "test"], environment: secret)
+        #expect(first.status == 69 && first.stdout.contains("webhook: failed: the webhook answered HTTP 500"))
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'notify_failed'") == 1)
+        // The next work-once after the backoff delivers it; the queue was never held up.
+        let later = try await sandbox.run(["work-once", "--drain"], environment: secret.merging(
+            ["AUTONOMY_TEST_CLOCK_OFFSET": "2m"]) { $1 })
+        #expect(later.stdout.contains("alert test via webhook: delivered"), "\(later.stdout)")
+        #expect(sent(sandbox) == ["1"])
+        let delivered = try #require(server.requests.last)
+        #expect(delivered.method == "POST" && delivered.headers["x-autonomy-event"] == "test")
+        let expected = "sha256=" + ChannelNotifier.signature(of: delivered.body, secret: "s3cret")
+        #expect(delivered.headers["x-autonomy-signature"] == expected)
+        #expect(server.requests.count == 2)
+    }
+}
+
+struct CLIFailureInTest: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
