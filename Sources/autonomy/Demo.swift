@@ -38,7 +38,7 @@ struct Demo: AsyncParsableCommand {
                 type: "reindex", payload: #"{"index":"docs"}"#, priority: -1, source: "ops",
                 subject: "rebuild the search index"),
             EnqueueRequest(
-                type: "send_email", payload: #"{"to":"client@example.com","template":"invoice"}"#,
+                type: "send_email", payload: #"{"to":"client@customer.org","template":"invoice"}"#,
                 source: "sales-agent", subject: "invoice to a client"),
         ]
         for request in requests {
@@ -72,16 +72,31 @@ struct Demo: AsyncParsableCommand {
         for state in TaskState.allCases where status.counts[state, default: 0] > 0 {
             print("   \(state.rawValue): \(status.counts[state, default: 0])")
         }
+
+        print("\n4. The email waits for a human. The operator looks, then approves exactly that payload:")
+        print("   $ autonomy approvals \(config)")
+        let waiting = try store.pendingApprovals(now: clock.now())
+        for item in waiting {
+            print("   request \(item.approval.id): task \(item.task.id) \(item.task.type) — \(item.approval.reason)")
+            print("   $ autonomy approve \(item.approval.id) --note 'checked the recipient' \(config)")
+            _ = try store.decide(approvalID: item.approval.id, .approve(note: "checked the recipient"), by: "demo",
+                                 channel: .cli, now: clock.now())
+        }
+        let second = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
+        for attempt in second.attempts {
+            print("   task \(attempt.taskID) \(attempt.type) attempt \(attempt.attempt): \(attempt.outcome?.state.rawValue ?? "lease lost")")
+        }
         print(
             """
 
-            The dangerous send_email task waits for a human; nothing ran it. The flaky sync_crm task failed
-            once and succeeded on its retry; reindex ran longer than its lease, which the worker kept renewing.
-            Reports written: \((folder as NSString).appendingPathComponent("reports"))
+            Nothing dangerous ran before a human said yes. The flaky sync_crm task failed once and succeeded
+            on its retry; reindex ran longer than its lease, which the worker kept renewing; every move is in
+            the ledger. Reports written: \((folder as NSString).appendingPathComponent("reports"))
 
             Look around:
               autonomy tasks list \(config)
-              autonomy tasks show 2 \(config)
+              autonomy tasks show 4 \(config)
+              autonomy firewall check send_email --payload '{"to":"ops@example.com"}' \(config)
               autonomy config check \(config)
             """)
     }
@@ -186,7 +201,8 @@ struct Demo: AsyncParsableCommand {
             },
             "send_email": {
               "description": "Send an email to a client", "owner": "sales-agent", "safety": "dangerous",
-              "handler": { "exec": { "argv": ["./handlers/send-email.sh"], "timeout": "60s" } }
+              "handler": { "exec": { "argv": ["./handlers/send-email.sh"], "timeout": "60s" } },
+              "rules": [ { "path": "to", "suffix": "@example.com", "safety": "safe" } ]
             }
           },
           "components": [

@@ -142,6 +142,7 @@ import Testing
         #expect(demo.stdout.contains("awaiting_approval: 1"))
         #expect(demo.stdout.contains("done: 3"))
         #expect(demo.stdout.contains("sync_crm attempt 2: done"))
+        #expect(demo.stdout.contains("task 4 send_email attempt 1: done"))  // only after the approval
         #expect(FileManager.default.fileExists(atPath: sandbox.file("demo/reports/report-1.md")))
     }
 }

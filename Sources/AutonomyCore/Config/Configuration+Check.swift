@@ -1,11 +1,12 @@
 import Foundation
 
 extension LoadedConfiguration {
-    /// What `config check` finds on this machine: handler programs that are missing or not
-    /// executable, working directories that do not exist. Warnings, since the map may be checked on
+    /// What `config check` finds on this machine: handler and notify programs that are missing or
+    /// not executable, working directories that do not exist, a webhook secret that is not set,
+    /// dangerous types with nobody to alert. Warnings, since the map may be checked on
     /// another machine than the one that runs it.
-    public func machineWarnings(path environmentPath: String? = ProcessInfo.processInfo.environment["PATH"]) -> [String]
-    {
+    public func machineWarnings(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        let environmentPath = environment["PATH"]
         var warnings: [String] = []
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             guard case .exec(let exec) = type.handler else { continue }
@@ -31,6 +32,21 @@ extension LoadedConfiguration {
                 if !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
                     warnings.append("\(key).cwd: \(path) is not a folder on this machine")
                 }
+            }
+        }
+        let notify = configuration.notify
+        if let program = notify.command?.first,
+           ExecRunner.locate(program, base: baseDirectory, searchPath: environmentPath).map({
+               !FileManager.default.isExecutableFile(atPath: $0) }) ?? true {
+            warnings.append("notify.command[0]: \(program) is not an executable program on this machine")
+        }
+        if let name = notify.webhook?.secretEnv, (environment[name] ?? "").isEmpty {
+            warnings.append("notify.webhook.secret_env: \(name) is not set here; the worker needs it in its environment")
+        }
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) where type.safety == .dangerous {
+            if notify.channels.isEmpty {
+                warnings.append("notify: no channel is configured, so nobody is alerted when a \(type.name) task waits for approval")
+                break
             }
         }
         return warnings
