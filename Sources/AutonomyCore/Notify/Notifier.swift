@@ -1,9 +1,8 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
+import NIOCore
 import Subprocess
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 #if canImport(System)
 import System
 #else
@@ -94,26 +93,33 @@ public struct ChannelNotifier: Notifier {
     }
 
     /// POSTs the message as JSON; a 2xx answer is delivered. With a secret, the body is signed.
+    ///
+    /// AsyncHTTPClient rather than URLSession: FoundationNetworking would load libcurl and some
+    /// thirty libraries into every `autonomy` process, sending or not.
     private func post(_ message: NotificationMessage, to webhook: WebhookSettings) async -> String? {
-        guard let url = URL(string: webhook.url) else { return "notify.webhook.url is not a valid address" }
-        let body = Data(message.body.canonicalText.utf8)
-        var request = URLRequest(url: url, timeoutInterval: webhook.timeout.seconds)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(message.event.rawValue, forHTTPHeaderField: "X-Autonomy-Event")
+        let body = Array(message.body.canonicalText.utf8)
+        var request = HTTPClientRequest(url: webhook.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "autonomy")
+        request.headers.add(name: "X-Autonomy-Event", value: message.event.rawValue)
         if let name = webhook.secretEnv {
             guard let secret = environment[name], !secret.isEmpty else {
                 return "the webhook secret variable \(name) is not set in the worker's environment"
             }
-            request.setValue("sha256=" + Self.signature(of: body, secret: secret), forHTTPHeaderField: "X-Autonomy-Signature")
+            request.headers.add(
+                name: "X-Autonomy-Signature", value: "sha256=" + Self.signature(of: Data(body), secret: secret))
         }
+        request.body = .bytes(body)
         do {
-            let (_, response) = try await URLSession.shared.data(for: request)
-            guard let status = (response as? HTTPURLResponse)?.statusCode else { return "the webhook gave no HTTP answer" }
+            let response = try await HTTPClient.shared.execute(
+                request, timeout: .milliseconds(webhook.timeout.milliseconds))
+            // Read (and drop) a bounded answer so the connection is finished cleanly.
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let status = Int(response.status.code)
             return (200..<300).contains(status) ? nil : "the webhook answered HTTP \(status)"
         } catch {
-            return "the webhook could not be reached: \(error.localizedDescription)"
+            return "the webhook could not be reached: \(String(describing: error).prefix(200))"
         }
     }
 
