@@ -14,20 +14,24 @@ struct Approvals: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let (loaded, store) = try global.open(create: false)
+        let (_, store) = try global.open(create: false)
         let now = try currentClock().now()
         let pending = try store.pendingApprovals(now: now)
         if json { return printJSON(.array(pending.map(\.jsonValue))) }
         guard !pending.isEmpty else { return print("no approval requests are waiting") }
-        print(table(["ID", "TASK", "TYPE", "SOURCE", "AGE", "EXPIRES", "SUBJECT / PAYLOAD"], pending.map { item in
-            [String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
-             Interval(milliseconds: now - item.approval.requestedAt).description,
-             relative(item.approval.expiresAt, now: now),
-             String((item.task.subject ?? item.task.payloadSummary).prefix(70))]
-        }))
+        print(
+            table(
+                ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "PAYLOAD"],
+                pending.map { item in
+                    [
+                        String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
+                        String((item.task.subject ?? "-").prefix(40)),
+                        Interval(milliseconds: now - item.approval.requestedAt).description,
+                        relative(item.approval.expiresAt, now: now), String(item.task.payloadSummary.prefix(60)),
+                    ]
+                }))
         print("\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
         print("decide: autonomy approve ID [--note TEXT] | autonomy reject ID --reason TEXT")
-        _ = loaded
     }
 }
 
@@ -48,7 +52,8 @@ struct Approve: AsyncParsableCommand {
     func run() async throws {
         let (_, store) = try global.open(create: false)
         let approval = try store.decide(
-            approvalID: id, .approve(note: note), by: try operatorName(by), channel: .cli, now: try currentClock().now())
+            approvalID: id, .approve(note: note), by: try operatorName(by), channel: .cli, now: try currentClock().now()
+        )
         print("approval \(approval.id) approved: task \(approval.taskID) is queued to run")
     }
 }
@@ -97,13 +102,17 @@ struct Firewall: AsyncParsableCommand {
         var type: String
         @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
         var payload: String?
-        @Option(name: .customLong("payload-file"), help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
+        @Option(
+            name: .customLong("payload-file"),
+            help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
         var payloadFile: String?
         @Flag(help: "Print as JSON.")
         var json = false
 
         func validate() throws {
-            if payload != nil, payloadFile != nil { throw ValidationError("give --payload or --payload-file, not both") }
+            if payload != nil, payloadFile != nil {
+                throw ValidationError("give --payload or --payload-file, not both")
+            }
         }
 
         func run() async throws {
@@ -121,12 +130,13 @@ struct Firewall: AsyncParsableCommand {
             }
             let rating = taskType.rate(value)
             if json {
-                return printJSON(.object([
-                    "type": .string(type), "safety": .string(rating.safety.rawValue),
-                    "needs_approval": .bool(rating.safety == .dangerous),
-                    "reasons": .array(rating.reasons.map { .string($0) }),
-                    "payload_sha256": .string(value.canonicalText.sha256Hex),
-                ]))
+                return printJSON(
+                    .object([
+                        "type": .string(type), "safety": .string(rating.safety.rawValue),
+                        "needs_approval": .bool(rating.safety == .dangerous),
+                        "reasons": .array(rating.reasons.map { .string($0) }),
+                        "payload_sha256": .string(value.canonicalText.sha256Hex),
+                    ]))
             }
             print(rating.safety == .safe ? "safe: runs on its own" : "dangerous: waits for an operator's approval")
             for reason in rating.reasons { print("  because \(reason)") }
@@ -152,7 +162,8 @@ struct Notify: AsyncParsableCommand {
             let (loaded, store) = try global.open()
             let configuration = loaded.configuration
             guard !configuration.notify.channels.isEmpty else {
-                throw CLIFailure("no alert channel is configured: add notify.command or notify.webhook", code: .configError)
+                throw CLIFailure(
+                    "no alert channel is configured: add notify.command or notify.webhook", code: .configError)
             }
             let clock = try currentClock()
             try store.queueTestNotification(notify: configuration.notify, now: clock.now())
@@ -166,7 +177,9 @@ struct Notify: AsyncParsableCommand {
                     print("\(report.channel.rawValue): delivered")
                 }
             }
-            if failed > 0 { throw CLIFailure("\(failed) channel(s) did not deliver the test alert", code: .unavailable) }
+            if failed > 0 {
+                throw CLIFailure("\(failed) channel(s) did not deliver the test alert", code: .unavailable)
+            }
         }
     }
 }

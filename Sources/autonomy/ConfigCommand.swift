@@ -69,10 +69,13 @@ struct ConfigCommand: AsyncParsableCommand {
                         }))
             }
             let channels = configuration.notify.channels.map(\.rawValue)
-            print("alerts:   \(channels.isEmpty ? "none" : channels.joined(separator: ", "))"
-                  + (configuration.approvals.baseURL.map { "; one-click links from \($0)" } ?? ""))
+            print(
+                "alerts:   \(channels.isEmpty ? "none" : channels.joined(separator: ", "))"
+                    + (configuration.approvals.baseURL.map { "; one-click links from \($0)" } ?? ""))
             for type in types where !type.rules.isEmpty {
-                print("rules for \(type.name): " + type.rules.map { "\($0.summary) → \($0.safety.rawValue)" }.joined(separator: "; "))
+                print(
+                    "rules for \(type.name): "
+                        + type.rules.map { "\($0.summary) → \($0.safety.rawValue)" }.joined(separator: "; "))
             }
             if !configuration.components.isEmpty {
                 print("components (\(configuration.components.count)):")

@@ -79,12 +79,15 @@ struct Demo: AsyncParsableCommand {
         for item in waiting {
             print("   request \(item.approval.id): task \(item.task.id) \(item.task.type) — \(item.approval.reason)")
             print("   $ autonomy approve \(item.approval.id) --note 'checked the recipient' \(config)")
-            _ = try store.decide(approvalID: item.approval.id, .approve(note: "checked the recipient"), by: "demo",
-                                 channel: .cli, now: clock.now())
+            _ = try store.decide(
+                approvalID: item.approval.id, .approve(note: "checked the recipient"), by: "demo",
+                channel: .cli, now: clock.now())
         }
         let second = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in second.attempts {
-            print("   task \(attempt.taskID) \(attempt.type) attempt \(attempt.attempt): \(attempt.outcome?.state.rawValue ?? "lease lost")")
+            print(
+                "   task \(attempt.taskID) \(attempt.type) attempt \(attempt.attempt): \(attempt.outcome?.state.rawValue ?? "lease lost")"
+            )
         }
         print(
             """

@@ -34,7 +34,9 @@ struct WorkOnce: AsyncParsableCommand {
         if !drain, maxSeconds != nil || maxTasks != nil {
             throw ValidationError("--max-seconds and --max-tasks go with --drain")
         }
-        if let maxSeconds, !(0...86_400).contains(maxSeconds) { throw ValidationError("--max-seconds must be from 0 to 86400") }
+        if let maxSeconds, !(0...86_400).contains(maxSeconds) {
+            throw ValidationError("--max-seconds must be from 0 to 86400")
+        }
         if let maxTasks, maxTasks < 1 { throw ValidationError("--max-tasks must be 1 or more") }
     }
 
@@ -65,7 +67,9 @@ struct WorkOnce: AsyncParsableCommand {
             print("approval request \(approval.id) expired: task \(approval.taskID) will not run")
         }
         for alert in report.alerts {
-            print("alert \(alert.event.rawValue) via \(alert.channel.rawValue): \(alert.error.map { "failed: \($0) (retried later)" } ?? "delivered")")
+            print(
+                "alert \(alert.event.rawValue) via \(alert.channel.rawValue): \(alert.error.map { "failed: \($0) (retried later)" } ?? "delivered")"
+            )
         }
         for skipped in report.skipped {
             print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")

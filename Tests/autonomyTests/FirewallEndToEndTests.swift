@@ -109,10 +109,11 @@ import Testing
         _ = try await sandbox.run(["enqueue", "send_email", "--payload", "{}"])
         let database = try DatabaseQueue(path: sandbox.databasePath)
         try await database.write { db in
-            try db.execute(sql: """
-                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at, updated_at)
-                VALUES ('wire_money', 'queued', 100, 0, '{}', 'x', 0, 0)
-                """)
+            try db.execute(
+                sql: """
+                    INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, created_at, updated_at)
+                    VALUES ('wire_money', 'queued', 100, 0, '{}', 'x', 0, 0)
+                    """)
         }
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.stdout.contains("wire_money): blocked"))
@@ -122,7 +123,8 @@ import Testing
     @Test func alertsReachANotifyCommand() async throws {
         let sandbox = try Sandbox(config: "{}")
         let script = sandbox.file("notify.sh")
-        try "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\necho \"$AUTONOMY_NOTIFY_TEXT\" > \"$(dirname \"$0\")/alert.txt\"\n"
+        try
+            "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\necho \"$AUTONOMY_NOTIFY_TEXT\" > \"$(dirname \"$0\")/alert.txt\"\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         try Self.config(notify: #""notify": {"command": ["\#(script)"]}"#)
@@ -140,20 +142,24 @@ import Testing
     @Test func aFailingWebhookIsRetriedAndTheTaskIsNeverBlocked() async throws {
         let server = try LoopbackHTTPServer(statuses: [500])
         defer { server.stop() }
-        let sandbox = try Sandbox(config: Self.config(
-            notify: #""notify": {"webhook": {"url": "\#(server.url)", "secret_env": "HOOK_SECRET"}}"#,
-            emailSafety: "safe"))
+        let sandbox = try Sandbox(
+            config: Self.config(
+                notify: #""notify": {"webhook": {"url": "\#(server.url)", "secret_env": "HOOK_SECRET"}}"#,
+                emailSafety: "safe"))
         let secret = ["HOOK_SECRET": "s3cret"]
-        let enqueued = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#],
-                                             environment: secret)
+        let enqueued = try await sandbox.run(
+            ["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#],
+            environment: secret)
         #expect(enqueued.status == 0)
         // The webhook answers 500 the first time: the failure is recorded, nothing else is held up.
         let first = try await sandbox.run(["notify", "test"], environment: secret)
         #expect(first.status == 69 && first.stdout.contains("webhook: failed: the webhook answered HTTP 500"))
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'notify_failed'") == 1)
         // The next work-once after the backoff delivers it; the queue was never held up.
-        let later = try await sandbox.run(["work-once", "--drain"], environment: secret.merging(
-            ["AUTONOMY_TEST_CLOCK_OFFSET": "2m"]) { $1 })
+        let later = try await sandbox.run(
+            ["work-once", "--drain"],
+            environment: secret.merging(
+                ["AUTONOMY_TEST_CLOCK_OFFSET": "2m"]) { $1 })
         #expect(later.stdout.contains("alert test via webhook: delivered"), "\(later.stdout)")
         #expect(sent(sandbox) == ["1"])
         let delivered = try #require(server.requests.last)

@@ -27,8 +27,12 @@ import Testing
             mentions: "not both"),
         Case(arguments: ["enqueue", "append", "--max-attempts", "0"], status: 65, mentions: "max attempts"),
         Case(arguments: ["enqueue", "append", "--delay", "106751991167d"], status: 65, mentions: "at most 100 years"),
-        Case(arguments: ["enqueue", "append", "--run-at", "9999-01-01T00:00:00Z"], status: 65, mentions: "within 100 years"),
-        Case(arguments: ["work-once", "--drain", "--max-seconds", "10000000000000000"], status: 64, mentions: "--max-seconds"),
+        Case(
+            arguments: ["enqueue", "append", "--run-at", "9999-01-01T00:00:00Z"], status: 65,
+            mentions: "within 100 years"),
+        Case(
+            arguments: ["work-once", "--drain", "--max-seconds", "10000000000000000"], status: 64,
+            mentions: "--max-seconds"),
         Case(arguments: ["approve", "99"], status: 66, mentions: "no approval request 99"),
         Case(arguments: ["reject", "99"], status: 64, mentions: "--reason"),
         Case(arguments: ["firewall", "check", "nope"], status: 65, mentions: "not declared"),
@@ -56,7 +60,9 @@ import Testing
         Case(arguments: ["work-once", "--max-tasks", "3"], status: 64, mentions: "--drain"),
         Case(arguments: ["status", "--config", "/nonexistent/autonomy.json"], status: 78, mentions: "no such file"),
         Case(arguments: ["status", "--database", "/nonexistent-dir/x.db"], status: 66, mentions: "no database at"),
-        Case(arguments: ["enqueue", "append", "--database", "/nonexistent-dir/x.db"], status: 74, mentions: "does not exist"),
+        Case(
+            arguments: ["enqueue", "append", "--database", "/nonexistent-dir/x.db"], status: 74,
+            mentions: "does not exist"),
     ]
 
     @Test(arguments: cases)
@@ -81,7 +87,10 @@ import Testing
         for arguments in [["status"], ["tasks", "list"], ["tasks", "show", "1"], ["tasks", "cancel", "1"]] {
             let result = try await sandbox.run(arguments)
             #expect(result.status == 66, "\(arguments): \(result.stderr)")
-            #expect(result.stderrLines == ["error: no database at \(sandbox.databasePath) yet (nothing was enqueued there; check --database or AUTONOMY_DATABASE)"])
+            #expect(
+                result.stderrLines == [
+                    "error: no database at \(sandbox.databasePath) yet (nothing was enqueued there; check --database or AUTONOMY_DATABASE)"
+                ])
         }
         #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
         // The worker's timer may fire before anything was enqueued: that is not a failure.

@@ -36,16 +36,21 @@ extension LoadedConfiguration {
         }
         let notify = configuration.notify
         if let program = notify.command?.first,
-           ExecRunner.locate(program, base: baseDirectory, searchPath: environmentPath).map({
-               !FileManager.default.isExecutableFile(atPath: $0) }) ?? true {
+            ExecRunner.locate(program, base: baseDirectory, searchPath: environmentPath).map({
+                !FileManager.default.isExecutableFile(atPath: $0)
+            }) ?? true
+        {
             warnings.append("notify.command[0]: \(program) is not an executable program on this machine")
         }
         if let name = notify.webhook?.secretEnv, (environment[name] ?? "").isEmpty {
-            warnings.append("notify.webhook.secret_env: \(name) is not set here; the worker needs it in its environment")
+            warnings.append(
+                "notify.webhook.secret_env: \(name) is not set here; the worker needs it in its environment")
         }
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) where type.safety == .dangerous {
             if notify.channels.isEmpty {
-                warnings.append("notify: no channel is configured, so nobody is alerted when a \(type.name) task waits for approval")
+                warnings.append(
+                    "notify: no channel is configured, so nobody is alerted when a \(type.name) task waits for approval"
+                )
                 break
             }
         }

@@ -316,23 +316,33 @@ extension Interval: Decodable {
 
 extension SafetyRule: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case path, equals, oneOf = "one_of", suffix, regex, safety, ignoreCase = "ignore_case"
+        case path, equals
+        case oneOf = "one_of"
+        case suffix, regex, safety
+        case ignoreCase = "ignore_case"
     }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let path = try container.decode(String.self, forKey: .path)
-        guard !path.isEmpty, !path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) else {
+        guard !path.isEmpty, !path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+        else {
             throw DecodingError.dataCorruptedError(
-                forKey: .path, in: container, debugDescription: "expected a dotted path such as \"to\" or \"meta.channel\"")
+                forKey: .path, in: container,
+                debugDescription: "expected a dotted path such as \"to\" or \"meta.channel\"")
         }
         var matchers: [Matcher] = []
-        if container.contains(.equals) { matchers.append(.equals(try container.decode(JSONValue.self, forKey: .equals))) }
-        if let choices = try container.decodeIfPresent([JSONValue].self, forKey: .oneOf) { matchers.append(.oneOf(choices)) }
+        if container.contains(.equals) {
+            matchers.append(.equals(try container.decode(JSONValue.self, forKey: .equals)))
+        }
+        if let choices = try container.decodeIfPresent([JSONValue].self, forKey: .oneOf) {
+            matchers.append(.oneOf(choices))
+        }
         if let suffix = try container.decodeIfPresent(String.self, forKey: .suffix) {
             guard !suffix.isEmpty else {
-                throw DecodingError.dataCorruptedError(forKey: .suffix, in: container, debugDescription: "expected a non-empty string")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .suffix, in: container, debugDescription: "expected a non-empty string")
             }
             matchers.append(.suffix(suffix))
         }
@@ -345,16 +355,21 @@ extension SafetyRule: Decodable {
             }
         }
         guard matchers.count == 1, let matcher = matchers.first else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath,
-                debugDescription: "expected exactly one of \"equals\", \"one_of\", \"suffix\", \"regex\""))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected exactly one of \"equals\", \"one_of\", \"suffix\", \"regex\""))
         }
         guard container.contains(.safety) else {
-            throw DecodingError.keyNotFound(CodingKeys.safety, .init(
-                codingPath: decoder.codingPath, debugDescription: "missing: the rating this rule gives, \"safe\" or \"dangerous\""))
+            throw DecodingError.keyNotFound(
+                CodingKeys.safety,
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "missing: the rating this rule gives, \"safe\" or \"dangerous\""))
         }
-        self.init(path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
-                  ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase) ?? false)
+        self.init(
+            path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
+            ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase) ?? false)
     }
 }
 
@@ -366,9 +381,10 @@ extension ApprovalSettings: Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         if let url = try container.decodeIfPresent(String.self, forKey: .baseURL) {
-            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            guard isHTTPAddress(url) else {
                 throw DecodingError.dataCorruptedError(
-                    forKey: .baseURL, in: container, debugDescription: "expected an http(s) address such as \"https://ops.example.com/autonomy\"")
+                    forKey: .baseURL, in: container,
+                    debugDescription: "expected an http(s) address such as \"https://ops.example.com/autonomy\"")
             }
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
@@ -377,7 +393,10 @@ extension ApprovalSettings: Decodable {
 
 extension NotifySettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case command, commandTimeout = "command_timeout", webhook, retryBackoff = "retry_backoff"
+        case command
+        case commandTimeout = "command_timeout"
+        case webhook
+        case retryBackoff = "retry_backoff"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -386,7 +405,8 @@ extension NotifySettings: Decodable {
         self.init()
         if let command = try container.decodeIfPresent([String].self, forKey: .command) {
             guard let program = command.first, !program.isEmpty else {
-                throw DecodingError.dataCorruptedError(forKey: .command, in: container, debugDescription: "expected a non-empty array")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .command, in: container, debugDescription: "expected a non-empty array")
             }
             self.command = command
         }
@@ -394,19 +414,24 @@ extension NotifySettings: Decodable {
         webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
         retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
         guard retryBackoff >= .seconds(1) else {
-            throw DecodingError.dataCorruptedError(forKey: .retryBackoff, in: container, debugDescription: "expected at least \"1s\"")
+            throw DecodingError.dataCorruptedError(
+                forKey: .retryBackoff, in: container, debugDescription: "expected at least \"1s\"")
         }
     }
 }
 
 extension WebhookSettings: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case url, secretEnv = "secret_env", timeout }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case url
+        case secretEnv = "secret_env"
+        case timeout
+    }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let url = try container.decode(String.self, forKey: .url)
-        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+        guard isHTTPAddress(url) else {
             throw DecodingError.dataCorruptedError(
                 forKey: .url, in: container, debugDescription: "expected an http(s) address")
         }
@@ -418,6 +443,12 @@ extension WebhookSettings: Decodable {
         }
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
     }
+}
+
+/// An absolute http(s) address with a host.
+private func isHTTPAddress(_ text: String) -> Bool {
+    guard let url = URL(string: text), let scheme = url.scheme?.lowercased() else { return false }
+    return (scheme == "http" || scheme == "https") && !(url.host ?? "").isEmpty
 }
 
 // MARK: - Unknown keys and key paths

@@ -33,11 +33,15 @@ public struct WorkReport: Sendable {
                     ])
                 }),
             "attempts": .array(attempts.map(\.jsonValue)),
-            "expired_approvals": .array(expiredApprovals.map { .object(["id": .int($0.id), "task_id": .int($0.taskID)]) }),
-            "alerts": .array(alerts.map { .object([
-                "event": .string($0.event.rawValue), "channel": .string($0.channel.rawValue),
-                "error": $0.error.map { .string($0) } ?? .null,
-            ]) }),
+            "expired_approvals": .array(
+                expiredApprovals.map { .object(["id": .int($0.id), "task_id": .int($0.taskID)]) }),
+            "alerts": .array(
+                alerts.map {
+                    .object([
+                        "event": .string($0.event.rawValue), "channel": .string($0.channel.rawValue),
+                        "error": $0.error.map { .string($0) } ?? .null,
+                    ])
+                }),
             "stopped": .string(stopReason.rawValue),
         ])
     }

@@ -9,54 +9,71 @@ extension Database {
         notify: NotifySettings, now: Int64
     ) throws {
         // A pending request for this very payload already stands: keep it (and its alert).
-        if try Bool.fetchOne(self, sql: """
-            SELECT EXISTS (SELECT 1 FROM approvals WHERE task_id = ? AND state = 'pending' AND payload_sha256 = ?)
-            """, arguments: [taskID, payloadSHA256]) == true {
+        if try Bool.fetchOne(
+            self,
+            sql: """
+                SELECT EXISTS (SELECT 1 FROM approvals WHERE task_id = ? AND state = 'pending' AND payload_sha256 = ?)
+                """, arguments: [taskID, payloadSHA256]) == true
+        {
             return
         }
-        try execute(sql: """
-            UPDATE approvals SET state = 'superseded', token_sha256 = NULL WHERE task_id = ? AND state = 'pending'
-            """, arguments: [taskID])
+        try execute(
+            sql: """
+                UPDATE approvals SET state = 'superseded', token_sha256 = NULL WHERE task_id = ? AND state = 'pending'
+                """, arguments: [taskID])
         let expiresAt = now + type.approvalExpiresAfter.milliseconds
-        try cachedStatement(sql: """
-            INSERT INTO approvals (task_id, payload_sha256, state, reason, requested_at, expires_at)
-            VALUES (?, ?, 'pending', ?, ?, ?)
-            """).execute(arguments: [taskID, payloadSHA256, reason, now, expiresAt])
+        try cachedStatement(
+            sql: """
+                INSERT INTO approvals (task_id, payload_sha256, state, reason, requested_at, expires_at)
+                VALUES (?, ?, 'pending', ?, ?, ?)
+                """
+        ).execute(arguments: [taskID, payloadSHA256, reason, now, expiresAt])
         let approvalID = lastInsertedRowID
-        try appendLedger(.approvalRequested, at: now, taskID: taskID, type: typeName, detail: [
-            "approval_id": .int(approvalID), "payload_sha256": .string(payloadSHA256), "reason": .string(reason),
-            "expires_at": .string(Timestamp.format(expiresAt)),
-        ])
+        try appendLedger(
+            .approvalRequested, at: now, taskID: taskID, type: typeName,
+            detail: [
+                "approval_id": .int(approvalID), "payload_sha256": .string(payloadSHA256), "reason": .string(reason),
+                "expires_at": .string(Timestamp.format(expiresAt)),
+            ])
         try queueNotification(.approvalNeeded, taskID: taskID, approvalID: approvalID, notify: notify, now: now)
     }
 
     /// The approved request that lets this task run its current payload, if any.
     func approvalAllowing(taskID: Int64, payloadSHA256: String) throws -> ApprovalRecord? {
-        try ApprovalRecord.fetchOne(cachedStatement(sql: """
-            SELECT \(ApprovalRecord.columns) FROM approvals
-            WHERE task_id = ? AND state = 'approved' AND payload_sha256 = ?
-            ORDER BY id DESC LIMIT 1
-            """), arguments: [taskID, payloadSHA256])
+        try ApprovalRecord.fetchOne(
+            cachedStatement(
+                sql: """
+                    SELECT \(ApprovalRecord.columns) FROM approvals
+                    WHERE task_id = ? AND state = 'approved' AND payload_sha256 = ?
+                    ORDER BY id DESC LIMIT 1
+                    """), arguments: [taskID, payloadSHA256])
     }
 
     /// Pending requests whose time is up become `expired`, and so do their tasks.
     func expireApprovals(now: Int64) throws -> [ApprovalRecord] {
-        let due = try ApprovalRecord.fetchAll(self, sql: """
-            SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND expires_at <= ? ORDER BY id
-            """, arguments: [now])
+        let due = try ApprovalRecord.fetchAll(
+            self,
+            sql: """
+                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND expires_at <= ? ORDER BY id
+                """, arguments: [now])
         for approval in due {
-            try execute(sql: "UPDATE approvals SET state = 'expired', token_sha256 = NULL WHERE id = ?",
-                        arguments: [approval.id])
-            let type = try String.fetchOne(self, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [approval.taskID])
-            try execute(sql: """
-                UPDATE tasks SET state = 'expired', finished_at = ?, updated_at = ?,
-                                 last_error = 'the approval request expired before anyone decided'
-                WHERE id = ? AND state = 'awaiting_approval'
-                """, arguments: [now, now, approval.taskID])
-            try appendLedger(.approvalExpired, at: now, taskID: approval.taskID, type: type, detail: [
-                "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
-                "requested_at": .string(Timestamp.format(approval.requestedAt)),
-            ])
+            try execute(
+                sql: "UPDATE approvals SET state = 'expired', token_sha256 = NULL WHERE id = ?",
+                arguments: [approval.id])
+            let type = try String.fetchOne(
+                self, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [approval.taskID])
+            try execute(
+                sql: """
+                    UPDATE tasks SET state = 'expired', finished_at = ?, updated_at = ?,
+                                     last_error = 'the approval request expired before anyone decided'
+                    WHERE id = ? AND state = 'awaiting_approval'
+                    """, arguments: [now, now, approval.taskID])
+            try appendLedger(
+                .approvalExpired, at: now, taskID: approval.taskID, type: type,
+                detail: [
+                    "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
+                    "requested_at": .string(Timestamp.format(approval.requestedAt)),
+                ])
         }
         return due
     }
@@ -67,12 +84,16 @@ extension AutonomyStore {
     public func pendingApprovals(now: Int64) throws -> [PendingApproval] {
         try write("list approvals") { db in
             _ = try db.expireApprovals(now: now)
-            let approvals = try ApprovalRecord.fetchAll(db, sql: """
-                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' ORDER BY id
-                """)
+            let approvals = try ApprovalRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' ORDER BY id
+                    """)
             return try approvals.compactMap { approval in
-                try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?",
-                                        arguments: [approval.taskID]).map { PendingApproval(approval: approval, task: $0) }
+                try TaskRecord.fetchOne(
+                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?",
+                    arguments: [approval.taskID]
+                ).map { PendingApproval(approval: approval, task: $0) }
             }
         }
     }
@@ -84,8 +105,9 @@ extension AutonomyStore {
 
     public func approval(id: Int64) throws -> ApprovalRecord? {
         try read("read an approval") { db in
-            try ApprovalRecord.fetchOne(db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?",
-                                        arguments: [id])
+            try ApprovalRecord.fetchOne(
+                db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?",
+                arguments: [id])
         }
     }
 
@@ -106,8 +128,9 @@ extension AutonomyStore {
     private func decide(
         approvalID: Int64, _ decision: Decision, by decider: String, channel: DecisionChannel, now: Int64, db: Database
     ) throws -> ApprovalRecord {
-        guard var approval = try ApprovalRecord.fetchOne(
-            db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?", arguments: [approvalID])
+        guard
+            var approval = try ApprovalRecord.fetchOne(
+                db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?", arguments: [approvalID])
         else { throw ApprovalError.notFound(approvalID) }
         switch approval.state {
         case .pending: break
@@ -115,8 +138,9 @@ extension AutonomyStore {
         case .approved, .rejected, .superseded:
             throw ApprovalError.alreadyDecided(id: approvalID, state: approval.state, by: approval.decidedBy)
         }
-        guard let task = try TaskRecord.fetchOne(
-            db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [approval.taskID])
+        guard
+            let task = try TaskRecord.fetchOne(
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [approval.taskID])
         else { throw ApprovalError.notFound(approvalID) }
         guard task.state == .awaitingApproval else {
             throw ApprovalError.taskNotWaiting(id: approvalID, taskID: task.id, state: task.state)
@@ -125,24 +149,29 @@ extension AutonomyStore {
         switch decision {
         case .approve(let text):
             (state, note) = (.approved, text)
-            try db.execute(sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now, task.id])
+            try db.execute(
+                sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now, task.id])
         case .reject(let reason):
             guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw ApprovalError.missingReason }
             (state, note) = (.rejected, reason)
-            try db.execute(sql: """
-                UPDATE tasks SET state = 'rejected', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
-                """, arguments: [now, now, "rejected by \(decider): \(reason)", task.id])
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET state = 'rejected', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
+                    """, arguments: [now, now, "rejected by \(decider): \(reason)", task.id])
         }
-        try db.execute(sql: """
-            UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?,
-                                 token_sha256 = NULL
-            WHERE id = ?
-            """, arguments: [state.rawValue, now, decider, note, channel.rawValue, approvalID])
-        try db.appendLedger(.approvalDecided, at: now, taskID: task.id, type: task.type, detail: [
-            "approval_id": .int(approvalID), "decision": .string(state.rawValue), "by": .string(decider),
-            "note": note.map { .string($0) } ?? .null, "channel": .string(channel.rawValue),
-            "payload_sha256": .string(approval.payloadSHA256),
-        ])
+        try db.execute(
+            sql: """
+                UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?,
+                                     token_sha256 = NULL
+                WHERE id = ?
+                """, arguments: [state.rawValue, now, decider, note, channel.rawValue, approvalID])
+        try db.appendLedger(
+            .approvalDecided, at: now, taskID: task.id, type: task.type,
+            detail: [
+                "approval_id": .int(approvalID), "decision": .string(state.rawValue), "by": .string(decider),
+                "note": note.map { .string($0) } ?? .null, "channel": .string(channel.rawValue),
+                "payload_sha256": .string(approval.payloadSHA256),
+            ])
         approval.state = state
         approval.decidedAt = now
         approval.decidedBy = decider
@@ -162,9 +191,10 @@ extension AutonomyStore {
         let token = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         return try write("issue an approval token") { db in
-            try db.execute(sql: """
-                UPDATE approvals SET token_sha256 = ? WHERE id = ? AND state = 'pending' AND expires_at > ?
-                """, arguments: [token.sha256Hex, approvalID, now])
+            try db.execute(
+                sql: """
+                    UPDATE approvals SET token_sha256 = ? WHERE id = ? AND state = 'pending' AND expires_at > ?
+                    """, arguments: [token.sha256Hex, approvalID, now])
             return db.changesCount == 1 ? token : nil
         }
     }
@@ -176,7 +206,7 @@ extension AutonomyStore {
         try write("read an approval by token") { db in
             _ = try db.expireApprovals(now: now)
             guard let approval = try approvalHolding(token: token, db: db),
-                  let task = try TaskRecord.fetchOne(
+                let task = try TaskRecord.fetchOne(
                     db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [approval.taskID])
             else { throw ApprovalError.invalidToken }
             return PendingApproval(approval: approval, task: task)
@@ -205,8 +235,10 @@ extension AutonomyStore {
 
     private func approvalHolding(token: String, db: Database) throws -> ApprovalRecord? {
         guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
-        return try ApprovalRecord.fetchOne(db, sql: """
-            SELECT \(ApprovalRecord.columns) FROM approvals WHERE token_sha256 = ? AND state = 'pending'
-            """, arguments: [token.sha256Hex])
+        return try ApprovalRecord.fetchOne(
+            db,
+            sql: """
+                SELECT \(ApprovalRecord.columns) FROM approvals WHERE token_sha256 = ? AND state = 'pending'
+                """, arguments: [token.sha256Hex])
     }
 }

@@ -26,7 +26,8 @@ extension Database {
         if let approval = try approvalAllowing(taskID: taskID, payloadSHA256: hash) {
             return .run(approvalID: approval.id)
         }
-        let reason = changed
+        let reason =
+            changed
             ? "the payload changed after it was enqueued (its SHA-256 no longer matches): it needs a new approval"
             : "rated dangerous: " + rating.reasons.joined(separator: "; ")
         return .hold(reason: reason, payloadSHA256: hash)

@@ -82,7 +82,9 @@ extension TaskType {
     public func rate(_ payload: JSONValue) -> Rating {
         let matched = rules.filter { $0.matches(payload) }
         guard !matched.isEmpty else {
-            let base = safetyDefaulted ? "the type has no safety rating, so it is dangerous"
+            let base =
+                safetyDefaulted
+                ? "the type has no safety rating, so it is dangerous"
                 : "the type is rated \(safety.rawValue)"
             let note = rules.isEmpty ? "" : " (no rule matched)"
             return Rating(safety: safety, reasons: [base + note])

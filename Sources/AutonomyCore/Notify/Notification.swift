@@ -36,10 +36,12 @@ extension Database {
         _ event: NotificationEvent, taskID: Int64?, approvalID: Int64?, notify: NotifySettings, now: Int64
     ) throws {
         for channel in notify.channels {
-            try cachedStatement(sql: """
-                INSERT INTO notifications (event, channel, task_id, approval_id, created_at, next_attempt_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [event.rawValue, channel.rawValue, taskID, approvalID, now, now])
+            try cachedStatement(
+                sql: """
+                    INSERT INTO notifications (event, channel, task_id, approval_id, created_at, next_attempt_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [event.rawValue, channel.rawValue, taskID, approvalID, now, now])
         }
     }
 }
@@ -52,19 +54,24 @@ extension AutonomyStore {
     /// do not send the same one at once (a worker that dies mid-send leaves it to be retried).
     public func takeDueNotifications(now: Int64, limit: Int = 20) throws -> [PendingNotification] {
         try write("take due notifications") { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
-                WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
-                """, arguments: [now, limit])
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
+                    WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
+                    """, arguments: [now, limit])
             return try rows.compactMap { row -> PendingNotification? in
                 let id: Int64 = row[0]
-                try db.execute(sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
-                               arguments: [now + deliveryLease, id])
-                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2]) else {
+                try db.execute(
+                    sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
+                    arguments: [now + deliveryLease, id])
+                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2])
+                else {
                     return nil
                 }
-                return PendingNotification(id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4],
-                                           attempts: row[5])
+                return PendingNotification(
+                    id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4],
+                    attempts: row[5])
             }
         }
     }
@@ -79,8 +86,8 @@ extension AutonomyStore {
         switch notification.event {
         case .approvalNeeded:
             guard let approvalID = notification.approvalID, let task,
-                  let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
-                  let token = try issueToken(approvalID: approvalID, now: now)
+                let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
+                let token = try issueToken(approvalID: approvalID, now: now)
             else {
                 try finishObsolete(notification, now: now)
                 return nil
@@ -101,9 +108,10 @@ extension AutonomyStore {
 
     private func finishObsolete(_ notification: PendingNotification, now: Int64) throws {
         try write("drop an obsolete notification") { db in
-            try db.execute(sql: """
-                UPDATE notifications SET delivered_at = ?, last_error = 'no longer applies' WHERE id = ?
-                """, arguments: [now, notification.id])
+            try db.execute(
+                sql: """
+                    UPDATE notifications SET delivered_at = ?, last_error = 'no longer applies' WHERE id = ?
+                    """, arguments: [now, notification.id])
         }
     }
 
@@ -124,14 +132,16 @@ extension AutonomyStore {
             }
             if let error {
                 let backoff = min(notify.retryBackoff.milliseconds << min(attempts - 1, 20), 3_600_000)
-                try db.execute(sql: """
-                    UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?
-                    """, arguments: [attempts, now + backoff, error, notification.id])
+                try db.execute(
+                    sql: """
+                        UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?
+                        """, arguments: [attempts, now + backoff, error, notification.id])
                 try db.appendLedger(.notifyFailed, at: now, taskID: notification.taskID, type: type, detail: detail)
             } else {
-                try db.execute(sql: """
-                    UPDATE notifications SET attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?
-                    """, arguments: [attempts, now, notification.id])
+                try db.execute(
+                    sql: """
+                        UPDATE notifications SET attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?
+                        """, arguments: [attempts, now, notification.id])
                 try db.appendLedger(.notified, at: now, taskID: notification.taskID, type: type, detail: detail)
             }
         }
@@ -153,35 +163,45 @@ extension NotificationMessage {
         let expires = Timestamp.format(approval.expiresAt, timeZone: timeZone)
         var links: [String: JSONValue] = [:]
         if let baseURL {
-            // The page at this address only shows the request; its buttons POST the token to decide.
-            links["review"] = .string("\(baseURL)/approvals/\(approval.id)?token=\(token)")
+            // Each page only shows the request and asks to confirm; its button POSTs the token to
+            // decide. Mail scanners that open every link decide nothing.
+            let page = "\(baseURL)/approvals/\(approval.id)?token=\(token)"
+            links["review"] = .string(page)
+            links["approve"] = .string(page + "&decision=approve")
+            links["reject"] = .string(page + "&decision=reject")
         }
-        let text = "approval needed: task \(task.id) \(task.type)\(subject) (request \(approval.id), expires \(expires))"
+        let text =
+            "approval needed: task \(task.id) \(task.type)\(subject) (request \(approval.id), expires \(expires))"
             + (baseURL.map { " \($0)/approvals/\(approval.id)?token=\(token)" } ?? "")
             + " — or: autonomy approve \(approval.id) / autonomy reject \(approval.id) --reason TEXT"
-        return NotificationMessage(event: .approvalNeeded, text: text, body: .object([
-            "event": "approval_needed", "text": .string(text),
-            "approval": .object([
-                "id": .int(approval.id), "reason": .string(approval.reason),
-                "payload_sha256": .string(approval.payloadSHA256),
-                "requested_at": .string(Timestamp.format(approval.requestedAt)),
-                "expires_at": .string(Timestamp.format(approval.expiresAt)),
-                "links": .object(links),
-                "commands": .object([
-                    "approve": .string("autonomy approve \(approval.id)"),
-                    "reject": .string("autonomy reject \(approval.id) --reason TEXT"),
+        return NotificationMessage(
+            event: .approvalNeeded, text: text,
+            body: .object([
+                "event": "approval_needed", "text": .string(text),
+                "approval": .object([
+                    "id": .int(approval.id), "reason": .string(approval.reason),
+                    "payload_sha256": .string(approval.payloadSHA256),
+                    "requested_at": .string(Timestamp.format(approval.requestedAt)),
+                    "expires_at": .string(Timestamp.format(approval.expiresAt)),
+                    "links": .object(links),
+                    "commands": .object([
+                        "approve": .string("autonomy approve \(approval.id)"),
+                        "reject": .string("autonomy reject \(approval.id) --reason TEXT"),
+                    ]),
                 ]),
-            ]),
-            "task": task.alertValue,
-        ]))
+                "task": task.alertValue,
+            ]))
     }
 
     static func taskDead(_ task: TaskRecord) -> NotificationMessage {
-        let text = "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s): \(task.lastError ?? "no error recorded")"
+        let text =
+            "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s): \(task.lastError ?? "no error recorded")"
             + " — see: autonomy tasks show \(task.id)"
-        return NotificationMessage(event: .taskDead, text: text, body: .object([
-            "event": "task_dead", "text": .string(text), "task": task.alertValue,
-        ]))
+        return NotificationMessage(
+            event: .taskDead, text: text,
+            body: .object([
+                "event": "task_dead", "text": .string(text), "task": task.alertValue,
+            ]))
     }
 
     static func test(now: Int64) -> NotificationMessage {

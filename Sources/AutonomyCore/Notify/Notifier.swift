@@ -3,10 +3,11 @@ import Crypto
 import Foundation
 import NIOCore
 import Subprocess
+
 #if canImport(System)
-import System
+    import System
 #else
-import SystemPackage
+    import SystemPackage
 #endif
 
 /// Sends one alert through one channel. Returns nil when delivered, else one line saying why not.
@@ -38,16 +39,21 @@ public struct ChannelNotifier: Notifier {
 
     /// The message as JSON on stdin, the one-line text in `AUTONOMY_NOTIFY_TEXT`; exit 0 is delivered.
     private func runCommand(_ argv: [String], _ message: NotificationMessage) async -> String? {
-        guard let path = ExecRunner.locate(argv[0], base: FileManager.default.currentDirectoryPath,
-                                           searchPath: environment["PATH"]) else {
+        guard
+            let path = ExecRunner.locate(
+                argv[0], base: FileManager.default.currentDirectoryPath,
+                searchPath: environment["PATH"])
+        else {
             return "\(argv[0]): not found"
         }
         var variables = environment
         variables["AUTONOMY_NOTIFY_TEXT"] = message.text
         variables["AUTONOMY_NOTIFY_EVENT"] = message.event.rawValue
-        let processEnvironment = Environment.custom(Dictionary(uniqueKeysWithValues: variables.map {
-            (Environment.Key(stringLiteral: $0.key), $0.value)
-        }))
+        let processEnvironment = Environment.custom(
+            Dictionary(
+                uniqueKeysWithValues: variables.map {
+                    (Environment.Key(stringLiteral: $0.key), $0.value)
+                }))
         let options = {
             var options = PlatformOptions()
             options.processGroupID = 0
@@ -71,7 +77,8 @@ public struct ChannelNotifier: Notifier {
                         }
                         return String(decoding: tail, as: UTF8.self)
                     }
-                    let stderr = result.closureResult.split(whereSeparator: \.isNewline).last.map { ": \($0.prefix(200))" } ?? ""
+                    let stderr =
+                        result.closureResult.split(whereSeparator: \.isNewline).last.map { ": \($0.prefix(200))" } ?? ""
                     switch result.terminationStatus {
                     case .exited(0): return .some(nil)
                     case .exited(let code): return .some("the notify command exited with status \(code)\(stderr)")
@@ -137,8 +144,10 @@ public struct AlertDelivery: Sendable {
     public var notifier: any Notifier
     public var clock: any WallClock
 
-    public init(store: AutonomyStore, configuration: Configuration, notifier: (any Notifier)? = nil,
-                clock: any WallClock = SystemClock()) {
+    public init(
+        store: AutonomyStore, configuration: Configuration, notifier: (any Notifier)? = nil,
+        clock: any WallClock = SystemClock()
+    ) {
         self.store = store
         self.configuration = configuration
         self.notifier = notifier ?? ChannelNotifier(settings: configuration.notify)

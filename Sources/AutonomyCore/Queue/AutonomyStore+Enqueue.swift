@@ -73,13 +73,15 @@ extension AutonomyStore {
         _ request: EnqueueRequest, position: Int, db: Database, configuration: Configuration, now: Int64
     ) throws -> EnqueueOutcome {
         do {
-            return try insert(try request.prepare(configuration, now: now), db: db, notify: configuration.notify, now: now)
+            return try insert(
+                try request.prepare(configuration, now: now), db: db, notify: configuration.notify, now: now)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)
         }
     }
 
-    private func insert(_ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64) throws -> EnqueueOutcome {
+    private func insert(_ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64) throws -> EnqueueOutcome
+    {
         let request = task.request
         if let key = request.key,
             let existing = try TaskRecord.fetchOne(

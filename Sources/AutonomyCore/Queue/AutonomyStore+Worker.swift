@@ -143,8 +143,9 @@ extension AutonomyStore {
                     claim, arguments: [leaseToken, now + lease.milliseconds, now, now, id])
             else { continue }
             if let approvalID {
-                try db.run(sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
-                           arguments: [now, approvalID])
+                try db.run(
+                    sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                    arguments: [now, approvalID])
             }
             try db.appendLedger(
                 .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts,

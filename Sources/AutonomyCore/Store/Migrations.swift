@@ -68,40 +68,41 @@ enum Migrations {
                     """)
         }
         migrator.registerMigration("v2-approvals-and-notifications") { db in
-            try db.execute(sql: """
-                CREATE TABLE approvals (
-                    id INTEGER PRIMARY KEY,
-                    task_id INTEGER NOT NULL REFERENCES tasks(id),
-                    payload_sha256 TEXT NOT NULL,
-                    state TEXT NOT NULL,
-                    reason TEXT NOT NULL,
-                    requested_at INTEGER NOT NULL,
-                    expires_at INTEGER NOT NULL,
-                    decided_at INTEGER,
-                    decided_by TEXT,
-                    decision_note TEXT,
-                    channel TEXT,
-                    used_at INTEGER,
-                    token_sha256 TEXT
-                );
-                CREATE INDEX approvals_task ON approvals (task_id, id);
-                CREATE INDEX approvals_pending ON approvals (expires_at) WHERE state = 'pending';
-                CREATE UNIQUE INDEX approvals_token ON approvals (token_sha256) WHERE token_sha256 IS NOT NULL;
+            try db.execute(
+                sql: """
+                    CREATE TABLE approvals (
+                        id INTEGER PRIMARY KEY,
+                        task_id INTEGER NOT NULL REFERENCES tasks(id),
+                        payload_sha256 TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        requested_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        decided_at INTEGER,
+                        decided_by TEXT,
+                        decision_note TEXT,
+                        channel TEXT,
+                        used_at INTEGER,
+                        token_sha256 TEXT
+                    );
+                    CREATE INDEX approvals_task ON approvals (task_id, id);
+                    CREATE INDEX approvals_pending ON approvals (expires_at) WHERE state = 'pending';
+                    CREATE UNIQUE INDEX approvals_token ON approvals (token_sha256) WHERE token_sha256 IS NOT NULL;
 
-                CREATE TABLE notifications (
-                    id INTEGER PRIMARY KEY,
-                    event TEXT NOT NULL,
-                    channel TEXT NOT NULL,
-                    task_id INTEGER,
-                    approval_id INTEGER,
-                    created_at INTEGER NOT NULL,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    next_attempt_at INTEGER NOT NULL,
-                    delivered_at INTEGER,
-                    last_error TEXT
-                );
-                CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE delivered_at IS NULL;
-                """)
+                    CREATE TABLE notifications (
+                        id INTEGER PRIMARY KEY,
+                        event TEXT NOT NULL,
+                        channel TEXT NOT NULL,
+                        task_id INTEGER,
+                        approval_id INTEGER,
+                        created_at INTEGER NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at INTEGER NOT NULL,
+                        delivered_at INTEGER,
+                        last_error TEXT
+                    );
+                    CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE delivered_at IS NULL;
+                    """)
         }
         return migrator
     }

@@ -31,7 +31,8 @@ extension Statement {
                 var text = text
                 text.withUTF8 { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { chars in
-                        _ = sqlite3_bind_text(handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), transient)
+                        _ = sqlite3_bind_text(
+                            handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), transient)
                     }
                 }
             case .integer(let number?):

@@ -270,7 +270,9 @@ struct JSONParser {
         if integral {
             // A bigger integer would silently lose digits as a Double, and two different payloads
             // could then hash alike.
-            guard let value = Int64(text) else { throw failure("an integer beyond the 64-bit range (send it as a string)") }
+            guard let value = Int64(text) else {
+                throw failure("an integer beyond the 64-bit range (send it as a string)")
+            }
             return .int(value)
         }
         guard let value = Double(text), value.isFinite else { throw failure("a number too large to hold") }

@@ -98,7 +98,8 @@ import Testing
     }
 
     @Test func aHandlerIsJudgedWhenItExitsEvenIfAChildKeepsItsOutputOpen() async throws {
-        let outcome = await runner().run(invocation(["/bin/sh", "-c", "sleep 30 & echo '{\"ok\":true}'"], timeout: .seconds(20)))
+        let outcome = await runner().run(
+            invocation(["/bin/sh", "-c", "sleep 30 & echo '{\"ok\":true}'"], timeout: .seconds(20)))
         #expect(outcome.status == .exited(0))
         #expect(outcome.durationMs < 10_000)
         #expect(outcome.resultJSON == #"{"ok":true}"#)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+
 @testable import AutonomyCore
 
 /// A map whose send_email is safe only for our own domain, with alerts on a command channel.
@@ -100,7 +101,8 @@ let firewallMap = """
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
         let approved = try fixture.store.decide(
-            approvalID: request.approval.id, .approve(note: "checked"), by: "elad", channel: .cli, now: fixture.clock.now())
+            approvalID: request.approval.id, .approve(note: "checked"), by: "elad", channel: .cli,
+            now: fixture.clock.now())
         #expect(approved.state == .approved && approved.decidedBy == "elad")
         #expect(try fixture.store.task(id: task.id)?.state == .queued)
         let runner = ScriptedRunner()
@@ -114,11 +116,13 @@ let firewallMap = """
         #expect(decided.detail?[path: "payload_sha256"] == .string(task.payloadSHA256))
         // Deciding again, or deciding an unknown request, is refused.
         #expect(throws: ApprovalError.alreadyDecided(id: request.approval.id, state: .approved, by: "elad")) {
-            try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "x", channel: .cli,
-                                     now: fixture.clock.now())
+            try fixture.store.decide(
+                approvalID: request.approval.id, .approve(note: nil), by: "x", channel: .cli,
+                now: fixture.clock.now())
         }
         #expect(throws: ApprovalError.notFound(999)) {
-            try fixture.store.decide(approvalID: 999, .approve(note: nil), by: "x", channel: .cli, now: fixture.clock.now())
+            try fixture.store.decide(
+                approvalID: 999, .approve(note: nil), by: "x", channel: .cli, now: fixture.clock.now())
         }
     }
 
@@ -127,11 +131,13 @@ let firewallMap = """
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
         #expect(throws: ApprovalError.missingReason) {
-            try fixture.store.decide(approvalID: request.approval.id, .reject(reason: " "), by: "elad", channel: .cli,
-                                     now: fixture.clock.now())
+            try fixture.store.decide(
+                approvalID: request.approval.id, .reject(reason: " "), by: "elad", channel: .cli,
+                now: fixture.clock.now())
         }
-        _ = try fixture.store.decide(approvalID: request.approval.id, .reject(reason: "wrong client"), by: "elad",
-                                     channel: .cli, now: fixture.clock.now())
+        _ = try fixture.store.decide(
+            approvalID: request.approval.id, .reject(reason: "wrong client"), by: "elad",
+            channel: .cli, now: fixture.clock.now())
         let runner = ScriptedRunner()
         _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.isEmpty)
@@ -149,8 +155,9 @@ let firewallMap = """
         #expect(try fixture.store.task(id: task.id)?.state == .expired)
         #expect(try fixture.store.approval(id: request.approval.id)?.state == .expired)
         #expect(throws: ApprovalError.expired(id: request.approval.id)) {
-            try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
-                                     now: fixture.clock.now())
+            try fixture.store.decide(
+                approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
+                now: fixture.clock.now())
         }
         #expect(runner.calls.isEmpty)
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "approval_expired" })
@@ -160,14 +167,16 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
-        _ = try fixture.store.decide(approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
-                                     now: fixture.clock.now())
+        _ = try fixture.store.decide(
+            approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
+            now: fixture.clock.now())
         // Someone with the database file drops the guard and rewrites the payload (even its hash).
         try fixture.store.write("tamper") { db in
             try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
             let evil = #"{"body":"invoice","to":"attacker@evil.org"}"#
-            try db.execute(sql: "UPDATE tasks SET payload = ?, payload_sha256 = ? WHERE id = ?",
-                           arguments: [evil, evil.sha256Hex, task.id])
+            try db.execute(
+                sql: "UPDATE tasks SET payload = ?, payload_sha256 = ? WHERE id = ?",
+                arguments: [evil, evil.sha256Hex, task.id])
         }
         let runner = ScriptedRunner()
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
@@ -195,8 +204,9 @@ let firewallMap = """
     @Test func aTypeReRatedDangerousAfterEnqueueIsHeld() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("report")
-        let stricter = try loadMap(firewallMap.replacingOccurrences(
-            of: #""report": { "safety": "safe""#, with: #""report": { "safety": "dangerous""#))
+        let stricter = try loadMap(
+            firewallMap.replacingOccurrences(
+                of: #""report": { "safety": "safe""#, with: #""report": { "safety": "dangerous""#))
         let worker = Worker(store: fixture.store, loaded: stricter, clock: fixture.clock, runner: ScriptedRunner())
         let report = try await worker.work(drain: .init(maxSeconds: 10))
         #expect(report.attempts.isEmpty)
@@ -243,8 +253,9 @@ let firewallMap = """
         let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)
         let notifier = RecordingNotifier()
         notifier.failNext(1)
-        let delivery = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
-                                     clock: fixture.clock)
+        let delivery = AlertDelivery(
+            store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+            clock: fixture.clock)
         var reports = try await delivery.deliverDue()
         #expect(reports.map(\.error) == ["the test channel is down"])
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "notify_failed" })
@@ -258,6 +269,8 @@ let firewallMap = """
         #expect(message.event == .approvalNeeded)
         let link = try #require(message.body[path: "approval.links.review"]?.stringValue)
         #expect(link.hasPrefix("https://ops.example.com/autonomy/approvals/"))
+        #expect(message.body[path: "approval.links.approve"]?.stringValue == link + "&decision=approve")
+        #expect(message.body[path: "approval.links.reject"]?.stringValue == link + "&decision=reject")
         let token = try #require(link.split(separator: "=").last.map(String.init))
         #expect(try fixture.store.pendingApproval(token: token, now: fixture.clock.now()).task.id == task.id)
         #expect(message.text.contains("autonomy approve"))
@@ -270,8 +283,9 @@ let firewallMap = """
         let task = try fixture.enqueue("send_email", #"{"to":"ops@example.com"}"#)  // safe by rule
         let notifier = RecordingNotifier()
         var worker = fixture.worker(ScriptedRunner([.exited(1)]))
-        worker.alerts = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
-                                      clock: fixture.clock)
+        worker.alerts = AlertDelivery(
+            store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+            clock: fixture.clock)
         let report = try await worker.work(drain: nil)
         #expect(report.attempts.first?.outcome?.state == .dead)
         #expect(notifier.sent.map(\.message.event) == [.taskDead])
@@ -281,7 +295,8 @@ let firewallMap = """
 
 @Suite struct CanonicalNumberTests {
     @Test func equalNumbersHaveOneTextAndHugeIntegersAreRefused() throws {
-        #expect(try JSONValue.parse("[5, 5.0, 5e0, -0.0, 1e15, 1000000000000000.0, 0.1]").canonicalText
+        #expect(
+            try JSONValue.parse("[5, 5.0, 5e0, -0.0, 1e15, 1000000000000000.0, 0.1]").canonicalText
                 == "[5,5,5,0,1000000000000000,1000000000000000,0.1]")
         #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"n": 12345678901234567890123}"#) }
         #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"a": 1,}"#) }

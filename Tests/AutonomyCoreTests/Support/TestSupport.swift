@@ -117,7 +117,9 @@ final class RecordingNotifier: Notifier {
     /// The next `count` sends fail.
     func failNext(_ count: Int) { state.withLock { $0.failures = count } }
 
-    var sent: [(message: NotificationMessage, channel: NotifyChannel)] { state.withLock { $0.sent.map { ($0.0, $0.1) } } }
+    var sent: [(message: NotificationMessage, channel: NotifyChannel)] {
+        state.withLock { $0.sent.map { ($0.0, $0.1) } }
+    }
 
     func send(_ message: NotificationMessage, via channel: NotifyChannel) async -> String? {
         state.withLock { state in
