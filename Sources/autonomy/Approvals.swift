@@ -17,7 +17,7 @@ struct Approvals: AsyncParsableCommand {
         let (_, store) = try global.open(create: false)
         let now = try currentClock().now()
         let pending = try store.pendingApprovals(now: now)
-        if json { return printJSON(.array(pending.map(\.jsonValue))) }
+        if json { return printJSON(.array(pending.map { $0.jsonValue(now: now) })) }
         guard !pending.isEmpty else { return print("no approval requests are waiting") }
         print(
             table(

@@ -104,16 +104,16 @@ struct Enqueue: AsyncParsableCommand {
             )
         }
         if json { printJSON(outcome.task.jsonValue) } else { print(outcome.task.id) }
-        await alertNow(store: store, configuration: loaded.configuration)
+        await alertNow(store: store, configuration: loaded.configuration, tasks: [outcome.task.id])
     }
 
     /// The task is stored; now tell the operator at once about what needs them. A failure here
     /// changes nothing: work-once retries the alert.
-    private func alertNow(store: AutonomyStore, configuration: Configuration) async {
+    private func alertNow(store: AutonomyStore, configuration: Configuration, tasks: [Int64]) async {
         guard !configuration.notify.channels.isEmpty else { return }
         do {
             let delivery = AlertDelivery(store: store, configuration: configuration, clock: try currentClock())
-            for report in try await delivery.deliverDue() {
+            for report in try await delivery.deliverDue(budget: .seconds(30), tasks: Set(tasks)) {
                 if let error = report.error {
                     printError("warning: alert via \(report.channel.rawValue) failed: \(error) (work-once retries it)")
                 }
@@ -136,7 +136,7 @@ struct Enqueue: AsyncParsableCommand {
             for id in result.ids { text += "\(id)\n" }
             FileHandle.standardOutput.write(Data(text.utf8))
         }
-        await alertNow(store: store, configuration: loaded.configuration)
+        await alertNow(store: store, configuration: loaded.configuration, tasks: result.ids)
         if result.existing > 0 {
             printError(
                 "note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued"

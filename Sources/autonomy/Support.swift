@@ -111,7 +111,13 @@ func currentClock() throws -> any WallClock {
 
 /// Who is acting: `--by`, else `AUTONOMY_OPERATOR`, else the login user.
 func operatorName(_ flag: String?) throws -> String {
-    if let flag, !flag.isEmpty { return flag }
+    if let flag {
+        let name = flag.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 }) else {
+            throw CLIFailure("--by needs a name", code: .usage)
+        }
+        return name
+    }
     let environment = ProcessInfo.processInfo.environment
     if let name = environment["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
     if let name = environment["USER"] ?? environment["LOGNAME"], !name.isEmpty { return name }

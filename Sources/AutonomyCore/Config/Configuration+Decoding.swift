@@ -411,6 +411,10 @@ extension NotifySettings: Decodable {
             self.command = command
         }
         commandTimeout = try container.decodeIfPresent(Interval.self, forKey: .commandTimeout) ?? commandTimeout
+        guard commandTimeout >= .seconds(1), commandTimeout <= .minutes(10) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .commandTimeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
+        }
         webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
         retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
         guard retryBackoff >= .seconds(1) else {
@@ -442,6 +446,10 @@ extension WebhookSettings: Decodable {
                 forKey: .secretEnv, in: container, debugDescription: "expected the name of an environment variable")
         }
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
+        guard timeout >= .seconds(1), timeout <= .minutes(10) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
+        }
     }
 }
 

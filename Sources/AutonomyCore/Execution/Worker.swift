@@ -128,7 +128,6 @@ public struct Worker: Sendable {
         let lease = configuration.worker.lease
         var report = WorkReport()
         report.expiredApprovals = try store.expireApprovals(now: clock.now())
-        report.alerts += try await alerts?.deliverDue() ?? []
         report.recovered = try store.recoverExpiredLeases(
             configuration: configuration, now: clock.now(), random: random)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
@@ -169,8 +168,8 @@ public struct Worker: Sendable {
                 break
             }
         }
-        // What this run queued (a task dead, a task held for approval) goes out now too.
-        report.alerts += try await alerts?.deliverDue() ?? []
+        // Alerts go out after the tasks, so a slow or broken channel never holds up the queue.
+        report.alerts = try await alerts?.deliverDue() ?? []
         return report
     }
 

@@ -66,6 +66,14 @@ public struct PendingApproval: Sendable, Equatable {
             "expires_at": .string(Timestamp.format(approval.expiresAt)),
         ])
     }
+
+    /// The same, with how long it has waited and how long it has left, as of `now`.
+    public func jsonValue(now: Int64) -> JSONValue {
+        guard case .object(var fields) = jsonValue else { return jsonValue }
+        fields["age_seconds"] = .int((now - approval.requestedAt) / 1000)
+        fields["expires_in_seconds"] = .int(max(0, approval.expiresAt - now) / 1000)
+        return .object(fields)
+    }
 }
 
 extension TaskRecord {

@@ -17,10 +17,7 @@ extension Database {
         {
             return
         }
-        try execute(
-            sql: """
-                UPDATE approvals SET state = 'superseded', token_sha256 = NULL WHERE task_id = ? AND state = 'pending'
-                """, arguments: [taskID])
+        try supersedeApprovals(taskID: taskID, typeName: typeName, states: [.pending], reason: reason, now: now)
         let expiresAt = now + type.approvalExpiresAfter.milliseconds
         try cachedStatement(
             sql: """
@@ -38,13 +35,33 @@ extension Database {
         try queueNotification(.approvalNeeded, taskID: taskID, approvalID: approvalID, notify: notify, now: now)
     }
 
-    /// The approved request that lets this task run its current payload, if any.
+    /// Ends the task's requests in `states` as `superseded` (their tokens with them), with a ledger
+    /// row each.
+    func supersedeApprovals(taskID: Int64, typeName: String, states: [ApprovalState], reason: String, now: Int64) throws {
+        let list = states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        let replaced = try ApprovalRecord.fetchAll(
+            self, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE task_id = ? AND state IN (\(list))",
+            arguments: [taskID])
+        for approval in replaced {
+            try execute(sql: "UPDATE approvals SET state = 'superseded' WHERE id = ?", arguments: [approval.id])
+            try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
+            try appendLedger(
+                .approvalSuperseded, at: now, taskID: taskID, type: typeName,
+                detail: [
+                    "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
+                    "was": .string(approval.state.rawValue), "reason": .string(reason),
+                ])
+        }
+    }
+
+    /// The approved, unused request that lets this task run its current payload, if any. An approval
+    /// covers one attempt: a retry asks again.
     func approvalAllowing(taskID: Int64, payloadSHA256: String) throws -> ApprovalRecord? {
         try ApprovalRecord.fetchOne(
             cachedStatement(
                 sql: """
                     SELECT \(ApprovalRecord.columns) FROM approvals
-                    WHERE task_id = ? AND state = 'approved' AND payload_sha256 = ?
+                    WHERE task_id = ? AND state = 'approved' AND payload_sha256 = ? AND used_at IS NULL
                     ORDER BY id DESC LIMIT 1
                     """), arguments: [taskID, payloadSHA256])
     }
@@ -57,8 +74,9 @@ extension Database {
                 SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND expires_at <= ? ORDER BY id
                 """, arguments: [now])
         for approval in due {
+            try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
             try execute(
-                sql: "UPDATE approvals SET state = 'expired', token_sha256 = NULL WHERE id = ?",
+                sql: "UPDATE approvals SET state = 'expired' WHERE id = ?",
                 arguments: [approval.id])
             let type = try String.fetchOne(
                 self, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [approval.taskID])
@@ -87,7 +105,9 @@ extension AutonomyStore {
             let approvals = try ApprovalRecord.fetchAll(
                 db,
                 sql: """
-                    SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' ORDER BY id
+                    SELECT \(ApprovalRecord.columns) FROM approvals
+                    WHERE state = 'pending' AND task_id IN (SELECT id FROM tasks WHERE state = 'awaiting_approval')
+                    ORDER BY id
                     """)
             return try approvals.compactMap { approval in
                 try TaskRecord.fetchOne(
@@ -152,7 +172,7 @@ extension AutonomyStore {
             try db.execute(
                 sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now, task.id])
         case .reject(let reason):
-            guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw ApprovalError.missingReason }
+            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw ApprovalError.missingReason }
             (state, note) = (.rejected, reason)
             try db.execute(
                 sql: """
@@ -161,10 +181,11 @@ extension AutonomyStore {
         }
         try db.execute(
             sql: """
-                UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?,
-                                     token_sha256 = NULL
+                UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?
                 WHERE id = ?
                 """, arguments: [state.rawValue, now, decider, note, channel.rawValue, approvalID])
+        // Every link of the request is spent with the decision.
+        try db.execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approvalID])
         try db.appendLedger(
             .approvalDecided, at: now, taskID: task.id, type: task.type,
             detail: [
@@ -182,20 +203,22 @@ extension AutonomyStore {
 
     // MARK: - One-click tokens
 
-    /// Issues a fresh single-use token for a pending request and returns it; only its hash is
-    /// stored, and any earlier token of the request stops working. Nil when the request is no
-    /// longer pending.
+    /// Issues a fresh token for a pending request (one per alert delivered) and returns it; only its
+    /// hash is stored. Every token of a request works until the request is decided (which spends
+    /// them all), expires or is replaced. Nil when the request is no longer pending.
     public func issueToken(approvalID: Int64, now: Int64) throws -> String? {
         var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
         let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         let token = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         return try write("issue an approval token") { db in
+            guard try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM approvals WHERE id = ? AND state = 'pending' AND expires_at > ?)
+                """, arguments: [approvalID, now]) == true else { return nil }
             try db.execute(
-                sql: """
-                    UPDATE approvals SET token_sha256 = ? WHERE id = ? AND state = 'pending' AND expires_at > ?
-                    """, arguments: [token.sha256Hex, approvalID, now])
-            return db.changesCount == 1 ? token : nil
+                sql: "INSERT INTO approval_tokens (token_sha256, approval_id, issued_at) VALUES (?, ?, ?)",
+                arguments: [token.sha256Hex, approvalID, now])
+            return token
         }
     }
 
@@ -238,7 +261,8 @@ extension AutonomyStore {
         return try ApprovalRecord.fetchOne(
             db,
             sql: """
-                SELECT \(ApprovalRecord.columns) FROM approvals WHERE token_sha256 = ? AND state = 'pending'
+                SELECT \(ApprovalRecord.columns) FROM approvals
+                WHERE state = 'pending' AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = ?)
                 """, arguments: [token.sha256Hex])
     }
 }

@@ -25,6 +25,8 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case approvalRequested = "approval_requested"
     /// A human approved or rejected (who, when, why, through which channel, for which hash).
     case approvalDecided = "approval_decided"
+    /// A request was replaced (the payload or rating changed, the task was retried or cancelled).
+    case approvalSuperseded = "approval_superseded"
     /// Nobody decided in time: the request and its task expired.
     case approvalExpired = "approval_expired"
     /// An alert reached the operator through a channel.

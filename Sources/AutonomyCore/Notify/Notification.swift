@@ -50,29 +50,39 @@ extension Database {
 private let deliveryLease: Int64 = 5 * 60 * 1000
 
 extension AutonomyStore {
-    /// Takes up to `limit` due notifications for delivery: each is held for a while so two workers
-    /// do not send the same one at once (a worker that dies mid-send leaves it to be retried).
-    public func takeDueNotifications(now: Int64, limit: Int = 20) throws -> [PendingNotification] {
-        try write("take due notifications") { db in
-            let rows = try Row.fetchAll(
+    /// Takes the oldest due notification for delivery, holding it for a while so two processes do
+    /// not send it at once (one that dies mid-send leaves it to be retried). Alerts queued for a
+    /// channel the configuration no longer has are closed on the way. With `tasks`, only alerts
+    /// about those tasks are taken.
+    public func takeDueNotification(
+        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil
+    ) throws -> PendingNotification? {
+        try write("take a due notification") { db in
+            let filter = tasks.map { " AND task_id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
+            while let row = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
-                    WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?
-                    """, arguments: [now, limit])
-            return try rows.compactMap { row -> PendingNotification? in
+                    WHERE delivered_at IS NULL AND next_attempt_at <= ?\(filter) ORDER BY id LIMIT 1
+                    """, arguments: [now])
+            {
                 let id: Int64 = row[0]
-                try db.execute(
-                    sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
-                    arguments: [now + deliveryLease, id])
-                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2])
+                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2]),
+                    channels.contains(channel)
                 else {
-                    return nil
+                    try db.execute(
+                        sql: """
+                            UPDATE notifications SET delivered_at = ?, last_error = 'the channel is no longer configured'
+                            WHERE id = ?
+                            """, arguments: [now, id])
+                    continue
                 }
+                try db.execute(
+                    sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?", arguments: [now + deliveryLease, id])
                 return PendingNotification(
-                    id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4],
-                    attempts: row[5])
+                    id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4], attempts: row[5])
             }
+            return nil
         }
     }
 
@@ -85,7 +95,7 @@ extension AutonomyStore {
         let task = try notification.taskID.flatMap { try self.task(id: $0) }
         switch notification.event {
         case .approvalNeeded:
-            guard let approvalID = notification.approvalID, let task,
+            guard let approvalID = notification.approvalID, let task, task.state == .awaitingApproval,
                 let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
                 let token = try issueToken(approvalID: approvalID, now: now)
             else {
@@ -120,6 +130,8 @@ extension AutonomyStore {
     public func recordDelivery(
         _ notification: PendingNotification, error: String?, notify: NotifySettings, now: Int64
     ) throws {
+        // A channel's own error text could echo the alert back, link and token included.
+        let error = error.map(redactingTokens)
         try write("record a delivery") { db in
             let attempts = notification.attempts + 1
             let detail: JSONValue = [
@@ -153,6 +165,17 @@ extension AutonomyStore {
             try db.queueNotification(.test, taskID: nil, approvalID: nil, notify: notify, now: now)
         }
     }
+}
+
+/// The text with every `token=...` value replaced, for errors that are stored or logged.
+func redactingTokens(_ text: String) -> String {
+    var output = ""
+    var rest = Substring(text)
+    while let range = rest.range(of: "token=") {
+        output += rest[..<range.upperBound] + "[redacted]"
+        rest = rest[range.upperBound...].drop { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+    }
+    return output + rest
 }
 
 extension NotificationMessage {
@@ -194,8 +217,8 @@ extension NotificationMessage {
     }
 
     static func taskDead(_ task: TaskRecord) -> NotificationMessage {
-        let text =
-            "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s): \(task.lastError ?? "no error recorded")"
+        let ending = task.exitCode.map { "; last exit status \($0)" } ?? ""
+        let text = "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s)\(ending)"
             + " — see: autonomy tasks show \(task.id)"
         return NotificationMessage(
             event: .taskDead, text: text,
@@ -211,13 +234,14 @@ extension NotificationMessage {
 }
 
 extension TaskRecord {
-    /// What an alert says about a task: enough to decide, never the stderr of a handler.
+    /// What an alert says about a task: enough to decide. Never a handler's output or error text,
+    /// which may hold what a handler printed (secrets included); `tasks show` has them.
     var alertValue: JSONValue {
         .object([
             "id": .int(id), "type": .string(type), "state": .string(state.rawValue),
             "source": source.map { .string($0) } ?? .null, "subject": subject.map { .string($0) } ?? .null,
             "payload_summary": .string(payloadSummary), "attempts": .int(Int64(attempts)),
-            "last_error": lastError.map { .string($0) } ?? .null,
+            "exit_code": exitCode.map { .int(Int64($0)) } ?? .null,
         ])
     }
 }

@@ -161,18 +161,23 @@ public struct AlertDelivery: Sendable {
         public var error: String?
     }
 
-    /// Sends every due alert once. A failure is recorded and retried later; it never throws past
-    /// here unless the database itself fails.
-    public func deliverDue() async throws -> [Report] {
-        guard !configuration.notify.channels.isEmpty else { return [] }
+    /// Sends due alerts, one at a time, until none is due or `budget` has passed. A failure is
+    /// recorded and retried later; it never throws past here unless the database itself fails.
+    /// With `tasks`, only alerts about those tasks (what an `enqueue` just queued) are sent.
+    public func deliverDue(budget: Duration = .seconds(60), tasks: Set<Int64>? = nil) async throws -> [Report] {
+        let channels = configuration.notify.channels
+        guard !channels.isEmpty else { return [] }
+        let deadline = ContinuousClock.now + budget
         var reports: [Report] = []
-        for pending in try store.takeDueNotifications(now: clock.now()) {
+        while ContinuousClock.now < deadline,
+            let pending = try store.takeDueNotification(now: clock.now(), channels: channels, tasks: tasks)
+        {
             guard let message = try store.message(for: pending, configuration: configuration, now: clock.now()) else {
                 continue
             }
             let error = await notifier.send(message, via: pending.channel)
             try store.recordDelivery(pending, error: error, notify: configuration.notify, now: clock.now())
-            reports.append(Report(event: pending.event, channel: pending.channel, error: error))
+            reports.append(Report(event: pending.event, channel: pending.channel, error: error.map(redactingTokens)))
         }
         return reports
     }

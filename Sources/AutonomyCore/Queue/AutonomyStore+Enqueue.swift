@@ -114,7 +114,9 @@ extension AutonomyStore {
         if task.state == .awaitingApproval {
             // Asked at once, so the operator is alerted at once.
             let reason = "rated dangerous: " + task.rating.reasons.joined(separator: "; ")
-            try db.appendLedger(.held, at: now, taskID: id, type: request.type, detail: ["reason": .string(reason)])
+            try db.appendLedger(
+                .held, at: now, taskID: id, type: request.type,
+                detail: ["reason": .string(reason), "payload_sha256": .string(task.payloadSHA256)])
             try db.requestApproval(
                 taskID: id, typeName: request.type, type: task.type, payloadSHA256: task.payloadSHA256,
                 reason: reason, notify: notify, now: now)

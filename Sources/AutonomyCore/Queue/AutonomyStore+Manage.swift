@@ -71,6 +71,9 @@ extension AutonomyStore {
                 sql: """
                     UPDATE tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
                     """, arguments: [now, now, "cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""), taskID])
+            try db.supersedeApprovals(
+                taskID: taskID, typeName: task.type, states: [.pending, .approved],
+                reason: "the task was cancelled by \(actor)", now: now)
             try db.appendLedger(
                 .cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
                 detail: [
@@ -100,10 +103,10 @@ extension AutonomyStore {
                                      last_error = NULL, exit_code = NULL, result = NULL, stderr_tail = NULL
                     WHERE id = ?
                     """, arguments: [now, now, taskID])
-            // A human's yes covered the attempts it was given; running the task again asks anew.
-            try db.execute(
-                sql: "UPDATE approvals SET state = 'superseded' WHERE task_id = ? AND state = 'approved'",
-                arguments: [taskID])
+            // Running the task again asks for a human's yes anew.
+            try db.supersedeApprovals(
+                taskID: taskID, typeName: task.type, states: [.pending, .approved],
+                reason: "the task was retried by \(actor)", now: now)
             try db.appendLedger(
                 .retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
                 detail: [

@@ -82,12 +82,18 @@ enum Migrations {
                         decided_by TEXT,
                         decision_note TEXT,
                         channel TEXT,
-                        used_at INTEGER,
-                        token_sha256 TEXT
+                        used_at INTEGER
                     );
                     CREATE INDEX approvals_task ON approvals (task_id, id);
                     CREATE INDEX approvals_pending ON approvals (expires_at) WHERE state = 'pending';
-                    CREATE UNIQUE INDEX approvals_token ON approvals (token_sha256) WHERE token_sha256 IS NOT NULL;
+                    -- One-click tokens: only their SHA-256. One per alert delivered, so every link sent
+                    -- stays valid until the request is decided, expires or is replaced; then all go.
+                    CREATE TABLE approval_tokens (
+                        token_sha256 TEXT PRIMARY KEY,
+                        approval_id INTEGER NOT NULL REFERENCES approvals(id),
+                        issued_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX approval_tokens_approval ON approval_tokens (approval_id);
 
                     CREATE TABLE notifications (
                         id INTEGER PRIMARY KEY,

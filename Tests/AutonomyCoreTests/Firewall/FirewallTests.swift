@@ -25,7 +25,9 @@ let firewallMap = """
           "rules": [ { "path": "amount", "one_of": [500, 1000], "safety": "dangerous" },
                      { "path": "meta.channel", "equals": "phone", "safety": "dangerous" } ]
         },
-        "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } }
+        "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
+        "deploy": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                    "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 } }
       }
     }
     """
@@ -126,6 +128,38 @@ let firewallMap = """
         }
     }
 
+    @Test func anApprovalCoversOneAttemptAndARetryAsksAgain() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
+        let first = try #require(try pending(fixture).first).approval
+        _ = try fixture.store.decide(approvalID: first.id, .approve(note: nil), by: "elad", channel: .cli,
+                                     now: fixture.clock.now())
+        let runner = ScriptedRunner([.exited(1), .exited(0)])
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.count == 1)  // the failed attempt used the approval up
+        #expect(report.skipped.map(\.newState) == [.awaitingApproval])
+        #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
+        let second = try #require(try pending(fixture).first).approval
+        #expect(second.id != first.id && second.payloadSHA256 == first.payloadSHA256)
+        _ = try fixture.store.decide(approvalID: second.id, .approve(note: "retry it"), by: "elad", channel: .cli,
+                                     now: fixture.clock.now())
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        #expect(runner.calls.count == 2)
+        #expect(try fixture.store.task(id: task.id)?.state == .done)
+    }
+
+    @Test func cancellingAWaitingTaskWithdrawsItsRequest() throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first).approval
+        let token = try #require(try fixture.store.issueToken(approvalID: request.id, now: fixture.clock.now()))
+        _ = try fixture.store.cancel(taskID: task.id, by: "elad", reason: "sent by hand", now: fixture.clock.now())
+        #expect(try pending(fixture).isEmpty)
+        #expect(try fixture.store.approval(id: request.id)?.state == .superseded)
+        #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: token, now: fixture.clock.now()) }
+        #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "approval_superseded" })
+    }
+
     @Test func aRejectedTaskNeverRuns() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try enqueueEmail(fixture)
@@ -223,19 +257,25 @@ let firewallMap = """
         let token = try #require(try fixture.store.issueToken(approvalID: request.id, now: now))
         #expect(token.count >= 43 && old != token)
         // Only the hash is stored.
-        #expect(try fixture.count("SELECT COUNT(*) FROM approvals WHERE token_sha256 = '\(token.sha256Hex)'") == 1)
-        #expect(try fixture.count("SELECT COUNT(*) FROM approvals WHERE token_sha256 = '\(token)'") == 0)
+        #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens WHERE token_sha256 = '\(token.sha256Hex)'") == 1)
+        #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens WHERE token_sha256 = '\(token)'") == 0)
         // Opening the link shows the request and decides nothing.
         #expect(try fixture.store.pendingApproval(token: token, now: now).task.id == task.id)
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
-        // A re-issued token replaced the old one; a wrong one fails the same way.
-        #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: old, now: now) }
+        // Every link sent stays valid until the decision (one per channel and delivery); a wrong one
+        // fails without saying why.
+        #expect(try fixture.store.pendingApproval(token: old, now: now).task.id == task.id)
         #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: "guess", now: now) }
         let decided = try fixture.store.decide(token: token, .approve(note: nil), by: "elad", now: now)
         #expect(decided.channel == "link")
+        // The decision spends every token of the request: a replay of either fails the same way.
         #expect(throws: ApprovalError.invalidToken) {
             try fixture.store.decide(token: token, .reject(reason: "replay"), by: "mallory", now: now)
         }
+        #expect(throws: ApprovalError.invalidToken) {
+            try fixture.store.decide(token: old, .reject(reason: "replay"), by: "mallory", now: now)
+        }
+        #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens") == 0)
         // A token of a request that expired fails the same way too.
         let other = try enqueueEmail(fixture, to: "b@customer.org")
         let otherRequest = try #require(try pending(fixture).first { $0.task.id == other.id }).approval
@@ -276,6 +316,23 @@ let firewallMap = """
         #expect(message.text.contains("autonomy approve"))
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "notified" })
         #expect(try await delivery.deliverDue().isEmpty)  // delivered once
+    }
+
+    @Test func everyChannelGetsALinkThatWorks() async throws {
+        let fixture = try Fixture(map: firewallMap.replacingOccurrences(
+            of: #""notify": { "command": ["/bin/true"], "retry_backoff": "1m" }"#,
+            with: #""notify": { "command": ["/bin/true"], "webhook": { "url": "http://127.0.0.1:9/hook" } }"#))
+        let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)
+        let notifier = RecordingNotifier()
+        let delivery = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+                                     clock: fixture.clock)
+        _ = try await delivery.deliverDue()
+        #expect(notifier.sent.map(\.channel) == [.command, .webhook])
+        for (message, _) in notifier.sent {
+            let link = try #require(message.body[path: "approval.links.review"]?.stringValue)
+            let token = try #require(link.split(separator: "=").last.map(String.init))
+            #expect(try fixture.store.pendingApproval(token: token, now: fixture.clock.now()).task.id == task.id)
+        }
     }
 
     @Test func aDeadTaskRaisesAnAlert() async throws {
