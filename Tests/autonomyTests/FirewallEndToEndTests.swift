@@ -118,6 +118,7 @@ import Testing
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.stdout.contains("wire_money): blocked"))
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'wire_money' AND state = 'blocked'") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE type = 'wire_money' AND event = 'blocked'") == 1)
     }
 
     @Test func alertsReachANotifyCommand() async throws {
@@ -167,6 +168,54 @@ import Testing
         let expected = "sha256=" + ChannelNotifier.signature(of: delivered.body, secret: "s3cret")
         #expect(delivered.headers["x-autonomy-signature"] == expected)
         #expect(server.requests.count == 2)
+    }
+}
+
+extension FirewallEndToEndTests {
+    /// The link an operator receives, opened and then replayed: the binary writes the alert, the
+    /// core functions the dashboard will call decide by it.
+    @Test func aLinkDecidesOnceAndAReplayedOrWrongTokenIsRefused() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        let script = sandbox.file("notify.sh")
+        try "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        try Self.config(notify: #""notify": {"command": ["\#(script)"]}"#)
+            .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        let alert = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: sandbox.file("alert.json"))))
+        let link = try #require(alert[path: "approval.links.approve"]?.stringValue)
+        let token = try #require(URLComponents(string: link)?.queryItems?.first { $0.name == "token" }?.value)
+        let store = try AutonomyStore(path: sandbox.databasePath)
+        let now = SystemClock().now()
+        #expect(try store.pendingApproval(token: token, now: now).task.id == 1)  // opening the link decides nothing
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'awaiting_approval'") == 1)
+        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: "wrong", .approve(note: nil), by: "x", now: now) }
+        _ = try store.decide(token: token, .approve(note: nil), by: "elad", now: now)
+        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: token, .approve(note: nil), by: "x", now: now) }
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(sent(sandbox) == ["1"])
+        let decided = try JSONValue.parse(try await sandbox.run(["tasks", "show", "1", "--json"]).stdout)
+        guard case .array(let ledger)? = decided[path: "ledger"] else { throw CLIFailureInTest("no ledger") }
+        #expect(ledger.contains { $0[path: "event"] == "approval_decided" && $0[path: "detail.channel"] == "link" })
+    }
+
+    /// A webhook that answers slowly delays no task: the queue runs first, the alert after.
+    @Test func aSlowWebhookNeverHoldsUpTheQueue() async throws {
+        let server = try LoopbackHTTPServer(delay: .seconds(3))
+        defer { server.stop() }
+        let sandbox = try Sandbox(config: Self.config(
+            notify: #""notify": {"webhook": {"url": "\#(server.url)", "timeout": "1s"}}"#))
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])  // its alert times out
+        let id = try await approvalID(sandbox)
+        _ = try await sandbox.run(["approve", "\(id)"])
+        let run = try await sandbox.run(["work-once", "--drain"])
+        #expect(run.status == 0)
+        #expect(sent(sandbox) == ["1"])  // the approved task ran although alerts were failing
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'notify_failed'") >= 1)
+        let approvalAlert = try #require(server.requests.first)
+        #expect(approvalAlert.headers["x-autonomy-event"] == "approval_needed")
+        let body = try JSONValue.parse(approvalAlert.body)
+        #expect(body[path: "approval.links.approve"]?.stringValue?.contains("token=") == true)
     }
 }
 

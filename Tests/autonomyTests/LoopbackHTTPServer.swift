@@ -14,8 +14,11 @@ final class LoopbackHTTPServer: Sendable {
     let port: UInt16
     private let listener: Int32
     private let state: Mutex<(statuses: [Int], requests: [Request])>
+    /// How long each answer waits (to play a slow receiver).
+    private let delay: Duration
 
-    init(statuses: [Int] = []) throws {
+    init(statuses: [Int] = [], delay: Duration = .zero) throws {
+        self.delay = delay
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw POSIXError(.EIO) }
         self.listener = listener
@@ -85,6 +88,7 @@ final class LoopbackHTTPServer: Sendable {
                         state.requests.append(request)
                         return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
                     }
+                    if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds)) }
                     let response = "HTTP/1.1 \(status) Test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                     _ = Array(response.utf8).withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
                     return
