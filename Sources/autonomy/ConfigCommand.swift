@@ -25,7 +25,7 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let loaded = try global.loadConfiguration(quiet: true)
             let configuration = loaded.configuration
-            let warnings = loaded.warnings + loaded.machineWarnings()
+            let warnings = loaded.warnings + loaded.advice + loaded.machineWarnings()
             let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
             let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
             if json {

@@ -191,6 +191,8 @@ struct Demo: AsyncParsableCommand {
             "daily_report": {
               "description": "Summarise yesterday's tickets", "owner": "ops", "safety": "safe",
               "handler": { "exec": { "argv": ["./handlers/report.sh"], "timeout": "1m" } },
+              "verify": [ { "file": { "path": "reports/report-{{task.id}}.md", "non_empty": true, "modified_after_start": true } },
+                          { "json": { "path": "bytes", "min": 1 } } ],
               "retry": { "max_attempts": 3, "backoff": "30s", "factor": 2, "max_backoff": "1h" }
             },
             "sync_crm": {
@@ -205,7 +207,8 @@ struct Demo: AsyncParsableCommand {
             "send_email": {
               "description": "Send an email to a client", "owner": "sales-agent", "safety": "dangerous",
               "handler": { "exec": { "argv": ["./handlers/send-email.sh"], "timeout": "60s" } },
-              "rules": [ { "path": "to", "suffix": "@example.com", "safety": "safe" } ]
+              "rules": [ { "path": "to", "suffix": "@example.com", "safety": "safe" } ],
+              "verify": [ { "json": { "path": "sent_to", "non_empty": true } } ]
             }
           },
           "components": [

@@ -16,7 +16,8 @@ import Testing
             "send_email": {
               "safety": "\(emailSafety)",
               "handler": { "exec": { "argv": ["/bin/sh", "-c", "echo \\"$AUTONOMY_TASK_ID\\" >> sent.txt"] } },
-              "retry": { "max_attempts": 1 }
+              "retry": { "max_attempts": 1 },
+              "verify": [ { "file": { "path": "sent.txt", "non_empty": true } } ]
             }
           }
         }

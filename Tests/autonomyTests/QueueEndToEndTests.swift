@@ -21,7 +21,8 @@ import Testing
               } },
               "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
             },
-            "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } } }
+            "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                            "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
           }
         }
         """

@@ -7,6 +7,9 @@ public struct LoadedConfiguration: Sendable {
     public var path: String?
     /// Unknown keys and other things an operator should look at.
     public var warnings: [String]
+    /// Things worth a look that are not mistakes (no verifier, no safety rating): shown by
+    /// `config check`, not by every command.
+    public var advice: [String] = []
 
     /// The folder relative paths in the file are taken from: the file's own, else the current one.
     public var baseDirectory: String {
@@ -75,9 +78,11 @@ public enum ConfigLoader {
         } catch {
             throw ConfigError(path: "", message: "\(error)", file: file)
         }
-        var all = warnings.all
-        all += crossCheck(configuration)
-        return LoadedConfiguration(configuration: configuration, path: file, warnings: all.sorted())
+        let (mistakes, advice) = crossCheck(configuration)
+        var loaded = LoadedConfiguration(
+            configuration: configuration, path: file, warnings: (warnings.all + mistakes).sorted())
+        loaded.advice = advice.sorted()
+        return loaded
     }
 
     /// Where the database is: `flag` > `AUTONOMY_DATABASE` > the file's `database` (relative to the
@@ -106,19 +111,23 @@ public enum ConfigLoader {
     }
 
     /// Checks that span sections: what each section's decoder cannot see alone.
-    private static func crossCheck(_ configuration: Configuration) -> [String] {
+    private static func crossCheck(_ configuration: Configuration) -> (warnings: [String], advice: [String]) {
         var warnings: [String] = []
+        var advice: [String] = []
         for (index, component) in configuration.components.enumerated() {
             for type in component.taskTypes where configuration.taskTypes[type] == nil {
                 warnings.append("components[\(index)].task_types: \"\(type)\" is not a declared task type")
             }
         }
+        for type in configuration.taskTypes.values where type.verify.isEmpty {
+            advice.append("task_types.\(type.name).verify: no verifier, so \"done\" only means the handler exited 0")
+        }
         for type in configuration.taskTypes.values where type.safetyDefaulted {
-            warnings.append(
+            advice.append(
                 "task_types.\(type.name).safety: not set, so the type is rated dangerous (every task waits for approval)"
             )
         }
-        return warnings
+        return (warnings, advice)
     }
 }
 

@@ -51,6 +51,11 @@ extension Configuration: Decodable {
             }
             var type = body.type
             type.name = name
+            if type.canBeDangerous, type.verify.isEmpty {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: [CodingKeys.taskTypes, ConfigKey(name), ConfigKey("verify")],
+                    debugDescription: "a type that can be rated dangerous needs at least one verifier: \"ran\" is not \"succeeded\""))
+            }
             taskTypes[name] = type
         }
         components = try container.decodeIfPresent([Component].self, forKey: .components) ?? []
@@ -100,7 +105,7 @@ private struct TaskTypeBody: Decodable {
         type.timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout)
         type.retry = try container.decodeIfPresent(RetryPolicy.self, forKey: .retry) ?? RetryPolicy()
         type.priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 0
-        type.verify = try container.decodeIfPresent([JSONValue].self, forKey: .verify) ?? []
+        type.verify = try container.decodeIfPresent([Verifier].self, forKey: .verify) ?? []
         type.rules = try container.decodeIfPresent([SafetyRule].self, forKey: .rules) ?? []
         if let expiry = try container.decodeIfPresent(Interval.self, forKey: .approvalExpiresAfter) {
             guard expiry >= .minutes(1) else {
@@ -370,6 +375,143 @@ extension SafetyRule: Decodable {
         self.init(
             path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
             ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase) ?? false)
+    }
+}
+
+extension Verifier: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case command, http, file, json, attempts, interval }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        var kinds: [Kind] = []
+        if let check = try container.decodeIfPresent(CommandCheck.self, forKey: .command) { kinds.append(.command(check)) }
+        if let check = try container.decodeIfPresent(HTTPCheck.self, forKey: .http) { kinds.append(.http(check)) }
+        if let check = try container.decodeIfPresent(FileCheck.self, forKey: .file) { kinds.append(.file(check)) }
+        if let check = try container.decodeIfPresent(ValueAssertion.self, forKey: .json) { kinds.append(.json(check)) }
+        guard kinds.count == 1, let kind = kinds.first else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "expected exactly one of \"command\", \"http\", \"file\", \"json\""))
+        }
+        self.init(kind: kind)
+        attempts = try container.decodeIfPresent(Int.self, forKey: .attempts) ?? attempts
+        interval = try container.decodeIfPresent(Interval.self, forKey: .interval) ?? interval
+        guard (1...100).contains(attempts) else {
+            throw DecodingError.dataCorruptedError(forKey: .attempts, in: container, debugDescription: "expected 1 to 100")
+        }
+        guard interval <= .minutes(10) else {
+            throw DecodingError.dataCorruptedError(forKey: .interval, in: container, debugDescription: "expected at most \"10m\"")
+        }
+    }
+}
+
+extension CommandCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let argv = try container.decodeIfPresent([String].self, forKey: .argv) ?? []
+        guard let program = argv.first, !program.isEmpty else {
+            throw DecodingError.dataCorruptedError(forKey: .argv, in: container, debugDescription: "expected a non-empty array")
+        }
+        self.init(argv: argv)
+        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
+        guard timeout >= .seconds(1), timeout <= .hours(1) else {
+            throw DecodingError.dataCorruptedError(forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
+        }
+    }
+}
+
+extension HTTPCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case method, url, expectStatus = "expect_status", body, timeout
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let url = try container.decode(String.self, forKey: .url)
+        // The placeholders are filled in later; the rest must already be an http(s) address.
+        guard isHTTPAddress(url.replacingOccurrences(of: "{{", with: "x").replacingOccurrences(of: "}}", with: "x")) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container,
+                debugDescription: "expected an http(s) address, with {{payload.PATH}} or {{result.PATH}} placeholders")
+        }
+        self.init(url: url)
+        method = try container.decodeIfPresent(String.self, forKey: .method)?.uppercased() ?? method
+        guard ["GET", "HEAD", "POST"].contains(method) else {
+            throw DecodingError.dataCorruptedError(forKey: .method, in: container, debugDescription: "expected GET, HEAD or POST")
+        }
+        expectStatus = try container.decodeIfPresent([Int].self, forKey: .expectStatus) ?? expectStatus
+        guard !expectStatus.isEmpty, expectStatus.allSatisfy({ (100...599).contains($0) }) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .expectStatus, in: container, debugDescription: "expected a non-empty array of HTTP statuses")
+        }
+        body = try container.decodeIfPresent(ValueAssertion.self, forKey: .body)
+        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
+        guard timeout >= .seconds(1), timeout <= .minutes(10) else {
+            throw DecodingError.dataCorruptedError(forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
+        }
+    }
+}
+
+extension FileCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, exists, nonEmpty = "non_empty", contains, modifiedAfterStart = "modified_after_start"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let path = try container.decode(String.self, forKey: .path)
+        guard !path.isEmpty else {
+            throw DecodingError.dataCorruptedError(forKey: .path, in: container, debugDescription: "expected a path")
+        }
+        self.init(path: path)
+        if let exists = try container.decodeIfPresent(Bool.self, forKey: .exists), !exists {
+            throw DecodingError.dataCorruptedError(
+                forKey: .exists, in: container, debugDescription: "a file check always requires the file to exist")
+        }
+        nonEmpty = try container.decodeIfPresent(Bool.self, forKey: .nonEmpty) ?? false
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .contains) {
+            do {
+                contains = try CompiledPattern(pattern)
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .contains, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        modifiedAfterStart = try container.decodeIfPresent(Bool.self, forKey: .modifiedAfterStart) ?? false
+    }
+}
+
+extension ValueAssertion: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, exists, equals, nonEmpty = "non_empty", regex, min, max
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(path: try container.decode(String.self, forKey: .path))
+        if let exists = try container.decodeIfPresent(Bool.self, forKey: .exists), !exists {
+            throw DecodingError.dataCorruptedError(
+                forKey: .exists, in: container, debugDescription: "an assertion always requires the value to exist")
+        }
+        if container.contains(.equals) { equals = try container.decode(JSONValue.self, forKey: .equals) }
+        nonEmpty = try container.decodeIfPresent(Bool.self, forKey: .nonEmpty) ?? false
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .regex) {
+            do {
+                regex = try CompiledPattern(pattern)
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .regex, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        min = try container.decodeIfPresent(Double.self, forKey: .min)
+        max = try container.decodeIfPresent(Double.self, forKey: .max)
     }
 }
 

@@ -83,8 +83,8 @@ public struct TaskType: Sendable {
     public var timeout: Interval?
     public var retry = RetryPolicy()
     public var priority: Int = 0
-    /// Verifiers as written; the verification layer reads them.
-    public var verify: [JSONValue] = []
+    /// Checks of objective evidence run after the handler; all must pass for the task to be done.
+    public var verify: [Verifier] = []
     /// Rules that rate a task by its payload (see `SafetyRule`).
     public var rules: [SafetyRule] = []
     /// How long an approval request of this type stays open before it expires.
@@ -94,6 +94,9 @@ public struct TaskType: Sendable {
         self.name = name
         self.handler = handler
     }
+
+    /// Whether some payload can make this type dangerous (then it must declare a verifier).
+    public var canBeDangerous: Bool { safety == .dangerous || rules.contains { $0.safety == .dangerous } }
 
     /// The handler's time limit: the handler's own, else the type's, else the worker default.
     public func effectiveTimeout(_ worker: WorkerSettings) -> Interval {

@@ -93,6 +93,10 @@ public struct Worker: Sendable {
     public var leaseRenewalInterval: Duration?
     /// Delivers alerts; nil sends none (tests of the queue alone).
     public var alerts: AlertDelivery?
+    /// Runs `command` verifiers (a real program even when tests put a double in `runner`).
+    public var verifierRunner: any HandlerRunner
+    /// Waits between a verifier's looks; tests pass one that returns at once.
+    public var pause: @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
 
     public init(
         store: AutonomyStore, loaded: LoadedConfiguration, clock: any WallClock = SystemClock(),
@@ -103,6 +107,7 @@ public struct Worker: Sendable {
         self.loaded = loaded
         self.clock = clock
         self.runner = runner ?? ExecRunner(settings: loaded.configuration.worker)
+        self.verifierRunner = ExecRunner(settings: loaded.configuration.worker)
         self.random = random
         self.handlerEnvironment = handlerEnvironment
         self.logger = logger
@@ -128,8 +133,19 @@ public struct Worker: Sendable {
         let lease = configuration.worker.lease
         var report = WorkReport()
         report.expiredApprovals = try store.expireApprovals(now: clock.now())
-        report.recovered = try store.recoverExpiredLeases(
-            configuration: configuration, now: clock.now(), random: random)
+        let recovery = try store.recoverExpiredLeases(
+            configuration: configuration, now: clock.now(), lease: lease, random: random)
+        report.recovered = recovery.settled
+        for claimed in recovery.toVerify {
+            // Verify before retry: a crash never sends the same email twice.
+            let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
+            let checks = await verify(claimed, result: result)
+            if let outcome = try store.recordRecovery(
+                claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
+            {
+                report.recovered.append(outcome)
+            }
+        }
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
         var step = try store.claimNext(
             configuration: configuration, now: clock.now(), lease: lease,
@@ -141,17 +157,28 @@ public struct Worker: Sendable {
                 break
             }
             let outcome = await run(claimed)
-            let verdict = Verdict.fromHandler(outcome)
+            var checks: [CheckResult] = []
+            let verdict: Verdict
+            if outcome.status.succeeded, !claimed.type.verify.isEmpty,
+                try store.markVerifying(claimed, now: clock.now())
+            {
+                let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
+                checks = await verify(claimed, result: result)
+                verdict = .combine(checks)
+            } else {
+                verdict = .fromHandler(outcome)
+            }
             let stop = stopReason(drain, deadline: deadline, attemptsSoFar: report.attempts.count + 1)
             let recorded: TaskOutcome?
             if stop == nil {
                 (recorded, step) = try store.recordAttemptAndClaimNext(
-                    claimed, outcome: outcome, verdict: verdict, configuration: configuration, now: clock.now(),
+                    claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
+                    now: clock.now(),
                     lease: lease, leaseToken: UUID().uuidString, random: random)
             } else {
                 recorded = try store.recordAttempt(
-                    claimed, outcome: outcome, verdict: verdict, notify: configuration.notify, now: clock.now(),
-                    random: random)
+                    claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
+                    now: clock.now(), random: random)
             }
             logger.info(
                 "attempt ended",
@@ -195,28 +222,27 @@ public struct Worker: Sendable {
             metadata: [
                 "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
             ])
-        return await runKeepingLease(claimed, invocation: invocation)
+        let runner = self.runner
+        return await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) }
     }
 
-    private enum Event: Sendable {
-        case finished(HandlerOutcome)
-        case leaseLost
-    }
-
-    /// Runs the handler while renewing the lease every third of its length. If the lease is lost
-    /// (another worker took the task over), the handler is stopped: one attempt never runs twice.
-    private func runKeepingLease(_ claimed: ClaimedTask, invocation: HandlerInvocation) async -> HandlerOutcome {
+    /// Runs `operation` (a handler, or verifiers) while renewing the lease every third of its
+    /// length. If the lease is lost (another worker took the task over), the operation is cancelled:
+    /// one attempt never runs twice.
+    private func keepingLease<Value: Sendable>(
+        _ claimed: ClaimedTask, whenLost lost: Value, _ operation: @escaping @Sendable () async -> Value
+    ) async -> Value {
         let lease = loaded.configuration.worker.lease
-        let (store, clock, runner, logger) = (self.store, self.clock, self.runner, self.logger)
+        let (store, clock, logger) = (self.store, self.clock, self.logger)
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, lease.milliseconds / 3))
-        return await withTaskGroup(of: Event.self) { group in
-            group.addTask { .finished(await runner.run(invocation)) }
+        return await withTaskGroup(of: Value?.self) { group in
+            group.addTask { await operation() }
             group.addTask {
                 while true {
                     do {
                         try await Task.sleep(for: renewal)
                     } catch {
-                        return .leaseLost  // cancelled: the handler already finished
+                        return nil  // cancelled: the operation already finished
                     }
                     let now = clock.now()
                     do {
@@ -224,7 +250,8 @@ public struct Worker: Sendable {
                             taskID: claimed.task.id, leaseToken: claimed.leaseToken,
                             until: now + lease.milliseconds, now: now)
                         {
-                            return .leaseLost
+                            logger.warning("lease lost; stopping", metadata: ["task": "\(claimed.task.id)"])
+                            return nil
                         }
                     } catch {
                         logger.warning(
@@ -232,20 +259,21 @@ public struct Worker: Sendable {
                     }
                 }
             }
-            var outcome = HandlerOutcome(status: .stopped)
-            while let event = await group.next() {
-                switch event {
-                case .finished(let result):
-                    outcome = result
-                    group.cancelAll()
-                case .leaseLost:
-                    if !group.isCancelled {
-                        logger.warning("lease lost; stopping the handler", metadata: ["task": "\(claimed.task.id)"])
-                        group.cancelAll()
-                    }
-                }
+            var result = lost
+            while let next = await group.next() {
+                if let value = next { result = value }
+                group.cancelAll()
             }
-            return outcome
+            return result
         }
+    }
+
+    /// Runs a type's verifiers on what an attempt left behind, with the lease kept alive.
+    private func verify(_ claimed: ClaimedTask, result: JSONValue?) async -> [CheckResult] {
+        let verification = VerificationRunner(runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause)
+        let subject = VerificationSubject(
+            task: claimed.task, result: result, attemptStartedAt: claimed.task.startedAt ?? 0)
+        let verifiers = claimed.type.verify
+        return await keepingLease(claimed, whenLost: []) { await verification.verify(subject, with: verifiers) }
     }
 }

@@ -11,6 +11,10 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case claimed
     /// The handler ended (any way): exit code, duration, error.
     case executed
+    /// The handler ended; its evidence is being checked.
+    case verifying
+    /// One verifier's outcome and evidence.
+    case verified
     case done
     case retryScheduled = "retry_scheduled"
     case dead

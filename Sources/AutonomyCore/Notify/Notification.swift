@@ -7,6 +7,8 @@ public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
     case approvalNeeded = "approval_needed"
     /// A task ran out of attempts.
     case taskDead = "task_dead"
+    /// A verifier could not tell whether a task succeeded; it was treated as a failure.
+    case verificationInconclusive = "verification_inconclusive"
     /// `autonomy notify test`.
     case test
 }
@@ -105,6 +107,12 @@ extension AutonomyStore {
             return NotificationMessage.approvalNeeded(
                 task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,
                 timeZone: configuration.timezone)
+        case .verificationInconclusive:
+            guard let task else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.inconclusive(task)
         case .taskDead:
             guard let task else {
                 try finishObsolete(notification, now: now)
@@ -225,6 +233,14 @@ extension NotificationMessage {
             body: .object([
                 "event": "task_dead", "text": .string(text), "task": task.alertValue,
             ]))
+    }
+
+    static func inconclusive(_ task: TaskRecord) -> NotificationMessage {
+        let text = "verification inconclusive: task \(task.id) \(task.type) attempt \(task.attempts) could not be"
+            + " verified, so it counted as failed — check by hand: autonomy tasks show \(task.id)"
+        return NotificationMessage(
+            event: .verificationInconclusive, text: text,
+            body: .object(["event": "verification_inconclusive", "text": .string(text), "task": task.alertValue]))
     }
 
     static func test(now: Int64) -> NotificationMessage {

@@ -36,11 +36,21 @@ public struct TaskOutcome: Sendable, Equatable {
 }
 
 extension AutonomyStore {
-    /// Sends back every task whose lease ran out (its worker died): to the queue with backoff, or to
-    /// `dead` when it has no attempts left.
+    /// What recovery found: tasks settled at once, and tasks to verify before anything is retried.
+    public struct Recovery: Sendable {
+        /// Sent back to the queue with backoff, or dead (their type has no verifier to ask).
+        public var settled: [TaskOutcome] = []
+        /// Leased to this worker in `verifying`: their evidence decides whether they already
+        /// succeeded (then they are done and never run again).
+        public var toVerify: [ClaimedTask] = []
+    }
+
+    /// Takes over every task whose lease ran out (its worker died while executing or verifying).
+    /// A task whose type declares verifiers is leased to this worker for verification first; any
+    /// other goes back to the queue with backoff, or to `dead` when it has no attempts left.
     public func recoverExpiredLeases(
-        configuration: Configuration, now: Int64, random: @Sendable () -> Double
-    ) throws -> [TaskOutcome] {
+        configuration: Configuration, now: Int64, lease: Interval = .seconds(60), random: @Sendable () -> Double
+    ) throws -> Recovery {
         try write("recover expired leases") { db in
             let expired = try TaskRecord.fetchAll(
                 db,
@@ -49,17 +59,96 @@ extension AutonomyStore {
                     WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
                     ORDER BY id
                     """, arguments: [now])
-            return try expired.map { task in
+            var recovery = Recovery()
+            for task in expired {
                 try db.appendLedger(
                     .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
                     detail: ["state": .string(task.state.rawValue)])
+                let type = configuration.taskType(named: task.type)
+                if let type, !type.verify.isEmpty {
+                    let token = UUID().uuidString
+                    let claimed = try TaskRecord.fetchOne(
+                        db,
+                        sql: """
+                            UPDATE tasks SET state = 'verifying', lease_token = ?, lease_expires_at = ?, updated_at = ?
+                            WHERE id = ?
+                            RETURNING \(TaskRecord.columns)
+                            """, arguments: [token, now + lease.milliseconds, now, task.id])
+                    if let claimed {
+                        try db.appendLedger(
+                            .verifying, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                            detail: ["why": "its worker died: the evidence decides before anything is run again"])
+                        recovery.toVerify.append(ClaimedTask(task: claimed, type: type, leaseToken: token))
+                    }
+                    continue
+                }
                 let error =
                     "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
+                recovery.settled.append(
+                    try settleFailure(
+                        task, type: type, error: error, db: db, notify: configuration.notify, now: now, random: random))
+            }
+            return recovery
+        }
+    }
+
+    /// Records the verdict on a task recovered from a dead worker: done (its handler is not run
+    /// again), or back to the queue / dead. Nil when the lease was lost meanwhile.
+    public func recordRecovery(
+        _ claimed: ClaimedTask, checks: [CheckResult], notify: NotifySettings, now: Int64,
+        random: @Sendable () -> Double
+    ) throws -> TaskOutcome? {
+        try write("record a recovery") { db in
+            let task = claimed.task
+            guard try holdsLease(claimed, db: db) else { return nil }
+            try db.recordChecks(checks, task: task, notify: notify, now: now)
+            switch Verdict.combine(checks) {
+            case .passed(let evidence):
+                return try finish(task, evidence: "verified after its worker died, so not run again: " + evidence,
+                                  db: db, now: now)
+            case .failed(let reason):
                 return try settleFailure(
-                    task, type: configuration.taskType(named: task.type), error: error,
-                    db: db, notify: configuration.notify, now: now, random: random)
+                    task, type: claimed.type, error: "its worker died and " + reason, db: db, notify: notify, now: now,
+                    random: random)
             }
         }
+    }
+
+    /// Marks a task whose handler ended as being verified (with a ledger row).
+    public func markVerifying(_ claimed: ClaimedTask, now: Int64) throws -> Bool {
+        try write("mark a task verifying") { db in
+            try db.run(
+                sql: """
+                    UPDATE tasks SET state = 'verifying', updated_at = ?
+                    WHERE id = ? AND lease_token = ? AND state = 'running'
+                    """, arguments: [now, claimed.task.id, claimed.leaseToken])
+            guard db.changesCount == 1 else { return false }
+            try db.appendLedger(
+                .verifying, at: now, taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts)
+            return true
+        }
+    }
+
+    private func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
+        let current = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"), arguments: [claimed.task.id])
+        let state: String? = current?["state"]
+        let token: String? = current?["lease_token"]
+        return (state == TaskState.running.rawValue || state == TaskState.verifying.rawValue)
+            && token == claimed.leaseToken
+    }
+
+    private func finish(_ task: TaskRecord, evidence: String, db: Database, now: Int64) throws -> TaskOutcome {
+        try db.run(
+            sql: """
+                UPDATE tasks SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL, lease_token = NULL,
+                                 lease_expires_at = NULL
+                WHERE id = ?
+                """, arguments: [now, now, task.id])
+        try db.appendLedger(
+            .done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+            durationMs: now - (task.startedAt ?? now), detail: ["evidence": .string(evidence)])
+        return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
     }
 
     /// Claims the next runnable task (highest priority, then earliest run_at, then lowest id) under a
@@ -185,25 +274,26 @@ extension AutonomyStore {
     /// backoff, or `dead`. Returns nil, and records `lease_lost`, when the lease is no longer this
     /// worker's (another worker recovered the task; its outcome is the one that counts).
     public func recordAttempt(
-        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, notify: NotifySettings = NotifySettings(),
-        now: Int64, random: @Sendable () -> Double
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult] = [],
+        notify: NotifySettings = NotifySettings(), now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         try write("record an attempt") { db in
             try recordAttempt(
-                db: db, claimed, outcome: outcome, verdict: verdict, notify: notify, now: now, random: random)
+                db: db, claimed, outcome: outcome, verdict: verdict, checks: checks, notify: notify, now: now,
+                random: random)
         }
     }
 
     /// Records an attempt and claims the next task in the same transaction: a draining worker
     /// pays for one commit per task instead of two.
     public func recordAttemptAndClaimNext(
-        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, configuration: Configuration,
-        now: Int64, lease: Interval, leaseToken: String, random: @Sendable () -> Double
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult] = [],
+        configuration: Configuration, now: Int64, lease: Interval, leaseToken: String, random: @Sendable () -> Double
     ) throws -> (TaskOutcome?, ClaimStep) {
         try write("record an attempt and claim the next task") { db in
             let recorded = try recordAttempt(
-                db: db, claimed, outcome: outcome, verdict: verdict, notify: configuration.notify, now: now,
-                random: random)
+                db: db, claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
+                now: now, random: random)
             let next = try claimNext(
                 db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
             return (recorded, next)
@@ -211,18 +301,12 @@ extension AutonomyStore {
     }
 
     private func recordAttempt(
-        db: Database, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, notify: NotifySettings,
-        now: Int64, random: @Sendable () -> Double
+        db: Database, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult],
+        notify: NotifySettings, now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         let task = claimed.task
-        let current = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"),
-            arguments: [task.id])
-        let state: String? = current?["state"]
-        let token: String? = current?["lease_token"]
-        guard state == TaskState.running.rawValue || state == TaskState.verifying.rawValue,
-            token == claimed.leaseToken
-        else {
+        guard try holdsLease(claimed, db: db) else {
+            let state = try String.fetchOne(db, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [task.id])
             try db.appendLedger(
                 .leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
                 durationMs: outcome.durationMs,
@@ -249,18 +333,10 @@ extension AutonomyStore {
                 outcome.exitCode, outcome.resultJSON,
                 outcome.stderrTail.isEmpty ? nil : outcome.stderrTail, now, task.id,
             ])
+        try db.recordChecks(checks, task: task, notify: notify, now: now)
         switch verdict {
         case .passed(let evidence):
-            try db.run(
-                sql: """
-                    UPDATE tasks SET state = 'done', finished_at = ?, last_error = NULL, lease_token = NULL,
-                                     lease_expires_at = NULL
-                    WHERE id = ?
-                    """, arguments: [now, task.id])
-            try db.appendLedger(
-                .done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                durationMs: now - (task.startedAt ?? now), detail: ["evidence": .string(evidence)])
-            return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
+            return try finish(task, evidence: evidence, db: db, now: now)
         case .failed(let reason):
             return try settleFailure(
                 task, type: claimed.type, error: reason, db: db, notify: notify, now: now, random: random)

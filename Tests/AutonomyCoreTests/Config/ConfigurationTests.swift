@@ -19,8 +19,10 @@ import Testing
     }
 
     @Test func defaultsFillEveryOptionalKey() throws {
-        let loaded = try loadMap(
-            #"{"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}}}}}"#)
+        let loaded = try loadMap(#"""
+            {"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}},
+             "verify": [{"command": {"argv": ["/bin/true"]}}]}}}
+            """#)
         let type = try #require(loaded.configuration.taskTypes["t"])
         #expect(type.safety == .dangerous)  // no rating means dangerous
         #expect(type.retry == RetryPolicy())
@@ -28,7 +30,7 @@ import Testing
         #expect(loaded.configuration.worker.drainMaxSeconds == 50)
         #expect(loaded.configuration.queue.maxPayloadBytes == 262_144)
         #expect(loaded.configuration.store.synchronous == .full)
-        #expect(loaded.warnings.contains { $0.contains("task_types.t.safety") })
+        #expect(loaded.advice.contains { $0.contains("task_types.t.safety") })
     }
 
     @Test(arguments: [

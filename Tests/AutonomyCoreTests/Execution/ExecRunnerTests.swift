@@ -77,8 +77,8 @@ import Testing
         // The handler starts a grandchild that would outlive it, then hangs; both must be stopped.
         let script = "sleep 300 & echo $! > \(marker); wait"
         let outcome = await runner(grace: Interval(milliseconds: 200)).run(
-            invocation(["/bin/sh", "-c", script], timeout: Interval(milliseconds: 300)))
-        #expect(outcome.status == .timedOut(Interval(milliseconds: 300)))
+            invocation(["/bin/sh", "-c", script], timeout: .seconds(2)))
+        #expect(outcome.status == .timedOut(.seconds(2)))
         let pid = try #require(
             Int32(String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         var alive = true

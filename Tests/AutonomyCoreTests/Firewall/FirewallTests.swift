@@ -13,6 +13,7 @@ let firewallMap = """
       "task_types": {
         "send_email": {
           "safety": "dangerous", "approval_expires_after": "24h",
+          "verify": [ { "command": { "argv": ["/bin/true"] } } ],
           "handler": { "exec": { "argv": ["/bin/true"] } },
           "retry": { "max_attempts": 1 },
           "rules": [
@@ -22,11 +23,13 @@ let firewallMap = """
         },
         "refund": {
           "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+          "verify": [ { "command": { "argv": ["/bin/true"] } } ],
           "rules": [ { "path": "amount", "one_of": [500, 1000], "safety": "dangerous" },
                      { "path": "meta.channel", "equals": "phone", "safety": "dangerous" } ]
         },
         "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
         "deploy": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                    "verify": [ { "command": { "argv": ["/bin/true"] } } ],
                     "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 } }
       }
     }
@@ -61,7 +64,8 @@ let firewallMap = """
     ])
     func badRulesNameTheirKeyPath(rule: String, expected: String) {
         let map = """
-            {"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["x"]}}, "rules": [\(rule)]}}}
+            {"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["x"]}}, "rules": [\(rule)],
+             "verify": [{"command": {"argv": ["/bin/true"]}}]}}}
             """
         #expect {
             _ = try loadMap(map)
@@ -240,7 +244,8 @@ let firewallMap = """
         let task = try fixture.enqueue("report")
         let stricter = try loadMap(
             firewallMap.replacingOccurrences(
-                of: #""report": { "safety": "safe""#, with: #""report": { "safety": "dangerous""#))
+                of: #""report": { "safety": "safe""#,
+                with: #""report": { "verify": [ { "command": { "argv": ["/bin/true"] } } ], "safety": "dangerous""#))
         let worker = Worker(store: fixture.store, loaded: stricter, clock: fixture.clock, runner: ScriptedRunner())
         let report = try await worker.work(drain: .init(maxSeconds: 10))
         #expect(report.attempts.isEmpty)

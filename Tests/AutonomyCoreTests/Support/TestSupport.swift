@@ -42,7 +42,8 @@ let standardMap = """
         "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
                     "retry": { "max_attempts": 3, "backoff": "30s", "factor": 2, "max_backoff": "1h", "jitter": 0 } },
         "once": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } }, "retry": { "max_attempts": 1 } },
-        "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } } }
+        "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                        "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
       }
     }
     """

@@ -1,0 +1,238 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// How one verifier's check ended.
+public enum CheckOutcome: String, Sendable, Equatable {
+    case pass, fail
+    /// Could not tell (HTTP 5xx or 429, a time-out, an unreachable server): look again later.
+    case inconclusive
+    /// The verifier itself is broken (its program could not run, its template has no value).
+    case error
+}
+
+/// One verifier's answer, with the evidence it saw (bounded) and how long it took.
+public struct CheckResult: Sendable, Equatable {
+    public var index: Int
+    public var verifier: String
+    public var outcome: CheckOutcome
+    public var evidence: String
+    public var durationMs: Int64
+    /// How many looks it took.
+    public var looks: Int
+
+    public var jsonValue: JSONValue {
+        .object([
+            "index": .int(Int64(index)), "verifier": .string(verifier), "outcome": .string(outcome.rawValue),
+            "evidence": .string(evidence), "duration_ms": .int(durationMs), "looks": .int(Int64(looks)),
+        ])
+    }
+}
+
+/// What the verifiers looked at.
+public struct VerificationSubject: Sendable {
+    public var task: TaskRecord
+    /// The handler's result (its stdout as JSON), if any.
+    public var result: JSONValue?
+    /// When the attempt being verified started (for `modified_after_start`).
+    public var attemptStartedAt: Int64
+}
+
+/// Runs a type's verifiers, each up to its `attempts` while the answer is inconclusive.
+public struct VerificationRunner: Sendable {
+    public var runner: any HandlerRunner
+    public var baseDirectory: String
+    /// Waits between looks; tests pass one that returns at once.
+    public var pause: @Sendable (Interval) async -> Void
+
+    public init(
+        runner: any HandlerRunner, baseDirectory: String,
+        pause: @escaping @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
+    ) {
+        self.runner = runner
+        self.baseDirectory = baseDirectory
+        self.pause = pause
+    }
+
+    public func verify(_ subject: VerificationSubject, with verifiers: [Verifier]) async -> [CheckResult] {
+        var results: [CheckResult] = []
+        for (index, verifier) in verifiers.enumerated() {
+            let started = ContinuousClock.now
+            var looks = 0
+            var answer: (CheckOutcome, String) = (.error, "not run")
+            while looks < verifier.attempts {
+                if looks > 0 { await pause(verifier.interval) }
+                looks += 1
+                answer = await check(verifier.kind, subject)
+                if answer.0 != .inconclusive { break }
+            }
+            let elapsed = ContinuousClock.now - started
+            results.append(CheckResult(
+                index: index, verifier: verifier.name, outcome: answer.0, evidence: String(answer.1.prefix(500)),
+                durationMs: elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000,
+                looks: looks))
+        }
+        return results
+    }
+
+    private func check(_ kind: Verifier.Kind, _ subject: VerificationSubject) async -> (CheckOutcome, String) {
+        switch kind {
+        case .json(let assertion):
+            let (passed, evidence) = assertion.check(subject.result)
+            return (passed ? .pass : .fail, evidence)
+        case .file(let check):
+            return checkFile(check, subject)
+        case .command(let check):
+            return await runCommand(check, subject)
+        case .http(let check):
+            return await request(check, subject)
+        }
+    }
+
+    // MARK: - file
+
+    private func checkFile(_ check: FileCheck, _ subject: VerificationSubject) -> (CheckOutcome, String) {
+        let rendered: String
+        do {
+            rendered = try Template.render(check.path, subject, encode: Template.pathComponent)
+        } catch {
+            return (.error, "\(error)")
+        }
+        let path = ConfigLoader.absolute(rendered, base: baseDirectory)
+        var info = stat()
+        guard stat(path, &info) == 0 else { return (.fail, "\(path) does not exist") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { return (.fail, "\(path) is not a regular file") }
+        if check.nonEmpty, info.st_size == 0 { return (.fail, "\(path) is empty") }
+        if check.modifiedAfterStart {
+            let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+            guard modified >= subject.attemptStartedAt else {
+                return (.fail, "\(path) was last modified at \(Timestamp.format(modified)), before the attempt started")
+            }
+        }
+        if let pattern = check.contains {
+            guard let handle = FileHandle(forReadingAtPath: path) else { return (.error, "cannot read \(path)") }
+            defer { try? handle.close() }
+            let data = (try? handle.read(upToCount: 16 << 20)) ?? Data()
+            let text = String(decoding: data, as: UTF8.self)
+            guard let match = try? pattern.regex.firstMatch(in: text) else {
+                return (.fail, "\(path) does not contain /\(pattern.pattern)/")
+            }
+            return (.pass, "\(path) contains \(String(text[match.range].prefix(200)))")
+        }
+        return (.pass, "\(path) exists (\(info.st_size) bytes)")
+    }
+
+    // MARK: - command
+
+    private func runCommand(_ check: CommandCheck, _ subject: VerificationSubject) async -> (CheckOutcome, String) {
+        let input: JSONValue = .object([
+            "id": .int(subject.task.id), "type": .string(subject.task.type), "attempt": .int(Int64(subject.task.attempts)),
+            "payload": (try? JSONValue.parse(subject.task.payload)) ?? .string(subject.task.payload),
+            "result": subject.result ?? .null,
+        ])
+        var task = subject.task
+        task.payload = input.canonicalText  // the verifier reads the whole task where a handler reads its payload
+        var type = TaskType(name: subject.task.type, handler: .exec(ExecHandler(argv: check.argv)))
+        type.timeout = check.timeout
+        let outcome = await runner.run(HandlerInvocation(
+            task: task, type: type, attempt: subject.task.attempts, timeout: check.timeout,
+            baseDirectory: baseDirectory, environment: [:]))
+        let firstLine = outcome.stdout.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        switch outcome.status {
+        case .exited(0): return (.pass, firstLine.isEmpty ? "exit 0" : firstLine)
+        case .exited(1): return (.fail, firstLine.isEmpty ? "exit 1" : firstLine)
+        default: return (.error, "the verifier " + (outcome.errorSummary ?? "failed"))
+        }
+    }
+
+    // MARK: - http
+
+    private func request(_ check: HTTPCheck, _ subject: VerificationSubject) async -> (CheckOutcome, String) {
+        let url: String
+        do {
+            url = try Template.render(check.url, subject, encode: Template.urlComponent)
+        } catch {
+            return (.error, "\(error)")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .RAW(value: check.method)
+        request.headers.add(name: "User-Agent", value: "autonomy-verifier")
+        let status: Int
+        let body: ByteBuffer
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(check.timeout.milliseconds))
+            status = Int(response.status.code)
+            body = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            return (.inconclusive, "no answer from the server: \(String(describing: error).prefix(200))")
+        }
+        if status >= 500 || status == 429 { return (.inconclusive, "HTTP \(status)") }
+        guard check.expectStatus.contains(status) else {
+            return (.fail, "HTTP \(status), expected \(check.expectStatus.map(String.init).joined(separator: " or "))")
+        }
+        guard let assertion = check.body else { return (.pass, "HTTP \(status)") }
+        let bytes = Data(body.readableBytesView)
+        guard !bytes.isEmpty else { return (.fail, "HTTP \(status) with an empty body (no evidence is never a pass)") }
+        guard let document = try? JSONValue.parse(bytes) else { return (.fail, "HTTP \(status): the body is not JSON") }
+        let (passed, evidence) = assertion.check(document)
+        return (passed ? .pass : .fail, "HTTP \(status): \(evidence)")
+    }
+}
+
+/// `{{payload.PATH}}` and `{{result.PATH}}` placeholders: the only way task data reaches a URL or a
+/// path, encoded for where it goes.
+enum Template {
+    struct MissingValue: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func render(
+        _ text: String, _ subject: VerificationSubject, encode: (String) throws -> String
+    ) throws -> String {
+        var output = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "{{") {
+            output += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                throw MissingValue(description: "an unclosed {{ in \(text)")
+            }
+            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            output += try encode(try value(of: name, subject))
+            rest = rest[close.upperBound...]
+        }
+        return output + rest
+    }
+
+    private static func value(of name: String, _ subject: VerificationSubject) throws -> String {
+        let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+        let document: JSONValue?
+        switch parts.first {
+        case "payload": document = try? JSONValue.parse(subject.task.payload)
+        case "result": document = subject.result
+        case "task" where parts.count == 2 && parts[1] == "id": return String(subject.task.id)
+        default: throw MissingValue(description: "{{\(name)}} names neither payload, result nor task.id")
+        }
+        guard parts.count == 2, let value = document?[path: parts[1]] else {
+            throw MissingValue(description: "{{\(name)}} has no value in this task")
+        }
+        switch value {
+        case .string(let text): return text
+        case .int, .double, .bool: return value.canonicalText
+        default: throw MissingValue(description: "{{\(name)}} is not a string or a number")
+        }
+    }
+
+    static func urlComponent(_ value: String) throws -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+    }
+
+    /// A value may name a file, never a way out of the folder the template gives.
+    static func pathComponent(_ value: String) throws -> String {
+        guard !value.isEmpty, !value.contains("/"), !value.hasPrefix("."), !value.contains("\0") else {
+            throw MissingValue(description: "\"\(value)\" cannot stand in a path (no /, no leading dot)")
+        }
+        return value
+    }
+}
