@@ -17,7 +17,7 @@ struct Autonomy: AsyncParsableCommand {
         version: AutonomyVersion.current,
         subcommands: [
             Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, Approvals.self, Approve.self, Reject.self,
-            Firewall.self, Notify.self, ConfigCommand.self,
+            Verify.self, Firewall.self, Notify.self, ConfigCommand.self,
         ]
     )
 

@@ -133,19 +133,7 @@ public struct Worker: Sendable {
         let lease = configuration.worker.lease
         var report = WorkReport()
         report.expiredApprovals = try store.expireApprovals(now: clock.now())
-        let recovery = try store.recoverExpiredLeases(
-            configuration: configuration, now: clock.now(), lease: lease, random: random)
-        report.recovered = recovery.settled
-        for claimed in recovery.toVerify {
-            // Verify before retry: a crash never sends the same email twice.
-            let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
-            let checks = await verify(claimed, result: result)
-            if let outcome = try store.recordRecovery(
-                claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
-            {
-                report.recovered.append(outcome)
-            }
-        }
+        report.recovered = try await recover(configuration: configuration)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
         var step = try store.claimNext(
             configuration: configuration, now: clock.now(), lease: lease,
@@ -268,9 +256,37 @@ public struct Worker: Sendable {
         }
     }
 
+    /// The verifiers, as this worker runs them.
+    public var verificationRunner: VerificationRunner {
+        VerificationRunner(runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause)
+    }
+
+    /// Settles the tasks whose worker died (`verify --pending`): verified first where their type
+    /// has verifiers, else sent back to the queue or to dead. Claims nothing new.
+    public func verifyStuck() async throws -> [TaskOutcome] {
+        try await recover(configuration: loaded.configuration)
+    }
+
+    private func recover(configuration: Configuration) async throws -> [TaskOutcome] {
+        let recovery = try store.recoverExpiredLeases(
+            configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
+        var outcomes = recovery.settled
+        for claimed in recovery.toVerify {
+            // Verify before retry: a crash never sends the same email twice.
+            let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
+            let checks = await verify(claimed, result: result)
+            if let outcome = try store.recordRecovery(
+                claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
+            {
+                outcomes.append(outcome)
+            }
+        }
+        return outcomes
+    }
+
     /// Runs a type's verifiers on what an attempt left behind, with the lease kept alive.
     private func verify(_ claimed: ClaimedTask, result: JSONValue?) async -> [CheckResult] {
-        let verification = VerificationRunner(runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause)
+        let verification = verificationRunner
         let subject = VerificationSubject(
             task: claimed.task, result: result, attemptStartedAt: claimed.task.startedAt ?? 0)
         let verifiers = claimed.type.verify

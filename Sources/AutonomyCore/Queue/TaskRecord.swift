@@ -56,6 +56,15 @@ public struct TaskRecord: Sendable, Equatable {
     public var lastError: String?
     public var stderrTail: String?
 
+    /// A task that exists only in memory: what `verify --dry-run` checks.
+    public static func sample(type: String, payload: String, result: String?, now: Int64) -> TaskRecord {
+        TaskRecord(
+            id: 0, type: type, state: .verifying, priority: 0, runAt: now, payload: payload,
+            payloadSHA256: payload.sha256Hex, idempotencyKey: nil, source: "verify --dry-run", subject: nil,
+            attempts: 1, maxAttempts: nil, leaseToken: nil, leaseExpiresAt: nil, createdAt: now, updatedAt: now,
+            startedAt: now, finishedAt: nil, exitCode: 0, result: result, lastError: nil, stderrTail: nil)
+    }
+
     /// The limit that applies: the task's own, else its type's, else the default policy's.
     public func attemptLimit(_ type: TaskType?) -> Int {
         maxAttempts ?? type?.retry.maxAttempts ?? RetryPolicy().maxAttempts

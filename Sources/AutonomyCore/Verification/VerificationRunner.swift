@@ -36,6 +36,12 @@ public struct VerificationSubject: Sendable {
     public var result: JSONValue?
     /// When the attempt being verified started (for `modified_after_start`).
     public var attemptStartedAt: Int64
+
+    public init(task: TaskRecord, result: JSONValue?, attemptStartedAt: Int64) {
+        self.task = task
+        self.result = result
+        self.attemptStartedAt = attemptStartedAt
+    }
 }
 
 /// Runs a type's verifiers, each up to its `attempts` while the answer is inconclusive.

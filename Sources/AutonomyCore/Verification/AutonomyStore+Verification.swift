@@ -1,0 +1,57 @@
+import GRDB
+
+/// What `autonomy verify ID` did with a task's fresh evidence.
+public enum Reverification: Sendable, Equatable {
+    /// A failed or dead task whose evidence now passes became done.
+    case nowDone
+    /// A done task whose evidence no longer passes was reopened (as dead) with `--reopen`.
+    case reopened
+    /// The evidence was recorded; the task's state did not change.
+    case unchanged(TaskState)
+}
+
+extension AutonomyStore {
+    /// Records a re-check of a task's evidence (a ledger row per verifier) and acts on it: a failed
+    /// (waiting to retry) or dead task whose evidence passes becomes done; a done task whose
+    /// evidence fails becomes dead only with `reopen`. Nothing changes if the task moved meanwhile.
+    public func applyReverification(
+        _ task: TaskRecord, checks: [CheckResult], reopen: Bool, by actor: String, notify: NotifySettings, now: Int64
+    ) throws -> Reverification {
+        try write("record a re-verification") { db in
+            guard let current = try TaskRecord.fetchOne(
+                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [task.id])
+            else { throw QueueError.taskNotFound(task.id) }
+            try db.recordChecks(checks, task: current, notify: notify, now: now)
+            guard current.state == task.state, current.updatedAt == task.updatedAt else {
+                return .unchanged(current.state)
+            }
+            let verdict = Verdict.combine(checks)
+            let failedBefore = current.state == .dead || (current.state == .queued && current.lastError != nil)
+            switch verdict {
+            case .passed(let evidence) where failedBefore:
+                try db.execute(
+                    sql: """
+                        UPDATE tasks SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?
+                        """, arguments: [now, now, current.id])
+                try db.appendLedger(
+                    .done, at: now, taskID: current.id, type: current.type, attempt: current.attempts,
+                    detail: [
+                        "evidence": .string("found on a re-check by \(actor): " + evidence),
+                        "was": .string(current.state.rawValue),
+                    ])
+                return .nowDone
+            case .failed(let reason) where current.state == .done && reopen:
+                try db.execute(
+                    sql: """
+                        UPDATE tasks SET state = 'dead', updated_at = ?, last_error = ? WHERE id = ?
+                        """, arguments: [now, "reopened by \(actor): " + reason, current.id])
+                try db.appendLedger(
+                    .dead, at: now, taskID: current.id, type: current.type, attempt: current.attempts,
+                    detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"])
+                return .reopened
+            default:
+                return .unchanged(current.state)
+            }
+        }
+    }
+}
