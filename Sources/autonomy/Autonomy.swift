@@ -38,6 +38,9 @@ struct Autonomy: AsyncParsableCommand {
     /// Prints one `error:` line (help and version requests print as usual) and exits with the
     /// documented code.
     static func exit(withFailure error: any Error) -> Never {
+        if let code = error as? ExitCode {  // a command that already said what it had to
+            Foundation.exit(code.rawValue)
+        }
         if let failure = error as? CLIFailure {
             FileHandle.standardError.write(Data("error: \(failure.message)\n".utf8))
             Foundation.exit(failure.code.rawValue)

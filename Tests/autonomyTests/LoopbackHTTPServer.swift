@@ -13,11 +13,12 @@ final class LoopbackHTTPServer: Sendable {
 
     let port: UInt16
     private let listener: Int32
-    private let state: Mutex<(statuses: [Int], requests: [Request])>
+    private let state: Mutex<(statuses: [Int], requests: [Request], bodies: [String])>
     /// How long each answer waits (to play a slow receiver).
     private let delay: Duration
 
-    init(statuses: [Int] = [], delay: Duration = .zero) throws {
+    /// `bodies` are answered in order with the statuses (then an empty body).
+    init(statuses: [Int] = [], bodies: [String] = [], delay: Duration = .zero) throws {
         self.delay = delay
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw POSIXError(.EIO) }
@@ -39,7 +40,7 @@ final class LoopbackHTTPServer: Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
         }
         port = UInt16(bigEndian: address.sin_port)
-        state = Mutex((statuses, []))
+        state = Mutex((statuses, [], bodies))
         let thread = Thread { [self] in self.serve() }
         thread.start()
     }
@@ -84,12 +85,14 @@ final class LoopbackHTTPServer: Sendable {
                     let request = Request(
                         method: line.first.map(String.init) ?? "", path: line.dropFirst().first.map(String.init) ?? "",
                         headers: headers, body: Data(buffer[end..<(end + length)]))
-                    let status = state.withLock { state -> Int in
+                    let (status, answer) = state.withLock { state -> (Int, String) in
                         state.requests.append(request)
-                        return state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
+                        let status = state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
+                        return (status, state.bodies.isEmpty ? "" : state.bodies.removeFirst())
                     }
                     if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds)) }
-                    let response = "HTTP/1.1 \(status) Test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    let response = "HTTP/1.1 \(status) Test\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)"
                     _ = Array(response.utf8).withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
                     return
                 }
