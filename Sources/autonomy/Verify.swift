@@ -26,7 +26,9 @@ struct Verify: AsyncParsableCommand {
     @Flag(help: "Verify every task stuck in verifying (its worker died).")
     var pending = false
 
-    @Option(name: .customLong("dry-run"), help: ArgumentHelp("Try this type's verifiers on --result, touching nothing.", valueName: "type"))
+    @Option(
+        name: .customLong("dry-run"),
+        help: ArgumentHelp("Try this type's verifiers on --result, touching nothing.", valueName: "type"))
     var dryRun: String?
 
     @Option(help: ArgumentHelp("With --dry-run: the handler result to check, as JSON.", valueName: "json"))
@@ -45,7 +47,9 @@ struct Verify: AsyncParsableCommand {
         let modes = [id != nil, pending, dryRun != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give a task id, --pending, or --dry-run TYPE") }
         if reopen, id == nil { throw ValidationError("--reopen goes with a task id") }
-        if dryRun == nil, result != nil || payload != nil { throw ValidationError("--result and --payload go with --dry-run") }
+        if dryRun == nil, result != nil || payload != nil {
+            throw ValidationError("--result and --payload go with --dry-run")
+        }
     }
 
     func run() async throws {
@@ -58,7 +62,11 @@ struct Verify: AsyncParsableCommand {
             let report = try await worker.verifyStuck()
             if json { return printJSON(.array(report.map(\.jsonValue))) }
             if report.isEmpty { return print("no task is stuck in verifying") }
-            for outcome in report { print("task \(outcome.id) (\(outcome.type)): \(outcome.state.rawValue)\(outcome.error.map { " — \($0)" } ?? "")") }
+            for outcome in report {
+                print(
+                    "task \(outcome.id) (\(outcome.type)): \(outcome.state.rawValue)\(outcome.error.map { " — \($0)" } ?? "")"
+                )
+            }
             return
         }
         guard let id, let task = try store.task(id: id) else { throw QueueError.taskNotFound(id ?? 0) }
@@ -66,14 +74,18 @@ struct Verify: AsyncParsableCommand {
             throw QueueError.undeclaredType(task.type, declared: Array(configuration.taskTypes.keys))
         }
         guard !type.verify.isEmpty else {
-            throw CLIFailure("task type \(task.type) declares no verifier: add one under task_types.\(task.type).verify", code: .configError)
+            throw CLIFailure(
+                "task type \(task.type) declares no verifier: add one under task_types.\(task.type).verify",
+                code: .configError)
         }
         let checks = await worker.verificationRunner.verify(
-            VerificationSubject(task: task, result: task.result.flatMap { try? JSONValue.parse($0) },
-                                attemptStartedAt: task.startedAt ?? 0),
+            VerificationSubject(
+                task: task, result: task.result.flatMap { try? JSONValue.parse($0) },
+                attemptStartedAt: task.startedAt ?? 0),
             with: type.verify)
         let change = try store.applyReverification(
-            task, checks: checks, reopen: reopen, by: try operatorName(by), notify: configuration.notify, now: clock.now())
+            task, checks: checks, reopen: reopen, by: try operatorName(by), notify: configuration.notify,
+            now: clock.now())
         try report(checks, change: change, task: task)
     }
 
@@ -115,7 +127,9 @@ struct Verify: AsyncParsableCommand {
             printJSON(.object(fields))
         } else {
             for check in checks {
-                print("\(check.index + 1). \(check.verifier): \(check.outcome.rawValue) — \(check.evidence) (\(Interval(milliseconds: check.durationMs)))")
+                print(
+                    "\(check.index + 1). \(check.verifier): \(check.outcome.rawValue) — \(check.evidence) (\(Interval(milliseconds: check.durationMs)))"
+                )
             }
             switch change {
             case .nowDone?: print("task \(task?.id ?? 0) is now done (the evidence passes)")

@@ -178,7 +178,8 @@ extension FirewallEndToEndTests {
     @Test func aLinkDecidesOnceAndAReplayedOrWrongTokenIsRefused() async throws {
         let sandbox = try Sandbox(config: "{}")
         let script = sandbox.file("notify.sh")
-        try "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\n".write(toFile: script, atomically: true, encoding: .utf8)
+        try "#!/bin/sh\ncat > \"$(dirname \"$0\")/alert.json\"\n".write(
+            toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         try Self.config(notify: #""notify": {"command": ["\#(script)"]}"#)
             .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
@@ -190,9 +191,13 @@ extension FirewallEndToEndTests {
         let now = SystemClock().now()
         #expect(try store.pendingApproval(token: token, now: now).task.id == 1)  // opening the link decides nothing
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'awaiting_approval'") == 1)
-        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: "wrong", .approve(note: nil), by: "x", now: now) }
+        #expect(throws: ApprovalError.invalidToken) {
+            try store.decide(token: "wrong", .approve(note: nil), by: "x", now: now)
+        }
         _ = try store.decide(token: token, .approve(note: nil), by: "elad", now: now)
-        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: token, .approve(note: nil), by: "x", now: now) }
+        #expect(throws: ApprovalError.invalidToken) {
+            try store.decide(token: token, .approve(note: nil), by: "x", now: now)
+        }
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(sent(sandbox) == ["1"])
         let decided = try JSONValue.parse(try await sandbox.run(["tasks", "show", "1", "--json"]).stdout)
@@ -204,8 +209,9 @@ extension FirewallEndToEndTests {
     @Test func aSlowWebhookNeverHoldsUpTheQueue() async throws {
         let server = try LoopbackHTTPServer(delay: .seconds(3))
         defer { server.stop() }
-        let sandbox = try Sandbox(config: Self.config(
-            notify: #""notify": {"webhook": {"url": "\#(server.url)", "timeout": "1s"}}"#))
+        let sandbox = try Sandbox(
+            config: Self.config(
+                notify: #""notify": {"webhook": {"url": "\#(server.url)", "timeout": "1s"}}"#))
         _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])  // its alert times out
         let id = try await approvalID(sandbox)
         _ = try await sandbox.run(["approve", "\(id)"])

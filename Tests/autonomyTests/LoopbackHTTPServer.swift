@@ -91,7 +91,8 @@ final class LoopbackHTTPServer: Sendable {
                         return (status, state.bodies.isEmpty ? "" : state.bodies.removeFirst())
                     }
                     if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds)) }
-                    let response = "HTTP/1.1 \(status) Test\r\nContent-Type: application/json\r\n"
+                    let response =
+                        "HTTP/1.1 \(status) Test\r\nContent-Type: application/json\r\n"
                         + "Content-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)"
                     _ = Array(response.utf8).withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
                     return

@@ -7,21 +7,22 @@ import Testing
     /// After the lease, the next work-once verifies, finds the evidence, and marks the task done:
     /// the side effect exists exactly once.
     @Test func aCrashNeverSendsTheSameEmailTwice() async throws {
-        let sandbox = try Sandbox(config: """
-            {
-              "version": 1,
-              "worker": { "lease": "60s" },
-              "task_types": {
-                "send_email": {
-                  "safety": "safe",
-                  "handler": { "exec": { "argv": ["/bin/sh", "-c",
-                    "echo \\"$AUTONOMY_TASK_ID\\" >> sent.txt; kill -9 $PPID; sleep 1"] } },
-                  "verify": [ { "command": { "argv": ["/bin/sh", "-c", "grep -qx \\"$AUTONOMY_TASK_ID\\" sent.txt"] } } ],
-                  "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
+        let sandbox = try Sandbox(
+            config: """
+                {
+                  "version": 1,
+                  "worker": { "lease": "60s" },
+                  "task_types": {
+                    "send_email": {
+                      "safety": "safe",
+                      "handler": { "exec": { "argv": ["/bin/sh", "-c",
+                        "echo \\"$AUTONOMY_TASK_ID\\" >> sent.txt; kill -9 $PPID; sleep 1"] } },
+                      "verify": [ { "command": { "argv": ["/bin/sh", "-c", "grep -qx \\"$AUTONOMY_TASK_ID\\" sent.txt"] } } ],
+                      "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
+                    }
+                  }
                 }
-              }
-            }
-            """)
+                """)
         let id = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let crashed = try await sandbox.run(["work-once"])
@@ -39,15 +40,20 @@ import Testing
     }
 
     func check(_ http: String, server: LoopbackHTTPServer, attempts: Int = 1) async throws -> CheckResult {
-        let map = try ConfigLoader.parse(Data("""
-            {"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}},
-             "verify": [{"http": \(http), "attempts": \(attempts), "interval": "0s"}]}}}
-            """.utf8))
+        let map = try ConfigLoader.parse(
+            Data(
+                """
+                {"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}},
+                 "verify": [{"http": \(http), "attempts": \(attempts), "interval": "0s"}]}}}
+                """.utf8))
         let type = try #require(map.configuration.taskTypes["t"])
-        let runner = VerificationRunner(runner: ExecRunner(settings: WorkerSettings()), baseDirectory: "/", pause: { _ in })
+        let runner = VerificationRunner(
+            runner: ExecRunner(settings: WorkerSettings()), baseDirectory: "/", pause: { _ in })
         let task = TaskRecord.sample(type: "t", payload: #"{"id":"INV 42/7"}"#, result: nil, now: 0)
-        return try #require(await runner.verify(
-            VerificationSubject(task: task, result: ["message_id": "m-1"], attemptStartedAt: 0), with: type.verify).first)
+        return try #require(
+            await runner.verify(
+                VerificationSubject(task: task, result: ["message_id": "m-1"], attemptStartedAt: 0), with: type.verify
+            ).first)
     }
 
     @Test func anHTTPVerifierNeedsTheRightStatusAndEvidenceInTheBody() async throws {
@@ -69,10 +75,11 @@ import Testing
     }
 
     @Test func verifyDryRunTriesAVerifierWithoutAQueue() async throws {
-        let sandbox = try Sandbox(config: """
-            {"version": 1, "task_types": {"report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}},
-              "verify": [{"json": {"path": "bytes", "min": 1}}]}}}
-            """)
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "task_types": {"report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}},
+                  "verify": [{"json": {"path": "bytes", "min": 1}}]}}}
+                """)
         let good = try await sandbox.run(["verify", "--dry-run", "report", "--result", #"{"bytes": 120}"#])
         #expect(good.status == 0 && good.stdout.contains("1. json: pass"))
         let bad = try await sandbox.run(["verify", "--dry-run", "report", "--result", #"{"bytes": 0}"#])

@@ -52,9 +52,12 @@ extension Configuration: Decodable {
             var type = body.type
             type.name = name
             if type.canBeDangerous, type.verify.isEmpty {
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: [CodingKeys.taskTypes, ConfigKey(name), ConfigKey("verify")],
-                    debugDescription: "a type that can be rated dangerous needs at least one verifier: \"ran\" is not \"succeeded\""))
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: [CodingKeys.taskTypes, ConfigKey(name), ConfigKey("verify")],
+                        debugDescription:
+                            "a type that can be rated dangerous needs at least one verifier: \"ran\" is not \"succeeded\""
+                    ))
             }
             taskTypes[name] = type
         }
@@ -385,23 +388,28 @@ extension Verifier: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         var kinds: [Kind] = []
-        if let check = try container.decodeIfPresent(CommandCheck.self, forKey: .command) { kinds.append(.command(check)) }
+        if let check = try container.decodeIfPresent(CommandCheck.self, forKey: .command) {
+            kinds.append(.command(check))
+        }
         if let check = try container.decodeIfPresent(HTTPCheck.self, forKey: .http) { kinds.append(.http(check)) }
         if let check = try container.decodeIfPresent(FileCheck.self, forKey: .file) { kinds.append(.file(check)) }
         if let check = try container.decodeIfPresent(ValueAssertion.self, forKey: .json) { kinds.append(.json(check)) }
         guard kinds.count == 1, let kind = kinds.first else {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath,
-                debugDescription: "expected exactly one of \"command\", \"http\", \"file\", \"json\""))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected exactly one of \"command\", \"http\", \"file\", \"json\""))
         }
         self.init(kind: kind)
         attempts = try container.decodeIfPresent(Int.self, forKey: .attempts) ?? attempts
         interval = try container.decodeIfPresent(Interval.self, forKey: .interval) ?? interval
         guard (1...100).contains(attempts) else {
-            throw DecodingError.dataCorruptedError(forKey: .attempts, in: container, debugDescription: "expected 1 to 100")
+            throw DecodingError.dataCorruptedError(
+                forKey: .attempts, in: container, debugDescription: "expected 1 to 100")
         }
         guard interval <= .minutes(10) else {
-            throw DecodingError.dataCorruptedError(forKey: .interval, in: container, debugDescription: "expected at most \"10m\"")
+            throw DecodingError.dataCorruptedError(
+                forKey: .interval, in: container, debugDescription: "expected at most \"10m\"")
         }
     }
 }
@@ -414,19 +422,23 @@ extension CommandCheck: Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let argv = try container.decodeIfPresent([String].self, forKey: .argv) ?? []
         guard let program = argv.first, !program.isEmpty else {
-            throw DecodingError.dataCorruptedError(forKey: .argv, in: container, debugDescription: "expected a non-empty array")
+            throw DecodingError.dataCorruptedError(
+                forKey: .argv, in: container, debugDescription: "expected a non-empty array")
         }
         self.init(argv: argv)
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
         guard timeout >= .seconds(1), timeout <= .hours(1) else {
-            throw DecodingError.dataCorruptedError(forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
+            throw DecodingError.dataCorruptedError(
+                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
         }
     }
 }
 
 extension HTTPCheck: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case method, url, expectStatus = "expect_status", body, timeout
+        case method, url
+        case expectStatus = "expect_status"
+        case body, timeout
     }
 
     public init(from decoder: any Decoder) throws {
@@ -434,7 +446,8 @@ extension HTTPCheck: Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let url = try container.decode(String.self, forKey: .url)
         // The placeholders are filled in later; the rest must already be an http(s) address.
-        guard isHTTPAddress(url.replacingOccurrences(of: "{{", with: "x").replacingOccurrences(of: "}}", with: "x")) else {
+        guard isHTTPAddress(url.replacingOccurrences(of: "{{", with: "x").replacingOccurrences(of: "}}", with: "x"))
+        else {
             throw DecodingError.dataCorruptedError(
                 forKey: .url, in: container,
                 debugDescription: "expected an http(s) address, with {{payload.PATH}} or {{result.PATH}} placeholders")
@@ -442,7 +455,8 @@ extension HTTPCheck: Decodable {
         self.init(url: url)
         method = try container.decodeIfPresent(String.self, forKey: .method)?.uppercased() ?? method
         guard ["GET", "HEAD", "POST"].contains(method) else {
-            throw DecodingError.dataCorruptedError(forKey: .method, in: container, debugDescription: "expected GET, HEAD or POST")
+            throw DecodingError.dataCorruptedError(
+                forKey: .method, in: container, debugDescription: "expected GET, HEAD or POST")
         }
         expectStatus = try container.decodeIfPresent([Int].self, forKey: .expectStatus) ?? expectStatus
         guard !expectStatus.isEmpty, expectStatus.allSatisfy({ (100...599).contains($0) }) else {
@@ -452,14 +466,18 @@ extension HTTPCheck: Decodable {
         body = try container.decodeIfPresent(ValueAssertion.self, forKey: .body)
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
         guard timeout >= .seconds(1), timeout <= .minutes(10) else {
-            throw DecodingError.dataCorruptedError(forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
+            throw DecodingError.dataCorruptedError(
+                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
         }
     }
 }
 
 extension FileCheck: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case path, exists, nonEmpty = "non_empty", contains, modifiedAfterStart = "modified_after_start"
+        case path, exists
+        case nonEmpty = "non_empty"
+        case contains
+        case modifiedAfterStart = "modified_after_start"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -489,7 +507,9 @@ extension FileCheck: Decodable {
 
 extension ValueAssertion: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case path, exists, equals, nonEmpty = "non_empty", regex, min, max
+        case path, exists, equals
+        case nonEmpty = "non_empty"
+        case regex, min, max
     }
 
     public init(from decoder: any Decoder) throws {

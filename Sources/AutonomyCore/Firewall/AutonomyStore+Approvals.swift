@@ -37,7 +37,8 @@ extension Database {
 
     /// Ends the task's requests in `states` as `superseded` (their tokens with them), with a ledger
     /// row each.
-    func supersedeApprovals(taskID: Int64, typeName: String, states: [ApprovalState], reason: String, now: Int64) throws {
+    func supersedeApprovals(taskID: Int64, typeName: String, states: [ApprovalState], reason: String, now: Int64) throws
+    {
         let list = states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         let replaced = try ApprovalRecord.fetchAll(
             self, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE task_id = ? AND state IN (\(list))",
@@ -172,7 +173,9 @@ extension AutonomyStore {
             try db.execute(
                 sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now, task.id])
         case .reject(let reason):
-            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw ApprovalError.missingReason }
+            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw ApprovalError.missingReason
+            }
             (state, note) = (.rejected, reason)
             try db.execute(
                 sql: """
@@ -212,9 +215,13 @@ extension AutonomyStore {
         let token = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         return try write("issue an approval token") { db in
-            guard try Bool.fetchOne(db, sql: """
-                SELECT EXISTS (SELECT 1 FROM approvals WHERE id = ? AND state = 'pending' AND expires_at > ?)
-                """, arguments: [approvalID, now]) == true else { return nil }
+            guard
+                try Bool.fetchOne(
+                    db,
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM approvals WHERE id = ? AND state = 'pending' AND expires_at > ?)
+                        """, arguments: [approvalID, now]) == true
+            else { return nil }
             try db.execute(
                 sql: "INSERT INTO approval_tokens (token_sha256, approval_id, issued_at) VALUES (?, ?, ?)",
                 arguments: [token.sha256Hex, approvalID, now])

@@ -80,7 +80,8 @@ extension AutonomyStore {
                     continue
                 }
                 try db.execute(
-                    sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?", arguments: [now + deliveryLease, id])
+                    sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
+                    arguments: [now + deliveryLease, id])
                 return PendingNotification(
                     id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4], attempts: row[5])
             }
@@ -226,7 +227,8 @@ extension NotificationMessage {
 
     static func taskDead(_ task: TaskRecord) -> NotificationMessage {
         let ending = task.exitCode.map { "; last exit status \($0)" } ?? ""
-        let text = "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s)\(ending)"
+        let text =
+            "task dead: task \(task.id) \(task.type) after \(task.attempts) attempt(s)\(ending)"
             + " — see: autonomy tasks show \(task.id)"
         return NotificationMessage(
             event: .taskDead, text: text,
@@ -236,7 +238,8 @@ extension NotificationMessage {
     }
 
     static func inconclusive(_ task: TaskRecord) -> NotificationMessage {
-        let text = "verification inconclusive: task \(task.id) \(task.type) attempt \(task.attempts) could not be"
+        let text =
+            "verification inconclusive: task \(task.id) \(task.type) attempt \(task.attempts) could not be"
             + " verified, so it counted as failed — check by hand: autonomy tasks show \(task.id)"
         return NotificationMessage(
             event: .verificationInconclusive, text: text,

@@ -104,8 +104,9 @@ extension AutonomyStore {
             try db.recordChecks(checks, task: task, notify: notify, now: now)
             switch Verdict.combine(checks) {
             case .passed(let evidence):
-                return try finish(task, evidence: "verified after its worker died, so not run again: " + evidence,
-                                  db: db, now: now)
+                return try finish(
+                    task, evidence: "verified after its worker died, so not run again: " + evidence,
+                    db: db, now: now)
             case .failed(let reason):
                 return try settleFailure(
                     task, type: claimed.type, error: "its worker died and " + reason, db: db, notify: notify, now: now,

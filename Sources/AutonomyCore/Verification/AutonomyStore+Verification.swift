@@ -18,8 +18,9 @@ extension AutonomyStore {
         _ task: TaskRecord, checks: [CheckResult], reopen: Bool, by actor: String, notify: NotifySettings, now: Int64
     ) throws -> Reverification {
         try write("record a re-verification") { db in
-            guard let current = try TaskRecord.fetchOne(
-                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [task.id])
+            guard
+                let current = try TaskRecord.fetchOne(
+                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [task.id])
             else { throw QueueError.taskNotFound(task.id) }
             try db.recordChecks(checks, task: current, notify: notify, now: now)
             guard current.state == task.state, current.updatedAt == task.updatedAt else {

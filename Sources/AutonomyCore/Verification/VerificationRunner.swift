@@ -73,10 +73,12 @@ public struct VerificationRunner: Sendable {
                 if answer.0 != .inconclusive { break }
             }
             let elapsed = ContinuousClock.now - started
-            results.append(CheckResult(
-                index: index, verifier: verifier.name, outcome: answer.0, evidence: String(answer.1.prefix(500)),
-                durationMs: elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000,
-                looks: looks))
+            results.append(
+                CheckResult(
+                    index: index, verifier: verifier.name, outcome: answer.0, evidence: String(answer.1.prefix(500)),
+                    durationMs: elapsed.components.seconds * 1000 + elapsed.components.attoseconds
+                        / 1_000_000_000_000_000,
+                    looks: looks))
         }
         return results
     }
@@ -132,7 +134,8 @@ public struct VerificationRunner: Sendable {
 
     private func runCommand(_ check: CommandCheck, _ subject: VerificationSubject) async -> (CheckOutcome, String) {
         let input: JSONValue = .object([
-            "id": .int(subject.task.id), "type": .string(subject.task.type), "attempt": .int(Int64(subject.task.attempts)),
+            "id": .int(subject.task.id), "type": .string(subject.task.type),
+            "attempt": .int(Int64(subject.task.attempts)),
             "payload": (try? JSONValue.parse(subject.task.payload)) ?? .string(subject.task.payload),
             "result": subject.result ?? .null,
         ])
@@ -140,9 +143,10 @@ public struct VerificationRunner: Sendable {
         task.payload = input.canonicalText  // the verifier reads the whole task where a handler reads its payload
         var type = TaskType(name: subject.task.type, handler: .exec(ExecHandler(argv: check.argv)))
         type.timeout = check.timeout
-        let outcome = await runner.run(HandlerInvocation(
-            task: task, type: type, attempt: subject.task.attempts, timeout: check.timeout,
-            baseDirectory: baseDirectory, environment: [:]))
+        let outcome = await runner.run(
+            HandlerInvocation(
+                task: task, type: type, attempt: subject.task.attempts, timeout: check.timeout,
+                baseDirectory: baseDirectory, environment: [:]))
         let firstLine = outcome.stdout.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
         switch outcome.status {
         case .exited(0): return (.pass, firstLine.isEmpty ? "exit 0" : firstLine)
@@ -166,7 +170,8 @@ public struct VerificationRunner: Sendable {
         let status: Int
         let body: ByteBuffer
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(check.timeout.milliseconds))
+            let response = try await HTTPClient.shared.execute(
+                request, timeout: .milliseconds(check.timeout.milliseconds))
             status = Int(response.status.code)
             body = try await response.body.collect(upTo: 1 << 20)
         } catch {

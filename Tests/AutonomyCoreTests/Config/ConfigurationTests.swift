@@ -19,7 +19,8 @@ import Testing
     }
 
     @Test func defaultsFillEveryOptionalKey() throws {
-        let loaded = try loadMap(#"""
+        let loaded = try loadMap(
+            #"""
             {"version": 1, "task_types": {"t": {"handler": {"exec": {"argv": ["/bin/true"]}},
              "verify": [{"command": {"argv": ["/bin/true"]}}]}}}
             """#)

@@ -136,8 +136,9 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
         let first = try #require(try pending(fixture).first).approval
-        _ = try fixture.store.decide(approvalID: first.id, .approve(note: nil), by: "elad", channel: .cli,
-                                     now: fixture.clock.now())
+        _ = try fixture.store.decide(
+            approvalID: first.id, .approve(note: nil), by: "elad", channel: .cli,
+            now: fixture.clock.now())
         let runner = ScriptedRunner([.exited(1), .exited(0)])
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.count == 1)  // the failed attempt used the approval up
@@ -145,8 +146,9 @@ let firewallMap = """
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
         let second = try #require(try pending(fixture).first).approval
         #expect(second.id != first.id && second.payloadSHA256 == first.payloadSHA256)
-        _ = try fixture.store.decide(approvalID: second.id, .approve(note: "retry it"), by: "elad", channel: .cli,
-                                     now: fixture.clock.now())
+        _ = try fixture.store.decide(
+            approvalID: second.id, .approve(note: "retry it"), by: "elad", channel: .cli,
+            now: fixture.clock.now())
         _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.count == 2)
         #expect(try fixture.store.task(id: task.id)?.state == .done)
@@ -160,7 +162,9 @@ let firewallMap = """
         _ = try fixture.store.cancel(taskID: task.id, by: "elad", reason: "sent by hand", now: fixture.clock.now())
         #expect(try pending(fixture).isEmpty)
         #expect(try fixture.store.approval(id: request.id)?.state == .superseded)
-        #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: token, now: fixture.clock.now()) }
+        #expect(throws: ApprovalError.invalidToken) {
+            try fixture.store.pendingApproval(token: token, now: fixture.clock.now())
+        }
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "approval_superseded" })
     }
 
@@ -262,7 +266,8 @@ let firewallMap = """
         let token = try #require(try fixture.store.issueToken(approvalID: request.id, now: now))
         #expect(token.count >= 43 && old != token)
         // Only the hash is stored.
-        #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens WHERE token_sha256 = '\(token.sha256Hex)'") == 1)
+        #expect(
+            try fixture.count("SELECT COUNT(*) FROM approval_tokens WHERE token_sha256 = '\(token.sha256Hex)'") == 1)
         #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens WHERE token_sha256 = '\(token)'") == 0)
         // Opening the link shows the request and decides nothing.
         #expect(try fixture.store.pendingApproval(token: token, now: now).task.id == task.id)
@@ -324,13 +329,15 @@ let firewallMap = """
     }
 
     @Test func everyChannelGetsALinkThatWorks() async throws {
-        let fixture = try Fixture(map: firewallMap.replacingOccurrences(
-            of: #""notify": { "command": ["/bin/true"], "retry_backoff": "1m" }"#,
-            with: #""notify": { "command": ["/bin/true"], "webhook": { "url": "http://127.0.0.1:9/hook" } }"#))
+        let fixture = try Fixture(
+            map: firewallMap.replacingOccurrences(
+                of: #""notify": { "command": ["/bin/true"], "retry_backoff": "1m" }"#,
+                with: #""notify": { "command": ["/bin/true"], "webhook": { "url": "http://127.0.0.1:9/hook" } }"#))
         let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)
         let notifier = RecordingNotifier()
-        let delivery = AlertDelivery(store: fixture.store, configuration: fixture.configuration, notifier: notifier,
-                                     clock: fixture.clock)
+        let delivery = AlertDelivery(
+            store: fixture.store, configuration: fixture.configuration, notifier: notifier,
+            clock: fixture.clock)
         _ = try await delivery.deliverDue()
         #expect(notifier.sent.map(\.channel) == [.command, .webhook])
         for (message, _) in notifier.sent {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+
 @testable import AutonomyCore
 
 /// A map whose `checked` type passes verification when `marker` exists.
@@ -46,8 +47,9 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
         let marker = try folder.write("sent.marker", "sent")
         let fixture = try Fixture(map: verifiedMap(marker: marker))
         let task = try fixture.enqueue("checked")
-        _ = try fixture.store.claimNext(configuration: fixture.configuration, now: fixture.clock.now(),
-                                        lease: .seconds(60), leaseToken: "dead-worker")
+        _ = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(),
+            lease: .seconds(60), leaseToken: "dead-worker")
         fixture.clock.advance(by: .seconds(61))
         let runner = ScriptedRunner()
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
@@ -62,8 +64,9 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
     @Test func aDeadWorkersTaskWithoutEvidenceIsRetried() async throws {
         let fixture = try Fixture(map: verifiedMap())
         let task = try fixture.enqueue("checked")
-        _ = try fixture.store.claimNext(configuration: fixture.configuration, now: fixture.clock.now(),
-                                        lease: .seconds(60), leaseToken: "dead-worker")
+        _ = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(),
+            lease: .seconds(60), leaseToken: "dead-worker")
         fixture.clock.advance(by: .seconds(61))
         let runner = ScriptedRunner()
         let report = try await fixture.worker(runner).work(drain: nil)
@@ -75,17 +78,22 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
     @Test func anInconclusiveCheckCountsAsFailedAndAlertsTheOperator() async throws {
         let fixture = try Fixture(map: verifiedMap())
         let task = try fixture.enqueue("report")
-        let step = try fixture.store.claimNext(configuration: fixture.configuration, now: fixture.clock.now(),
-                                               lease: .seconds(60), leaseToken: "w")
+        let step = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(),
+            lease: .seconds(60), leaseToken: "w")
         let claimed = try #require(step.claimed)
-        let check = CheckResult(index: 0, verifier: "http", outcome: .inconclusive, evidence: "HTTP 503", durationMs: 3,
-                                looks: 3)
+        let check = CheckResult(
+            index: 0, verifier: "http", outcome: .inconclusive, evidence: "HTTP 503", durationMs: 3,
+            looks: 3)
         let recorded = try fixture.store.recordAttempt(
             claimed, outcome: HandlerOutcome(status: .exited(0)), verdict: .combine([check]), checks: [check],
             notify: fixture.configuration.notify, now: fixture.clock.now(), random: { 0 })
         #expect(recorded?.state == .queued)
         #expect(recorded?.error == "verifier 1 (http) could not tell after 3 look(s): HTTP 503")
-        #expect(try fixture.count("SELECT COUNT(*) FROM notifications WHERE event = 'verification_inconclusive' AND task_id = \(task.id)") == 1)
+        #expect(
+            try fixture.count(
+                "SELECT COUNT(*) FROM notifications WHERE event = 'verification_inconclusive' AND task_id = \(task.id)")
+                == 1)
     }
 
     @Test func reverifyingSettlesFailedTasksAndReopensDoneOnesOnlyWhenAsked() throws {
@@ -95,16 +103,27 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
             try db.execute(sql: "UPDATE tasks SET state = 'dead', last_error = 'x' WHERE id = ?", arguments: [task.id])
         }
         let dead = try #require(try fixture.store.task(id: task.id))
-        let pass = [CheckResult(index: 0, verifier: "json", outcome: .pass, evidence: "sent = true", durationMs: 1, looks: 1)]
-        let fail = [CheckResult(index: 0, verifier: "json", outcome: .fail, evidence: "sent is missing", durationMs: 1, looks: 1)]
-        #expect(try fixture.store.applyReverification(dead, checks: pass, reopen: false, by: "ops", notify: .init(),
-                                                      now: fixture.clock.now()) == .nowDone)
+        let pass = [
+            CheckResult(index: 0, verifier: "json", outcome: .pass, evidence: "sent = true", durationMs: 1, looks: 1)
+        ]
+        let fail = [
+            CheckResult(
+                index: 0, verifier: "json", outcome: .fail, evidence: "sent is missing", durationMs: 1, looks: 1)
+        ]
+        #expect(
+            try fixture.store.applyReverification(
+                dead, checks: pass, reopen: false, by: "ops", notify: .init(),
+                now: fixture.clock.now()) == .nowDone)
         let done = try #require(try fixture.store.task(id: task.id))
         #expect(done.state == .done)
-        #expect(try fixture.store.applyReverification(done, checks: fail, reopen: false, by: "ops", notify: .init(),
-                                                      now: fixture.clock.now()) == .unchanged(.done))
-        #expect(try fixture.store.applyReverification(done, checks: fail, reopen: true, by: "ops", notify: .init(),
-                                                      now: fixture.clock.now()) == .reopened)
+        #expect(
+            try fixture.store.applyReverification(
+                done, checks: fail, reopen: false, by: "ops", notify: .init(),
+                now: fixture.clock.now()) == .unchanged(.done))
+        #expect(
+            try fixture.store.applyReverification(
+                done, checks: fail, reopen: true, by: "ops", notify: .init(),
+                now: fixture.clock.now()) == .reopened)
         #expect(try fixture.store.task(id: task.id)?.state == .dead)
     }
 }
@@ -117,22 +136,33 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
     }
 
     func run(_ verifier: String, _ subject: VerificationSubject, base: String = "/") async throws -> CheckResult {
-        let map = try loadMap("""
+        let map = try loadMap(
+            """
             {"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}}, "verify": [\(verifier)]}}}
             """)
         let type = try #require(map.configuration.taskTypes["t"])
-        let runner = VerificationRunner(runner: ExecRunner(settings: WorkerSettings()), baseDirectory: base, pause: { _ in })
+        let runner = VerificationRunner(
+            runner: ExecRunner(settings: WorkerSettings()), baseDirectory: base, pause: { _ in })
         return try #require(await runner.verify(subject, with: type.verify).first)
     }
 
     @Test func jsonAssertionsNeedEvidence() async throws {
         let result: JSONValue = ["sent_to": "a@b.c", "count": 3, "tags": [], "id": "INV-42"]
-        #expect(try await run(#"{"json": {"path": "sent_to", "non_empty": true}}"#, subject(result: result)).outcome == .pass)
-        #expect(try await run(#"{"json": {"path": "count", "min": 1, "max": 5}}"#, subject(result: result)).outcome == .pass)
+        #expect(
+            try await run(#"{"json": {"path": "sent_to", "non_empty": true}}"#, subject(result: result)).outcome
+                == .pass)
+        #expect(
+            try await run(#"{"json": {"path": "count", "min": 1, "max": 5}}"#, subject(result: result)).outcome == .pass
+        )
         #expect(try await run(#"{"json": {"path": "count", "min": 4}}"#, subject(result: result)).outcome == .fail)
-        #expect(try await run(#"{"json": {"path": "tags", "non_empty": true}}"#, subject(result: result)).outcome == .fail)
-        #expect(try await run(#"{"json": {"path": "id", "regex": "^INV-[0-9]+$"}}"#, subject(result: result)).outcome == .pass)
-        #expect(try await run(#"{"json": {"path": "sent_to", "equals": "x@y.z"}}"#, subject(result: result)).outcome == .fail)
+        #expect(
+            try await run(#"{"json": {"path": "tags", "non_empty": true}}"#, subject(result: result)).outcome == .fail)
+        #expect(
+            try await run(#"{"json": {"path": "id", "regex": "^INV-[0-9]+$"}}"#, subject(result: result)).outcome
+                == .pass)
+        #expect(
+            try await run(#"{"json": {"path": "sent_to", "equals": "x@y.z"}}"#, subject(result: result)).outcome
+                == .fail)
         // No result at all is never a pass.
         #expect(try await run(#"{"json": {"path": "sent_to"}}"#, subject(result: nil)).outcome == .fail)
     }
@@ -144,38 +174,55 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
         let payload = #"{"name":"r-7.md","evil":"../../etc/passwd"}"#
         let now = SystemClock().now()
         let base = folder.path
-        #expect(try await run(#"{"file": {"path": "reports/{{payload.name}}", "non_empty": true, "contains": "total: [0-9]+"}}"#,
-                              subject(payload: payload), base: base).outcome == .pass)
-        #expect(try await run(#"{"file": {"path": "reports/empty.md", "non_empty": true}}"#, subject(), base: base).outcome == .fail)
+        #expect(
+            try await run(
+                #"{"file": {"path": "reports/{{payload.name}}", "non_empty": true, "contains": "total: [0-9]+"}}"#,
+                subject(payload: payload), base: base
+            ).outcome == .pass)
+        #expect(
+            try await run(#"{"file": {"path": "reports/empty.md", "non_empty": true}}"#, subject(), base: base).outcome
+                == .fail)
         #expect(try await run(#"{"file": {"path": "reports/missing.md"}}"#, subject(), base: base).outcome == .fail)
-        #expect(try await run(#"{"file": {"path": "reports/r-7.md", "modified_after_start": true}}"#,
-                              subject(startedAt: now + 60_000), base: base).outcome == .fail)
-        let escape = try await run(#"{"file": {"path": "reports/{{payload.evil}}"}}"#, subject(payload: payload), base: base)
+        #expect(
+            try await run(
+                #"{"file": {"path": "reports/r-7.md", "modified_after_start": true}}"#,
+                subject(startedAt: now + 60_000), base: base
+            ).outcome == .fail)
+        let escape = try await run(
+            #"{"file": {"path": "reports/{{payload.evil}}"}}"#, subject(payload: payload), base: base)
         #expect(escape.outcome == .error)
-        let missing = try await run(#"{"file": {"path": "reports/{{payload.nope}}"}}"#, subject(payload: payload), base: base)
+        let missing = try await run(
+            #"{"file": {"path": "reports/{{payload.nope}}"}}"#, subject(payload: payload), base: base)
         #expect(missing.outcome == .error)
     }
 
     @Test func aCommandVerifierPassesFailsOrIsBroken() async throws {
-        let pass = try await run(#"{"command": {"argv": ["/bin/sh", "-c", "cat > /dev/null; echo found it; exit 0"]}}"#, subject())
+        let pass = try await run(
+            #"{"command": {"argv": ["/bin/sh", "-c", "cat > /dev/null; echo found it; exit 0"]}}"#, subject())
         #expect(pass.outcome == .pass && pass.evidence == "found it")
         #expect(try await run(#"{"command": {"argv": ["/bin/sh", "-c", "exit 1"]}}"#, subject()).outcome == .fail)
         #expect(try await run(#"{"command": {"argv": ["/bin/sh", "-c", "exit 3"]}}"#, subject()).outcome == .error)
         #expect(try await run(#"{"command": {"argv": ["/nonexistent/verifier"]}}"#, subject()).outcome == .error)
         // It reads the task (payload and result) on stdin.
-        let seen = try await run(#"{"command": {"argv": ["/bin/sh", "-c", "grep -q '\"result\":{\"ok\":true}'"]}}"#,
-                                 subject(result: ["ok": true]))
+        let seen = try await run(
+            #"{"command": {"argv": ["/bin/sh", "-c", "grep -q '\"result\":{\"ok\":true}'"]}}"#,
+            subject(result: ["ok": true]))
         #expect(seen.outcome == .pass)
     }
 
     @Test func aDangerousTypeWithoutAVerifierIsAConfigError() {
         #expect {
-            _ = try loadMap(#"{"version": 1, "task_types": {"send": {"safety": "dangerous", "handler": {"exec": {"argv": ["x"]}}}}}"#)
+            _ = try loadMap(
+                #"{"version": 1, "task_types": {"send": {"safety": "dangerous", "handler": {"exec": {"argv": ["x"]}}}}}"#
+            )
         } throws: { error in
-            "\(error)".contains("task_types.send.verify: a type that can be rated dangerous needs at least one verifier")
+            "\(error)".contains(
+                "task_types.send.verify: a type that can be rated dangerous needs at least one verifier")
         }
         #expect(throws: ConfigError.self) {
-            _ = try loadMap(#"{"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}}, "verify": [{"json": {"path": "a"}, "file": {"path": "b"}}]}}}"#)
+            _ = try loadMap(
+                #"{"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}}, "verify": [{"json": {"path": "a"}, "file": {"path": "b"}}]}}}"#
+            )
         }
     }
 }
