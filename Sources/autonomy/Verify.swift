@@ -10,7 +10,8 @@ struct Verify: AsyncParsableCommand {
             autonomy verify 42               re-run task 42's verifiers now; a failed or dead task whose evidence \\
             passes becomes done
             autonomy verify 42 --reopen      ... and a done task whose evidence fails becomes dead
-            autonomy verify --pending        verify the tasks whose worker died while running or verifying them
+            autonomy verify --pending        settle the tasks whose worker died while running or verifying them \
+            (verified first; exits 1 when one is not done)
             autonomy verify --dry-run daily_report --result '{"bytes":120}'   try the verifiers, change nothing
             Exits 0 when every verifier passed, 1 when one did not.
             """)
@@ -61,12 +62,13 @@ struct Verify: AsyncParsableCommand {
         if pending {
             let report = try await worker.verifyStuck()
             if json { return printJSON(.array(report.map(\.jsonValue))) }
-            if report.isEmpty { return print("no task is stuck in verifying") }
+            if report.isEmpty { return print("no task is stuck: every running or verifying task's worker is alive") }
             for outcome in report {
                 print(
                     "task \(outcome.id) (\(outcome.type)): \(outcome.state.rawValue)\(outcome.error.map { " — \($0)" } ?? "")"
                 )
             }
+            if report.contains(where: { $0.state != .done }) { throw ExitCode(1) }
             return
         }
         guard let id, let task = try store.task(id: id) else { throw QueueError.taskNotFound(id ?? 0) }

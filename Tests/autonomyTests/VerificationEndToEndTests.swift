@@ -74,6 +74,26 @@ import Testing
         #expect(unsure.outcome == .inconclusive && unsure.looks == 2)  // 503 twice
     }
 
+    @Test func anHTTPVerifierWithoutABodyAssertionStillNeedsAnAnswer() async throws {
+        let server = try LoopbackHTTPServer(statuses: [200, 200, 200], bodies: ["", #"{"ok":1}"#, ""])
+        defer { server.stop() }
+        let url = "http://127.0.0.1:\(server.port)/q/{{payload.id}}"
+        let empty = try await check(#"{"url": "\#(url)"}"#, server: server)
+        #expect(empty.outcome == .fail)  // 200 with nothing in it is no evidence
+        #expect(try await check(#"{"url": "\#(url)"}"#, server: server).outcome == .pass)
+        #expect(try await check(#"{"url": "\#(url)", "method": "HEAD"}"#, server: server).outcome == .pass)
+        #expect(server.requests.last?.method == "HEAD")
+        // Task data never chooses the host.
+        #expect(throws: ConfigError.self) {
+            _ = try ConfigLoader.parse(
+                Data(
+                    """
+                    {"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}},
+                     "verify": [{"http": {"url": "https://{{payload.host}}/status"}}]}}}
+                    """.utf8))
+        }
+    }
+
     @Test func verifyDryRunTriesAVerifierWithoutAQueue() async throws {
         let sandbox = try Sandbox(
             config: """

@@ -445,7 +445,17 @@ extension HTTPCheck: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let url = try container.decode(String.self, forKey: .url)
-        // The placeholders are filled in later; the rest must already be an http(s) address.
+        // The placeholders are filled in later; the rest must already be an http(s) address, and
+        // task data may never choose the scheme or the host (it could point at its own "evidence").
+        let authorityEnd =
+            url.range(of: "://").flatMap { scheme in
+                url[scheme.upperBound...].firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" })
+            } ?? url.endIndex
+        guard !url[..<authorityEnd].contains("{{") else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container,
+                debugDescription: "placeholders may stand in the path or query only, never in the host")
+        }
         guard isHTTPAddress(url.replacingOccurrences(of: "{{", with: "x").replacingOccurrences(of: "}}", with: "x"))
         else {
             throw DecodingError.dataCorruptedError(

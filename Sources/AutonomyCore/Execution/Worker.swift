@@ -148,7 +148,7 @@ public struct Worker: Sendable {
             var checks: [CheckResult] = []
             let verdict: Verdict
             if outcome.status.succeeded, !claimed.type.verify.isEmpty,
-                try store.markVerifying(claimed, now: clock.now())
+                try store.markVerifying(claimed, outcome: outcome, now: clock.now())
             {
                 let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
                 checks = await verify(claimed, result: result)
@@ -268,10 +268,12 @@ public struct Worker: Sendable {
     }
 
     private func recover(configuration: Configuration) async throws -> [TaskOutcome] {
-        let recovery = try store.recoverExpiredLeases(
-            configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
-        var outcomes = recovery.settled
-        for claimed in recovery.toVerify {
+        var outcomes: [TaskOutcome] = []
+        while true {
+            let recovery = try store.recoverExpiredLeases(
+                configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
+            outcomes += recovery.settled
+            guard let claimed = recovery.toVerify.first else { return outcomes }
             // Verify before retry: a crash never sends the same email twice.
             let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
             let checks = await verify(claimed, result: result)
@@ -281,7 +283,6 @@ public struct Worker: Sendable {
                 outcomes.append(outcome)
             }
         }
-        return outcomes
     }
 
     /// Runs a type's verifiers on what an attempt left behind, with the lease kept alive.

@@ -40,8 +40,8 @@ extension AutonomyStore {
     public struct Recovery: Sendable {
         /// Sent back to the queue with backoff, or dead (their type has no verifier to ask).
         public var settled: [TaskOutcome] = []
-        /// Leased to this worker in `verifying`: their evidence decides whether they already
-        /// succeeded (then they are done and never run again).
+        /// Leased to this worker in `verifying` (one per call; call again for the next): its
+        /// evidence decides whether it already succeeded (then it is done and never run again).
         public var toVerify: [ClaimedTask] = []
     }
 
@@ -61,11 +61,14 @@ extension AutonomyStore {
                     """, arguments: [now])
             var recovery = Recovery()
             for task in expired {
-                try db.appendLedger(
-                    .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                    detail: ["state": .string(task.state.rawValue)])
                 let type = configuration.taskType(named: task.type)
                 if let type, !type.verify.isEmpty {
+                    // One at a time: a task waits for its verification with its lease expired, where
+                    // any worker may take it, rather than under a lease nobody renews.
+                    guard recovery.toVerify.isEmpty else { continue }
+                    try db.appendLedger(
+                        .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                        detail: ["state": .string(task.state.rawValue)])
                     let token = UUID().uuidString
                     let claimed = try TaskRecord.fetchOne(
                         db,
@@ -82,6 +85,9 @@ extension AutonomyStore {
                     }
                     continue
                 }
+                try db.appendLedger(
+                    .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                    detail: ["state": .string(task.state.rawValue)])
                 let error =
                     "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
                 recovery.settled.append(
@@ -100,7 +106,12 @@ extension AutonomyStore {
     ) throws -> TaskOutcome? {
         try write("record a recovery") { db in
             let task = claimed.task
-            guard try holdsLease(claimed, db: db) else { return nil }
+            guard try holdsLease(claimed, db: db) else {
+                try db.appendLedger(
+                    .leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+                    detail: ["during": "verification after a dead worker"])
+                return nil
+            }
             try db.recordChecks(checks, task: task, notify: notify, now: now)
             switch Verdict.combine(checks) {
             case .passed(let evidence):
@@ -116,13 +127,19 @@ extension AutonomyStore {
     }
 
     /// Marks a task whose handler ended as being verified (with a ledger row).
-    public func markVerifying(_ claimed: ClaimedTask, now: Int64) throws -> Bool {
+    /// The handler's result is saved with it, so a worker that dies while verifying leaves the
+    /// evidence to the next one.
+    public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) throws -> Bool {
         try write("mark a task verifying") { db in
             try db.run(
                 sql: """
-                    UPDATE tasks SET state = 'verifying', updated_at = ?
+                    UPDATE tasks SET state = 'verifying', updated_at = ?, result = ?, exit_code = ?, stderr_tail = ?
                     WHERE id = ? AND lease_token = ? AND state = 'running'
-                    """, arguments: [now, claimed.task.id, claimed.leaseToken])
+                    """,
+                arguments: [
+                    now, outcome.resultJSON, outcome.exitCode, outcome.stderrTail.isEmpty ? nil : outcome.stderrTail,
+                    claimed.task.id, claimed.leaseToken,
+                ])
             guard db.changesCount == 1 else { return false }
             try db.appendLedger(
                 .verifying, at: now, taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts)
@@ -224,7 +241,7 @@ extension AutonomyStore {
                 sql: """
                     UPDATE tasks
                     SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,
-                        started_at = ?, updated_at = ?
+                        started_at = ?, updated_at = ?, result = NULL, exit_code = NULL, stderr_tail = NULL
                     WHERE id = ? AND state = 'queued'
                     RETURNING \(TaskRecord.columns)
                     """)

@@ -49,6 +49,7 @@ extension AutonomyStore {
                 try db.appendLedger(
                     .dead, at: now, taskID: current.id, type: current.type, attempt: current.attempts,
                     detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"])
+                try db.queueNotification(.taskDead, taskID: current.id, approvalID: nil, notify: notify, now: now)
                 return .reopened
             default:
                 return .unchanged(current.state)

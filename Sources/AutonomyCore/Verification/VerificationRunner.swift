@@ -164,25 +164,48 @@ public struct VerificationRunner: Sendable {
         } catch {
             return (.error, "\(error)")
         }
-        var request = HTTPClientRequest(url: url)
-        request.method = .RAW(value: check.method)
-        request.headers.add(name: "User-Agent", value: "autonomy-verifier")
-        let status: Int
-        let body: ByteBuffer
-        do {
-            let response = try await HTTPClient.shared.execute(
-                request, timeout: .milliseconds(check.timeout.milliseconds))
-            status = Int(response.status.code)
-            body = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            return (.inconclusive, "no answer from the server: \(String(describing: error).prefix(200))")
+        let request = {
+            var request = HTTPClientRequest(url: url)
+            request.method = .init(rawValue: check.method)
+            request.headers.add(name: "User-Agent", value: "autonomy-verifier")
+            return request
+        }()
+        // The time limit covers the whole answer, body included: AsyncHTTPClient's own deadline
+        // ends with the headers.
+        let answer: (status: Int, body: ByteBuffer)? = await withTaskGroup(of: (Int, ByteBuffer)??.self) { group in
+            group.addTask {
+                do {
+                    let response = try await HTTPClient.shared.execute(request, deadline: .distantFuture)
+                    let body = try await response.body.collect(upTo: 1 << 20)
+                    return .some((Int(response.status.code), body))
+                } catch {
+                    return .some(nil)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: check.timeout.duration)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? nil
+        }
+        guard let (status, body) = answer else {
+            return (.inconclusive, "no complete answer within \(check.timeout)")
         }
         if status >= 500 || status == 429 { return (.inconclusive, "HTTP \(status)") }
         guard check.expectStatus.contains(status) else {
             return (.fail, "HTTP \(status), expected \(check.expectStatus.map(String.init).joined(separator: " or "))")
         }
-        guard let assertion = check.body else { return (.pass, "HTTP \(status)") }
         let bytes = Data(body.readableBytesView)
+        guard let assertion = check.body else {
+            // Without an assertion the status is the evidence, but an empty answer is none (unless
+            // none was asked for: HEAD, or 204 No Content).
+            if bytes.isEmpty, check.method != "HEAD", status != 204 {
+                return (.fail, "HTTP \(status) with an empty body (no evidence is never a pass)")
+            }
+            return (.pass, "HTTP \(status)")
+        }
         guard !bytes.isEmpty else { return (.fail, "HTTP \(status) with an empty body (no evidence is never a pass)") }
         guard let document = try? JSONValue.parse(bytes) else { return (.fail, "HTTP \(status): the body is not JSON") }
         let (passed, evidence) = assertion.check(document)
@@ -233,10 +256,11 @@ enum Template {
         }
     }
 
+    /// RFC 3986 unreserved ASCII stays; everything else (non-ASCII letters too) is percent-encoded.
     static func urlComponent(_ value: String) throws -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+        let unreserved = CharacterSet(
+            charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
     }
 
     /// A value may name a file, never a way out of the folder the template gives.

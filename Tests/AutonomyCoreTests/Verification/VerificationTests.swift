@@ -61,6 +61,49 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
         #expect(done.detail?[path: "evidence"]?.stringValue?.hasPrefix("verified after its worker died") == true)
     }
 
+    @Test func aWorkerThatDiesWhileVerifyingLeavesTheResultToTheNext() async throws {
+        let fixture = try Fixture(map: verifiedMap())
+        let task = try fixture.enqueue("report")
+        let claimed = try #require(
+            try fixture.store.claimNext(
+                configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "w"
+            ).claimed)
+        #expect(
+            try fixture.store.markVerifying(
+                claimed, outcome: HandlerOutcome(status: .exited(0), stdout: #"{"sent":true}"#),
+                now: fixture.clock.now()))
+        fixture.clock.advance(by: .seconds(61))  // it died
+        let runner = ScriptedRunner()
+        let report = try await fixture.worker(runner).work(drain: nil)
+        #expect(runner.calls.isEmpty)
+        #expect(report.recovered.map(\.state) == [.done])
+        #expect(try fixture.store.task(id: task.id)?.state == .done)
+    }
+
+    @Test func anEarlierAttemptsResultIsNeverEvidenceForALaterOne() async throws {
+        let fixture = try Fixture(map: verifiedMap())
+        let task = try fixture.enqueue("report")
+        let first = try #require(
+            try fixture.store.claimNext(
+                configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "a"
+            ).claimed)
+        // Attempt 1 printed the evidence but exited 1: it is retried, its result kept for diagnosis.
+        _ = try fixture.store.recordAttempt(
+            first, outcome: HandlerOutcome(status: .exited(1), stdout: #"{"sent":true}"#),
+            verdict: .failed(reason: "exit 1"),
+            now: fixture.clock.now(), random: { 0 })
+        #expect(try fixture.store.task(id: task.id)?.result == #"{"sent":true}"#)
+        // Attempt 2's worker dies at once: its recovery must not see attempt 1's result.
+        let second = try #require(
+            try fixture.store.claimNext(
+                configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "b"
+            ).claimed)
+        #expect(second.task.result == nil)
+        fixture.clock.advance(by: .seconds(61))
+        let report = try await fixture.worker(ScriptedRunner([.exited(1)])).work(drain: nil)
+        #expect(report.recovered.map(\.state) == [.dead])  // the evidence check failed; no attempts left
+    }
+
     @Test func aDeadWorkersTaskWithoutEvidenceIsRetried() async throws {
         let fixture = try Fixture(map: verifiedMap())
         let task = try fixture.enqueue("checked")
