@@ -37,6 +37,8 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case notified
     /// An alert could not be delivered; it is retried later.
     case notifyFailed = "notify_failed"
+    /// Old finished tasks lost their bulky fields (the ledger keeps everything).
+    case pruned
 }
 
 /// One row of the append-only ledger.
@@ -93,17 +95,44 @@ extension Database {
     /// The same, with the detail already written as canonical JSON text.
     func appendLedger(
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
-        durationMs: Int64? = nil, detailText: String?
+        durationMs: Int64? = nil, costUSD: Double? = nil, detailText: String?
     ) throws {
+        // Inside the caller's IMMEDIATE transaction nobody else can append, so the last row is ours
+        // to chain to.
+        let last = try Row.fetchOne(cachedStatement(sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1"))
+        let id: Int64 = (last?[0] ?? 0) + 1
+        let previous: String = last?[1] ?? LedgerChain.genesis
+        let hash = LedgerChain.hash(
+            previous: previous, id: id, at: time, taskID: taskID, type: type, event: event.rawValue, attempt: attempt,
+            durationMs: durationMs, costUSD: costUSD, detail: detailText)
         let statement = try cachedStatement(
             sql: """
-                INSERT INTO ledger (at, task_id, type, event, attempt, duration_ms, detail)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO ledger (id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        try statement.run(binding: [
-            .integer(time), .integer(taskID), .text(type), .text(event.rawValue), .integer(attempt.map(Int64.init)),
-            .integer(durationMs), .text(detailText),
+        try statement.execute(arguments: [
+            id, time, taskID, type, event.rawValue, attempt, durationMs, costUSD, detailText, previous, hash,
         ])
+    }
+}
+
+/// The ledger's hash chain: each row's hash covers its content and the previous row's hash, so
+/// editing or deleting a row (even with the append-only triggers dropped) shows at that row.
+public enum LedgerChain {
+    /// What the first row chains to.
+    public static let genesis = String(repeating: "0", count: 64)
+
+    /// SHA-256 of the previous hash and the row's fields as a canonical JSON array.
+    static func hash(
+        previous: String, id: Int64, at: Int64, taskID: Int64?, type: String?, event: String, attempt: Int?,
+        durationMs: Int64?, costUSD: Double?, detail: String?
+    ) -> String {
+        let fields: JSONValue = .array([
+            .int(id), .int(at), taskID.map { .int($0) } ?? .null, type.map { .string($0) } ?? .null, .string(event),
+            attempt.map { .int(Int64($0)) } ?? .null, durationMs.map { .int($0) } ?? .null,
+            costUSD.map { .double($0) } ?? .null, detail.map { .string($0) } ?? .null,
+        ])
+        return (previous + fields.canonicalText).sha256Hex
     }
 }
 

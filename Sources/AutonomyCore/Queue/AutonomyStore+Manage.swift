@@ -97,6 +97,9 @@ extension AutonomyStore {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
+            guard !task.payload.isEmpty else {
+                throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
+            }
             try db.execute(
                 sql: """
                     UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?,

@@ -39,7 +39,10 @@ enum Migrations {
 
                     CREATE TRIGGER tasks_payload_immutable
                     BEFORE UPDATE OF payload, payload_sha256 ON tasks
-                    WHEN NEW.payload IS NOT OLD.payload OR NEW.payload_sha256 IS NOT OLD.payload_sha256
+                    WHEN (NEW.payload IS NOT OLD.payload OR NEW.payload_sha256 IS NOT OLD.payload_sha256)
+                      -- Retention may empty the payload of a finished task; nothing else may change it.
+                      AND NOT (NEW.payload = '' AND NEW.payload_sha256 IS OLD.payload_sha256
+                               AND OLD.state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked'))
                     BEGIN
                         SELECT RAISE(ABORT, 'a task payload cannot change after enqueue');
                     END;
@@ -53,9 +56,14 @@ enum Migrations {
                         attempt INTEGER,
                         duration_ms INTEGER,
                         cost_usd REAL,
-                        detail TEXT
+                        detail TEXT,
+                        -- A hash chain: each row carries the previous row's hash and its own.
+                        prev_hash TEXT NOT NULL,
+                        hash TEXT NOT NULL
                     );
                     CREATE INDEX ledger_task ON ledger (task_id, id);
+                    CREATE INDEX ledger_type_event ON ledger (type, event, at);
+                    CREATE INDEX ledger_at ON ledger (at);
 
                     CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
                     BEGIN

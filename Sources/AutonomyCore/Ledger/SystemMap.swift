@@ -1,0 +1,139 @@
+import Foundation
+import GRDB
+
+/// How one declared task type performs, from the ledger.
+public struct TypeStats: Sendable {
+    public var name: String
+    public var owner: String?
+    public var safety: Safety
+    public var hasVerifiers: Bool
+    /// Attempts whose handler ran in the window.
+    public var runs: Int
+    public var done: Int
+    public var dead: Int
+    /// Done over finished (done + dead) in the window; nil when nothing finished.
+    public var successRate: Double?
+    public var medianMs: Int64?
+    public var p95Ms: Int64?
+    public var costUSD: Double
+    public var lastSuccess: Int64?
+    public var everSucceeded: Bool
+    /// Verification failures (fail, error or inconclusive checks) in the window.
+    public var verificationFailures: Int
+
+    /// Declared, but never done in the window (or ever): shelfware.
+    public var shelfware: Bool { lastSuccessInWindow == false }
+    var lastSuccessInWindow = false
+
+    public var jsonValue: JSONValue {
+        .object([
+            "name": .string(name), "owner": owner.map { .string($0) } ?? .null, "safety": .string(safety.rawValue),
+            "verified": .bool(hasVerifiers), "runs": .int(Int64(runs)), "done": .int(Int64(done)),
+            "dead": .int(Int64(dead)), "success_rate": successRate.map { .double($0) } ?? .null,
+            "median_ms": medianMs.map { .int($0) } ?? .null, "p95_ms": p95Ms.map { .int($0) } ?? .null,
+            "cost_usd": .double(costUSD), "last_success": lastSuccess.map { .string(Timestamp.format($0)) } ?? .null,
+            "ever_succeeded": .bool(everSucceeded), "shelfware": .bool(shelfware),
+            "verification_failures": .int(Int64(verificationFailures)),
+        ])
+    }
+}
+
+/// A declared component and how its task types perform together.
+public struct ComponentStats: Sendable {
+    public var component: Component
+    public var runs: Int
+    public var done: Int
+    public var dead: Int
+    public var costUSD: Double
+    public var lastSuccess: Int64?
+    /// None of its task types was done in the window.
+    public var shelfware: Bool
+
+    public var jsonValue: JSONValue {
+        .object([
+            "name": .string(component.name), "owner": component.owner.map { .string($0) } ?? .null,
+            "kind": component.kind.map { .string($0) } ?? .null,
+            "safety": component.safety.map { .string($0.rawValue) } ?? .null,
+            "task_types": .array(component.taskTypes.map { .string($0) }), "runs": .int(Int64(runs)),
+            "done": .int(Int64(done)), "dead": .int(Int64(dead)), "cost_usd": .double(costUSD),
+            "last_success": lastSuccess.map { .string(Timestamp.format($0)) } ?? .null, "shelfware": .bool(shelfware),
+        ])
+    }
+}
+
+/// The declared map beside what the ledger says happened.
+public struct SystemMapReport: Sendable {
+    public var since: Int64
+    public var types: [TypeStats]
+    public var components: [ComponentStats]
+    /// Types the ledger has seen that the map no longer declares.
+    public var undeclared: [String]
+}
+
+extension AutonomyStore {
+    /// Every declared type and component with its runs, success rate, durations, cost and last
+    /// success since `since`, and the shelfware signal; plus the types the map no longer declares.
+    public func systemMap(configuration: Configuration, since: Int64) throws -> SystemMapReport {
+        try read("build the system map") { db in
+            var types: [TypeStats] = []
+            for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
+                types.append(try stats(for: type, since: since, db: db))
+            }
+            let byName = Dictionary(uniqueKeysWithValues: types.map { ($0.name, $0) })
+            let components = configuration.components.map { component -> ComponentStats in
+                let members = component.taskTypes.compactMap { byName[$0] }
+                return ComponentStats(
+                    component: component, runs: members.map(\.runs).reduce(0, +), done: members.map(\.done).reduce(0, +),
+                    dead: members.map(\.dead).reduce(0, +), costUSD: members.map(\.costUSD).reduce(0, +),
+                    lastSuccess: members.compactMap(\.lastSuccess).max(),
+                    shelfware: !members.contains { !$0.shelfware })
+            }
+            // The (type, event, at) index makes each next distinct type one seek.
+            var seen: [String] = []
+            var next = try String.fetchOne(db, sql: "SELECT MIN(type) FROM ledger WHERE type IS NOT NULL")
+            while let type = next {
+                seen.append(type)
+                next = try String.fetchOne(db, sql: "SELECT MIN(type) FROM ledger WHERE type > ?", arguments: [type])
+            }
+            let undeclared = seen.filter { configuration.taskTypes[$0] == nil }
+            return SystemMapReport(since: since, types: types, components: components, undeclared: undeclared)
+        }
+    }
+
+    private func stats(for type: TaskType, since: Int64, db: Database) throws -> TypeStats {
+        func count(_ event: String) throws -> Int {
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ?",
+                             arguments: [type.name, event, since]) ?? 0
+        }
+        let runs = try count(LedgerEvent.executed.rawValue)
+        let done = try count(LedgerEvent.done.rawValue)
+        let dead = try count(LedgerEvent.dead.rawValue)
+        let durations = try Int64.fetchAll(
+            db, sql: """
+                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND duration_ms IS NOT NULL
+                ORDER BY duration_ms
+                """, arguments: [type.name, since])
+        func percentile(_ fraction: Double) -> Int64? {
+            guard !durations.isEmpty else { return nil }
+            let rank = Int((fraction * Double(durations.count)).rounded(.up)) - 1
+            return durations[min(max(rank, 0), durations.count - 1)]
+        }
+        let cost = try Double.fetchOne(
+            db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND cost_usd IS NOT NULL",
+            arguments: [type.name, since]) ?? 0
+        let lastSuccess = try Int64.fetchOne(
+            db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [type.name])
+        let failedChecks = try Int.fetchOne(
+            db, sql: """
+                SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ?
+                  AND json_extract(detail, '$.outcome') != 'pass'
+                """, arguments: [type.name, since]) ?? 0
+        var stats = TypeStats(
+            name: type.name, owner: type.owner, safety: type.safety, hasVerifiers: !type.verify.isEmpty, runs: runs,
+            done: done, dead: dead, successRate: done + dead > 0 ? Double(done) / Double(done + dead) : nil,
+            medianMs: percentile(0.5), p95Ms: percentile(0.95), costUSD: cost, lastSuccess: lastSuccess,
+            everSucceeded: lastSuccess != nil, verificationFailures: failedChecks)
+        stats.lastSuccessInWindow = (lastSuccess ?? Int64.min) >= since
+        return stats
+    }
+}

@@ -1,0 +1,198 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+/// `--since 24h` as a time: now minus the duration.
+func windowStart(_ text: String?, now: Int64, flag: String = "--since") throws -> Int64? {
+    guard let text else { return nil }
+    guard let interval = Interval(parsing: text), interval <= .days(36_600) else {
+        throw CLIFailure("\(flag) \"\(text)\" is not a duration such as 24h, 7d or 30d", code: .badInput)
+    }
+    return now - interval.milliseconds
+}
+
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Read, verify and export the append-only ledger of every move.",
+        subcommands: [List.self, VerifyChain.self, Export.self],
+        defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list",
+            abstract: "Ledger rows, newest first.",
+            discussion: "Example: autonomy ledger --type send_email --since 24h --event dead")
+
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Only this task's rows.") var task: Int64?
+        @Option(help: "Only this task type's rows.") var type: String?
+        @Option(help: "Only this event (enqueued, claimed, executed, verified, done, dead, ...).") var event: String?
+        @Option(help: ArgumentHelp("Only rows newer than this, e.g. 24h.", valueName: "duration")) var since: String?
+        @Option(help: "At most this many rows (default 100).") var limit: Int = 100
+        @Flag(help: "Print as JSON.") var json = false
+
+        func validate() throws {
+            guard (1...1_000_000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000000") }
+        }
+
+        func run() async throws {
+            let (loaded, store) = try global.open(create: false)
+            let now = try currentClock().now()
+            let entries = try store.ledgerEntries(
+                LedgerQuery(taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
+            if json { return printJSON(.array(entries.map(\.jsonValue))) }
+            guard !entries.isEmpty else { return print("no ledger rows") }
+            print(table(["ID", "AT", "TASK", "TYPE", "EVENT", "TRY", "DURATION", "DETAIL"], entries.map { entry in
+                [String(entry.id), display(entry.at, loaded.configuration), entry.taskID.map(String.init) ?? "-",
+                 entry.type ?? "-", entry.event, entry.attempt.map(String.init) ?? "",
+                 entry.durationMs.map { Interval(milliseconds: $0).description } ?? "",
+                 String((entry.detail?.canonicalText ?? "").prefix(90))]
+            }))
+        }
+    }
+
+    struct VerifyChain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract: "Check the ledger's hash chain and name the first broken row.",
+            discussion: "Exits 0 when the chain holds, 1 when it does not. Example: autonomy ledger verify")
+
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() async throws {
+            let (_, store) = try global.open(create: false)
+            let report = try store.verifyLedgerChain()
+            if json {
+                printJSON(.object([
+                    "rows": .int(Int64(report.rows)), "ok": .bool(report.firstBroken == nil),
+                    "first_broken_row": report.firstBroken.map { .int($0.id) } ?? .null,
+                    "reason": report.firstBroken.map { .string($0.reason) } ?? .null,
+                    "last_hash": .string(report.lastHash),
+                ]))
+            } else if let broken = report.firstBroken {
+                print("the chain is broken at row \(broken.id): \(broken.reason)")
+            } else {
+                print("the chain holds: \(report.rows) rows, last hash \(report.lastHash)")
+            }
+            if report.firstBroken != nil { throw ExitCode(1) }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "export",
+            abstract: "Write the ledger to stdout, oldest first, for outside tools.",
+            discussion: "Example: autonomy ledger export --format csv --since 7d > ledger.csv")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable { case jsonl, csv }
+
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "jsonl (one JSON object a line) or csv.") var format: Format = .jsonl
+        @Option(help: ArgumentHelp("Only rows newer than this, e.g. 7d.", valueName: "duration")) var since: String?
+
+        func run() async throws {
+            let (_, store) = try global.open(create: false)
+            let query = LedgerQuery(since: try windowStart(since, now: try currentClock().now()))
+            var buffer = format == .csv ? LedgerEntry.csvHeader + "\n" : ""
+            try store.forEachLedgerEntry(query) { entry in
+                buffer += format == .csv ? entry.csvLine : entry.jsonValue.canonicalText
+                buffer += "\n"
+                if buffer.utf8.count > 1 << 16 {
+                    FileHandle.standardOutput.write(Data(buffer.utf8))
+                    buffer = ""
+                }
+            }
+            FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+    }
+}
+
+struct MapCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "map",
+        abstract: "The declared system map beside what the ledger says: runs, success, durations, cost, shelfware.",
+        discussion: "Example: autonomy map --since 30d")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("The window (default 30d).", valueName: "duration")) var since: String = "30d"
+    @Flag(help: "Print as JSON.") var json = false
+
+    func run() async throws {
+        let (loaded, store) = try global.open(create: false)
+        let now = try currentClock().now()
+        let start = try windowStart(since, now: now) ?? now
+        let report = try store.systemMap(configuration: loaded.configuration, since: start)
+        if json {
+            return printJSON(.object([
+                "since": .string(Timestamp.format(start)), "types": .array(report.types.map(\.jsonValue)),
+                "components": .array(report.components.map(\.jsonValue)),
+                "undeclared_types": .array(report.undeclared.map { .string($0) }),
+            ]))
+        }
+        print("since \(display(start, loaded.configuration)) (\(since))")
+        print(table(["TYPE", "OWNER", "SAFETY", "RUNS", "DONE", "DEAD", "SUCCESS", "MEDIAN", "P95", "COST", "LAST SUCCESS", ""],
+                    report.types.map { type in
+            [type.name, type.owner ?? "-", type.safety.rawValue + (type.hasVerifiers ? "" : " (unverified)"),
+             String(type.runs), String(type.done), String(type.dead),
+             type.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
+             type.medianMs.map { Interval(milliseconds: $0).description } ?? "-",
+             type.p95Ms.map { Interval(milliseconds: $0).description } ?? "-", String(format: "$%.2f", type.costUSD),
+             type.lastSuccess.map { display($0, loaded.configuration) } ?? "never",
+             type.shelfware ? (type.everSucceeded ? "SHELFWARE (none in window)" : "SHELFWARE (never)") : ""]
+        }))
+        if !report.components.isEmpty {
+            print("")
+            print(table(["COMPONENT", "OWNER", "KIND", "TYPES", "RUNS", "DONE", "DEAD", "COST", ""], report.components.map { c in
+                [c.component.name, c.component.owner ?? "-", c.component.kind ?? "-",
+                 c.component.taskTypes.joined(separator: ","), String(c.runs), String(c.done), String(c.dead),
+                 String(format: "$%.2f", c.costUSD), c.shelfware ? "SHELFWARE" : ""]
+            }))
+        }
+        if !report.undeclared.isEmpty {
+            print("\nin the ledger but no longer declared: \(report.undeclared.joined(separator: ", "))")
+        }
+    }
+}
+
+struct Metrics: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Print (or write atomically for node_exporter) the metrics in Prometheus text format.",
+        discussion: "Example: autonomy metrics --textfile /var/lib/node_exporter/textfile/autonomy.prom")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("Write here (atomically) instead of stdout.", valueName: "path")) var textfile: String?
+
+    func run() async throws {
+        let (loaded, store) = try global.open(create: false)
+        let text = try PrometheusMetrics.render(store: store, configuration: loaded.configuration,
+                                                now: try currentClock().now())
+        if let textfile {
+            try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))
+        } else {
+            print(text, terminator: "")
+        }
+    }
+}
+
+struct Prune: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Drop the payload and result of old finished tasks; the ledger keeps every row.",
+        discussion: "Example: autonomy prune --finished-older-than 30d")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("finished-older-than"), help: ArgumentHelp("e.g. 30d", valueName: "duration"))
+    var finishedOlderThan: String
+    @Option(help: "Who prunes (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
+
+    func run() async throws {
+        let (_, store) = try global.open(create: false)
+        let now = try currentClock().now()
+        guard let cutoff = try windowStart(finishedOlderThan, now: now, flag: "--finished-older-than") else { return }
+        let count = try store.prune(finishedBefore: cutoff, by: try operatorName(by), now: now)
+        print("pruned \(count) finished task(s)")
+    }
+}
