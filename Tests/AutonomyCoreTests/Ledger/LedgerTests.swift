@@ -1,0 +1,210 @@
+import Foundation
+import GRDB
+import Testing
+@testable import AutonomyCore
+
+@Suite struct LedgerChainTests {
+    func runSomeTasks(_ fixture: Fixture) async throws {
+        for index in 0..<3 { try fixture.enqueue("report", #"{"n":\#(index)}"#) }
+        try fixture.enqueue("once")
+        _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1), .exited(0), .exited(1)]))
+            .work(drain: .init(maxSeconds: 10))
+    }
+
+    func dropGuards(_ fixture: Fixture) throws {
+        try fixture.store.write("drop the guards") { db in
+            try db.execute(sql: "DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete")
+        }
+    }
+
+    @Test func theChainHoldsAfterARealRun() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        let report = try fixture.store.verifyLedgerChain()
+        #expect(report.firstBroken == nil)
+        #expect(report.rows == (try fixture.count("SELECT COUNT(*) FROM ledger")))
+        #expect(report.rows > 10)
+        let last = try fixture.store.read("last") { db in try String.fetchOne(db, sql: "SELECT hash FROM ledger ORDER BY id DESC LIMIT 1") }
+        #expect(report.lastHash == last)
+    }
+
+    @Test func anEditedRowIsFoundAtThatRow() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        try dropGuards(fixture)
+        try fixture.store.write("edit") { db in
+            try db.execute(sql: #"UPDATE ledger SET detail = '{"evidence":"forged"}' WHERE id = 5"#)
+        }
+        let report = try fixture.store.verifyLedgerChain()
+        #expect(report.firstBroken?.id == 5)
+        #expect(report.firstBroken?.reason.contains("edited") == true)
+    }
+
+    @Test func anEditThatAlsoRewritesTheHashIsFoundAtTheNextRow() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        try dropGuards(fixture)
+        try fixture.store.write("forge") { db in
+            let row = try #require(try Row.fetchOne(db, sql: "SELECT * FROM ledger WHERE id = 5"))
+            let forged = LedgerChain.hash(
+                previous: row["prev_hash"], id: 5, at: row["at"], taskID: row["task_id"], type: row["type"],
+                event: "done", attempt: row["attempt"], durationMs: row["duration_ms"], costUSD: row["cost_usd"],
+                detail: row["detail"])
+            try db.execute(sql: "UPDATE ledger SET event = 'done', hash = ? WHERE id = 5", arguments: [forged])
+        }
+        #expect(try fixture.store.verifyLedgerChain().firstBroken?.id == 6)
+    }
+
+    @Test func aDeletedRowIsFoundWhereItWas() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        try dropGuards(fixture)
+        try fixture.store.write("delete") { db in try db.execute(sql: "DELETE FROM ledger WHERE id = 4") }
+        let report = try fixture.store.verifyLedgerChain()
+        #expect(report.firstBroken?.id == 5)
+        #expect(report.firstBroken?.reason.contains("missing") == true)
+    }
+
+    @Test func pruningDropsBulkyFieldsButNeverTheLedger() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        let rowsBefore = try fixture.count("SELECT COUNT(*) FROM ledger")
+        fixture.clock.advance(by: .days(31))
+        let pruned = try fixture.store.prune(finishedBefore: fixture.clock.now() - Interval.days(30).milliseconds,
+                                             by: "ops", now: fixture.clock.now())
+        #expect(pruned == 3)  // two done and one dead; the task waiting to retry is not finished
+        #expect(try fixture.count("SELECT COUNT(*) FROM tasks WHERE payload = '' AND result IS NULL") == 3)
+        #expect(try fixture.count("SELECT COUNT(*) FROM ledger") == rowsBefore + 1)
+        #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)
+        let dead = try #require(try fixture.store.tasks(matching: TaskFilter(state: .dead)).first)
+        #expect(throws: QueueError.self) { try fixture.store.retry(taskID: dead.id, by: "ops", now: fixture.clock.now()) }
+        // The payload of an unfinished task still cannot be touched.
+        let live = try fixture.enqueue("report", #"{"n":99}"#)
+        #expect(throws: (any Error).self) {
+            try fixture.store.write("tamper") { db in
+                try db.execute(sql: "UPDATE tasks SET payload = '' WHERE id = ?", arguments: [live.id])
+            }
+        }
+    }
+}
+
+@Suite struct SystemMapTests {
+    static let map = """
+        {
+          "version": 1,
+          "task_types": {
+            "report": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                        "verify": [ { "json": { "path": "ok", "equals": true } } ],
+                        "retry": { "max_attempts": 1 } },
+            "idle": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } }
+          },
+          "components": [ { "name": "reports", "owner": "ops", "kind": "script", "task_types": ["report"] } ]
+        }
+        """
+
+    /// A runner whose result fails the `ok == true` check until told otherwise.
+    final class Toggle: HandlerRunner {
+        let good = Mutex(false)
+        func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
+            HandlerOutcome(status: .exited(0), stdout: good.withLock { $0 } ? #"{"ok":true}"# : #"{"ok":false}"#,
+                           durationMs: 40)
+        }
+    }
+
+    @Test func aTypeThatOnlyFailsVerificationIsShelfwareUntilOneVerifiedSuccess() async throws {
+        let fixture = try Fixture(map: Self.map)
+        let runner = Toggle()
+        try fixture.enqueue("report", #"{"n":1}"#)
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        var report = try fixture.store.systemMap(configuration: fixture.configuration, since: 0)
+        var stats = try #require(report.types.first { $0.name == "report" })
+        #expect(stats.runs == 1 && stats.dead == 1 && stats.done == 0)
+        #expect(stats.shelfware && !stats.everSucceeded)
+        #expect(stats.verificationFailures == 1)
+        #expect(report.components.first?.shelfware == true)
+        #expect(report.types.first { $0.name == "idle" }?.shelfware == true)  // declared, never run
+
+        runner.good.withLock { $0 = true }
+        try fixture.enqueue("report", #"{"n":2}"#)
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        report = try fixture.store.systemMap(configuration: fixture.configuration, since: 0)
+        stats = try #require(report.types.first { $0.name == "report" })
+        #expect(!stats.shelfware && stats.everSucceeded)
+        #expect(stats.successRate == 0.5)
+        #expect(stats.medianMs == 40 && stats.p95Ms == 40)
+        #expect(report.components.first?.shelfware == false)
+        // Outside the window it is shelfware again (but it did succeed once).
+        let later = try fixture.store.systemMap(configuration: fixture.configuration, since: fixture.clock.now() + 1)
+        let old = try #require(later.types.first { $0.name == "report" })
+        #expect(old.shelfware && old.everSucceeded)
+    }
+
+    @Test func typesTheMapNoLongerDeclaresAreListed() throws {
+        let fixture = try Fixture()
+        try fixture.enqueue("report")
+        let smaller = try loadMap(#"{"version": 1, "task_types": {}}"#)
+        let report = try fixture.store.systemMap(configuration: smaller.configuration, since: 0)
+        #expect(report.undeclared == ["report"])
+    }
+}
+
+@Suite struct MetricsTests {
+    /// A strict check of the Prometheus text exposition format: every sample belongs to a family
+    /// declared by HELP and TYPE, names and labels are well formed, values are numbers.
+    static func problems(in text: String) -> [String] {
+        var problems: [String] = []
+        var declared: [String: String] = [:]
+        let name = "[a-zA-Z_:][a-zA-Z0-9_:]*"
+        let label = "[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\\n]|\\\\[\\\\\"n])*\""
+        let sample = try! Regex("^(\(name))(\\{\(label)(,\(label))*\\})? (-?[0-9.eE+-]+|NaN|\\+Inf|-Inf)$")
+        let help = try! Regex("^# HELP (\(name)) .+$")
+        let type = try! Regex("^# TYPE (\(name)) (counter|gauge|summary|histogram|untyped)$")
+        guard text.hasSuffix("\n") else { return ["the text does not end with a newline"] }
+        for line in text.dropLast().split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = String(line)
+            if let match = try? type.wholeMatch(in: line) {
+                declared[String(match.output[1].substring ?? "")] = String(match.output[2].substring ?? "")
+            } else if (try? help.wholeMatch(in: line)) != nil {
+                continue
+            } else if let match = try? sample.wholeMatch(in: line) {
+                let family = String(match.output[1].substring ?? "")
+                if declared[family] == nil { problems.append("no TYPE before \(family)") }
+            } else {
+                problems.append("malformed line: \(line)")
+            }
+        }
+        return problems
+    }
+
+    @Test func theCheckerCatchesMalformedLines() {
+        #expect(Self.problems(in: "# TYPE a gauge\na 1\n").isEmpty)
+        #expect(!Self.problems(in: "# TYPE a gauge\na{x=\"1} 1\n").isEmpty)
+        #expect(!Self.problems(in: "a 1\n").isEmpty)
+        #expect(!Self.problems(in: "# TYPE a gauge\na one\n").isEmpty)
+    }
+
+    @Test func theMetricsAreValidPrometheusText() async throws {
+        let fixture = try Fixture()
+        try fixture.enqueue("report", #"{"n":1}"#)
+        try fixture.enqueue("once")
+        try fixture.enqueue("send_email", #"{"to":"a\"b@c.d"}"#)
+        _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1)])).work(drain: .init(maxSeconds: 10))
+        let text = try PrometheusMetrics.render(store: fixture.store, configuration: fixture.configuration,
+                                                now: fixture.clock.now())
+        #expect(Self.problems(in: text) == [])
+        #expect(text.contains("autonomy_tasks{state=\"done\"} 1"))
+        #expect(text.contains("autonomy_tasks{state=\"dead\"} 1"))
+        #expect(text.contains("autonomy_approvals_pending 1"))
+        #expect(text.contains("autonomy_tasks_finished_total{type=\"once\",outcome=\"dead\"} 1"))
+        #expect(text.contains("autonomy_shelfware_types "))
+        #expect(PrometheusMetrics.escape("a\"b\\c\nd") == "a\\\"b\\\\c\\nd")
+
+        let folder = try TemporaryFolder()
+        let path = folder.file("autonomy.prom")
+        try PrometheusMetrics.write(text, to: path)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == text)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["autonomy.prom"])  // no leftovers
+    }
+}
+
+import Synchronization
