@@ -7,6 +7,8 @@ Prints one line per figure with its target, and the ratio where there is a basel
   drain        `work-once --drain` over 2,000 tasks whose handler is `true`, tasks/s
                beside a shell loop that just fork/execs `true` 2,000 times (the floor)
   empty        `work-once` on an empty queue: wall time and peak memory
+  ledger       with 1,000,000 ledger rows: `ledger verify`, `map`, and the per-task cost of a drain
+               beside the same drain on a fresh database
 """
 import argparse
 import json
@@ -112,6 +114,7 @@ def main():
         rate = tasks / seconds
         line("work-once --drain 2,000 x true", f"{rate:,.0f} tasks/s", ">= 1,100 tasks/s", rate >= 1100 and done == tasks,
              f"{done} done; fork/exec floor {tasks / floor:,.0f}/s, overhead {(seconds - floor) / tasks * 1000:.2f} ms/task")
+        fresh_ms_per_task = seconds / tasks * 1000
 
         # --- work-once on an empty queue: time and peak memory ----------------------------------
         path, env = fresh(folder, "empty")
@@ -128,6 +131,24 @@ def main():
              f"`true` process {true_ms:.2f} ms")
         line("work-once, empty queue: peak memory", f"{peak_kib / 1024:.1f} MB", "<= 30 MB", peak_kib / 1024 <= 30)
         del before
+
+        # --- a ledger of 1,000,000 rows ------------------------------------------------------------
+        path, env = fresh(folder, "ledger")
+        rows = 200_000 if args.quick else 1_000_000
+        chunk = 250_000
+        for start in range(0, rows, chunk):
+            lines = "\n".join('{"type":"noop","payload":{"n":%d}}' % i for i in range(start, min(rows, start + chunk)))
+            subprocess.run([binary, "enqueue", "--batch", "-"], env=env, check=True, stdout=subprocess.DEVNULL,
+                           input=lines.encode())
+        verify_s = timed([binary, "ledger", "verify"], env=env)
+        map_s = timed([binary, "map", "--since", "30d"], env=env)
+        drained = 500
+        drain_s = timed([binary, "work-once", "--drain", "--max-tasks", str(drained)], env=env)
+        line(f"ledger verify, {rows:,} rows", f"{verify_s:.2f} s", "a few seconds", verify_s <= 5)
+        line(f"map, {rows:,} ledger rows", f"{map_s:.2f} s", "a few seconds", map_s <= 5)
+        per_task = drain_s / drained * 1000
+        line(f"drain cost per task, {rows:,} rows", f"{per_task:.2f} ms", "no growth", per_task <= fresh_ms_per_task * 1.25,
+             f"fresh database: {fresh_ms_per_task:.2f} ms/task, ratio {per_task / fresh_ms_per_task:.2f}x")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -72,7 +72,7 @@ extension Database {
         let due = try ApprovalRecord.fetchAll(
             self,
             sql: """
-                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND expires_at <= ? ORDER BY id
+                SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending WHERE state = 'pending' AND expires_at <= ? ORDER BY id
                 """, arguments: [now])
         for approval in due {
             try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])

@@ -190,16 +190,19 @@ extension AutonomyStore {
         var skipped: [SkippedTask] = []
         // Highest priority first, then earliest run_at, then lowest id. The walk goes priority level
         // by priority level, each a seek in the claim index, so a mass of tasks scheduled for later
-        // at a high priority never makes a claim scan them.
+        // at a high priority never makes a claim scan them. INDEXED BY keeps the planner on the claim
+        // index whatever its statistics say (without them it prefers the state index and scans).
         let next = try db.cachedStatement(
             sql: """
                 WITH RECURSIVE level(priority) AS (
-                    SELECT MAX(priority) FROM tasks WHERE state = 'queued'
+                    SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order WHERE state = 'queued'
                     UNION ALL
-                    SELECT (SELECT MAX(priority) FROM tasks WHERE state = 'queued' AND priority < level.priority)
+                    SELECT (
+                        SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order
+                        WHERE state = 'queued' AND priority < level.priority)
                     FROM level WHERE level.priority IS NOT NULL
                 )
-                SELECT (SELECT id FROM tasks
+                SELECT (SELECT id FROM tasks INDEXED BY tasks_claim_order
                         WHERE state = 'queued' AND priority = level.priority AND run_at <= ?
                         ORDER BY run_at, id LIMIT 1) AS id
                 FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
