@@ -142,7 +142,13 @@ def main():
                            input=lines.encode())
         verify_s = timed([binary, "ledger", "verify"], env=env)
         map_s = timed([binary, "map", "--since", "30d"], env=env)
+        # Finish those tasks behind autonomy's back, so the queue is small again and only the
+        # ledger is big; then drain a fresh set of tasks.
+        subprocess.run(["sqlite3", os.path.join(path, "autonomy.db"), "UPDATE tasks SET state = 'done', finished_at = 0"],
+                       check=True)
         drained = 500
+        subprocess.run([binary, "enqueue", "--batch", "-"], env=env, check=True, stdout=subprocess.DEVNULL,
+                       input="\n".join('{"type":"noop","payload":{"m":%d}}' % i for i in range(drained)).encode())
         drain_s = timed([binary, "work-once", "--drain", "--max-tasks", str(drained)], env=env)
         line(f"ledger verify, {rows:,} rows", f"{verify_s:.2f} s", "a few seconds", verify_s <= 5)
         line(f"map, {rows:,} ledger rows", f"{map_s:.2f} s", "a few seconds", map_s <= 5)
