@@ -60,7 +60,10 @@ struct ConfigCommand: AsyncParsableCommand {
                         ["  NAME", "SAFETY", "OWNER", "TIMEOUT", "ATTEMPTS", "HANDLER"],
                         types.map { type in
                             var handler = ""
-                            if case .exec(let exec) = type.handler { handler = exec.argv.joined(separator: " ") }
+                            switch type.handler {
+                    case .exec(let exec): handler = exec.argv.joined(separator: " ")
+                    case .llm(let llm): handler = "llm (\(llm.tier.rawValue))"
+                    }
                             return [
                                 "  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
                                 type.owner ?? "-", type.effectiveTimeout(configuration.worker).description,

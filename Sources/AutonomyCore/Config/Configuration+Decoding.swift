@@ -64,7 +64,7 @@ extension Configuration: Decodable {
         components = try container.decodeIfPresent([Component].self, forKey: .components) ?? []
         notify = try container.decodeIfPresent(NotifySettings.self, forKey: .notify) ?? NotifySettings()
         approvals = try container.decodeIfPresent(ApprovalSettings.self, forKey: .approvals) ?? ApprovalSettings()
-        gateway = try container.decodeIfPresent(JSONValue.self, forKey: .gateway)
+        gateway = try container.decodeIfPresent(GatewaySettings.self, forKey: .gateway) ?? GatewaySettings()
     }
 }
 
@@ -82,7 +82,7 @@ private struct TaskTypeBody: Decodable {
     var type: TaskType
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case description, owner, safety, handler, timeout, retry, priority, verify, rules
+        case description, owner, safety, handler, timeout, retry, priority, verify, rules, critical
         case approvalExpiresAfter = "approval_expires_after"
     }
 
@@ -110,6 +110,7 @@ private struct TaskTypeBody: Decodable {
         type.priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         type.verify = try container.decodeIfPresent([Verifier].self, forKey: .verify) ?? []
         type.rules = try container.decodeIfPresent([SafetyRule].self, forKey: .rules) ?? []
+        type.critical = try container.decodeIfPresent(Bool.self, forKey: .critical) ?? false
         if let expiry = try container.decodeIfPresent(Interval.self, forKey: .approvalExpiresAfter) {
             guard expiry >= .minutes(1) else {
                 throw DecodingError.dataCorruptedError(
@@ -121,18 +122,132 @@ private struct TaskTypeBody: Decodable {
 }
 
 extension Handler: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case exec }
+    enum CodingKeys: String, CodingKey, CaseIterable { case exec, llm }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        guard let exec = try container.decodeIfPresent(ExecHandler.self, forKey: .exec) else {
-            throw DecodingError.dataCorrupted(
-                .init(
-                    codingPath: decoder.codingPath,
-                    debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}}"))
+        let exec = try container.decodeIfPresent(ExecHandler.self, forKey: .exec)
+        let llm = try container.decodeIfPresent(LLMHandler.self, forKey: .llm)
+        switch (exec, llm) {
+        case (let exec?, nil): self = .exec(exec)
+        case (nil, let llm?): self = .llm(llm)
+        default:
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}} or {\"llm\": {\"prompt\": \"...\"}}"))
         }
-        self = .exec(exec)
+    }
+}
+
+extension LLMHandler: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case prompt, system, tier, maxTokens = "max_tokens" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        prompt = try container.decode(String.self, forKey: .prompt)
+        guard !prompt.isEmpty else {
+            throw DecodingError.dataCorruptedError(forKey: .prompt, in: container, debugDescription: "expected a prompt")
+        }
+        system = try container.decodeIfPresent(String.self, forKey: .system)
+        if let text = try container.decodeIfPresent(String.self, forKey: .tier) {
+            guard let value = TierRequest(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .tier, in: container, debugDescription: "expected auto, free, cheap or strong")
+            }
+            tier = value
+        }
+        maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens)
+        if let maxTokens, !(1...200_000).contains(maxTokens) {
+            throw DecodingError.dataCorruptedError(forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
+        }
+    }
+}
+
+extension GatewaySettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case dailyCapUSD = "daily_cap_usd", softCapRatio = "soft_cap_ratio"
+        case reservationTimeout = "reservation_timeout", models
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        dailyCapUSD = try container.decodeIfPresent(Double.self, forKey: .dailyCapUSD) ?? dailyCapUSD
+        guard dailyCapUSD >= 0, dailyCapUSD.isFinite else {
+            throw DecodingError.dataCorruptedError(forKey: .dailyCapUSD, in: container, debugDescription: "expected 0 or more")
+        }
+        softCapRatio = try container.decodeIfPresent(Double.self, forKey: .softCapRatio) ?? softCapRatio
+        guard (0...1).contains(softCapRatio) else {
+            throw DecodingError.dataCorruptedError(forKey: .softCapRatio, in: container, debugDescription: "expected 0 to 1")
+        }
+        reservationTimeout = try container.decodeIfPresent(Interval.self, forKey: .reservationTimeout) ?? reservationTimeout
+        models = try container.decodeIfPresent([ModelSettings].self, forKey: .models) ?? []
+        var names = Set<String>()
+        for (index, model) in models.enumerated() where !names.insert(model.name).inserted {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath + [CodingKeys.models, ConfigKey(intValue: index)!, ConfigKey("name")],
+                debugDescription: "another model is already named \"\(model.name)\""))
+        }
+    }
+}
+
+extension ModelSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, provider, baseURL = "base_url", model, apiKeyEnv = "api_key_env", tier
+        case inputUSDPerMillion = "input_usd_per_million", outputUSDPerMillion = "output_usd_per_million"
+        case timeout, maxTokens = "max_tokens"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        provider = try container.decodeIfPresent(String.self, forKey: .provider) ?? "openai"
+        guard provider == "openai" else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .provider, in: container,
+                debugDescription: "expected \"openai\" (any OpenAI-compatible chat-completions endpoint)")
+        }
+        baseURL = try container.decode(String.self, forKey: .baseURL)
+        guard isHTTPAddress(baseURL) else {
+            throw DecodingError.dataCorruptedError(forKey: .baseURL, in: container, debugDescription: "expected an http(s) address")
+        }
+        if baseURL.hasSuffix("/") { baseURL.removeLast() }
+        model = try container.decode(String.self, forKey: .model)
+        apiKeyEnv = try container.decodeIfPresent(String.self, forKey: .apiKeyEnv)
+        if let apiKeyEnv, apiKeyEnv.isEmpty || apiKeyEnv.contains("=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .apiKeyEnv, in: container,
+                debugDescription: "expected the name of an environment variable (the key itself never goes in the config)")
+        }
+        tier = try container.decode(ModelTier.self, forKey: .tier)
+        // A model without prices is refused: a free local model says 0 explicitly.
+        guard container.contains(.inputUSDPerMillion) else {
+            throw DecodingError.keyNotFound(CodingKeys.inputUSDPerMillion, .init(
+                codingPath: decoder.codingPath, debugDescription: "missing: every model states its prices (0 for a free model)"))
+        }
+        guard container.contains(.outputUSDPerMillion) else {
+            throw DecodingError.keyNotFound(CodingKeys.outputUSDPerMillion, .init(
+                codingPath: decoder.codingPath, debugDescription: "missing: every model states its prices (0 for a free model)"))
+        }
+        inputUSDPerMillion = try container.decode(Double.self, forKey: .inputUSDPerMillion)
+        outputUSDPerMillion = try container.decode(Double.self, forKey: .outputUSDPerMillion)
+        guard inputUSDPerMillion >= 0, outputUSDPerMillion >= 0, inputUSDPerMillion.isFinite, outputUSDPerMillion.isFinite else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .inputUSDPerMillion, in: container, debugDescription: "prices must be 0 or more")
+        }
+        if tier == .free, !isFree {
+            throw DecodingError.dataCorruptedError(
+                forKey: .tier, in: container, debugDescription: "a free-tier model must have prices of 0")
+        }
+        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
+        maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? maxTokens
+        guard (1...200_000).contains(maxTokens) else {
+            throw DecodingError.dataCorruptedError(forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
+        }
     }
 }
 

@@ -20,8 +20,8 @@ public struct Configuration: Sendable {
     /// Where operators are alerted (approval needed, task dead).
     public var notify = NotifySettings()
     public var approvals = ApprovalSettings()
-    /// Read by the model gateway layer; kept as written so a config that has it loads today.
-    public var gateway: JSONValue?
+    /// The model gateway: models, prices, the daily cap.
+    public var gateway = GatewaySettings()
 
     /// The newest `version` this binary understands.
     public static let supportedVersion = 1
@@ -89,6 +89,8 @@ public struct TaskType: Sendable {
     public var rules: [SafetyRule] = []
     /// How long an approval request of this type stays open before it expires.
     public var approvalExpiresAfter: Interval = .hours(24)
+    /// A critical type's tasks are not deferred when the day's budget is spent (they fail instead).
+    public var critical = false
 
     public init(name: String, handler: Handler) {
         self.name = name
@@ -101,6 +103,7 @@ public struct TaskType: Sendable {
     /// The handler's time limit: the handler's own, else the type's, else the worker default.
     public func effectiveTimeout(_ worker: WorkerSettings) -> Interval {
         if case .exec(let exec) = handler, let timeout = exec.timeout { return timeout }
+        if case .llm = handler, timeout == nil { return .minutes(10) }
         return timeout ?? worker.defaultTimeout
     }
 }
@@ -108,6 +111,16 @@ public struct TaskType: Sendable {
 /// What runs a task.
 public enum Handler: Sendable {
     case exec(ExecHandler)
+    case llm(LLMHandler)
+}
+
+/// A prompt to the model gateway: the completion is the task's result (JSON if it parses).
+public struct LLMHandler: Sendable {
+    /// The prompt, with `{{payload.PATH}}` placeholders filled from the payload.
+    public var prompt: String
+    public var system: String?
+    public var tier: TierRequest = .auto
+    public var maxTokens: Int?
 }
 
 /// A program run without a shell: the payload reaches it on stdin and in a file, never in argv.

@@ -8,6 +8,9 @@ public enum HandlerStatus: Sendable, Equatable {
     case stopped
     /// It never ran: no such program, no permission, no such working directory.
     case couldNotStart(String)
+    /// It could not run today (the model budget is spent): the task waits until then, and the
+    /// attempt does not count.
+    case deferred(until: Int64, reason: String)
 
     public var succeeded: Bool { self == .exited(0) }
 }
@@ -43,6 +46,7 @@ public struct HandlerOutcome: Sendable, Equatable {
         case .timedOut(let limit): return "timed out after \(limit)"
         case .stopped: return "stopped by the worker"
         case .couldNotStart(let reason): return "could not start: \(reason)"
+        case .deferred(_, let reason): return "deferred: \(reason)"
         }
     }
 

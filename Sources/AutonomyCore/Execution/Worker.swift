@@ -106,7 +106,11 @@ public struct Worker: Sendable {
         self.store = store
         self.loaded = loaded
         self.clock = clock
-        self.runner = runner ?? ExecRunner(settings: loaded.configuration.worker)
+        self.runner =
+            runner
+            ?? HandlerDispatcher(
+                exec: ExecRunner(settings: loaded.configuration.worker),
+                llm: LLMRunner(gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: clock)))
         self.verifierRunner = ExecRunner(settings: loaded.configuration.worker)
         self.random = random
         self.handlerEnvironment = handlerEnvironment
@@ -145,6 +149,21 @@ public struct Worker: Sendable {
                 break
             }
             let outcome = await run(claimed)
+            if case .deferred(let until, let reason) = outcome.status {
+                // Not an attempt: the day's budget is spent, the task waits for the next day.
+                let deferred = try store.deferTask(claimed, until: until, reason: reason, now: clock.now())
+                report.attempts.append(
+                    AttemptReport(
+                        taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                        handler: outcome, outcome: deferred))
+                if let stop = stopReason(drain, deadline: deadline, attemptsSoFar: report.attempts.count) {
+                    report.stopReason = stop
+                    break
+                }
+                step = try store.claimNext(
+                    configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
+                continue
+            }
             var checks: [CheckResult] = []
             let verdict: Verdict
             if outcome.status.succeeded, !claimed.type.verify.isEmpty,

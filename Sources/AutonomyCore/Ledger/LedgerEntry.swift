@@ -40,6 +40,10 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case notifyFailed = "notify_failed"
     /// Old finished tasks lost their bulky fields (the ledger keeps everything).
     case pruned
+    /// A model call made for a task, with its cost.
+    case llmCall = "llm_call"
+    /// The day's budget is spent: a non-critical task waits for the next day.
+    case deferred
 }
 
 /// One row of the append-only ledger.

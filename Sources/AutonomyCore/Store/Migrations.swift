@@ -118,6 +118,32 @@ enum Migrations {
                     CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE delivered_at IS NULL;
                     """)
         }
+        migrator.registerMigration("v3-model-gateway") { db in
+            try db.execute(
+                sql: """
+                    -- One row per model call: a reservation of its worst-case cost, then settled at its
+                    -- real cost, or released when the call failed or its process died.
+                    CREATE TABLE llm_calls (
+                        id INTEGER PRIMARY KEY,
+                        task_id INTEGER,
+                        model TEXT NOT NULL,
+                        tier TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        reserved_usd REAL NOT NULL,
+                        cost_usd REAL NOT NULL DEFAULT 0,
+                        input_tokens INTEGER,
+                        output_tokens INTEGER,
+                        latency_ms INTEGER,
+                        outcome TEXT,
+                        started_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        finished_at INTEGER
+                    );
+                    CREATE INDEX llm_calls_started ON llm_calls (started_at);
+                    CREATE INDEX llm_calls_open ON llm_calls (expires_at) WHERE state = 'reserved';
+                    CREATE INDEX llm_calls_task ON llm_calls (task_id, id);
+                    """)
+        }
         return migrator
     }
 }

@@ -1,0 +1,181 @@
+import Foundation
+import GRDB
+
+/// Today's money, as the gateway and `autonomy budget` see it.
+public struct BudgetStatus: Sendable {
+    public var dayStart: Int64
+    public var capUSD: Double
+    public var softCapUSD: Double
+    /// Settled calls since the day started.
+    public var spentUSD: Double
+    /// Open reservations (calls under way) that have not timed out.
+    public var reservedUSD: Double
+    public var perModel: [(model: String, calls: Int, inputTokens: Int, outputTokens: Int, costUSD: Double)]
+    /// The last seven days, oldest first: (day start, spent).
+    public var lastDays: [(day: Int64, costUSD: Double)]
+
+    public var committedUSD: Double { spentUSD + reservedUSD }
+}
+
+extension AutonomyStore {
+    /// Reserves a paid call's worst-case cost in one IMMEDIATE transaction against today's spend
+    /// plus the open reservations. Nil when it would pass the cap (nothing is written then).
+    public func reserve(
+        model: ModelSettings, amountUSD: Double, taskID: Int64?, capUSD: Double, dayStart: Int64, now: Int64,
+        timeout: Interval
+    ) throws -> Int64? {
+        try write("reserve a model call") { db in
+            if amountUSD > 0 {  // a free call is recorded, never refused
+                let committed = try committedUSD(db: db, dayStart: dayStart, now: now)
+                guard committed + amountUSD <= capUSD + 1e-12 else { return nil }
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO llm_calls (task_id, model, tier, state, reserved_usd, started_at, expires_at)
+                    VALUES (?, ?, ?, 'reserved', ?, ?, ?)
+                    """,
+                arguments: [taskID, model.name, model.tier.rawValue, amountUSD, now, now + timeout.milliseconds])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// Settles a call at its real cost (or, without usage, at its reservation) and records it in
+    /// the task's ledger with that cost. `outcome` nil means the call failed: it is released at no
+    /// cost.
+    public func settle(
+        callID: Int64, costUSD: Double?, inputTokens: Int?, outputTokens: Int?, latencyMs: Int64, outcome: String?,
+        now: Int64
+    ) throws {
+        try write("settle a model call") { db in
+            guard let row = try Row.fetchOne(
+                db, sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ?", arguments: [callID])
+            else { return }
+            let taskID: Int64? = row[0]
+            let model: String = row[1]
+            let tier: String = row[2]
+            let reserved: Double = row[3]
+            let failed = outcome != nil
+            let cost = failed ? 0 : (costUSD ?? reserved)
+            try db.execute(
+                sql: """
+                    UPDATE llm_calls SET state = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, latency_ms = ?,
+                                         outcome = ?, finished_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: [failed ? "released" : "settled", cost, inputTokens, outputTokens, latencyMs,
+                            outcome ?? "ok", now, callID])
+            if let taskID {
+                let type = try String.fetchOne(db, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [taskID])
+                try db.appendLedger(
+                    .llmCall, at: now, taskID: taskID, type: type, durationMs: latencyMs, costUSD: cost,
+                    detailText: JSONValue.object([
+                        "call_id": .int(callID), "model": .string(model), "tier": .string(tier),
+                        "input_tokens": inputTokens.map { .int(Int64($0)) } ?? .null,
+                        "output_tokens": outputTokens.map { .int(Int64($0)) } ?? .null,
+                        "outcome": .string(outcome ?? "ok"),
+                        "charged": .string(costUSD == nil && !failed ? "the reservation (no usage in the answer)" : "usage"),
+                    ]).canonicalText)
+            }
+        }
+    }
+
+    /// The tier of the last successful call made for a task (for escalation).
+    public func lastCallTier(taskID: Int64) throws -> ModelTier? {
+        try read("read the last model call") { db in
+            try String.fetchOne(
+                db, sql: "SELECT tier FROM llm_calls WHERE task_id = ? AND state = 'settled' ORDER BY id DESC LIMIT 1",
+                arguments: [taskID]
+            ).flatMap(ModelTier.init(rawValue:))
+        }
+    }
+
+    /// Today's spend, reservations, per-model breakdown and the last seven days.
+    public func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) throws -> BudgetStatus {
+        let dayStart = Calendar.startOfDay(now, timeZone)
+        return try read("read the budget") { db in
+            let spent = try Double.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
+                arguments: [dayStart]) ?? 0
+            let reserved = try Double.fetchOne(
+                db, sql: """
+                    SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
+                    WHERE state = 'reserved' AND expires_at > ?
+                    """, arguments: [now]) ?? 0
+            let perModel = try Row.fetchAll(
+                db, sql: """
+                    SELECT model, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+                           COALESCE(SUM(cost_usd), 0)
+                    FROM llm_calls WHERE started_at >= ? GROUP BY model ORDER BY model
+                    """, arguments: [dayStart]
+            ).map { (model: $0[0] as String, calls: $0[1] as Int, inputTokens: $0[2] as Int, outputTokens: $0[3] as Int,
+                     costUSD: $0[4] as Double) }
+            var days: [(day: Int64, costUSD: Double)] = []
+            var start = dayStart
+            for _ in 0..<7 {
+                let previous = Calendar.startOfDay(start - 1, timeZone)
+                let end = start
+                start = previous
+                let cost = try Double.fetchOne(
+                    db, sql: """
+                        SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls
+                        WHERE state = 'settled' AND started_at >= ? AND started_at < ?
+                        """, arguments: [previous, end]) ?? 0
+                days.insert((previous, cost), at: 0)
+            }
+            return BudgetStatus(
+                dayStart: dayStart, capUSD: settings.dailyCapUSD, softCapUSD: settings.dailyCapUSD * settings.softCapRatio,
+                spentUSD: spent, reservedUSD: reserved, perModel: perModel, lastDays: days)
+        }
+    }
+
+    private func committedUSD(db: Database, dayStart: Int64, now: Int64) throws -> Double {
+        let spent = try Double.fetchOne(
+            db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
+            arguments: [dayStart]) ?? 0
+        // A reservation whose process died is released once it times out.
+        let reserved = try Double.fetchOne(
+            db, sql: """
+                SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
+                WHERE state = 'reserved' AND expires_at > ?
+                """, arguments: [now]) ?? 0
+        return spent + reserved
+    }
+
+    /// Sends a task whose paid model is out of budget to the next day, without counting the attempt.
+    public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
+        try write("defer a task") { db in
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET state = 'queued', run_at = ?, attempts = attempts - 1, updated_at = ?, lease_token = NULL,
+                                     lease_expires_at = NULL
+                    WHERE id = ? AND lease_token = ?
+                    """, arguments: [until, now, claimed.task.id, claimed.leaseToken])
+            guard db.changesCount == 1 else { return nil }
+            try db.appendLedger(
+                .deferred, at: now, taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+            return TaskOutcome(
+                id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
+                nextRunAt: until, error: reason)
+        }
+    }
+}
+
+extension Calendar {
+    /// The start of the day holding `milliseconds`, in `zone`, as epoch ms.
+    static func startOfDay(_ milliseconds: Int64, _ zone: TimeZone) -> Int64 {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let start = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        return Int64((start.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    /// The start of the next day, in `zone`.
+    static func nextDay(after milliseconds: Int64, _ zone: TimeZone) -> Int64 {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let start = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        let next = calendar.date(byAdding: .day, value: 1, to: start) ?? start.addingTimeInterval(86_400)
+        return Int64((next.timeIntervalSince1970 * 1000).rounded())
+    }
+}

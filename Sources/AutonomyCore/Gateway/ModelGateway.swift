@@ -1,0 +1,229 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// A call for a completion.
+public struct LLMRequest: Sendable {
+    public var prompt: String
+    public var system: String?
+    public var tier: TierRequest = .auto
+    public var maxTokens: Int?
+    /// The task the call is for: its cost reaches the task's ledger rows.
+    public var taskID: Int64?
+    /// Start one tier above this one (an earlier attempt with it failed verification).
+    public var escalateFrom: ModelTier?
+
+    public init(prompt: String, system: String? = nil, tier: TierRequest = .auto, maxTokens: Int? = nil,
+                taskID: Int64? = nil, escalateFrom: ModelTier? = nil) {
+        self.prompt = prompt
+        self.system = system
+        self.tier = tier
+        self.maxTokens = maxTokens
+        self.taskID = taskID
+        self.escalateFrom = escalateFrom
+    }
+}
+
+/// A completion and what it cost.
+public struct LLMResponse: Sendable {
+    public var text: String
+    public var model: String
+    public var tier: ModelTier
+    public var inputTokens: Int?
+    public var outputTokens: Int?
+    public var costUSD: Double
+    public var latencyMs: Int64
+    /// Models tried before this one, and why they were passed over.
+    public var passedOver: [String]
+}
+
+/// Why no completion came back.
+public enum GatewayError: Error, Sendable, CustomStringConvertible {
+    case noModels(TierRequest)
+    /// Every model the request could use is paid, and the day's cap does not allow the call.
+    case budgetExhausted(capUSD: Double, until: Int64, tried: [String])
+    /// Every model that was tried failed.
+    case allFailed([String])
+
+    public var description: String {
+        switch self {
+        case .noModels(let tier):
+            return "no model is configured for tier \(tier.rawValue) (add one under gateway.models)"
+        case .budgetExhausted(let cap, let until, let tried):
+            return String(format: "the daily cost cap ($%.2f) leaves no room for this call; paid models are refused until ", cap)
+                + Timestamp.format(until) + " and no free model could take it (" + tried.joined(separator: "; ") + ")"
+        case .allFailed(let reasons):
+            return "every model failed: " + reasons.joined(separator: "; ")
+        }
+    }
+}
+
+/// The one chokepoint for model calls: picks the model (free first), reserves the worst-case cost
+/// of a paid call against the daily cap, calls it, settles the real cost, records everything.
+public struct ModelGateway: Sendable {
+    public var store: AutonomyStore
+    public var settings: GatewaySettings
+    public var timeZone: TimeZone
+    public var clock: any WallClock
+    /// Where API keys are read from: the process environment, never the configuration.
+    public var environment: [String: String]
+
+    public init(store: AutonomyStore, configuration: Configuration, clock: any WallClock = SystemClock(),
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.store = store
+        self.settings = configuration.gateway
+        self.timeZone = configuration.timezone
+        self.clock = clock
+        self.environment = environment
+    }
+
+    /// The models to try, in order: the requested tier (or, for `auto`, free then cheap), then
+    /// cheaper tiers; above the soft cap, `auto` and `cheap` use free models only.
+    public func candidates(for request: LLMRequest, spentUSD: Double) -> [ModelSettings] {
+        var tiers: [ModelTier]
+        switch request.tier {
+        case .auto: tiers = [.free, .cheap]
+        case .free: tiers = [.free]
+        case .cheap: tiers = [.cheap, .free]
+        case .strong: tiers = [.strong, .cheap, .free]
+        }
+        // Escalation: one tier above the model whose answer failed verification, then cheaper ones
+        // if the budget says no. An explicit `free` never escalates into paying.
+        if request.tier != .free, let from = request.escalateFrom, let above = from.above {
+            tiers = ModelTier.allCases.filter { $0 <= above }.sorted(by: >)
+        } else if request.tier == .auto || request.tier == .cheap,
+            spentUSD >= settings.dailyCapUSD * settings.softCapRatio
+        {
+            tiers = [.free]  // above the soft cap
+        }
+        return tiers.flatMap { tier in settings.models.filter { $0.tier == tier } }
+    }
+
+    public func complete(_ request: LLMRequest) async throws(GatewayError) -> LLMResponse {
+        let now = clock.now()
+        let spent = (try? store.budget(settings: settings, timeZone: timeZone, now: now))?.committedUSD ?? 0
+        let models = candidates(for: request, spentUSD: spent)
+        guard !models.isEmpty else { throw .noModels(request.tier) }
+        var passedOver: [String] = []
+        var refusedForBudget = false
+        for model in models {
+            let maxTokens = request.maxTokens ?? model.maxTokens
+            // An upper bound: no tokenizer makes more tokens than bytes (plus the message framing).
+            let inputBound = request.prompt.utf8.count + (request.system?.utf8.count ?? 0) + 32
+            let worstCase = model.cost(input: inputBound, output: maxTokens)
+            let callID: Int64?
+            do {
+                callID = try store.reserve(
+                    model: model, amountUSD: worstCase, taskID: request.taskID, capUSD: settings.dailyCapUSD,
+                    dayStart: Calendar.startOfDay(clock.now(), timeZone), now: clock.now(),
+                    timeout: max(settings.reservationTimeout, model.timeout))
+            } catch {
+                passedOver.append("\(model.name): \(error)")
+                continue
+            }
+            guard let callID else {
+                refusedForBudget = true
+                passedOver.append(String(format: "%@: over the daily cap (needs up to $%.4f)", model.name, worstCase))
+                continue
+            }
+            let started = ContinuousClock.now
+            let answer = await call(model, request, maxTokens: maxTokens)
+            let elapsed = ContinuousClock.now - started
+            let latency = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+            switch answer {
+            case .success(let completion):
+                let cost = completion.usage.map { model.cost(input: $0.input, output: $0.output) }
+                try? store.settle(
+                    callID: callID, costUSD: cost, inputTokens: completion.usage?.input,
+                    outputTokens: completion.usage?.output, latencyMs: latency, outcome: nil, now: clock.now())
+                return LLMResponse(
+                    text: completion.text, model: model.name, tier: model.tier, inputTokens: completion.usage?.input,
+                    outputTokens: completion.usage?.output, costUSD: cost ?? worstCase, latencyMs: latency,
+                    passedOver: passedOver)
+            case .failure(let failure):
+                try? store.settle(
+                    callID: callID, costUSD: 0, inputTokens: nil, outputTokens: nil, latencyMs: latency,
+                    outcome: failure.reason, now: clock.now())
+                passedOver.append("\(model.name): \(failure.reason)")
+                guard failure.fallBack else { throw .allFailed(passedOver) }
+            }
+        }
+        if refusedForBudget {
+            throw .budgetExhausted(
+                capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: clock.now(), timeZone), tried: passedOver)
+        }
+        throw .allFailed(passedOver)
+    }
+
+    struct Completion {
+        var text: String
+        var usage: (input: Int, output: Int)?
+    }
+
+    struct CallFailure: Error {
+        var reason: String
+        /// Transport errors, 5xx and 429 fall back to the next model; anything else stops.
+        var fallBack: Bool
+    }
+
+    private func call(_ model: ModelSettings, _ request: LLMRequest, maxTokens: Int) async -> Result<Completion, CallFailure> {
+        var messages: [JSONValue] = []
+        if let system = request.system { messages.append(["role": "system", "content": .string(system)]) }
+        messages.append(["role": "user", "content": .string(request.prompt)])
+        let body: JSONValue = [
+            "model": .string(model.model), "messages": .array(messages), "max_tokens": .int(Int64(maxTokens)),
+        ]
+        var httpRequest = HTTPClientRequest(url: model.baseURL + "/chat/completions")
+        httpRequest.method = .POST
+        httpRequest.headers.add(name: "Content-Type", value: "application/json")
+        if let name = model.apiKeyEnv {
+            guard let key = environment[name], !key.isEmpty else {
+                return .failure(CallFailure(reason: "the API key variable \(name) is not set", fallBack: true))
+            }
+            httpRequest.headers.add(name: "Authorization", value: "Bearer " + key)
+        }
+        httpRequest.body = .bytes(Array(body.canonicalText.utf8))
+        let finalRequest = httpRequest
+        let outcome: (Int, ByteBuffer)?? = await withTaskGroup(of: (Int, ByteBuffer)??.self) { group in
+            group.addTask {
+                do {
+                    let response = try await HTTPClient.shared.execute(finalRequest, deadline: .distantFuture)
+                    return .some((Int(response.status.code), try await response.body.collect(upTo: 8 << 20)))
+                } catch {
+                    return .some(nil)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: model.timeout.duration)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let finished = outcome else {
+            return .failure(CallFailure(reason: "no answer within \(model.timeout)", fallBack: true))
+        }
+        guard let (status, buffer) = finished else {
+            return .failure(CallFailure(reason: "the endpoint could not be reached", fallBack: true))
+        }
+        if status >= 500 || status == 429 {
+            return .failure(CallFailure(reason: "HTTP \(status)", fallBack: true))
+        }
+        guard (200..<300).contains(status) else {
+            return .failure(CallFailure(reason: "HTTP \(status) (check the model id and the API key)", fallBack: false))
+        }
+        guard let document = try? JSONValue.parse(Data(buffer.readableBytesView)),
+            case .string(let text)? = document[path: "choices.0.message.content"]
+        else {
+            return .failure(CallFailure(reason: "the answer has no choices[0].message.content", fallBack: true))
+        }
+        var usage: (Int, Int)?
+        if case .int(let input)? = document[path: "usage.prompt_tokens"],
+            case .int(let output)? = document[path: "usage.completion_tokens"]
+        {
+            usage = (Int(input), Int(output))
+        }
+        return .success(Completion(text: text, usage: usage))
+    }
+}
