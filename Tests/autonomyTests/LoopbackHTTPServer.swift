@@ -18,8 +18,12 @@ final class LoopbackHTTPServer: Sendable {
     private let delay: Duration
 
     /// `bodies` are answered in order with the statuses (then an empty body).
-    init(statuses: [Int] = [], bodies: [String] = [], delay: Duration = .zero) throws {
+    /// Answered once `bodies` is used up.
+    private let defaultBody: String
+
+    init(statuses: [Int] = [], bodies: [String] = [], defaultBody: String = "", delay: Duration = .zero) throws {
         self.delay = delay
+        self.defaultBody = defaultBody
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw POSIXError(.EIO) }
         self.listener = listener
@@ -34,7 +38,7 @@ final class LoopbackHTTPServer: Sendable {
                 bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard bound == 0, listen(listener, 16) == 0 else { throw POSIXError(.EADDRINUSE) }
+        guard bound == 0, listen(listener, 256) == 0 else { throw POSIXError(.EADDRINUSE) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
@@ -88,7 +92,7 @@ final class LoopbackHTTPServer: Sendable {
                     let (status, answer) = state.withLock { state -> (Int, String) in
                         state.requests.append(request)
                         let status = state.statuses.isEmpty ? 200 : state.statuses.removeFirst()
-                        return (status, state.bodies.isEmpty ? "" : state.bodies.removeFirst())
+                        return (status, state.bodies.isEmpty ? defaultBody : state.bodies.removeFirst())
                     }
                     if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds)) }
                     let response =

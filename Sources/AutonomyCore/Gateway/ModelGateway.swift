@@ -103,7 +103,15 @@ public struct ModelGateway: Sendable {
         let now = clock.now()
         let spent = (try? store.budget(settings: settings, timeZone: timeZone, now: now))?.committedUSD ?? 0
         let models = candidates(for: request, spentUSD: spent)
-        guard !models.isEmpty else { throw .noModels(request.tier) }
+        guard !models.isEmpty else {
+            if !candidates(for: request, spentUSD: -.infinity).isEmpty {  // only the soft cap took them away
+                throw .budgetExhausted(
+                    capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: now, timeZone),
+                    tried: [String(format: "above the soft cap ($%.2f of $%.2f spent or reserved), auto and cheap calls use free models only, and none is configured",
+                                   spent, settings.dailyCapUSD)])
+            }
+            throw .noModels(request.tier)
+        }
         var passedOver: [String] = []
         var refusedForBudget = false
         for model in models {
