@@ -71,6 +71,11 @@ struct ConfigCommand: AsyncParsableCommand {
                             ]
                         }))
             }
+            let gateway = configuration.gateway
+            print(String(format: "gateway:  $%.2f a day (free models only above %.0f%%); ", gateway.dailyCapUSD,
+                         gateway.softCapRatio * 100)
+                  + (gateway.models.isEmpty ? "no models"
+                     : gateway.models.map { "\($0.name) (\($0.tier.rawValue))" }.joined(separator: ", ")))
             let channels = configuration.notify.channels.map(\.rawValue)
             print(
                 "alerts:   \(channels.isEmpty ? "none" : channels.joined(separator: ", "))"

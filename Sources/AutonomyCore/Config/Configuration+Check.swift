@@ -46,6 +46,16 @@ extension LoadedConfiguration {
             warnings.append(
                 "notify.webhook.secret_env: \(name) is not set here; the worker needs it in its environment")
         }
+        for (index, model) in configuration.gateway.models.enumerated() {
+            if let name = model.apiKeyEnv, (environment[name] ?? "").isEmpty {
+                warnings.append("gateway.models[\(index)].api_key_env: \(name) is not set here; calls to \(model.name) will fail over")
+            }
+        }
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
+            if case .llm = type.handler, configuration.gateway.models.isEmpty {
+                warnings.append("task_types.\(type.name).handler.llm: no model is configured under gateway.models")
+            }
+        }
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) where type.safety == .dangerous {
             if notify.channels.isEmpty {
                 warnings.append(
