@@ -61,9 +61,9 @@ struct ConfigCommand: AsyncParsableCommand {
                         types.map { type in
                             var handler = ""
                             switch type.handler {
-                    case .exec(let exec): handler = exec.argv.joined(separator: " ")
-                    case .llm(let llm): handler = "llm (\(llm.tier.rawValue))"
-                    }
+                            case .exec(let exec): handler = exec.argv.joined(separator: " ")
+                            case .llm(let llm): handler = "llm (\(llm.tier.rawValue))"
+                            }
                             return [
                                 "  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
                                 type.owner ?? "-", type.effectiveTimeout(configuration.worker).description,
@@ -72,10 +72,13 @@ struct ConfigCommand: AsyncParsableCommand {
                         }))
             }
             let gateway = configuration.gateway
-            print(String(format: "gateway:  $%.2f a day (free models only above %.0f%%); ", gateway.dailyCapUSD,
-                         gateway.softCapRatio * 100)
-                  + (gateway.models.isEmpty ? "no models"
-                     : gateway.models.map { "\($0.name) (\($0.tier.rawValue))" }.joined(separator: ", ")))
+            print(
+                String(
+                    format: "gateway:  $%.2f a day (free models only above %.0f%%); ", gateway.dailyCapUSD,
+                    gateway.softCapRatio * 100)
+                    + (gateway.models.isEmpty
+                        ? "no models"
+                        : gateway.models.map { "\($0.name) (\($0.tier.rawValue))" }.joined(separator: ", ")))
             let channels = configuration.notify.channels.map(\.rawValue)
             print(
                 "alerts:   \(channels.isEmpty ? "none" : channels.joined(separator: ", "))"

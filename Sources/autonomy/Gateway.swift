@@ -24,11 +24,14 @@ struct LLM: AsyncParsableCommand {
     @Flag(help: "Print the completion with its model, tokens and cost as JSON.") var json = false
 
     func validate() throws {
-        if let maxTokens, !(1...200_000).contains(maxTokens) { throw ValidationError("--max-tokens must be from 1 to 200000") }
+        if let maxTokens, !(1...200_000).contains(maxTokens) {
+            throw ValidationError("--max-tokens must be from 1 to 200000")
+        }
     }
 
     func run() async throws {
-        let text = prompt == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : prompt
+        let text =
+            prompt == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : prompt
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw CLIFailure("the prompt is empty", code: .badInput)
         }
@@ -45,13 +48,15 @@ struct LLM: AsyncParsableCommand {
             throw CLIFailure(error.description, code: .unavailable)
         }
         if json {
-            printJSON(.object([
-                "text": .string(response.text), "model": .string(response.model), "tier": .string(response.tier.rawValue),
-                "input_tokens": response.inputTokens.map { .int(Int64($0)) } ?? .null,
-                "output_tokens": response.outputTokens.map { .int(Int64($0)) } ?? .null,
-                "cost_usd": .double(response.costUSD), "latency_ms": .int(response.latencyMs),
-                "passed_over": .array(response.passedOver.map { .string($0) }),
-            ]))
+            printJSON(
+                .object([
+                    "text": .string(response.text), "model": .string(response.model),
+                    "tier": .string(response.tier.rawValue),
+                    "input_tokens": response.inputTokens.map { .int(Int64($0)) } ?? .null,
+                    "output_tokens": response.outputTokens.map { .int(Int64($0)) } ?? .null,
+                    "cost_usd": .double(response.costUSD), "latency_ms": .int(response.latencyMs),
+                    "passed_over": .array(response.passedOver.map { .string($0) }),
+                ]))
         } else {
             print(response.text)
         }
@@ -70,34 +75,55 @@ struct Budget: AsyncParsableCommand {
     func run() async throws {
         let (loaded, store) = try global.open(create: false)
         let configuration = loaded.configuration
-        let status = try store.budget(settings: configuration.gateway, timeZone: configuration.timezone,
-                                      now: try currentClock().now())
+        let status = try store.budget(
+            settings: configuration.gateway, timeZone: configuration.timezone,
+            now: try currentClock().now())
         if json {
-            return printJSON(.object([
-                "day_start": .string(Timestamp.format(status.dayStart)), "cap_usd": .double(status.capUSD),
-                "soft_cap_usd": .double(status.softCapUSD), "spent_usd": .double(status.spentUSD),
-                "reserved_usd": .double(status.reservedUSD),
-                "models": .array(status.perModel.map { .object([
-                    "model": .string($0.model), "calls": .int(Int64($0.calls)), "input_tokens": .int(Int64($0.inputTokens)),
-                    "output_tokens": .int(Int64($0.outputTokens)), "cost_usd": .double($0.costUSD),
-                ]) }),
-                "last_days": .array(status.lastDays.map { .object([
-                    "day": .string(Timestamp.format($0.day, timeZone: configuration.timezone)), "cost_usd": .double($0.costUSD),
-                ]) }),
-            ]))
+            return printJSON(
+                .object([
+                    "day_start": .string(Timestamp.format(status.dayStart)), "cap_usd": .double(status.capUSD),
+                    "soft_cap_usd": .double(status.softCapUSD), "spent_usd": .double(status.spentUSD),
+                    "reserved_usd": .double(status.reservedUSD),
+                    "models": .array(
+                        status.perModel.map {
+                            .object([
+                                "model": .string($0.model), "calls": .int(Int64($0.calls)),
+                                "input_tokens": .int(Int64($0.inputTokens)),
+                                "output_tokens": .int(Int64($0.outputTokens)), "cost_usd": .double($0.costUSD),
+                            ])
+                        }),
+                    "last_days": .array(
+                        status.lastDays.map {
+                            .object([
+                                "day": .string(Timestamp.format($0.day, timeZone: configuration.timezone)),
+                                "cost_usd": .double($0.costUSD),
+                            ])
+                        }),
+                ]))
         }
-        print(String(format: "today: $%.4f spent + $%.4f reserved of a $%.2f cap (free models only above $%.2f)",
-                     status.spentUSD, status.reservedUSD, status.capUSD, status.softCapUSD))
+        print(
+            String(
+                format: "today: $%.4f spent + $%.4f reserved of a $%.2f cap (free models only above $%.2f)",
+                status.spentUSD, status.reservedUSD, status.capUSD, status.softCapUSD))
         if status.committedUSD >= status.capUSD {
             print("the cap is reached: paid calls are refused until tomorrow; free models keep working")
         }
         if !status.perModel.isEmpty {
-            print(table(["MODEL", "CALLS", "IN TOKENS", "OUT TOKENS", "COST"], status.perModel.map {
-                [$0.model, String($0.calls), String($0.inputTokens), String($0.outputTokens), String(format: "$%.4f", $0.costUSD)]
-            }))
+            print(
+                table(
+                    ["MODEL", "CALLS", "IN TOKENS", "OUT TOKENS", "COST"],
+                    status.perModel.map {
+                        [
+                            $0.model, String($0.calls), String($0.inputTokens), String($0.outputTokens),
+                            String(format: "$%.4f", $0.costUSD),
+                        ]
+                    }))
         }
-        print("last 7 days: " + status.lastDays.map {
-            String(Timestamp.format($0.day, timeZone: configuration.timezone).prefix(10)) + String(format: " $%.2f", $0.costUSD)
-        }.joined(separator: ", "))
+        print(
+            "last 7 days: "
+                + status.lastDays.map {
+                    String(Timestamp.format($0.day, timeZone: configuration.timezone).prefix(10))
+                        + String(format: " $%.2f", $0.costUSD)
+                }.joined(separator: ", "))
     }
 }

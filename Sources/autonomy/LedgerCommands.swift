@@ -40,15 +40,22 @@ struct LedgerCommand: AsyncParsableCommand {
             let (loaded, store) = try global.open(create: false)
             let now = try currentClock().now()
             let entries = try store.ledgerEntries(
-                LedgerQuery(taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
+                LedgerQuery(
+                    taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
             if json { return printJSON(.array(entries.map(\.jsonValue))) }
             guard !entries.isEmpty else { return print("no ledger rows") }
-            print(table(["ID", "AT", "TASK", "TYPE", "EVENT", "TRY", "DURATION", "DETAIL"], entries.map { entry in
-                [String(entry.id), display(entry.at, loaded.configuration), entry.taskID.map(String.init) ?? "-",
-                 entry.type ?? "-", entry.event, entry.attempt.map(String.init) ?? "",
-                 entry.durationMs.map { Interval(milliseconds: $0).description } ?? "",
-                 String((entry.detail?.canonicalText ?? "").prefix(90))]
-            }))
+            print(
+                table(
+                    ["ID", "AT", "TASK", "TYPE", "EVENT", "TRY", "DURATION", "DETAIL"],
+                    entries.map { entry in
+                        [
+                            String(entry.id), display(entry.at, loaded.configuration),
+                            entry.taskID.map(String.init) ?? "-",
+                            entry.type ?? "-", entry.event, entry.attempt.map(String.init) ?? "",
+                            entry.durationMs.map { Interval(milliseconds: $0).description } ?? "",
+                            String((entry.detail?.canonicalText ?? "").prefix(90)),
+                        ]
+                    }))
         }
     }
 
@@ -65,12 +72,13 @@ struct LedgerCommand: AsyncParsableCommand {
             let (_, store) = try global.open(create: false)
             let report = try store.verifyLedgerChain()
             if json {
-                printJSON(.object([
-                    "rows": .int(Int64(report.rows)), "ok": .bool(report.firstBroken == nil),
-                    "first_broken_row": report.firstBroken.map { .int($0.id) } ?? .null,
-                    "reason": report.firstBroken.map { .string($0.reason) } ?? .null,
-                    "last_hash": .string(report.lastHash),
-                ]))
+                printJSON(
+                    .object([
+                        "rows": .int(Int64(report.rows)), "ok": .bool(report.firstBroken == nil),
+                        "first_broken_row": report.firstBroken.map { .int($0.id) } ?? .null,
+                        "reason": report.firstBroken.map { .string($0.reason) } ?? .null,
+                        "last_hash": .string(report.lastHash),
+                    ]))
             } else if let broken = report.firstBroken {
                 print("the chain is broken at row \(broken.id): \(broken.reason)")
             } else {
@@ -125,30 +133,45 @@ struct MapCommand: AsyncParsableCommand {
         let start = try windowStart(since, now: now) ?? now
         let report = try store.systemMap(configuration: loaded.configuration, since: start)
         if json {
-            return printJSON(.object([
-                "since": .string(Timestamp.format(start)), "types": .array(report.types.map(\.jsonValue)),
-                "components": .array(report.components.map(\.jsonValue)),
-                "undeclared_types": .array(report.undeclared.map { .string($0) }),
-            ]))
+            return printJSON(
+                .object([
+                    "since": .string(Timestamp.format(start)), "types": .array(report.types.map(\.jsonValue)),
+                    "components": .array(report.components.map(\.jsonValue)),
+                    "undeclared_types": .array(report.undeclared.map { .string($0) }),
+                ]))
         }
         print("since \(display(start, loaded.configuration)) (\(since))")
-        print(table(["TYPE", "OWNER", "SAFETY", "RUNS", "DONE", "DEAD", "SUCCESS", "MEDIAN", "P95", "COST", "LAST SUCCESS", ""],
-                    report.types.map { type in
-            [type.name, type.owner ?? "-", type.safety.rawValue + (type.hasVerifiers ? "" : " (unverified)"),
-             String(type.runs), String(type.done), String(type.dead),
-             type.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
-             type.medianMs.map { Interval(milliseconds: $0).description } ?? "-",
-             type.p95Ms.map { Interval(milliseconds: $0).description } ?? "-", String(format: "$%.2f", type.costUSD),
-             type.lastSuccess.map { display($0, loaded.configuration) } ?? "never",
-             type.shelfware ? (type.everSucceeded ? "SHELFWARE (none in window)" : "SHELFWARE (never)") : ""]
-        }))
+        print(
+            table(
+                [
+                    "TYPE", "OWNER", "SAFETY", "RUNS", "DONE", "DEAD", "SUCCESS", "MEDIAN", "P95", "COST",
+                    "LAST SUCCESS", "",
+                ],
+                report.types.map { type in
+                    [
+                        type.name, type.owner ?? "-", type.safety.rawValue + (type.hasVerifiers ? "" : " (unverified)"),
+                        String(type.runs), String(type.done), String(type.dead),
+                        type.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
+                        type.medianMs.map { Interval(milliseconds: $0).description } ?? "-",
+                        type.p95Ms.map { Interval(milliseconds: $0).description } ?? "-",
+                        String(format: "$%.2f", type.costUSD),
+                        type.lastSuccess.map { display($0, loaded.configuration) } ?? "never",
+                        type.shelfware ? (type.everSucceeded ? "SHELFWARE (none in window)" : "SHELFWARE (never)") : "",
+                    ]
+                }))
         if !report.components.isEmpty {
             print("")
-            print(table(["COMPONENT", "OWNER", "KIND", "TYPES", "RUNS", "DONE", "DEAD", "COST", ""], report.components.map { c in
-                [c.component.name, c.component.owner ?? "-", c.component.kind ?? "-",
-                 c.component.taskTypes.joined(separator: ","), String(c.runs), String(c.done), String(c.dead),
-                 String(format: "$%.2f", c.costUSD), c.shelfware ? "SHELFWARE" : ""]
-            }))
+            print(
+                table(
+                    ["COMPONENT", "OWNER", "KIND", "TYPES", "RUNS", "DONE", "DEAD", "COST", ""],
+                    report.components.map { c in
+                        [
+                            c.component.name, c.component.owner ?? "-", c.component.kind ?? "-",
+                            c.component.taskTypes.joined(separator: ","), String(c.runs), String(c.done),
+                            String(c.dead),
+                            String(format: "$%.2f", c.costUSD), c.shelfware ? "SHELFWARE" : "",
+                        ]
+                    }))
         }
         if !report.undeclared.isEmpty {
             print("\nin the ledger but no longer declared: \(report.undeclared.joined(separator: ", "))")
@@ -167,8 +190,9 @@ struct Metrics: AsyncParsableCommand {
 
     func run() async throws {
         let (loaded, store) = try global.open(create: false)
-        let text = try PrometheusMetrics.render(store: store, configuration: loaded.configuration,
-                                                now: try currentClock().now())
+        let text = try PrometheusMetrics.render(
+            store: store, configuration: loaded.configuration,
+            now: try currentClock().now())
         if let textfile {
             try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))
         } else {

@@ -6,12 +6,15 @@ import Testing
 /// An OpenAI-compatible chat-completions endpoint on loopback.
 func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
     let usage = input.map { #","usage":{"prompt_tokens":\#($0),"completion_tokens":\#(output ?? 0)}"# } ?? ""
-    return #"{"choices":[{"message":{"role":"assistant","content":\#(JSONValue.string(text).canonicalText)}}]\#(usage)}"#
+    return
+        #"{"choices":[{"message":{"role":"assistant","content":\#(JSONValue.string(text).canonicalText)}}]\#(usage)}"#
 }
 
 @Suite struct GatewayEndToEndTests {
-    func model(_ name: String, _ server: LoopbackHTTPServer, tier: String, input: Double, output: Double,
-               maxTokens: Int = 100, keyEnv: String? = nil) -> String {
+    func model(
+        _ name: String, _ server: LoopbackHTTPServer, tier: String, input: Double, output: Double,
+        maxTokens: Int = 100, keyEnv: String? = nil
+    ) -> String {
         let key = keyEnv.map { #", "api_key_env": "\#($0)""# } ?? ""
         return """
             {"name": "\(name)", "provider": "openai", "base_url": "http://127.0.0.1:\(server.port)/v1", "model": "\(name)-id",
@@ -29,14 +32,19 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
 
     func spent(_ sandbox: Sandbox) throws -> Double {
         let queue = try DatabaseQueue(path: sandbox.databasePath)
-        return try queue.read { db in try Double.fetchOne(db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls") ?? 0 }
+        return try queue.read { db in
+            try Double.fetchOne(db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls") ?? 0
+        }
     }
 
     @Test func costComesFromUsageAndAnAnswerWithoutUsageIsChargedTheReservation() async throws {
-        let server = try LoopbackHTTPServer(bodies: [completion("hello", input: 1000, output: 500), completion("again", input: nil)])
+        let server = try LoopbackHTTPServer(bodies: [
+            completion("hello", input: 1000, output: 500), completion("again", input: nil),
+        ])
         defer { server.stop() }
         // $1 per million in, $2 per million out.
-        let sandbox = try Sandbox(config: config(cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2)]))
+        let sandbox = try Sandbox(
+            config: config(cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2)]))
         let first = try await sandbox.run(["llm", "--tier", "cheap", "--json", "say hello"])
         #expect(first.status == 0, "\(first.stderr)")
         let answer = try JSONValue.parse(first.stdout)
@@ -52,9 +60,10 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
     }
 
     @Test func anUnpricedModelIsAConfigError() async throws {
-        let sandbox = try Sandbox(config: """
-            {"version": 1, "gateway": {"models": [{"name": "m", "base_url": "http://127.0.0.1:9/v1", "model": "m", "tier": "cheap"}]}}
-            """)
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "gateway": {"models": [{"name": "m", "base_url": "http://127.0.0.1:9/v1", "model": "m", "tier": "cheap"}]}}
+                """)
         let check = try await sandbox.run(["config", "check"])
         #expect(check.status == 78)
         #expect(check.stderr.contains("gateway.models[0].input_usd_per_million: missing"))
@@ -64,13 +73,18 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         // Each call reserves up to 2000 output tokens at $100/M = $0.20; the cap fits five.
         let server = try LoopbackHTTPServer(defaultBody: completion("ok", input: 10, output: 2000))
         defer { server.stop() }
-        let sandbox = try Sandbox(config: config(cap: 1.0, soft: 1.0, models: [
-            model("paid", server, tier: "cheap", input: 0, output: 100, maxTokens: 2000),
-        ]))
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 1.0, soft: 1.0,
+                models: [
+                    model("paid", server, tier: "cheap", input: 0, output: 100, maxTokens: 2000)
+                ]))
         _ = try await sandbox.run(["budget"])  // create the database before the rush
         _ = try await sandbox.run(["enqueue", "--batch", "-"], stdin: "")
         let results = try await withThrowingTaskGroup(of: CLIResult.self) { group in
-            for index in 0..<50 { group.addTask { try await sandbox.run(["llm", "--tier", "cheap", "call \(index)"]) } }
+            for index in 0..<50 {
+                group.addTask { try await sandbox.run(["llm", "--tier", "cheap", "call \(index)"]) }
+            }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         let answered = results.filter { $0.status == 0 }.count
@@ -78,20 +92,27 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         #expect(answered + refused == 50)
         #expect(answered >= 1 && answered <= 5)
         #expect(refused >= 45)
-        #expect(results.filter { $0.status == 69 }.allSatisfy { $0.stderr.contains("daily cost cap") },
-                "\(results.filter { $0.status == 69 && !$0.stderr.contains("daily cost cap") }.map(\.stderr))")
+        #expect(
+            results.filter { $0.status == 69 }.allSatisfy { $0.stderr.contains("daily cost cap") },
+            "\(results.filter { $0.status == 69 && !$0.stderr.contains("daily cost cap") }.map(\.stderr))")
         #expect(try spent(sandbox) <= 1.0 + 1e-9)
     }
 
     @Test func aboveTheSoftCapAutoUsesFreeAndAtTheCapOnlyFreeWorks() async throws {
         let free = try LoopbackHTTPServer(defaultBody: completion("from free", input: 10, output: 10))
         let paid = try LoopbackHTTPServer(defaultBody: completion("from paid", input: 10, output: 1000))
-        defer { free.stop(); paid.stop() }
+        defer {
+            free.stop()
+            paid.stop()
+        }
         // $600/M both ways: one paid answer of 10 + 1000 tokens costs about $0.61.
-        let sandbox = try Sandbox(config: config(cap: 1.0, soft: 0.5, models: [
-            model("local", free, tier: "free", input: 0, output: 0),
-            model("cloud", paid, tier: "cheap", input: 600, output: 600, maxTokens: 1000),
-        ]))
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 1.0, soft: 0.5,
+                models: [
+                    model("local", free, tier: "free", input: 0, output: 0),
+                    model("cloud", paid, tier: "cheap", input: 600, output: 600, maxTokens: 1000),
+                ]))
         let cheap = try JSONValue.parse(try await sandbox.run(["llm", "--tier", "cheap", "--json", "x"]).stdout)
         #expect(cheap[path: "model"] == "cloud")
         // $0.61 spent, above the $0.50 soft cap: auto (and cheap) go to the free model.
@@ -113,14 +134,18 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
              "urgent": {"safety": "safe", "critical": true, "handler": {"llm": {"prompt": "Now: {{payload.text}}", "tier": "cheap"}},
                         "retry": {"max_attempts": 1}}}
             """
-        let sandbox = try Sandbox(config: config(cap: 0, models: [model("cloud", paid, tier: "cheap", input: 1, output: 1)],
-                                                 types: types))
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 0, models: [model("cloud", paid, tier: "cheap", input: 1, output: 1)],
+                types: types))
         _ = try await sandbox.run(["enqueue", "summary", "--payload", #"{"text":"a"}"#])
         _ = try await sandbox.run(["enqueue", "urgent", "--payload", #"{"text":"b"}"#])
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.status == 0, "\(run.stderr)")
-        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'summary' AND state = 'queued' AND attempts = 0") == 1,
-                "\(run.stdout)")
+        #expect(
+            try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'summary' AND state = 'queued' AND attempts = 0")
+                == 1,
+            "\(run.stdout)")
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'deferred'") == 1)
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'urgent' AND state = 'dead'") == 1)
         #expect(paid.requests.isEmpty)  // nothing paid was called
@@ -129,12 +154,18 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
     @Test func failuresFallBackAndTheKeyNeverLeaks() async throws {
         let broken = try LoopbackHTTPServer(statuses: [500, 429], defaultBody: "{}")
         let good = try LoopbackHTTPServer(defaultBody: completion("from the second"))
-        defer { broken.stop(); good.stop() }
+        defer {
+            broken.stop()
+            good.stop()
+        }
         let secret = "sk-test-\(UUID().uuidString)"
-        let sandbox = try Sandbox(config: config(cap: 5, models: [
-            model("flaky", broken, tier: "cheap", input: 1, output: 1, keyEnv: "FLAKY_KEY"),
-            model("steady", good, tier: "cheap", input: 1, output: 1, keyEnv: "STEADY_KEY"),
-        ]))
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 5,
+                models: [
+                    model("flaky", broken, tier: "cheap", input: 1, output: 1, keyEnv: "FLAKY_KEY"),
+                    model("steady", good, tier: "cheap", input: 1, output: 1, keyEnv: "STEADY_KEY"),
+                ]))
         let environment = ["FLAKY_KEY": secret, "STEADY_KEY": secret]
         var outputs: [String] = []
         for _ in 0..<2 {  // once on a 500, once on a 429
@@ -158,15 +189,22 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
     @Test func aFailedVerificationEscalatesOneTierUp() async throws {
         let free = try LoopbackHTTPServer(defaultBody: completion(#"{"ok":false}"#))
         let cheap = try LoopbackHTTPServer(defaultBody: completion(#"{"ok":true}"#))
-        defer { free.stop(); cheap.stop() }
+        defer {
+            free.stop()
+            cheap.stop()
+        }
         let types = """
             {"answer": {"safety": "safe", "handler": {"llm": {"prompt": "Is {{payload.q}} ok?"}},
                         "verify": [{"json": {"path": "ok", "equals": true}}],
                         "retry": {"max_attempts": 2, "backoff": "0s", "jitter": 0}}}
             """
-        let sandbox = try Sandbox(config: config(cap: 5, models: [
-            model("local", free, tier: "free", input: 0, output: 0), model("cloud", cheap, tier: "cheap", input: 1, output: 1),
-        ], types: types))
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 5,
+                models: [
+                    model("local", free, tier: "free", input: 0, output: 0),
+                    model("cloud", cheap, tier: "cheap", input: 1, output: 1),
+                ], types: types))
         _ = try await sandbox.run(["enqueue", "answer", "--payload", #"{"q":"this"}"#])
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.status == 0, "\(run.stderr)")

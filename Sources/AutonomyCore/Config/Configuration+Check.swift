@@ -48,7 +48,9 @@ extension LoadedConfiguration {
         }
         for (index, model) in configuration.gateway.models.enumerated() {
             if let name = model.apiKeyEnv, (environment[name] ?? "").isEmpty {
-                warnings.append("gateway.models[\(index)].api_key_env: \(name) is not set here; calls to \(model.name) will fail over")
+                warnings.append(
+                    "gateway.models[\(index)].api_key_env: \(name) is not set here; calls to \(model.name) will fail over"
+                )
             }
         }
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {

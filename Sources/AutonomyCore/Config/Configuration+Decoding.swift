@@ -133,22 +133,28 @@ extension Handler: Decodable {
         case (let exec?, nil): self = .exec(exec)
         case (nil, let llm?): self = .llm(llm)
         default:
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath,
-                debugDescription: "expected one handler kind: {\"exec\": {\"argv\": [...]}} or {\"llm\": {\"prompt\": \"...\"}}"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription:
+                        "expected one handler kind: {\"exec\": {\"argv\": [...]}} or {\"llm\": {\"prompt\": \"...\"}}"))
         }
     }
 }
 
 extension LLMHandler: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case prompt, system, tier, maxTokens = "max_tokens" }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case prompt, system, tier
+        case maxTokens = "max_tokens"
+    }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         prompt = try container.decode(String.self, forKey: .prompt)
         guard !prompt.isEmpty else {
-            throw DecodingError.dataCorruptedError(forKey: .prompt, in: container, debugDescription: "expected a prompt")
+            throw DecodingError.dataCorruptedError(
+                forKey: .prompt, in: container, debugDescription: "expected a prompt")
         }
         system = try container.decodeIfPresent(String.self, forKey: .system)
         if let text = try container.decodeIfPresent(String.self, forKey: .tier) {
@@ -160,15 +166,18 @@ extension LLMHandler: Decodable {
         }
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens)
         if let maxTokens, !(1...200_000).contains(maxTokens) {
-            throw DecodingError.dataCorruptedError(forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
         }
     }
 }
 
 extension GatewaySettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case dailyCapUSD = "daily_cap_usd", softCapRatio = "soft_cap_ratio"
-        case reservationTimeout = "reservation_timeout", models
+        case dailyCapUSD = "daily_cap_usd"
+        case softCapRatio = "soft_cap_ratio"
+        case reservationTimeout = "reservation_timeout"
+        case models
     }
 
     public init(from decoder: any Decoder) throws {
@@ -177,28 +186,40 @@ extension GatewaySettings: Decodable {
         self.init()
         dailyCapUSD = try container.decodeIfPresent(Double.self, forKey: .dailyCapUSD) ?? dailyCapUSD
         guard dailyCapUSD >= 0, dailyCapUSD.isFinite else {
-            throw DecodingError.dataCorruptedError(forKey: .dailyCapUSD, in: container, debugDescription: "expected 0 or more")
+            throw DecodingError.dataCorruptedError(
+                forKey: .dailyCapUSD, in: container, debugDescription: "expected 0 or more")
         }
         softCapRatio = try container.decodeIfPresent(Double.self, forKey: .softCapRatio) ?? softCapRatio
         guard (0...1).contains(softCapRatio) else {
-            throw DecodingError.dataCorruptedError(forKey: .softCapRatio, in: container, debugDescription: "expected 0 to 1")
+            throw DecodingError.dataCorruptedError(
+                forKey: .softCapRatio, in: container, debugDescription: "expected 0 to 1")
         }
-        reservationTimeout = try container.decodeIfPresent(Interval.self, forKey: .reservationTimeout) ?? reservationTimeout
+        reservationTimeout =
+            try container.decodeIfPresent(Interval.self, forKey: .reservationTimeout) ?? reservationTimeout
         models = try container.decodeIfPresent([ModelSettings].self, forKey: .models) ?? []
         var names = Set<String>()
         for (index, model) in models.enumerated() where !names.insert(model.name).inserted {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath + [CodingKeys.models, ConfigKey(intValue: index)!, ConfigKey("name")],
-                debugDescription: "another model is already named \"\(model.name)\""))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath + [
+                        CodingKeys.models, ConfigKey(intValue: index)!, ConfigKey("name"),
+                    ],
+                    debugDescription: "another model is already named \"\(model.name)\""))
         }
     }
 }
 
 extension ModelSettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, provider, baseURL = "base_url", model, apiKeyEnv = "api_key_env", tier
-        case inputUSDPerMillion = "input_usd_per_million", outputUSDPerMillion = "output_usd_per_million"
-        case timeout, maxTokens = "max_tokens"
+        case name, provider
+        case baseURL = "base_url"
+        case model
+        case apiKeyEnv = "api_key_env"
+        case tier
+        case inputUSDPerMillion = "input_usd_per_million"
+        case outputUSDPerMillion = "output_usd_per_million"
+        case timeout
+        case maxTokens = "max_tokens"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -213,7 +234,8 @@ extension ModelSettings: Decodable {
         }
         baseURL = try container.decode(String.self, forKey: .baseURL)
         guard isHTTPAddress(baseURL) else {
-            throw DecodingError.dataCorruptedError(forKey: .baseURL, in: container, debugDescription: "expected an http(s) address")
+            throw DecodingError.dataCorruptedError(
+                forKey: .baseURL, in: container, debugDescription: "expected an http(s) address")
         }
         if baseURL.hasSuffix("/") { baseURL.removeLast() }
         model = try container.decode(String.self, forKey: .model)
@@ -221,21 +243,30 @@ extension ModelSettings: Decodable {
         if let apiKeyEnv, apiKeyEnv.isEmpty || apiKeyEnv.contains("=") {
             throw DecodingError.dataCorruptedError(
                 forKey: .apiKeyEnv, in: container,
-                debugDescription: "expected the name of an environment variable (the key itself never goes in the config)")
+                debugDescription:
+                    "expected the name of an environment variable (the key itself never goes in the config)")
         }
         tier = try container.decode(ModelTier.self, forKey: .tier)
         // A model without prices is refused: a free local model says 0 explicitly.
         guard container.contains(.inputUSDPerMillion) else {
-            throw DecodingError.keyNotFound(CodingKeys.inputUSDPerMillion, .init(
-                codingPath: decoder.codingPath, debugDescription: "missing: every model states its prices (0 for a free model)"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.inputUSDPerMillion,
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "missing: every model states its prices (0 for a free model)"))
         }
         guard container.contains(.outputUSDPerMillion) else {
-            throw DecodingError.keyNotFound(CodingKeys.outputUSDPerMillion, .init(
-                codingPath: decoder.codingPath, debugDescription: "missing: every model states its prices (0 for a free model)"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.outputUSDPerMillion,
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "missing: every model states its prices (0 for a free model)"))
         }
         inputUSDPerMillion = try container.decode(Double.self, forKey: .inputUSDPerMillion)
         outputUSDPerMillion = try container.decode(Double.self, forKey: .outputUSDPerMillion)
-        guard inputUSDPerMillion >= 0, outputUSDPerMillion >= 0, inputUSDPerMillion.isFinite, outputUSDPerMillion.isFinite else {
+        guard inputUSDPerMillion >= 0, outputUSDPerMillion >= 0, inputUSDPerMillion.isFinite,
+            outputUSDPerMillion.isFinite
+        else {
             throw DecodingError.dataCorruptedError(
                 forKey: .inputUSDPerMillion, in: container, debugDescription: "prices must be 0 or more")
         }
@@ -246,7 +277,8 @@ extension ModelSettings: Decodable {
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? maxTokens
         guard (1...200_000).contains(maxTokens) else {
-            throw DecodingError.dataCorruptedError(forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxTokens, in: container, debugDescription: "expected 1 to 200000")
         }
     }
 }

@@ -47,8 +47,10 @@ extension AutonomyStore {
         now: Int64
     ) throws {
         try write("settle a model call") { db in
-            guard let row = try Row.fetchOne(
-                db, sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ?", arguments: [callID])
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ?",
+                    arguments: [callID])
             else { return }
             let taskID: Int64? = row[0]
             let model: String = row[1]
@@ -62,8 +64,10 @@ extension AutonomyStore {
                                          outcome = ?, finished_at = ?
                     WHERE id = ?
                     """,
-                arguments: [failed ? "released" : "settled", cost, inputTokens, outputTokens, latencyMs,
-                            outcome ?? "ok", now, callID])
+                arguments: [
+                    failed ? "released" : "settled", cost, inputTokens, outputTokens, latencyMs,
+                    outcome ?? "ok", now, callID,
+                ])
             if let taskID {
                 let type = try String.fetchOne(db, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [taskID])
                 try db.appendLedger(
@@ -73,7 +77,8 @@ extension AutonomyStore {
                         "input_tokens": inputTokens.map { .int(Int64($0)) } ?? .null,
                         "output_tokens": outputTokens.map { .int(Int64($0)) } ?? .null,
                         "outcome": .string(outcome ?? "ok"),
-                        "charged": .string(costUSD == nil && !failed ? "the reservation (no usage in the answer)" : "usage"),
+                        "charged": .string(
+                            costUSD == nil && !failed ? "the reservation (no usage in the answer)" : "usage"),
                     ]).canonicalText)
             }
         }
@@ -93,51 +98,66 @@ extension AutonomyStore {
     public func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) throws -> BudgetStatus {
         let dayStart = Calendar.startOfDay(now, timeZone)
         return try read("read the budget") { db in
-            let spent = try Double.fetchOne(
-                db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
-                arguments: [dayStart]) ?? 0
-            let reserved = try Double.fetchOne(
-                db, sql: """
-                    SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
-                    WHERE state = 'reserved' AND expires_at > ?
-                    """, arguments: [now]) ?? 0
+            let spent =
+                try Double.fetchOne(
+                    db,
+                    sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
+                    arguments: [dayStart]) ?? 0
+            let reserved =
+                try Double.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
+                        WHERE state = 'reserved' AND expires_at > ?
+                        """, arguments: [now]) ?? 0
             let perModel = try Row.fetchAll(
-                db, sql: """
+                db,
+                sql: """
                     SELECT model, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
                            COALESCE(SUM(cost_usd), 0)
                     FROM llm_calls WHERE started_at >= ? GROUP BY model ORDER BY model
                     """, arguments: [dayStart]
-            ).map { (model: $0[0] as String, calls: $0[1] as Int, inputTokens: $0[2] as Int, outputTokens: $0[3] as Int,
-                     costUSD: $0[4] as Double) }
+            ).map {
+                (
+                    model: $0[0] as String, calls: $0[1] as Int, inputTokens: $0[2] as Int, outputTokens: $0[3] as Int,
+                    costUSD: $0[4] as Double
+                )
+            }
             var days: [(day: Int64, costUSD: Double)] = []
             var start = dayStart
             for _ in 0..<7 {
                 let previous = Calendar.startOfDay(start - 1, timeZone)
                 let end = start
                 start = previous
-                let cost = try Double.fetchOne(
-                    db, sql: """
-                        SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls
-                        WHERE state = 'settled' AND started_at >= ? AND started_at < ?
-                        """, arguments: [previous, end]) ?? 0
+                let cost =
+                    try Double.fetchOne(
+                        db,
+                        sql: """
+                            SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls
+                            WHERE state = 'settled' AND started_at >= ? AND started_at < ?
+                            """, arguments: [previous, end]) ?? 0
                 days.insert((previous, cost), at: 0)
             }
             return BudgetStatus(
-                dayStart: dayStart, capUSD: settings.dailyCapUSD, softCapUSD: settings.dailyCapUSD * settings.softCapRatio,
+                dayStart: dayStart, capUSD: settings.dailyCapUSD,
+                softCapUSD: settings.dailyCapUSD * settings.softCapRatio,
                 spentUSD: spent, reservedUSD: reserved, perModel: perModel, lastDays: days)
         }
     }
 
     private func committedUSD(db: Database, dayStart: Int64, now: Int64) throws -> Double {
-        let spent = try Double.fetchOne(
-            db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
-            arguments: [dayStart]) ?? 0
+        let spent =
+            try Double.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
+                arguments: [dayStart]) ?? 0
         // A reservation whose process died is released once it times out.
-        let reserved = try Double.fetchOne(
-            db, sql: """
-                SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
-                WHERE state = 'reserved' AND expires_at > ?
-                """, arguments: [now]) ?? 0
+        let reserved =
+            try Double.fetchOne(
+                db,
+                sql: """
+                    SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
+                    WHERE state = 'reserved' AND expires_at > ?
+                    """, arguments: [now]) ?? 0
         return spent + reserved
     }
 

@@ -13,8 +13,10 @@ public struct LLMRequest: Sendable {
     /// Start one tier above this one (an earlier attempt with it failed verification).
     public var escalateFrom: ModelTier?
 
-    public init(prompt: String, system: String? = nil, tier: TierRequest = .auto, maxTokens: Int? = nil,
-                taskID: Int64? = nil, escalateFrom: ModelTier? = nil) {
+    public init(
+        prompt: String, system: String? = nil, tier: TierRequest = .auto, maxTokens: Int? = nil,
+        taskID: Int64? = nil, escalateFrom: ModelTier? = nil
+    ) {
         self.prompt = prompt
         self.system = system
         self.tier = tier
@@ -50,7 +52,8 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible {
         case .noModels(let tier):
             return "no model is configured for tier \(tier.rawValue) (add one under gateway.models)"
         case .budgetExhausted(let cap, let until, let tried):
-            return String(format: "the daily cost cap ($%.2f) leaves no room for this call; paid models are refused until ", cap)
+            return String(
+                format: "the daily cost cap ($%.2f) leaves no room for this call; paid models are refused until ", cap)
                 + Timestamp.format(until) + " and no free model could take it (" + tried.joined(separator: "; ") + ")"
         case .allFailed(let reasons):
             return "every model failed: " + reasons.joined(separator: "; ")
@@ -68,8 +71,10 @@ public struct ModelGateway: Sendable {
     /// Where API keys are read from: the process environment, never the configuration.
     public var environment: [String: String]
 
-    public init(store: AutonomyStore, configuration: Configuration, clock: any WallClock = SystemClock(),
-                environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(
+        store: AutonomyStore, configuration: Configuration, clock: any WallClock = SystemClock(),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         self.store = store
         self.settings = configuration.gateway
         self.timeZone = configuration.timezone
@@ -107,8 +112,12 @@ public struct ModelGateway: Sendable {
             if !candidates(for: request, spentUSD: -.infinity).isEmpty {  // only the soft cap took them away
                 throw .budgetExhausted(
                     capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: now, timeZone),
-                    tried: [String(format: "above the soft cap ($%.2f of $%.2f spent or reserved), auto and cheap calls use free models only, and none is configured",
-                                   spent, settings.dailyCapUSD)])
+                    tried: [
+                        String(
+                            format:
+                                "above the soft cap ($%.2f of $%.2f spent or reserved), auto and cheap calls use free models only, and none is configured",
+                            spent, settings.dailyCapUSD)
+                    ])
             }
             throw .noModels(request.tier)
         }
@@ -174,7 +183,9 @@ public struct ModelGateway: Sendable {
         var fallBack: Bool
     }
 
-    private func call(_ model: ModelSettings, _ request: LLMRequest, maxTokens: Int) async -> Result<Completion, CallFailure> {
+    private func call(_ model: ModelSettings, _ request: LLMRequest, maxTokens: Int) async -> Result<
+        Completion, CallFailure
+    > {
         var messages: [JSONValue] = []
         if let system = request.system { messages.append(["role": "system", "content": .string(system)]) }
         messages.append(["role": "user", "content": .string(request.prompt)])

@@ -22,7 +22,8 @@ public struct LedgerQuery: Sendable {
     /// Rows at or after this time (epoch ms).
     public var since: Int64?
     public var limit: Int?
-    public init(taskID: Int64? = nil, type: String? = nil, event: String? = nil, since: Int64? = nil, limit: Int? = nil) {
+    public init(taskID: Int64? = nil, type: String? = nil, event: String? = nil, since: Int64? = nil, limit: Int? = nil)
+    {
         self.taskID = taskID
         self.type = type
         self.event = event
@@ -63,7 +64,8 @@ extension AutonomyStore {
             var expectedID: Int64 = 1
             var rows = 0
             let cursor = try Row.fetchCursor(
-                db, sql: """
+                db,
+                sql: """
                     SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash
                     FROM ledger ORDER BY id
                     """)
@@ -97,8 +99,9 @@ extension AutonomyStore {
         try read("read the ledger") { db in
             let (filter, arguments) = query.sql
             let limit = query.limit.map { " LIMIT \($0)" } ?? ""
-            return try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger\(filter) ORDER BY id DESC\(limit)",
-                                            arguments: arguments)
+            return try LedgerEntry.fetchAll(
+                db, sql: "SELECT * FROM ledger\(filter) ORDER BY id DESC\(limit)",
+                arguments: arguments)
         }
     }
 
@@ -106,7 +109,8 @@ extension AutonomyStore {
     public func forEachLedgerEntry(_ query: LedgerQuery, _ body: (LedgerEntry) throws -> Void) throws {
         try read("export the ledger") { db in
             let (filter, arguments) = query.sql
-            let cursor = try LedgerEntry.fetchCursor(db, sql: "SELECT * FROM ledger\(filter) ORDER BY id", arguments: arguments)
+            let cursor = try LedgerEntry.fetchCursor(
+                db, sql: "SELECT * FROM ledger\(filter) ORDER BY id", arguments: arguments)
             while let entry = try cursor.next() { try body(entry) }
         }
     }
@@ -125,9 +129,12 @@ extension AutonomyStore {
                     """, arguments: [now, cutoff])
             let pruned = db.changesCount
             if pruned > 0 {
-                try db.appendLedger(.pruned, at: now, taskID: nil, type: nil, detail: [
-                    "tasks": .int(Int64(pruned)), "finished_before": .string(Timestamp.format(cutoff)), "by": .string(actor),
-                ])
+                try db.appendLedger(
+                    .pruned, at: now, taskID: nil, type: nil,
+                    detail: [
+                        "tasks": .int(Int64(pruned)), "finished_before": .string(Timestamp.format(cutoff)),
+                        "by": .string(actor),
+                    ])
             }
             return pruned
         }

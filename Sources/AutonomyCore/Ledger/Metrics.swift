@@ -14,40 +14,52 @@ public enum PrometheusMetrics {
             (
                 try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM approvals WHERE state = 'pending'") ?? 0,
                 try Row.fetchAll(
-                    db, sql: """
+                    db,
+                    sql: """
                         SELECT type, event, COUNT(*) FROM ledger WHERE event IN ('done', 'dead') AND type IS NOT NULL
                         GROUP BY type, event
-                        """).map { (type: $0[0] as String, outcome: $0[1] as String, count: $0[2] as Int) },
+                        """
+                ).map { (type: $0[0] as String, outcome: $0[1] as String, count: $0[2] as Int) },
                 try Row.fetchAll(
-                    db, sql: """
+                    db,
+                    sql: """
                         SELECT type, COUNT(*) FROM ledger WHERE event = 'verified' AND type IS NOT NULL
                           AND json_extract(detail, '$.outcome') != 'pass'
                         GROUP BY type
-                        """).map { (type: $0[0] as String, count: $0[1] as Int) },
+                        """
+                ).map { (type: $0[0] as String, count: $0[1] as Int) },
                 try Double.fetchOne(
                     db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE at >= ? AND cost_usd IS NOT NULL",
                     arguments: [startOfDay(now, configuration.timezone)]) ?? 0
             )
         }
         var text = ""
-        func family(_ name: String, _ kind: String, _ help: String, _ samples: [(labels: [(String, String)], value: String)]) {
+        func family(
+            _ name: String, _ kind: String, _ help: String, _ samples: [(labels: [(String, String)], value: String)]
+        ) {
             text += "# HELP \(name) \(help)\n# TYPE \(name) \(kind)\n"
             for sample in samples {
-                let labels = sample.labels.isEmpty ? "" :
-                    "{" + sample.labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+                let labels =
+                    sample.labels.isEmpty
+                    ? "" : "{" + sample.labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
                 text += "\(name)\(labels) \(sample.value)\n"
             }
         }
-        family("autonomy_tasks", "gauge", "Tasks in the queue by state.",
-               TaskState.allCases.map { ([("state", $0.rawValue)], String(status.counts[$0, default: 0])) })
-        family("autonomy_approvals_pending", "gauge", "Approval requests waiting for a decision.",
-               [([], String(pending))])
-        family("autonomy_oldest_runnable_age_seconds", "gauge", "How long the oldest runnable task has waited.",
-               [([], String(status.oldestRunnable.map { max(0, now - $0.since) / 1000 } ?? 0))])
-        family("autonomy_tasks_finished_total", "counter", "Tasks finished, by type and outcome.",
-               outcomes.map { ([("type", $0.type), ("outcome", $0.outcome)], String($0.count)) })
-        family("autonomy_verification_failures_total", "counter", "Verifier checks that did not pass, by type.",
-               failures.map { ([("type", $0.type)], String($0.count)) })
+        family(
+            "autonomy_tasks", "gauge", "Tasks in the queue by state.",
+            TaskState.allCases.map { ([("state", $0.rawValue)], String(status.counts[$0, default: 0])) })
+        family(
+            "autonomy_approvals_pending", "gauge", "Approval requests waiting for a decision.",
+            [([], String(pending))])
+        family(
+            "autonomy_oldest_runnable_age_seconds", "gauge", "How long the oldest runnable task has waited.",
+            [([], String(status.oldestRunnable.map { max(0, now - $0.since) / 1000 } ?? 0))])
+        family(
+            "autonomy_tasks_finished_total", "counter", "Tasks finished, by type and outcome.",
+            outcomes.map { ([("type", $0.type), ("outcome", $0.outcome)], String($0.count)) })
+        family(
+            "autonomy_verification_failures_total", "counter", "Verifier checks that did not pass, by type.",
+            failures.map { ([("type", $0.type)], String($0.count)) })
         var durations: [(labels: [(String, String)], value: String)] = []
         for type in map.types {
             if let median = type.medianMs {
@@ -57,13 +69,16 @@ public enum PrometheusMetrics {
                 durations.append(([("type", type.name), ("quantile", "0.95")], seconds(p95)))
             }
         }
-        family("autonomy_task_duration_seconds", "gauge",
-               "Handler run time over the last \(window), by type and quantile.", durations)
-        family("autonomy_cost_usd_today", "gauge", "Money spent today (in the configured time zone).",
-               [([], String(costToday))])
-        family("autonomy_shelfware_types", "gauge",
-               "Declared task types without a verified success in the last \(window).",
-               [([], String(map.types.filter(\.shelfware).count))])
+        family(
+            "autonomy_task_duration_seconds", "gauge",
+            "Handler run time over the last \(window), by type and quantile.", durations)
+        family(
+            "autonomy_cost_usd_today", "gauge", "Money spent today (in the configured time zone).",
+            [([], String(costToday))])
+        family(
+            "autonomy_shelfware_types", "gauge",
+            "Declared task types without a verified success in the last \(window).",
+            [([], String(map.types.filter(\.shelfware).count))])
         return text
     }
 
@@ -72,8 +87,9 @@ public enum PrometheusMetrics {
     public static func write(_ text: String, to path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
         let temporary = (folder.isEmpty ? "." : folder) + "/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
-        guard FileManager.default.createFile(
-            atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
+        guard
+            FileManager.default.createFile(
+                atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
         else { throw StoreError.cannotOpen(path: temporary, reason: "cannot write there (does the folder exist?)") }
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))

@@ -83,7 +83,8 @@ extension AutonomyStore {
             let components = configuration.components.map { component -> ComponentStats in
                 let members = component.taskTypes.compactMap { byName[$0] }
                 return ComponentStats(
-                    component: component, runs: members.map(\.runs).reduce(0, +), done: members.map(\.done).reduce(0, +),
+                    component: component, runs: members.map(\.runs).reduce(0, +),
+                    done: members.map(\.done).reduce(0, +),
                     dead: members.map(\.dead).reduce(0, +), costUSD: members.map(\.costUSD).reduce(0, +),
                     lastSuccess: members.compactMap(\.lastSuccess).max(),
                     shelfware: !members.contains { !$0.shelfware })
@@ -102,14 +103,16 @@ extension AutonomyStore {
 
     private func stats(for type: TaskType, since: Int64, db: Database) throws -> TypeStats {
         func count(_ event: String) throws -> Int {
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ?",
-                             arguments: [type.name, event, since]) ?? 0
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ?",
+                arguments: [type.name, event, since]) ?? 0
         }
         let runs = try count(LedgerEvent.executed.rawValue)
         let done = try count(LedgerEvent.done.rawValue)
         let dead = try count(LedgerEvent.dead.rawValue)
         let durations = try Int64.fetchAll(
-            db, sql: """
+            db,
+            sql: """
                 SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND duration_ms IS NOT NULL
                 ORDER BY duration_ms
                 """, arguments: [type.name, since])
@@ -118,16 +121,19 @@ extension AutonomyStore {
             let rank = Int((fraction * Double(durations.count)).rounded(.up)) - 1
             return durations[min(max(rank, 0), durations.count - 1)]
         }
-        let cost = try Double.fetchOne(
-            db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND cost_usd IS NOT NULL",
-            arguments: [type.name, since]) ?? 0
+        let cost =
+            try Double.fetchOne(
+                db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND cost_usd IS NOT NULL",
+                arguments: [type.name, since]) ?? 0
         let lastSuccess = try Int64.fetchOne(
             db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [type.name])
-        let failedChecks = try Int.fetchOne(
-            db, sql: """
-                SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ?
-                  AND json_extract(detail, '$.outcome') != 'pass'
-                """, arguments: [type.name, since]) ?? 0
+        let failedChecks =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ?
+                      AND json_extract(detail, '$.outcome') != 'pass'
+                    """, arguments: [type.name, since]) ?? 0
         var stats = TypeStats(
             name: type.name, owner: type.owner, safety: type.safety, hasVerifiers: !type.verify.isEmpty, runs: runs,
             done: done, dead: dead, successRate: done + dead > 0 ? Double(done) / Double(done + dead) : nil,

@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
+
 @testable import AutonomyCore
 
 @Suite struct LedgerChainTests {
@@ -24,7 +26,9 @@ import Testing
         #expect(report.firstBroken == nil)
         #expect(report.rows == (try fixture.count("SELECT COUNT(*) FROM ledger")))
         #expect(report.rows > 10)
-        let last = try fixture.store.read("last") { db in try String.fetchOne(db, sql: "SELECT hash FROM ledger ORDER BY id DESC LIMIT 1") }
+        let last = try fixture.store.read("last") { db in
+            try String.fetchOne(db, sql: "SELECT hash FROM ledger ORDER BY id DESC LIMIT 1")
+        }
         #expect(report.lastHash == last)
     }
 
@@ -70,14 +74,17 @@ import Testing
         try await runSomeTasks(fixture)
         let rowsBefore = try fixture.count("SELECT COUNT(*) FROM ledger")
         fixture.clock.advance(by: .days(31))
-        let pruned = try fixture.store.prune(finishedBefore: fixture.clock.now() - Interval.days(30).milliseconds,
-                                             by: "ops", now: fixture.clock.now())
+        let pruned = try fixture.store.prune(
+            finishedBefore: fixture.clock.now() - Interval.days(30).milliseconds,
+            by: "ops", now: fixture.clock.now())
         #expect(pruned == 3)  // two done and one dead; the task waiting to retry is not finished
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks WHERE payload = '' AND result IS NULL") == 3)
         #expect(try fixture.count("SELECT COUNT(*) FROM ledger") == rowsBefore + 1)
         #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)
         let dead = try #require(try fixture.store.tasks(matching: TaskFilter(state: .dead)).first)
-        #expect(throws: QueueError.self) { try fixture.store.retry(taskID: dead.id, by: "ops", now: fixture.clock.now()) }
+        #expect(throws: QueueError.self) {
+            try fixture.store.retry(taskID: dead.id, by: "ops", now: fixture.clock.now())
+        }
         // The payload of an unfinished task still cannot be touched.
         let live = try fixture.enqueue("report", #"{"n":99}"#)
         #expect(throws: (any Error).self) {
@@ -106,8 +113,9 @@ import Testing
     final class Toggle: HandlerRunner {
         let good = Mutex(false)
         func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
-            HandlerOutcome(status: .exited(0), stdout: good.withLock { $0 } ? #"{"ok":true}"# : #"{"ok":false}"#,
-                           durationMs: 40)
+            HandlerOutcome(
+                status: .exited(0), stdout: good.withLock { $0 } ? #"{"ok":true}"# : #"{"ok":false}"#,
+                durationMs: 40)
         }
     }
 
@@ -189,8 +197,9 @@ import Testing
         try fixture.enqueue("once")
         try fixture.enqueue("send_email", #"{"to":"a\"b@c.d"}"#)
         _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1)])).work(drain: .init(maxSeconds: 10))
-        let text = try PrometheusMetrics.render(store: fixture.store, configuration: fixture.configuration,
-                                                now: fixture.clock.now())
+        let text = try PrometheusMetrics.render(
+            store: fixture.store, configuration: fixture.configuration,
+            now: fixture.clock.now())
         #expect(Self.problems(in: text) == [])
         #expect(text.contains("autonomy_tasks{state=\"done\"} 1"))
         #expect(text.contains("autonomy_tasks{state=\"dead\"} 1"))
@@ -206,5 +215,3 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["autonomy.prom"])  // no leftovers
     }
 }
-
-import Synchronization
