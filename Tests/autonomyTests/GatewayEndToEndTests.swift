@@ -52,8 +52,8 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         #expect(abs(try spent(sandbox) - 0.002) < 1e-9)  // 1000 × $1/M + 500 × $2/M
         let second = try await sandbox.run(["llm", "--tier", "cheap", "--max-tokens", "50", "again"])
         #expect(second.stdout == "again\n")
-        // No usage: charged its reservation, (5 prompt bytes + 32) in and 50 out.
-        let reservation = Double(5 + 32) * 1 / 1_000_000 + 50.0 * 2 / 1_000_000
+        // No usage: charged its reservation, (5 prompt bytes + 256 + 64 of framing) in and 50 out.
+        let reservation = Double(5 + 256 + 64) * 1 / 1_000_000 + 50.0 * 2 / 1_000_000
         #expect(abs(try spent(sandbox) - 0.002 - reservation) < 1e-9)
         let budget = try JSONValue.parse(try await sandbox.run(["budget", "--json"]).stdout)
         #expect(budget[path: "models.0.calls"] == 2)
@@ -118,11 +118,34 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         // $0.61 spent, above the $0.50 soft cap: auto (and cheap) go to the free model.
         let auto = try JSONValue.parse(try await sandbox.run(["llm", "--json", "y"]).stdout)
         #expect(auto[path: "model"] == "local")
-        // A strong request falls back to cheap, whose $0.62 worst case does not fit the $0.39 left:
-        // refused, and the free model answers.
-        let strong = try JSONValue.parse(try await sandbox.run(["llm", "--tier", "strong", "--json", "z"]).stdout)
-        #expect(strong[path: "model"] == "local")
+        // A strong request falls back to cheap, whose $0.80 worst case does not fit the $0.39 left:
+        // refused, and no cheaper model stands in for a paid one.
+        let strong = try await sandbox.run(["llm", "--tier", "strong", "z"])
+        #expect(strong.status == 69 && strong.stderr.contains("daily cost cap"))
+        // Free calls keep working.
+        let freeCall = try JSONValue.parse(try await sandbox.run(["llm", "--tier", "free", "--json", "w"]).stdout)
+        #expect(freeCall[path: "model"] == "local")
         #expect(try spent(sandbox) <= 1.0)
+    }
+
+    @Test func aRefusalThatIsNotAnOutageDoesNotFallBack() async throws {
+        let unauthorized = try LoopbackHTTPServer(statuses: [401], defaultBody: "{}")
+        let other = try LoopbackHTTPServer(defaultBody: completion("never"))
+        defer {
+            unauthorized.stop()
+            other.stop()
+        }
+        let sandbox = try Sandbox(
+            config: config(
+                cap: 5,
+                models: [
+                    model("a", unauthorized, tier: "cheap", input: 1, output: 1),
+                    model("b", other, tier: "cheap", input: 1, output: 1),
+                ]))
+        let answer = try await sandbox.run(["llm", "--tier", "cheap", "hi"])
+        #expect(answer.status == 69 && answer.stderr.contains("HTTP 401"))
+        #expect(other.requests.isEmpty)
+        #expect(try spent(sandbox) == 0)
     }
 
     @Test func atTheCapNonCriticalLLMTasksWaitForTomorrowAndCriticalOnesFail() async throws {

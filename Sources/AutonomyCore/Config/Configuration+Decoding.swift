@@ -275,6 +275,10 @@ extension ModelSettings: Decodable {
                 forKey: .tier, in: container, debugDescription: "a free-tier model must have prices of 0")
         }
         timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
+        guard timeout >= .seconds(1), timeout <= .hours(1) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
+        }
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? maxTokens
         guard (1...200_000).contains(maxTokens) else {
             throw DecodingError.dataCorruptedError(

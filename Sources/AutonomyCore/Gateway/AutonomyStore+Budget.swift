@@ -40,11 +40,10 @@ extension AutonomyStore {
     }
 
     /// Settles a call at its real cost (or, without usage, at its reservation) and records it in
-    /// the task's ledger with that cost. `outcome` nil means the call failed: it is released at no
-    /// cost.
+    /// the task's ledger with that cost. With `charged` false the call is released at no cost.
     public func settle(
         callID: Int64, costUSD: Double?, inputTokens: Int?, outputTokens: Int?, latencyMs: Int64, outcome: String?,
-        now: Int64
+        charged: Bool, now: Int64
     ) throws {
         try write("settle a model call") { db in
             guard
@@ -56,8 +55,7 @@ extension AutonomyStore {
             let model: String = row[1]
             let tier: String = row[2]
             let reserved: Double = row[3]
-            let failed = outcome != nil
-            let cost = failed ? 0 : (costUSD ?? reserved)
+            let cost = charged ? (costUSD ?? reserved) : 0
             try db.execute(
                 sql: """
                     UPDATE llm_calls SET state = ?, cost_usd = ?, input_tokens = ?, output_tokens = ?, latency_ms = ?,
@@ -65,7 +63,7 @@ extension AutonomyStore {
                     WHERE id = ?
                     """,
                 arguments: [
-                    failed ? "released" : "settled", cost, inputTokens, outputTokens, latencyMs,
+                    charged ? "settled" : "released", cost, inputTokens, outputTokens, latencyMs,
                     outcome ?? "ok", now, callID,
                 ])
             if let taskID {
@@ -78,7 +76,7 @@ extension AutonomyStore {
                         "output_tokens": outputTokens.map { .int(Int64($0)) } ?? .null,
                         "outcome": .string(outcome ?? "ok"),
                         "charged": .string(
-                            costUSD == nil && !failed ? "the reservation (no usage in the answer)" : "usage"),
+                            !charged ? "nothing" : costUSD == nil ? "the reservation (no usage known)" : "usage"),
                     ]).canonicalText)
             }
         }

@@ -92,14 +92,16 @@ public struct ModelGateway: Sendable {
         case .cheap: tiers = [.cheap, .free]
         case .strong: tiers = [.strong, .cheap, .free]
         }
-        // Escalation: one tier above the model whose answer failed verification, then cheaper ones
-        // if the budget says no. An explicit `free` never escalates into paying.
-        if request.tier != .free, let from = request.escalateFrom, let above = from.above {
-            tiers = ModelTier.allCases.filter { $0 <= above }.sorted(by: >)
-        } else if request.tier == .auto || request.tier == .cheap,
-            spentUSD >= settings.dailyCapUSD * settings.softCapRatio
+        let softCapped = spentUSD >= settings.dailyCapUSD * settings.softCapRatio
+        if request.tier == .auto || request.tier == .cheap, softCapped {
+            tiers = [.free]  // above the soft cap, even when escalating
+        } else if request.tier != .free, let from = request.escalateFrom, let above = from.above,
+            settings.models.contains(where: { $0.tier == above })
         {
-            tiers = [.free]  // above the soft cap
+            // Escalation: exactly one tier above the model whose answer failed verification; if the
+            // budget refuses it, the task waits rather than asking the same model again. An explicit
+            // `free` never escalates into paying.
+            tiers = [above]
         }
         return tiers.flatMap { tier in settings.models.filter { $0.tier == tier } }
     }
@@ -125,23 +127,30 @@ public struct ModelGateway: Sendable {
         var refusedForBudget = false
         for model in models {
             let maxTokens = request.maxTokens ?? model.maxTokens
-            // An upper bound: no tokenizer makes more tokens than bytes (plus the message framing).
-            let inputBound = request.prompt.utf8.count + (request.system?.utf8.count ?? 0) + 32
+            // An upper bound on the prompt's tokens: no tokenizer makes more tokens than bytes, plus a
+            // generous allowance for the chat template a server wraps around each message.
+            let messages = request.system == nil ? 1 : 2
+            let inputBound = request.prompt.utf8.count + (request.system?.utf8.count ?? 0) + 256 * messages + 64
             let worstCase = model.cost(input: inputBound, output: maxTokens)
             let callID: Int64?
             do {
                 callID = try store.reserve(
                     model: model, amountUSD: worstCase, taskID: request.taskID, capUSD: settings.dailyCapUSD,
                     dayStart: Calendar.startOfDay(clock.now(), timeZone), now: clock.now(),
-                    timeout: max(settings.reservationTimeout, model.timeout))
+                    timeout: Interval(
+                        milliseconds: model.timeout.milliseconds + settings.reservationTimeout.milliseconds))
             } catch {
                 passedOver.append("\(model.name): \(error)")
                 continue
             }
             guard let callID else {
-                refusedForBudget = true
+                // The budget says no: the request needs a paid model it cannot have today. It does not
+                // slide down to a cheaper tier (a free model already had its turn where free comes
+                // first); it waits for tomorrow.
                 passedOver.append(String(format: "%@: over the daily cap (needs up to $%.4f)", model.name, worstCase))
-                continue
+                throw .budgetExhausted(
+                    capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: clock.now(), timeZone),
+                    tried: passedOver)
             }
             let started = ContinuousClock.now
             let answer = await call(model, request, maxTokens: maxTokens)
@@ -150,30 +159,56 @@ public struct ModelGateway: Sendable {
             switch answer {
             case .success(let completion):
                 let cost = completion.usage.map { model.cost(input: $0.input, output: $0.output) }
-                try? store.settle(
+                let overrun = (cost ?? 0) > worstCase + 1e-12
+                try settleOrFail(
                     callID: callID, costUSD: cost, inputTokens: completion.usage?.input,
-                    outputTokens: completion.usage?.output, latencyMs: latency, outcome: nil, now: clock.now())
+                    outputTokens: completion.usage?.output, latencyMs: latency,
+                    outcome: overrun ? "ok, but its usage passed the reservation (overrun)" : nil, charged: true)
+                guard let text = completion.text else {
+                    passedOver.append("\(model.name): the answer has no choices[0].message.content")
+                    continue
+                }
                 return LLMResponse(
-                    text: completion.text, model: model.name, tier: model.tier, inputTokens: completion.usage?.input,
+                    text: text, model: model.name, tier: model.tier, inputTokens: completion.usage?.input,
                     outputTokens: completion.usage?.output, costUSD: cost ?? worstCase, latencyMs: latency,
                     passedOver: passedOver)
             case .failure(let failure):
-                try? store.settle(
-                    callID: callID, costUSD: 0, inputTokens: nil, outputTokens: nil, latencyMs: latency,
-                    outcome: failure.reason, now: clock.now())
+                // A provider bills what it may have run: anything but a refusal before the work (no
+                // connection, 429, 5xx) is charged its reservation.
+                try settleOrFail(
+                    callID: callID, costUSD: failure.billed ? nil : 0, inputTokens: nil, outputTokens: nil,
+                    latencyMs: latency, outcome: failure.reason, charged: failure.billed)
                 passedOver.append("\(model.name): \(failure.reason)")
                 guard failure.fallBack else { throw .allFailed(passedOver) }
             }
         }
-        if refusedForBudget {
-            throw .budgetExhausted(
-                capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: clock.now(), timeZone), tried: passedOver)
-        }
         throw .allFailed(passedOver)
     }
 
+    /// Settles a call, retrying a busy database: a reservation that is never settled would drop out
+    /// of the day's total when it times out, and its money could be spent again.
+    private func settleOrFail(
+        callID: Int64, costUSD: Double?, inputTokens: Int?, outputTokens: Int?, latencyMs: Int64, outcome: String?,
+        charged: Bool
+    ) throws(GatewayError) {
+        var lastError = ""
+        for attempt in 0..<5 {
+            do {
+                try store.settle(
+                    callID: callID, costUSD: costUSD, inputTokens: inputTokens, outputTokens: outputTokens,
+                    latencyMs: latencyMs, outcome: outcome, charged: charged, now: clock.now())
+                return
+            } catch {
+                lastError = "\(error)"
+                usleep(useconds_t(50_000 * (attempt + 1)))
+            }
+        }
+        throw .allFailed(["the call could not be recorded: \(lastError)"])
+    }
+
     struct Completion {
-        var text: String
+        /// Nil when a 2xx answer had no text (it is still charged).
+        var text: String?
         var usage: (input: Int, output: Int)?
     }
 
@@ -181,6 +216,8 @@ public struct ModelGateway: Sendable {
         var reason: String
         /// Transport errors, 5xx and 429 fall back to the next model; anything else stops.
         var fallBack: Bool
+        /// Whether the provider may have done (and billed) the work.
+        var billed: Bool
     }
 
     private func call(_ model: ModelSettings, _ request: LLMRequest, maxTokens: Int) async -> Result<
@@ -197,19 +234,35 @@ public struct ModelGateway: Sendable {
         httpRequest.headers.add(name: "Content-Type", value: "application/json")
         if let name = model.apiKeyEnv {
             guard let key = environment[name], !key.isEmpty else {
-                return .failure(CallFailure(reason: "the API key variable \(name) is not set", fallBack: true))
+                return .failure(
+                    CallFailure(reason: "the API key variable \(name) is not set", fallBack: true, billed: false))
             }
             httpRequest.headers.add(name: "Authorization", value: "Bearer " + key)
         }
         httpRequest.body = .bytes(Array(body.canonicalText.utf8))
         let finalRequest = httpRequest
-        let outcome: (Int, ByteBuffer)?? = await withTaskGroup(of: (Int, ByteBuffer)??.self) { group in
+        let outcome: Result<(Int, ByteBuffer), CallFailure>? = await withTaskGroup(
+            of: Result<(Int, ByteBuffer), CallFailure>?.self
+        ) { group in
             group.addTask {
                 do {
                     let response = try await HTTPClient.shared.execute(finalRequest, deadline: .distantFuture)
-                    return .some((Int(response.status.code), try await response.body.collect(upTo: 8 << 20)))
+                    let status = Int(response.status.code)
+                    do {
+                        return .success((status, try await response.body.collect(upTo: 8 << 20)))
+                    } catch {
+                        return .failure(
+                            CallFailure(
+                                reason: "HTTP \(status), but the answer broke off", fallBack: true, billed: status < 400
+                            ))
+                    }
                 } catch {
-                    return .some(nil)
+                    // Refused before any work (no connection) is free; anything later may be billed.
+                    let text = String(describing: error).lowercased()
+                    let refused = text.contains("connect") || text.contains("refused") || text.contains("resolve")
+                    return .failure(
+                        CallFailure(
+                            reason: "the endpoint could not be reached", fallBack: true, billed: !refused))
                 }
             }
             group.addTask {
@@ -221,28 +274,29 @@ public struct ModelGateway: Sendable {
             return first
         }
         guard let finished = outcome else {
-            return .failure(CallFailure(reason: "no answer within \(model.timeout)", fallBack: true))
+            return .failure(CallFailure(reason: "no answer within \(model.timeout)", fallBack: true, billed: true))
         }
-        guard let (status, buffer) = finished else {
-            return .failure(CallFailure(reason: "the endpoint could not be reached", fallBack: true))
+        let status: Int
+        let buffer: ByteBuffer
+        switch finished {
+        case .failure(let failure): return .failure(failure)
+        case .success(let answer): (status, buffer) = answer
         }
         if status >= 500 || status == 429 {
-            return .failure(CallFailure(reason: "HTTP \(status)", fallBack: true))
+            return .failure(CallFailure(reason: "HTTP \(status)", fallBack: true, billed: false))
         }
         guard (200..<300).contains(status) else {
-            return .failure(CallFailure(reason: "HTTP \(status) (check the model id and the API key)", fallBack: false))
+            return .failure(
+                CallFailure(
+                    reason: "HTTP \(status) (check the model id and the API key)", fallBack: false, billed: false))
         }
-        guard let document = try? JSONValue.parse(Data(buffer.readableBytesView)),
-            case .string(let text)? = document[path: "choices.0.message.content"]
-        else {
-            return .failure(CallFailure(reason: "the answer has no choices[0].message.content", fallBack: true))
-        }
+        let document = try? JSONValue.parse(Data(buffer.readableBytesView))
         var usage: (Int, Int)?
-        if case .int(let input)? = document[path: "usage.prompt_tokens"],
-            case .int(let output)? = document[path: "usage.completion_tokens"]
+        if case .int(let input)? = document?[path: "usage.prompt_tokens"],
+            case .int(let output)? = document?[path: "usage.completion_tokens"]
         {
-            usage = (Int(input), Int(output))
+            usage = (Int(max(0, input)), Int(max(0, output)))  // a negative count would lower the day's spend
         }
-        return .success(Completion(text: text, usage: usage))
+        return .success(Completion(text: document?[path: "choices.0.message.content"]?.stringValue, usage: usage))
     }
 }

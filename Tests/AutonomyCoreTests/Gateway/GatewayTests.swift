@@ -29,8 +29,9 @@ import Testing
         #expect(names(.auto, spent: 0.8) == ["local"])  // at the soft cap
         #expect(names(.cheap, spent: 0.9) == ["local"])
         #expect(names(.strong, spent: 0.9) == ["big", "mini", "local"])  // asked for explicitly
-        #expect(names(.auto, from: .free) == ["mini", "local"])  // escalation
-        #expect(names(.auto, from: .cheap) == ["big", "mini", "local"])
+        #expect(names(.auto, from: .free) == ["mini"])  // escalation: exactly one tier up
+        #expect(names(.auto, from: .cheap) == ["big"])
+        #expect(names(.auto, spent: 0.9, from: .free) == ["local"])  // not above the soft cap
         #expect(names(.free, from: .free) == ["local"])  // an explicit free never pays
     }
 
