@@ -274,11 +274,7 @@ extension ModelSettings: Decodable {
             throw DecodingError.dataCorruptedError(
                 forKey: .tier, in: container, debugDescription: "a free-tier model must have prices of 0")
         }
-        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
-        guard timeout >= .seconds(1), timeout <= .hours(1) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
-        }
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .hours(1))
         maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? maxTokens
         guard (1...200_000).contains(maxTokens) else {
             throw DecodingError.dataCorruptedError(
@@ -577,11 +573,7 @@ extension CommandCheck: Decodable {
                 forKey: .argv, in: container, debugDescription: "expected a non-empty array")
         }
         self.init(argv: argv)
-        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
-        guard timeout >= .seconds(1), timeout <= .hours(1) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"1h\"")
-        }
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .hours(1))
     }
 }
 
@@ -625,11 +617,7 @@ extension HTTPCheck: Decodable {
                 forKey: .expectStatus, in: container, debugDescription: "expected a non-empty array of HTTP statuses")
         }
         body = try container.decodeIfPresent(ValueAssertion.self, forKey: .body)
-        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
-        guard timeout >= .seconds(1), timeout <= .minutes(10) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
-        }
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .minutes(10))
     }
 }
 
@@ -733,11 +721,8 @@ extension NotifySettings: Decodable {
             }
             self.command = command
         }
-        commandTimeout = try container.decodeIfPresent(Interval.self, forKey: .commandTimeout) ?? commandTimeout
-        guard commandTimeout >= .seconds(1), commandTimeout <= .minutes(10) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .commandTimeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
-        }
+        commandTimeout = try container.interval(
+            .commandTimeout, default: commandTimeout, from: .seconds(1), to: .minutes(10))
         webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
         retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
         guard retryBackoff >= .seconds(1) else {
@@ -768,11 +753,19 @@ extension WebhookSettings: Decodable {
             throw DecodingError.dataCorruptedError(
                 forKey: .secretEnv, in: container, debugDescription: "expected the name of an environment variable")
         }
-        timeout = try container.decodeIfPresent(Interval.self, forKey: .timeout) ?? timeout
-        guard timeout >= .seconds(1), timeout <= .minutes(10) else {
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .minutes(10))
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A duration under `key` (or `value` when absent) that must lie in `lower...upper`.
+    func interval(_ key: Key, default value: Interval, from lower: Interval, to upper: Interval) throws -> Interval {
+        let interval = try decodeIfPresent(Interval.self, forKey: key) ?? value
+        guard interval >= lower, interval <= upper else {
             throw DecodingError.dataCorruptedError(
-                forKey: .timeout, in: container, debugDescription: "expected from \"1s\" to \"10m\"")
+                forKey: key, in: self, debugDescription: "expected from \"\(lower)\" to \"\(upper)\"")
         }
+        return interval
     }
 }
 

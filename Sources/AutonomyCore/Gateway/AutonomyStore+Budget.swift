@@ -96,18 +96,8 @@ extension AutonomyStore {
     public func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) throws -> BudgetStatus {
         let dayStart = Calendar.startOfDay(now, timeZone)
         return try read("read the budget") { db in
-            let spent =
-                try Double.fetchOne(
-                    db,
-                    sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
-                    arguments: [dayStart]) ?? 0
-            let reserved =
-                try Double.fetchOne(
-                    db,
-                    sql: """
-                        SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
-                        WHERE state = 'reserved' AND expires_at > ?
-                        """, arguments: [now]) ?? 0
+            let spent = try spentUSD(db: db, since: dayStart)
+            let reserved = try reservedUSD(db: db, now: now)
             let perModel = try Row.fetchAll(
                 db,
                 sql: """
@@ -144,19 +134,23 @@ extension AutonomyStore {
     }
 
     private func committedUSD(db: Database, dayStart: Int64, now: Int64) throws -> Double {
-        let spent =
-            try Double.fetchOne(
-                db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
-                arguments: [dayStart]) ?? 0
-        // A reservation whose process died is released once it times out.
-        let reserved =
-            try Double.fetchOne(
-                db,
-                sql: """
-                    SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
-                    WHERE state = 'reserved' AND expires_at > ?
-                    """, arguments: [now]) ?? 0
-        return spent + reserved
+        try spentUSD(db: db, since: dayStart) + reservedUSD(db: db, now: now)
+    }
+
+    private func spentUSD(db: Database, since dayStart: Int64) throws -> Double {
+        try Double.fetchOne(
+            db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
+            arguments: [dayStart]) ?? 0
+    }
+
+    /// Open reservations that have not timed out; one whose process died is released by its timeout.
+    private func reservedUSD(db: Database, now: Int64) throws -> Double {
+        try Double.fetchOne(
+            db,
+            sql: """
+                SELECT COALESCE(SUM(reserved_usd), 0) FROM llm_calls INDEXED BY llm_calls_open
+                WHERE state = 'reserved' AND expires_at > ?
+                """, arguments: [now]) ?? 0
     }
 
     /// Sends a task whose paid model is out of budget to the next day, without counting the attempt.
