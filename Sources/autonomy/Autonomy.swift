@@ -11,7 +11,8 @@ struct Autonomy: AsyncParsableCommand {
             Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
 
             Exit codes: 0 ok; 1 refused in the current state; 64 usage; 65 bad input; 66 not found; \
-            69 an alert channel failed (notify test); 70 internal failure; 74 database unusable; 75 database busy; \
+            69 unavailable (an alert channel, or no model could answer); 70 internal failure; 73 cannot write an output \
+            file; 74 database unusable; 75 database busy; \
             78 configuration error.
             """,
         version: AutonomyVersion.current,

@@ -35,10 +35,11 @@ struct LLM: AsyncParsableCommand {
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw CLIFailure("the prompt is empty", code: .badInput)
         }
-        let (loaded, store) = try global.open()
+        let loaded = try global.loadConfiguration()
         guard !loaded.configuration.gateway.models.isEmpty else {
             throw CLIFailure("no model is configured: add gateway.models to the configuration", code: .configError)
         }
+        let (_, store) = try global.open()
         let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: try currentClock())
         let response: LLMResponse
         do {

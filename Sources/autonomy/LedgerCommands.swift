@@ -194,7 +194,11 @@ struct Metrics: AsyncParsableCommand {
             store: store, configuration: loaded.configuration,
             now: try currentClock().now())
         if let textfile {
-            try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))
+            do {
+                try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))
+            } catch {
+                throw CLIFailure("\(error)", code: .cannotCreate)
+            }
         } else {
             print(text, terminator: "")
         }

@@ -56,6 +56,7 @@ extension ExitCode {
     static let notFound = ExitCode(66)
     static let unavailable = ExitCode(69)
     static let internalError = ExitCode(70)
+    static let cannotCreate = ExitCode(73)
     static let databaseUnusable = ExitCode(74)
     static let databaseBusy = ExitCode(75)
     static let configError = ExitCode(78)

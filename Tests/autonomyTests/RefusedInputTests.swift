@@ -36,6 +36,12 @@ import Testing
         Case(arguments: ["approve", "99"], status: 66, mentions: "no approval request 99"),
         Case(arguments: ["reject", "99"], status: 64, mentions: "--reason"),
         Case(arguments: ["firewall", "check", "nope"], status: 65, mentions: "not declared"),
+        Case(arguments: ["metrics", "--textfile", "/nonexistent-dir/a.prom"], status: 73, mentions: "cannot write"),
+        Case(arguments: ["ledger", "--since", "soon"], status: 65, mentions: "--since"),
+        Case(arguments: ["prune", "--finished-older-than", "soon"], status: 65, mentions: "--finished-older-than"),
+        Case(arguments: ["verify", "99"], status: 66, mentions: "no task 99"),
+        Case(arguments: ["llm", "hello"], status: 78, mentions: "no model is configured"),
+        Case(arguments: ["ledger", "export", "--format", "xml"], status: 64, mentions: "xml"),
         Case(arguments: ["enqueue", "append", "--priority", "many"], status: 64, mentions: "priority"),
         Case(
             arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66,

@@ -82,19 +82,26 @@ public enum PrometheusMetrics {
         return text
     }
 
+    /// The metrics file could not be written.
+    public struct WriteError: Error, CustomStringConvertible {
+        public var path: String
+        public var reason: String
+        public var description: String { "cannot write \(path): \(reason)" }
+    }
+
     /// Writes the metrics to `path` atomically (a temporary file renamed over it), readable by
     /// node_exporter.
-    public static func write(_ text: String, to path: String) throws {
+    public static func write(_ text: String, to path: String) throws(WriteError) {
         let folder = (path as NSString).deletingLastPathComponent
         let temporary = (folder.isEmpty ? "." : folder) + "/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
         guard
             FileManager.default.createFile(
                 atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
-        else { throw StoreError.cannotOpen(path: temporary, reason: "cannot write there (does the folder exist?)") }
+        else { throw WriteError(path: path, reason: "the folder does not exist or is not writable") }
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
-            throw StoreError.cannotOpen(path: path, reason: reason)
+            throw WriteError(path: path, reason: reason)
         }
     }
 
