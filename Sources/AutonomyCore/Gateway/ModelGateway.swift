@@ -124,7 +124,6 @@ public struct ModelGateway: Sendable {
             throw .noModels(request.tier)
         }
         var passedOver: [String] = []
-        var refusedForBudget = false
         for model in models {
             let maxTokens = request.maxTokens ?? model.maxTokens
             // An upper bound on the prompt's tokens: no tokenizer makes more tokens than bytes, plus a
