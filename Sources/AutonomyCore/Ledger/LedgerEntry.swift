@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Synchronization
 
 /// What happened to a task, as one ledger row.
 public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
@@ -114,6 +115,7 @@ extension Database {
                 INSERT INTO ledger (id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
+        defer { LedgerTail.remember((id, hash), for: self) }
         try statement.run(binding: [
             .integer(id), .integer(time), .integer(taskID), .text(type), .text(event.rawValue),
             .integer(attempt.map(Int64.init)), .integer(durationMs), .real(costUSD), .text(detailText), .text(lastHash),
@@ -123,6 +125,7 @@ extension Database {
 
     /// The id and hash of the newest ledger row (0 and the genesis hash for an empty ledger).
     private func lastLedgerRow() throws -> (Int64, String) {
+        if let tail = LedgerTail.remembered(for: self) { return tail }
         let statement = try cachedStatement(sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1")
         return try statement.withFirstRow { row in
             guard let row else { return (0, LedgerChain.genesis) }
@@ -146,17 +149,25 @@ public enum LedgerChain {
         previous: String, id: Int64, at: Int64, taskID: Int64?, type: String?, event: String, attempt: Int?,
         durationMs: Int64?, costUSD: Double?, detail: String?
     ) -> String {
-        var hasher = SHA256()
-        hasher.update(data: Array(previous.utf8))
+        // One buffer, one update: this runs for every row appended.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(previous.utf8.count + 128 + (detail?.utf8.count ?? 0) + (type?.utf8.count ?? 0))
+        bytes.append(contentsOf: previous.utf8)
+        func eight(_ value: UInt64) {
+            for shift in stride(from: 56, through: 0, by: -8) {
+                bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+            }
+        }
         func integer(_ value: Int64?) {
-            guard let value else { return hasher.update(data: [0]) }
-            withUnsafeBytes(of: value.bigEndian) { hasher.update(data: [1] + Array($0)) }
+            guard let value else { return bytes.append(0) }
+            bytes.append(1)
+            eight(UInt64(bitPattern: value))
         }
         func text(_ value: String?) {
-            guard let value else { return hasher.update(data: [0]) }
-            let bytes = Array(value.utf8)
-            withUnsafeBytes(of: UInt64(bytes.count).bigEndian) { hasher.update(data: [2] + Array($0)) }
-            hasher.update(data: bytes)
+            guard let value else { return bytes.append(0) }
+            bytes.append(2)
+            eight(UInt64(value.utf8.count))
+            bytes.append(contentsOf: value.utf8)
         }
         integer(id)
         integer(at)
@@ -166,11 +177,14 @@ public enum LedgerChain {
         integer(attempt.map(Int64.init))
         integer(durationMs)
         if let costUSD {
-            withUnsafeBytes(of: costUSD.bitPattern.bigEndian) { hasher.update(data: [3] + Array($0)) }
+            bytes.append(3)
+            eight(costUSD.bitPattern)
         } else {
-            hasher.update(data: [0])
+            bytes.append(0)
         }
         text(detail)
+        var hasher = SHA256()
+        hasher.update(data: bytes)
         return hasher.finalize().hexString
     }
 }
@@ -181,5 +195,24 @@ extension AutonomyStore {
         try read("read the ledger") { db in
             try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger WHERE task_id = ? ORDER BY id", arguments: [taskID])
         }
+    }
+}
+
+/// The newest ledger row, remembered for the length of one write transaction: while it holds the
+/// write lock nobody else can append, so a batch need not look the row up again for every task.
+/// `AutonomyStore.write` forgets it when a transaction begins and when it ends.
+enum LedgerTail {
+    private static let tails = Mutex<[ObjectIdentifier: (Int64, String)]>([:])
+
+    static func remembered(for db: Database) -> (Int64, String)? {
+        tails.withLock { $0[ObjectIdentifier(db)] }
+    }
+
+    static func remember(_ tail: (Int64, String), for db: Database) {
+        tails.withLock { $0[ObjectIdentifier(db)] = tail }
+    }
+
+    static func forget(_ db: Database) {
+        _ = tails.withLock { $0.removeValue(forKey: ObjectIdentifier(db)) }
     }
 }

@@ -29,7 +29,7 @@ public enum PrometheusMetrics {
                         """
                 ).map { (type: $0[0] as String, count: $0[1] as Int) },
                 try Double.fetchOne(
-                    db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE at >= ? AND cost_usd IS NOT NULL",
+                    db, sql: "SELECT SUM(cost_usd) FROM llm_calls WHERE started_at >= ? AND state = 'settled'",
                     arguments: [startOfDay(now, configuration.timezone)]) ?? 0
             )
         }

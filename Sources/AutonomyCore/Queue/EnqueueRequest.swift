@@ -157,19 +157,28 @@ extension EnqueueRequest {
     static func forEachBatchLine(
         in data: Data, _ body: (Int, EnqueueRequest) throws -> Void
     ) throws {
-        var lineNumber = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") }) {
-                continue
+        // Lines are parsed where they lie in the buffer: no slice arrays, no copies.
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let all = raw.bindMemory(to: UInt8.self)
+            var lineNumber = 0
+            var start = 0
+            while start <= all.count {
+                let end = all[start...].firstIndex(of: UInt8(ascii: "\n")) ?? all.count
+                defer { start = end + 1 }
+                lineNumber += 1
+                let line = UnsafeBufferPointer(rebasing: all[start..<end])
+                if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\r") })
+                {
+                    continue
+                }
+                let request: EnqueueRequest
+                do {
+                    request = try self.request(fromLine: line)
+                } catch let error as QueueError {
+                    throw QueueError.batchLine(lineNumber, error)
+                }
+                try body(lineNumber, request)
             }
-            let request: EnqueueRequest
-            do {
-                request = try self.request(fromLine: Data(line))
-            } catch {
-                throw QueueError.batchLine(lineNumber, error)
-            }
-            try body(lineNumber, request)
         }
     }
 
@@ -177,10 +186,10 @@ extension EnqueueRequest {
         "type", "payload", "priority", "run_at", "delay", "max_attempts", "key", "source", "subject",
     ]
 
-    private static func request(fromLine line: Data) throws(QueueError) -> EnqueueRequest {
+    private static func request(fromLine line: UnsafeBufferPointer<UInt8>) throws(QueueError) -> EnqueueRequest {
         let value: JSONValue
         do {
-            value = try JSONValue.parse(line)
+            value = try JSONParser.parse(bytes: line)
         } catch {
             throw .invalidRequest("not JSON: \(error.reason)")
         }

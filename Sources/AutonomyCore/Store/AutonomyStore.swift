@@ -110,6 +110,8 @@ public final class AutonomyStore: Sendable {
         do {
             return try writer.writeWithoutTransaction { db in
                 try db.execute(sql: "BEGIN IMMEDIATE")
+                LedgerTail.forget(db)
+                defer { LedgerTail.forget(db) }
                 do {
                     let value = try body(db)
                     try db.execute(sql: "COMMIT")

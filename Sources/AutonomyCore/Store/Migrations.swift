@@ -16,7 +16,7 @@ enum Migrations {
                         run_at INTEGER NOT NULL,
                         payload TEXT NOT NULL,
                         payload_sha256 TEXT NOT NULL,
-                        idempotency_key TEXT UNIQUE,
+                        idempotency_key TEXT,
                         source TEXT,
                         subject TEXT,
                         attempts INTEGER NOT NULL DEFAULT 0,
@@ -35,7 +35,8 @@ enum Migrations {
                     -- The claim walks this index in claim order and stops at the first runnable row.
                     CREATE INDEX tasks_claim_order ON tasks (priority DESC, run_at, id) WHERE state = 'queued';
                     CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state IN ('running', 'verifying');
-                    CREATE INDEX tasks_state_type ON tasks (state, type);
+                    -- Only keyed tasks pay for the key's index.
+                    CREATE UNIQUE INDEX tasks_key ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
                     CREATE TRIGGER tasks_payload_immutable
                     BEFORE UPDATE OF payload, payload_sha256 ON tasks
@@ -63,7 +64,6 @@ enum Migrations {
                     );
                     CREATE INDEX ledger_task ON ledger (task_id, id);
                     CREATE INDEX ledger_type_event ON ledger (type, event, at);
-                    CREATE INDEX ledger_at ON ledger (at);
 
                     CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
                     BEGIN

@@ -23,6 +23,12 @@ struct JSONParser {
         }
     }
 
+    /// Parses bytes in place (a line of a larger buffer), without copying them.
+    static func parse(bytes: UnsafeBufferPointer<UInt8>) throws(JSONTextError) -> JSONValue {
+        var parser = JSONParser(bytes: bytes)
+        return try parser.document()
+    }
+
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private mutating func document() throws(JSONTextError) -> JSONValue {
