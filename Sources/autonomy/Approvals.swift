@@ -100,28 +100,17 @@ struct Firewall: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A task type declared in the configuration.")
         var type: String
-        @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
-        var payload: String?
-        @Option(
-            name: .customLong("payload-file"),
-            help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
-        var payloadFile: String?
+        @OptionGroup var payloadOptions: PayloadOptions
         @Flag(help: "Print as JSON.")
         var json = false
-
-        func validate() throws {
-            if payload != nil, payloadFile != nil {
-                throw ValidationError("give --payload or --payload-file, not both")
-            }
-        }
 
         func run() async throws {
             let loaded = try global.loadConfiguration()
             guard let taskType = loaded.configuration.taskType(named: type) else {
                 throw QueueError.undeclaredType(type, declared: Array(loaded.configuration.taskTypes.keys))
             }
-            var request = EnqueueRequest(type: type, payload: payload ?? "{}")
-            if let payloadFile { try request.setPayload(json: readInput(payloadFile, what: "payload file")) }
+            var request = EnqueueRequest(type: type)
+            try payloadOptions.apply(to: &request)
             let value: JSONValue
             do {
                 value = try JSONValue.parse(request.payload)

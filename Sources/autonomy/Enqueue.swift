@@ -20,13 +20,7 @@ struct Enqueue: AsyncParsableCommand {
     @Argument(help: "A task type declared in the configuration.")
     var type: String?
 
-    @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
-    var payload: String?
-
-    @Option(
-        name: .customLong("payload-file"),
-        help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
-    var payloadFile: String?
+    @OptionGroup var payloadOptions: PayloadOptions
 
     @Option(help: "Higher runs first (default: the type's priority).")
     var priority: Int?
@@ -61,7 +55,7 @@ struct Enqueue: AsyncParsableCommand {
 
     func validate() throws {
         if batch != nil {
-            guard type == nil, payload == nil, payloadFile == nil, priority == nil, delay == nil, runAt == nil,
+            guard type == nil, payloadOptions.isEmpty, priority == nil, delay == nil, runAt == nil,
                 maxAttempts == nil, key == nil, source == nil, subject == nil
             else {
                 throw ValidationError("--batch takes its tasks from the file: give no type or task options with it")
@@ -69,18 +63,15 @@ struct Enqueue: AsyncParsableCommand {
             return
         }
         guard type != nil else { throw ValidationError("give a task type, or --batch FILE") }
-        if payload != nil, payloadFile != nil { throw ValidationError("give --payload or --payload-file, not both") }
         if delay != nil, runAt != nil { throw ValidationError("give --delay or --run-at, not both") }
     }
 
     func run() async throws {
         if let batch { return try await runBatch(batch) }
         var request = EnqueueRequest(
-            type: type ?? "", payload: payload ?? "{}", priority: priority,
+            type: type ?? "", priority: priority,
             maxAttempts: maxAttempts, key: key, source: source, subject: subject)
-        if let payloadFile {
-            try request.setPayload(json: readInput(payloadFile, what: "payload file"))
-        }
+        try payloadOptions.apply(to: &request)
         if let delay {
             guard let interval = Interval(parsing: delay) else {
                 throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)

@@ -169,3 +169,26 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 extension TaskState: ExpressibleByArgument {}
+
+/// `--payload JSON` or `--payload-file F|-`: how `enqueue` and `firewall check` take a payload.
+struct PayloadOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
+    var payload: String?
+
+    @Option(
+        name: .customLong("payload-file"),
+        help: ArgumentHelp("Read the payload from a file, or '-' for stdin.", valueName: "file"))
+    var payloadFile: String?
+
+    var isEmpty: Bool { payload == nil && payloadFile == nil }
+
+    func validate() throws {
+        if payload != nil, payloadFile != nil { throw ValidationError("give --payload or --payload-file, not both") }
+    }
+
+    /// Puts the payload into `request`; a file is read as raw bytes and refused if not UTF-8 JSON.
+    func apply(to request: inout EnqueueRequest) throws {
+        request.payload = payload ?? "{}"
+        if let payloadFile { try request.setPayload(json: readInput(payloadFile, what: "payload file")) }
+    }
+}

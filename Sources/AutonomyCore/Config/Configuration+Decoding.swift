@@ -14,10 +14,7 @@ extension Configuration: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard let version = try container.decodeIfPresent(Int.self, forKey: .version) else {
-            throw DecodingError.keyNotFound(
-                CodingKeys.version,
-                .init(
-                    codingPath: [], debugDescription: "missing: add \"version\": \(Configuration.supportedVersion)"))
+            throw missingKey(CodingKeys.version, at: [], "missing: add \"version\": \(Configuration.supportedVersion)")
         }
         guard (1...Configuration.supportedVersion).contains(version) else {
             throw DecodingError.dataCorruptedError(
@@ -90,13 +87,9 @@ private struct TaskTypeBody: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard container.contains(.handler) else {
-            throw DecodingError.keyNotFound(
-                CodingKeys.handler,
-                .init(
-                    codingPath: decoder.codingPath,
-                    debugDescription:
-                        "missing: every task type needs a handler, e.g. {\"exec\": {\"argv\": [\"/path/to/program\"]}}")
-            )
+            throw missingKey(
+                CodingKeys.handler, at: decoder.codingPath,
+                "missing: every task type needs a handler, e.g. {\"exec\": {\"argv\": [\"/path/to/program\"]}}")
         }
         type = TaskType(name: "", handler: try container.decode(Handler.self, forKey: .handler))
         type.description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
@@ -248,19 +241,8 @@ extension ModelSettings: Decodable {
         }
         tier = try container.decode(ModelTier.self, forKey: .tier)
         // A model without prices is refused: a free local model says 0 explicitly.
-        guard container.contains(.inputUSDPerMillion) else {
-            throw DecodingError.keyNotFound(
-                CodingKeys.inputUSDPerMillion,
-                .init(
-                    codingPath: decoder.codingPath,
-                    debugDescription: "missing: every model states its prices (0 for a free model)"))
-        }
-        guard container.contains(.outputUSDPerMillion) else {
-            throw DecodingError.keyNotFound(
-                CodingKeys.outputUSDPerMillion,
-                .init(
-                    codingPath: decoder.codingPath,
-                    debugDescription: "missing: every model states its prices (0 for a free model)"))
+        for key in [CodingKeys.inputUSDPerMillion, .outputUSDPerMillion] where !container.contains(key) {
+            throw missingKey(key, at: decoder.codingPath, "missing: every model states its prices (0 for a free model)")
         }
         inputUSDPerMillion = try container.decode(Double.self, forKey: .inputUSDPerMillion)
         outputUSDPerMillion = try container.decode(Double.self, forKey: .outputUSDPerMillion)
@@ -516,11 +498,9 @@ extension SafetyRule: Decodable {
                     debugDescription: "expected exactly one of \"equals\", \"one_of\", \"suffix\", \"regex\""))
         }
         guard container.contains(.safety) else {
-            throw DecodingError.keyNotFound(
-                CodingKeys.safety,
-                .init(
-                    codingPath: decoder.codingPath,
-                    debugDescription: "missing: the rating this rule gives, \"safe\" or \"dangerous\""))
+            throw missingKey(
+                CodingKeys.safety, at: decoder.codingPath,
+                "missing: the rating this rule gives, \"safe\" or \"dangerous\"")
         }
         self.init(
             path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
@@ -767,6 +747,11 @@ extension KeyedDecodingContainer {
         }
         return interval
     }
+}
+
+/// A required key is absent: the message says what to write there.
+private func missingKey(_ key: any CodingKey, at path: [any CodingKey], _ message: String) -> DecodingError {
+    .keyNotFound(key, .init(codingPath: path, debugDescription: message))
 }
 
 /// An absolute http(s) address with a host.
