@@ -111,10 +111,7 @@ extension AutonomyStore {
                     ORDER BY id
                     """)
             return try approvals.compactMap { approval in
-                try TaskRecord.fetchOne(
-                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?",
-                    arguments: [approval.taskID]
-                ).map { PendingApproval(approval: approval, task: $0) }
+                try db.task(id: approval.taskID).map { PendingApproval(approval: approval, task: $0) }
             }
         }
     }
@@ -160,8 +157,7 @@ extension AutonomyStore {
             throw ApprovalError.alreadyDecided(id: approvalID, state: approval.state, by: approval.decidedBy)
         }
         guard
-            let task = try TaskRecord.fetchOne(
-                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [approval.taskID])
+            let task = try db.task(id: approval.taskID)
         else { throw ApprovalError.notFound(approvalID) }
         guard task.state == .awaitingApproval else {
             throw ApprovalError.taskNotWaiting(id: approvalID, taskID: task.id, state: task.state)
@@ -236,8 +232,7 @@ extension AutonomyStore {
         try write("read an approval by token") { db in
             _ = try db.expireApprovals(now: now)
             guard let approval = try approvalHolding(token: token, db: db),
-                let task = try TaskRecord.fetchOne(
-                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [approval.taskID])
+                let task = try db.task(id: approval.taskID)
             else { throw ApprovalError.invalidToken }
             return PendingApproval(approval: approval, task: task)
         }

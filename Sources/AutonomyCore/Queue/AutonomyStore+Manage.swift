@@ -30,7 +30,7 @@ public struct TaskFilter: Sendable {
 extension AutonomyStore {
     public func task(id: Int64) throws -> TaskRecord? {
         try read("read a task") { db in
-            try TaskRecord.fetchOne(db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [id])
+            try db.task(id: id)
         }
     }
 
@@ -61,8 +61,7 @@ extension AutonomyStore {
     public func cancel(taskID: Int64, by actor: String, reason: String?, now: Int64) throws -> TaskRecord {
         try write("cancel a task") { db in
             guard
-                let task = try TaskRecord.fetchOne(
-                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID])
+                let task = try db.task(id: taskID)
             else {
                 throw QueueError.taskNotFound(taskID)
             }
@@ -80,8 +79,7 @@ extension AutonomyStore {
                     "by": .string(actor), "reason": reason.map { .string($0) } ?? .null,
                     "from": .string(task.state.rawValue),
                 ])
-            return try TaskRecord.fetchOne(
-                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            return try db.task(id: taskID) ?? task
         }
     }
 
@@ -91,8 +89,7 @@ extension AutonomyStore {
     public func retry(taskID: Int64, by actor: String, now: Int64) throws -> TaskRecord {
         try write("retry a task") { db in
             guard
-                let task = try TaskRecord.fetchOne(
-                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID])
+                let task = try db.task(id: taskID)
             else {
                 throw QueueError.taskNotFound(taskID)
             }
@@ -115,8 +112,7 @@ extension AutonomyStore {
                 detail: [
                     "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
                 ])
-            return try TaskRecord.fetchOne(
-                db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [taskID]) ?? task
+            return try db.task(id: taskID) ?? task
         }
     }
 

@@ -128,3 +128,11 @@ extension TaskRecord {
         ])
     }
 }
+
+extension Database {
+    /// One task by id, inside the caller's transaction.
+    func task(id: Int64) throws -> TaskRecord? {
+        try TaskRecord.fetchOne(
+            cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?"), arguments: [id])
+    }
+}

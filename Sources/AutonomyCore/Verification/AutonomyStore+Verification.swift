@@ -19,8 +19,7 @@ extension AutonomyStore {
     ) throws -> Reverification {
         try write("record a re-verification") { db in
             guard
-                let current = try TaskRecord.fetchOne(
-                    db, sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?", arguments: [task.id])
+                let current = try db.task(id: task.id)
             else { throw QueueError.taskNotFound(task.id) }
             try db.recordChecks(checks, task: current, notify: notify, now: now)
             guard current.state == task.state, current.updatedAt == task.updatedAt else {
