@@ -40,7 +40,9 @@ let package = Package(
             dependencies: [
                 "AutonomyCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // Test hooks (a shifted clock) exist only in debug builds; release never sets this.
+            swiftSettings: [.define("AUTONOMY_TEST_HOOKS", .when(configuration: .debug))]
         ),
         .testTarget(
             name: "AutonomyCoreTests",

@@ -6,78 +6,121 @@ struct Approvals: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approvals",
         abstract: "List the approval requests waiting for a decision.",
-        discussion: "Requests whose time ran out are marked expired first. Example: autonomy approvals")
+        discussion: """
+            Requests whose time ran out are marked expired first. Through the gate, a producer sees \
+            the requests about its own tasks only. Example: autonomy approvals
+            """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var gate: GateOptions
 
     @Flag(help: "Print as JSON.")
     var json = false
 
     func run() async throws {
-        let (_, store) = try global.open(create: false)
-        let now = try currentClock().now()
-        let pending = try store.pendingApprovals(now: now)
-        if json { return printJSON(.array(pending.map { $0.jsonValue(now: now) })) }
-        guard !pending.isEmpty else { return print("no approval requests are waiting") }
-        print(
-            table(
-                ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "PAYLOAD"],
-                pending.map { item in
-                    [
-                        String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
-                        String((item.task.subject ?? "-").prefix(40)),
-                        Interval(milliseconds: now - item.approval.requestedAt).description,
-                        relative(item.approval.expiresAt, now: now), String(item.task.payloadSummary.prefix(60)),
-                    ]
-                }))
-        print("\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
-        print("decide: autonomy approve ID [--note TEXT] | autonomy reject ID --reason TEXT")
+        var request = GateRequest(verb: .approvals)
+        request.json = json
+        try await perform(request, global, gate)
+    }
+}
+
+/// What `approve` and `reject` share: the request, the key, and the retired `--by`.
+struct DecisionOptions: ParsableArguments {
+    @Argument(help: "The approval request's id (see 'autonomy approvals').")
+    var id: Int64
+
+    @Option(
+        help: ArgumentHelp(
+            "The operator's SSH key to sign with: an Ed25519 key file, any key ssh-keygen can use, or a .pub file whose key is in ssh-agent (default: $AUTONOMY_SIGNING_KEY, else ~/.config/autonomy/operator_ed25519).",
+            valueName: "file"))
+    var key: String?
+
+    @Option(help: .hidden)
+    var by: String?
+
+    func validate() throws {
+        if by != nil {
+            throw ValidationError(
+                "--by is gone for decisions: a decision is signed, and the decider is the principal allowed_signers gives the key (--key FILE)"
+            )
+        }
+    }
+
+    /// The key to sign with: `--key`, else `AUTONOMY_SIGNING_KEY`, else the one `operator init` makes.
+    func signer() throws -> DecisionSigner {
+        let environment = ProcessInfo.processInfo.environment
+        let chosen =
+            key.map(ConfigLoader.absolutePath)
+            ?? environment["AUTONOMY_SIGNING_KEY"].flatMap { $0.isEmpty ? nil : ConfigLoader.absolutePath($0) }
+            ?? Optional(DecisionSigner.defaultKeyPath()).flatMap {
+                FileManager.default.fileExists(atPath: $0) ? $0 : nil
+            }
+        guard let chosen else { throw TrustError.noSigningKey }
+        return try DecisionSigner.load(path: chosen)
+    }
+
+    /// Asks for the statement that binds this decision, signs it here (the key never leaves this
+    /// machine), and records it; prints the outcome and exits with its code.
+    func decide(_ verdict: DecisionStatement.Verdict, note: String?, _ global: GlobalOptions, _ gate: GateOptions)
+        async throws
+    {
+        let signer = try signer()
+        var prepare = GateRequest(verb: .prepareDecision)
+        (prepare.id, prepare.decision, prepare.note) = (id, verdict.rawValue, note)
+        prepare.publicKey = signer.publicKey.openSSH
+        let (prepared, _) = try await answer(prepare, global, gate, requireTrustedConfig: true)
+        guard prepared.exit == 0, let text = prepared.statement else {
+            emit(prepared)
+            throw ExitCode(prepared.exit == 0 ? ExitCode.internalError.rawValue : prepared.exit)
+        }
+        // Sign only the decision that was asked for.
+        let statement = try DecisionStatement(text: text)
+        guard statement.approvalID == id, statement.decision == verdict, statement.note == note else {
+            throw CLIFailure("the statement offered for signing is not the decision asked for; nothing was signed", code: .internalError)
+        }
+        var decide = GateRequest(verb: .decide)
+        (decide.statement, decide.signature) = (text, try signer.sign(text))
+        try await perform(decide, global, gate, requireTrustedConfig: true)
     }
 }
 
 struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approve",
-        abstract: "Approve a pending request: its task (exactly its current payload) may run.",
-        discussion: "Example: autonomy approve 7 --note 'checked the recipient'")
+        abstract: "Approve a pending request, signed with your SSH key: its task (exactly its current payload) may run.",
+        discussion: """
+            The decision is an SSHSIG signature (namespace autonomy-decision) over the request, the \
+            task, its type, its payload's SHA-256, the one attempt it allows and the window to run in \
+            (approvals.run_within). Only keys in approvals.allowed_signers count; the decider is the \
+            key's principal there.
+            Example: autonomy approve 7 --note 'checked the recipient' --key ~/.ssh/id_ed25519
+            """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The approval request's id (see 'autonomy approvals').")
-    var id: Int64
-    @Option(help: "Who decides (default: $AUTONOMY_OPERATOR, else the login user).")
-    var by: String?
+    @OptionGroup var gate: GateOptions
+    @OptionGroup var decision: DecisionOptions
     @Option(help: "Why, for the ledger.")
     var note: String?
 
     func run() async throws {
-        let (_, store) = try global.open(create: false)
-        let approval = try store.decide(
-            approvalID: id, .approve(note: note), by: try operatorName(by), channel: .cli, now: try currentClock().now()
-        )
-        print("approval \(approval.id) approved: task \(approval.taskID) is queued to run")
+        try await decision.decide(.approve, note: note, global, gate)
     }
 }
 
 struct Reject: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reject",
-        abstract: "Reject a pending request: its task ends as rejected and never runs.",
+        abstract: "Reject a pending request, signed with your SSH key: its task ends as rejected and never runs.",
         discussion: "Example: autonomy reject 7 --reason 'wrong customer'")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The approval request's id (see 'autonomy approvals').")
-    var id: Int64
+    @OptionGroup var gate: GateOptions
+    @OptionGroup var decision: DecisionOptions
     @Option(help: "Why (required; it goes to the ledger).")
     var reason: String
-    @Option(help: "Who decides (default: $AUTONOMY_OPERATOR, else the login user).")
-    var by: String?
 
     func run() async throws {
-        let (_, store) = try global.open(create: false)
-        let approval = try store.decide(
-            approvalID: id, .reject(reason: reason), by: try operatorName(by), channel: .cli,
-            now: try currentClock().now())
-        print("approval \(approval.id) rejected: task \(approval.taskID) will not run")
+        try await decision.decide(.reject, note: reason, global, gate)
     }
 }
 

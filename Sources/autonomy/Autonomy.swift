@@ -11,15 +11,16 @@ struct Autonomy: AsyncParsableCommand {
             Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
 
             Exit codes: 0 ok; 1 refused in the current state; 64 usage; 65 bad input; 66 not found; \
-            69 unavailable (an alert channel, or no model could answer); 70 internal failure; 73 cannot write an output \
-            file; 74 database unusable; 75 database busy; \
-            78 configuration error.
+            69 unavailable (an alert channel, no model could answer, the gate cannot be reached); 70 internal \
+            failure; 73 cannot write an output file; 74 database unusable; 75 database busy, or a producer's hourly \
+            limit (try again later); 77 not permitted (an unsigned or wrongly signed decision, a producer asking for \
+            a type it may not enqueue); 78 configuration error.
             """,
         version: AutonomyVersion.current,
         subcommands: [
             Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, Approvals.self, Approve.self, Reject.self,
             Verify.self, LedgerCommand.self, MapCommand.self, Metrics.self, Prune.self, LLM.self, Budget.self,
-            Firewall.self, Notify.self,
+            Firewall.self, Notify.self, Gate.self, OperatorCommand.self,
             ConfigCommand.self,
         ]
     )
@@ -44,12 +45,9 @@ struct Autonomy: AsyncParsableCommand {
         if let code = error as? ExitCode {  // a command that already said what it had to
             Foundation.exit(code.rawValue)
         }
-        if let failure = error as? CLIFailure {
-            FileHandle.standardError.write(Data("error: \(failure.message)\n".utf8))
-            Foundation.exit(failure.code.rawValue)
-        }
-        if let code = ExitCode.forCore(error) {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        if error is CLIFailure || ExitCode.forCore(error) != nil {
+            let (code, message) = failure(error)
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
             Foundation.exit(code.rawValue)
         }
         let code = exitCode(for: error)
@@ -57,10 +55,9 @@ struct Autonomy: AsyncParsableCommand {
             Self.exit(withError: error)
         }
         guard code == .validationFailure else {
-            // Not bad input: something in the machinery failed. Still one line, and its own code.
-            let detail = "\(error)".split(separator: "\n").first.map(String.init) ?? "unknown failure"
-            FileHandle.standardError.write(Data("error: internal failure: \(detail) (please report it)\n".utf8))
-            Foundation.exit(ExitCode.internalError.rawValue)
+            let (code, message) = failure(error)
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            Foundation.exit(code.rawValue)
         }
         // Parsing and validation errors: one line, pointing at the help.
         let message =
@@ -70,6 +67,15 @@ struct Autonomy: AsyncParsableCommand {
         FileHandle.standardError.write(Data("error: \(message) (see 'autonomy help')\n".utf8))
         Foundation.exit(ExitCode.usage.rawValue)
     }
+}
+
+/// The documented exit code and the one line a user reads for an error a command ran into.
+func failure(_ error: any Error) -> (ExitCode, String) {
+    if let failure = error as? CLIFailure { return (failure.code, failure.message) }
+    if let code = ExitCode.forCore(error) { return (code, "\(error)") }
+    // Not bad input: something in the machinery failed. Still one line, and its own code.
+    let detail = "\(error)".split(separator: "\n").first.map(String.init) ?? "unknown failure"
+    return (.internalError, "internal failure: \(detail) (please report it)")
 }
 
 enum AutonomyVersion {

@@ -18,6 +18,14 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         let folder = try makeFolder()
         try writeHandlers(in: folder)
+        // The operator's key, and the file that lists who may sign decisions.
+        let keyPath = (folder as NSString).appendingPathComponent("operator_ed25519")
+        let operatorKey = OpenSSHEd25519Key(comment: "demo-operator")
+        try Data(operatorKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        try Data(
+            "demo-operator namespaces=\"\(SSHSignature.decisionNamespace)\" \(operatorKey.publicKey.openSSH)\n".utf8
+        ).write(to: URL(fileURLWithPath: (folder as NSString).appendingPathComponent("allowed_signers")))
         let configPath = (folder as NSString).appendingPathComponent("autonomy.json")
         try Data(Self.configText.utf8).write(to: URL(fileURLWithPath: configPath))
         chmod(configPath, 0o600)
@@ -73,15 +81,23 @@ struct Demo: AsyncParsableCommand {
             print("   \(state.rawValue): \(status.counts[state, default: 0])")
         }
 
-        print("\n4. The email waits for a human. The operator looks, then approves exactly that payload:")
+        print("\n4. The email waits for a human. The operator looks, then signs a yes for exactly that payload:")
         print("   $ autonomy approvals \(config)")
         let waiting = try store.pendingApprovals(now: clock.now())
         for item in waiting {
             print("   request \(item.approval.id): task \(item.task.id) \(item.task.type) — \(item.approval.reason)")
-            print("   $ autonomy approve \(item.approval.id) --note 'checked the recipient' \(config)")
-            _ = try store.decide(
-                approvalID: item.approval.id, .approve(note: "checked the recipient"), by: "demo",
-                channel: .cli, now: clock.now())
+            print(
+                "   $ autonomy approve \(item.approval.id) --note 'checked the recipient' --key \(keyPath) \(config)")
+            let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
+            let statement = try store.decisionStatement(
+                approvalID: item.approval.id, .approve(note: "checked the recipient"),
+                signerKey: operatorKey.publicKey, verifier: verifier, settings: loaded.configuration.approvals,
+                now: clock.now())
+            let signature = try DecisionSigner.native(operatorKey).sign(statement.text)
+            let approval = try store.decide(
+                SignedDecision(statement: statement.text, signature: signature), verifier: verifier, channel: .cli,
+                now: clock.now())
+            print("   → approval \(approval.id) approved by \(approval.decidedBy ?? "?"), signed with \(approval.signerKey ?? "?")")
         }
         let second = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in second.attempts {
@@ -92,7 +108,7 @@ struct Demo: AsyncParsableCommand {
         print(
             """
 
-            Nothing dangerous ran before a human said yes. The flaky sync_crm task failed once and succeeded
+            Nothing dangerous ran before a human signed a yes (a database row alone never counts). The flaky sync_crm task failed once and succeeded
             on its retry; reindex ran longer than its lease, which the worker kept renewing; every move is in
             the ledger. Reports written: \((folder as NSString).appendingPathComponent("reports"))
 
@@ -187,6 +203,7 @@ struct Demo: AsyncParsableCommand {
           "database": "autonomy.db",
           "timezone": "UTC",
           "worker": { "lease": "2s", "drain_max_seconds": 30 },
+          "approvals": { "allowed_signers": "allowed_signers", "run_within": "1h" },
           "task_types": {
             "daily_report": {
               "description": "Summarise yesterday's tickets", "owner": "ops", "safety": "safe",

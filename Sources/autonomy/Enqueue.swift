@@ -16,6 +16,7 @@ struct Enqueue: AsyncParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var gate: GateOptions
 
     @Argument(help: "A task type declared in the configuration.")
     var type: String?
@@ -39,7 +40,7 @@ struct Enqueue: AsyncParsableCommand {
     @Option(help: ArgumentHelp("An idempotency key: the same key again returns the existing task.", valueName: "key"))
     var key: String?
 
-    @Option(help: "Who is asking (a bridge, an agent, a script).")
+    @Option(help: "Who is asking (a bridge, an agent, a script); through the gate, always the caller's Unix user.")
     var source: String?
 
     @Option(help: "A short line shown in listings and approval requests.")
@@ -67,72 +68,19 @@ struct Enqueue: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if let batch { return try await runBatch(batch) }
-        var request = EnqueueRequest(
-            type: type ?? "", priority: priority,
-            maxAttempts: maxAttempts, key: key, source: source, subject: subject)
-        try payloadOptions.apply(to: &request)
-        if let delay {
-            guard let interval = Interval(parsing: delay) else {
-                throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
-            }
-            request.delay = interval
-        }
-        if let runAt {
-            guard let time = Timestamp.parse(runAt) else {
-                throw CLIFailure("--run-at \"\(runAt)\" is not a time such as 2026-12-01T09:00:00Z", code: .badInput)
-            }
-            request.runAt = time
-        }
-        let (loaded, store) = try global.open()
-        let outcome = try store.enqueue(request, configuration: loaded.configuration, now: try currentClock().now())
-        if case .created(let task) = outcome, task.state == .awaitingApproval {
-            printError("note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
-        }
-        if case .existing(let task) = outcome {
-            printError(
-                "note: idempotency key \"\(key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"
-            )
-        }
-        if json { printJSON(outcome.task.jsonValue) } else { print(outcome.task.id) }
-        await alertNow(store: store, configuration: loaded.configuration, tasks: [outcome.task.id])
-    }
-
-    /// The task is stored; now tell the operator at once about what needs them. A failure here
-    /// changes nothing: work-once retries the alert.
-    private func alertNow(store: AutonomyStore, configuration: Configuration, tasks: [Int64]) async {
-        guard !configuration.notify.channels.isEmpty else { return }
-        do {
-            let delivery = AlertDelivery(store: store, configuration: configuration, clock: try currentClock())
-            for report in try await delivery.deliverDue(budget: .seconds(30), tasks: Set(tasks)) {
-                if let error = report.error {
-                    printError("warning: alert via \(report.channel.rawValue) failed: \(error) (work-once retries it)")
-                }
-            }
-        } catch {
-            printError("warning: alerts not sent now: \(error) (work-once retries them)")
-        }
-    }
-
-    private func runBatch(_ source: String) async throws {
-        let data = try readInput(source, what: "batch file")
-        let (loaded, store) = try global.open()
-        let result = try store.enqueueBatch(
-            jsonLines: data, configuration: loaded.configuration, now: try currentClock().now(), keepTasks: json)
-        if json {
-            printJSON(.array(result.tasks.map(\.jsonValue)))
+        var request = GateRequest(verb: .enqueue)
+        request.json = json
+        if let batch {
+            request.batch = try readInput(batch, what: "batch file")
         } else {
-            var text = ""
-            text.reserveCapacity(result.ids.count * 8)
-            for id in result.ids { text += "\(id)\n" }
-            FileHandle.standardOutput.write(Data(text.utf8))
+            request.type = type
+            request.payload = payloadOptions.payload
+            if let file = payloadOptions.payloadFile { request.payloadBytes = try readInput(file, what: "payload file") }
+            (request.priority, request.maxAttempts) = (priority, maxAttempts)
+            (request.delay, request.runAt) = (delay, runAt)
+            (request.key, request.source, request.subject) = (key, source, subject)
         }
-        await alertNow(store: store, configuration: loaded.configuration, tasks: result.ids)
-        if result.existing > 0 {
-            printError(
-                "note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued"
-            )
-        }
+        try await perform(request, global, gate, create: true)
     }
 }
 

@@ -59,6 +59,8 @@ extension ExitCode {
     static let cannotCreate = ExitCode(73)
     static let databaseUnusable = ExitCode(74)
     static let databaseBusy = ExitCode(75)
+    /// Not permitted: an unsigned or wrongly signed decision, a producer asking beyond its rights.
+    static let notPermitted = ExitCode(77)
     static let configError = ExitCode(78)
 
     /// The documented code for an error from the core; nil for errors the core does not raise.
@@ -78,6 +80,18 @@ extension ExitCode {
             }
         case is ConfigError:
             return .configError
+        case let error as TrustError:
+            switch error {
+            case .rateLimited: return .databaseBusy  // EX_TEMPFAIL: try again later
+            case .batchLine(_, let inner): return forCore(inner)
+            case .signersUnusable: return .configError
+            default: return .notPermitted
+            }
+        case let error as GateError:
+            switch error {
+            case .unreachable: return .unavailable
+            default: return .usage
+            }
         case let error as ApprovalError:
             switch error {
             case .notFound: return .notFound
@@ -94,23 +108,28 @@ func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
-/// Where "now" comes from. `AUTONOMY_TEST_CLOCK_OFFSET` (e.g. "90s") shifts it, for end-to-end
-/// tests that need a lease or an approval to expire without waiting. A shifted clock sees live
-/// leases as expired, so it is announced on stderr every time it is in effect.
+/// Where "now" comes from. Debug builds (the ones `swift test` runs) let end-to-end tests shift it
+/// with `AUTONOMY_TEST_CLOCK_OFFSET` (e.g. "90s"), so a lease or an approval can expire without
+/// waiting; a release build has no such hook. A shifted clock is announced on stderr every time.
 func currentClock() throws -> any WallClock {
-    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_TEST_CLOCK_OFFSET"], !text.isEmpty else {
+    #if AUTONOMY_TEST_HOOKS
+        guard let text = ProcessInfo.processInfo.environment["AUTONOMY_TEST_CLOCK_OFFSET"], !text.isEmpty else {
+            return SystemClock()
+        }
+        let negative = text.hasPrefix("-")
+        let body = negative || text.hasPrefix("+") ? String(text.dropFirst()) : text
+        guard let interval = Interval(parsing: body), interval <= .days(3660) else {
+            throw CLIFailure("AUTONOMY_TEST_CLOCK_OFFSET \"\(text)\" is not a duration such as \"90s\"", code: .usage)
+        }
+        printError("warning: AUTONOMY_TEST_CLOCK_OFFSET=\(text) shifts the clock; it is for tests only")
+        return OffsetClock(offset: Interval(milliseconds: negative ? -interval.milliseconds : interval.milliseconds))
+    #else
         return SystemClock()
-    }
-    let negative = text.hasPrefix("-")
-    let body = negative || text.hasPrefix("+") ? String(text.dropFirst()) : text
-    guard let interval = Interval(parsing: body), interval <= .days(3660) else {
-        throw CLIFailure("AUTONOMY_TEST_CLOCK_OFFSET \"\(text)\" is not a duration such as \"90s\"", code: .usage)
-    }
-    printError("warning: AUTONOMY_TEST_CLOCK_OFFSET=\(text) shifts the clock; it is for tests only")
-    return OffsetClock(offset: Interval(milliseconds: negative ? -interval.milliseconds : interval.milliseconds))
+    #endif
 }
 
-/// Who is acting: `--by`, else `AUTONOMY_OPERATOR`, else the login user.
+/// Who is acting, as a label for cancel and retry: `--by`, else `AUTONOMY_OPERATOR`, else the
+/// login user. (Decisions are signed instead: see `approve`.)
 func operatorName(_ flag: String?) throws -> String {
     if let flag {
         let name = flag.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -119,11 +138,8 @@ func operatorName(_ flag: String?) throws -> String {
         }
         return name
     }
-    let environment = ProcessInfo.processInfo.environment
-    if let name = environment["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
-    if let name = environment["USER"] ?? environment["LOGNAME"], !name.isEmpty { return name }
-    if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
-    throw CLIFailure("no operator name: pass --by NAME or set AUTONOMY_OPERATOR", code: .usage)
+    if let name = ProcessInfo.processInfo.environment["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
+    return try loginName()
 }
 
 /// Logs go to stderr; `AUTONOMY_LOG_LEVEL` (trace … critical, default warning) sets how much.

@@ -13,9 +13,13 @@ struct Tasks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
             abstract: "List tasks, newest first.",
-            discussion: "Example: autonomy tasks list --state dead --type send_email")
+            discussion: """
+                Through the gate, a producer sees its own tasks only.
+                Example: autonomy tasks list --state dead --type send_email
+                """)
 
         @OptionGroup var global: GlobalOptions
+        @OptionGroup var gate: GateOptions
         @Option(
             help: ArgumentHelp(
                 "Only this state: \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "state"))
@@ -32,25 +36,9 @@ struct Tasks: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (loaded, store) = try global.open(create: false)
-            let tasks = try store.tasks(matching: TaskFilter(state: state, type: type, limit: limit))
-            if json { return printJSON(.array(tasks.map(\.jsonValue))) }
-            guard !tasks.isEmpty else { return print("no tasks") }
-            let now = try currentClock().now()
-            print(
-                table(
-                    ["ID", "STATE", "TYPE", "PRI", "TRIES", "RUN AT", "SUBJECT / LAST ERROR"],
-                    tasks.map { task in
-                        let runAt =
-                            task.state == .queued
-                            ? relative(task.runAt, now: now) : display(task.updatedAt, loaded.configuration)
-                        let note = task.lastError.map { "! " + $0 } ?? task.subject ?? ""
-                        return [
-                            String(task.id), task.state.rawValue, task.type, String(task.priority),
-                            String(task.attempts),
-                            runAt, String(note.prefix(80)),
-                        ]
-                    }))
+            var request = GateRequest(verb: .tasksList)
+            (request.state, request.type, request.limit, request.json) = (state?.rawValue, type, limit, json)
+            try await perform(request, global, gate)
         }
     }
 
@@ -61,57 +49,16 @@ struct Tasks: AsyncParsableCommand {
             discussion: "Example: autonomy tasks show 42")
 
         @OptionGroup var global: GlobalOptions
+        @OptionGroup var gate: GateOptions
         @Argument(help: "The task id.")
         var id: Int64
         @Flag(help: "Print as JSON.")
         var json = false
 
         func run() async throws {
-            let (loaded, store) = try global.open(create: false)
-            guard let task = try store.task(id: id) else { throw QueueError.taskNotFound(id) }
-            let ledger = try store.ledger(forTask: id)
-            if json {
-                var value = task.jsonValue.objectValue ?? [:]
-                value["ledger"] = .array(ledger.map(\.jsonValue))
-                return printJSON(.object(value))
-            }
-            let configuration = loaded.configuration
-            let attemptLimit = task.attemptLimit(configuration.taskType(named: task.type))
-            var lines = [
-                "task \(task.id)  \(task.type)  \(task.state.rawValue)",
-                "priority:  \(task.priority)",
-                "attempts:  \(task.attempts) of \(attemptLimit)",
-                "run at:    \(display(task.runAt, configuration))",
-                "created:   \(display(task.createdAt, configuration))",
-            ]
-            if let source = task.source { lines.append("source:    \(source)") }
-            if let subject = task.subject { lines.append("subject:   \(subject)") }
-            if let key = task.idempotencyKey { lines.append("key:       \(key)") }
-            if let finished = task.finishedAt { lines.append("finished:  \(display(finished, configuration))") }
-            if let code = task.exitCode { lines.append("exit code: \(code)") }
-            if let error = task.lastError { lines.append("last error: \(error)") }
-            lines.append("payload (sha256 \(task.payloadSHA256)):")
-            lines.append(indent((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload))
-            if let result = task.result {
-                lines.append("result:")
-                lines.append(indent((try? JSONValue.parse(result))?.prettyText ?? result))
-            }
-            if let tail = task.stderrTail, !tail.isEmpty {
-                lines.append("stderr (tail):")
-                lines.append(indent(tail))
-            }
-            lines.append("ledger:")
-            for entry in ledger {
-                let duration = entry.durationMs.map { " \(Interval(milliseconds: $0))" } ?? ""
-                let attempt = entry.attempt.map { " #\($0)" } ?? ""
-                let detail = entry.detail.map { " " + $0.canonicalText } ?? ""
-                lines.append("  \(display(entry.at, configuration))  \(entry.event)\(attempt)\(duration)\(detail)")
-            }
-            print(lines.joined(separator: "\n"))
-        }
-
-        private func indent(_ text: String) -> String {
-            text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
+            var request = GateRequest(verb: .tasksShow)
+            (request.id, request.json) = (id, json)
+            try await perform(request, global, gate)
         }
     }
 

@@ -116,7 +116,9 @@ struct Verify: AsyncParsableCommand {
         let now = try currentClock().now()
         let task = TaskRecord.sample(type: typeName, payload: payloadText, result: resultValue?.canonicalText, now: now)
         let runner = VerificationRunner(
-            runner: ExecRunner(settings: loaded.configuration.worker), baseDirectory: loaded.baseDirectory)
+            runner: ExecRunner(
+                settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
+            baseDirectory: loaded.baseDirectory)
         let checks = await runner.verify(
             VerificationSubject(task: task, result: resultValue, attemptStartedAt: 0), with: type.verify)
         try report(checks, change: nil, task: nil)

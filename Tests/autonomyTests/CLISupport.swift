@@ -1,3 +1,4 @@
+import AutonomyCore
 import Foundation
 import GRDB
 import Subprocess
@@ -31,18 +32,26 @@ struct CLIResult: Sendable {
 }
 
 /// A scratch folder with a config and a database, and a way to run the binary against them the
-/// way a shell script or systemd would.
+/// way a shell script or systemd would. It holds an operator's key (principal "elad"), listed in
+/// its `allowed_signers`, and is the HOME of every command it runs, whose signing key is that key.
 final class Sandbox: Sendable {
     let path: String
     let configPath: String
     let databasePath: String
+    let keyPath: String
+    let operatorKey = OpenSSHEd25519Key(comment: "elad")
 
     init(config: String) throws {
         path = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         configPath = (path as NSString).appendingPathComponent("autonomy.json")
         databasePath = (path as NSString).appendingPathComponent("autonomy.db")
+        keyPath = (path as NSString).appendingPathComponent("operator_ed25519")
         try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
+        try Data(operatorKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        try Data("elad \(operatorKey.publicKey.openSSH)\n".utf8).write(
+            to: URL(fileURLWithPath: (path as NSString).appendingPathComponent("allowed_signers")))
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
@@ -54,6 +63,7 @@ final class Sandbox: Sendable {
     {
         var variables: [Environment.Key: String?] = [
             "AUTONOMY_CONFIG": configPath, "AUTONOMY_DATABASE": databasePath, "AUTONOMY_OPERATOR": "tester",
+            "AUTONOMY_SIGNING_KEY": keyPath, "HOME": path, "AUTONOMY_GATE": nil,
         ]
         for (name, value) in environment { variables[Environment.Key(stringLiteral: name)] = value }
         let result = try await Subprocess.run(

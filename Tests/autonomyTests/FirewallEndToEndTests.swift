@@ -11,7 +11,7 @@ import Testing
         {
           "version": 1,
           \(notify),
-          "approvals": { "base_url": "https://ops.example.com/autonomy" },
+          "approvals": { "base_url": "https://ops.example.com/autonomy", "allowed_signers": "allowed_signers" },
           "task_types": {
             "send_email": {
               "safety": "\(emailSafety)",
@@ -44,7 +44,7 @@ import Testing
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(sent(sandbox).isEmpty)
         let id = try await approvalID(sandbox)
-        let approved = try await sandbox.run(["approve", "\(id)", "--by", "elad", "--note", "ok"])
+        let approved = try await sandbox.run(["approve", "\(id)", "--note", "ok"])
         #expect(approved.status == 0, "\(approved.stderr)")
         let twice = try await sandbox.run(["approve", "\(id)"])
         #expect(twice.status == 1 && twice.stderr.contains("already decided: approved by elad"))
@@ -58,7 +58,7 @@ import Testing
         let sandbox = try Sandbox(config: Self.config())
         _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
         let id = try await approvalID(sandbox)
-        let rejected = try await sandbox.run(["reject", "\(id)", "--reason", "not this client", "--by", "elad"])
+        let rejected = try await sandbox.run(["reject", "\(id)", "--reason", "not this client"])
         #expect(rejected.status == 0, "\(rejected.stderr)")
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(sent(sandbox).isEmpty)
@@ -86,7 +86,7 @@ import Testing
         _ = try await sandbox.run(["approve", "\(id)"])
         let database = try DatabaseQueue(path: sandbox.databasePath)
         try await database.write { db in
-            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
             try db.execute(sql: #"UPDATE tasks SET payload = '{"to":"attacker@evil.org"}' WHERE id = 1"#)
         }
         let run = try await sandbox.run(["work-once", "--drain"])
@@ -191,13 +191,18 @@ extension FirewallEndToEndTests {
         let now = SystemClock().now()
         #expect(try store.pendingApproval(token: token, now: now).task.id == 1)  // opening the link decides nothing
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'awaiting_approval'") == 1)
-        #expect(throws: ApprovalError.invalidToken) {
-            try store.decide(token: "wrong", .approve(note: nil), by: "x", now: now)
-        }
-        _ = try store.decide(token: token, .approve(note: nil), by: "elad", now: now)
-        #expect(throws: ApprovalError.invalidToken) {
-            try store.decide(token: token, .approve(note: nil), by: "x", now: now)
-        }
+        // The web server will sign with its own key; here the operator's key stands in for it.
+        let approvals = try #require(try ConfigLoader.load(explicitPath: sandbox.configPath).configuration.approvals)
+        let verifier = DecisionVerifier(settings: approvals)
+        let statement = try store.decisionStatement(
+            approvalID: 1, .approve(note: nil), signerKey: sandbox.operatorKey.publicKey, verifier: verifier,
+            settings: approvals, now: now
+        ).text
+        let signed = SignedDecision(
+            statement: statement, signature: try DecisionSigner.native(sandbox.operatorKey).sign(statement))
+        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: "wrong", signed, verifier: verifier, now: now) }
+        _ = try store.decide(token: token, signed, verifier: verifier, now: now)
+        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: token, signed, verifier: verifier, now: now) }
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(sent(sandbox) == ["1"])
         let decided = try JSONValue.parse(try await sandbox.run(["tasks", "show", "1", "--json"]).stdout)

@@ -33,7 +33,10 @@ import Testing
         Case(
             arguments: ["work-once", "--drain", "--max-seconds", "10000000000000000"], status: 64,
             mentions: "--max-seconds"),
-        Case(arguments: ["approve", "99"], status: 66, mentions: "no approval request 99"),
+        // With no allowed_signers configured, nothing can be approved, and the error says how to fix it.
+        Case(arguments: ["approve", "99"], status: 77, mentions: "autonomy operator init"),
+        Case(arguments: ["approve", "99", "--key", "/nonexistent/key"], status: 77, mentions: "no key file"),
+        Case(arguments: ["approve", "99", "--by", "elad"], status: 64, mentions: "--by is gone"),
         Case(arguments: ["reject", "99"], status: 64, mentions: "--reason"),
         Case(arguments: ["firewall", "check", "nope"], status: 65, mentions: "not declared"),
         Case(arguments: ["metrics", "--textfile", "/nonexistent-dir/a.prom"], status: 73, mentions: "cannot write"),

@@ -43,6 +43,15 @@ public enum ConfigLoader {
         } else if let fromEnvironment = environment[configVariable], !fromEnvironment.isEmpty {
             chosen = fromEnvironment
         } else if FileManager.default.fileExists(atPath: defaultConfigFile) {
+            // As git's safe.directory: a file someone else left in this folder is not our map.
+            var info = stat()
+            guard stat(defaultConfigFile, &info) == 0, info.st_uid == geteuid() else {
+                throw ConfigError(
+                    path: "",
+                    message:
+                        "./\(defaultConfigFile) is not yours (owned by uid \(info.st_uid)), so it is not used: pass --config to name the file you mean",
+                    file: absolute(defaultConfigFile, base: FileManager.default.currentDirectoryPath))
+            }
             chosen = defaultConfigFile
         } else {
             chosen = nil
@@ -62,6 +71,9 @@ public enum ConfigLoader {
         }
         var loaded = try parse(data, file: path)
         loaded.path = path
+        if let signers = loaded.configuration.approvals.allowedSigners {
+            loaded.configuration.approvals.allowedSigners = absolute(signers, base: loaded.baseDirectory)
+        }
         return loaded
     }
 
@@ -128,6 +140,22 @@ public enum ConfigLoader {
             )
         }
         return (warnings, advice)
+    }
+}
+
+extension LoadedConfiguration {
+    /// Refuses a configuration file that someone other than root or this user could have written
+    /// (as sshd's StrictModes does): the commands that run handlers or decide trust only read rules
+    /// that an agent could not have rewritten.
+    ///
+    /// - Throws: `ConfigError` naming the file and the fix.
+    public func requireTrusted() throws(ConfigError) {
+        guard let path else { return }
+        do {
+            try FileTrust.check(path, what: "the configuration")
+        } catch {
+            throw ConfigError(path: "", message: error.description, file: path)
+        }
     }
 }
 

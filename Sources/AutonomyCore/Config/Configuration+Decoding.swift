@@ -7,7 +7,7 @@ extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, approvals, gateway
+        case components, notify, approvals, gateway, producers
     }
 
     public init(from decoder: any Decoder) throws {
@@ -62,6 +62,7 @@ extension Configuration: Decodable {
         notify = try container.decodeIfPresent(NotifySettings.self, forKey: .notify) ?? NotifySettings()
         approvals = try container.decodeIfPresent(ApprovalSettings.self, forKey: .approvals) ?? ApprovalSettings()
         gateway = try container.decodeIfPresent(GatewaySettings.self, forKey: .gateway) ?? GatewaySettings()
+        producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
     }
 }
 
@@ -266,7 +267,10 @@ extension ModelSettings: Decodable {
 }
 
 extension ExecHandler: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout, cwd, env }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case argv, timeout, cwd, env
+        case passEnv = "pass_env"
+    }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
@@ -280,7 +284,14 @@ extension ExecHandler: Decodable {
             argv: argv,
             timeout: try container.decodeIfPresent(Interval.self, forKey: .timeout),
             cwd: try container.decodeIfPresent(String.self, forKey: .cwd),
-            env: try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:])
+            env: try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:],
+            passEnv: try container.decodeIfPresent([String].self, forKey: .passEnv) ?? [])
+        for (index, name) in passEnv.enumerated() where name.isEmpty || name.contains("=") {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath + [CodingKeys.passEnv, ConfigKey(intValue: index)!],
+                    debugDescription: "not a valid environment variable name"))
+        }
         if let timeout, timeout.milliseconds <= 0 {
             throw DecodingError.dataCorruptedError(
                 forKey: .timeout, in: container, debugDescription: "expected a duration above zero")
@@ -665,7 +676,11 @@ extension ValueAssertion: Decodable {
 }
 
 extension ApprovalSettings: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case baseURL = "base_url" }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case baseURL = "base_url"
+        case allowedSigners = "allowed_signers"
+        case runWithin = "run_within"
+    }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
@@ -678,6 +693,60 @@ extension ApprovalSettings: Decodable {
                     debugDescription: "expected an http(s) address such as \"https://ops.example.com/autonomy\"")
             }
             baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+        if let path = try container.decodeIfPresent(String.self, forKey: .allowedSigners) {
+            guard !path.isEmpty else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .allowedSigners, in: container,
+                    debugDescription: "expected the path of an OpenSSH allowed_signers file")
+            }
+            allowedSigners = path
+        }
+        runWithin = try container.interval(.runWithin, default: runWithin, from: .minutes(1), to: .days(30))
+    }
+}
+
+extension ProducerSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case users, groups }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        users = try container.decodeIfPresent([String: ProducerRule].self, forKey: .users) ?? [:]
+        groups = try container.decodeIfPresent([String: ProducerRule].self, forKey: .groups) ?? [:]
+        for (key, names) in [(CodingKeys.users, users.keys), (.groups, groups.keys)] {
+            for name in names where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == ":" }) {
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: decoder.codingPath + [key, ConfigKey(name)],
+                        debugDescription: "expected a Unix user or group name"))
+            }
+        }
+    }
+}
+
+extension ProducerRule: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case types
+        case maxPerHour = "max_per_hour"
+        case maxDangerousPerHour = "max_dangerous_per_hour"
+        case readAll = "read_all"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        types = try container.decodeIfPresent([String].self, forKey: .types) ?? []
+        maxPerHour = try container.decodeIfPresent(Int.self, forKey: .maxPerHour)
+        maxDangerousPerHour = try container.decodeIfPresent(Int.self, forKey: .maxDangerousPerHour)
+        readAll = try container.decodeIfPresent(Bool.self, forKey: .readAll) ?? false
+        for (key, value) in [(CodingKeys.maxPerHour, maxPerHour), (.maxDangerousPerHour, maxDangerousPerHour)] {
+            if let value, !(0...10_000_000).contains(value) {
+                throw DecodingError.dataCorruptedError(
+                    forKey: key, in: container, debugDescription: "expected 0 to 10000000")
+            }
         }
     }
 }

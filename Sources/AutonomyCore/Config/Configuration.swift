@@ -20,6 +20,8 @@ public struct Configuration: Sendable {
     /// Where operators are alerted (approval needed, task dead).
     public var notify = NotifySettings()
     public var approvals = ApprovalSettings()
+    /// Who may use the local entry gate, and for which task types.
+    public var producers = ProducerSettings()
     /// The model gateway: models, prices, the daily cap.
     public var gateway = GatewaySettings()
 
@@ -133,12 +135,18 @@ public struct ExecHandler: Sendable {
     public var cwd: String?
     /// Extra environment variables for the handler.
     public var env: [String: String] = [:]
+    /// Variables the handler gets from the worker's own environment, beyond the minimal set.
+    public var passEnv: [String] = []
 
-    public init(argv: [String], timeout: Interval? = nil, cwd: String? = nil, env: [String: String] = [:]) {
+    public init(
+        argv: [String], timeout: Interval? = nil, cwd: String? = nil, env: [String: String] = [:],
+        passEnv: [String] = []
+    ) {
         self.argv = argv
         self.timeout = timeout
         self.cwd = cwd
         self.env = env
+        self.passEnv = passEnv
     }
 }
 
@@ -185,6 +193,11 @@ public struct ApprovalSettings: Sendable {
     /// The dashboard's public address; one-click links in alerts are built from it. Without it,
     /// alerts carry the `autonomy approve` / `reject` commands only.
     public var baseURL: String?
+    /// The operators' keys (OpenSSH `allowed_signers`), made absolute when the file is loaded.
+    /// Without it nobody can approve anything dangerous.
+    public var allowedSigners: String?
+    /// An approved task that has not started within this goes back to approval.
+    public var runWithin: Interval = .hours(24)
     public init() {}
 }
 

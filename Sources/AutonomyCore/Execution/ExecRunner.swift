@@ -15,14 +15,22 @@ public struct ExecRunner: HandlerRunner {
     public var maxStderrBytes: Int
     /// Between SIGTERM and SIGKILL.
     public var killGrace: Interval
-    /// The worker's own environment, read once: handlers inherit it, plus their own variables.
+    /// The worker's own environment, read once: a handler gets only the minimal part of it
+    /// (`HandlerEnvironment`), plus what its type passes or sets.
     private let inherited: [String: String]
+    private let minimal: [String: String]
 
-    public init(settings: WorkerSettings, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// - Parameter withheld: secret variables (the webhook's, the models' API keys) that reach a
+    ///   handler only when its type names them in `pass_env`.
+    public init(
+        settings: WorkerSettings, environment: [String: String] = ProcessInfo.processInfo.environment,
+        withheld: Set<String> = []
+    ) {
         maxOutputBytes = settings.maxOutputBytes
         maxStderrBytes = settings.maxStderrBytes
         killGrace = settings.killGrace
         inherited = environment
+        minimal = HandlerEnvironment.minimal(from: environment, withholding: withheld)
     }
 
     public func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
@@ -54,7 +62,8 @@ public struct ExecRunner: HandlerRunner {
                 durationMs: elapsed())
         }
         let executable = Executable.path(FilePath(programPath))
-        var variables = inherited
+        var variables = minimal
+        for name in handler.passEnv { variables[name] = inherited[name] }
         variables.merge(invocation.environment) { _, new in new }
         variables.merge(handler.env) { _, new in new }
         variables["AUTONOMY_TASK_ID"] = String(invocation.task.id)
@@ -185,6 +194,30 @@ public struct ExecRunner: HandlerRunner {
             return text
         }
         return "\(error)"
+    }
+}
+
+/// What a handler inherits from the worker: enough to run a program, and no secret it was not given.
+public enum HandlerEnvironment {
+    /// The variables every handler gets when the worker has them.
+    public static let passed: Set<String> = ["PATH", "HOME", "LANG", "TZ"]
+
+    /// `PATH`, `HOME`, `LANG`, `TZ` and the `AUTONOMY_*` variables, less the withheld ones.
+    public static func minimal(from environment: [String: String], withholding withheld: Set<String>) -> [String: String] {
+        var result = environment.filter { name, _ in
+            (passed.contains(name) || name.hasPrefix("AUTONOMY_")) && !withheld.contains(name)
+                && name != "AUTONOMY_SIGNING_KEY"
+        }
+        if result["PATH"] == nil { result["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        return result
+    }
+}
+
+extension Configuration {
+    /// The environment variables that hold secrets: the webhook's signing secret and the models'
+    /// API keys. Handlers get them only when their type names them in `pass_env`.
+    public var secretVariableNames: Set<String> {
+        Set([notify.webhook?.secretEnv].compactMap { $0} + gateway.models.compactMap(\.apiKeyEnv))
     }
 }
 

@@ -109,9 +109,11 @@ public struct Worker: Sendable {
         self.runner =
             runner
             ?? HandlerDispatcher(
-                exec: ExecRunner(settings: loaded.configuration.worker),
+                exec: ExecRunner(
+                    settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
                 llm: LLMRunner(gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: clock)))
-        self.verifierRunner = ExecRunner(settings: loaded.configuration.worker)
+        self.verifierRunner = ExecRunner(
+            settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames)
         self.random = random
         self.handlerEnvironment = handlerEnvironment
         self.logger = logger

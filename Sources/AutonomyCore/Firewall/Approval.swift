@@ -25,10 +25,14 @@ public struct ApprovalRecord: Sendable, Equatable {
     public var channel: String?
     /// When the approved task first started running.
     public var usedAt: Int64?
+    /// The decision statement the operator signed (canonical JSON), and the signature over it.
+    public var signed: SignedDecision?
+    /// The fingerprint of the key that signed it.
+    public var signerKey: String?
 
     static let columns = """
         id, task_id, payload_sha256, state, reason, requested_at, expires_at, decided_at, decided_by, \
-        decision_note, channel, used_at
+        decision_note, channel, used_at, statement, signature, signer_key
         """
 }
 
@@ -47,6 +51,10 @@ extension ApprovalRecord: FetchableRecord {
         decisionNote = row[9]
         channel = row[10]
         usedAt = row[11]
+        let statement: String? = row[12]
+        let signature: String? = row[13]
+        if let statement, let signature { signed = SignedDecision(statement: statement, signature: signature) }
+        signerKey = row[14]
     }
 }
 
@@ -92,6 +100,18 @@ public enum DecisionChannel: String, Sendable {
 public enum Decision: Sendable, Equatable {
     case approve(note: String?)
     case reject(reason: String)
+
+    var verdict: DecisionStatement.Verdict {
+        if case .approve = self { return .approve }
+        return .reject
+    }
+
+    var note: String? {
+        switch self {
+        case .approve(let note): return note
+        case .reject(let reason): return reason
+        }
+    }
 }
 
 /// A decision that could not be taken. Nothing was written.

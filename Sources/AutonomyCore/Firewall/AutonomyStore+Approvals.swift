@@ -37,11 +37,16 @@ extension Database {
 
     /// Ends the task's requests in `states` as `superseded` (their tokens with them), with a ledger
     /// row each.
-    func supersedeApprovals(taskID: Int64, typeName: String, states: [ApprovalState], reason: String, now: Int64) throws
-    {
+    func supersedeApprovals(
+        taskID: Int64, typeName: String, states: [ApprovalState], unusedOnly: Bool = false, reason: String, now: Int64
+    ) throws {
         let list = states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         let replaced = try ApprovalRecord.fetchAll(
-            self, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE task_id = ? AND state IN (\(list))",
+            self,
+            sql: """
+                SELECT \(ApprovalRecord.columns) FROM approvals WHERE task_id = ? AND state IN (\(list))
+                \(unusedOnly ? "AND used_at IS NULL" : "")
+                """,
             arguments: [taskID])
         for approval in replaced {
             try execute(sql: "UPDATE approvals SET state = 'superseded' WHERE id = ?", arguments: [approval.id])
@@ -99,17 +104,19 @@ extension Database {
 }
 
 extension AutonomyStore {
-    /// Expires overdue requests, then lists the pending ones, oldest first.
-    public func pendingApprovals(now: Int64) throws -> [PendingApproval] {
+    /// Expires overdue requests, then lists the pending ones, oldest first; with `source`, only
+    /// those about that producer's tasks.
+    public func pendingApprovals(now: Int64, source: String? = nil) throws -> [PendingApproval] {
         try write("list approvals") { db in
             _ = try db.expireApprovals(now: now)
             let approvals = try ApprovalRecord.fetchAll(
                 db,
                 sql: """
                     SELECT \(ApprovalRecord.columns) FROM approvals
-                    WHERE state = 'pending' AND task_id IN (SELECT id FROM tasks WHERE state = 'awaiting_approval')
+                    WHERE state = 'pending' AND task_id IN (
+                        SELECT id FROM tasks WHERE state = 'awaiting_approval' \(source == nil ? "" : "AND source = ?"))
                     ORDER BY id
-                    """)
+                    """, arguments: StatementArguments(source.map { [$0] } ?? []))
             return try approvals.compactMap { approval in
                 try db.task(id: approval.taskID).map { PendingApproval(approval: approval, task: $0) }
             }
@@ -129,74 +136,142 @@ extension AutonomyStore {
         }
     }
 
-    /// Approves or rejects a pending request. Approving sends its task back to the queue; rejecting
-    /// ends it as `rejected`. The decision, the decider, the channel and the payload hash go to the
-    /// ledger in the same transaction.
+    /// The statement an operator signs to take `decision` on a pending request with `signerKey`:
+    /// every fact the decision binds (request, task, type, payload hash, the one attempt it allows,
+    /// the time and the window to run in) and the principal `allowed_signers` gives the key.
     ///
-    /// - Throws: `ApprovalError` (nothing written) or `StoreError`.
-    public func decide(
-        approvalID: Int64, _ decision: Decision, by decider: String, channel: DecisionChannel, now: Int64
-    ) throws -> ApprovalRecord {
-        try write("decide an approval") { db in
-            _ = try db.expireApprovals(now: now)
-            return try decide(approvalID: approvalID, decision, by: decider, channel: channel, now: now, db: db)
+    /// - Throws: `ApprovalError` (the request cannot be decided), `TrustError` (no signers, or the
+    ///   key is not among them), or `StoreError`. Nothing is written.
+    public func decisionStatement(
+        approvalID: Int64, _ decision: Decision, signerKey: SSHPublicKey, verifier: DecisionVerifier,
+        settings: ApprovalSettings, now: Int64
+    ) throws -> DecisionStatement {
+        let signers = try verifier.signers()
+        guard let principal = signers.principal(for: signerKey, at: now) else {
+            throw TrustError.unknownSigner(fingerprint: signerKey.fingerprint, path: signers.path)
+        }
+        return try read("prepare a decision") { db in
+            let (approval, task) = try decidable(approvalID: approvalID, decision, db: db, now: now)
+            let at = now - now % 1000
+            return DecisionStatement(
+                approvalID: approval.id, taskID: task.id, type: task.type, payloadSHA256: approval.payloadSHA256,
+                attempt: task.attempts + 1, decision: decision.verdict, at: at,
+                validUntil: at + settings.runWithin.milliseconds, note: decision.note, principal: principal)
         }
     }
 
-    private func decide(
-        approvalID: Int64, _ decision: Decision, by decider: String, channel: DecisionChannel, now: Int64, db: Database
+    /// Records an operator's signed decision. Approving sends the task back to the queue (for the
+    /// one attempt the statement allows, within its window); rejecting ends it as `rejected`. The
+    /// signature is checked first, then the statement against the request as it stands; the
+    /// decision, the signer, the key and the channel go to the ledger in the same transaction.
+    ///
+    /// - Throws: `TrustError` (not signed by an allowed key, or not about this request as it
+    ///   stands), `ApprovalError`, or `StoreError`. Nothing is written.
+    public func decide(
+        _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel, now: Int64
     ) throws -> ApprovalRecord {
+        let statement = try DecisionStatement(text: signed.statement)
+        let key = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+        return try write("decide an approval") { db in
+            _ = try db.expireApprovals(now: now)
+            return try record(statement, signed, key: key, channel: channel, db: db, now: now)
+        }
+    }
+
+    /// A request that may be decided now, with its task.
+    private func decidable(
+        approvalID: Int64, _ decision: Decision, db: Database, now: Int64
+    ) throws -> (ApprovalRecord, TaskRecord) {
         guard
-            var approval = try ApprovalRecord.fetchOne(
+            let approval = try ApprovalRecord.fetchOne(
                 db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?", arguments: [approvalID])
         else { throw ApprovalError.notFound(approvalID) }
         switch approval.state {
+        case .pending where approval.expiresAt <= now, .expired: throw ApprovalError.expired(id: approvalID)
         case .pending: break
-        case .expired: throw ApprovalError.expired(id: approvalID)
         case .approved, .rejected, .superseded:
             throw ApprovalError.alreadyDecided(id: approvalID, state: approval.state, by: approval.decidedBy)
         }
-        guard
-            let task = try db.task(id: approval.taskID)
-        else { throw ApprovalError.notFound(approvalID) }
+        guard let task = try db.task(id: approval.taskID) else { throw ApprovalError.notFound(approvalID) }
         guard task.state == .awaitingApproval else {
             throw ApprovalError.taskNotWaiting(id: approvalID, taskID: task.id, state: task.state)
         }
-        let (state, note): (ApprovalState, String?)
+        if case .reject(let reason) = decision, reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw ApprovalError.missingReason
+        }
+        return (approval, task)
+    }
+
+    private func record(
+        _ statement: DecisionStatement, _ signed: SignedDecision, key: SSHPublicKey, channel: DecisionChannel,
+        db: Database, now: Int64
+    ) throws -> ApprovalRecord {
+        let decision: Decision =
+            statement.decision == .approve
+            ? .approve(note: statement.note) : .reject(reason: statement.note ?? "")
+        let (found, task) = try decidable(approvalID: statement.approvalID, decision, db: db, now: now)
+        var approval = found
+        guard statement.taskID == task.id, statement.type == task.type,
+            statement.payloadSHA256 == approval.payloadSHA256, statement.payloadSHA256 == task.payloadSHA256
+        else {
+            throw TrustError.statementMismatch("it names another task, type or payload than request \(approval.id)")
+        }
+        guard statement.attempt == task.attempts + 1 else {
+            throw TrustError.statementMismatch(
+                "it allows attempt \(statement.attempt), but the next attempt is \(task.attempts + 1)")
+        }
+        // A statement is signed just before it is sent: an old one is not a decision taken now.
+        guard abs(now - statement.at) <= Interval.minutes(10).milliseconds else {
+            throw TrustError.statementMismatch(
+                "it was signed at \(Timestamp.format(statement.at)), more than 10 minutes from now; decide again")
+        }
+        guard statement.validUntil > now else {
+            throw TrustError.statementMismatch("its window ended at \(Timestamp.format(statement.validUntil))")
+        }
+        let state: ApprovalState
+        let decider = statement.principal
         switch decision {
-        case .approve(let text):
-            (state, note) = (.approved, text)
+        case .approve:
+            state = .approved
             try db.execute(
-                sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ?", arguments: [now, task.id])
+                sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'awaiting_approval'",
+                arguments: [now, task.id])
         case .reject(let reason):
-            guard !reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-                throw ApprovalError.missingReason
-            }
-            (state, note) = (.rejected, reason)
+            state = .rejected
             try db.execute(
                 sql: """
-                    UPDATE tasks SET state = 'rejected', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
+                    UPDATE tasks SET state = 'rejected', finished_at = ?, updated_at = ?, last_error = ?
+                    WHERE id = ? AND state = 'awaiting_approval'
                     """, arguments: [now, now, "rejected by \(decider): \(reason)", task.id])
         }
         try db.execute(
             sql: """
-                UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?
-                WHERE id = ?
-                """, arguments: [state.rawValue, now, decider, note, channel.rawValue, approvalID])
+                UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?,
+                                     statement = ?, signature = ?, signer_key = ?
+                WHERE id = ? AND state = 'pending'
+                """,
+            arguments: [
+                state.rawValue, now, decider, statement.note, channel.rawValue, signed.statement, signed.signature,
+                key.fingerprint, approval.id,
+            ])
         // Every link of the request is spent with the decision.
-        try db.execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approvalID])
+        try db.execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
         try db.appendLedger(
             .approvalDecided, at: now, taskID: task.id, type: task.type,
             detail: [
-                "approval_id": .int(approvalID), "decision": .string(state.rawValue), "by": .string(decider),
-                "note": note.map { .string($0) } ?? .null, "channel": .string(channel.rawValue),
-                "payload_sha256": .string(approval.payloadSHA256),
+                "approval_id": .int(approval.id), "decision": .string(state.rawValue), "by": .string(decider),
+                "signer_key": .string(key.fingerprint), "note": statement.note.map { .string($0) } ?? .null,
+                "channel": .string(channel.rawValue), "payload_sha256": .string(approval.payloadSHA256),
+                "attempt": .int(Int64(statement.attempt)),
+                "valid_until": .string(Timestamp.format(statement.validUntil)),
             ])
         approval.state = state
         approval.decidedAt = now
         approval.decidedBy = decider
-        approval.decisionNote = note
+        approval.decisionNote = statement.note
         approval.channel = channel.rawValue
+        approval.signed = signed
+        approval.signerKey = key.fingerprint
         return approval
     }
 
@@ -238,18 +313,24 @@ extension AutonomyStore {
         }
     }
 
-    /// Decides the request a one-click token belongs to (the POST behind a link's button). The
-    /// token is spent whatever the decision.
+    /// Records a signed decision on the request a one-click token belongs to (the POST behind a
+    /// link's button; the web server signs with its own key). The token is spent with the decision.
     ///
-    /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, saying nothing more.
+    /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, or a statement
+    ///   about another request, saying nothing more; `TrustError` for a bad signature.
     public func decide(
-        token: String, _ decision: Decision, by decider: String, channel: DecisionChannel = .link, now: Int64
+        token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel = .link,
+        now: Int64
     ) throws -> ApprovalRecord {
-        try write("decide an approval by token") { db in
+        let statement = try DecisionStatement(text: signed.statement)
+        let key = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+        return try write("decide an approval by token") { db in
             _ = try db.expireApprovals(now: now)
-            guard let approval = try approvalHolding(token: token, db: db) else { throw ApprovalError.invalidToken }
+            guard let approval = try approvalHolding(token: token, db: db), approval.id == statement.approvalID else {
+                throw ApprovalError.invalidToken
+            }
             do {
-                return try decide(approvalID: approval.id, decision, by: decider, channel: channel, now: now, db: db)
+                return try record(statement, signed, key: key, channel: channel, db: db, now: now)
             } catch ApprovalError.missingReason {
                 throw ApprovalError.missingReason
             } catch is ApprovalError {

@@ -3,33 +3,89 @@ import GRDB
 /// The firewall's verdict on a task about to run (checked again right before execution, so
 /// nothing slips through a config change or a direct database write).
 enum Admission: Equatable {
-    /// Run it; with the approval that allows it, if it needed one.
-    case run(approvalID: Int64?)
+    /// Run it; with the approval that allows it, and who signed it, if it needed one.
+    case run(approvalID: Int64?, signedBy: String?)
     /// Send it back to approval for its current payload.
     case hold(reason: String, payloadSHA256: String)
     /// Never run it.
     case block(reason: String)
 }
 
+/// A queued task as the firewall sees it right before it runs.
+struct AdmissionCandidate {
+    var id: Int64
+    var typeName: String
+    var payload: String
+    var storedSHA256: String
+    /// Attempts started so far: an approval allows exactly the next one.
+    var attempts: Int
+}
+
 extension Database {
     /// Decides whether a queued task may run now: its type is declared (checked by the caller), its
     /// current rating allows it, and, if it needs a human's yes, an approval exists for the hash of
-    /// the payload as it is stored *now* (recomputed here, not read from the row).
-    func admit(taskID: Int64, type: TaskType, payload: String, storedSHA256: String) throws -> Admission {
-        guard let value = try? JSONValue.parse(payload) else {
+    /// the payload as it is stored *now* (recomputed here, not read from the row), carrying an
+    /// operator's valid signature over this task, type, payload, attempt and a window not yet over.
+    /// A row that only says `approved` is not an approval.
+    func admit(
+        _ task: AdmissionCandidate, type: TaskType, verifier: DecisionVerifier, now: Int64
+    ) throws -> Admission {
+        guard let value = try? JSONValue.parse(task.payload) else {
             return .block(reason: "the stored payload is not valid JSON: it was changed outside autonomy")
         }
-        let hash = payload.sha256Hex
+        let hash = task.payload.sha256Hex
         let rating = type.rate(value)
-        let changed = hash != storedSHA256
-        guard rating.safety == .dangerous || changed else { return .run(approvalID: nil) }
-        if let approval = try approvalAllowing(taskID: taskID, payloadSHA256: hash) {
-            return .run(approvalID: approval.id)
+        let changed = hash != task.storedSHA256
+        guard rating.safety == .dangerous || changed else { return .run(approvalID: nil, signedBy: nil) }
+        if let approval = try approvalAllowing(taskID: task.id, payloadSHA256: hash) {
+            switch Self.signatureProblem(approval, task: task, payloadSHA256: hash, verifier: verifier, now: now) {
+            case nil:
+                return .run(approvalID: approval.id, signedBy: approval.decidedBy)
+            case let problem?:
+                return .hold(
+                    reason: "approval \(approval.id) is not a valid approval (\(problem)): it needs a new one",
+                    payloadSHA256: hash)
+            }
         }
         let reason =
             changed
             ? "the payload changed after it was enqueued (its SHA-256 no longer matches): it needs a new approval"
             : "rated dangerous: " + rating.reasons.joined(separator: "; ")
         return .hold(reason: reason, payloadSHA256: hash)
+    }
+
+    /// Why an `approved` row does not release this task now, or nil when it does.
+    static func signatureProblem(
+        _ approval: ApprovalRecord, task: AdmissionCandidate, payloadSHA256: String, verifier: DecisionVerifier,
+        now: Int64
+    ) -> String? {
+        guard let signed = approval.signed else { return "it carries no operator's signature" }
+        let statement: DecisionStatement
+        do {
+            statement = try DecisionStatement(text: signed.statement)
+        } catch {
+            return "its signed statement cannot be read"
+        }
+        guard statement.decision == .approve, statement.approvalID == approval.id, statement.taskID == task.id
+        else { return "the signature is for another decision" }
+        guard statement.type == task.typeName else {
+            return "it was signed for type \(statement.type), the task is now \(task.typeName)"
+        }
+        guard statement.payloadSHA256 == payloadSHA256 else { return "it was signed for another payload" }
+        guard statement.attempt == task.attempts + 1 else {
+            return "it was signed for attempt \(statement.attempt), this would be attempt \(task.attempts + 1)"
+        }
+        guard now <= statement.validUntil else {
+            return "it was to run by \(Timestamp.format(statement.validUntil)) (approvals.run_within)"
+        }
+        guard approval.decidedBy == statement.principal else {
+            return "the decider recorded (\(approval.decidedBy ?? "none")) is not its signer (\(statement.principal))"
+        }
+        do {
+            _ = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+        } catch {
+            return error.description
+        }
+        return nil
     }
 }

@@ -13,14 +13,64 @@ public enum EnqueueOutcome: Sendable, Equatable {
     }
 }
 
+extension EnqueueRequest {
+    /// The request as a producer may make it: of a type it is allowed, from its own name.
+    func on(behalfOf producer: ProducerPolicy?) throws(TrustError) -> EnqueueRequest {
+        guard let producer else { return self }
+        guard producer.allows(type: type) else {
+            throw .typeNotAllowed(producer: producer.name, type: type, allowed: producer.rule.types)
+        }
+        if let source, source != producer.name { throw .sourceForged(claimed: source, actual: producer.name) }
+        var request = self
+        request.source = producer.name
+        return request
+    }
+}
+
+extension Database {
+    /// Refuses a producer's task over its hourly limits: all its tasks, and apart from them its
+    /// dangerous ones (each asks an operator), so one agent cannot flood the operator.
+    func checkLimits(of producer: ProducerPolicy, dangerous: Bool, now: Int64) throws(TrustError) {
+        let since = now - Interval.hours(1).milliseconds
+        func check(_ limit: Int?, isDangerous: Bool, _ sql: String) throws(TrustError) {
+            guard let limit else { return }
+            let row = try? Row.fetchOne(self, sql: sql, arguments: [producer.name, since])
+            let count: Int = row?[0] ?? 0
+            guard count >= limit else { return }
+            let oldest: Int64 = row?[1] ?? now
+            throw .rateLimited(
+                producer: producer.name, limit: limit, dangerous: isDangerous,
+                retryAfterSeconds: max(1, (oldest + Interval.hours(1).milliseconds - now + 999) / 1000))
+        }
+        try check(
+            producer.rule.maxPerHour, isDangerous: false,
+            "SELECT COUNT(*), MIN(created_at) FROM tasks INDEXED BY tasks_source WHERE source = ? AND created_at > ?")
+        if dangerous {
+            try check(
+                producer.rule.maxDangerousPerHour, isDangerous: true,
+                """
+                SELECT COUNT(*), MIN(a.requested_at) FROM approvals a JOIN tasks t ON t.id = a.task_id
+                WHERE t.source = ? AND a.requested_at > ?
+                """)
+        }
+    }
+}
+
 extension AutonomyStore {
     /// Adds one task, or returns the task its idempotency key already names.
     ///
     /// A dangerous type's task enters `awaiting_approval`; a safe one is `queued`.
     /// - Throws: `QueueError` (nothing written) or `StoreError`.
-    public func enqueue(_ request: EnqueueRequest, configuration: Configuration, now: Int64) throws -> EnqueueOutcome {
-        let prepared = try request.prepare(configuration, now: now)
-        return try write("enqueue") { db in try insert(prepared, db: db, notify: configuration.notify, now: now) }
+    /// With `producer` (a caller through the gate), the task's source is the producer's name, its
+    /// type must be one the producer may enqueue, and the producer's hourly limits apply.
+    /// - Throws: `QueueError` or `TrustError` (nothing written), or `StoreError`.
+    public func enqueue(
+        _ request: EnqueueRequest, configuration: Configuration, now: Int64, producer: ProducerPolicy? = nil
+    ) throws -> EnqueueOutcome {
+        let prepared = try request.on(behalfOf: producer).prepare(configuration, now: now)
+        return try write("enqueue") { db in
+            try insert(prepared, db: db, notify: configuration.notify, now: now, producer: producer)
+        }
     }
 
     /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
@@ -55,12 +105,14 @@ extension AutonomyStore {
     ///
     /// - Throws: `QueueError.batchLine` naming the first refused line, or `StoreError`.
     public func enqueueBatch(
-        jsonLines data: Data, configuration: Configuration, now: Int64, keepTasks: Bool = false
+        jsonLines data: Data, configuration: Configuration, now: Int64, keepTasks: Bool = false,
+        producer: ProducerPolicy? = nil
     ) throws -> BatchResult {
         try write("enqueue a batch") { db in
             var result = BatchResult()
             try EnqueueRequest.forEachBatchLine(in: data) { line, request in
-                let outcome = try insert(request, position: line, db: db, configuration: configuration, now: now)
+                let outcome = try insert(
+                    request, position: line, db: db, configuration: configuration, now: now, producer: producer)
                 result.ids.append(outcome.task.id)
                 if case .existing = outcome { result.existing += 1 }
                 if keepTasks { result.tasks.append(outcome.task) }
@@ -70,29 +122,38 @@ extension AutonomyStore {
     }
 
     private func insert(
-        _ request: EnqueueRequest, position: Int, db: Database, configuration: Configuration, now: Int64
+        _ request: EnqueueRequest, position: Int, db: Database, configuration: Configuration, now: Int64,
+        producer: ProducerPolicy? = nil
     ) throws -> EnqueueOutcome {
         do {
             return try insert(
-                try request.prepare(configuration, now: now), db: db, notify: configuration.notify, now: now)
+                try request.on(behalfOf: producer).prepare(configuration, now: now), db: db,
+                notify: configuration.notify, now: now, producer: producer)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)
+        } catch let error as TrustError {
+            throw TrustError.batchLine(position, error)
         }
     }
 
-    private func insert(_ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64) throws -> EnqueueOutcome
-    {
+    private func insert(
+        _ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64, producer: ProducerPolicy? = nil
+    ) throws -> EnqueueOutcome {
         let request = task.request
         if let key = request.key,
             let existing = try TaskRecord.fetchOne(
                 db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ?"),
                 arguments: [key])
         {
-            guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256 else {
-                throw QueueError.keyConflict(key: key, existingID: existing.id)
+            // A producer never learns of another's task through its key.
+            guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256,
+                producer == nil || existing.source == producer?.name
+            else {
+                throw QueueError.keyConflict(key: key, existingID: producer == nil ? existing.id : nil)
             }
             return .existing(existing)
         }
+        if let producer { try db.checkLimits(of: producer, dangerous: task.state == .awaitingApproval, now: now) }
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key,

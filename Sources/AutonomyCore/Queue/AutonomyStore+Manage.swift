@@ -19,10 +19,13 @@ public struct QueueStatus: Sendable {
 public struct TaskFilter: Sendable {
     public var state: TaskState?
     public var type: String?
+    /// Only the tasks of this producer.
+    public var source: String?
     public var limit: Int
-    public init(state: TaskState? = nil, type: String? = nil, limit: Int = 50) {
+    public init(state: TaskState? = nil, type: String? = nil, source: String? = nil, limit: Int = 50) {
         self.state = state
         self.type = type
+        self.source = source
         self.limit = limit
     }
 }
@@ -46,6 +49,10 @@ extension AutonomyStore {
             if let type = filter.type {
                 conditions.append("type = ?")
                 _ = arguments.append(contentsOf: [type])
+            }
+            if let source = filter.source {
+                conditions.append("source = ?")
+                _ = arguments.append(contentsOf: [source])
             }
             let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [filter.limit])
@@ -116,12 +123,17 @@ extension AutonomyStore {
         }
     }
 
-    /// Counts and ages for `autonomy status`, from one consistent snapshot.
-    public func status(now: Int64) throws -> QueueStatus {
+    /// Counts and ages for `autonomy status`, from one consistent snapshot; with `source`, of that
+    /// producer's tasks only.
+    public func status(now: Int64, source: String? = nil) throws -> QueueStatus {
         try read("read the queue status") { db in
+            let mine = source == nil ? "" : "AND source = ?"
+            func arguments(_ values: DatabaseValueConvertible...) -> StatementArguments {
+                StatementArguments(values + (source.map { [$0] } ?? []))
+            }
             var counts: [TaskState: Int] = [:]
             var byType: [String: [TaskState: Int]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks GROUP BY type, state") {
+            for row in try Row.fetchAll(db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks WHERE 1 \(mine) GROUP BY type, state", arguments: arguments()) {
                 let type: String = row["type"]
                 let stateText: String = row["state"]
                 let count: Int = row["n"]
@@ -132,28 +144,29 @@ extension AutonomyStore {
             let oldest = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ?
+                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ? \(mine)
                     ORDER BY run_at, id LIMIT 1
-                    """, arguments: [now]
+                    """, arguments: arguments(now)
             ).map { (id: $0["id"] as Int64, type: $0["type"] as String, since: $0["run_at"] as Int64) }
             let next = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ?
+                    SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ? \(mine)
                     ORDER BY run_at, id LIMIT 1
-                    """, arguments: [now]
+                    """, arguments: arguments(now)
             ).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
             let dead = try TaskRecord.fetchAll(
                 db,
                 sql: """
-                    SELECT \(TaskRecord.columns) FROM tasks WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT 10
-                    """)
+                    SELECT \(TaskRecord.columns) FROM tasks WHERE state = 'dead' \(mine)
+                    ORDER BY finished_at DESC, id DESC LIMIT 10
+                    """, arguments: arguments())
             let expired =
                 try Int.fetchOne(
                     db,
                     sql: """
-                        SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
-                        """, arguments: [now]) ?? 0
+                        SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ? \(mine)
+                        """, arguments: arguments(now)) ?? 0
             return QueueStatus(
                 counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
                 recentDead: dead, expiredLeases: expired)

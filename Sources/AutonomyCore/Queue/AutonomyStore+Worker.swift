@@ -208,7 +208,9 @@ extension AutonomyStore {
                 FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
                 LIMIT 1
                 """)
-        let details = try db.cachedStatement(sql: "SELECT type, payload, payload_sha256 FROM tasks WHERE id = ?")
+        let details = try db.cachedStatement(
+            sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
+        let verifier = DecisionVerifier(settings: configuration.approvals)
         while let id = try Int64.fetchOne(next, arguments: [now]),
             let row = try Row.fetchOne(details, arguments: [id])
         {
@@ -220,9 +222,12 @@ extension AutonomyStore {
                 continue
             }
             let approvalID: Int64?
-            switch try db.admit(taskID: id, type: type, payload: row[1], storedSHA256: row[2]) {
-            case .run(let allowing):
-                approvalID = allowing
+            let signer: String?
+            let candidate = AdmissionCandidate(
+                id: id, typeName: typeName, payload: row[1], storedSHA256: row[2], attempts: row[3])
+            switch try db.admit(candidate, type: type, verifier: verifier, now: now) {
+            case .run(let allowing, let signedBy):
+                (approvalID, signer) = (allowing, signedBy)
             case .block(let reason):
                 try block(taskID: id, typeName: typeName, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
@@ -234,6 +239,10 @@ extension AutonomyStore {
                 try db.appendLedger(
                     .held, at: now, taskID: id, type: typeName,
                     detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                // An approval that no longer releases the task (another payload, an invalid or
+                // outdated signature) is withdrawn, so nothing can use it later.
+                try db.supersedeApprovals(
+                    taskID: id, typeName: typeName, states: [.approved], unusedOnly: true, reason: reason, now: now)
                 try db.requestApproval(
                     taskID: id, typeName: typeName, type: type, payloadSHA256: hash, reason: reason,
                     notify: configuration.notify, now: now)
@@ -257,12 +266,13 @@ extension AutonomyStore {
                     sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
                     arguments: [now, approvalID])
             }
+            var detail: [String: JSONValue] = [
+                "lease_expires_at": .string(Timestamp.format(now + lease.milliseconds)),
+                "approval_id": approvalID.map { .int($0) } ?? .null,
+            ]
+            if let signer { detail["approved_by"] = .string(signer) }
             try db.appendLedger(
-                .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts,
-                detail: .object([
-                    "lease_expires_at": .string(Timestamp.format(now + lease.milliseconds)),
-                    "approval_id": approvalID.map { .int($0) } ?? .null,
-                ]))
+                .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts, detail: .object(detail))
             return ClaimStep(
                 claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
         }

@@ -144,6 +144,31 @@ enum Migrations {
                     CREATE INDEX llm_calls_task ON llm_calls (task_id, id);
                     """)
         }
+        migrator.registerMigration("v4-roles-and-trust") { db in
+            try db.execute(
+                sql: """
+                    -- A decision is a statement signed by an operator (SSHSIG); the key itself is never stored.
+                    ALTER TABLE approvals ADD COLUMN statement TEXT;
+                    ALTER TABLE approvals ADD COLUMN signature TEXT;
+                    ALTER TABLE approvals ADD COLUMN signer_key TEXT;
+                    -- Producers' hourly limits count their tasks and the approval requests they caused.
+                    CREATE INDEX tasks_source ON tasks (source, created_at) WHERE source IS NOT NULL;
+                    CREATE INDEX approvals_requested ON approvals (requested_at);
+
+                    -- An approval is bound to the type as much as to the payload: neither may change.
+                    DROP TRIGGER tasks_payload_immutable;
+                    CREATE TRIGGER tasks_immutable
+                    BEFORE UPDATE OF type, payload, payload_sha256 ON tasks
+                    WHEN (NEW.type IS NOT OLD.type OR NEW.payload IS NOT OLD.payload
+                          OR NEW.payload_sha256 IS NOT OLD.payload_sha256)
+                      -- Retention may empty the payload of a finished task; nothing else may change.
+                      AND NOT (NEW.type IS OLD.type AND NEW.payload = '' AND NEW.payload_sha256 IS OLD.payload_sha256
+                               AND OLD.state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked'))
+                    BEGIN
+                        SELECT RAISE(ABORT, 'a task''s type and payload cannot change after enqueue');
+                    END;
+                    """)
+        }
         return migrator
     }
 }

@@ -106,9 +106,7 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
-        let approved = try fixture.store.decide(
-            approvalID: request.approval.id, .approve(note: "checked"), by: "elad", channel: .cli,
-            now: fixture.clock.now())
+        let approved = try fixture.decide(request.approval.id, .approve(note: "checked"))
         #expect(approved.state == .approved && approved.decidedBy == "elad")
         #expect(try fixture.store.task(id: task.id)?.state == .queued)
         let runner = ScriptedRunner()
@@ -122,13 +120,10 @@ let firewallMap = """
         #expect(decided.detail?[path: "payload_sha256"] == .string(task.payloadSHA256))
         // Deciding again, or deciding an unknown request, is refused.
         #expect(throws: ApprovalError.alreadyDecided(id: request.approval.id, state: .approved, by: "elad")) {
-            try fixture.store.decide(
-                approvalID: request.approval.id, .approve(note: nil), by: "x", channel: .cli,
-                now: fixture.clock.now())
+            try fixture.decide(request.approval.id, .approve(note: nil))
         }
         #expect(throws: ApprovalError.notFound(999)) {
-            try fixture.store.decide(
-                approvalID: 999, .approve(note: nil), by: "x", channel: .cli, now: fixture.clock.now())
+            try fixture.decide(999, .approve(note: nil))
         }
     }
 
@@ -136,9 +131,7 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
         let first = try #require(try pending(fixture).first).approval
-        _ = try fixture.store.decide(
-            approvalID: first.id, .approve(note: nil), by: "elad", channel: .cli,
-            now: fixture.clock.now())
+        _ = try fixture.decide(first.id, .approve(note: nil))
         let runner = ScriptedRunner([.exited(1), .exited(0)])
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.count == 1)  // the failed attempt used the approval up
@@ -146,9 +139,7 @@ let firewallMap = """
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
         let second = try #require(try pending(fixture).first).approval
         #expect(second.id != first.id && second.payloadSHA256 == first.payloadSHA256)
-        _ = try fixture.store.decide(
-            approvalID: second.id, .approve(note: "retry it"), by: "elad", channel: .cli,
-            now: fixture.clock.now())
+        _ = try fixture.decide(second.id, .approve(note: "retry it"))
         _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.count == 2)
         #expect(try fixture.store.task(id: task.id)?.state == .done)
@@ -173,13 +164,9 @@ let firewallMap = """
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
         #expect(throws: ApprovalError.missingReason) {
-            try fixture.store.decide(
-                approvalID: request.approval.id, .reject(reason: " "), by: "elad", channel: .cli,
-                now: fixture.clock.now())
+            try fixture.decide(request.approval.id, .reject(reason: " "))
         }
-        _ = try fixture.store.decide(
-            approvalID: request.approval.id, .reject(reason: "wrong client"), by: "elad",
-            channel: .cli, now: fixture.clock.now())
+        _ = try fixture.decide(request.approval.id, .reject(reason: "wrong client"))
         let runner = ScriptedRunner()
         _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
         #expect(runner.calls.isEmpty)
@@ -197,9 +184,7 @@ let firewallMap = """
         #expect(try fixture.store.task(id: task.id)?.state == .expired)
         #expect(try fixture.store.approval(id: request.approval.id)?.state == .expired)
         #expect(throws: ApprovalError.expired(id: request.approval.id)) {
-            try fixture.store.decide(
-                approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
-                now: fixture.clock.now())
+            try fixture.decide(request.approval.id, .approve(note: nil))
         }
         #expect(runner.calls.isEmpty)
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "approval_expired" })
@@ -209,12 +194,10 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try enqueueEmail(fixture)
         let request = try #require(try pending(fixture).first)
-        _ = try fixture.store.decide(
-            approvalID: request.approval.id, .approve(note: nil), by: "elad", channel: .cli,
-            now: fixture.clock.now())
+        _ = try fixture.decide(request.approval.id, .approve(note: nil))
         // Someone with the database file drops the guard and rewrites the payload (even its hash).
         try fixture.store.write("tamper") { db in
-            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
             let evil = #"{"body":"invoice","to":"attacker@evil.org"}"#
             try db.execute(
                 sql: "UPDATE tasks SET payload = ?, payload_sha256 = ? WHERE id = ?",
@@ -234,7 +217,7 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("report", #"{"day":"monday"}"#)
         try fixture.store.write("tamper") { db in
-            try db.execute(sql: "DROP TRIGGER tasks_payload_immutable")
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
             try db.execute(sql: #"UPDATE tasks SET payload = '{"day":"sunday"}' WHERE id = ?"#, arguments: [task.id])
         }
         let runner = ScriptedRunner()
@@ -276,14 +259,14 @@ let firewallMap = """
         // fails without saying why.
         #expect(try fixture.store.pendingApproval(token: old, now: now).task.id == task.id)
         #expect(throws: ApprovalError.invalidToken) { try fixture.store.pendingApproval(token: "guess", now: now) }
-        let decided = try fixture.store.decide(token: token, .approve(note: nil), by: "elad", now: now)
+        let decided = try fixture.decide(token: token, .approve(note: nil), now: now)
         #expect(decided.channel == "link")
         // The decision spends every token of the request: a replay of either fails the same way.
         #expect(throws: ApprovalError.invalidToken) {
-            try fixture.store.decide(token: token, .reject(reason: "replay"), by: "mallory", now: now)
+            try fixture.decide(token: token, .reject(reason: "replay"), now: now)
         }
         #expect(throws: ApprovalError.invalidToken) {
-            try fixture.store.decide(token: old, .reject(reason: "replay"), by: "mallory", now: now)
+            try fixture.decide(token: old, .reject(reason: "replay"), now: now)
         }
         #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens") == 0)
         // A token of a request that expired fails the same way too.
@@ -292,7 +275,7 @@ let firewallMap = """
         let late = try #require(try fixture.store.issueToken(approvalID: otherRequest.id, now: now))
         fixture.clock.advance(by: .hours(25))
         #expect(throws: ApprovalError.invalidToken) {
-            try fixture.store.decide(token: late, .approve(note: nil), by: "elad", now: fixture.clock.now())
+            try fixture.decide(token: late, .approve(note: nil), now: fixture.clock.now())
         }
     }
 }

@@ -145,7 +145,7 @@ import Testing
                     sql: #"UPDATE tasks SET payload = '{"to":"evil@example.com"}' WHERE id = ?"#, arguments: [task.id])
             }
         } throws: { error in
-            "\(error)".contains("a task payload cannot change after enqueue")
+            "\(error)".contains("type and payload cannot change after enqueue")
         }
         #expect(throws: (any Error).self) {
             try fixture.store.write("tamper hash") { db in

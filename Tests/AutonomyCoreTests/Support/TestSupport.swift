@@ -48,21 +48,60 @@ let standardMap = """
     }
     """
 
-/// A store on a fresh database file in its own folder, with the standard map.
+/// A store on a fresh database file in its own folder, with the standard map and one operator,
+/// "elad", whose key is the only line of the folder's allowed_signers file (unless the map names
+/// another file).
 struct Fixture {
     let folder: TemporaryFolder
     let store: AutonomyStore
     let loaded: LoadedConfiguration
     let clock: ManualClock
+    let operatorKey = OpenSSHEd25519Key(comment: "elad")
 
     init(map: String = standardMap) throws {
         folder = try TemporaryFolder()
         store = try AutonomyStore(path: folder.file("autonomy.db"))
-        loaded = try loadMap(map)
+        var loaded = try loadMap(map)
+        if loaded.configuration.approvals.allowedSigners == nil {
+            loaded.configuration.approvals.allowedSigners = try folder.write(
+                "allowed_signers", "elad \(operatorKey.publicKey.openSSH)\n")
+        }
+        self.loaded = loaded
         clock = ManualClock()
     }
 
     var configuration: Configuration { loaded.configuration }
+
+    var verifier: DecisionVerifier { DecisionVerifier(settings: configuration.approvals) }
+
+    /// Signs `decision` on a request with `key` (the operator's by default) and records it.
+    @discardableResult
+    func decide(
+        _ approvalID: Int64, _ decision: Decision, key: OpenSSHEd25519Key? = nil, now: Int64? = nil
+    ) throws -> ApprovalRecord {
+        let now = now ?? clock.now()
+        let signed = try sign(approvalID, decision, key: key, now: now)
+        return try store.decide(signed, verifier: verifier, channel: .cli, now: now)
+    }
+
+    /// The signed statement for a decision, as `approve` would send it.
+    func sign(
+        _ approvalID: Int64, _ decision: Decision, key: OpenSSHEd25519Key? = nil, now: Int64? = nil
+    ) throws -> SignedDecision {
+        let key = key ?? operatorKey
+        let statement = try store.decisionStatement(
+            approvalID: approvalID, decision, signerKey: key.publicKey, verifier: verifier,
+            settings: configuration.approvals, now: now ?? clock.now())
+        return SignedDecision(statement: statement.text, signature: try DecisionSigner.native(key).sign(statement.text))
+    }
+
+    /// Decides through a one-click token, signed by the operator's key (as the web server will).
+    @discardableResult
+    func decide(token: String, _ decision: Decision, now: Int64) throws -> ApprovalRecord {
+        let approval = try store.pendingApproval(token: token, now: now).approval
+        let signed = try sign(approval.id, decision, now: now)
+        return try store.decide(token: token, signed, verifier: verifier, now: now)
+    }
 
     @discardableResult
     func enqueue(

@@ -1,0 +1,145 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+/// `--gate PATH`: the commands a producer uses (enqueue, status, tasks list/show, approvals,
+/// approve, reject) speak to the local entry gate when this user cannot open the database.
+struct GateOptions: ParsableArguments {
+    @Option(
+        name: .customLong("gate"),
+        help: ArgumentHelp(
+            "Always go through the gate at this socket (default: \(GateWire.defaultPath), or $\(GateWire.pathVariable), when the database cannot be opened here).",
+            valueName: "socket"))
+    var path: String?
+}
+
+/// How a command reaches the queue: itself, or through the gate.
+enum Route {
+    case direct
+    case gate(String)
+
+    /// The gate stands in for a caller that cannot reach the queue itself: one whose configuration
+    /// or database it may not open, or one with no configuration of its own, on a machine where
+    /// the gate's socket exists. `--gate` always goes through it.
+    static func choose(_ global: GlobalOptions, _ gate: GateOptions) -> Route {
+        let environment = ProcessInfo.processInfo.environment
+        if let flag = gate.path, !flag.isEmpty { return .gate(ConfigLoader.absolutePath(flag)) }
+        let socketPath = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
+        var info = stat()
+        guard stat(socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return .direct }
+        let configPath =
+            global.config.flatMap { $0.isEmpty ? nil : $0 }
+            ?? environment[ConfigLoader.configVariable].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultConfigFile)
+                ? ConfigLoader.defaultConfigFile : nil)
+        let databaseGiven = global.database != nil || (environment[ConfigLoader.databaseVariable] ?? "") != ""
+        guard let configPath else { return databaseGiven ? .direct : .gate(socketPath) }
+        if access(configPath, R_OK) != 0, errno == EACCES { return .gate(socketPath) }
+        guard let loaded = try? ConfigLoader.load(explicitPath: global.config) else { return .direct }
+        let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+        if access(database, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
+            return .gate(socketPath)
+        }
+        return .direct
+    }
+}
+
+/// Runs one queue request the way the route says, prints what it answered, and exits with its code.
+func perform(
+    _ request: GateRequest, _ global: GlobalOptions, _ gate: GateOptions, create: Bool = false,
+    requireTrustedConfig: Bool = false
+) async throws {
+    let (answer, followUp) = try await answer(
+        request, global, gate, create: create, requireTrustedConfig: requireTrustedConfig)
+    emit(answer)
+    for line in await followUp?() ?? [] { printError(line) }
+    if answer.exit != 0 { throw ExitCode(answer.exit) }
+}
+
+/// One queue request's answer, from the database here or from the gate.
+func answer(
+    _ request: GateRequest, _ global: GlobalOptions, _ gate: GateOptions, create: Bool = false,
+    requireTrustedConfig: Bool = false
+) async throws -> (GateAnswer, QueueService.FollowUp?) {
+    switch Route.choose(global, gate) {
+    case .gate(let path):
+        return (try GateWire.send(request, to: path), nil)
+    case .direct:
+        do {
+            let loaded = try global.loadConfiguration()
+            if requireTrustedConfig { try loaded.requireTrusted() }
+            let path = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+            let store = try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
+            let service = QueueService(loaded: loaded, store: store, caller: .local, clock: try currentClock())
+            return await service.answer(request)
+        } catch {
+            let (code, message) = failure(error)
+            return (GateAnswer(exit: code.rawValue, stderr: "error: \(message)\n"), nil)
+        }
+    }
+}
+
+func emit(_ answer: GateAnswer) {
+    if !answer.stdout.isEmpty { FileHandle.standardOutput.write(Data(answer.stdout.utf8)) }
+    if !answer.stderr.isEmpty { FileHandle.standardError.write(Data(answer.stderr.utf8)) }
+}
+
+/// `autonomy gate`: serves one producer's request on the socket systemd accepted, and exits.
+struct Gate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gate",
+        abstract: "Serve one request from the local entry gate's socket (started by autonomy-gate.socket).",
+        discussion: """
+            Reads one JSON request from the connection on standard input, answers on the same
+            connection, and exits. The kernel says who connected (SO_PEERCRED): that Unix user is the
+            task's source, and the configuration's producers section says what it may do. Producers
+            never run this themselves: 'autonomy enqueue' and the other queue commands reach it
+            when they cannot open the database.
+            Example (what systemd runs): autonomy gate
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let connection: Int32 = 0
+        let peer: PeerCredentials
+        do {
+            peer = try PeerCredentials.of(connection)
+        } catch {
+            throw CLIFailure(error.description, code: .usage)
+        }
+        let refuse = { (code: ExitCode, message: String) in
+            GateWire.write(GateAnswer(exit: code.rawValue, stderr: "error: \(message)\n"), to: connection)
+            printError("gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): refused: \(message)")
+        }
+        let loaded: LoadedConfiguration
+        let store: AutonomyStore
+        do {
+            loaded = try global.loadConfiguration(quiet: true)
+            try loaded.requireTrusted()
+            store = try AutonomyStore(
+                path: ConfigLoader.databasePath(flag: global.database, loaded: loaded),
+                settings: loaded.configuration.store)
+        } catch {
+            // The gate itself cannot work: say so to the caller, and fail the unit for the operator.
+            let (code, message) = failure(error)
+            refuse(.unavailable, "the gate cannot serve requests now; an operator must look at it")
+            throw CLIFailure(message, code: code)
+        }
+        let request: GateRequest
+        do {
+            let limit = max(1 << 20, loaded.configuration.queue.maxPayloadBytes * 8 + (64 << 10))
+            request = try GateWire.readRequest(from: connection, limit: limit, timeout: .seconds(10))
+        } catch {
+            return refuse(.usage, error.description)
+        }
+        guard let policy = loaded.configuration.producers.policy(user: peer.user, groups: peer.groups) else {
+            return refuse(.notPermitted, TrustError.notAProducer(user: peer.user).description)
+        }
+        let service = QueueService(loaded: loaded, store: store, caller: .producer(policy), clock: try currentClock())
+        let (answer, followUp) = await service.answer(request)
+        GateWire.write(answer, to: connection)
+        printError("gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): \(request.verb.rawValue): exit \(answer.exit)")
+        for line in await followUp?() ?? [] { printError(line) }
+    }
+}

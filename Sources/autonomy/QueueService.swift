@@ -1,0 +1,372 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+/// What a command prints, gathered so that the same words reach the caller whether it opened the
+/// database itself or came through the gate.
+struct Printout {
+    var stdout = ""
+    var stderr = ""
+
+    mutating func line(_ text: String) { stdout += text + "\n" }
+    mutating func note(_ text: String) { stderr += text + "\n" }
+}
+
+/// Who is asking: someone who opened the database (the worker user, root), or a producer the
+/// gate identified by its Unix user.
+enum Caller {
+    case local
+    case producer(ProducerPolicy)
+
+    var producer: ProducerPolicy? {
+        if case .producer(let policy) = self { return policy }
+        return nil
+    }
+
+    /// The producer whose tasks alone this caller may read; nil reads everything.
+    var readsOnly: String? {
+        guard let producer, !producer.rule.readAll else { return nil }
+        return producer.name
+    }
+}
+
+/// Serves the requests producers and operators make of the queue (enqueue, status, tasks,
+/// approvals, decisions): one piece of code whether the caller opened the database itself or came
+/// through the gate, so output and exit codes are the same either way.
+struct QueueService {
+    var loaded: LoadedConfiguration
+    var store: AutonomyStore
+    var caller: Caller
+    var clock: any WallClock
+
+    /// Work to do once the answer is out (alerts about new tasks): it never holds up the caller.
+    typealias FollowUp = @Sendable () async -> [String]
+
+    /// Answers one request. Refusals are answers too: an `error:` line and the documented code.
+    func answer(_ request: GateRequest) async -> (GateAnswer, FollowUp?) {
+        var printout = Printout()
+        var statement: String?
+        var followUp: FollowUp?
+        do {
+            switch request.verb {
+            case .enqueue: followUp = try enqueue(request, &printout)
+            case .status: try status(request, &printout)
+            case .tasksList: try tasksList(request, &printout)
+            case .tasksShow: try tasksShow(request, &printout)
+            case .approvals: try approvals(request, &printout)
+            case .prepareDecision: statement = try prepareDecision(request)
+            case .decide: try decide(request, &printout)
+            }
+        } catch {
+            let (code, message) = failure(error)
+            printout.note("error: \(message)")
+            return (GateAnswer(exit: code.rawValue, stdout: printout.stdout, stderr: printout.stderr), nil)
+        }
+        return (GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: statement), followUp)
+    }
+
+    // MARK: - enqueue
+
+    private func enqueue(_ call: GateRequest, _ printout: inout Printout) throws -> FollowUp? {
+        let configuration = loaded.configuration
+        let now = clock.now()
+        if let batch = call.batch {
+            let result = try store.enqueueBatch(
+                jsonLines: batch, configuration: configuration, now: now, keepTasks: call.json == true,
+                producer: caller.producer)
+            if call.json == true {
+                printout.line(JSONValue.array(result.tasks.map(\.jsonValue)).prettyText)
+            } else {
+                printout.stdout.reserveCapacity(result.ids.count * 8)
+                for id in result.ids { printout.stdout += "\(id)\n" }
+            }
+            if result.existing > 0 {
+                printout.note(
+                    "note: \(result.existing) of \(result.ids.count) tasks already existed under their keys; \(result.ids.count - result.existing) enqueued"
+                )
+            }
+            return alerts(for: result.ids)
+        }
+        var request = EnqueueRequest(
+            type: call.type ?? "", priority: call.priority, maxAttempts: call.maxAttempts, key: call.key,
+            source: call.source, subject: call.subject)
+        request.payload = call.payload ?? "{}"
+        if let bytes = call.payloadBytes { try request.setPayload(json: bytes) }
+        if let delay = call.delay {
+            guard let interval = Interval(parsing: delay) else {
+                throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
+            }
+            request.delay = interval
+        }
+        if let runAt = call.runAt {
+            guard let time = Timestamp.parse(runAt) else {
+                throw CLIFailure("--run-at \"\(runAt)\" is not a time such as 2026-12-01T09:00:00Z", code: .badInput)
+            }
+            request.runAt = time
+        }
+        let outcome = try store.enqueue(request, configuration: configuration, now: now, producer: caller.producer)
+        if case .created(let task) = outcome, task.state == .awaitingApproval {
+            printout.note("note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
+        }
+        if case .existing(let task) = outcome {
+            printout.note(
+                "note: idempotency key \"\(call.key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"
+            )
+        }
+        printout.line(call.json == true ? outcome.task.jsonValue.prettyText : String(outcome.task.id))
+        return alerts(for: [outcome.task.id])
+    }
+
+    /// Tells the operator at once about what the new tasks need. A failure here changes nothing:
+    /// work-once retries the alert.
+    private func alerts(for tasks: [Int64]) -> FollowUp? {
+        let configuration = loaded.configuration
+        guard !configuration.notify.channels.isEmpty, !tasks.isEmpty else { return nil }
+        let delivery = AlertDelivery(store: store, configuration: configuration, clock: clock)
+        return {
+            do {
+                return try await delivery.deliverDue(budget: .seconds(30), tasks: Set(tasks)).compactMap { report in
+                    report.error.map {
+                        "warning: alert via \(report.channel.rawValue) failed: \($0) (work-once retries it)"
+                    }
+                }
+            } catch {
+                return ["warning: alerts not sent now: \(error) (work-once retries them)"]
+            }
+        }
+    }
+
+    // MARK: - status
+
+    private func status(_ call: GateRequest, _ printout: inout Printout) throws {
+        let now = clock.now()
+        let status = try store.status(now: now, source: caller.readsOnly)
+        let configuration = loaded.configuration
+        if call.json == true { return printout.line(statusJSON(status, now: now).prettyText) }
+        printout.line("database: \(store.path)")
+        printout.line("config:   \(loaded.path ?? "built-in defaults (no task types: every task is refused)")")
+        if let mine = caller.readsOnly { printout.line("showing:  the tasks of \(mine) only") }
+        let states = TaskState.allCases.filter { status.counts[$0, default: 0] > 0 }
+        printout.line(
+            "tasks:    "
+                + (states.isEmpty
+                    ? "none"
+                    : states.map { "\($0.rawValue) \(status.counts[$0, default: 0])" }.joined(separator: " · ")))
+        if let oldest = status.oldestRunnable {
+            printout.line(
+                "oldest runnable: task \(oldest.id) (\(oldest.type)), waiting \(Interval(milliseconds: now - oldest.since))"
+            )
+        } else {
+            printout.line("oldest runnable: none")
+        }
+        if let next = status.nextScheduled {
+            printout.line(
+                "next scheduled:  task \(next.id) (\(next.type)) at \(display(next.runAt, configuration)) (\(relative(next.runAt, now: now)))"
+            )
+        }
+        if status.expiredLeases > 0 {
+            printout.line(
+                "expired leases:  \(status.expiredLeases) (their worker died; the next work-once recovers them)")
+        }
+        if !status.countsByType.isEmpty {
+            printout.line("")
+            let columns: [TaskState] = [.queued, .awaitingApproval, .running, .done, .dead]
+            let rows = status.countsByType.keys.sorted().map { type -> [String] in
+                let counts = status.countsByType[type, default: [:]]
+                let other = counts.filter { !columns.contains($0.key) }.values.reduce(0, +)
+                let declared = configuration.taskTypes[type] == nil ? " (undeclared)" : ""
+                return [type + declared] + columns.map { String(counts[$0, default: 0]) } + [String(other)]
+            }
+            printout.line(table(["TYPE", "QUEUED", "AWAITING", "RUNNING", "DONE", "DEAD", "OTHER"], rows))
+        }
+        if !status.recentDead.isEmpty {
+            printout.line("\ndead tasks (most recent first; 'autonomy tasks retry ID' sends one back):")
+            for task in status.recentDead {
+                printout.line(
+                    "  \(task.id)  \(task.type)  \(display(task.finishedAt, configuration))  \(task.lastError ?? "")")
+            }
+        }
+    }
+
+    private func statusJSON(_ status: QueueStatus, now: Int64) -> JSONValue {
+        .object([
+            "counts": .object(
+                Dictionary(
+                    uniqueKeysWithValues: TaskState.allCases.map {
+                        ($0.rawValue, JSONValue.int(Int64(status.counts[$0, default: 0])))
+                    })),
+            "by_type": .object(
+                status.countsByType.mapValues { counts in
+                    .object(
+                        Dictionary(
+                            uniqueKeysWithValues: counts.map { ($0.key.rawValue, JSONValue.int(Int64($0.value))) }))
+                }),
+            "oldest_runnable": status.oldestRunnable.map {
+                .object([
+                    "id": .int($0.id), "type": .string($0.type), "since": .string(Timestamp.format($0.since)),
+                    "age_seconds": .int((now - $0.since) / 1000),
+                ])
+            } ?? .null,
+            "next_scheduled": status.nextScheduled.map {
+                .object([
+                    "id": .int($0.id), "type": .string($0.type), "run_at": .string(Timestamp.format($0.runAt)),
+                ])
+            } ?? .null,
+            "expired_leases": .int(Int64(status.expiredLeases)),
+            "dead": .array(
+                status.recentDead.map {
+                    .object([
+                        "id": .int($0.id), "type": .string($0.type),
+                        "finished_at": $0.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
+                        "last_error": $0.lastError.map { .string($0) } ?? .null,
+                    ])
+                }),
+        ])
+    }
+
+    // MARK: - tasks
+
+    private func tasksList(_ call: GateRequest, _ printout: inout Printout) throws {
+        var state: TaskState?
+        if let text = call.state {
+            guard let value = TaskState(rawValue: text) else {
+                throw CLIFailure(
+                    "unknown state \"\(text)\" (known: \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")))",
+                    code: .usage)
+            }
+            state = value
+        }
+        let limit = call.limit ?? 50
+        guard (1...100_000).contains(limit) else { throw CLIFailure("--limit must be from 1 to 100000", code: .usage) }
+        let tasks = try store.tasks(
+            matching: TaskFilter(state: state, type: call.type, source: caller.readsOnly, limit: limit))
+        if call.json == true { return printout.line(JSONValue.array(tasks.map(\.jsonValue)).prettyText) }
+        guard !tasks.isEmpty else { return printout.line("no tasks") }
+        let now = clock.now()
+        printout.line(
+            table(
+                ["ID", "STATE", "TYPE", "PRI", "TRIES", "RUN AT", "SUBJECT / LAST ERROR"],
+                tasks.map { task in
+                    let runAt =
+                        task.state == .queued
+                        ? relative(task.runAt, now: now) : display(task.updatedAt, loaded.configuration)
+                    let note = task.lastError.map { "! " + $0 } ?? task.subject ?? ""
+                    return [
+                        String(task.id), task.state.rawValue, task.type, String(task.priority), String(task.attempts),
+                        runAt, String(note.prefix(80)),
+                    ]
+                }))
+    }
+
+    private func tasksShow(_ call: GateRequest, _ printout: inout Printout) throws {
+        guard let id = call.id else { throw CLIFailure("a task id is needed", code: .usage) }
+        // A producer learns nothing of another's task, not even that it exists.
+        guard let task = try store.task(id: id), caller.readsOnly == nil || task.source == caller.readsOnly else {
+            throw QueueError.taskNotFound(id)
+        }
+        let ledger = try store.ledger(forTask: id)
+        if call.json == true {
+            var value = task.jsonValue.objectValue ?? [:]
+            value["ledger"] = .array(ledger.map(\.jsonValue))
+            return printout.line(JSONValue.object(value).prettyText)
+        }
+        let configuration = loaded.configuration
+        let attemptLimit = task.attemptLimit(configuration.taskType(named: task.type))
+        var lines = [
+            "task \(task.id)  \(task.type)  \(task.state.rawValue)",
+            "priority:  \(task.priority)",
+            "attempts:  \(task.attempts) of \(attemptLimit)",
+            "run at:    \(display(task.runAt, configuration))",
+            "created:   \(display(task.createdAt, configuration))",
+        ]
+        if let source = task.source { lines.append("source:    \(source)") }
+        if let subject = task.subject { lines.append("subject:   \(subject)") }
+        if let key = task.idempotencyKey { lines.append("key:       \(key)") }
+        if let finished = task.finishedAt { lines.append("finished:  \(display(finished, configuration))") }
+        if let code = task.exitCode { lines.append("exit code: \(code)") }
+        if let error = task.lastError { lines.append("last error: \(error)") }
+        lines.append("payload (sha256 \(task.payloadSHA256)):")
+        lines.append(indent((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload))
+        if let result = task.result {
+            lines.append("result:")
+            lines.append(indent((try? JSONValue.parse(result))?.prettyText ?? result))
+        }
+        if let tail = task.stderrTail, !tail.isEmpty {
+            lines.append("stderr (tail):")
+            lines.append(indent(tail))
+        }
+        lines.append("ledger:")
+        for entry in ledger {
+            let duration = entry.durationMs.map { " \(Interval(milliseconds: $0))" } ?? ""
+            let attempt = entry.attempt.map { " #\($0)" } ?? ""
+            let detail = entry.detail.map { " " + $0.canonicalText } ?? ""
+            lines.append("  \(display(entry.at, configuration))  \(entry.event)\(attempt)\(duration)\(detail)")
+        }
+        printout.line(lines.joined(separator: "\n"))
+    }
+
+    private func indent(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
+    }
+
+    // MARK: - approvals and decisions
+
+    private func approvals(_ call: GateRequest, _ printout: inout Printout) throws {
+        let now = clock.now()
+        let pending = try store.pendingApprovals(now: now, source: caller.readsOnly)
+        if call.json == true { return printout.line(JSONValue.array(pending.map { $0.jsonValue(now: now) }).prettyText) }
+        guard !pending.isEmpty else { return printout.line("no approval requests are waiting") }
+        printout.line(
+            table(
+                ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "PAYLOAD"],
+                pending.map { item in
+                    [
+                        String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
+                        String((item.task.subject ?? "-").prefix(40)),
+                        Interval(milliseconds: now - item.approval.requestedAt).description,
+                        relative(item.approval.expiresAt, now: now), String(item.task.payloadSummary.prefix(60)),
+                    ]
+                }))
+        printout.line("\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
+        printout.line("decide: autonomy approve ID [--note TEXT] | autonomy reject ID --reason TEXT")
+    }
+
+    private func decision(_ call: GateRequest) throws -> Decision {
+        switch call.decision {
+        case "approve": return .approve(note: call.note)
+        case "reject": return .reject(reason: call.note ?? "")
+        default: throw CLIFailure("a decision is approve or reject", code: .usage)
+        }
+    }
+
+    private func prepareDecision(_ call: GateRequest) throws -> String {
+        guard let id = call.id, let keyText = call.publicKey else {
+            throw CLIFailure("a decision needs the request's id and the signer's public key", code: .usage)
+        }
+        let key: SSHPublicKey
+        do {
+            key = try SSHPublicKey(openSSH: keyText)
+        } catch {
+            throw CLIFailure("the signer's public key is not readable: \(error)", code: .usage)
+        }
+        return try store.decisionStatement(
+            approvalID: id, try decision(call), signerKey: key,
+            verifier: DecisionVerifier(settings: loaded.configuration.approvals),
+            settings: loaded.configuration.approvals, now: clock.now()
+        ).text
+    }
+
+    private func decide(_ call: GateRequest, _ printout: inout Printout) throws {
+        guard let statement = call.statement, let signature = call.signature else {
+            throw CLIFailure("a decision needs its signed statement and signature", code: .usage)
+        }
+        let approval = try store.decide(
+            SignedDecision(statement: statement, signature: signature),
+            verifier: DecisionVerifier(settings: loaded.configuration.approvals), channel: .cli, now: clock.now())
+        let by = approval.decidedBy ?? "?"
+        printout.line(
+            approval.state == .approved
+                ? "approval \(approval.id) approved by \(by): task \(approval.taskID) is queued to run"
+                : "approval \(approval.id) rejected by \(by): task \(approval.taskID) will not run")
+    }
+}
