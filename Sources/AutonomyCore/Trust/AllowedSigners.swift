@@ -81,7 +81,7 @@ public struct AllowedSigners: Sendable {
     private static func entry(_ line: String, number: Int) throws(SSHFormatError) -> Entry {
         var fields = tokens(line)
         guard fields.count >= 3 else { throw .malformed("expected PRINCIPALS [OPTIONS] KEYTYPE BASE64") }
-        let principals = fields.removeFirst().split(separator: ",").map(String.init)
+        let principals = unquote(fields.removeFirst()).split(separator: ",").map(String.init)
         var options: [String] = []
         // The options field is there when the next field is not a key type.
         if let first = fields.first, !["ssh-", "ecdsa-", "sk-"].contains(where: { first.hasPrefix($0) }) {
