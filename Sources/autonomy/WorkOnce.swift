@@ -41,6 +41,8 @@ struct WorkOnce: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The worker runs handlers by the map's rules: never rules someone else could have written.
+        try global.loadConfiguration(quiet: true).requireTrusted()
         let (loaded, store) = try global.open()
         let settings = loaded.configuration.worker
         var environment = ["AUTONOMY_DATABASE": store.path]

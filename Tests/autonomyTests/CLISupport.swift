@@ -59,15 +59,17 @@ final class Sandbox: Sendable {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     /// Runs `autonomy ARGS` with the sandbox's config and database in the environment.
-    func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> CLIResult
-    {
+    func run(
+        _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
+        executable: String = autonomyBinary
+    ) async throws -> CLIResult {
         var variables: [Environment.Key: String?] = [
             "AUTONOMY_CONFIG": configPath, "AUTONOMY_DATABASE": databasePath, "AUTONOMY_OPERATOR": "tester",
             "AUTONOMY_SIGNING_KEY": keyPath, "HOME": path, "AUTONOMY_GATE": nil,
         ]
         for (name, value) in environment { variables[Environment.Key(stringLiteral: name)] = value }
         let result = try await Subprocess.run(
-            .path(FilePath(autonomyBinary)), arguments: Arguments(arguments),
+            .path(FilePath(executable)), arguments: Arguments(arguments),
             environment: .inherit.updating(variables), workingDirectory: FilePath(path),
             input: .string(stdin ?? ""), output: .string(limit: 16 << 20), error: .string(limit: 1 << 20))
         let status: Int32
