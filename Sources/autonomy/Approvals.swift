@@ -76,7 +76,9 @@ struct DecisionOptions: ParsableArguments {
         // Sign only the decision that was asked for.
         let statement = try DecisionStatement(text: text)
         guard statement.approvalID == id, statement.decision == verdict, statement.note == note else {
-            throw CLIFailure("the statement offered for signing is not the decision asked for; nothing was signed", code: .internalError)
+            throw CLIFailure(
+                "the statement offered for signing is not the decision asked for; nothing was signed",
+                code: .internalError)
         }
         var decide = GateRequest(verb: .decide)
         (decide.statement, decide.signature) = (text, try signer.sign(text))
@@ -87,7 +89,8 @@ struct DecisionOptions: ParsableArguments {
 struct Approve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approve",
-        abstract: "Approve a pending request, signed with your SSH key: its task (exactly its current payload) may run.",
+        abstract:
+            "Approve a pending request, signed with your SSH key: its task (exactly its current payload) may run.",
         discussion: """
             The decision is an SSHSIG signature (namespace autonomy-decision) over the request, the \
             task, its type, its payload's SHA-256, the one attempt it allows and the window to run in \

@@ -44,6 +44,11 @@ struct ConfigCommand: AsyncParsableCommand {
                                 ])
                             }),
                         "components": .array(configuration.components.map { .string($0.name) }),
+                        "signers": .int(Int64(loaded.signersSummary().count)),
+                        "producers": .object([
+                            "users": .array(configuration.producers.users.keys.sorted().map { .string($0) }),
+                            "groups": .array(configuration.producers.groups.keys.sorted().map { .string($0) }),
+                        ]),
                         "warnings": .array(warnings.map { .string($0) }),
                     ]))
             }
@@ -83,6 +88,23 @@ struct ConfigCommand: AsyncParsableCommand {
             print(
                 "alerts:   \(channels.isEmpty ? "none" : channels.joined(separator: ", "))"
                     + (configuration.approvals.baseURL.map { "; one-click links from \($0)" } ?? ""))
+            let signers = loaded.signersSummary()
+            print(
+                "signers:  \(signers.count) key(s) may sign decisions"
+                    + (configuration.approvals.allowedSigners.map { " (\($0))" }
+                        ?? " (approvals.allowed_signers not set)")
+                    + ", approved tasks run within \(configuration.approvals.runWithin)")
+            let producers = configuration.producers
+            let entries =
+                producers.users.sorted { $0.key < $1.key }.map {
+                    "\($0.key): \($0.value.types.joined(separator: ", "))"
+                }
+                + producers.groups.sorted { $0.key < $1.key }.map {
+                    "group \($0.key): \($0.value.types.joined(separator: ", "))"
+                }
+            print(
+                "producers: " + (entries.isEmpty ? "none (the gate refuses everyone)" : entries.joined(separator: "; "))
+            )
             for type in types where !type.rules.isEmpty {
                 print(
                     "rules for \(type.name): "

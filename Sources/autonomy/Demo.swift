@@ -97,7 +97,9 @@ struct Demo: AsyncParsableCommand {
             let approval = try store.decide(
                 SignedDecision(statement: statement.text, signature: signature), verifier: verifier, channel: .cli,
                 now: clock.now())
-            print("   → approval \(approval.id) approved by \(approval.decidedBy ?? "?"), signed with \(approval.signerKey ?? "?")")
+            print(
+                "   → approval \(approval.id) approved by \(approval.decidedBy ?? "?"), signed with \(approval.signerKey ?? "?")"
+            )
         }
         let second = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in second.attempts {

@@ -75,7 +75,9 @@ struct Enqueue: AsyncParsableCommand {
         } else {
             request.type = type
             request.payload = payloadOptions.payload
-            if let file = payloadOptions.payloadFile { request.payloadBytes = try readInput(file, what: "payload file") }
+            if let file = payloadOptions.payloadFile {
+                request.payloadBytes = try readInput(file, what: "payload file")
+            }
             (request.priority, request.maxAttempts) = (priority, maxAttempts)
             (request.delay, request.runAt) = (delay, runAt)
             (request.key, request.source, request.subject) = (key, source, subject)

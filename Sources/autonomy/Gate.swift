@@ -139,7 +139,8 @@ struct Gate: AsyncParsableCommand {
         let service = QueueService(loaded: loaded, store: store, caller: .producer(policy), clock: try currentClock())
         let (answer, followUp) = await service.answer(request)
         GateWire.write(answer, to: connection)
-        printError("gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): \(request.verb.rawValue): exit \(answer.exit)")
+        printError(
+            "gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): \(request.verb.rawValue): exit \(answer.exit)")
         for line in await followUp?() ?? [] { printError(line) }
     }
 }

@@ -28,7 +28,9 @@ struct OperatorCommand: AsyncParsableCommand {
         var principal: String?
 
         func validate() throws {
-            if let principal, principal.isEmpty || principal.contains(where: { $0.isWhitespace || $0 == "," || $0 == "\"" }) {
+            if let principal,
+                principal.isEmpty || principal.contains(where: { $0.isWhitespace || $0 == "," || $0 == "\"" })
+            {
                 throw ValidationError("--principal is one name, without spaces, commas or quotes")
             }
         }
@@ -58,7 +60,8 @@ struct OperatorCommand: AsyncParsableCommand {
         private func create(_ path: String, _ text: String, mode: mode_t) throws {
             let descriptor = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode)
             guard descriptor >= 0 else {
-                let reason = errno == EEXIST ? "it exists already (nothing was overwritten)" : String(cString: strerror(errno))
+                let reason =
+                    errno == EEXIST ? "it exists already (nothing was overwritten)" : String(cString: strerror(errno))
                 throw CLIFailure("cannot write \(path): \(reason)", code: .cannotCreate)
             }
             defer { close(descriptor) }

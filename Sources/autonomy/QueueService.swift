@@ -106,7 +106,8 @@ struct QueueService {
         }
         let outcome = try store.enqueue(request, configuration: configuration, now: now, producer: caller.producer)
         if case .created(let task) = outcome, task.state == .awaitingApproval {
-            printout.note("note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
+            printout.note(
+                "note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
         }
         if case .existing(let task) = outcome {
             printout.note(
@@ -314,7 +315,9 @@ struct QueueService {
     private func approvals(_ call: GateRequest, _ printout: inout Printout) throws {
         let now = clock.now()
         let pending = try store.pendingApprovals(now: now, source: caller.readsOnly)
-        if call.json == true { return printout.line(JSONValue.array(pending.map { $0.jsonValue(now: now) }).prettyText) }
+        if call.json == true {
+            return printout.line(JSONValue.array(pending.map { $0.jsonValue(now: now) }).prettyText)
+        }
         guard !pending.isEmpty else { return printout.line("no approval requests are waiting") }
         printout.line(
             table(
@@ -327,7 +330,8 @@ struct QueueService {
                         relative(item.approval.expiresAt, now: now), String(item.task.payloadSummary.prefix(60)),
                     ]
                 }))
-        printout.line("\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
+        printout.line(
+            "\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
         printout.line("decide: autonomy approve ID [--note TEXT] | autonomy reject ID --reason TEXT")
     }
 

@@ -200,9 +200,13 @@ extension FirewallEndToEndTests {
         ).text
         let signed = SignedDecision(
             statement: statement, signature: try DecisionSigner.native(sandbox.operatorKey).sign(statement))
-        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: "wrong", signed, verifier: verifier, now: now) }
+        #expect(throws: ApprovalError.invalidToken) {
+            try store.decide(token: "wrong", signed, verifier: verifier, now: now)
+        }
         _ = try store.decide(token: token, signed, verifier: verifier, now: now)
-        #expect(throws: ApprovalError.invalidToken) { try store.decide(token: token, signed, verifier: verifier, now: now) }
+        #expect(throws: ApprovalError.invalidToken) {
+            try store.decide(token: token, signed, verifier: verifier, now: now)
+        }
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(sent(sandbox) == ["1"])
         let decided = try JSONValue.parse(try await sandbox.run(["tasks", "show", "1", "--json"]).stdout)

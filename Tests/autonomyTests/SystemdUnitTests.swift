@@ -16,12 +16,16 @@ import Testing
         FileManager.default.isExecutableFile(atPath: $0)
     }
 
+    static let units = [
+        "autonomy-worker.service", "autonomy-worker.timer", "autonomy-gate.socket", "autonomy-gate@.service",
+    ]
+
     /// The units as installed, but with ExecStart pointing at the binary just built.
-    private func installedCopies() throws -> (folder: String, service: String, timer: String) {
+    private func installedCopies() throws -> (folder: String, service: String, timer: String, all: [String]) {
         let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("units-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var paths: [String] = []
-        for name in ["autonomy-worker.service", "autonomy-worker.timer"] {
+        for name in Self.units {
             let text = try String(
                 contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent(name), encoding: .utf8
             )
@@ -30,7 +34,7 @@ import Testing
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             paths.append(path)
         }
-        return (folder, paths[0], paths[1])
+        return (folder, paths[0], paths[1], paths)
     }
 
     private func analyze(_ arguments: [String]) async throws -> (Int32, String) {
@@ -45,7 +49,7 @@ import Testing
     func theUnitsVerify() async throws {
         let units = try installedCopies()
         defer { try? FileManager.default.removeItem(atPath: units.folder) }
-        let (code, output) = try await analyze(["verify", units.service, units.timer])
+        let (code, output) = try await analyze(["verify"] + units.all)
         #expect(code == 0, "\(output)")
         #expect(!output.contains("Unknown"), "\(output)")
     }
@@ -58,6 +62,37 @@ import Testing
         let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") })
         let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
         #expect(score <= 2.0, "\(line)")
+    }
+
+    @Test(.enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"))
+    func theGateServiceIsRatedTwoOrLower() async throws {
+        let units = try installedCopies()
+        defer { try? FileManager.default.removeItem(atPath: units.folder) }
+        let (_, output) = try await analyze(["security", "--offline=true", units.all[3]])
+        let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") })
+        let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
+        #expect(score <= 2.0, "\(line)")
+    }
+
+    @Test func theGateListensForTheProducersGroupAndRunsOneGateAConnectionAsTheWorker() throws {
+        func unit(_ name: String) throws -> [String] {
+            try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent(name), encoding: .utf8)
+                .split(separator: "\n").map(String.init)
+        }
+        let socket = try unit("autonomy-gate.socket")
+        for line in [
+            "ListenStream=/run/autonomy/gate.sock", "Accept=yes", "SocketGroup=autonomy-producers", "SocketMode=0660",
+        ] {
+            #expect(socket.contains(line), "\(line)")
+        }
+        let service = try unit("autonomy-gate@.service")
+        for line in ["User=autonomy", "ExecStart=/usr/local/bin/autonomy gate", "StandardInput=socket"] {
+            #expect(service.contains(line), "\(line)")
+        }
+        // The answer goes back on the connection; nothing else the process prints may reach it.
+        #expect(service.contains("StandardOutput=journal"))
+        // In a user namespace of its own, every peer would look like "nobody" to SO_PEERCRED.
+        #expect(!service.contains { $0.hasPrefix("PrivateUsers=") })
     }
 
     @Test func theTimerRunsEveryMinuteAndCatchesUp() throws {

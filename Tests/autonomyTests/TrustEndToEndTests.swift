@@ -80,7 +80,8 @@ import Testing
         let strangerPath = sandbox.file("mallory_ed25519")
         try stranger.openSSHText.write(toFile: strangerPath, atomically: true, encoding: .utf8)
         let unlisted = try await sandbox.run(["approve", "1", "--key", strangerPath])
-        #expect(unlisted.status == 77 && unlisted.stderr.contains("not allowed to sign decisions"), "\(unlisted.stderr)")
+        #expect(
+            unlisted.status == 77 && unlisted.stderr.contains("not allowed to sign decisions"), "\(unlisted.stderr)")
         let unlistedReject = try await sandbox.run(["reject", "1", "--reason", "no", "--key", strangerPath])
         #expect(unlistedReject.status == 77)
         for result in [noKey, notAKey, unlisted, unlistedReject] {
@@ -107,7 +108,9 @@ import Testing
                 sql: #"UPDATE tasks SET payload = '{"to":"x@evil.org"}', payload_sha256 = ? WHERE id = 1"#,
                 arguments: [#"{"to":"x@evil.org"}"#.sha256Hex])
             try db.execute(sql: "UPDATE tasks SET type = 'send_sms' WHERE id = 2")
-            try db.execute(sql: "UPDATE approvals SET payload_sha256 = ? WHERE id = 1", arguments: [#"{"to":"x@evil.org"}"#.sha256Hex])
+            try db.execute(
+                sql: "UPDATE approvals SET payload_sha256 = ? WHERE id = 1",
+                arguments: [#"{"to":"x@evil.org"}"#.sha256Hex])
         }
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.status == 0)
@@ -171,8 +174,8 @@ import Testing
         #expect(try await sandbox.run(["work-once"]).status == 0)
     }
 
-    @Test func aConfigurationFileSomeoneElseLeftInTheFolderIsNotUsed() async throws {
-        guard geteuid() == 0 else { return }  // giving a file away needs root
+    @Test(.enabled(if: geteuid() == 0, "needs root to give a file to another user; skipped"))
+    func aConfigurationFileSomeoneElseLeftInTheFolderIsNotUsed() async throws {
         let sandbox = try Sandbox(config: Self.config())
         chown(sandbox.configPath, 65534, 65534)
         let result = try await sandbox.run(["status"], environment: ["AUTONOMY_CONFIG": ""])
@@ -223,7 +226,8 @@ import Testing
         #expect(halfClosed.answer?.exit == 64, "\(halfClosed.raw)")
         let empty = try await sandbox.exchangeWithGate([])
         #expect(empty.answer?.stderr.contains("closed before a whole request") == true, "\(empty.raw)")
-        let huge = [UInt8](#"{"verb":"enqueue","type":"report","payload":""#.utf8)
+        let huge =
+            [UInt8](#"{"verb":"enqueue","type":"report","payload":""#.utf8)
             + [UInt8](repeating: UInt8(ascii: "x"), count: 4 << 20) + [UInt8](#""}"#.utf8) + [10]
         let tooBig = try await sandbox.exchangeWithGate(huge)
         #expect(tooBig.answer?.stderr.contains("the request is over") == true, "\(tooBig.raw.prefix(300))")
@@ -246,7 +250,8 @@ import Testing
         defer { gate.stop() }
         let via = ["--gate", gate.socketPath]
         for arguments in [
-            ["enqueue", "wire_money"], ["enqueue", "report", "--payload", "{oops"], ["enqueue", "report", "--delay", "soon"],
+            ["enqueue", "wire_money"], ["enqueue", "report", "--payload", "{oops"],
+            ["enqueue", "report", "--delay", "soon"],
             ["tasks", "show", "99"], ["approve", "99"], ["reject", "99", "--reason", "no"],
         ] {
             let direct = try await sandbox.run(arguments)
@@ -266,7 +271,8 @@ import Testing
         let again = try await sandbox.run(["approve", "1"] + via)
         #expect(again.status == 1 && again.stderr.contains("already decided"))
         #expect(try await sandbox.run(["work-once"]).status == 0)
-        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done' AND source = '\(currentUserName)'") == 1)
+        #expect(
+            try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done' AND source = '\(currentUserName)'") == 1)
         #expect(gate.log.contains { $0.contains("gate: \(currentUserName) (uid") && $0.contains("enqueue: exit 0") })
     }
 
@@ -281,14 +287,19 @@ import Testing
     }
 
     /// The kernel, not the request, says who connected: a second Unix user is seen as itself.
-    @Test(.enabled(if: geteuid() == 0, "needs root to connect as a second user; skipped"))
+    static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: FileManager.default.isExecutableFile)
+
+    @Test(
+        .enabled(
+            if: geteuid() == 0 && setpriv != nil && getpwuid(65534) != nil,
+            "needs root, setpriv and a user 65534 to connect as a second user; skipped"))
     func anotherUserIsSeenAsItselfAndSeesOnlyItsOwnTasks() async throws {
-        guard let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: FileManager.default.isExecutableFile),
-            let nobody = getpwuid(65534).map({ String(cString: $0.pointee.pw_name) })
-        else { return }
+        let setpriv = try #require(Self.setpriv)
+        let nobody = String(cString: try #require(getpwuid(65534)).pointee.pw_name)
         let sandbox = try Sandbox(
             config: TrustEndToEndTests.config(
-                producers: #"{ "users": { "\#(nobody)": { "types": ["report"] }, "\#(currentUserName)": { "types": ["report"] } } }"#
+                producers:
+                    #"{ "users": { "\#(nobody)": { "types": ["report"] }, "\#(currentUserName)": { "types": ["report"] } } }"#
             ))
         _ = try await sandbox.run(["enqueue", "report", "--subject", "root's own"])
         chmod(sandbox.path, 0o755)

@@ -58,12 +58,54 @@ extension LoadedConfiguration {
                 warnings.append("task_types.\(type.name).handler.llm: no model is configured under gateway.models")
             }
         }
+        warnings += trustWarnings()
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) where type.safety == .dangerous {
             if notify.channels.isEmpty {
                 warnings.append(
                     "notify: no channel is configured, so nobody is alerted when a \(type.name) task waits for approval"
                 )
                 break
+            }
+        }
+        return warnings
+    }
+
+    /// Who may sign decisions, as `config check` reports it: the count, or why none can.
+    public func signersSummary() -> (count: Int, problem: String?) {
+        do {
+            let signers = try DecisionVerifier(settings: configuration.approvals).signers()
+            let count = signers.decisionSignerCount
+            return (count, count == 0 ? "\(signers.path) lists no key that may sign decisions" : nil)
+        } catch {
+            return (0, error.description)
+        }
+    }
+
+    /// What would stop the trust rules from working as written.
+    private func trustWarnings() -> [String] {
+        var warnings: [String] = []
+        if let path {
+            do {
+                try FileTrust.check(path, what: "the configuration")
+            } catch {
+                warnings.append("\(error.description) (work-once, gate, approve and reject refuse it)")
+            }
+        }
+        let (_, problem) = signersSummary()
+        if let problem, configuration.taskTypes.values.contains(where: \.canBeDangerous) {
+            warnings.append("approvals.allowed_signers: \(problem); nothing dangerous can be approved")
+        }
+        if let signersPath = configuration.approvals.allowedSigners,
+            let text = try? String(contentsOfFile: signersPath, encoding: .utf8)
+        {
+            warnings += AllowedSigners.parse(text, path: signersPath).warnings
+        }
+        let producers = configuration.producers
+        for (section, rules) in [("users", producers.users), ("groups", producers.groups)] {
+            for (name, rule) in rules.sorted(by: { $0.key < $1.key }) {
+                for type in rule.types where type != "*" && configuration.taskTypes[type] == nil {
+                    warnings.append("producers.\(section).\(name).types: \"\(type)\" is not a declared task type")
+                }
             }
         }
         return warnings

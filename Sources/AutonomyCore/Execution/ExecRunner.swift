@@ -203,7 +203,9 @@ public enum HandlerEnvironment {
     public static let passed: Set<String> = ["PATH", "HOME", "LANG", "TZ"]
 
     /// `PATH`, `HOME`, `LANG`, `TZ` and the `AUTONOMY_*` variables, less the withheld ones.
-    public static func minimal(from environment: [String: String], withholding withheld: Set<String>) -> [String: String] {
+    public static func minimal(from environment: [String: String], withholding withheld: Set<String>) -> [String:
+        String]
+    {
         var result = environment.filter { name, _ in
             (passed.contains(name) || name.hasPrefix("AUTONOMY_")) && !withheld.contains(name)
                 && name != "AUTONOMY_SIGNING_KEY"
@@ -217,7 +219,7 @@ extension Configuration {
     /// The environment variables that hold secrets: the webhook's signing secret and the models'
     /// API keys. Handlers get them only when their type names them in `pass_env`.
     public var secretVariableNames: Set<String> {
-        Set([notify.webhook?.secretEnv].compactMap { $0} + gateway.models.compactMap(\.apiKeyEnv))
+        Set([notify.webhook?.secretEnv].compactMap { $0 } + gateway.models.compactMap(\.apiKeyEnv))
     }
 }
 

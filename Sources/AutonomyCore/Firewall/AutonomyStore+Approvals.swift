@@ -171,7 +171,8 @@ extension AutonomyStore {
         _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel, now: Int64
     ) throws -> ApprovalRecord {
         let statement = try DecisionStatement(text: signed.statement)
-        let key = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+        let key = try verifier.verify(
+            signed.statement, signature: signed.signature, principal: statement.principal, at: now)
         return try write("decide an approval") { db in
             _ = try db.expireApprovals(now: now)
             return try record(statement, signed, key: key, channel: channel, db: db, now: now)
@@ -323,7 +324,8 @@ extension AutonomyStore {
         now: Int64
     ) throws -> ApprovalRecord {
         let statement = try DecisionStatement(text: signed.statement)
-        let key = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+        let key = try verifier.verify(
+            signed.statement, signature: signed.signature, principal: statement.principal, at: now)
         return try write("decide an approval by token") { db in
             _ = try db.expireApprovals(now: now)
             guard let approval = try approvalHolding(token: token, db: db), approval.id == statement.approvalID else {

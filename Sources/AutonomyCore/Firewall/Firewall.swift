@@ -82,7 +82,8 @@ extension Database {
             return "the decider recorded (\(approval.decidedBy ?? "none")) is not its signer (\(statement.principal))"
         }
         do {
-            _ = try verifier.verify(signed.statement, signature: signed.signature, principal: statement.principal, at: now)
+            _ = try verifier.verify(
+                signed.statement, signature: signed.signature, principal: statement.principal, at: now)
         } catch {
             return error.description
         }

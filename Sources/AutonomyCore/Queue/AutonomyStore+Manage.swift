@@ -133,7 +133,10 @@ extension AutonomyStore {
             }
             var counts: [TaskState: Int] = [:]
             var byType: [String: [TaskState: Int]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks WHERE 1 \(mine) GROUP BY type, state", arguments: arguments()) {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks WHERE 1 \(mine) GROUP BY type, state",
+                arguments: arguments())
+            {
                 let type: String = row["type"]
                 let stateText: String = row["state"]
                 let count: Int = row["n"]

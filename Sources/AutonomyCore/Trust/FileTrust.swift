@@ -28,7 +28,9 @@ public enum FileTrust {
         }
     }
 
-    private static func judge(_ path: String, _ info: stat, what: String, user: uid_t, folder: Bool) throws(FileTrustError) {
+    private static func judge(_ path: String, _ info: stat, what: String, user: uid_t, folder: Bool)
+        throws(FileTrustError)
+    {
         if info.st_uid != 0 && info.st_uid != user {
             throw FileTrustError(
                 message:

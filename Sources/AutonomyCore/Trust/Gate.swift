@@ -138,7 +138,8 @@ public enum GateError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notASocket:
-            return "standard input is not a Unix socket: 'autonomy gate' is started by autonomy-gate.socket, one process per connection"
+            return
+                "standard input is not a Unix socket: 'autonomy gate' is started by autonomy-gate.socket, one process per connection"
         case .tooLarge(let limit):
             return "the request is over \(limit) bytes"
         case .timedOut:
@@ -161,7 +162,9 @@ public enum GateWire {
 
     /// Reads one request (up to a newline, or the end of input) of at most `limit` bytes, waiting
     /// at most `timeout` in all.
-    public static func readRequest(from descriptor: Int32, limit: Int, timeout: Duration) throws(GateError) -> GateRequest {
+    public static func readRequest(from descriptor: Int32, limit: Int, timeout: Duration) throws(GateError)
+        -> GateRequest
+    {
         let deadline = ContinuousClock.now + timeout
         var data = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
@@ -169,7 +172,8 @@ public enum GateWire {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw .timedOut }
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let milliseconds = Int32(
+                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
             let ready = poll(&poller, 1, milliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
@@ -242,7 +246,9 @@ public enum GateWire {
     }
 
     /// Sends one request to the gate at `path` and waits for its answer.
-    public static func send(_ request: GateRequest, to path: String, timeout: Duration = .seconds(120)) throws(GateError) -> GateAnswer {
+    public static func send(_ request: GateRequest, to path: String, timeout: Duration = .seconds(120))
+        throws(GateError) -> GateAnswer
+    {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw .unreachable(path: path, reason: String(cString: strerror(errno))) }
         defer { close(descriptor) }
@@ -261,7 +267,8 @@ public enum GateWire {
             }
         }
         guard connected == 0 else {
-            let reason = errno == EACCES
+            let reason =
+                errno == EACCES
                 ? "permission denied (is this user in the producers group?)" : String(cString: strerror(errno))
             throw .unreachable(path: path, reason: reason)
         }
@@ -283,7 +290,9 @@ public enum GateWire {
             guard answer.count <= 256 << 20 else { throw .tooLarge(limit: 256 << 20) }
         }
         guard let decoded = try? JSONDecoder().decode(GateAnswer.self, from: Data(answer)) else {
-            throw .unreachable(path: path, reason: answer.isEmpty ? "it closed the connection without an answer" : "its answer is not understood")
+            throw .unreachable(
+                path: path,
+                reason: answer.isEmpty ? "it closed the connection without an answer" : "its answer is not understood")
         }
         return decoded
     }

@@ -87,7 +87,8 @@ public enum DecisionSigner: Sendable {
             }
         }
         guard let program = SSHKeygen.locate() else {
-            throw .signingFailed("\(path) is not an unencrypted Ed25519 key, and ssh-keygen is not installed to sign with it")
+            throw .signingFailed(
+                "\(path) is not an unencrypted Ed25519 key, and ssh-keygen is not installed to sign with it")
         }
         let publicKey: SSHPublicKey
         if let key = try? SSHPublicKey(openSSH: text.trimmingCharacters(in: .whitespacesAndNewlines)) {
@@ -124,7 +125,8 @@ public enum DecisionSigner: Sendable {
                 program, ["-Y", "sign", "-q", "-f", keyPath, "-n", SSHSignature.decisionNamespace],
                 input: Array(message.utf8))
             guard result.status == 0, result.stdout.contains("BEGIN SSH SIGNATURE") else {
-                throw .signingFailed("ssh-keygen -Y sign failed: \(result.stderr.isEmpty ? "exit \(result.status)" : result.stderr)")
+                throw .signingFailed(
+                    "ssh-keygen -Y sign failed: \(result.stderr.isEmpty ? "exit \(result.status)" : result.stderr)")
             }
             return result.stdout
         }
@@ -152,7 +154,9 @@ public enum SSHKeygen {
         _ program: String, message: [UInt8], signature: String, allowedSigners: String, principal: String
     ) -> Result {
         let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-sig-\(UUID().uuidString)")
-        guard mkdir(folder, 0o700) == 0 else { return Result(status: -1, stdout: "", stderr: "cannot make a temporary folder") }
+        guard mkdir(folder, 0o700) == 0 else {
+            return Result(status: -1, stdout: "", stderr: "cannot make a temporary folder")
+        }
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let file = (folder as NSString).appendingPathComponent("decision.sig")
         guard FileManager.default.createFile(atPath: file, contents: Data(signature.utf8)) else {

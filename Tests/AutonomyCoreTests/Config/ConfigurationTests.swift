@@ -53,6 +53,15 @@ import Testing
         ),
         (#"{"version": 1, "task_types": {"a": {}}}"#, "task_types.a.handler: missing"),
         (#"{"version": 1, "worker": {"lease": 60}}"#, "worker.lease: expected a string"),
+        (
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": -1}}}}"#,
+            "producers.users.bot.max_per_hour: expected 0 to 10000000"
+        ),
+        (#"{"version": 1, "approvals": {"run_within": "10s"}}"#, "approvals.run_within: expected from"),
+        (
+            #"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": ["x"], "pass_env": ["A=B"]}}}}}"#,
+            "task_types.a.handler.exec.pass_env[0]: not a valid environment variable name"
+        ),
         (#"{"version": 1, "timezone": "Mars/Olympus"}"#, "timezone: unknown time zone"),
         (#"{"version": 2}"#, "version: version 2 is not supported"),
         (#"{"task_types": {}}"#, "version: missing"),
@@ -113,6 +122,12 @@ import Testing
         #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
         #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .dangerous })
         #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .safe })
+        #expect(loaded.configuration.approvals.allowedSigners == "/etc/autonomy/allowed_signers")
+        let bot = try #require(loaded.configuration.producers.policy(user: "sales-bot", groups: []))
+        #expect(bot.allows(type: "send_email") && !bot.allows(type: "daily_report"))
+        #expect(
+            loaded.configuration.producers.policy(user: "someone", groups: ["agents"])?.allows(type: "daily_report")
+                == true)
     }
 }
 

@@ -25,7 +25,8 @@ struct SSHKeygenInteropTests {
         let signature = try DecisionSigner.native(key).sign(Golden.statement)
         let file = try folder.write("decision.sig", signature)
         let verdict = keygen(
-            ["-Y", "verify", "-f", signers, "-I", "elad", "-n", "autonomy-decision", "-s", file], input: Golden.statement)
+            ["-Y", "verify", "-f", signers, "-I", "elad", "-n", "autonomy-decision", "-s", file],
+            input: Golden.statement)
         #expect(verdict.status == 0, "\(verdict.stderr)")
         let otherNamespace = keygen(
             ["-Y", "verify", "-f", signers, "-I", "elad", "-n", "git", "-s", file], input: Golden.statement)
@@ -70,7 +71,8 @@ struct SSHKeygenInteropTests {
         let signature = try signer.sign(Golden.statement)
         let signers = try folder.write("allowed_signers", "elad \(signer.publicKey.openSSH)\n")
         let verifier = DecisionVerifier(allowedSignersPath: signers)
-        #expect(try verifier.verify(Golden.statement, signature: signature, principal: "elad", at: 0) == signer.publicKey)
+        #expect(
+            try verifier.verify(Golden.statement, signature: signature, principal: "elad", at: 0) == signer.publicKey)
         let tampered = Golden.statement.replacingOccurrences(of: "send_email", with: "wire_money")
         #expect(throws: TrustError.self) {
             try verifier.verify(tampered, signature: signature, principal: "elad", at: 0)

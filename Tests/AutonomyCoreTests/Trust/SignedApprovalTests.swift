@@ -8,7 +8,7 @@ import Testing
 @Suite struct SignedApprovalTests {
     private func held(_ fixture: Fixture, _ task: TaskRecord) async throws -> (ran: Bool, reason: String?) {
         let runner = ScriptedRunner()
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         let reason = try fixture.store.ledger(forTask: task.id).first { $0.event == "held" }?.detail?[path: "reason"]
         return (!runner.calls.isEmpty, report.skipped.first?.reason ?? reason?.stringValue)
     }
@@ -64,7 +64,7 @@ import Testing
             try db.execute(sql: "UPDATE tasks SET state = 'queued' WHERE id = ?", arguments: [second.id])
         }
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.map(\.task.id) == [first.id])
         #expect(try fixture.store.task(id: second.id)?.state == .awaitingApproval)
     }
@@ -106,12 +106,16 @@ import Testing
         _ = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
         let request = try #require(try fixture.store.pendingApprovals(now: fixture.clock.now()).first).approval
         let stranger = OpenSSHEd25519Key(comment: "mallory")
-        #expect(throws: TrustError.unknownSigner(fingerprint: stranger.publicKey.fingerprint, path: fixture.folder.file("allowed_signers"))) {
+        #expect(
+            throws: TrustError.unknownSigner(
+                fingerprint: stranger.publicKey.fingerprint, path: fixture.folder.file("allowed_signers"))
+        ) {
             try fixture.decide(request.id, .approve(note: nil), key: stranger)
         }
         // A statement changed after signing (a reject turned into an approve) fails its signature.
         var signed = try fixture.sign(request.id, .reject(reason: "no"))
-        signed.statement = signed.statement.replacingOccurrences(of: #""decision":"reject""#, with: #""decision":"approve""#)
+        signed.statement = signed.statement.replacingOccurrences(
+            of: #""decision":"reject""#, with: #""decision":"approve""#)
         #expect(throws: TrustError.self) {
             try fixture.store.decide(signed, verifier: fixture.verifier, channel: .cli, now: fixture.clock.now())
         }
