@@ -35,10 +35,21 @@ struct DecisionOptions: ParsableArguments {
             valueName: "file"))
     var key: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Sign only if the payload's SHA-256 starts with this (from 'autonomy approvals').", valueName: "prefix"))
+    var sha256: String?
+
+    @Flag(help: "Sign without asking, even on a terminal (the request is still shown).")
+    var yes = false
+
     @Option(help: .hidden)
     var by: String?
 
     func validate() throws {
+        if let sha256, sha256.count < 6 || !sha256.allSatisfy(\.isHexDigit) {
+            throw ValidationError("--sha256 takes at least 6 hex digits of the payload's SHA-256")
+        }
         if by != nil {
             throw ValidationError(
                 "--by is gone for decisions: a decision is signed, and the decider is the principal allowed_signers gives the key (--key FILE)"
@@ -73,12 +84,24 @@ struct DecisionOptions: ParsableArguments {
             emit(prepared)
             throw ExitCode(prepared.exit == 0 ? ExitCode.internalError.rawValue : prepared.exit)
         }
-        // Sign only the decision that was asked for.
+        // Sign only the decision that was asked for, about the payload the operator saw.
         let statement = try DecisionStatement(text: text)
         guard statement.approvalID == id, statement.decision == verdict, statement.note == note else {
             throw CLIFailure(
                 "the statement offered for signing is not the decision asked for; nothing was signed",
                 code: .internalError)
+        }
+        emit(GateAnswer(exit: 0, stderr: prepared.stderr))
+        if let sha256, !statement.payloadSHA256.hasPrefix(sha256.lowercased()) {
+            throw CLIFailure(
+                "the payload's SHA-256 is \(statement.payloadSHA256), not \(sha256)…: it changed since you looked; nothing was signed",
+                code: .notPermitted)
+        }
+        if !yes, isatty(STDIN_FILENO) == 1, isatty(STDERR_FILENO) == 1 {
+            FileHandle.standardError.write(Data("sign this decision? [y/N] ".utf8))
+            guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                throw CLIFailure("not signed; nothing was decided", code: .refused)
+            }
         }
         var decide = GateRequest(verb: .decide)
         (decide.statement, decide.signature) = (text, try signer.sign(text))

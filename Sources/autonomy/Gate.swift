@@ -27,10 +27,12 @@ enum Route {
         let socketPath = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
         var info = stat()
         guard stat(socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return .direct }
+        var own = stat()
         let configPath =
             global.config.flatMap { $0.isEmpty ? nil : $0 }
             ?? environment[ConfigLoader.configVariable].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (FileManager.default.fileExists(atPath: ConfigLoader.defaultConfigFile)
+            // Someone else's ./autonomy.json is not this user's map (and must not stop its commands).
+            ?? (stat(ConfigLoader.defaultConfigFile, &own) == 0 && own.st_uid == geteuid()
                 ? ConfigLoader.defaultConfigFile : nil)
         let databaseGiven = global.database != nil || (environment[ConfigLoader.databaseVariable] ?? "") != ""
         guard let configPath else { return databaseGiven ? .direct : .gate(socketPath) }
@@ -108,9 +110,11 @@ struct Gate: AsyncParsableCommand {
         } catch {
             throw CLIFailure(error.description, code: .usage)
         }
+        // One journal line per request; a producer's text never starts a line of its own there.
+        let who = "gate: \(Visible.text(peer.user)) (uid \(peer.uid), pid \(peer.pid))"
         let refuse = { (code: ExitCode, message: String) in
             GateWire.write(GateAnswer(exit: code.rawValue, stderr: "error: \(message)\n"), to: connection)
-            printError("gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): refused: \(message)")
+            printError("\(who): refused: \(Visible.text(message))")
         }
         let loaded: LoadedConfiguration
         let store: AutonomyStore

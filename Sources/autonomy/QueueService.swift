@@ -54,8 +54,17 @@ struct QueueService {
             case .tasksList: try tasksList(request, &printout)
             case .tasksShow: try tasksShow(request, &printout)
             case .approvals: try approvals(request, &printout)
-            case .prepareDecision: statement = try prepareDecision(request)
-            case .decide: try decide(request, &printout)
+            case .prepareDecision, .decide:
+                // Deciding means seeing any request: only an operator's account (read_all) may, and
+                // its decision still counts only by its signature.
+                if let producer = caller.readsOnly {
+                    throw TrustError.verbNotAllowed(producer: producer, verb: "decide")
+                }
+                if request.verb == .decide {
+                    try decide(request, &printout)
+                } else {
+                    (statement, printout.stderr) = try prepareDecision(request)
+                }
             }
         } catch {
             let (code, message) = failure(error)
@@ -321,18 +330,21 @@ struct QueueService {
         guard !pending.isEmpty else { return printout.line("no approval requests are waiting") }
         printout.line(
             table(
-                ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "PAYLOAD"],
+                ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "SHA256", "PAYLOAD"],
                 pending.map { item in
                     [
                         String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
-                        String((item.task.subject ?? "-").prefix(40)),
+                        Visible.text(String((item.task.subject ?? "-").prefix(40))),
                         Interval(milliseconds: now - item.approval.requestedAt).description,
-                        relative(item.approval.expiresAt, now: now), String(item.task.payloadSummary.prefix(60)),
+                        relative(item.approval.expiresAt, now: now), String(item.approval.payloadSHA256.prefix(12)),
+                        Visible.text(String(item.task.payloadSummary.prefix(60))),
                     ]
                 }))
         printout.line(
             "\nwhy: " + pending.map { "\($0.approval.id): \($0.approval.reason)" }.joined(separator: "\n     "))
-        printout.line("decide: autonomy approve ID [--note TEXT] | autonomy reject ID --reason TEXT")
+        printout.line(
+            "decide: autonomy approve ID [--sha256 PREFIX] [--note TEXT] | autonomy reject ID --reason TEXT"
+                + " (approve shows the whole payload before it signs)")
     }
 
     private func decision(_ call: GateRequest) throws -> Decision {
@@ -343,7 +355,8 @@ struct QueueService {
         }
     }
 
-    private func prepareDecision(_ call: GateRequest) throws -> String {
+    /// The statement to sign, and what it is about, shown in full before anything is signed.
+    private func prepareDecision(_ call: GateRequest) throws -> (statement: String, review: String) {
         guard let id = call.id, let keyText = call.publicKey else {
             throw CLIFailure("a decision needs the request's id and the signer's public key", code: .usage)
         }
@@ -353,11 +366,23 @@ struct QueueService {
         } catch {
             throw CLIFailure("the signer's public key is not readable: \(error)", code: .usage)
         }
-        return try store.decisionStatement(
+        let statement = try store.decisionStatement(
             approvalID: id, try decision(call), signerKey: key,
             verifier: DecisionVerifier(settings: loaded.configuration.approvals),
-            settings: loaded.configuration.approvals, now: clock.now()
-        ).text
+            settings: loaded.configuration.approvals, now: clock.now())
+        guard let task = try store.task(id: statement.taskID) else { throw ApprovalError.notFound(id) }
+        var review = [
+            "signing as \(statement.principal) (\(key.fingerprint)): \(statement.decision.rawValue) request \(id)",
+            "  task \(task.id)  \(task.type)  from \(task.source ?? "-")"
+                + (task.subject.map { "  subject: \(Visible.text($0))" } ?? ""),
+            "  attempt \(statement.attempt), to start by \(display(statement.validUntil, loaded.configuration))",
+            "  payload (sha256 \(statement.payloadSHA256)):",
+        ]
+        let payload = (try? JSONValue.parse(task.payload))?.prettyText ?? task.payload
+        review += payload.split(separator: "\n", omittingEmptySubsequences: false).map {
+            "    " + Visible.text(String($0))
+        }
+        return (statement.text, review.joined(separator: "\n") + "\n")
     }
 
     private func decide(_ call: GateRequest, _ printout: inout Printout) throws {
@@ -372,5 +397,22 @@ struct QueueService {
             approval.state == .approved
                 ? "approval \(approval.id) approved by \(by): task \(approval.taskID) is queued to run"
                 : "approval \(approval.id) rejected by \(by): task \(approval.taskID) will not run")
+    }
+}
+
+/// Text as a person can safely read it: control, format (bidi overrides, zero-width) and other
+/// invisible characters are shown as `\u{…}` escapes instead of acting on the terminal.
+enum Visible {
+    static func text(_ value: String) -> String {
+        var result = ""
+        for scalar in value.unicodeScalars {
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            default:
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }

@@ -120,6 +120,31 @@ import Testing
         #expect(reasons.contains { $0.contains("signed for type send_email") }, "\(reasons)")
     }
 
+    @Test func approveShowsTheWholePayloadAndSignsOnlyTheHashTheOperatorSaw() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        let payload = #"{"a_note":"\#(String(repeating: "x", count: 300))","to":"attacker@evil.org"}"#
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", payload])
+        let listed = try await sandbox.run(["approvals"])
+        let hash = payload.sha256Hex
+        #expect(listed.stdout.contains(String(hash.prefix(12))))
+        let wrong = try await sandbox.run(["approve", "1", "--sha256", "000000"])
+        #expect(wrong.status == 77 && wrong.stderr.contains("it changed since you looked"), "\(wrong.stderr)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM approvals WHERE state = 'pending'") == 1)
+        let right = try await sandbox.run(["approve", "1", "--sha256", String(hash.prefix(8))])
+        #expect(right.status == 0, "\(right.stderr)")
+        // The operator saw everything signed: the whole payload, not a summary cut before "to".
+        #expect(right.stderr.contains("attacker@evil.org") && right.stderr.contains(hash))
+        #expect(right.stderr.contains("signing as elad"))
+    }
+
+    @Test func aSubjectThatCouldHideTextFromTheOperatorIsRefused() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        for subject in ["invoice \u{202E}gpj.exe", "a\u{9B}31mred", "zero\u{200B}width"] {
+            let result = try await sandbox.run(["enqueue", "report", "--subject", subject])
+            #expect(result.status == 65 && result.stderr.contains("invisible formatting"), "\(result.stderr)")
+        }
+    }
+
     @Test func anApprovalOlderThanItsWindowDoesNotRun() async throws {
         let sandbox = try Sandbox(config: Self.config())
         _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
@@ -180,6 +205,14 @@ import Testing
         chown(sandbox.configPath, 65534, 65534)
         let result = try await sandbox.run(["status"], environment: ["AUTONOMY_CONFIG": ""])
         #expect(result.status == 78 && result.stderr.contains("is not yours"), "\(result.stderr)")
+        // Where the gate is, a file dropped in a shared folder does not stop a producer's commands.
+        let other = try Sandbox(config: GateEndToEndTests.config())
+        let gate = try GateListener(sandbox: other)
+        defer { gate.stop() }
+        let routed = try await sandbox.run(
+            ["enqueue", "report"],
+            environment: ["AUTONOMY_CONFIG": "", "AUTONOMY_DATABASE": "", "AUTONOMY_GATE": gate.socketPath])
+        #expect(routed.status == 0 && routed.stdout == "1\n", "\(routed.stderr)")
     }
 }
 
@@ -208,6 +241,15 @@ import Testing
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks") == 1)
     }
 
+    @Test func aProducerWithoutReadAllCannotDecideThroughTheGate() async throws {
+        let sandbox = try Sandbox(config: Self.config(types: #"["send_email"]"#))
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", "{}"])
+        var prepare = GateRequest(verb: .prepareDecision)
+        (prepare.id, prepare.decision, prepare.publicKey) = (1, "approve", sandbox.operatorKey.publicKey.openSSH)
+        let answer = try await sandbox.exchangeWithGate(prepare)
+        #expect(answer.exit == 77 && answer.statement == nil && !answer.stderr.contains("send_email"))
+    }
+
     @Test func aUserTheConfigurationDoesNotListIsRefused() async throws {
         let sandbox = try Sandbox(config: TrustEndToEndTests.config())
         let answer = try await sandbox.exchangeWithGate(GateRequest(verb: .status))
@@ -222,6 +264,10 @@ import Testing
         #expect(garbage.answer?.exit == 64 && garbage.answer?.stderr.contains("not JSON") == true, "\(garbage.raw)")
         let unknown = try await sandbox.exchangeWithGate(Array(#"{"verb":"drop_table"}"#.utf8) + [10])
         #expect(unknown.answer?.stderr.contains("unknown verb \"drop_table\"") == true, "\(unknown.raw)")
+        // A producer's text never forges a line of the journal.
+        let forging = try await sandbox.exchangeWithGate(
+            Array(#"{"verb":"x\ngate: root (uid 0, pid 1): enqueue: exit 0"}"#.utf8) + [10])
+        #expect(forging.stderr.split(separator: "\n").count == 1, "\(forging.stderr)")
         let halfClosed = try await sandbox.exchangeWithGate(Array(#"{"verb":"enqueue","type":"rep"#.utf8))
         #expect(halfClosed.answer?.exit == 64, "\(halfClosed.raw)")
         let empty = try await sandbox.exchangeWithGate([])
@@ -245,7 +291,7 @@ import Testing
     }
 
     @Test func theCommandsSayTheSameThroughTheGateAsDirectly() async throws {
-        let sandbox = try Sandbox(config: Self.config(types: #"["*"]"#))
+        let sandbox = try Sandbox(config: Self.config(types: #"["*"]"#, limits: #", "read_all": true"#))
         let gate = try GateListener(sandbox: sandbox)
         defer { gate.stop() }
         let via = ["--gate", gate.socketPath]

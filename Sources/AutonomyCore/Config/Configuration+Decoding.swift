@@ -755,6 +755,7 @@ extension NotifySettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case command
         case commandTimeout = "command_timeout"
+        case passEnv = "pass_env"
         case webhook
         case retryBackoff = "retry_backoff"
     }
@@ -772,6 +773,13 @@ extension NotifySettings: Decodable {
         }
         commandTimeout = try container.interval(
             .commandTimeout, default: commandTimeout, from: .seconds(1), to: .minutes(10))
+        passEnv = try container.decodeIfPresent([String].self, forKey: .passEnv) ?? []
+        for (index, name) in passEnv.enumerated() where name.isEmpty || name.contains("=") {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath + [CodingKeys.passEnv, ConfigKey(intValue: index)!],
+                    debugDescription: "not a valid environment variable name"))
+        }
         webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
         retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
         guard retryBackoff >= .seconds(1) else {

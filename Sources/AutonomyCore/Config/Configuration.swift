@@ -207,6 +207,8 @@ public struct NotifySettings: Sendable {
     /// `AUTONOMY_NOTIFY_TEXT`; exit 0 means delivered.
     public var command: [String]?
     public var commandTimeout: Interval = .seconds(30)
+    /// Variables the command gets from the worker's environment beyond the minimal set.
+    public var passEnv: [String] = []
     public var webhook: WebhookSettings?
     /// The first wait before a failed delivery is tried again; it doubles up to an hour.
     public var retryBackoff: Interval = .minutes(1)

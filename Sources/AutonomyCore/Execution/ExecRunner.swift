@@ -197,19 +197,20 @@ public struct ExecRunner: HandlerRunner {
     }
 }
 
-/// What a handler inherits from the worker: enough to run a program, and no secret it was not given.
+/// What a handler inherits from the worker: enough to run a program and to call `autonomy`, and
+/// no secret it was not given.
 public enum HandlerEnvironment {
-    /// The variables every handler gets when the worker has them.
-    public static let passed: Set<String> = ["PATH", "HOME", "LANG", "TZ"]
+    /// The variables every handler gets when the worker has them: the basics, and autonomy's own.
+    public static let passed: Set<String> = [
+        "PATH", "HOME", "LANG", "TZ", "AUTONOMY_CONFIG", "AUTONOMY_DATABASE", "AUTONOMY_LOG_LEVEL", "AUTONOMY_GATE",
+        "AUTONOMY_TEST_CLOCK_OFFSET",
+    ]
 
-    /// `PATH`, `HOME`, `LANG`, `TZ` and the `AUTONOMY_*` variables, less the withheld ones.
+    /// The `passed` variables the worker has, less the withheld ones.
     public static func minimal(from environment: [String: String], withholding withheld: Set<String>) -> [String:
         String]
     {
-        var result = environment.filter { name, _ in
-            (passed.contains(name) || name.hasPrefix("AUTONOMY_")) && !withheld.contains(name)
-                && name != "AUTONOMY_SIGNING_KEY"
-        }
+        var result = environment.filter { name, _ in passed.contains(name) && !withheld.contains(name) }
         if result["PATH"] == nil { result["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         return result
     }

@@ -175,7 +175,7 @@ extension AutonomyStore {
             signed.statement, signature: signed.signature, principal: statement.principal, at: now)
         return try write("decide an approval") { db in
             _ = try db.expireApprovals(now: now)
-            return try record(statement, signed, key: key, channel: channel, db: db, now: now)
+            return try record(statement, signed, key: key, verifier: verifier, channel: channel, db: db, now: now)
         }
     }
 
@@ -204,8 +204,8 @@ extension AutonomyStore {
     }
 
     private func record(
-        _ statement: DecisionStatement, _ signed: SignedDecision, key: SSHPublicKey, channel: DecisionChannel,
-        db: Database, now: Int64
+        _ statement: DecisionStatement, _ signed: SignedDecision, key: SSHPublicKey, verifier: DecisionVerifier,
+        channel: DecisionChannel, db: Database, now: Int64
     ) throws -> ApprovalRecord {
         let decision: Decision =
             statement.decision == .approve
@@ -228,6 +228,9 @@ extension AutonomyStore {
         }
         guard statement.validUntil > now else {
             throw TrustError.statementMismatch("its window ended at \(Timestamp.format(statement.validUntil))")
+        }
+        guard statement.validUntil - statement.at <= verifier.runWithin.milliseconds else {
+            throw TrustError.statementMismatch("its window is longer than approvals.run_within (\(verifier.runWithin))")
         }
         let state: ApprovalState
         let decider = statement.principal
@@ -332,7 +335,8 @@ extension AutonomyStore {
                 throw ApprovalError.invalidToken
             }
             do {
-                return try record(statement, signed, key: key, channel: channel, db: db, now: now)
+                return try record(
+                    statement, signed, key: key, verifier: verifier, channel: channel, db: db, now: now)
             } catch ApprovalError.missingReason {
                 throw ApprovalError.missingReason
             } catch is ApprovalError {

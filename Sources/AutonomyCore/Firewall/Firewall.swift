@@ -38,7 +38,13 @@ extension Database {
         let changed = hash != task.storedSHA256
         guard rating.safety == .dangerous || changed else { return .run(approvalID: nil, signedBy: nil) }
         if let approval = try approvalAllowing(taskID: task.id, payloadSHA256: hash) {
-            switch Self.signatureProblem(approval, task: task, payloadSHA256: hash, verifier: verifier, now: now) {
+            var problem = Self.signatureProblem(approval, task: task, payloadSHA256: hash, verifier: verifier, now: now)
+            // `used_at` and the attempt count are columns a database writer can reset; the ledger's
+            // hash chain remembers every claim (and `ledger verify` shows a row taken out of it).
+            if problem == nil, try approvalWasClaimed(approval.id, taskID: task.id) {
+                problem = "an earlier attempt already used it (the ledger has its claim)"
+            }
+            switch problem {
             case nil:
                 return .run(approvalID: approval.id, signedBy: approval.decidedBy)
             case let problem?:
@@ -75,7 +81,8 @@ extension Database {
         guard statement.attempt == task.attempts + 1 else {
             return "it was signed for attempt \(statement.attempt), this would be attempt \(task.attempts + 1)"
         }
-        guard now <= statement.validUntil else {
+        guard now <= statement.validUntil, statement.validUntil - statement.at <= verifier.runWithin.milliseconds
+        else {
             return "it was to run by \(Timestamp.format(statement.validUntil)) (approvals.run_within)"
         }
         guard approval.decidedBy == statement.principal else {
@@ -88,5 +95,15 @@ extension Database {
             return error.description
         }
         return nil
+    }
+
+    /// Whether a claim that used this approval is already in the ledger.
+    func approvalWasClaimed(_ approvalID: Int64, taskID: Int64) throws -> Bool {
+        try Bool.fetchOne(
+            cachedStatement(
+                sql: """
+                    SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND event = 'claimed'
+                                   AND json_extract(detail, '$.approval_id') = ?)
+                    """), arguments: [taskID, approvalID]) == true
     }
 }

@@ -46,7 +46,9 @@ public struct ChannelNotifier: Notifier {
         else {
             return "\(argv[0]): not found"
         }
-        var variables = environment
+        // The alert program gets what a handler would, and the variables notify.pass_env names.
+        var variables = HandlerEnvironment.minimal(from: environment, withholding: [])
+        for name in settings.passEnv { variables[name] = environment[name] }
         variables["AUTONOMY_NOTIFY_TEXT"] = message.text
         variables["AUTONOMY_NOTIFY_EVENT"] = message.event.rawValue
         let processEnvironment = Environment.custom(

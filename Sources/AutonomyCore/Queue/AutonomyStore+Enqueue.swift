@@ -142,14 +142,14 @@ extension AutonomyStore {
         let request = task.request
         if let key = request.key,
             let existing = try TaskRecord.fetchOne(
-                db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ?"),
-                arguments: [key])
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(TaskRecord.columns) FROM tasks WHERE idempotency_key = ? AND ifnull(source, '') = ?
+                        """),
+                arguments: [key, request.source ?? ""])
         {
-            // A producer never learns of another's task through its key.
-            guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256,
-                producer == nil || existing.source == producer?.name
-            else {
-                throw QueueError.keyConflict(key: key, existingID: producer == nil ? existing.id : nil)
+            guard existing.type == request.type, existing.payloadSHA256 == task.payloadSHA256 else {
+                throw QueueError.keyConflict(key: key, existingID: existing.id)
             }
             return .existing(existing)
         }

@@ -109,8 +109,13 @@ extension EnqueueRequest {
             if let value, value.utf8.count > 1024 {
                 throw .invalidRequest("\(name) must be at most 1024 bytes")
             }
-            if let value, value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                throw .invalidRequest("\(name) must not contain control characters")
+            // Shown to the operator: nothing that hides or reorders text (C1 controls, bidi overrides).
+            if let value,
+                value.unicodeScalars.contains(where: {
+                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
+                })
+            {
+                throw .invalidRequest("\(name) must not contain control or invisible formatting characters")
             }
         }
         // Far enough for any real schedule, near enough that no time arithmetic can overflow.

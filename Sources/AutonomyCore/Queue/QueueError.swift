@@ -4,7 +4,7 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidPayload(String)
     case payloadTooLarge(bytes: Int, limit: Int)
     case invalidRequest(String)
-    case keyConflict(key: String, existingID: Int64?)
+    case keyConflict(key: String, existingID: Int64)
     case taskNotFound(Int64)
     case notCancellable(id: Int64, state: TaskState)
     case notRetryable(id: Int64, state: TaskState)
@@ -25,11 +25,9 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
                 "the payload is \(bytes) bytes, over the limit of \(limit) (queue.max_payload_bytes); pass a reference to the data instead"
         case .invalidRequest(let reason):
             return reason
-        case .keyConflict(let key, let id?):
+        case .keyConflict(let key, let id):
             return
                 "idempotency key \"\(key)\" already belongs to task \(id) with a different type or payload; use a new key"
-        case .keyConflict(let key, nil):
-            return "idempotency key \"\(key)\" is already taken; use a new key"
         case .taskNotFound(let id):
             return "no task \(id) (see 'autonomy tasks list')"
         case .notCancellable(let id, let state):

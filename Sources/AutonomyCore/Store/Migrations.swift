@@ -151,6 +151,11 @@ enum Migrations {
                     ALTER TABLE approvals ADD COLUMN statement TEXT;
                     ALTER TABLE approvals ADD COLUMN signature TEXT;
                     ALTER TABLE approvals ADD COLUMN signer_key TEXT;
+                    -- An idempotency key is its producer's own: one producer can neither take another's key
+                    -- nor learn through it that another's task exists.
+                    DROP INDEX tasks_key;
+                    CREATE UNIQUE INDEX tasks_key ON tasks (idempotency_key, ifnull(source, ''))
+                        WHERE idempotency_key IS NOT NULL;
                     -- Producers' hourly limits count their tasks and the approval requests they caused.
                     CREATE INDEX tasks_source ON tasks (source, created_at) WHERE source IS NOT NULL;
                     CREATE INDEX approvals_requested ON approvals (requested_at);

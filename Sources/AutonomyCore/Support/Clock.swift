@@ -23,8 +23,9 @@ public final class ManualClock: WallClock {
     public func set(_ value: Int64) { current.withLock { $0 = value } }
 }
 
-/// A clock shifted by a fixed offset from the real one. The binary uses it when
-/// `AUTONOMY_TEST_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without waiting.
+/// A clock shifted by a fixed offset from the real one. Debug builds of the binary use it when
+/// `AUTONOMY_TEST_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without waiting;
+/// release builds never read that variable.
 public struct OffsetClock: WallClock {
     public var offset: Interval
     public init(offset: Interval) { self.offset = offset }

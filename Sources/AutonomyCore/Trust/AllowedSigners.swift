@@ -23,23 +23,13 @@ public struct AllowedSigners: Sendable {
         }
 
         func allows(namespace: String, at now: Int64) -> Bool {
-            if let namespaces, !namespaces.contains(where: { fnmatch($0, namespace, 0) == 0 }) { return false }
+            if let namespaces, !PatternList.matches(namespaces, namespace) { return false }
             if let validAfter, now < validAfter { return false }
             if let validBefore, now > validBefore { return false }
             return true
         }
 
-        func matches(principal: String) -> Bool {
-            var matched = false
-            for pattern in principals {
-                if pattern.hasPrefix("!") {
-                    if fnmatch(String(pattern.dropFirst()), principal, 0) == 0 { return false }
-                } else if fnmatch(pattern, principal, 0) == 0 {
-                    matched = true
-                }
-            }
-            return matched
-        }
+        func matches(principal: String) -> Bool { PatternList.matches(principals, principal) }
     }
 
     /// The file these came from.
@@ -166,6 +156,11 @@ public struct AllowedSigners: Sendable {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = utc ? .gmt : .current
         guard let date = calendar.date(from: components) else { return nil }
+        // A date the calendar had to mend (month 13, 31 February) is no date: the line is skipped.
+        let back = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        guard back.year == components.year, back.month == components.month, back.day == components.day,
+            back.hour == components.hour, back.minute == components.minute, back.second == components.second
+        else { return nil }
         return Int64(date.timeIntervalSince1970 * 1000)
     }
 
@@ -186,8 +181,49 @@ public struct AllowedSigners: Sendable {
         }
     }
 
-    /// How many keys may sign decisions.
+    /// How many lines let a key sign decisions (at some time).
     public var decisionSignerCount: Int {
-        entries.filter { $0.namespaces?.contains(SSHSignature.decisionNamespace) ?? true }.count
+        entries.filter {
+            !$0.certificateAuthority
+                && $0.namespaces.map { PatternList.matches($0, SSHSignature.decisionNamespace) } ?? true
+        }.count
+    }
+}
+
+/// OpenSSH's pattern lists (`match_pattern_list`): `*` and `?` are wildcards, nothing else is; an
+/// entry starting with `!` excludes what it matches, whatever else matches.
+enum PatternList {
+    static func matches(_ patterns: [String], _ text: String) -> Bool {
+        var matched = false
+        for pattern in patterns {
+            if pattern.hasPrefix("!") {
+                if matches(Array(pattern.dropFirst().unicodeScalars), Array(text.unicodeScalars)) { return false }
+            } else if matches(Array(pattern.unicodeScalars), Array(text.unicodeScalars)) {
+                matched = true
+            }
+        }
+        return matched
+    }
+
+    private static func matches(_ pattern: [Unicode.Scalar], _ text: [Unicode.Scalar]) -> Bool {
+        var (p, t) = (0, 0)
+        var star: (pattern: Int, text: Int)?
+        while t < text.count {
+            if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
+                p += 1
+                t += 1
+            } else if p < pattern.count, pattern[p] == "*" {
+                star = (p, t)
+                p += 1
+            } else if let last = star {
+                p = last.pattern + 1
+                t = last.text + 1
+                star = (last.pattern, last.text + 1)
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == "*" { p += 1 }
+        return p == pattern.count
     }
 }

@@ -9,6 +9,10 @@ public enum FileTrust {
     ///
     /// - Throws: `FileTrustError` naming the file or folder and the command that fixes it.
     public static func check(_ path: String, what: String, user: uid_t = geteuid()) throws(FileTrustError) {
+        // The folders of the path as written (a symbolic link can be swapped where it stands), then
+        // the file it leads to and that file's folders.
+        let written = ConfigLoader.absolutePath(path)
+        try checkFolders(above: written, what: what, user: user)
         guard let resolved = realpath(path, nil) else {
             throw FileTrustError(message: "\(what) \(path): \(String(cString: strerror(errno)))")
         }
@@ -19,7 +23,12 @@ public enum FileTrust {
             throw FileTrustError(message: "\(what) \(real): \(String(cString: strerror(errno)))")
         }
         try judge(real, info, what: what, user: user, folder: false)
-        var folder = (real as NSString).deletingLastPathComponent
+        if real != written { try checkFolders(above: real, what: what, user: user) }
+    }
+
+    private static func checkFolders(above path: String, what: String, user: uid_t) throws(FileTrustError) {
+        var info = stat()
+        var folder = (path as NSString).deletingLastPathComponent
         while !folder.isEmpty {
             guard stat(folder, &info) == 0 else { break }
             try judge(folder, info, what: "the folder \(folder) holding \(what)", user: user, folder: true)

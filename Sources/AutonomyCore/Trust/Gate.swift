@@ -226,9 +226,20 @@ public enum GateWire {
         }
     }
 
-    /// Writes the whole answer and closes the sending side.
+    /// The largest answer the gate sends; a larger one is replaced by an error that says so.
+    public static let answerLimit = 64 << 20
+
+    /// Writes the whole answer and closes the sending side. A client that stops reading holds the
+    /// gate at most 10 seconds.
     public static func write(_ answer: GateAnswer, to descriptor: Int32) {
+        var answer = answer
+        if answer.stdout.utf8.count + answer.stderr.utf8.count > answerLimit {
+            answer = GateAnswer(
+                exit: 65, stderr: "error: the answer is over \(answerLimit >> 20) MiB: ask for less (--limit)\n")
+        }
         guard let data = try? JSONEncoder().encode(answer) else { return }
+        var limit = timeval(tv_sec: 10, tv_usec: 0)
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         writeAll(Array(data) + [UInt8(ascii: "\n")], to: descriptor)
         shutdown(descriptor, Int32(SHUT_WR))
     }

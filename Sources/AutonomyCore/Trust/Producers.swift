@@ -20,17 +20,23 @@ public struct ProducerSettings: Sendable {
     public var groups: [String: ProducerRule] = [:]
     public init() {}
 
-    /// The rules for a Unix user: its own entry when it has one; else its groups' entries together
-    /// (every type any of them allows, the highest of their limits); nil when none applies.
+    /// The rules for a Unix user: its own entry when it has one; else its groups' entries together:
+    /// every type any of them allows, `read_all` if any gives it, and each limit the highest among
+    /// the entries that allow types (so a group that only lets operators read lifts no limit). Nil
+    /// when no entry applies.
     public func policy(user: String, groups memberOf: [String]) -> ProducerPolicy? {
         if let rule = users[user] { return ProducerPolicy(name: user, rule: rule) }
         let rules = memberOf.compactMap { groups[$0] }
-        guard var merged = rules.first else { return nil }
-        for rule in rules.dropFirst() {
-            merged.types += rule.types
-            merged.maxPerHour = higher(merged.maxPerHour, rule.maxPerHour)
-            merged.maxDangerousPerHour = higher(merged.maxDangerousPerHour, rule.maxDangerousPerHour)
-            merged.readAll = merged.readAll || rule.readAll
+        guard !rules.isEmpty else { return nil }
+        var merged = ProducerRule()
+        merged.types = rules.flatMap(\.types)
+        merged.readAll = rules.contains { $0.readAll }
+        let granting = rules.filter { !$0.types.isEmpty }
+        if let first = granting.first {
+            merged.maxPerHour = granting.dropFirst().reduce(first.maxPerHour) { higher($0, $1.maxPerHour) }
+            merged.maxDangerousPerHour = granting.dropFirst().reduce(first.maxDangerousPerHour) {
+                higher($0, $1.maxDangerousPerHour)
+            }
         }
         return ProducerPolicy(name: user, rule: merged)
     }

@@ -5,16 +5,20 @@ import Foundation
 public struct DecisionVerifier: Sendable {
     /// The `allowed_signers` file; nil means nobody may decide.
     public var allowedSignersPath: String?
-    /// Where `ssh-keygen` is, for keys that are not Ed25519.
+    /// Where `ssh-keygen` is, for keys that are not Ed25519; nil looks for it in `PATH` when one
+    /// is needed (never for an Ed25519 key, so the claim path does not search for it).
     public var sshKeygen: String?
+    /// The longest window a statement may give its task to start in (`approvals.run_within`).
+    public var runWithin: Interval
 
-    public init(allowedSignersPath: String?, sshKeygen: String? = SSHKeygen.locate()) {
+    public init(allowedSignersPath: String?, sshKeygen: String? = nil, runWithin: Interval = .hours(24)) {
         self.allowedSignersPath = allowedSignersPath
         self.sshKeygen = sshKeygen
+        self.runWithin = runWithin
     }
 
     public init(settings: ApprovalSettings) {
-        self.init(allowedSignersPath: settings.allowedSigners)
+        self.init(allowedSignersPath: settings.allowedSigners, runWithin: settings.runWithin)
     }
 
     /// The operators' keys, read now.
@@ -48,7 +52,7 @@ public struct DecisionVerifier: Sendable {
             else { throw .badSignature("it does not verify with \(signature.publicKey.fingerprint)") }
             return signature.publicKey
         }
-        guard let sshKeygen else {
+        guard let sshKeygen = sshKeygen ?? SSHKeygen.locate() else {
             throw .badSignature("\(signature.publicKey.type) keys are checked by ssh-keygen, which is not installed")
         }
         let verdict = SSHKeygen.verify(

@@ -40,8 +40,8 @@ struct SSHKeygenInteropTests {
         let signed = keygen(["-Y", "sign", "-q", "-f", keyPath, "-n", "autonomy-decision"], input: Golden.statement)
         #expect(signed.status == 0)
         let signers = try folder.write("allowed_signers", "elad \(publicKey.openSSH)\n")
-        // Only the native path: no ssh-keygen for the verifier.
-        let verifier = DecisionVerifier(allowedSignersPath: signers, sshKeygen: nil)
+        // An Ed25519 signature is checked natively: a verifier whose ssh-keygen is missing still accepts it.
+        let verifier = DecisionVerifier(allowedSignersPath: signers, sshKeygen: "/nonexistent/ssh-keygen")
         #expect(try verifier.verify(Golden.statement, signature: signed.stdout, principal: "elad", at: 0) == publicKey)
         #expect(throws: TrustError.self) {
             try verifier.verify(Golden.statement + " ", signature: signed.stdout, principal: "elad", at: 0)
@@ -113,6 +113,20 @@ struct SSHKeygenInteropTests {
         #expect(signers.allows(elad.publicKey, as: "anyone", at: 0))
         #expect(!signers.allows(elad.publicKey, as: "mallory", at: 0))
         #expect(signers.principal(for: elad.publicKey, at: 0) == nil)  // no plain name to sign as
+    }
+
+    @Test func linesSSHKeygenWouldRefuseGrantNothing() {
+        let text = """
+            excluded namespaces="*,!autonomy-decision" \(elad.publicKey.openSSH)
+            bad-date valid-before="20261399" \(mallory.publicKey.openSSH)
+            """
+        let signers = AllowedSigners.parse(text, path: "f")
+        #expect(signers.principal(for: elad.publicKey, at: 0) == nil)
+        #expect(signers.decisionSignerCount == 0)
+        #expect(signers.entries.count == 1 && signers.warnings.count == 1)
+        // Only * and ? are wildcards, as in OpenSSH: brackets are plain characters.
+        #expect(PatternList.matches(["[ab]*"], "[ab]x") && !PatternList.matches(["[ab]*"], "ax"))
+        #expect(PatternList.matches(["ops-?"], "ops-1") && !PatternList.matches(["ops-?"], "ops-12"))
     }
 
     @Test func anAllowedSignersFileOthersCanWriteIsRefused() throws {

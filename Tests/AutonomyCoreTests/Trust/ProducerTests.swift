@@ -14,7 +14,8 @@ let producerMap = """
       "producers": {
         "users": { "bot": { "types": ["report", "deploy"], "max_per_hour": 5, "max_dangerous_per_hour": 2 } },
         "groups": { "agents": { "types": ["report"], "max_per_hour": 10 },
-                    "deployers": { "types": ["deploy"] } }
+                    "deployers": { "types": ["deploy"] },
+                    "ops": { "read_all": true } }
       }
     }
     """
@@ -27,6 +28,9 @@ let producerMap = """
         #expect(both.allows(type: "report") && both.allows(type: "deploy"))
         #expect(both.rule.maxPerHour == nil)  // the highest of 10 and no limit
         #expect(producers.policy(user: "stranger", groups: ["users"]) == nil)
+        // A group that only lets its members read lifts no limit of another.
+        let reader = try #require(producers.policy(user: "carol", groups: ["agents", "ops"]))
+        #expect(reader.rule.maxPerHour == 10 && reader.rule.readAll && !reader.allows(type: "deploy"))
     }
 
     @Test func aProducerEnqueuesOnlyItsTypesUnderItsOwnName() throws {
@@ -76,19 +80,28 @@ let producerMap = """
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks WHERE source = 'bot'") == 6)
     }
 
-    @Test func aProducerNeverLearnsOfAnothersTaskThroughItsKey() throws {
+    @Test func anIdempotencyKeyIsItsProducersOwn() throws {
         let fixture = try Fixture(map: producerMap)
         let producers = fixture.configuration.producers
         let bot = try #require(producers.policy(user: "bot", groups: []))
         let alice = try #require(producers.policy(user: "alice", groups: ["agents"]))
-        _ = try fixture.store.enqueue(
-            EnqueueRequest(type: "report", key: "k"), configuration: fixture.configuration, now: fixture.clock.now(),
-            producer: bot)
-        #expect(throws: QueueError.keyConflict(key: "k", existingID: nil)) {
-            try fixture.store.enqueue(
-                EnqueueRequest(type: "report", key: "k"), configuration: fixture.configuration,
-                now: fixture.clock.now(), producer: alice)
+        let bots = try fixture.store.enqueue(
+            EnqueueRequest(type: "report", key: "report-2026-11-25"), configuration: fixture.configuration,
+            now: fixture.clock.now(), producer: bot)
+        // Another producer with the same key gets a task of its own: it neither takes nor sees the bot's.
+        let alices = try fixture.store.enqueue(
+            EnqueueRequest(type: "report", payload: #"{"other":true}"#, key: "report-2026-11-25"),
+            configuration: fixture.configuration, now: fixture.clock.now(), producer: alice)
+        guard case .created(let mine) = alices, case .created(let theirs) = bots else {
+            Issue.record("both enqueues should create a task")
+            return
         }
+        #expect(mine.id != theirs.id && mine.source == "alice")
+        // The same key again is each one's own task.
+        let again = try fixture.store.enqueue(
+            EnqueueRequest(type: "report", key: "report-2026-11-25"), configuration: fixture.configuration,
+            now: fixture.clock.now(), producer: bot)
+        #expect(again == .existing(theirs))
     }
 
     @Test func aProducerReadsItsOwnTasksOnly() throws {
@@ -123,6 +136,12 @@ let producerMap = """
         chmod(folder.path, 0o1777)  // the sticky bit: nobody can replace another's file
         try FileTrust.check(path, what: "the configuration")
         chmod(folder.path, 0o755)
+        // A link to a good file, standing in a folder anyone may write, can be swapped: refused.
+        let open = folder.file("open")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        chmod(open, 0o777)
+        try FileManager.default.createSymbolicLink(atPath: open + "/autonomy.json", withDestinationPath: path)
+        #expect(throws: FileTrustError.self) { try FileTrust.check(open + "/autonomy.json", what: "the configuration") }
     }
 
     @Test(.enabled(if: geteuid() == 0, "needs root to give a file to another user"))
@@ -139,7 +158,7 @@ let producerMap = """
         let worker = [
             "PATH": "/usr/bin:/bin", "HOME": "/var/lib/autonomy", "LANG": "C.UTF-8", "TZ": "UTC",
             "OPENAI_API_KEY": "sk-secret", "AWS_SECRET_ACCESS_KEY": "x", "AUTONOMY_CONFIG": "/etc/a.json",
-            "AUTONOMY_WEBHOOK_SECRET": "w", "AUTONOMY_SIGNING_KEY": "/home/elad/key",
+            "AUTONOMY_WEBHOOK_SECRET": "w", "AUTONOMY_SIGNING_KEY": "/home/elad/key", "AUTONOMY_BOT_TOKEN": "t",
         ]
         let minimal = HandlerEnvironment.minimal(from: worker, withholding: ["AUTONOMY_WEBHOOK_SECRET"])
         #expect(

@@ -69,6 +69,24 @@ import Testing
         #expect(try fixture.store.task(id: second.id)?.state == .awaitingApproval)
     }
 
+    @Test func anApprovalUsedOnceCannotBeReplayedByResettingTheTask() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
+        let request = try #require(try fixture.store.pendingApprovals(now: fixture.clock.now()).first).approval
+        try fixture.decide(request.id, .approve(note: nil))
+        let runner = ScriptedRunner()
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
+        #expect(runner.calls.count == 1)
+        // Someone with the database makes the task and its approval look unused again.
+        try fixture.store.write("reset") { db in
+            try db.execute(sql: "UPDATE tasks SET state = 'queued', attempts = 0 WHERE id = ?", arguments: [task.id])
+            try db.execute(sql: "UPDATE approvals SET used_at = NULL")
+        }
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
+        #expect(runner.calls.count == 1)
+        #expect(report.skipped.first?.reason.contains("an earlier attempt already used it") == true)
+    }
+
     @Test func aForgedDeciderNameIsNoApproval() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("deploy", #"{"version":"1.2"}"#)
