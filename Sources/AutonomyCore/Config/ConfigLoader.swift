@@ -134,6 +134,12 @@ public enum ConfigLoader {
         for type in configuration.taskTypes.values where type.verify.isEmpty {
             advice.append("task_types.\(type.name).verify: no verifier, so \"done\" only means the handler exited 0")
         }
+        for type in configuration.taskTypes.values
+        where type.safety == .safe && type.rules.contains(where: { $0.safety == .dangerous }) {
+            advice.append(
+                "task_types.\(type.name).rules: the type is rated safe and only deny rules guard it, so a payload no rule foresaw runs without approval; rate it dangerous and let safe rules (with only_keys) allow the payloads you know"
+            )
+        }
         for type in configuration.taskTypes.values where type.safetyDefaulted {
             advice.append(
                 "task_types.\(type.name).safety: not set, so the type is rated dangerous (every task waits for approval)"

@@ -468,6 +468,7 @@ extension SafetyRule: Decodable {
         case oneOf = "one_of"
         case suffix, regex, safety
         case ignoreCase = "ignore_case"
+        case onlyKeys = "only_keys"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -513,9 +514,19 @@ extension SafetyRule: Decodable {
                 CodingKeys.safety, at: decoder.codingPath,
                 "missing: the rating this rule gives, \"safe\" or \"dangerous\"")
         }
+        let safety = try container.decode(Safety.self, forKey: .safety)
+        let onlyKeys = try container.decodeIfPresent([String].self, forKey: .onlyKeys)
+        if onlyKeys != nil, safety == .dangerous {
+            throw DecodingError.dataCorruptedError(
+                forKey: .onlyKeys, in: container, debugDescription: "only a \"safe\" rule takes only_keys")
+        }
+        if let onlyKeys, !onlyKeys.contains(String(path.split(separator: ".").first ?? "")) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .onlyKeys, in: container, debugDescription: "must include the rule's own field")
+        }
         self.init(
-            path: path, matcher: matcher, safety: try container.decode(Safety.self, forKey: .safety),
-            ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase) ?? false)
+            path: path, matcher: matcher, safety: safety,
+            ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase), onlyKeys: onlyKeys)
     }
 }
 

@@ -203,7 +203,6 @@ public enum HandlerEnvironment {
     /// The variables every handler gets when the worker has them: the basics, and autonomy's own.
     public static let passed: Set<String> = [
         "PATH", "HOME", "LANG", "TZ", "AUTONOMY_CONFIG", "AUTONOMY_DATABASE", "AUTONOMY_LOG_LEVEL", "AUTONOMY_GATE",
-        "AUTONOMY_TEST_CLOCK_OFFSET",
     ]
 
     /// The `passed` variables the worker has, less the withheld ones.

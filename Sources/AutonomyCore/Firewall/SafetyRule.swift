@@ -1,17 +1,23 @@
 import Foundation
 
-/// A rule that rates a task by its payload: "send_email is safe when `to` ends with our domain".
+/// A rule that rates a task by its payload: "send_email is safe when `to` ends with our domain and
+/// the payload has no other fields than these", or "dangerous when `cc` is a rival's address".
 ///
-/// A rule names a JSON path into the payload, one matcher, and the rating it gives when the value
-/// there matches. When rules match, the most restrictive of their ratings wins; when none matches,
-/// the type's own `safety` applies. A path that is missing, or holds an array or object, matches
-/// nothing, so it falls back to the type's rating.
+/// A **deny** rule (`"safety": "dangerous"`) makes a payload dangerous when the value at its path
+/// matches; over an array, any element matching is enough, and it ignores case unless told not to.
+/// A **safe** rule makes a payload of a dangerous type safe only when every value at its path
+/// satisfies it (each element of an array, and at least one), none of them holds a control
+/// character or a separator the rule does not expect (`,`, `;`, whitespace), and the payload has no
+/// field beyond `only_keys` (or, without it, beyond the fields the type's rules name). A deny rule
+/// that matches always wins.
 public struct SafetyRule: Sendable {
     public var path: String
     public var matcher: Matcher
     public var safety: Safety
-    /// Compare strings without regard to case (equals, one_of, suffix; regex uses its own flags).
+    /// Compare strings without regard to case. Deny rules do by default; safe rules do not.
     public var ignoreCase: Bool
+    /// For a safe rule: the only top-level fields a payload may have for the rule to make it safe.
+    public var onlyKeys: [String]?
 
     public enum Matcher: Sendable {
         case equals(JSONValue)
@@ -20,16 +26,59 @@ public struct SafetyRule: Sendable {
         case regex(String, CompiledRegex)
     }
 
-    public init(path: String, matcher: Matcher, safety: Safety, ignoreCase: Bool = false) {
+    /// Strings longer than this never satisfy a safe rule, and always match a deny rule: a pattern
+    /// runs on bounded input only.
+    public static let maxMatchedLength = 4096
+
+    public init(
+        path: String, matcher: Matcher, safety: Safety, ignoreCase: Bool? = nil, onlyKeys: [String]? = nil
+    ) {
         self.path = path
         self.matcher = matcher
         self.safety = safety
-        self.ignoreCase = ignoreCase
+        self.ignoreCase = ignoreCase ?? (safety == .dangerous)
+        self.onlyKeys = onlyKeys
     }
 
-    /// Whether the payload's value at `path` matches.
-    public func matches(_ payload: JSONValue) -> Bool {
+    /// For a deny rule: whether any value at `path` (any element of an array) matches.
+    public func denies(_ payload: JSONValue) -> Bool {
         guard let value = payload[path: path] else { return false }
+        return Self.leaves(of: value).contains { leaf in
+            if case .string(let text) = leaf, text.utf8.count > Self.maxMatchedLength { return true }
+            return matches(leaf)
+        }
+    }
+
+    /// For a safe rule: nil when it makes `payload` safe, else why not. `known` are the top-level
+    /// fields the type's rules name, used when the rule gives no `only_keys`.
+    public func allowanceProblem(_ payload: JSONValue, known: Set<String>) -> String? {
+        guard case .object(let fields) = payload else { return "the payload is not an object" }
+        let allowed = onlyKeys.map(Set.init) ?? known
+        if let extra = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
+            return "\(Self.quoted(extra)) is a field the rule on \(path) does not allow"
+        }
+        guard let value = payload[path: path] else { return "\(path) is missing" }
+        let leaves = Self.leaves(of: value)
+        guard !leaves.isEmpty else { return "\(path) is empty" }
+        for leaf in leaves {
+            if case .string(let text) = leaf {
+                guard text.utf8.count <= Self.maxMatchedLength else { return "\(path) is too long to check" }
+                if text.unicodeScalars.contains(where: {
+                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
+                }) {
+                    return "\(path) holds a control or invisible character"
+                }
+                if let separator = text.first(where: { Self.isSeparator($0) && !expects($0) }) {
+                    return "\(path) holds \(Self.quoted(String(separator))), which the rule does not expect"
+                }
+            }
+            guard matches(leaf) else { return "\(path) has a value the rule does not allow" }
+        }
+        return nil
+    }
+
+    /// Whether one value matches the matcher.
+    func matches(_ value: JSONValue) -> Bool {
         switch (matcher, value) {
         case (.equals(let expected), _):
             return same(value, expected)
@@ -37,8 +86,9 @@ public struct SafetyRule: Sendable {
             return choices.contains { same(value, $0) }
         case (.suffix(let suffix), .string(let text)):
             return ignoreCase ? text.lowercased().hasSuffix(suffix.lowercased()) : text.hasSuffix(suffix)
-        case (.regex(_, let regex), .string(let text)):
-            return (try? regex.regex.wholeMatch(in: text)) != nil
+        case (.regex(_, let compiled), .string(let text)):
+            let regex = ignoreCase ? compiled.regex.ignoresCase() : compiled.regex
+            return (try? regex.wholeMatch(in: text)) != nil
         default:
             return false
         }
@@ -51,6 +101,37 @@ public struct SafetyRule: Sendable {
         return value == expected
     }
 
+    /// The values a rule looks at: the value itself, or every element of an array (nested too).
+    static func leaves(of value: JSONValue) -> [JSONValue] {
+        guard case .array(let elements) = value else { return [value] }
+        return elements.flatMap(leaves)
+    }
+
+    static func isSeparator(_ character: Character) -> Bool {
+        character == "," || character == ";" || character.isWhitespace
+    }
+
+    /// Whether the rule's own text holds this separator (a rule about "New York" expects a space).
+    private func expects(_ separator: Character) -> Bool {
+        switch matcher {
+        case .suffix(let text), .regex(let text, _): return text.contains(separator)
+        case .equals(let value): return value.canonicalText.contains(separator)
+        case .oneOf(let values): return values.contains { $0.canonicalText.contains(separator) }
+        }
+    }
+
+    private static func quoted(_ text: String) -> String { JSONValue.string(text).canonicalText }
+
+    /// Whether the rule compares text at all (case matters only then).
+    private var comparesText: Bool {
+        func isText(_ value: JSONValue) -> Bool { if case .string = value { return true } else { return false } }
+        switch matcher {
+        case .suffix, .regex: return true
+        case .equals(let value): return isText(value)
+        case .oneOf(let values): return values.contains(where: isText)
+        }
+    }
+
     /// How the rule reads in an explanation: `to ends with "@example.com"`.
     public var summary: String {
         let condition: String
@@ -60,7 +141,8 @@ public struct SafetyRule: Sendable {
         case .suffix(let suffix): condition = "ends with \(JSONValue.string(suffix).canonicalText)"
         case .regex(let pattern, _): condition = "matches /\(pattern)/"
         }
-        return "\(path) \(condition)\(ignoreCase ? " (ignoring case)" : "")"
+        let keys = onlyKeys.map { " with no field but \($0.joined(separator: ", "))" } ?? ""
+        return "\(path) \(condition)\(ignoreCase && comparesText ? " (ignoring case)" : "")\(keys)"
     }
 }
 
@@ -78,19 +160,32 @@ public struct Rating: Sendable, Equatable {
 }
 
 extension TaskType {
-    /// Rates a payload: the most restrictive matching rule, else the type's own rating.
+    /// The top-level payload fields this type's rules name.
+    public var fieldsRulesName: Set<String> {
+        Set(rules.map { String($0.path.split(separator: ".").first ?? Substring($0.path)) })
+    }
+
+    /// Rates a payload: dangerous when a deny rule matches; else the type's own rating, unless the
+    /// type is dangerous and a safe rule allows the payload as a whole.
     public func rate(_ payload: JSONValue) -> Rating {
-        let matched = rules.filter { $0.matches(payload) }
-        guard !matched.isEmpty else {
-            let base =
-                safetyDefaulted
-                ? "the type has no safety rating, so it is dangerous"
-                : "the type is rated \(safety.rawValue)"
-            let note = rules.isEmpty ? "" : " (no rule matched)"
-            return Rating(safety: safety, reasons: [base + note])
+        let denying = rules.filter { $0.safety == .dangerous && $0.denies(payload) }
+        if !denying.isEmpty {
+            return Rating(safety: .dangerous, reasons: denying.map { "rule: \($0.summary) → dangerous" })
         }
-        let safety: Safety = matched.contains { $0.safety == .dangerous } ? .dangerous : .safe
-        let reasons = matched.map { "rule: \($0.summary) → \($0.safety.rawValue)" }
-        return Rating(safety: safety, reasons: reasons)
+        let base =
+            safetyDefaulted ? "the type has no safety rating, so it is dangerous" : "the type is rated \(safety.rawValue)"
+        if safety == .safe {
+            let denyRules = rules.contains { $0.safety == .dangerous }
+            return Rating(safety: .safe, reasons: [base + (denyRules ? " (no deny rule matched)" : "")])
+        }
+        let known = fieldsRulesName
+        var notes: [String] = []
+        for rule in rules where rule.safety == .safe {
+            guard let problem = rule.allowanceProblem(payload, known: known) else {
+                return Rating(safety: .safe, reasons: ["rule: \(rule.summary) → safe"])
+            }
+            notes.append("rule on \(rule.path) does not apply: \(problem)")
+        }
+        return Rating(safety: .dangerous, reasons: [base + (notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")")])
     }
 }

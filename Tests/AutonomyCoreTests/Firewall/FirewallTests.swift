@@ -17,7 +17,8 @@ let firewallMap = """
           "handler": { "exec": { "argv": ["/bin/true"] } },
           "retry": { "max_attempts": 1 },
           "rules": [
-            { "path": "to", "suffix": "@example.com", "safety": "safe", "ignore_case": true },
+            { "path": "to", "suffix": "@example.com", "safety": "safe", "ignore_case": true,
+              "only_keys": ["to", "cc", "body"] },
             { "path": "cc", "regex": ".*@rival\\\\.com", "safety": "dangerous" }
           ]
         },
@@ -42,12 +43,15 @@ let firewallMap = """
         #expect(email.rate(["to": "ops@example.com"]).safety == .safe)
         #expect(email.rate(["to": "Ops@EXAMPLE.com"]).safety == .safe)  // ignore_case
         #expect(email.rate(["to": "ops@example.com.evil.org"]).safety == .dangerous)
-        #expect(email.rate(["to": ["ops@example.com"]]).safety == .dangerous)  // arrays never match
+        // A safe rule over an array holds for every element, or not at all.
+        #expect(email.rate(["to": ["ops@example.com", "Billing@Example.com"]]).safety == .safe)
+        #expect(email.rate(["to": ["ops@example.com", "boss@rival.com"]]).safety == .dangerous)
+        #expect(email.rate(["to": []]).safety == .dangerous)
         #expect(email.rate([:]).safety == .dangerous)  // no rule matched: the type's rating
-        // Both rules match: dangerous wins.
+        // A deny rule that matches wins, and says so alone.
         let both = email.rate(["to": "ops@example.com", "cc": "spy@rival.com"])
         #expect(both.safety == .dangerous)
-        #expect(both.reasons.count == 2)
+        #expect(both.reasons == [#"rule: cc matches /.*@rival\.com/ (ignoring case) → dangerous"#])
         let refund = try #require(map.taskTypes["refund"])
         #expect(refund.rate(["amount": 20]).safety == .safe)
         #expect(refund.rate(["amount": 500]).safety == .dangerous)
@@ -55,8 +59,39 @@ let firewallMap = """
         #expect(refund.rate(["amount": 500]).reasons == ["rule: amount is one of [500,1000] → dangerous"])
     }
 
+    /// The red team's bypasses of the shipped example, each one now held for approval.
+    @Test func theExampleConfigurationHoldsEveryKnownBypass() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config.example.json").path
+        let email = try #require(try ConfigLoader.load(explicitPath: path).configuration.taskTypes["send_email"])
+        #expect(email.rate(["to": "ops@ourcompany.com", "body": "hi"]).safety == .safe)
+        let bypasses: [JSONValue] = [
+            ["to": "ops@ourcompany.com", "cc": ["boss@rival.com"]],
+            ["to": "ops@ourcompany.com", "cc": "boss@Rival.com"],
+            ["to": "x@evil.com,ops@ourcompany.com"],
+            ["to": "x@evil.com ops@ourcompany.com"],
+            ["to": "x@evil.com;ops@ourcompany.com"],
+            ["to": "x@evil.com\u{0}ops@ourcompany.com"],
+            ["to": "x@evil.com\nops@ourcompany.com"],
+            ["to": "ops@ourcompany.com", "bcc": "x@evil.com"],
+            ["to": ["ops@ourcompany.com", "x@evil.com"]],
+            ["to": "ops@ourcompany.com", "template": "REFUND"],
+        ]
+        for payload in bypasses {
+            #expect(email.rate(payload).safety == .dangerous, "\(payload.canonicalText)")
+        }
+    }
+
+    @Test func aTypeGuardedByDenyRulesAloneIsPointedOut() throws {
+        let loaded = try loadMap(firewallMap)
+        #expect(loaded.advice.contains { $0.hasPrefix("task_types.refund.rules: the type is rated safe and only deny rules") })
+        #expect(!loaded.advice.contains { $0.hasPrefix("task_types.send_email.rules") })
+    }
+
     @Test(arguments: [
         (#"{"path": "to", "safety": "safe"}"#, "expected exactly one of"),
+        (#"{"path": "to", "suffix": "@a", "safety": "dangerous", "only_keys": ["to"]}"#, "only a \"safe\" rule"),
+        (#"{"path": "to", "suffix": "@a", "safety": "safe", "only_keys": ["body"]}"#, "must include the rule's own field"),
         (#"{"path": "to", "suffix": "@a", "regex": "x", "safety": "safe"}"#, "expected exactly one of"),
         (#"{"path": "to", "regex": "(", "safety": "safe"}"#, "rules[0].regex: not a valid regular expression"),
         (#"{"path": "to", "suffix": "@a"}"#, "rules[0].safety: missing"),
