@@ -5,22 +5,51 @@ import Foundation
 struct Approvals: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approvals",
-        abstract: "List the approval requests waiting for a decision.",
-        discussion: """
-            Requests whose time ran out are marked expired first. Through the gate, a producer sees \
-            the requests about its own tasks only. Example: autonomy approvals
-            """)
+        abstract: "List the approval requests waiting for a decision, or show one in full.",
+        subcommands: [List.self, Show.self],
+        defaultSubcommand: List.self)
 
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var gate: GateOptions
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list",
+            abstract: "List the approval requests waiting for a decision.",
+            discussion: """
+                Requests whose time ran out are marked expired first. Through the gate, a producer sees \
+                the requests about its own tasks only. Example: autonomy approvals
+                """)
 
-    @Flag(help: "Print as JSON.")
-    var json = false
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var gate: GateOptions
 
-    func run() async throws {
-        var request = GateRequest(verb: .approvals)
-        request.json = json
-        try await perform(request, global, gate)
+        @Flag(help: "Print as JSON.")
+        var json = false
+
+        func run() async throws {
+            var request = GateRequest(verb: .approvals)
+            request.json = json
+            try await perform(request, global, gate)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show",
+            abstract:
+                "Show one pending request in full: the whole payload (escaped), its hash, who asked, when it runs.",
+            discussion: "Example: autonomy approvals show 7")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var gate: GateOptions
+        @Argument(help: "The approval request's id.")
+        var id: Int64
+        @Flag(help: "Print as JSON.")
+        var json = false
+
+        func run() async throws {
+            var request = GateRequest(verb: .approvals)
+            (request.id, request.json) = (id, json)
+            try await perform(request, global, gate)
+        }
     }
 }
 

@@ -193,7 +193,8 @@ struct QueueService {
             printout.line("\ndead tasks (most recent first; 'autonomy tasks retry ID' sends one back):")
             for task in status.recentDead {
                 printout.line(
-                    "  \(task.id)  \(task.type)  \(display(task.finishedAt, configuration))  \(task.lastError ?? "")")
+                    "  \(task.id)  \(task.type)  \(display(task.finishedAt, configuration))  \(Visible.text(task.lastError ?? ""))"
+                )
             }
         }
     }
@@ -260,7 +261,7 @@ struct QueueService {
                     let runAt =
                         task.state == .queued
                         ? relative(task.runAt, now: now) : display(task.updatedAt, loaded.configuration)
-                    let note = task.lastError.map { "! " + $0 } ?? task.subject ?? ""
+                    let note = Visible.text(task.lastError.map { "! " + $0 } ?? task.subject ?? "")
                     return [
                         String(task.id), task.state.rawValue, task.type, String(task.priority), String(task.attempts),
                         runAt, String(note.prefix(80)),
@@ -289,28 +290,30 @@ struct QueueService {
             "run at:    \(display(task.runAt, configuration))",
             "created:   \(display(task.createdAt, configuration))",
         ]
-        if let source = task.source { lines.append("source:    \(source)") }
-        if let subject = task.subject { lines.append("subject:   \(subject)") }
-        if let key = task.idempotencyKey { lines.append("key:       \(key)") }
+        // What a producer or a handler wrote is shown escaped: it never acts on the terminal.
+        if let source = task.source { lines.append("source:    \(Visible.text(source))  (producer-supplied)") }
+        if let subject = task.subject { lines.append("subject:   \(Visible.text(subject))  (producer-supplied)") }
+        if let key = task.idempotencyKey { lines.append("key:       \(Visible.text(key))") }
         if let finished = task.finishedAt { lines.append("finished:  \(display(finished, configuration))") }
         if let code = task.exitCode { lines.append("exit code: \(code)") }
-        if let error = task.lastError { lines.append("last error: \(error)") }
-        lines.append("payload (sha256 \(task.payloadSHA256)):")
-        lines.append(indent((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload))
+        if let error = task.lastError { lines.append("last error: \(Visible.lines(error))") }
+        lines.append("payload (\(task.payload.utf8.count) bytes, sha256 \(task.payloadSHA256)):")
+        lines.append(indent(Visible.lines((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload)))
         if let result = task.result {
             lines.append("result:")
-            lines.append(indent((try? JSONValue.parse(result))?.prettyText ?? result))
+            lines.append(indent(Visible.lines((try? JSONValue.parse(result))?.prettyText ?? result)))
         }
         if let tail = task.stderrTail, !tail.isEmpty {
             lines.append("stderr (tail):")
-            lines.append(indent(tail))
+            lines.append(indent(Visible.lines(tail)))
         }
         lines.append("ledger:")
         for entry in ledger {
             let duration = entry.durationMs.map { " \(Interval(milliseconds: $0))" } ?? ""
             let attempt = entry.attempt.map { " #\($0)" } ?? ""
             let detail = entry.detail.map { " " + $0.canonicalText } ?? ""
-            lines.append("  \(display(entry.at, configuration))  \(entry.event)\(attempt)\(duration)\(detail)")
+            lines.append(
+                "  \(display(entry.at, configuration))  \(entry.event)\(attempt)\(duration)\(Visible.text(detail))")
         }
         printout.line(lines.joined(separator: "\n"))
     }
@@ -324,6 +327,12 @@ struct QueueService {
     private func approvals(_ call: GateRequest, _ printout: inout Printout) throws {
         let now = clock.now()
         let pending = try store.pendingApprovals(now: now, source: caller.readsOnly)
+        if let id = call.id {
+            // A producer learns nothing of another's request, not even that it exists.
+            guard let item = pending.first(where: { $0.approval.id == id }) else { throw ApprovalError.notFound(id) }
+            if call.json == true { return printout.line(item.jsonValue(now: now).prettyText) }
+            return printout.line(review(item, now: now))
+        }
         if call.json == true {
             return printout.line(JSONValue.array(pending.map { $0.jsonValue(now: now) }).prettyText)
         }
@@ -333,7 +342,8 @@ struct QueueService {
                 ["ID", "TASK", "TYPE", "SOURCE", "SUBJECT", "AGE", "EXPIRES", "SHA256", "PAYLOAD"],
                 pending.map { item in
                     [
-                        String(item.approval.id), String(item.task.id), item.task.type, item.task.source ?? "-",
+                        String(item.approval.id), String(item.task.id), item.task.type,
+                        Visible.text(item.task.source ?? "-"),
                         Visible.text(String((item.task.subject ?? "-").prefix(40))),
                         Interval(milliseconds: now - item.approval.requestedAt).description,
                         relative(item.approval.expiresAt, now: now), String(item.approval.payloadSHA256.prefix(12)),
@@ -345,6 +355,28 @@ struct QueueService {
         printout.line(
             "decide: autonomy approve ID [--sha256 PREFIX] [--note TEXT] | autonomy reject ID --reason TEXT"
                 + " (approve shows the whole payload before it signs)")
+    }
+
+    /// One pending request in full: everything an operator needs to decide, escaped.
+    private func review(_ item: PendingApproval, now: Int64) -> String {
+        let (approval, task) = (item.approval, item.task)
+        let configuration = loaded.configuration
+        var lines = [
+            "approval request \(approval.id): task \(task.id)  \(task.type)  awaiting approval",
+            "why:        \(Visible.text(approval.reason))",
+            "requested:  \(display(approval.requestedAt, configuration)) (\(relative(approval.requestedAt, now: now)))",
+            "expires:    \(display(approval.expiresAt, configuration)) (\(relative(approval.expiresAt, now: now)))",
+            "runs at:    \(display(task.runAt, configuration)) at the earliest, once approved",
+            "source:     \(Visible.text(task.source ?? "-"))  (producer-supplied)",
+            "subject:    \(Visible.text(task.subject ?? "-"))  (producer-supplied)",
+            "payload:    \(task.payload.utf8.count) bytes, sha256 \(approval.payloadSHA256)",
+        ]
+        lines += Visible.lines((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload)
+            .split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }
+        lines.append(
+            "decide:     autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12)) | autonomy reject \(approval.id) --reason TEXT"
+        )
+        return lines.joined(separator: "\n")
     }
 
     private func decision(_ call: GateRequest) throws -> Decision {
@@ -397,22 +429,5 @@ struct QueueService {
             approval.state == .approved
                 ? "approval \(approval.id) approved by \(by): task \(approval.taskID) is queued to run"
                 : "approval \(approval.id) rejected by \(by): task \(approval.taskID) will not run")
-    }
-}
-
-/// Text as a person can safely read it: control, format (bidi overrides, zero-width) and other
-/// invisible characters are shown as `\u{…}` escapes instead of acting on the terminal.
-enum Visible {
-    static func text(_ value: String) -> String {
-        var result = ""
-        for scalar in value.unicodeScalars {
-            switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
-                result += "\\u{\(String(scalar.value, radix: 16))}"
-            default:
-                result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
     }
 }

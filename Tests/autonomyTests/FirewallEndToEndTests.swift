@@ -186,7 +186,7 @@ extension FirewallEndToEndTests {
         _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
         let alert = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: sandbox.file("alert.json"))))
         let link = try #require(alert[path: "approval.links.approve"]?.stringValue)
-        let token = try #require(URLComponents(string: link)?.queryItems?.first { $0.name == "token" }?.value)
+        let token = try #require(URLComponents(string: link)?.fragment.map { String($0.dropFirst("token=".count)) })
         let store = try AutonomyStore(path: sandbox.databasePath)
         let now = SystemClock().now()
         #expect(try store.pendingApproval(token: token, now: now).task.id == 1)  // opening the link decides nothing

@@ -173,7 +173,8 @@ extension TaskType {
             return Rating(safety: .dangerous, reasons: denying.map { "rule: \($0.summary) → dangerous" })
         }
         let base =
-            safetyDefaulted ? "the type has no safety rating, so it is dangerous" : "the type is rated \(safety.rawValue)"
+            safetyDefaulted
+            ? "the type has no safety rating, so it is dangerous" : "the type is rated \(safety.rawValue)"
         if safety == .safe {
             let denyRules = rules.contains { $0.safety == .dangerous }
             return Rating(safety: .safe, reasons: [base + (denyRules ? " (no deny rule matched)" : "")])
@@ -186,6 +187,7 @@ extension TaskType {
             }
             notes.append("rule on \(rule.path) does not apply: \(problem)")
         }
-        return Rating(safety: .dangerous, reasons: [base + (notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")")])
+        return Rating(
+            safety: .dangerous, reasons: [base + (notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")")])
     }
 }

@@ -107,7 +107,8 @@ extension AutonomyStore {
             }
             return NotificationMessage.approvalNeeded(
                 task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,
-                timeZone: configuration.timezone)
+                timeZone: configuration.timezone,
+                watched: configuration.taskType(named: task.type)?.fieldsRulesName ?? [])
         case .verificationInconclusive:
             guard let task else {
                 try finishObsolete(notification, now: now)
@@ -188,36 +189,56 @@ func redactingTokens(_ text: String) -> String {
 }
 
 extension NotificationMessage {
+    /// The alert about a pending request: who asked for what, every field a rule of the type looks
+    /// at (escaped), the payload's size and hash, and links to the page that shows it whole. Tokens
+    /// travel in the link's fragment, which no server, proxy log or Referer header ever sees.
     static func approvalNeeded(
-        task: TaskRecord, approval: ApprovalRecord, token: String, baseURL: String?, timeZone: TimeZone
+        task: TaskRecord, approval: ApprovalRecord, token: String, baseURL: String?, timeZone: TimeZone,
+        watched: Set<String>
     ) -> NotificationMessage {
-        let subject = task.subject.map { " — \($0)" } ?? ""
+        let subject =
+            task.subject.map {
+                " — \"\(Visible.text($0))\" (subject from \(Visible.text(task.source ?? "the producer")))"
+            } ?? ""
         let expires = Timestamp.format(approval.expiresAt, timeZone: timeZone)
+        let payload = (try? JSONValue.parse(task.payload)) ?? .string(task.payload)
+        var fields: [String: JSONValue] = [:]
+        for name in watched.sorted() {
+            if let value = payload[path: name] { fields[name] = .string(Visible.text(value.canonicalText)) }
+        }
         var links: [String: JSONValue] = [:]
         if let baseURL {
             // Each page only shows the request and asks to confirm; its button POSTs the token to
             // decide. Mail scanners that open every link decide nothing.
-            let page = "\(baseURL)/approvals/\(approval.id)?token=\(token)"
-            links["review"] = .string(page)
-            links["approve"] = .string(page + "&decision=approve")
-            links["reject"] = .string(page + "&decision=reject")
+            let page = "\(baseURL)/approvals/\(approval.id)"
+            links["review"] = .string("\(page)#token=\(token)")
+            links["approve"] = .string("\(page)?decision=approve#token=\(token)")
+            links["reject"] = .string("\(page)?decision=reject#token=\(token)")
         }
+        let shown = fields.keys.sorted().map { "\($0)=\(fields[$0]?.stringValue ?? "")" }.joined(separator: " ")
         let text =
-            "approval needed: task \(task.id) \(task.type)\(subject) (request \(approval.id), expires \(expires))"
-            + (baseURL.map { " \($0)/approvals/\(approval.id)?token=\(token)" } ?? "")
-            + " — or: autonomy approve \(approval.id) / autonomy reject \(approval.id) --reason TEXT"
+            "approval needed: task \(task.id) \(task.type)\(subject)"
+            + (shown.isEmpty ? "" : " [\(shown)]")
+            + " (\(task.payload.utf8.count) bytes, sha256 \(approval.payloadSHA256.prefix(12)); request \(approval.id), expires \(expires))"
+            + (baseURL.map { " \($0)/approvals/\(approval.id)#token=\(token)" } ?? "")
+            + " — or: autonomy approvals show \(approval.id), then autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12))"
         return NotificationMessage(
             event: .approvalNeeded, text: text,
             body: .object([
                 "event": "approval_needed", "text": .string(text),
                 "approval": .object([
-                    "id": .int(approval.id), "reason": .string(approval.reason),
+                    "id": .int(approval.id), "reason": .string(Visible.text(approval.reason)),
                     "payload_sha256": .string(approval.payloadSHA256),
+                    "payload_bytes": .int(Int64(task.payload.utf8.count)),
+                    "fields": .object(fields),
                     "requested_at": .string(Timestamp.format(approval.requestedAt)),
                     "expires_at": .string(Timestamp.format(approval.expiresAt)),
+                    "run_at": .string(Timestamp.format(task.runAt)),
                     "links": .object(links),
                     "commands": .object([
-                        "approve": .string("autonomy approve \(approval.id)"),
+                        "show": .string("autonomy approvals show \(approval.id)"),
+                        "approve": .string(
+                            "autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12))"),
                         "reject": .string("autonomy reject \(approval.id) --reason TEXT"),
                     ]),
                 ]),
@@ -258,8 +279,12 @@ extension TaskRecord {
     var alertValue: JSONValue {
         .object([
             "id": .int(id), "type": .string(type), "state": .string(state.rawValue),
-            "source": source.map { .string($0) } ?? .null, "subject": subject.map { .string($0) } ?? .null,
-            "payload_summary": .string(payloadSummary), "attempts": .int(Int64(attempts)),
+            "source": source.map { .string(Visible.text($0)) } ?? .null,
+            "subject": subject.map { .string(Visible.text($0)) } ?? .null,
+            "producer_supplied": ["source", "subject"],
+            "run_at": .string(Timestamp.format(runAt)),
+            "payload_bytes": .int(Int64(payload.utf8.count)), "payload_sha256": .string(payloadSHA256),
+            "attempts": .int(Int64(attempts)),
             "exit_code": exitCode.map { .int(Int64($0)) } ?? .null,
         ])
     }

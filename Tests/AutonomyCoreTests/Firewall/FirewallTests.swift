@@ -84,14 +84,20 @@ let firewallMap = """
 
     @Test func aTypeGuardedByDenyRulesAloneIsPointedOut() throws {
         let loaded = try loadMap(firewallMap)
-        #expect(loaded.advice.contains { $0.hasPrefix("task_types.refund.rules: the type is rated safe and only deny rules") })
+        #expect(
+            loaded.advice.contains {
+                $0.hasPrefix("task_types.refund.rules: the type is rated safe and only deny rules")
+            })
         #expect(!loaded.advice.contains { $0.hasPrefix("task_types.send_email.rules") })
     }
 
     @Test(arguments: [
         (#"{"path": "to", "safety": "safe"}"#, "expected exactly one of"),
         (#"{"path": "to", "suffix": "@a", "safety": "dangerous", "only_keys": ["to"]}"#, "only a \"safe\" rule"),
-        (#"{"path": "to", "suffix": "@a", "safety": "safe", "only_keys": ["body"]}"#, "must include the rule's own field"),
+        (
+            #"{"path": "to", "suffix": "@a", "safety": "safe", "only_keys": ["body"]}"#,
+            "must include the rule's own field"
+        ),
         (#"{"path": "to", "suffix": "@a", "regex": "x", "safety": "safe"}"#, "expected exactly one of"),
         (#"{"path": "to", "regex": "(", "safety": "safe"}"#, "rules[0].regex: not a valid regular expression"),
         (#"{"path": "to", "suffix": "@a"}"#, "rules[0].safety: missing"),
@@ -337,9 +343,18 @@ let firewallMap = """
         #expect(message.event == .approvalNeeded)
         let link = try #require(message.body[path: "approval.links.review"]?.stringValue)
         #expect(link.hasPrefix("https://ops.example.com/autonomy/approvals/"))
-        #expect(message.body[path: "approval.links.approve"]?.stringValue == link + "&decision=approve")
-        #expect(message.body[path: "approval.links.reject"]?.stringValue == link + "&decision=reject")
-        let token = try #require(link.split(separator: "=").last.map(String.init))
+        // The token rides in the fragment: no server, proxy log or Referer header sees it.
+        let components = try #require(URLComponents(string: link))
+        #expect(components.query == nil && components.fragment?.hasPrefix("token=") == true)
+        let token = try #require(components.fragment.map { String($0.dropFirst("token=".count)) })
+        let page = String(link.prefix { $0 != "#" })
+        #expect(message.body[path: "approval.links.approve"]?.stringValue == "\(page)?decision=approve#token=\(token)")
+        #expect(message.body[path: "approval.links.reject"]?.stringValue == "\(page)?decision=reject#token=\(token)")
+        // What the operator needs to decide is in the alert itself, escaped; the rest is one click away.
+        #expect(message.body[path: "approval.fields.to"] == .string(#""client@customer.org""#))
+        #expect(
+            message.body[path: "approval.payload_bytes"] != nil && message.body[path: "approval.payload_sha256"] != nil)
+        #expect(message.text.contains("to=\"client@customer.org\""))
         #expect(try fixture.store.pendingApproval(token: token, now: fixture.clock.now()).task.id == task.id)
         #expect(message.text.contains("autonomy approve"))
         #expect(try fixture.store.ledger(forTask: task.id).contains { $0.event == "notified" })
