@@ -82,7 +82,8 @@ struct Budget: AsyncParsableCommand {
         if json {
             return printJSON(
                 .object([
-                    "day_start": .string(Timestamp.format(status.dayStart)), "cap_usd": .double(status.capUSD),
+                    "day_start": .string(Timestamp.format(status.dayStart)),
+                    "window": .string(configuration.gateway.window.rawValue), "cap_usd": .double(status.capUSD),
                     "soft_cap_usd": .double(status.softCapUSD), "spent_usd": .double(status.spentUSD),
                     "reserved_usd": .double(status.reservedUSD),
                     "models": .array(

@@ -10,6 +10,14 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         #"{"choices":[{"message":{"role":"assistant","content":\#(JSONValue.string(text).canonicalText)}}]\#(usage)}"#
 }
 
+func number(_ value: JSONValue?) -> Double {
+    switch value {
+    case .double(let number)?: return number
+    case .int(let number)?: return Double(number)
+    default: return -1
+    }
+}
+
 @Suite struct GatewayEndToEndTests {
     func model(
         _ name: String, _ server: LoopbackHTTPServer, tier: String, input: Double, output: Double,
@@ -35,6 +43,40 @@ func completion(_ text: String, input: Int? = 10, output: Int? = 5) -> String {
         return try queue.read { db in
             try Double.fetchOne(db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls") ?? 0
         }
+    }
+
+    /// The red team's leak: a caller killed mid-call never settles; its reservation must not simply
+    /// vanish from the day's total when it times out.
+    @Test func aCallerKilledMidCallIsChargedItsReservation() async throws {
+        let server = try LoopbackHTTPServer(bodies: [completion("late")], delay: .seconds(20))
+        defer { server.stop() }
+        let sandbox = try Sandbox(
+            config: config(cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2, maxTokens: 100)]))
+        _ = try await sandbox.run(["budget"])  // the database exists before the call starts
+        let caller = Process()
+        caller.executableURL = URL(fileURLWithPath: autonomyBinary)
+        caller.arguments = ["llm", "--tier", "cheap", "hello"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTONOMY_CONFIG"] = sandbox.configPath
+        environment["AUTONOMY_DATABASE"] = sandbox.databasePath
+        caller.environment = environment
+        caller.standardOutput = FileHandle.nullDevice
+        caller.standardError = FileHandle.nullDevice
+        try caller.run()
+        #expect(try await eventually { !server.requests.isEmpty })  // the provider has the request
+        kill(caller.processIdentifier, SIGKILL)
+        caller.waitUntilExit()
+        let reservation = Double(5 + 256 + 64) * 1 / 1_000_000 + 100.0 * 2 / 1_000_000
+        let during = try JSONValue.parse(try await sandbox.run(["budget", "--json"]).stdout)
+        #expect(abs(number(during[path: "reserved_usd"]) - reservation) < 1e-9)
+        // After the model's timeout (10s) and the reservation timeout (10m), it is spent, not released.
+        let later = ["AUTONOMY_TEST_CLOCK_OFFSET": "11m"]
+        let after = try JSONValue.parse(try await sandbox.run(["budget", "--json"], environment: later).stdout)
+        #expect(abs(number(after[path: "spent_usd"]) - reservation) < 1e-9, "\(after.canonicalText)")
+        #expect(number(after[path: "reserved_usd"]) == 0)
+        // The next work-once charges it for good, with a ledger row.
+        #expect(try await sandbox.run(["work-once"], environment: later).status == 0)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'llm_call' AND cost_usd > 0") == 1)
     }
 
     @Test func costComesFromUsageAndAnAnswerWithoutUsageIsChargedTheReservation() async throws {

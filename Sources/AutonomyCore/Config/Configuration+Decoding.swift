@@ -171,6 +171,7 @@ extension GatewaySettings: Decodable {
         case dailyCapUSD = "daily_cap_usd"
         case softCapRatio = "soft_cap_ratio"
         case reservationTimeout = "reservation_timeout"
+        case window
         case models
     }
 
@@ -190,6 +191,13 @@ extension GatewaySettings: Decodable {
         }
         reservationTimeout =
             try container.decodeIfPresent(Interval.self, forKey: .reservationTimeout) ?? reservationTimeout
+        if let text = try container.decodeIfPresent(String.self, forKey: .window) {
+            guard let value = SpendWindow(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .window, in: container, debugDescription: "expected \"day\" or \"rolling24h\"")
+            }
+            window = value
+        }
         models = try container.decodeIfPresent([ModelSettings].self, forKey: .models) ?? []
         var names = Set<String>()
         for (index, model) in models.enumerated() where !names.insert(model.name).inserted {

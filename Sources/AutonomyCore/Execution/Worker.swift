@@ -139,6 +139,7 @@ public struct Worker: Sendable {
         let lease = configuration.worker.lease
         var report = WorkReport()
         report.expiredApprovals = try store.expireApprovals(now: clock.now())
+        try store.chargeAbandonedReservations(now: clock.now())
         report.recovered = try await recover(configuration: configuration)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
         var step = try store.claimNext(

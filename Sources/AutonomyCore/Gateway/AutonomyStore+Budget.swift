@@ -3,10 +3,11 @@ import GRDB
 
 /// Today's money, as the gateway and `autonomy budget` see it.
 public struct BudgetStatus: Sendable {
+    /// Where the cap's window starts (midnight, or 24 hours ago).
     public var dayStart: Int64
     public var capUSD: Double
     public var softCapUSD: Double
-    /// Settled calls since the day started.
+    /// Settled calls in the window, and reservations their callers never settled (charged in full).
     public var spentUSD: Double
     /// Open reservations (calls under way) that have not timed out.
     public var reservedUSD: Double
@@ -21,12 +22,13 @@ extension AutonomyStore {
     /// Reserves a paid call's worst-case cost in one IMMEDIATE transaction against today's spend
     /// plus the open reservations. Nil when it would pass the cap (nothing is written then).
     public func reserve(
-        model: ModelSettings, amountUSD: Double, taskID: Int64?, capUSD: Double, dayStart: Int64, now: Int64,
-        timeout: Interval
+        model: ModelSettings, amountUSD: Double, taskID: Int64?, capUSD: Double, window: (start: Int64, end: Int64),
+        now: Int64, timeout: Interval
     ) throws -> Int64? {
         try write("reserve a model call") { db in
+            try db.chargeAbandonedReservations(now: now)
             if amountUSD > 0 {  // a free call is recorded, never refused
-                let committed = try committedUSD(db: db, dayStart: dayStart, now: now)
+                let committed = try committedUSD(db: db, window: window, now: now)
                 guard committed + amountUSD <= capUSD + 1e-12 else { return nil }
             }
             try db.execute(
@@ -46,9 +48,11 @@ extension AutonomyStore {
         charged: Bool, now: Int64
     ) throws {
         try write("settle a model call") { db in
+            // A call charged as abandoned (its caller was too slow to settle) keeps that charge.
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ?",
+                    db,
+                    sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ? AND state = 'reserved'",
                     arguments: [callID])
             else { return }
             let taskID: Int64? = row[0]
@@ -92,11 +96,13 @@ extension AutonomyStore {
         }
     }
 
-    /// Today's spend, reservations, per-model breakdown and the last seven days.
+    /// The window's spend (abandoned reservations included), open reservations, per-model
+    /// breakdown and the last seven days.
     public func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) throws -> BudgetStatus {
-        let dayStart = Calendar.startOfDay(now, timeZone)
+        let window = settings.window.bounds(now, timeZone)
+        let dayStart = window.start
         return try read("read the budget") { db in
-            let spent = try spentUSD(db: db, since: dayStart)
+            let spent = try spentUSD(db: db, window: window, now: now)
             let reserved = try reservedUSD(db: db, now: now)
             let perModel = try Row.fetchAll(
                 db,
@@ -133,14 +139,28 @@ extension AutonomyStore {
         }
     }
 
-    private func committedUSD(db: Database, dayStart: Int64, now: Int64) throws -> Double {
-        try spentUSD(db: db, since: dayStart) + reservedUSD(db: db, now: now)
+    private func committedUSD(db: Database, window: (start: Int64, end: Int64), now: Int64) throws -> Double {
+        try spentUSD(db: db, window: window, now: now) + reservedUSD(db: db, now: now)
     }
 
-    private func spentUSD(db: Database, since dayStart: Int64) throws -> Double {
+    /// Settled calls started in `[start, end)`, and expired reservations nobody settled (counted at
+    /// their full reservation, whether or not they were charged yet).
+    private func spentUSD(db: Database, window: (start: Int64, end: Int64), now: Int64) throws -> Double {
         try Double.fetchOne(
-            db, sql: "SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE state = 'settled' AND started_at >= ?",
-            arguments: [dayStart]) ?? 0
+            db,
+            sql: """
+                SELECT COALESCE(SUM(CASE WHEN state = 'settled' THEN cost_usd ELSE reserved_usd END), 0)
+                FROM llm_calls INDEXED BY llm_calls_started
+                WHERE started_at >= ? AND started_at < ?
+                  AND (state = 'settled' OR (state = 'reserved' AND expires_at <= ?))
+                """, arguments: [window.start, window.end, now]) ?? 0
+    }
+
+    /// Charges the reservations whose callers never settled them (killed mid-call, or settling gave
+    /// up): the provider may have done the work, so they cost their full reservation, with a ledger
+    /// row. Runs in `reserve` and in work-once's housekeeping.
+    public func chargeAbandonedReservations(now: Int64) throws {
+        try write("charge abandoned reservations") { db in try db.chargeAbandonedReservations(now: now) }
     }
 
     /// Open reservations that have not timed out; one whose process died is released by its timeout.
@@ -169,6 +189,35 @@ extension AutonomyStore {
             return TaskOutcome(
                 id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
                 nextRunAt: until, error: reason)
+        }
+    }
+}
+
+extension Database {
+    func chargeAbandonedReservations(now: Int64) throws {
+        let abandoned = try Row.fetchAll(
+            self,
+            sql: """
+                SELECT id, task_id, model, tier, reserved_usd FROM llm_calls INDEXED BY llm_calls_open
+                WHERE state = 'reserved' AND expires_at <= ?
+                """, arguments: [now])
+        for row in abandoned {
+            let (id, taskID, reserved): (Int64, Int64?, Double) = (row[0], row[1], row[4])
+            try execute(
+                sql: """
+                    UPDATE llm_calls SET state = 'settled', cost_usd = reserved_usd, finished_at = ?,
+                                         outcome = 'abandoned: its caller never settled it'
+                    WHERE id = ? AND state = 'reserved'
+                    """, arguments: [now, id])
+            let type = try taskID.flatMap {
+                try String.fetchOne(self, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [$0])
+            }
+            try appendLedger(
+                .llmCall, at: now, taskID: taskID, type: type, costUSD: reserved,
+                detailText: JSONValue.object([
+                    "call_id": .int(id), "model": .string(row[2]), "tier": .string(row[3]),
+                    "outcome": "abandoned", "charged": "the reservation (its caller never settled it)",
+                ]).canonicalText)
         }
     }
 }

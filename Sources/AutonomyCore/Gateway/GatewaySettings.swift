@@ -62,6 +62,33 @@ public struct GatewaySettings: Sendable {
     public var softCapRatio: Double = 0.8
     /// A reservation a crashed process never settled is released after this.
     public var reservationTimeout: Interval = .minutes(10)
+    /// Which spend the cap holds: today's (midnight in `timezone`), or the last 24 hours.
+    public var window: SpendWindow = .day
     public var models: [ModelSettings] = []
     public init() {}
+}
+
+/// The span of time the daily cap covers.
+public enum SpendWindow: String, Sendable, CaseIterable {
+    /// From midnight in the configured zone to the next midnight.
+    case day
+    /// The last 24 hours, so that spend just before midnight and just after never adds up to twice
+    /// the cap.
+    case rolling24h
+
+    /// `[start, end)` of the window that holds `now`.
+    public func bounds(_ now: Int64, _ zone: TimeZone) -> (start: Int64, end: Int64) {
+        switch self {
+        case .day: return (Calendar.startOfDay(now, zone), Calendar.nextDay(after: now, zone))
+        case .rolling24h: return (now - Interval.hours(24).milliseconds + 1, now + 1)
+        }
+    }
+
+    /// When a call refused now may be tried again.
+    public func retryTime(after now: Int64, _ zone: TimeZone) -> Int64 {
+        switch self {
+        case .day: return Calendar.nextDay(after: now, zone)
+        case .rolling24h: return now + Interval.hours(1).milliseconds
+        }
+    }
 }

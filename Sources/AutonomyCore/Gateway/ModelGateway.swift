@@ -113,7 +113,7 @@ public struct ModelGateway: Sendable {
         guard !models.isEmpty else {
             if !candidates(for: request, spentUSD: -.infinity).isEmpty {  // only the soft cap took them away
                 throw .budgetExhausted(
-                    capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: now, timeZone),
+                    capUSD: settings.dailyCapUSD, until: settings.window.retryTime(after: now, timeZone),
                     tried: [
                         String(
                             format:
@@ -135,7 +135,7 @@ public struct ModelGateway: Sendable {
             do {
                 callID = try store.reserve(
                     model: model, amountUSD: worstCase, taskID: request.taskID, capUSD: settings.dailyCapUSD,
-                    dayStart: Calendar.startOfDay(clock.now(), timeZone), now: clock.now(),
+                    window: settings.window.bounds(clock.now(), timeZone), now: clock.now(),
                     timeout: Interval(
                         milliseconds: model.timeout.milliseconds + settings.reservationTimeout.milliseconds))
             } catch {
@@ -148,7 +148,7 @@ public struct ModelGateway: Sendable {
                 // first); it waits for tomorrow.
                 passedOver.append(String(format: "%@: over the daily cap (needs up to $%.4f)", model.name, worstCase))
                 throw .budgetExhausted(
-                    capUSD: settings.dailyCapUSD, until: Calendar.nextDay(after: clock.now(), timeZone),
+                    capUSD: settings.dailyCapUSD, until: settings.window.retryTime(after: clock.now(), timeZone),
                     tried: passedOver)
             }
             let started = ContinuousClock.now

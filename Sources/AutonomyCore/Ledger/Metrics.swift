@@ -29,8 +29,13 @@ public enum PrometheusMetrics {
                         """
                 ).map { (type: $0[0] as String, count: $0[1] as Int) },
                 try Double.fetchOne(
-                    db, sql: "SELECT SUM(cost_usd) FROM llm_calls WHERE started_at >= ? AND state = 'settled'",
-                    arguments: [startOfDay(now, configuration.timezone)]) ?? 0
+                    db,
+                    sql:
+                        "SELECT SUM(cost_usd) FROM llm_calls WHERE started_at >= ? AND started_at < ? AND state = 'settled'",
+                    arguments: [
+                        startOfDay(now, configuration.timezone), Calendar.nextDay(after: now, configuration.timezone),
+                    ]
+                ) ?? 0
             )
         }
         var text = ""

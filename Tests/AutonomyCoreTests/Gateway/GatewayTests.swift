@@ -35,34 +35,53 @@ import Testing
         #expect(names(.free, from: .free) == ["local"])  // an explicit free never pays
     }
 
-    @Test func aCrashedCallersReservationIsReleasedAfterItsTimeout() throws {
+    @Test func aReservationNobodySettledIsChargedInFullAfterItsTimeout() throws {
         let fixture = try Fixture(map: Self.map)
-        let model = try #require(fixture.configuration.gateway.models.first { $0.name == "mini" })
-        let now = fixture.clock.now()
-        let dayStart = Calendar.startOfDay(now, fixture.configuration.timezone)
-        let first = try fixture.store.reserve(
-            model: model, amountUSD: 0.7, taskID: nil, capUSD: 1.0, dayStart: dayStart,
-            now: now, timeout: .minutes(10))
-        #expect(first != nil)
+        let gateway = fixture.configuration.gateway
+        let zone = fixture.configuration.timezone
+        let model = try #require(gateway.models.first { $0.name == "mini" })
+        func reserve(_ amount: Double) throws -> Int64? {
+            let now = fixture.clock.now()
+            return try fixture.store.reserve(
+                model: model, amountUSD: amount, taskID: nil, capUSD: 1.0, window: gateway.window.bounds(now, zone),
+                now: now, timeout: .minutes(10))
+        }
+        #expect(try reserve(0.7) != nil)
         // The caller dies without settling: until the timeout the money stays reserved...
-        #expect(
-            try fixture.store.reserve(
-                model: model, amountUSD: 0.5, taskID: nil, capUSD: 1.0, dayStart: dayStart,
-                now: now, timeout: .minutes(10)) == nil)
-        var budget = try fixture.store.budget(
-            settings: fixture.configuration.gateway,
-            timeZone: fixture.configuration.timezone, now: now)
+        #expect(try reserve(0.5) == nil)
+        var budget = try fixture.store.budget(settings: gateway, timeZone: zone, now: fixture.clock.now())
         #expect(abs(budget.reservedUSD - 0.7) < 1e-9)
-        // ...and after it, released.
+        // ...and after it, it is spent: the provider may have done the work.
         fixture.clock.advance(by: .minutes(11))
-        #expect(
-            try fixture.store.reserve(
-                model: model, amountUSD: 0.5, taskID: nil, capUSD: 1.0, dayStart: dayStart,
-                now: fixture.clock.now(), timeout: .minutes(10)) != nil)
-        budget = try fixture.store.budget(
-            settings: fixture.configuration.gateway,
-            timeZone: fixture.configuration.timezone, now: fixture.clock.now())
-        #expect(abs(budget.reservedUSD - 0.5) < 1e-9)
+        budget = try fixture.store.budget(settings: gateway, timeZone: zone, now: fixture.clock.now())
+        #expect(abs(budget.spentUSD - 0.7) < 1e-9 && budget.reservedUSD == 0)
+        #expect(try reserve(0.5) == nil)
+        #expect(try reserve(0.3) != nil)
+        let charged = try fixture.count(
+            "SELECT COUNT(*) FROM ledger WHERE event = 'llm_call' AND json_extract(detail, '$.outcome') = 'abandoned' AND cost_usd = 0.7"
+        )
+        #expect(charged == 1)
+    }
+
+    @Test func aRollingWindowKeepsMidnightFromDoublingTheCap() throws {
+        for (window, allowedAfterMidnight) in [(SpendWindow.day, true), (.rolling24h, false)] {
+            let fixture = try Fixture(map: Self.map)
+            let zone = fixture.configuration.timezone
+            let model = try #require(fixture.configuration.gateway.models.first { $0.name == "mini" })
+            fixture.clock.set(try #require(Timestamp.parse("2026-11-25T23:58:00Z")))
+            func reserve() throws -> Int64? {
+                let now = fixture.clock.now()
+                return try fixture.store.reserve(
+                    model: model, amountUSD: 0.9, taskID: nil, capUSD: 1.0, window: window.bounds(now, zone), now: now,
+                    timeout: .minutes(1))
+            }
+            let call = try #require(try reserve())
+            try fixture.store.settle(
+                callID: call, costUSD: 0.9, inputTokens: 1, outputTokens: 1, latencyMs: 1, outcome: nil, charged: true,
+                now: fixture.clock.now())
+            fixture.clock.advance(by: .minutes(4))  // 00:02 the next day
+            #expect((try reserve() != nil) == allowedAfterMidnight, "\(window)")
+        }
     }
 
     @Test func badGatewaySettingsNameTheirKeyPath() {
