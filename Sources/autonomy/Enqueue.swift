@@ -71,12 +71,12 @@ struct Enqueue: AsyncParsableCommand {
         var request = GateRequest(verb: .enqueue)
         request.json = json
         if let batch {
-            request.batch = try readInput(batch, what: "batch file")
+            request.batch = try readInput(batch, what: "batch file", limit: InputLimit.batch)
         } else {
             request.type = type
             request.payload = payloadOptions.payload
             if let file = payloadOptions.payloadFile {
-                request.payloadBytes = try readInput(file, what: "payload file")
+                request.payloadBytes = try readInput(file, what: "payload file", limit: InputLimit.payload)
             }
             (request.priority, request.maxAttempts) = (priority, maxAttempts)
             (request.delay, request.runAt) = (delay, runAt)
@@ -86,14 +86,38 @@ struct Enqueue: AsyncParsableCommand {
     }
 }
 
-/// Reads a file, or stdin for "-".
-func readInput(_ path: String, what: String) throws -> Data {
-    if path == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        let exists = FileManager.default.fileExists(atPath: path)
-        throw CLIFailure(
-            exists ? "cannot read the \(what) \(path) (check its permissions)" : "no such \(what): \(path)",
-            code: .notFound)
+/// The most a command reads from one input: a payload may be at most 64 MiB (the largest
+/// `queue.max_payload_bytes`), a batch at most 256 MiB. `/dev/zero` is refused, not swallowed.
+enum InputLimit {
+    static let payload = 64 << 20
+    static let batch = 256 << 20
+    static let prompt = 16 << 20
+}
+
+/// Reads a file, or stdin for "-", up to `limit` bytes; one byte more is refused.
+func readInput(_ path: String, what: String, limit: Int) throws -> Data {
+    let handle: FileHandle
+    if path == "-" {
+        handle = FileHandle.standardInput
+    } else {
+        guard let opened = FileHandle(forReadingAtPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw CLIFailure(
+                exists ? "cannot read the \(what) \(path) (check its permissions)" : "no such \(what): \(path)",
+                code: .notFound)
+        }
+        handle = opened
     }
-    return data
+    var data = Data()
+    while data.count <= limit {
+        let chunk: Data
+        do {
+            chunk = try handle.read(upToCount: min(1 << 20, limit + 1 - data.count)) ?? Data()
+        } catch {
+            throw CLIFailure("cannot read the \(what) \(path): \(error.localizedDescription)", code: .notFound)
+        }
+        if chunk.isEmpty { return data }
+        data.append(chunk)
+    }
+    throw CLIFailure("the \(what) is over \(limit >> 20) MiB; nothing was read further", code: .badInput)
 }

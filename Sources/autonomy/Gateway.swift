@@ -31,7 +31,8 @@ struct LLM: AsyncParsableCommand {
 
     func run() async throws {
         let text =
-            prompt == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : prompt
+            prompt == "-"
+            ? String(decoding: try readInput("-", what: "prompt", limit: InputLimit.prompt), as: UTF8.self) : prompt
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw CLIFailure("the prompt is empty", code: .badInput)
         }

@@ -205,6 +205,8 @@ struct PayloadOptions: ParsableArguments {
     /// Puts the payload into `request`; a file is read as raw bytes and refused if not UTF-8 JSON.
     func apply(to request: inout EnqueueRequest) throws {
         request.payload = payload ?? "{}"
-        if let payloadFile { try request.setPayload(json: readInput(payloadFile, what: "payload file")) }
+        if let payloadFile {
+            try request.setPayload(json: readInput(payloadFile, what: "payload file", limit: InputLimit.payload))
+        }
     }
 }

@@ -37,6 +37,11 @@ import Testing
         Case(arguments: ["approve", "99"], status: 77, mentions: "autonomy operator init"),
         Case(arguments: ["approve", "99", "--key", "/nonexistent/key"], status: 77, mentions: "no key file"),
         Case(arguments: ["approve", "99", "--by", "elad"], status: 64, mentions: "--by is gone"),
+        // An endless input is refused after its limit, not read until memory runs out.
+        Case(arguments: ["enqueue", "append", "--payload-file", "/dev/zero"], status: 65, mentions: "over 64 MiB"),
+        Case(
+            arguments: ["firewall", "check", "append", "--payload-file", "/dev/zero"], status: 65,
+            mentions: "over 64 MiB"),
         Case(arguments: ["reject", "99"], status: 64, mentions: "--reason"),
         Case(arguments: ["firewall", "check", "nope"], status: 65, mentions: "not declared"),
         Case(arguments: ["metrics", "--textfile", "/nonexistent-dir/a.prom"], status: 73, mentions: "cannot write"),

@@ -775,6 +775,7 @@ extension NotifySettings: Decodable {
         case command
         case commandTimeout = "command_timeout"
         case passEnv = "pass_env"
+        case groupAfter = "group_after"
         case webhook
         case retryBackoff = "retry_backoff"
     }
@@ -793,6 +794,11 @@ extension NotifySettings: Decodable {
         commandTimeout = try container.interval(
             .commandTimeout, default: commandTimeout, from: .seconds(1), to: .minutes(10))
         passEnv = try container.decodeIfPresent([String].self, forKey: .passEnv) ?? []
+        groupAfter = try container.decodeIfPresent(Int.self, forKey: .groupAfter) ?? groupAfter
+        guard (1...100_000).contains(groupAfter) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .groupAfter, in: container, debugDescription: "expected 1 to 100000")
+        }
         for (index, name) in passEnv.enumerated() where name.isEmpty || name.contains("=") {
             throw DecodingError.dataCorrupted(
                 .init(

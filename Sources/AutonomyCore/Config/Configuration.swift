@@ -209,6 +209,8 @@ public struct NotifySettings: Sendable {
     public var commandTimeout: Interval = .seconds(30)
     /// Variables the command gets from the worker's environment beyond the minimal set.
     public var passEnv: [String] = []
+    /// More approval alerts than this due at once on a channel become one "requests waiting" alert.
+    public var groupAfter = 10
     public var webhook: WebhookSettings?
     /// The first wait before a failed delivery is tried again; it doubles up to an hour.
     public var retryBackoff: Interval = .minutes(1)

@@ -9,6 +9,8 @@ public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
     case taskDead = "task_dead"
     /// A verifier could not tell whether a task succeeded; it was treated as a failure.
     case verificationInconclusive = "verification_inconclusive"
+    /// Many requests wait at once: one alert stands for them all (so a flood is one message).
+    case approvalsWaiting = "approvals_waiting"
     /// `autonomy notify test`.
     case test
 }
@@ -32,6 +34,29 @@ public struct PendingNotification: Sendable, Equatable {
 }
 
 extension Database {
+    /// When more than `limit` approval alerts are due on a channel, replaces them all with one
+    /// "requests waiting" alert (returned), so a flood of requests is one message, not thousands.
+    func groupApprovalAlerts(on channel: NotifyChannel, over limit: Int, now: Int64) throws -> Int64? {
+        let due =
+            try Int.fetchOne(
+                self,
+                sql: """
+                    SELECT COUNT(*) FROM notifications INDEXED BY notifications_due
+                    WHERE delivered_at IS NULL AND next_attempt_at <= ? AND event = 'approval_needed' AND channel = ?
+                    """, arguments: [now, channel.rawValue]) ?? 0
+        guard due > limit else { return nil }
+        try execute(
+            sql: """
+                UPDATE notifications SET delivered_at = ?, last_error = 'grouped into one approvals_waiting alert'
+                WHERE delivered_at IS NULL AND next_attempt_at <= ? AND event = 'approval_needed' AND channel = ?
+                """, arguments: [now, now, channel.rawValue])
+        try execute(
+            sql: """
+                INSERT INTO notifications (event, channel, created_at, next_attempt_at) VALUES ('approvals_waiting', ?, ?, ?)
+                """, arguments: [channel.rawValue, now, now])
+        return lastInsertedRowID
+    }
+
     /// Queues an alert on every configured channel. Runs inside the caller's transaction, so the
     /// alert exists exactly when the change it reports does.
     func queueNotification(
@@ -57,7 +82,7 @@ extension AutonomyStore {
     /// channel the configuration no longer has are closed on the way. With `tasks`, only alerts
     /// about those tasks are taken.
     public func takeDueNotification(
-        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil
+        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil, groupAfter: Int = 10
     ) throws -> PendingNotification? {
         try write("take a due notification") { db in
             let filter = tasks.map { " AND task_id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
@@ -78,6 +103,16 @@ extension AutonomyStore {
                             WHERE id = ?
                             """, arguments: [now, id])
                     continue
+                }
+                if event == .approvalNeeded,
+                    let grouped = try db.groupApprovalAlerts(on: channel, over: groupAfter, now: now)
+                {
+                    try db.execute(
+                        sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
+                        arguments: [now + deliveryLease, grouped])
+                    return PendingNotification(
+                        id: grouped, event: .approvalsWaiting, channel: channel, taskID: nil, approvalID: nil,
+                        attempts: 0)
                 }
                 try db.execute(
                     sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
@@ -123,6 +158,18 @@ extension AutonomyStore {
             return NotificationMessage.taskDead(task)
         case .test:
             return NotificationMessage.test(now: now)
+        case .approvalsWaiting:
+            let waiting =
+                try read("count the waiting requests") { db in
+                    try Int.fetchOne(
+                        db, sql: "SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND expires_at > ?",
+                        arguments: [now])
+                } ?? 0
+            guard waiting > 0 else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.approvalsWaiting(waiting, baseURL: configuration.approvals.baseURL)
         }
     }
 
@@ -243,6 +290,18 @@ extension NotificationMessage {
                     ]),
                 ]),
                 "task": task.alertValue,
+            ]))
+    }
+
+    static func approvalsWaiting(_ count: Int, baseURL: String?) -> NotificationMessage {
+        let text =
+            "\(count) approval requests are waiting for a decision — see: autonomy approvals"
+            + (baseURL.map { " or \($0)/approvals" } ?? "")
+        return NotificationMessage(
+            event: .approvalsWaiting, text: text,
+            body: .object([
+                "event": "approvals_waiting", "text": .string(text), "waiting": .int(Int64(count)),
+                "links": .object(baseURL.map { ["approvals": .string("\($0)/approvals")] } ?? [:]),
             ]))
     }
 

@@ -172,7 +172,8 @@ public struct AlertDelivery: Sendable {
         let deadline = ContinuousClock.now + budget
         var reports: [Report] = []
         while ContinuousClock.now < deadline,
-            let pending = try store.takeDueNotification(now: clock.now(), channels: channels, tasks: tasks)
+            let pending = try store.takeDueNotification(
+                now: clock.now(), channels: channels, tasks: tasks, groupAfter: configuration.notify.groupAfter)
         {
             guard let message = try store.message(for: pending, configuration: configuration, now: clock.now()) else {
                 continue

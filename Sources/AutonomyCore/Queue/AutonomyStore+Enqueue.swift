@@ -69,7 +69,7 @@ extension AutonomyStore {
     ) throws -> EnqueueOutcome {
         let prepared = try request.on(behalfOf: producer).prepare(configuration, now: now)
         return try write("enqueue") { db in
-            try insert(prepared, db: db, notify: configuration.notify, now: now, producer: producer)
+            try insert(prepared, db: db, configuration: configuration, now: now, producer: producer)
         }
     }
 
@@ -128,7 +128,7 @@ extension AutonomyStore {
         do {
             return try insert(
                 try request.on(behalfOf: producer).prepare(configuration, now: now), db: db,
-                notify: configuration.notify, now: now, producer: producer)
+                configuration: configuration, now: now, producer: producer)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)
         } catch let error as TrustError {
@@ -137,8 +137,9 @@ extension AutonomyStore {
     }
 
     private func insert(
-        _ task: PreparedTask, db: Database, notify: NotifySettings, now: Int64, producer: ProducerPolicy? = nil
+        _ task: PreparedTask, db: Database, configuration: Configuration, now: Int64, producer: ProducerPolicy? = nil
     ) throws -> EnqueueOutcome {
+        let notify = configuration.notify
         let request = task.request
         if let key = request.key,
             let existing = try TaskRecord.fetchOne(
@@ -153,7 +154,14 @@ extension AutonomyStore {
             }
             return .existing(existing)
         }
-        if let producer { try db.checkLimits(of: producer, dangerous: task.state == .awaitingApproval, now: now) }
+        // A producer's hourly limits hold whichever way its tasks arrive: through the gate, or from a
+        // trusted caller that names it as the source.
+        let limited =
+            producer
+            ?? request.source.flatMap { source in
+                configuration.producers.users[source].map { ProducerPolicy(name: source, rule: $0) }
+            }
+        if let limited { try db.checkLimits(of: limited, dangerous: task.state == .awaitingApproval, now: now) }
         let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key,

@@ -322,6 +322,23 @@ let firewallMap = """
 }
 
 @Suite struct AlertTests {
+    @Test func aFloodOfRequestsIsOneAlertNotThousands() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        for n in 0..<30 { _ = try fixture.enqueue("send_email", #"{"to":"c\#(n)@customer.org"}"#) }
+        let notifier = RecordingNotifier()
+        let delivery = AlertDelivery(
+            store: fixture.store, configuration: fixture.configuration, notifier: notifier, clock: fixture.clock)
+        let reports = try await delivery.deliverDue()
+        #expect(reports.map(\.event) == [.approvalsWaiting])
+        #expect(notifier.sent.count == 1)
+        #expect(notifier.sent.first?.message.body[path: "waiting"] == .int(30))
+        #expect(notifier.sent.first?.message.text.hasPrefix("30 approval requests are waiting") == true)
+        #expect(try await delivery.deliverDue().isEmpty)
+        // A few at a time still come one by one, each with its own link.
+        _ = try fixture.enqueue("send_email", #"{"to":"late@customer.org"}"#)
+        #expect(try await delivery.deliverDue().map(\.event) == [.approvalNeeded])
+    }
+
     @Test func anApprovalAlertCarriesAFreshLinkAndAFailedOneIsRetriedLater() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)

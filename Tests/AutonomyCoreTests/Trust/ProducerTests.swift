@@ -80,6 +80,28 @@ let producerMap = """
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks WHERE source = 'bot'") == 6)
     }
 
+    @Test func aSourcesLimitsHoldOnTheDirectPathToo() throws {
+        let fixture = try Fixture(map: producerMap)
+        for n in 1...2 {
+            _ = try fixture.store.enqueue(
+                EnqueueRequest(type: "deploy", payload: #"{"n":\#(n)}"#, source: "bot"),
+                configuration: fixture.configuration, now: fixture.clock.now())
+        }
+        // The third dangerous task in the hour is refused, not queued as yet another approval request.
+        #expect(throws: TrustError.self) {
+            try fixture.store.enqueue(
+                EnqueueRequest(type: "deploy", payload: #"{"n":3}"#, source: "bot"),
+                configuration: fixture.configuration, now: fixture.clock.now())
+        }
+        #expect(try fixture.count("SELECT COUNT(*) FROM approvals") == 2)
+        // A batch counts its own lines too.
+        let lines = (4...6).map { #"{"type":"deploy","payload":{"n":\#($0)},"source":"bot"}"# }.joined(separator: "\n")
+        #expect(throws: TrustError.self) {
+            try fixture.store.enqueueBatch(
+                jsonLines: Data(lines.utf8), configuration: fixture.configuration, now: fixture.clock.now())
+        }
+    }
+
     @Test func anIdempotencyKeyIsItsProducersOwn() throws {
         let fixture = try Fixture(map: producerMap)
         let producers = fixture.configuration.producers
