@@ -166,8 +166,14 @@ import Testing
         #expect(sent(sandbox) == ["1"])
         let delivered = try #require(server.requests.last)
         #expect(delivered.method == "POST" && delivered.headers["x-autonomy-event"] == "test")
-        let expected = "sha256=" + ChannelNotifier.signature(of: delivered.body, secret: "s3cret")
-        #expect(delivered.headers["x-autonomy-signature"] == expected)
+        let timestamp = try #require(delivered.headers["x-autonomy-timestamp"])
+        #expect(abs((Int64(timestamp) ?? 0) - Int64(Date().timeIntervalSince1970)) < 120)
+        // Independently of the code under test: HMAC-SHA256 over "TIMESTAMP.BODY", with openssl.
+        let signature = ChannelNotifier.signature(of: delivered.body, timestamp: timestamp, secret: "s3cret")
+        #expect(delivered.headers["x-autonomy-signature"] == "sha256=" + signature)
+        if let independent = try hmacWithOpenSSL(Data((timestamp + ".").utf8) + delivered.body, key: "s3cret") {
+            #expect(independent == signature)
+        }
         #expect(server.requests.count == 2)
     }
 }
@@ -214,6 +220,22 @@ extension FirewallEndToEndTests {
         #expect(ledger.contains { $0[path: "event"] == "approval_decided" && $0[path: "detail.channel"] == "link" })
     }
 
+    @Test func aWebhookThatRedirectsOrStallsItsBodyIsAFailureWithinItsTimeout() async throws {
+        let redirecting = try LoopbackHTTPServer(
+            statuses: [307], extraHeaders: "Location: http://127.0.0.1:9/elsewhere\r\n")
+        defer { redirecting.stop() }
+        let sandbox = try Sandbox(
+            config: Self.config(notify: #""notify": {"webhook": {"url": "\#(redirecting.url)", "timeout": "1s"}}"#))
+        let redirected = try await sandbox.run(["notify", "test"])
+        #expect(redirected.status == 69 && redirected.stdout.contains("HTTP 307: redirects are not followed"))
+        let stalling = try LoopbackHTTPServer(stallBody: .seconds(5))
+        defer { stalling.stop() }
+        try Self.config(notify: #""notify": {"webhook": {"url": "\#(stalling.url)", "timeout": "1s"}}"#)
+            .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        let stalled = try await sandbox.run(["notify", "test"])
+        #expect(stalled.status == 69 && stalled.stdout.contains("did not answer within 1s"), "\(stalled.stdout)")
+    }
+
     /// A webhook that answers slowly delays no task: the queue runs first, the alert after.
     @Test func aSlowWebhookNeverHoldsUpTheQueue() async throws {
         let server = try LoopbackHTTPServer(delay: .seconds(3))
@@ -238,4 +260,22 @@ extension FirewallEndToEndTests {
 struct CLIFailureInTest: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// HMAC-SHA256 as `openssl dgst` computes it: an implementation that is not the one under test.
+func hmacWithOpenSSL(_ data: Data, key: String) throws -> String? {
+    let openssl = ["/usr/bin/openssl", "/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let openssl else { return nil }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: openssl)
+    process.arguments = ["dgst", "-sha256", "-hmac", key, "-r"]
+    let (input, output) = (Pipe(), Pipe())
+    process.standardInput = input
+    process.standardOutput = output
+    try process.run()
+    input.fileHandleForWriting.write(data)
+    try input.fileHandleForWriting.close()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return String(text.prefix { $0.isHexDigit })
 }

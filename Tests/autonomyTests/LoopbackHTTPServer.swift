@@ -21,8 +21,18 @@ final class LoopbackHTTPServer: Sendable {
     /// Answered once `bodies` is used up.
     private let defaultBody: String
 
-    init(statuses: [Int] = [], bodies: [String] = [], defaultBody: String = "", delay: Duration = .zero) throws {
+    /// Extra header lines every answer carries (e.g. a `Location` to tempt a client into a redirect).
+    private let extraHeaders: String
+    /// Send the headers and part of the body, then stall this long before the rest.
+    private let stallBody: Duration
+
+    init(
+        statuses: [Int] = [], bodies: [String] = [], defaultBody: String = "", delay: Duration = .zero,
+        extraHeaders: String = "", stallBody: Duration = .zero
+    ) throws {
         self.delay = delay
+        self.extraHeaders = extraHeaders
+        self.stallBody = stallBody
         self.defaultBody = defaultBody
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw POSIXError(.EIO) }
@@ -95,10 +105,11 @@ final class LoopbackHTTPServer: Sendable {
                         return (status, state.bodies.isEmpty ? defaultBody : state.bodies.removeFirst())
                     }
                     if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds)) }
-                    let response =
-                        "HTTP/1.1 \(status) Test\r\nContent-Type: application/json\r\n"
-                        + "Content-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)"
-                    _ = Array(response.utf8).withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+                    let head =
+                        "HTTP/1.1 \(status) Test\r\nContent-Type: application/json\r\n\(extraHeaders)"
+                        + "Content-Length: \(answer.utf8.count + (stallBody > .zero ? 100 : 0))\r\nConnection: close\r\n\r\n"
+                    _ = Array((head + answer).utf8).withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+                    if stallBody > .zero { Thread.sleep(forTimeInterval: Double(stallBody.components.seconds)) }
                     return
                 }
             }

@@ -74,6 +74,17 @@ import Testing
         #expect(unsure.outcome == .inconclusive && unsure.looks == 2)  // 503 twice
     }
 
+    @Test func aRedirectIsNeverFollowedForEvidence() async throws {
+        let elsewhere = try LoopbackHTTPServer(bodies: [#"{"status":"sent"}"#])
+        defer { elsewhere.stop() }
+        let server = try LoopbackHTTPServer(
+            statuses: [302], extraHeaders: "Location: http://127.0.0.1:\(elsewhere.port)/evidence\r\n")
+        defer { server.stop() }
+        let result = try await check(#"{"url": "http://127.0.0.1:\#(server.port)/m"}"#, server: server)
+        #expect(result.outcome == .fail && result.evidence.contains("redirects are not followed"))
+        #expect(elsewhere.requests.isEmpty)
+    }
+
     @Test func anHTTPVerifierWithoutABodyAssertionStillNeedsAnAnswer() async throws {
         let server = try LoopbackHTTPServer(statuses: [200, 200, 200], bodies: ["", #"{"ok":1}"#, ""])
         defer { server.stop() }

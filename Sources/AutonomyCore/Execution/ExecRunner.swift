@@ -128,9 +128,9 @@ public struct ExecRunner: HandlerRunner {
                 }
                 guard let group = known else { return nil }
                 control.timedOut.store(true, ordering: .sequentiallyConsistent)
-                kill(-group, SIGTERM)
+                ProcessGroup.signal(group, SIGTERM)
                 guard (try? await Task.sleep(for: grace.duration)) != nil else { return nil }
-                kill(-group, SIGKILL)
+                ProcessGroup.signal(group, SIGKILL)
                 return nil
             }
             var outcome: Result<(TerminationStatus, Captured), any Error> = .failure(CancellationError())
@@ -145,7 +145,7 @@ public struct ExecRunner: HandlerRunner {
         if let group = control.processGroup.withLock({ $0 }) {
             // The attempt ends with its handler: whatever it left running in its process group
             // (after a time-out, or a background child) is stopped, so nothing outlives the attempt.
-            kill(-group, SIGKILL)
+            ProcessGroup.signal(group, SIGKILL)
         }
 
         switch collected {
@@ -227,6 +227,32 @@ extension FileManager {
     func directoryExists(atPath path: String) -> Bool {
         var isFolder: ObjCBool = false
         return fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue
+    }
+}
+
+/// A handler's process group, signalled safely after its leader may have been reaped.
+enum ProcessGroup {
+    /// Signals what is left of the group `id`. Once its leader is reaped, the id could in principle
+    /// name another group (a recycled pid), so the group is signalled only while every member is in
+    /// this worker's own session: what the handler left behind, never a stranger's processes.
+    static func signal(_ id: pid_t, _ signal: Int32) {
+        guard id > 1, kill(-id, 0) == 0 else { return }  // nothing left: the usual case, one syscall
+        let session = getsid(0)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
+        var members = 0
+        for entry in entries where entry.first?.isNumber == true {
+            guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // pid (comm) state ppid pgrp session ...: the name may hold anything, so read after ")".
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 3, let group = pid_t(fields[2]), group == id, let sid = pid_t(fields[3]) else {
+                continue
+            }
+            guard sid == session else { return }  // not ours: leave it alone
+            members += 1
+        }
+        if members > 0 { kill(-id, signal) }
     }
 }
 

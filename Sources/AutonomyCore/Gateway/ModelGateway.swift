@@ -239,47 +239,19 @@ public struct ModelGateway: Sendable {
             httpRequest.headers.add(name: "Authorization", value: "Bearer " + key)
         }
         httpRequest.body = .bytes(Array(body.canonicalText.utf8))
-        let finalRequest = httpRequest
-        let outcome: Result<(Int, ByteBuffer), CallFailure>? = await withTaskGroup(
-            of: Result<(Int, ByteBuffer), CallFailure>?.self
-        ) { group in
-            group.addTask {
-                do {
-                    let response = try await HTTPClient.shared.execute(finalRequest, deadline: .distantFuture)
-                    let status = Int(response.status.code)
-                    do {
-                        return .success((status, try await response.body.collect(upTo: 8 << 20)))
-                    } catch {
-                        return .failure(
-                            CallFailure(
-                                reason: "HTTP \(status), but the answer broke off", fallBack: true, billed: status < 400
-                            ))
-                    }
-                } catch {
-                    // Refused before any work (no connection) is free; anything later may be billed.
-                    let text = String(describing: error).lowercased()
-                    let refused = text.contains("connect") || text.contains("refused") || text.contains("resolve")
-                    return .failure(
-                        CallFailure(
-                            reason: "the endpoint could not be reached", fallBack: true, billed: !refused))
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: model.timeout.duration)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        guard let finished = outcome else {
-            return .failure(CallFailure(reason: "no answer within \(model.timeout)", fallBack: true, billed: true))
-        }
         let status: Int
         let buffer: ByteBuffer
-        switch finished {
-        case .failure(let failure): return .failure(failure)
-        case .success(let answer): (status, buffer) = answer
+        switch await HTTP.fetch(httpRequest, timeout: model.timeout, bodyLimit: 8 << 20) {
+        case .answered(let code, let body):
+            (status, buffer) = (code, body)
+        case .bodyBroken(let code):
+            return .failure(
+                CallFailure(reason: "HTTP \(code), but the answer broke off", fallBack: true, billed: code < 400))
+        case .unreachable(let refused, _):
+            // Refused before any work (no connection) is free; anything later may be billed.
+            return .failure(CallFailure(reason: "the endpoint could not be reached", fallBack: true, billed: !refused))
+        case .timedOut:
+            return .failure(CallFailure(reason: "no answer within \(model.timeout)", fallBack: true, billed: true))
         }
         if status >= 500 || status == 429 {
             return .failure(CallFailure(reason: "HTTP \(status)", fallBack: true, billed: false))

@@ -116,25 +116,37 @@ public struct ChannelNotifier: Notifier {
             guard let secret = environment[name], !secret.isEmpty else {
                 return "the webhook secret variable \(name) is not set in the worker's environment"
             }
+            // Signed as "TIMESTAMP.BODY" (as Stripe and Slack do): a receiver that refuses old
+            // timestamps cannot be fed a captured alert again later.
+            let timestamp = String(Int64(Date().timeIntervalSince1970))
+            request.headers.add(name: "X-Autonomy-Timestamp", value: timestamp)
             request.headers.add(
-                name: "X-Autonomy-Signature", value: "sha256=" + Self.signature(of: Data(body), secret: secret))
+                name: "X-Autonomy-Signature",
+                value: "sha256=" + Self.signature(of: Data(body), timestamp: timestamp, secret: secret))
         }
         request.body = .bytes(body)
-        do {
-            let response = try await HTTPClient.shared.execute(
-                request, timeout: .milliseconds(webhook.timeout.milliseconds))
-            // Read (and drop) a bounded answer so the connection is finished cleanly.
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            let status = Int(response.status.code)
-            return (200..<300).contains(status) ? nil : "the webhook answered HTTP \(status)"
-        } catch {
-            return "the webhook could not be reached: \(String(describing: error).prefix(200))"
+        // The whole exchange, body included, within the webhook's time limit.
+        switch await HTTP.fetch(request, timeout: webhook.timeout, bodyLimit: 64 * 1024) {
+        case .answered(let status, _) where (200..<300).contains(status):
+            return nil
+        case .answered(let status, _) where (300..<400).contains(status):
+            return "the webhook answered HTTP \(status): redirects are not followed"
+        case .answered(let status, _), .bodyBroken(let status):
+            return "the webhook answered HTTP \(status)"
+        case .unreachable(_, let detail):
+            return "the webhook could not be reached: \(detail)"
+        case .timedOut:
+            return "the webhook did not answer within \(webhook.timeout)"
         }
     }
 
-    /// HMAC-SHA256 of the body under the secret, as lowercase hex: what a receiver recomputes.
-    public static func signature(of body: Data, secret: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8))).hexString
+    /// HMAC-SHA256 of `TIMESTAMP.BODY` under the secret, as lowercase hex: what a receiver
+    /// recomputes from the `X-Autonomy-Timestamp` header and the raw body.
+    public static func signature(of body: Data, timestamp: String, secret: String) -> String {
+        HMAC<SHA256>.authenticationCode(
+            for: Data((timestamp + ".").utf8) + body, using: SymmetricKey(data: Data(secret.utf8))
+        )
+        .hexString
     }
 }
 

@@ -170,29 +170,14 @@ public struct VerificationRunner: Sendable {
             request.headers.add(name: "User-Agent", value: "autonomy-verifier")
             return request
         }()
-        // The time limit covers the whole answer, body included: AsyncHTTPClient's own deadline
-        // ends with the headers.
-        let answer: (status: Int, body: ByteBuffer)? = await withTaskGroup(of: (Int, ByteBuffer)??.self) { group in
-            group.addTask {
-                do {
-                    let response = try await HTTPClient.shared.execute(request, deadline: .distantFuture)
-                    let body = try await response.body.collect(upTo: 1 << 20)
-                    return .some((Int(response.status.code), body))
-                } catch {
-                    return .some(nil)
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: check.timeout.duration)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? nil
+        let status: Int
+        let body: ByteBuffer
+        switch await HTTP.fetch(request, timeout: check.timeout, bodyLimit: 1 << 20) {
+        case .answered(let code, let bytes): (status, body) = (code, bytes)
+        default: return (.inconclusive, "no complete answer within \(check.timeout)")
         }
-        guard let (status, body) = answer else {
-            return (.inconclusive, "no complete answer within \(check.timeout)")
-        }
+        // Evidence comes from the address the map names, never from wherever a redirect points.
+        if (300..<400).contains(status) { return (.fail, "HTTP \(status): redirects are not followed") }
         if status >= 500 || status == 429 { return (.inconclusive, "HTTP \(status)") }
         guard check.expectStatus.contains(status) else {
             return (.fail, "HTTP \(status), expected \(check.expectStatus.map(String.init).joined(separator: " or "))")
@@ -257,7 +242,11 @@ enum Template {
     }
 
     /// RFC 3986 unreserved ASCII stays; everything else (non-ASCII letters too) is percent-encoded.
+    /// `.` and `..` are refused: in a path they would climb out of the place the template names.
     static func urlComponent(_ value: String) throws -> String {
+        guard value != ".", value != ".." else {
+            throw MissingValue(description: "\"\(value)\" cannot stand in a URL")
+        }
         let unreserved = CharacterSet(
             charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
         return value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""

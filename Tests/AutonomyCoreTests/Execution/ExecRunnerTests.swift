@@ -133,3 +133,29 @@ import Testing
         return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
     }
 }
+
+@Suite struct ProcessGroupTests {
+    /// After a handler's leader is reaped its group id could be recycled: a group outside this
+    /// worker's session is never signalled.
+    @Test func aGroupInAnotherSessionIsNeverSignalled() throws {
+        let folder = try TemporaryFolder()
+        let pidFile = folder.file("pid")
+        let starter = Process()
+        starter.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        starter.arguments = ["-f", "/bin/sh", "-c", "echo $$ > \"$0\"; exec sleep 30", pidFile]
+        try starter.run()
+        var id: pid_t = 0
+        for _ in 0..<400 where id == 0 {
+            id =
+                pid_t(
+                    (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(
+                        in: .whitespacesAndNewlines) ?? "") ?? 0
+            if id == 0 { usleep(5_000) }
+        }
+        defer { if id > 0 { kill(id, SIGKILL) } }
+        #expect(id > 0 && getsid(id) == id && getsid(id) != getsid(0))
+        ProcessGroup.signal(id, SIGKILL)
+        usleep(50_000)
+        #expect(kill(id, 0) == 0, "a stranger's group was signalled")
+    }
+}
