@@ -15,7 +15,7 @@ struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
         abstract: "Read, verify and export the append-only ledger of every move.",
-        subcommands: [List.self, VerifyChain.self, Export.self],
+        subcommands: [List.self, VerifyChain.self, Anchor.self, Export.self],
         defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
@@ -62,15 +62,38 @@ struct LedgerCommand: AsyncParsableCommand {
     struct VerifyChain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "verify",
-            abstract: "Check the ledger's hash chain and name the first broken row.",
-            discussion: "Exits 0 when the chain holds, 1 when it does not. Example: autonomy ledger verify")
+            abstract:
+                "Check the ledger's hash chain and name the first broken row; with --anchors, against heads kept elsewhere.",
+            discussion: """
+                A rewrite that re-hashes every later row keeps the chain whole; anchors kept outside the \
+                database (the journal's "ledger head" lines, or 'autonomy ledger anchor' saved elsewhere) \
+                still catch it. Exits 0 when everything holds, 1 when it does not.
+                Examples: autonomy ledger verify
+                          journalctl -o json MESSAGE_ID=\(LedgerAnchor.messageID) | autonomy ledger verify --anchors -
+                """)
 
         @OptionGroup var global: GlobalOptions
+        @Option(
+            help: ArgumentHelp(
+                "Anchors to check: 'id hash' lines or journalctl -o json output, from a file or '-' for stdin.",
+                valueName: "file"))
+        var anchors: String?
         @Flag(help: "Print as JSON.") var json = false
 
         func run() async throws {
+            let anchorText = try anchors.map {
+                String(decoding: try readInput($0, what: "anchors file", limit: InputLimit.batch), as: UTF8.self)
+            }
             let (_, store) = try global.open(create: false)
             let report = try store.verifyLedgerChain()
+            let parsed = anchorText.map(LedgerAnchor.parse)
+            if let parsed, parsed.anchors.isEmpty {
+                throw CLIFailure(
+                    "no anchor found in \(anchors ?? "-") (expected 'id hash' lines or journalctl -o json)",
+                    code: .badInput)
+            }
+            let checked = try parsed.map { try store.checkAnchors($0.anchors) }
+            let failed = report.firstBroken != nil || !(checked?.mismatches.isEmpty ?? true)
             if json {
                 printJSON(
                     .object([
@@ -78,13 +101,41 @@ struct LedgerCommand: AsyncParsableCommand {
                         "first_broken_row": report.firstBroken.map { .int($0.id) } ?? .null,
                         "reason": report.firstBroken.map { .string($0.reason) } ?? .null,
                         "last_hash": .string(report.lastHash),
+                        "anchors_checked": checked.map { .int(Int64($0.checked)) } ?? .null,
+                        "anchor_mismatches": .array(
+                            (checked?.mismatches ?? []).map {
+                                .object(["id": .int($0.id), "problem": .string($0.problem)])
+                            }),
                     ]))
-            } else if let broken = report.firstBroken {
-                print("the chain is broken at row \(broken.id): \(broken.reason)")
             } else {
-                print("the chain holds: \(report.rows) rows, last hash \(report.lastHash)")
+                if let broken = report.firstBroken {
+                    print("the chain is broken at row \(broken.id): \(broken.reason)")
+                } else {
+                    print("the chain holds: \(report.rows) rows, last hash \(report.lastHash)")
+                }
+                if let checked {
+                    for mismatch in checked.mismatches { print("anchor mismatch: \(mismatch.problem)") }
+                    if checked.mismatches.isEmpty { print("all \(checked.checked) anchors match") }
+                }
             }
-            if report.firstBroken != nil { throw ExitCode(1) }
+            if failed { throw ExitCode(1) }
+        }
+    }
+
+    struct Anchor: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "anchor",
+            abstract: "Print the ledger's head ('id hash') to keep somewhere the database's writers cannot reach.",
+            discussion: "Example: autonomy ledger anchor >> /mnt/offsite/autonomy-anchors")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            let (_, store) = try global.open(create: false)
+            guard let head = try store.ledgerHead() else {
+                throw CLIFailure("the ledger is empty: nothing to anchor yet", code: .notFound)
+            }
+            print("\(head.id) \(head.hash)")
         }
     }
 

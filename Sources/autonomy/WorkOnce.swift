@@ -58,7 +58,15 @@ struct WorkOnce: AsyncParsableCommand {
                 maxSeconds: Double(maxSeconds ?? settings.drainMaxSeconds), maxTasks: maxTasks ?? settings.drainMaxTasks
             )
             : nil
+        let before = try store.ledgerHead()
         let report = try await worker.work(drain: limits)
+        // The chain's head, where the database's writers cannot edit it: the journal.
+        if let head = try store.ledgerHead(), head != before {
+            let sent = Journal.send(
+                head.message, messageID: LedgerAnchor.messageID,
+                fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])
+            if !sent { printError(head.message) }
+        }
         if json { return printJSON(report.jsonValue) }
         for recovered in report.recovered {
             print(

@@ -45,3 +45,30 @@ import Testing
         #expect(broken.status == 1 && broken.stdout.contains("broken at row 2"))
     }
 }
+
+@Suite struct LedgerAnchorEndToEndTests {
+    @Test func workOnceReportsTheHeadAndAnchorsCatchALedgerCutBack() async throws {
+        let sandbox = try Sandbox(
+            config:
+                #"{"version": 1, "task_types": {"report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}}}"#
+        )
+        _ = try await sandbox.run(["enqueue", "report"])
+        let run = try await sandbox.run(["work-once"])
+        let line = try #require(run.stderr.split(separator: "\n").first { $0.hasPrefix("ledger head: row ") })
+        let anchor = try await sandbox.run(["ledger", "anchor"])
+        let fields = anchor.stdout.split(whereSeparator: \.isWhitespace)
+        #expect(anchor.status == 0 && fields.count == 2)
+        #expect(line == "ledger head: row \(fields[0]) hash \(fields[1])")
+        let kept = sandbox.file("anchors")
+        try anchor.stdout.write(toFile: kept, atomically: true, encoding: .utf8)
+        #expect(try await sandbox.run(["ledger", "verify", "--anchors", kept]).status == 0)
+        // Someone cuts the newest rows: the chain alone still holds, the anchor does not.
+        try await DatabaseQueue(path: sandbox.databasePath).write { db in
+            try db.execute(sql: "DROP TRIGGER ledger_no_delete")
+            try db.execute(sql: "DELETE FROM ledger WHERE id = (SELECT MAX(id) FROM ledger)")
+        }
+        #expect(try await sandbox.run(["ledger", "verify"]).status == 0)
+        let checked = try await sandbox.run(["ledger", "verify", "--anchors", "-"], stdin: anchor.stdout)
+        #expect(checked.status == 1 && checked.stdout.contains("the ledger was cut back"), "\(checked.stdout)")
+    }
+}

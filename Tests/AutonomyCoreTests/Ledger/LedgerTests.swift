@@ -215,3 +215,49 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["autonomy.prom"])  // no leftovers
     }
 }
+
+@Suite struct LedgerAnchorTests {
+    /// The red team's attack: drop the triggers, edit a row, re-hash every later row. The chain
+    /// holds again; an anchor kept elsewhere does not.
+    @Test func aLedgerRewrittenWholeFailsItsAnchors() async throws {
+        let fixture = try Fixture()
+        for n in 0..<3 { try fixture.enqueue("report", #"{"n":\#(n)}"#) }
+        let anchor = try #require(try fixture.store.ledgerHead())
+        try fixture.store.write("rewrite") { db in
+            try db.execute(sql: "DROP TRIGGER ledger_no_update")
+            try db.execute(sql: #"UPDATE ledger SET detail = '{"forged":true}' WHERE id = 1"#)
+            var previous = LedgerChain.genesis
+            for row in try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail FROM ledger ORDER BY id"
+            ) {
+                let hash = LedgerChain.hash(
+                    previous: previous, id: row[0], at: row[1], taskID: row[2], type: row[3], event: row[4],
+                    attempt: row[5], durationMs: row[6], costUSD: row[7], detail: row[8])
+                try db.execute(
+                    sql: "UPDATE ledger SET prev_hash = ?, hash = ? WHERE id = ?",
+                    arguments: [previous, hash, row[0] as Int64])
+                previous = hash
+            }
+        }
+        #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)  // the chain alone cannot tell
+        let report = try fixture.store.checkAnchors([anchor])
+        #expect(report.mismatches.count == 1 && report.mismatches[0].problem.contains("rewritten"))
+    }
+
+    @Test func anchorsReadFromLinesAndFromTheJournal() {
+        let hash = String(repeating: "ab", count: 32)
+        let text = """
+            # kept offsite
+            12 \(hash)
+            {"MESSAGE":"ledger head: row 13 hash \(hash)","MESSAGE_ID":"\(LedgerAnchor.messageID)"}
+            {"AUTONOMY_LEDGER_ID":"14","AUTONOMY_LEDGER_HASH":"\(hash)","MESSAGE":"x"}
+            {"MESSAGE":"something else"}
+            nonsense
+            """
+        let parsed = LedgerAnchor.parse(text)
+        #expect(parsed.anchors.map(\.id) == [12, 13, 14])
+        #expect(parsed.skipped == 2)
+    }
+}
