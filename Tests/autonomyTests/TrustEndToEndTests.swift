@@ -373,3 +373,23 @@ import Testing
         #expect(others.status == 66)  // root's task: for nobody, it does not exist
     }
 }
+
+@Suite struct SecretsAtRestEndToEndTests {
+    @Test func aSecretAHandlerPrintsNeverReachesTheDatabase() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "task_types": {"leaky": {"safety": "safe", "retry": {"max_attempts": 1},
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo \\"key=$OPENAI_API_KEY\\"; echo \\"denied for $OPENAI_API_KEY\\" >&2; exit 1"],
+                                       "pass_env": ["OPENAI_API_KEY"]}}}}}
+                """)
+        _ = try await sandbox.run(["enqueue", "leaky"])
+        _ = try await sandbox.run(["work-once"], environment: ["OPENAI_API_KEY": "sk-test-secret-42"])
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: sandbox.databasePath))
+        let wal = (try? Data(contentsOf: URL(fileURLWithPath: sandbox.databasePath + "-wal"))) ?? Data()
+        #expect(
+            bytes.range(of: Data("sk-test-secret-42".utf8)) == nil
+                && wal.range(of: Data("sk-test-secret-42".utf8)) == nil)
+        let shown = try await sandbox.run(["tasks", "show", "1"])
+        #expect(shown.stdout.contains("[redacted OPENAI_API_KEY]"), "\(shown.stdout)")
+    }
+}

@@ -95,6 +95,8 @@ public struct Worker: Sendable {
     public var alerts: AlertDelivery?
     /// Runs `command` verifiers (a real program even when tests put a double in `runner`).
     public var verifierRunner: any HandlerRunner
+    /// Takes the configured secrets out of what handlers and verifiers hand back, before it is stored.
+    public var redactor: SecretRedactor
     /// Waits between a verifier's looks; tests pass one that returns at once.
     public var pause: @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
 
@@ -112,6 +114,7 @@ public struct Worker: Sendable {
                 exec: ExecRunner(
                     settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
                 llm: LLMRunner(gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: clock)))
+        self.redactor = SecretRedactor(configuration: loaded.configuration)
         self.verifierRunner = ExecRunner(
             settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames)
         self.random = random
@@ -232,8 +235,9 @@ public struct Worker: Sendable {
             metadata: [
                 "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
             ])
-        let runner = self.runner
-        return await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) }
+        let (runner, redactor) = (self.runner, self.redactor)
+        return redactor.redact(
+            await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) })
     }
 
     /// Runs `operation` (a handler, or verifiers) while renewing the lease every third of its
@@ -313,6 +317,7 @@ public struct Worker: Sendable {
         let subject = VerificationSubject(
             task: claimed.task, result: result, attemptStartedAt: claimed.task.startedAt ?? 0)
         let verifiers = claimed.type.verify
-        return await keepingLease(claimed, whenLost: []) { await verification.verify(subject, with: verifiers) }
+        return redactor.redact(
+            await keepingLease(claimed, whenLost: []) { await verification.verify(subject, with: verifiers) })
     }
 }

@@ -100,7 +100,7 @@ extension AutonomyStore {
             let (filter, arguments) = query.sql
             let limit = query.limit.map { " LIMIT \($0)" } ?? ""
             return try LedgerEntry.fetchAll(
-                db, sql: "SELECT * FROM ledger\(filter) ORDER BY id DESC\(limit)",
+                db, sql: "SELECT \(LedgerEntry.selection) FROM ledger\(filter) ORDER BY id DESC\(limit)",
                 arguments: arguments)
         }
     }
@@ -110,24 +110,31 @@ extension AutonomyStore {
         try read("export the ledger") { db in
             let (filter, arguments) = query.sql
             let cursor = try LedgerEntry.fetchCursor(
-                db, sql: "SELECT * FROM ledger\(filter) ORDER BY id", arguments: arguments)
+                db, sql: "SELECT \(LedgerEntry.selection) FROM ledger\(filter) ORDER BY id", arguments: arguments)
             while let entry = try cursor.next() { try body(entry) }
         }
     }
 
-    /// Drops the bulky fields (payload, result, stderr) of tasks that finished before `cutoff`.
-    /// Ledger rows are never touched; one row records the pruning itself.
+    /// Drops the bulky and free-text fields (payload, result, stderr, last error, and the ledger's
+    /// notes about them) of tasks that finished before `cutoff`. Ledger rows are never touched (they
+    /// keep each note's length and hash); one row records the pruning itself.
     ///
     /// - Returns: how many tasks were pruned.
     public func prune(finishedBefore cutoff: Int64, by actor: String, now: Int64) throws -> Int {
         try write("prune finished tasks") { db in
             try db.execute(
                 sql: """
-                    UPDATE tasks SET payload = '', result = NULL, stderr_tail = NULL, updated_at = ?
+                    UPDATE tasks SET payload = '', result = NULL, stderr_tail = NULL, last_error = NULL, updated_at = ?
                     WHERE state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked')
                       AND finished_at < ? AND payload != ''
                     """, arguments: [now, cutoff])
             let pruned = db.changesCount
+            try db.execute(
+                sql: """
+                    DELETE FROM ledger_notes WHERE task_id IN (
+                        SELECT id FROM tasks WHERE payload = '' AND finished_at < ?
+                          AND state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked'))
+                    """, arguments: [cutoff])
             if pruned > 0 {
                 try db.appendLedger(
                     .pruned, at: now, taskID: nil, type: nil,

@@ -83,19 +83,51 @@ extension LedgerEntry: FetchableRecord {
         costUSD = row["cost_usd"]
         let detailText: String? = row["detail"]
         detail = detailText.flatMap { try? JSONValue.parse($0) }
+        // The free text kept apart from the chain, shown in its place until it is pruned.
+        let notesText: String? = row.hasColumn("notes") ? row["notes"] : nil
+        if let notesText, case .object(let notes)? = try? JSONValue.parse(notesText),
+            case .object(var fields)? = detail
+        {
+            for (field, text) in notes { fields[field] = text }
+            detail = .object(fields)
+        }
     }
+
+    /// The columns to read a ledger row with its notes.
+    static let selection = """
+        ledger.*, (SELECT json_group_object(field, text) FROM ledger_notes WHERE ledger_id = ledger.id) AS notes
+        """
 }
 
 extension Database {
     /// Appends a ledger row. Called inside the transaction that makes the change it records, so the
     /// ledger can never disagree with the queue.
+    ///
+    /// `notes` are free text (a handler's error, a verifier's evidence): the chained row carries only
+    /// each one's length and SHA-256 (`FIELD_bytes`, `FIELD_sha256`); the text goes to
+    /// `ledger_notes`, shown with the row until `prune` removes it with its task.
     func appendLedger(
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
-        durationMs: Int64? = nil, detail: JSONValue? = nil
+        durationMs: Int64? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:]
     ) throws {
+        var detail = detail
+        let kept = notes.compactMapValues { $0 }
+        if !kept.isEmpty {
+            var fields = detail?.objectValue ?? [:]
+            for (field, text) in kept {
+                fields[field + "_bytes"] = .int(Int64(text.utf8.count))
+                fields[field + "_sha256"] = .string(text.sha256Hex)
+            }
+            detail = .object(fields)
+        }
         try appendLedger(
             event, at: time, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
             detailText: detail?.canonicalText)
+        guard !kept.isEmpty, let id = LedgerTail.remembered(for: self)?.0 else { return }
+        for (field, text) in kept {
+            try cachedStatement(sql: "INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (?, ?, ?, ?)")
+                .execute(arguments: [id, field, taskID, text])
+        }
     }
 
     /// The same, with the detail already written as canonical JSON text.
@@ -193,7 +225,9 @@ extension AutonomyStore {
     /// A task's ledger rows, oldest first.
     public func ledger(forTask taskID: Int64) throws -> [LedgerEntry] {
         try read("read the ledger") { db in
-            try LedgerEntry.fetchAll(db, sql: "SELECT * FROM ledger WHERE task_id = ? ORDER BY id", arguments: [taskID])
+            try LedgerEntry.fetchAll(
+                db, sql: "SELECT \(LedgerEntry.selection) FROM ledger WHERE task_id = ? ORDER BY id",
+                arguments: [taskID])
         }
     }
 }

@@ -116,7 +116,7 @@ extension AutonomyStore {
             switch Verdict.combine(checks) {
             case .passed(let evidence):
                 return try finish(
-                    task, evidence: "verified after its worker died, so not run again: " + evidence,
+                    task, evidence: "verified after its worker died, so not run again: " + evidence, verified: true,
                     db: db, now: now)
             case .failed(let reason):
                 return try settleFailure(
@@ -156,7 +156,11 @@ extension AutonomyStore {
             && token == claimed.leaseToken
     }
 
-    private func finish(_ task: TaskRecord, evidence: String, db: Database, now: Int64) throws -> TaskOutcome {
+    /// Marks a task done. Evidence from verifiers is free text, kept apart from the chain; a bare
+    /// exit status is our own words and stays in the row (no extra write on the drain's hot path).
+    private func finish(
+        _ task: TaskRecord, evidence: String, verified: Bool, db: Database, now: Int64
+    ) throws -> TaskOutcome {
         try db.run(
             sql: """
                 UPDATE tasks SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL, lease_token = NULL,
@@ -165,7 +169,8 @@ extension AutonomyStore {
                 """, arguments: [now, now, task.id])
         try db.appendLedger(
             .done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-            durationMs: now - (task.startedAt ?? now), detail: ["evidence": .string(evidence)])
+            durationMs: now - (task.startedAt ?? now), detail: verified ? [:] : ["evidence": .string(evidence)],
+            notes: ["evidence": verified ? evidence : nil])
         return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
     }
 
@@ -352,10 +357,9 @@ extension AutonomyStore {
             durationMs: outcome.durationMs,
             detail: .object([
                 "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                "error": outcome.errorSummary.map { .string($0) } ?? .null,
                 "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
                 "stdout_truncated": .bool(outcome.stdoutTruncated),
-            ]))
+            ]), notes: ["error": outcome.errorSummary])
         try db.run(
             sql: """
                 UPDATE tasks SET exit_code = ?, result = ?, stderr_tail = ?, updated_at = ? WHERE id = ?
@@ -367,7 +371,7 @@ extension AutonomyStore {
         try db.recordChecks(checks, task: task, notify: notify, now: now)
         switch verdict {
         case .passed(let evidence):
-            return try finish(task, evidence: evidence, db: db, now: now)
+            return try finish(task, evidence: evidence, verified: !checks.isEmpty, db: db, now: now)
         case .failed(let reason):
             return try settleFailure(
                 task, type: claimed.type, error: reason, db: db, notify: notify, now: now, random: random)
@@ -390,9 +394,7 @@ extension AutonomyStore {
                     """, arguments: [error, now, now, task.id])
             try db.appendLedger(
                 .dead, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                detail: [
-                    "error": .string(error), "attempts": .int(Int64(task.attempts)),
-                ])
+                detail: ["attempts": .int(Int64(task.attempts))], notes: ["error": error])
             try db.queueNotification(.taskDead, taskID: task.id, approvalID: nil, notify: notify, now: now)
             return TaskOutcome(
                 id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
@@ -408,9 +410,8 @@ extension AutonomyStore {
         try db.appendLedger(
             .retryScheduled, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
             detail: [
-                "error": .string(error), "delay_ms": .int(delay.milliseconds),
-                "next_run_at": .string(Timestamp.format(nextRunAt)),
-            ])
+                "delay_ms": .int(delay.milliseconds), "next_run_at": .string(Timestamp.format(nextRunAt)),
+            ], notes: ["error": error])
         return TaskOutcome(
             id: task.id, type: task.type, attempt: task.attempts, state: .queued,
             nextRunAt: nextRunAt, error: error)

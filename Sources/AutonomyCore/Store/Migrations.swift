@@ -160,6 +160,18 @@ enum Migrations {
                     CREATE INDEX tasks_source ON tasks (source, created_at) WHERE source IS NOT NULL;
                     CREATE INDEX approvals_requested ON approvals (requested_at);
 
+                    -- Free text a row would otherwise carry for ever (a handler's error, a verifier's
+                    -- evidence): the chained row keeps its length and SHA-256, this table the text,
+                    -- and prune empties it with its task.
+                    CREATE TABLE ledger_notes (
+                        ledger_id INTEGER NOT NULL,
+                        field TEXT NOT NULL,
+                        task_id INTEGER,
+                        text TEXT NOT NULL,
+                        PRIMARY KEY (ledger_id, field)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX ledger_notes_task ON ledger_notes (task_id);
+
                     -- An approval is bound to the type as much as to the payload: neither may change.
                     DROP TRIGGER tasks_payload_immutable;
                     CREATE TRIGGER tasks_immutable

@@ -195,15 +195,21 @@ public enum GateWire {
             guard data.count <= limit else { throw .tooLarge(limit: limit) }
         }
         guard !data.isEmpty else { throw .incomplete }
+        return try decodeRequest(Data(data))
+    }
+
+    /// Decodes one request line: a known verb (an unknown one is named), protocol version 1, and
+    /// fields of the right kinds.
+    public static func decodeRequest(_ data: Data) throws(GateError) -> GateRequest {
         struct Envelope: Decodable { var verb: String? }
-        if let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(data)),
+        if let envelope = try? JSONDecoder().decode(Envelope.self, from: data),
             let verb = envelope.verb, GateRequest.Verb(rawValue: verb) == nil
         {
             let known = GateRequest.Verb.allCases.map(\.rawValue).joined(separator: ", ")
             throw .malformed("unknown verb \"\(verb.prefix(40))\" (known: \(known))")
         }
         do {
-            let request = try JSONDecoder().decode(GateRequest.self, from: Data(data))
+            let request = try JSONDecoder().decode(GateRequest.self, from: data)
             guard (request.version ?? 1) == 1 else {
                 throw GateError.malformed("version \(request.version ?? 0) is not spoken here")
             }

@@ -34,9 +34,11 @@ extension Database {
     /// operator, since it was treated as a failure without anyone knowing.
     func recordChecks(_ checks: [CheckResult], task: TaskRecord, notify: NotifySettings, now: Int64) throws {
         for check in checks {
+            var detail = check.jsonValue.objectValue ?? [:]
+            detail["evidence"] = nil
             try appendLedger(
                 .verified, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                durationMs: check.durationMs, detail: check.jsonValue)
+                durationMs: check.durationMs, detail: .object(detail), notes: ["evidence": check.evidence])
         }
         if checks.contains(where: { $0.outcome == .inconclusive }) {
             try queueNotification(.verificationInconclusive, taskID: task.id, approvalID: nil, notify: notify, now: now)

@@ -261,3 +261,42 @@ import Testing
         #expect(parsed.skipped == 2)
     }
 }
+
+@Suite struct LedgerNotesTests {
+    /// What a handler or a verifier wrote is free text: the chained row keeps its length and hash,
+    /// the text itself is shown until prune takes it with its task.
+    @Test func freeTextStaysOutOfTheChainAndGoesWithPrune() async throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("once")
+        let runner = ScriptedRunner([.exited(3)])
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
+        let raw = try fixture.store.read("raw") { db in
+            try String.fetchAll(
+                db, sql: "SELECT detail FROM ledger WHERE task_id = ? AND detail IS NOT NULL", arguments: [task.id])
+        }
+        #expect(!raw.joined().contains("boom"))  // ScriptedRunner's stderr
+        #expect(raw.contains { $0.contains("error_sha256") && $0.contains("error_bytes") })
+        let shown = try fixture.store.ledger(forTask: task.id)
+        #expect(
+            shown.contains { $0.event == "dead" && $0.detail?[path: "error"]?.stringValue?.contains("boom") == true })
+        fixture.clock.advance(by: .days(2))
+        #expect(try fixture.store.prune(finishedBefore: fixture.clock.now(), by: "ops", now: fixture.clock.now()) == 1)
+        #expect(try fixture.count("SELECT COUNT(*) FROM ledger_notes") == 0)
+        #expect(try fixture.store.ledger(forTask: task.id).allSatisfy { $0.detail?[path: "error"] == nil })
+        #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)
+    }
+
+    @Test func theConfiguredSecretsAreRedactedFromWhatIsStored() {
+        var configuration = AutonomyCore.Configuration()
+        var type = TaskType(name: "t", handler: .exec(ExecHandler(argv: ["x"], passEnv: ["DEPLOY_TOKEN"])))
+        type.safety = .safe
+        configuration.taskTypes["t"] = type
+        let redactor = SecretRedactor(
+            configuration: configuration, environment: ["DEPLOY_TOKEN": "tok-123456", "OTHER": "visible-value"])
+        let outcome = redactor.redact(
+            HandlerOutcome(status: .exited(1), stdout: "using tok-123456", stderrTail: "auth tok-123456 failed"))
+        #expect(outcome.stdout == "using [redacted DEPLOY_TOKEN]")
+        #expect(outcome.stderrTail == "auth [redacted DEPLOY_TOKEN] failed")
+        #expect(redactor.redact("visible-value") == "visible-value")
+    }
+}
