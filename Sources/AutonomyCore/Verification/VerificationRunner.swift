@@ -120,7 +120,8 @@ public struct VerificationRunner: Sendable {
         if let pattern = check.contains {
             guard let handle = FileHandle(forReadingAtPath: path) else { return (.error, "cannot read \(path)") }
             defer { try? handle.close() }
-            let data = (try? handle.read(upToCount: 16 << 20)) ?? Data()
+            // A pattern runs on bounded input: the first MiB of the file.
+            let data = (try? handle.read(upToCount: 1 << 20)) ?? Data()
             let text = String(decoding: data, as: UTF8.self)
             guard let match = try? pattern.regex.firstMatch(in: text) else {
                 return (.fail, "\(path) does not contain /\(pattern.pattern)/")

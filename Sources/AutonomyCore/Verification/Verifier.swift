@@ -101,6 +101,10 @@ extension ValueAssertion {
             }
         }
         if let regex {
+            // A pattern runs on bounded input only: one bad pattern cannot stall the worker.
+            if case .string(let text) = value, text.utf8.count > 64 * 1024 {
+                return (false, "\(path) is over 64 KiB, too long to match /\(regex.pattern)/")
+            }
             guard case .string(let text) = value, (try? regex.regex.firstMatch(in: text)) != nil else {
                 return (false, "\(path) (\(shown)) does not match /\(regex.pattern)/")
             }

@@ -278,3 +278,20 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
         #expect(try Template.urlComponent("../x") == "..%2Fx")
     }
 }
+
+@Suite struct BoundedPatternTests {
+    @Test func anEvidencePatternRunsOnBoundedInputOnly() throws {
+        let map = try loadMap(
+            #"{"version": 1, "task_types": {"t": {"safety": "safe", "handler": {"exec": {"argv": ["x"]}}, "verify": [{"json": {"path": "v", "regex": "a+"}}]}}}"#
+        )
+        let type = try #require(map.configuration.taskTypes["t"])
+        guard case .json(let assertion) = try #require(type.verify.first).kind else {
+            Issue.record("expected a json verifier")
+            return
+        }
+        #expect(assertion.check(["v": "aaa"]).0)
+        let huge = JSONValue.object(["v": .string(String(repeating: "a", count: 65 * 1024))])
+        let (passed, evidence) = assertion.check(huge)
+        #expect(!passed && evidence.contains("too long"))
+    }
+}
