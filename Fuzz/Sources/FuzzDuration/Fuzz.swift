@@ -6,8 +6,26 @@ import Foundation
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let text = String(decoding: UnsafeRawBufferPointer(start: start, count: count), as: UTF8.self)
     guard let interval = Interval(parsing: text), interval.milliseconds >= 0 else { return 0 }
-    guard Interval(parsing: interval.description) == interval else {
+    // A duration is shown in its two largest units: the shown text reads back, never as more.
+    guard let shown = Interval(parsing: interval.description), shown <= interval else {
         fatalError("\(text) → \(interval) does not read back")
     }
     return 0
+}
+
+// SwiftPM links an executable's entry point as FuzzDuration_main; it hands the input to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ test: @convention(c) (UnsafeRawPointer?, Int) -> CInt
+) -> CInt
+
+@_cdecl("FuzzDuration_main")
+func entry(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var (count, arguments) = (argc, argv)
+    return runDriver(&count, &arguments) { start, size in
+        guard let start else { return 0 }
+        return fuzz(start, size)
+    }
 }

@@ -294,22 +294,12 @@ extension ExecHandler: Decodable {
             cwd: try container.decodeIfPresent(String.self, forKey: .cwd),
             env: try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:],
             passEnv: try container.decodeIfPresent([String].self, forKey: .passEnv) ?? [])
-        for (index, name) in passEnv.enumerated() where name.isEmpty || name.contains("=") {
-            throw DecodingError.dataCorrupted(
-                .init(
-                    codingPath: decoder.codingPath + [CodingKeys.passEnv, ConfigKey(intValue: index)!],
-                    debugDescription: "not a valid environment variable name"))
-        }
+        try decoder.checkVariableNames(passEnv, under: CodingKeys.passEnv)
         if let timeout, timeout.milliseconds <= 0 {
             throw DecodingError.dataCorruptedError(
                 forKey: .timeout, in: container, debugDescription: "expected a duration above zero")
         }
-        for name in env.keys where name.isEmpty || name.contains("=") {
-            throw DecodingError.dataCorrupted(
-                .init(
-                    codingPath: decoder.codingPath + [CodingKeys.env, ConfigKey(name)],
-                    debugDescription: "not a valid environment variable name"))
-        }
+        try decoder.checkVariableNames(env.keys.sorted(), under: CodingKeys.env, keyed: true)
     }
 }
 
@@ -799,12 +789,7 @@ extension NotifySettings: Decodable {
             throw DecodingError.dataCorruptedError(
                 forKey: .groupAfter, in: container, debugDescription: "expected 1 to 100000")
         }
-        for (index, name) in passEnv.enumerated() where name.isEmpty || name.contains("=") {
-            throw DecodingError.dataCorrupted(
-                .init(
-                    codingPath: decoder.codingPath + [CodingKeys.passEnv, ConfigKey(intValue: index)!],
-                    debugDescription: "not a valid environment variable name"))
-        }
+        try decoder.checkVariableNames(passEnv, under: CodingKeys.passEnv)
         webhook = try container.decodeIfPresent(WebhookSettings.self, forKey: .webhook)
         retryBackoff = try container.decodeIfPresent(Interval.self, forKey: .retryBackoff) ?? retryBackoff
         guard retryBackoff >= .seconds(1) else {
@@ -874,6 +859,10 @@ struct ConfigKey: CodingKey {
         self.stringValue = "\(intValue)"
         self.intValue = intValue
     }
+    init(index: Int) {
+        stringValue = "\(index)"
+        intValue = index
+    }
 }
 
 /// Collects warnings while a configuration is decoded; reached through the decoder's user info.
@@ -886,6 +875,16 @@ final class ConfigWarnings: @unchecked Sendable {
 }
 
 extension Decoder {
+    /// Refuses a name that cannot be an environment variable's: empty, or holding `=`. The error's
+    /// path ends with the name itself (`keyed`, for an object's keys) or its index in the list.
+    func checkVariableNames(_ names: [String], under key: any CodingKey, keyed: Bool = false) throws {
+        for (index, name) in names.enumerated() where name.isEmpty || name.contains("=") {
+            let last: any CodingKey = keyed ? ConfigKey(name) : ConfigKey(index: index)
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: codingPath + [key, last], debugDescription: "not a valid environment variable name"))
+        }
+    }
+
     /// Records a warning for each key of this object that `known` does not list.
     func reportUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
         guard let warnings = userInfo[ConfigWarnings.userInfoKey] as? ConfigWarnings,

@@ -282,6 +282,9 @@ struct JSONParser {
             return .int(value)
         }
         guard let value = Double(text), value.isFinite else { throw failure("a number too large to hold") }
+        // 500.0 and 5e2 are the number 500, as their canonical text says: read them as one, or a
+        // rule about 500 would not see them (the fuzzer found that one).
+        if value == value.rounded(), abs(value) < 9.2e18 { return .int(Int64(value)) }
         return .double(value)
     }
 

@@ -138,7 +138,7 @@ let firewallMap = """
         #expect(try enqueueEmail(fixture, to: "ops@example.com").state == .queued)
 
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.map(\.task.type) == ["send_email"])  // only the safe one ran
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
     }
@@ -151,7 +151,7 @@ let firewallMap = """
         #expect(approved.state == .approved && approved.decidedBy == "elad")
         #expect(try fixture.store.task(id: task.id)?.state == .queued)
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.map(\.task.id) == [task.id])
         #expect(try fixture.store.approval(id: request.approval.id)?.usedAt != nil)
         let decided = try #require(try fixture.store.ledger(forTask: task.id).first { $0.event == "approval_decided" })
@@ -174,14 +174,14 @@ let firewallMap = """
         let first = try #require(try pending(fixture).first).approval
         _ = try fixture.decide(first.id, .approve(note: nil))
         let runner = ScriptedRunner([.exited(1), .exited(0)])
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.count == 1)  // the failed attempt used the approval up
         #expect(report.skipped.map(\.newState) == [.awaitingApproval])
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
         let second = try #require(try pending(fixture).first).approval
         #expect(second.id != first.id && second.payloadSHA256 == first.payloadSHA256)
         _ = try fixture.decide(second.id, .approve(note: "retry it"))
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.count == 2)
         #expect(try fixture.store.task(id: task.id)?.state == .done)
     }
@@ -209,7 +209,7 @@ let firewallMap = """
         }
         _ = try fixture.decide(request.approval.id, .reject(reason: "wrong client"))
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)
         #expect(try fixture.store.task(id: task.id)?.state == .rejected)
     }
@@ -220,7 +220,7 @@ let firewallMap = """
         let request = try #require(try pending(fixture).first)
         fixture.clock.advance(by: .hours(25))
         let runner = ScriptedRunner()
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(report.expiredApprovals.map(\.id) == [request.approval.id])
         #expect(try fixture.store.task(id: task.id)?.state == .expired)
         #expect(try fixture.store.approval(id: request.approval.id)?.state == .expired)
@@ -245,7 +245,7 @@ let firewallMap = """
                 arguments: [evil, evil.sha256Hex, task.id])
         }
         let runner = ScriptedRunner()
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)
         #expect(report.skipped.map(\.newState) == [.awaitingApproval])
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
@@ -262,7 +262,7 @@ let firewallMap = """
             try db.execute(sql: #"UPDATE tasks SET payload = '{"day":"sunday"}' WHERE id = ?"#, arguments: [task.id])
         }
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)  // a safe type, but the payload is not what was enqueued
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
     }
@@ -275,7 +275,7 @@ let firewallMap = """
                 of: #""report": { "safety": "safe""#,
                 with: #""report": { "verify": [ { "command": { "argv": ["/bin/true"] } } ], "safety": "dangerous""#))
         let worker = Worker(store: fixture.store, loaded: stricter, clock: fixture.clock, runner: ScriptedRunner())
-        let report = try await worker.work(drain: .init(maxSeconds: 10))
+        let report = try await worker.work(drain: .init(maxSeconds: 600))
         #expect(report.attempts.isEmpty)
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
         #expect(try pending(fixture).map(\.task.id) == [task.id])
@@ -421,6 +421,19 @@ let firewallMap = """
         #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"a": 1,}"#) }
         #expect(throws: JSONTextError.self) { try JSONValue.parse(#"{"a": 1, "a": 2}"#) }
         #expect(try JSONValue.parse(#""tab\tquote\"nul\u0000é""#).canonicalText == #""tab\tquote\"nul\u0000é""#)
+    }
+
+    /// Found by Fuzz/FuzzJSON (input "1.0"): parse → write → parse was not the identity, and a rule
+    /// about 500 did not see 500.0 when the task was enqueued.
+    @Test func aWholeNumberReadsTheSameHoweverItIsWritten() throws {
+        for text in ["1.0", "1", "1e0", "10E-1", "-0.0"] {
+            let value = try JSONValue.parse(text)
+            #expect(try JSONValue.parse(value.canonicalText) == value, "\(text)")
+        }
+        #expect(try JSONValue.parse("500.0") == .int(500))
+        #expect(try JSONValue.parse("0.5") == .double(0.5))
+        let refund = try #require(try loadMap(firewallMap).configuration.taskTypes["refund"])
+        #expect(refund.rate(try JSONValue.parse(#"{"amount": 500.0}"#)).safety == .dangerous)
     }
 
     @Test func controlCharactersStayInsidePayloadsAndOutOfKeys() throws {

@@ -10,7 +10,7 @@ import Testing
         for index in 0..<3 { try fixture.enqueue("report", #"{"n":\#(index)}"#) }
         try fixture.enqueue("once")
         _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1), .exited(0), .exited(1)]))
-            .work(drain: .init(maxSeconds: 10))
+            .work(drain: .init(maxSeconds: 600))
     }
 
     func dropGuards(_ fixture: Fixture) throws {
@@ -123,7 +123,7 @@ import Testing
         let fixture = try Fixture(map: Self.map)
         let runner = Toggle()
         try fixture.enqueue("report", #"{"n":1}"#)
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         var report = try fixture.store.systemMap(configuration: fixture.configuration, since: 0)
         var stats = try #require(report.types.first { $0.name == "report" })
         #expect(stats.runs == 1 && stats.dead == 1 && stats.done == 0)
@@ -134,7 +134,7 @@ import Testing
 
         runner.good.withLock { $0 = true }
         try fixture.enqueue("report", #"{"n":2}"#)
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         report = try fixture.store.systemMap(configuration: fixture.configuration, since: 0)
         stats = try #require(report.types.first { $0.name == "report" })
         #expect(!stats.shelfware && stats.everSucceeded)
@@ -196,7 +196,7 @@ import Testing
         try fixture.enqueue("report", #"{"n":1}"#)
         try fixture.enqueue("once")
         try fixture.enqueue("send_email", #"{"to":"a\"b@c.d"}"#)
-        _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1)])).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(ScriptedRunner([.exited(0), .exited(1)])).work(drain: .init(maxSeconds: 600))
         let text = try PrometheusMetrics.render(
             store: fixture.store, configuration: fixture.configuration,
             now: fixture.clock.now())

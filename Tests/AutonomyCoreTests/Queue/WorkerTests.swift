@@ -88,7 +88,7 @@ import Testing
                     """)
         }
         let runner = ScriptedRunner()
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)
         #expect(report.skipped.map(\.newState) == [.blocked])
         #expect(try fixture.count("SELECT COUNT(*) FROM tasks WHERE state = 'blocked'") == 1)
@@ -102,7 +102,7 @@ import Testing
             try db.execute(sql: "UPDATE tasks SET state = 'queued' WHERE id = ?", arguments: [task.id])
         }
         let runner = ScriptedRunner()
-        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
     }

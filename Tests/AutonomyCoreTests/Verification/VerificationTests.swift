@@ -31,7 +31,7 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
         let fixture = try Fixture(map: verifiedMap())
         let task = try fixture.enqueue("report")
         let runner = ScriptedRunner()  // exits 0 with {"ok":true}: no "sent"
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.count == 2)
         #expect(report.attempts.map { $0.outcome?.state } == [.queued, .dead])
         let stored = try #require(try fixture.store.task(id: task.id))
@@ -52,7 +52,7 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
             lease: .seconds(60), leaseToken: "dead-worker")
         fixture.clock.advance(by: .seconds(61))
         let runner = ScriptedRunner()
-        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 10))
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
         #expect(runner.calls.isEmpty)  // the handler was not run again
         #expect(report.recovered.map(\.state) == [.done])
         #expect(try fixture.store.task(id: task.id)?.state == .done)
