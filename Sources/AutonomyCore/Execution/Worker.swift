@@ -145,9 +145,9 @@ public struct Worker: Sendable {
         try store.chargeAbandonedReservations(now: clock.now())
         report.recovered = try await recover(configuration: configuration)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
-        var step = try store.claimNext(
-            configuration: configuration, now: clock.now(), lease: lease,
-            leaseToken: UUID().uuidString)
+        var step = try rated(
+            store.claimNext(
+                configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
         while true {
             report.skipped += step.skipped
             guard let claimed = step.claimed else {
@@ -166,8 +166,9 @@ public struct Worker: Sendable {
                     report.stopReason = stop
                     break
                 }
-                step = try store.claimNext(
-                    configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
+                step = try rated(
+                    store.claimNext(
+                        configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
                 continue
             }
             var checks: [CheckResult] = []
@@ -188,6 +189,7 @@ public struct Worker: Sendable {
                     claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
                     now: clock.now(),
                     lease: lease, leaseToken: UUID().uuidString, random: random)
+                step = try rated(step)
             } else {
                 recorded = try store.recordAttempt(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
@@ -211,6 +213,30 @@ public struct Worker: Sendable {
         // Alerts go out after the tasks, so a slow or broken channel never holds up the queue.
         report.alerts = try await alerts?.deliverDue() ?? []
         return report
+    }
+
+    /// Finishes a claim that stopped at a payload its type rates with patterns: rates it here,
+    /// outside any transaction, and claims again with the rating (a few times at most, in case the
+    /// payload keeps changing under it; then the claim rates it itself).
+    private func rated(_ first: ClaimStep) throws -> ClaimStep {
+        var step = first
+        var ratings: [Int64: PrecomputedRating] = [:]
+        var skipped = step.skipped
+        for round in 0..<8 {
+            guard let candidate = step.needsRating else { break }
+            // A payload that does not parse gets no pattern run at all: the claim blocks it.
+            let rating =
+                (try? JSONValue.parse(candidate.payload)).flatMap { value in
+                    loaded.configuration.taskType(named: candidate.typeName).map { $0.rate(value) }
+                } ?? Rating(safety: .dangerous, reasons: ["the payload is not valid JSON"])
+            ratings[candidate.id] = PrecomputedRating(payloadSHA256: candidate.payload.sha256Hex, rating: rating)
+            step = try store.claimNext(
+                configuration: loaded.configuration, now: clock.now(), lease: loaded.configuration.worker.lease,
+                leaseToken: UUID().uuidString, ratings: ratings, rateInline: round == 7)
+            skipped += step.skipped
+        }
+        step.skipped = skipped
+        return step
     }
 
     /// Why a run should start no further task now, or nil to go on.

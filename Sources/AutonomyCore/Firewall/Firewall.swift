@@ -27,14 +27,15 @@ extension Database {
     /// the payload as it is stored *now* (recomputed here, not read from the row), carrying an
     /// operator's valid signature over this task, type, payload, attempt and a window not yet over.
     /// A row that only says `approved` is not an approval.
+    /// `rating`, when given, was made outside the transaction on this very payload.
     func admit(
-        _ task: AdmissionCandidate, type: TaskType, verifier: DecisionVerifier, now: Int64
+        _ task: AdmissionCandidate, type: TaskType, rating given: Rating? = nil, verifier: DecisionVerifier, now: Int64
     ) throws -> Admission {
         guard let value = try? JSONValue.parse(task.payload) else {
             return .block(reason: "the stored payload is not valid JSON: it was changed outside autonomy")
         }
         let hash = task.payload.sha256Hex
-        let rating = type.rate(value)
+        let rating = given ?? type.rate(value)
         let changed = hash != task.storedSHA256
         guard rating.safety == .dangerous || changed else { return .run(approvalID: nil, signedBy: nil) }
         if let approval = try approvalAllowing(taskID: task.id, payloadSHA256: hash) {

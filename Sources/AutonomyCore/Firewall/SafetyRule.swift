@@ -160,6 +160,12 @@ public struct Rating: Sendable, Equatable {
 }
 
 extension TaskType {
+    /// Whether a rule of this type matches with a pattern (which never runs inside a write
+    /// transaction: the worker rates such payloads before it claims them).
+    public var ratesWithPatterns: Bool {
+        rules.contains { if case .regex = $0.matcher { return true } else { return false } }
+    }
+
     /// The top-level payload fields this type's rules name.
     public var fieldsRulesName: Set<String> {
         Set(rules.map { String($0.path.split(separator: ".").first ?? Substring($0.path)) })

@@ -22,6 +22,32 @@ public struct ClaimStep: Sendable {
     public var claimed: ClaimedTask?
     /// Tasks moved aside instead of run (undeclared type, dangerous type without approval).
     public var skipped: [SkippedTask]
+    /// The next task's type rates payloads with patterns, which never run inside the claim's write
+    /// transaction: rate this one outside it, then claim again with the rating.
+    public var needsRating: RatingCandidate?
+
+    public init(claimed: ClaimedTask?, skipped: [SkippedTask], needsRating: RatingCandidate? = nil) {
+        self.claimed = claimed
+        self.skipped = skipped
+        self.needsRating = needsRating
+    }
+}
+
+/// A queued task whose payload a caller rates outside the write transaction.
+public struct RatingCandidate: Sendable {
+    public var id: Int64
+    public var typeName: String
+    public var payload: String
+}
+
+/// A rating made outside the claim's transaction, valid only for the payload it was made on.
+public struct PrecomputedRating: Sendable {
+    public var payloadSHA256: String
+    public var rating: Rating
+    public init(payloadSHA256: String, rating: Rating) {
+        self.payloadSHA256 = payloadSHA256
+        self.rating = rating
+    }
 }
 
 /// Where a task went after an attempt or a recovery.
@@ -180,17 +206,24 @@ extension AutonomyStore {
     /// On the way the firewall is checked again: a task whose type the map no longer declares is
     /// blocked; one that needs a human's yes for its current payload and has none is held for
     /// approval. Neither is ever run.
+    ///
+    /// A payload whose type rates with patterns is rated outside the transaction: without a
+    /// rating in `ratings` for it as it stands, the step returns it in `needsRating` (unless
+    /// `rateInline`, the last resort for a payload that keeps changing).
     public func claimNext(
-        configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
+        configuration: Configuration, now: Int64, lease: Interval, leaseToken: String,
+        ratings: [Int64: PrecomputedRating] = [:], rateInline: Bool = false
     ) throws -> ClaimStep {
         try write("claim a task") { db in
             try claimNext(
-                db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+                db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken, ratings: ratings,
+                rateInline: rateInline)
         }
     }
 
     private func claimNext(
-        db: Database, configuration: Configuration, now: Int64, lease: Interval, leaseToken: String
+        db: Database, configuration: Configuration, now: Int64, lease: Interval, leaseToken: String,
+        ratings: [Int64: PrecomputedRating] = [:], rateInline: Bool = false
     ) throws -> ClaimStep {
         var skipped: [SkippedTask] = []
         // Highest priority first, then earliest run_at, then lowest id. The walk goes priority level
@@ -230,7 +263,17 @@ extension AutonomyStore {
             let signer: String?
             let candidate = AdmissionCandidate(
                 id: id, typeName: typeName, payload: row[1], storedSHA256: row[2], attempts: row[3])
-            switch try db.admit(candidate, type: type, verifier: verifier, now: now) {
+            var rating: Rating?
+            if type.ratesWithPatterns, !rateInline {
+                // A pattern never runs while this transaction holds the write lock.
+                guard let made = ratings[id], made.payloadSHA256 == candidate.payload.sha256Hex else {
+                    return ClaimStep(
+                        claimed: nil, skipped: skipped,
+                        needsRating: RatingCandidate(id: id, typeName: typeName, payload: candidate.payload))
+                }
+                rating = made.rating
+            }
+            switch try db.admit(candidate, type: type, rating: rating, verifier: verifier, now: now) {
             case .run(let allowing, let signedBy):
                 (approvalID, signer) = (allowing, signedBy)
             case .block(let reason):

@@ -443,3 +443,28 @@ let firewallMap = """
         #expect(try fixture.store.task(id: task.id)?.payload == #"{"note":"a\u0000b"}"#)
     }
 }
+
+@Suite struct PatternRatingTests {
+    /// A rule's pattern never runs inside the claim's write transaction: the claim hands the
+    /// payload back, the worker rates it outside, and claims again with the rating.
+    @Test func aPatternRuleIsRatedOutsideTheClaimTransaction() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try fixture.enqueue("send_email", #"{"to":"ops@example.com","cc":"x@rival.com"}"#)
+        try fixture.store.write("queue it") { db in
+            try db.execute(sql: "UPDATE tasks SET state = 'queued' WHERE id = ?", arguments: [task.id])
+        }
+        let before = try fixture.count("SELECT COUNT(*) FROM ledger")
+        let step = try fixture.store.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t")
+        #expect(step.claimed == nil && step.needsRating?.id == task.id)
+        #expect(try fixture.count("SELECT COUNT(*) FROM ledger") == before)  // nothing decided inside
+        // The worker rates it outside and claims again: the deny rule's pattern holds it.
+        let runner = ScriptedRunner()
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
+        #expect(runner.calls.isEmpty && report.skipped.map(\.newState) == [.awaitingApproval])
+        // A safe payload of the same type runs.
+        let safe = try fixture.enqueue("send_email", #"{"to":"ops@example.com","body":"hi"}"#)
+        _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))
+        #expect(runner.calls.map(\.task.id) == [safe.id])
+    }
+}
