@@ -13,8 +13,10 @@ let package = Package(
     name: "autonomy-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(path: "..")],
-    targets: fuzzers.map {
-        .executableTarget(name: $0, dependencies: [.product(name: "AutonomyCore", package: autonomy)])
-    },
+    targets: [.target(name: "FuzzSupport")]
+        + fuzzers.map {
+            .executableTarget(
+                name: $0, dependencies: ["FuzzSupport", .product(name: "AutonomyCore", package: autonomy)])
+        },
     swiftLanguageModes: [.v6]
 )

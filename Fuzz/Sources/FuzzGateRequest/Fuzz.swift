@@ -1,5 +1,6 @@
 import AutonomyCore
 import Foundation
+import FuzzSupport
 
 /// Any bytes as a gate request: a GateError or a request, never a crash.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -8,19 +9,8 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     return 0
 }
 
-// SwiftPM links an executable's entry point as FuzzGateRequest_main; it hands the input to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ test: @convention(c) (UnsafeRawPointer?, Int) -> CInt
-) -> CInt
-
+// SwiftPM links an executable's entry point as FuzzGateRequest_main; it hands the input to libFuzzer.
 @_cdecl("FuzzGateRequest_main")
 func entry(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var (count, arguments) = (argc, argv)
-    return runDriver(&count, &arguments) { start, size in
-        guard let start else { return 0 }
-        return fuzz(start, size)
-    }
+    runFuzzer(argc, argv) { start, size in start.map { fuzz($0, size) } ?? 0 }
 }

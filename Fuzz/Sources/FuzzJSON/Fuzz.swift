@@ -1,5 +1,6 @@
 import AutonomyCore
 import Foundation
+import FuzzSupport
 
 /// Any bytes: the parser refuses them or reads them; what it reads, written canonically and read
 /// again, is the same value, and its canonical text does not change.
@@ -13,19 +14,8 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     return 0
 }
 
-// SwiftPM links an executable's entry point as FuzzJSON_main; it hands the input to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ test: @convention(c) (UnsafeRawPointer?, Int) -> CInt
-) -> CInt
-
+// SwiftPM links an executable's entry point as FuzzJSON_main; it hands the input to libFuzzer.
 @_cdecl("FuzzJSON_main")
 func entry(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var (count, arguments) = (argc, argv)
-    return runDriver(&count, &arguments) { start, size in
-        guard let start else { return 0 }
-        return fuzz(start, size)
-    }
+    runFuzzer(argc, argv) { start, size in start.map { fuzz($0, size) } ?? 0 }
 }
