@@ -68,10 +68,7 @@ func answer(
         return (try GateWire.send(request, to: path), nil)
     case .direct:
         do {
-            let loaded = try global.loadConfiguration()
-            if requireTrustedConfig { try loaded.requireTrusted() }
-            let path = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
-            let store = try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
+            let (loaded, store) = try global.open(create: create, trusted: requireTrustedConfig)
             let service = QueueService(loaded: loaded, store: store, caller: .local, clock: try currentClock())
             return await service.answer(request)
         } catch {
@@ -119,11 +116,7 @@ struct Gate: AsyncParsableCommand {
         let loaded: LoadedConfiguration
         let store: AutonomyStore
         do {
-            loaded = try global.loadConfiguration(quiet: true)
-            try loaded.requireTrusted()
-            store = try AutonomyStore(
-                path: ConfigLoader.databasePath(flag: global.database, loaded: loaded),
-                settings: loaded.configuration.store)
+            (loaded, store) = try global.open(trusted: true, quiet: true)
         } catch {
             // The gate itself cannot work: say so to the caller, and fail the unit for the operator.
             let (code, message) = failure(error)

@@ -30,8 +30,13 @@ struct GlobalOptions: ParsableArguments {
 
     /// Loads the configuration and opens the database it names. Commands that only read pass
     /// `create: false`, so a mistyped path is reported instead of creating an empty database.
-    func open(create: Bool = true) throws -> (LoadedConfiguration, AutonomyStore) {
-        let loaded = try loadConfiguration()
+    /// With `trusted`, a configuration others could have written is refused first (the commands
+    /// that run handlers or decide trust).
+    func open(create: Bool = true, trusted: Bool = false, quiet: Bool = false) throws -> (
+        LoadedConfiguration, AutonomyStore
+    ) {
+        let loaded = try loadConfiguration(quiet: quiet)
+        if trusted { try loaded.requireTrusted() }
         let path = ConfigLoader.databasePath(flag: database, loaded: loaded)
         let store = try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
         return (loaded, store)

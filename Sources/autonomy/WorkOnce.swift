@@ -42,8 +42,7 @@ struct WorkOnce: AsyncParsableCommand {
 
     func run() async throws {
         // The worker runs handlers by the map's rules: never rules someone else could have written.
-        try global.loadConfiguration(quiet: true).requireTrusted()
-        let (loaded, store) = try global.open()
+        let (loaded, store) = try global.open(trusted: true)
         let settings = loaded.configuration.worker
         var environment = ["AUTONOMY_DATABASE": store.path]
         if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
