@@ -81,7 +81,13 @@ extension Sandbox {
             throw CLIFailureInTest("no socket pair")
         }
         let (mine, theirs) = (pair[0], pair[1])
-        defer { close(mine) }
+        // The writer thread is joined before `mine` closes: a write after the close could land in
+        // whatever file reuses the descriptor number next (once, the test's own database).
+        let writerDone = DispatchSemaphore(value: 0)
+        defer {
+            writerDone.wait()
+            close(mine)
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: autonomyBinary)
         process.arguments = ["gate"]
@@ -105,6 +111,7 @@ extension Sandbox {
                 written += count
             }
             if halfClose { shutdown(mine, Int32(SHUT_WR)) }
+            writerDone.signal()
         }
         var received = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)

@@ -186,7 +186,7 @@ public enum SSHKeygen {
         } catch {
             return Result(status: -1, stdout: "", stderr: "cannot start \(program): \(error)")
         }
-        stdin.fileHandleForWriting.write(Data(input))
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(input))  // a program that quit early is judged by its status
         try? stdin.fileHandleForWriting.close()
         let errors = ReadAll(stderr.fileHandleForReading)
         let output = stdout.fileHandleForReading.readDataToEndOfFile()
