@@ -31,9 +31,12 @@ func number(_ value: JSONValue?) -> Double {
             """
     }
 
-    func config(cap: Double, soft: Double = 0.8, models: [String], types: String = "{}") -> String {
+    func config(
+        cap: Double, soft: Double = 0.8, models: [String], types: String = "{}", window: String = "day"
+    ) -> String {
         """
-        {"version": 1, "gateway": {"daily_cap_usd": \(cap), "soft_cap_ratio": \(soft), "models": [\(models.joined(separator: ","))]},
+        {"version": 1, "gateway": {"daily_cap_usd": \(cap), "soft_cap_ratio": \(soft), "window": "\(window)",
+                                   "models": [\(models.joined(separator: ","))]},
          "task_types": \(types)}
         """
     }
@@ -51,7 +54,10 @@ func number(_ value: JSONValue?) -> Double {
         let server = try LoopbackHTTPServer(bodies: [completion("late")], delay: .seconds(20))
         defer { server.stop() }
         let sandbox = try Sandbox(
-            config: config(cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2, maxTokens: 100)]))
+            config: config(
+                cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2, maxTokens: 100)],
+                // Eleven minutes later must be the same budget window, even when the test runs at 23:55.
+                window: "rolling24h"))
         _ = try await sandbox.run(["budget"])  // the database exists before the call starts
         let caller = Process()
         caller.executableURL = URL(fileURLWithPath: autonomyBinary)

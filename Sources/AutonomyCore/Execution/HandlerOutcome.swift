@@ -51,6 +51,11 @@ public struct HandlerOutcome: Sendable, Equatable {
     }
 
     /// The result to store: the JSON stdout when it parses, else stdout as a JSON string; nil when empty.
+    /// The outcome as the task row keeps it.
+    var change: TaskChange {
+        .outcome(exitCode: exitCode, result: resultJSON, stderrTail: stderrTail.isEmpty ? nil : stderrTail)
+    }
+
     public var resultJSON: String? {
         let trimmed = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { return nil }

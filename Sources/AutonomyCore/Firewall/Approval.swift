@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// Where an approval request is. Only `pending` ones can be decided.
-public enum ApprovalState: String, Sendable, Codable, CaseIterable {
+public enum ApprovalState: String, Sendable, Codable, CaseIterable, DatabaseValueConvertible {
     case pending, approved, rejected, expired
     /// A newer request for the same task replaced it (its payload or rating changed).
     case superseded
@@ -37,24 +37,25 @@ public struct ApprovalRecord: Sendable, Equatable {
 }
 
 extension ApprovalRecord: FetchableRecord {
+    /// Reads a row by column name; a value that is not what the column should hold (an unknown
+    /// state, say) throws an error that names the column and the value.
     public init(row: Row) throws {
-        id = row[0]
-        taskID = row[1]
-        payloadSHA256 = row[2]
-        let stateText: String = row[3]
-        state = ApprovalState(rawValue: stateText) ?? .superseded
-        reason = row[4]
-        requestedAt = row[5]
-        expiresAt = row[6]
-        decidedAt = row[7]
-        decidedBy = row[8]
-        decisionNote = row[9]
-        channel = row[10]
-        usedAt = row[11]
-        let statement: String? = row[12]
-        let signature: String? = row[13]
+        id = try row.decode(forColumn: "id")
+        taskID = try row.decode(forColumn: "task_id")
+        payloadSHA256 = try row.decode(forColumn: "payload_sha256")
+        state = try row.decode(forColumn: "state")
+        reason = try row.decode(forColumn: "reason")
+        requestedAt = try row.decode(forColumn: "requested_at")
+        expiresAt = try row.decode(forColumn: "expires_at")
+        decidedAt = try row.decode(forColumn: "decided_at")
+        decidedBy = try row.decode(forColumn: "decided_by")
+        decisionNote = try row.decode(forColumn: "decision_note")
+        channel = try row.decode(forColumn: "channel")
+        usedAt = try row.decode(forColumn: "used_at")
+        let statement: String? = try row.decode(forColumn: "statement")
+        let signature: String? = try row.decode(forColumn: "signature")
         if let statement, let signature { signed = SignedDecision(statement: statement, signature: signature) }
-        signerKey = row[14]
+        signerKey = try row.decode(forColumn: "signer_key")
     }
 }
 

@@ -84,20 +84,19 @@ extension Database {
             try execute(
                 sql: "UPDATE approvals SET state = 'expired' WHERE id = ?",
                 arguments: [approval.id])
-            let type = try String.fetchOne(
-                self, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [approval.taskID])
-            try execute(
-                sql: """
-                    UPDATE tasks SET state = 'expired', finished_at = ?, updated_at = ?,
-                                     last_error = 'the approval request expired before anyone decided'
-                    WHERE id = ? AND state = 'awaiting_approval'
-                    """, arguments: [now, now, approval.taskID])
-            try appendLedger(
-                .approvalExpired, at: now, taskID: approval.taskID, type: type,
-                detail: [
-                    "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
-                    "requested_at": .string(Timestamp.format(approval.requestedAt)),
-                ])
+            let detail: JSONValue = [
+                "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
+                "requested_at": .string(Timestamp.format(approval.requestedAt)),
+            ]
+            let task = try self.task(id: approval.taskID)
+            if task?.state == .awaitingApproval {
+                try transition(
+                    approval.taskID, .expire, at: now,
+                    changing: [.lastError("the approval request expired before anyone decided")], detail: detail)
+            } else {
+                // A request left pending by a task that moved on (an older database): it ends alone.
+                try appendLedger(.approvalExpired, at: now, taskID: approval.taskID, type: task?.type, detail: detail)
+            }
         }
         return due
     }
@@ -234,19 +233,14 @@ extension AutonomyStore {
         }
         let state: ApprovalState
         let decider = statement.principal
+        let transition: TaskTransition
+        var changes: [TaskChange] = []
         switch decision {
         case .approve:
-            state = .approved
-            try db.execute(
-                sql: "UPDATE tasks SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'awaiting_approval'",
-                arguments: [now, task.id])
+            (state, transition) = (.approved, .approve)
         case .reject(let reason):
-            state = .rejected
-            try db.execute(
-                sql: """
-                    UPDATE tasks SET state = 'rejected', finished_at = ?, updated_at = ?, last_error = ?
-                    WHERE id = ? AND state = 'awaiting_approval'
-                    """, arguments: [now, now, "rejected by \(decider): \(reason)", task.id])
+            (state, transition) = (.rejected, .reject)
+            changes = [.lastError("rejected by \(decider): \(reason)")]
         }
         try db.execute(
             sql: """
@@ -260,8 +254,8 @@ extension AutonomyStore {
             ])
         // Every link of the request is spent with the decision.
         try db.execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
-        try db.appendLedger(
-            .approvalDecided, at: now, taskID: task.id, type: task.type,
+        try db.transition(
+            task.id, transition, at: now, changing: changes,
             detail: [
                 "approval_id": .int(approval.id), "decision": .string(state.rawValue), "by": .string(decider),
                 "signer_key": .string(key.fingerprint), "note": statement.note.map { .string($0) } ?? .null,

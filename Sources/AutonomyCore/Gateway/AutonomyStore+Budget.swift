@@ -55,10 +55,10 @@ extension AutonomyStore {
                     sql: "SELECT task_id, model, tier, reserved_usd FROM llm_calls WHERE id = ? AND state = 'reserved'",
                     arguments: [callID])
             else { return }
-            let taskID: Int64? = row[0]
-            let model: String = row[1]
-            let tier: String = row[2]
-            let reserved: Double = row[3]
+            let taskID: Int64? = try row.decode(forColumn: "task_id")
+            let model: String = try row.decode(forColumn: "model")
+            let tier: String = try row.decode(forColumn: "tier")
+            let reserved: Double = try row.decode(forColumn: "reserved_usd")
             let cost = charged ? (costUSD ?? reserved) : 0
             try db.execute(
                 sql: """
@@ -176,15 +176,10 @@ extension AutonomyStore {
     /// Sends a task whose paid model is out of budget to the next day, without counting the attempt.
     public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
         try write("defer a task") { db in
-            try db.execute(
-                sql: """
-                    UPDATE tasks SET state = 'queued', run_at = ?, attempts = attempts - 1, updated_at = ?, lease_token = NULL,
-                                     lease_expires_at = NULL
-                    WHERE id = ? AND lease_token = ?
-                    """, arguments: [until, now, claimed.task.id, claimed.leaseToken])
-            guard db.changesCount == 1 else { return nil }
-            try db.appendLedger(
-                .deferred, at: now, taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+            guard try holdsLease(claimed, db: db) else { return nil }
+            try db.transition(
+                claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
+                changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
                 detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
             return TaskOutcome(
                 id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
@@ -202,7 +197,9 @@ extension Database {
                 WHERE state = 'reserved' AND expires_at <= ?
                 """, arguments: [now])
         for row in abandoned {
-            let (id, taskID, reserved): (Int64, Int64?, Double) = (row[0], row[1], row[4])
+            let id: Int64 = try row.decode(forColumn: "id")
+            let taskID: Int64? = try row.decode(forColumn: "task_id")
+            let reserved: Double = try row.decode(forColumn: "reserved_usd")
             try execute(
                 sql: """
                     UPDATE llm_calls SET state = 'settled', cost_usd = reserved_usd, finished_at = ?,
@@ -215,7 +212,8 @@ extension Database {
             try appendLedger(
                 .llmCall, at: now, taskID: taskID, type: type, costUSD: reserved,
                 detailText: JSONValue.object([
-                    "call_id": .int(id), "model": .string(row[2]), "tier": .string(row[3]),
+                    "call_id": .int(id), "model": .string(try row.decode(forColumn: "model")),
+                    "tier": .string(try row.decode(forColumn: "tier")),
                     "outcome": "abandoned", "charged": "the reservation (its caller never settled it)",
                 ]).canonicalText)
         }

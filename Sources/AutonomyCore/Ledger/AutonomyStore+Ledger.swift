@@ -71,11 +71,24 @@ extension AutonomyStore {
                     """)
             while let row = try cursor.next() {
                 rows += 1
-                let id: Int64 = row[0]
-                let prevHash: String = row[9]
-                let hash: String = row[10]
+                let id: Int64 = (try? row.decode(atIndex: 0)) ?? expectedID
                 func broken(_ reason: String) -> ChainReport {
                     ChainReport(rows: rows, firstBroken: .init(id: id, reason: reason), lastHash: previous)
+                }
+                // By position: this loop reads every row of the ledger. A field of the wrong type
+                // is an edit like any other, found at its row.
+                let prevHash: String, hash: String, recomputed: String
+                do {
+                    prevHash = try row.decode(atIndex: 9)
+                    hash = try row.decode(atIndex: 10)
+                    recomputed = LedgerChain.hash(
+                        previous: previous, id: try row.decode(atIndex: 0), at: try row.decode(atIndex: 1),
+                        taskID: try row.decode(atIndex: 2), type: try row.decode(atIndex: 3),
+                        event: try row.decode(atIndex: 4), attempt: try row.decode(atIndex: 5),
+                        durationMs: try row.decode(atIndex: 6), costUSD: try row.decode(atIndex: 7),
+                        detail: try row.decode(atIndex: 8))
+                } catch {
+                    return broken("a field holds a value of the wrong type (it was edited)")
                 }
                 if id != expectedID {
                     return broken("rows \(expectedID)…\(id - 1) are missing (deleted)")
@@ -83,9 +96,6 @@ extension AutonomyStore {
                 if prevHash != previous {
                     return broken("it does not chain to the row before it (that row was changed or deleted)")
                 }
-                let recomputed = LedgerChain.hash(
-                    previous: previous, id: id, at: row[1], taskID: row[2], type: row[3], event: row[4],
-                    attempt: row[5], durationMs: row[6], costUSD: row[7], detail: row[8])
                 if recomputed != hash { return broken("its content does not match its hash (it was edited)") }
                 previous = hash
                 expectedID = id + 1

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import GRDB
-import Synchronization
 
 /// What happened to a task, as one ledger row.
 public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
@@ -73,18 +72,18 @@ public struct LedgerEntry: Sendable, Equatable {
 
 extension LedgerEntry: FetchableRecord {
     public init(row: Row) throws {
-        id = row["id"]
-        at = row["at"]
-        taskID = row["task_id"]
-        type = row["type"]
-        event = row["event"]
-        attempt = row["attempt"]
-        durationMs = row["duration_ms"]
-        costUSD = row["cost_usd"]
-        let detailText: String? = row["detail"]
+        id = try row.decode(forColumn: "id")
+        at = try row.decode(forColumn: "at")
+        taskID = try row.decode(forColumn: "task_id")
+        type = try row.decode(forColumn: "type")
+        event = try row.decode(forColumn: "event")
+        attempt = try row.decode(forColumn: "attempt")
+        durationMs = try row.decode(forColumn: "duration_ms")
+        costUSD = try row.decode(forColumn: "cost_usd")
+        let detailText: String? = try row.decode(forColumn: "detail")
         detail = detailText.flatMap { try? JSONValue.parse($0) }
         // The free text kept apart from the chain, shown in its place until it is pruned.
-        let notesText: String? = row.hasColumn("notes") ? row["notes"] : nil
+        let notesText: String? = try row.decode(forColumn: "notes")
         if let notesText, case .object(let notes)? = try? JSONValue.parse(notesText),
             case .object(var fields)? = detail
         {
@@ -120,21 +119,22 @@ extension Database {
             }
             detail = .object(fields)
         }
-        try appendLedger(
+        let id = try appendLedger(
             event, at: time, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
             detailText: detail?.canonicalText)
-        guard !kept.isEmpty, let id = LedgerTail.remembered(for: self)?.0 else { return }
+        guard !kept.isEmpty else { return }
         for (field, text) in kept {
             try cachedStatement(sql: "INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (?, ?, ?, ?)")
                 .execute(arguments: [id, field, taskID, text])
         }
     }
 
-    /// The same, with the detail already written as canonical JSON text.
+    /// The same, with the detail already written as canonical JSON text. Returns the new row's id.
+    @discardableResult
     func appendLedger(
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
         durationMs: Int64? = nil, costUSD: Double? = nil, detailText: String?
-    ) throws {
+    ) throws -> Int64 {
         // Inside the caller's IMMEDIATE transaction nobody else can append, so the last row is ours
         // to chain to.
         let (lastID, lastHash) = try lastLedgerRow()
@@ -147,22 +147,20 @@ extension Database {
                 INSERT INTO ledger (id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        defer { LedgerTail.remember((id, hash), for: self) }
         try statement.run(binding: [
             .integer(id), .integer(time), .integer(taskID), .text(type), .text(event.rawValue),
             .integer(attempt.map(Int64.init)), .integer(durationMs), .real(costUSD), .text(detailText), .text(lastHash),
             .text(hash),
         ])
+        return id
     }
 
-    /// The id and hash of the newest ledger row (0 and the genesis hash for an empty ledger).
+    /// The id and hash of the newest ledger row (0 and the genesis hash for an empty ledger): one
+    /// seek on the primary key, read again for every append (a cache of it measured no faster).
     private func lastLedgerRow() throws -> (Int64, String) {
-        if let tail = LedgerTail.remembered(for: self) { return tail }
         let statement = try cachedStatement(sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1")
-        return try statement.withFirstRow { row in
-            guard let row else { return (0, LedgerChain.genesis) }
-            return (row.integer(0), row.text(1))
-        }
+        guard let row = try Row.fetchOne(statement) else { return (0, LedgerChain.genesis) }
+        return (try row.decode(atIndex: 0), try row.decode(atIndex: 1))
     }
 }
 
@@ -229,24 +227,5 @@ extension AutonomyStore {
                 db, sql: "SELECT \(LedgerEntry.selection) FROM ledger WHERE task_id = ? ORDER BY id",
                 arguments: [taskID])
         }
-    }
-}
-
-/// The newest ledger row, remembered for the length of one write transaction: while it holds the
-/// write lock nobody else can append, so a batch need not look the row up again for every task.
-/// `AutonomyStore.write` forgets it when a transaction begins and when it ends.
-enum LedgerTail {
-    private static let tails = Mutex<[ObjectIdentifier: (Int64, String)]>([:])
-
-    static func remembered(for db: Database) -> (Int64, String)? {
-        tails.withLock { $0[ObjectIdentifier(db)] }
-    }
-
-    static func remember(_ tail: (Int64, String), for db: Database) {
-        tails.withLock { $0[ObjectIdentifier(db)] = tail }
-    }
-
-    static func forget(_ db: Database) {
-        _ = tails.withLock { $0.removeValue(forKey: ObjectIdentifier(db)) }
     }
 }

@@ -93,9 +93,9 @@ extension AutonomyStore {
                     WHERE delivered_at IS NULL AND next_attempt_at <= ?\(filter) ORDER BY id LIMIT 1
                     """, arguments: [now])
             {
-                let id: Int64 = row[0]
-                guard let event = NotificationEvent(rawValue: row[1]), let channel = NotifyChannel(rawValue: row[2]),
-                    channels.contains(channel)
+                let id: Int64 = try row.decode(forColumn: "id")
+                guard let event = NotificationEvent(rawValue: try row.decode(forColumn: "event")),
+                    let channel = NotifyChannel(rawValue: try row.decode(forColumn: "channel")), channels.contains(channel)
                 else {
                     try db.execute(
                         sql: """
@@ -118,7 +118,8 @@ extension AutonomyStore {
                     sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",
                     arguments: [now + deliveryLease, id])
                 return PendingNotification(
-                    id: id, event: event, channel: channel, taskID: row[3], approvalID: row[4], attempts: row[5])
+                    id: id, event: event, channel: channel, taskID: try row.decode(forColumn: "task_id"),
+                    approvalID: try row.decode(forColumn: "approval_id"), attempts: try row.decode(forColumn: "attempts"))
             }
             return nil
         }

@@ -73,20 +73,17 @@ extension AutonomyStore {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state.isCancellable else { throw QueueError.notCancellable(id: taskID, state: task.state) }
-            try db.execute(
-                sql: """
-                    UPDATE tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?
-                    """, arguments: [now, now, "cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""), taskID])
             try db.supersedeApprovals(
                 taskID: taskID, typeName: task.type, states: [.pending, .approved],
                 reason: "the task was cancelled by \(actor)", now: now)
-            try db.appendLedger(
-                .cancelled, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
+            return try db.transition(
+                taskID, .cancel, at: now,
+                changing: [.lastError("cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""))],
+                attempt: task.attempts,
                 detail: [
                     "by": .string(actor), "reason": reason.map { .string($0) } ?? .null,
                     "from": .string(task.state.rawValue),
                 ])
-            return try db.task(id: taskID) ?? task
         }
     }
 
@@ -104,22 +101,13 @@ extension AutonomyStore {
             guard !task.payload.isEmpty else {
                 throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
             }
-            try db.execute(
-                sql: """
-                    UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, updated_at = ?,
-                                     last_error = NULL, exit_code = NULL, result = NULL, stderr_tail = NULL
-                    WHERE id = ?
-                    """, arguments: [now, now, taskID])
             // Running the task again asks for a human's yes anew.
             try db.supersedeApprovals(
                 taskID: taskID, typeName: task.type, states: [.pending, .approved],
                 reason: "the task was retried by \(actor)", now: now)
-            try db.appendLedger(
-                .retried, at: now, taskID: taskID, type: task.type, attempt: task.attempts,
-                detail: [
-                    "by": .string(actor), "previous_attempts": .int(Int64(task.attempts)),
-                ])
-            return try db.task(id: taskID) ?? task
+            return try db.transition(
+                taskID, .retry, at: now, changing: [.freshStart, .runAt(now)], attempt: task.attempts,
+                detail: ["by": .string(actor), "previous_attempts": .int(Int64(task.attempts))])
         }
     }
 
@@ -137,10 +125,9 @@ extension AutonomyStore {
                 db, sql: "SELECT type, state, COUNT(*) AS n FROM tasks WHERE 1 \(mine) GROUP BY type, state",
                 arguments: arguments())
             {
-                let type: String = row["type"]
-                let stateText: String = row["state"]
-                let count: Int = row["n"]
-                guard let state = TaskState(rawValue: stateText) else { continue }
+                let type: String = try row.decode(forColumn: "type")
+                let state: TaskState = try row.decode(forColumn: "state")
+                let count: Int = try row.decode(forColumn: "n")
                 counts[state, default: 0] += count
                 byType[type, default: [:]][state, default: 0] += count
             }
@@ -150,14 +137,14 @@ extension AutonomyStore {
                     SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ? \(mine)
                     ORDER BY run_at, id LIMIT 1
                     """, arguments: arguments(now)
-            ).map { (id: $0["id"] as Int64, type: $0["type"] as String, since: $0["run_at"] as Int64) }
+            ).map { (id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"), since: try $0.decode(Int64.self, forColumn: "run_at")) }
             let next = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ? \(mine)
                     ORDER BY run_at, id LIMIT 1
                     """, arguments: arguments(now)
-            ).map { (id: $0["id"] as Int64, type: $0["type"] as String, runAt: $0["run_at"] as Int64) }
+            ).map { (id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"), runAt: try $0.decode(Int64.self, forColumn: "run_at")) }
             let dead = try TaskRecord.fetchAll(
                 db,
                 sql: """

@@ -96,19 +96,11 @@ extension AutonomyStore {
                         .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
                         detail: ["state": .string(task.state.rawValue)])
                     let token = UUID().uuidString
-                    let claimed = try TaskRecord.fetchOne(
-                        db,
-                        sql: """
-                            UPDATE tasks SET state = 'verifying', lease_token = ?, lease_expires_at = ?, updated_at = ?
-                            WHERE id = ?
-                            RETURNING \(TaskRecord.columns)
-                            """, arguments: [token, now + lease.milliseconds, now, task.id])
-                    if let claimed {
-                        try db.appendLedger(
-                            .verifying, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                            detail: ["why": "its worker died: the evidence decides before anything is run again"])
-                        recovery.toVerify.append(ClaimedTask(task: claimed, type: type, leaseToken: token))
-                    }
+                    let claimed = try db.transition(
+                        task.id, .verify, at: now,
+                        changing: [.lease(token: token, expiresAt: now + lease.milliseconds)], attempt: task.attempts,
+                        detail: ["why": "its worker died: the evidence decides before anything is run again"])
+                    recovery.toVerify.append(ClaimedTask(task: claimed, type: type, leaseToken: token))
                     continue
                 }
                 try db.appendLedger(
@@ -157,44 +149,30 @@ extension AutonomyStore {
     /// evidence to the next one.
     public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) throws -> Bool {
         try write("mark a task verifying") { db in
-            try db.run(
-                sql: """
-                    UPDATE tasks SET state = 'verifying', updated_at = ?, result = ?, exit_code = ?, stderr_tail = ?
-                    WHERE id = ? AND lease_token = ? AND state = 'running'
-                    """,
-                arguments: [
-                    now, outcome.resultJSON, outcome.exitCode, outcome.stderrTail.isEmpty ? nil : outcome.stderrTail,
-                    claimed.task.id, claimed.leaseToken,
-                ])
-            guard db.changesCount == 1 else { return false }
-            try db.appendLedger(
-                .verifying, at: now, taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts)
+            guard try holdsLease(claimed, db: db) else { return false }
+            try db.transition(
+                claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
+                attempt: claimed.task.attempts)
             return true
         }
     }
 
-    private func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
+    func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
         let current = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"), arguments: [claimed.task.id])
-        let state: String? = current?["state"]
-        let token: String? = current?["lease_token"]
-        return (state == TaskState.running.rawValue || state == TaskState.verifying.rawValue)
-            && token == claimed.leaseToken
+        guard let current else { return false }
+        let state: TaskState = try current.decode(forColumn: "state")
+        let token: String? = try current.decode(forColumn: "lease_token")
+        return TaskState.leased.contains(state) && token == claimed.leaseToken
     }
 
     /// Marks a task done. Evidence from verifiers is free text, kept apart from the chain; a bare
     /// exit status is our own words and stays in the row (no extra write on the drain's hot path).
     private func finish(
-        _ task: TaskRecord, evidence: String, verified: Bool, db: Database, now: Int64
+        _ task: TaskRecord, outcome: HandlerOutcome? = nil, evidence: String, verified: Bool, db: Database, now: Int64
     ) throws -> TaskOutcome {
-        try db.run(
-            sql: """
-                UPDATE tasks SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL, lease_token = NULL,
-                                 lease_expires_at = NULL
-                WHERE id = ?
-                """, arguments: [now, now, task.id])
-        try db.appendLedger(
-            .done, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+        try db.transition(
+            task.id, .succeed, at: now, changing: outcome.map { [$0.change] } ?? [], attempt: task.attempts,
             durationMs: now - (task.startedAt ?? now), detail: verified ? [:] : ["evidence": .string(evidence)],
             notes: ["evidence": verified ? evidence : nil])
         return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
@@ -252,17 +230,18 @@ extension AutonomyStore {
         while let id = try Int64.fetchOne(next, arguments: [now]),
             let row = try Row.fetchOne(details, arguments: [id])
         {
-            let typeName: String = row[0]
+            let typeName: String = try row.decode(forColumn: "type")
             guard let type = configuration.taskType(named: typeName) else {
                 let reason = "task type \"\(typeName)\" is not declared in the configuration"
-                try block(taskID: id, typeName: typeName, reason: reason, db: db, now: now)
+                try block(taskID: id, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
                 continue
             }
             let approvalID: Int64?
             let signer: String?
             let candidate = AdmissionCandidate(
-                id: id, typeName: typeName, payload: row[1], storedSHA256: row[2], attempts: row[3])
+                id: id, typeName: typeName, payload: try row.decode(forColumn: "payload"),
+                storedSHA256: try row.decode(forColumn: "payload_sha256"), attempts: try row.decode(forColumn: "attempts"))
             var rating: Rating?
             if type.ratesWithPatterns, !rateInline {
                 // A pattern never runs while this transaction holds the write lock.
@@ -277,16 +256,12 @@ extension AutonomyStore {
             case .run(let allowing, let signedBy):
                 (approvalID, signer) = (allowing, signedBy)
             case .block(let reason):
-                try block(taskID: id, typeName: typeName, reason: reason, db: db, now: now)
+                try block(taskID: id, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
                 continue
             case .hold(let reason, let hash):
-                try db.run(
-                    sql: "UPDATE tasks SET state = 'awaiting_approval', updated_at = ? WHERE id = ?",
-                    arguments: [now, id])
-                try db.appendLedger(
-                    .held, at: now, taskID: id, type: typeName,
-                    detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                try db.transition(
+                    id, .hold, at: now, detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
                 // An approval that no longer releases the task (another payload, an invalid or
                 // outdated signature) is withdrawn, so nothing can use it later.
                 try db.supersedeApprovals(
@@ -297,42 +272,27 @@ extension AutonomyStore {
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
                 continue
             }
-            let claim = try db.cachedStatement(
-                sql: """
-                    UPDATE tasks
-                    SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,
-                        started_at = ?, updated_at = ?, result = NULL, exit_code = NULL, stderr_tail = NULL
-                    WHERE id = ? AND state = 'queued'
-                    RETURNING \(TaskRecord.columns)
-                    """)
-            guard
-                let task = try TaskRecord.fetchOne(
-                    claim, arguments: [leaseToken, now + lease.milliseconds, now, now, id])
-            else { continue }
-            if let approvalID {
-                try db.run(
-                    sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
-                    arguments: [now, approvalID])
-            }
             var detail: [String: JSONValue] = [
                 "lease_expires_at": .string(Timestamp.format(now + lease.milliseconds)),
                 "approval_id": approvalID.map { .int($0) } ?? .null,
             ]
             if let signer { detail["approved_by"] = .string(signer) }
-            try db.appendLedger(
-                .claimed, at: now, taskID: id, type: typeName, attempt: task.attempts, detail: .object(detail))
+            let task = try db.transition(
+                id, .claim, at: now, changing: [.lease(token: leaseToken, expiresAt: now + lease.milliseconds)],
+                attempt: candidate.attempts + 1, detail: .object(detail))
+            if let approvalID {
+                try db.run(
+                    sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                    arguments: [now, approvalID])
+            }
             return ClaimStep(
                 claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
         }
         return ClaimStep(claimed: nil, skipped: skipped)
     }
 
-    private func block(taskID: Int64, typeName: String, reason: String, db: Database, now: Int64) throws {
-        try db.run(
-            sql: """
-                UPDATE tasks SET state = 'blocked', last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?
-                """, arguments: [reason, now, now, taskID])
-        try db.appendLedger(.blocked, at: now, taskID: taskID, type: typeName, detail: ["reason": .string(reason)])
+    private func block(taskID: Int64, reason: String, db: Database, now: Int64) throws {
+        try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
     }
 
     /// Pushes a held lease forward. False when the lease is no longer this worker's.
@@ -403,55 +363,37 @@ extension AutonomyStore {
                 "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
                 "stdout_truncated": .bool(outcome.stdoutTruncated),
             ]), notes: ["error": outcome.errorSummary])
-        try db.run(
-            sql: """
-                UPDATE tasks SET exit_code = ?, result = ?, stderr_tail = ?, updated_at = ? WHERE id = ?
-                """,
-            arguments: [
-                outcome.exitCode, outcome.resultJSON,
-                outcome.stderrTail.isEmpty ? nil : outcome.stderrTail, now, task.id,
-            ])
         try db.recordChecks(checks, task: task, notify: notify, now: now)
         switch verdict {
         case .passed(let evidence):
-            return try finish(task, evidence: evidence, verified: !checks.isEmpty, db: db, now: now)
+            return try finish(task, outcome: outcome, evidence: evidence, verified: !checks.isEmpty, db: db, now: now)
         case .failed(let reason):
             return try settleFailure(
-                task, type: claimed.type, error: reason, db: db, notify: notify, now: now, random: random)
+                task, outcome: outcome, type: claimed.type, error: reason, db: db, notify: notify, now: now,
+                random: random)
         }
     }
 
     /// After a failed attempt: back to the queue after the policy's backoff, or dead when no
     /// attempts are left. Runs inside the caller's transaction.
     private func settleFailure(
-        _ task: TaskRecord, type: TaskType?, error: String, db: Database, notify: NotifySettings, now: Int64,
-        random: @Sendable () -> Double
+        _ task: TaskRecord, outcome: HandlerOutcome? = nil, type: TaskType?, error: String, db: Database,
+        notify: NotifySettings, now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome {
         let limit = task.attemptLimit(type)
+        let kept = outcome.map { [$0.change] } ?? []
         if task.attempts >= limit {
-            try db.run(
-                sql: """
-                    UPDATE tasks SET state = 'dead', last_error = ?, finished_at = ?, updated_at = ?, lease_token = NULL,
-                                     lease_expires_at = NULL
-                    WHERE id = ?
-                    """, arguments: [error, now, now, task.id])
-            try db.appendLedger(
-                .dead, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                detail: ["attempts": .int(Int64(task.attempts))], notes: ["error": error])
-            try db.queueNotification(.taskDead, taskID: task.id, approvalID: nil, notify: notify, now: now)
+            try db.transition(
+                task.id, .die, at: now, changing: kept + [.lastError(error)], attempt: task.attempts,
+                detail: ["attempts": .int(Int64(task.attempts))], notes: ["error": error], notify: notify)
             return TaskOutcome(
                 id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
         }
         let delay = (type?.retry ?? RetryPolicy()).delay(afterAttempt: task.attempts, unit: random())
         let nextRunAt = now + delay.milliseconds
-        try db.run(
-            sql: """
-                UPDATE tasks SET state = 'queued', run_at = ?, last_error = ?, updated_at = ?, lease_token = NULL,
-                                 lease_expires_at = NULL
-                WHERE id = ?
-                """, arguments: [nextRunAt, error, now, task.id])
-        try db.appendLedger(
-            .retryScheduled, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+        try db.transition(
+            task.id, .retryLater, at: now, changing: kept + [.runAt(nextRunAt), .lastError(error)],
+            attempt: task.attempts,
             detail: [
                 "delay_ms": .int(delay.milliseconds), "next_run_at": .string(Timestamp.format(nextRunAt)),
             ], notes: ["error": error])

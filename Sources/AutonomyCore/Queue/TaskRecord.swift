@@ -1,31 +1,6 @@
 import Foundation
 import GRDB
 
-/// Where a task is in its life cycle (see DESIGN.md, "The task life cycle").
-public enum TaskState: String, Sendable, Codable, CaseIterable {
-    case queued
-    case awaitingApproval = "awaiting_approval"
-    case running
-    case verifying
-    case done
-    case dead
-    case cancelled
-    case rejected
-    case expired
-    case blocked
-
-    /// A final state never changes again (but `tasks retry` may send a dead task back).
-    public var isFinal: Bool {
-        switch self {
-        case .done, .dead, .cancelled, .rejected, .expired, .blocked: return true
-        case .queued, .awaitingApproval, .running, .verifying: return false
-        }
-    }
-
-    /// States a task may be cancelled from: it has not started running.
-    public var isCancellable: Bool { self == .queued || self == .awaitingApproval }
-}
-
 /// One row of the queue.
 public struct TaskRecord: Sendable, Equatable {
     public var id: Int64
@@ -71,39 +46,29 @@ public struct TaskRecord: Sendable, Equatable {
     }
 }
 
-extension TaskRecord: FetchableRecord {
-    /// The columns a `TaskRecord` is read from, in the order `init(row:)` reads them. Queries name
-    /// them instead of `*`, so rows decode by position (fast) and new columns change nothing.
-    static let columns = """
-        id, type, state, priority, run_at, payload, payload_sha256, idempotency_key, source, subject, attempts, \
-        max_attempts, lease_token, lease_expires_at, created_at, updated_at, started_at, finished_at, exit_code, \
-        result, last_error, stderr_tail
-        """
+extension TaskRecord: FetchableRecord, Decodable {
+    /// The columns a `TaskRecord` is read from. Queries name them instead of `*`, so new columns
+    /// change nothing.
+    static let columns = CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")
 
-    public init(row: Row) throws {
-        id = row[0]
-        type = row[1]
-        let stateText: String = row[2]
-        state = TaskState(rawValue: stateText) ?? .blocked
-        priority = row[3]
-        runAt = row[4]
-        payload = row[5]
-        payloadSHA256 = row[6]
-        idempotencyKey = row[7]
-        source = row[8]
-        subject = row[9]
-        attempts = row[10]
-        maxAttempts = row[11]
-        leaseToken = row[12]
-        leaseExpiresAt = row[13]
-        createdAt = row[14]
-        updatedAt = row[15]
-        startedAt = row[16]
-        finishedAt = row[17]
-        exitCode = row[18]
-        result = row[19]
-        lastError = row[20]
-        stderrTail = row[21]
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case id, type, state, priority
+        case runAt = "run_at"
+        case payload
+        case payloadSHA256 = "payload_sha256"
+        case idempotencyKey = "idempotency_key"
+        case source, subject, attempts
+        case maxAttempts = "max_attempts"
+        case leaseToken = "lease_token"
+        case leaseExpiresAt = "lease_expires_at"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case exitCode = "exit_code"
+        case result
+        case lastError = "last_error"
+        case stderrTail = "stderr_tail"
     }
 }
 

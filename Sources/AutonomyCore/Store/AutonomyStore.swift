@@ -109,17 +109,13 @@ public final class AutonomyStore: Sendable {
     func write<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
         do {
             return try writer.writeWithoutTransaction { db in
-                try db.execute(sql: "BEGIN IMMEDIATE")
-                LedgerTail.forget(db)
-                defer { LedgerTail.forget(db) }
-                do {
-                    let value = try body(db)
-                    try db.execute(sql: "COMMIT")
-                    return value
-                } catch {
-                    try? db.execute(sql: "ROLLBACK")
-                    throw error
+                var value: T?
+                try db.inTransaction(.immediate) {
+                    value = try body(db)
+                    return .commit
                 }
+                guard let value else { throw StoreError.failed(path: path, operation: operation, reason: "rolled back") }
+                return value
             }
         } catch {
             throw StoreError.wrap(error, path: path, operation: operation)

@@ -52,33 +52,3 @@ extension Statement {
         }
     }
 }
-
-/// A row read straight from SQLite's C API.
-struct RawRow {
-    let handle: OpaquePointer
-
-    func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
-
-    func text(_ column: Int32) -> String {
-        guard let bytes = sqlite3_column_text(handle, column) else { return "" }
-        return String(cString: bytes)
-    }
-}
-
-extension Statement {
-    /// Runs this cached query and hands its first row (or nil) to `body`, without GRDB's row
-    /// decoding: for lookups on every ledger append.
-    func withFirstRow<T>(_ body: (RawRow?) throws -> T) throws -> T {
-        let handle = sqliteStatement
-        sqlite3_reset(handle)
-        defer { sqlite3_reset(handle) }
-        let code = sqlite3_step(handle)
-        switch code {
-        case SQLITE_ROW: return try body(RawRow(handle: handle))
-        case SQLITE_DONE: return try body(nil)
-        default:
-            let message = sqlite3_errmsg(sqlite3_db_handle(handle)).map { String(cString: $0) }
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
-        }
-    }
-}

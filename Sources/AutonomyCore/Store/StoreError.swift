@@ -31,6 +31,14 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     }
 
     static func wrap(_ error: any Error, path: String, operation: String) -> any Error {
+        if let decoding = error as? RowDecodingError {
+            // Named, without the row (it may hold a payload) or the SQL.
+            let text = "\(decoding)"
+            let named = text.range(of: ", row: ").map { String(text[..<$0.lowerBound]) } ?? text
+            return StoreError.failed(
+                path: path, operation: operation,
+                reason: "a row holds a value this autonomy does not know (\(named.prefix(300))); was it written by another program?")
+        }
         guard let databaseError = error as? DatabaseError else { return error }
         switch databaseError.resultCode {
         case .SQLITE_BUSY, .SQLITE_LOCKED:

@@ -29,26 +29,18 @@ extension AutonomyStore {
             let failedBefore = current.state == .dead || (current.state == .queued && current.lastError != nil)
             switch verdict {
             case .passed(let evidence) where failedBefore:
-                try db.execute(
-                    sql: """
-                        UPDATE tasks SET state = 'done', finished_at = ?, updated_at = ?, last_error = NULL WHERE id = ?
-                        """, arguments: [now, now, current.id])
-                try db.appendLedger(
-                    .done, at: now, taskID: current.id, type: current.type, attempt: current.attempts,
+                try db.transition(
+                    current.id, .foundDone, at: now, attempt: current.attempts,
                     detail: [
                         "evidence": .string("found on a re-check by \(actor): " + evidence),
                         "was": .string(current.state.rawValue),
                     ])
                 return .nowDone
             case .failed(let reason) where current.state == .done && reopen:
-                try db.execute(
-                    sql: """
-                        UPDATE tasks SET state = 'dead', updated_at = ?, last_error = ? WHERE id = ?
-                        """, arguments: [now, "reopened by \(actor): " + reason, current.id])
-                try db.appendLedger(
-                    .dead, at: now, taskID: current.id, type: current.type, attempt: current.attempts,
-                    detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"])
-                try db.queueNotification(.taskDead, taskID: current.id, approvalID: nil, notify: notify, now: now)
+                try db.transition(
+                    current.id, .reopen, at: now, changing: [.lastError("reopened by \(actor): " + reason)],
+                    attempt: current.attempts, detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"],
+                    notify: notify)
                 return .reopened
             default:
                 return .unchanged(current.state)

@@ -1,0 +1,234 @@
+import GRDB
+
+/// Where a task is in its life cycle. `TaskTransition.all` says how it moves between them.
+public enum TaskState: String, Sendable, Codable, CaseIterable, DatabaseValueConvertible {
+    case queued
+    case awaitingApproval = "awaiting_approval"
+    case running
+    case verifying
+    case done
+    case dead
+    case cancelled
+    case rejected
+    case expired
+    case blocked
+
+    /// A final state is left only by an operator's act (`tasks retry`, `verify`).
+    public var isFinal: Bool {
+        switch self {
+        case .done, .dead, .cancelled, .rejected, .expired, .blocked: return true
+        case .queued, .awaitingApproval, .running, .verifying: return false
+        }
+    }
+
+    public static let finalStates = allCases.filter(\.isFinal)
+
+    /// States a task may be cancelled from: it has not started running.
+    public var isCancellable: Bool { TaskTransition.cancel.from.contains(self) }
+
+    /// A worker holds a lease on a task in these states.
+    public static let leased: [TaskState] = [.running, .verifying]
+
+    /// `'a', 'b'` for an SQL `IN (…)` list (the names are fixed identifiers, never user text).
+    static func sqlList(_ states: [TaskState]) -> String {
+        states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    }
+}
+
+/// One move of the task life cycle: from one of `from` to `to`, recorded as `event`. The table
+/// `all` is the whole life cycle; `Database.transition` refuses anything else, and the README's
+/// table is checked against it by a test.
+public struct TaskTransition: Sendable, Hashable {
+    public let name: String
+    public let from: [TaskState]
+    public let to: TaskState
+    public let event: LedgerEvent
+    /// The alert the move queues, if any.
+    public let alert: NotificationEvent?
+    /// When it happens, in a few words.
+    public let when: String
+
+    init(
+        _ name: String, from: [TaskState], to: TaskState, event: LedgerEvent, alert: NotificationEvent? = nil,
+        when: String
+    ) {
+        (self.name, self.from, self.to, self.event, self.alert, self.when) = (name, from, to, event, alert, when)
+    }
+
+    public static let hold = TaskTransition(
+        "hold", from: [.queued], to: .awaitingApproval, event: .held,
+        when: "a claim finds a dangerous payload without a valid signed approval")
+    public static let block = TaskTransition(
+        "block", from: [.queued], to: .blocked, event: .blocked,
+        when: "a claim finds its type undeclared or its payload denied")
+    public static let claim = TaskTransition(
+        "claim", from: [.queued], to: .running, event: .claimed, when: "a worker takes it under a lease")
+    public static let cancel = TaskTransition(
+        "cancel", from: [.queued, .awaitingApproval], to: .cancelled, event: .cancelled,
+        when: "an operator or its producer cancels it before it runs")
+    public static let approve = TaskTransition(
+        "approve", from: [.awaitingApproval], to: .queued, event: .approvalDecided,
+        when: "an operator approves its payload, signed")
+    public static let reject = TaskTransition(
+        "reject", from: [.awaitingApproval], to: .rejected, event: .approvalDecided,
+        when: "an operator rejects it, signed")
+    public static let expire = TaskTransition(
+        "expire", from: [.awaitingApproval], to: .expired, event: .approvalExpired,
+        when: "nobody decided within the type's approval window")
+    public static let verify = TaskTransition(
+        "verify", from: [.running, .verifying], to: .verifying, event: .verifying,
+        when: "its handler ended, or its worker died: the evidence is checked")
+    public static let succeed = TaskTransition(
+        "succeed", from: [.running, .verifying], to: .done, event: .done,
+        when: "its verifiers found the evidence (or, without verifiers, it exited 0)")
+    public static let retryLater = TaskTransition(
+        "retry later", from: [.running, .verifying], to: .queued, event: .retryScheduled,
+        when: "the attempt failed and attempts are left: back after the backoff")
+    public static let die = TaskTransition(
+        "die", from: [.running, .verifying], to: .dead, event: .dead, alert: .taskDead,
+        when: "the attempt failed and no attempts are left")
+    public static let deferToBudget = TaskTransition(
+        "defer", from: [.running], to: .queued, event: .deferred,
+        when: "the day's model budget is spent: it waits, the attempt not counted")
+    public static let retry = TaskTransition(
+        "retry", from: [.dead], to: .queued, event: .retried, when: "an operator runs `tasks retry`")
+    public static let foundDone = TaskTransition(
+        "found done", from: [.queued, .dead], to: .done, event: .done,
+        when: "`verify` finds a failed task's evidence passes after all")
+    public static let reopen = TaskTransition(
+        "reopen", from: [.done], to: .dead, event: .dead, alert: .taskDead,
+        when: "`verify --reopen` finds a done task's evidence fails")
+
+    /// The whole life cycle. A task enters it at `enqueue`, as `queued` (or `awaiting_approval`
+    /// when its type is dangerous).
+    public static let all: [TaskTransition] = [
+        .hold, .block, .claim, .cancel, .approve, .reject, .expire, .verify, .succeed, .retryLater, .die,
+        .deferToBudget, .retry, .foundDone, .reopen,
+    ]
+
+    /// The table as Markdown, one row per (from, to, event): what the README shows.
+    public static var markdownTable: String {
+        var lines = ["| from | to | ledger event | when |", "|---|---|---|---|"]
+        lines.append("| (new) | `queued` or `awaiting_approval` | `enqueued` | `enqueue`; dangerous types wait |")
+        for transition in all {
+            let from = transition.from.map { "`\($0.rawValue)`" }.joined(separator: ", ")
+            lines.append(
+                "| \(from) | `\(transition.to.rawValue)` | `\(transition.event.rawValue)` | \(transition.when) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// What a transition writes besides the state, the time and the columns its target implies.
+enum TaskChange {
+    case lastError(String?)
+    case runAt(Int64)
+    /// Takes a lease for `token` until `expiresAt`.
+    case lease(token: String, expiresAt: Int64)
+    /// The handler's outcome, kept with the task.
+    case outcome(exitCode: Int?, result: String?, stderrTail: String?)
+    /// The attempt the task is moving out of does not count (a deferral).
+    case uncountAttempt
+    /// A fresh start: no attempts, no outcome, no error.
+    case freshStart
+}
+
+/// A transition that matched no row: the task was not where the caller believed it was.
+public struct TransitionRefused: Error, Sendable, CustomStringConvertible {
+    public var taskID: Int64
+    public var transition: String
+    public var expected: [TaskState]
+    public var found: TaskState?
+
+    public var description: String {
+        guard taskID != 0 else { return "the \(transition) transition was asked without alert settings (a bug)" }
+        let now = found.map { "is \($0.rawValue)" } ?? "does not exist"
+        let wanted = expected.map(\.rawValue).joined(separator: " or ")
+        return "task \(taskID) \(now), not \(wanted): it cannot \(transition) (another process moved it first; try again)"
+    }
+
+    /// A caller forgot the alert settings a transition needs: refused rather than silent.
+    static func noAlertSettings(_ transition: TaskTransition) -> TransitionRefused {
+        TransitionRefused(taskID: 0, transition: transition.name, expected: transition.from, found: nil)
+    }
+}
+
+extension Database {
+    /// Moves a task along one edge of the life cycle, in the caller's transaction: the state
+    /// check is in the `UPDATE` itself, the ledger row and the alert the move implies are written
+    /// with it, and a task that is not in a `from` state (or, with `lease`, not held under that
+    /// lease) makes it throw `TransitionRefused` with nothing changed.
+    ///
+    /// The columns the target implies are set here, once: a claim counts the attempt, takes the
+    /// lease and clears the last outcome; a final state stamps `finished_at`; leaving the leased
+    /// states drops the lease; `done` clears the error.
+    @discardableResult
+    func transition(
+        _ taskID: Int64, _ transition: TaskTransition, at now: Int64, lease: String? = nil,
+        changing changes: [TaskChange] = [], attempt: Int? = nil, durationMs: Int64? = nil,
+        detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
+    ) throws -> TaskRecord {
+        var assignments: [(column: String, sql: String, value: (any DatabaseValueConvertible)?)] = []
+        func set(_ column: String, _ value: (any DatabaseValueConvertible)?, sql: String = "?") {
+            assignments.removeAll { $0.column == column }
+            assignments.append((column, sql, value))
+        }
+        set("state", transition.to.rawValue)
+        set("updated_at", now)
+        if transition.to == .running {
+            set("attempts", nil, sql: "attempts + 1")
+            set("started_at", now)
+            for column in ["result", "exit_code", "stderr_tail"] { set(column, nil) }
+        }
+        if !TaskState.leased.contains(transition.to) {
+            set("lease_token", nil)
+            set("lease_expires_at", nil)
+        }
+        if transition.to.isFinal { set("finished_at", now) }
+        if transition.to == .queued { set("finished_at", nil) }
+        if transition.to == .done { set("last_error", nil) }
+        for change in changes {
+            switch change {
+            case .lastError(let text): set("last_error", text)
+            case .runAt(let time): set("run_at", time)
+            case .lease(let token, let expiresAt):
+                set("lease_token", token)
+                set("lease_expires_at", expiresAt)
+            case .outcome(let exitCode, let result, let stderrTail):
+                set("exit_code", exitCode)
+                set("result", result)
+                set("stderr_tail", stderrTail)
+            case .uncountAttempt: set("attempts", nil, sql: "attempts - 1")
+            case .freshStart:
+                set("attempts", 0)
+                for column in ["result", "exit_code", "stderr_tail", "last_error"] { set(column, nil) }
+            }
+        }
+        var arguments = StatementArguments(assignments.filter { $0.sql == "?" }.map(\.value))
+        _ = arguments.append(contentsOf: [taskID])
+        var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
+        if let lease {
+            condition += " AND lease_token = ?"
+            _ = arguments.append(contentsOf: [lease])
+        }
+        let statement = try cachedStatement(
+            sql: """
+                UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql)" }.joined(separator: ", "))
+                WHERE \(condition)
+                RETURNING \(TaskRecord.columns)
+                """)
+        guard let task = try TaskRecord.fetchOne(statement, arguments: arguments) else {
+            throw TransitionRefused(
+                taskID: taskID, transition: transition.name, expected: transition.from,
+                found: try TaskState.fetchOne(self, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [taskID]))
+        }
+        try appendLedger(
+            transition.event, at: now, taskID: taskID, type: task.type, attempt: attempt, durationMs: durationMs,
+            detail: detail, notes: notes)
+        if let alert = transition.alert {
+            guard let notify else { throw TransitionRefused.noAlertSettings(transition) }
+            try queueNotification(alert, taskID: taskID, approvalID: nil, notify: notify, now: now)
+        }
+        return task
+    }
+}
