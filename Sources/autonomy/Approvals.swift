@@ -217,13 +217,22 @@ struct Firewall: AsyncParsableCommand {
             }
             let rating = taskType.rate(value)
             if json {
+                struct Output: Encodable {
+                    var type, safety: String
+                    var needsApproval: Bool
+                    var reasons: [String]
+                    var payloadSHA256: String
+                    enum CodingKeys: String, CodingKey {
+                        case type, safety
+                        case needsApproval = "needs_approval"
+                        case reasons
+                        case payloadSHA256 = "payload_sha256"
+                    }
+                }
                 return printJSON(
-                    .object([
-                        "type": .string(type), "safety": .string(rating.safety.rawValue),
-                        "needs_approval": .bool(rating.safety == .dangerous),
-                        "reasons": .array(rating.reasons.map { .string($0) }),
-                        "payload_sha256": .string(value.canonicalText.sha256Hex),
-                    ]))
+                    Output(
+                        type: type, safety: rating.safety.rawValue, needsApproval: rating.safety == .dangerous,
+                        reasons: rating.reasons, payloadSHA256: value.canonicalText.sha256Hex))
             }
             print(rating.safety == .safe ? "safe: runs on its own" : "dangerous: waits for an operator's approval")
             for reason in rating.reasons { print("  because \(reason)") }

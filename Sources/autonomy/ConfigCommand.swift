@@ -29,28 +29,47 @@ struct ConfigCommand: AsyncParsableCommand {
             let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
             let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
             if json {
+                struct TypeSummary: Encodable {
+                    var name, safety: String
+                    @Nullable var owner: String?
+                    var timeout: String
+                    var maxAttempts: Int
+                    enum CodingKeys: String, CodingKey {
+                        case name, safety, owner, timeout
+                        case maxAttempts = "max_attempts"
+                    }
+                }
+                struct Output: Encodable {
+                    @Nullable var file: String?
+                    var database: String
+                    var version: Int
+                    var taskTypes: [TypeSummary]
+                    var components: [String]
+                    var signers: Int
+                    var producers: [String: [String]]
+                    var warnings: [String]
+                    enum CodingKeys: String, CodingKey {
+                        case file, database, version
+                        case taskTypes = "task_types"
+                        case components, signers, producers, warnings
+                    }
+                }
                 return printJSON(
-                    .object([
-                        "file": loaded.path.map { .string($0) } ?? .null,
-                        "database": .string(database),
-                        "version": .int(Int64(configuration.version)),
-                        "task_types": .array(
-                            types.map { type in
-                                .object([
-                                    "name": .string(type.name), "safety": .string(type.safety.rawValue),
-                                    "owner": type.owner.map { .string($0) } ?? .null,
-                                    "timeout": .string(type.effectiveTimeout(configuration.worker).description),
-                                    "max_attempts": .int(Int64(type.retry.maxAttempts)),
-                                ])
-                            }),
-                        "components": .array(configuration.components.map { .string($0.name) }),
-                        "signers": .int(Int64(loaded.signersSummary().count)),
-                        "producers": .object([
-                            "users": .array(configuration.producers.users.keys.sorted().map { .string($0) }),
-                            "groups": .array(configuration.producers.groups.keys.sorted().map { .string($0) }),
-                        ]),
-                        "warnings": .array(warnings.map { .string($0) }),
-                    ]))
+                    Output(
+                        file: loaded.path, database: database, version: configuration.version,
+                        taskTypes: types.map {
+                            TypeSummary(
+                                name: $0.name, safety: $0.safety.rawValue, owner: $0.owner,
+                                timeout: $0.effectiveTimeout(configuration.worker).description,
+                                maxAttempts: $0.retry.maxAttempts)
+                        },
+                        components: configuration.components.map(\.name),
+                        signers: loaded.signersSummary().count,
+                        producers: [
+                            "users": configuration.producers.users.keys.sorted(),
+                            "groups": configuration.producers.groups.keys.sorted(),
+                        ],
+                        warnings: warnings))
             }
             print("config:   \(loaded.path ?? "built-in defaults")")
             print("database: \(database)")

@@ -50,15 +50,27 @@ struct LLM: AsyncParsableCommand {
             throw CLIFailure(error.description, code: .unavailable)
         }
         if json {
+            struct Output: Encodable {
+                var text, model, tier: String
+                @Nullable var inputTokens: Int?
+                @Nullable var outputTokens: Int?
+                var costUSD: Double
+                var latencyMs: Int64
+                var passedOver: [String]
+                enum CodingKeys: String, CodingKey {
+                    case text, model, tier
+                    case inputTokens = "input_tokens"
+                    case outputTokens = "output_tokens"
+                    case costUSD = "cost_usd"
+                    case latencyMs = "latency_ms"
+                    case passedOver = "passed_over"
+                }
+            }
             printJSON(
-                .object([
-                    "text": .string(response.text), "model": .string(response.model),
-                    "tier": .string(response.tier.rawValue),
-                    "input_tokens": response.inputTokens.map { .int(Int64($0)) } ?? .null,
-                    "output_tokens": response.outputTokens.map { .int(Int64($0)) } ?? .null,
-                    "cost_usd": .double(response.costUSD), "latency_ms": .int(response.latencyMs),
-                    "passed_over": .array(response.passedOver.map { .string($0) }),
-                ]))
+                Output(
+                    text: response.text, model: response.model, tier: response.tier.rawValue,
+                    inputTokens: response.inputTokens, outputTokens: response.outputTokens, costUSD: response.costUSD,
+                    latencyMs: response.latencyMs, passedOver: response.passedOver))
         } else {
             print(response.text)
         }
@@ -81,28 +93,55 @@ struct Budget: AsyncParsableCommand {
             settings: configuration.gateway, timeZone: configuration.timezone,
             now: try currentClock().now())
         if json {
+            struct Model: Encodable {
+                var model: String
+                var calls, inputTokens, outputTokens: Int
+                var costUSD: Double
+                enum CodingKeys: String, CodingKey {
+                    case model, calls
+                    case inputTokens = "input_tokens"
+                    case outputTokens = "output_tokens"
+                    case costUSD = "cost_usd"
+                }
+            }
+            struct Day: Encodable {
+                var day: String
+                var costUSD: Double
+                enum CodingKeys: String, CodingKey {
+                    case day
+                    case costUSD = "cost_usd"
+                }
+            }
+            struct Output: Encodable {
+                var dayStart: ISOTime
+                var window: String
+                var capUSD, softCapUSD, spentUSD, reservedUSD: Double
+                var models: [Model]
+                var lastDays: [Day]
+                enum CodingKeys: String, CodingKey {
+                    case dayStart = "day_start"
+                    case window
+                    case capUSD = "cap_usd"
+                    case softCapUSD = "soft_cap_usd"
+                    case spentUSD = "spent_usd"
+                    case reservedUSD = "reserved_usd"
+                    case models
+                    case lastDays = "last_days"
+                }
+            }
             return printJSON(
-                .object([
-                    "day_start": .string(Timestamp.format(status.dayStart)),
-                    "window": .string(configuration.gateway.window.rawValue), "cap_usd": .double(status.capUSD),
-                    "soft_cap_usd": .double(status.softCapUSD), "spent_usd": .double(status.spentUSD),
-                    "reserved_usd": .double(status.reservedUSD),
-                    "models": .array(
-                        status.perModel.map {
-                            .object([
-                                "model": .string($0.model), "calls": .int(Int64($0.calls)),
-                                "input_tokens": .int(Int64($0.inputTokens)),
-                                "output_tokens": .int(Int64($0.outputTokens)), "cost_usd": .double($0.costUSD),
-                            ])
-                        }),
-                    "last_days": .array(
-                        status.lastDays.map {
-                            .object([
-                                "day": .string(Timestamp.format($0.day, timeZone: configuration.timezone)),
-                                "cost_usd": .double($0.costUSD),
-                            ])
-                        }),
-                ]))
+                Output(
+                    dayStart: ISOTime(status.dayStart), window: configuration.gateway.window.rawValue,
+                    capUSD: status.capUSD, softCapUSD: status.softCapUSD, spentUSD: status.spentUSD,
+                    reservedUSD: status.reservedUSD,
+                    models: status.perModel.map {
+                        Model(
+                            model: $0.model, calls: $0.calls, inputTokens: $0.inputTokens,
+                            outputTokens: $0.outputTokens, costUSD: $0.costUSD)
+                    },
+                    lastDays: status.lastDays.map {
+                        Day(day: Timestamp.format($0.day, timeZone: configuration.timezone), costUSD: $0.costUSD)
+                    }))
         }
         print(
             String(

@@ -42,7 +42,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let entries = try store.ledgerEntries(
                 LedgerQuery(
                     taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
-            if json { return printJSON(.array(entries.map(\.jsonValue))) }
+            if json { return printJSON(entries.map(LedgerEntryOutput.init)) }
             guard !entries.isEmpty else { return print("no ledger rows") }
             print(
                 table(
@@ -95,18 +95,32 @@ struct LedgerCommand: AsyncParsableCommand {
             let checked = try parsed.map { try store.checkAnchors($0.anchors) }
             let failed = report.firstBroken != nil || !(checked?.mismatches.isEmpty ?? true)
             if json {
+                struct Mismatch: Encodable {
+                    var id: Int64
+                    var problem: String
+                }
+                struct Output: Encodable {
+                    var rows: Int
+                    var ok: Bool
+                    @Nullable var firstBrokenRow: Int64?
+                    @Nullable var reason: String?
+                    var lastHash: String
+                    @Nullable var anchorsChecked: Int?
+                    var anchorMismatches: [Mismatch]
+                    enum CodingKeys: String, CodingKey {
+                        case rows, ok
+                        case firstBrokenRow = "first_broken_row"
+                        case reason
+                        case lastHash = "last_hash"
+                        case anchorsChecked = "anchors_checked"
+                        case anchorMismatches = "anchor_mismatches"
+                    }
+                }
                 printJSON(
-                    .object([
-                        "rows": .int(Int64(report.rows)), "ok": .bool(report.firstBroken == nil),
-                        "first_broken_row": report.firstBroken.map { .int($0.id) } ?? .null,
-                        "reason": report.firstBroken.map { .string($0.reason) } ?? .null,
-                        "last_hash": .string(report.lastHash),
-                        "anchors_checked": checked.map { .int(Int64($0.checked)) } ?? .null,
-                        "anchor_mismatches": .array(
-                            (checked?.mismatches ?? []).map {
-                                .object(["id": .int($0.id), "problem": .string($0.problem)])
-                            }),
-                    ]))
+                    Output(
+                        rows: report.rows, ok: report.firstBroken == nil, firstBrokenRow: report.firstBroken?.id,
+                        reason: report.firstBroken?.reason, lastHash: report.lastHash, anchorsChecked: checked?.checked,
+                        anchorMismatches: (checked?.mismatches ?? []).map { Mismatch(id: $0.id, problem: $0.problem) }))
             } else {
                 if let broken = report.firstBroken {
                     print("the chain is broken at row \(broken.id): \(broken.reason)")
@@ -156,7 +170,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let query = LedgerQuery(since: try windowStart(since, now: try currentClock().now()))
             var buffer = format == .csv ? LedgerEntry.csvHeader + "\n" : ""
             try store.forEachLedgerEntry(query) { entry in
-                buffer += format == .csv ? entry.csvLine : entry.jsonValue.canonicalText
+                buffer += format == .csv ? entry.csvLine : JSONOutput.line(LedgerEntryOutput(entry))
                 buffer += "\n"
                 if buffer.utf8.count > 1 << 16 {
                     FileHandle.standardOutput.write(Data(buffer.utf8))
@@ -184,12 +198,20 @@ struct MapCommand: AsyncParsableCommand {
         let start = try windowStart(since, now: now) ?? now
         let report = try store.systemMap(configuration: loaded.configuration, since: start)
         if json {
+            struct Output: Encodable {
+                var since: ISOTime
+                var types: [TypeStats]
+                var components: [ComponentStats]
+                var undeclaredTypes: [String]
+                enum CodingKeys: String, CodingKey {
+                    case since, types, components
+                    case undeclaredTypes = "undeclared_types"
+                }
+            }
             return printJSON(
-                .object([
-                    "since": .string(Timestamp.format(start)), "types": .array(report.types.map(\.jsonValue)),
-                    "components": .array(report.components.map(\.jsonValue)),
-                    "undeclared_types": .array(report.undeclared.map { .string($0) }),
-                ]))
+                Output(
+                    since: ISOTime(start), types: report.types, components: report.components,
+                    undeclaredTypes: report.undeclared))
         }
         print("since \(display(start, loaded.configuration)) (\(since))")
         print(

@@ -84,7 +84,7 @@ struct QueueService {
                 jsonLines: batch, configuration: configuration, now: now, keepTasks: call.json == true,
                 producer: caller.producer)
             if call.json == true {
-                printout.line(JSONValue.array(result.tasks.map(\.jsonValue)).prettyText)
+                printout.line(JSONOutput.text(result.tasks.map { TaskOutput($0) }))
             } else {
                 printout.stdout.reserveCapacity(result.ids.count * 8)
                 for id in result.ids { printout.stdout += "\(id)\n" }
@@ -123,7 +123,7 @@ struct QueueService {
                 "note: idempotency key \"\(call.key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"
             )
         }
-        printout.line(call.json == true ? outcome.task.jsonValue.prettyText : String(outcome.task.id))
+        printout.line(call.json == true ? JSONOutput.text(TaskOutput(outcome.task)) : String(outcome.task.id))
         return alerts(for: [outcome.task.id])
     }
 
@@ -152,7 +152,7 @@ struct QueueService {
         let now = clock.now()
         let status = try store.status(now: now, source: caller.readsOnly)
         let configuration = loaded.configuration
-        if call.json == true { return printout.line(statusJSON(status, now: now).prettyText) }
+        if call.json == true { return printout.line(JSONOutput.text(StatusOutput(status, now: now))) }
         printout.line("database: \(store.path)")
         printout.line("config:   \(loaded.path ?? "built-in defaults (no task types: every task is refused)")")
         if let mine = caller.readsOnly { printout.line("showing:  the tasks of \(mine) only") }
@@ -199,42 +199,6 @@ struct QueueService {
         }
     }
 
-    private func statusJSON(_ status: QueueStatus, now: Int64) -> JSONValue {
-        .object([
-            "counts": .object(
-                Dictionary(
-                    uniqueKeysWithValues: TaskState.allCases.map {
-                        ($0.rawValue, JSONValue.int(Int64(status.counts[$0, default: 0])))
-                    })),
-            "by_type": .object(
-                status.countsByType.mapValues { counts in
-                    .object(
-                        Dictionary(
-                            uniqueKeysWithValues: counts.map { ($0.key.rawValue, JSONValue.int(Int64($0.value))) }))
-                }),
-            "oldest_runnable": status.oldestRunnable.map {
-                .object([
-                    "id": .int($0.id), "type": .string($0.type), "since": .string(Timestamp.format($0.since)),
-                    "age_seconds": .int((now - $0.since) / 1000),
-                ])
-            } ?? .null,
-            "next_scheduled": status.nextScheduled.map {
-                .object([
-                    "id": .int($0.id), "type": .string($0.type), "run_at": .string(Timestamp.format($0.runAt)),
-                ])
-            } ?? .null,
-            "expired_leases": .int(Int64(status.expiredLeases)),
-            "dead": .array(
-                status.recentDead.map {
-                    .object([
-                        "id": .int($0.id), "type": .string($0.type),
-                        "finished_at": $0.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
-                        "last_error": $0.lastError.map { .string($0) } ?? .null,
-                    ])
-                }),
-        ])
-    }
-
     // MARK: - tasks
 
     private func tasksList(_ call: GateRequest, _ printout: inout Printout) throws {
@@ -251,7 +215,7 @@ struct QueueService {
         guard (1...100_000).contains(limit) else { throw CLIFailure("--limit must be from 1 to 100000", code: .usage) }
         let tasks = try store.tasks(
             matching: TaskFilter(state: state, type: call.type, source: caller.readsOnly, limit: limit))
-        if call.json == true { return printout.line(JSONValue.array(tasks.map(\.jsonValue)).prettyText) }
+        if call.json == true { return printout.line(JSONOutput.text(tasks.map { TaskOutput($0) })) }
         guard !tasks.isEmpty else { return printout.line("no tasks") }
         let now = clock.now()
         printout.line(
@@ -277,9 +241,7 @@ struct QueueService {
         }
         let ledger = try store.ledger(forTask: id)
         if call.json == true {
-            var value = task.jsonValue.objectValue ?? [:]
-            value["ledger"] = .array(ledger.map(\.jsonValue))
-            return printout.line(JSONValue.object(value).prettyText)
+            return printout.line(JSONOutput.text(TaskOutput(task, ledger: ledger)))
         }
         let configuration = loaded.configuration
         let attemptLimit = task.attemptLimit(configuration.taskType(named: task.type))
@@ -330,11 +292,11 @@ struct QueueService {
         if let id = call.id {
             // A producer learns nothing of another's request, not even that it exists.
             guard let item = pending.first(where: { $0.approval.id == id }) else { throw ApprovalError.notFound(id) }
-            if call.json == true { return printout.line(item.jsonValue(now: now).prettyText) }
+            if call.json == true { return printout.line(JSONOutput.text(PendingApprovalOutput(item, now: now))) }
             return printout.line(review(item, now: now))
         }
         if call.json == true {
-            return printout.line(JSONValue.array(pending.map { $0.jsonValue(now: now) }).prettyText)
+            return printout.line(JSONOutput.text(pending.map { PendingApprovalOutput($0, now: now) }))
         }
         guard !pending.isEmpty else { return printout.line("no approval requests are waiting") }
         printout.line(
@@ -429,5 +391,71 @@ struct QueueService {
             approval.state == .approved
                 ? "approval \(approval.id) approved by \(by): task \(approval.taskID) is queued to run"
                 : "approval \(approval.id) rejected by \(by): task \(approval.taskID) will not run")
+    }
+}
+
+/// `status --json`.
+private struct StatusOutput: Encodable {
+    struct Oldest: Encodable {
+        var id: Int64
+        var type: String
+        var since: ISOTime
+        var ageSeconds: Int64
+        enum CodingKeys: String, CodingKey {
+            case id, type, since
+            case ageSeconds = "age_seconds"
+        }
+    }
+    struct Scheduled: Encodable {
+        var id: Int64
+        var type: String
+        var runAt: ISOTime
+        enum CodingKeys: String, CodingKey {
+            case id, type
+            case runAt = "run_at"
+        }
+    }
+    struct Dead: Encodable {
+        var id: Int64
+        var type: String
+        @Nullable var finishedAt: ISOTime?
+        @Nullable var lastError: String?
+        enum CodingKeys: String, CodingKey {
+            case id, type
+            case finishedAt = "finished_at"
+            case lastError = "last_error"
+        }
+    }
+
+    /// Every state, zero or not.
+    var counts: [String: Int]
+    var byType: [String: [String: Int]]
+    @Nullable var oldestRunnable: Oldest?
+    @Nullable var nextScheduled: Scheduled?
+    var expiredLeases: Int
+    var dead: [Dead]
+
+    enum CodingKeys: String, CodingKey {
+        case counts
+        case byType = "by_type"
+        case oldestRunnable = "oldest_runnable"
+        case nextScheduled = "next_scheduled"
+        case expiredLeases = "expired_leases"
+        case dead
+    }
+
+    init(_ status: QueueStatus, now: Int64) {
+        counts = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, status.counts[$0, default: 0]) })
+        byType = status.countsByType.mapValues { counts in
+            Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
+        }
+        oldestRunnable = status.oldestRunnable.map {
+            Oldest(id: $0.id, type: $0.type, since: ISOTime($0.since), ageSeconds: (now - $0.since) / 1000)
+        }
+        nextScheduled = status.nextScheduled.map { Scheduled(id: $0.id, type: $0.type, runAt: ISOTime($0.runAt)) }
+        expiredLeases = status.expiredLeases
+        dead = status.recentDead.map {
+            Dead(id: $0.id, type: $0.type, finishedAt: ISOTime($0.finishedAt), lastError: $0.lastError)
+        }
     }
 }

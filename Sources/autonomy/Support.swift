@@ -157,8 +157,8 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
-func printJSON(_ value: JSONValue) {
-    print(value.prettyText)
+func printJSON(_ value: some Encodable) {
+    print(JSONOutput.text(value))
 }
 
 /// "3m12s ago", "in 10m".

@@ -61,7 +61,7 @@ struct Verify: AsyncParsableCommand {
         let worker = Worker(store: store, loaded: loaded, clock: clock, logger: makeLogger("autonomy.verify"))
         if pending {
             let report = try await worker.verifyStuck()
-            if json { return printJSON(.array(report.map(\.jsonValue))) }
+            if json { return printJSON(report) }
             if report.isEmpty { return print("no task is stuck: every running or verifying task's worker is alive") }
             for outcome in report {
                 print(
@@ -126,9 +126,12 @@ struct Verify: AsyncParsableCommand {
 
     private func report(_ checks: [CheckResult], change: Reverification?, task: TaskRecord?) throws {
         if json {
-            var fields: [String: JSONValue] = ["checks": .array(checks.map(\.jsonValue))]
-            if let change { fields["change"] = .string("\(change)") }
-            printJSON(.object(fields))
+            struct Output: Encodable {
+                var checks: [CheckResult]
+                /// What the checks did to the task (absent for `--dry-run`).
+                var change: String?
+            }
+            printJSON(Output(checks: checks, change: change.map { "\($0)" }))
         } else {
             for check in checks {
                 print(

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 
 /// What one `work-once` run did.
-public struct WorkReport: Sendable {
+public struct WorkReport: Sendable, Encodable {
     /// Tasks whose worker had died, sent back to the queue or to dead.
     public var recovered: [TaskOutcome] = []
     /// Tasks moved aside without running (blocked, held for approval).
@@ -22,33 +22,26 @@ public struct WorkReport: Sendable {
         case once
     }
 
-    public var jsonValue: JSONValue {
-        .object([
-            "recovered": .array(recovered.map(\.jsonValue)),
-            "skipped": .array(
-                skipped.map {
-                    .object([
-                        "id": .int($0.id), "type": .string($0.type), "state": .string($0.newState.rawValue),
-                        "reason": .string($0.reason),
-                    ])
-                }),
-            "attempts": .array(attempts.map(\.jsonValue)),
-            "expired_approvals": .array(
-                expiredApprovals.map { .object(["id": .int($0.id), "task_id": .int($0.taskID)]) }),
-            "alerts": .array(
-                alerts.map {
-                    .object([
-                        "event": .string($0.event.rawValue), "channel": .string($0.channel.rawValue),
-                        "error": $0.error.map { .string($0) } ?? .null,
-                    ])
-                }),
-            "stopped": .string(stopReason.rawValue),
-        ])
+    enum CodingKeys: String, CodingKey {
+        case recovered, skipped, attempts
+        case expiredApprovals = "expired_approvals"
+        case alerts
+        case stopReason = "stopped"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(recovered, forKey: .recovered)
+        try container.encode(skipped, forKey: .skipped)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(expiredApprovals.map { ["id": $0.id, "task_id": $0.taskID] }, forKey: .expiredApprovals)
+        try container.encode(alerts, forKey: .alerts)
+        try container.encode(stopReason.rawValue, forKey: .stopReason)
     }
 }
 
 /// One attempt as `work-once` reports it.
-public struct AttemptReport: Sendable {
+public struct AttemptReport: Sendable, Encodable {
     public var taskID: Int64
     public var type: String
     public var attempt: Int
@@ -56,24 +49,52 @@ public struct AttemptReport: Sendable {
     /// Where the task went; nil when the lease was lost and another worker owns the outcome.
     public var outcome: TaskOutcome?
 
-    public var jsonValue: JSONValue {
-        .object([
-            "id": .int(taskID), "type": .string(type), "attempt": .int(Int64(attempt)),
-            "duration_ms": .int(handler.durationMs),
-            "exit_code": handler.exitCode.map { .int(Int64($0)) } ?? .null,
-            "state": outcome.map { .string($0.state.rawValue) } ?? "lease_lost",
-            "error": outcome?.error.map { .string($0) } ?? .null,
-        ])
+    enum CodingKeys: String, CodingKey {
+        case taskID = "id"
+        case type, attempt
+        case durationMs = "duration_ms"
+        case exitCode = "exit_code"
+        case state, error
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(taskID, forKey: .taskID)
+        try container.encode(type, forKey: .type)
+        try container.encode(attempt, forKey: .attempt)
+        try container.encode(handler.durationMs, forKey: .durationMs)
+        try container.encode(handler.exitCode, forKey: .exitCode)
+        try container.encode(outcome.map(\.state.rawValue) ?? "lease_lost", forKey: .state)
+        try container.encode(outcome?.error, forKey: .error)
     }
 }
 
-extension TaskOutcome {
-    public var jsonValue: JSONValue {
-        .object([
-            "id": .int(id), "type": .string(type), "attempt": .int(Int64(attempt)), "state": .string(state.rawValue),
-            "next_run_at": nextRunAt.map { .string(Timestamp.format($0)) } ?? .null,
-            "error": error.map { .string($0) } ?? .null,
-        ])
+extension TaskOutcome: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case id, type, attempt, state
+        case nextRunAt = "next_run_at"
+        case error
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(type, forKey: .type)
+        try container.encode(attempt, forKey: .attempt)
+        try container.encode(state, forKey: .state)
+        try container.encode(ISOTime(nextRunAt), forKey: .nextRunAt)
+        try container.encode(error, forKey: .error)
+    }
+}
+
+extension AlertDelivery.Report: Encodable {
+    enum CodingKeys: String, CodingKey { case event, channel, error }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(event.rawValue, forKey: .event)
+        try container.encode(channel.rawValue, forKey: .channel)
+        try container.encode(error, forKey: .error)
     }
 }
 

@@ -63,25 +63,45 @@ extension ApprovalRecord: FetchableRecord {
 public struct PendingApproval: Sendable, Equatable {
     public var approval: ApprovalRecord
     public var task: TaskRecord
+}
 
-    public var jsonValue: JSONValue {
-        .object([
-            "id": .int(approval.id), "task_id": .int(task.id), "type": .string(task.type),
-            "payload": (try? JSONValue.parse(task.payload)) ?? .string(task.payload),
-            "payload_sha256": .string(approval.payloadSHA256), "payload_summary": .string(task.payloadSummary),
-            "reason": .string(approval.reason),
-            "source": task.source.map { .string($0) } ?? .null, "subject": task.subject.map { .string($0) } ?? .null,
-            "requested_at": .string(Timestamp.format(approval.requestedAt)),
-            "expires_at": .string(Timestamp.format(approval.expiresAt)),
-        ])
+/// A pending request as `approvals --json` shows it, with how long it has waited and has left.
+public struct PendingApprovalOutput: Encodable, Sendable {
+    public var id: Int64
+    public var taskID: Int64
+    public var type: String
+    public var payload: JSONValue
+    public var payloadSHA256: String
+    public var payloadSummary: String
+    public var reason: String
+    @Nullable public var source: String?
+    @Nullable public var subject: String?
+    public var requestedAt: ISOTime
+    public var expiresAt: ISOTime
+    public var ageSeconds: Int64
+    public var expiresInSeconds: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case taskID = "task_id"
+        case type, payload
+        case payloadSHA256 = "payload_sha256"
+        case payloadSummary = "payload_summary"
+        case reason, source, subject
+        case requestedAt = "requested_at"
+        case expiresAt = "expires_at"
+        case ageSeconds = "age_seconds"
+        case expiresInSeconds = "expires_in_seconds"
     }
 
-    /// The same, with how long it has waited and how long it has left, as of `now`.
-    public func jsonValue(now: Int64) -> JSONValue {
-        guard case .object(var fields) = jsonValue else { return jsonValue }
-        fields["age_seconds"] = .int((now - approval.requestedAt) / 1000)
-        fields["expires_in_seconds"] = .int(max(0, approval.expiresAt - now) / 1000)
-        return .object(fields)
+    public init(_ pending: PendingApproval, now: Int64) {
+        let (approval, task) = (pending.approval, pending.task)
+        (id, taskID, type, payload) = (approval.id, task.id, task.type, .shown(task.payload))
+        (payloadSHA256, payloadSummary, reason) = (approval.payloadSHA256, task.payloadSummary, approval.reason)
+        (source, subject) = (task.source, task.subject)
+        (requestedAt, expiresAt) = (ISOTime(approval.requestedAt), ISOTime(approval.expiresAt))
+        ageSeconds = (now - approval.requestedAt) / 1000
+        expiresInSeconds = max(0, approval.expiresAt - now) / 1000
     }
 }
 

@@ -57,16 +57,32 @@ public struct LedgerEntry: Sendable, Equatable {
     public var durationMs: Int64?
     public var costUSD: Double?
     public var detail: JSONValue?
+}
 
-    public var jsonValue: JSONValue {
-        .object([
-            "id": .int(id), "at": .string(Timestamp.format(at)),
-            "task_id": taskID.map { .int($0) } ?? .null, "type": type.map { .string($0) } ?? .null,
-            "event": .string(event), "attempt": attempt.map { .int(Int64($0)) } ?? .null,
-            "duration_ms": durationMs.map { .int($0) } ?? .null,
-            "cost_usd": costUSD.map { .double($0) } ?? .null,
-            "detail": detail ?? .null,
-        ])
+/// A ledger row as `--json` and `ledger export` show it.
+public struct LedgerEntryOutput: Encodable, Sendable {
+    public var id: Int64
+    public var at: ISOTime
+    @Nullable public var taskID: Int64?
+    @Nullable public var type: String?
+    public var event: String
+    @Nullable public var attempt: Int?
+    @Nullable public var durationMs: Int64?
+    @Nullable public var costUSD: Double?
+    @Nullable public var detail: JSONValue?
+
+    enum CodingKeys: String, CodingKey {
+        case id, at
+        case taskID = "task_id"
+        case type, event, attempt
+        case durationMs = "duration_ms"
+        case costUSD = "cost_usd"
+        case detail
+    }
+
+    public init(_ entry: LedgerEntry) {
+        (id, at, taskID, type, event) = (entry.id, ISOTime(entry.at), entry.taskID, entry.type, entry.event)
+        (attempt, durationMs, costUSD, detail) = (entry.attempt, entry.durationMs, entry.costUSD, entry.detail)
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// How one declared task type performs, from the ledger.
-public struct TypeStats: Sendable {
+public struct TypeStats: Sendable, Encodable {
     public var name: String
     public var owner: String?
     public var safety: Safety
@@ -25,21 +25,42 @@ public struct TypeStats: Sendable {
     public var shelfware: Bool { lastSuccessInWindow == false }
     var lastSuccessInWindow = false
 
-    public var jsonValue: JSONValue {
-        .object([
-            "name": .string(name), "owner": owner.map { .string($0) } ?? .null, "safety": .string(safety.rawValue),
-            "verified": .bool(hasVerifiers), "runs": .int(Int64(runs)), "done": .int(Int64(done)),
-            "dead": .int(Int64(dead)), "success_rate": successRate.map { .double($0) } ?? .null,
-            "median_ms": medianMs.map { .int($0) } ?? .null, "p95_ms": p95Ms.map { .int($0) } ?? .null,
-            "cost_usd": .double(costUSD), "last_success": lastSuccess.map { .string(Timestamp.format($0)) } ?? .null,
-            "ever_succeeded": .bool(everSucceeded), "shelfware": .bool(shelfware),
-            "verification_failures": .int(Int64(verificationFailures)),
-        ])
+    enum CodingKeys: String, CodingKey {
+        case name, owner, safety
+        case hasVerifiers = "verified"
+        case runs, done, dead
+        case successRate = "success_rate"
+        case medianMs = "median_ms"
+        case p95Ms = "p95_ms"
+        case costUSD = "cost_usd"
+        case lastSuccess = "last_success"
+        case everSucceeded = "ever_succeeded"
+        case shelfware
+        case verificationFailures = "verification_failures"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(owner, forKey: .owner)
+        try container.encode(safety, forKey: .safety)
+        try container.encode(hasVerifiers, forKey: .hasVerifiers)
+        try container.encode(runs, forKey: .runs)
+        try container.encode(done, forKey: .done)
+        try container.encode(dead, forKey: .dead)
+        try container.encode(successRate, forKey: .successRate)
+        try container.encode(medianMs, forKey: .medianMs)
+        try container.encode(p95Ms, forKey: .p95Ms)
+        try container.encode(costUSD, forKey: .costUSD)
+        try container.encode(ISOTime(lastSuccess), forKey: .lastSuccess)
+        try container.encode(everSucceeded, forKey: .everSucceeded)
+        try container.encode(shelfware, forKey: .shelfware)
+        try container.encode(verificationFailures, forKey: .verificationFailures)
     }
 }
 
 /// A declared component and how its task types perform together.
-public struct ComponentStats: Sendable {
+public struct ComponentStats: Sendable, Encodable {
     public var component: Component
     public var runs: Int
     public var done: Int
@@ -49,15 +70,28 @@ public struct ComponentStats: Sendable {
     /// None of its task types was done in the window.
     public var shelfware: Bool
 
-    public var jsonValue: JSONValue {
-        .object([
-            "name": .string(component.name), "owner": component.owner.map { .string($0) } ?? .null,
-            "kind": component.kind.map { .string($0) } ?? .null,
-            "safety": component.safety.map { .string($0.rawValue) } ?? .null,
-            "task_types": .array(component.taskTypes.map { .string($0) }), "runs": .int(Int64(runs)),
-            "done": .int(Int64(done)), "dead": .int(Int64(dead)), "cost_usd": .double(costUSD),
-            "last_success": lastSuccess.map { .string(Timestamp.format($0)) } ?? .null, "shelfware": .bool(shelfware),
-        ])
+    enum CodingKeys: String, CodingKey {
+        case name, owner, kind, safety
+        case taskTypes = "task_types"
+        case runs, done, dead
+        case costUSD = "cost_usd"
+        case lastSuccess = "last_success"
+        case shelfware
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(component.name, forKey: .name)
+        try container.encode(component.owner, forKey: .owner)
+        try container.encode(component.kind, forKey: .kind)
+        try container.encode(component.safety, forKey: .safety)
+        try container.encode(component.taskTypes, forKey: .taskTypes)
+        try container.encode(runs, forKey: .runs)
+        try container.encode(done, forKey: .done)
+        try container.encode(dead, forKey: .dead)
+        try container.encode(costUSD, forKey: .costUSD)
+        try container.encode(ISOTime(lastSuccess), forKey: .lastSuccess)
+        try container.encode(shelfware, forKey: .shelfware)
     }
 }
 

@@ -10,11 +10,17 @@ public struct ClaimedTask: Sendable {
 }
 
 /// A task the claim step did not run, and why.
-public struct SkippedTask: Sendable, Equatable {
+public struct SkippedTask: Sendable, Equatable, Encodable {
     public var id: Int64
     public var type: String
     public var newState: TaskState
     public var reason: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, type
+        case newState = "state"
+        case reason
+    }
 }
 
 /// What the claim step found.

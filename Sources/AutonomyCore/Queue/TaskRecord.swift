@@ -72,25 +72,60 @@ extension TaskRecord: FetchableRecord, Decodable {
     }
 }
 
-extension TaskRecord {
-    /// The task as a JSON object for `--json` output: times in ISO 8601 UTC, payload and result as JSON.
-    public var jsonValue: JSONValue {
-        func time(_ value: Int64?) -> JSONValue { value.map { .string(Timestamp.format($0)) } ?? .null }
-        func text(_ value: String?) -> JSONValue { value.map { .string($0) } ?? .null }
-        func number(_ value: Int?) -> JSONValue { value.map { .int(Int64($0)) } ?? .null }
-        return .object([
-            "id": .int(id), "type": .string(type), "state": .string(state.rawValue),
-            "priority": .int(Int64(priority)), "run_at": time(runAt),
-            "payload": (try? JSONValue.parse(payload)) ?? .string(payload),
-            "payload_sha256": .string(payloadSHA256), "key": text(idempotencyKey),
-            "source": text(source), "subject": text(subject),
-            "attempts": .int(Int64(attempts)), "max_attempts": number(maxAttempts),
-            "lease_expires_at": time(leaseExpiresAt), "created_at": time(createdAt),
-            "updated_at": time(updatedAt), "started_at": time(startedAt), "finished_at": time(finishedAt),
-            "exit_code": number(exitCode),
-            "result": result.map { (try? JSONValue.parse($0)) ?? .string($0) } ?? .null,
-            "last_error": text(lastError), "stderr_tail": text(stderrTail),
-        ])
+/// A task as `--json` shows it: times in ISO 8601 UTC, payload and result as JSON.
+public struct TaskOutput: Encodable, Sendable {
+    public var id: Int64
+    public var type: String
+    public var state: TaskState
+    public var priority: Int
+    public var runAt: ISOTime
+    public var payload: JSONValue
+    public var payloadSHA256: String
+    @Nullable public var key: String?
+    @Nullable public var source: String?
+    @Nullable public var subject: String?
+    public var attempts: Int
+    @Nullable public var maxAttempts: Int?
+    @Nullable public var leaseExpiresAt: ISOTime?
+    public var createdAt: ISOTime
+    public var updatedAt: ISOTime
+    @Nullable public var startedAt: ISOTime?
+    @Nullable public var finishedAt: ISOTime?
+    @Nullable public var exitCode: Int?
+    @Nullable public var result: JSONValue?
+    @Nullable public var lastError: String?
+    @Nullable public var stderrTail: String?
+    /// Its ledger rows, oldest first (`tasks show` only).
+    public var ledger: [LedgerEntryOutput]?
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, state, priority
+        case runAt = "run_at"
+        case payload
+        case payloadSHA256 = "payload_sha256"
+        case key, source, subject, attempts
+        case maxAttempts = "max_attempts"
+        case leaseExpiresAt = "lease_expires_at"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case exitCode = "exit_code"
+        case result
+        case lastError = "last_error"
+        case stderrTail = "stderr_tail"
+        case ledger
+    }
+
+    public init(_ task: TaskRecord, ledger: [LedgerEntry]? = nil) {
+        (id, type, state, priority, runAt) = (task.id, task.type, task.state, task.priority, ISOTime(task.runAt))
+        (payload, payloadSHA256) = (.shown(task.payload), task.payloadSHA256)
+        (key, source, subject) = (task.idempotencyKey, task.source, task.subject)
+        (attempts, maxAttempts, leaseExpiresAt) = (task.attempts, task.maxAttempts, ISOTime(task.leaseExpiresAt))
+        (createdAt, updatedAt) = (ISOTime(task.createdAt), ISOTime(task.updatedAt))
+        (startedAt, finishedAt, exitCode) = (ISOTime(task.startedAt), ISOTime(task.finishedAt), task.exitCode)
+        (result, lastError, stderrTail) = (task.result.map(JSONValue.shown), task.lastError, task.stderrTail)
+        self.ledger = ledger?.map(LedgerEntryOutput.init)
     }
 }
 

@@ -179,18 +179,9 @@ public struct JSONTextError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Shared coders: creating a JSONEncoder or JSONDecoder per call is measurable on the hot path.
-enum JSONCoding {
-    static let prettyEncoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        return encoder
-    }()
-}
-
 extension JSONValue {
     /// Indented text with sorted keys, for people reading `--json` output.
     public var prettyText: String {
-        let data = (try? JSONCoding.prettyEncoder.encode(self)) ?? Data("null".utf8)
-        return String(decoding: data, as: UTF8.self)
+        JSONOutput.text(self)
     }
 }

@@ -34,11 +34,15 @@ extension Database {
     /// operator, since it was treated as a failure without anyone knowing.
     func recordChecks(_ checks: [CheckResult], task: TaskRecord, notify: NotifySettings, now: Int64) throws {
         for check in checks {
-            var detail = check.jsonValue.objectValue ?? [:]
-            detail["evidence"] = nil
+            // The evidence is free text: a note beside the chained row, not in it.
+            let detail: JSONValue = [
+                "index": .int(Int64(check.index)), "verifier": .string(check.verifier),
+                "outcome": .string(check.outcome.rawValue), "duration_ms": .int(check.durationMs),
+                "looks": .int(Int64(check.looks)),
+            ]
             try appendLedger(
                 .verified, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-                durationMs: check.durationMs, detail: .object(detail), notes: ["evidence": check.evidence])
+                durationMs: check.durationMs, detail: detail, notes: ["evidence": check.evidence])
         }
         if checks.contains(where: { $0.outcome == .inconclusive }) {
             try queueNotification(.verificationInconclusive, taskID: task.id, approvalID: nil, notify: notify, now: now)

@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 
 /// How one verifier's check ended.
-public enum CheckOutcome: String, Sendable, Equatable {
+public enum CheckOutcome: String, Sendable, Equatable, Encodable {
     case pass, fail
     /// Could not tell (HTTP 5xx or 429, a time-out, an unreachable server): look again later.
     case inconclusive
@@ -12,7 +12,7 @@ public enum CheckOutcome: String, Sendable, Equatable {
 }
 
 /// One verifier's answer, with the evidence it saw (bounded) and how long it took.
-public struct CheckResult: Sendable, Equatable {
+public struct CheckResult: Sendable, Equatable, Encodable {
     public var index: Int
     public var verifier: String
     public var outcome: CheckOutcome
@@ -21,11 +21,10 @@ public struct CheckResult: Sendable, Equatable {
     /// How many looks it took.
     public var looks: Int
 
-    public var jsonValue: JSONValue {
-        .object([
-            "index": .int(Int64(index)), "verifier": .string(verifier), "outcome": .string(outcome.rawValue),
-            "evidence": .string(evidence), "duration_ms": .int(durationMs), "looks": .int(Int64(looks)),
-        ])
+    enum CodingKeys: String, CodingKey {
+        case index, verifier, outcome, evidence
+        case durationMs = "duration_ms"
+        case looks
     }
 }
 

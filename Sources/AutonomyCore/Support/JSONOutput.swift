@@ -1,0 +1,71 @@
+import Foundation
+
+/// The one encoder every `--json` output goes through: keys sorted, indented, `/` unescaped.
+/// Report types are `Encodable`; their keys are their `CodingKeys`, the shapes scripts rely on
+/// (pinned by `JSONShapeTests`).
+public enum JSONOutput {
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    private static let compact: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// The value as one line of JSON (for JSON Lines exports).
+    public static func line(_ value: some Encodable) -> String {
+        (try? compact.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+    }
+
+    /// The value as indented JSON text.
+    public static func text(_ value: some Encodable) -> String {
+        do {
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        } catch {
+            // Only a non-finite number can fail here; say so in the output rather than trap.
+            return #"{"error": "could not encode the output as JSON"}"#
+        }
+    }
+}
+
+/// An optional that is written as `null` when absent, where Swift's synthesized coding would
+/// leave the key out: a script reads every key of a `--json` object, present or not.
+@propertyWrapper
+public struct Nullable<Value: Encodable & Sendable>: Encodable, Sendable {
+    public var wrappedValue: Value?
+
+    public init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+/// A time held as epoch milliseconds, written as ISO 8601 UTC text.
+public struct ISOTime: Encodable, Sendable {
+    public var milliseconds: Int64
+
+    public init(_ milliseconds: Int64) { self.milliseconds = milliseconds }
+
+    public init?(_ milliseconds: Int64?) {
+        guard let milliseconds else { return nil }
+        self.milliseconds = milliseconds
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(Timestamp.format(milliseconds))
+    }
+}
+
+extension JSONValue {
+    /// Stored JSON text as a value to show: parsed, or kept as a string when it is not JSON.
+    public static func shown(_ text: String) -> JSONValue {
+        (try? JSONValue.parse(text)) ?? .string(text)
+    }
+}
