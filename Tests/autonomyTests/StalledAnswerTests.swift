@@ -8,7 +8,7 @@ import Testing
 @Suite struct StalledAnswerTests {
     /// Far longer than any time limit below: a caller that waits for it fails the bound.
     static let stall: Duration = .seconds(20)
-    static let bound: Duration = .seconds(8)
+    static let bound: Duration = .seconds(15)
 
     @Test func anHTTPVerifierWhoseBodyStallsIsInconclusiveWithinItsTimeout() async throws {
         let server = try LoopbackHTTPServer(stallBody: Self.stall)

@@ -21,16 +21,27 @@ struct AdmissionCandidate {
     var attempts: Int
 }
 
-extension Database {
+/// An approval that may release a task, as the store found it.
+struct ApprovalEvidence {
+    var approval: ApprovalRecord
+    /// The ledger already has a claim that used it.
+    var claimedBefore: Bool
+}
+
+/// The firewall's decision: a function of the task (its type and payload), the type's rules and
+/// the approval evidence the caller read, with no database of its own.
+enum Firewall {
     /// Decides whether a queued task may run now: its type is declared (checked by the caller), its
     /// current rating allows it, and, if it needs a human's yes, an approval exists for the hash of
     /// the payload as it is stored *now* (recomputed here, not read from the row), carrying an
     /// operator's valid signature over this task, type, payload, attempt and a window not yet over.
     /// A row that only says `approved` is not an approval.
-    /// `rating`, when given, was made outside the transaction on this very payload.
-    func admit(
-        _ task: AdmissionCandidate, type: TaskType, rating given: Rating? = nil, verifier: DecisionVerifier, now: Int64
-    ) throws -> Admission {
+    /// `rating`, when given, was made outside the transaction on this very payload; `approval`
+    /// finds the unused approved request for a payload hash.
+    static func admit(
+        _ task: AdmissionCandidate, type: TaskType, rating given: Rating? = nil, verifier: DecisionVerifier, now: Int64,
+        approval findApproval: (_ payloadSHA256: String) throws -> ApprovalEvidence?
+    ) rethrows -> Admission {
         guard let value = try? JSONValue.parse(task.payload) else {
             return .block(reason: "the stored payload is not valid JSON: it was changed outside autonomy")
         }
@@ -38,11 +49,12 @@ extension Database {
         let rating = given ?? type.rate(value)
         let changed = hash != task.storedSHA256
         guard rating.safety == .dangerous || changed else { return .run(approvalID: nil, signedBy: nil) }
-        if let approval = try approvalAllowing(taskID: task.id, payloadSHA256: hash) {
-            var problem = Self.signatureProblem(approval, task: task, payloadSHA256: hash, verifier: verifier, now: now)
+        if let evidence = try findApproval(hash) {
+            let approval = evidence.approval
+            var problem = signatureProblem(approval, task: task, payloadSHA256: hash, verifier: verifier, now: now)
             // `used_at` and the attempt count are columns a database writer can reset; the ledger's
             // hash chain remembers every claim (and `ledger verify` shows a row taken out of it).
-            if problem == nil, try approvalWasClaimed(approval.id, taskID: task.id) {
+            if problem == nil, evidence.claimedBefore {
                 problem = "an earlier attempt already used it (the ledger has its claim)"
             }
             switch problem {
@@ -98,13 +110,20 @@ extension Database {
         return nil
     }
 
-    /// Whether a claim that used this approval is already in the ledger.
-    func approvalWasClaimed(_ approvalID: Int64, taskID: Int64) throws -> Bool {
-        try Bool.fetchOne(
-            cachedStatement(
-                sql: """
-                    SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND event = 'claimed'
-                                   AND json_extract(detail, '$.approval_id') = ?)
-                    """), arguments: [taskID, approvalID]) == true
+}
+
+extension Database {
+    /// The approved, unused request that may release this task's payload, and whether the ledger
+    /// already has a claim that used it.
+    func approvalEvidence(taskID: Int64, payloadSHA256: String) throws -> ApprovalEvidence? {
+        guard let approval = try approvalAllowing(taskID: taskID, payloadSHA256: payloadSHA256) else { return nil }
+        let claimed =
+            try Bool.fetchOne(
+                cachedStatement(
+                    sql: """
+                        SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND event = 'claimed'
+                                       AND json_extract(detail, '$.approval_id') = ?)
+                        """), arguments: [taskID, approval.id]) == true
+        return ApprovalEvidence(approval: approval, claimedBefore: claimed)
     }
 }

@@ -113,14 +113,14 @@ extension AutonomyStore {
                     """, arguments: [dayStart]
             ).map {
                 (
-                    model: $0[0] as String, calls: $0[1] as Int, inputTokens: $0[2] as Int, outputTokens: $0[3] as Int,
-                    costUSD: $0[4] as Double
+                    model: try $0.decode(String.self, atIndex: 0), calls: try $0.decode(Int.self, atIndex: 1), inputTokens: try $0.decode(Int.self, atIndex: 2), outputTokens: try $0.decode(Int.self, atIndex: 3),
+                    costUSD: try $0.decode(Double.self, atIndex: 4)
                 )
             }
             var days: [(day: Int64, costUSD: Double)] = []
             var start = dayStart
             for _ in 0..<7 {
-                let previous = Calendar.startOfDay(start - 1, timeZone)
+                let previous = LocalDay.start(of: start - 1, in: timeZone)
                 let end = start
                 start = previous
                 let cost =
@@ -172,20 +172,6 @@ extension AutonomyStore {
                 WHERE state = 'reserved' AND expires_at > ?
                 """, arguments: [now]) ?? 0
     }
-
-    /// Sends a task whose paid model is out of budget to the next day, without counting the attempt.
-    public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
-        try write("defer a task") { db in
-            guard try holdsLease(claimed, db: db) else { return nil }
-            try db.transition(
-                claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
-                changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
-                detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
-            return TaskOutcome(
-                id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
-                nextRunAt: until, error: reason)
-        }
-    }
 }
 
 extension Database {
@@ -217,24 +203,5 @@ extension Database {
                     "outcome": "abandoned", "charged": "the reservation (its caller never settled it)",
                 ]).canonicalText)
         }
-    }
-}
-
-extension Calendar {
-    /// The start of the day holding `milliseconds`, in `zone`, as epoch ms.
-    static func startOfDay(_ milliseconds: Int64, _ zone: TimeZone) -> Int64 {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let start = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
-        return Int64((start.timeIntervalSince1970 * 1000).rounded())
-    }
-
-    /// The start of the next day, in `zone`.
-    static func nextDay(after milliseconds: Int64, _ zone: TimeZone) -> Int64 {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let start = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
-        let next = calendar.date(byAdding: .day, value: 1, to: start) ?? start.addingTimeInterval(86_400)
-        return Int64((next.timeIntervalSince1970 * 1000).rounded())
     }
 }

@@ -79,7 +79,7 @@ public enum SpendWindow: String, Sendable, CaseIterable {
     /// `[start, end)` of the window that holds `now`.
     public func bounds(_ now: Int64, _ zone: TimeZone) -> (start: Int64, end: Int64) {
         switch self {
-        case .day: return (Calendar.startOfDay(now, zone), Calendar.nextDay(after: now, zone))
+        case .day: return (LocalDay.start(of: now, in: zone), LocalDay.start(ofDayAfter: now, in: zone))
         case .rolling24h: return (now - Interval.hours(24).milliseconds + 1, now + 1)
         }
     }
@@ -87,7 +87,7 @@ public enum SpendWindow: String, Sendable, CaseIterable {
     /// When a call refused now may be tried again.
     public func retryTime(after now: Int64, _ zone: TimeZone) -> Int64 {
         switch self {
-        case .day: return Calendar.nextDay(after: now, zone)
+        case .day: return LocalDay.start(ofDayAfter: now, in: zone)
         case .rolling24h: return now + Interval.hours(1).milliseconds
         }
     }

@@ -79,7 +79,7 @@ extension AutonomyStore {
     public func ledgerHead() throws -> LedgerAnchor? {
         try read("read the ledger's head") { db in
             try Row.fetchOne(db, sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").map {
-                LedgerAnchor(id: $0[0], hash: $0[1])
+                LedgerAnchor(id: try $0.decode(atIndex: 0), hash: try $0.decode(atIndex: 1))
             }
         }
     }

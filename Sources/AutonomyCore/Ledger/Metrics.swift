@@ -19,7 +19,7 @@ public enum PrometheusMetrics {
                         SELECT type, event, COUNT(*) FROM ledger WHERE event IN ('done', 'dead') AND type IS NOT NULL
                         GROUP BY type, event
                         """
-                ).map { (type: $0[0] as String, outcome: $0[1] as String, count: $0[2] as Int) },
+                ).map { (type: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1), count: try $0.decode(Int.self, atIndex: 2)) },
                 try Row.fetchAll(
                     db,
                     sql: """
@@ -27,13 +27,14 @@ public enum PrometheusMetrics {
                           AND json_extract(detail, '$.outcome') != 'pass'
                         GROUP BY type
                         """
-                ).map { (type: $0[0] as String, count: $0[1] as Int) },
+                ).map { (type: try $0.decode(String.self, atIndex: 0), count: try $0.decode(Int.self, atIndex: 1)) },
                 try Double.fetchOne(
                     db,
                     sql:
                         "SELECT SUM(cost_usd) FROM llm_calls WHERE started_at >= ? AND started_at < ? AND state = 'settled'",
                     arguments: [
-                        startOfDay(now, configuration.timezone), Calendar.nextDay(after: now, configuration.timezone),
+                        LocalDay.start(of: now, in: configuration.timezone),
+                        LocalDay.start(ofDayAfter: now, in: configuration.timezone),
                     ]
                 ) ?? 0
             )
@@ -117,13 +118,5 @@ public enum PrometheusMetrics {
 
     private static func seconds(_ milliseconds: Int64) -> String {
         String(format: "%.3f", Double(milliseconds) / 1000)
-    }
-
-    /// The start of `now`'s day in `zone`, in epoch ms.
-    static func startOfDay(_ now: Int64, _ zone: TimeZone) -> Int64 {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let start = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(now) / 1000))
-        return Int64(start.timeIntervalSince1970 * 1000)
     }
 }

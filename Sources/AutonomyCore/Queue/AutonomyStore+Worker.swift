@@ -258,7 +258,10 @@ extension AutonomyStore {
                 }
                 rating = made.rating
             }
-            switch try db.admit(candidate, type: type, rating: rating, verifier: verifier, now: now) {
+            let admission = try Firewall.admit(
+                candidate, type: type, rating: rating, verifier: verifier, now: now,
+                approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
+            switch admission {
             case .run(let allowing, let signedBy):
                 (approvalID, signer) = (allowing, signedBy)
             case .block(let reason):
@@ -299,6 +302,21 @@ extension AutonomyStore {
 
     private func block(taskID: Int64, reason: String, db: Database, now: Int64) throws {
         try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
+    }
+
+    /// Sends a task whose paid model is out of budget to the next day (a queue transition the
+    /// gateway asks for), without counting the attempt.
+    public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
+        try write("defer a task") { db in
+            guard try holdsLease(claimed, db: db) else { return nil }
+            try db.transition(
+                claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
+                changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
+                detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+            return TaskOutcome(
+                id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
+                nextRunAt: until, error: reason)
+        }
     }
 
     /// Pushes a held lease forward. False when the lease is no longer this worker's.

@@ -77,3 +77,30 @@ extension Int64 {
         return (self % divisor != 0 && (self < 0) != (divisor < 0)) ? quotient - 1 : quotient
     }
 }
+
+/// Calendar days in a time zone, as epoch milliseconds: the budget's day and the metrics' day.
+public enum LocalDay {
+    private static func calendar(_ zone: TimeZone) -> Calendar {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        return calendar
+    }
+
+    /// The start of the day holding `milliseconds`, in `zone` (01:00 on a day whose midnight is
+    /// skipped by a clock change).
+    public static func start(of milliseconds: Int64, in zone: TimeZone) -> Int64 {
+        let start = calendar(zone).startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        return Int64((start.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    /// The start of the next day, in `zone`: a day is 23, 24 or 25 hours long.
+    public static func start(ofDayAfter milliseconds: Int64, in zone: TimeZone) -> Int64 {
+        let calendar = calendar(zone)
+        let today = calendar.startOfDay(for: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        // A day after today's start, then back to that day's start: when today began at 01:00
+        // (its midnight skipped), tomorrow still begins at its own midnight.
+        let later = calendar.date(byAdding: .day, value: 1, to: today) ?? today.addingTimeInterval(86_400)
+        let next = calendar.startOfDay(for: later)
+        return Int64((next.timeIntervalSince1970 * 1000).rounded())
+    }
+}

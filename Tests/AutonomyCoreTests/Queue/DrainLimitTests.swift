@@ -16,7 +16,7 @@ import Testing
         let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 0, maxTasks: 10))
 
         #expect(report.stopReason == .maxSeconds)
-        #expect(report.jsonValue[path: "stopped"] == "max_seconds")
+        #expect(try JSONValue.parse(JSONOutput.text(report))[path: "stopped"] == "max_seconds")
         // The task already claimed runs to its end and is recorded; none other is started or claimed.
         #expect(runner.calls.map(\.task.id) == [tasks[0].id])
         #expect(report.attempts.map { $0.outcome?.state } == [.done])
