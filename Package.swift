@@ -44,10 +44,13 @@ let package = Package(
             // Test hooks (a shifted clock) exist only in debug builds; release never sets this.
             swiftSettings: [.define("AUTONOMY_TEST_HOOKS", .when(configuration: .debug))]
         ),
+        // Test doubles shared by both test targets (a manual clock, an in-memory task).
+        .target(name: "AutonomyTestSupport", dependencies: ["AutonomyCore"], path: "Tests/AutonomyTestSupport"),
         .testTarget(
             name: "AutonomyCoreTests",
             dependencies: [
                 "AutonomyCore",
+                "AutonomyTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,6 +59,7 @@ let package = Package(
             name: "autonomyTests",
             dependencies: [
                 "AutonomyCore",
+                "AutonomyTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]

@@ -62,10 +62,11 @@ struct Demo: AsyncParsableCommand {
         }
 
         print("\n2. The timer runs the worker:\n   $ autonomy work-once --drain \(config)")
-        let worker = Worker(
-            store: store, loaded: loaded, clock: clock,
-            handlerEnvironment: ["AUTONOMY_DATABASE": store.path, "AUTONOMY_CONFIG": configPath],
-            logger: makeLogger("autonomy.demo"))
+        var options = Worker.Options()
+        options.clock = clock
+        options.handlerEnvironment = ["AUTONOMY_DATABASE": store.path, "AUTONOMY_CONFIG": configPath]
+        options.logger = makeLogger("autonomy.demo")
+        let worker = Worker(store: store, loaded: loaded, options: options)
         let report = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in report.attempts {
             let state = attempt.outcome?.state.rawValue ?? "lease lost"

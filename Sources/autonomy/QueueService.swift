@@ -133,17 +133,7 @@ struct QueueService {
         let configuration = loaded.configuration
         guard !configuration.notify.channels.isEmpty, !tasks.isEmpty else { return nil }
         let delivery = AlertDelivery(store: store, configuration: configuration, clock: clock)
-        return {
-            do {
-                return try await delivery.deliverDue(budget: .seconds(30), tasks: Set(tasks)).compactMap { report in
-                    report.error.map {
-                        "warning: alert via \(report.channel.rawValue) failed: \($0) (work-once retries it)"
-                    }
-                }
-            } catch {
-                return ["warning: alerts not sent now: \(error) (work-once retries them)"]
-            }
-        }
+        return { await delivery.deliverNow(tasks: Set(tasks)) }
     }
 
     // MARK: - status
@@ -445,7 +435,8 @@ private struct StatusOutput: Encodable {
     }
 
     init(_ status: QueueStatus, now: Int64) {
-        counts = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, status.counts[$0, default: 0]) })
+        counts = Dictionary(
+            uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, status.counts[$0, default: 0]) })
         byType = status.countsByType.mapValues { counts in
             Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
         }

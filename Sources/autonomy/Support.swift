@@ -133,6 +133,16 @@ func currentClock() throws -> any WallClock {
     #endif
 }
 
+#if AUTONOMY_TEST_HOOKS
+    /// A clock shifted by a fixed offset from the real one: debug builds use it when
+    /// `AUTONOMY_TEST_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without
+    /// waiting. Release builds have no such clock.
+    struct OffsetClock: WallClock {
+        var offset: Interval
+        func now() -> Int64 { SystemClock().now() + offset.milliseconds }
+    }
+#endif
+
 /// Who is acting, as a label for cancel and retry: `--by`, else `AUTONOMY_OPERATOR`, else the
 /// login user. (Decisions are signed instead: see `approve`.)
 func operatorName(_ flag: String?) throws -> String {

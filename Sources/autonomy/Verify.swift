@@ -58,7 +58,10 @@ struct Verify: AsyncParsableCommand {
         let (loaded, store) = try global.open(create: false)
         let configuration = loaded.configuration
         let clock = try currentClock()
-        let worker = Worker(store: store, loaded: loaded, clock: clock, logger: makeLogger("autonomy.verify"))
+        var options = Worker.Options()
+        options.clock = clock
+        options.logger = makeLogger("autonomy.verify")
+        let worker = Worker(store: store, loaded: loaded, options: options)
         if pending {
             let report = try await worker.verifyStuck()
             if json { return printJSON(report) }
@@ -71,24 +74,13 @@ struct Verify: AsyncParsableCommand {
             if report.contains(where: { $0.state != .done }) { throw ExitCode(1) }
             return
         }
-        guard let id, let task = try store.task(id: id) else { throw QueueError.taskNotFound(id ?? 0) }
-        guard let type = configuration.taskType(named: task.type) else {
-            throw QueueError.undeclaredType(task.type, declared: Array(configuration.taskTypes.keys))
+        guard let id else { throw QueueError.taskNotFound(0) }
+        do {
+            let (checks, change) = try await worker.reverify(taskID: id, reopen: reopen, by: try operatorName(by))
+            try report(checks, change: change, task: try store.task(id: id))
+        } catch let error as NoVerifier {
+            throw CLIFailure(error.description, code: .configError)
         }
-        guard !type.verify.isEmpty else {
-            throw CLIFailure(
-                "task type \(task.type) declares no verifier: add one under task_types.\(task.type).verify",
-                code: .configError)
-        }
-        let checks = await worker.verificationRunner.verify(
-            VerificationSubject(
-                task: task, result: task.result.flatMap { try? JSONValue.parse($0) },
-                attemptStartedAt: task.startedAt ?? 0),
-            with: type.verify)
-        let change = try store.applyReverification(
-            task, checks: checks, reopen: reopen, by: try operatorName(by), notify: configuration.notify,
-            now: clock.now())
-        try report(checks, change: change, task: task)
     }
 
     private func runDry(_ typeName: String) async throws {
@@ -114,7 +106,8 @@ struct Verify: AsyncParsableCommand {
             throw CLIFailure("--payload is not valid JSON: \(error.reason)", code: .badInput)
         }
         let now = try currentClock().now()
-        let task = TaskRecord.sample(type: typeName, payload: payloadText, result: resultValue?.canonicalText, now: now)
+        let task = TaskRecord.unsaved(
+            type: typeName, payload: payloadText, result: resultValue?.canonicalText, now: now)
         let runner = VerificationRunner(
             runner: ExecRunner(
                 settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),

@@ -47,10 +47,12 @@ struct WorkOnce: AsyncParsableCommand {
         var environment = ["AUTONOMY_DATABASE": store.path]
         if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
         let clock = try currentClock()
-        var worker = Worker(
-            store: store, loaded: loaded, clock: clock, handlerEnvironment: environment,
-            logger: makeLogger("autonomy.worker"))
-        worker.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+        var options = Worker.Options()
+        options.clock = clock
+        options.handlerEnvironment = environment
+        options.logger = makeLogger("autonomy.worker")
+        options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+        let worker = Worker(store: store, loaded: loaded, options: options)
         let limits =
             drain
             ? Worker.Limits(

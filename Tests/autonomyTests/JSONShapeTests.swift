@@ -57,19 +57,31 @@ import Testing
         shapes["verify"] = try await shape(sandbox, ["verify", "1", "--json"])
         shapes["config check"] = try await shape(sandbox, ["config", "check", "--json"])
         let expected: [String: String] = [
-            "approvals": "[{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}]",
-            "approvals show": "{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}",
-            "budget": "{cap_usd:n,day_start:s,last_days:[{cost_usd:n,day:s}],models:[],reserved_usd:n,soft_cap_usd:n,spent_usd:n,window:s}",
-            "config check": "{components:[],database:s,file:s,producers:{groups:[],users:[]},signers:n,task_types:[{max_attempts:n,name:s,owner:null,safety:s,timeout:s}],version:n,warnings:[s]}",
-            "enqueue": "{attempts:n,created_at:s,exit_code:null,finished_at:null,id:n,key:null,last_error:null,lease_expires_at:null,max_attempts:null,payload:{n:n},payload_sha256:s,priority:n,result:null,run_at:s,source:null,started_at:null,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}",
-            "ledger": "[{at:s,attempt:n,cost_usd:null,detail:{evidence:s,evidence_bytes:n,evidence_sha256:s},duration_ms:n,event:s,id:n,task_id:n,type:s}]",
-            "ledger verify": "{anchor_mismatches:[],anchors_checked:null,first_broken_row:null,last_hash:s,ok:b,reason:null,rows:n}",
-            "map": "{components:[],since:s,types:[{cost_usd:n,dead:n,done:n,ever_succeeded:b,last_success:null,median_ms:n,name:s,owner:null,p95_ms:n,runs:n,safety:s,shelfware:b,success_rate:n,verification_failures:n,verified:b}],undeclared_types:[]}",
-            "status": "{by_type:{flaky:{dead:n},report:{done:n},send_email:{awaiting_approval:n}},counts:{awaiting_approval:n,blocked:n,cancelled:n,dead:n,done:n,expired:n,queued:n,rejected:n,running:n,verifying:n},dead:[{finished_at:s,id:n,last_error:s,type:s}],expired_leases:n,next_scheduled:null,oldest_runnable:null}",
-            "tasks list": "[{attempts:n,created_at:s,exit_code:null,finished_at:null,id:n,key:null,last_error:null,lease_expires_at:null,max_attempts:null,payload:{to:s},payload_sha256:s,priority:n,result:null,run_at:s,source:null,started_at:null,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}]",
-            "tasks show": "{attempts:n,created_at:s,exit_code:n,finished_at:s,id:n,key:null,last_error:null,lease_expires_at:null,ledger:[{at:s,attempt:null,cost_usd:null,detail:{payload_sha256:s,source:null,state:s},duration_ms:null,event:s,id:n,task_id:n,type:s}],max_attempts:null,payload:{n:n},payload_sha256:s,priority:n,result:{ok:b},run_at:s,source:null,started_at:s,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}",
+            "approvals":
+                "[{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}]",
+            "approvals show":
+                "{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}",
+            "budget":
+                "{cap_usd:n,day_start:s,last_days:[{cost_usd:n,day:s}],models:[],reserved_usd:n,soft_cap_usd:n,spent_usd:n,window:s}",
+            "config check":
+                "{components:[],database:s,file:s,producers:{groups:[],users:[]},signers:n,task_types:[{max_attempts:n,name:s,owner:null,safety:s,timeout:s}],version:n,warnings:[s]}",
+            "enqueue":
+                "{attempts:n,created_at:s,exit_code:null,finished_at:null,id:n,key:null,last_error:null,lease_expires_at:null,max_attempts:null,payload:{n:n},payload_sha256:s,priority:n,result:null,run_at:s,source:null,started_at:null,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}",
+            "ledger":
+                "[{at:s,attempt:n,cost_usd:null,detail:{evidence:s,evidence_bytes:n,evidence_sha256:s},duration_ms:n,event:s,id:n,task_id:n,type:s}]",
+            "ledger verify":
+                "{anchor_mismatches:[],anchors_checked:null,first_broken_row:null,last_hash:s,ok:b,reason:null,rows:n}",
+            "map":
+                "{components:[],since:s,types:[{cost_usd:n,dead:n,done:n,ever_succeeded:b,last_success:null,median_ms:n,name:s,owner:null,p95_ms:n,runs:n,safety:s,shelfware:b,success_rate:n,verification_failures:n,verified:b}],undeclared_types:[]}",
+            "status":
+                "{by_type:{flaky:{dead:n},report:{done:n},send_email:{awaiting_approval:n}},counts:{awaiting_approval:n,blocked:n,cancelled:n,dead:n,done:n,expired:n,queued:n,rejected:n,running:n,verifying:n},dead:[{finished_at:s,id:n,last_error:s,type:s}],expired_leases:n,next_scheduled:null,oldest_runnable:null}",
+            "tasks list":
+                "[{attempts:n,created_at:s,exit_code:null,finished_at:null,id:n,key:null,last_error:null,lease_expires_at:null,max_attempts:null,payload:{to:s},payload_sha256:s,priority:n,result:null,run_at:s,source:null,started_at:null,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}]",
+            "tasks show":
+                "{attempts:n,created_at:s,exit_code:n,finished_at:s,id:n,key:null,last_error:null,lease_expires_at:null,ledger:[{at:s,attempt:null,cost_usd:null,detail:{payload_sha256:s,source:null,state:s},duration_ms:null,event:s,id:n,task_id:n,type:s}],max_attempts:null,payload:{n:n},payload_sha256:s,priority:n,result:{ok:b},run_at:s,source:null,started_at:s,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}",
             "verify": "{change:s,checks:[{duration_ms:n,evidence:s,index:n,looks:n,outcome:s,verifier:s}]}",
-            "work-once": "{alerts:[],attempts:[{attempt:n,duration_ms:n,error:null,exit_code:n,id:n,state:s,type:s}],expired_approvals:[],recovered:[],skipped:[],stopped:s}",
+            "work-once":
+                "{alerts:[],attempts:[{attempt:n,duration_ms:n,error:null,exit_code:n,id:n,state:s,type:s}],expired_approvals:[],recovered:[],skipped:[],stopped:s}",
         ]
         for (command, found) in shapes.sorted(by: { $0.key < $1.key }) {
             #expect(found == expected[command], "\"\(command)\": \"\(found)\",")

@@ -1,4 +1,5 @@
 import AutonomyCore
+import AutonomyTestSupport
 import Foundation
 import Testing
 

@@ -35,10 +35,7 @@ public struct ExecRunner: HandlerRunner {
 
     public func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
         let started = ContinuousClock.now
-        func elapsed() -> Int64 {
-            let duration = ContinuousClock.now - started
-            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        }
+        func elapsed() -> Int64 { (ContinuousClock.now - started).inMilliseconds }
         guard case .exec(let handler) = invocation.type.handler else {
             return HandlerOutcome(status: .couldNotStart("not an exec handler"))
         }
@@ -51,17 +48,16 @@ public struct ExecRunner: HandlerRunner {
         }
         defer { payloadFile.remove() }
 
-        let program = handler.argv[0]
+        let name = handler.argv[0]
         guard
             let programPath = Self.locate(
-                program, base: invocation.baseDirectory,
+                name, base: invocation.baseDirectory,
                 searchPath: handler.env["PATH"] ?? inherited["PATH"])
         else {
             return HandlerOutcome(
-                status: .couldNotStart("\(program): not found in PATH (give its full path in the handler's argv)"),
+                status: .couldNotStart("\(name): not found in PATH (give its full path in the handler's argv)"),
                 durationMs: elapsed())
         }
-        let executable = Executable.path(FilePath(programPath))
         var variables = minimal
         for name in handler.passEnv { variables[name] = inherited[name] }
         variables.merge(invocation.environment) { _, new in new }
@@ -70,41 +66,64 @@ public struct ExecRunner: HandlerRunner {
         variables["AUTONOMY_TASK_TYPE"] = invocation.task.type
         variables["AUTONOMY_ATTEMPT"] = String(invocation.attempt)
         variables["AUTONOMY_PAYLOAD_FILE"] = payloadFile.path
+        let program = Program(
+            name: name, path: programPath, arguments: Array(handler.argv.dropFirst()), environment: variables,
+            workingDirectory: handler.cwd.map { ConfigLoader.absolute($0, base: invocation.baseDirectory) })
+        let ran = await Self.run(
+            program, stdinFile: payloadFile.path, timeout: invocation.timeout, grace: killGrace,
+            limits: (stdout: maxOutputBytes, stderr: maxStderrBytes))
+        return HandlerOutcome(
+            status: ran.status, stdout: String(decoding: ran.captured.stdout, as: UTF8.self),
+            stdoutTruncated: ran.captured.stdoutTruncated,
+            stderrTail: String(decoding: ran.captured.stderrTail, as: UTF8.self), durationMs: elapsed())
+    }
+
+    /// A program to run: its resolved path, its arguments (never through a shell) and its whole
+    /// environment.
+    struct Program: Sendable {
+        /// As configured (argv[0]), for messages.
+        var name: String
+        var path: String
+        var arguments: [String]
+        var environment: [String: String]
+        var workingDirectory: String?
+    }
+
+    /// Runs `program` in its own process group with `stdinFile` on its standard input and its
+    /// output cut to `limits`; at `timeout` the whole group gets SIGTERM, then SIGKILL after
+    /// `grace`, and whatever the program left running in its group is killed when it ends. The one
+    /// way autonomy starts a program: handlers, and the notify command.
+    static func run(
+        _ program: Program, stdinFile: String, timeout: Interval, grace: Interval, limits: (stdout: Int, stderr: Int)
+    ) async -> (status: HandlerStatus, captured: Captured) {
         let environment = Environment.custom(
             Dictionary(
-                uniqueKeysWithValues: variables.map {
+                uniqueKeysWithValues: program.environment.map {
                     (Environment.Key(stringLiteral: $0.key), $0.value)
                 }))
         let options = {
             var options = PlatformOptions()
             options.processGroupID = 0  // its own group, so a timeout reaches everything it started
             options.teardownSequence = [
-                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: killGrace.duration)
+                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: grace.duration)
             ]
             return options
         }()
-        let workingDirectory = handler.cwd.map { FilePath(ConfigLoader.absolute($0, base: invocation.baseDirectory)) }
-
         let stdin: FileDescriptor
         do {
-            stdin = try FileDescriptor.open(FilePath(payloadFile.path), .readOnly, options: [.closeOnExec])
+            stdin = try FileDescriptor.open(FilePath(stdinFile), .readOnly, options: [.closeOnExec])
         } catch {
-            return HandlerOutcome(
-                status: .couldNotStart("cannot open the payload file: \(error)"), durationMs: elapsed())
+            return (.couldNotStart("cannot open the payload file: \(error)"), Captured())
         }
         let control = RunControl()
-        let limits = (stdout: maxOutputBytes, stderr: maxStderrBytes)
-        let grace = killGrace
-        let timeout = invocation.timeout
-
         let collected: Result<(TerminationStatus, Captured), any Error> = await withTaskGroup(
             of: Result<(TerminationStatus, Captured), any Error>?.self
         ) { group in
             group.addTask {
                 do {
                     let result = try await Subprocess.run(
-                        executable, arguments: Arguments(Array(handler.argv.dropFirst())),
-                        environment: environment, workingDirectory: workingDirectory,
+                        .path(FilePath(program.path)), arguments: Arguments(program.arguments),
+                        environment: environment, workingDirectory: program.workingDirectory.map { FilePath($0) },
                         platformOptions: options, input: .fileDescriptor(stdin, closeAfterSpawningProcess: true),
                         output: .sequence, error: .sequence
                     ) { execution in
@@ -143,32 +162,21 @@ public struct ExecRunner: HandlerRunner {
             return outcome
         }
         if let group = control.processGroup.withLock({ $0 }) {
-            // The attempt ends with its handler: whatever it left running in its process group
-            // (after a time-out, or a background child) is stopped, so nothing outlives the attempt.
+            // The run ends with its program: whatever it left running in its process group (after a
+            // time-out, or a background child) is stopped, so nothing outlives it.
             ProcessGroup.signal(group, SIGKILL)
         }
-
         switch collected {
         case .failure(let error):
-            if Task.isCancelled { return HandlerOutcome(status: .stopped, durationMs: elapsed()) }
-            return HandlerOutcome(status: .couldNotStart(Self.describe(error, program: program)), durationMs: elapsed())
+            if Task.isCancelled { return (.stopped, Captured()) }
+            return (.couldNotStart(Self.describe(error, program: program.name)), Captured())
         case .success(let (termination, captured)):
-            let status: HandlerStatus
-            if control.timedOut.load(ordering: .sequentiallyConsistent) {
-                status = .timedOut(timeout)
-            } else if Task.isCancelled {
-                status = .stopped
-            } else {
-                switch termination {
-                case .exited(let code): status = .exited(code)
-                case .signaled(let signal): status = .signaled(signal)
-                }
+            if control.timedOut.load(ordering: .sequentiallyConsistent) { return (.timedOut(timeout), captured) }
+            if Task.isCancelled { return (.stopped, captured) }
+            switch termination {
+            case .exited(let code): return (.exited(code), captured)
+            case .signaled(let signal): return (.signaled(signal), captured)
             }
-            return HandlerOutcome(
-                status: status, stdout: String(decoding: captured.stdout, as: UTF8.self),
-                stdoutTruncated: captured.stdoutTruncated,
-                stderrTail: String(decoding: captured.stderrTail, as: UTF8.self),
-                durationMs: elapsed())
         }
     }
 

@@ -98,49 +98,73 @@ extension AlertDelivery.Report: Encodable {
     }
 }
 
+/// `verify ID` on a task whose type declares no verifier: there is nothing to check.
+public struct NoVerifier: Error, Sendable, CustomStringConvertible {
+    public var type: String
+    public var description: String {
+        "task type \(type) declares no verifier: add one under task_types.\(type).verify"
+    }
+}
+
 /// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
 /// while draining.
 public struct Worker: Sendable {
-    public var store: AutonomyStore
-    public var loaded: LoadedConfiguration
-    public var clock: any WallClock
-    public var runner: any HandlerRunner
+    public let store: AutonomyStore
+    public let loaded: LoadedConfiguration
+    public let clock: any WallClock
+    public let runner: any HandlerRunner
     /// Supplies jitter in [0, 1).
-    public var random: @Sendable () -> Double
+    public let random: @Sendable () -> Double
     /// Passed to handlers so nested `autonomy` calls reach the same database and map.
-    public var handlerEnvironment: [String: String]
-    public var logger: Logger
+    public let handlerEnvironment: [String: String]
+    public let logger: Logger
     /// How often a held lease is renewed; a third of the lease when nil.
-    public var leaseRenewalInterval: Duration?
+    public let leaseRenewalInterval: Duration?
     /// Delivers alerts; nil sends none (tests of the queue alone).
-    public var alerts: AlertDelivery?
+    public let alerts: AlertDelivery?
     /// Runs `command` verifiers (a real program even when tests put a double in `runner`).
-    public var verifierRunner: any HandlerRunner
+    public let verifierRunner: any HandlerRunner
     /// Takes the configured secrets out of what handlers and verifiers hand back, before it is stored.
-    public var redactor: SecretRedactor
+    public let redactor: SecretRedactor
     /// Waits between a verifier's looks; tests pass one that returns at once.
-    public var pause: @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
+    public let pause: @Sendable (Interval) async -> Void
 
-    public init(
-        store: AutonomyStore, loaded: LoadedConfiguration, clock: any WallClock = SystemClock(),
-        runner: (any HandlerRunner)? = nil, random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-        handlerEnvironment: [String: String] = [:], logger: Logger = Logger(label: "autonomy.worker")
-    ) {
+    /// How a worker is put together; every field has the production default.
+    public struct Options: Sendable {
+        public var clock: any WallClock = SystemClock()
+        /// Runs handlers; nil runs `exec` handlers as programs and `llm` handlers through the gateway.
+        public var runner: (any HandlerRunner)?
+        public var random: @Sendable () -> Double = { Double.random(in: 0..<1) }
+        public var handlerEnvironment: [String: String] = [:]
+        public var logger = Logger(label: "autonomy.worker")
+        public var leaseRenewalInterval: Duration?
+        /// Delivers the alerts the run raises; nil sends none.
+        public var alerts: AlertDelivery?
+        public var pause: @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
+
+        public init() {}
+    }
+
+    public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Options = Options()) {
         self.store = store
         self.loaded = loaded
-        self.clock = clock
+        self.clock = options.clock
         self.runner =
-            runner
+            options.runner
             ?? HandlerDispatcher(
                 exec: ExecRunner(
                     settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
-                llm: LLMRunner(gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: clock)))
+                llm: LLMRunner(
+                    gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: options.clock)))
         self.redactor = SecretRedactor(configuration: loaded.configuration)
         self.verifierRunner = ExecRunner(
             settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames)
-        self.random = random
-        self.handlerEnvironment = handlerEnvironment
-        self.logger = logger
+        self.random = options.random
+        self.handlerEnvironment = options.handlerEnvironment
+        self.logger = options.logger
+        self.leaseRenewalInterval = options.leaseRenewalInterval
+        self.alerts = options.alerts
+        self.pause = options.pause
     }
 
     /// Limits for a draining run.
@@ -332,6 +356,30 @@ public struct Worker: Sendable {
     /// The verifiers, as this worker runs them.
     public var verificationRunner: VerificationRunner {
         VerificationRunner(runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause)
+    }
+
+    /// Checks a task's evidence again now (`verify ID`) and acts on what it finds: a failed or dead
+    /// task whose evidence passes becomes done; a done one whose evidence fails is reopened (dead)
+    /// only with `reopen`.
+    ///
+    /// - Throws: `QueueError.taskNotFound`, `QueueError.undeclaredType`, `NoVerifier`, `StoreError`.
+    public func reverify(taskID: Int64, reopen: Bool, by actor: String) async throws -> (
+        checks: [CheckResult], change: Reverification
+    ) {
+        let configuration = loaded.configuration
+        guard let task = try store.task(id: taskID) else { throw QueueError.taskNotFound(taskID) }
+        guard let type = configuration.taskType(named: task.type) else {
+            throw QueueError.undeclaredType(task.type, declared: Array(configuration.taskTypes.keys))
+        }
+        guard !type.verify.isEmpty else { throw NoVerifier(type: task.type) }
+        let checks = await verificationRunner.verify(
+            VerificationSubject(
+                task: task, result: task.result.flatMap { try? JSONValue.parse($0) },
+                attemptStartedAt: task.startedAt ?? 0),
+            with: type.verify)
+        let change = try store.applyReverification(
+            task, checks: checks, reopen: reopen, by: actor, notify: configuration.notify, now: clock.now())
+        return (checks, change)
     }
 
     /// Settles the tasks whose worker died (`verify --pending`): verified first where their type

@@ -113,7 +113,8 @@ extension AutonomyStore {
                     """, arguments: [dayStart]
             ).map {
                 (
-                    model: try $0.decode(String.self, atIndex: 0), calls: try $0.decode(Int.self, atIndex: 1), inputTokens: try $0.decode(Int.self, atIndex: 2), outputTokens: try $0.decode(Int.self, atIndex: 3),
+                    model: try $0.decode(String.self, atIndex: 0), calls: try $0.decode(Int.self, atIndex: 1),
+                    inputTokens: try $0.decode(Int.self, atIndex: 2), outputTokens: try $0.decode(Int.self, atIndex: 3),
                     costUSD: try $0.decode(Double.self, atIndex: 4)
                 )
             }

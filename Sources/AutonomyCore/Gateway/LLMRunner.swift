@@ -11,10 +11,9 @@ public struct LLMRunner: HandlerRunner {
         guard case .llm(let handler) = invocation.type.handler else {
             return HandlerOutcome(status: .couldNotStart("not an llm handler"))
         }
-        let subject = VerificationSubject(task: invocation.task, result: nil, attemptStartedAt: 0)
         let prompt: String
         do {
-            prompt = try Template.render(handler.prompt, subject, encode: { $0 })
+            prompt = try PromptTemplate.render(handler.prompt, task: invocation.task)
         } catch {
             return HandlerOutcome(status: .couldNotStart("the prompt template: \(error)"))
         }
@@ -32,6 +31,20 @@ public struct LLMRunner: HandlerRunner {
                 return HandlerOutcome(status: .deferred(until: until, reason: error.description))
             }
             return HandlerOutcome(status: .couldNotStart(error.description))
+        }
+    }
+}
+
+/// An `llm` handler's prompt: `{{payload.PATH}}` and `{{task.id}}` filled from the task, as is.
+enum PromptTemplate {
+    static func render(_ prompt: String, task: TaskRecord) throws -> String {
+        let payload = try? JSONValue.parse(task.payload)
+        return try Template.fill(prompt) { name in
+            if name == "task.id" { return String(task.id) }
+            guard name.hasPrefix("payload.") else {
+                throw Template.MissingValue(description: "{{\(name)}} names neither payload nor task.id")
+            }
+            return try Template.scalar(payload?[path: String(name.dropFirst("payload.".count))], named: name)
         }
     }
 }

@@ -154,7 +154,7 @@ public struct ModelGateway: Sendable {
             let started = ContinuousClock.now
             let answer = await call(model, request, maxTokens: maxTokens)
             let elapsed = ContinuousClock.now - started
-            let latency = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+            let latency = elapsed.inMilliseconds
             switch answer {
             case .success(let completion):
                 let cost = completion.usage.map { model.cost(input: $0.input, output: $0.output) }

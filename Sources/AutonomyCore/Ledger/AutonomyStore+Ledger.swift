@@ -77,7 +77,9 @@ extension AutonomyStore {
                 }
                 // By position: this loop reads every row of the ledger. A field of the wrong type
                 // is an edit like any other, found at its row.
-                let prevHash: String, hash: String, recomputed: String
+                let prevHash: String
+                let hash: String
+                let recomputed: String
                 do {
                     prevHash = try row.decode(atIndex: 9)
                     hash = try row.decode(atIndex: 10)

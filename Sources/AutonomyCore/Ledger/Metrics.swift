@@ -19,7 +19,12 @@ public enum PrometheusMetrics {
                         SELECT type, event, COUNT(*) FROM ledger WHERE event IN ('done', 'dead') AND type IS NOT NULL
                         GROUP BY type, event
                         """
-                ).map { (type: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1), count: try $0.decode(Int.self, atIndex: 2)) },
+                ).map {
+                    (
+                        type: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1),
+                        count: try $0.decode(Int.self, atIndex: 2)
+                    )
+                },
                 try Row.fetchAll(
                     db,
                     sql: """

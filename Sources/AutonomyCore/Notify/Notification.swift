@@ -95,7 +95,8 @@ extension AutonomyStore {
             {
                 let id: Int64 = try row.decode(forColumn: "id")
                 guard let event = NotificationEvent(rawValue: try row.decode(forColumn: "event")),
-                    let channel = NotifyChannel(rawValue: try row.decode(forColumn: "channel")), channels.contains(channel)
+                    let channel = NotifyChannel(rawValue: try row.decode(forColumn: "channel")),
+                    channels.contains(channel)
                 else {
                     try db.execute(
                         sql: """
@@ -119,7 +120,8 @@ extension AutonomyStore {
                     arguments: [now + deliveryLease, id])
                 return PendingNotification(
                     id: id, event: event, channel: channel, taskID: try row.decode(forColumn: "task_id"),
-                    approvalID: try row.decode(forColumn: "approval_id"), attempts: try row.decode(forColumn: "attempts"))
+                    approvalID: try row.decode(forColumn: "approval_id"),
+                    attempts: try row.decode(forColumn: "attempts"))
             }
             return nil
         }

@@ -51,54 +51,30 @@ public struct ChannelNotifier: Notifier {
         for name in settings.passEnv { variables[name] = environment[name] }
         variables["AUTONOMY_NOTIFY_TEXT"] = message.text
         variables["AUTONOMY_NOTIFY_EVENT"] = message.event.rawValue
-        let processEnvironment = Environment.custom(
-            Dictionary(
-                uniqueKeysWithValues: variables.map {
-                    (Environment.Key(stringLiteral: $0.key), $0.value)
-                }))
-        let options = {
-            var options = PlatformOptions()
-            options.processGroupID = 0
-            options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(2))]
-            return options
-        }()
-        let body = message.body.canonicalText + "\n"
-        let timeout = settings.commandTimeout
-        let outcome: String?? = await withTaskGroup(of: String??.self) { group in
-            group.addTask {
-                do {
-                    let result = try await Subprocess.run(
-                        .path(FilePath(path)), arguments: Arguments(Array(argv.dropFirst())),
-                        environment: processEnvironment, platformOptions: options, input: .string(body),
-                        output: .discarded, error: .sequence
-                    ) { execution in
-                        var tail: [UInt8] = []
-                        for try await buffer in execution.standardError {
-                            buffer.withUnsafeBytes { tail.append(contentsOf: $0) }
-                            if tail.count > 4096 { tail.removeFirst(tail.count - 2048) }
-                        }
-                        return String(decoding: tail, as: UTF8.self)
-                    }
-                    let stderr =
-                        result.closureResult.split(whereSeparator: \.isNewline).last.map { ": \($0.prefix(200))" } ?? ""
-                    switch result.terminationStatus {
-                    case .exited(0): return .some(nil)
-                    case .exited(let code): return .some("the notify command exited with status \(code)\(stderr)")
-                    case .signaled(let signal): return .some("the notify command was killed by signal \(signal)")
-                    }
-                } catch {
-                    return .some("the notify command could not run: \(error)")
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout.duration)
-                return nil  // the time is up (or the command finished and this was cancelled)
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        let body: PayloadFile
+        do {
+            body = try PayloadFile(taskID: 0, payload: message.body.canonicalText + "\n")
+        } catch {
+            return "the notify command could not run: cannot write its input: \(error)"
         }
-        return outcome ?? "the notify command did not finish within \(timeout)"
+        defer { body.remove() }
+        let timeout = settings.commandTimeout
+        let ran = await ExecRunner.run(
+            ExecRunner.Program(
+                name: argv[0], path: path, arguments: Array(argv.dropFirst()), environment: variables,
+                workingDirectory: nil),
+            stdinFile: body.path, timeout: timeout, grace: .seconds(2), limits: (stdout: 0, stderr: 4096))
+        let stderr =
+            String(decoding: ran.captured.stderrTail, as: UTF8.self).split(whereSeparator: \.isNewline).last
+            .map { ": \($0.prefix(200))" } ?? ""
+        switch ran.status {
+        case .exited(0): return nil
+        case .exited(let code): return "the notify command exited with status \(code)\(stderr)"
+        case .signaled(let signal): return "the notify command was killed by signal \(signal)"
+        case .timedOut: return "the notify command did not finish within \(timeout)"
+        case .couldNotStart(let reason): return "the notify command could not run: \(reason)"
+        case .stopped, .deferred: return "the notify command was stopped"
+        }
     }
 
     /// POSTs the message as JSON; a 2xx answer is delivered. With a secret, the body is signed.
@@ -178,6 +154,20 @@ public struct AlertDelivery: Sendable {
     /// Sends due alerts, one at a time, until none is due or `budget` has passed. A failure is
     /// recorded and retried later; it never throws past here unless the database itself fails.
     /// With `tasks`, only alerts about those tasks (what an `enqueue` just queued) are sent.
+    /// Sends the alerts about `tasks` now, as they are enqueued, so an operator hears at once. A
+    /// failure changes nothing (work-once retries the alert): it comes back as a warning line.
+    public func deliverNow(tasks: Set<Int64>, budget: Duration = .seconds(30)) async -> [String] {
+        do {
+            return try await deliverDue(budget: budget, tasks: tasks).compactMap { report in
+                report.error.map {
+                    "warning: alert via \(report.channel.rawValue) failed: \($0) (work-once retries it)"
+                }
+            }
+        } catch {
+            return ["warning: alerts not sent now: \(error) (work-once retries them)"]
+        }
+    }
+
     public func deliverDue(budget: Duration = .seconds(60), tasks: Set<Int64>? = nil) async throws -> [Report] {
         let channels = configuration.notify.channels
         guard !channels.isEmpty else { return [] }

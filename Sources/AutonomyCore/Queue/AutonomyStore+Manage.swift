@@ -137,14 +137,24 @@ extension AutonomyStore {
                     SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at <= ? \(mine)
                     ORDER BY run_at, id LIMIT 1
                     """, arguments: arguments(now)
-            ).map { (id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"), since: try $0.decode(Int64.self, forColumn: "run_at")) }
+            ).map {
+                (
+                    id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"),
+                    since: try $0.decode(Int64.self, forColumn: "run_at")
+                )
+            }
             let next = try Row.fetchOne(
                 db,
                 sql: """
                     SELECT id, type, run_at FROM tasks WHERE state = 'queued' AND run_at > ? \(mine)
                     ORDER BY run_at, id LIMIT 1
                     """, arguments: arguments(now)
-            ).map { (id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"), runAt: try $0.decode(Int64.self, forColumn: "run_at")) }
+            ).map {
+                (
+                    id: try $0.decode(Int64.self, forColumn: "id"), type: try $0.decode(String.self, forColumn: "type"),
+                    runAt: try $0.decode(Int64.self, forColumn: "run_at")
+                )
+            }
             let dead = try TaskRecord.fetchAll(
                 db,
                 sql: """

@@ -247,7 +247,8 @@ extension AutonomyStore {
             let signer: String?
             let candidate = AdmissionCandidate(
                 id: id, typeName: typeName, payload: try row.decode(forColumn: "payload"),
-                storedSHA256: try row.decode(forColumn: "payload_sha256"), attempts: try row.decode(forColumn: "attempts"))
+                storedSHA256: try row.decode(forColumn: "payload_sha256"),
+                attempts: try row.decode(forColumn: "attempts"))
             var rating: Rating?
             if type.ratesWithPatterns, !rateInline {
                 // A pattern never runs while this transaction holds the write lock.

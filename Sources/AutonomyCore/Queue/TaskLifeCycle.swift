@@ -144,7 +144,8 @@ public struct TransitionRefused: Error, Sendable, CustomStringConvertible {
         guard taskID != 0 else { return "the \(transition) transition was asked without alert settings (a bug)" }
         let now = found.map { "is \($0.rawValue)" } ?? "does not exist"
         let wanted = expected.map(\.rawValue).joined(separator: " or ")
-        return "task \(taskID) \(now), not \(wanted): it cannot \(transition) (another process moved it first; try again)"
+        return
+            "task \(taskID) \(now), not \(wanted): it cannot \(transition) (another process moved it first; try again)"
     }
 
     /// A caller forgot the alert settings a transition needs: refused rather than silent.

@@ -31,8 +31,8 @@ public struct TaskRecord: Sendable, Equatable {
     public var lastError: String?
     public var stderrTail: String?
 
-    /// A task that exists only in memory: what `verify --dry-run` checks.
-    public static func sample(type: String, payload: String, result: String?, now: Int64) -> TaskRecord {
+    /// A task that exists only in memory, being verified: what `verify --dry-run` checks.
+    public static func unsaved(type: String, payload: String, result: String?, now: Int64) -> TaskRecord {
         TaskRecord(
             id: 0, type: type, state: .verifying, priority: 0, runAt: now, payload: payload,
             payloadSHA256: payload.sha256Hex, idempotencyKey: nil, source: "verify --dry-run", subject: nil,

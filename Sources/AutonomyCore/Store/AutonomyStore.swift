@@ -114,7 +114,9 @@ public final class AutonomyStore: Sendable {
                     value = try body(db)
                     return .commit
                 }
-                guard let value else { throw StoreError.failed(path: path, operation: operation, reason: "rolled back") }
+                guard let value else {
+                    throw StoreError.failed(path: path, operation: operation, reason: "rolled back")
+                }
                 return value
             }
         } catch {

@@ -37,7 +37,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             let named = text.range(of: ", row: ").map { String(text[..<$0.lowerBound]) } ?? text
             return StoreError.failed(
                 path: path, operation: operation,
-                reason: "a row holds a value this autonomy does not know (\(named.prefix(300))); was it written by another program?")
+                reason:
+                    "a row holds a value this autonomy does not know (\(named.prefix(300))); was it written by another program?"
+            )
         }
         guard let databaseError = error as? DatabaseError else { return error }
         switch databaseError.resultCode {

@@ -14,24 +14,6 @@ public struct SystemClock: WallClock {
     public func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
 }
 
-/// A clock that stands still until told to move; for tests.
-public final class ManualClock: WallClock {
-    private let current: Mutex<Int64>
-    public init(_ start: Int64 = 1_767_225_600_000) { current = Mutex(start) }  // 2026-01-01T00:00:00Z
-    public func now() -> Int64 { current.withLock { $0 } }
-    public func advance(by interval: Interval) { current.withLock { $0 += interval.milliseconds } }
-    public func set(_ value: Int64) { current.withLock { $0 = value } }
-}
-
-/// A clock shifted by a fixed offset from the real one. Debug builds of the binary use it when
-/// `AUTONOMY_TEST_CLOCK_OFFSET` is set, so end-to-end tests can let a lease expire without waiting;
-/// release builds never read that variable.
-public struct OffsetClock: WallClock {
-    public var offset: Interval
-    public init(offset: Interval) { self.offset = offset }
-    public func now() -> Int64 { SystemClock().now() + offset.milliseconds }
-}
-
 /// Conversions between epoch milliseconds and the ISO 8601 text operators read and type.
 public enum Timestamp {
     /// `2026-12-01T09:00:00Z` (or with fractional seconds, or an offset) → epoch ms; nil when not a date.
@@ -102,5 +84,23 @@ public enum LocalDay {
         let later = calendar.date(byAdding: .day, value: 1, to: today) ?? today.addingTimeInterval(86_400)
         let next = calendar.startOfDay(for: later)
         return Int64((next.timeIntervalSince1970 * 1000).rounded())
+    }
+}
+
+/// Runs `body` with a time limit: its value, or nil when `timeout` passed first (then `body` is
+/// cancelled). The one race between work and a timer; a program's run has its own, which signals
+/// its process group (`ExecRunner.run`).
+public func withDeadline<Value: Sendable>(
+    _ timeout: Interval, _ body: @escaping @Sendable () async -> Value
+) async -> Value? {
+    await withTaskGroup(of: Value?.self) { group in
+        group.addTask { await body() }
+        group.addTask {
+            try? await Task.sleep(for: timeout.duration)
+            return nil  // the time is up (or the work finished and this was cancelled)
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
     }
 }

@@ -81,3 +81,10 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     public static func < (lhs: Interval, rhs: Interval) -> Bool { lhs.milliseconds < rhs.milliseconds }
 }
+
+extension Duration {
+    /// The whole milliseconds in this duration (rounded toward zero): the unit autonomy records.
+    public var inMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -27,30 +27,21 @@ enum HTTP {
     /// Sends `request` and reads up to `bodyLimit` bytes of the answer, all within `timeout`:
     /// AsyncHTTPClient's own deadline ends with the headers, so a body that stalls is cut here.
     static func fetch(_ request: HTTPClientRequest, timeout: Interval, bodyLimit: Int) async -> Outcome {
-        await withTaskGroup(of: Outcome?.self) { group in
-            group.addTask {
-                let response: HTTPClientResponse
-                do {
-                    response = try await client.execute(request, deadline: .distantFuture)
-                } catch {
-                    let text = String(describing: error).lowercased()
-                    let refused = text.contains("connect") || text.contains("refused") || text.contains("resolve")
-                    return .unreachable(refused: refused, detail: String(String(describing: error).prefix(200)))
-                }
-                let status = Int(response.status.code)
-                do {
-                    return .answered(status: status, body: try await response.body.collect(upTo: bodyLimit))
-                } catch {
-                    return .bodyBroken(status: status)
-                }
+        await withDeadline(timeout) {
+            let response: HTTPClientResponse
+            do {
+                response = try await client.execute(request, deadline: .distantFuture)
+            } catch {
+                let text = String(describing: error).lowercased()
+                let refused = text.contains("connect") || text.contains("refused") || text.contains("resolve")
+                return .unreachable(refused: refused, detail: String(String(describing: error).prefix(200)))
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout.duration)
-                return nil
+            let status = Int(response.status.code)
+            do {
+                return .answered(status: status, body: try await response.body.collect(upTo: bodyLimit))
+            } catch {
+                return .bodyBroken(status: status)
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .timedOut
-        }
+        } ?? .timedOut
     }
 }

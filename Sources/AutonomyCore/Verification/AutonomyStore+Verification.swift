@@ -39,7 +39,8 @@ extension AutonomyStore {
             case .failed(let reason) where current.state == .done && reopen:
                 try db.transition(
                     current.id, .reopen, at: now, changing: [.lastError("reopened by \(actor): " + reason)],
-                    attempt: current.attempts, detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"],
+                    attempt: current.attempts,
+                    detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"],
                     notify: notify)
                 return .reopened
             default:

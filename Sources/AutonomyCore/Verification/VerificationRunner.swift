@@ -75,8 +75,7 @@ public struct VerificationRunner: Sendable {
             results.append(
                 CheckResult(
                     index: index, verifier: verifier.name, outcome: answer.0, evidence: String(answer.1.prefix(500)),
-                    durationMs: elapsed.components.seconds * 1000 + elapsed.components.attoseconds
-                        / 1_000_000_000_000_000,
+                    durationMs: elapsed.inMilliseconds,
                     looks: looks))
         }
         return results
@@ -208,6 +207,11 @@ enum Template {
     static func render(
         _ text: String, _ subject: VerificationSubject, encode: (String) throws -> String
     ) throws -> String {
+        try fill(text) { try encode(try value(of: $0, subject)) }
+    }
+
+    /// Replaces each `{{ name }}` in `text` with `value(name)`.
+    static func fill(_ text: String, _ value: (String) throws -> String) throws -> String {
         var output = ""
         var rest = Substring(text)
         while let open = rest.range(of: "{{") {
@@ -215,11 +219,20 @@ enum Template {
             guard let close = rest[open.upperBound...].range(of: "}}") else {
                 throw MissingValue(description: "an unclosed {{ in \(text)")
             }
-            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            output += try encode(try value(of: name, subject))
+            output += try value(rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces))
             rest = rest[close.upperBound...]
         }
         return output + rest
+    }
+
+    /// A scalar of a JSON document as template text.
+    static func scalar(_ value: JSONValue?, named name: String) throws -> String {
+        switch value {
+        case .string(let text)?: return text
+        case .int?, .double?, .bool?: return value!.canonicalText
+        case nil: throw MissingValue(description: "{{\(name)}} has no value in this task")
+        default: throw MissingValue(description: "{{\(name)}} is not a string or a number")
+        }
     }
 
     private static func value(of name: String, _ subject: VerificationSubject) throws -> String {
@@ -231,14 +244,8 @@ enum Template {
         case "task" where parts.count == 2 && parts[1] == "id": return String(subject.task.id)
         default: throw MissingValue(description: "{{\(name)}} names neither payload, result nor task.id")
         }
-        guard parts.count == 2, let value = document?[path: parts[1]] else {
-            throw MissingValue(description: "{{\(name)}} has no value in this task")
-        }
-        switch value {
-        case .string(let text): return text
-        case .int, .double, .bool: return value.canonicalText
-        default: throw MissingValue(description: "{{\(name)}} is not a string or a number")
-        }
+        guard parts.count == 2 else { throw MissingValue(description: "{{\(name)}} has no value in this task") }
+        return try scalar(document?[path: parts[1]], named: name)
     }
 
     /// RFC 3986 unreserved ASCII stays; everything else (non-ASCII letters too) is percent-encoded.

@@ -32,12 +32,9 @@ import Testing
         let pids = try TemporaryFolder()
         let fixture = try Fixture(map: Self.map(pids: pids.path))
         let task = try fixture.enqueue("long")
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        var worker = Worker(
-            store: fixture.store, loaded: fixture.loaded, clock: fixture.clock,
-            runner: ExecRunner(settings: fixture.configuration.worker), random: { 0.5 }, logger: logger)
-        worker.leaseRenewalInterval = .milliseconds(20)
+        let worker = fixture.worker(ExecRunner(settings: fixture.configuration.worker)) {
+            $0.leaseRenewalInterval = .milliseconds(20)
+        }
         let finished = ManualCounter()
         let working = Task { [worker] in
             defer { finished.add() }

@@ -274,7 +274,7 @@ let firewallMap = """
             firewallMap.replacingOccurrences(
                 of: #""report": { "safety": "safe""#,
                 with: #""report": { "verify": [ { "command": { "argv": ["/bin/true"] } } ], "safety": "dangerous""#))
-        let worker = Worker(store: fixture.store, loaded: stricter, clock: fixture.clock, runner: ScriptedRunner())
+        let worker = fixture.worker(ScriptedRunner(), loaded: stricter)
         let report = try await worker.work(drain: .init(maxSeconds: 600))
         #expect(report.attempts.isEmpty)
         #expect(try fixture.store.task(id: task.id)?.state == .awaitingApproval)
@@ -401,10 +401,10 @@ let firewallMap = """
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("send_email", #"{"to":"ops@example.com"}"#)  // safe by rule
         let notifier = RecordingNotifier()
-        var worker = fixture.worker(ScriptedRunner([.exited(1)]))
-        worker.alerts = AlertDelivery(
-            store: fixture.store, configuration: fixture.configuration, notifier: notifier,
-            clock: fixture.clock)
+        let worker = fixture.worker(ScriptedRunner([.exited(1)])) {
+            $0.alerts = AlertDelivery(
+                store: fixture.store, configuration: fixture.configuration, notifier: notifier, clock: fixture.clock)
+        }
         let report = try await worker.work(drain: nil)
         #expect(report.attempts.first?.outcome?.state == .dead)
         #expect(notifier.sent.map(\.message.event) == [.taskDead])

@@ -77,14 +77,16 @@ import Testing
                 configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t"
             ).claimed)
         let outcome = try fixture.store.recordAttempt(
-            claimed, outcome: HandlerOutcome(status: .exited(3), stderrTail: "boom"), verdict: .failed(reason: "exit 3"),
+            claimed, outcome: HandlerOutcome(status: .exited(3), stderrTail: "boom"),
+            verdict: .failed(reason: "exit 3"),
             notify: fixture.configuration.notify, now: fixture.clock.now(), random: { 0 })
         #expect(outcome?.state == .dead)
         let dead = try #require(try fixture.store.task(id: task.id))
         #expect(dead.exitCode == 3 && dead.stderrTail == "boom" && dead.lastError == "exit 3")
         #expect(dead.finishedAt == fixture.clock.now() && dead.leaseToken == nil && dead.leaseExpiresAt == nil)
         #expect(
-            try fixture.count("SELECT COUNT(*) FROM notifications WHERE event = 'task_dead' AND task_id = \(task.id)") == 1)
+            try fixture.count("SELECT COUNT(*) FROM notifications WHERE event = 'task_dead' AND task_id = \(task.id)")
+                == 1)
     }
 
     @Test func anUnknownStateIsAnErrorThatNamesIt() throws {

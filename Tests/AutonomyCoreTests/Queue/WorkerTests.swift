@@ -162,8 +162,7 @@ import Testing
                 }
             }
         })
-        var worker = fixture.worker(runner)
-        worker.leaseRenewalInterval = .milliseconds(5)
+        let worker = fixture.worker(runner) { $0.leaseRenewalInterval = .milliseconds(5) }
         let report = try await worker.work(drain: nil)
         #expect(intruderClaims.value == 0)
         #expect(report.attempts.first?.outcome?.state == .done)

@@ -1,3 +1,4 @@
+import AutonomyTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -115,10 +116,17 @@ struct Fixture {
         ).task
     }
 
-    func worker(_ runner: any HandlerRunner) -> Worker {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        return Worker(store: store, loaded: loaded, clock: clock, runner: runner, random: { 0.5 }, logger: logger)
+    func worker(
+        _ runner: any HandlerRunner, loaded: LoadedConfiguration? = nil,
+        configure: (inout Worker.Options) -> Void = { _ in }
+    ) -> Worker {
+        var options = Worker.Options()
+        options.clock = clock
+        options.runner = runner
+        options.random = { 0.5 }
+        options.logger.logLevel = .critical
+        configure(&options)
+        return Worker(store: store, loaded: loaded ?? self.loaded, options: options)
     }
 
     func count(_ sql: String) throws -> Int {

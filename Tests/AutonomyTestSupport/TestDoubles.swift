@@ -1,0 +1,18 @@
+import AutonomyCore
+import Synchronization
+
+/// A clock that stands still until told to move.
+public final class ManualClock: WallClock {
+    private let current: Mutex<Int64>
+    public init(_ start: Int64 = 1_767_225_600_000) { current = Mutex(start) }  // 2026-01-01T00:00:00Z
+    public func now() -> Int64 { current.withLock { $0 } }
+    public func advance(by interval: Interval) { current.withLock { $0 += interval.milliseconds } }
+    public func set(_ value: Int64) { current.withLock { $0 = value } }
+}
+
+extension TaskRecord {
+    /// A task that exists only in memory, being verified.
+    public static func sample(type: String, payload: String, result: String? = nil, now: Int64) -> TaskRecord {
+        .unsaved(type: type, payload: payload, result: result, now: now)
+    }
+}
