@@ -58,7 +58,9 @@ func number(_ value: JSONValue?) -> Double {
                 cap: 5, models: [model("mini", server, tier: "cheap", input: 1, output: 2, maxTokens: 100)],
                 // Eleven minutes later must be the same budget window, even when the test runs at 23:55.
                 window: "rolling24h"))
-        _ = try await sandbox.run(["budget"])  // the database exists before the call starts
+        // work-once creates the database (budget, a reader, would not): it exists before the call.
+        #expect(try await sandbox.run(["work-once"]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: sandbox.databasePath))
         let caller = Process()
         caller.executableURL = URL(fileURLWithPath: autonomyBinary)
         caller.arguments = ["llm", "--tier", "cheap", "hello"]

@@ -98,8 +98,10 @@ import Testing
         #expect(try await sandbox.run(["approve", "2"]).status == 0)
         let database = try DatabaseQueue(path: sandbox.databasePath)
         // The type is as immutable as the payload...
-        #expect(throws: (any Error).self) {
+        #expect {
             try database.write { db in try db.execute(sql: "UPDATE tasks SET type = 'send_sms' WHERE id = 2") }
+        } throws: { error in
+            (error as? DatabaseError)?.message == "a task's type and payload cannot change after enqueue"
         }
         // ...so an attacker drops the guard first.
         try await database.write { db in

@@ -87,10 +87,12 @@ import Testing
         }
         // The payload of an unfinished task still cannot be touched.
         let live = try fixture.enqueue("report", #"{"n":99}"#)
-        #expect(throws: (any Error).self) {
+        #expect {
             try fixture.store.write("tamper") { db in
                 try db.execute(sql: "UPDATE tasks SET payload = '' WHERE id = ?", arguments: [live.id])
             }
+        } throws: { error in
+            error is StoreError && "\(error)".contains("cannot change after enqueue")
         }
     }
 }

@@ -147,10 +147,12 @@ import Testing
         } throws: { error in
             "\(error)".contains("type and payload cannot change after enqueue")
         }
-        #expect(throws: (any Error).self) {
+        #expect {
             try fixture.store.write("tamper hash") { db in
                 try db.execute(sql: "UPDATE tasks SET payload_sha256 = 'x' WHERE id = ?", arguments: [task.id])
             }
+        } throws: { error in
+            error is StoreError && "\(error)".contains("cannot change after enqueue")
         }
         #expect(try fixture.store.task(id: task.id)?.payload == task.payload)
     }

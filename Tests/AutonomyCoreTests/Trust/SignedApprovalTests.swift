@@ -161,10 +161,12 @@ import Testing
     @Test func theTypeIsAsImmutableAsThePayload() throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("report")
-        #expect(throws: (any Error).self) {
+        #expect {
             try fixture.store.write("retype") { db in
                 try db.execute(sql: "UPDATE tasks SET type = 'deploy' WHERE id = ?", arguments: [task.id])
             }
+        } throws: { error in
+            error is StoreError && "\(error)".contains("type and payload cannot change after enqueue")
         }
         #expect(try fixture.store.task(id: task.id)?.type == "report")
     }

@@ -273,8 +273,8 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
 
 @Suite struct TemplateTests {
     @Test func dotAndDotDotNeverStandInAURL() throws {
-        #expect(throws: (any Error).self) { try Template.urlComponent("..") }
-        #expect(throws: (any Error).self) { try Template.urlComponent(".") }
+        #expect(throws: Template.MissingValue.self) { try Template.urlComponent("..") }
+        #expect(throws: Template.MissingValue.self) { try Template.urlComponent(".") }
         #expect(try Template.urlComponent("a..b") == "a..b")
         #expect(try Template.urlComponent("../x") == "..%2Fx")
     }
