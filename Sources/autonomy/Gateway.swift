@@ -36,11 +36,11 @@ struct LLM: AsyncParsableCommand {
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw CLIFailure("the prompt is empty", code: .badInput)
         }
-        let loaded = try global.loadConfiguration()
+        let loaded = try global.loadConfiguration()  // once: its warnings print once
         guard !loaded.configuration.gateway.models.isEmpty else {
             throw CLIFailure("no model is configured: add gateway.models to the configuration", code: .configError)
         }
-        let (_, store) = try global.open()
+        let store = try global.open(loaded)
         let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: try currentClock())
         let response: LLMResponse
         do {

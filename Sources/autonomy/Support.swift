@@ -37,9 +37,13 @@ struct GlobalOptions: ParsableArguments {
     ) {
         let loaded = try loadConfiguration(quiet: quiet)
         if trusted { try loaded.requireTrusted() }
+        return (loaded, try open(loaded, create: create))
+    }
+
+    /// Opens the database an already loaded configuration names.
+    func open(_ loaded: LoadedConfiguration, create: Bool = true) throws -> AutonomyStore {
         let path = ConfigLoader.databasePath(flag: database, loaded: loaded)
-        let store = try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
-        return (loaded, store)
+        return try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
     }
 }
 

@@ -87,6 +87,18 @@ func number(_ value: JSONValue?) -> Double {
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'llm_call' AND cost_usd > 0") == 1)
     }
 
+    @Test func llmReadsTheConfigurationOnceSoEachWarningPrintsOnce() async throws {
+        let sandbox = try Sandbox(
+            config: #"""
+                {"version": 1, "bogus": 1, "gateway": {"models": [{"name": "m", "tier": "free",
+                  "base_url": "http://127.0.0.1:1/v1", "model": "x", "input_usd_per_million": 0,
+                  "output_usd_per_million": 0}]}}
+                """#)
+        let result = try await sandbox.run(["llm", "hi"])
+        #expect(result.status == 69)
+        #expect(result.stderrLines.filter { $0.hasPrefix("warning: bogus") }.count == 1, "\(result.stderr)")
+    }
+
     @Test func costComesFromUsageAndAnAnswerWithoutUsageIsChargedTheReservation() async throws {
         let server = try LoopbackHTTPServer(bodies: [
             completion("hello", input: 1000, output: 500), completion("again", input: nil),

@@ -197,3 +197,71 @@ extension TaskType {
             safety: .dangerous, reasons: [base + (notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")")])
     }
 }
+
+extension SafetyRule: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, equals
+        case oneOf = "one_of"
+        case suffix, regex, safety
+        case ignoreCase = "ignore_case"
+        case onlyKeys = "only_keys"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let path = try container.decode(String.self, forKey: .path)
+        guard !path.isEmpty, !path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .path, in: container,
+                debugDescription: "expected a dotted path such as \"to\" or \"meta.channel\"")
+        }
+        var matchers: [Matcher] = []
+        if container.contains(.equals) {
+            matchers.append(.equals(try container.decode(JSONValue.self, forKey: .equals)))
+        }
+        if let choices = try container.decodeIfPresent([JSONValue].self, forKey: .oneOf) {
+            matchers.append(.oneOf(choices))
+        }
+        if let suffix = try container.decodeIfPresent(String.self, forKey: .suffix) {
+            guard !suffix.isEmpty else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .suffix, in: container, debugDescription: "expected a non-empty string")
+            }
+            matchers.append(.suffix(suffix))
+        }
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .regex) {
+            do {
+                matchers.append(.regex(pattern, CompiledRegex(regex: try Regex(pattern))))
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .regex, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        guard matchers.count == 1, let matcher = matchers.first else {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected exactly one of \"equals\", \"one_of\", \"suffix\", \"regex\""))
+        }
+        guard container.contains(.safety) else {
+            throw missingKey(
+                CodingKeys.safety, at: decoder.codingPath,
+                "missing: the rating this rule gives, \"safe\" or \"dangerous\"")
+        }
+        let safety = try container.decode(Safety.self, forKey: .safety)
+        let onlyKeys = try container.decodeIfPresent([String].self, forKey: .onlyKeys)
+        if onlyKeys != nil, safety == .dangerous {
+            throw DecodingError.dataCorruptedError(
+                forKey: .onlyKeys, in: container, debugDescription: "only a \"safe\" rule takes only_keys")
+        }
+        if let onlyKeys, !onlyKeys.contains(String(path.split(separator: ".").first ?? "")) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .onlyKeys, in: container, debugDescription: "must include the rule's own field")
+        }
+        self.init(
+            path: path, matcher: matcher, safety: safety,
+            ignoreCase: try container.decodeIfPresent(Bool.self, forKey: .ignoreCase), onlyKeys: onlyKeys)
+    }
+}

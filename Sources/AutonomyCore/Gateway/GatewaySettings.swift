@@ -92,3 +92,105 @@ public enum SpendWindow: String, Sendable, CaseIterable {
         }
     }
 }
+
+extension GatewaySettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case dailyCapUSD = "daily_cap_usd"
+        case softCapRatio = "soft_cap_ratio"
+        case reservationTimeout = "reservation_timeout"
+        case window
+        case models
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        dailyCapUSD = try container.decodeIfPresent(Double.self, forKey: .dailyCapUSD) ?? dailyCapUSD
+        guard dailyCapUSD >= 0, dailyCapUSD.isFinite else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .dailyCapUSD, in: container, debugDescription: "expected 0 or more")
+        }
+        softCapRatio = try container.decode(
+            .softCapRatio, default: softCapRatio, in: 0...1, expected: "expected 0 to 1")
+        reservationTimeout =
+            try container.decodeIfPresent(Interval.self, forKey: .reservationTimeout) ?? reservationTimeout
+        if let text = try container.decodeIfPresent(String.self, forKey: .window) {
+            guard let value = SpendWindow(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .window, in: container, debugDescription: "expected \"day\" or \"rolling24h\"")
+            }
+            window = value
+        }
+        models = try container.decodeIfPresent([ModelSettings].self, forKey: .models) ?? []
+        var names = Set<String>()
+        for (index, model) in models.enumerated() where !names.insert(model.name).inserted {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath + [
+                        CodingKeys.models, ConfigKey(intValue: index)!, ConfigKey("name"),
+                    ],
+                    debugDescription: "another model is already named \"\(model.name)\""))
+        }
+    }
+}
+
+extension ModelSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, provider
+        case baseURL = "base_url"
+        case model
+        case apiKeyEnv = "api_key_env"
+        case tier
+        case inputUSDPerMillion = "input_usd_per_million"
+        case outputUSDPerMillion = "output_usd_per_million"
+        case timeout
+        case maxTokens = "max_tokens"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        provider = try container.decodeIfPresent(String.self, forKey: .provider) ?? "openai"
+        guard provider == "openai" else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .provider, in: container,
+                debugDescription: "expected \"openai\" (any OpenAI-compatible chat-completions endpoint)")
+        }
+        baseURL = try container.decode(String.self, forKey: .baseURL)
+        guard isHTTPAddress(baseURL) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .baseURL, in: container, debugDescription: "expected an http(s) address")
+        }
+        if baseURL.hasSuffix("/") { baseURL.removeLast() }
+        model = try container.decode(String.self, forKey: .model)
+        apiKeyEnv = try container.decodeIfPresent(String.self, forKey: .apiKeyEnv)
+        if let apiKeyEnv, apiKeyEnv.isEmpty || apiKeyEnv.contains("=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .apiKeyEnv, in: container,
+                debugDescription:
+                    "expected the name of an environment variable (the key itself never goes in the config)")
+        }
+        tier = try container.decode(ModelTier.self, forKey: .tier)
+        // A model without prices is refused: a free local model says 0 explicitly.
+        for key in [CodingKeys.inputUSDPerMillion, .outputUSDPerMillion] where !container.contains(key) {
+            throw missingKey(key, at: decoder.codingPath, "missing: every model states its prices (0 for a free model)")
+        }
+        inputUSDPerMillion = try container.decode(Double.self, forKey: .inputUSDPerMillion)
+        outputUSDPerMillion = try container.decode(Double.self, forKey: .outputUSDPerMillion)
+        guard inputUSDPerMillion >= 0, outputUSDPerMillion >= 0, inputUSDPerMillion.isFinite,
+            outputUSDPerMillion.isFinite
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .inputUSDPerMillion, in: container, debugDescription: "prices must be 0 or more")
+        }
+        if tier == .free, !isFree {
+            throw DecodingError.dataCorruptedError(
+                forKey: .tier, in: container, debugDescription: "a free-tier model must have prices of 0")
+        }
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .hours(1))
+        maxTokens = try container.decode(
+            .maxTokens, default: maxTokens, in: 1...200_000, expected: "expected 1 to 200000")
+    }
+}

@@ -88,3 +88,19 @@ extension Duration {
         components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }
+
+extension Interval: Decodable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = Interval(parsing: text) else {
+            throw DecodingError.dataCorruptedError(
+                in: container,
+                debugDescription: "expected a duration such as \"30s\", \"5m\", \"24h\" or \"7d\", got \"\(text)\"")
+        }
+        guard value <= Interval.days(3660) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected at most ten years")
+        }
+        self = value
+    }
+}

@@ -61,3 +61,48 @@ public struct ProducerPolicy: Sendable, Equatable {
 
     public func allows(type: String) -> Bool { rule.types.contains("*") || rule.types.contains(type) }
 }
+
+extension ProducerSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case users, groups }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        users = try container.decodeIfPresent([String: ProducerRule].self, forKey: .users) ?? [:]
+        groups = try container.decodeIfPresent([String: ProducerRule].self, forKey: .groups) ?? [:]
+        for (key, names) in [(CodingKeys.users, users.keys), (.groups, groups.keys)] {
+            for name in names where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == ":" }) {
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: decoder.codingPath + [key, ConfigKey(name)],
+                        debugDescription: "expected a Unix user or group name"))
+            }
+        }
+    }
+}
+
+extension ProducerRule: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case types
+        case maxPerHour = "max_per_hour"
+        case maxDangerousPerHour = "max_dangerous_per_hour"
+        case readAll = "read_all"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        types = try container.decodeIfPresent([String].self, forKey: .types) ?? []
+        maxPerHour = try container.decodeIfPresent(Int.self, forKey: .maxPerHour)
+        maxDangerousPerHour = try container.decodeIfPresent(Int.self, forKey: .maxDangerousPerHour)
+        readAll = try container.decodeIfPresent(Bool.self, forKey: .readAll) ?? false
+        for (key, value) in [(CodingKeys.maxPerHour, maxPerHour), (.maxDangerousPerHour, maxDangerousPerHour)] {
+            if let value, !(0...10_000_000).contains(value) {
+                throw DecodingError.dataCorruptedError(
+                    forKey: key, in: container, debugDescription: "expected 0 to 10000000")
+            }
+        }
+    }
+}

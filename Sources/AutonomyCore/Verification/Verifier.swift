@@ -122,3 +122,154 @@ extension ValueAssertion {
         return (true, "\(path) = \(shown)")
     }
 }
+
+extension Verifier: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case command, http, file, json, attempts, interval }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        var kinds: [Kind] = []
+        if let check = try container.decodeIfPresent(CommandCheck.self, forKey: .command) {
+            kinds.append(.command(check))
+        }
+        if let check = try container.decodeIfPresent(HTTPCheck.self, forKey: .http) { kinds.append(.http(check)) }
+        if let check = try container.decodeIfPresent(FileCheck.self, forKey: .file) { kinds.append(.file(check)) }
+        if let check = try container.decodeIfPresent(ValueAssertion.self, forKey: .json) { kinds.append(.json(check)) }
+        guard kinds.count == 1, let kind = kinds.first else {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "expected exactly one of \"command\", \"http\", \"file\", \"json\""))
+        }
+        self.init(kind: kind)
+        attempts = try container.decode(
+            .attempts, default: attempts, in: 1...100, expected: "expected 1 to 100")
+        interval = try container.decode(
+            .interval, default: interval, in: Interval.zero...Interval.minutes(10), expected: "expected at most \"10m\""
+        )
+    }
+}
+
+extension CommandCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let argv = try container.decodeIfPresent([String].self, forKey: .argv) ?? []
+        guard let program = argv.first, !program.isEmpty else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .argv, in: container, debugDescription: "expected a non-empty array")
+        }
+        self.init(argv: argv)
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .hours(1))
+    }
+}
+
+extension HTTPCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case method, url
+        case expectStatus = "expect_status"
+        case body, timeout
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let url = try container.decode(String.self, forKey: .url)
+        // The placeholders are filled in later; the rest must already be an http(s) address, and
+        // task data may never choose the scheme or the host (it could point at its own "evidence").
+        let authorityEnd =
+            url.range(of: "://").flatMap { scheme in
+                url[scheme.upperBound...].firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" })
+            } ?? url.endIndex
+        guard !url[..<authorityEnd].contains("{{") else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container,
+                debugDescription: "placeholders may stand in the path or query only, never in the host")
+        }
+        guard isHTTPAddress(url.replacingOccurrences(of: "{{", with: "x").replacingOccurrences(of: "}}", with: "x"))
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .url, in: container,
+                debugDescription: "expected an http(s) address, with {{payload.PATH}} or {{result.PATH}} placeholders")
+        }
+        self.init(url: url)
+        method = try container.decodeIfPresent(String.self, forKey: .method)?.uppercased() ?? method
+        guard ["GET", "HEAD", "POST"].contains(method) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .method, in: container, debugDescription: "expected GET, HEAD or POST")
+        }
+        expectStatus = try container.decodeIfPresent([Int].self, forKey: .expectStatus) ?? expectStatus
+        guard !expectStatus.isEmpty, expectStatus.allSatisfy({ (100...599).contains($0) }) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .expectStatus, in: container, debugDescription: "expected a non-empty array of HTTP statuses")
+        }
+        body = try container.decodeIfPresent(ValueAssertion.self, forKey: .body)
+        timeout = try container.interval(.timeout, default: timeout, from: .seconds(1), to: .minutes(10))
+    }
+}
+
+extension FileCheck: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, exists
+        case nonEmpty = "non_empty"
+        case contains
+        case modifiedAfterStart = "modified_after_start"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let path = try container.decode(String.self, forKey: .path)
+        guard !path.isEmpty else {
+            throw DecodingError.dataCorruptedError(forKey: .path, in: container, debugDescription: "expected a path")
+        }
+        self.init(path: path)
+        if let exists = try container.decodeIfPresent(Bool.self, forKey: .exists), !exists {
+            throw DecodingError.dataCorruptedError(
+                forKey: .exists, in: container, debugDescription: "a file check always requires the file to exist")
+        }
+        nonEmpty = try container.decodeIfPresent(Bool.self, forKey: .nonEmpty) ?? false
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .contains) {
+            do {
+                contains = try CompiledPattern(pattern)
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .contains, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        modifiedAfterStart = try container.decodeIfPresent(Bool.self, forKey: .modifiedAfterStart) ?? false
+    }
+}
+
+extension ValueAssertion: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, exists, equals
+        case nonEmpty = "non_empty"
+        case regex, min, max
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(path: try container.decode(String.self, forKey: .path))
+        if let exists = try container.decodeIfPresent(Bool.self, forKey: .exists), !exists {
+            throw DecodingError.dataCorruptedError(
+                forKey: .exists, in: container, debugDescription: "an assertion always requires the value to exist")
+        }
+        if container.contains(.equals) { equals = try container.decode(JSONValue.self, forKey: .equals) }
+        nonEmpty = try container.decodeIfPresent(Bool.self, forKey: .nonEmpty) ?? false
+        if let pattern = try container.decodeIfPresent(String.self, forKey: .regex) {
+            do {
+                regex = try CompiledPattern(pattern)
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .regex, in: container, debugDescription: "not a valid regular expression: \(error)")
+            }
+        }
+        min = try container.decodeIfPresent(Double.self, forKey: .min)
+        max = try container.decodeIfPresent(Double.self, forKey: .max)
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+
+public struct WorkerSettings: Sendable {
+    /// How long a claim stays valid without being extended; a worker extends it while a handler runs.
+    public var lease: Interval = .seconds(60)
+    /// `work-once --drain` stops starting new tasks after this many seconds (so a run ends before
+    /// the next minute's timer).
+    public var drainMaxSeconds: Int = 50
+    /// `work-once --drain` stops after this many tasks; nil means no limit.
+    public var drainMaxTasks: Int?
+    /// Between SIGTERM and SIGKILL when a handler's time is up.
+    public var killGrace: Interval = .seconds(10)
+    /// How much of a handler's stdout is kept as its result.
+    public var maxOutputBytes: Int = 64 * 1024
+    /// How much of the end of a handler's stderr is kept for diagnosis.
+    public var maxStderrBytes: Int = 8 * 1024
+    /// Used when a task type names no timeout.
+    public var defaultTimeout: Interval = .minutes(10)
+    public init() {}
+}
+
+public struct QueueSettings: Sendable {
+    /// The largest payload `enqueue` accepts, in bytes of canonical JSON.
+    public var maxPayloadBytes: Int = 256 * 1024
+    public init() {}
+}
+
+public struct StoreSettings: Sendable {
+    /// How long a write waits for another process's transaction before giving up.
+    public var busyTimeout: Interval = .seconds(5)
+    /// `full` survives power loss; `normal` is faster and may lose the last commits on power loss.
+    public var synchronous: Synchronous = .full
+    public enum Synchronous: String, Sendable, Codable { case full, normal }
+    public init() {}
+}
+
+extension WorkerSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case lease
+        case drainMaxSeconds = "drain_max_seconds"
+        case drainMaxTasks = "drain_max_tasks"
+        case killGrace = "kill_grace"
+        case maxOutputBytes = "max_output_bytes"
+        case maxStderrBytes = "max_stderr_bytes"
+        case defaultTimeout = "default_timeout"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        lease = try container.decode(
+            .lease, default: lease, in: .seconds(2)...Interval.hours(24), expected: "expected from \"2s\" to \"24h\"")
+        drainMaxSeconds = try container.decode(
+            .drainMaxSeconds, default: drainMaxSeconds, in: 0...86_400, expected: "expected 0 to 86400")
+        drainMaxTasks = try container.decodeIfPresent(Int.self, forKey: .drainMaxTasks)
+        killGrace = try container.decode(
+            .killGrace, default: killGrace, in: Interval.zero...Interval.hours(1), expected: "expected at most \"1h\"")
+        maxOutputBytes = try container.decode(
+            .maxOutputBytes, default: maxOutputBytes, in: 0...(64 << 20), expected: "expected 0 to 67108864")
+        maxStderrBytes = try container.decode(
+            .maxStderrBytes, default: maxStderrBytes, in: 0...(64 << 20), expected: "expected 0 to 67108864")
+        defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
+        if let drainMaxTasks, drainMaxTasks < 1 {
+            throw DecodingError.dataCorruptedError(
+                forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")
+        }
+        guard defaultTimeout.milliseconds > 0 else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .defaultTimeout, in: container, debugDescription: "expected a duration above zero")
+        }
+    }
+}
+
+extension QueueSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case maxPayloadBytes = "max_payload_bytes" }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        maxPayloadBytes = try container.decode(
+            .maxPayloadBytes, default: maxPayloadBytes, in: 2...(64 * 1024 * 1024),
+            expected: "expected a size from 2 to 67108864 bytes")
+    }
+}
+
+extension StoreSettings: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case busyTimeout = "busy_timeout"
+        case synchronous
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.reportUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        busyTimeout = try container.decode(
+            .busyTimeout, default: busyTimeout, in: Interval.zero...Interval.hours(1),
+            expected: "expected at most \"1h\"")
+        synchronous = try container.decodeIfPresent(Synchronous.self, forKey: .synchronous) ?? synchronous
+    }
+}
