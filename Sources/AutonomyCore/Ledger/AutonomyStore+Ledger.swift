@@ -137,7 +137,7 @@ extension AutonomyStore {
             try db.execute(
                 sql: """
                     UPDATE tasks SET payload = '', result = NULL, stderr_tail = NULL, last_error = NULL, updated_at = ?
-                    WHERE state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked')
+                    WHERE state IN (\(TaskState.sqlList(TaskState.finalStates)))
                       AND finished_at < ? AND payload != ''
                     """, arguments: [now, cutoff])
             let pruned = db.changesCount
@@ -145,7 +145,7 @@ extension AutonomyStore {
                 sql: """
                     DELETE FROM ledger_notes WHERE task_id IN (
                         SELECT id FROM tasks WHERE payload = '' AND finished_at < ?
-                          AND state IN ('done', 'dead', 'cancelled', 'rejected', 'expired', 'blocked'))
+                          AND state IN (\(TaskState.sqlList(TaskState.finalStates))))
                     """, arguments: [cutoff])
             if pruned > 0 {
                 try db.appendLedger(

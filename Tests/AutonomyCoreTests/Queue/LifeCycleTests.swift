@@ -39,6 +39,20 @@ import Testing
         }
     }
 
+    /// Migrations are frozen once they ship, so the payload trigger keeps its own list of final
+    /// states: adding a final state must come with a migration that updates the trigger.
+    @Test func theStoredTriggerKnowsTheFinalStatesOfTheCode() throws {
+        let fixture = try Fixture()
+        let sql = try fixture.store.read("trigger") { db in
+            try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'")
+        }
+        let list = try #require(sql?.range(of: #"OLD\.state IN \(([^)]*)\)"#, options: .regularExpression))
+        let states = sql![list].dropFirst("OLD.state IN (".count).dropLast().split(separator: ",").map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: " '"))
+        }
+        #expect(Set(states) == Set(TaskState.finalStates.map(\.rawValue)))
+    }
+
     @Test func aTransitionFromTheWrongStateIsRefusedAndChangesNothing() throws {
         let fixture = try Fixture()
         let task = try fixture.enqueue("report")
