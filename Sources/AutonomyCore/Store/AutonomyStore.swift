@@ -110,6 +110,8 @@ public final class AutonomyStore: Sendable {
         do {
             return try writer.writeWithoutTransaction { db in
                 var value: T?
+                LedgerTail.forget(db)
+                defer { LedgerTail.forget(db) }
                 try db.inTransaction(.immediate) {
                     value = try body(db)
                     return .commit

@@ -302,3 +302,22 @@ import Testing
         #expect(redactor.redact("visible-value") == "visible-value")
     }
 }
+
+@Suite struct LedgerTailTests {
+    /// The transaction's remembered tail never points at a row whose insert failed.
+    @Test func aFailedAppendLeavesTheTailAtTheLastWrittenRow() throws {
+        let fixture = try Fixture()
+        try fixture.store.write("append") { db in
+            try db.appendLedger(.pruned, at: 1, taskID: nil, type: nil, detailText: nil)
+            let written = try #require(LedgerTail.remembered(for: db))
+            #expect(written.0 == 1)
+            // A row slipped in under the tail: the next append's id is taken, and its insert fails.
+            try db.execute(
+                sql: "INSERT INTO ledger (id, at, event, prev_hash, hash) VALUES (2, 2, 'pruned', 'x', 'y')")
+            #expect(throws: DatabaseError.self) {
+                try db.appendLedger(.pruned, at: 3, taskID: nil, type: nil, detailText: nil)
+            }
+            #expect(LedgerTail.remembered(for: db)?.0 == 1 && LedgerTail.remembered(for: db)?.1 == written.1)
+        }
+    }
+}
