@@ -89,6 +89,10 @@ extension ExitCode {
             }
         case is ConfigError:
             return .configError
+        case is TransitionRefused:
+            return .refused  // another process moved the task first
+        case is NoVerifier:
+            return .configError
         case let error as TrustError:
             switch error {
             case .rateLimited: return .databaseBusy  // EX_TEMPFAIL: try again later

@@ -56,7 +56,6 @@ struct Verify: AsyncParsableCommand {
     func run() async throws {
         if let dryRun { return try await runDry(dryRun) }
         let (loaded, store) = try global.open(create: false)
-        let configuration = loaded.configuration
         let clock = try currentClock()
         var options = Worker.Options()
         options.clock = clock
@@ -75,12 +74,8 @@ struct Verify: AsyncParsableCommand {
             return
         }
         guard let id else { throw QueueError.taskNotFound(0) }
-        do {
-            let (checks, change) = try await worker.reverify(taskID: id, reopen: reopen, by: try operatorName(by))
-            try report(checks, change: change, task: try store.task(id: id))
-        } catch let error as NoVerifier {
-            throw CLIFailure(error.description, code: .configError)
-        }
+        let (checks, change) = try await worker.reverify(taskID: id, reopen: reopen, by: try operatorName(by))
+        try report(checks, change: change, task: try store.task(id: id))
     }
 
     private func runDry(_ typeName: String) async throws {
