@@ -229,7 +229,7 @@ struct Firewall: AsyncParsableCommand {
                         case payloadSHA256 = "payload_sha256"
                     }
                 }
-                return printJSON(
+                return try printJSON(
                     Output(
                         type: type, safety: rating.safety.rawValue, needsApproval: rating.safety == .dangerous,
                         reasons: rating.reasons, payloadSHA256: value.canonicalText.sha256Hex))

@@ -54,7 +54,7 @@ struct ConfigCommand: AsyncParsableCommand {
                         case components, signers, producers, warnings
                     }
                 }
-                return printJSON(
+                return try printJSON(
                     Output(
                         file: loaded.path, database: database, version: configuration.version,
                         taskTypes: types.map {

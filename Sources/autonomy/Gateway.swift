@@ -66,7 +66,7 @@ struct LLM: AsyncParsableCommand {
                     case passedOver = "passed_over"
                 }
             }
-            printJSON(
+            try printJSON(
                 Output(
                     text: response.text, model: response.model, tier: response.tier.rawValue,
                     inputTokens: response.inputTokens, outputTokens: response.outputTokens, costUSD: response.costUSD,
@@ -129,7 +129,7 @@ struct Budget: AsyncParsableCommand {
                     case lastDays = "last_days"
                 }
             }
-            return printJSON(
+            return try printJSON(
                 Output(
                     dayStart: ISOTime(status.dayStart), window: configuration.gateway.window.rawValue,
                     capUSD: status.capUSD, softCapUSD: status.softCapUSD, spentUSD: status.spentUSD,

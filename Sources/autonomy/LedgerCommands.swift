@@ -42,7 +42,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let entries = try store.ledgerEntries(
                 LedgerQuery(
                     taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
-            if json { return printJSON(entries.map(LedgerEntryOutput.init)) }
+            if json { return try printJSON(entries.map(LedgerEntryOutput.init)) }
             guard !entries.isEmpty else { return print("no ledger rows") }
             print(
                 table(
@@ -116,7 +116,7 @@ struct LedgerCommand: AsyncParsableCommand {
                         case anchorMismatches = "anchor_mismatches"
                     }
                 }
-                printJSON(
+                try printJSON(
                     Output(
                         rows: report.rows, ok: report.firstBroken == nil, firstBrokenRow: report.firstBroken?.id,
                         reason: report.firstBroken?.reason, lastHash: report.lastHash, anchorsChecked: checked?.checked,
@@ -170,7 +170,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let query = LedgerQuery(since: try windowStart(since, now: try currentClock().now()))
             var buffer = format == .csv ? LedgerEntry.csvHeader + "\n" : ""
             try store.forEachLedgerEntry(query) { entry in
-                buffer += format == .csv ? entry.csvLine : JSONOutput.line(LedgerEntryOutput(entry))
+                buffer += format == .csv ? entry.csvLine : entry.canonicalLine
                 buffer += "\n"
                 if buffer.utf8.count > 1 << 16 {
                     FileHandle.standardOutput.write(Data(buffer.utf8))
@@ -208,7 +208,7 @@ struct MapCommand: AsyncParsableCommand {
                     case undeclaredTypes = "undeclared_types"
                 }
             }
-            return printJSON(
+            return try printJSON(
                 Output(
                     since: ISOTime(start), types: report.types, components: report.components,
                     undeclaredTypes: report.undeclared))

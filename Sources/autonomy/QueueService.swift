@@ -84,7 +84,7 @@ struct QueueService {
                 jsonLines: batch, configuration: configuration, now: now, keepTasks: call.json == true,
                 producer: caller.producer)
             if call.json == true {
-                printout.line(JSONOutput.text(result.tasks.map { TaskOutput($0) }))
+                printout.line(try JSONOutput.text(result.tasks.map { TaskOutput($0) }))
             } else {
                 printout.stdout.reserveCapacity(result.ids.count * 8)
                 for id in result.ids { printout.stdout += "\(id)\n" }
@@ -123,7 +123,7 @@ struct QueueService {
                 "note: idempotency key \"\(call.key ?? "")\" already names task \(task.id) (\(task.state.rawValue)); nothing enqueued"
             )
         }
-        printout.line(call.json == true ? JSONOutput.text(TaskOutput(outcome.task)) : String(outcome.task.id))
+        printout.line(call.json == true ? try JSONOutput.text(TaskOutput(outcome.task)) : String(outcome.task.id))
         return alerts(for: [outcome.task.id])
     }
 
@@ -142,7 +142,7 @@ struct QueueService {
         let now = clock.now()
         let status = try store.status(now: now, source: caller.readsOnly)
         let configuration = loaded.configuration
-        if call.json == true { return printout.line(JSONOutput.text(StatusOutput(status, now: now))) }
+        if call.json == true { return printout.line(try JSONOutput.text(StatusOutput(status, now: now))) }
         printout.line("database: \(store.path)")
         printout.line("config:   \(loaded.path ?? "built-in defaults (no task types: every task is refused)")")
         if let mine = caller.readsOnly { printout.line("showing:  the tasks of \(mine) only") }
@@ -205,7 +205,7 @@ struct QueueService {
         guard (1...100_000).contains(limit) else { throw CLIFailure("--limit must be from 1 to 100000", code: .usage) }
         let tasks = try store.tasks(
             matching: TaskFilter(state: state, type: call.type, source: caller.readsOnly, limit: limit))
-        if call.json == true { return printout.line(JSONOutput.text(tasks.map { TaskOutput($0) })) }
+        if call.json == true { return printout.line(try JSONOutput.text(tasks.map { TaskOutput($0) })) }
         guard !tasks.isEmpty else { return printout.line("no tasks") }
         let now = clock.now()
         printout.line(
@@ -231,7 +231,7 @@ struct QueueService {
         }
         let ledger = try store.ledger(forTask: id)
         if call.json == true {
-            return printout.line(JSONOutput.text(TaskOutput(task, ledger: ledger)))
+            return printout.line(try JSONOutput.text(TaskOutput(task, ledger: ledger)))
         }
         let configuration = loaded.configuration
         let attemptLimit = task.attemptLimit(configuration.taskType(named: task.type))
@@ -282,11 +282,11 @@ struct QueueService {
         if let id = call.id {
             // A producer learns nothing of another's request, not even that it exists.
             guard let item = pending.first(where: { $0.approval.id == id }) else { throw ApprovalError.notFound(id) }
-            if call.json == true { return printout.line(JSONOutput.text(PendingApprovalOutput(item, now: now))) }
+            if call.json == true { return printout.line(try JSONOutput.text(PendingApprovalOutput(item, now: now))) }
             return printout.line(review(item, now: now))
         }
         if call.json == true {
-            return printout.line(JSONOutput.text(pending.map { PendingApprovalOutput($0, now: now) }))
+            return printout.line(try JSONOutput.text(pending.map { PendingApprovalOutput($0, now: now) }))
         }
         guard !pending.isEmpty else { return printout.line("no approval requests are waiting") }
         printout.line(

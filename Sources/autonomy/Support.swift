@@ -175,8 +175,8 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
-func printJSON(_ value: some Encodable) {
-    print(JSONOutput.text(value))
+func printJSON(_ value: some Encodable) throws {
+    print(try JSONOutput.text(value))
 }
 
 /// "3m12s ago", "in 10m".

@@ -63,7 +63,7 @@ struct Verify: AsyncParsableCommand {
         let worker = Worker(store: store, loaded: loaded, options: options)
         if pending {
             let report = try await worker.verifyStuck()
-            if json { return printJSON(report) }
+            if json { return try printJSON(report) }
             if report.isEmpty { return print("no task is stuck: every running or verifying task's worker is alive") }
             for outcome in report {
                 print(
@@ -119,7 +119,7 @@ struct Verify: AsyncParsableCommand {
                 /// What the checks did to the task (absent for `--dry-run`).
                 var change: String?
             }
-            printJSON(Output(checks: checks, change: change.map { "\($0)" }))
+            try printJSON(Output(checks: checks, change: change.map { "\($0)" }))
         } else {
             for check in checks {
                 print(

@@ -68,7 +68,7 @@ struct WorkOnce: AsyncParsableCommand {
                 fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])
             if !sent { printError(head.message) }
         }
-        if json { return printJSON(report) }
+        if json { return try printJSON(report) }
         for recovered in report.recovered {
             print(
                 "recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))"

@@ -83,6 +83,18 @@ import Testing
             "work-once":
                 "{alerts:[],attempts:[{attempt:n,duration_ms:n,error:null,exit_code:n,id:n,state:s,type:s}],expired_approvals:[],recovered:[],skipped:[],stopped:s}",
         ]
+        // `ledger export` writes the rows `ledger --json` shows, one canonical line each.
+        let export = try await sandbox.run(["ledger", "export"])
+        let lines = export.stdout.split(separator: "\n").map(String.init)
+        #expect(export.status == 0 && lines.count > 5)
+        for line in lines {
+            let row = try JSONValue.parse(line)
+            #expect(row.canonicalText == line)
+            #expect(
+                row.objectValue.map { Set($0.keys) } == [
+                    "at", "attempt", "cost_usd", "detail", "duration_ms", "event", "id", "task_id", "type",
+                ])
+        }
         for (command, found) in shapes.sorted(by: { $0.key < $1.key }) {
             #expect(found == expected[command], "\"\(command)\": \"\(found)\",")
         }

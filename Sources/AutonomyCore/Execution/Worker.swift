@@ -230,11 +230,17 @@ public struct Worker: Sendable {
             let stop = stopReason(drain, deadline: deadline, attemptsSoFar: report.attempts.count + 1)
             let recorded: TaskOutcome?
             if stop == nil {
-                (recorded, step) = try store.recordAttemptAndClaimNext(
+                let next: ClaimStep?
+                (recorded, next) = try store.recordAttemptAndClaimNext(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
                     now: clock.now(),
                     lease: lease, leaseToken: UUID().uuidString, random: random)
-                step = try rated(step)
+                // A claim that failed beside the record is tried alone: its error is the worker's.
+                step = try rated(
+                    try next
+                        ?? store.claimNext(
+                            configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
+                )
             } else {
                 recorded = try store.recordAttempt(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,

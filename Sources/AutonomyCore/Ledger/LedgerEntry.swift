@@ -60,7 +60,20 @@ public struct LedgerEntry: Sendable, Equatable {
     public var detail: JSONValue?
 }
 
-/// A ledger row as `--json` and `ledger export` show it.
+extension LedgerEntry {
+    /// The row as one line of canonical JSON (keys sorted by their bytes): `ledger export`'s
+    /// format, byte-stable so an export can be compared or hashed. Keys as in `LedgerEntryOutput`.
+    public var canonicalLine: String {
+        JSONValue.object([
+            "id": .int(id), "at": .string(Timestamp.format(at)), "task_id": taskID.map { .int($0) } ?? .null,
+            "type": type.map { .string($0) } ?? .null, "event": .string(event),
+            "attempt": attempt.map { .int(Int64($0)) } ?? .null, "duration_ms": durationMs.map { .int($0) } ?? .null,
+            "cost_usd": costUSD.map { .double($0) } ?? .null, "detail": detail ?? .null,
+        ]).canonicalText
+    }
+}
+
+/// A ledger row as `--json` shows it.
 public struct LedgerEntryOutput: Encodable, Sendable {
     public var id: Int64
     public var at: ISOTime

@@ -349,17 +349,27 @@ extension AutonomyStore {
     }
 
     /// Records an attempt and claims the next task in the same transaction: a draining worker
-    /// pays for one commit per task instead of two.
+    /// pays for one commit per task instead of two. The claim runs in a savepoint: when it fails,
+    /// the attempt is still recorded, and the step is nil (claim on its own, to see the error).
     public func recordAttemptAndClaimNext(
         _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult] = [],
         configuration: Configuration, now: Int64, lease: Interval, leaseToken: String, random: @Sendable () -> Double
-    ) throws -> (TaskOutcome?, ClaimStep) {
+    ) throws -> (TaskOutcome?, ClaimStep?) {
         try write("record an attempt and claim the next task") { db in
             let recorded = try recordAttempt(
                 db: db, claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
                 now: now, random: random)
-            let next = try claimNext(
-                db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+            var next: ClaimStep?
+            do {
+                try db.inSavepoint {
+                    next = try claimNext(
+                        db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+                    return .commit
+                }
+            } catch {
+                LedgerTail.forget(db)  // its rows were rolled back with the savepoint
+                next = nil
+            }
             return (recorded, next)
         }
     }

@@ -131,6 +131,8 @@ enum TaskChange {
     case uncountAttempt
     /// A fresh start: no attempts, no outcome, no error.
     case freshStart
+    /// Keeps (or sets) when the task finished, instead of stamping now.
+    case finishedAt(Int64?)
 }
 
 /// A transition that matched no row: the task was not where the caller believed it was.
@@ -203,6 +205,7 @@ extension Database {
             case .freshStart:
                 set("attempts", 0)
                 for column in ["result", "exit_code", "stderr_tail", "last_error"] { set(column, nil) }
+            case .finishedAt(let time): set("finished_at", time)
             }
         }
         var arguments = StatementArguments(assignments.filter { $0.sql == "?" }.map(\.value))

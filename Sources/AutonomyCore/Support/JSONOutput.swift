@@ -10,25 +10,11 @@ public enum JSONOutput {
         return encoder
     }()
 
-    private static let compact: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
-    /// The value as one line of JSON (for JSON Lines exports).
-    public static func line(_ value: some Encodable) -> String {
-        (try? compact.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
-    }
-
     /// The value as indented JSON text.
-    public static func text(_ value: some Encodable) -> String {
-        do {
-            return String(decoding: try encoder.encode(value), as: UTF8.self)
-        } catch {
-            // Only a non-finite number can fail here; say so in the output rather than trap.
-            return #"{"error": "could not encode the output as JSON"}"#
-        }
+    ///
+    /// - Throws: `EncodingError` for a value JSON cannot hold (a non-finite number).
+    public static func text(_ value: some Encodable) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }
 

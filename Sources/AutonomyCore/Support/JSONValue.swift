@@ -182,6 +182,6 @@ public struct JSONTextError: Error, Sendable, CustomStringConvertible {
 extension JSONValue {
     /// Indented text with sorted keys, for people reading `--json` output.
     public var prettyText: String {
-        JSONOutput.text(self)
+        (try? JSONOutput.text(self)) ?? canonicalText
     }
 }

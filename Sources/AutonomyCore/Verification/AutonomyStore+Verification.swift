@@ -38,7 +38,9 @@ extension AutonomyStore {
                 return .nowDone
             case .failed(let reason) where current.state == .done && reopen:
                 try db.transition(
-                    current.id, .reopen, at: now, changing: [.lastError("reopened by \(actor): " + reason)],
+                    current.id, .reopen, at: now,
+                    // It finished when it was done; a reopened task keeps that time (and its retention).
+                    changing: [.lastError("reopened by \(actor): " + reason), .finishedAt(current.finishedAt)],
                     attempt: current.attempts,
                     detail: ["error": .string("reopened by \(actor): " + reason), "was": "done"],
                     notify: notify)

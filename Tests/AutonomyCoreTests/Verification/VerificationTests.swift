@@ -164,11 +164,15 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
             try fixture.store.applyReverification(
                 done, checks: fail, reopen: false, by: "ops", notify: .init(),
                 now: fixture.clock.now()) == .unchanged(.done))
+        fixture.clock.advance(by: .hours(1))
         #expect(
             try fixture.store.applyReverification(
                 done, checks: fail, reopen: true, by: "ops", notify: .init(),
                 now: fixture.clock.now()) == .reopened)
-        #expect(try fixture.store.task(id: task.id)?.state == .dead)
+        let reopened = try #require(try fixture.store.task(id: task.id))
+        #expect(reopened.state == .dead && reopened.lastError?.hasPrefix("reopened by ops") == true)
+        // It finished when it was done: reopening keeps that time (and so its retention).
+        #expect(reopened.finishedAt == done.finishedAt && done.finishedAt != nil)
     }
 }
 
