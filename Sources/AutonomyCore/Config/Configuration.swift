@@ -24,6 +24,8 @@ public struct Configuration: Sendable {
     public var producers = ProducerSettings()
     /// The model gateway: models, prices, the daily cap.
     public var gateway = GatewaySettings()
+    /// How `audit` looks back.
+    public var audit = AuditSettings()
 
     /// The newest `version` this binary understands.
     public static let supportedVersion = 1
@@ -37,7 +39,7 @@ extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, approvals, gateway, producers
+        case components, notify, approvals, gateway, producers, audit
     }
 
     public init(from decoder: any Decoder) throws {
@@ -93,5 +95,6 @@ extension Configuration: Decodable {
         approvals = try container.decodeIfPresent(ApprovalSettings.self, forKey: .approvals) ?? ApprovalSettings()
         gateway = try container.decodeIfPresent(GatewaySettings.self, forKey: .gateway) ?? GatewaySettings()
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
+        audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
     }
 }

@@ -186,6 +186,34 @@ enum Migrations {
                     END;
                     """)
         }
+        migrator.registerMigration("v5-oracle") { db in
+            try db.execute(
+                sql: """
+                    -- One row per `autonomy audit`: its window and headline, so the next audit, the map
+                    -- and the dashboard can show the trend.
+                    CREATE TABLE audit_runs (
+                        id INTEGER PRIMARY KEY,
+                        at INTEGER NOT NULL,
+                        window_start INTEGER NOT NULL,
+                        window_end INTEGER NOT NULL,
+                        headline TEXT NOT NULL,
+                        worst TEXT
+                    );
+                    -- What an audit found: a kind, a severity, what it is about, and its evidence
+                    -- (canonical JSON: numbers, signatures, task ids; never a payload).
+                    CREATE TABLE findings (
+                        id INTEGER PRIMARY KEY,
+                        run_id INTEGER NOT NULL REFERENCES audit_runs (id),
+                        kind TEXT NOT NULL,
+                        severity TEXT NOT NULL,
+                        subject TEXT,
+                        title TEXT NOT NULL,
+                        evidence TEXT NOT NULL
+                    );
+                    CREATE INDEX findings_run ON findings (run_id);
+                    CREATE INDEX findings_kind ON findings (kind, subject);
+                    """)
+        }
         return migrator
     }
 }

@@ -1,0 +1,498 @@
+import Foundation
+import GRDB
+
+/// How one type did in one window, from the ledger.
+struct WindowStats {
+    var runs = 0
+    var done = 0
+    var dead = 0
+    var p95Ms: Int64?
+    var costUSD = 0.0
+    var checks = 0
+    var failedChecks = 0
+
+    var finished: Int { done + dead }
+    var successRate: Double? { finished > 0 ? Double(done) / Double(finished) : nil }
+}
+
+extension AutonomyStore {
+    /// The Oracle: reads the ledger and the map for the window ending `now` and the window
+    /// before it, finds what drifted, broke, got stuck or no longer matches the map, and saves the
+    /// run with its findings (`audit_runs`, `findings`). Findings come worst first.
+    public func audit(loaded: LoadedConfiguration, now: Int64, window: Interval? = nil) throws -> AuditReport {
+        let configuration = loaded.configuration
+        let settings = configuration.audit
+        let length = (window ?? settings.window).milliseconds
+        let (start, previous) = (now - length, now - 2 * length)
+        var findings: [Finding] = []
+        let chain = try verifyLedgerChain()
+        if let broken = chain.firstBroken {
+            findings.append(
+                Finding(
+                    .ledgerBroken, .critical, subject: nil,
+                    title: "the ledger's hash chain is broken at row \(broken.id): \(broken.reason)",
+                    evidence: ["row": .int(broken.id), "rows": .int(Int64(chain.rows))]))
+        }
+        findings += try read("audit") { db in
+            var found: [Finding] = []
+            found += try drift(configuration, start: start, previous: previous, end: now, db: db)
+            found += try failures(start: start, previous: previous, end: now, db: db)
+            found += try stuck(settings, now: now, start: start, db: db)
+            found += try shelfware(configuration, start: start, now: now, db: db)
+            found += try mapGaps(loaded, start: start, end: now, db: db)
+            found += try budgetAndAlerts(configuration, start: start, end: now, db: db)
+            return found
+        }
+        findings.sort {
+            ($0.severity, $1.kind.rawValue, $1.subject ?? "") > ($1.severity, $0.kind.rawValue, $0.subject ?? "")
+        }
+        let headline = Self.headline(findings, window: Interval(milliseconds: length))
+        let runID = try write("save an audit") { db in
+            try db.execute(
+                sql: "INSERT INTO audit_runs (at, window_start, window_end, headline, worst) VALUES (?, ?, ?, ?, ?)",
+                arguments: [now, start, now, headline, findings.first?.severity.rawValue])
+            let run = db.lastInsertedRowID
+            for finding in findings {
+                var evidence = finding.evidence.objectValue ?? [:]
+                evidence["tasks"] = .array(finding.tasks.map { .int($0) })
+                try db.execute(
+                    sql: """
+                        INSERT INTO findings (run_id, kind, severity, subject, title, evidence) VALUES (?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
+                        JSONValue.object(evidence).canonicalText,
+                    ])
+            }
+            return run
+        }
+        return AuditReport(
+            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings)
+    }
+
+    static func headline(_ findings: [Finding], window: Interval) -> String {
+        guard let worst = findings.first else { return "all clear over the last \(window): nothing drifted or broke" }
+        let counts = Severity.allCases.compactMap { severity -> String? in
+            let count = findings.filter { $0.severity == severity }.count
+            return count > 0 ? "\(count) \(severity.rawValue)" : nil
+        }
+        let noun = findings.count == 1 ? "finding" : "findings"
+        return "\(findings.count) \(noun) over the last \(window) (\(counts.joined(separator: ", "))); worst: \(worst.title)"
+    }
+
+    // MARK: - Drift
+
+    func windowStats(type: String, from: Int64, to: Int64, db: Database) throws -> WindowStats {
+        var stats = WindowStats()
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT event, COUNT(*) AS n, SUM(cost_usd) AS cost FROM ledger
+                WHERE type = ? AND at >= ? AND at < ? GROUP BY event
+                """, arguments: [type, from, to])
+        {
+            let count: Int = try row.decode(forColumn: "n")
+            switch try row.decode(String.self, forColumn: "event") {
+            case LedgerEvent.executed.rawValue: stats.runs = count
+            case LedgerEvent.done.rawValue: stats.done = count
+            case LedgerEvent.dead.rawValue: stats.dead = count
+            case LedgerEvent.verified.rawValue: stats.checks = count
+            default: break
+            }
+            stats.costUSD += try row.decode(Double?.self, forColumn: "cost") ?? 0
+        }
+        let durations = try Int64.fetchAll(
+            db,
+            sql: """
+                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND at < ?
+                  AND duration_ms IS NOT NULL ORDER BY duration_ms
+                """, arguments: [type, from, to])
+        if !durations.isEmpty {
+            stats.p95Ms = durations[min(durations.count - 1, Int((0.95 * Double(durations.count)).rounded(.up)) - 1)]
+        }
+        stats.failedChecks =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ? AND at < ?
+                      AND json_extract(detail, '$.outcome') != 'pass'
+                    """, arguments: [type, from, to]) ?? 0
+        return stats
+    }
+
+    private func drift(
+        _ configuration: Configuration, start: Int64, previous: Int64, end: Int64, db: Database
+    ) throws -> [Finding] {
+        let thresholds = configuration.audit.thresholds
+        let minimum = configuration.audit.minSample
+        var found: [Finding] = []
+        for name in configuration.taskTypes.keys.sorted() {
+            let now = try windowStats(type: name, from: start, to: end, db: db)
+            let before = try windowStats(type: name, from: previous, to: start, db: db)
+            func evidence(_ fields: [String: JSONValue]) -> JSONValue {
+                .object(fields.merging(["min_sample": .int(Int64(minimum))]) { new, _ in new })
+            }
+            if before.runs >= minimum, now.runs == 0 {
+                found.append(
+                    Finding(
+                        .stoppedRunning, .high, subject: name,
+                        title: "\(name) ran \(before.runs) times in the window before and not once in this one",
+                        evidence: evidence(["runs_before": .int(Int64(before.runs)), "runs": 0])))
+            }
+            if before.finished >= minimum, now.finished >= minimum, let was = before.successRate,
+                let rate = now.successRate, was - rate > thresholds.successRateDrop
+            {
+                found.append(
+                    Finding(
+                        .successRateDrop, .high, subject: name,
+                        title: "\(name) succeeds \(Self.percent(rate)) of the time, down from \(Self.percent(was))",
+                        evidence: evidence([
+                            "success_rate": .double(rate), "success_rate_before": .double(was),
+                            "done": .int(Int64(now.done)), "dead": .int(Int64(now.dead)),
+                            "done_before": .int(Int64(before.done)), "dead_before": .int(Int64(before.dead)),
+                        ])))
+            }
+            if before.runs >= minimum, now.runs >= minimum, let was = before.p95Ms, let p95 = now.p95Ms, was > 0,
+                Double(p95) > Double(was) * (1 + thresholds.p95Rise)
+            {
+                found.append(
+                    Finding(
+                        .slower, .medium, subject: name,
+                        title: "\(name)'s p95 duration rose from \(Interval(milliseconds: was)) to \(Interval(milliseconds: p95))",
+                        evidence: evidence(["p95_ms": .int(p95), "p95_ms_before": .int(was)])))
+            }
+            if before.runs >= minimum, now.runs >= minimum, before.costUSD > 0,
+                now.costUSD > before.costUSD * (1 + thresholds.costRise)
+            {
+                found.append(
+                    Finding(
+                        .costRise, .medium, subject: name,
+                        title: String(
+                            format: "%@ cost $%.4f, up from $%.4f in the window before", name, now.costUSD,
+                            before.costUSD),
+                        evidence: evidence(["cost_usd": .double(now.costUSD), "cost_usd_before": .double(before.costUSD)])
+                    ))
+            }
+            if before.checks >= minimum, now.checks >= minimum, now.failedChecks >= 3,
+                Double(now.failedChecks) > Double(before.failedChecks) * (1 + thresholds.verificationFailuresRise)
+            {
+                found.append(
+                    Finding(
+                        .verificationFailuresRise, .medium, subject: name,
+                        title:
+                            "\(name)'s verifiers failed \(now.failedChecks) of \(now.checks) checks, against \(before.failedChecks) of \(before.checks) before",
+                        evidence: evidence([
+                            "failed_checks": .int(Int64(now.failedChecks)), "checks": .int(Int64(now.checks)),
+                            "failed_checks_before": .int(Int64(before.failedChecks)),
+                            "checks_before": .int(Int64(before.checks)),
+                        ])))
+            }
+        }
+        return found
+    }
+
+    static func percent(_ rate: Double) -> String { String(format: "%.0f%%", rate * 100) }
+
+    // MARK: - Failures
+
+    private struct Signature {
+        var count = 0
+        var first = Int64.max
+        var last = Int64.min
+        var example: Int64?
+    }
+
+    /// Errors of failed attempts (kept beside the chain until pruned), grouped per type by signature.
+    private func failures(start: Int64, previous: Int64, end: Int64, db: Database) throws -> [Finding] {
+        var now: [String: [String: Signature]] = [:]
+        var before: Set<String> = []
+        var deadByType: [String: (count: Int, tasks: [Int64], signatures: [String: Int])] = [:]
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT l.type, l.task_id, l.at, l.event, n.text FROM ledger l
+                JOIN ledger_notes n ON n.ledger_id = l.id AND n.field = 'error'
+                WHERE l.event IN ('dead', 'retry_scheduled') AND l.at >= ? AND l.at < ? AND l.type IS NOT NULL
+                """, arguments: [previous, end])
+        {
+            let type: String = try row.decode(forColumn: "type")
+            let at: Int64 = try row.decode(forColumn: "at")
+            let signature = FailureSignature.of(try row.decode(forColumn: "text"))
+            guard at >= start else {
+                before.insert(type + "\u{0}" + signature)
+                continue
+            }
+            let task: Int64? = try row.decode(forColumn: "task_id")
+            var entry = now[type, default: [:]][signature, default: Signature()]
+            entry.count += 1
+            entry.first = min(entry.first, at)
+            entry.last = max(entry.last, at)
+            entry.example = entry.example ?? task
+            now[type, default: [:]][signature] = entry
+            if try row.decode(String.self, forColumn: "event") == LedgerEvent.dead.rawValue {
+                var dead = deadByType[type, default: (0, [], [:])]
+                dead.count += 1
+                if let task, dead.tasks.count < 5 { dead.tasks.append(task) }
+                dead.signatures[signature, default: 0] += 1
+                deadByType[type] = dead
+            }
+        }
+        var found: [Finding] = []
+        for (type, signatures) in now {
+            let top = signatures.sorted { ($0.value.count, $1.key) > ($1.value.count, $0.key) }.prefix(5)
+            for (signature, entry) in top {
+                let isNew = !before.contains(type + "\u{0}" + signature)
+                found.append(
+                    Finding(
+                        .failureSignature, isNew ? .medium : .low, subject: type,
+                        title: "\(type) failed \(entry.count)× with \"\(signature)\"\(isNew ? " (new in this window)" : "")",
+                        evidence: [
+                            "signature": .string(signature), "count": .int(Int64(entry.count)), "new": .bool(isNew),
+                            "first_seen": .string(Timestamp.format(entry.first)),
+                            "last_seen": .string(Timestamp.format(entry.last)),
+                        ], tasks: entry.example.map { [$0] } ?? []))
+            }
+        }
+        for (type, dead) in deadByType {
+            let signature = dead.signatures.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? ""
+            found.append(
+                Finding(
+                    .deadTasks, .high, subject: type,
+                    title: "\(dead.count) \(type) task\(dead.count == 1 ? "" : "s") died, most often with \"\(signature)\"",
+                    evidence: ["dead": .int(Int64(dead.count)), "signature": .string(signature)], tasks: dead.tasks))
+        }
+        return found
+    }
+
+    // MARK: - Stuck work
+
+    private func stuck(_ settings: AuditSettings, now: Int64, start: Int64, db: Database) throws -> [Finding] {
+        var found: [Finding] = []
+        let stale = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT a.id, a.task_id, a.requested_at, t.type FROM approvals a JOIN tasks t ON t.id = a.task_id
+                WHERE a.state = 'pending' AND a.requested_at <= ? ORDER BY a.requested_at
+                """, arguments: [now - settings.staleApproval.milliseconds])
+        if let oldest = stale.first {
+            let since: Int64 = try oldest.decode(forColumn: "requested_at")
+            found.append(
+                Finding(
+                    .staleApproval, .medium, subject: nil,
+                    title:
+                        "\(stale.count) approval request\(stale.count == 1 ? " has" : "s have") waited over \(settings.staleApproval) (the oldest since \(Timestamp.format(since)))",
+                    evidence: ["pending": .int(Int64(stale.count)), "oldest": .string(Timestamp.format(since))],
+                    tasks: try stale.prefix(5).map { try $0.decode(forColumn: "task_id") }))
+        }
+        let stuckTasks = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, type, state, lease_expires_at FROM tasks
+                WHERE state IN ('running', 'verifying') AND lease_expires_at < ? ORDER BY lease_expires_at
+                """, arguments: [now])
+        if let first = stuckTasks.first {
+            let since: Int64 = try first.decode(forColumn: "lease_expires_at")
+            found.append(
+                Finding(
+                    .stuckTask, .high, subject: nil,
+                    title:
+                        "\(stuckTasks.count) task\(stuckTasks.count == 1 ? " is" : "s are") running or verifying with a lease run out since \(Timestamp.format(since)): is work-once running?",
+                    evidence: ["tasks": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since))],
+                    tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
+        }
+        for (event, kind, what) in [
+            (LedgerEvent.leaseExpired.rawValue, FindingKind.repeatedLeaseExpiry, "outlived its lease"),
+        ] {
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT type, COUNT(*) AS n, MAX(task_id) AS task FROM ledger
+                    WHERE event = ? AND at >= ? AND at < ? AND type IS NOT NULL GROUP BY type HAVING n >= 3
+                    """, arguments: [event, start, now])
+            {
+                let type: String = try row.decode(forColumn: "type")
+                let count: Int = try row.decode(forColumn: "n")
+                found.append(
+                    Finding(
+                        kind, .medium, subject: type, title: "\(type) \(what) \(count) times: raise its timeout or the lease",
+                        evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
+            }
+        }
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT type, COUNT(*) AS n, MAX(task_id) AS task FROM ledger
+                WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
+                  AND json_extract(detail, '$.outcome') = 'inconclusive'
+                GROUP BY type HAVING n >= 3
+                """, arguments: [start, now])
+        {
+            let type: String = try row.decode(forColumn: "type")
+            let count: Int = try row.decode(forColumn: "n")
+            found.append(
+                Finding(
+                    .inconclusiveVerifications, .medium, subject: type,
+                    title: "\(type)'s verifiers could not tell \(count) times (a service down, a time-out)",
+                    evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
+        }
+        return found
+    }
+
+    // MARK: - The map
+
+    private func shelfware(_ configuration: Configuration, start: Int64, now: Int64, db: Database) throws -> [Finding]
+    {
+        try configuration.taskTypes.keys.sorted().compactMap { name in
+            let lastDone = try Int64.fetchOne(
+                db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [name])
+            if let lastDone, lastDone >= start { return nil }
+            let since = lastDone.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
+            return Finding(
+                .shelfware, .low, subject: name, title: "\(name) is declared but was never done in this window; \(since)",
+                evidence: ["last_success": lastDone.map { .string(Timestamp.format($0)) } ?? .null])
+        }
+    }
+
+    /// The custodian's checks: the declared map against itself, the machine and the ledger.
+    private func mapGaps(_ loaded: LoadedConfiguration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
+        let configuration = loaded.configuration
+        var found: [Finding] = []
+        for type in try String.fetchAll(
+            db, sql: "SELECT DISTINCT type FROM ledger WHERE at >= ? AND at < ? AND type IS NOT NULL",
+            arguments: [start, end]) where configuration.taskTypes[type] == nil
+        {
+            found.append(
+                Finding(
+                    .undeclaredType, .medium, subject: type,
+                    title: "\(type) is in the ledger but the map no longer declares it (its tasks are blocked)"))
+        }
+        let tiers = Set(configuration.gateway.models.map(\.tier.rawValue))
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
+            switch type.handler {
+            case .exec(let handler):
+                let program = handler.argv[0]
+                let path = ExecRunner.locate(
+                    program, base: loaded.baseDirectory, searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"])
+                if path.map({ access($0, X_OK) != 0 }) ?? true {
+                    found.append(
+                        Finding(
+                            .missingHandler, .high, subject: type.name,
+                            title: "\(type.name)'s handler \(program) is missing or not executable here",
+                            evidence: ["program": .string(program)]))
+                }
+            case .llm(let handler):
+                if handler.tier != .auto, !tiers.contains(handler.tier.rawValue) {
+                    found.append(
+                        Finding(
+                            .tierWithoutModel, .high, subject: type.name,
+                            title: "\(type.name) asks for the \(handler.tier.rawValue) tier, which no model serves",
+                            evidence: ["tier": .string(handler.tier.rawValue)]))
+                } else if handler.tier == .auto, configuration.gateway.models.isEmpty {
+                    found.append(
+                        Finding(
+                            .tierWithoutModel, .high, subject: type.name,
+                            title: "\(type.name) is an llm type, and no model is configured",
+                            evidence: ["tier": "auto"]))
+                }
+            }
+            if type.owner == nil {
+                found.append(Finding(.noOwner, .low, subject: type.name, title: "task type \(type.name) has no owner"))
+            }
+        }
+        for component in configuration.components {
+            if component.owner == nil {
+                found.append(
+                    Finding(.noOwner, .low, subject: component.name, title: "component \(component.name) has no owner"))
+            }
+            for type in component.taskTypes where configuration.taskTypes[type] == nil {
+                found.append(
+                    Finding(
+                        .componentNamesUndeclaredType, .medium, subject: component.name,
+                        title: "component \(component.name) names \(type), which the map does not declare",
+                        evidence: ["type": .string(type)]))
+            }
+        }
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT type, json_extract(detail, '$.verifier') AS verifier, COUNT(*) AS n, MAX(task_id) AS task
+                FROM ledger WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
+                GROUP BY type, verifier
+                HAVING n >= 3 AND SUM(json_extract(detail, '$.outcome') = 'pass') = 0
+                """, arguments: [start, end])
+        {
+            let type: String = try row.decode(forColumn: "type")
+            let verifier: String = try row.decode(forColumn: "verifier") ?? "?"
+            let count: Int = try row.decode(forColumn: "n")
+            found.append(
+                Finding(
+                    .verifierNeverPasses, .medium, subject: type,
+                    title: "\(type)'s \(verifier) verifier failed all \(count) of its checks: it cannot tell success",
+                    evidence: ["verifier": .string(verifier), "checks": .int(Int64(count))],
+                    tasks: [try row.decode(forColumn: "task")]))
+        }
+        return found
+    }
+
+    // MARK: - Budget and alerts
+
+    private func budgetAndAlerts(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws
+        -> [Finding]
+    {
+        var found: [Finding] = []
+        let cap = configuration.gateway.dailyCapUSD
+        if cap > 0 {
+            var days: [String] = []
+            var day = LocalDay.start(of: start, in: configuration.timezone)
+            while day < end {
+                let next = LocalDay.start(ofDayAfter: day, in: configuration.timezone)
+                let spent =
+                    try Double.fetchOne(
+                        db,
+                        sql: "SELECT SUM(cost_usd) FROM llm_calls WHERE state = 'settled' AND started_at >= ? AND started_at < ?",
+                        arguments: [day, next]) ?? 0
+                if spent >= cap * 0.999 { days.append(String(Timestamp.format(day, timeZone: configuration.timezone).prefix(10))) }
+                day = next
+            }
+            if !days.isEmpty {
+                found.append(
+                    Finding(
+                        .daysAtCap, .medium, subject: nil,
+                        title: "the model budget reached its cap on \(days.count) day\(days.count == 1 ? "" : "s")",
+                        evidence: ["days": .array(days.map { .string($0) }), "cap_usd": .double(cap)]))
+            }
+        }
+        let deferred =
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM ledger WHERE event = 'deferred' AND at >= ? AND at < ?",
+                arguments: [start, end]) ?? 0
+        if deferred > 0 {
+            found.append(
+                Finding(
+                    .deferrals, .low, subject: nil,
+                    title: "\(deferred) task\(deferred == 1 ? " was" : "s were") deferred to the next day by the budget",
+                    evidence: ["deferred": .int(Int64(deferred))]))
+        }
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT json_extract(detail, '$.channel') AS channel, COUNT(*) AS n FROM ledger
+                WHERE event = 'notify_failed' AND at >= ? AND at < ? GROUP BY channel
+                """, arguments: [start, end])
+        {
+            let channel: String = try row.decode(forColumn: "channel") ?? "?"
+            let count: Int = try row.decode(forColumn: "n")
+            let waiting =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM notifications WHERE channel = ? AND delivered_at IS NULL",
+                    arguments: [channel]) ?? 0
+            found.append(
+                Finding(
+                    .alertsFailing, waiting > 0 ? .high : .medium, subject: channel,
+                    title:
+                        "alerts via \(channel) failed \(count) times; \(waiting) still wait\(waiting == 1 ? "s" : "") to be delivered",
+                    evidence: ["failures": .int(Int64(count)), "undelivered": .int(Int64(waiting))]))
+        }
+        return found
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// How bad a finding is. Reports list the worst first.
+public enum Severity: String, Sendable, Codable, CaseIterable, Comparable {
+    case critical, high, medium, low, info
+
+    private var rank: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    /// `critical` is the greatest.
+    public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank > rhs.rank }
+}
+
+/// What kind of thing an audit found.
+public enum FindingKind: String, Sendable, Codable, CaseIterable {
+    /// `ledger verify` fails: the record itself cannot be trusted.
+    case ledgerBroken = "ledger_broken"
+    case successRateDrop = "success_rate_drop"
+    case slower
+    case costRise = "cost_rise"
+    /// It used to run; in this window it did not run at all.
+    case stoppedRunning = "stopped_running"
+    case verificationFailuresRise = "verification_failures_rise"
+    /// One normalised error, grouped per type.
+    case failureSignature = "failure_signature"
+    case deadTasks = "dead_tasks"
+    case staleApproval = "stale_approval"
+    /// Running or verifying, its lease run out, nobody has taken it over.
+    case stuckTask = "stuck_task"
+    /// A handler that keeps outliving its lease.
+    case repeatedLeaseExpiry = "repeated_lease_expiry"
+    case inconclusiveVerifications = "inconclusive_verifications"
+    case shelfware
+    case undeclaredType = "undeclared_type"
+    case missingHandler = "missing_handler"
+    case noOwner = "no_owner"
+    case componentNamesUndeclaredType = "component_names_undeclared_type"
+    case tierWithoutModel = "tier_without_model"
+    /// A verifier whose checks all failed: it cannot tell success from failure.
+    case verifierNeverPasses = "verifier_never_passes"
+    case daysAtCap = "days_at_cap"
+    case deferrals
+    case alertsFailing = "alerts_failing"
+}
+
+/// One thing an audit found, with the numbers behind it and the tasks or ledger rows to look at.
+public struct Finding: Sendable, Equatable {
+    public var kind: FindingKind
+    public var severity: Severity
+    /// The type, component, channel or signature it is about; nil for the system as a whole.
+    public var subject: String?
+    /// One line a person reads.
+    public var title: String
+    /// Numbers, signatures, ids: never a payload.
+    public var evidence: JSONValue
+    /// Tasks to look at (a few examples).
+    public var tasks: [Int64]
+
+    public init(
+        _ kind: FindingKind, _ severity: Severity, subject: String?, title: String, evidence: JSONValue = [:],
+        tasks: [Int64] = []
+    ) {
+        (self.kind, self.severity, self.subject, self.title, self.evidence, self.tasks) =
+            (kind, severity, subject, title, evidence, tasks)
+    }
+}
+
+extension Finding: Encodable {
+    enum CodingKeys: String, CodingKey { case kind, severity, subject, title, evidence, tasks }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(severity, forKey: .severity)
+        try container.encode(subject, forKey: .subject)
+        try container.encode(title, forKey: .title)
+        try container.encode(evidence, forKey: .evidence)
+        try container.encode(tasks, forKey: .tasks)
+    }
+}
+
+/// What one audit found, worst first.
+public struct AuditReport: Sendable, Encodable {
+    /// The saved run's id.
+    public var runID: Int64
+    public var windowStart: ISOTime
+    public var windowEnd: ISOTime
+    public var headline: String
+    public var findings: [Finding]
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id"
+        case windowStart = "window_start"
+        case windowEnd = "window_end"
+        case headline, findings
+    }
+
+    /// The most severe finding's severity; nil when nothing was found.
+    public var worst: Severity? { findings.map(\.severity).max() }
+}
+
+/// Error text with what varies between occurrences (numbers, ids, paths, times, hex) replaced by
+/// placeholders, so the same failure groups under one signature.
+public enum FailureSignature {
+    public static func of(_ text: String) -> String {
+        var line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        if line.count > 300 { line = String(line.prefix(300)) }
+        let rules: [(String, String)] = [
+            (#"\d{4}-\d{2}-\d{2}[T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?"#, "<time>"),
+            (#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#, "<id>"),
+            (#"(/[A-Za-z0-9._-]+)+/?"#, "<path>"),
+            (#"\b(0x)?[0-9a-fA-F]{8,}\b"#, "<hex>"),
+            (#"\d+"#, "<n>"),
+        ]
+        for (pattern, placeholder) in rules {
+            line = line.replacingOccurrences(of: pattern, with: placeholder, options: .regularExpression)
+        }
+        return line.trimmingCharacters(in: .whitespaces)
+    }
+}

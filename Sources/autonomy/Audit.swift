@@ -1,0 +1,65 @@
+import ArgumentParser
+import AutonomyCore
+import Foundation
+
+extension Severity: ExpressibleByArgument {}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "The Oracle: what drifted, broke, got stuck or left the map over the last window.",
+        discussion: """
+            Compares the window (default audit.window, 7d) with the one before it, and saves the run.
+            Exits 0 when it ran, whatever it found; with --fail-on, 1 when a finding is that severe.
+            Example: autonomy audit --window 7d --markdown
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("The window to read (default audit.window).", valueName: "duration"))
+    var window: String?
+    @Flag(help: "Print as JSON.") var json = false
+    @Flag(help: "Print as Markdown.") var markdown = false
+    @Option(
+        name: .customLong("fail-on"),
+        help: ArgumentHelp("Exit 1 when a finding is this severe or worse.", valueName: "critical|high|medium|low|info"))
+    var failOn: Severity?
+
+    func validate() throws {
+        if json && markdown { throw ValidationError("--json and --markdown: choose one") }
+    }
+
+    func run() async throws {
+        let length: Interval? = try window.map { text in
+            guard let interval = Interval(parsing: text), interval >= .hours(1), interval <= .days(366) else {
+                throw CLIFailure("--window \"\(text)\" is not a duration from 1h to 366d, such as 7d", code: .badInput)
+            }
+            return interval
+        }
+        let (loaded, store) = try global.open(create: false)
+        let report = try store.audit(loaded: loaded, now: try currentClock().now(), window: length)
+        if json {
+            try printJSON(report)
+        } else if markdown {
+            print(Self.markdown(report))
+        } else {
+            print(report.headline)
+            for finding in report.findings {
+                let tasks = finding.tasks.isEmpty ? "" : "  (tasks \(finding.tasks.map(String.init).joined(separator: ", ")))"
+                print("\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))\(tasks)")
+            }
+        }
+        if let failOn, let worst = report.worst, worst >= failOn { throw ExitCode(1) }
+    }
+
+    static func markdown(_ report: AuditReport) -> String {
+        var lines = ["# Audit \(report.runID)", "", "**\(Visible.text(report.headline))**", ""]
+        if !report.findings.isEmpty { lines += ["| severity | kind | finding | tasks |", "|---|---|---|---|"] }
+        for finding in report.findings {
+            let title = Visible.text(finding.title).replacingOccurrences(of: "|", with: "\\|")
+            lines.append(
+                "| \(finding.severity.rawValue) | `\(finding.kind.rawValue)` | \(title) | \(finding.tasks.map(String.init).joined(separator: ", ")) |"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,61 @@
+import AutonomyCore
+import Foundation
+import Testing
+
+/// `autonomy audit` as a script or a timer runs it.
+@Suite struct AuditEndToEndTests {
+    static let config = """
+        {"version": 1,
+         "task_types": {
+           "report": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
+           "doomed": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/false"] } },
+                       "retry": { "max_attempts": 1 } }
+         }}
+        """
+
+    @Test func anAuditPrintsItsFindingsWorstFirstSavesTheRunAndFailsOnlyWhenAsked() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        _ = try await sandbox.run(["enqueue", "report"])
+        _ = try await sandbox.run(["enqueue", "doomed"])
+        #expect(try await sandbox.run(["work-once", "--drain"]).status == 0)
+
+        let text = try await sandbox.run(["audit"])
+        #expect(text.status == 0, "\(text.stderr)")
+        let lines = text.stdout.split(separator: "\n").map(String.init)
+        #expect(
+            lines.first?.hasPrefix("3 findings over the last 7d (1 high, 1 medium, 1 low); worst: 1 doomed task died")
+                == true, "\(text.stdout)")
+        // Worst first: the dead task, its error's signature (new in this window), then doomed never done.
+        #expect(lines.count == 4 && lines[1].hasPrefix("HIGH     dead_tasks: 1 doomed task died"), "\(text.stdout)")
+        #expect(lines[2].hasPrefix(#"MEDIUM   failure_signature: doomed failed 1× with "exited with status <n>"#))
+        #expect(lines[3].hasPrefix("LOW      shelfware: doomed is declared but was never done in this window"))
+
+        let json = try JSONValue.parse(try await sandbox.run(["audit", "--json"]).stdout)
+        #expect(json[path: "run_id"] == .int(2))
+        guard case .array(let findings)? = json[path: "findings"] else { throw CLIFailureInTest("no findings") }
+        #expect(findings.map { $0[path: "kind"] } == ["dead_tasks", "failure_signature", "shelfware"])
+        #expect(findings[0][path: "tasks"] == [2] && findings[0][path: "evidence.dead"] == .int(1))
+
+        let markdown = try await sandbox.run(["audit", "--markdown"])
+        #expect(markdown.stdout.contains("| high | `dead_tasks` | 1 doomed task died"), "\(markdown.stdout)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM audit_runs") == 3)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM findings WHERE kind = 'dead_tasks'") == 3)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM findings") == 9)
+
+        // For CI-style use: exit 1 only when a finding is that severe.
+        #expect(try await sandbox.run(["audit", "--fail-on", "high"]).status == 1)
+        #expect(try await sandbox.run(["audit", "--fail-on", "critical"]).status == 0)
+    }
+
+    @Test func aBadWindowIsRefusedWithOneLineAndNoRun() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        _ = try await sandbox.run(["enqueue", "report"])
+        let result = try await sandbox.run(["audit", "--window", "soon"])
+        #expect(result.status == 65 && result.stderrLines == [#"error: --window "soon" is not a duration from 1h to 366d, such as 7d"#])
+        #expect(try sandbox.count("SELECT COUNT(*) FROM audit_runs") == 0)
+        // A reader: no database yet is exit 66, and none is created.
+        let fresh = try Sandbox(config: Self.config)
+        #expect(try await fresh.run(["audit"]).status == 66)
+        #expect(!FileManager.default.fileExists(atPath: fresh.databasePath))
+    }
+}
