@@ -21,7 +21,8 @@ struct AuditCommand: AsyncParsableCommand {
     @Flag(help: "Print as Markdown.") var markdown = false
     @Option(
         name: .customLong("fail-on"),
-        help: ArgumentHelp("Exit 1 when a finding is this severe or worse.", valueName: "critical|high|medium|low|info"))
+        help: ArgumentHelp("Exit 1 when a finding is this severe or worse.", valueName: "critical|high|medium|low|info")
+    )
     var failOn: Severity?
 
     func validate() throws {
@@ -44,8 +45,11 @@ struct AuditCommand: AsyncParsableCommand {
         } else {
             print(report.headline)
             for finding in report.findings {
-                let tasks = finding.tasks.isEmpty ? "" : "  (tasks \(finding.tasks.map(String.init).joined(separator: ", ")))"
-                print("\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))\(tasks)")
+                let tasks =
+                    finding.tasks.isEmpty ? "" : "  (tasks \(finding.tasks.map(String.init).joined(separator: ", ")))"
+                print(
+                    "\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))\(tasks)"
+                )
             }
         }
         if let failOn, let worst = report.worst, worst >= failOn { throw ExitCode(1) }

@@ -186,17 +186,32 @@ struct MapCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "map",
         abstract: "The declared system map beside what the ledger says: runs, success, durations, cost, shelfware.",
-        discussion: "Example: autonomy map --since 30d")
+        discussion: "Example: autonomy map --since 30d",
+        subcommands: [MapShow.self, MapCheck.self], defaultSubcommand: MapShow.self)
+}
+
+struct MapShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "The map with its figures (the default): as a table, JSON, or a Markdown document.",
+        discussion: "Example: autonomy map --since 30d --markdown > MAP.md")
 
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("The window (default 30d).", valueName: "duration")) var since: String = "30d"
     @Flag(help: "Print as JSON.") var json = false
+    @Flag(help: "Print the map as a Markdown document, the index to keep beside the configuration.")
+    var markdown = false
+
+    func validate() throws {
+        if json && markdown { throw ValidationError("--json and --markdown: choose one") }
+    }
 
     func run() async throws {
         let (loaded, store) = try global.open(create: false)
         let now = try currentClock().now()
         let start = try windowStart(since, now: now) ?? now
         let report = try store.systemMap(configuration: loaded.configuration, since: start)
+        if markdown { return print(MapDocument.markdown(report, loaded: loaded, since: since)) }
         if json {
             struct Output: Encodable {
                 var since: ISOTime
@@ -249,6 +264,90 @@ struct MapCommand: AsyncParsableCommand {
         if !report.undeclared.isEmpty {
             print("\nin the ledger but no longer declared: \(report.undeclared.joined(separator: ", "))")
         }
+    }
+}
+
+/// The custodian alone, before a configuration is deployed.
+struct MapCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check the map alone: handlers missing here, tiers no model serves, owners, undeclared types.",
+        discussion: """
+            Exits 1 when a gap is high or worse (the map would not work on this machine), 0 otherwise.
+            Reads the ledger of the last audit.window too when the database exists.
+            Example: autonomy map check --config /etc/autonomy/autonomy.json.new && mv ... (in a deploy script)
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print as JSON.") var json = false
+
+    func run() async throws {
+        let loaded = try global.loadConfiguration()
+        let path = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+        let store = FileManager.default.fileExists(atPath: path) ? try global.open(loaded, create: false) : nil
+        let findings = try AutonomyStore.custodian(
+            loaded, store: store, now: try currentClock().now(), window: loaded.configuration.audit.window)
+        if json {
+            try printJSON(findings)
+        } else if findings.isEmpty {
+            print("the map holds: every handler is here, every tier has a model, everything has an owner")
+        } else {
+            for finding in findings {
+                print(
+                    "\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))"
+                )
+            }
+        }
+        if findings.contains(where: { $0.severity >= .high }) { throw ExitCode(1) }
+    }
+}
+
+/// `map --markdown`: the map as a document an operator keeps next to the configuration.
+enum MapDocument {
+    static func markdown(_ report: SystemMapReport, loaded: LoadedConfiguration, since: String) -> String {
+        let configuration = loaded.configuration
+        func cell(_ text: String) -> String { Visible.text(text).replacingOccurrences(of: "|", with: "\\|") }
+        func handler(_ type: TaskType) -> String {
+            switch type.handler {
+            case .exec(let exec): return "`" + cell(exec.argv.joined(separator: " ")) + "`"
+            case .llm(let llm): return "llm, tier \(llm.tier.rawValue)"
+            }
+        }
+        var lines = [
+            "# The system map", "",
+            "From \(loaded.path.map { "`\(cell($0))`" } ?? "the built-in defaults"); figures over the last \(since).",
+            "",
+        ]
+        if !report.components.isEmpty {
+            lines += [
+                "## Components", "", "| component | owner | kind | task types | runs | done | dead | shelfware |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for c in report.components {
+                lines.append(
+                    "| \(cell(c.component.name)) | \(cell(c.component.owner ?? "—")) | \(cell(c.component.kind ?? "—")) | \(cell(c.component.taskTypes.joined(separator: ", "))) | \(c.runs) | \(c.done) | \(c.dead) | \(c.shelfware ? "yes" : "") |"
+                )
+            }
+            lines.append("")
+        }
+        lines += [
+            "## Task types", "",
+            "| type | owner | safety | handler | verifiers | last success | success rate | runs | shelfware |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for stats in report.types {
+            let type = configuration.taskTypes[stats.name]
+            let verifiers = type.map { $0.verify.isEmpty ? "none (exit status only)" : "\($0.verify.count)" } ?? "—"
+            lines.append(
+                "| \(cell(stats.name)) | \(cell(stats.owner ?? "—")) | \(stats.safety.rawValue) | \(type.map(handler) ?? "—") | \(verifiers) | \(stats.lastSuccess.map { Timestamp.format($0, timeZone: configuration.timezone) } ?? "never") | \(stats.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "—") | \(stats.runs) | \(stats.shelfware ? (stats.everSucceeded ? "yes" : "yes, never succeeded") : "") |"
+            )
+        }
+        if !report.undeclared.isEmpty {
+            lines += [
+                "", "In the ledger but no longer declared: \(report.undeclared.map(cell).joined(separator: ", ")).",
+            ]
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

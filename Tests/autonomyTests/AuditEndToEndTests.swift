@@ -51,11 +51,56 @@ import Testing
         let sandbox = try Sandbox(config: Self.config)
         _ = try await sandbox.run(["enqueue", "report"])
         let result = try await sandbox.run(["audit", "--window", "soon"])
-        #expect(result.status == 65 && result.stderrLines == [#"error: --window "soon" is not a duration from 1h to 366d, such as 7d"#])
+        #expect(
+            result.status == 65
+                && result.stderrLines == [#"error: --window "soon" is not a duration from 1h to 366d, such as 7d"#])
         #expect(try sandbox.count("SELECT COUNT(*) FROM audit_runs") == 0)
         // A reader: no database yet is exit 66, and none is created.
         let fresh = try Sandbox(config: Self.config)
         #expect(try await fresh.run(["audit"]).status == 66)
         #expect(!FileManager.default.fileExists(atPath: fresh.databasePath))
+    }
+}
+
+/// The custodian before a deploy, and the map as a document.
+@Suite struct MapCheckEndToEndTests {
+    @Test func mapCheckFailsOnAGapThatBreaksTheMapHereAndPassesOtherwise() async throws {
+        let sandbox = try Sandbox(config: AuditEndToEndTests.config)
+        let good = try await sandbox.run(["map", "check"])
+        #expect(good.status == 0 && good.stdout.hasPrefix("the map holds"), "\(good.stdout)\(good.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))  // it creates no database
+        let next = sandbox.file("next.json")
+        try #"""
+        {"version": 1, "task_types": {
+           "report": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["./bin/report"] } } },
+           "summarise": { "safety": "safe", "handler": { "llm": { "prompt": "hi", "tier": "cheap" } } } }}
+        """#.write(toFile: next, atomically: true, encoding: .utf8)
+        let bad = try await sandbox.run(["map", "check", "--config", next])
+        #expect(bad.status == 1)
+        #expect(
+            bad.stdout.split(separator: "\n").map(String.init) == [
+                "HIGH     missing_handler: report's handler ./bin/report is missing or not executable here",
+                "HIGH     tier_without_model: summarise asks for the cheap tier, which no model serves",
+                "LOW      no_owner: task type summarise has no owner",
+            ], "\(bad.stdout)")
+    }
+
+    @Test func mapMarkdownIsTheIndexOfTypesAndTheirFigures() async throws {
+        let sandbox = try Sandbox(config: AuditEndToEndTests.config)
+        _ = try await sandbox.run(["enqueue", "report"])
+        _ = try await sandbox.run(["work-once"])
+        let document = try await sandbox.run(["map", "--markdown"])
+        #expect(document.status == 0)
+        let lines = document.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "# The system map")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("| report | ops | safe | `/bin/true` | none (exit status only) | 20")
+                    && $0.hasSuffix("| 100% | 1 |  |")
+            }, "\(document.stdout)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("| doomed | ops | safe | `/bin/false` |") && $0.hasSuffix("| yes, never succeeded |")
+            })
     }
 }

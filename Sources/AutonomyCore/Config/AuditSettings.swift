@@ -40,8 +40,10 @@ extension AuditSettings: Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         window = try container.interval(.window, default: window, from: .hours(1), to: .days(366))
-        staleApproval = try container.interval(.staleApproval, default: staleApproval, from: .minutes(1), to: .days(366))
-        minSample = try container.decode(.minSample, default: minSample, in: 1...1_000_000, expected: "expected 1 to 1000000")
+        staleApproval = try container.interval(
+            .staleApproval, default: staleApproval, from: .minutes(1), to: .days(366))
+        minSample = try container.decode(
+            .minSample, default: minSample, in: 1...1_000_000, expected: "expected 1 to 1000000")
         thresholds = try container.decodeIfPresent(AuditThresholds.self, forKey: .thresholds) ?? thresholds
     }
 }

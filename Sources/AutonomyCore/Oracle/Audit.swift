@@ -77,7 +77,8 @@ extension AutonomyStore {
             return count > 0 ? "\(count) \(severity.rawValue)" : nil
         }
         let noun = findings.count == 1 ? "finding" : "findings"
-        return "\(findings.count) \(noun) over the last \(window) (\(counts.joined(separator: ", "))); worst: \(worst.title)"
+        return
+            "\(findings.count) \(noun) over the last \(window) (\(counts.joined(separator: ", "))); worst: \(worst.title)"
     }
 
     // MARK: - Drift
@@ -158,7 +159,8 @@ extension AutonomyStore {
                 found.append(
                     Finding(
                         .slower, .medium, subject: name,
-                        title: "\(name)'s p95 duration rose from \(Interval(milliseconds: was)) to \(Interval(milliseconds: p95))",
+                        title:
+                            "\(name)'s p95 duration rose from \(Interval(milliseconds: was)) to \(Interval(milliseconds: p95))",
                         evidence: evidence(["p95_ms": .int(p95), "p95_ms_before": .int(was)])))
             }
             if before.runs >= minimum, now.runs >= minimum, before.costUSD > 0,
@@ -170,7 +172,9 @@ extension AutonomyStore {
                         title: String(
                             format: "%@ cost $%.4f, up from $%.4f in the window before", name, now.costUSD,
                             before.costUSD),
-                        evidence: evidence(["cost_usd": .double(now.costUSD), "cost_usd_before": .double(before.costUSD)])
+                        evidence: evidence([
+                            "cost_usd": .double(now.costUSD), "cost_usd_before": .double(before.costUSD),
+                        ])
                     ))
             }
             if before.checks >= minimum, now.checks >= minimum, now.failedChecks >= 3,
@@ -245,7 +249,8 @@ extension AutonomyStore {
                 found.append(
                     Finding(
                         .failureSignature, isNew ? .medium : .low, subject: type,
-                        title: "\(type) failed \(entry.count)× with \"\(signature)\"\(isNew ? " (new in this window)" : "")",
+                        title:
+                            "\(type) failed \(entry.count)× with \"\(signature)\"\(isNew ? " (new in this window)" : "")",
                         evidence: [
                             "signature": .string(signature), "count": .int(Int64(entry.count)), "new": .bool(isNew),
                             "first_seen": .string(Timestamp.format(entry.first)),
@@ -258,7 +263,8 @@ extension AutonomyStore {
             found.append(
                 Finding(
                     .deadTasks, .high, subject: type,
-                    title: "\(dead.count) \(type) task\(dead.count == 1 ? "" : "s") died, most often with \"\(signature)\"",
+                    title:
+                        "\(dead.count) \(type) task\(dead.count == 1 ? "" : "s") died, most often with \"\(signature)\"",
                     evidence: ["dead": .int(Int64(dead.count)), "signature": .string(signature)], tasks: dead.tasks))
         }
         return found
@@ -297,11 +303,13 @@ extension AutonomyStore {
                     .stuckTask, .high, subject: nil,
                     title:
                         "\(stuckTasks.count) task\(stuckTasks.count == 1 ? " is" : "s are") running or verifying with a lease run out since \(Timestamp.format(since)): is work-once running?",
-                    evidence: ["tasks": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since))],
+                    evidence: [
+                        "tasks": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since)),
+                    ],
                     tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
         }
         for (event, kind, what) in [
-            (LedgerEvent.leaseExpired.rawValue, FindingKind.repeatedLeaseExpiry, "outlived its lease"),
+            (LedgerEvent.leaseExpired.rawValue, FindingKind.repeatedLeaseExpiry, "outlived its lease")
         ] {
             for row in try Row.fetchAll(
                 db,
@@ -314,7 +322,8 @@ extension AutonomyStore {
                 let count: Int = try row.decode(forColumn: "n")
                 found.append(
                     Finding(
-                        kind, .medium, subject: type, title: "\(type) \(what) \(count) times: raise its timeout or the lease",
+                        kind, .medium, subject: type,
+                        title: "\(type) \(what) \(count) times: raise its timeout or the lease",
                         evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
             }
         }
@@ -340,22 +349,42 @@ extension AutonomyStore {
 
     // MARK: - The map
 
-    private func shelfware(_ configuration: Configuration, start: Int64, now: Int64, db: Database) throws -> [Finding]
-    {
+    private func shelfware(_ configuration: Configuration, start: Int64, now: Int64, db: Database) throws -> [Finding] {
         try configuration.taskTypes.keys.sorted().compactMap { name in
             let lastDone = try Int64.fetchOne(
                 db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [name])
             if let lastDone, lastDone >= start { return nil }
             let since = lastDone.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
             return Finding(
-                .shelfware, .low, subject: name, title: "\(name) is declared but was never done in this window; \(since)",
+                .shelfware, .low, subject: name,
+                title: "\(name) is declared but was never done in this window; \(since)",
                 evidence: ["last_success": lastDone.map { .string(Timestamp.format($0)) } ?? .null])
         }
     }
 
     /// The custodian's checks: the declared map against itself, the machine and the ledger.
     private func mapGaps(_ loaded: LoadedConfiguration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
-        let configuration = loaded.configuration
+        try Self.configurationGaps(loaded) + ledgerGaps(loaded.configuration, start: start, end: end, db: db)
+    }
+
+    /// The custodian alone (`map check`): the map against itself and this machine and, when the
+    /// database exists, against the ledger of the window. Worst first; nothing is saved.
+    public static func custodian(
+        _ loaded: LoadedConfiguration, store: AutonomyStore?, now: Int64, window: Interval
+    ) throws -> [Finding] {
+        var found = configurationGaps(loaded)
+        if let store {
+            found += try store.read("check the map") { db in
+                try store.ledgerGaps(loaded.configuration, start: now - window.milliseconds, end: now, db: db)
+            }
+        }
+        return found.sorted {
+            ($0.severity, $1.kind.rawValue, $1.subject ?? "") > ($1.severity, $0.kind.rawValue, $0.subject ?? "")
+        }
+    }
+
+    private func ledgerGaps(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws -> [Finding]
+    {
         var found: [Finding] = []
         for type in try String.fetchAll(
             db, sql: "SELECT DISTINCT type FROM ledger WHERE at >= ? AND at < ? AND type IS NOT NULL",
@@ -366,13 +395,41 @@ extension AutonomyStore {
                     .undeclaredType, .medium, subject: type,
                     title: "\(type) is in the ledger but the map no longer declares it (its tasks are blocked)"))
         }
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT type, json_extract(detail, '$.verifier') AS verifier, COUNT(*) AS n, MAX(task_id) AS task
+                FROM ledger WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
+                GROUP BY type, verifier
+                HAVING n >= 3 AND SUM(json_extract(detail, '$.outcome') = 'pass') = 0
+                """, arguments: [start, end])
+        {
+            let type: String = try row.decode(forColumn: "type")
+            let verifier: String = try row.decode(forColumn: "verifier") ?? "?"
+            let count: Int = try row.decode(forColumn: "n")
+            found.append(
+                Finding(
+                    .verifierNeverPasses, .medium, subject: type,
+                    title: "\(type)'s \(verifier) verifier failed all \(count) of its checks: it cannot tell success",
+                    evidence: ["verifier": .string(verifier), "checks": .int(Int64(count))],
+                    tasks: [try row.decode(forColumn: "task")]))
+        }
+        return found
+    }
+
+    /// The map against itself and this machine: handlers that are not here, tiers no model serves,
+    /// owners missing, components naming types the map does not declare.
+    static func configurationGaps(_ loaded: LoadedConfiguration) -> [Finding] {
+        let configuration = loaded.configuration
+        var found: [Finding] = []
         let tiers = Set(configuration.gateway.models.map(\.tier.rawValue))
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             switch type.handler {
             case .exec(let handler):
                 let program = handler.argv[0]
                 let path = ExecRunner.locate(
-                    program, base: loaded.baseDirectory, searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"])
+                    program, base: loaded.baseDirectory,
+                    searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"])
                 if path.map({ access($0, X_OK) != 0 }) ?? true {
                     found.append(
                         Finding(
@@ -412,25 +469,6 @@ extension AutonomyStore {
                         evidence: ["type": .string(type)]))
             }
         }
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT type, json_extract(detail, '$.verifier') AS verifier, COUNT(*) AS n, MAX(task_id) AS task
-                FROM ledger WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
-                GROUP BY type, verifier
-                HAVING n >= 3 AND SUM(json_extract(detail, '$.outcome') = 'pass') = 0
-                """, arguments: [start, end])
-        {
-            let type: String = try row.decode(forColumn: "type")
-            let verifier: String = try row.decode(forColumn: "verifier") ?? "?"
-            let count: Int = try row.decode(forColumn: "n")
-            found.append(
-                Finding(
-                    .verifierNeverPasses, .medium, subject: type,
-                    title: "\(type)'s \(verifier) verifier failed all \(count) of its checks: it cannot tell success",
-                    evidence: ["verifier": .string(verifier), "checks": .int(Int64(count))],
-                    tasks: [try row.decode(forColumn: "task")]))
-        }
         return found
     }
 
@@ -449,9 +487,12 @@ extension AutonomyStore {
                 let spent =
                     try Double.fetchOne(
                         db,
-                        sql: "SELECT SUM(cost_usd) FROM llm_calls WHERE state = 'settled' AND started_at >= ? AND started_at < ?",
+                        sql:
+                            "SELECT SUM(cost_usd) FROM llm_calls WHERE state = 'settled' AND started_at >= ? AND started_at < ?",
                         arguments: [day, next]) ?? 0
-                if spent >= cap * 0.999 { days.append(String(Timestamp.format(day, timeZone: configuration.timezone).prefix(10))) }
+                if spent >= cap * 0.999 {
+                    days.append(String(Timestamp.format(day, timeZone: configuration.timezone).prefix(10)))
+                }
                 day = next
             }
             if !days.isEmpty {
@@ -470,7 +511,8 @@ extension AutonomyStore {
             found.append(
                 Finding(
                     .deferrals, .low, subject: nil,
-                    title: "\(deferred) task\(deferred == 1 ? " was" : "s were") deferred to the next day by the budget",
+                    title:
+                        "\(deferred) task\(deferred == 1 ? " was" : "s were") deferred to the next day by the budget",
                     evidence: ["deferred": .int(Int64(deferred))]))
         }
         for row in try Row.fetchAll(
