@@ -11,6 +11,7 @@ struct AuditCommand: AsyncParsableCommand {
         discussion: """
             Compares the window (default audit.window, 7d) with the one before it, and saves the run.
             Exits 0 when it ran, whatever it found; with --fail-on, 1 when a finding is that severe.
+            With --notify, the operator is alerted with the findings' counts and kinds (never their text).
             Example: autonomy audit --window 7d --markdown
             """)
 
@@ -24,6 +25,8 @@ struct AuditCommand: AsyncParsableCommand {
         help: ArgumentHelp("Exit 1 when a finding is this severe or worse.", valueName: "critical|high|medium|low|info")
     )
     var failOn: Severity?
+    @Flag(help: "Alert the operator (notify channels) with the findings' counts and kinds.")
+    var notify = false
 
     func validate() throws {
         if json && markdown { throw ValidationError("--json and --markdown: choose one") }
@@ -37,7 +40,20 @@ struct AuditCommand: AsyncParsableCommand {
             return interval
         }
         let (loaded, store) = try global.open(create: false)
-        let report = try store.audit(loaded: loaded, now: try currentClock().now(), window: length)
+        let clock = try currentClock()
+        let report = try store.audit(loaded: loaded, now: clock.now(), window: length, notify: notify)
+        if notify {
+            if loaded.configuration.notify.channels.isEmpty {
+                printError("warning: --notify, but no notify channel is configured (notify.command or notify.webhook)")
+            }
+            // A failure changes nothing: the alert stays queued and work-once retries it.
+            let delivery = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+            for report in (try? await delivery.deliverDue(budget: .seconds(30))) ?? [] {
+                if let error = report.error {
+                    printError("warning: alert via \(report.channel.rawValue) failed: \(error) (work-once retries it)")
+                }
+            }
+        }
         if json {
             try printJSON(report)
         } else if markdown {

@@ -104,3 +104,31 @@ import Testing
             })
     }
 }
+
+/// `audit --notify`, as the weekly timer runs it: the operator hears counts and kinds, not texts.
+@Suite struct AuditAlertEndToEndTests {
+    @Test func anAuditWithNotifyAlertsWithCountsAndKindsOnly() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        let script = sandbox.file("notify.sh")
+        try "#!/bin/sh\ncat >> \"$(dirname \"$0\")/alerts.jsonl\"\n".write(
+            toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        try AuditEndToEndTests.config.replacingOccurrences(
+            of: #"{"version": 1,"#, with: #"{"version": 1, "notify": {"command": ["\#(script)"]},"#
+        ).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        _ = try await sandbox.run(["enqueue", "doomed"])
+        _ = try await sandbox.run(["work-once"])
+        let before = (try? String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8)) ?? ""
+        let audit = try await sandbox.run(["audit", "--notify"])
+        #expect(audit.status == 0 && audit.stderr.isEmpty, "\(audit.stderr)")
+        let added = try String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8).dropFirst(before.count)
+        let alert = try JSONValue.parse(String(added))
+        #expect(
+            alert[path: "event"] == "audit_report" && alert[path: "run_id"] == .int(1) && alert[path: "worst"] == "high"
+        )
+        #expect(alert[path: "text"] == "audit: 4 findings (1 high, 1 medium, 2 low) — see: autonomy audit", "\(added)")
+        // Never the findings' texts: a signature quotes an error a handler printed.
+        #expect(!added.contains("exited with status"))
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'notified'") >= 1)
+    }
+}

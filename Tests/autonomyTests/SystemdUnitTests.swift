@@ -18,6 +18,7 @@ import Testing
 
     static let units = [
         "autonomy-worker.service", "autonomy-worker.timer", "autonomy-gate.socket", "autonomy-gate@.service",
+        "autonomy-audit.service", "autonomy-audit.timer",
     ]
 
     /// The units as installed, but with ExecStart pointing at the binary just built.
@@ -54,24 +55,33 @@ import Testing
         #expect(!output.contains("Unknown"), "\(output)")
     }
 
-    @Test(.enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"))
-    func theWorkerServiceIsRatedTwoOrLower() async throws {
+    /// `systemd-analyze security` rates each service's exposure; every one of ours is 2.0 or lower.
+    @Test(
+        .enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"),
+        arguments: ["autonomy-worker.service", "autonomy-gate@.service", "autonomy-audit.service"])
+    func aServiceIsRatedTwoOrLower(_ name: String) async throws {
         let units = try installedCopies()
         defer { try? FileManager.default.removeItem(atPath: units.folder) }
-        let (_, output) = try await analyze(["security", "--offline=true", units.service])
+        let path = try #require(units.all.first { $0.hasSuffix("/" + name) })
+        let (_, output) = try await analyze(["security", "--offline=true", path])
         let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") })
         let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
-        #expect(score <= 2.0, "\(line)")
+        #expect(score <= 2.0, "\(name): \(line)")
     }
 
-    @Test(.enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"))
-    func theGateServiceIsRatedTwoOrLower() async throws {
-        let units = try installedCopies()
-        defer { try? FileManager.default.removeItem(atPath: units.folder) }
-        let (_, output) = try await analyze(["security", "--offline=true", units.all[3]])
-        let line = try #require(output.split(separator: "\n").first { $0.contains("Overall exposure level") })
-        let score = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) })
-        #expect(score <= 2.0, "\(line)")
+    @Test func theAuditRunsWeeklyCatchesUpAndAlerts() throws {
+        let timer = try String(
+            contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent("autonomy-audit.timer"),
+            encoding: .utf8
+        ).split(separator: "\n").map(String.init)
+        #expect(timer.contains("OnCalendar=Mon *-*-* 07:00:00") && timer.contains("Persistent=true"))
+        #expect(timer.contains("Unit=autonomy-audit.service"))
+        let service = try String(
+            contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent("autonomy-audit.service"),
+            encoding: .utf8
+        ).split(separator: "\n").map(String.init)
+        #expect(service.contains("ExecStart=/usr/local/bin/autonomy audit --notify"))
+        #expect(service.contains("User=autonomy") && service.contains("Type=oneshot"))
     }
 
     @Test func theGateListensForTheProducersGroupAndRunsOneGateAConnectionAsTheWorker() throws {

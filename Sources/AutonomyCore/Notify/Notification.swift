@@ -13,6 +13,8 @@ public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
     case approvalsWaiting = "approvals_waiting"
     /// `autonomy notify test`.
     case test
+    /// `autonomy audit --notify`: what the last audit found, by kind and severity.
+    case auditReport = "audit_report"
 }
 
 /// One alert, ready for a channel: a JSON document and a one-line text.
@@ -161,6 +163,12 @@ extension AutonomyStore {
             return NotificationMessage.taskDead(task)
         case .test:
             return NotificationMessage.test(now: now)
+        case .auditReport:
+            guard let run = try latestAudit() else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.auditReport(run)
         case .approvalsWaiting:
             let waiting =
                 try read("count the waiting requests") { db in
@@ -327,6 +335,29 @@ extension NotificationMessage {
         return NotificationMessage(
             event: .verificationInconclusive, text: text,
             body: .object(["event": "verification_inconclusive", "text": .string(text), "task": task.alertValue]))
+    }
+
+    /// Counts and kinds only: a finding's title may quote a normalised error, and an alert never
+    /// carries what a handler printed. `autonomy audit` shows the whole report.
+    static func auditReport(_ run: AuditSummary) -> NotificationMessage {
+        let counts = Severity.allCases.compactMap { severity in
+            run.counts[severity].map { "\($0) \(severity.rawValue)" }
+        }
+        let total = run.counts.values.reduce(0, +)
+        let text =
+            total == 0
+            ? "audit: all clear (run \(run.id)) — see: autonomy audit"
+            : "audit: \(total) finding\(total == 1 ? "" : "s") (\(counts.joined(separator: ", "))) — see: autonomy audit"
+        return NotificationMessage(
+            event: .auditReport, text: text,
+            body: .object([
+                "event": "audit_report", "text": .string(text), "run_id": .int(run.id),
+                "window_start": .string(Timestamp.format(run.windowStart)),
+                "window_end": .string(Timestamp.format(run.windowEnd)),
+                "worst": run.counts.keys.max().map { .string($0.rawValue) } ?? .null,
+                "findings": .array(
+                    run.kinds.map { .object(["kind": .string($0.kind), "severity": .string($0.severity)]) }),
+            ]))
     }
 
     static func test(now: Int64) -> NotificationMessage {

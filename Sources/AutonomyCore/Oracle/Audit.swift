@@ -19,7 +19,12 @@ extension AutonomyStore {
     /// The Oracle: reads the ledger and the map for the window ending `now` and the window
     /// before it, finds what drifted, broke, got stuck or no longer matches the map, and saves the
     /// run with its findings (`audit_runs`, `findings`). Findings come worst first.
-    public func audit(loaded: LoadedConfiguration, now: Int64, window: Interval? = nil) throws -> AuditReport {
+    ///
+    /// With `notify`, an `audit_report` alert is queued in the same transaction, for every
+    /// configured channel (deliver it with `AlertDelivery`).
+    public func audit(
+        loaded: LoadedConfiguration, now: Int64, window: Interval? = nil, notify: Bool = false
+    ) throws -> AuditReport {
         let configuration = loaded.configuration
         let settings = configuration.audit
         let length = (window ?? settings.window).milliseconds
@@ -63,6 +68,10 @@ extension AutonomyStore {
                         run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
                         JSONValue.object(evidence).canonicalText,
                     ])
+            }
+            if notify {
+                try db.queueNotification(
+                    .auditReport, taskID: nil, approvalID: nil, notify: configuration.notify, now: now)
             }
             return run
         }
@@ -536,5 +545,38 @@ extension AutonomyStore {
                     evidence: ["failures": .int(Int64(count)), "undelivered": .int(Int64(waiting))]))
         }
         return found
+    }
+}
+
+/// The last saved audit, as an alert tells of it.
+struct AuditSummary {
+    var id: Int64
+    var windowStart: Int64
+    var windowEnd: Int64
+    var counts: [Severity: Int]
+    /// Kind and severity of each finding, worst first.
+    var kinds: [(kind: String, severity: String)]
+}
+
+extension AutonomyStore {
+    func latestAudit() throws -> AuditSummary? {
+        try read("read the last audit") { db in
+            guard
+                let run = try Row.fetchOne(
+                    db, sql: "SELECT id, window_start, window_end FROM audit_runs ORDER BY id DESC LIMIT 1")
+            else { return nil }
+            let id: Int64 = try run.decode(forColumn: "id")
+            var summary = AuditSummary(
+                id: id, windowStart: try run.decode(forColumn: "window_start"),
+                windowEnd: try run.decode(forColumn: "window_end"), counts: [:], kinds: [])
+            for row in try Row.fetchAll(
+                db, sql: "SELECT kind, severity FROM findings WHERE run_id = ? ORDER BY id", arguments: [id])
+            {
+                let severity: String = try row.decode(forColumn: "severity")
+                if let level = Severity(rawValue: severity) { summary.counts[level, default: 0] += 1 }
+                summary.kinds.append((try row.decode(forColumn: "kind"), severity))
+            }
+            return summary
+        }
     }
 }
