@@ -60,13 +60,7 @@ struct AuditCommand: AsyncParsableCommand {
             print(Self.markdown(report))
         } else {
             print(report.headline)
-            for finding in report.findings {
-                let tasks =
-                    finding.tasks.isEmpty ? "" : "  (tasks \(finding.tasks.map(String.init).joined(separator: ", ")))"
-                print(
-                    "\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))\(tasks)"
-                )
-            }
+            for finding in report.findings { print(finding.line) }
         }
         if let failOn, let worst = report.worst, worst >= failOn { throw ExitCode(1) }
     }

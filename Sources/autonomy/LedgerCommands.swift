@@ -292,11 +292,7 @@ struct MapCheck: AsyncParsableCommand {
         } else if findings.isEmpty {
             print("the map holds: every handler is here, every tier has a model, everything has an owner")
         } else {
-            for finding in findings {
-                print(
-                    "\(finding.severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)) \(finding.kind.rawValue): \(Visible.text(finding.title))"
-                )
-            }
+            for finding in findings { print(finding.line) }
         }
         if findings.contains(where: { $0.severity >= .high }) { throw ExitCode(1) }
     }

@@ -20,6 +20,8 @@ public struct TypeStats: Sendable, Encodable {
     public var everSucceeded: Bool
     /// Verification failures (fail, error or inconclusive checks) in the window.
     public var verificationFailures: Int
+    /// Checks made in the window, passed or not.
+    public var checks = 0
 
     /// Declared, but never done in the window (or ever): shelfware.
     public var shelfware: Bool { lastSuccessInWindow == false }
@@ -135,21 +137,24 @@ extension AutonomyStore {
         }
     }
 
-    private func stats(for type: TaskType, since: Int64, db: Database) throws -> TypeStats {
+    /// How `type` did in `[since, until)`; its last success is its last ever.
+    func stats(for type: TaskType, since: Int64, until: Int64 = .max, db: Database) throws -> TypeStats {
         func count(_ event: String) throws -> Int {
             try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ?",
-                arguments: [type.name, event, since]) ?? 0
+                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ? AND at < ?",
+                arguments: [type.name, event, since, until]) ?? 0
         }
         let runs = try count(LedgerEvent.executed.rawValue)
         let done = try count(LedgerEvent.done.rawValue)
         let dead = try count(LedgerEvent.dead.rawValue)
+        let checks = try count(LedgerEvent.verified.rawValue)
         let durations = try Int64.fetchAll(
             db,
             sql: """
-                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND duration_ms IS NOT NULL
+                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND at < ?
+                  AND duration_ms IS NOT NULL
                 ORDER BY duration_ms
-                """, arguments: [type.name, since])
+                """, arguments: [type.name, since, until])
         func percentile(_ fraction: Double) -> Int64? {
             guard !durations.isEmpty else { return nil }
             let rank = Int((fraction * Double(durations.count)).rounded(.up)) - 1
@@ -157,22 +162,23 @@ extension AutonomyStore {
         }
         let cost =
             try Double.fetchOne(
-                db, sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND cost_usd IS NOT NULL",
-                arguments: [type.name, since]) ?? 0
+                db,
+                sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND at < ? AND cost_usd IS NOT NULL",
+                arguments: [type.name, since, until]) ?? 0
         let lastSuccess = try Int64.fetchOne(
             db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [type.name])
         let failedChecks =
             try Int.fetchOne(
                 db,
                 sql: """
-                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ?
+                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ? AND at < ?
                       AND json_extract(detail, '$.outcome') != 'pass'
-                    """, arguments: [type.name, since]) ?? 0
+                    """, arguments: [type.name, since, until]) ?? 0
         var stats = TypeStats(
             name: type.name, owner: type.owner, safety: type.safety, hasVerifiers: !type.verify.isEmpty, runs: runs,
             done: done, dead: dead, successRate: done + dead > 0 ? Double(done) / Double(done + dead) : nil,
             medianMs: percentile(0.5), p95Ms: percentile(0.95), costUSD: cost, lastSuccess: lastSuccess,
-            everSucceeded: lastSuccess != nil, verificationFailures: failedChecks)
+            everSucceeded: lastSuccess != nil, verificationFailures: failedChecks, checks: checks)
         stats.lastSuccessInWindow = (lastSuccess ?? Int64.min) >= since
         return stats
     }

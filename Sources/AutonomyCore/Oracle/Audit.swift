@@ -1,20 +1,6 @@
 import Foundation
 import GRDB
 
-/// How one type did in one window, from the ledger.
-struct WindowStats {
-    var runs = 0
-    var done = 0
-    var dead = 0
-    var p95Ms: Int64?
-    var costUSD = 0.0
-    var checks = 0
-    var failedChecks = 0
-
-    var finished: Int { done + dead }
-    var successRate: Double? { finished > 0 ? Double(done) / Double(finished) : nil }
-}
-
 extension AutonomyStore {
     /// The Oracle: reads the ledger and the map for the window ending `now` and the window
     /// before it, finds what drifted, broke, got stuck or no longer matches the map, and saves the
@@ -43,14 +29,11 @@ extension AutonomyStore {
             found += try drift(configuration, start: start, previous: previous, end: now, db: db)
             found += try failures(start: start, previous: previous, end: now, db: db)
             found += try stuck(settings, now: now, start: start, db: db)
-            found += try shelfware(configuration, start: start, now: now, db: db)
             found += try mapGaps(loaded, start: start, end: now, db: db)
             found += try budgetAndAlerts(configuration, start: start, end: now, db: db)
             return found
         }
-        findings.sort {
-            ($0.severity, $1.kind.rawValue, $1.subject ?? "") > ($1.severity, $0.kind.rawValue, $0.subject ?? "")
-        }
+        findings = findings.worstFirst()
         let headline = Self.headline(findings, window: Interval(milliseconds: length))
         let runID = try write("save an audit") { db in
             try db.execute(
@@ -92,53 +75,25 @@ extension AutonomyStore {
 
     // MARK: - Drift
 
-    func windowStats(type: String, from: Int64, to: Int64, db: Database) throws -> WindowStats {
-        var stats = WindowStats()
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT event, COUNT(*) AS n, SUM(cost_usd) AS cost FROM ledger
-                WHERE type = ? AND at >= ? AND at < ? GROUP BY event
-                """, arguments: [type, from, to])
-        {
-            let count: Int = try row.decode(forColumn: "n")
-            switch try row.decode(String.self, forColumn: "event") {
-            case LedgerEvent.executed.rawValue: stats.runs = count
-            case LedgerEvent.done.rawValue: stats.done = count
-            case LedgerEvent.dead.rawValue: stats.dead = count
-            case LedgerEvent.verified.rawValue: stats.checks = count
-            default: break
-            }
-            stats.costUSD += try row.decode(Double?.self, forColumn: "cost") ?? 0
-        }
-        let durations = try Int64.fetchAll(
-            db,
-            sql: """
-                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND at < ?
-                  AND duration_ms IS NOT NULL ORDER BY duration_ms
-                """, arguments: [type, from, to])
-        if !durations.isEmpty {
-            stats.p95Ms = durations[min(durations.count - 1, Int((0.95 * Double(durations.count)).rounded(.up)) - 1)]
-        }
-        stats.failedChecks =
-            try Int.fetchOne(
-                db,
-                sql: """
-                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ? AND at < ?
-                      AND json_extract(detail, '$.outcome') != 'pass'
-                    """, arguments: [type, from, to]) ?? 0
-        return stats
-    }
-
     private func drift(
         _ configuration: Configuration, start: Int64, previous: Int64, end: Int64, db: Database
     ) throws -> [Finding] {
         let thresholds = configuration.audit.thresholds
         let minimum = configuration.audit.minSample
         var found: [Finding] = []
-        for name in configuration.taskTypes.keys.sorted() {
-            let now = try windowStats(type: name, from: start, to: end, db: db)
-            let before = try windowStats(type: name, from: previous, to: start, db: db)
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
+            let name = type.name
+            let now = try stats(for: type, since: start, until: end, db: db)
+            let before = try stats(for: type, since: previous, until: start, db: db)
+            if now.shelfware {
+                let since =
+                    now.lastSuccess.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
+                found.append(
+                    Finding(
+                        .shelfware, .low, subject: name,
+                        title: "\(name) is declared but was never done in this window; \(since)",
+                        evidence: ["last_success": now.lastSuccess.map { .string(Timestamp.format($0)) } ?? .null]))
+            }
             func evidence(_ fields: [String: JSONValue]) -> JSONValue {
                 .object(fields.merging(["min_sample": .int(Int64(minimum))]) { new, _ in new })
             }
@@ -149,7 +104,7 @@ extension AutonomyStore {
                         title: "\(name) ran \(before.runs) times in the window before and not once in this one",
                         evidence: evidence(["runs_before": .int(Int64(before.runs)), "runs": 0])))
             }
-            if before.finished >= minimum, now.finished >= minimum, let was = before.successRate,
+            if before.done + before.dead >= minimum, now.done + now.dead >= minimum, let was = before.successRate,
                 let rate = now.successRate, was - rate > thresholds.successRateDrop
             {
                 found.append(
@@ -186,17 +141,18 @@ extension AutonomyStore {
                         ])
                     ))
             }
-            if before.checks >= minimum, now.checks >= minimum, now.failedChecks >= 3,
-                Double(now.failedChecks) > Double(before.failedChecks) * (1 + thresholds.verificationFailuresRise)
+            if before.checks >= minimum, now.checks >= minimum, now.verificationFailures >= 3,
+                Double(now.verificationFailures)
+                    > Double(before.verificationFailures) * (1 + thresholds.verificationFailuresRise)
             {
                 found.append(
                     Finding(
                         .verificationFailuresRise, .medium, subject: name,
                         title:
-                            "\(name)'s verifiers failed \(now.failedChecks) of \(now.checks) checks, against \(before.failedChecks) of \(before.checks) before",
+                            "\(name)'s verifiers failed \(now.verificationFailures) of \(now.checks) checks, against \(before.verificationFailures) of \(before.checks) before",
                         evidence: evidence([
-                            "failed_checks": .int(Int64(now.failedChecks)), "checks": .int(Int64(now.checks)),
-                            "failed_checks_before": .int(Int64(before.failedChecks)),
+                            "failed_checks": .int(Int64(now.verificationFailures)), "checks": .int(Int64(now.checks)),
+                            "failed_checks_before": .int(Int64(before.verificationFailures)),
                             "checks_before": .int(Int64(before.checks)),
                         ])))
             }
@@ -317,59 +273,39 @@ extension AutonomyStore {
                     ],
                     tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
         }
-        for (event, kind, what) in [
-            (LedgerEvent.leaseExpired.rawValue, FindingKind.repeatedLeaseExpiry, "outlived its lease")
-        ] {
+        // Per type, three or more in the window: a handler that keeps outliving its lease, and
+        // verifiers that keep being unable to tell.
+        let repeated: [(FindingKind, condition: String, title: (String, Int) -> String)] = [
+            (
+                .repeatedLeaseExpiry, "event = 'lease_expired'",
+                { "\($0) outlived its lease \($1) times: raise its timeout or the lease" }
+            ),
+            (
+                .inconclusiveVerifications,
+                "event = 'verified' AND json_extract(detail, '$.outcome') = 'inconclusive'",
+                { "\($0)'s verifiers could not tell \($1) times (a service down, a time-out)" }
+            ),
+        ]
+        for (kind, condition, title) in repeated {
             for row in try Row.fetchAll(
                 db,
                 sql: """
                     SELECT type, COUNT(*) AS n, MAX(task_id) AS task FROM ledger
-                    WHERE event = ? AND at >= ? AND at < ? AND type IS NOT NULL GROUP BY type HAVING n >= 3
-                    """, arguments: [event, start, now])
+                    WHERE \(condition) AND at >= ? AND at < ? AND type IS NOT NULL GROUP BY type HAVING n >= 3
+                    """, arguments: [start, now])
             {
                 let type: String = try row.decode(forColumn: "type")
                 let count: Int = try row.decode(forColumn: "n")
                 found.append(
                     Finding(
-                        kind, .medium, subject: type,
-                        title: "\(type) \(what) \(count) times: raise its timeout or the lease",
+                        kind, .medium, subject: type, title: title(type, count),
                         evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
             }
-        }
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT type, COUNT(*) AS n, MAX(task_id) AS task FROM ledger
-                WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
-                  AND json_extract(detail, '$.outcome') = 'inconclusive'
-                GROUP BY type HAVING n >= 3
-                """, arguments: [start, now])
-        {
-            let type: String = try row.decode(forColumn: "type")
-            let count: Int = try row.decode(forColumn: "n")
-            found.append(
-                Finding(
-                    .inconclusiveVerifications, .medium, subject: type,
-                    title: "\(type)'s verifiers could not tell \(count) times (a service down, a time-out)",
-                    evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
         }
         return found
     }
 
     // MARK: - The map
-
-    private func shelfware(_ configuration: Configuration, start: Int64, now: Int64, db: Database) throws -> [Finding] {
-        try configuration.taskTypes.keys.sorted().compactMap { name in
-            let lastDone = try Int64.fetchOne(
-                db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [name])
-            if let lastDone, lastDone >= start { return nil }
-            let since = lastDone.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
-            return Finding(
-                .shelfware, .low, subject: name,
-                title: "\(name) is declared but was never done in this window; \(since)",
-                evidence: ["last_success": lastDone.map { .string(Timestamp.format($0)) } ?? .null])
-        }
-    }
 
     /// The custodian's checks: the declared map against itself, the machine and the ledger.
     private func mapGaps(_ loaded: LoadedConfiguration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
@@ -387,9 +323,7 @@ extension AutonomyStore {
                 try store.ledgerGaps(loaded.configuration, start: now - window.milliseconds, end: now, db: db)
             }
         }
-        return found.sorted {
-            ($0.severity, $1.kind.rawValue, $1.subject ?? "") > ($1.severity, $0.kind.rawValue, $0.subject ?? "")
-        }
+        return found.worstFirst()
     }
 
     private func ledgerGaps(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws -> [Finding]

@@ -42,11 +42,11 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
 }
 
 /// One thing an audit found, with the numbers behind it and the tasks or ledger rows to look at.
-public struct Finding: Sendable, Equatable {
+public struct Finding: Sendable, Equatable, Encodable {
     public var kind: FindingKind
     public var severity: Severity
     /// The type, component, channel or signature it is about; nil for the system as a whole.
-    public var subject: String?
+    @Nullable public var subject: String?
     /// One line a person reads.
     public var title: String
     /// Numbers, signatures, ids: never a payload.
@@ -63,17 +63,21 @@ public struct Finding: Sendable, Equatable {
     }
 }
 
-extension Finding: Encodable {
-    enum CodingKeys: String, CodingKey { case kind, severity, subject, title, evidence, tasks }
+extension [Finding] {
+    /// Worst first; then by kind and subject, so equal reports print alike.
+    public func worstFirst() -> [Finding] {
+        sorted {
+            ($0.severity, $1.kind.rawValue, $1.subject ?? "") > ($1.severity, $0.kind.rawValue, $0.subject ?? "")
+        }
+    }
+}
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(severity, forKey: .severity)
-        try container.encode(subject, forKey: .subject)
-        try container.encode(title, forKey: .title)
-        try container.encode(evidence, forKey: .evidence)
-        try container.encode(tasks, forKey: .tasks)
+extension Finding {
+    /// One line a person reads: `HIGH     dead_tasks: …  (tasks 2, 3)`.
+    public var line: String {
+        let tasks = self.tasks.isEmpty ? "" : "  (tasks \(self.tasks.map(String.init).joined(separator: ", ")))"
+        let level = severity.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)
+        return "\(level) \(kind.rawValue): \(Visible.text(title))\(tasks)"
     }
 }
 

@@ -155,11 +155,14 @@ extension AutonomyStore {
     /// evidence to the next one.
     public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) throws -> Bool {
         try write("mark a task verifying") { db in
-            guard try holdsLease(claimed, db: db) else { return false }
-            try db.transition(
-                claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
-                attempt: claimed.task.attempts)
-            return true
+            do {
+                try db.transition(
+                    claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
+                    attempt: claimed.task.attempts)
+                return true
+            } catch is TransitionRefused {
+                return false  // the lease is another worker's now
+            }
         }
     }
 
@@ -309,11 +312,14 @@ extension AutonomyStore {
     /// gateway asks for), without counting the attempt.
     public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
         try write("defer a task") { db in
-            guard try holdsLease(claimed, db: db) else { return nil }
-            try db.transition(
-                claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
-                changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
-                detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+            do {
+                try db.transition(
+                    claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
+                    changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
+                    detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+            } catch is TransitionRefused {
+                return nil  // the lease is another worker's now
+            }
             return TaskOutcome(
                 id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
                 nextRunAt: until, error: reason)

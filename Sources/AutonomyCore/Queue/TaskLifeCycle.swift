@@ -143,17 +143,18 @@ public struct TransitionRefused: Error, Sendable, CustomStringConvertible {
     public var found: TaskState?
 
     public var description: String {
-        guard taskID != 0 else { return "the \(transition) transition was asked without alert settings (a bug)" }
         let now = found.map { "is \($0.rawValue)" } ?? "does not exist"
         let wanted = expected.map(\.rawValue).joined(separator: " or ")
         return
             "task \(taskID) \(now), not \(wanted): it cannot \(transition) (another process moved it first; try again)"
     }
+}
 
-    /// A caller forgot the alert settings a transition needs: refused rather than silent.
-    static func noAlertSettings(_ transition: TaskTransition) -> TransitionRefused {
-        TransitionRefused(taskID: 0, transition: transition.name, expected: transition.from, found: nil)
-    }
+/// A transition that queues an alert was asked for without the alert settings: a caller's bug,
+/// refused (the whole transaction with it) rather than dropping the alert.
+struct MissingAlertSettings: Error, CustomStringConvertible {
+    var transition: String
+    var description: String { "the \(transition) transition needs the alert settings (a bug: please report it)" }
 }
 
 extension Database {
@@ -230,7 +231,7 @@ extension Database {
             transition.event, at: now, taskID: taskID, type: task.type, attempt: attempt, durationMs: durationMs,
             detail: detail, notes: notes)
         if let alert = transition.alert {
-            guard let notify else { throw TransitionRefused.noAlertSettings(transition) }
+            guard let notify else { throw MissingAlertSettings(transition: transition.name) }
             try queueNotification(alert, taskID: taskID, approvalID: nil, notify: notify, now: now)
         }
         return task

@@ -55,3 +55,5 @@ extension JSONValue {
         (try? JSONValue.parse(text)) ?? .string(text)
     }
 }
+
+extension Nullable: Equatable where Value: Equatable {}
