@@ -365,18 +365,19 @@ extension AutonomyStore {
             let recorded = try recordAttempt(
                 db: db, claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
                 now: now, random: random)
-            var next: ClaimStep?
+            // A savepoint from the statement cache: this runs once per task of a drain.
+            try db.run(sql: "SAVEPOINT claim")
             do {
-                try db.inSavepoint {
-                    next = try claimNext(
-                        db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
-                    return .commit
-                }
+                let next = try claimNext(
+                    db: db, configuration: configuration, now: now, lease: lease, leaseToken: leaseToken)
+                try db.run(sql: "RELEASE claim")
+                return (recorded, next)
             } catch {
+                try db.run(sql: "ROLLBACK TO claim")
+                try db.run(sql: "RELEASE claim")
                 LedgerTail.forget(db)  // its rows were rolled back with the savepoint
-                next = nil
+                return (recorded, nil)
             }
-            return (recorded, next)
         }
     }
 
