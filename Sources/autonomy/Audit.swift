@@ -12,6 +12,9 @@ struct AuditCommand: AsyncParsableCommand {
             Compares the window (default audit.window, 7d) with the one before it, and saves the run.
             Exits 0 when it ran, whatever it found; with --fail-on, 1 when a finding is that severe.
             With --notify, the operator is alerted with the findings' counts and kinds (never their text).
+            Findings propose fixes from a fixed catalog as apply_remediation tasks, each waiting for a
+            signed approval (autonomy approvals); --no-proposals only reports.
+            With audit.explain, a free model writes a short summary at the top (never required).
             Example: autonomy audit --window 7d --markdown
             """)
 
@@ -27,6 +30,8 @@ struct AuditCommand: AsyncParsableCommand {
     var failOn: Severity?
     @Flag(help: "Alert the operator (notify channels) with the findings' counts and kinds.")
     var notify = false
+    @Flag(name: .customLong("no-proposals"), help: "Report only: enqueue no fix proposals.")
+    var noProposals = false
 
     func validate() throws {
         if json && markdown { throw ValidationError("--json and --markdown: choose one") }
@@ -41,7 +46,12 @@ struct AuditCommand: AsyncParsableCommand {
         }
         let (loaded, store) = try global.open(create: false)
         let clock = try currentClock()
-        let report = try store.audit(loaded: loaded, now: clock.now(), window: length, notify: notify)
+        var report = try store.audit(
+            loaded: loaded, now: clock.now(), window: length, notify: notify, propose: !noProposals)
+        if loaded.configuration.audit.explain {
+            report.explanation = await store.explain(
+                report, gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: clock))
+        }
         if notify {
             if loaded.configuration.notify.channels.isEmpty {
                 printError("warning: --notify, but no notify channel is configured (notify.command or notify.webhook)")
@@ -59,20 +69,31 @@ struct AuditCommand: AsyncParsableCommand {
         } else if markdown {
             print(Self.markdown(report))
         } else {
+            if let explanation = report.explanation { print(Visible.text(explanation), terminator: "\n\n") }
             print(report.headline)
             for finding in report.findings { print(finding.line) }
+            if !report.proposals.isEmpty {
+                print("\nProposals (approve or reject each: autonomy approvals):")
+                for proposal in report.proposals { print("  " + proposal.line) }
+            }
         }
         if let failOn, let worst = report.worst, worst >= failOn { throw ExitCode(1) }
     }
 
     static func markdown(_ report: AuditReport) -> String {
-        var lines = ["# Audit \(report.runID)", "", "**\(Visible.text(report.headline))**", ""]
+        var lines = ["# Audit \(report.runID)", ""]
+        if let explanation = report.explanation { lines += ["> " + Visible.text(explanation), ""] }
+        lines += ["**\(Visible.text(report.headline))**", ""]
         if !report.findings.isEmpty { lines += ["| severity | kind | finding | tasks |", "|---|---|---|---|"] }
         for finding in report.findings {
             let title = Visible.text(finding.title).replacingOccurrences(of: "|", with: "\\|")
             lines.append(
                 "| \(finding.severity.rawValue) | `\(finding.kind.rawValue)` | \(title) | \(finding.tasks.map(String.init).joined(separator: ", ")) |"
             )
+        }
+        if !report.proposals.isEmpty {
+            lines += ["", "## Proposals", ""]
+            lines += report.proposals.map { "- " + Visible.text($0.line).replacingOccurrences(of: "|", with: "\\|") }
         }
         return lines.joined(separator: "\n")
     }

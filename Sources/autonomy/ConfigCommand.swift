@@ -28,6 +28,16 @@ struct ConfigCommand: AsyncParsableCommand {
             let warnings = loaded.warnings + loaded.advice + loaded.machineWarnings()
             let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
             let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
+            // The overrides in effect, when the database exists (config check never creates one).
+            var overrides: [Override] = []
+            var unreadable: String?
+            if FileManager.default.fileExists(atPath: database) {
+                do {
+                    overrides = try global.open(loaded, create: false).overrides(now: try currentClock().now())
+                } catch {
+                    unreadable = "the database's overrides could not be read: \(error)"
+                }
+            }
             if json {
                 struct TypeSummary: Encodable {
                     var name, safety: String
@@ -47,11 +57,12 @@ struct ConfigCommand: AsyncParsableCommand {
                     var components: [String]
                     var signers: Int
                     var producers: [String: [String]]
+                    var overrides: [Override]
                     var warnings: [String]
                     enum CodingKeys: String, CodingKey {
                         case file, database, version
                         case taskTypes = "task_types"
-                        case components, signers, producers, warnings
+                        case components, signers, producers, overrides, warnings
                     }
                 }
                 return try printJSON(
@@ -69,7 +80,7 @@ struct ConfigCommand: AsyncParsableCommand {
                             "users": configuration.producers.users.keys.sorted(),
                             "groups": configuration.producers.groups.keys.sorted(),
                         ],
-                        warnings: warnings))
+                        overrides: overrides, warnings: warnings + (unreadable.map { [$0] } ?? [])))
             }
             print("config:   \(loaded.path ?? "built-in defaults")")
             print("database: \(database)")
@@ -87,6 +98,7 @@ struct ConfigCommand: AsyncParsableCommand {
                             switch type.handler {
                             case .exec(let exec): handler = exec.argv.joined(separator: " ")
                             case .llm(let llm): handler = "llm (\(llm.tier.rawValue))"
+                            case .remediation: handler = "built in"
                             }
                             return [
                                 "  " + type.name, type.safety.rawValue + (type.safetyDefaulted ? " (default)" : ""),
@@ -137,8 +149,20 @@ struct ConfigCommand: AsyncParsableCommand {
                     )
                 }
             }
-            for warning in warnings { print("warning: \(warning)") }
-            print(warnings.isEmpty ? "ok" : "ok, with \(warnings.count) warning(s)")
+            if !overrides.isEmpty {
+                print("overrides in effect (on top of this file; 'autonomy overrides remove ID' ends one):")
+                for override in overrides { print("  " + override.line) }
+            }
+            if !configuration.remediations.isEmpty {
+                print(
+                    "remediations: "
+                        + configuration.remediations.keys.sorted().map { name in
+                            "\(name) (for \(configuration.remediations[name]!.findings.map(\.rawValue).sorted().joined(separator: ", ")))"
+                        }.joined(separator: "; "))
+            }
+            let shown = warnings + (unreadable.map { [$0] } ?? [])
+            for warning in shown { print("warning: \(warning)") }
+            print(shown.isEmpty ? "ok" : "ok, with \(shown.count) warning(s)")
         }
     }
 }

@@ -66,7 +66,8 @@ struct Demo: AsyncParsableCommand {
         options.clock = clock
         options.handlerEnvironment = ["AUTONOMY_DATABASE": store.path, "AUTONOMY_CONFIG": configPath]
         options.logger = makeLogger("autonomy.demo")
-        let worker = Worker(store: store, loaded: loaded, options: options)
+        let worker = Worker(
+            store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
         let report = try await worker.work(drain: Worker.Limits(maxSeconds: 30))
         for attempt in report.attempts {
             let state = attempt.outcome?.state.rawValue ?? "lease lost"

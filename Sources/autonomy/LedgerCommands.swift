@@ -207,9 +207,10 @@ struct MapShow: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (loaded, store) = try global.open(create: false)
+        let (file, store) = try global.open(create: false)
         let now = try currentClock().now()
         let start = try windowStart(since, now: now) ?? now
+        let loaded = try store.applyingOverrides(to: file, now: now)
         let report = try store.systemMap(configuration: loaded.configuration, since: start)
         if markdown { return print(MapDocument.markdown(report, loaded: loaded, since: since)) }
         if json {
@@ -218,15 +219,16 @@ struct MapShow: AsyncParsableCommand {
                 var types: [TypeStats]
                 var components: [ComponentStats]
                 var undeclaredTypes: [String]
+                var overrides: [Override]
                 enum CodingKeys: String, CodingKey {
-                    case since, types, components
+                    case since, types, components, overrides
                     case undeclaredTypes = "undeclared_types"
                 }
             }
             return try printJSON(
                 Output(
                     since: ISOTime(start), types: report.types, components: report.components,
-                    undeclaredTypes: report.undeclared))
+                    undeclaredTypes: report.undeclared, overrides: loaded.configuration.overrides))
         }
         print("since \(display(start, loaded.configuration)) (\(since))")
         print(
@@ -244,7 +246,11 @@ struct MapShow: AsyncParsableCommand {
                         type.p95Ms.map { Interval(milliseconds: $0).description } ?? "-",
                         String(format: "$%.2f", type.costUSD),
                         type.lastSuccess.map { display($0, loaded.configuration) } ?? "never",
-                        type.shelfware ? (type.everSucceeded ? "SHELFWARE (none in window)" : "SHELFWARE (never)") : "",
+                        ([
+                            type.shelfware
+                                ? (type.everSucceeded ? "SHELFWARE (none in window)" : "SHELFWARE (never)") : ""
+                        ]
+                            + type.overrides.map { "OVERRIDE: \($0)" }).filter { !$0.isEmpty }.joined(separator: "; "),
                     ]
                 }))
         if !report.components.isEmpty {
@@ -263,6 +269,10 @@ struct MapShow: AsyncParsableCommand {
         }
         if !report.undeclared.isEmpty {
             print("\nin the ledger but no longer declared: \(report.undeclared.joined(separator: ", "))")
+        }
+        if !loaded.configuration.overrides.isEmpty {
+            print("\noverrides in effect ('autonomy overrides remove ID' ends one):")
+            for override in loaded.configuration.overrides { print("  " + override.line) }
         }
     }
 }
@@ -307,6 +317,7 @@ enum MapDocument {
             switch type.handler {
             case .exec(let exec): return "`" + cell(exec.argv.joined(separator: " ")) + "`"
             case .llm(let llm): return "llm, tier \(llm.tier.rawValue)"
+            case .remediation: return "built in"
             }
         }
         var lines = [
@@ -328,20 +339,23 @@ enum MapDocument {
         }
         lines += [
             "## Task types", "",
-            "| type | owner | safety | handler | verifiers | last success | success rate | runs | shelfware |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| type | owner | safety | handler | verifiers | last success | success rate | runs | shelfware | overrides |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for stats in report.types {
             let type = configuration.taskTypes[stats.name]
             let verifiers = type.map { $0.verify.isEmpty ? "none (exit status only)" : "\($0.verify.count)" } ?? "—"
             lines.append(
-                "| \(cell(stats.name)) | \(cell(stats.owner ?? "—")) | \(stats.safety.rawValue) | \(type.map(handler) ?? "—") | \(verifiers) | \(stats.lastSuccess.map { Timestamp.format($0, timeZone: configuration.timezone) } ?? "never") | \(stats.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "—") | \(stats.runs) | \(stats.shelfware ? (stats.everSucceeded ? "yes" : "yes, never succeeded") : "") |"
+                "| \(cell(stats.name)) | \(cell(stats.owner ?? "—")) | \(stats.safety.rawValue) | \(type.map(handler) ?? "—") | \(verifiers) | \(stats.lastSuccess.map { Timestamp.format($0, timeZone: configuration.timezone) } ?? "never") | \(stats.successRate.map { String(format: "%.0f%%", $0 * 100) } ?? "—") | \(stats.runs) | \(stats.shelfware ? (stats.everSucceeded ? "yes" : "yes, never succeeded") : "") | \(cell(stats.overrides.joined(separator: ", "))) |"
             )
         }
         if !report.undeclared.isEmpty {
             lines += [
                 "", "In the ledger but no longer declared: \(report.undeclared.map(cell).joined(separator: ", ")).",
             ]
+        }
+        if !configuration.overrides.isEmpty {
+            lines += ["", "## Overrides in effect", ""] + configuration.overrides.map { "- " + cell($0.line) }
         }
         return lines.joined(separator: "\n")
     }

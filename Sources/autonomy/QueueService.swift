@@ -174,10 +174,14 @@ struct QueueService {
             let rows = status.countsByType.keys.sorted().map { type -> [String] in
                 let counts = status.countsByType[type, default: [:]]
                 let other = counts.filter { !columns.contains($0.key) }.values.reduce(0, +)
-                let declared = configuration.taskTypes[type] == nil ? " (undeclared)" : ""
+                let declared = configuration.taskType(named: type) == nil ? " (undeclared)" : ""
                 return [type + declared] + columns.map { String(counts[$0, default: 0]) } + [String(other)]
             }
             printout.line(table(["TYPE", "QUEUED", "AWAITING", "RUNNING", "DONE", "DEAD", "OTHER"], rows))
+        }
+        if !status.overrides.isEmpty {
+            printout.line("\noverrides in effect ('autonomy overrides remove ID' ends one):")
+            for override in status.overrides { printout.line("  " + override.line) }
         }
         if !status.recentDead.isEmpty {
             printout.line("\ndead tasks (most recent first; 'autonomy tasks retry ID' sends one back):")
@@ -424,6 +428,7 @@ private struct StatusOutput: Encodable {
     @Nullable var nextScheduled: Scheduled?
     var expiredLeases: Int
     var dead: [Dead]
+    var overrides: [Override]
 
     enum CodingKeys: String, CodingKey {
         case counts
@@ -431,7 +436,7 @@ private struct StatusOutput: Encodable {
         case oldestRunnable = "oldest_runnable"
         case nextScheduled = "next_scheduled"
         case expiredLeases = "expired_leases"
-        case dead
+        case dead, overrides
     }
 
     init(_ status: QueueStatus, now: Int64) {
@@ -448,5 +453,6 @@ private struct StatusOutput: Encodable {
         dead = status.recentDead.map {
             Dead(id: $0.id, type: $0.type, finishedAt: ISOTime($0.finishedAt), lastError: $0.lastError)
         }
+        overrides = status.overrides
     }
 }

@@ -60,7 +60,8 @@ struct Verify: AsyncParsableCommand {
         var options = Worker.Options()
         options.clock = clock
         options.logger = makeLogger("autonomy.verify")
-        let worker = Worker(store: store, loaded: loaded, options: options)
+        let worker = Worker(
+            store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
         if pending {
             let report = try await worker.verifyStuck()
             if json { return try printJSON(report) }

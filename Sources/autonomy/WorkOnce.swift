@@ -52,7 +52,9 @@ struct WorkOnce: AsyncParsableCommand {
         options.handlerEnvironment = environment
         options.logger = makeLogger("autonomy.worker")
         options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
-        let worker = Worker(store: store, loaded: loaded, options: options)
+        // The overrides approved proposals made, on top of the file, as they stand at the start.
+        let worker = Worker(
+            store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
         let limits =
             drain
             ? Worker.Limits(

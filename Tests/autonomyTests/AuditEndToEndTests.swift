@@ -19,7 +19,7 @@ import Testing
         _ = try await sandbox.run(["enqueue", "doomed"])
         #expect(try await sandbox.run(["work-once", "--drain"]).status == 0)
 
-        let text = try await sandbox.run(["audit"])
+        let text = try await sandbox.run(["audit", "--no-proposals"])
         #expect(text.status == 0, "\(text.stderr)")
         let lines = text.stdout.split(separator: "\n").map(String.init)
         #expect(
@@ -30,14 +30,23 @@ import Testing
         #expect(lines[2].hasPrefix(#"MEDIUM   failure_signature: doomed failed 1× with "exited with status <n>"#))
         #expect(lines[3].hasPrefix("LOW      shelfware: doomed is declared but was never done in this window"))
 
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE type = 'apply_remediation'") == 0)
+
         let json = try JSONValue.parse(try await sandbox.run(["audit", "--json"]).stdout)
         #expect(json[path: "run_id"] == .int(2))
+        // The dead task proposes sending it back; nothing else here has a catalog fix (no alert
+        // channel to call an owner with).
+        #expect(json[path: "proposals.0.action"] == "retry_dead" && json[path: "proposals.0.status"] == "proposed")
+        #expect(json[path: "proposals.0.parameters.type"] == "doomed" && json[path: "proposals.0.task"] == .int(3))
+        #expect(json[path: "proposals.1"] == nil, "\(json)")
         guard case .array(let findings)? = json[path: "findings"] else { throw CLIFailureInTest("no findings") }
         #expect(findings.map { $0[path: "kind"] } == ["dead_tasks", "failure_signature", "shelfware"])
         #expect(findings[0][path: "tasks"] == [2] && findings[0][path: "evidence.dead"] == .int(1))
 
         let markdown = try await sandbox.run(["audit", "--markdown"])
         #expect(markdown.stdout.contains("| high | `dead_tasks` | 1 doomed task died"), "\(markdown.stdout)")
+        #expect(markdown.stdout.contains("- task 3: retry_dead(since="), "\(markdown.stdout)")
+        #expect(markdown.stdout.contains("for dead_tasks doomed: still open, not proposed again"))
         #expect(try sandbox.count("SELECT COUNT(*) FROM audit_runs") == 3)
         #expect(try sandbox.count("SELECT COUNT(*) FROM findings WHERE kind = 'dead_tasks'") == 3)
         #expect(try sandbox.count("SELECT COUNT(*) FROM findings") == 9)
@@ -96,11 +105,11 @@ import Testing
         #expect(
             lines.contains {
                 $0.hasPrefix("| report | ops | safe | `/bin/true` | none (exit status only) | 20")
-                    && $0.hasSuffix("| 100% | 1 |  |")
+                    && $0.hasSuffix("| 100% | 1 |  |  |")
             }, "\(document.stdout)")
         #expect(
             lines.contains {
-                $0.hasPrefix("| doomed | ops | safe | `/bin/false` |") && $0.hasSuffix("| yes, never succeeded |")
+                $0.hasPrefix("| doomed | ops | safe | `/bin/false` |") && $0.hasSuffix("| yes, never succeeded |  |")
             })
     }
 }
@@ -122,7 +131,18 @@ import Testing
         let audit = try await sandbox.run(["audit", "--notify"])
         #expect(audit.status == 0 && audit.stderr.isEmpty, "\(audit.stderr)")
         let added = try String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8).dropFirst(before.count)
-        let alert = try JSONValue.parse(String(added))
+        let alerts = try added.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        // The approval requests of the proposals it made (retry the dead task, call the owners of
+        // the type that died and of the one never done), then the report.
+        #expect(
+            alerts.map { $0[path: "event"] } == [
+                "approval_needed", "approval_needed", "approval_needed", "audit_report",
+            ], "\(added)")
+        #expect(alerts.prefix(3).allSatisfy { $0[path: "task.type"] == "apply_remediation" })
+        #expect(alerts[0][path: "text"]?.stringValue?.contains("retry_dead(since=") == true)
+        #expect(alerts[1][path: "text"]?.stringValue?.contains("notify_owner(type=doomed) for dead_tasks") == true)
+        #expect(alerts[2][path: "text"]?.stringValue?.contains("notify_owner(type=report) for shelfware") == true)
+        let alert = alerts[3]
         #expect(
             alert[path: "event"] == "audit_report" && alert[path: "run_id"] == .int(1) && alert[path: "worst"] == "high"
         )

@@ -9,6 +9,14 @@ public struct AuditSettings: Sendable {
     /// Fewer finished tasks than this in either window raise no drift: too small a sample.
     public var minSample = 10
     public var thresholds = AuditThresholds()
+    /// A proposal rejected this recently is not proposed again.
+    public var cooldown: Interval = .days(7)
+    /// How long a proposal waits for a decision before it expires.
+    public var proposalsExpireAfter: Interval = .days(7)
+    /// How long an override a proposal makes lasts; nil: until removed.
+    public var overridesExpireAfter: Interval?
+    /// Ask the model gateway (free tier) for a short plain-language summary of the findings.
+    public var explain = false
 
     public init() {}
 }
@@ -32,13 +40,23 @@ extension AuditSettings: Decodable {
         case window
         case staleApproval = "stale_approval"
         case minSample = "min_sample"
-        case thresholds
+        case thresholds, cooldown, explain
+        case proposalsExpireAfter = "proposals_expire_after"
+        case overridesExpireAfter = "overrides_expire_after"
     }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
+        cooldown = try container.interval(.cooldown, default: cooldown, from: .zero, to: .days(366))
+        proposalsExpireAfter = try container.interval(
+            .proposalsExpireAfter, default: proposalsExpireAfter, from: .minutes(1), to: .days(366))
+        if container.contains(.overridesExpireAfter) {
+            overridesExpireAfter = try container.interval(
+                .overridesExpireAfter, default: .days(7), from: .minutes(1), to: .days(366))
+        }
+        explain = try container.decodeIfPresent(Bool.self, forKey: .explain) ?? false
         window = try container.interval(.window, default: window, from: .hours(1), to: .days(366))
         staleApproval = try container.interval(
             .staleApproval, default: staleApproval, from: .minutes(1), to: .days(366))

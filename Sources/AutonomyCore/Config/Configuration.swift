@@ -26,20 +26,31 @@ public struct Configuration: Sendable {
     public var gateway = GatewaySettings()
     /// How `audit` looks back.
     public var audit = AuditSettings()
+    /// Commands an operator declares as fixes (`run_remediation`), by name.
+    public var remediations: [String: RemediationCommand] = [:]
+    /// The overrides applied on top of the file (see `applying(_:)`); empty as read from the file.
+    public var overrides: [Override] = []
+    /// The file's lease, kept while an override raises `worker.lease`.
+    var declaredLease: Interval?
+    /// The types an override pauses, sorted: no claim takes their tasks.
+    public internal(set) var pausedTypes: [String] = []
 
     /// The newest `version` this binary understands.
     public static let supportedVersion = 1
 
     public init() {}
 
-    public func taskType(named name: String) -> TaskType? { taskTypes[name] }
+    /// A declared type, or the built-in `apply_remediation`.
+    public func taskType(named name: String) -> TaskType? {
+        taskTypes[name] ?? (name == TaskType.remediationTypeName ? .applyRemediation(audit) : nil)
+    }
 }
 
 extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, approvals, gateway, producers, audit
+        case components, notify, approvals, gateway, producers, audit, remediations
     }
 
     public init(from decoder: any Decoder) throws {
@@ -78,6 +89,14 @@ extension Configuration: Decodable {
                         codingPath: [CodingKeys.taskTypes, ConfigKey(name)],
                         debugDescription: "a task type name uses letters, digits, '_', '-' and '.' only (at most 100)"))
             }
+            guard name != TaskType.remediationTypeName else {
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: [CodingKeys.taskTypes, ConfigKey(name)],
+                        debugDescription:
+                            "\(name) is built in (fix proposals from `autonomy audit`); declare fixes under remediations"
+                    ))
+            }
             var type = body.type
             type.name = name
             if type.canBeDangerous, type.verify.isEmpty {
@@ -96,5 +115,12 @@ extension Configuration: Decodable {
         gateway = try container.decodeIfPresent(GatewaySettings.self, forKey: .gateway) ?? GatewaySettings()
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
         audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
+        remediations = try container.decodeIfPresent([String: RemediationCommand].self, forKey: .remediations) ?? [:]
+        for name in remediations.keys where !TaskType.isValidName(name) {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: [CodingKeys.remediations, ConfigKey(name)],
+                    debugDescription: "a remediation name uses letters, digits, '_', '-' and '.' only (at most 100)"))
+        }
     }
 }

@@ -26,17 +26,27 @@ public struct TaskType: Sendable {
     public var approvalExpiresAfter: Interval = .hours(24)
     /// A critical type's tasks are not deferred when the day's budget is spent (they fail instead).
     public var critical = false
+    /// Set by an override: none of its tasks is claimed.
+    public var paused = false
+    /// Set by an override: the handler's time limit, over whatever the file says.
+    public var timeoutOverride: Interval?
+    /// Set by an override: no task of this type gets fewer attempts (its own `max_attempts` included).
+    public var attemptsFloor: Int?
 
     public init(name: String, handler: Handler) {
         self.name = name
         self.handler = handler
     }
 
+    /// The attempts its tasks get unless they say otherwise: the retry policy's, or an override's if higher.
+    public var effectiveMaxAttempts: Int { max(retry.maxAttempts, attemptsFloor ?? 0) }
+
     /// Whether some payload can make this type dangerous (then it must declare a verifier).
     public var canBeDangerous: Bool { safety == .dangerous || rules.contains { $0.safety == .dangerous } }
 
     /// The handler's time limit: the handler's own, else the type's, else the worker default.
     public func effectiveTimeout(_ worker: WorkerSettings) -> Interval {
+        if let timeoutOverride { return timeoutOverride }
         if case .exec(let exec) = handler, let timeout = exec.timeout { return timeout }
         if case .llm = handler, timeout == nil { return .minutes(10) }
         return timeout ?? worker.defaultTimeout
@@ -47,6 +57,13 @@ public struct TaskType: Sendable {
 public enum Handler: Sendable {
     case exec(ExecHandler)
     case llm(LLMHandler)
+    /// Built in: applies a fix proposal (`apply_remediation`); never declared in a file.
+    case remediation
+
+    public var isBuiltIn: Bool {
+        if case .remediation = self { return true }
+        return false
+    }
 }
 
 /// A prompt to the model gateway: the completion is the task's result (JSON if it parses).

@@ -11,6 +11,7 @@ public struct SecretRedactor: Sendable {
         for type in configuration.taskTypes.values {
             if case .exec(let exec) = type.handler { names.formUnion(exec.passEnv) }
         }
+        for remediation in configuration.remediations.values { names.formUnion(remediation.exec.passEnv) }
         // Longest first, so a secret that contains another is replaced whole. Very short values
         // would blank out ordinary text and protect nothing.
         secrets = names.compactMap { name in

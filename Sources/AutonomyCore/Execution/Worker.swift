@@ -312,7 +312,8 @@ public struct Worker: Sendable {
             metadata: [
                 "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
             ])
-        let (runner, redactor) = (self.runner, self.redactor)
+        let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? remediator : self.runner
+        let redactor = self.redactor
         return redactor.redact(
             await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) })
     }
@@ -361,7 +362,19 @@ public struct Worker: Sendable {
 
     /// The verifiers, as this worker runs them.
     public var verificationRunner: VerificationRunner {
-        VerificationRunner(runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause)
+        let remediator = self.remediator
+        return VerificationRunner(
+            runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause,
+            reevaluate: { await remediator.reevaluate($0) })
+    }
+
+    /// The built-in handler and verifier of fix proposals: always this one, whatever `runner` is.
+    var remediator: Remediator {
+        let worker = self
+        return Remediator(
+            store: store, loaded: loaded, clock: clock,
+            exec: ExecRunner(settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
+            recover: { _ = try await worker.verifyStuck() })
     }
 
     /// Checks a task's evidence again now (`verify ID`) and acts on what it finds: a failed or dead

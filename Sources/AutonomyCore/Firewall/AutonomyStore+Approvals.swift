@@ -72,13 +72,18 @@ extension Database {
                     """), arguments: [taskID, payloadSHA256])
     }
 
-    /// Pending requests whose time is up become `expired`, and so do their tasks.
-    func expireApprovals(now: Int64) throws -> [ApprovalRecord] {
+    /// Pending requests whose time is up become `expired`, and so do their tasks; with
+    /// `requestedBefore` (a proposal's `expire_stale_approvals`), those asked before then instead.
+    func expireApprovals(now: Int64, requestedBefore: Int64? = nil) throws -> [ApprovalRecord] {
         let due = try ApprovalRecord.fetchAll(
             self,
-            sql: """
+            sql: requestedBefore == nil
+                ? """
                 SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending WHERE state = 'pending' AND expires_at <= ? ORDER BY id
-                """, arguments: [now])
+                """
+                : """
+                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ? ORDER BY id
+                """, arguments: [requestedBefore ?? now])
         for approval in due {
             try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
             try execute(

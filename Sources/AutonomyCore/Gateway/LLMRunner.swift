@@ -63,6 +63,8 @@ public struct HandlerDispatcher: HandlerRunner {
         switch invocation.type.handler {
         case .exec: return await exec.run(invocation)
         case .llm: return await llm.run(invocation)
+        case .remediation:
+            return HandlerOutcome(status: .couldNotStart("fix proposals are applied by the worker itself"))
         }
     }
 }

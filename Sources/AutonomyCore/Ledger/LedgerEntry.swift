@@ -45,6 +45,10 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case llmCall = "llm_call"
     /// The day's budget is spent: a non-critical task waits for the next day.
     case deferred
+    /// An approved proposal adjusted the worker at runtime (a pause, a raised timeout…).
+    case overrideSet = "override_set"
+    /// An override ended: removed by an operator, replaced, or undone by a proposal.
+    case overrideRemoved = "override_removed"
 }
 
 /// One row of the append-only ledger.

@@ -22,6 +22,8 @@ public struct TypeStats: Sendable, Encodable {
     public var verificationFailures: Int
     /// Checks made in the window, passed or not.
     public var checks = 0
+    /// The overrides in effect on the type (`pause`, `timeout 20m`…), when the map was given them.
+    public var overrides: [String] = []
 
     /// Declared, but never done in the window (or ever): shelfware.
     public var shelfware: Bool { lastSuccessInWindow == false }
@@ -39,6 +41,7 @@ public struct TypeStats: Sendable, Encodable {
         case everSucceeded = "ever_succeeded"
         case shelfware
         case verificationFailures = "verification_failures"
+        case overrides
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -58,6 +61,7 @@ public struct TypeStats: Sendable, Encodable {
         try container.encode(everSucceeded, forKey: .everSucceeded)
         try container.encode(shelfware, forKey: .shelfware)
         try container.encode(verificationFailures, forKey: .verificationFailures)
+        try container.encode(overrides, forKey: .overrides)
     }
 }
 
@@ -113,7 +117,9 @@ extension AutonomyStore {
         try read("build the system map") { db in
             var types: [TypeStats] = []
             for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
-                types.append(try stats(for: type, since: since, db: db))
+                var stats = try stats(for: type, since: since, db: db)
+                stats.overrides = configuration.overrides.filter { $0.type == type.name }.map(\.effect)
+                types.append(stats)
             }
             let byName = Dictionary(uniqueKeysWithValues: types.map { ($0.name, $0) })
             let components = configuration.components.map { component -> ComponentStats in
@@ -132,7 +138,7 @@ extension AutonomyStore {
                 seen.append(type)
                 next = try String.fetchOne(db, sql: "SELECT MIN(type) FROM ledger WHERE type > ?", arguments: [type])
             }
-            let undeclared = seen.filter { configuration.taskTypes[$0] == nil }
+            let undeclared = seen.filter { configuration.taskType(named: $0) == nil }
             return SystemMapReport(since: since, types: types, components: components, undeclared: undeclared)
         }
     }

@@ -15,6 +15,8 @@ public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
     case test
     /// `autonomy audit --notify`: what the last audit found, by kind and severity.
     case auditReport = "audit_report"
+    /// An approved proposal (`notify_owner`) calls a task type's owner.
+    case ownerNeeded = "owner_needed"
 }
 
 /// One alert, ready for a channel: a JSON document and a one-line text.
@@ -163,6 +165,13 @@ extension AutonomyStore {
             return NotificationMessage.taskDead(task)
         case .test:
             return NotificationMessage.test(now: now)
+        case .ownerNeeded:
+            guard let task, let proposal = try? Proposal(payload: task.payload), let type = proposal.action.type else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.ownerNeeded(
+                type: type, owner: configuration.taskTypes[type]?.owner, finding: proposal.finding, proposal: task.id)
         case .auditReport:
             guard let run = try latestAudit() else {
                 try finishObsolete(notification, now: now)
@@ -357,6 +366,23 @@ extension NotificationMessage {
                 "worst": run.counts.keys.max().map { .string($0.rawValue) } ?? .null,
                 "findings": .array(
                     run.kinds.map { .object(["kind": .string($0.kind), "severity": .string($0.severity)]) }),
+            ]))
+    }
+
+    /// The finding's kind and severity, never its title (which may quote what a handler printed).
+    static func ownerNeeded(type: String, owner: String?, finding: Finding, proposal: Int64) -> NotificationMessage {
+        let text =
+            "owner needed: task type \(type) (owner: \(owner.map(Visible.text) ?? "none")) has a \(finding.severity.rawValue)"
+            + " \(finding.kind.rawValue) finding — see: autonomy tasks show \(proposal)"
+        return NotificationMessage(
+            event: .ownerNeeded, text: text,
+            body: .object([
+                "event": "owner_needed", "text": .string(text), "type": .string(type),
+                "owner": owner.map { .string(Visible.text($0)) } ?? .null,
+                "finding": .object([
+                    "kind": .string(finding.kind.rawValue), "severity": .string(finding.severity.rawValue),
+                ]),
+                "proposal": .int(proposal),
             ]))
     }
 

@@ -8,9 +8,18 @@ extension AutonomyStore {
     ///
     /// With `notify`, an `audit_report` alert is queued in the same transaction, for every
     /// configured channel (deliver it with `AlertDelivery`).
+    ///
+    /// With `propose`, the findings' fix proposals from the fixed catalog are enqueued in the same
+    /// transaction as `apply_remediation` tasks (dangerous: each waits for a signed approval),
+    /// except those still open under the same key and those rejected within `audit.cooldown`.
     public func audit(
-        loaded: LoadedConfiguration, now: Int64, window: Interval? = nil, notify: Bool = false
+        loaded file: LoadedConfiguration, now: Int64, window: Interval? = nil, notify: Bool = false,
+        propose: Bool = true
     ) throws -> AuditReport {
+        let overrides = try overrides(now: now)
+        // The map as the worker runs it: a raise starts from the raised value.
+        var loaded = file
+        loaded.configuration = file.configuration.applying(overrides)
         let configuration = loaded.configuration
         let settings = configuration.audit
         let length = (window ?? settings.window).milliseconds
@@ -33,13 +42,25 @@ extension AutonomyStore {
             found += try budgetAndAlerts(configuration, start: start, end: now, db: db)
             return found
         }
+        findings += overrides.filter { $0.kind == .pause }.compactMap { pause in
+            pause.type.map { type in
+                Finding(
+                    .pausedType, .low, subject: type,
+                    title:
+                        "\(type) is paused by override \(pause.id) since \(Timestamp.format(pause.createdAt)): its tasks wait",
+                    evidence: ["override": .int(pause.id), "since": .string(Timestamp.format(pause.createdAt))])
+            }
+        }
         findings = findings.worstFirst()
         let headline = Self.headline(findings, window: Interval(milliseconds: length))
-        let runID = try write("save an audit") { db in
+        let catalog =
+            propose ? RemediationCatalog.proposals(for: findings, configuration: configuration, since: start) : []
+        let (runID, proposals) = try write("save an audit") { db in
             try db.execute(
                 sql: "INSERT INTO audit_runs (at, window_start, window_end, headline, worst) VALUES (?, ?, ?, ?, ?)",
                 arguments: [now, start, now, headline, findings.first?.severity.rawValue])
             let run = db.lastInsertedRowID
+            var ids: [Int64] = []
             for finding in findings {
                 var evidence = finding.evidence.objectValue ?? [:]
                 evidence["tasks"] = .array(finding.tasks.map { .int($0) })
@@ -51,15 +72,61 @@ extension AutonomyStore {
                         run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
                         JSONValue.object(evidence).canonicalText,
                     ])
+                ids.append(db.lastInsertedRowID)
+            }
+            var proposals: [ProposalOutcome] = []
+            for var proposal in catalog {
+                guard let index = findings.firstIndex(of: proposal.finding) else { continue }
+                (proposal.runID, proposal.findingID) = (run, ids[index])
+                proposals.append(
+                    try enqueue(proposal, settings: settings, configuration: configuration, db: db, now: now))
             }
             if notify {
                 try db.queueNotification(
                     .auditReport, taskID: nil, approvalID: nil, notify: configuration.notify, now: now)
             }
-            return run
+            return (run, proposals)
         }
         return AuditReport(
-            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings)
+            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings,
+            proposals: proposals)
+    }
+
+    /// Enqueues one proposal, unless one under its key is still open or was rejected within the
+    /// cooldown; says which.
+    private func enqueue(
+        _ proposal: Proposal, settings: AuditSettings, configuration: Configuration, db: Database, now: Int64
+    ) throws -> ProposalOutcome {
+        let finals = TaskState.sqlList(TaskState.finalStates)
+        if let open = try Int64.fetchOne(
+            db,
+            sql: """
+                SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
+                WHERE p.key = ? AND t.state NOT IN (\(finals)) ORDER BY t.id LIMIT 1
+                """, arguments: [proposal.key])
+        {
+            return ProposalOutcome(proposal, task: open, status: .stillOpen)
+        }
+        if let rejected = try Int64.fetchOne(
+            db,
+            sql: """
+                SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
+                WHERE p.key = ? AND t.state = 'rejected' AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
+                """, arguments: [proposal.key, now - settings.cooldown.milliseconds])
+        {
+            return ProposalOutcome(proposal, task: rejected, status: .coolingDown)
+        }
+        let request = EnqueueRequest(
+            type: TaskType.remediationTypeName, payload: proposal.payload.canonicalText, source: "audit",
+            subject: "\(proposal.action.summary) for \(proposal.finding.kind.rawValue)")
+        let task = try insert(
+            try request.prepare(configuration, now: now, proposal: true), db: db, configuration: configuration,
+            now: now
+        ).task
+        try db.execute(
+            sql: "INSERT INTO proposals (task_id, key, action, run_id, finding_id) VALUES (?, ?, ?, ?, ?)",
+            arguments: [task.id, proposal.key, proposal.action.name, proposal.runID, proposal.findingID])
+        return ProposalOutcome(proposal, task: task.id, status: .proposed)
     }
 
     static func headline(_ findings: [Finding], window: Interval) -> String {
@@ -237,7 +304,7 @@ extension AutonomyStore {
 
     // MARK: - Stuck work
 
-    private func stuck(_ settings: AuditSettings, now: Int64, start: Int64, db: Database) throws -> [Finding] {
+    func stuck(_ settings: AuditSettings, now: Int64, start: Int64, db: Database) throws -> [Finding] {
         var found: [Finding] = []
         let stale = try Row.fetchAll(
             db,
@@ -331,7 +398,7 @@ extension AutonomyStore {
         var found: [Finding] = []
         for type in try String.fetchAll(
             db, sql: "SELECT DISTINCT type FROM ledger WHERE at >= ? AND at < ? AND type IS NOT NULL",
-            arguments: [start, end]) where configuration.taskTypes[type] == nil
+            arguments: [start, end]) where configuration.taskType(named: type) == nil
         {
             found.append(
                 Finding(
@@ -394,6 +461,8 @@ extension AutonomyStore {
                             title: "\(type.name) is an llm type, and no model is configured",
                             evidence: ["tier": "auto"]))
                 }
+            case .remediation:
+                break
             }
             if type.owner == nil {
                 found.append(Finding(.noOwner, .low, subject: type.name, title: "task type \(type.name) has no owner"))

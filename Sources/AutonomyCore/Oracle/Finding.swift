@@ -39,6 +39,8 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     case daysAtCap = "days_at_cap"
     case deferrals
     case alertsFailing = "alerts_failing"
+    /// An override pauses the type: its tasks wait.
+    case pausedType = "paused_type"
 }
 
 /// One thing an audit found, with the numbers behind it and the tasks or ledger rows to look at.
@@ -89,12 +91,16 @@ public struct AuditReport: Sendable, Encodable {
     public var windowEnd: ISOTime
     public var headline: String
     public var findings: [Finding]
+    /// What the audit proposed, or found already proposed.
+    public var proposals: [ProposalOutcome] = []
+    /// A plain-language summary from the model gateway (`audit.explain`), or why there is none.
+    @Nullable public var explanation: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id"
         case windowStart = "window_start"
         case windowEnd = "window_end"
-        case headline, findings
+        case headline, explanation, findings, proposals
     }
 
     /// The most severe finding's severity; nil when nothing was found.
@@ -118,5 +124,46 @@ public enum FailureSignature {
             line = line.replacingOccurrences(of: pattern, with: placeholder, options: .regularExpression)
         }
         return line.trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// One proposal of an audit: enqueued now, or left alone because it is still open or was
+/// rejected within the cooldown.
+public struct ProposalOutcome: Sendable, Encodable {
+    public enum Status: String, Sendable, Encodable {
+        case proposed
+        case stillOpen = "still_open"
+        case coolingDown = "cooling_down"
+    }
+
+    public var status: Status
+    /// The new task, the open one, or the rejected one.
+    public var task: Int64
+    public var action: String
+    public var parameters: JSONValue
+    public var finding: FindingKind
+    @Nullable public var subject: String?
+
+    public init(_ proposal: Proposal, task: Int64, status: Status) {
+        (self.status, self.task, self.action, self.parameters) =
+            (status, task, proposal.action.name, proposal.action.parameters)
+        (finding, subject) = (proposal.finding.kind, proposal.finding.subject)
+    }
+
+    var summary: String {
+        (try? RemediationAction(name: action, parameters: parameters).summary) ?? action
+    }
+
+    /// One line a person reads.
+    public var line: String {
+        let about = "for \(finding.rawValue)\(subject.map { " " + Visible.text($0) } ?? "")"
+        switch status {
+        case .proposed:
+            return "task \(task): \(summary) \(about): awaiting approval (autonomy approvals)"
+        case .stillOpen:
+            return "task \(task): \(summary) \(about): still open, not proposed again"
+        case .coolingDown:
+            return "task \(task): \(summary) \(about): rejected within audit.cooldown, not proposed again"
+        }
     }
 }

@@ -136,7 +136,7 @@ extension AutonomyStore {
         }
     }
 
-    private func insert(
+    func insert(
         _ task: PreparedTask, db: Database, configuration: Configuration, now: Int64, producer: ProducerPolicy? = nil
     ) throws -> EnqueueOutcome {
         let notify = configuration.notify

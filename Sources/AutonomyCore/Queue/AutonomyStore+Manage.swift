@@ -13,6 +13,8 @@ public struct QueueStatus: Sendable {
     public var recentDead: [TaskRecord]
     /// Tasks whose lease has run out: their worker died; the next work-once recovers them.
     public var expiredLeases: Int
+    /// The overrides in effect (none for a producer's view).
+    public var overrides: [Override] = []
 }
 
 /// Filters for `autonomy tasks list`.
@@ -101,13 +103,7 @@ extension AutonomyStore {
             guard !task.payload.isEmpty else {
                 throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
             }
-            // Running the task again asks for a human's yes anew.
-            try db.supersedeApprovals(
-                taskID: taskID, typeName: task.type, states: [.pending, .approved],
-                reason: "the task was retried by \(actor)", now: now)
-            return try db.transition(
-                taskID, .retry, at: now, changing: [.freshStart, .runAt(now)], attempt: task.attempts,
-                detail: ["by": .string(actor), "previous_attempts": .int(Int64(task.attempts))])
+            return try db.retryDead(task, by: actor, now: now)
         }
     }
 
@@ -169,7 +165,22 @@ extension AutonomyStore {
                         """, arguments: arguments(now)) ?? 0
             return QueueStatus(
                 counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
-                recentDead: dead, expiredLeases: expired)
+                recentDead: dead, expiredLeases: expired,
+                overrides: source == nil ? try db.activeOverrides(now: now) : [])
         }
+    }
+}
+
+extension Database {
+    /// Sends a dead task back to the queue with a fresh set of attempts; running it again asks for
+    /// a human's yes anew.
+    @discardableResult
+    func retryDead(_ task: TaskRecord, by actor: String, now: Int64) throws -> TaskRecord {
+        try supersedeApprovals(
+            taskID: task.id, typeName: task.type, states: [.pending, .approved],
+            reason: "the task was retried by \(actor)", now: now)
+        return try transition(
+            task.id, .retry, at: now, changing: [.freshStart, .runAt(now)], attempt: task.attempts,
+            detail: ["by": .string(actor), "previous_attempts": .int(Int64(task.attempts))])
     }
 }

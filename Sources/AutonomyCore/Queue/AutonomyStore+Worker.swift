@@ -217,6 +217,9 @@ extension AutonomyStore {
         // by priority level, each a seek in the claim index, so a mass of tasks scheduled for later
         // at a high priority never makes a claim scan them. INDEXED BY keeps the planner on the claim
         // index whatever its statistics say (without them it prefers the state index and scans).
+        // Paused types (overrides) are skipped by a second form, so the usual claim pays nothing.
+        let paused = configuration.pausedTypes
+        let skipping = paused.isEmpty ? "" : "AND type NOT IN (SELECT value FROM json_each(?))"
         let next = try db.cachedStatement(
             sql: """
                 WITH RECURSIVE level(priority) AS (
@@ -228,7 +231,7 @@ extension AutonomyStore {
                     FROM level WHERE level.priority IS NOT NULL
                 )
                 SELECT (SELECT id FROM tasks INDEXED BY tasks_claim_order
-                        WHERE state = 'queued' AND priority = level.priority AND run_at <= ?
+                        WHERE state = 'queued' AND priority = level.priority AND run_at <= ? \(skipping)
                         ORDER BY run_at, id LIMIT 1) AS id
                 FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
                 LIMIT 1
@@ -236,7 +239,9 @@ extension AutonomyStore {
         let details = try db.cachedStatement(
             sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
         let verifier = DecisionVerifier(settings: configuration.approvals)
-        while let id = try Int64.fetchOne(next, arguments: [now]),
+        let arguments: StatementArguments =
+            paused.isEmpty ? [now] : [now, JSONValue.array(paused.map { .string($0) }).canonicalText]
+        while let id = try Int64.fetchOne(next, arguments: arguments),
             let row = try Row.fetchOne(details, arguments: [id])
         {
             let typeName: String = try row.decode(forColumn: "type")

@@ -70,9 +70,15 @@ struct PreparedTask: Sendable {
 
 extension EnqueueRequest {
     /// Checks the request against the map and limits; no database access.
-    func prepare(_ configuration: Configuration, now: Int64) throws(QueueError) -> PreparedTask {
+    /// Only `audit` makes `proposal`s: no producer, operator or batch can enqueue the built-in type.
+    func prepare(_ configuration: Configuration, now: Int64, proposal: Bool = false) throws(QueueError) -> PreparedTask
+    {
         guard let type = configuration.taskType(named: self.type) else {
             throw .undeclaredType(self.type, declared: Array(configuration.taskTypes.keys))
+        }
+        guard proposal == type.handler.isBuiltIn else {
+            throw .invalidRequest(
+                "\(self.type) tasks are fix proposals that only `autonomy audit` makes; they cannot be enqueued")
         }
         let payloadValue: JSONValue
         if let parsedPayload {

@@ -214,6 +214,40 @@ enum Migrations {
                     CREATE INDEX findings_kind ON findings (kind, subject);
                     """)
         }
+        migrator.registerMigration("v6-proposals-and-overrides") { db in
+            try db.execute(
+                sql: """
+                    -- A fix proposal is an apply_remediation task; this row ties it to the finding it
+                    -- answers. `key` (finding kind, subject, action, target) keeps audits from
+                    -- proposing what is still open, or was rejected within the cooldown.
+                    CREATE TABLE proposals (
+                        task_id INTEGER PRIMARY KEY REFERENCES tasks (id),
+                        key TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        run_id INTEGER NOT NULL REFERENCES audit_runs (id),
+                        finding_id INTEGER NOT NULL REFERENCES findings (id)
+                    );
+                    CREATE INDEX proposals_key ON proposals (key);
+                    CREATE INDEX proposals_run ON proposals (run_id);
+                    -- Runtime adjustments an approved proposal made, applied by the worker on top of
+                    -- the configuration (which is never rewritten). Ended rows stay, with who ended them.
+                    CREATE TABLE overrides (
+                        id INTEGER PRIMARY KEY,
+                        kind TEXT NOT NULL CHECK (kind IN ('pause', 'timeout', 'lease', 'max_attempts')),
+                        type TEXT,
+                        value INTEGER,
+                        reason TEXT NOT NULL,
+                        task_id INTEGER REFERENCES tasks (id),
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER,
+                        removed_at INTEGER,
+                        removed_by TEXT
+                    );
+                    CREATE INDEX overrides_active ON overrides (id) WHERE removed_at IS NULL;
+                    -- audit.explain's plain-language summary of the run, or why there is none.
+                    ALTER TABLE audit_runs ADD COLUMN explanation TEXT;
+                    """)
+        }
         return migrator
     }
 }

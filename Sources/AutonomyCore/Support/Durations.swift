@@ -80,6 +80,20 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     public static func < (lhs: Interval, rhs: Interval) -> Bool { lhs.milliseconds < rhs.milliseconds }
+
+    /// Every unit written out (`"1d4h30m"`, `"90s"`, `"1500ms"`): `Interval(parsing:)` reads it
+    /// back to the same value, which `description` does not promise.
+    public var exactText: String {
+        var rest = milliseconds
+        guard rest > 0 else { return rest == 0 ? "0s" : "-" + Interval(milliseconds: -rest).exactText }
+        var text = ""
+        for (unit, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
+        where rest >= size {
+            text += "\(rest / size)\(unit)"
+            rest %= size
+        }
+        return text
+    }
 }
 
 extension Duration {

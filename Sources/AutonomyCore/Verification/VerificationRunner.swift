@@ -49,14 +49,18 @@ public struct VerificationRunner: Sendable {
     public var baseDirectory: String
     /// Waits between looks; tests pass one that returns at once.
     public var pause: @Sendable (Interval) async -> Void
+    /// The built-in `finding` verifier of fix proposals (see `Remediator.reevaluate`).
+    public var reevaluate: (@Sendable (VerificationSubject) async -> (CheckOutcome, String))?
 
     public init(
         runner: any HandlerRunner, baseDirectory: String,
-        pause: @escaping @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
+        pause: @escaping @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) },
+        reevaluate: (@Sendable (VerificationSubject) async -> (CheckOutcome, String))? = nil
     ) {
         self.runner = runner
         self.baseDirectory = baseDirectory
         self.pause = pause
+        self.reevaluate = reevaluate
     }
 
     public func verify(_ subject: VerificationSubject, with verifiers: [Verifier]) async -> [CheckResult] {
@@ -92,6 +96,9 @@ public struct VerificationRunner: Sendable {
             return await runCommand(check, subject)
         case .http(let check):
             return await request(check, subject)
+        case .finding:
+            guard let reevaluate else { return (.error, "the finding verifier runs only inside the worker") }
+            return await reevaluate(subject)
         }
     }
 

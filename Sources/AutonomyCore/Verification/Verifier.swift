@@ -15,6 +15,8 @@ public struct Verifier: Sendable {
         case http(HTTPCheck)
         case file(FileCheck)
         case json(ValueAssertion)
+        /// Built in, for `apply_remediation`: the action took effect and its finding no longer holds.
+        case finding
     }
 
     public init(kind: Kind) { self.kind = kind }
@@ -26,6 +28,7 @@ public struct Verifier: Sendable {
         case .http: return "http"
         case .file: return "file"
         case .json: return "json"
+        case .finding: return "finding"
         }
     }
 }
