@@ -213,6 +213,25 @@ import Testing
 
     // MARK: - Webhook signatures
 
+    /// A fix proposal is an apply_remediation task whose payload a human approves by its SHA-256:
+    /// the payload's canonical text is a stored format. Text typed by hand; hash from Python's
+    /// hashlib.sha256 of its UTF-8 bytes.
+    @Test func aProposalsPayloadIsPinned() throws {
+        let proposal = Proposal(
+            action: .raiseTimeout(type: "report", to: .minutes(20), for: .days(7)),
+            finding: Finding(
+                .slower, .medium, subject: "report", title: "report\u{2019}s p95 duration rose from 5m to 9m",
+                evidence: ["p95_ms": 540_000, "p95_ms_before": 300_000, "min_sample": 10]),
+            runID: 4, findingID: 12)
+        let text = proposal.payload.canonicalText
+        #expect(
+            text
+                == #"{"action":"raise_timeout","finding":{"audit_run":4,"evidence":{"min_sample":10,"p95_ms":540000,"p95_ms_before":300000,"tasks":[]},"finding_id":12,"kind":"slower","severity":"medium","subject":"report","title":"report\#u{2019}s p95 duration rose from 5m to 9m"},"parameters":{"for":"7d","to":"20m","type":"report"}}"#
+        )
+        #expect(referenceSHA256Hex(text) == "ec42ccb057f49644c1728aa36a1808af7ec83b8a9544f5d5951e19967794b2fc")
+        #expect(text.sha256Hex == "ec42ccb057f49644c1728aa36a1808af7ec83b8a9544f5d5951e19967794b2fc")
+    }
+
     @Test func theWebhookSignatureIsPinned() {
         // printf '%s' '1700000000.{"event":"task_dead"}' | openssl dgst -sha256 -hmac 'whsec-test-secret'
         #expect(
@@ -283,10 +302,11 @@ import Testing
         let store = try AutonomyStore(path: path)
         let applied = try store.appliedMigrations()
         #expect(applied == Migrations.migrator.migrations)
-        // Migration names are append-only: these four stay first, in this order.
+        // Migration names are append-only: these stay first, in this order.
         #expect(
-            Array(applied.prefix(4)) == [
+            Array(applied.prefix(6)) == [
                 "v1-queue-and-ledger", "v2-approvals-and-notifications", "v3-model-gateway", "v4-roles-and-trust",
+                "v5-oracle", "v6-proposals-and-overrides",
             ])
         // The upgraded file has a new file's schema, table for table, index for index.
         let fresh = try AutonomyStore(path: folder.file("fresh.db"))
