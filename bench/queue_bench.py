@@ -9,6 +9,8 @@ Prints one line per figure with its target, and the ratio where there is a basel
   empty        `work-once` on an empty queue: wall time and peak memory
   ledger       with 1,000,000 ledger rows: `ledger verify`, `map`, and the per-task cost of a drain
                beside the same drain on a fresh database
+  audit        `audit` over a realistic ledger of 1,000,000 rows (bench/audit_ledger.py), beside `map`
+               and `ledger verify` on the same ledger, and sqlite3 reading every row once
 """
 import argparse
 import json
@@ -17,6 +19,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -27,6 +30,13 @@ CONFIG = {
         "noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}},
                  "retry": {"max_attempts": 3, "backoff": "1s"}},
     },
+}
+
+AUDIT_CONFIG = {
+    "version": 1,
+    "task_types": {name: {"owner": "ops", "safety": "safe", "handler": {"exec": {"argv": ["true"]}}}
+                   for name in ["send_email", "daily_report", "triage_ticket", "reindex_search", "sync_crm",
+                                "backup_db", "scrape_prices", "summarise_thread"]},
 }
 
 SQLITE_SCHEMA = """
@@ -63,8 +73,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", choices=["audit"], help="run one section alone")
     args = parser.parse_args()
     binary = args.binary
+    if args.only == "audit":
+        folder = tempfile.mkdtemp(prefix="autonomy-bench-")
+        try:
+            return audit(binary, folder, args.quick)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     reps = 40 if args.quick else 200
     folder = tempfile.mkdtemp(prefix="autonomy-bench-")
     try:
@@ -155,8 +172,31 @@ def main():
         per_task = drain_s / drained * 1000
         line(f"drain cost per task, {rows:,} rows", f"{per_task:.2f} ms", "no growth", per_task <= fresh_ms_per_task * 1.25,
              f"fresh database: {fresh_ms_per_task:.2f} ms/task, ratio {per_task / fresh_ms_per_task:.2f}x")
+
+        audit(binary, folder, args.quick)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def audit(binary, folder, quick):
+    """The audit over a realistic ledger of 1,000,000 rows: eight types over 14 days, failures with
+    their error texts, checks, model calls, lease expiries (bench/audit_ledger.py), so it has drift,
+    signatures and dead tasks to find."""
+    path, env = fresh(folder, "audit")
+    with open(os.path.join(path, "autonomy.json"), "w") as handle:
+        json.dump(AUDIT_CONFIG, handle)
+    subprocess.run([binary, "enqueue", "daily_report"], env=env, check=True, stdout=subprocess.DEVNULL)
+    rows = 200_000 if quick else 1_000_000
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "audit_ledger.py"),
+                    os.path.join(path, "autonomy.db"), str(rows)], check=True)
+    runs = 3
+    verify_s = statistics.median(timed([binary, "ledger", "verify"], env=env) for _ in range(runs))
+    map_s = statistics.median(timed([binary, "map", "--since", "30d"], env=env) for _ in range(runs))
+    audit_s = statistics.median(timed([binary, "audit", "--no-proposals"], env=env) for _ in range(runs))
+    scan_s = statistics.median(timed(["sqlite3", os.path.join(path, "autonomy.db"),
+                                      "SELECT COUNT(*), SUM(length(detail)) FROM ledger"]) for _ in range(runs))
+    line(f"audit, {rows:,} realistic ledger rows", f"{audit_s:.2f} s", "<= 2 s", audit_s <= 2,
+         f"map {map_s:.2f} s, ledger verify {verify_s:.2f} s; sqlite3 reading every row once {scan_s:.2f} s")
 
 
 if __name__ == "__main__":

@@ -235,45 +235,83 @@ public enum LedgerChain {
         previous: String, id: Int64, at: Int64, taskID: Int64?, type: String?, event: String, attempt: Int?,
         durationMs: Int64?, costUSD: Double?, detail: String?
     ) -> String {
-        // One buffer, one update: this runs for every row appended.
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(previous.utf8.count + 128 + (detail?.utf8.count ?? 0) + (type?.utf8.count ?? 0))
-        bytes.append(contentsOf: previous.utf8)
-        func eight(_ value: UInt64) {
+        var input = Input()
+        input.start(previous: previous.utf8)
+        input.integer(id)
+        input.integer(at)
+        input.integer(taskID)
+        input.text(type)
+        input.text(event)
+        input.integer(attempt.map(Int64.init))
+        input.integer(durationMs)
+        input.real(costUSD)
+        input.text(detail)
+        return String(decoding: input.digestHex(), as: UTF8.self)
+    }
+
+    /// The bytes a row's hash is taken over, in the layout above. One buffer, reused: appending
+    /// runs it for every row, and `ledger verify` for every row of the ledger.
+    struct Input {
+        private(set) var bytes: [UInt8] = []
+
+        init() { bytes.reserveCapacity(512) }
+
+        mutating func start(previous: some Collection<UInt8>) {
+            bytes.removeAll(keepingCapacity: true)
+            bytes.append(contentsOf: previous)
+        }
+
+        private mutating func eight(_ value: UInt64) {
             for shift in stride(from: 56, through: 0, by: -8) {
                 bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
             }
         }
-        func integer(_ value: Int64?) {
+
+        mutating func integer(_ value: Int64?) {
             guard let value else { return bytes.append(0) }
             bytes.append(1)
             eight(UInt64(bitPattern: value))
         }
-        func text(_ value: String?) {
+
+        mutating func text(_ value: String?) {
             guard let value else { return bytes.append(0) }
+            text(utf8: value.utf8)
+        }
+
+        private mutating func text(utf8: String.UTF8View) {
             bytes.append(2)
-            eight(UInt64(value.utf8.count))
-            bytes.append(contentsOf: value.utf8)
+            eight(UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
         }
-        integer(id)
-        integer(at)
-        integer(taskID)
-        text(type)
-        text(event)
-        integer(attempt.map(Int64.init))
-        integer(durationMs)
-        if let costUSD {
+
+        /// A text column's bytes as SQLite holds them, or null.
+        mutating func text(raw: UnsafeRawBufferPointer?) {
+            guard let raw else { return bytes.append(0) }
+            bytes.append(2)
+            eight(UInt64(raw.count))
+            bytes.append(contentsOf: raw)
+        }
+
+        mutating func real(_ value: Double?) {
+            guard let value else { return bytes.append(0) }
             bytes.append(3)
-            eight(costUSD.bitPattern)
-        } else {
-            bytes.append(0)
+            eight(value.bitPattern)
         }
-        text(detail)
-        var hasher = SHA256()
-        hasher.update(data: bytes)
-        return hasher.finalize().hexString
+
+        /// The SHA-256 of the bytes, as 64 lowercase hex digits (ASCII).
+        func digestHex() -> [UInt8] {
+            var hex: [UInt8] = []
+            hex.reserveCapacity(64)
+            for byte in SHA256.hash(data: bytes) {
+                hex.append(hexDigits[Int(byte >> 4)])
+                hex.append(hexDigits[Int(byte & 0x0f)])
+            }
+            return hex
+        }
     }
 }
+
+private let hexDigits = Array("0123456789abcdef".utf8)
 
 extension AutonomyStore {
     /// A task's ledger rows, oldest first.

@@ -115,9 +115,10 @@ extension AutonomyStore {
     /// success since `since`, and the shelfware signal; plus the types the map no longer declares.
     public func systemMap(configuration: Configuration, since: Int64) throws -> SystemMapReport {
         try read("build the system map") { db in
+            let tally = try LedgerTally.read([since, .max], db: db)
             var types: [TypeStats] = []
             for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
-                var stats = try stats(for: type, since: since, db: db)
+                var stats = TypeStats(type, tally.windows[0][type.name], lastSuccess: try db.lastSuccess(of: type.name), since: since)
                 stats.overrides = configuration.overrides.filter { $0.type == type.name }.map(\.effect)
                 types.append(stats)
             }
@@ -131,61 +132,9 @@ extension AutonomyStore {
                     lastSuccess: members.compactMap(\.lastSuccess).max(),
                     shelfware: !members.contains { !$0.shelfware })
             }
-            // The (type, event, at) index makes each next distinct type one seek.
-            var seen: [String] = []
-            var next = try String.fetchOne(db, sql: "SELECT MIN(type) FROM ledger WHERE type IS NOT NULL")
-            while let type = next {
-                seen.append(type)
-                next = try String.fetchOne(db, sql: "SELECT MIN(type) FROM ledger WHERE type > ?", arguments: [type])
-            }
+            let seen = try db.typesInLedger()
             let undeclared = seen.filter { configuration.taskType(named: $0) == nil }
             return SystemMapReport(since: since, types: types, components: components, undeclared: undeclared)
         }
-    }
-
-    /// How `type` did in `[since, until)`; its last success is its last ever.
-    func stats(for type: TaskType, since: Int64, until: Int64 = .max, db: Database) throws -> TypeStats {
-        func count(_ event: String) throws -> Int {
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = ? AND at >= ? AND at < ?",
-                arguments: [type.name, event, since, until]) ?? 0
-        }
-        let runs = try count(LedgerEvent.executed.rawValue)
-        let done = try count(LedgerEvent.done.rawValue)
-        let dead = try count(LedgerEvent.dead.rawValue)
-        let checks = try count(LedgerEvent.verified.rawValue)
-        let durations = try Int64.fetchAll(
-            db,
-            sql: """
-                SELECT duration_ms FROM ledger WHERE type = ? AND event = 'executed' AND at >= ? AND at < ?
-                  AND duration_ms IS NOT NULL
-                ORDER BY duration_ms
-                """, arguments: [type.name, since, until])
-        func percentile(_ fraction: Double) -> Int64? {
-            guard !durations.isEmpty else { return nil }
-            let rank = Int((fraction * Double(durations.count)).rounded(.up)) - 1
-            return durations[min(max(rank, 0), durations.count - 1)]
-        }
-        let cost =
-            try Double.fetchOne(
-                db,
-                sql: "SELECT SUM(cost_usd) FROM ledger WHERE type = ? AND at >= ? AND at < ? AND cost_usd IS NOT NULL",
-                arguments: [type.name, since, until]) ?? 0
-        let lastSuccess = try Int64.fetchOne(
-            db, sql: "SELECT MAX(at) FROM ledger WHERE type = ? AND event = 'done'", arguments: [type.name])
-        let failedChecks =
-            try Int.fetchOne(
-                db,
-                sql: """
-                    SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'verified' AND at >= ? AND at < ?
-                      AND json_extract(detail, '$.outcome') != 'pass'
-                    """, arguments: [type.name, since, until]) ?? 0
-        var stats = TypeStats(
-            name: type.name, owner: type.owner, safety: type.safety, hasVerifiers: !type.verify.isEmpty, runs: runs,
-            done: done, dead: dead, successRate: done + dead > 0 ? Double(done) / Double(done + dead) : nil,
-            medianMs: percentile(0.5), p95Ms: percentile(0.95), costUSD: cost, lastSuccess: lastSuccess,
-            everSucceeded: lastSuccess != nil, verificationFailures: failedChecks, checks: checks)
-        stats.lastSuccessInWindow = (lastSuccess ?? Int64.min) >= since
-        return stats
     }
 }

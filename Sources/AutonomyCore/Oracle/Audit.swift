@@ -25,22 +25,27 @@ extension AutonomyStore {
         let length = (window ?? settings.window).milliseconds
         let (start, previous) = (now - length, now - 2 * length)
         var findings: [Finding] = []
-        let chain = try verifyLedgerChain()
+        // The chain is checked on connections of its own while the windows are read.
+        let store = self
+        let verifying = inBackground { try store.verifyLedgerChain() }
+        findings += try read("audit") { db in
+            // The window before and this one, in one pass over their rows.
+            let tally = try LedgerTally.read([previous, start, now], db: db)
+            var found: [Finding] = []
+            found += try drift(configuration, tally, start: start, db: db)
+            found += try failures(tally, start: start, db: db)
+            found += try stuck(settings, now: now, db: db) + repeated(tally.windows[1])
+            found += try Self.configurationGaps(loaded) + ledgerGaps(configuration, tally.windows[1], start: start, db: db)
+            found += try budget(configuration, start: start, end: now, db: db) + alerts(tally, db: db)
+            return found
+        }
+        let chain = try verifying()
         if let broken = chain.firstBroken {
             findings.append(
                 Finding(
                     .ledgerBroken, .critical, subject: nil,
                     title: "the ledger's hash chain is broken at row \(broken.id): \(broken.reason)",
                     evidence: ["row": .int(broken.id), "rows": .int(Int64(chain.rows))]))
-        }
-        findings += try read("audit") { db in
-            var found: [Finding] = []
-            found += try drift(configuration, start: start, previous: previous, end: now, db: db)
-            found += try failures(start: start, previous: previous, end: now, db: db)
-            found += try stuck(settings, now: now, start: start, db: db)
-            found += try mapGaps(loaded, start: start, end: now, db: db)
-            found += try budgetAndAlerts(configuration, start: start, end: now, db: db)
-            return found
         }
         findings += overrides.filter { $0.kind == .pause }.compactMap { pause in
             pause.type.map { type in
@@ -142,16 +147,17 @@ extension AutonomyStore {
 
     // MARK: - Drift
 
-    private func drift(
-        _ configuration: Configuration, start: Int64, previous: Int64, end: Int64, db: Database
-    ) throws -> [Finding] {
+    private func drift(_ configuration: Configuration, _ tally: LedgerTally, start: Int64, db: Database) throws
+        -> [Finding]
+    {
         let thresholds = configuration.audit.thresholds
         let minimum = configuration.audit.minSample
         var found: [Finding] = []
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             let name = type.name
-            let now = try stats(for: type, since: start, until: end, db: db)
-            let before = try stats(for: type, since: previous, until: start, db: db)
+            let lastSuccess = try db.lastSuccess(of: name)
+            let now = TypeStats(type, tally.windows[1][name], lastSuccess: lastSuccess, since: start)
+            let before = TypeStats(type, tally.windows[0][name], lastSuccess: lastSuccess, since: .min)
             if now.shelfware {
                 let since =
                     now.lastSuccess.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
@@ -239,33 +245,29 @@ extension AutonomyStore {
     }
 
     /// Errors of failed attempts (kept beside the chain until pruned), grouped per type by signature.
-    private func failures(start: Int64, previous: Int64, end: Int64, db: Database) throws -> [Finding] {
+    private func failures(_ tally: LedgerTally, start: Int64, db: Database) throws -> [Finding] {
         var now: [String: [String: Signature]] = [:]
         var before: Set<String> = []
         var deadByType: [String: (count: Int, tasks: [Int64], signatures: [String: Int])] = [:]
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT l.type, l.task_id, l.at, l.event, n.text FROM ledger l
-                JOIN ledger_notes n ON n.ledger_id = l.id AND n.field = 'error'
-                WHERE l.event IN ('dead', 'retry_scheduled') AND l.at >= ? AND l.at < ? AND l.type IS NOT NULL
-                """, arguments: [previous, end])
-        {
-            let type: String = try row.decode(forColumn: "type")
-            let at: Int64 = try row.decode(forColumn: "at")
-            let signature = FailureSignature.of(try row.decode(forColumn: "text"))
+        let note = try db.cachedStatement(sql: "SELECT text FROM ledger_notes WHERE ledger_id = ? AND field = 'error'")
+        var memo: [String: String] = [:]
+        for failure in tally.failures {
+            // A pruned task's error text is gone: it counts, under no signature.
+            guard let text = try String.fetchOne(note, arguments: [failure.ledgerID]) else { continue }
+            let (type, at) = (failure.type, failure.at)
+            let signature = FailureSignature.of(text, memo: &memo)
             guard at >= start else {
                 before.insert(type + "\u{0}" + signature)
                 continue
             }
-            let task: Int64? = try row.decode(forColumn: "task_id")
+            let task = failure.taskID
             var entry = now[type, default: [:]][signature, default: Signature()]
             entry.count += 1
             entry.first = min(entry.first, at)
             entry.last = max(entry.last, at)
             entry.example = entry.example ?? task
             now[type, default: [:]][signature] = entry
-            if try row.decode(String.self, forColumn: "event") == LedgerEvent.dead.rawValue {
+            if failure.dead {
                 var dead = deadByType[type, default: (0, [], [:])]
                 dead.count += 1
                 if let task, dead.tasks.count < 5 { dead.tasks.append(task) }
@@ -304,7 +306,9 @@ extension AutonomyStore {
 
     // MARK: - Stuck work
 
-    func stuck(_ settings: AuditSettings, now: Int64, start: Int64, db: Database) throws -> [Finding] {
+    /// Approvals nobody decided in time, and tasks whose worker died with nobody taking them over:
+    /// the state as it is now.
+    func stuck(_ settings: AuditSettings, now: Int64, db: Database) throws -> [Finding] {
         var found: [Finding] = []
         let stale = try Row.fetchAll(
             db,
@@ -340,44 +344,35 @@ extension AutonomyStore {
                     ],
                     tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
         }
-        // Per type, three or more in the window: a handler that keeps outliving its lease, and
-        // verifiers that keep being unable to tell.
-        let repeated: [(FindingKind, condition: String, title: (String, Int) -> String)] = [
-            (
-                .repeatedLeaseExpiry, "event = 'lease_expired'",
-                { "\($0) outlived its lease \($1) times: raise its timeout or the lease" }
-            ),
-            (
-                .inconclusiveVerifications,
-                "event = 'verified' AND json_extract(detail, '$.outcome') = 'inconclusive'",
-                { "\($0)'s verifiers could not tell \($1) times (a service down, a time-out)" }
-            ),
-        ]
-        for (kind, condition, title) in repeated {
-            for row in try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT type, COUNT(*) AS n, MAX(task_id) AS task FROM ledger
-                    WHERE \(condition) AND at >= ? AND at < ? AND type IS NOT NULL GROUP BY type HAVING n >= 3
-                    """, arguments: [start, now])
-            {
-                let type: String = try row.decode(forColumn: "type")
-                let count: Int = try row.decode(forColumn: "n")
+        return found
+    }
+
+    /// Per type, three or more in the window: a handler that keeps outliving its lease, and
+    /// verifiers that keep being unable to tell.
+    private func repeated(_ window: [String: TypeTally]) -> [Finding] {
+        var found: [Finding] = []
+        for (type, tally) in window.sorted(by: { $0.key < $1.key }) {
+            if tally.leaseExpired >= 3 {
                 found.append(
                     Finding(
-                        kind, .medium, subject: type, title: title(type, count),
-                        evidence: ["count": .int(Int64(count))], tasks: [try row.decode(forColumn: "task")]))
+                        .repeatedLeaseExpiry, .medium, subject: type,
+                        title: "\(type) outlived its lease \(tally.leaseExpired) times: raise its timeout or the lease",
+                        evidence: ["count": .int(Int64(tally.leaseExpired))],
+                        tasks: tally.lastLeaseExpiredTask.map { [$0] } ?? []))
+            }
+            if tally.inconclusive >= 3 {
+                found.append(
+                    Finding(
+                        .inconclusiveVerifications, .medium, subject: type,
+                        title: "\(type)'s verifiers could not tell \(tally.inconclusive) times (a service down, a time-out)",
+                        evidence: ["count": .int(Int64(tally.inconclusive))],
+                        tasks: tally.lastInconclusiveTask.map { [$0] } ?? []))
             }
         }
         return found
     }
 
     // MARK: - The map
-
-    /// The custodian's checks: the declared map against itself, the machine and the ledger.
-    private func mapGaps(_ loaded: LoadedConfiguration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
-        try Self.configurationGaps(loaded) + ledgerGaps(loaded.configuration, start: start, end: end, db: db)
-    }
 
     /// The custodian alone (`map check`): the map against itself and this machine and, when the
     /// database exists, against the ledger of the window. Worst first; nothing is saved.
@@ -387,42 +382,35 @@ extension AutonomyStore {
         var found = configurationGaps(loaded)
         if let store {
             found += try store.read("check the map") { db in
-                try store.ledgerGaps(loaded.configuration, start: now - window.milliseconds, end: now, db: db)
+                try store.ledgerGaps(
+                    loaded.configuration, try LedgerTally.read([now - window.milliseconds, now], db: db).windows[0],
+                    start: now - window.milliseconds, db: db)
             }
         }
         return found.worstFirst()
     }
 
-    private func ledgerGaps(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws -> [Finding]
+    /// The map against the ledger of a window: types it no longer declares, verifiers that never pass.
+    private func ledgerGaps(_ configuration: Configuration, _ window: [String: TypeTally], start: Int64, db: Database)
+        throws -> [Finding]
     {
         var found: [Finding] = []
-        for type in try String.fetchAll(
-            db, sql: "SELECT DISTINCT type FROM ledger WHERE at >= ? AND at < ? AND type IS NOT NULL",
-            arguments: [start, end]) where configuration.taskType(named: type) == nil
-        {
+        for type in try db.typesInLedger()
+        where try configuration.taskType(named: type) == nil && db.ledgerHasRows(of: type, since: start) {
             found.append(
                 Finding(
                     .undeclaredType, .medium, subject: type,
                     title: "\(type) is in the ledger but the map no longer declares it (its tasks are blocked)"))
         }
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT type, json_extract(detail, '$.verifier') AS verifier, COUNT(*) AS n, MAX(task_id) AS task
-                FROM ledger WHERE event = 'verified' AND at >= ? AND at < ? AND type IS NOT NULL
-                GROUP BY type, verifier
-                HAVING n >= 3 AND SUM(json_extract(detail, '$.outcome') = 'pass') = 0
-                """, arguments: [start, end])
-        {
-            let type: String = try row.decode(forColumn: "type")
-            let verifier: String = try row.decode(forColumn: "verifier") ?? "?"
-            let count: Int = try row.decode(forColumn: "n")
-            found.append(
-                Finding(
-                    .verifierNeverPasses, .medium, subject: type,
-                    title: "\(type)'s \(verifier) verifier failed all \(count) of its checks: it cannot tell success",
-                    evidence: ["verifier": .string(verifier), "checks": .int(Int64(count))],
-                    tasks: [try row.decode(forColumn: "task")]))
+        for (type, tally) in window.sorted(by: { $0.key < $1.key }) {
+            for (verifier, seen) in tally.verifiers.sorted(by: { $0.key < $1.key }) where seen.checks >= 3 && seen.passes == 0 {
+                found.append(
+                    Finding(
+                        .verifierNeverPasses, .medium, subject: type,
+                        title: "\(type)'s \(verifier) verifier failed all \(seen.checks) of its checks: it cannot tell success",
+                        evidence: ["verifier": .string(verifier), "checks": .int(Int64(seen.checks))],
+                        tasks: seen.lastTask.map { [$0] } ?? []))
+            }
         }
         return found
     }
@@ -486,9 +474,7 @@ extension AutonomyStore {
 
     // MARK: - Budget and alerts
 
-    private func budgetAndAlerts(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws
-        -> [Finding]
-    {
+    private func budget(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
         var found: [Finding] = []
         let cap = configuration.gateway.dailyCapUSD
         if cap > 0 {
@@ -515,27 +501,21 @@ extension AutonomyStore {
                         evidence: ["days": .array(days.map { .string($0) }), "cap_usd": .double(cap)]))
             }
         }
-        let deferred =
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM ledger WHERE event = 'deferred' AND at >= ? AND at < ?",
-                arguments: [start, end]) ?? 0
-        if deferred > 0 {
+        return found
+    }
+
+    /// Tasks the budget deferred, and alert channels that failed, in the window.
+    private func alerts(_ tally: LedgerTally, db: Database) throws -> [Finding] {
+        var found: [Finding] = []
+        if tally.deferred > 0 {
             found.append(
                 Finding(
                     .deferrals, .low, subject: nil,
                     title:
-                        "\(deferred) task\(deferred == 1 ? " was" : "s were") deferred to the next day by the budget",
-                    evidence: ["deferred": .int(Int64(deferred))]))
+                        "\(tally.deferred) task\(tally.deferred == 1 ? " was" : "s were") deferred to the next day by the budget",
+                    evidence: ["deferred": .int(Int64(tally.deferred))]))
         }
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT json_extract(detail, '$.channel') AS channel, COUNT(*) AS n FROM ledger
-                WHERE event = 'notify_failed' AND at >= ? AND at < ? GROUP BY channel
-                """, arguments: [start, end])
-        {
-            let channel: String = try row.decode(forColumn: "channel") ?? "?"
-            let count: Int = try row.decode(forColumn: "n")
+        for (channel, count) in tally.notifyFailed.sorted(by: { $0.key < $1.key }) {
             let waiting =
                 try Int.fetchOne(
                     db, sql: "SELECT COUNT(*) FROM notifications WHERE channel = ? AND delivered_at IS NULL",

@@ -111,19 +111,46 @@ public struct AuditReport: Sendable, Encodable {
 /// placeholders, so the same failure groups under one signature.
 public enum FailureSignature {
     public static func of(_ text: String) -> String {
-        var line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-        if line.count > 300 { line = String(line.prefix(300)) }
-        let rules: [(String, String)] = [
-            (#"\d{4}-\d{2}-\d{2}[T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?"#, "<time>"),
-            (#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#, "<id>"),
-            (#"(/[A-Za-z0-9._-]+)+/?"#, "<path>"),
-            (#"\b(0x)?[0-9a-fA-F]{8,}\b"#, "<hex>"),
-            (#"\d+"#, "<n>"),
-        ]
+        normalise(firstLine(text))
+    }
+
+    /// The same, remembering signatures in `memo`: every rule treats all digits alike, so two
+    /// lines that differ only in their digits have one signature, and an audit over thousands of
+    /// failures normalises each shape once.
+    static func of(_ text: String, memo: inout [String: String]) -> String {
+        let line = firstLine(text)
+        let shape = String(decoding: line.utf8.map { $0 >= 0x30 && $0 <= 0x39 ? 0x30 : $0 }, as: UTF8.self)
+        if let known = memo[shape] { return known }
+        let signature = normalise(line)
+        memo[shape] = signature
+        return signature
+    }
+
+    private static func firstLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        return line.count > 300 ? String(line.prefix(300)) : line
+    }
+
+    private static func normalise(_ text: String) -> String {
+        var line = text
         for (pattern, placeholder) in rules {
-            line = line.replacingOccurrences(of: pattern, with: placeholder, options: .regularExpression)
+            line = pattern.stringByReplacingMatches(
+                in: line, range: NSRange(line.startIndex..., in: line), withTemplate: placeholder)
         }
         return line.trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Compiled once: an audit normalises every failed attempt's error in its window.
+    nonisolated(unsafe) private static let rules: [(NSRegularExpression, String)] = [
+        (#"[a-z][a-z0-9+.-]*://[^\s"'<>]+"#, "<url>"),
+        (#"\d{4}-\d{2}-\d{2}[T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?"#, "<time>"),
+        (#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#, "<id>"),
+        (#"(/[A-Za-z0-9._-]+)+/?"#, "<path>"),
+        (#"\b(0x)?[0-9a-fA-F]{8,}\b"#, "<hex>"),
+        (#"\d+"#, "<n>"),
+    ].map { pattern, placeholder in
+        // The patterns are literals above: a failure here is a typo caught by every test run.
+        (try! NSRegularExpression(pattern: pattern), placeholder)
     }
 }
 

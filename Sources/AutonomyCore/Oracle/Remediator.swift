@@ -238,7 +238,7 @@ public struct Remediator: HandlerRunner {
             }?.title
         case .staleApproval, .stuckTask:
             return try store.read("check a finding") { db in
-                try store.stuck(configuration.audit, now: now, start: now, db: db)
+                try store.stuck(configuration.audit, now: now, db: db)
             }.first { $0.kind == finding.kind }?.title
         case .ledgerBroken:
             return try store.verifyLedgerChain().firstBroken.map { "the chain is broken at row \($0.id)" }

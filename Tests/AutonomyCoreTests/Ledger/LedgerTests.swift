@@ -32,6 +32,41 @@ import Testing
         #expect(report.lastHash == last)
     }
 
+    /// A long ledger is checked in two halves at once: the halves must meet exactly, whichever row
+    /// is touched.
+    @Test(arguments: [0, 5, 6, 7, 9, 10, 12, 15]) func theTwoHalvesFindWhatOnePassFinds(_ edited: Int64) async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        let rows = try fixture.count("SELECT COUNT(*) FROM ledger")
+        let whole = try fixture.store.verifyLedgerChain(splittingAbove: .max)
+        #expect(try fixture.store.verifyLedgerChain(splittingAbove: 4) == whole)
+        #expect(whole.firstBroken == nil && whole.rows == rows && rows > 15)
+        guard edited > 0 else { return }
+        try dropGuards(fixture)
+        try fixture.store.write("edit") { db in
+            if edited == 7 {
+                try db.execute(sql: "DELETE FROM ledger WHERE id = ?", arguments: [edited])
+            } else {
+                try db.execute(sql: #"UPDATE ledger SET detail = '{"forged":1}' WHERE id = ?"#, arguments: [edited])
+            }
+        }
+        let single = try fixture.store.verifyLedgerChain(splittingAbove: .max)
+        let split = try fixture.store.verifyLedgerChain(splittingAbove: 4)
+        #expect(single.firstBroken?.id == (edited == 7 ? 8 : edited))
+        #expect(split.firstBroken == single.firstBroken, "\(split) \(single)")
+    }
+
+    @Test(arguments: ["at = 'yesterday'", "attempt = 'one'", "detail = x'7b7d'", "task_id = 1.5", "duration_ms = 2.5"])
+    func aFieldOfTheWrongStorageClassIsAnEdit(_ edit: String) async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        try dropGuards(fixture)
+        try fixture.store.write("edit") { db in try db.execute(sql: "UPDATE ledger SET \(edit) WHERE id = 6") }
+        let report = try fixture.store.verifyLedgerChain()
+        #expect(report.firstBroken?.id == 6, "\(edit)")
+        #expect(report.firstBroken?.reason == "a field holds a value of the wrong type (it was edited)", "\(edit)")
+    }
+
     @Test func anEditedRowIsFoundAtThatRow() async throws {
         let fixture = try Fixture()
         try await runSomeTasks(fixture)

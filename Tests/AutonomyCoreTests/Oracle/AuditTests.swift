@@ -166,7 +166,19 @@ import Testing
             FailureSignature.of("request 3f2a9c1e-1b2c-4d5e-8f90-123456789abc failed with deadbeef00")
                 == "request <id> failed with <hex>")
         #expect(FailureSignature.of("exit 1\nsecond line ignored") == "exit <n>")
+        #expect(
+            FailureSignature.of("HTTP 503 from https://api.example.com/v1/items/7?page=2")
+                == "HTTP <n> from <url>")
         #expect(FailureSignature.of("exited with status 3") == FailureSignature.of("exited with status 7"))
+        // Remembered by shape (digits alike): the same answers as without the memo.
+        var memo: [String: String] = [:]
+        for text in [
+            "timeout after 30s talking to 10.0.0.7:443 at 2026-11-25T10:00:00Z", "failed with deadbeef00",
+            "failed with 1234567890", "failed with deadbeef00", "HTTP 503 from https://a.example/7", "exit 12",
+        ] {
+            #expect(FailureSignature.of(text, memo: &memo) == FailureSignature.of(text), "\(text)")
+        }
+        #expect(memo.count == 5)
     }
 
     @Test func thresholdsAreReadWithTheirPaths() throws {
