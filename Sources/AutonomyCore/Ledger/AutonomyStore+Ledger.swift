@@ -142,7 +142,8 @@ extension AutonomyStore {
             }
         }
         func same(_ stored: UnsafeRawBufferPointer, _ hex: [UInt8]) -> Bool {
-            stored.count == hex.count && hex.withUnsafeBytes { memcmp($0.baseAddress!, stored.baseAddress!, $0.count) == 0 }
+            stored.count == hex.count
+                && hex.withUnsafeBytes { memcmp($0.baseAddress!, stored.baseAddress!, $0.count) == 0 }
         }
         while try cursor.next() != nil {
             rows += 1
@@ -150,7 +151,8 @@ extension AutonomyStore {
             let costType = sqlite3_column_type(raw, 7)
             guard sqlite3_column_type(raw, 0) == SQLITE_INTEGER, let at = integer(1), let at, let task = integer(2),
                 let type = text(3), let event = text(4), let event, let attempt = integer(5),
-                let duration = integer(6), costType == SQLITE_NULL || costType == SQLITE_FLOAT || costType == SQLITE_INTEGER,
+                let duration = integer(6),
+                costType == SQLITE_NULL || costType == SQLITE_FLOAT || costType == SQLITE_INTEGER,
                 let detail = text(8), let prevHash = text(9), let prevHash, let hash = text(10), let hash
             else {
                 return report(broken: (id, "a field holds a value of the wrong type (it was edited)"))

@@ -118,7 +118,8 @@ extension AutonomyStore {
             let tally = try LedgerTally.read([since, .max], db: db)
             var types: [TypeStats] = []
             for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
-                var stats = TypeStats(type, tally.windows[0][type.name], lastSuccess: try db.lastSuccess(of: type.name), since: since)
+                var stats = TypeStats(
+                    type, tally.windows[0][type.name], lastSuccess: try db.lastSuccess(of: type.name), since: since)
                 stats.overrides = configuration.overrides.filter { $0.type == type.name }.map(\.effect)
                 types.append(stats)
             }

@@ -35,7 +35,8 @@ extension AutonomyStore {
             found += try drift(configuration, tally, start: start, db: db)
             found += try failures(tally, start: start, db: db)
             found += try stuck(settings, now: now, db: db) + repeated(tally.windows[1])
-            found += try Self.configurationGaps(loaded) + ledgerGaps(configuration, tally.windows[1], start: start, db: db)
+            found +=
+                try Self.configurationGaps(loaded) + ledgerGaps(configuration, tally.windows[1], start: start, db: db)
             found += try budget(configuration, start: start, end: now, db: db) + alerts(tally, db: db)
             return found
         }
@@ -364,7 +365,8 @@ extension AutonomyStore {
                 found.append(
                     Finding(
                         .inconclusiveVerifications, .medium, subject: type,
-                        title: "\(type)'s verifiers could not tell \(tally.inconclusive) times (a service down, a time-out)",
+                        title:
+                            "\(type)'s verifiers could not tell \(tally.inconclusive) times (a service down, a time-out)",
                         evidence: ["count": .int(Int64(tally.inconclusive))],
                         tasks: tally.lastInconclusiveTask.map { [$0] } ?? []))
             }
@@ -403,13 +405,30 @@ extension AutonomyStore {
                     title: "\(type) is in the ledger but the map no longer declares it (its tasks are blocked)"))
         }
         for (type, tally) in window.sorted(by: { $0.key < $1.key }) {
-            for (verifier, seen) in tally.verifiers.sorted(by: { $0.key < $1.key }) where seen.checks >= 3 && seen.passes == 0 {
+            for (verifier, seen) in tally.verifiers.sorted(by: { $0.key < $1.key })
+            where seen.checks >= 3 && seen.passes == 0 {
                 found.append(
                     Finding(
                         .verifierNeverPasses, .medium, subject: type,
-                        title: "\(type)'s \(verifier) verifier failed all \(seen.checks) of its checks: it cannot tell success",
+                        title:
+                            "\(type)'s \(verifier) verifier failed all \(seen.checks) of its checks: it cannot tell success",
                         evidence: ["verifier": .string(verifier), "checks": .int(Int64(seen.checks))],
                         tasks: seen.lastTask.map { [$0] } ?? []))
+            }
+            // The other half of evidence that cannot tell: a check that never fails proves nothing
+            // unless it can. Worth a look, not an alarm.
+            let minimum = configuration.audit.minSample
+            for (verifier, seen) in tally.verifiers.sorted(by: { $0.key < $1.key })
+            where seen.checks >= minimum && seen.passes == seen.checks {
+                found.append(
+                    Finding(
+                        .verifierNeverFails, .info, subject: type,
+                        title:
+                            "\(type)'s \(verifier) verifier passed all \(seen.checks) of its checks: make sure it can fail",
+                        evidence: [
+                            "verifier": .string(verifier), "checks": .int(Int64(seen.checks)),
+                            "min_sample": .int(Int64(minimum)),
+                        ], tasks: seen.lastTask.map { [$0] } ?? []))
             }
         }
         return found

@@ -36,6 +36,8 @@ public enum FindingKind: String, Sendable, Codable, CaseIterable {
     case tierWithoutModel = "tier_without_model"
     /// A verifier whose checks all failed: it cannot tell success from failure.
     case verifierNeverPasses = "verifier_never_passes"
+    /// A verifier that passed every one of at least `min_sample` checks: can it fail at all?
+    case verifierNeverFails = "verifier_never_fails"
     case daysAtCap = "days_at_cap"
     case deferrals
     case alertsFailing = "alerts_failing"

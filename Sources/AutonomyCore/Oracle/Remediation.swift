@@ -347,7 +347,7 @@ public enum RemediationCatalog {
                 .shelfware:
                 notifyOwner(finding)
             case .ledgerBroken, .undeclaredType, .noOwner, .componentNamesUndeclaredType, .daysAtCap, .deferrals,
-                .alertsFailing:
+                .alertsFailing, .verifierNeverFails:
                 break
             }
             // The operator's own fixes, declared for this kind of finding.

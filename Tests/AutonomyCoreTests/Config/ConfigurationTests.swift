@@ -123,6 +123,8 @@ import Testing
         #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .dangerous })
         #expect(loaded.configuration.taskTypes.values.contains { $0.safety == .safe })
         #expect(loaded.configuration.approvals.allowedSigners == "/etc/autonomy/allowed_signers")
+        #expect(loaded.configuration.remediations["restart-ollama"]?.findings == [.tierWithoutModel])
+        #expect(loaded.configuration.audit.cooldown == .days(7) && !loaded.configuration.audit.explain)
         let bot = try #require(loaded.configuration.producers.policy(user: "sales-bot", groups: []))
         #expect(bot.allows(type: "send_email") && !bot.allows(type: "daily_report"))
         #expect(

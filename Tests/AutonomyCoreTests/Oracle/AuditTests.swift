@@ -130,6 +130,36 @@ import Testing
         #expect(subjects(.undeclaredType) == ["retired"])
     }
 
+    @Test func verifiersThatCannotTellAreFound() async throws {
+        let fixture = try Fixture(
+            map: """
+                {
+                  "version": 1,
+                  "audit": { "min_sample": 5 },
+                  "task_types": {
+                    "sure": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                              "verify": [ { "command": { "argv": ["/bin/true"] } } ] },
+                    "blind": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                               "verify": [ { "command": { "argv": ["/bin/false"] } } ], "retry": { "max_attempts": 1 } },
+                    "report": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                                "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
+                  }
+                }
+                """)
+        try await run(fixture, "sure", Array(repeating: .exited(0), count: 6))
+        try await run(fixture, "blind", Array(repeating: .exited(0), count: 3))
+        try await run(fixture, "report", Array(repeating: .exited(0), count: 2))  // too few to judge
+        fixture.clock.advance(by: .hours(1))
+        let findings = try audit(fixture).findings
+        let never = findings.filter { $0.kind == .verifierNeverPasses }
+        #expect(never.map(\.subject) == ["blind"])
+        #expect(never.first?.title == "blind's command verifier failed all 3 of its checks: it cannot tell success")
+        let always = findings.filter { $0.kind == .verifierNeverFails }
+        #expect(always.map(\.subject) == ["sure"] && always.first?.severity == .info)
+        #expect(
+            always.first?.evidence[path: "checks"] == .int(6) && always.first?.evidence[path: "min_sample"] == .int(5))
+    }
+
     @Test func aBrokenLedgerIsTheWorstFinding() async throws {
         let fixture = try Fixture(map: Self.map)
         try await run(fixture, "report", [.exited(0), .exited(0)])
