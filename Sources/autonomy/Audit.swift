@@ -69,7 +69,7 @@ struct AuditCommand: AsyncParsableCommand {
         } else if markdown {
             print(Self.markdown(report))
         } else {
-            if let explanation = report.explanation { print(Visible.text(explanation), terminator: "\n\n") }
+            if let explanation = report.explanation { print(Visible.lines(explanation), terminator: "\n\n") }
             print(report.headline)
             for finding in report.findings { print(finding.line) }
             if !report.proposals.isEmpty {
@@ -82,7 +82,9 @@ struct AuditCommand: AsyncParsableCommand {
 
     static func markdown(_ report: AuditReport) -> String {
         var lines = ["# Audit \(report.runID)", ""]
-        if let explanation = report.explanation { lines += ["> " + Visible.text(explanation), ""] }
+        if let explanation = report.explanation {
+            lines += Visible.lines(explanation).split(separator: "\n").map { "> " + $0 } + [""]
+        }
         lines += ["**\(Visible.text(report.headline))**", ""]
         if !report.findings.isEmpty { lines += ["| severity | kind | finding | tasks |", "|---|---|---|---|"] }
         for finding in report.findings {

@@ -122,6 +122,10 @@ extension Sandbox {
         #expect(try sandbox.state(notify.task) == "done" && sandbox.finding(notify.task)?.outcome == "pass")
         let alerts = try String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        // Applied, the fix is not proposed again within audit.cooldown, whatever the window shows.
+        let after = try await sandbox.audit()
+        #expect(try sandbox.proposal(after, "retry_dead") == (retry.task, "cooling_down"))
+        #expect(after[path: "proposals.0.ended"] == "done" || after[path: "proposals.1.ended"] == "done")
         let owner = try #require(alerts.first { $0[path: "event"] == "owner_needed" })
         #expect(owner[path: "type"] == "flaky" && owner[path: "owner"] == "ops")
         #expect(owner[path: "finding.kind"] == "dead_tasks" && owner[path: "proposal"] == .int(notify.task))
@@ -213,6 +217,33 @@ extension Sandbox {
         _ = try await sandbox.run(["work-once", "--drain"])
         #expect(try sandbox.state(waitingID) == "done")
         #expect(try await sandbox.run(["overrides"]).stdout.hasPrefix("no override is in effect"))
+    }
+
+    @Test func aRemediationRunsOnlyTheCommandTheOperatorApproved() async throws {
+        let remediations = """
+            { "install": { "exec": { "argv": ["/bin/sh", "-c", "touch installed"] }, "findings": ["missing_handler"] } }
+            """
+        let types = """
+            "broken": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["./bin/tool"] } } }
+            """
+        let sandbox = try Sandbox(config: Self.config(types: types, remediations: remediations))
+        _ = try await sandbox.run(["enqueue", "broken"])
+        let report = try await sandbox.audit()
+        let install = try sandbox.proposal(report, "run_remediation")
+        // The proposal carries the command: the operator sees and approves the argv itself.
+        #expect(report[path: "proposals.1.parameters.argv"] == ["/bin/sh", "-c", "touch installed"], "\(report)")
+        // The configuration changes after the proposal: the approved command is no longer the one
+        // declared, so nothing runs.
+        try Self.config(
+            types: types, remediations: remediations.replacingOccurrences(of: "touch installed", with: "rm -rf .")
+        )
+        .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        try await sandbox.approveTask(install.task)
+        _ = try await sandbox.run(["work-once", "--drain"])
+        #expect(try sandbox.state(install.task) == "dead")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("installed")))
+        let shown = try await sandbox.run(["tasks", "show", "\(install.task)"])
+        #expect(shown.stdout.contains("argv changed since it was proposed"), "\(shown.stdout)")
     }
 
     @Test func raiseTimeoutAfterTimeOutsAndRaiseMaxAttemptsAfterInconclusiveChecks() async throws {
@@ -387,13 +418,19 @@ extension Sandbox {
         let audit = try await sandbox.run(["audit"])
         #expect(audit.status == 0, "\(audit.stderr)")
         #expect(
-            audit.stdout.hasPrefix("One type keeps dying: doomed. Approve the retry.\n\n3 findings"), "\(audit.stdout)")
+            audit.stdout.hasPrefix(
+                "summary by local (a model's reading of the findings below): One type keeps dying: doomed. Approve the retry.\n\n3 findings"
+            ), "\(audit.stdout)")
         let prompt = String(decoding: try #require(server.requests.first).body, as: UTF8.self)
         #expect(prompt.contains("dead_tasks") && prompt.contains("exited with status <n>"), "\(prompt)")
         #expect(!prompt.contains("PAYLOAD-SECRET-123") && !prompt.contains("customer"))
         let json = try await sandbox.audit()
-        #expect(json[path: "explanation"] == "One type keeps dying: doomed. Approve the retry.")
-        #expect(try sandbox.count("SELECT COUNT(*) FROM audit_runs WHERE explanation LIKE 'One type%'") == 2)
+        #expect(
+            json[path: "explanation"]
+                == "summary by local (a model's reading of the findings below): One type keeps dying: doomed. Approve the retry."
+        )
+        #expect(
+            try sandbox.count("SELECT COUNT(*) FROM audit_runs WHERE explanation LIKE '%One type keeps dying%'") == 2)
     }
 
     @Test func atTheCapOrWithNoModelTheReportSaysSoAndGoesOn() async throws {

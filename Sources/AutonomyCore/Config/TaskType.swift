@@ -46,7 +46,12 @@ public struct TaskType: Sendable {
 
     /// The handler's time limit: the handler's own, else the type's, else the worker default.
     public func effectiveTimeout(_ worker: WorkerSettings) -> Interval {
-        if let timeoutOverride { return timeoutOverride }
+        if let timeoutOverride { return max(timeoutOverride, declaredTimeout(worker)) }
+        return declaredTimeout(worker)
+    }
+
+    /// The handler's time limit as the file says.
+    private func declaredTimeout(_ worker: WorkerSettings) -> Interval {
         if case .exec(let exec) = handler, let timeout = exec.timeout { return timeout }
         if case .llm = handler, timeout == nil { return .minutes(10) }
         return timeout ?? worker.defaultTimeout

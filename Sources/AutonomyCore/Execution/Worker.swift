@@ -183,7 +183,7 @@ public struct Worker: Sendable {
     ///
     /// - Throws: only when the worker itself cannot work (the database is unusable).
     public func work(drain: Limits?) async throws -> WorkReport {
-        let configuration = loaded.configuration
+        var configuration = loaded.configuration
         let lease = configuration.worker.lease
         var report = WorkReport()
         report.expiredApprovals = try store.expireApprovals(now: clock.now())
@@ -191,6 +191,7 @@ public struct Worker: Sendable {
         report.recovered = try await recover(configuration: configuration)
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
         var step = try rated(
+            configuration,
             store.claimNext(
                 configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
         while true {
@@ -212,6 +213,7 @@ public struct Worker: Sendable {
                     break
                 }
                 step = try rated(
+                    configuration,
                     store.claimNext(
                         configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
                 continue
@@ -222,14 +224,29 @@ public struct Worker: Sendable {
                 try store.markVerifying(claimed, outcome: outcome, now: clock.now())
             {
                 let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
-                checks = await verify(claimed, result: result)
+                var ended = claimed
+                ended.task.exitCode = outcome.exitCode  // as markVerifying stored it
+                checks = await verify(ended, result: result)
                 verdict = .combine(checks)
             } else {
                 verdict = .fromHandler(outcome)
             }
             let stop = stopReason(drain, deadline: deadline, attemptsSoFar: report.attempts.count + 1)
             let recorded: TaskOutcome?
-            if stop == nil {
+            if claimed.type.handler.isBuiltIn {
+                // A fix may have paused a type or raised a limit: the next claim sees it.
+                recorded = try store.recordAttempt(
+                    claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
+                    now: clock.now(), random: random)
+                configuration = loaded.configuration.applying(try store.overrides(now: clock.now()))
+                if stop == nil {
+                    step = try rated(
+                        configuration,
+                        store.claimNext(
+                            configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
+                    )
+                }
+            } else if stop == nil {
                 let next: ClaimStep?
                 (recorded, next) = try store.recordAttemptAndClaimNext(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
@@ -237,6 +254,7 @@ public struct Worker: Sendable {
                     lease: lease, leaseToken: UUID().uuidString, random: random)
                 // A claim that failed beside the record is tried alone: its error is the worker's.
                 step = try rated(
+                    configuration,
                     try next
                         ?? store.claimNext(
                             configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
@@ -269,7 +287,7 @@ public struct Worker: Sendable {
     /// Finishes a claim that stopped at a payload its type rates with patterns: rates it here,
     /// outside any transaction, and claims again with the rating (a few times at most, in case the
     /// payload keeps changing under it; then the claim rates it itself).
-    private func rated(_ first: ClaimStep) throws -> ClaimStep {
+    private func rated(_ configuration: Configuration, _ first: ClaimStep) throws -> ClaimStep {
         var step = first
         var ratings: [Int64: PrecomputedRating] = [:]
         var skipped = step.skipped
@@ -278,11 +296,11 @@ public struct Worker: Sendable {
             // A payload that does not parse gets no pattern run at all: the claim blocks it.
             let rating =
                 (try? JSONValue.parse(candidate.payload)).flatMap { value in
-                    loaded.configuration.taskType(named: candidate.typeName).map { $0.rate(value) }
+                    configuration.taskType(named: candidate.typeName).map { $0.rate(value) }
                 } ?? Rating(safety: .dangerous, reasons: ["the payload is not valid JSON"])
             ratings[candidate.id] = PrecomputedRating(payloadSHA256: candidate.payload.sha256Hex, rating: rating)
             step = try store.claimNext(
-                configuration: loaded.configuration, now: clock.now(), lease: loaded.configuration.worker.lease,
+                configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
                 leaseToken: UUID().uuidString, ratings: ratings, rateInline: round == 7)
             skipped += step.skipped
         }

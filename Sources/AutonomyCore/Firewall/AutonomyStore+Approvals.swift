@@ -73,7 +73,8 @@ extension Database {
     }
 
     /// Pending requests whose time is up become `expired`, and so do their tasks; with
-    /// `requestedBefore` (a proposal's `expire_stale_approvals`), those asked before then instead.
+    /// `requestedBefore` (a proposal's `expire_stale_approvals`), those asked before then instead,
+    /// except fix proposals (they have their own `audit.proposals_expire_after`).
     func expireApprovals(now: Int64, requestedBefore: Int64? = nil) throws -> [ApprovalRecord] {
         let due = try ApprovalRecord.fetchAll(
             self,
@@ -82,7 +83,8 @@ extension Database {
                 SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending WHERE state = 'pending' AND expires_at <= ? ORDER BY id
                 """
                 : """
-                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ? ORDER BY id
+                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ?
+                  AND task_id NOT IN (SELECT id FROM tasks WHERE type = 'apply_remediation') ORDER BY id
                 """, arguments: [requestedBefore ?? now])
         for approval in due {
             try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])

@@ -77,7 +77,9 @@ extension AutonomyStore {
             let reader = try connection()
             let split = try reader.read { db -> (id: Int64, hash: String, last: Int64)? in
                 guard let bounds = try Row.fetchOne(db, sql: "SELECT MIN(id), MAX(id) FROM ledger"),
-                    let first = bounds[0] as Int64?, let last = bounds[1] as Int64?, last - first >= threshold
+                    // Ids start at 1; a ledger edited to hold others is checked in one pass.
+                    let first = bounds[0] as Int64?, let last = bounds[1] as Int64?, first >= 1,
+                    last - first >= threshold
                 else { return nil }
                 return try Row.fetchOne(
                     db, sql: "SELECT id, hash FROM ledger WHERE id >= ? ORDER BY id LIMIT 1",

@@ -69,11 +69,12 @@ struct LedgerTally {
                 SELECT id, at, type, event, task_id, duration_ms, cost_usd,
                   CASE event WHEN 'verified' THEN detail ->> 'outcome' END,
                   CASE event WHEN 'verified' THEN detail ->> 'verifier' WHEN 'notify_failed' THEN detail ->> 'channel' END
-                FROM ledger NOT INDEXED WHERE at >= ? AND at < ?
+                FROM ledger NOT INDEXED WHERE id >= ? AND at >= ? AND at < ?
                   AND (event IN ('executed', 'done', 'dead', 'retry_scheduled', 'verified', 'lease_expired', 'deferred',
                                  'notify_failed') OR cost_usd IS NOT NULL)
                 """)
-        let cursor = try Row.fetchCursor(statement, arguments: [bounds[0], bounds[bounds.count - 1]])
+        let from = try db.firstLedgerID(near: bounds[0])
+        let cursor = try Row.fetchCursor(statement, arguments: [from, bounds[0], bounds[bounds.count - 1]])
         let raw = statement.sqliteStatement
         func integer(_ index: Int32) -> Int64? {
             sqlite3_column_type(raw, index) == SQLITE_NULL ? nil : sqlite3_column_int64(raw, index)
@@ -92,12 +93,11 @@ struct LedgerTally {
                 outcome: text(7), label: text(8))
             var window = 0
             while window < last, row.at >= bounds[window + 1] { window += 1 }
-            guard let type = row.type else {
-                if window == last, row.event == LedgerEvent.notifyFailed.rawValue {
-                    tally.notifyFailed[row.label ?? "?", default: 0] += 1
-                }
-                continue
+            // An alert's failure, whether or not it was about a task of some type.
+            if window == last, row.event == LedgerEvent.notifyFailed.rawValue {
+                tally.notifyFailed[row.label ?? "?", default: 0] += 1
             }
+            guard let type = row.type else { continue }
             // In place: a copy of a type's tally would copy its durations on every row.
             Self.count(row, into: &tally.windows[window][type, default: TypeTally()])
             switch row.event {
@@ -195,5 +195,28 @@ extension Database {
         try Bool.fetchOne(
             cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM ledger WHERE type = ? AND at >= ?)"),
             arguments: [type, since]) ?? false
+    }
+}
+
+extension Database {
+    /// Where a pass over the rows at or after `time` may start: rows are appended as time goes, so
+    /// the first row at or after a day before `time` is found by halving the id range (each step
+    /// one seek by id), and the pass reads from there with `at` as its filter. The day's margin
+    /// covers a clock set back (NTP, a host's drift); a clock set back by more than a day can hide
+    /// rows from a window that starts before the step.
+    func firstLedgerID(near time: Int64) throws -> Int64 {
+        let (target, overflow) = time.subtractingReportingOverflow(Interval.days(1).milliseconds)
+        guard !overflow,
+            let bounds = try Row.fetchOne(self, sql: "SELECT MIN(id), MAX(id) FROM ledger"),
+            var low = bounds[0] as Int64?, var high = bounds[1] as Int64?, low >= 1
+        else { return .min }
+        let probe = try cachedStatement(sql: "SELECT id, at FROM ledger WHERE id >= ? ORDER BY id LIMIT 1")
+        while low < high {
+            let middle = low + (high - low) / 2
+            guard let row = try Row.fetchOne(probe, arguments: [middle]) else { break }
+            let (id, at): (Int64, Int64) = (row[0], row[1])
+            if at < target { low = id + 1 } else { high = middle }
+        }
+        return low
     }
 }

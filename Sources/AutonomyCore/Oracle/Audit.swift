@@ -68,15 +68,13 @@ extension AutonomyStore {
             let run = db.lastInsertedRowID
             var ids: [Int64] = []
             for finding in findings {
-                var evidence = finding.evidence.objectValue ?? [:]
-                evidence["tasks"] = .array(finding.tasks.map { .int($0) })
                 try db.execute(
                     sql: """
                         INSERT INTO findings (run_id, kind, severity, subject, title, evidence) VALUES (?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
                         run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
-                        JSONValue.object(evidence).canonicalText,
+                        finding.storedEvidence.canonicalText,
                     ])
                 ids.append(db.lastInsertedRowID)
             }
@@ -113,14 +111,18 @@ extension AutonomyStore {
         {
             return ProposalOutcome(proposal, task: open, status: .stillOpen)
         }
-        if let rejected = try Int64.fetchOne(
+        // Rejected, applied, failed, cancelled or expired: within the cooldown the same action on
+        // the same target waits, whatever the window still shows.
+        if let recent = try Row.fetchOne(
             db,
             sql: """
-                SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
-                WHERE p.key = ? AND t.state = 'rejected' AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
+                SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
+                WHERE p.key = ? AND t.state IN (\(finals)) AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
                 """, arguments: [proposal.key, now - settings.cooldown.milliseconds])
         {
-            return ProposalOutcome(proposal, task: rejected, status: .coolingDown)
+            return ProposalOutcome(
+                proposal, task: try recent.decode(forColumn: "id"), status: .coolingDown,
+                ended: try recent.decode(forColumn: "state"))
         }
         let request = EnqueueRequest(
             type: TaskType.remediationTypeName, payload: proposal.payload.canonicalText, source: "audit",
@@ -253,7 +255,7 @@ extension AutonomyStore {
         let note = try db.cachedStatement(sql: "SELECT text FROM ledger_notes WHERE ledger_id = ? AND field = 'error'")
         var memo: [String: String] = [:]
         for failure in tally.failures {
-            // A pruned task's error text is gone: it counts, under no signature.
+            // A pruned task's error text is gone: it has no signature to count under.
             guard let text = try String.fetchOne(note, arguments: [failure.ledgerID]) else { continue }
             let (type, at) = (failure.type, failure.at)
             let signature = FailureSignature.of(text, memo: &memo)
@@ -315,7 +317,8 @@ extension AutonomyStore {
             db,
             sql: """
                 SELECT a.id, a.task_id, a.requested_at, t.type FROM approvals a JOIN tasks t ON t.id = a.task_id
-                WHERE a.state = 'pending' AND a.requested_at <= ? ORDER BY a.requested_at
+                WHERE a.state = 'pending' AND a.requested_at <= ? AND t.type != 'apply_remediation'
+                ORDER BY a.requested_at
                 """, arguments: [now - settings.staleApproval.milliseconds])
         if let oldest = stale.first {
             let since: Int64 = try oldest.decode(forColumn: "requested_at")
@@ -341,7 +344,7 @@ extension AutonomyStore {
                     title:
                         "\(stuckTasks.count) task\(stuckTasks.count == 1 ? " is" : "s are") running or verifying with a lease run out since \(Timestamp.format(since)): is work-once running?",
                     evidence: [
-                        "tasks": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since)),
+                        "stuck": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since)),
                     ],
                     tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
         }

@@ -18,7 +18,12 @@ extension AutonomyStore {
                     LLMRequest(
                         prompt: Self.explainPrompt(report), system: Self.explainSystem, tier: .free, maxTokens: 300))
                 let answer = response.text.trimmingCharacters(in: .whitespacesAndNewlines)
-                text = answer.isEmpty ? "no summary: the model answered with nothing" : String(answer.prefix(2000))
+                // Said as what it is: a model's reading, which the findings below it can confirm.
+                text =
+                    answer.isEmpty
+                    ? "no summary: the model answered with nothing"
+                    : "summary by \(response.model) (a model's reading of the findings below): "
+                        + String(answer.prefix(2000))
             } catch {
                 switch error {
                 case .noModels: text = "no summary: no free model is configured (gateway.models, tier free)"

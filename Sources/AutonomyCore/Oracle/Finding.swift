@@ -67,6 +67,15 @@ public struct Finding: Sendable, Equatable, Encodable {
     }
 }
 
+extension Finding {
+    /// The evidence as it is stored and proposed: its numbers, and the tasks behind it.
+    var storedEvidence: JSONValue {
+        var evidence = self.evidence.objectValue ?? [:]
+        evidence["tasks"] = .array(tasks.map { .int($0) })
+        return .object(evidence)
+    }
+}
+
 extension [Finding] {
     /// Worst first; then by kind and subject, so equal reports print alike.
     public func worstFirst() -> [Finding] {
@@ -166,21 +175,25 @@ public struct ProposalOutcome: Sendable, Encodable {
     }
 
     public var status: Status
-    /// The new task, the open one, or the rejected one.
+    /// The new task, the open one, or the one that ended within the cooldown.
     public var task: Int64
     public var action: String
     public var parameters: JSONValue
     public var finding: FindingKind
     @Nullable public var subject: String?
+    /// How the earlier proposal ended, when it is cooling down.
+    @Nullable public var ended: TaskState?
+    /// `retry_dead(since=…, type=doomed)`.
+    public var summary: String
 
-    public init(_ proposal: Proposal, task: Int64, status: Status) {
-        (self.status, self.task, self.action, self.parameters) =
-            (status, task, proposal.action.name, proposal.action.parameters)
-        (finding, subject) = (proposal.finding.kind, proposal.finding.subject)
+    enum CodingKeys: String, CodingKey {
+        case status, task, action, parameters, finding, subject, ended
     }
 
-    var summary: String {
-        (try? RemediationAction(name: action, parameters: parameters).summary) ?? action
+    public init(_ proposal: Proposal, task: Int64, status: Status, ended: TaskState? = nil) {
+        (self.status, self.task, self.action, self.parameters, self.ended) =
+            (status, task, proposal.action.name, proposal.action.parameters, ended)
+        (finding, subject, summary) = (proposal.finding.kind, proposal.finding.subject, proposal.action.summary)
     }
 
     /// One line a person reads.
@@ -192,7 +205,8 @@ public struct ProposalOutcome: Sendable, Encodable {
         case .stillOpen:
             return "task \(task): \(summary) \(about): still open, not proposed again"
         case .coolingDown:
-            return "task \(task): \(summary) \(about): rejected within audit.cooldown, not proposed again"
+            return
+                "task \(task): \(summary) \(about): \(ended?.rawValue ?? "ended") within audit.cooldown, not proposed again"
         }
     }
 }

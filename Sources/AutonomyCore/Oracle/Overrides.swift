@@ -34,9 +34,8 @@ public struct Override: Sendable, Equatable, Encodable {
     /// One line a person reads.
     public var line: String {
         let until = expiresAt.map { " until \(Timestamp.format($0))" } ?? ""
-        let by = proposal.map { " (proposal task \($0))" } ?? ""
         return
-            "override \(id): \(effect) \(type ?? "(all types)") since \(Timestamp.format(createdAt))\(until): \(Visible.text(reason))\(by)"
+            "override \(id): \(effect) \(type ?? "(all types)") since \(Timestamp.format(createdAt))\(until): \(Visible.text(reason))"
     }
 
     enum CodingKeys: String, CodingKey {
@@ -102,7 +101,8 @@ extension Configuration {
         }
         for override in overrides {
             guard override.kind != .lease else {
-                configuration.worker.lease = Interval(milliseconds: override.value ?? lease.milliseconds)
+                // An override raises, never lowers: the file may have been raised past it since.
+                configuration.worker.lease = max(lease, Interval(milliseconds: override.value ?? 0))
                 continue
             }
             guard let name = override.type, var type = configuration.taskTypes[name] else { continue }

@@ -16,8 +16,10 @@ public enum RemediationAction: Sendable, Equatable {
     case expireStaleApprovals(olderThan: Interval)
     /// Settle a task whose worker died, as work-once's recovery does (verified first if it can be).
     case releaseStuck(task: Int64)
-    /// A command the configuration declares under `remediations`: argv, no shell, a timeout.
-    case runRemediation(name: String)
+    /// A command the configuration declares under `remediations`: argv, no shell, a timeout. The
+    /// argv is part of the proposal, so the operator approves the command itself; it runs only if
+    /// the configuration still declares exactly that argv.
+    case runRemediation(name: String, argv: [String])
     /// Alert the configured channels that the type's owner is needed.
     case notifyOwner(type: String)
 
@@ -51,7 +53,7 @@ public enum RemediationAction: Sendable, Equatable {
         case .raiseLease: return "worker"
         case .expireStaleApprovals: return "approvals"
         case .releaseStuck(let task): return "task \(task)"
-        case .runRemediation(let name): return name
+        case .runRemediation(let name, _): return name
         }
     }
 
@@ -82,7 +84,8 @@ public enum RemediationAction: Sendable, Equatable {
             return lasting(["type": .string(type), "to": .int(Int64(to))], duration)
         case .expireStaleApprovals(let olderThan): return ["older_than": .string(olderThan.exactText)]
         case .releaseStuck(let task): return ["task": .int(task)]
-        case .runRemediation(let name): return ["name": .string(name)]
+        case .runRemediation(let name, let argv):
+            return ["name": .string(name), "argv": .array(argv.map { .string($0) })]
         }
     }
 
@@ -111,7 +114,7 @@ public enum RemediationAction: Sendable, Equatable {
         case "raise_lease": allowed = ["to", "for"]
         case "expire_stale_approvals": allowed = ["older_than"]
         case "release_stuck": allowed = ["task"]
-        case "run_remediation": allowed = ["name"]
+        case "run_remediation": allowed = ["name", "argv"]
         default:
             throw .invalid(
                 "\"\(Visible.text(name))\" is not in the catalog (\(Self.names.joined(separator: ", ")))")
@@ -120,7 +123,7 @@ public enum RemediationAction: Sendable, Equatable {
             throw .invalid("\(name) takes no parameter \"\(Visible.text(extra))\"")
         }
         func text(_ key: String) throws(RemediationError) -> String {
-            guard let value = fields[key]?.stringValue else { throw .invalid("\(name) needs \(key) as a string") }
+            guard let value = fields[key]?.stringValue else { throw .invalid("\(name) needs \"\(key)\" as a string") }
             return value
         }
         func type() throws(RemediationError) -> String {
@@ -132,7 +135,7 @@ public enum RemediationAction: Sendable, Equatable {
         }
         func interval(_ key: String, in range: ClosedRange<Interval>) throws(RemediationError) -> Interval {
             guard let value = Interval(parsing: try text(key)), range.contains(value) else {
-                throw .invalid("\(name) needs \(key) as a duration from \(range.lowerBound) to \(range.upperBound)")
+                throw .invalid("\(name) needs \"\(key)\" as a duration from \(range.lowerBound) to \(range.upperBound)")
             }
             return value
         }
@@ -141,14 +144,15 @@ public enum RemediationAction: Sendable, Equatable {
         }
         func integer(_ key: String, in range: ClosedRange<Int64>) throws(RemediationError) -> Int64 {
             guard case .int(let value)? = fields[key], range.contains(value) else {
-                throw .invalid("\(name) needs \(key) as a whole number from \(range.lowerBound) to \(range.upperBound)")
+                throw .invalid(
+                    "\(name) needs \"\(key)\" as a whole number from \(range.lowerBound) to \(range.upperBound)")
             }
             return value
         }
         switch name {
         case "retry_dead":
             guard let since = Timestamp.parse(try text("since")) else {
-                throw .invalid("retry_dead needs since as a time")
+                throw .invalid("retry_dead needs \"since\" as a time")
             }
             self = .retryDead(type: try type(), since: since)
         case "pause_type": self = .pauseType(type: try type(), for: try duration())
@@ -169,7 +173,14 @@ public enum RemediationAction: Sendable, Equatable {
             guard TaskType.isValidName(remediation) else {
                 throw .invalid("run_remediation: \"\(Visible.text(remediation))\" is no remediation name")
             }
-            self = .runRemediation(name: remediation)
+            guard case .array(let items)? = fields["argv"], (1...64).contains(items.count) else {
+                throw .invalid("run_remediation needs \"argv\" as 1 to 64 strings")
+            }
+            let argv = items.compactMap(\.stringValue)
+            guard argv.count == items.count, !argv[0].isEmpty, argv.allSatisfy({ !$0.contains("\u{0}") }) else {
+                throw .invalid("run_remediation needs \"argv\" as 1 to 64 strings")
+            }
+            self = .runRemediation(name: remediation, argv: argv)
         }
     }
 }
@@ -198,17 +209,14 @@ public struct Proposal: Sendable, Equatable {
         (self.action, self.finding, self.runID, self.findingID) = (action, finding, runID, findingID)
     }
 
-    /// Made from the finding and the action, never from the time: an open proposal under the same
-    /// key is not proposed twice, and a rejected one waits out the cooldown.
-    public var key: String {
-        [finding.kind.rawValue, finding.subject ?? "", action.name, action.target].joined(separator: "|")
-    }
+    /// The action and what it acts on, never the time nor which finding asked: an open proposal
+    /// under the same key is not proposed twice (two findings asking for the same fix are one), and
+    /// one that ended (rejected, applied, failed, expired) waits out the cooldown.
+    public var key: String { action.name + "|" + action.target }
 
     /// The task's payload, canonical: what the operator approves.
     public var payload: JSONValue {
-        var evidence = finding.evidence.objectValue ?? [:]
-        evidence["tasks"] = .array(finding.tasks.map { .int($0) })
-        return [
+        [
             "action": .string(action.name),
             "parameters": action.parameters,
             "finding": .object([
@@ -216,7 +224,7 @@ public struct Proposal: Sendable, Equatable {
                 "severity": .string(finding.severity.rawValue),
                 "subject": finding.subject.map { .string($0) } ?? .null,
                 "title": .string(finding.title),
-                "evidence": .object(evidence),
+                "evidence": finding.storedEvidence,
                 "audit_run": runID.map { .int($0) } ?? .null,
                 "finding_id": findingID.map { .int($0) } ?? .null,
             ]),
@@ -333,14 +341,15 @@ public enum RemediationCatalog {
                 if to > lease { propose(.raiseLease(to: to, for: lasting), for: finding) }
             case .inconclusiveVerifications:
                 guard let type else { break }
-                let to = min(RemediationAction.attemptsRange.upperBound, type.retry.maxAttempts + 2)
-                if to > type.retry.maxAttempts {
+                let to = min(RemediationAction.attemptsRange.upperBound, type.effectiveMaxAttempts + 2)
+                if to > type.effectiveMaxAttempts {
                     propose(.raiseMaxAttempts(type: type.name, to: to, for: lasting), for: finding)
                 }
             case .staleApproval:
                 propose(.expireStaleApprovals(olderThan: audit.staleApproval), for: finding)
             case .stuckTask:
-                for task in finding.tasks { propose(.releaseStuck(task: task), for: finding) }
+                // Recovery settles every stuck task at once: one proposal, named by the oldest.
+                if let oldest = finding.tasks.first { propose(.releaseStuck(task: oldest), for: finding) }
             case .pausedType:
                 if let type, !broken.contains(type.name) { propose(.resumeType(type: type.name), for: finding) }
             case .successRateDrop, .stoppedRunning, .costRise, .verificationFailuresRise, .verifierNeverPasses,
@@ -355,7 +364,7 @@ public enum RemediationCatalog {
             where remediation.findings.contains(finding.kind)
                 && (remediation.subjects.isEmpty || finding.subject.map(remediation.subjects.contains) == true)
             {
-                propose(.runRemediation(name: name), for: finding)
+                propose(.runRemediation(name: name, argv: remediation.exec.argv), for: finding)
             }
         }
         return proposals

@@ -34,8 +34,8 @@ public struct Remediator: HandlerRunner {
         }
         do {
             let proposal = try Proposal(payload: invocation.task.payload)
-            if case .runRemediation(let name) = proposal.action {
-                return try await runCommand(name, invocation)
+            if case .runRemediation(let name, let argv) = proposal.action {
+                return try await runCommand(name, argv: argv, for: proposal.finding, invocation)
             }
             return ended(.exited(0), result: try await apply(proposal, proposalID: invocation.task.id))
         } catch {
@@ -43,9 +43,26 @@ public struct Remediator: HandlerRunner {
         }
     }
 
-    private func runCommand(_ name: String, _ invocation: HandlerInvocation) async throws -> HandlerOutcome {
+    private func runCommand(_ name: String, argv: [String], for finding: Finding, _ invocation: HandlerInvocation)
+        async throws -> HandlerOutcome
+    {
         guard let command = loaded.configuration.remediations[name] else {
             throw RemediationFailure(description: "no remediation \"\(name)\" is declared under remediations")
+        }
+        // What was approved is the command itself: a configuration changed since runs nothing.
+        guard command.exec.argv == argv else {
+            throw RemediationFailure(
+                description:
+                    "remediation \(name)'s argv changed since it was proposed; run `autonomy audit` for a proposal of the command as it is now"
+            )
+        }
+        guard command.findings.contains(finding.kind),
+            command.subjects.isEmpty || finding.subject.map(command.subjects.contains) == true
+        else {
+            throw RemediationFailure(
+                description:
+                    "remediation \(name) is not declared for \(finding.kind.rawValue) findings about \(finding.subject ?? "the system")"
+            )
         }
         var type = invocation.type
         type.handler = .exec(command.exec)
@@ -165,7 +182,10 @@ public struct Remediator: HandlerRunner {
             let proposal = try Proposal(payload: subject.task.payload)
             let now = clock.now()
             let configuration = try current(now: now)
-            if let failed = try effectMissing(proposal.action, configuration: configuration, now: now) {
+            if let failed = try effectMissing(
+                proposal.action, result: subject.result, exitCode: subject.task.exitCode, configuration: configuration,
+                now: now)
+            {
                 return (.fail, failed)
             }
             switch proposal.action {
@@ -186,8 +206,9 @@ public struct Remediator: HandlerRunner {
     }
 
     /// Why the action's effect is not there now, or nil when it is.
-    private func effectMissing(_ action: RemediationAction, configuration: Configuration, now: Int64) throws -> String?
-    {
+    private func effectMissing(
+        _ action: RemediationAction, result: JSONValue?, exitCode: Int?, configuration: Configuration, now: Int64
+    ) throws -> String? {
         func count(_ sql: String, _ arguments: StatementArguments) throws -> Int {
             try store.read("check a proposal") { db in try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0 }
         }
@@ -206,13 +227,24 @@ public struct Remediator: HandlerRunner {
         case .raiseMaxAttempts(let name, let to, _):
             let attempts = type?.effectiveMaxAttempts ?? 0
             return attempts >= to ? nil : "\(name) allows \(attempts) attempts, not \(to)"
-        case .retryDead(let name, let since):
+        case .retryDead(let name, _):
+            // The tasks the handler sent back (its result): none of them may still be dead.
+            guard case .array(let items)? = result?[path: "retried"] else { return "no record of the tasks sent back" }
+            let ids = items.compactMap { item -> Int64? in
+                if case .int(let id) = item { return id }
+                return nil
+            }
             let dead = try count(
-                "SELECT COUNT(*) FROM tasks WHERE state = 'dead' AND type = ? AND finished_at >= ?", [name, since])
-            return dead == 0 ? nil : "\(dead) \(name) task\(dead == 1 ? " is" : "s are") still dead"
+                "SELECT COUNT(*) FROM tasks WHERE state = 'dead' AND id IN (SELECT value FROM json_each(?))",
+                [JSONValue.array(ids.map { .int($0) }).canonicalText])
+            return dead == 0
+                ? nil : "\(dead) of the \(ids.count) \(name) tasks sent back \(dead == 1 ? "is" : "are") still dead"
         case .expireStaleApprovals(let olderThan):
             let stale = try count(
-                "SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND requested_at <= ?",
+                """
+                SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND requested_at <= ?
+                  AND task_id NOT IN (SELECT id FROM tasks WHERE type = 'apply_remediation')
+                """,
                 [now - olderThan.milliseconds])
             return stale == 0 ? nil : "\(stale) approval request\(stale == 1 ? " is" : "s are") still pending"
         case .releaseStuck(let task):
@@ -223,7 +255,8 @@ public struct Remediator: HandlerRunner {
         case .notifyOwner:
             return nil  // the alert is queued in the handler's transaction, or the handler failed
         case .runRemediation:
-            return nil  // its exit status was the handler's verdict
+            // A worker that died while the command ran leaves no exit status: nothing shows it ran.
+            return exitCode == 0 ? nil : "the remediation command did not finish (no exit status 0 is recorded)"
         }
     }
 

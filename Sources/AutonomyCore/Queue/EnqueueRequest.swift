@@ -76,9 +76,12 @@ extension EnqueueRequest {
         guard let type = configuration.taskType(named: self.type) else {
             throw .undeclaredType(self.type, declared: Array(configuration.taskTypes.keys))
         }
-        guard proposal == type.handler.isBuiltIn else {
+        guard proposal || !type.handler.isBuiltIn else {
             throw .invalidRequest(
                 "\(self.type) tasks are fix proposals that only `autonomy audit` makes; they cannot be enqueued")
+        }
+        guard !proposal || type.handler.isBuiltIn else {
+            throw .invalidRequest("a fix proposal is a \(TaskType.remediationTypeName) task, not \(self.type)")
         }
         let payloadValue: JSONValue
         if let parsedPayload {

@@ -42,7 +42,7 @@ public struct TaskRecord: Sendable, Equatable {
 
     /// The limit that applies: the task's own, else its type's, else the default policy's.
     public func attemptLimit(_ type: TaskType?) -> Int {
-        max(maxAttempts ?? type?.retry.maxAttempts ?? RetryPolicy().maxAttempts, type?.attemptsFloor ?? 0)
+        maxAttempts ?? type?.effectiveMaxAttempts ?? RetryPolicy().maxAttempts
     }
 }
 

@@ -67,6 +67,27 @@ import Testing
         #expect(report.firstBroken?.reason == "a field holds a value of the wrong type (it was edited)", "\(edit)")
     }
 
+    /// A window's pass starts near its first row, found by halving the ids: never after it, even
+    /// with a clock set back by less than the day's margin.
+    @Test func aWindowStartsNoLaterThanItsFirstRow() throws {
+        let fixture = try Fixture()
+        let hour = Interval.hours(1).milliseconds
+        // 200 rows an hour apart, with one step back of 20 hours at row 120.
+        let times = (Int64(0)..<200).map { $0 * hour - ($0 >= 120 ? 20 * hour : 0) }
+        try fixture.store.write("rows") { db in
+            for at in times { try db.appendLedger(.pruned, at: at, taskID: nil, type: nil, detailText: nil) }
+        }
+        try fixture.store.read("probe") { db in
+            for step in Int64(0)...28 {
+                let since = step * 7 * hour
+                let start = try db.firstLedgerID(near: since)
+                let first = times.firstIndex { $0 >= since }.map { Int64($0) + 1 } ?? Int64(times.count + 1)
+                #expect(start <= first, "window from hour \(since / hour): starts at \(start), first row \(first)")
+            }
+            #expect(try db.firstLedgerID(near: 150 * hour) > 100)  // it does skip what is long past
+        }
+    }
+
     @Test func anEditedRowIsFoundAtThatRow() async throws {
         let fixture = try Fixture()
         try await runSomeTasks(fixture)

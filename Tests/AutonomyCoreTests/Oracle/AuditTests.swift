@@ -178,11 +178,36 @@ import Testing
         try fixture.store.write("failed alert") { db in
             try db.appendLedger(
                 .notifyFailed, at: fixture.clock.now(), taskID: nil, type: nil,
-                detailText: #"{"channel":"webhook","event":"task_dead"}"#)
+                detailText: #"{"channel":"webhook","event":"test"}"#)
+            // An alert about a task carries the task's type: it counts the same.
+            try db.appendLedger(
+                .notifyFailed, at: fixture.clock.now(), taskID: 7, type: "send_email",
+                detailText: #"{"channel":"webhook","event":"approval_needed"}"#)
+            try db.appendLedger(
+                .notifyFailed, at: fixture.clock.now(), taskID: 8, type: "report",
+                detailText: #"{"channel":"command","event":"task_dead"}"#)
         }
         fixture.clock.advance(by: .minutes(1))
-        let alerts = try #require(try audit(fixture).findings.first { $0.kind == .alertsFailing })
-        #expect(alerts.subject == "webhook" && alerts.evidence[path: "failures"] == .int(1))
+        let alerts = try audit(fixture).findings.filter { $0.kind == .alertsFailing }
+        #expect(alerts.map(\.subject) == ["command", "webhook"])
+        #expect(alerts.map { $0.evidence[path: "failures"] } == [.int(1), .int(2)])
+    }
+
+    @Test func fixProposalsWaitingAreNotStaleApprovals() async throws {
+        let fixture = try Fixture()  // the standard map: "once" is tried once, send_email is dangerous
+        try await run(fixture, "once", [.exited(1)])
+        fixture.clock.advance(by: .hours(1))
+        let first = try audit(fixture)
+        #expect(first.proposals.contains { $0.action == "retry_dead" && $0.status == .proposed })
+        // Two days on, the proposal's request is older than audit.stale_approval (24h): it has its
+        // own expiry (audit.proposals_expire_after), and is no stale approval.
+        fixture.clock.advance(by: .days(2))
+        let later = try audit(fixture)
+        #expect(!later.findings.contains { $0.kind == .staleApproval }, "\(later.findings.map(\.title))")
+        #expect(!later.proposals.contains { $0.action == "expire_stale_approvals" })
+        try fixture.enqueue("send_email")
+        fixture.clock.advance(by: .days(2))
+        #expect(try audit(fixture).findings.contains { $0.kind == .staleApproval })
     }
 
     @Test func failureSignaturesReplaceWhatVaries() {
