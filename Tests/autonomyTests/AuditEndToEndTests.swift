@@ -118,20 +118,17 @@ import Testing
 @Suite struct AuditAlertEndToEndTests {
     @Test func anAuditWithNotifyAlertsWithCountsAndKindsOnly() async throws {
         let sandbox = try Sandbox(config: "{}")
-        let script = sandbox.file("notify.sh")
-        try "#!/bin/sh\ncat >> \"$(dirname \"$0\")/alerts.jsonl\"\n".write(
-            toFile: script, atomically: true, encoding: .utf8)
-        chmod(script, 0o755)
+        let script = try sandbox.alertLogger()
         try AuditEndToEndTests.config.replacingOccurrences(
             of: #"{"version": 1,"#, with: #"{"version": 1, "notify": {"command": ["\#(script)"]},"#
         ).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
         _ = try await sandbox.run(["enqueue", "doomed"])
         _ = try await sandbox.run(["work-once"])
-        let before = (try? String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8)) ?? ""
+        let before = try sandbox.loggedAlerts().count
         let audit = try await sandbox.run(["audit", "--notify"])
         #expect(audit.status == 0 && audit.stderr.isEmpty, "\(audit.stderr)")
-        let added = try String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8).dropFirst(before.count)
-        let alerts = try added.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        let alerts = Array(try sandbox.loggedAlerts().dropFirst(before))
+        let added = alerts.map(\.canonicalText).joined(separator: "\n")
         // The approval requests of the proposals it made (retry the dead task, call the owners of
         // the type that died and of the one never done), then the report.
         #expect(

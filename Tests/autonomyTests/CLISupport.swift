@@ -91,6 +91,22 @@ final class Sandbox: Sendable {
         }
     }
 
+    /// A notify command that appends each alert it is given, one per line, to `alerts.jsonl` here;
+    /// returns the command's path.
+    func alertLogger() throws -> String {
+        let script = file("notify.sh")
+        try "#!/bin/sh\ncat >> \"$(dirname \"$0\")/alerts.jsonl\"; echo >> \"$(dirname \"$0\")/alerts.jsonl\"\n".write(
+            toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        return script
+    }
+
+    /// The alerts `alertLogger` has written so far, parsed.
+    func loggedAlerts() throws -> [JSONValue] {
+        let text = (try? String(contentsOfFile: file("alerts.jsonl"), encoding: .utf8)) ?? ""
+        return try text.split(separator: "\n").map { try JSONValue.parse(String($0)) }
+    }
+
     func count(_ sql: String) throws -> Int {
         let queue = try DatabaseQueue(path: databasePath)
         return try queue.read { db in try Int.fetchOne(db, sql: sql) ?? -1 }

@@ -76,10 +76,7 @@ extension Sandbox {
 
     @Test func retryDeadAndNotifyOwnerDoWhatTheySayAndAreNeverProposedTwice() async throws {
         let sandbox = try Sandbox(config: "{}")
-        let script = sandbox.file("notify.sh")
-        try "#!/bin/sh\ncat >> \"$(dirname \"$0\")/alerts.jsonl\"; echo >> \"$(dirname \"$0\")/alerts.jsonl\"\n".write(
-            toFile: script, atomically: true, encoding: .utf8)
-        chmod(script, 0o755)
+        let script = try sandbox.alertLogger()
         try Self.config(
             types: """
                 "flaky": { "owner": "ops", "safety": "safe", "retry": { "max_attempts": 1 },
@@ -120,8 +117,7 @@ extension Sandbox {
             ) == 1)
         // notify_owner called the owner through the configured channel, with kinds, not texts.
         #expect(try sandbox.state(notify.task) == "done" && sandbox.finding(notify.task)?.outcome == "pass")
-        let alerts = try String(contentsOfFile: sandbox.file("alerts.jsonl"), encoding: .utf8)
-            .split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        let alerts = try sandbox.loggedAlerts()
         // Applied, the fix is not proposed again within audit.cooldown, whatever the window shows.
         let after = try await sandbox.audit()
         #expect(try sandbox.proposal(after, "retry_dead") == (retry.task, "cooling_down"))
