@@ -143,6 +143,7 @@ extension AutonomyStore {
             default: return nil
             }
         }
+        var recomputed = [UInt8](repeating: 0, count: 64)
         func same(_ stored: UnsafeRawBufferPointer, _ hex: [UInt8]) -> Bool {
             stored.count == hex.count
                 && hex.withUnsafeBytes { memcmp($0.baseAddress!, stored.baseAddress!, $0.count) == 0 }
@@ -169,7 +170,7 @@ extension AutonomyStore {
             input.integer(duration)
             input.real(costType == SQLITE_NULL ? nil : sqlite3_column_double(raw, 7))
             input.text(raw: detail)
-            let recomputed = input.digestHex()
+            input.digestHex(into: &recomputed)
             if id != expectedID { return report(broken: (id, "rows \(expectedID)…\(id - 1) are missing (deleted)")) }
             guard same(prevHash, previous) else {
                 return report(broken: (id, "it does not chain to the row before it (that row was changed or deleted)"))
@@ -177,7 +178,7 @@ extension AutonomyStore {
             guard same(hash, recomputed) else {
                 return report(broken: (id, "its content does not match its hash (it was edited)"))
             }
-            previous = recomputed
+            swap(&previous, &recomputed)
             expectedID = id + 1
         }
         return report(broken: nil)

@@ -300,18 +300,25 @@ public enum LedgerChain {
 
         /// The SHA-256 of the bytes, as 64 lowercase hex digits (ASCII).
         func digestHex() -> [UInt8] {
-            var hex: [UInt8] = []
-            hex.reserveCapacity(64)
-            for byte in SHA256.hash(data: bytes) {
-                hex.append(hexDigits[Int(byte >> 4)])
-                hex.append(hexDigits[Int(byte & 0x0f)])
-            }
+            var hex = [UInt8](repeating: 0, count: 64)
+            digestHex(into: &hex)
             return hex
         }
+
+        /// The same, written over `hex` (64 bytes): `ledger verify` reuses one buffer for every row.
+        func digestHex(into hex: inout [UInt8]) {
+            if hex.count != 64 { hex = [UInt8](repeating: 0, count: 64) }
+            var index = 0
+            for byte in SHA256.hash(data: bytes) {
+                hex[index] = Self.digit(byte >> 4)
+                hex[index + 1] = Self.digit(byte & 0x0f)
+                index += 2
+            }
+        }
+
+        private static func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
     }
 }
-
-private let hexDigits = Array("0123456789abcdef".utf8)
 
 extension AutonomyStore {
     /// A task's ledger rows, oldest first.

@@ -67,6 +67,18 @@ import Testing
         #expect(report.firstBroken?.reason == "a field holds a value of the wrong type (it was edited)", "\(edit)")
     }
 
+    @Test func aForgedShortHashAnywhereIsAnEditNotACrash() async throws {
+        let fixture = try Fixture()
+        try await runSomeTasks(fixture)
+        try dropGuards(fixture)
+        try fixture.store.write("edit") { db in
+            try db.execute(sql: "UPDATE ledger SET hash = 'x', prev_hash = 'x' WHERE id BETWEEN 6 AND 12")
+        }
+        let single = try fixture.store.verifyLedgerChain(splittingAbove: .max)
+        #expect(single.firstBroken?.id == 6)
+        #expect(try fixture.store.verifyLedgerChain(splittingAbove: 4) == single)
+    }
+
     /// A window's pass starts near its first row, found by halving the ids: never after it, even
     /// with a clock set back by less than the day's margin.
     @Test func aWindowStartsNoLaterThanItsFirstRow() throws {
