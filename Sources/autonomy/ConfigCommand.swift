@@ -156,8 +156,8 @@ struct ConfigCommand: AsyncParsableCommand {
             if !configuration.remediations.isEmpty {
                 print(
                     "remediations: "
-                        + configuration.remediations.keys.sorted().map { name in
-                            "\(name) (for \(configuration.remediations[name]!.findings.map(\.rawValue).sorted().joined(separator: ", ")))"
+                        + configuration.remediations.sorted { $0.key < $1.key }.map { name, command in
+                            "\(name) (for \(command.findings.map(\.rawValue).sorted().joined(separator: ", ")))"
                         }.joined(separator: "; "))
             }
             let shown = warnings + (unreadable.map { [$0] } ?? [])
