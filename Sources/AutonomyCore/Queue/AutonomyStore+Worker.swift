@@ -219,23 +219,7 @@ extension AutonomyStore {
         // index whatever its statistics say (without them it prefers the state index and scans).
         // Paused types (overrides) are skipped by a second form, so the usual claim pays nothing.
         let paused = configuration.pausedTypes
-        let skipping = paused.isEmpty ? "" : "AND type NOT IN (SELECT value FROM json_each(?))"
-        let next = try db.cachedStatement(
-            sql: """
-                WITH RECURSIVE level(priority) AS (
-                    SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order WHERE state = 'queued'
-                    UNION ALL
-                    SELECT (
-                        SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order
-                        WHERE state = 'queued' AND priority < level.priority)
-                    FROM level WHERE level.priority IS NOT NULL
-                )
-                SELECT (SELECT id FROM tasks INDEXED BY tasks_claim_order
-                        WHERE state = 'queued' AND priority = level.priority AND run_at <= ? \(skipping)
-                        ORDER BY run_at, id LIMIT 1) AS id
-                FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
-                LIMIT 1
-                """)
+        let next = try db.cachedStatement(sql: paused.isEmpty ? Self.claimSQL : Self.claimSkippingPausedSQL)
         let details = try db.cachedStatement(
             sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
         let verifier = DecisionVerifier(settings: configuration.approvals)
@@ -308,6 +292,28 @@ extension AutonomyStore {
         }
         return ClaimStep(claimed: nil, skipped: skipped)
     }
+
+    private static func claimQuery(skipping: String) -> String {
+        """
+        WITH RECURSIVE level(priority) AS (
+            SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order WHERE state = 'queued'
+            UNION ALL
+            SELECT (
+                SELECT MAX(priority) FROM tasks INDEXED BY tasks_claim_order
+                WHERE state = 'queued' AND priority < level.priority)
+            FROM level WHERE level.priority IS NOT NULL
+        )
+        SELECT (SELECT id FROM tasks INDEXED BY tasks_claim_order
+                WHERE state = 'queued' AND priority = level.priority AND run_at <= ? \(skipping)
+                ORDER BY run_at, id LIMIT 1) AS id
+        FROM level WHERE level.priority IS NOT NULL AND id IS NOT NULL
+        LIMIT 1
+        """
+    }
+
+    /// Made once: a draining worker claims for every task.
+    private static let claimSQL = claimQuery(skipping: "")
+    private static let claimSkippingPausedSQL = claimQuery(skipping: "AND type NOT IN (SELECT value FROM json_each(?))")
 
     private func block(taskID: Int64, reason: String, db: Database, now: Int64) throws {
         try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
