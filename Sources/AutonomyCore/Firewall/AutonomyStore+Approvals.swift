@@ -72,6 +72,10 @@ extension Database {
                     """), arguments: [taskID, payloadSHA256])
     }
 
+    /// An approval's condition (on its `task_id`): not a fix proposal's, which waits out its own
+    /// `audit.proposals_expire_after` and is never a stale approval.
+    static let notAProposal = "task_id NOT IN (SELECT id FROM tasks WHERE type = '\(TaskType.remediationTypeName)')"
+
     /// Pending requests whose time is up become `expired`, and so do their tasks; with
     /// `requestedBefore` (a proposal's `expire_stale_approvals`), those asked before then instead,
     /// except fix proposals (they have their own `audit.proposals_expire_after`).
@@ -84,7 +88,7 @@ extension Database {
                 """
                 : """
                 SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ?
-                  AND task_id NOT IN (SELECT id FROM tasks WHERE type = 'apply_remediation') ORDER BY id
+                  AND \(Self.notAProposal) ORDER BY id
                 """, arguments: [requestedBefore ?? now])
         for approval in due {
             try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])

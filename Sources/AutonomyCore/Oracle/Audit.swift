@@ -317,7 +317,7 @@ extension AutonomyStore {
             db,
             sql: """
                 SELECT a.id, a.task_id, a.requested_at, t.type FROM approvals a JOIN tasks t ON t.id = a.task_id
-                WHERE a.state = 'pending' AND a.requested_at <= ? AND t.type != 'apply_remediation'
+                WHERE a.state = 'pending' AND a.requested_at <= ? AND a.\(Database.notAProposal)
                 ORDER BY a.requested_at
                 """, arguments: [now - settings.staleApproval.milliseconds])
         if let oldest = stale.first {

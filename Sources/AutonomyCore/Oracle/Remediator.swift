@@ -243,7 +243,7 @@ public struct Remediator: HandlerRunner {
             let stale = try count(
                 """
                 SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND requested_at <= ?
-                  AND task_id NOT IN (SELECT id FROM tasks WHERE type = 'apply_remediation')
+                  AND \(Database.notAProposal)
                 """,
                 [now - olderThan.milliseconds])
             return stale == 0 ? nil : "\(stale) approval request\(stale == 1 ? " is" : "s are") still pending"
