@@ -19,7 +19,9 @@ struct Autonomy: AsyncParsableCommand {
         version: AutonomyVersion.current,
         subcommands: [
             Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, Approvals.self, Approve.self, Reject.self,
-            Verify.self, LedgerCommand.self, MapCommand.self, AuditCommand.self, OverridesCommand.self, Metrics.self,
+            Verify.self, LedgerCommand.self, MapCommand.self, AuditCommand.self, HealCommand.self,
+            OverridesCommand.self,
+            Metrics.self,
             Prune.self, LLM.self,
             Budget.self,
             Firewall.self, Notify.self, Gate.self, OperatorCommand.self,

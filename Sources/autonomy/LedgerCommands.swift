@@ -212,7 +212,16 @@ struct MapShow: AsyncParsableCommand {
         let start = try windowStart(since, now: now) ?? now
         let loaded = try store.applyingOverrides(to: file, now: now)
         let report = try store.systemMap(configuration: loaded.configuration, since: start)
-        if markdown { return print(MapDocument.markdown(report, loaded: loaded, since: since)) }
+        let heal = HealSummary(
+            breakers: try store.openBreakers(now: now),
+            lastDay: try store.healActivity(since: now - Interval.days(1).milliseconds))
+        let healLine = HealSummary.line(
+            breakers: heal.breakers, lastDay: heal.lastDay, enabled: loaded.configuration.heal.enabled)
+        if markdown {
+            return print(
+                MapDocument.markdown(report, loaded: loaded, since: since)
+                    + "\n\n## Heal\n\n\(healLine)\n" + heal.breakers.map { "\n- " + $0.line }.joined())
+        }
         if json {
             struct Output: Encodable {
                 var since: ISOTime
@@ -220,15 +229,16 @@ struct MapShow: AsyncParsableCommand {
                 var components: [ComponentStats]
                 var undeclaredTypes: [String]
                 var overrides: [Override]
+                var heal: HealSummary
                 enum CodingKeys: String, CodingKey {
-                    case since, types, components, overrides
+                    case since, types, components, overrides, heal
                     case undeclaredTypes = "undeclared_types"
                 }
             }
             return try printJSON(
                 Output(
                     since: ISOTime(start), types: report.types, components: report.components,
-                    undeclaredTypes: report.undeclared, overrides: loaded.configuration.overrides))
+                    undeclaredTypes: report.undeclared, overrides: loaded.configuration.overrides, heal: heal))
         }
         print("since \(display(start, loaded.configuration)) (\(since))")
         print(
@@ -274,6 +284,8 @@ struct MapShow: AsyncParsableCommand {
             print("\noverrides in effect ('autonomy overrides remove ID' ends one):")
             for override in loaded.configuration.overrides { print("  " + override.line) }
         }
+        print("\nheal: " + healLine)
+        for breaker in heal.breakers { print("  " + breaker.line) }
     }
 }
 

@@ -183,6 +183,10 @@ struct QueueService {
             printout.line("\noverrides in effect ('autonomy overrides remove ID' ends one):")
             for override in status.overrides { printout.line("  " + override.line) }
         }
+        if caller.readsOnly == nil {
+            printout.line("\nheal: " + HealSummary.line(status, enabled: configuration.heal.enabled))
+            for breaker in status.breakers { printout.line("  " + breaker.line) }
+        }
         if !status.recentDead.isEmpty {
             printout.line("\ndead tasks (most recent first; 'autonomy tasks retry ID' sends one back):")
             for task in status.recentDead {
@@ -429,6 +433,7 @@ private struct StatusOutput: Encodable {
     var expiredLeases: Int
     var dead: [Dead]
     var overrides: [Override]
+    var heal: HealSummary
 
     enum CodingKeys: String, CodingKey {
         case counts
@@ -436,7 +441,7 @@ private struct StatusOutput: Encodable {
         case oldestRunnable = "oldest_runnable"
         case nextScheduled = "next_scheduled"
         case expiredLeases = "expired_leases"
-        case dead, overrides
+        case dead, overrides, heal
     }
 
     init(_ status: QueueStatus, now: Int64) {
@@ -454,5 +459,37 @@ private struct StatusOutput: Encodable {
             Dead(id: $0.id, type: $0.type, finishedAt: ISOTime($0.finishedAt), lastError: $0.lastError)
         }
         overrides = status.overrides
+        heal = HealSummary(breakers: status.breakers, lastDay: status.healLastDay)
+    }
+}
+
+/// Heal at a glance, for `status` and `map`: open breakers, and the automatic actions of the last
+/// day by outcome.
+struct HealSummary: Encodable {
+    var breakers: [HealBreaker]
+    var lastDay: [String: [String: Int]]
+
+    enum CodingKeys: String, CodingKey {
+        case breakers
+        case lastDay = "last_day"
+    }
+
+    /// `enabled; last day: 2 automatic actions (fixed 1, did_not_fix 1); 1 breaker open`.
+    static func line(_ status: QueueStatus, enabled: Bool) -> String {
+        line(breakers: status.breakers, lastDay: status.healLastDay, enabled: enabled)
+    }
+
+    static func line(breakers: [HealBreaker], lastDay: [String: [String: Int]], enabled: Bool) -> String {
+        var outcomes: [String: Int] = [:]
+        for (_, counts) in lastDay { for (outcome, count) in counts { outcomes[outcome, default: 0] += count } }
+        let total = outcomes.values.reduce(0, +)
+        let detail =
+            outcomes.isEmpty
+            ? ""
+            : " (" + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"
+        let open =
+            breakers.isEmpty ? "no breaker open" : "\(breakers.count) breaker\(breakers.count == 1 ? "" : "s") open"
+        return
+            "\(enabled ? "enabled" : "disabled (heal.enabled)"); last day: \(total) automatic action\(total == 1 ? "" : "s")\(detail); \(open)"
     }
 }

@@ -63,13 +63,7 @@ struct WorkOnce: AsyncParsableCommand {
             : nil
         let before = try store.ledgerHead()
         let report = try await worker.work(drain: limits)
-        // The chain's head, where the database's writers cannot edit it: the journal.
-        if let head = try store.ledgerHead(), head != before {
-            let sent = Journal.send(
-                head.message, messageID: LedgerAnchor.messageID,
-                fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])
-            if !sent { printError(head.message) }
-        }
+        try anchorLedgerHead(store, before: before)
         if json { return try printJSON(report) }
         for recovered in report.recovered {
             print(
@@ -106,5 +100,16 @@ struct WorkOnce: AsyncParsableCommand {
     private func describe(_ state: TaskState, next: Int64?, _ configuration: Configuration) -> String {
         if state == .queued, let next { return "retry at \(display(next, configuration))" }
         return state.rawValue
+    }
+}
+
+/// Sends the ledger's head to the journal, where the database's writers cannot edit it, when it
+/// moved since `before`.
+func anchorLedgerHead(_ store: AutonomyStore, before: LedgerAnchor?) throws {
+    if let head = try store.ledgerHead(), head != before {
+        let sent = Journal.send(
+            head.message, messageID: LedgerAnchor.messageID,
+            fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])
+        if !sent { printError(head.message) }
     }
 }

@@ -56,6 +56,7 @@ import Testing
         shapes["budget"] = try await shape(sandbox, ["budget", "--json"])
         shapes["verify"] = try await shape(sandbox, ["verify", "1", "--json"])
         shapes["config check"] = try await shape(sandbox, ["config", "check", "--json"])
+        shapes["heal"] = try await shape(sandbox, ["heal", "--json"])
         let expected: [String: String] = [
             "approvals":
                 "[{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}]",
@@ -63,6 +64,8 @@ import Testing
                 "{age_seconds:n,expires_at:s,expires_in_seconds:n,id:n,payload:{to:s},payload_sha256:s,payload_summary:s,reason:s,requested_at:s,source:null,subject:null,task_id:n,type:s}",
             "budget":
                 "{cap_usd:n,day_start:s,last_days:[{cost_usd:n,day:s}],models:[],reserved_usd:n,soft_cap_usd:n,spent_usd:n,window:s}",
+            "heal":
+                "{attempts:[],breakers_closed:[],breakers_open:[],breakers_opened:[],decisions:[{action:s,finding:s,parameters:{since:s,type:s},reason:s,status:s,subject:s,task:null}],dry_run:b,due:[],enabled:b,findings:[{evidence:{dead:n,signature:s},kind:s,severity:s,subject:s,tasks:[n],title:s}],judged:[],systemic:{active:[s],change:null,failing:[],stopped:b},window_end:s,window_start:s}",
             "config check":
                 "{components:[],database:s,file:s,overrides:[],producers:{groups:[],users:[]},signers:n,task_types:[{max_attempts:n,name:s,owner:null,safety:s,timeout:s}],version:n,warnings:[s]}",
             "enqueue":
@@ -72,9 +75,9 @@ import Testing
             "ledger verify":
                 "{anchor_mismatches:[],anchors_checked:null,first_broken_row:null,last_hash:s,ok:b,reason:null,rows:n}",
             "map":
-                "{components:[],overrides:[],since:s,types:[{cost_usd:n,dead:n,done:n,ever_succeeded:b,last_success:null,median_ms:n,name:s,overrides:[],owner:null,p95_ms:n,runs:n,safety:s,shelfware:b,success_rate:n,verification_failures:n,verified:b}],undeclared_types:[]}",
+                "{components:[],heal:{breakers:[],last_day:{}},overrides:[],since:s,types:[{cost_usd:n,dead:n,done:n,ever_succeeded:b,last_success:null,median_ms:n,name:s,overrides:[],owner:null,p95_ms:n,runs:n,safety:s,shelfware:b,success_rate:n,verification_failures:n,verified:b}],undeclared_types:[]}",
             "status":
-                "{by_type:{flaky:{dead:n},report:{done:n},send_email:{awaiting_approval:n}},counts:{awaiting_approval:n,blocked:n,cancelled:n,dead:n,done:n,expired:n,queued:n,rejected:n,running:n,verifying:n},dead:[{finished_at:s,id:n,last_error:s,type:s}],expired_leases:n,next_scheduled:null,oldest_runnable:null,overrides:[]}",
+                "{by_type:{flaky:{dead:n},report:{done:n},send_email:{awaiting_approval:n}},counts:{awaiting_approval:n,blocked:n,cancelled:n,dead:n,done:n,expired:n,queued:n,rejected:n,running:n,verifying:n},dead:[{finished_at:s,id:n,last_error:s,type:s}],expired_leases:n,heal:{breakers:[],last_day:{}},next_scheduled:null,oldest_runnable:null,overrides:[]}",
             "tasks list":
                 "[{attempts:n,created_at:s,exit_code:null,finished_at:null,id:n,key:null,last_error:null,lease_expires_at:null,max_attempts:null,payload:{to:s},payload_sha256:s,priority:n,result:null,run_at:s,source:null,started_at:null,state:s,stderr_tail:null,subject:null,type:s,updated_at:s}]",
             "tasks show":

@@ -28,12 +28,16 @@ public struct Configuration: Sendable {
     public var audit = AuditSettings()
     /// Commands an operator declares as fixes (`run_remediation`), by name.
     public var remediations: [String: RemediationCommand] = [:]
+    /// The self-healing executor (`autonomy heal`): off by default.
+    public var heal = HealSettings()
     /// The overrides applied on top of the file (see `applying(_:)`); empty as read from the file.
     public var overrides: [Override] = []
     /// The file's lease, kept while an override raises `worker.lease`.
     var declaredLease: Interval?
     /// The types an override pauses, sorted: no claim takes their tasks.
     public internal(set) var pausedTypes: [String] = []
+    /// When set, claims take tasks of these types only (`heal` applies fix proposals alone).
+    public var claimOnly: [String]?
 
     /// The newest `version` this binary understands.
     public static let supportedVersion = 1
@@ -42,7 +46,9 @@ public struct Configuration: Sendable {
 
     /// A declared type, or the built-in `apply_remediation`.
     public func taskType(named name: String) -> TaskType? {
-        taskTypes[name] ?? (name == TaskType.remediationTypeName ? .applyRemediation(audit) : nil)
+        taskTypes[name]
+            ?? (name == TaskType.remediationTypeName
+                ? .applyRemediation(audit, heal: heal, remediations: remediations) : nil)
     }
 }
 
@@ -50,7 +56,7 @@ extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, approvals, gateway, producers, audit, remediations
+        case components, notify, approvals, gateway, producers, audit, remediations, heal
     }
 
     public init(from decoder: any Decoder) throws {
@@ -116,6 +122,8 @@ extension Configuration: Decodable {
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
         audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
         remediations = try container.decodeIfPresent([String: RemediationCommand].self, forKey: .remediations) ?? [:]
+        heal = try container.decodeIfPresent(HealSettings.self, forKey: .heal) ?? HealSettings()
+        try heal.checkTypes(declared: taskTypes, path: [CodingKeys.heal])
         for name in remediations.keys where !TaskType.isValidName(name) {
             throw DecodingError.dataCorrupted(
                 .init(

@@ -32,6 +32,12 @@ public struct TaskType: Sendable {
     public var timeoutOverride: Interval?
     /// Set by an override: no task of this type gets fewer attempts (its own `max_attempts` included).
     public var attemptsFloor: Int?
+    /// The built-in `apply_remediation` only, while heal is enabled: the pairs whose proposals
+    /// the firewall rates safe (`heal.auto_apply`).
+    public var autoApply: [AutoApply] = []
+    /// The built-in type only: each declared remediation's argv, so that a proposal of a command
+    /// the configuration does not declare is never rated safe.
+    var declaredRemediations: [String: [String]] = [:]
 
     public init(name: String, handler: Handler) {
         self.name = name

@@ -186,9 +186,12 @@ public struct Worker: Sendable {
         var configuration = loaded.configuration
         let lease = configuration.worker.lease
         var report = WorkReport()
-        report.expiredApprovals = try store.expireApprovals(now: clock.now())
-        try store.chargeAbandonedReservations(now: clock.now())
-        report.recovered = try await recover(configuration: configuration)
+        // A worker kept to some types (heal's) leaves the housekeeping to work-once.
+        if configuration.claimOnly == nil {
+            report.expiredApprovals = try store.expireApprovals(now: clock.now())
+            try store.chargeAbandonedReservations(now: clock.now())
+            report.recovered = try await recover(configuration: configuration)
+        }
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
         var step = try rated(
             configuration,

@@ -174,6 +174,7 @@ extension TaskType {
     /// Rates a payload: dangerous when a deny rule matches; else the type's own rating, unless the
     /// type is dangerous and a safe rule allows the payload as a whole.
     public func rate(_ payload: JSONValue) -> Rating {
+        if handler.isBuiltIn { return rateProposal(payload) }
         let denying = rules.filter { $0.safety == .dangerous && $0.denies(payload) }
         if !denying.isEmpty {
             return Rating(safety: .dangerous, reasons: denying.map { "rule: \($0.summary) → dangerous" })
@@ -195,6 +196,40 @@ extension TaskType {
         }
         return Rating(
             safety: .dangerous, reasons: [base + (notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")")])
+    }
+}
+
+extension TaskType {
+    /// A fix proposal is dangerous, unless heal is enabled and one of its `auto_apply` entries
+    /// covers the proposal's finding kind, action and type; a `run_remediation` proposal must also
+    /// carry exactly the argv the configuration declares for that remediation. The guardrails
+    /// (breaker, rate, backoff, systemic stop) are checked when it is claimed.
+    func rateProposal(_ payload: JSONValue) -> Rating {
+        let human = "a fix proposal: a human approves it"
+        let proposal: Proposal
+        do {
+            proposal = try Proposal(value: payload)
+        } catch {
+            return Rating(safety: .dangerous, reasons: ["\(human) (\(error))"])
+        }
+        guard !autoApply.isEmpty else {
+            return Rating(safety: .dangerous, reasons: ["\(human) (heal.auto_apply is empty or heal is disabled)"])
+        }
+        guard let index = autoApply.firstIndex(where: { $0.covers(proposal) }) else {
+            let about = proposal.finding.subject.map { " about \($0)" } ?? ""
+            return Rating(
+                safety: .dangerous,
+                reasons: [
+                    "\(human) (no heal.auto_apply entry covers \(proposal.finding.kind.rawValue) → \(proposal.action.name)\(about))"
+                ])
+        }
+        if case .runRemediation(let name, let argv) = proposal.action, declaredRemediations[name] != argv {
+            return Rating(
+                safety: .dangerous,
+                reasons: ["\(human) (its command is not the one remediations.\(name) declares)"])
+        }
+        return Rating(
+            safety: .safe, reasons: ["heal.auto_apply[\(index)]: \(autoApply[index].summary) → safe"])
     }
 }
 

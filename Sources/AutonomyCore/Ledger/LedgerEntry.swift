@@ -49,6 +49,18 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     case overrideSet = "override_set"
     /// An override ended: removed by an operator, replaced, or undone by a proposal.
     case overrideRemoved = "override_removed"
+    /// A fix proposal ran without a human: a `heal.auto_apply` entry covered it.
+    case healApplied = "heal_applied"
+    /// Heal did not apply a fix it is trusted with: a guardrail stopped it (the reason says which).
+    case healSkipped = "heal_skipped"
+    /// Heal looked at an automatic fix again after it settled: fixed, did not fix, failed.
+    case healJudged = "heal_judged"
+    /// Automatic fixes on a target stopped after fixes that did not fix, or started again.
+    case healBreakerOpened = "heal_breaker_opened"
+    case healBreakerClosed = "heal_breaker_closed"
+    /// Too many types failing at once: nothing automatic runs until this ends.
+    case healStopped = "heal_stopped"
+    case healResumed = "heal_resumed"
 }
 
 /// One row of the append-only ledger.

@@ -90,6 +90,33 @@ public enum PrometheusMetrics {
             "autonomy_shelfware_types", "gauge",
             "Declared task types without a verified success in the last \(window).",
             [([], String(map.types.filter(\.shelfware).count))])
+        let (actions, breakers) = try store.read("read heal's metrics") { db in
+            (
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT action, 'applied', COUNT(*) FROM heal_actions WHERE automatic = 1 GROUP BY action
+                        UNION ALL
+                        SELECT action, outcome, COUNT(*) FROM heal_actions
+                        WHERE automatic = 1 AND outcome IS NOT NULL GROUP BY action, outcome
+                        ORDER BY 1, 2
+                        """
+                ).map {
+                    (
+                        action: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1),
+                        count: try $0.decode(Int.self, atIndex: 2)
+                    )
+                },
+                try db.openBreakers(now: now)
+            )
+        }
+        family(
+            "autonomy_heal_actions_total", "counter",
+            "Fixes heal applied on its own by action (outcome applied), and how they were judged after settling.",
+            actions.map { ([("action", $0.action), ("outcome", $0.outcome)], String($0.count)) })
+        family(
+            "autonomy_heal_breaker_open", "gauge", "1 for each target whose heal breaker is open.",
+            Set(breakers.map(\.target)).sorted().map { ([("target", $0)], "1") })
         return text
     }
 

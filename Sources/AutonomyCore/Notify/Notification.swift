@@ -15,8 +15,13 @@ public enum NotificationEvent: String, Sendable, Codable, CaseIterable {
     case test
     /// `autonomy audit --notify`: what the last audit found, by kind and severity.
     case auditReport = "audit_report"
-    /// An approved proposal (`notify_owner`) calls a task type's owner.
+    /// An approved proposal (`notify_owner`) calls a task type's owner; so does a fix heal
+    /// applied that did not help.
     case ownerNeeded = "owner_needed"
+    /// Automatic fixes on a target stopped: fixes on it did not fix.
+    case healBreakerOpened = "heal_breaker_opened"
+    /// Too many types are failing at once: heal applies nothing on its own until it ends.
+    case healStopped = "heal_stopped"
 }
 
 /// One alert, ready for a channel: a JSON document and a one-line text.
@@ -166,12 +171,37 @@ extension AutonomyStore {
         case .test:
             return NotificationMessage.test(now: now)
         case .ownerNeeded:
-            guard let task, let proposal = try? Proposal(payload: task.payload), let type = proposal.action.type else {
+            guard let task, let proposal = try? Proposal(payload: task.payload),
+                let type = proposal.action.type ?? proposal.finding.subject
+            else {
                 try finishObsolete(notification, now: now)
                 return nil
             }
             return NotificationMessage.ownerNeeded(
                 type: type, owner: configuration.taskTypes[type]?.owner, finding: proposal.finding, proposal: task.id)
+        case .healBreakerOpened:
+            guard let task, let proposal = try? Proposal(payload: task.payload),
+                let breaker = try openBreakers(now: now).last(where: { $0.target == proposal.healTarget })
+            else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.breakerOpened(breaker)
+        case .healStopped:
+            guard
+                let stop = try read(
+                    "read the systemic stop",
+                    { db in
+                        try Row.fetchOne(
+                            db,
+                            sql: "SELECT started_at, reason FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
+                    })
+            else {
+                try finishObsolete(notification, now: now)
+                return nil
+            }
+            return NotificationMessage.healStopped(
+                since: try stop.decode(forColumn: "started_at"), reason: try stop.decode(forColumn: "reason"))
         case .auditReport:
             guard let run = try latestAudit() else {
                 try finishObsolete(notification, now: now)
@@ -383,6 +413,28 @@ extension NotificationMessage {
                     "kind": .string(finding.kind.rawValue), "severity": .string(finding.severity.rawValue),
                 ]),
                 "proposal": .int(proposal),
+            ]))
+    }
+
+    static func breakerOpened(_ breaker: HealBreaker) -> NotificationMessage {
+        let target = Visible.text(breaker.target)
+        let text =
+            "heal stopped fixing \(target) on its own: \(Visible.text(breaker.reason)); until \(Timestamp.format(breaker.closesAt.milliseconds)) or `autonomy heal reset \(target)`"
+        return NotificationMessage(
+            event: .healBreakerOpened, text: text,
+            body: .object([
+                "event": "heal_breaker_opened", "text": .string(text), "target": .string(target),
+                "breaker": .int(breaker.id), "closes_at": .string(Timestamp.format(breaker.closesAt.milliseconds)),
+            ]))
+    }
+
+    static func healStopped(since: Int64, reason: String) -> NotificationMessage {
+        let text =
+            "heal applies nothing on its own since \(Timestamp.format(since)): \(Visible.text(reason)); something shared may be broken (network, disk, a provider)"
+        return NotificationMessage(
+            event: .healStopped, text: text,
+            body: .object([
+                "event": "heal_stopped", "text": .string(text), "since": .string(Timestamp.format(since)),
             ]))
     }
 

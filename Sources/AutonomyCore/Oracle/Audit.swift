@@ -62,22 +62,8 @@ extension AutonomyStore {
         let catalog =
             propose ? RemediationCatalog.proposals(for: findings, configuration: configuration, since: start) : []
         let (runID, proposals) = try write("save an audit") { db in
-            try db.execute(
-                sql: "INSERT INTO audit_runs (at, window_start, window_end, headline, worst) VALUES (?, ?, ?, ?, ?)",
-                arguments: [now, start, now, headline, findings.first?.severity.rawValue])
-            let run = db.lastInsertedRowID
-            var ids: [Int64] = []
-            for finding in findings {
-                try db.execute(
-                    sql: """
-                        INSERT INTO findings (run_id, kind, severity, subject, title, evidence) VALUES (?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
-                        finding.storedEvidence.canonicalText,
-                    ])
-                ids.append(db.lastInsertedRowID)
-            }
+            let (run, ids) = try db.saveRun(
+                findings, headline: headline, source: "audit", start: start, end: now)
             var proposals: [ProposalOutcome] = []
             for var proposal in catalog {
                 guard let index = findings.firstIndex(of: proposal.finding) else { continue }
@@ -96,10 +82,12 @@ extension AutonomyStore {
             proposals: proposals)
     }
 
-    /// Enqueues one proposal, unless one under its key is still open or was rejected within the
-    /// cooldown; says which.
-    private func enqueue(
-        _ proposal: Proposal, settings: AuditSettings, configuration: Configuration, db: Database, now: Int64
+    /// Enqueues one proposal, unless one under its key is still open or ended within the
+    /// cooldown; says which. Heal passes `cooldown: false`: it has its own backoff, and checks for
+    /// a human's rejection itself.
+    func enqueue(
+        _ proposal: Proposal, settings: AuditSettings, configuration: Configuration, db: Database, now: Int64,
+        source: String = "audit", cooldown: Bool = true
     ) throws -> ProposalOutcome {
         let finals = TaskState.sqlList(TaskState.finalStates)
         if let open = try Int64.fetchOne(
@@ -113,19 +101,20 @@ extension AutonomyStore {
         }
         // Rejected, applied, failed, cancelled or expired: within the cooldown the same action on
         // the same target waits, whatever the window still shows.
-        if let recent = try Row.fetchOne(
-            db,
-            sql: """
-                SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
-                WHERE p.key = ? AND t.state IN (\(finals)) AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
-                """, arguments: [proposal.key, now - settings.cooldown.milliseconds])
+        if cooldown,
+            let recent = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
+                    WHERE p.key = ? AND t.state IN (\(finals)) AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
+                    """, arguments: [proposal.key, now - settings.cooldown.milliseconds])
         {
             return ProposalOutcome(
                 proposal, task: try recent.decode(forColumn: "id"), status: .coolingDown,
                 ended: try recent.decode(forColumn: "state"))
         }
         let request = EnqueueRequest(
-            type: TaskType.remediationTypeName, payload: proposal.payload.canonicalText, source: "audit",
+            type: TaskType.remediationTypeName, payload: proposal.payload.canonicalText, source: source,
             subject: "\(proposal.action.summary) for \(proposal.finding.kind.rawValue)")
         let task = try insert(
             try request.prepare(configuration, now: now, proposal: true), db: db, configuration: configuration,
@@ -248,7 +237,7 @@ extension AutonomyStore {
     }
 
     /// Errors of failed attempts (kept beside the chain until pruned), grouped per type by signature.
-    private func failures(_ tally: LedgerTally, start: Int64, db: Database) throws -> [Finding] {
+    func failures(_ tally: LedgerTally, start: Int64, db: Database) throws -> [Finding] {
         var now: [String: [String: Signature]] = [:]
         var before: Set<String> = []
         var deadByType: [String: (count: Int, tasks: [Int64], signatures: [String: Int])] = [:]
@@ -353,7 +342,7 @@ extension AutonomyStore {
 
     /// Per type, three or more in the window: a handler that keeps outliving its lease, and
     /// verifiers that keep being unable to tell.
-    private func repeated(_ window: [String: TypeTally]) -> [Finding] {
+    func repeated(_ window: [String: TypeTally]) -> [Finding] {
         var found: [Finding] = []
         for (type, tally) in window.sorted(by: { $0.key < $1.key }) {
             if tally.leaseExpired >= 3 {
@@ -553,6 +542,34 @@ extension AutonomyStore {
     }
 }
 
+extension Database {
+    /// Saves a run (an audit's, or a heal cycle's that proposed fixes) and its findings; returns
+    /// the run's id and each finding's, in order.
+    func saveRun(_ findings: [Finding], headline: String, source: String, start: Int64, end: Int64) throws -> (
+        Int64, [Int64]
+    ) {
+        try execute(
+            sql: """
+                INSERT INTO audit_runs (at, window_start, window_end, headline, worst, source) VALUES (?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [end, start, end, headline, findings.map(\.severity).max()?.rawValue, source])
+        let run = lastInsertedRowID
+        var ids: [Int64] = []
+        for finding in findings {
+            try execute(
+                sql: """
+                    INSERT INTO findings (run_id, kind, severity, subject, title, evidence) VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    run, finding.kind.rawValue, finding.severity.rawValue, finding.subject, finding.title,
+                    finding.storedEvidence.canonicalText,
+                ])
+            ids.append(lastInsertedRowID)
+        }
+        return (run, ids)
+    }
+}
+
 /// The last saved audit, as an alert tells of it.
 struct AuditSummary {
     var id: Int64
@@ -568,7 +585,10 @@ extension AutonomyStore {
         try read("read the last audit") { db in
             guard
                 let run = try Row.fetchOne(
-                    db, sql: "SELECT id, window_start, window_end FROM audit_runs ORDER BY id DESC LIMIT 1")
+                    db,
+                    sql:
+                        "SELECT id, window_start, window_end FROM audit_runs WHERE source = 'audit' ORDER BY id DESC LIMIT 1"
+                )
             else { return nil }
             let id: Int64 = try run.decode(forColumn: "id")
             var summary = AuditSummary(

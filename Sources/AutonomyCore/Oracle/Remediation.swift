@@ -233,9 +233,13 @@ public struct Proposal: Sendable, Equatable {
 
     /// Reads a proposal back from a task's payload.
     public init(payload text: String) throws(RemediationError) {
-        guard let payload = try? JSONValue.parse(text), case .object(let fields) = payload else {
-            throw .invalid("the payload is not a JSON object")
-        }
+        guard let payload = try? JSONValue.parse(text) else { throw .invalid("the payload is not a JSON object") }
+        try self.init(value: payload)
+    }
+
+    /// Reads a proposal back from a parsed payload.
+    public init(value payload: JSONValue) throws(RemediationError) {
+        guard case .object(let fields) = payload else { throw .invalid("the payload is not a JSON object") }
         if let extra = fields.keys.sorted().first(where: { !["action", "parameters", "finding"].contains($0) }) {
             throw .invalid("unexpected field \"\(Visible.text(extra))\"")
         }
@@ -265,7 +269,9 @@ extension TaskType {
     /// The built-in type of fix proposals: dangerous (a human approves each, signed), applied by a
     /// built-in handler and checked by a built-in verifier that re-evaluates the finding. Tried
     /// once: a fix that did not fix is not retried blindly.
-    public static func applyRemediation(_ audit: AuditSettings) -> TaskType {
+    public static func applyRemediation(
+        _ audit: AuditSettings, heal: HealSettings = HealSettings(), remediations: [String: RemediationCommand] = [:]
+    ) -> TaskType {
         var type = TaskType(name: remediationTypeName, handler: .remediation)
         type.description = "A fix proposal from `autonomy audit`: one catalog action, approved by a human"
         type.owner = "operator"
@@ -276,6 +282,10 @@ extension TaskType {
         type.timeout = .minutes(30)
         type.approvalExpiresAfter = audit.proposalsExpireAfter
         type.priority = 100
+        if heal.enabled {
+            type.autoApply = heal.autoApply
+            type.declaredRemediations = remediations.mapValues(\.exec.argv)
+        }
         return type
     }
 }

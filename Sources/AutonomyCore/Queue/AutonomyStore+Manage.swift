@@ -15,6 +15,10 @@ public struct QueueStatus: Sendable {
     public var expiredLeases: Int
     /// The overrides in effect (none for a producer's view).
     public var overrides: [Override] = []
+    /// Heal's open breakers, and its automatic actions of the last day per target and outcome
+    /// (none for a producer's view).
+    public var breakers: [HealBreaker] = []
+    public var healLastDay: [String: [String: Int]] = [:]
 }
 
 /// Filters for `autonomy tasks list`.
@@ -163,10 +167,15 @@ extension AutonomyStore {
                     sql: """
                         SELECT COUNT(*) FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < ? \(mine)
                         """, arguments: arguments(now)) ?? 0
-            return QueueStatus(
+            var status = QueueStatus(
                 counts: counts, countsByType: byType, oldestRunnable: oldest, nextScheduled: next,
-                recentDead: dead, expiredLeases: expired,
-                overrides: source == nil ? try db.activeOverrides(now: now) : [])
+                recentDead: dead, expiredLeases: expired)
+            if source == nil {
+                status.overrides = try db.activeOverrides(now: now)
+                status.breakers = try db.openBreakers(now: now)
+                status.healLastDay = try db.healActivity(since: now - Interval.days(1).milliseconds)
+            }
+            return status
         }
     }
 }

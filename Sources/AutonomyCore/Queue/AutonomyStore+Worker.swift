@@ -219,12 +219,15 @@ extension AutonomyStore {
         // index whatever its statistics say (without them it prefers the state index and scans).
         // Paused types (overrides) are skipped by a second form, so the usual claim pays nothing.
         let paused = configuration.pausedTypes
-        let next = try db.cachedStatement(sql: paused.isEmpty ? Self.claimSQL : Self.claimSkippingPausedSQL)
+        let only = configuration.claimOnly.map { $0.filter { !paused.contains($0) } }
+        let next = try db.cachedStatement(
+            sql: only != nil ? Self.claimOnlySQL : paused.isEmpty ? Self.claimSQL : Self.claimSkippingPausedSQL)
         let details = try db.cachedStatement(
             sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
         let verifier = DecisionVerifier(settings: configuration.approvals)
         let arguments: StatementArguments =
-            paused.isEmpty ? [now] : [now, JSONValue.array(paused.map { .string($0) }).canonicalText]
+            only.map { [now, JSONValue.array($0.map { .string($0) }).canonicalText] }
+            ?? (paused.isEmpty ? [now] : [now, JSONValue.array(paused.map { .string($0) }).canonicalText])
         while let id = try Int64.fetchOne(next, arguments: arguments),
             let row = try Row.fetchOne(details, arguments: [id])
         {
@@ -251,9 +254,24 @@ extension AutonomyStore {
                 }
                 rating = made.rating
             }
-            let admission = try Firewall.admit(
+            var admission = try Firewall.admit(
                 candidate, type: type, rating: rating, verifier: verifier, now: now,
                 approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
+            if type.handler.isBuiltIn, admission == .run(approvalID: nil, signedBy: nil) {
+                // Rated safe by heal.auto_apply: it runs on its own only while every guardrail allows.
+                let value = try? JSONValue.parse(candidate.payload)
+                rating = value.map(type.rate)
+                if let proposal = value.flatMap({ try? Proposal(value: $0) }),
+                    let refusal = try db.healRefusal(proposal, heal: configuration.heal, now: now)
+                {
+                    // As a dangerous task: a human's signed approval releases it, else it waits for one.
+                    rating = Rating(
+                        safety: .dangerous, reasons: ["heal.auto_apply covers it, but \(refusal): a human decides"])
+                    admission = try Firewall.admit(
+                        candidate, type: type, rating: rating, verifier: verifier, now: now,
+                        approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
+                }
+            }
             switch admission {
             case .run(let allowing, let signedBy):
                 (approvalID, signer) = (allowing, signedBy)
@@ -287,6 +305,10 @@ extension AutonomyStore {
                     sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",
                     arguments: [now, approvalID])
             }
+            if type.handler.isBuiltIn {
+                try db.recordHealAction(
+                    task: id, payload: candidate.payload, automatic: approvalID == nil, rating: rating, now: now)
+            }
             return ClaimStep(
                 claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
         }
@@ -314,6 +336,7 @@ extension AutonomyStore {
     /// Made once: a draining worker claims for every task.
     private static let claimSQL = claimQuery(skipping: "")
     private static let claimSkippingPausedSQL = claimQuery(skipping: "AND type NOT IN (SELECT value FROM json_each(?))")
+    private static let claimOnlySQL = claimQuery(skipping: "AND type IN (SELECT value FROM json_each(?))")
 
     private func block(taskID: Int64, reason: String, db: Database, now: Int64) throws {
         try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])

@@ -248,6 +248,49 @@ enum Migrations {
                     ALTER TABLE audit_runs ADD COLUMN explanation TEXT;
                     """)
         }
+        migrator.registerMigration("v7-heal") { db in
+            try db.execute(
+                sql: """
+                    -- One row per fix proposal a worker claimed: the action, what it acts on, whether it
+                    -- ran without a human (heal.auto_apply), and how heal judged it after settling.
+                    CREATE TABLE heal_actions (
+                        task_id INTEGER PRIMARY KEY REFERENCES tasks (id),
+                        key TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        automatic INTEGER NOT NULL CHECK (automatic IN (0, 1)),
+                        applied_at INTEGER NOT NULL,
+                        outcome TEXT CHECK (outcome IN ('fixed', 'did_not_fix', 'failed', 'no_evidence')),
+                        judged_at INTEGER,
+                        reason TEXT
+                    );
+                    CREATE INDEX heal_actions_recent ON heal_actions (automatic, applied_at);
+                    CREATE INDEX heal_actions_key ON heal_actions (key, applied_at);
+                    CREATE INDEX heal_actions_target ON heal_actions (target, judged_at);
+                    -- Automatic fixes on a target stop while its breaker is open: until closes_at, or
+                    -- until an operator closes it (`heal reset`).
+                    CREATE TABLE heal_breakers (
+                        id INTEGER PRIMARY KEY,
+                        target TEXT NOT NULL,
+                        opened_at INTEGER NOT NULL,
+                        closes_at INTEGER NOT NULL,
+                        reason TEXT NOT NULL,
+                        closed_at INTEGER,
+                        closed_by TEXT
+                    );
+                    CREATE INDEX heal_breakers_target ON heal_breakers (target, opened_at);
+                    -- A heal cycle that proposed fixes saves its findings as a run of its own, apart
+                    -- from the weekly audit's reports.
+                    ALTER TABLE audit_runs ADD COLUMN source TEXT NOT NULL DEFAULT 'audit';
+                    -- While a row has no ended_at, too many types fail at once: nothing automatic runs.
+                    CREATE TABLE heal_stops (
+                        id INTEGER PRIMARY KEY,
+                        started_at INTEGER NOT NULL,
+                        reason TEXT NOT NULL,
+                        ended_at INTEGER
+                    );
+                    """)
+        }
         return migrator
     }
 }

@@ -1,0 +1,688 @@
+import Foundation
+import GRDB
+
+/// What a heal cycle decided about one proposal from its findings.
+public struct HealDecision: Sendable, Encodable {
+    public enum Status: String, Sendable, Encodable {
+        /// Enqueued to run on its own now (its attempt is in the report's `attempts`).
+        case applied
+        /// `--dry-run`: it would have been applied.
+        case wouldApply = "would_apply"
+        /// Trusted, but a guardrail stopped it (the reason says which).
+        case skipped
+        /// No `heal.auto_apply` entry covers it: a human decides (`autonomy audit` proposes it).
+        case notTrusted = "not_trusted"
+        /// A proposal under the same key is still open.
+        case open
+        /// A human rejected the same action on the same target within `audit.cooldown`.
+        case rejected
+        /// `heal.enabled` is false: nothing is applied.
+        case disabled
+        /// Heal applied it before, and the finding has not come back since: the window still shows
+        /// the failures from before the fix.
+        case alreadyApplied = "already_applied"
+    }
+
+    public var status: Status
+    public var action: String
+    public var parameters: JSONValue
+    public var finding: FindingKind
+    @Nullable public var subject: String?
+    /// The task it made, or the open one.
+    @Nullable public var task: Int64?
+    public var reason: String
+    /// `raise_timeout(to=1m, type=send_email)`.
+    public var summary: String
+
+    enum CodingKeys: String, CodingKey { case status, action, parameters, finding, subject, task, reason }
+
+    init(_ status: Status, _ proposal: Proposal, task: Int64? = nil, reason: String) {
+        (self.status, self.task, self.reason) = (status, task, reason)
+        (action, parameters, summary) = (proposal.action.name, proposal.action.parameters, proposal.action.summary)
+        (finding, subject) = (proposal.finding.kind, proposal.finding.subject)
+    }
+
+    /// One line a person reads.
+    public var line: String {
+        let about = "for \(finding.rawValue)\(subject.map { " " + Visible.text($0) } ?? "")"
+        let verb: String
+        switch status {
+        case .applied: verb = "applied on its own as task \(task ?? 0)"
+        case .wouldApply: verb = "would apply on its own"
+        case .skipped: verb = "skipped"
+        case .notTrusted: verb = "not applied"
+        case .open: verb = "not applied: task \(task ?? 0) is still open"
+        case .rejected: verb = "not applied"
+        case .disabled: verb = "not applied"
+        case .alreadyApplied: verb = "not applied again"
+        }
+        return "\(summary) \(about): \(verb): \(Visible.text(reason))"
+    }
+}
+
+/// How heal judged an automatic fix once it settled.
+public struct HealJudgement: Sendable, Encodable {
+    public enum Outcome: String, Sendable, Encodable {
+        case fixed
+        case didNotFix = "did_not_fix"
+        /// The fix itself failed (its task is dead).
+        case failed
+        /// Nothing to judge it by in `heal.judge_within` (its type did not run), or it was cancelled.
+        case noEvidence = "no_evidence"
+    }
+
+    public var task: Int64
+    public var action: String
+    public var target: String
+    public var outcome: Outcome
+    public var reason: String
+    /// Overrides the fix made, removed because it did not help.
+    public var reverted: [Int64] = []
+
+    public var line: String {
+        let undone = reverted.isEmpty ? "" : "; override \(reverted.map(String.init).joined(separator: ", ")) removed"
+        return
+            "task \(task) \(action) on \(Visible.text(target)): \(outcome.rawValue): \(Visible.text(reason))\(undone)"
+    }
+}
+
+/// An open heal breaker: automatic fixes on its target wait for `heal reset` or `closes_at`.
+public struct HealBreaker: Sendable, Encodable {
+    public var id: Int64
+    public var target: String
+    public var openedAt: ISOTime
+    public var closesAt: ISOTime
+    public var reason: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, target, reason
+        case openedAt = "opened_at"
+        case closesAt = "closes_at"
+    }
+
+    public var line: String {
+        "breaker \(id) open for \(Visible.text(target)) since \(Timestamp.format(openedAt.milliseconds)) until \(Timestamp.format(closesAt.milliseconds)): \(Visible.text(reason))"
+    }
+}
+
+/// Whether too many types are failing at once.
+public struct SystemicHealth: Sendable, Encodable {
+    /// Types that ran or failed in the window, and those of them failing.
+    public var active: [String]
+    public var failing: [String]
+    /// True while a systemic stop is in force (after this cycle).
+    public var stopped: Bool
+    /// `started` or `ended` when this cycle changed it.
+    @Nullable public var change: String?
+
+    var isSystemic: Bool = false
+
+    enum CodingKeys: String, CodingKey { case active, failing, stopped, change }
+}
+
+/// What one `autonomy heal` did, and did not do, and why.
+public struct HealReport: Sendable, Encodable {
+    public var enabled: Bool
+    public var dryRun: Bool
+    public var windowStart: ISOTime
+    public var windowEnd: ISOTime
+    /// The fast subset of the audit's checks, over `heal.window`.
+    public var findings: [Finding] = []
+    public var systemic: SystemicHealth
+    public var judged: [HealJudgement] = []
+    /// Breakers this cycle opened or closed (by cool-down), then all still open.
+    public var breakersOpened: [HealBreaker] = []
+    public var breakersClosed: [HealBreaker] = []
+    public var breakersOpen: [HealBreaker] = []
+    public var decisions: [HealDecision] = []
+    /// Fix proposals due to run now (approved, or trusted): applied next, or, in a dry run, what would be.
+    public var due: [Int64] = []
+    /// The attempts that applied them.
+    public var attempts: [AttemptReport] = []
+
+    enum CodingKeys: String, CodingKey {
+        case enabled
+        case dryRun = "dry_run"
+        case windowStart = "window_start"
+        case windowEnd = "window_end"
+        case findings, systemic, judged
+        case breakersOpened = "breakers_opened"
+        case breakersClosed = "breakers_closed"
+        case breakersOpen = "breakers_open"
+        case decisions, due, attempts
+    }
+}
+
+extension AutonomyStore {
+    /// One heal cycle up to the point where fixes run: the fast checks over `heal.window`, the
+    /// systemic health, the judgement of automatic fixes that settled (with their reverts, owner
+    /// alerts and breakers), and a decision on every proposal the findings make. Trusted ones that
+    /// every guardrail allows are enqueued; the caller then claims them (see `Healer`).
+    ///
+    /// Nothing is written when heal is disabled or `dryRun`: the report says what would be done.
+    public func healCycle(loaded file: LoadedConfiguration, now: Int64, dryRun: Bool) throws -> HealReport {
+        let heal = file.configuration.heal
+        let acting = heal.enabled && !dryRun
+        var loaded = file
+        loaded.configuration = file.configuration.applying(try overrides(now: now))
+        let configuration = loaded.configuration
+        let start = now - heal.window.milliseconds
+        let (findings, systemic) = try read("heal: check the last window") { db in
+            try healFindings(loaded, start: start, now: now, db: db)
+        }
+        var report = HealReport(
+            enabled: heal.enabled, dryRun: dryRun, windowStart: ISOTime(start), windowEnd: ISOTime(now),
+            findings: findings, systemic: systemic)
+        let cycle: (Database) throws -> Void = { db in
+            try self.closeCooledBreakers(&report, acting: acting, db: db, now: now)
+            try self.recordSystemic(&report, configuration: configuration, acting: acting, db: db, now: now)
+            try self.judgeSettled(&report, loaded: loaded, acting: acting, db: db, now: now)
+            try self.decide(&report, loaded: loaded, acting: acting, db: db, now: now, start: start)
+            report.breakersOpen = try db.openBreakers(now: now)
+            report.due = try Int64.fetchAll(
+                db,
+                sql:
+                    "SELECT id FROM tasks WHERE type = ? AND state = 'queued' AND run_at <= ? ORDER BY priority DESC, id",
+                arguments: [TaskType.remediationTypeName, now])
+        }
+        if acting {
+            try write("heal", cycle)
+        } else {
+            try read("heal (reporting only)", cycle)
+        }
+        return report
+    }
+
+    /// The fast subset of the audit's checks a heal cycle needs: failures and their signatures,
+    /// dead tasks, stuck work, repeated lease expiries and inconclusive checks, handlers or models
+    /// gone, and paused types; and how many of the active types are failing.
+    private func healFindings(_ loaded: LoadedConfiguration, start: Int64, now: Int64, db: Database) throws -> (
+        [Finding], SystemicHealth
+    ) {
+        let configuration = loaded.configuration
+        let length = now - start
+        let tally = try LedgerTally.read([start - length, start, now], db: db)
+        var found = try failures(tally, start: start, db: db)
+        found += try stuck(configuration.audit, now: now, db: db) + repeated(tally.windows[1])
+        found += Self.configurationGaps(loaded).filter { [.missingHandler, .tierWithoutModel].contains($0.kind) }
+        for pause in configuration.overrides where pause.kind == .pause {
+            guard let type = pause.type else { continue }
+            found.append(
+                Finding(
+                    .pausedType, .low, subject: type,
+                    title: "\(type) is paused by override \(pause.id) since \(Timestamp.format(pause.createdAt))",
+                    evidence: ["override": .int(pause.id), "since": .string(Timestamp.format(pause.createdAt))]))
+        }
+        // Something shared is broken when most of the types that ran are failing.
+        var failed: [String: Int] = [:]
+        for failure in tally.failures where failure.at >= start { failed[failure.type, default: 0] += 1 }
+        var active: [String] = []
+        var failing: [String] = []
+        for name in configuration.taskTypes.keys.sorted() {
+            let seen = tally.windows[1][name] ?? TypeTally()
+            let failures = failed[name] ?? 0
+            guard seen.runs > 0 || seen.done > 0 || failures > 0 else { continue }
+            active.append(name)
+            if failures >= 2, failures > seen.done { failing.append(name) }
+        }
+        let heal = configuration.heal
+        var health = SystemicHealth(active: active, failing: failing, stopped: false)
+        health.isSystemic =
+            active.count >= heal.systemicMinTypes
+            && Double(failing.count) > Double(active.count) * heal.systemicMaxFailing
+        return (found.worstFirst(), health)
+    }
+
+    // MARK: - Breakers and the systemic stop
+
+    private func closeCooledBreakers(_ report: inout HealReport, acting: Bool, db: Database, now: Int64) throws {
+        let cooled = try db.breakers(where: "closed_at IS NULL AND closes_at <= ?", [now])
+        report.breakersClosed = cooled
+        guard acting else { return }
+        for breaker in cooled {
+            try db.closeBreaker(breaker, by: "cool-down", at: breaker.closesAt.milliseconds, now: now)
+        }
+    }
+
+    private func recordSystemic(
+        _ report: inout HealReport, configuration: Configuration, acting: Bool, db: Database, now: Int64
+    ) throws {
+        let stop = try Row.fetchOne(db, sql: "SELECT id FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
+        var health = report.systemic
+        health.stopped = stop != nil
+        defer { report.systemic = health }
+        if health.isSystemic, stop == nil {
+            (health.stopped, health.change) = (true, "started")
+            guard acting else { return }
+            let reason =
+                "\(health.failing.count) of \(health.active.count) active types are failing in the last \(configuration.heal.window): \(health.failing.joined(separator: ", "))"
+            try db.execute(sql: "INSERT INTO heal_stops (started_at, reason) VALUES (?, ?)", arguments: [now, reason])
+            try db.appendLedger(
+                .healStopped, at: now, taskID: nil, type: nil,
+                detail: [
+                    "failing": .array(health.failing.map { .string($0) }),
+                    "active": .int(Int64(health.active.count)),
+                ])
+            try db.queueNotification(.healStopped, taskID: nil, approvalID: nil, notify: configuration.notify, now: now)
+        } else if !health.isSystemic, let stop {
+            (health.stopped, health.change) = (false, "ended")
+            guard acting else { return }
+            let id: Int64 = try stop.decode(forColumn: "id")
+            try db.execute(sql: "UPDATE heal_stops SET ended_at = ? WHERE id = ?", arguments: [now, id])
+            try db.appendLedger(
+                .healResumed, at: now, taskID: nil, type: nil,
+                detail: [
+                    "failing": .array(health.failing.map { .string($0) }),
+                    "active": .int(Int64(health.active.count)),
+                ])
+        }
+    }
+
+    // MARK: - Judging what settled
+
+    /// Automatic fixes whose task ended and settled: did the finding come back?
+    private func judgeSettled(
+        _ report: inout HealReport, loaded: LoadedConfiguration, acting: Bool, db: Database, now: Int64
+    ) throws {
+        let heal = loaded.configuration.heal
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT h.task_id, h.target, h.action, h.applied_at, t.state, t.finished_at, t.payload, t.last_error
+                FROM heal_actions h JOIN tasks t ON t.id = h.task_id
+                WHERE h.automatic = 1 AND h.outcome IS NULL ORDER BY h.applied_at
+                """)
+        for row in rows {
+            let task: Int64 = try row.decode(forColumn: "task_id")
+            let state: TaskState = try row.decode(forColumn: "state")
+            let appliedAt: Int64 = try row.decode(forColumn: "applied_at")
+            let finished: Int64? = try row.decode(forColumn: "finished_at")
+            var judgement = HealJudgement(
+                task: task, action: try row.decode(forColumn: "action"), target: try row.decode(forColumn: "target"),
+                outcome: .fixed, reason: "")
+            switch state {
+            case .done:
+                guard let finished, finished + heal.settle.milliseconds <= now,
+                    let proposal = try? Proposal(payload: try row.decode(forColumn: "payload"))
+                else { continue }
+                guard
+                    let (outcome, reason) = try recurrence(
+                        proposal, since: appliedAt, loaded: loaded, heal: heal, db: db, now: now)
+                else { continue }  // nothing to judge it by yet
+                (judgement.outcome, judgement.reason) = (outcome, reason)
+            case .dead:
+                let error: String? = try row.decode(forColumn: "last_error")
+                (judgement.outcome, judgement.reason) = (
+                    .failed, "the fix itself failed: \(error ?? "no error recorded")"
+                )
+            case .cancelled, .rejected, .expired, .blocked:
+                (judgement.outcome, judgement.reason) = (.noEvidence, "it ended \(state.rawValue)")
+            case .queued, .awaitingApproval, .running, .verifying:
+                continue
+            }
+            if acting {
+                judgement.reverted = try settle(judgement, configuration: loaded.configuration, db: db, now: now)
+                if let opened = try tripBreaker(
+                    judgement, heal: heal, db: db, notify: loaded.configuration.notify, now: now)
+                {
+                    report.breakersOpened.append(opened)
+                }
+            } else if [.didNotFix, .failed].contains(judgement.outcome) {
+                judgement.reverted = try db.activeOverrides(now: now).filter { $0.proposal == task }.map(\.id)
+            }
+            report.judged.append(judgement)
+        }
+    }
+
+    /// Whether the finding a fix answered came back after it, among attempts claimed after the fix;
+    /// nil when there is nothing to judge it by yet.
+    private func recurrence(
+        _ proposal: Proposal, since applied: Int64, loaded: LoadedConfiguration, heal: HealSettings, db: Database,
+        now: Int64
+    ) throws -> (HealJudgement.Outcome, String)? {
+        let finding = proposal.finding
+        if finding.kind == .stuckTask {
+            let stuck = try stuck(loaded.configuration.audit, now: now, db: db).first { $0.kind == .stuckTask }
+            return stuck.map { (.didNotFix, "still: " + $0.title) } ?? (.fixed, "no task is stuck now")
+        }
+        guard let type = finding.subject else { return (.noEvidence, "the finding names no type to look at") }
+        let events: [String]
+        switch finding.kind {
+        case .deadTasks: events = ["dead"]
+        case .repeatedLeaseExpiry: events = ["lease_expired"]
+        case .inconclusiveVerifications: events = ["verified"]
+        default: events = ["retry_scheduled", "dead"]
+        }
+        // Events of attempts claimed after the fix: one already running when it was applied
+        // still ran under the old settings.
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT f.task_id, n.text AS error FROM ledger f
+                LEFT JOIN ledger_notes n ON n.ledger_id = f.id AND n.field = 'error'
+                WHERE f.type = ? AND f.at >= ? AND f.event IN (SELECT value FROM json_each(?))
+                  AND (f.event != 'verified' OR f.detail ->> 'outcome' = 'inconclusive')
+                  AND EXISTS (SELECT 1 FROM ledger c WHERE c.task_id = f.task_id AND c.event = 'claimed'
+                              AND c.attempt = f.attempt AND c.at >= ?)
+                ORDER BY f.id
+                """,
+            arguments: [type, applied, JSONValue.array(events.map { .string($0) }).canonicalText, applied])
+        var tasks: [Int64] = []
+        let signature = finding.evidence[path: "signature"]?.stringValue
+        for row in rows {
+            if finding.kind == .failureSignature {
+                let error: String? = try row.decode(forColumn: "error")
+                guard let error, FailureSignature.of(error) == signature else { continue }
+            }
+            if let task: Int64 = try row.decode(forColumn: "task_id") { tasks.append(task) }
+        }
+        if !tasks.isEmpty {
+            let what =
+                finding.kind == .failureSignature
+                ? "failed \(tasks.count)× again with \"\(signature ?? "")\""
+                : "had \(tasks.count) more \(finding.kind.rawValue) event\(tasks.count == 1 ? "" : "s")"
+            let examples = tasks.prefix(5).map(String.init).joined(separator: ", ")
+            return (.didNotFix, "\(type) \(what) after the fix (tasks \(examples))")
+        }
+        // A pause is judged by the failures it stops; anything else needs the type to have run.
+        if case .pauseType = proposal.action { return (.fixed, "no \(type) attempt failed since the pause") }
+        let runs =
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'claimed' AND at >= ?",
+                arguments: [type, applied]) ?? 0
+        if runs > 0 {
+            return (
+                .fixed, "\(runs) \(type) attempt\(runs == 1 ? "" : "s") since the fix, and the finding did not recur"
+            )
+        }
+        guard now >= applied + heal.judgeWithin.milliseconds else { return nil }
+        return (.noEvidence, "\(type) did not run within heal.judge_within (\(heal.judgeWithin)) of the fix")
+    }
+
+    /// Records a judgement; a fix that did not help has its overrides removed and its owner alerted.
+    private func settle(_ judgement: HealJudgement, configuration: Configuration, db: Database, now: Int64) throws
+        -> [Int64]
+    {
+        try db.execute(
+            sql: "UPDATE heal_actions SET outcome = ?, judged_at = ?, reason = ? WHERE task_id = ?",
+            arguments: [judgement.outcome.rawValue, now, judgement.reason, judgement.task])
+        try db.appendLedger(
+            .healJudged, at: now, taskID: judgement.task, type: TaskType.remediationTypeName,
+            detail: [
+                "action": .string(judgement.action), "target": .string(judgement.target),
+                "outcome": .string(judgement.outcome.rawValue),
+            ], notes: ["reason": judgement.reason])
+        guard [.didNotFix, .failed].contains(judgement.outcome) else { return [] }
+        var reverted: [Int64] = []
+        for override in try db.activeOverrides(now: now) where override.proposal == judgement.task {
+            try db.endOverride(
+                override, by: "heal", reason: "the fix did not help: \(judgement.reason)", now: now)
+            reverted.append(override.id)
+        }
+        try db.queueNotification(
+            .ownerNeeded, taskID: judgement.task, approvalID: nil, notify: configuration.notify, now: now)
+        return reverted
+    }
+
+    /// Opens the target's breaker when enough of its fixes failed within the breaker's window
+    /// (counting only since it last closed).
+    private func tripBreaker(
+        _ judgement: HealJudgement, heal: HealSettings, db: Database, notify: NotifySettings, now: Int64
+    ) throws -> HealBreaker? {
+        guard [.didNotFix, .failed].contains(judgement.outcome) else { return nil }
+        let target = judgement.target
+        guard try db.breakers(where: "target = ? AND closed_at IS NULL AND closes_at > ?", [target, now]).isEmpty
+        else { return nil }
+        let lastClosed =
+            try Int64.fetchOne(
+                db, sql: "SELECT MAX(closed_at) FROM heal_breakers WHERE target = ? AND closed_at IS NOT NULL",
+                arguments: [target]) ?? 0
+        let failures =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM heal_actions
+                    WHERE target = ? AND outcome IN ('did_not_fix', 'failed') AND judged_at > ?
+                    """, arguments: [target, max(now - heal.breakerWindow.milliseconds, lastClosed)]) ?? 0
+        guard failures >= heal.breakerFailures else { return nil }
+        let reason =
+            "\(failures) automatic fix\(failures == 1 ? "" : "es") on \(target) did not fix within \(heal.breakerWindow)"
+        try db.execute(
+            sql: "INSERT INTO heal_breakers (target, opened_at, closes_at, reason) VALUES (?, ?, ?, ?)",
+            arguments: [target, now, now + heal.breakerCooldown.milliseconds, reason])
+        let breaker = HealBreaker(
+            id: db.lastInsertedRowID, target: target, openedAt: ISOTime(now),
+            closesAt: ISOTime(now + heal.breakerCooldown.milliseconds), reason: reason)
+        try db.appendLedger(
+            .healBreakerOpened, at: now, taskID: judgement.task, type: TaskType.remediationTypeName,
+            detail: [
+                "breaker": .int(breaker.id), "target": .string(target), "failures": .int(Int64(failures)),
+                "closes_at": .string(Timestamp.format(breaker.closesAt.milliseconds)),
+            ])
+        try db.queueNotification(.healBreakerOpened, taskID: judgement.task, approvalID: nil, notify: notify, now: now)
+        return breaker
+    }
+
+    // MARK: - Deciding
+
+    private func decide(
+        _ report: inout HealReport, loaded: LoadedConfiguration, acting: Bool, db: Database, now: Int64,
+        start: Int64
+    ) throws {
+        let configuration = loaded.configuration
+        let heal = configuration.heal
+        // What the firewall would say with heal on, to tell a disabled heal what it would do.
+        var trusting = configuration
+        trusting.heal.enabled = true
+        guard let builtIn = trusting.taskType(named: TaskType.remediationTypeName) else { return }
+        let catalog = RemediationCatalog.proposals(for: report.findings, configuration: configuration, since: start)
+        var saved: (run: Int64, findings: [Int64])?
+        var planned = 0
+        for var proposal in catalog {
+            let rating = builtIn.rate(proposal.payload)
+            guard rating.safety == .safe else {
+                report.decisions.append(
+                    HealDecision(
+                        .notTrusted, proposal,
+                        reason: (rating.reasons.first ?? "") + "; `autonomy audit` proposes it for approval"))
+                continue
+            }
+            guard heal.enabled else {
+                report.decisions.append(
+                    HealDecision(
+                        .disabled, proposal,
+                        reason: "heal.enabled is false (\(rating.reasons.first ?? "auto_apply covers it"))"))
+                continue
+            }
+            let finals = TaskState.sqlList(TaskState.finalStates)
+            if let open = try Int64.fetchOne(
+                db,
+                sql: """
+                    SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
+                    WHERE p.key = ? AND t.state NOT IN (\(finals)) ORDER BY t.id LIMIT 1
+                    """, arguments: [proposal.key])
+            {
+                report.decisions.append(HealDecision(.open, proposal, task: open, reason: "one at a time"))
+                continue
+            }
+            if let rejected = try Int64.fetchOne(
+                db,
+                sql: """
+                    SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
+                    WHERE p.key = ? AND t.state = 'rejected' AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
+                    """, arguments: [proposal.key, now - configuration.audit.cooldown.milliseconds])
+            {
+                report.decisions.append(
+                    HealDecision(
+                        .rejected, proposal, task: rejected,
+                        reason:
+                            "a human rejected it (task \(rejected)) within audit.cooldown (\(configuration.audit.cooldown))"
+                    ))
+                continue
+            }
+            // Applied before: again only if the finding came back after it (a fix that did not help).
+            if let last = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT task_id, applied_at FROM heal_actions WHERE key = ? AND automatic = 1
+                    ORDER BY applied_at DESC LIMIT 1
+                    """, arguments: [proposal.key])
+            {
+                let task: Int64 = try last.decode(forColumn: "task_id")
+                let applied: Int64 = try last.decode(forColumn: "applied_at")
+                let judged = try recurrence(
+                    proposal, since: applied, loaded: loaded, heal: heal, db: db, now: now)
+                if judged?.0 != .didNotFix {
+                    report.decisions.append(
+                        HealDecision(
+                            .alreadyApplied, proposal, task: task,
+                            reason:
+                                "task \(task) applied it at \(Timestamp.format(applied)), and the finding has not come back since"
+                        ))
+                    continue
+                }
+            }
+            if let refusal = try db.healRefusal(proposal, heal: heal, now: now, planned: planned) {
+                report.decisions.append(HealDecision(.skipped, proposal, reason: refusal.description))
+                if acting {
+                    try db.appendLedger(
+                        .healSkipped, at: now, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
+                        detail: [
+                            "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
+                            "finding": .string(proposal.finding.kind.rawValue), "why": .string(refusal.code),
+                        ], notes: ["reason": refusal.description])
+                }
+                continue
+            }
+            planned += 1
+            guard acting else {
+                report.decisions.append(HealDecision(.wouldApply, proposal, reason: rating.reasons.first ?? ""))
+                continue
+            }
+            if saved == nil {
+                let headline = "heal cycle: \(report.findings.count) findings over the last \(heal.window)"
+                saved = try db.saveRun(report.findings, headline: headline, source: "heal", start: start, end: now)
+            }
+            guard let saved, let index = report.findings.firstIndex(of: proposal.finding) else { continue }
+            (proposal.runID, proposal.findingID) = (saved.run, saved.findings[index])
+            let outcome = try enqueue(
+                proposal, settings: configuration.audit, configuration: configuration, db: db, now: now,
+                source: "heal", cooldown: false)
+            report.decisions.append(
+                HealDecision(.applied, proposal, task: outcome.task, reason: rating.reasons.first ?? ""))
+        }
+    }
+}
+
+extension Database {
+    func breakers(where condition: String, _ arguments: StatementArguments) throws -> [HealBreaker] {
+        try Row.fetchAll(
+            self,
+            sql: "SELECT id, target, opened_at, closes_at, reason FROM heal_breakers WHERE \(condition) ORDER BY id",
+            arguments: arguments
+        ).map { row in
+            HealBreaker(
+                id: try row.decode(forColumn: "id"), target: try row.decode(forColumn: "target"),
+                openedAt: ISOTime(try row.decode(forColumn: "opened_at") as Int64),
+                closesAt: ISOTime(try row.decode(forColumn: "closes_at") as Int64),
+                reason: try row.decode(forColumn: "reason"))
+        }
+    }
+
+    /// Automatic actions since then, per target and outcome (`pending` until judged).
+    func healActivity(since: Int64) throws -> [String: [String: Int]] {
+        var activity: [String: [String: Int]] = [:]
+        for row in try Row.fetchAll(
+            self,
+            sql: """
+                SELECT target, COALESCE(outcome, 'pending') AS outcome, COUNT(*) AS n FROM heal_actions
+                WHERE automatic = 1 AND applied_at >= ? GROUP BY target, outcome
+                """, arguments: [since])
+        {
+            activity[try row.decode(forColumn: "target"), default: [:]][try row.decode(forColumn: "outcome")] =
+                try row.decode(forColumn: "n")
+        }
+        return activity
+    }
+
+    func openBreakers(now: Int64) throws -> [HealBreaker] {
+        try breakers(where: "closed_at IS NULL AND closes_at > ?", [now])
+    }
+
+    func closeBreaker(_ breaker: HealBreaker, by actor: String, at time: Int64, now: Int64) throws {
+        try execute(
+            sql: "UPDATE heal_breakers SET closed_at = ?, closed_by = ? WHERE id = ?",
+            arguments: [time, actor, breaker.id])
+        // The ledger's rows are in time order: a cool-down that ended earlier is recorded now.
+        try appendLedger(
+            .healBreakerClosed, at: now, taskID: nil, type: nil,
+            detail: [
+                "breaker": .int(breaker.id), "target": .string(breaker.target), "by": .string(actor),
+                "closed_at": .string(Timestamp.format(time)),
+            ])
+    }
+}
+
+/// `heal reset` on a target without an open breaker.
+public struct NoOpenBreaker: Error, Sendable, CustomStringConvertible {
+    public var target: String
+    public var open: [String]
+    public var description: String {
+        "no heal breaker is open for \(Visible.text(target))"
+            + (open.isEmpty ? "" : " (open: \(open.map(Visible.text).joined(separator: ", ")))")
+    }
+}
+
+extension AutonomyStore {
+    /// The breakers open now.
+    public func openBreakers(now: Int64) throws -> [HealBreaker] {
+        try read("read the heal breakers") { db in try db.openBreakers(now: now) }
+    }
+
+    /// Closes the target's open breaker (`heal reset`), with a ledger row naming who.
+    ///
+    /// - Throws: `NoOpenBreaker` (nothing changed) or `StoreError`.
+    public func resetBreaker(target: String, by actor: String, now: Int64) throws -> [HealBreaker] {
+        try write("reset a heal breaker") { db in
+            let open = try db.openBreakers(now: now)
+            let closing = open.filter { $0.target == target }
+            guard !closing.isEmpty else { throw NoOpenBreaker(target: target, open: open.map(\.target)) }
+            for breaker in closing { try db.closeBreaker(breaker, by: actor, at: now, now: now) }
+            return closing
+        }
+    }
+
+    /// What heal did in the last day, for `status` and `map`: automatic actions by outcome
+    /// (`pending` until judged), per target.
+    public func healActivity(since: Int64) throws -> [String: [String: Int]] {
+        try read("read heal's last day") { db in try db.healActivity(since: since) }
+    }
+}
+
+/// Runs heal cycles: decides (`healCycle`), then applies the fix proposals that are due (approved,
+/// or trusted and allowed by every guardrail) through a worker that claims nothing else.
+public struct Healer: Sendable {
+    public let store: AutonomyStore
+    public let loaded: LoadedConfiguration
+    public let options: Worker.Options
+
+    public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Worker.Options = Worker.Options()) {
+        (self.store, self.loaded, self.options) = (store, loaded, options)
+    }
+
+    /// - Throws: `StoreError` when the database is unusable.
+    public func run(dryRun: Bool) async throws -> HealReport {
+        var report = try store.healCycle(loaded: loaded, now: options.clock.now(), dryRun: dryRun)
+        guard report.enabled, !dryRun else { return report }
+        guard !report.due.isEmpty else {
+            // The owners, breakers and stops this cycle alerted about.
+            _ = try await options.alerts?.deliverDue()
+            return report
+        }
+        var applying = loaded
+        applying.configuration.claimOnly = [TaskType.remediationTypeName]
+        let worker = Worker(store: store, loaded: applying, options: options)
+        report.attempts = try await worker.work(drain: .init(maxSeconds: 600, maxTasks: 50)).attempts
+        return report
+    }
+}

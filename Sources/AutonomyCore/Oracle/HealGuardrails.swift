@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+
+/// Why heal may not apply a fix on its own now. Checked in the claim's transaction, so two
+/// processes claiming at once see each other's actions.
+public enum HealRefusal: Sendable, Equatable, CustomStringConvertible {
+    /// Too many types failing at once (since then): something shared is broken.
+    case systemicStop(since: Int64)
+    /// Fixes on this target did not fix; automatic ones wait for `heal reset` or the cool-down.
+    case breakerOpen(target: String, until: Int64)
+    /// `heal.max_actions` reached for the hour or the day.
+    case rateLimit(count: Int, limit: Int, per: String)
+    /// The same action on the same target ran on its own too recently.
+    case backoff(until: Int64)
+
+    /// Short and stable, for the ledger.
+    public var code: String {
+        switch self {
+        case .systemicStop: return "systemic_stop"
+        case .breakerOpen: return "breaker_open"
+        case .rateLimit: return "rate_limit"
+        case .backoff: return "backoff"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .systemicStop(let since):
+            return "too many types are failing at once since \(Timestamp.format(since)): nothing automatic runs"
+        case .breakerOpen(let target, let until):
+            return
+                "the breaker for \(target) is open until \(Timestamp.format(until)) (or `autonomy heal reset \(target)`)"
+        case .rateLimit(let count, let limit, let per):
+            return "\(count) automatic actions in the last \(per) reached heal.max_actions.per_\(per) (\(limit))"
+        case .backoff(let until):
+            return
+                "the same action on the same target ran on its own recently: not again before \(Timestamp.format(until))"
+        }
+    }
+}
+
+extension Proposal {
+    /// What a breaker is kept for: the type it is about, else the system-wide finding's kind.
+    public var healTarget: String { action.type ?? finding.subject ?? finding.kind.rawValue }
+}
+
+extension Database {
+    /// Why an automatic fix may not run now, or nil when every guardrail allows it. `planned`
+    /// counts actions this heal cycle already decided on but has not claimed yet.
+    func healRefusal(_ proposal: Proposal, heal: HealSettings, now: Int64, planned: Int = 0) throws -> HealRefusal? {
+        if let since = try Int64.fetchOne(
+            self, sql: "SELECT started_at FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
+        {
+            return .systemicStop(since: since)
+        }
+        let target = proposal.healTarget
+        if let until = try Int64.fetchOne(
+            self,
+            sql: "SELECT MAX(closes_at) FROM heal_breakers WHERE target = ? AND closed_at IS NULL AND closes_at > ?",
+            arguments: [target, now])
+        {
+            return .breakerOpen(target: target, until: until)
+        }
+        func automatic(since: Int64) throws -> Int {
+            try Int.fetchOne(
+                self, sql: "SELECT COUNT(*) FROM heal_actions WHERE automatic = 1 AND applied_at > ?",
+                arguments: [since]) ?? 0
+        }
+        let hour = try automatic(since: now - Interval.hours(1).milliseconds) + planned
+        if hour >= heal.maxPerHour { return .rateLimit(count: hour, limit: heal.maxPerHour, per: "hour") }
+        let day = try automatic(since: now - Interval.days(1).milliseconds) + planned
+        if day >= heal.maxPerDay { return .rateLimit(count: day, limit: heal.maxPerDay, per: "day") }
+        if let row = try Row.fetchOne(
+            self,
+            sql: """
+                SELECT COUNT(*) AS runs, MAX(applied_at) AS last FROM heal_actions
+                WHERE automatic = 1 AND key = ? AND applied_at > ?
+                """, arguments: [proposal.key, now - heal.backoffMax.milliseconds]),
+            let last: Int64 = try row.decode(forColumn: "last")
+        {
+            let until = last + heal.backoff(afterRuns: try row.decode(forColumn: "runs")).milliseconds
+            if until > now { return .backoff(until: until) }
+        }
+        return nil
+    }
+
+    /// Records a claimed fix proposal: the action, its target, and whether it runs without a
+    /// human (then with a `heal_applied` ledger row naming the entry that allowed it).
+    func recordHealAction(task: Int64, payload: String, automatic: Bool, rating: Rating?, now: Int64) throws {
+        guard let proposal = try? Proposal(payload: payload) else { return }  // the handler fails it
+        try execute(
+            sql: """
+                INSERT OR REPLACE INTO heal_actions (task_id, key, target, action, automatic, applied_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [task, proposal.key, proposal.healTarget, proposal.action.name, automatic, now])
+        guard automatic else { return }
+        try appendLedger(
+            .healApplied, at: now, taskID: task, type: TaskType.remediationTypeName,
+            detail: [
+                "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
+                "finding": .string(proposal.finding.kind.rawValue),
+                "allowed_by": .string(rating?.reasons.first ?? "heal.auto_apply"),
+            ])
+    }
+}
