@@ -160,6 +160,19 @@ struct ConfigCommand: AsyncParsableCommand {
                             "\(name) (for \(command.findings.map(\.rawValue).sorted().joined(separator: ", ")))"
                         }.joined(separator: "; "))
             }
+            let heal = configuration.heal
+            print(
+                "heal:     "
+                    + (heal.enabled
+                        ? "enabled; applies on its own: "
+                            + (heal.autoApply.isEmpty
+                                ? "nothing (auto_apply is empty)"
+                                : heal.autoApply.map(\.summary).joined(separator: "; "))
+                        : "disabled (heal.enabled: false): reports only"
+                            + (heal.autoApply.isEmpty
+                                ? ""
+                                : "; would apply on its own: " + heal.autoApply.map(\.summary).joined(separator: "; ")))
+            )
             let shown = warnings + (unreadable.map { [$0] } ?? [])
             for warning in shown { print("warning: \(warning)") }
             print(shown.isEmpty ? "ok" : "ok, with \(shown.count) warning(s)")

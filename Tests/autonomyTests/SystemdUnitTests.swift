@@ -18,7 +18,7 @@ import Testing
 
     static let units = [
         "autonomy-worker.service", "autonomy-worker.timer", "autonomy-gate.socket", "autonomy-gate@.service",
-        "autonomy-audit.service", "autonomy-audit.timer",
+        "autonomy-audit.service", "autonomy-audit.timer", "autonomy-heal.service", "autonomy-heal.timer",
     ]
 
     /// The units as installed, but with ExecStart pointing at the binary just built.
@@ -58,7 +58,9 @@ import Testing
     /// `systemd-analyze security` rates each service's exposure; every one of ours is 2.0 or lower.
     @Test(
         .enabled(if: analyzer != nil, "systemd-analyze is not installed here; the unit checks are skipped"),
-        arguments: ["autonomy-worker.service", "autonomy-gate@.service", "autonomy-audit.service"])
+        arguments: [
+            "autonomy-worker.service", "autonomy-gate@.service", "autonomy-audit.service", "autonomy-heal.service",
+        ])
     func aServiceIsRatedTwoOrLower(_ name: String) async throws {
         let units = try installedCopies()
         defer { try? FileManager.default.removeItem(atPath: units.folder) }
@@ -82,6 +84,24 @@ import Testing
         ).split(separator: "\n").map(String.init)
         #expect(service.contains("ExecStart=/usr/local/bin/autonomy audit --notify"))
         #expect(service.contains("User=autonomy") && service.contains("Type=oneshot"))
+    }
+
+    @Test func healRunsEveryFifteenMinutesAsTheWorkerWithItsHardening() throws {
+        func unit(_ name: String) throws -> [String] {
+            try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent(name), encoding: .utf8)
+                .split(separator: "\n").map(String.init)
+        }
+        let timer = try unit("autonomy-heal.timer")
+        #expect(timer.contains("OnCalendar=*-*-* *:00/15:00") && timer.contains("Persistent=true"))
+        #expect(timer.contains("Unit=autonomy-heal.service"))
+        let service = try unit("autonomy-heal.service")
+        #expect(
+            service.contains("ExecStart=/usr/local/bin/autonomy heal") && service.contains("KillMode=control-group"))
+        // The worker's hardening, line for line.
+        let worker = try unit("autonomy-worker.service")
+        let hardening = worker.drop { !$0.hasPrefix("NoNewPrivileges=") }
+        #expect(hardening.count > 20)
+        for line in hardening { #expect(service.contains(line), "\(line)") }
     }
 
     @Test func theGateListensForTheProducersGroupAndRunsOneGateAConnectionAsTheWorker() throws {
