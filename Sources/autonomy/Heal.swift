@@ -31,7 +31,7 @@ struct HealCommand: AsyncParsableCommand {
 
         func run() async throws {
             // It may run remediation commands: never by rules someone else could have written.
-            let (loaded, store) = try global.open(trusted: true)
+            let (loaded, store) = try global.open(create: false, trusted: true)
             let clock = try currentClock()
             var options = Worker.Options()
             options.clock = clock

@@ -122,13 +122,13 @@ extension Configuration: Decodable {
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
         audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
         remediations = try container.decodeIfPresent([String: RemediationCommand].self, forKey: .remediations) ?? [:]
-        heal = try container.decodeIfPresent(HealSettings.self, forKey: .heal) ?? HealSettings()
-        try heal.checkTypes(declared: taskTypes, path: [CodingKeys.heal])
         for name in remediations.keys where !TaskType.isValidName(name) {
             throw DecodingError.dataCorrupted(
                 .init(
                     codingPath: [CodingKeys.remediations, ConfigKey(name)],
                     debugDescription: "a remediation name uses letters, digits, '_', '-' and '.' only (at most 100)"))
         }
+        heal = try container.decodeIfPresent(HealSettings.self, forKey: .heal) ?? HealSettings()
+        try heal.checkTypes(declared: taskTypes, remediations: remediations, path: [CodingKeys.heal])
     }
 }

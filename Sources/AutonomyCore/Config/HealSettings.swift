@@ -65,20 +65,24 @@ public struct AutoApply: Sendable, Equatable {
     public var action: String
     /// The types it covers; empty for a finding about the system as a whole (`stuck_task`).
     public var types: [String]
+    /// For `run_remediation`: the one declared remediation it trusts.
+    public var remediation: String?
 
-    public init(finding: FindingKind, action: String, types: [String]) {
-        (self.finding, self.action, self.types) = (finding, action, types)
+    public init(finding: FindingKind, action: String, types: [String], remediation: String? = nil) {
+        (self.finding, self.action, self.types, self.remediation) = (finding, action, types, remediation)
     }
 
     /// `failure_signature → raise_timeout for send_email`.
     public var summary: String {
-        "\(finding.rawValue) → \(action)" + (types.isEmpty ? "" : " for \(types.joined(separator: ", "))")
+        "\(finding.rawValue) → \(action)\(remediation.map { " \($0)" } ?? "")"
+            + (types.isEmpty ? "" : " for \(types.joined(separator: ", "))")
     }
 
     /// Whether this entry covers the proposal: its finding kind, its action, and the type both are
     /// about. A crafted payload whose action names another type than its finding matches nothing.
     func covers(_ proposal: Proposal) -> Bool {
         guard proposal.finding.kind == finding, proposal.action.name == action else { return false }
+        if case .runRemediation(let name, _) = proposal.action, name != remediation { return false }
         guard let subject = proposal.finding.subject else { return types.isEmpty }
         if let type = proposal.action.type, type != subject { return false }
         return types.contains(subject)
@@ -147,10 +151,22 @@ extension HealSettings: Decodable {
         }
     }
 
-    /// Every `auto_apply` type must be declared: an entry for a type the map does not know would
-    /// sit there until someone adds a type by that name.
-    func checkTypes(declared: [String: TaskType], path: [any CodingKey]) throws {
+    /// Every `auto_apply` type must be declared, and so must a trusted remediation, for that
+    /// finding kind: an entry that names what the map does not know would sit there until someone
+    /// adds it.
+    func checkTypes(
+        declared: [String: TaskType], remediations: [String: RemediationCommand], path: [any CodingKey]
+    ) throws {
         for (index, entry) in autoApply.enumerated() {
+            if let name = entry.remediation, remediations[name]?.findings.contains(entry.finding) != true {
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: path + [
+                            CodingKeys.autoApply, ConfigKey(index: index), AutoApply.CodingKeys.remediation,
+                        ],
+                        debugDescription:
+                            "\(name) is not declared under remediations for \(entry.finding.rawValue) findings"))
+            }
             for type in entry.types where declared[type] == nil {
                 throw DecodingError.dataCorrupted(
                     .init(
@@ -162,7 +178,7 @@ extension HealSettings: Decodable {
 }
 
 extension AutoApply: Decodable {
-    enum CodingKeys: String, CodingKey, CaseIterable { case finding, action, types }
+    enum CodingKeys: String, CodingKey, CaseIterable { case finding, action, types, remediation }
 
     public init(from decoder: any Decoder) throws {
         try decoder.reportUnknownKeys(CodingKeys.self)
@@ -206,6 +222,18 @@ extension AutoApply: Decodable {
                 forKey: .types, in: container,
                 debugDescription: "name the task types you trust this for, e.g. [\"send_email\"] (deny by default)")
         }
-        self.init(finding: kind, action: action, types: types)
+        let remediation = try container.decodeIfPresent(String.self, forKey: .remediation)
+        if action == "run_remediation" {
+            guard remediation != nil else {
+                throw missingKey(
+                    CodingKeys.remediation, at: decoder.codingPath,
+                    "missing: the name of the one declared remediation this entry trusts")
+            }
+        } else if remediation != nil {
+            throw DecodingError.dataCorruptedError(
+                forKey: .remediation, in: container,
+                debugDescription: "only a run_remediation entry names a remediation")
+        }
+        self.init(finding: kind, action: action, types: types, remediation: remediation)
     }
 }

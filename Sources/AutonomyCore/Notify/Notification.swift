@@ -171,14 +171,16 @@ extension AutonomyStore {
         case .test:
             return NotificationMessage.test(now: now)
         case .ownerNeeded:
-            guard let task, let proposal = try? Proposal(payload: task.payload),
-                let type = proposal.action.type ?? proposal.finding.subject
-            else {
+            guard let task, let proposal = try? Proposal(payload: task.payload) else {
                 try finishObsolete(notification, now: now)
                 return nil
             }
+            // A finding about the system as a whole has no type: its owner is the operator.
+            let type = proposal.action.type ?? proposal.finding.subject
             return NotificationMessage.ownerNeeded(
-                type: type, owner: configuration.taskTypes[type]?.owner, finding: proposal.finding, proposal: task.id)
+                type: type,
+                owner: type.flatMap { configuration.taskTypes[$0]?.owner } ?? (type == nil ? "operator" : nil),
+                finding: proposal.finding, proposal: task.id)
         case .healBreakerOpened:
             guard let task, let proposal = try? Proposal(payload: task.payload),
                 let breaker = try openBreakers(now: now).last(where: { $0.target == proposal.healTarget })
@@ -400,14 +402,15 @@ extension NotificationMessage {
     }
 
     /// The finding's kind and severity, never its title (which may quote what a handler printed).
-    static func ownerNeeded(type: String, owner: String?, finding: Finding, proposal: Int64) -> NotificationMessage {
+    static func ownerNeeded(type: String?, owner: String?, finding: Finding, proposal: Int64) -> NotificationMessage {
+        let about = type.map { "task type \($0)" } ?? "the system"
         let text =
-            "owner needed: task type \(type) (owner: \(owner.map(Visible.text) ?? "none")) has a \(finding.severity.rawValue)"
+            "owner needed: \(about) (owner: \(owner.map(Visible.text) ?? "none")) has a \(finding.severity.rawValue)"
             + " \(finding.kind.rawValue) finding — see: autonomy tasks show \(proposal)"
         return NotificationMessage(
             event: .ownerNeeded, text: text,
             body: .object([
-                "event": "owner_needed", "text": .string(text), "type": .string(type),
+                "event": "owner_needed", "text": .string(text), "type": type.map { .string($0) } ?? .null,
                 "owner": owner.map { .string(Visible.text($0)) } ?? .null,
                 "finding": .object([
                     "kind": .string(finding.kind.rawValue), "severity": .string(finding.severity.rawValue),

@@ -115,7 +115,11 @@ public struct SystemicHealth: Sendable, Encodable {
     /// `started` or `ended` when this cycle changed it.
     @Nullable public var change: String?
 
-    var isSystemic: Bool = false
+    /// More than `max_failing` of at least `min_types` active types are failing.
+    var startsStop = false
+    /// Half that or less is failing (or nothing is): a stop ends. Between the two a stop in force
+    /// stays, so a count hovering at the threshold does not start and end it every cycle.
+    var endsStop = false
 
     enum CodingKeys: String, CodingKey { case active, failing, stopped, change }
 }
@@ -159,7 +163,8 @@ extension AutonomyStore {
     /// alerts and breakers), and a decision on every proposal the findings make. Trusted ones that
     /// every guardrail allows are enqueued; the caller then claims them (see `Healer`).
     ///
-    /// Nothing is written when heal is disabled or `dryRun`: the report says what would be done.
+    /// Nothing is kept when heal is disabled or `dryRun`: the cycle runs as it would, then is
+    /// rolled back, and the report says what would be done.
     public func healCycle(loaded file: LoadedConfiguration, now: Int64, dryRun: Bool) throws -> HealReport {
         let heal = file.configuration.heal
         let acting = heal.enabled && !dryRun
@@ -174,21 +179,22 @@ extension AutonomyStore {
             enabled: heal.enabled, dryRun: dryRun, windowStart: ISOTime(start), windowEnd: ISOTime(now),
             findings: findings, systemic: systemic)
         let cycle: (Database) throws -> Void = { db in
-            try self.closeCooledBreakers(&report, acting: acting, db: db, now: now)
-            try self.recordSystemic(&report, configuration: configuration, acting: acting, db: db, now: now)
-            try self.judgeSettled(&report, loaded: loaded, acting: acting, db: db, now: now)
-            try self.decide(&report, loaded: loaded, acting: acting, db: db, now: now, start: start)
+            try self.closeCooledBreakers(&report, db: db, now: now)
+            try self.recordSystemic(&report, configuration: configuration, db: db, now: now)
+            try self.judgeSettled(&report, loaded: loaded, db: db, now: now)
+            let rehearsed = try self.decide(&report, loaded: loaded, acting: acting, db: db, now: now, start: start)
             report.breakersOpen = try db.openBreakers(now: now)
             report.due = try Int64.fetchAll(
                 db,
                 sql:
                     "SELECT id FROM tasks WHERE type = ? AND state = 'queued' AND run_at <= ? ORDER BY priority DESC, id",
-                arguments: [TaskType.remediationTypeName, now])
+                arguments: [TaskType.remediationTypeName, now]
+            ).filter { !rehearsed.contains($0) }
         }
         if acting {
             try write("heal", cycle)
         } else {
-            try read("heal (reporting only)", cycle)
+            try rehearse("heal (reporting only)", cycle)
         }
         return report
     }
@@ -227,33 +233,33 @@ extension AutonomyStore {
         }
         let heal = configuration.heal
         var health = SystemicHealth(active: active, failing: failing, stopped: false)
-        health.isSystemic =
+        health.startsStop =
             active.count >= heal.systemicMinTypes
             && Double(failing.count) > Double(active.count) * heal.systemicMaxFailing
+        health.endsStop =
+            failing.isEmpty || Double(failing.count) <= Double(active.count) * heal.systemicMaxFailing / 2
         return (found.worstFirst(), health)
     }
 
     // MARK: - Breakers and the systemic stop
 
-    private func closeCooledBreakers(_ report: inout HealReport, acting: Bool, db: Database, now: Int64) throws {
+    private func closeCooledBreakers(_ report: inout HealReport, db: Database, now: Int64) throws {
         let cooled = try db.breakers(where: "closed_at IS NULL AND closes_at <= ?", [now])
         report.breakersClosed = cooled
-        guard acting else { return }
         for breaker in cooled {
             try db.closeBreaker(breaker, by: "cool-down", at: breaker.closesAt.milliseconds, now: now)
         }
     }
 
     private func recordSystemic(
-        _ report: inout HealReport, configuration: Configuration, acting: Bool, db: Database, now: Int64
+        _ report: inout HealReport, configuration: Configuration, db: Database, now: Int64
     ) throws {
         let stop = try Row.fetchOne(db, sql: "SELECT id FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
         var health = report.systemic
         health.stopped = stop != nil
         defer { report.systemic = health }
-        if health.isSystemic, stop == nil {
+        if health.startsStop, stop == nil {
             (health.stopped, health.change) = (true, "started")
-            guard acting else { return }
             let reason =
                 "\(health.failing.count) of \(health.active.count) active types are failing in the last \(configuration.heal.window): \(health.failing.joined(separator: ", "))"
             try db.execute(sql: "INSERT INTO heal_stops (started_at, reason) VALUES (?, ?)", arguments: [now, reason])
@@ -264,9 +270,8 @@ extension AutonomyStore {
                     "active": .int(Int64(health.active.count)),
                 ])
             try db.queueNotification(.healStopped, taskID: nil, approvalID: nil, notify: configuration.notify, now: now)
-        } else if !health.isSystemic, let stop {
+        } else if health.endsStop, let stop {
             (health.stopped, health.change) = (false, "ended")
-            guard acting else { return }
             let id: Int64 = try stop.decode(forColumn: "id")
             try db.execute(sql: "UPDATE heal_stops SET ended_at = ? WHERE id = ?", arguments: [now, id])
             try db.appendLedger(
@@ -282,53 +287,58 @@ extension AutonomyStore {
 
     /// Automatic fixes whose task ended and settled: did the finding come back?
     private func judgeSettled(
-        _ report: inout HealReport, loaded: LoadedConfiguration, acting: Bool, db: Database, now: Int64
+        _ report: inout HealReport, loaded: LoadedConfiguration, db: Database, now: Int64
     ) throws {
         let heal = loaded.configuration.heal
         let rows = try Row.fetchAll(
             db,
             sql: """
-                SELECT h.task_id, h.target, h.action, h.applied_at, t.state, t.finished_at, t.payload, t.last_error
+                SELECT h.task_id, h.target, h.action, t.state, t.finished_at, t.payload, t.result, t.last_error
                 FROM heal_actions h JOIN tasks t ON t.id = h.task_id
                 WHERE h.automatic = 1 AND h.outcome IS NULL ORDER BY h.applied_at
                 """)
         for row in rows {
             let task: Int64 = try row.decode(forColumn: "task_id")
             let state: TaskState = try row.decode(forColumn: "state")
-            let appliedAt: Int64 = try row.decode(forColumn: "applied_at")
             let finished: Int64? = try row.decode(forColumn: "finished_at")
             var judgement = HealJudgement(
                 task: task, action: try row.decode(forColumn: "action"), target: try row.decode(forColumn: "target"),
                 outcome: .fixed, reason: "")
             switch state {
             case .done:
-                guard let finished, finished + heal.settle.milliseconds <= now,
-                    let proposal = try? Proposal(payload: try row.decode(forColumn: "payload"))
-                else { continue }
+                guard let finished, finished + heal.settle.milliseconds <= now else { continue }
+                guard let proposal = try? Proposal(payload: try row.decode(forColumn: "payload")) else {
+                    (judgement.outcome, judgement.reason) = (.noEvidence, "its payload was pruned")
+                    break
+                }
+                if case .notifyOwner = proposal.action {
+                    // An alert calls a human; it fixes nothing, so it is not judged as a fix.
+                    (judgement.outcome, judgement.reason) = (.noEvidence, "notify_owner calls a human: not judged")
+                    break
+                }
+                // From when the fix finished: attempts claimed while it ran still had the old settings.
                 guard
                     let (outcome, reason) = try recurrence(
-                        proposal, since: appliedAt, loaded: loaded, heal: heal, db: db, now: now)
+                        proposal, since: finished, result: try row.decode(forColumn: "result"), loaded: loaded,
+                        heal: heal, db: db, now: now)
                 else { continue }  // nothing to judge it by yet
                 (judgement.outcome, judgement.reason) = (outcome, reason)
             case .dead:
+                // The signature, not the text: a command's error may quote what it printed.
                 let error: String? = try row.decode(forColumn: "last_error")
                 (judgement.outcome, judgement.reason) = (
-                    .failed, "the fix itself failed: \(error ?? "no error recorded")"
+                    .failed, "the fix itself failed: \(error.map(FailureSignature.of) ?? "no error recorded")"
                 )
             case .cancelled, .rejected, .expired, .blocked:
                 (judgement.outcome, judgement.reason) = (.noEvidence, "it ended \(state.rawValue)")
             case .queued, .awaitingApproval, .running, .verifying:
                 continue
             }
-            if acting {
-                judgement.reverted = try settle(judgement, configuration: loaded.configuration, db: db, now: now)
-                if let opened = try tripBreaker(
-                    judgement, heal: heal, db: db, notify: loaded.configuration.notify, now: now)
-                {
-                    report.breakersOpened.append(opened)
-                }
-            } else if [.didNotFix, .failed].contains(judgement.outcome) {
-                judgement.reverted = try db.activeOverrides(now: now).filter { $0.proposal == task }.map(\.id)
+            judgement.reverted = try settle(judgement, configuration: loaded.configuration, db: db, now: now)
+            if let opened = try tripBreaker(
+                judgement, heal: heal, db: db, notify: loaded.configuration.notify, now: now)
+            {
+                report.breakersOpened.append(opened)
             }
             report.judged.append(judgement)
         }
@@ -337,10 +347,23 @@ extension AutonomyStore {
     /// Whether the finding a fix answered came back after it, among attempts claimed after the fix;
     /// nil when there is nothing to judge it by yet.
     private func recurrence(
-        _ proposal: Proposal, since applied: Int64, loaded: LoadedConfiguration, heal: HealSettings, db: Database,
-        now: Int64
+        _ proposal: Proposal, since applied: Int64, result: String?, loaded: LoadedConfiguration, heal: HealSettings,
+        db: Database, now: Int64
     ) throws -> (HealJudgement.Outcome, String)? {
         let finding = proposal.finding
+        let late = now >= applied + heal.judgeWithin.milliseconds
+        if case .retryDead = proposal.action, !late {
+            // The tasks it sent back settle first: one still retrying has not told yet.
+            let sent = (try? result.map(JSONValue.parse))??[path: "retried"] ?? []
+            let pending =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COUNT(*) FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+                          AND state NOT IN (\(TaskState.sqlList(TaskState.finalStates)))
+                        """, arguments: [sent.canonicalText]) ?? 0
+            if pending > 0 { return nil }
+        }
         if finding.kind == .stuckTask {
             let stuck = try stuck(loaded.configuration.audit, now: now, db: db).first { $0.kind == .stuckTask }
             return stuck.map { (.didNotFix, "still: " + $0.title) } ?? (.fixed, "no task is stuck now")
@@ -369,10 +392,17 @@ extension AutonomyStore {
             arguments: [type, applied, JSONValue.array(events.map { .string($0) }).canonicalText, applied])
         var tasks: [Int64] = []
         let signature = finding.evidence[path: "signature"]?.stringValue
+        // A raised timeout changes the unit in the message ("after 30s", then "after 1m"): any
+        // time-out is the same failure coming back.
+        let timeOut = "timed out after"
+        func same(_ error: String) -> Bool {
+            let seen = FailureSignature.of(error)
+            return signature?.hasPrefix(timeOut) == true ? seen.hasPrefix(timeOut) : seen == signature
+        }
         for row in rows {
             if finding.kind == .failureSignature {
                 let error: String? = try row.decode(forColumn: "error")
-                guard let error, FailureSignature.of(error) == signature else { continue }
+                guard let error, same(error) else { continue }
             }
             if let task: Int64 = try row.decode(forColumn: "task_id") { tasks.append(task) }
         }
@@ -395,7 +425,7 @@ extension AutonomyStore {
                 .fixed, "\(runs) \(type) attempt\(runs == 1 ? "" : "s") since the fix, and the finding did not recur"
             )
         }
-        guard now >= applied + heal.judgeWithin.milliseconds else { return nil }
+        guard late else { return nil }
         return (.noEvidence, "\(type) did not run within heal.judge_within (\(heal.judgeWithin)) of the fix")
     }
 
@@ -465,19 +495,28 @@ extension AutonomyStore {
 
     // MARK: - Deciding
 
+    /// Decides on every proposal the findings make; returns the tasks enqueued only in a rehearsal.
     private func decide(
         _ report: inout HealReport, loaded: LoadedConfiguration, acting: Bool, db: Database, now: Int64,
         start: Int64
-    ) throws {
+    ) throws -> [Int64] {
         let configuration = loaded.configuration
         let heal = configuration.heal
         // What the firewall would say with heal on, to tell a disabled heal what it would do.
         var trusting = configuration
         trusting.heal.enabled = true
-        guard let builtIn = trusting.taskType(named: TaskType.remediationTypeName) else { return }
+        guard let builtIn = trusting.taskType(named: TaskType.remediationTypeName) else { return [] }
         let catalog = RemediationCatalog.proposals(for: report.findings, configuration: configuration, since: start)
         var saved: (run: Int64, findings: [Int64])?
-        var planned = 0
+        var rehearsed: [Int64] = []
+        // Trusted proposals already due (the weekly audit's) are claimed first, by the same drain.
+        var planned =
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) FROM tasks t WHERE t.type = ? AND t.state = 'queued' AND t.run_at <= ?
+                      AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.task_id = t.id AND a.state = 'approved')
+                    """, arguments: [TaskType.remediationTypeName, now]) ?? 0
         for var proposal in catalog {
             let rating = builtIn.rate(proposal.payload)
             guard rating.safety == .safe else {
@@ -505,18 +544,22 @@ extension AutonomyStore {
                 report.decisions.append(HealDecision(.open, proposal, task: open, reason: "one at a time"))
                 continue
             }
-            if let rejected = try Int64.fetchOne(
+            if let ended = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
-                    WHERE p.key = ? AND t.state = 'rejected' AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
+                    SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
+                    WHERE p.key = ? AND t.state IN ('rejected', 'cancelled', 'expired') AND t.finished_at >= ?
+                    ORDER BY t.id DESC LIMIT 1
                     """, arguments: [proposal.key, now - configuration.audit.cooldown.milliseconds])
             {
+                // A human said no (or let it go): that stands for audit.cooldown.
+                let task: Int64 = try ended.decode(forColumn: "id")
+                let state: TaskState = try ended.decode(forColumn: "state")
                 report.decisions.append(
                     HealDecision(
-                        .rejected, proposal, task: rejected,
+                        .rejected, proposal, task: task,
                         reason:
-                            "a human rejected it (task \(rejected)) within audit.cooldown (\(configuration.audit.cooldown))"
+                            "task \(task) was \(state.rawValue) within audit.cooldown (\(configuration.audit.cooldown))"
                     ))
                 continue
             }
@@ -524,41 +567,37 @@ extension AutonomyStore {
             if let last = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT task_id, applied_at FROM heal_actions WHERE key = ? AND automatic = 1
-                    ORDER BY applied_at DESC LIMIT 1
+                    SELECT h.task_id, h.applied_at, COALESCE(t.finished_at, h.applied_at) AS since, t.result
+                    FROM heal_actions h JOIN tasks t ON t.id = h.task_id
+                    WHERE h.key = ? AND h.automatic = 1 ORDER BY h.applied_at DESC LIMIT 1
                     """, arguments: [proposal.key])
             {
                 let task: Int64 = try last.decode(forColumn: "task_id")
                 let applied: Int64 = try last.decode(forColumn: "applied_at")
                 let judged = try recurrence(
-                    proposal, since: applied, loaded: loaded, heal: heal, db: db, now: now)
+                    proposal, since: try last.decode(forColumn: "since"), result: try last.decode(forColumn: "result"),
+                    loaded: loaded, heal: heal, db: db, now: now)
                 if judged?.0 != .didNotFix {
+                    let since =
+                        judged == nil ? "what it did has not settled yet" : "the finding has not come back since"
                     report.decisions.append(
                         HealDecision(
                             .alreadyApplied, proposal, task: task,
-                            reason:
-                                "task \(task) applied it at \(Timestamp.format(applied)), and the finding has not come back since"
-                        ))
+                            reason: "task \(task) applied it at \(Timestamp.format(applied)), and \(since)"))
                     continue
                 }
             }
             if let refusal = try db.healRefusal(proposal, heal: heal, now: now, planned: planned) {
                 report.decisions.append(HealDecision(.skipped, proposal, reason: refusal.description))
-                if acting {
-                    try db.appendLedger(
-                        .healSkipped, at: now, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
-                        detail: [
-                            "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
-                            "finding": .string(proposal.finding.kind.rawValue), "why": .string(refusal.code),
-                        ], notes: ["reason": refusal.description])
-                }
+                try db.appendLedger(
+                    .healSkipped, at: now, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
+                    detail: [
+                        "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
+                        "finding": .string(proposal.finding.kind.rawValue), "why": .string(refusal.code),
+                    ], notes: ["reason": refusal.description])
                 continue
             }
             planned += 1
-            guard acting else {
-                report.decisions.append(HealDecision(.wouldApply, proposal, reason: rating.reasons.first ?? ""))
-                continue
-            }
             if saved == nil {
                 let headline = "heal cycle: \(report.findings.count) findings over the last \(heal.window)"
                 saved = try db.saveRun(report.findings, headline: headline, source: "heal", start: start, end: now)
@@ -568,9 +607,16 @@ extension AutonomyStore {
             let outcome = try enqueue(
                 proposal, settings: configuration.audit, configuration: configuration, db: db, now: now,
                 source: "heal", cooldown: false)
-            report.decisions.append(
-                HealDecision(.applied, proposal, task: outcome.task, reason: rating.reasons.first ?? ""))
+            if acting {
+                report.decisions.append(
+                    HealDecision(.applied, proposal, task: outcome.task, reason: rating.reasons.first ?? ""))
+            } else {
+                // Rehearsed, and rolled back: its id would be another.
+                rehearsed.append(outcome.task)
+                report.decisions.append(HealDecision(.wouldApply, proposal, reason: rating.reasons.first ?? ""))
+            }
         }
+        return rehearsed
     }
 }
 

@@ -4,14 +4,25 @@ import GRDB
 /// Why heal may not apply a fix on its own now. Checked in the claim's transaction, so two
 /// processes claiming at once see each other's actions.
 public enum HealRefusal: Sendable, Equatable, CustomStringConvertible {
-    /// Too many types failing at once (since then): something shared is broken.
-    case systemicStop(since: Int64)
+    /// Too many types failing at once (since then): something shared is broken. `next` is when
+    /// the next heal cycle looks again.
+    case systemicStop(since: Int64, next: Int64)
     /// Fixes on this target did not fix; automatic ones wait for `heal reset` or the cool-down.
     case breakerOpen(target: String, until: Int64)
     /// `heal.max_actions` reached for the hour or the day.
-    case rateLimit(count: Int, limit: Int, per: String)
+    case rateLimit(count: Int, limit: Int, per: String, until: Int64)
     /// The same action on the same target ran on its own too recently.
     case backoff(until: Int64)
+
+    /// When a passing refusal lifts (a claim then tries again); nil for an open breaker, which
+    /// waits for a human.
+    public var until: Int64? {
+        switch self {
+        case .systemicStop(_, let next): return next
+        case .breakerOpen: return nil
+        case .rateLimit(_, _, _, let until), .backoff(let until): return until
+        }
+    }
 
     /// Short and stable, for the ledger.
     public var code: String {
@@ -25,12 +36,12 @@ public enum HealRefusal: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .systemicStop(let since):
+        case .systemicStop(let since, _):
             return "too many types are failing at once since \(Timestamp.format(since)): nothing automatic runs"
         case .breakerOpen(let target, let until):
             return
                 "the breaker for \(target) is open until \(Timestamp.format(until)) (or `autonomy heal reset \(target)`)"
-        case .rateLimit(let count, let limit, let per):
+        case .rateLimit(let count, let limit, let per, _):
             return "\(count) automatic actions in the last \(per) reached heal.max_actions.per_\(per) (\(limit))"
         case .backoff(let until):
             return
@@ -51,7 +62,7 @@ extension Database {
         if let since = try Int64.fetchOne(
             self, sql: "SELECT started_at FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
         {
-            return .systemicStop(since: since)
+            return .systemicStop(since: since, next: now + Interval.minutes(15).milliseconds)
         }
         let target = proposal.healTarget
         if let until = try Int64.fetchOne(
@@ -61,15 +72,23 @@ extension Database {
         {
             return .breakerOpen(target: target, until: until)
         }
-        func automatic(since: Int64) throws -> Int {
-            try Int.fetchOne(
-                self, sql: "SELECT COUNT(*) FROM heal_actions WHERE automatic = 1 AND applied_at > ?",
-                arguments: [since]) ?? 0
+        // Counted over the last hour and day; the limit lifts when the oldest counted action leaves.
+        func limited(_ window: Interval, _ limit: Int, _ per: String) throws -> HealRefusal? {
+            let row = try Row.fetchOne(
+                self,
+                sql:
+                    "SELECT COUNT(*) AS n, MIN(applied_at) AS oldest FROM heal_actions WHERE automatic = 1 AND applied_at > ?",
+                arguments: [now - window.milliseconds])
+            let count = (try row?.decode(Int.self, forColumn: "n") ?? 0) + planned
+            guard count >= limit else { return nil }
+            let oldest: Int64 = try row?.decode(forColumn: "oldest") ?? now
+            return .rateLimit(
+                count: count, limit: limit, per: per,
+                until: max(oldest + window.milliseconds, now + Interval.minutes(1).milliseconds))
         }
-        let hour = try automatic(since: now - Interval.hours(1).milliseconds) + planned
-        if hour >= heal.maxPerHour { return .rateLimit(count: hour, limit: heal.maxPerHour, per: "hour") }
-        let day = try automatic(since: now - Interval.days(1).milliseconds) + planned
-        if day >= heal.maxPerDay { return .rateLimit(count: day, limit: heal.maxPerDay, per: "day") }
+        if let refusal = try limited(.hours(1), heal.maxPerHour, "hour") ?? limited(.days(1), heal.maxPerDay, "day") {
+            return refusal
+        }
         if let row = try Row.fetchOne(
             self,
             sql: """

@@ -90,6 +90,9 @@ public struct TaskTransition: Sendable, Hashable {
     public static let deferToBudget = TaskTransition(
         "defer", from: [.running], to: .queued, event: .deferred,
         when: "the day's model budget is spent: it waits, the attempt not counted")
+    public static let postpone = TaskTransition(
+        "postpone", from: [.queued], to: .queued, event: .healSkipped,
+        when: "a fix proposal heal may apply on its own meets its rate limit, backoff or systemic stop: later")
     public static let retry = TaskTransition(
         "retry", from: [.dead], to: .queued, event: .retried, when: "an operator runs `tasks retry`")
     public static let foundDone = TaskTransition(
@@ -103,7 +106,7 @@ public struct TaskTransition: Sendable, Hashable {
     /// when its type is dangerous).
     public static let all: [TaskTransition] = [
         .hold, .block, .claim, .cancel, .approve, .reject, .expire, .verify, .succeed, .retryLater, .die,
-        .deferToBudget, .retry, .foundDone, .reopen,
+        .deferToBudget, .postpone, .retry, .foundDone, .reopen,
     ]
 
     /// The table as Markdown, one row per (from, to, event): what the README shows.

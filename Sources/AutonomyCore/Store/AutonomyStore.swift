@@ -126,6 +126,28 @@ public final class AutonomyStore: Sendable {
         }
     }
 
+    /// Runs `body` as `write` does, then rolls everything back: what a run would do, told without
+    /// doing it (`heal --dry-run`).
+    func rehearse<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+        do {
+            return try writer.writeWithoutTransaction { db in
+                var value: T?
+                LedgerTail.forget(db)
+                defer { LedgerTail.forget(db) }
+                try db.inTransaction(.immediate) {
+                    value = try body(db)
+                    return .rollback
+                }
+                guard let value else {
+                    throw StoreError.failed(path: path, operation: operation, reason: "no result")
+                }
+                return value
+            }
+        } catch {
+            throw StoreError.wrap(error, path: path, operation: operation)
+        }
+    }
+
     /// Runs `body` in a read transaction: a consistent snapshot.
     func read<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
         do {

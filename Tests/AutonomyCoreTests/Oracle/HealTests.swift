@@ -12,9 +12,10 @@ import Testing
                    "auto_apply": [
                      { "finding": "dead_tasks", "action": "retry_dead", "types": ["report"] },
                      { "finding": "stuck_task", "action": "release_stuck" },
-                     { "finding": "failure_signature", "action": "run_remediation", "types": ["report"] }
+                     { "finding": "failure_signature", "action": "run_remediation", "remediation": "fix", "types": ["report"] }
                    ] },
-         "remediations": { "fix": { "exec": { "argv": ["/bin/true"] }, "findings": ["failure_signature"] } },
+         "remediations": { "fix": { "exec": { "argv": ["/bin/true"] }, "findings": ["failure_signature"] },
+                           "other": { "exec": { "argv": ["/bin/true"] }, "findings": ["failure_signature"] } },
          "task_types": {
            "report": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
            "charge": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } }
@@ -111,6 +112,18 @@ import Testing
         (
             #""auto_apply": [{"finding": "dead_tasks", "action": "retry_dead", "types": ["ghost"]}]"#,
             "ghost is not a declared task type"
+        ),
+        (
+            #""auto_apply": [{"finding": "dead_tasks", "action": "run_remediation", "types": ["report"]}]"#,
+            "heal.auto_apply[0].remediation"
+        ),
+        (
+            #""auto_apply": [{"finding": "dead_tasks", "action": "run_remediation", "remediation": "nope", "types": ["report"]}]"#,
+            "nope is not declared under remediations"
+        ),
+        (
+            #""auto_apply": [{"finding": "dead_tasks", "action": "retry_dead", "remediation": "x", "types": ["report"]}]"#,
+            "only a run_remediation entry"
         ),
     ])
     func badSettingsNameTheirKey(_ fragment: String, _ message: String) throws {
