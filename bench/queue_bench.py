@@ -9,7 +9,8 @@ Prints one line per figure with its target, and the ratio where there is a basel
   empty        `work-once` on an empty queue: wall time and peak memory
   ledger       with 1,000,000 ledger rows: `ledger verify`, `map`, and the per-task cost of a drain
                beside the same drain on a fresh database
-  audit        `audit` over a realistic ledger of 1,000,000 rows (bench/audit_ledger.py), beside `map`
+  audit        `audit` over a realistic ledger of 1,000,000 rows (bench/audit_ledger.py), beside `map`;
+               and a `heal --dry-run` cycle over the same ledger
                and `ledger verify` on the same ledger, and sqlite3 reading every row once
 """
 import argparse
@@ -193,10 +194,14 @@ def audit(binary, folder, quick):
     verify_s = statistics.median(timed([binary, "ledger", "verify"], env=env) for _ in range(runs))
     map_s = statistics.median(timed([binary, "map", "--since", "30d"], env=env) for _ in range(runs))
     audit_s = statistics.median(timed([binary, "audit", "--no-proposals"], env=env) for _ in range(runs))
+    heal_s = statistics.median(timed([binary, "heal", "--dry-run"], env=env) for _ in range(runs))
     scan_s = statistics.median(timed(["sqlite3", os.path.join(path, "autonomy.db"),
                                       "SELECT COUNT(*), SUM(length(detail)) FROM ledger"]) for _ in range(runs))
     line(f"audit, {rows:,} realistic ledger rows", f"{audit_s:.2f} s", "<= 2 s", audit_s <= 2,
          f"map {map_s:.2f} s, ledger verify {verify_s:.2f} s; sqlite3 reading every row once {scan_s:.2f} s")
+    # A heal cycle checks the last hour only: it must not grow with the ledger as the audit does.
+    line(f"heal cycle (dry run), {rows:,} rows", f"{heal_s * 1000:.0f} ms", "<= 1 s, <= 1/10 of audit",
+         heal_s <= 1 and heal_s <= audit_s / 10, f"{audit_s / heal_s:.0f}x faster than the audit")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ struct HealCommand: AsyncParsableCommand {
                         ? "fix proposals due, to apply: tasks \(ids)"
                         : "fix proposals due: tasks \(ids) (work-once applies the approved ones)")
             }
+            for skipped in report.notRun {
+                lines.append(
+                    "not applied: task \(skipped.id): \(skipped.newState.rawValue): \(Visible.text(skipped.reason))")
+            }
             for attempt in report.attempts {
                 let state = attempt.outcome?.state.rawValue ?? "lease lost"
                 let error = attempt.outcome?.error.map { " — \(Visible.text($0))" } ?? ""

@@ -65,7 +65,7 @@ import Testing
             "budget":
                 "{cap_usd:n,day_start:s,last_days:[{cost_usd:n,day:s}],models:[],reserved_usd:n,soft_cap_usd:n,spent_usd:n,window:s}",
             "heal":
-                "{attempts:[],breakers_closed:[],breakers_open:[],breakers_opened:[],decisions:[{action:s,finding:s,parameters:{since:s,type:s},reason:s,status:s,subject:s,task:null}],dry_run:b,due:[],enabled:b,findings:[{evidence:{dead:n,signature:s},kind:s,severity:s,subject:s,tasks:[n],title:s}],judged:[],systemic:{active:[s],change:null,failing:[],stopped:b},window_end:s,window_start:s}",
+                "{attempts:[],breakers_closed:[],breakers_open:[],breakers_opened:[],decisions:[{action:s,finding:s,parameters:{since:s,type:s},reason:s,status:s,subject:s,task:null}],dry_run:b,due:[],enabled:b,findings:[{evidence:{dead:n,signature:s},kind:s,severity:s,subject:s,tasks:[n],title:s}],judged:[],not_run:[],systemic:{active:[s],change:null,failing:[],stopped:b},window_end:s,window_start:s}",
             "config check":
                 "{components:[],database:s,file:s,overrides:[],producers:{groups:[],users:[]},signers:n,task_types:[{max_attempts:n,name:s,owner:null,safety:s,timeout:s}],version:n,warnings:[s]}",
             "enqueue":

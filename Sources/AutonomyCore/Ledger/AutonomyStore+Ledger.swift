@@ -76,7 +76,10 @@ extension AutonomyStore {
         do {
             let reader = try connection()
             let split = try reader.read { db -> (id: Int64, hash: String, last: Int64)? in
-                guard let bounds = try Row.fetchOne(db, sql: "SELECT MIN(id), MAX(id) FROM ledger"),
+                // One seek each (MIN and MAX side by side in one SELECT scan the ledger).
+                guard
+                    let bounds = try Row.fetchOne(
+                        db, sql: "SELECT (SELECT MIN(id) FROM ledger), (SELECT MAX(id) FROM ledger)"),
                     // Ids start at 1; a ledger edited to hold others is checked in one pass.
                     let first = bounds[0] as Int64?, let last = bounds[1] as Int64?, first >= 1,
                     last - first >= threshold

@@ -60,7 +60,8 @@ struct LedgerTally {
 
     /// Reads the rows with `bounds[0] <= at < bounds.last`, split at each inner bound. Columns are
     /// read through the SQLite C API: this loop runs for every row of the windows.
-    static func read(_ bounds: [Int64], db: Database) throws -> LedgerTally {
+    /// `margin` is how far a clock set back may be trusted to have gone (see `firstLedgerID`).
+    static func read(_ bounds: [Int64], db: Database, margin: Interval = .days(1)) throws -> LedgerTally {
         precondition(bounds.count >= 2, "a tally needs at least one window")
         var tally = LedgerTally(windows: Array(repeating: [:], count: bounds.count - 1))
         let last = bounds.count - 2
@@ -73,7 +74,7 @@ struct LedgerTally {
                   AND (event IN ('executed', 'done', 'dead', 'retry_scheduled', 'verified', 'lease_expired', 'deferred',
                                  'notify_failed') OR cost_usd IS NOT NULL)
                 """)
-        let from = try db.firstLedgerID(near: bounds[0])
+        let from = try db.firstLedgerID(near: bounds[0], margin: margin)
         let cursor = try Row.fetchCursor(statement, arguments: [from, bounds[0], bounds[bounds.count - 1]])
         let raw = statement.sqliteStatement
         func integer(_ index: Int32) -> Int64? {
@@ -200,14 +201,17 @@ extension Database {
 
 extension Database {
     /// Where a pass over the rows at or after `time` may start: rows are appended as time goes, so
-    /// the first row at or after a day before `time` is found by halving the id range (each step
-    /// one seek by id), and the pass reads from there with `at` as its filter. The day's margin
-    /// covers a clock set back (NTP, a host's drift); a clock set back by more than a day can hide
-    /// rows from a window that starts before the step.
-    func firstLedgerID(near time: Int64) throws -> Int64 {
-        let (target, overflow) = time.subtractingReportingOverflow(Interval.days(1).milliseconds)
+    /// the first row at or after `margin` (a day) before `time` is found by halving the id range
+    /// (each step one seek by id), and the pass reads from there with `at` as its filter. The
+    /// margin covers a clock set back (NTP, a host's drift); a clock set back by more than that can
+    /// hide rows from a window that starts before the step.
+    func firstLedgerID(near time: Int64, margin: Interval = .days(1)) throws -> Int64 {
+        let (target, overflow) = time.subtractingReportingOverflow(margin.milliseconds)
         guard !overflow,
-            let bounds = try Row.fetchOne(self, sql: "SELECT MIN(id), MAX(id) FROM ledger"),
+            // Two subqueries: SQLite answers MIN and MAX with one seek each only when each is alone
+            // in its SELECT; together they scan the whole ledger.
+            let bounds = try Row.fetchOne(
+                self, sql: "SELECT (SELECT MIN(id) FROM ledger), (SELECT MAX(id) FROM ledger)"),
             var low = bounds[0] as Int64?, var high = bounds[1] as Int64?, low >= 1
         else { return .min }
         let probe = try cachedStatement(sql: "SELECT id, at FROM ledger WHERE id >= ? ORDER BY id LIMIT 1")

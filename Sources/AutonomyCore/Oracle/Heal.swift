@@ -143,6 +143,8 @@ public struct HealReport: Sendable, Encodable {
     public var due: [Int64] = []
     /// The attempts that applied them.
     public var attempts: [AttemptReport] = []
+    /// Due proposals the claim did not run: postponed by a guardrail, or sent to a human.
+    public var notRun: [SkippedTask] = []
 
     enum CodingKeys: String, CodingKey {
         case enabled
@@ -154,6 +156,7 @@ public struct HealReport: Sendable, Encodable {
         case breakersClosed = "breakers_closed"
         case breakersOpen = "breakers_open"
         case decisions, due, attempts
+        case notRun = "not_run"
     }
 }
 
@@ -207,7 +210,9 @@ extension AutonomyStore {
     ) {
         let configuration = loaded.configuration
         let length = now - start
-        let tally = try LedgerTally.read([start - length, start, now], db: db)
+        // Every 15 minutes over the last hour: an hour's margin for a clock set back, not the
+        // audit's day, or each cycle would read a day of rows (8x slower on a busy ledger).
+        let tally = try LedgerTally.read([start - length, start, now], db: db, margin: .hours(1))
         var found = try failures(tally, start: start, db: db)
         found += try stuck(configuration.audit, now: now, db: db) + repeated(tally.windows[1])
         found += Self.configurationGaps(loaded).filter { [.missingHandler, .tierWithoutModel].contains($0.kind) }
@@ -728,7 +733,8 @@ public struct Healer: Sendable {
         var applying = loaded
         applying.configuration.claimOnly = [TaskType.remediationTypeName]
         let worker = Worker(store: store, loaded: applying, options: options)
-        report.attempts = try await worker.work(drain: .init(maxSeconds: 600, maxTasks: 50)).attempts
+        let work = try await worker.work(drain: .init(maxSeconds: 600, maxTasks: 50))
+        (report.attempts, report.notRun) = (work.attempts, work.skipped)
         return report
     }
 }
