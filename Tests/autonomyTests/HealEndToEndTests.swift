@@ -133,6 +133,9 @@ extension Sandbox {
         _ = try await sandbox.run(["enqueue", "slow"])
         _ = try await sandbox.run(["work-once"])
         #expect(try sandbox.state(1) == "dead")
+        let declared = try [sandbox.configPath, sandbox.file("allowed_signers")].map {
+            try String(contentsOfFile: $0, encoding: .utf8)
+        }
 
         let first = try await sandbox.heal()
         let applied = try sandbox.decision(first, "raise_timeout")
@@ -169,6 +172,12 @@ extension Sandbox {
             try sandbox.count(
                 "SELECT COUNT(*) FROM ledger WHERE event = 'heal_judged' AND json_extract(detail, '$.outcome') = 'fixed'"
             ) == 1)
+
+        // The fix lives in an override: the map and the signers on disk are as the operator wrote them.
+        #expect(
+            try [sandbox.configPath, sandbox.file("allowed_signers")].map {
+                try String(contentsOfFile: $0, encoding: .utf8)
+            } == declared)
 
         // Visible: status, map and metrics.
         let status = try await sandbox.run(["status"])
