@@ -89,29 +89,16 @@ extension AutonomyStore {
         _ proposal: Proposal, settings: AuditSettings, configuration: Configuration, db: Database, now: Int64,
         source: String = "audit", cooldown: Bool = true
     ) throws -> ProposalOutcome {
-        let finals = TaskState.sqlList(TaskState.finalStates)
-        if let open = try Int64.fetchOne(
-            db,
-            sql: """
-                SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
-                WHERE p.key = ? AND t.state NOT IN (\(finals)) ORDER BY t.id LIMIT 1
-                """, arguments: [proposal.key])
-        {
+        if let open = try db.openProposal(key: proposal.key) {
             return ProposalOutcome(proposal, task: open, status: .stillOpen)
         }
         // Rejected, applied, failed, cancelled or expired: within the cooldown the same action on
         // the same target waits, whatever the window still shows.
         if cooldown,
-            let recent = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
-                    WHERE p.key = ? AND t.state IN (\(finals)) AND t.finished_at >= ? ORDER BY t.id DESC LIMIT 1
-                    """, arguments: [proposal.key, now - settings.cooldown.milliseconds])
+            let recent = try db.endedProposal(
+                key: proposal.key, in: TaskState.finalStates, since: now - settings.cooldown.milliseconds)
         {
-            return ProposalOutcome(
-                proposal, task: try recent.decode(forColumn: "id"), status: .coolingDown,
-                ended: try recent.decode(forColumn: "state"))
+            return ProposalOutcome(proposal, task: recent.task, status: .coolingDown, ended: recent.state)
         }
         let request = EnqueueRequest(
             type: TaskType.remediationTypeName, payload: proposal.payload.canonicalText, source: source,
@@ -543,6 +530,28 @@ extension AutonomyStore {
 }
 
 extension Database {
+    /// The open proposal under this key, if any: one at a time.
+    func openProposal(key: String) throws -> Int64? {
+        try Int64.fetchOne(
+            self,
+            sql: """
+                SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
+                WHERE p.key = ? AND t.state NOT IN (\(TaskState.sqlList(TaskState.finalStates))) ORDER BY t.id LIMIT 1
+                """, arguments: [key])
+    }
+
+    /// The latest proposal under this key that ended in one of `states` at or after `since`.
+    func endedProposal(key: String, in states: [TaskState], since: Int64) throws -> (task: Int64, state: TaskState)? {
+        try Row.fetchOne(
+            self,
+            sql: """
+                SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
+                WHERE p.key = ? AND t.state IN (\(TaskState.sqlList(states))) AND t.finished_at >= ?
+                ORDER BY t.id DESC LIMIT 1
+                """, arguments: [key, since]
+        ).map { (try $0.decode(forColumn: "id"), try $0.decode(forColumn: "state")) }
+    }
+
     /// Saves a run (an audit's, or a heal cycle's that proposed fixes) and its findings; returns
     /// the run's id and each finding's, in order.
     func saveRun(_ findings: [Finding], headline: String, source: String, start: Int64, end: Int64) throws -> (

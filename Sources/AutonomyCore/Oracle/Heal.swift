@@ -538,33 +538,20 @@ extension AutonomyStore {
                         reason: "heal.enabled is false (\(rating.reasons.first ?? "auto_apply covers it"))"))
                 continue
             }
-            let finals = TaskState.sqlList(TaskState.finalStates)
-            if let open = try Int64.fetchOne(
-                db,
-                sql: """
-                    SELECT t.id FROM proposals p JOIN tasks t ON t.id = p.task_id
-                    WHERE p.key = ? AND t.state NOT IN (\(finals)) ORDER BY t.id LIMIT 1
-                    """, arguments: [proposal.key])
-            {
+            if let open = try db.openProposal(key: proposal.key) {
                 report.decisions.append(HealDecision(.open, proposal, task: open, reason: "one at a time"))
                 continue
             }
-            if let ended = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT t.id, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
-                    WHERE p.key = ? AND t.state IN ('rejected', 'cancelled', 'expired') AND t.finished_at >= ?
-                    ORDER BY t.id DESC LIMIT 1
-                    """, arguments: [proposal.key, now - configuration.audit.cooldown.milliseconds])
+            // A human said no (or let it go): that stands for audit.cooldown.
+            if let ended = try db.endedProposal(
+                key: proposal.key, in: [.rejected, .cancelled, .expired],
+                since: now - configuration.audit.cooldown.milliseconds)
             {
-                // A human said no (or let it go): that stands for audit.cooldown.
-                let task: Int64 = try ended.decode(forColumn: "id")
-                let state: TaskState = try ended.decode(forColumn: "state")
                 report.decisions.append(
                     HealDecision(
-                        .rejected, proposal, task: task,
+                        .rejected, proposal, task: ended.task,
                         reason:
-                            "task \(task) was \(state.rawValue) within audit.cooldown (\(configuration.audit.cooldown))"
+                            "task \(ended.task) was \(ended.state.rawValue) within audit.cooldown (\(configuration.audit.cooldown))"
                     ))
                 continue
             }

@@ -107,28 +107,18 @@ public final class AutonomyStore: Sendable {
     /// Runs `body` in one IMMEDIATE write transaction: it waits for other writers (up to the busy
     /// timeout) instead of failing half-way.
     func write<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
-        do {
-            return try writer.writeWithoutTransaction { db in
-                var value: T?
-                LedgerTail.forget(db)
-                defer { LedgerTail.forget(db) }
-                try db.inTransaction(.immediate) {
-                    value = try body(db)
-                    return .commit
-                }
-                guard let value else {
-                    throw StoreError.failed(path: path, operation: operation, reason: "rolled back")
-                }
-                return value
-            }
-        } catch {
-            throw StoreError.wrap(error, path: path, operation: operation)
-        }
+        try transaction(operation, ending: .commit, body)
     }
 
     /// Runs `body` as `write` does, then rolls everything back: what a run would do, told without
     /// doing it (`heal --dry-run`).
     func rehearse<T>(_ operation: String, _ body: (Database) throws -> T) throws -> T {
+        try transaction(operation, ending: .rollback, body)
+    }
+
+    private func transaction<T>(
+        _ operation: String, ending: Database.TransactionCompletion, _ body: (Database) throws -> T
+    ) throws -> T {
         do {
             return try writer.writeWithoutTransaction { db in
                 var value: T?
@@ -136,10 +126,10 @@ public final class AutonomyStore: Sendable {
                 defer { LedgerTail.forget(db) }
                 try db.inTransaction(.immediate) {
                     value = try body(db)
-                    return .rollback
+                    return ending
                 }
                 guard let value else {
-                    throw StoreError.failed(path: path, operation: operation, reason: "no result")
+                    throw StoreError.failed(path: path, operation: operation, reason: "rolled back")
                 }
                 return value
             }
