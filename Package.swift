@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // The HTTP server of `autonomy serve`, without its default traits (swift-configuration).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -35,10 +38,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // `autonomy serve`: HTTP stays out of the core; every route calls core functions.
+        .target(
+            name: "AutonomyServer",
+            dependencies: [
+                "AutonomyCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
         .executableTarget(
             name: "autonomy",
             dependencies: [
                 "AutonomyCore",
+                "AutonomyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // Test hooks (a shifted clock) exist only in debug builds; release never sets this.
@@ -56,12 +69,22 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "AutonomyServerTests",
+            dependencies: [
+                "AutonomyServer",
+                "AutonomyCore",
+                "AutonomyTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
             name: "autonomyTests",
             dependencies: [
                 "AutonomyCore",
                 "AutonomyTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ],

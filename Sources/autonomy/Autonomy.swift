@@ -24,7 +24,7 @@ struct Autonomy: AsyncParsableCommand {
             Metrics.self,
             Prune.self, LLM.self,
             Budget.self,
-            Firewall.self, Notify.self, Gate.self, OperatorCommand.self,
+            Firewall.self, Notify.self, Gate.self, Serve.self, ProducerCommand.self, OperatorCommand.self,
             ConfigCommand.self,
         ]
     )

@@ -290,10 +290,7 @@ extension AutonomyStore {
     /// hash is stored. Every token of a request works until the request is decided (which spends
     /// them all), expires or is replaced. Nil when the request is no longer pending.
     public func issueToken(approvalID: Int64, now: Int64) throws -> String? {
-        var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        let token = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let token = SecretToken.make()
         return try write("issue an approval token") { db in
             guard
                 try Bool.fetchOne(

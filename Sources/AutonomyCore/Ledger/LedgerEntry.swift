@@ -61,6 +61,9 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     /// Too many types failing at once: nothing automatic runs until this ends.
     case healStopped = "heal_stopped"
     case healResumed = "heal_resumed"
+    /// A remote producer got a bearer token for `autonomy serve` (its id and name, never the secret).
+    case tokenIssued = "token_issued"
+    case tokenRevoked = "token_revoked"
 }
 
 /// One row of the append-only ledger.

@@ -291,6 +291,20 @@ enum Migrations {
                     );
                     """)
         }
+        migrator.registerMigration("v8-producer-tokens") { db in
+            try db.execute(
+                sql: """
+                    -- Bearer tokens of remote producers (`autonomy producer token NAME`): only the
+                    -- SHA-256 of each is kept; the secret was shown once.
+                    CREATE TABLE producer_tokens (
+                        id INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        token_sha256 TEXT NOT NULL UNIQUE,
+                        created_at INTEGER NOT NULL,
+                        revoked_at INTEGER
+                    );
+                    """)
+        }
         return migrator
     }
 }

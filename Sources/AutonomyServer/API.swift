@@ -1,0 +1,198 @@
+import AutonomyCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// What every route works with: the map, the queue, and the clock. The routes call the same core
+/// functions the CLI does; none of them writes SQL of its own.
+public struct ServerEnvironment: Sendable {
+    public var loaded: LoadedConfiguration
+    public var store: AutonomyStore
+    public var clock: any WallClock
+
+    public init(loaded: LoadedConfiguration, store: AutonomyStore, clock: any WallClock) {
+        (self.loaded, self.store, self.clock) = (loaded, store, clock)
+    }
+}
+
+/// The Delegator's entry gate for remote producers, as a versioned JSON API (`openapi.yaml`).
+public enum AutonomyAPI {
+    /// The routes of `autonomy serve`.
+    public static func router(_ environment: ServerEnvironment) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        let api = router.group("api/v1")
+        api.post("tasks") { request, context in try await enqueue(request, context, environment) }
+        api.get("tasks") { request, _ in try list(request, environment) }
+        api.get("tasks/{id}") { request, context in try show(request, context, environment) }
+        return router
+    }
+
+    // MARK: - Who is asking
+
+    /// The producer a bearer token names, with its `producers.users` entry as it stands now.
+    static func producer(_ request: Request, _ environment: ServerEnvironment) throws -> ProducerPolicy {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw APIError.unauthorized
+        }
+        let secret = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
+        guard let name = try environment.store.producerName(bearer: secret) else { throw APIError.unauthorized }
+        // A token outlives nothing: its producer must still be listed, with what it may do now.
+        guard let policy = environment.loaded.configuration.producers.policy(user: name, groups: []) else {
+            throw APIError(
+                .forbidden, "forbidden", "\(name) is no longer listed under producers.users: ask the operator")
+        }
+        return policy
+    }
+
+    // MARK: - POST /api/v1/tasks
+
+    /// The fields a task request may carry; anything else is refused by name.
+    static let taskFields: Set<String> = ["type", "payload", "priority", "max_attempts", "subject", "run_at", "delay"]
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+
+    static func enqueue(_ request: Request, _ context: BasicRequestContext, _ environment: ServerEnvironment)
+        async throws -> Response
+    {
+        let policy = try producer(request, environment)
+        let configuration = environment.loaded.configuration
+        // The payload's own limit, with room for the other fields around it.
+        let limit = configuration.queue.maxPayloadBytes + 16 * 1024
+        var request = request
+        let body = try await request.collectBody(upTo: limit)
+        let fields: [String: JSONValue]
+        do {
+            guard case .object(let object) = try JSONValue.parse(Data(buffer: body)) else {
+                throw APIError(.badRequest, "invalid_json", "the body must be a JSON object")
+            }
+            fields = object
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError(.badRequest, "invalid_json", "the body is not JSON: \(error)")
+        }
+        if let unknown = fields.keys.sorted().first(where: { !taskFields.contains($0) }) {
+            throw APIError(
+                .unprocessableContent, "unknown_field",
+                "unknown field (known: \(taskFields.sorted().joined(separator: ", ")))", field: unknown)
+        }
+        guard let type = fields["type"]?.stringValue, !type.isEmpty else {
+            throw APIError(.unprocessableContent, "invalid_field", "type is required, as a string", field: "type")
+        }
+        func integer(_ name: String) throws -> Int? {
+            guard let value = fields[name], value != .null else { return nil }
+            guard case .int(let number) = value, let exact = Int(exactly: number) else {
+                throw APIError(.unprocessableContent, "invalid_field", "\(name) must be a whole number", field: name)
+            }
+            return exact
+        }
+        func text(_ name: String) throws -> String? {
+            guard let value = fields[name], value != .null else { return nil }
+            guard let string = value.stringValue else {
+                throw APIError(.unprocessableContent, "invalid_field", "\(name) must be a string", field: name)
+            }
+            return string
+        }
+        var task = EnqueueRequest(
+            type: type, payload: (fields["payload"] ?? [:]).canonicalText, priority: try integer("priority"),
+            maxAttempts: try integer("max_attempts"), source: policy.name, subject: try text("subject"))
+        if let key = request.headers[idempotencyKey] {
+            guard !key.isEmpty, key.utf8.count <= 200 else {
+                throw APIError(
+                    .unprocessableContent, "invalid_field", "an Idempotency-Key has 1 to 200 bytes",
+                    field: "Idempotency-Key")
+            }
+            task.key = key
+        }
+        if let runAt = try text("run_at") {
+            guard let time = Timestamp.parse(runAt) else {
+                throw APIError(
+                    .unprocessableContent, "invalid_field", "run_at is a time such as 2026-12-01T09:00:00Z",
+                    field: "run_at")
+            }
+            task.runAt = time
+        }
+        if let delay = try text("delay") {
+            guard let interval = Interval(parsing: delay) else {
+                throw APIError(
+                    .unprocessableContent, "invalid_field", "delay is a duration such as 30s, 10m or 24h",
+                    field: "delay")
+            }
+            task.delay = interval
+        }
+        let outcome = try environment.store.enqueue(
+            task, configuration: configuration, now: environment.clock.now(), producer: policy)
+        if case .created(let created) = outcome, created.state == .awaitingApproval,
+            !configuration.notify.channels.isEmpty
+        {
+            // The operator hears of it at once; a failure leaves the alert for work-once to retry.
+            let delivery = AlertDelivery(
+                store: environment.store, configuration: configuration, clock: environment.clock)
+            Task { _ = await delivery.deliverNow(tasks: [created.id]) }
+        }
+        switch outcome {
+        case .created(let created): return try JSONResponse.make(.created, encoding: TaskOutput(created))
+        case .existing(let existing): return try JSONResponse.make(.ok, encoding: TaskOutput(existing))
+        }
+    }
+
+    // MARK: - GET /api/v1/tasks, /api/v1/tasks/{id}
+
+    static func show(_ request: Request, _ context: BasicRequestContext, _ environment: ServerEnvironment) throws
+        -> Response
+    {
+        let policy = try producer(request, environment)
+        guard let id = context.parameters.get("id", as: Int64.self) else {
+            throw APIError(.notFound, "not_found", "no such task")
+        }
+        // Another producer's task does not exist, as far as this one can tell.
+        guard let task = try environment.store.task(id: id),
+            policy.rule.readAll || task.source == policy.name
+        else { throw APIError(.notFound, "not_found", "no task \(id)") }
+        return try JSONResponse.make(.ok, encoding: TaskOutput(task))
+    }
+
+    static func list(_ request: Request, _ environment: ServerEnvironment) throws -> Response {
+        let policy = try producer(request, environment)
+        let query = request.uri.queryParameters
+        var filter = TaskFilter(source: policy.rule.readAll ? nil : policy.name)
+        if let state = query["state"].map(String.init) {
+            guard let parsed = TaskState(rawValue: state) else {
+                throw APIError(
+                    .unprocessableContent, "invalid_field",
+                    "state is one of \(TaskState.allCases.map(\.rawValue).joined(separator: ", "))", field: "state")
+            }
+            filter.state = parsed
+        }
+        if let type = query["type"].map(String.init) { filter.type = type }
+        if let limit = query["limit"].map(String.init) {
+            guard let value = Int(limit), (1...1000).contains(value) else {
+                throw APIError(.unprocessableContent, "invalid_field", "limit is 1 to 1000", field: "limit")
+            }
+            filter.limit = value
+        }
+        let tasks = try environment.store.tasks(matching: filter)
+        return try JSONResponse.make(.ok, encoding: ["tasks": tasks.map { TaskOutput($0) }])
+    }
+}
+
+/// `autonomy serve`: the API on a listening address, until stopped.
+public enum AutonomyServer {
+    /// `listening` is told the address once the socket is bound (port 0 picks a free one).
+    public static func run(
+        _ environment: ServerEnvironment, host: String, port: Int, logger: Logger,
+        listening: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws {
+        let app = Application(
+            router: AutonomyAPI.router(environment),
+            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .hostname(host, port: port), serverName: "autonomy"),
+            onServerRunning: { channel in
+                let address = channel.localAddress
+                listening("\(address?.ipAddress ?? host):\(address?.port ?? port)")
+            },
+            logger: logger)
+        try await app.runService()
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import AutonomyCore
+import AutonomyServer
+import Foundation
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "The HTTP entry gate for remote producers (a JSON API, see openapi.yaml).",
+        discussion: """
+            Listens on loopback by default; put TLS in front of it (see the README). Remote producers
+            send a bearer token made by 'autonomy producer token NAME'; NAME is an entry of
+            producers.users, whose types and hourly limits apply, and the task's source.
+            Example: autonomy serve --listen 127.0.0.1:8787
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: ArgumentHelp("Where to listen (port 0: any free port, printed).", valueName: "host:port"))
+    var listen = "127.0.0.1:8787"
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port), colon > listen.startIndex
+        else {
+            throw CLIFailure("--listen \"\(listen)\" is not host:port, such as 127.0.0.1:8787", code: .usage)
+        }
+        let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let (loaded, store) = try global.open(trusted: true)
+        let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
+        do {
+            try await AutonomyServer.run(
+                environment, host: host, port: port, logger: makeLogger("autonomy.serve"),
+                listening: { printError("autonomy serve: listening on http://\($0)") })
+        } catch {
+            throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)
+        }
+    }
+}
+
+struct ProducerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "producer",
+        abstract: "Bearer tokens for remote producers of 'autonomy serve': make, list, revoke.",
+        subcommands: [Token.self, Tokens.self, Revoke.self])
+
+    struct Token: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "token", abstract: "Make a token for a producer listed under producers.users.",
+            discussion: """
+                Prints the token once: only its SHA-256 is stored. Exits 78 when NAME is not listed.
+                Example: autonomy producer token sales-bot
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The producer's name, as listed under producers.users.") var name: String
+
+        func run() async throws {
+            let (loaded, store) = try global.open()
+            do {
+                let made = try store.issueProducerToken(
+                    name: name, configuration: loaded.configuration, now: try currentClock().now())
+                print(made.secret)
+                printError(
+                    "token \(made.token.id) for \(name): shown once, only its hash is kept (revoke: autonomy producer revoke \(made.token.id))"
+                )
+            } catch let error as ProducerTokenError {
+                throw CLIFailure(error.description, code: .configError)
+            }
+        }
+    }
+
+    struct Tokens: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokens", abstract: "List the producer tokens (never their secrets).",
+            discussion: "Example: autonomy producer tokens --json")
+
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() async throws {
+            let (_, store) = try global.open(create: false)
+            let tokens = try store.producerTokens()
+            if json { return try printJSON(tokens) }
+            if tokens.isEmpty { return print("no producer token yet (autonomy producer token NAME)") }
+            for token in tokens { print(token.line) }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "revoke", abstract: "Revoke a producer token at once.",
+            discussion: """
+                Exits 66 for an unknown token, 1 for one already revoked.
+                Example: autonomy producer revoke 3
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The token's id (autonomy producer tokens).") var id: Int64
+        @Option(help: "Who revokes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
+
+        func run() async throws {
+            let (_, store) = try global.open(create: false)
+            do {
+                let token = try store.revokeProducerToken(
+                    id: id, by: try operatorName(by), now: try currentClock().now())
+                print("revoked token \(token.id) for \(Visible.text(token.name))")
+            } catch let error as ProducerTokenError {
+                switch error {
+                case .notFound: throw CLIFailure(error.description, code: .notFound)
+                default: throw CLIFailure(error.description, code: .refused)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+import AutonomyCore
+import AutonomyServer
+import AutonomyTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// A store on a fresh database with a map that lists two remote producers, and their tokens.
+struct APIFixture: Sendable {
+    let folder: String
+    let environment: ServerEnvironment
+    let clock: ManualClock
+    let salesToken: String
+    let otherToken: String
+
+    static let map = """
+        {"version": 1,
+         "queue": { "max_payload_bytes": 2048 },
+         "producers": { "users": {
+           "sales-bot": { "types": ["report", "send_email"], "max_per_hour": 5 },
+           "other-bot": { "types": ["report"] },
+           "ops": { "types": [], "read_all": true } } },
+         "task_types": {
+           "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
+           "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                           "verify": [ { "command": { "argv": ["/bin/true"] } } ] },
+           "secret": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } }
+         }}
+        """
+
+    init(map: String = APIFixture.map) throws {
+        folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-api-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let loaded = try ConfigLoader.parse(Data(map.utf8))
+        let store = try AutonomyStore(path: (folder as NSString).appendingPathComponent("autonomy.db"))
+        clock = ManualClock()
+        environment = ServerEnvironment(loaded: loaded, store: store, clock: clock)
+        salesToken = try store.issueProducerToken(
+            name: "sales-bot", configuration: loaded.configuration, now: clock.now()
+        ).secret
+        otherToken = try store.issueProducerToken(
+            name: "other-bot", configuration: loaded.configuration, now: clock.now()
+        ).secret
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: folder) }
+
+    func test(_ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: AutonomyAPI.router(environment))
+        try await app.test(.router) { client in try await body(client) }
+    }
+}
+
+extension TestResponse {
+    var json: JSONValue { (try? JSONValue.parse(String(buffer: body))) ?? .null }
+}
+
+func headers(_ token: String?, _ extra: [(String, String)] = []) -> HTTPFields {
+    var fields = HTTPFields()
+    if let token { fields[.authorization] = "Bearer \(token)" }
+    fields[.contentType] = "application/json"
+    for (name, value) in extra { fields[HTTPField.Name(name)!] = value }
+    return fields
+}
+
+func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+@Suite struct TaskAPITests {
+    @Test func aProducerEnqueuesAndTheTaskIsItsOwn() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            let created = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"n": 1}, "subject": "client X"}"#))
+            #expect(created.status == .created)
+            #expect(created.json[path: "source"] == "sales-bot" && created.json[path: "state"] == "queued")
+            #expect(created.json[path: "payload.n"] == 1 && created.json[path: "subject"] == "client X")
+            #expect(created.headers[.contentType]?.hasPrefix("application/json") == true)
+            // The source is the token's producer, whatever the body would claim.
+            let forged = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "source": "ops"}"#))
+            #expect(forged.status == .unprocessableContent && forged.json[path: "error.field"] == "source")
+
+            guard case .int(let id)? = created.json[path: "id"] else { throw APITestFailure("no id") }
+            let mine = try await client.execute(
+                uri: "/api/v1/tasks/\(id)", method: .get, headers: headers(fixture.salesToken))
+            #expect(mine.status == .ok && mine.json[path: "id"] == .int(id))
+            // Another producer cannot see it, not even that it exists.
+            let theirs = try await client.execute(
+                uri: "/api/v1/tasks/\(id)", method: .get, headers: headers(fixture.otherToken))
+            #expect(theirs.status == .notFound && theirs.json[path: "error.code"] == "not_found")
+            let list = try await client.execute(
+                uri: "/api/v1/tasks?state=queued&type=report", method: .get, headers: headers(fixture.otherToken))
+            #expect(list.status == .ok && list.json[path: "tasks"] == [])
+            let own = try await client.execute(
+                uri: "/api/v1/tasks?state=queued", method: .get, headers: headers(fixture.salesToken))
+            #expect(own.json[path: "tasks.0.id"] == .int(id))
+            let badState = try await client.execute(
+                uri: "/api/v1/tasks?state=zombie", method: .get, headers: headers(fixture.salesToken))
+            #expect(badState.status == .unprocessableContent && badState.json[path: "error.field"] == "state")
+        }
+        #expect(try fixture.environment.store.task(id: 1)?.source == "sales-bot")
+    }
+
+    @Test func anIdempotencyKeyNamesOneTask() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            let request = #"{"type": "report", "payload": {"order": 7}}"#
+            let first = try await client.execute(
+                uri: "/api/v1/tasks", method: .post,
+                headers: headers(fixture.salesToken, [("Idempotency-Key", "order-7")]), body: body(request))
+            let again = try await client.execute(
+                uri: "/api/v1/tasks", method: .post,
+                headers: headers(fixture.salesToken, [("Idempotency-Key", "order-7")]), body: body(request))
+            #expect(first.status == .created && again.status == .ok)
+            #expect(first.json[path: "id"] == again.json[path: "id"])
+            // The same key for another payload is a conflict, not a second task.
+            let other = try await client.execute(
+                uri: "/api/v1/tasks", method: .post,
+                headers: headers(fixture.salesToken, [("Idempotency-Key", "order-7")]),
+                body: body(#"{"type": "report", "payload": {"order": 8}}"#))
+            #expect(other.status == .conflict && other.json[path: "error.field"] == "Idempotency-Key")
+        }
+        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).count == 1)
+    }
+
+    @Test func aDangerousTaskWaitsForAnOperator() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            let created = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "send_email", "payload": {"to": "a@b.c"}}"#))
+            #expect(created.status == .created && created.json[path: "state"] == "awaiting_approval")
+        }
+    }
+
+    @Test(
+        arguments: [
+            (nil, #"{"type": "report"}"#, HTTPResponse.Status.unauthorized, "unauthorized", nil),
+            ("aut_not-a-token", #"{"type": "report"}"#, .unauthorized, "unauthorized", nil),
+            ("sales", "not json", .badRequest, "invalid_json", nil),
+            ("sales", "[1, 2]", .badRequest, "invalid_json", nil),
+            ("sales", #"{"payload": {}}"#, .unprocessableContent, "invalid_field", "type"),
+            // A type it may not enqueue, declared or not: a producer learns nothing of the map.
+            ("sales", #"{"type": "nope"}"#, .forbidden, "forbidden", "type"),
+            (
+                "sales", #"{"type": "report", "payload": {"a": 1}, "priority": "high"}"#, .unprocessableContent,
+                "invalid_field", "priority"
+            ),
+            ("sales", #"{"type": "report", "run_at": "tomorrow"}"#, .unprocessableContent, "invalid_field", "run_at"),
+            ("sales", #"{"type": "report", "color": "red"}"#, .unprocessableContent, "unknown_field", "color"),
+            ("sales", #"{"type": "secret"}"#, .forbidden, "forbidden", "type"),
+            ("other", #"{"type": "send_email"}"#, .forbidden, "forbidden", "type"),
+        ] as [(String?, String, HTTPResponse.Status, String, String?)])
+    func aBadRequestGetsOneErrorShapeNamingItsField(
+        _ who: String?, _ request: String, _ status: HTTPResponse.Status, _ code: String, _ field: String?
+    ) async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        let token = who.map { $0 == "sales" ? fixture.salesToken : $0 == "other" ? fixture.otherToken : $0 }
+        try await fixture.test { client in
+            let answer = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(token), body: body(request))
+            #expect(answer.status == status, "\(String(buffer: answer.body))")
+            #expect(answer.json[path: "error.code"] == .string(code))
+            #expect(answer.json[path: "error.status"] == .int(Int64(status.code)))
+            #expect(answer.json[path: "error.field"] == (field.map { .string($0) } ?? nil))
+            if status == .unauthorized { #expect(answer.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true) }
+        }
+        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).isEmpty)
+    }
+
+    @Test func aBodyOverTheLimitIs413AndAPayloadOverItsLimitToo() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            let huge = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"x": ""# + String(repeating: "a", count: 40_000) + #""}}"#))
+            #expect(huge.status == .contentTooLarge && huge.json[path: "error.code"] == "too_large")
+            let large = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"x": ""# + String(repeating: "a", count: 4_000) + #""}}"#))
+            #expect(large.status == .contentTooLarge && large.json[path: "error.field"] == "payload")
+        }
+    }
+
+    @Test func overItsHourlyLimitAProducerIsToldWhenToTryAgain() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            for n in 0..<5 {
+                let ok = try await client.execute(
+                    uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                    body: body(#"{"type": "report", "payload": {"n": \#(n)}}"#))
+                #expect(ok.status == .created)
+            }
+            let limited = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"n": 6}}"#))
+            #expect(limited.status == .tooManyRequests && limited.json[path: "error.code"] == "rate_limited")
+            let retry = try #require(limited.headers[.retryAfter].flatMap { Int($0) })
+            #expect(retry >= 1 && retry <= 3600)
+        }
+    }
+
+    @Test func aRevokedTokenOrADelistedProducerIsRefused() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        let tokens = try fixture.environment.store.producerTokens()
+        let other = try #require(tokens.first { $0.name == "other-bot" })
+        _ = try fixture.environment.store.revokeProducerToken(id: other.id, by: "test", now: fixture.clock.now())
+        try await fixture.test { client in
+            let revoked = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.otherToken),
+                body: body(#"{"type": "report"}"#))
+            #expect(revoked.status == .unauthorized)
+        }
+        // A token whose producer the map no longer lists opens nothing.
+        let delisted = APIFixture.map.replacingOccurrences(
+            of: #""sales-bot": { "types": ["report", "send_email"], "max_per_hour": 5 },"#, with: "")
+        #expect(delisted != APIFixture.map)
+        let reloaded = ServerEnvironment(
+            loaded: try ConfigLoader.parse(Data(delisted.utf8)), store: fixture.environment.store,
+            clock: fixture.clock)
+        let app = Application(router: AutonomyAPI.router(reloaded))
+        try await app.test(.router) { client in
+            let answer = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report"}"#))
+            #expect(answer.status == .forbidden && answer.json[path: "error.code"] == "forbidden")
+        }
+        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).isEmpty)
+    }
+
+    @Test func unknownRoutesAndMethodsAnswerInTheSameShape() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            let missing = try await client.execute(uri: "/api/v1/nothing", method: .get, headers: headers(nil))
+            #expect(missing.status == .notFound && missing.json[path: "error.code"] == "not_found")
+            let notANumber = try await client.execute(
+                uri: "/api/v1/tasks/abc", method: .get, headers: headers(fixture.salesToken))
+            #expect(notANumber.status == .notFound && notANumber.json[path: "error.code"] == "not_found")
+        }
+    }
+
+    @Test func aTokenIsStoredOnlyAsItsHash() throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        #expect(fixture.salesToken.hasPrefix("aut_") && fixture.salesToken.count == 4 + 43)
+        let database = try String(
+            decoding: Data(contentsOf: URL(fileURLWithPath: fixture.environment.store.path)), as: UTF8.self)
+        #expect(!database.contains(fixture.salesToken))
+        #expect(try fixture.environment.store.producerName(bearer: fixture.salesToken) == "sales-bot")
+        #expect(try fixture.environment.store.producerName(bearer: "aut_" + fixture.salesToken.dropFirst(5)) == nil)
+    }
+}
+
+struct APITestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// `openapi.yaml` describes every route the server answers: a route added without its entry
+/// fails here.
+@Suite struct OpenAPITests {
+    static let document: String = {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("openapi.yaml").path
+        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }()
+
+    /// The methods listed under each path of the document.
+    static var described: [String: Set<String>] {
+        var paths: [String: Set<String>] = [:]
+        var current: String?
+        for line in document.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":") {
+                current = String(line.dropFirst(2).dropLast())
+                paths[current ?? ""] = []
+            } else if !line.hasPrefix(" ") {
+                current = nil
+            } else if let path = current, line.hasPrefix("    "), !line.hasPrefix("     "), line.hasSuffix(":") {
+                paths[path]?.insert(line.trimmingCharacters(in: .whitespaces).dropLast().lowercased())
+            }
+        }
+        return paths
+    }
+
+    @Test func everyRouteIsInTheDocument() throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        let routes = AutonomyAPI.router(fixture.environment).routes
+        #expect(routes.count >= 3)
+        let described = Self.described
+        for route in routes {
+            let path = "\(route.path)".hasPrefix("/") ? "\(route.path)" : "/\(route.path)"
+            #expect(
+                described[path]?.contains(route.method.rawValue.lowercased()) == true,
+                "\(route.method) \(path) is not in openapi.yaml (it has \(described))")
+        }
+    }
+}
