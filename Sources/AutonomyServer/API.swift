@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 
 /// What every route works with: the map, the queue, and the clock. The routes call the same core
 /// functions the CLI does; none of them writes SQL of its own.
@@ -16,16 +17,30 @@ public struct ServerEnvironment: Sendable {
     }
 }
 
+/// A request's context: the core's, and the peer's address (for limits per client).
+public struct ServerContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
 /// The Delegator's entry gate for remote producers, as a versioned JSON API (`openapi.yaml`).
 public enum AutonomyAPI {
     /// The routes of `autonomy serve`.
-    public static func router(_ environment: ServerEnvironment) -> Router<BasicRequestContext> {
-        let router = Router()
+    public static func router(_ environment: ServerEnvironment, state: ServerState = ServerState(signer: nil))
+        -> Router<ServerContext>
+    {
+        let router = Router(context: ServerContext.self)
         router.add(middleware: JSONErrorMiddleware())
         let api = router.group("api/v1")
         api.post("tasks") { request, context in try await enqueue(request, context, environment) }
         api.get("tasks") { request, _ in try list(request, environment) }
         api.get("tasks/{id}") { request, context in try show(request, context, environment) }
+        ApprovalPages.add(to: router, environment, state)
         return router
     }
 
@@ -52,7 +67,7 @@ public enum AutonomyAPI {
     static let taskFields: Set<String> = ["type", "payload", "priority", "max_attempts", "subject", "run_at", "delay"]
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 
-    static func enqueue(_ request: Request, _ context: BasicRequestContext, _ environment: ServerEnvironment)
+    static func enqueue(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment)
         async throws -> Response
     {
         let policy = try producer(request, environment)
@@ -139,7 +154,7 @@ public enum AutonomyAPI {
 
     // MARK: - GET /api/v1/tasks, /api/v1/tasks/{id}
 
-    static func show(_ request: Request, _ context: BasicRequestContext, _ environment: ServerEnvironment) throws
+    static func show(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment) throws
         -> Response
     {
         let policy = try producer(request, environment)
@@ -181,11 +196,11 @@ public enum AutonomyAPI {
 public enum AutonomyServer {
     /// `listening` is told the address once the socket is bound (port 0 picks a free one).
     public static func run(
-        _ environment: ServerEnvironment, host: String, port: Int, logger: Logger,
+        _ environment: ServerEnvironment, state: ServerState, host: String, port: Int, logger: Logger,
         listening: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
         let app = Application(
-            router: AutonomyAPI.router(environment),
+            router: AutonomyAPI.router(environment, state: state),
             server: .http1(configuration: .init(idleTimeout: .seconds(30))),
             configuration: .init(address: .hostname(host, port: port), serverName: "autonomy"),
             onServerRunning: { channel in

@@ -27,9 +27,23 @@ struct Serve: AsyncParsableCommand {
         let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         let (loaded, store) = try global.open(trusted: true)
         let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
+        // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
+        let signer: DecisionSigner?
+        if let path = loaded.configuration.serve.signingKey {
+            do {
+                signer = try DecisionSigner.load(path: path)
+            } catch {
+                throw CLIFailure("serve.signing_key: \(error)", code: .configError)
+            }
+        } else {
+            signer = nil
+            printError(
+                "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
+        }
         do {
             try await AutonomyServer.run(
-                environment, host: host, port: port, logger: makeLogger("autonomy.serve"),
+                environment, state: ServerState(signer: signer), host: host, port: port,
+                logger: makeLogger("autonomy.serve"),
                 listening: { printError("autonomy serve: listening on http://\($0)") })
         } catch {
             throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)

@@ -308,3 +308,182 @@ struct APITestFailure: Error, CustomStringConvertible {
         }
     }
 }
+
+/// The one-click pages: a link's GET or HEAD decides nothing; a POST shows; only a POST from this
+/// server's own page (Origin, CSRF) decides, signed with the server's key, and a link works once.
+@Suite struct ApprovalPageTests {
+    let fixture: APIFixture
+    let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+    let token: String
+    let approval: Int64
+
+    init() throws {
+        let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-pages-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let signers = (folder as NSString).appendingPathComponent("allowed_signers")
+        try "autonomy-web \(serverKey.publicKey.openSSH)\n".write(toFile: signers, atomically: true, encoding: .utf8)
+        fixture = try APIFixture(
+            map: APIFixture.map.replacingOccurrences(
+                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
+        let store = fixture.environment.store
+        let now = fixture.clock.now()
+        _ = try store.enqueue(
+            EnqueueRequest(type: "send_email", payload: #"{"to": "<b>client</b>@x.org"}"#, source: "sales-bot"),
+            configuration: fixture.environment.loaded.configuration, now: now)
+        approval = try #require(try store.pendingApprovals(now: now).first).approval.id
+        token = try #require(try store.issueToken(approvalID: approval, now: now))
+    }
+
+    func app(signed: Bool = true) -> some ApplicationProtocol {
+        Application(
+            router: AutonomyAPI.router(
+                fixture.environment, state: ServerState(signer: signed ? .native(serverKey) : nil)))
+    }
+
+    func form(_ fields: [(String, String)], cookie: String? = nil, origin: String? = "http://localhost") -> HTTPFields {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-www-form-urlencoded"
+        if let cookie { headers[.cookie] = "autonomy_csrf=\(cookie)" }
+        if let origin { headers[.origin] = origin }
+        return headers
+    }
+
+    func encoded(_ fields: [(String, String)]) -> ByteBuffer {
+        ByteBuffer(
+            string: fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }
+                .joined(separator: "&"))
+    }
+
+    var state: String { (try? fixture.environment.store.task(id: 1)?.state.rawValue) ?? "none" }
+
+    /// Shows the request with the link's token; returns the page and its CSRF token.
+    func show(_ client: some TestClientProtocol) async throws -> (page: String, csrf: String) {
+        let shown = try await client.execute(
+            uri: "/r/\(approval)", method: .post, headers: form([]),
+            body: encoded([("t", token), ("action", "show")]))
+        #expect(shown.status == .ok)
+        let page = String(buffer: shown.body)
+        let cookie = try #require(shown.headers[.setCookie])
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+        let csrf = try #require(
+            cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(String.init))
+        return (page, csrf)
+    }
+
+    @Test func openingTheLinkDecidesNothingAndShowsWhatWouldRun() async throws {
+        defer { fixture.remove() }
+        try await app().test(.router) { client in
+            for method in [HTTPRequest.Method.get, .head] {
+                let opened = try await client.execute(uri: "/r/\(approval)", method: method, headers: [:])
+                #expect(opened.status == .ok)
+                #expect(opened.headers[.contentSecurityPolicy]?.contains("frame-ancestors 'none'") == true)
+                #expect(opened.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer")
+                #expect(opened.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+            }
+            let landing = try await client.execute(uri: "/r/\(approval)", method: .get, headers: [:])
+            let html = String(buffer: landing.body)
+            // The only script carries the page's nonce, and the token is nowhere in the page.
+            let nonce = try #require(
+                landing.headers[.contentSecurityPolicy]?.split(separator: "'").first { $0.hasPrefix("nonce-") })
+            #expect(html.contains("<script nonce=\"\(nonce.dropFirst(6))\">") && !html.contains(token))
+            #expect(state == "awaiting_approval")
+
+            let (page, _) = try await show(client)
+            #expect(page.contains("send_email") && page.contains("&lt;b&gt;client&lt;/b&gt;@x.org"))
+            #expect(!page.contains("<b>client</b>"))
+            #expect(page.contains("Source (producer-supplied)") && page.contains("sales-bot"))
+            #expect(page.contains("Approve") && page.contains("Reject"))
+            #expect(state == "awaiting_approval")
+        }
+    }
+
+    @Test func approvingSignsWithTheServersKeyAndTheLinkWorksOnce() async throws {
+        defer { fixture.remove() }
+        try await app().test(.router) { client in
+            let (_, csrf) = try await show(client)
+            let decided = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf)]))
+            #expect(decided.status == .ok && String(buffer: decided.body).contains("Approved"))
+            #expect(state == "queued")
+            let record = try #require(try fixture.environment.store.approval(id: approval))
+            #expect(record.state == .approved && record.decidedBy == "autonomy-web" && record.channel == "link")
+            #expect(record.signerKey == serverKey.publicKey.fingerprint)
+
+            // Replayed, the link is no longer valid, and says no more than that.
+            for action in ["show", "approve"] {
+                let replay = try await client.execute(
+                    uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                    body: encoded([("t", token), ("action", action), ("csrf", csrf)]))
+                #expect(replay.status == .notFound && String(buffer: replay.body).contains("no longer valid"))
+            }
+        }
+    }
+
+    @Test func aForeignOriginOrAMissingCSRFTokenDecidesNothing() async throws {
+        defer { fixture.remove() }
+        try await app().test(.router) { client in
+            let (_, csrf) = try await show(client)
+            let cases: [(HTTPFields, [(String, String)])] = [
+                (
+                    form([], cookie: csrf, origin: "https://evil.example"),
+                    [("t", token), ("action", "approve"), ("csrf", csrf)]
+                ),
+                (form([], cookie: nil), [("t", token), ("action", "approve"), ("csrf", csrf)]),
+                (form([], cookie: csrf), [("t", token), ("action", "approve")]),
+                (form([], cookie: "other"), [("t", token), ("action", "approve"), ("csrf", csrf)]),
+            ]
+            for (headers, fields) in cases {
+                let refused = try await client.execute(
+                    uri: "/r/\(approval)", method: .post, headers: headers, body: encoded(fields))
+                #expect(refused.status == .forbidden)
+            }
+            #expect(state == "awaiting_approval")
+            // Rejecting needs a reason; with one, it is recorded, signed.
+            let bare = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "reject"), ("csrf", csrf)]))
+            #expect(bare.status == .unprocessableContent && state == "awaiting_approval")
+            let rejected = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "reject"), ("csrf", csrf), ("reason", "wrong client")]))
+            #expect(rejected.status == .ok && state == "rejected")
+        }
+    }
+
+    @Test func aWrongTokenOrAnotherRequestsTokenIsOnePageAndTooManyAreRefused() async throws {
+        defer { fixture.remove() }
+        try await app().test(.router) { client in
+            let wrong = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([]),
+                body: encoded([("t", "nope"), ("action", "show")]))
+            #expect(wrong.status == .notFound && String(buffer: wrong.body).contains("no longer valid"))
+            let elsewhere = try await client.execute(
+                uri: "/r/\(approval + 1)", method: .post, headers: form([]),
+                body: encoded([("t", token), ("action", "show")]))
+            #expect(elsewhere.status == .notFound)
+            for _ in 0..<10 {
+                _ = try await client.execute(
+                    uri: "/r/\(approval)", method: .post, headers: form([]),
+                    body: encoded([("t", "x"), ("action", "show")]))
+            }
+            let limited = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([]),
+                body: encoded([("t", token), ("action", "show")]))
+            #expect(limited.status == .tooManyRequests)
+        }
+        #expect(state == "awaiting_approval")
+    }
+
+    @Test func withoutASigningKeyThePageShowsButCannotDecide() async throws {
+        defer { fixture.remove() }
+        try await app(signed: false).test(.router) { client in
+            let (_, csrf) = try await show(client)
+            let refused = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf)]))
+            #expect(refused.status == .serviceUnavailable)
+        }
+        #expect(state == "awaiting_approval")
+    }
+}

@@ -23,10 +23,10 @@ final class RunningServer: Sendable {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         self.process = process
-        // The first line says where it listens: read until it does.
+        // A line says where it listens: read until it does.
         var seen = Data()
         let deadline = Date().addingTimeInterval(30)
-        while !String(decoding: seen, as: UTF8.self).contains("\n"), Date() < deadline, process.isRunning {
+        while !String(decoding: seen, as: UTF8.self).contains("listening on"), Date() < deadline, process.isRunning {
             seen += errors.fileHandleForReading.availableData
         }
         let text = String(decoding: seen, as: UTF8.self)
@@ -107,5 +107,120 @@ final class RunningServer: Sendable {
         #expect(server.stop() == 0)
         let listed = try JSONValue.parse(try await sandbox.run(["producer", "tokens", "--json"]).stdout)
         #expect(listed[path: "0.name"] == "remote-bot" && listed[path: "0.revoked_at"] != .null)
+    }
+}
+
+/// A free loopback port, found by binding port 0 and letting it go.
+func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw CLIFailureInTest("socket: \(errno)") }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            bind(descriptor, raw, length) == 0 && getsockname(descriptor, raw, &length) == 0
+        }
+    }
+    guard bound else { throw CLIFailureInTest("bind: \(errno)") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+@Suite struct OneClickEndToEndTests {
+    @Test func anAlertsLinkShowsThenApprovesSignedByTheServerAndTheWorkerRunsExactlyThatPayload() async throws {
+        let port = try freePort()
+        let sandbox = try Sandbox(config: "{}")
+        let script = try sandbox.alertLogger()
+        let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+        let keyPath = sandbox.file("server_ed25519")
+        try Data(serverKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        let signers = sandbox.file("allowed_signers")
+        let operators = try String(contentsOfFile: signers, encoding: .utf8)
+        try (operators + "autonomy-web \(serverKey.publicKey.openSSH)\n").write(
+            toFile: signers, atomically: true, encoding: .utf8)
+        try """
+        {"version": 1,
+         "notify": {"command": ["\(script)"]},
+         "approvals": { "allowed_signers": "allowed_signers", "base_url": "http://127.0.0.1:\(port)" },
+         "serve": { "signing_key": "server_ed25519" },
+         "task_types": {
+           "send_email": { "safety": "dangerous",
+                           "handler": { "exec": { "argv": ["/bin/sh", "-c", "cat > sent.json"] } },
+                           "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
+         }}
+        """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c","body":"hi"}"#])
+        let alert = try #require(try sandbox.loggedAlerts().first { $0[path: "event"] == "approval_needed" })
+        let link = try #require(alert[path: "approval.links.review"]?.stringValue)
+        #expect(link.hasPrefix("http://127.0.0.1:\(port)/r/"))
+        let parts = link.split(separator: "#", maxSplits: 1)
+        let page = String(parts[0])
+        let token = try #require(parts.last.map { String($0.dropFirst("t=".count)) })
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: autonomyBinary)
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTONOMY_CONFIG"] = sandbox.configPath
+        environment["AUTONOMY_DATABASE"] = sandbox.databasePath
+        process.environment = environment
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        // A link preview and a mail scanner open the link: nothing is decided.
+        var opened: HTTPClientResponse?
+        for _ in 0..<100 where opened == nil {
+            opened = try? await HTTPClient.shared.execute(HTTPClientRequest(url: page), timeout: .seconds(5))
+            if opened == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(opened?.status == .ok)
+        var head = HTTPClientRequest(url: page)
+        head.method = .HEAD
+        #expect(try await HTTPClient.shared.execute(head, timeout: .seconds(5)).status == .ok)
+        #expect(try sandbox.state(1) == "awaiting_approval")
+
+        func post(_ fields: String, cookie: String? = nil, origin: String = "http://127.0.0.1:\(port)") async throws
+            -> HTTPClientResponse
+        {
+            var request = HTTPClientRequest(url: page)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.headers.add(name: "Origin", value: origin)
+            if let cookie { request.headers.add(name: "Cookie", value: "autonomy_csrf=\(cookie)") }
+            request.body = .bytes(ByteBuffer(string: fields))
+            return try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        }
+        let shown = try await post("t=\(token)&action=show")
+        #expect(shown.status == .ok)
+        let csrf = try #require(
+            shown.headers.first(name: "Set-Cookie")?.split(separator: ";").first?.split(separator: "=").last.map(
+                String.init))
+        // From another site, with the right token and cookie: refused.
+        let foreign = try await post(
+            "t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf, origin: "https://evil.example")
+        let stateAfterForeign = try sandbox.state(1)
+        #expect(foreign.status == .forbidden && stateAfterForeign == "awaiting_approval")
+        let approved = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
+        #expect(approved.status == .ok)
+        let replayed = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
+        #expect(replayed.status == .notFound)
+
+        // The claim checks the server's signature like an operator's, and runs exactly that payload.
+        let work = try await sandbox.run(["work-once", "--drain"])
+        #expect(work.status == 0, "\(work.stderr)")
+        #expect(try sandbox.state(1) == "done")
+        #expect(
+            try String(contentsOfFile: sandbox.file("sent.json"), encoding: .utf8) == #"{"body":"hi","to":"a@b.c"}"#)
+        #expect(
+            try sandbox.count(
+                "SELECT COUNT(*) FROM ledger WHERE task_id = 1 AND event = 'claimed' AND json_extract(detail, '$.approved_by') = 'autonomy-web'"
+            ) == 1)
     }
 }

@@ -71,6 +71,9 @@ public enum ConfigLoader {
         }
         var loaded = try parse(data, file: path)
         loaded.path = path
+        if let key = loaded.configuration.serve.signingKey {
+            loaded.configuration.serve.signingKey = absolute(key, base: loaded.baseDirectory)
+        }
         if let signers = loaded.configuration.approvals.allowedSigners {
             loaded.configuration.approvals.allowedSigners = absolute(signers, base: loaded.baseDirectory)
         }

@@ -30,6 +30,8 @@ public struct Configuration: Sendable {
     public var remediations: [String: RemediationCommand] = [:]
     /// The self-healing executor (`autonomy heal`): off by default.
     public var heal = HealSettings()
+    /// `autonomy serve`: its signing key and the proxies it believes.
+    public var serve = ServeSettings()
     /// The overrides applied on top of the file (see `applying(_:)`); empty as read from the file.
     public var overrides: [Override] = []
     /// The file's lease, kept while an override raises `worker.lease`.
@@ -56,7 +58,7 @@ extension Configuration: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, database, timezone, worker, queue, store
         case taskTypes = "task_types"
-        case components, notify, approvals, gateway, producers, audit, remediations, heal
+        case components, notify, approvals, gateway, producers, audit, remediations, heal, serve
     }
 
     public init(from decoder: any Decoder) throws {
@@ -129,6 +131,7 @@ extension Configuration: Decodable {
                     debugDescription: "a remediation name uses letters, digits, '_', '-' and '.' only (at most 100)"))
         }
         heal = try container.decodeIfPresent(HealSettings.self, forKey: .heal) ?? HealSettings()
+        serve = try container.decodeIfPresent(ServeSettings.self, forKey: .serve) ?? ServeSettings()
         try heal.checkTypes(declared: taskTypes, remediations: remediations, path: [CodingKeys.heal])
     }
 }

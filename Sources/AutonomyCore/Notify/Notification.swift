@@ -276,11 +276,15 @@ extension AutonomyStore {
     }
 }
 
-/// The text with every `token=...` value replaced, for errors that are stored or logged.
+/// The text with every `token=...` and `#t=...` value replaced, for errors that are stored or logged.
 func redactingTokens(_ text: String) -> String {
+    redacting(redacting(text, after: "token="), after: "#t=")
+}
+
+private func redacting(_ text: String, after marker: String) -> String {
     var output = ""
     var rest = Substring(text)
-    while let range = rest.range(of: "token=") {
+    while let range = rest.range(of: marker) {
         output += rest[..<range.upperBound] + "[redacted]"
         rest = rest[range.upperBound...].drop { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
     }
@@ -309,17 +313,18 @@ extension NotificationMessage {
         if let baseURL {
             // Each page only shows the request and asks to confirm; its button POSTs the token to
             // decide. Mail scanners that open every link decide nothing.
-            let page = "\(baseURL)/approvals/\(approval.id)"
-            links["review"] = .string("\(page)#token=\(token)")
-            links["approve"] = .string("\(page)?decision=approve#token=\(token)")
-            links["reject"] = .string("\(page)?decision=reject#token=\(token)")
+            // The token is in the fragment: it never reaches a log, a proxy or a Referer.
+            let page = "\(baseURL)/r/\(approval.id)"
+            links["review"] = .string("\(page)#t=\(token)")
+            links["approve"] = .string("\(page)?decision=approve#t=\(token)")
+            links["reject"] = .string("\(page)?decision=reject#t=\(token)")
         }
         let shown = fields.keys.sorted().map { "\($0)=\(fields[$0]?.stringValue ?? "")" }.joined(separator: " ")
         let text =
             "approval needed: task \(task.id) \(task.type)\(subject)"
             + (shown.isEmpty ? "" : " [\(shown)]")
             + " (\(task.payload.utf8.count) bytes, sha256 \(approval.payloadSHA256.prefix(12)); request \(approval.id), expires \(expires))"
-            + (baseURL.map { " \($0)/approvals/\(approval.id)#token=\(token)" } ?? "")
+            + (baseURL.map { " \($0)/r/\(approval.id)#t=\(token)" } ?? "")
             + " — or: autonomy approvals show \(approval.id), then autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12))"
         return NotificationMessage(
             event: .approvalNeeded, text: text,

@@ -3,10 +3,15 @@ import GRDB
 
 /// 32 random bytes from the system's cryptographic generator, base64url without padding: a
 /// secret shown once and stored only as its SHA-256.
-enum SecretToken {
-    static func make(prefix: String = "") -> String {
+public enum SecretToken {
+    public static func make(prefix: String = "") -> String { text(bytes: 32, prefix: prefix) }
+
+    /// 16 random bytes: a page's script nonce.
+    public static func nonce() -> String { text(bytes: 16, prefix: "") }
+
+    private static func text(bytes count: Int, prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let bytes = (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return prefix
             + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")

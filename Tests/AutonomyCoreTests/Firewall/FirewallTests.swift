@@ -359,14 +359,14 @@ let firewallMap = """
         let message = try #require(notifier.sent.first?.message)
         #expect(message.event == .approvalNeeded)
         let link = try #require(message.body[path: "approval.links.review"]?.stringValue)
-        #expect(link.hasPrefix("https://ops.example.com/autonomy/approvals/"))
+        #expect(link.hasPrefix("https://ops.example.com/autonomy/r/"))
         // The token rides in the fragment: no server, proxy log or Referer header sees it.
         let components = try #require(URLComponents(string: link))
-        #expect(components.query == nil && components.fragment?.hasPrefix("token=") == true)
-        let token = try #require(components.fragment.map { String($0.dropFirst("token=".count)) })
+        #expect(components.query == nil && components.fragment?.hasPrefix("t=") == true)
+        let token = try #require(components.fragment.map { String($0.dropFirst("t=".count)) })
         let page = String(link.prefix { $0 != "#" })
-        #expect(message.body[path: "approval.links.approve"]?.stringValue == "\(page)?decision=approve#token=\(token)")
-        #expect(message.body[path: "approval.links.reject"]?.stringValue == "\(page)?decision=reject#token=\(token)")
+        #expect(message.body[path: "approval.links.approve"]?.stringValue == "\(page)?decision=approve#t=\(token)")
+        #expect(message.body[path: "approval.links.reject"]?.stringValue == "\(page)?decision=reject#t=\(token)")
         // What the operator needs to decide is in the alert itself, escaped; the rest is one click away.
         #expect(message.body[path: "approval.fields.to"] == .string(#""client@customer.org""#))
         #expect(

@@ -40,7 +40,7 @@ import Testing
         let message = NotificationMessage.approvalNeeded(
             task: try #require(try fixture.store.task(id: task.id)), approval: approval, token: token,
             baseURL: "https://ops.example.com/autonomy", timeZone: .gmt, watched: [])
-        #expect(message.text.contains("#token=\(token)"))
+        #expect(message.text.contains("#t=\(token)"))
         let redacted = redactingTokens(message.text)
         #expect(!redacted.contains(token))
         #expect(redacted == message.text.replacingOccurrences(of: token, with: "[redacted]"))
