@@ -41,6 +41,7 @@ public enum AutonomyAPI {
         api.get("tasks") { request, _ in try list(request, environment) }
         api.get("tasks/{id}") { request, context in try show(request, context, environment) }
         ApprovalPages.add(to: router, environment, state)
+        OperatorRoutes.add(to: router, environment, state)
         return router
     }
 

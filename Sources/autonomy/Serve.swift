@@ -6,47 +6,129 @@ import Foundation
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "The HTTP entry gate for remote producers (a JSON API, see openapi.yaml).",
+        abstract: "The HTTP entry gate for remote producers, one-click approval pages, operator sessions.",
         discussion: """
             Listens on loopback by default; put TLS in front of it (see the README). Remote producers
             send a bearer token made by 'autonomy producer token NAME'; NAME is an entry of
             producers.users, whose types and hourly limits apply, and the task's source.
             Example: autonomy serve --listen 127.0.0.1:8787
-            """)
+            """,
+        subcommands: [Listen.self, Login.self, Sessions.self], defaultSubcommand: Listen.self)
+}
 
-    @OptionGroup var global: GlobalOptions
-    @Option(help: ArgumentHelp("Where to listen (port 0: any free port, printed).", valueName: "host:port"))
-    var listen = "127.0.0.1:8787"
+extension Serve {
+    struct Listen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "listen", abstract: "Serve HTTP until stopped (the default).",
+            discussion: "Example: autonomy serve --listen 127.0.0.1:8787")
 
-    func run() async throws {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-            (0...65535).contains(port), colon > listen.startIndex
-        else {
-            throw CLIFailure("--listen \"\(listen)\" is not host:port, such as 127.0.0.1:8787", code: .usage)
-        }
-        let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        let (loaded, store) = try global.open(trusted: true)
-        let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
-        // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
-        let signer: DecisionSigner?
-        if let path = loaded.configuration.serve.signingKey {
-            do {
-                signer = try DecisionSigner.load(path: path)
-            } catch {
-                throw CLIFailure("serve.signing_key: \(error)", code: .configError)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: ArgumentHelp("Where to listen (port 0: any free port, printed).", valueName: "host:port"))
+        var listen = "127.0.0.1:8787"
+
+        func run() async throws {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port), colon > listen.startIndex
+            else {
+                throw CLIFailure("--listen \"\(listen)\" is not host:port, such as 127.0.0.1:8787", code: .usage)
             }
-        } else {
-            signer = nil
-            printError(
-                "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
+            let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let (loaded, store) = try global.open(trusted: true)
+            let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
+            // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
+            let signer: DecisionSigner?
+            if let path = loaded.configuration.serve.signingKey {
+                do {
+                    signer = try DecisionSigner.load(path: path)
+                } catch {
+                    throw CLIFailure("serve.signing_key: \(error)", code: .configError)
+                }
+            } else {
+                signer = nil
+                printError(
+                    "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
+            }
+            do {
+                try await AutonomyServer.run(
+                    environment, state: ServerState(signer: signer), host: host, port: port,
+                    logger: makeLogger("autonomy.serve"),
+                    listening: { printError("autonomy serve: listening on http://\($0)") })
+            } catch {
+                throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)
+            }
         }
-        do {
-            try await AutonomyServer.run(
-                environment, state: ServerState(signer: signer), host: host, port: port,
-                logger: makeLogger("autonomy.serve"),
-                listening: { printError("autonomy serve: listening on http://\($0)") })
-        } catch {
-            throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)
+    }
+}
+
+extension Serve {
+    struct Login: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "login", abstract: "Print a one-time login link for an operator (10 minutes, usable once).",
+            discussion: """
+                NAME must be a principal in approvals.allowed_signers. The link's token is in its
+                fragment; only its hash is stored. Exits 77 when NAME is not an operator.
+                Example: autonomy serve login --operator elad
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .customLong("operator"), help: "The operator, as named in allowed_signers.") var name: String
+
+        func run() async throws {
+            let (loaded, store) = try global.open()
+            let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
+            do {
+                let (session, token) = try store.issueLogin(
+                    operator: name, verifier: verifier, now: try currentClock().now())
+                let base = loaded.configuration.approvals.baseURL ?? "http://127.0.0.1:8787"
+                print("\(base)/login#t=\(token)")
+                printError(
+                    "session \(session.id) for \(name): the link works once, until \(Timestamp.format(session.expiresAt))"
+                )
+            } catch let error as SessionError {
+                throw CLIFailure(error.description, code: .notPermitted)
+            }
+        }
+    }
+
+    struct Sessions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sessions", abstract: "List operators' web sessions, or revoke one.",
+            discussion: "Example: autonomy serve sessions revoke 3",
+            subcommands: [List.self, Revoke.self], defaultSubcommand: List.self)
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "list", abstract: "The sessions, newest first (the default).")
+            @OptionGroup var global: GlobalOptions
+            @Flag(help: "Print as JSON.") var json = false
+
+            func run() async throws {
+                let (_, store) = try global.open(create: false)
+                let sessions = try store.operatorSessions()
+                if json { return try printJSON(sessions) }
+                if sessions.isEmpty { return print("no session yet (autonomy serve login --operator NAME)") }
+                for session in sessions { print(session.line) }
+            }
+        }
+
+        struct Revoke: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "revoke", abstract: "End a session (or an unused login link) at once.",
+                discussion: "Exits 66 for an unknown session. Example: autonomy serve sessions revoke 3")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "The session's id.") var id: Int64
+            @Option(help: "Who revokes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
+
+            func run() async throws {
+                let (_, store) = try global.open(create: false)
+                do {
+                    let session = try store.revokeSession(
+                        id: id, by: try operatorName(by), now: try currentClock().now())
+                    print("revoked session \(session.id) of \(Visible.text(session.operatorName))")
+                } catch let error as SessionError {
+                    throw CLIFailure(error.description, code: .notFound)
+                }
+            }
         }
     }
 }

@@ -487,3 +487,130 @@ struct APITestFailure: Error, CustomStringConvertible {
         #expect(state == "awaiting_approval")
     }
 }
+
+/// Operators: a one-time login link opens a session, which reads and decides through the API; a
+/// producer's token cannot, and a revoked session no longer can.
+@Suite struct OperatorAPITests {
+    let fixture: APIFixture
+    let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+    let operatorKey = OpenSSHEd25519Key(comment: "elad")
+    let approval: Int64
+
+    init() throws {
+        let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-ops-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let signers = (folder as NSString).appendingPathComponent("allowed_signers")
+        try "autonomy-web \(serverKey.publicKey.openSSH)\nelad \(operatorKey.publicKey.openSSH)\n".write(
+            toFile: signers, atomically: true, encoding: .utf8)
+        fixture = try APIFixture(
+            map: APIFixture.map.replacingOccurrences(
+                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
+        let now = fixture.clock.now()
+        _ = try fixture.environment.store.enqueue(
+            EnqueueRequest(type: "send_email", payload: #"{"to": "a@b.c"}"#, source: "sales-bot"),
+            configuration: fixture.environment.loaded.configuration, now: now)
+        approval = try #require(try fixture.environment.store.pendingApprovals(now: now).first).approval.id
+    }
+
+    var verifier: DecisionVerifier { DecisionVerifier(settings: fixture.environment.loaded.configuration.approvals) }
+
+    func app() -> some ApplicationProtocol {
+        Application(
+            router: AutonomyAPI.router(fixture.environment, state: ServerState(signer: .native(serverKey))))
+    }
+
+    func login(_ client: some TestClientProtocol, _ token: String) async throws -> TestResponse {
+        try await client.execute(
+            uri: "/login", method: .post,
+            headers: [.contentType: "application/x-www-form-urlencoded", .origin: "http://localhost"],
+            body: ByteBuffer(string: "t=\(token)"))
+    }
+
+    func cookie(_ session: String, origin: String? = "http://localhost") -> HTTPFields {
+        var fields: HTTPFields = [.cookie: "autonomy_session=\(session)", .contentType: "application/json"]
+        if let origin { fields[.origin] = origin }
+        return fields
+    }
+
+    @Test func onlyAnOperatorsSessionReadsAndDecides() async throws {
+        defer { fixture.remove() }
+        #expect(throws: SessionError.self) {
+            try fixture.environment.store.issueLogin(operator: "sales-bot", verifier: verifier, now: 0)
+        }
+        let (_, token) = try fixture.environment.store.issueLogin(
+            operator: "elad", verifier: verifier, now: fixture.clock.now())
+        try await app().test(.router) { client in
+            for (uri, method) in [
+                ("/api/v1/status", HTTPRequest.Method.get), ("/api/v1/approvals", .get),
+                ("/api/v1/approvals/\(approval)/approve", .post),
+            ] {
+                let anonymous = try await client.execute(uri: uri, method: method, headers: [:])
+                #expect(anonymous.status == .unauthorized)
+                // A producer's token is not an operator's session.
+                let producer = try await client.execute(uri: uri, method: method, headers: headers(fixture.salesToken))
+                #expect(producer.status == .forbidden && producer.json[path: "error.code"] == "forbidden")
+            }
+            let opened = try await login(client, token)
+            #expect(opened.status == .ok)
+            let set = try #require(opened.headers[.setCookie])
+            #expect(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="))
+            let session = try #require(
+                set.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(String.init))
+            // The link works once.
+            let reused = try await login(client, token)
+            #expect(reused.status == .notFound)
+
+            let status = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
+            #expect(status.status == .ok && status.json[path: "counts.awaiting_approval"] == 1)
+            let pending = try await client.execute(uri: "/api/v1/approvals", method: .get, headers: cookie(session))
+            #expect(pending.json[path: "approvals.0.id"] == .int(approval))
+            let foreign = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post,
+                headers: cookie(session, origin: "https://evil.example"))
+            #expect(foreign.status == .forbidden)
+            let approved = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session),
+                body: ByteBuffer(string: #"{"note": "looks right"}"#))
+            #expect(approved.status == .ok && approved.json[path: "state"] == "approved", "\(approved.json)")
+            let again = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session))
+            #expect(again.status == .conflict)
+        }
+        // Signed with the server's key; the human is in the signed statement.
+        let record = try #require(try fixture.environment.store.approval(id: approval))
+        #expect(record.decidedBy == "autonomy-web" && record.channel == "api")
+        #expect(record.decisionNote == "operator elad (web session 1): looks right")
+        #expect(try fixture.environment.store.task(id: 1)?.state == .queued)
+    }
+
+    @Test func aRevokedSessionNoLongerWorksAndBadLoginsAreLimited() async throws {
+        defer { fixture.remove() }
+        let (made, token) = try fixture.environment.store.issueLogin(
+            operator: "elad", verifier: verifier, now: fixture.clock.now())
+        try await app().test(.router) { client in
+            let opened = try await login(client, token)
+            let session = try #require(
+                opened.headers[.setCookie]?.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(
+                    String.init))
+            _ = try fixture.environment.store.revokeSession(id: made.id, by: "test", now: fixture.clock.now())
+            let status = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
+            #expect(status.status == .unauthorized)
+            for _ in 0..<10 { _ = try await login(client, "wrong") }
+            let (_, fresh) = try fixture.environment.store.issueLogin(
+                operator: "elad", verifier: verifier, now: fixture.clock.now())
+            let limited = try await login(client, fresh)
+            #expect(limited.status == .tooManyRequests)
+        }
+    }
+
+    @Test func aLoginLinkExpiresAfterTenMinutes() async throws {
+        defer { fixture.remove() }
+        let (_, token) = try fixture.environment.store.issueLogin(
+            operator: "elad", verifier: verifier, now: fixture.clock.now())
+        fixture.clock.advance(by: .minutes(11))
+        try await app().test(.router) { client in
+            let expired = try await login(client, token)
+            #expect(expired.status == .notFound)
+        }
+    }
+}

@@ -64,6 +64,10 @@ public enum LedgerEvent: String, Sendable, Codable, CaseIterable {
     /// A remote producer got a bearer token for `autonomy serve` (its id and name, never the secret).
     case tokenIssued = "token_issued"
     case tokenRevoked = "token_revoked"
+    /// An operator's web session: its login link made, opened, revoked.
+    case sessionIssued = "session_issued"
+    case sessionOpened = "session_opened"
+    case sessionRevoked = "session_revoked"
 }
 
 /// One row of the append-only ledger.

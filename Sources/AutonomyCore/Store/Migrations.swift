@@ -291,7 +291,7 @@ enum Migrations {
                     );
                     """)
         }
-        migrator.registerMigration("v8-producer-tokens") { db in
+        migrator.registerMigration("v8-producer-tokens-and-sessions") { db in
             try db.execute(
                 sql: """
                     -- Bearer tokens of remote producers (`autonomy producer token NAME`): only the
@@ -301,6 +301,17 @@ enum Migrations {
                         name TEXT NOT NULL,
                         token_sha256 TEXT NOT NULL UNIQUE,
                         created_at INTEGER NOT NULL,
+                        revoked_at INTEGER
+                    );
+                    -- Operators' web sessions: the one-time login link's hash, then the cookie's.
+                    CREATE TABLE operator_sessions (
+                        id INTEGER PRIMARY KEY,
+                        operator TEXT NOT NULL,
+                        login_sha256 TEXT NOT NULL UNIQUE,
+                        session_sha256 TEXT UNIQUE,
+                        created_at INTEGER NOT NULL,
+                        opened_at INTEGER,
+                        expires_at INTEGER NOT NULL,
                         revoked_at INTEGER
                     );
                     """)
