@@ -38,6 +38,20 @@ extension Serve {
             // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
             let signer: DecisionSigner?
             if let path = loaded.configuration.serve.signingKey {
+                // The key signs decisions: nobody but the server's own user may read it.
+                var info = stat()
+                if stat(path, &info) == 0 {
+                    if info.st_uid != geteuid() {
+                        throw CLIFailure(
+                            "serve.signing_key \(path) belongs to another user: it must be the server's own (chown it to the user serve runs as)",
+                            code: .configError)
+                    }
+                    if info.st_mode & 0o077 != 0 {
+                        throw CLIFailure(
+                            "serve.signing_key \(path) is readable by others: run chmod 600 \(path)", code: .configError
+                        )
+                    }
+                }
                 do {
                     signer = try DecisionSigner.load(path: path)
                 } catch {

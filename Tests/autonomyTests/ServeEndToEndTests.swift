@@ -224,3 +224,41 @@ func freePort() throws -> Int {
             ) == 1)
     }
 }
+
+@Suite struct ServeKeyTests {
+    /// The server's key must be its own user's alone; a key others may read is refused at start.
+    @Test func aSigningKeyOthersCanReadIsRefused() async throws {
+        let sandbox = try Sandbox(
+            config:
+                #"{"version": 1, "serve": {"signing_key": "server_ed25519"}, "approvals": {"allowed_signers": "allowed_signers"}}"#
+        )
+        let key = sandbox.file("server_ed25519")
+        try Data(OpenSSHEd25519Key(comment: "autonomy-web").openSSHText.utf8).write(to: URL(fileURLWithPath: key))
+        chmod(key, 0o640)
+        let refused = try await sandbox.run(["serve", "--listen", "127.0.0.1:0"])
+        #expect(refused.status == 78 && refused.stderr.contains("chmod 600"), "\(refused.stderr)")
+    }
+
+    /// Where the tests run as root: the key, 0600 and owned by the server's user, is not readable
+    /// by another user (the worker's, here nobody), while the database with group_access is 0660.
+    @Test(.enabled(if: geteuid() == 0, "needs root to act as another user"))
+    func theServersKeyIsNotReadableByTheWorkerUser() async throws {
+        let sandbox = try Sandbox(config: #"{"version": 1, "store": {"group_access": true}}"#)
+        _ = try await sandbox.run(["status"])  // creates nothing: status only reads
+        _ = try await sandbox.run(["enqueue", "nothing"])  // refused, but the database exists now
+        var info = stat()
+        #expect(stat(sandbox.databasePath, &info) == 0 && info.st_mode & 0o777 == 0o660)
+        let key = sandbox.file("server_ed25519")
+        try Data(OpenSSHEd25519Key(comment: "autonomy-web").openSSHText.utf8).write(to: URL(fileURLWithPath: key))
+        chmod(key, 0o600)
+        chmod(sandbox.path, 0o755)
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        reader.arguments = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/cat", key]
+        reader.standardOutput = FileHandle.nullDevice
+        reader.standardError = FileHandle.nullDevice
+        try reader.run()
+        reader.waitUntilExit()
+        #expect(reader.terminationStatus != 0)
+    }
+}

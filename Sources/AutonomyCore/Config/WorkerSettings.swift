@@ -31,6 +31,10 @@ public struct StoreSettings: Sendable {
     /// `full` survives power loss; `normal` is faster and may lose the last commits on power loss.
     public var synchronous: Synchronous = .full
     public enum Synchronous: String, Sendable, Codable { case full, normal }
+    /// The database and its -wal and -shm files are readable and writable by their group as well
+    /// (0660): `autonomy serve` runs as its own user in the worker's group, so that its signing key
+    /// is out of the worker's (and every handler's) reach. Off: 0600, the worker's alone.
+    public var groupAccess = false
     public init() {}
 }
 
@@ -89,6 +93,7 @@ extension StoreSettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case busyTimeout = "busy_timeout"
         case synchronous
+        case groupAccess = "group_access"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -99,5 +104,6 @@ extension StoreSettings: Decodable {
             .busyTimeout, default: busyTimeout, in: Interval.zero...Interval.hours(1),
             expected: "expected at most \"1h\"")
         synchronous = try container.decodeIfPresent(Synchronous.self, forKey: .synchronous) ?? synchronous
+        groupAccess = try container.decodeIfPresent(Bool.self, forKey: .groupAccess) ?? false
     }
 }

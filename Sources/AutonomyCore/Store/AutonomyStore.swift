@@ -46,6 +46,17 @@ public final class AutonomyStore: Sendable {
             throw StoreError.wrap(error, path: path, operation: "open")
         }
         try migrate()
+        if settings.groupAccess { Self.shareWithGroup(path) }
+    }
+
+    /// Makes the database and its -wal and -shm files 0660 (`store.group_access`), where this
+    /// process owns them; SQLite gives the files it creates later the database's mode.
+    private static func shareWithGroup(_ path: String) {
+        for file in [path, path + "-wal", path + "-shm"] {
+            var info = stat()
+            guard stat(file, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o660 != 0o660 else { continue }
+            chmod(file, (info.st_mode & 0o7777) | 0o660)
+        }
     }
 
     private static func createPrivately(_ path: String) throws {
