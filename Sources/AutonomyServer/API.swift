@@ -35,13 +35,15 @@ public enum AutonomyAPI {
         -> Router<ServerContext>
     {
         let router = Router(context: ServerContext.self)
-        router.add(middleware: JSONErrorMiddleware())
+        let known = KnownRoutes()
+        router.add(middleware: JSONErrorMiddleware(known: known))
         let api = router.group("api/v1")
         api.post("tasks") { request, context in try await enqueue(request, context, environment) }
         api.get("tasks") { request, _ in try list(request, environment) }
         api.get("tasks/{id}") { request, context in try show(request, context, environment) }
         ApprovalPages.add(to: router, environment, state)
         OperatorRoutes.add(to: router, environment, state)
+        known.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
         return router
     }
 

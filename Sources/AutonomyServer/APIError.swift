@@ -1,5 +1,6 @@
 import AutonomyCore
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 
@@ -102,16 +103,44 @@ struct APIError: Error, HTTPResponseError {
     }
 }
 
+/// The routes the router has, to tell a wrong method (405, with `Allow`) from a wrong path (404).
+final class KnownRoutes: Sendable {
+    private let table = Mutex<[(segments: [Substring], method: String)]>([])
+
+    func set(_ routes: [(path: String, method: String)]) {
+        table.withLock { $0 = routes.map { ($0.path.split(separator: "/"), $0.method) } }
+    }
+
+    /// The methods a path answers to, whichever matched.
+    func methods(for path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        return table.withLock { routes in
+            routes.filter { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+            }.map(\.method)
+        }
+    }
+}
+
 /// Turns every error a route or the router throws (a route that does not exist, a body too large)
 /// into the one JSON error shape; anything unexpected is logged here and answered without detail.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let known: KnownRoutes
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
         do {
             return try await next(request, context)
         } catch {
-            let answer = APIError.from(error)
+            var answer = APIError.from(error)
+            if answer.status == .notFound, case let allowed = known.methods(for: request.uri.path), !allowed.isEmpty,
+                !allowed.contains(request.method.rawValue)
+            {
+                answer = APIError(.methodNotAllowed, "method_not_allowed", "this path answers \(allowed.joined(separator: ", "))")
+                answer.headers[.allow] = allowed.joined(separator: ", ")
+            }
             if answer.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             }
