@@ -1,8 +1,8 @@
 import AutonomyCore
 import Foundation
-import Synchronization
 import HTTPTypes
 import Hummingbird
+import Synchronization
 
 /// Every error answer has one shape: `{"error": {"status": 422, "code": "invalid_field",
 /// "message": "…", "field": "type"}}`. The message is written for the caller; it never holds a
@@ -138,7 +138,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             if answer.status == .notFound, case let allowed = known.methods(for: request.uri.path), !allowed.isEmpty,
                 !allowed.contains(request.method.rawValue)
             {
-                answer = APIError(.methodNotAllowed, "method_not_allowed", "this path answers \(allowed.joined(separator: ", "))")
+                answer = APIError(
+                    .methodNotAllowed, "method_not_allowed", "this path answers \(allowed.joined(separator: ", "))")
                 answer.headers[.allow] = allowed.joined(separator: ", ")
             }
             if answer.status == .internalServerError {

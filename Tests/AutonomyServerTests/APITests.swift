@@ -247,7 +247,8 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
             #expect(missing.status == .notFound && missing.json[path: "error.code"] == "not_found")
             // A path that exists, with a method it does not answer: 405, and what it does answer.
             let wrongMethod = try await client.execute(uri: "/api/v1/tasks", method: .delete, headers: headers(nil))
-            #expect(wrongMethod.status == .methodNotAllowed && wrongMethod.json[path: "error.code"] == "method_not_allowed")
+            #expect(
+                wrongMethod.status == .methodNotAllowed && wrongMethod.json[path: "error.code"] == "method_not_allowed")
             #expect(wrongMethod.headers[.allow]?.contains("POST") == true)
             let notANumber = try await client.execute(
                 uri: "/api/v1/tasks/abc", method: .get, headers: headers(fixture.salesToken))

@@ -262,3 +262,78 @@ func freePort() throws -> Int {
         #expect(reader.terminationStatus != 0)
     }
 }
+
+@Suite struct OperatorSessionEndToEndTests {
+    /// An operator logs in with the printed link, approves through the API, and the worker's claim
+    /// checks the server's signature like any operator's; a producer's token cannot approve.
+    @Test func aSessionApprovesAndTheClaimVerifiesIt() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+        let keyPath = sandbox.file("server_ed25519")
+        try Data(serverKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        let signers = sandbox.file("allowed_signers")
+        let operators = try String(contentsOfFile: signers, encoding: .utf8)
+        try (operators + "autonomy-web \(serverKey.publicKey.openSSH)\n").write(
+            toFile: signers, atomically: true, encoding: .utf8)
+        try """
+        {"version": 1,
+         "approvals": { "allowed_signers": "allowed_signers" },
+         "serve": { "signing_key": "server_ed25519" },
+         "producers": { "users": { "remote-bot": { "types": ["send_email"] } } },
+         "task_types": {
+           "send_email": { "safety": "dangerous",
+                           "handler": { "exec": { "argv": ["/bin/sh", "-c", "cat > sent.json"] } },
+                           "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
+         }}
+        """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        let token = try await sandbox.run(["producer", "token", "remote-bot"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let notOperator = try await sandbox.run(["serve", "login", "--operator", "remote-bot"])
+        #expect(notOperator.status == 77, "\(notOperator.stderr)")
+        let printed = try await sandbox.run(["serve", "login", "--operator", "elad"])
+        #expect(printed.status == 0, "\(printed.stderr)")
+        let login = try #require(
+            printed.stdout.split(separator: "#t=").last.map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            })
+
+        let server = try RunningServer(sandbox)
+        defer { _ = server.stop() }
+        let created = try await server.send(
+            "POST", "/api/v1/tasks", token: token, body: #"{"type": "send_email", "payload": {"to": "a@b.c"}}"#)
+        #expect(created.status == 201 && created.json[path: "state"] == "awaiting_approval")
+        let approvals = try JSONValue.parse(try await sandbox.run(["approvals", "--json"]).stdout)
+        guard case .int(let request)? = approvals[path: "0.id"] else { throw CLIFailureInTest("no request") }
+        // A producer's token cannot approve.
+        let byProducer = try await server.send("POST", "/api/v1/approvals/\(request)/approve", token: token)
+        #expect(byProducer.status == 403)
+
+        var opening = HTTPClientRequest(url: "http://\(server.address)/login")
+        opening.method = .POST
+        opening.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        opening.headers.add(name: "Origin", value: "http://\(server.address)")
+        opening.body = .bytes(ByteBuffer(string: "t=\(login)"))
+        let opened = try await HTTPClient.shared.execute(opening, timeout: .seconds(10))
+        #expect(opened.status == .ok)
+        let cookie = try #require(
+            opened.headers.first(name: "Set-Cookie")?.split(separator: ";").first.map(String.init))
+        var approving = HTTPClientRequest(url: "http://\(server.address)/api/v1/approvals/\(request)/approve")
+        approving.method = .POST
+        approving.headers.add(name: "Cookie", value: cookie)
+        approving.headers.add(name: "Origin", value: "http://\(server.address)")
+        let approved = try await HTTPClient.shared.execute(approving, timeout: .seconds(10))
+        #expect(approved.status == .ok)
+
+        let work = try await sandbox.run(["work-once", "--drain"])
+        #expect(work.status == 0, "\(work.stderr)")
+        #expect(try sandbox.state(1) == "done")
+        #expect(try String(contentsOfFile: sandbox.file("sent.json"), encoding: .utf8) == #"{"to":"a@b.c"}"#)
+        #expect(
+            try sandbox.count(
+                "SELECT COUNT(*) FROM ledger WHERE task_id = 1 AND event = 'claimed' AND json_extract(detail, '$.approved_by') = 'autonomy-web'"
+            ) == 1)
+        let sessions = try JSONValue.parse(try await sandbox.run(["serve", "sessions", "--json"]).stdout)
+        #expect(sessions[path: "0.operator"] == "elad" && sessions[path: "0.opened_at"] != .null)
+    }
+}
