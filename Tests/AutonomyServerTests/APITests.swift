@@ -619,3 +619,41 @@ struct APITestFailure: Error, CustomStringConvertible {
         }
     }
 }
+
+/// `X-Forwarded-For` counts only from `serve.trusted_proxies`: from anyone else, a client cannot
+/// dodge the per-client limit by naming itself another address.
+@Suite struct TrustedProxyTests {
+    func tries(trusted: [String]) async throws -> HTTPResponse.Status {
+        let map = APIFixture.map.replacingOccurrences(
+            of: #""queue": {"#,
+            with:
+                #""serve": { "trusted_proxies": \#(JSONValue.array(trusted.map { .string($0) }).canonicalText) }, "queue": {"#
+        )
+        let fixture = try APIFixture(map: map)
+        defer { fixture.remove() }
+        let app = Application(
+            router: AutonomyAPI.router(fixture.environment),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        return try await app.test(.live) { client in
+            var last = HTTPResponse.Status.ok
+            for n in 0..<12 {
+                let answer = try await client.execute(
+                    uri: "/r/1", method: .post,
+                    headers: [
+                        .contentType: "application/x-www-form-urlencoded",
+                        HTTPField.Name("X-Forwarded-For")!: "10.0.0.\(n)",
+                    ],
+                    body: ByteBuffer(string: "t=wrong&action=show"))
+                last = answer.status
+            }
+            return last
+        }
+    }
+
+    @Test func forwardedForCountsOnlyFromATrustedProxy() async throws {
+        // Untrusted: every try is the peer's own, and the 11th is refused.
+        #expect(try await tries(trusted: []) == .tooManyRequests)
+        // From a trusted proxy: twelve clients, one try each, none refused.
+        #expect(try await tries(trusted: ["127.0.0.1"]) == .notFound)
+    }
+}
