@@ -37,6 +37,9 @@ public enum AutonomyAPI {
         let router = Router(context: ServerContext.self)
         let known = KnownRoutes()
         router.add(middleware: JSONErrorMiddleware(known: known))
+        router.add(
+            middleware: DeadlineMiddleware(
+                deadline: state.deadline ?? sleep(environment.loaded.configuration.serve.requestTimeout)))
         let api = router.group("api/v1")
         api.post("tasks") { request, context in try await enqueue(request, context, environment) }
         api.get("tasks") { request, _ in try list(request, environment) }
@@ -68,7 +71,7 @@ public enum AutonomyAPI {
 
     /// The fields a task request may carry; anything else is refused by name.
     static let taskFields: Set<String> = ["type", "payload", "priority", "max_attempts", "subject", "run_at", "delay"]
-    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let idempotencyKey = HTTPField.Name.idempotencyKey
 
     static func enqueue(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment)
         async throws -> Response
@@ -192,25 +195,5 @@ public enum AutonomyAPI {
         }
         let tasks = try environment.store.tasks(matching: filter)
         return try JSONResponse.make(.ok, encoding: ["tasks": tasks.map { TaskOutput($0) }])
-    }
-}
-
-/// `autonomy serve`: the API on a listening address, until stopped.
-public enum AutonomyServer {
-    /// `listening` is told the address once the socket is bound (port 0 picks a free one).
-    public static func run(
-        _ environment: ServerEnvironment, state: ServerState, host: String, port: Int, logger: Logger,
-        listening: @escaping @Sendable (String) -> Void = { _ in }
-    ) async throws {
-        let app = Application(
-            router: AutonomyAPI.router(environment, state: state),
-            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .hostname(host, port: port), serverName: "autonomy"),
-            onServerRunning: { channel in
-                let address = channel.localAddress
-                listening("\(address?.ipAddress ?? host):\(address?.port ?? port)")
-            },
-            logger: logger)
-        try await app.runService()
     }
 }

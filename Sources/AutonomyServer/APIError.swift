@@ -151,18 +151,23 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 enum JSONResponse {
-    /// A JSON answer; `Cache-Control: no-store`, since it may hold a payload.
+    /// A JSON answer: `Cache-Control: no-store`, since it may hold a payload, and never sniffed
+    /// as anything else.
     static func make(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
-        Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: value.canonicalText + "\n")))
+        make(status, text: value.canonicalText)
     }
 
     static func make(_ status: HTTPResponse.Status, encoding value: some Encodable) throws -> Response {
+        make(status, text: try JSONOutput.text(value))
+    }
+
+    private static func make(_ status: HTTPResponse.Status, text: String) -> Response {
         Response(
             status: status,
-            headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: try JSONOutput.text(value) + "\n")))
+            headers: [
+                .contentType: "application/json; charset=utf-8", .cacheControl: "no-store",
+                .xContentTypeOptions: "nosniff",
+            ],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: text + "\n")))
     }
 }

@@ -13,15 +13,23 @@ import NIOCore
 /// the server's own key.
 enum ApprovalPages {
     static func add(to router: Router<ServerContext>, _ environment: ServerEnvironment, _ state: ServerState) {
-        router.get("r/{id}") { request, context in try landing(request, context) }
-        router.head("r/{id}") { request, context in try landing(request, context) }
+        router.get("r/{id}") { request, context in try landing(request, context, environment, state) }
+        router.head("r/{id}") { request, context in try landing(request, context, environment, state) }
         router.post("r/{id}") { request, context in try await post(request, context, environment, state) }
     }
 
     // MARK: - GET: the page that moves the token into a POST
 
-    static func landing(_ request: Request, _ context: ServerContext) throws -> Response {
+    /// Without a session: the page that moves the link's token into a POST. A logged-in operator
+    /// sees the request itself (still deciding nothing): its buttons while it is pending, else
+    /// what became of it.
+    static func landing(
+        _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
+    ) throws -> Response {
         let id = try requestID(context)
+        if let session = try OperatorRoutes.currentSession(request, environment) {
+            return try sessionView(id, session, request, context, environment, state)
+        }
         let nonce = SecretToken.nonce()
         let body = """
             <h1>Approval request \(id)</h1>
@@ -43,6 +51,23 @@ enum ApprovalPages {
         return Page.make(.ok, title: "Approval request \(id)", body: body, nonce: nonce)
     }
 
+    /// A logged-in operator's view of a request: the buttons while it is pending, else its fate.
+    static func sessionView(
+        _ id: Int64, _ session: OperatorSession, _ request: Request, _ context: ServerContext,
+        _ environment: ServerEnvironment, _ state: ServerState
+    ) throws -> Response {
+        let store = environment.store
+        let now = environment.clock.now()
+        // Expire what is due first, so a request past its time is not shown as pending.
+        guard let found = try store.pendingApprovals(now: now).first(where: { $0.approval.id == id }) else {
+            guard let approval = try store.approval(id: id), let task = try store.task(id: approval.taskID) else {
+                return Page.message(.notFound, "No such request", "There is no approval request \(id).")
+            }
+            return fate(approval, task)
+        }
+        return showPage(found, token: nil, request, context, environment, state, viewer: session.operatorName)
+    }
+
     // MARK: - POST: show, approve or reject
 
     static func post(
@@ -59,69 +84,129 @@ enum ApprovalPages {
         let token = form["t"] ?? ""
         let store = environment.store
         let now = environment.clock.now()
+        // Without a link's token, a logged-in operator decides as themself.
+        if token.isEmpty, let session = try OperatorRoutes.currentSession(request, environment) {
+            return try decide(
+                id, form, request, context, environment, state,
+                by: .session(session))
+        }
         let pending: PendingApproval
         do {
             pending = try store.pendingApproval(token: token, now: now)
             guard pending.approval.id == id else { throw ApprovalError.invalidToken }
         } catch ApprovalError.invalidToken {
+            // The holder of a spent link learns what became of its request; anyone else, nothing.
+            if let decided = try store.decidedApproval(token: token, approvalID: id),
+                let task = try store.task(id: decided.taskID)
+            {
+                // Showing it again is a look; a decision sent again is refused (409), changing nothing.
+                return fate(decided, task, status: form["action"] == "show" ? .ok : .conflict)
+            }
             await state.failures.failed(client, now: now)
             return invalidLink()
         }
         switch form["action"] {
         case "show":
-            let csrf = SecretToken.make()
-            var response = Page.make(
-                .ok, title: "Approve \(pending.task.type)?", body: details(pending, token: token, csrf: csrf),
-                nonce: SecretToken.nonce())
-            response.headers[.setCookie] =
-                "autonomy_csrf=\(csrf); Path=/r/; HttpOnly; SameSite=Strict; Max-Age=3600"
-                + (Client.isSecure(request, context, trusted: environment.loaded.configuration.serve.trustedProxies)
-                    ? "; Secure" : "")
-            return response
+            return showPage(pending, token: token, request, context, environment, state, viewer: nil)
         case "approve", "reject":
-            // A form another site posts, or one without the page's own CSRF token, decides nothing.
-            guard Client.sameOrigin(request, environment: environment),
-                let csrf = form["csrf"], !csrf.isEmpty, request.cookies["autonomy_csrf"]?.value == csrf
-            else {
-                return Page.message(
-                    .forbidden, "Refused", "This form did not come from this page: open the link from the alert again.")
-            }
-            guard let signer = state.signer else {
-                return Page.message(
-                    .serviceUnavailable, "Cannot decide here",
-                    "This server has no signing key (serve.signing_key): decide with `autonomy approve` instead.")
-            }
-            let decision: Decision
-            if form["action"] == "approve" {
-                decision = .approve(note: "one-click link")
-            } else {
-                let reason = (form["reason"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-                guard !reason.isEmpty else {
-                    return Page.message(
-                        .unprocessableContent, "A reason, please", "Say why you reject it, then try again.")
-                }
-                decision = .reject(reason: reason)
-            }
-            let configuration = environment.loaded.configuration
-            let verifier = DecisionVerifier(settings: configuration.approvals)
-            do {
-                let statement = try store.decisionStatement(
-                    approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
-                    settings: configuration.approvals, now: now)
-                let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
-                let decided = try store.decide(token: token, signed, verifier: verifier, channel: .link, now: now)
-                let verdict = decided.state == .approved ? "Approved" : "Rejected"
-                return Page.message(
-                    .ok, verdict,
-                    "\(verdict): task \(pending.task.id) (\(Page.escape(pending.task.type))), payload \(pending.approval.payloadSHA256.prefix(12))…"
-                        + (decided.state == .approved ? " It runs at the worker's next turn." : ""))
-            } catch ApprovalError.invalidToken {
-                return invalidLink()
-            } catch let error as TrustError {
-                return Page.message(.forbidden, "Not signed", Page.escape(error.description))
-            }
+            return try decide(id, form, request, context, environment, state, by: .link(token))
         default:
             return Page.message(.badRequest, "Unknown action", "Open the link from the alert again.")
+        }
+    }
+
+    /// Who decides on a page: the holder of an alert's link, or a logged-in operator.
+    enum Decider {
+        case link(String)
+        case session(OperatorSession)
+    }
+
+    /// The request, its payload and its buttons, with a fresh CSRF token in a cookie.
+    static func showPage(
+        _ pending: PendingApproval, token: String?, _ request: Request, _ context: ServerContext,
+        _ environment: ServerEnvironment, _ state: ServerState, viewer: String?
+    ) -> Response {
+        let csrf = SecretToken.make()
+        var response = Page.make(
+            .ok, title: "Approve \(pending.task.type)?",
+            body: details(pending, token: token, csrf: csrf, viewer: viewer), nonce: SecretToken.nonce())
+        response.headers[.setCookie] =
+            "autonomy_csrf=\(csrf); Path=/r/; HttpOnly; SameSite=Strict; Max-Age=3600"
+            + (Client.isSecure(request, context, environment, state) ? "; Secure" : "")
+        return response
+    }
+
+    /// Approves or rejects from a page: same origin, the page's own CSRF token, signed with the
+    /// server's key; the note names the human (the link's alert channel, or the operator).
+    static func decide(
+        _ id: Int64, _ form: Form, _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment,
+        _ state: ServerState, by decider: Decider
+    ) throws -> Response {
+        // A form another site posts, or one without the page's own CSRF token, decides nothing.
+        guard ["approve", "reject"].contains(form["action"]), Client.sameOrigin(request, environment: environment),
+            let csrf = form["csrf"], !csrf.isEmpty, request.cookies["autonomy_csrf"]?.value == csrf
+        else {
+            return Page.message(
+                .forbidden, "Refused", "This form did not come from this page: open the request again.")
+        }
+        guard let signer = state.signer else {
+            return Page.message(
+                .serviceUnavailable, "Cannot decide here",
+                "This server has no signing key (serve.signing_key): decide with `autonomy approve` instead.")
+        }
+        let store = environment.store
+        let now = environment.clock.now()
+        let who: String
+        switch decider {
+        case .link(let token):
+            who =
+                "one-click link"
+                + ((try? store.linkChannel(token: token)).flatMap { $0 }.map { " from the \($0) alert" } ?? "")
+        case .session(let session):
+            who = "operator \(session.operatorName) (web session \(session.id))"
+        }
+        let decision: Decision
+        if form["action"] == "approve" {
+            decision = .approve(note: who)
+        } else {
+            let reason = (form["reason"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !reason.isEmpty else {
+                return Page.message(.unprocessableContent, "A reason, please", "Say why you reject it, then try again.")
+            }
+            decision = .reject(reason: "\(who): \(reason)")
+        }
+        let configuration = environment.loaded.configuration
+        let verifier = DecisionVerifier(settings: configuration.approvals)
+        do {
+            let statement = try store.decisionStatement(
+                approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
+                settings: configuration.approvals, now: now)
+            let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
+            let decided: ApprovalRecord
+            switch decider {
+            case .link(let token):
+                decided = try store.decide(token: token, signed, verifier: verifier, channel: .link, now: now)
+            case .session:
+                decided = try store.decide(signed, verifier: verifier, channel: .page, now: now)
+            }
+            let verdict = decided.state == .approved ? "Approved" : "Rejected"
+            let task = try store.task(id: decided.taskID)
+            return Page.message(
+                .ok, verdict,
+                "\(verdict): task \(decided.taskID) (\(Page.escape(task?.type ?? "?"))), payload \(decided.payloadSHA256.prefix(12))…"
+                    + (decided.state == .approved ? " It runs at the worker's next turn." : ""))
+        } catch ApprovalError.invalidToken {
+            return invalidLink()
+        } catch let error as ApprovalError {
+            // A logged-in operator may be told why: the request was decided or expired meanwhile.
+            if let approval = try store.approval(id: id), approval.state != .pending,
+                let task = try store.task(id: approval.taskID)
+            {
+                return fate(approval, task, status: .conflict)
+            }
+            return Page.message(.conflict, "Not decided", Page.escape(error.description))
+        } catch let error as TrustError {
+            return Page.message(.forbidden, "Not signed", Page.escape(error.description))
         }
     }
 
@@ -130,19 +215,56 @@ enum ApprovalPages {
         Page.message(.notFound, "This link is no longer valid", "It was used, it expired, or it is not a link we made.")
     }
 
+    /// What became of a request that is no longer pending: who decided, when, how and why.
+    static func fate(_ approval: ApprovalRecord, _ task: TaskRecord, status: HTTPResponse.Status = .ok) -> Response {
+        let title: String
+        var lines: [String] = []
+        switch approval.state {
+        case .approved, .rejected:
+            title = approval.state == .approved ? "Already approved" : "Already rejected"
+            lines.append(
+                "\(approval.state == .approved ? "Approved" : "Rejected") by \(Page.escape(approval.decidedBy ?? "?"))"
+                    + (approval.decidedAt.map { " at \(Timestamp.format($0))" } ?? "")
+                    + (approval.channel.map { " (\(Page.escape($0)))" } ?? "") + ".")
+            if let note = approval.decisionNote, !note.isEmpty { lines.append(Page.escape(note)) }
+            if approval.state == .approved {
+                lines.append(
+                    approval.usedAt.map { "The task started at \(Timestamp.format($0))." }
+                        ?? "The task has not started yet.")
+            }
+        case .expired:
+            title = "Expired"
+            lines.append("Nobody decided before \(Timestamp.format(approval.expiresAt)); the task did not run.")
+        case .superseded:
+            title = "Replaced"
+            lines.append("The task's payload or attempt changed: a newer request replaced this one.")
+        case .pending:
+            title = "Pending"
+            lines.append("Nobody has decided yet.")
+        }
+        let body = """
+            <h1>\(title): request \(approval.id)</h1>
+            <p>Task \(task.id), \(Page.escape(task.type)), now \(task.state.rawValue); payload SHA-256 <code>\(approval.payloadSHA256)</code>.</p>
+            \(lines.map { "<p>\($0)</p>" }.joined(separator: "\n"))
+            <p>Nothing was changed by opening this page.</p>
+            """
+        return Page.make(status, title: title, body: body, nonce: SecretToken.nonce())
+    }
+
     /// What the operator approves: exactly what will run, and who says so.
-    static func details(_ pending: PendingApproval, token: String, csrf: String) -> String {
+    static func details(_ pending: PendingApproval, token: String?, csrf: String, viewer: String?) -> String {
         let (approval, task) = (pending.approval, pending.task)
         let payload = (try? JSONValue.parse(task.payload))?.prettyText ?? task.payload
         func hidden(_ action: String) -> String {
             """
-            <input type="hidden" name="t" value="\(Page.escape(token))">
+            \(token.map { "<input type=\"hidden\" name=\"t\" value=\"\(Page.escape($0))\">" } ?? "")
             <input type="hidden" name="csrf" value="\(csrf)">
             <input type="hidden" name="action" value="\(action)">
             """
         }
         return """
             <h1>Task \(task.id): \(Page.escape(task.type))</h1>
+            \(viewer.map { "<p>Logged in as \(Page.escape($0)): you decide as yourself.</p>" } ?? "")
             <dl>
             <dt>Rated dangerous because</dt><dd>\(Page.escape(approval.reason))</dd>
             <dt>Source (producer-supplied)</dt><dd>\(Page.escape(task.source ?? "none"))</dd>
@@ -172,14 +294,6 @@ enum ApprovalPages {
     }
 }
 
-/// What the server keeps between requests: its signing key, and the failed tries per client.
-public final class ServerState: Sendable {
-    let signer: DecisionSigner?
-    let failures = FailureLimiter()
-
-    public init(signer: DecisionSigner?) { self.signer = signer }
-}
-
 /// At most `limit` failed tries (bad links, bad logins) per client in `window`; then refused until
 /// the oldest falls out of it.
 actor FailureLimiter {
@@ -203,8 +317,8 @@ actor FailureLimiter {
 
 /// Who is asking, and from where: `X-Forwarded-*` believed only from `serve.trusted_proxies`.
 enum Client {
-    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
-    static let forwardedProto = HTTPField.Name("X-Forwarded-Proto")!
+    static let forwardedFor = HTTPField.Name.xForwardedFor
+    static let forwardedProto = HTTPField.Name.xForwardedProto
 
     static func peer(_ context: ServerContext) -> String { context.remoteAddress?.ipAddress ?? "unknown" }
 
@@ -214,9 +328,13 @@ enum Client {
         return forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? peer
     }
 
-    static func isSecure(_ request: Request, _ context: ServerContext, trusted: [String]) -> Bool {
-        request.uri.scheme?.rawValue == "https"
-            || (trusted.contains(peer(context)) && request.headers[forwardedProto]?.lowercased() == "https")
+    /// The browser reached us over TLS: ours (`--tls-cert`), or a trusted proxy's that says so.
+    static func isSecure(
+        _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
+    ) -> Bool {
+        state.tls != nil || request.uri.scheme?.rawValue == "https"
+            || (environment.loaded.configuration.serve.trustedProxies.contains(peer(context))
+                && request.headers[forwardedProto]?.lowercased() == "https")
     }
 
     /// The form came from this server's own pages: its `Origin` is the configured public address
@@ -296,9 +414,9 @@ enum Page {
         [
             .contentSecurityPolicy:
                 "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'nonce-\(nonce)'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            HTTPField.Name("Referrer-Policy")!: "no-referrer",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-            HTTPField.Name("X-Frame-Options")!: "DENY",
+            .referrerPolicy: "no-referrer",
+            .xContentTypeOptions: "nosniff",
+            .xFrameOptions: "DENY",
             .cacheControl: "no-store",
         ]
     }

@@ -34,13 +34,15 @@ enum OperatorRoutes {
         }
     }
 
+    /// The operator whose live session cookie came with the request, if any.
+    static func currentSession(_ request: Request, _ environment: ServerEnvironment) throws -> OperatorSession? {
+        guard let cookie = request.cookies[cookieName]?.value else { return nil }
+        return try environment.store.session(cookie: cookie, now: environment.clock.now())
+    }
+
     /// The operator a session cookie belongs to; a producer's bearer token is not one.
     static func session(_ request: Request, _ environment: ServerEnvironment) throws -> OperatorSession {
-        if let cookie = request.cookies[cookieName]?.value,
-            let session = try environment.store.session(cookie: cookie, now: environment.clock.now())
-        {
-            return session
-        }
+        if let session = try currentSession(request, environment) { return session }
         if request.headers[.authorization] != nil {
             throw APIError(
                 .forbidden, "forbidden", "operators only: a producer's token cannot read approvals or decide them")
@@ -95,7 +97,7 @@ enum OperatorRoutes {
             "Logged in as \(Page.escape(session.operatorName)) until \(Timestamp.format(session.expiresAt)).")
         response.headers[.setCookie] =
             "\(cookieName)=\(cookie); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(OperatorSession.lifetime.milliseconds / 1000)"
-            + (Client.isSecure(request, context, trusted: environment.loaded.configuration.serve.trustedProxies)
+            + (Client.isSecure(request, context, environment, state)
                 ? "; Secure" : "")
         return response
     }

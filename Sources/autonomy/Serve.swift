@@ -25,6 +25,12 @@ extension Serve {
         @OptionGroup var global: GlobalOptions
         @Option(help: ArgumentHelp("Where to listen (port 0: any free port, printed).", valueName: "host:port"))
         var listen = "127.0.0.1:8787"
+        @Option(help: ArgumentHelp("Serve HTTPS with this PEM certificate chain (with --tls-key).", valueName: "path"))
+        var tlsCert: String?
+        @Option(
+            help: ArgumentHelp(
+                "The certificate's PEM private key, unencrypted, not readable by others.", valueName: "path"))
+        var tlsKey: String?
 
         func run() async throws {
             guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
@@ -33,6 +39,7 @@ extension Serve {
                 throw CLIFailure("--listen \"\(listen)\" is not host:port, such as 127.0.0.1:8787", code: .usage)
             }
             let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let tls = try tls()
             let (loaded, store) = try global.open(trusted: true)
             let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
             // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
@@ -62,13 +69,32 @@ extension Serve {
                 printError(
                     "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
             }
+            let state = ServerState(signer: signer, tls: tls)
             do {
                 try await AutonomyServer.run(
-                    environment, state: ServerState(signer: signer), host: host, port: port,
-                    logger: makeLogger("autonomy.serve"),
-                    listening: { printError("autonomy serve: listening on http://\($0)") })
+                    environment, state: state, host: host, port: port, logger: makeLogger("autonomy.serve"),
+                    listening: { printError("autonomy serve: listening on \($0)") })
             } catch {
                 throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)
+            }
+        }
+
+        /// HTTPS without a proxy: both files or neither; a key others may read is refused.
+        func tls() throws -> TLSSetup? {
+            switch (tlsCert, tlsKey) {
+            case (nil, nil): return nil
+            case (let certificate?, let key?):
+                var info = stat()
+                if stat(key, &info) == 0, info.st_mode & 0o007 != 0 {
+                    throw CLIFailure("--tls-key \(key) is readable by others: run chmod 600 \(key)", code: .configError)
+                }
+                do {
+                    return try AutonomyServer.tls(certificate: certificate, key: key)
+                } catch let error as ServerSetupError {
+                    throw CLIFailure(error.description, code: .configError)
+                }
+            default:
+                throw CLIFailure("--tls-cert and --tls-key go together: give both, or neither", code: .usage)
             }
         }
     }

@@ -415,13 +415,28 @@ struct APITestFailure: Error, CustomStringConvertible {
             #expect(record.state == .approved && record.decidedBy == "autonomy-web" && record.channel == "link")
             #expect(record.signerKey == serverKey.publicKey.fingerprint)
 
-            // Replayed, the link is no longer valid, and says no more than that.
-            for action in ["show", "approve"] {
+            #expect(record.decisionNote == "one-click link")
+            // Opened again, the link shows what was decided; a decision sent again is refused
+            // (409) and changes nothing; a reject does not turn it over.
+            let again = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "show")]))
+            let shown = String(buffer: again.body)
+            #expect(again.status == .ok && shown.contains("Already approved") && shown.contains("autonomy-web"))
+            #expect(!shown.contains("<button"))
+            for action in ["approve", "reject"] {
                 let replay = try await client.execute(
                     uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                    body: encoded([("t", token), ("action", action), ("csrf", csrf)]))
-                #expect(replay.status == .notFound && String(buffer: replay.body).contains("no longer valid"))
+                    body: encoded([("t", token), ("action", action), ("csrf", csrf), ("reason", "changed my mind")]))
+                #expect(replay.status == .conflict && String(buffer: replay.body).contains("Already approved"))
             }
+            #expect(state == "queued")
+            #expect(try fixture.environment.store.approval(id: approval)?.state == .approved)
+            // The spent link shows nothing about another request.
+            let other = try await client.execute(
+                uri: "/r/\(approval + 1)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "show")]))
+            #expect(other.status == .notFound && String(buffer: other.body).contains("no longer valid"))
         }
     }
 

@@ -2,17 +2,20 @@ import AsyncHTTPClient
 import AutonomyCore
 import Foundation
 import NIOCore
+import NIOSSL
 import Testing
 
 /// `autonomy serve` as it runs: a process on a loopback port, found by what it prints.
 final class RunningServer: Sendable {
     let process: Process
     let address: String
+    /// `http`, or `https` with `--tls-cert`.
+    let scheme: String
 
-    init(_ sandbox: Sandbox) throws {
+    init(_ sandbox: Sandbox, arguments: [String] = []) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: autonomyBinary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:0"]
+        process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["AUTONOMY_CONFIG"] = sandbox.configPath
         environment["AUTONOMY_DATABASE"] = sandbox.databasePath
@@ -30,11 +33,15 @@ final class RunningServer: Sendable {
             seen += errors.fileHandleForReading.availableData
         }
         let text = String(decoding: seen, as: UTF8.self)
-        guard let range = text.range(of: "listening on http://") else {
+        guard let range = text.range(of: "listening on "),
+            case let url = text[range.upperBound...].prefix(while: { !$0.isWhitespace }),
+            let separator = url.range(of: "://")
+        else {
             process.terminate()
             throw CLIFailureInTest("serve did not start: \(text)")
         }
-        address = String(text[range.upperBound...].prefix { !$0.isWhitespace })
+        scheme = String(url[..<separator.lowerBound])
+        address = String(url[separator.upperBound...])
     }
 
     func stop() -> Int32 {
@@ -46,9 +53,9 @@ final class RunningServer: Sendable {
     /// Sends one request; returns the status and the body parsed as JSON.
     func send(
         _ method: String, _ path: String, token: String?, headers: [(String, String)] = [],
-        body: String? = nil
+        body: String? = nil, client: HTTPClient? = nil
     ) async throws -> (status: Int, json: JSONValue) {
-        var request = HTTPClientRequest(url: "http://\(address)\(path)")
+        var request = HTTPClientRequest(url: "\(scheme)://\(address)\(path)")
         request.method = .init(rawValue: method)
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -56,7 +63,7 @@ final class RunningServer: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await (client ?? HTTPClient.shared).execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), (try? JSONValue.parse(String(buffer: bytes))) ?? .null)
     }
@@ -110,6 +117,22 @@ final class RunningServer: Sendable {
     }
 }
 
+extension Sandbox {
+    /// The web server's own key (0600), listed in the sandbox's `allowed_signers` as
+    /// `autonomy-web`, beside the operator's; returns its path.
+    func addServerKey() throws -> String {
+        let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+        let keyPath = file("server_ed25519")
+        try Data(serverKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        let signers = file("allowed_signers")
+        let operators = try String(contentsOfFile: signers, encoding: .utf8)
+        try (operators + "autonomy-web \(serverKey.publicKey.openSSH)\n").write(
+            toFile: signers, atomically: true, encoding: .utf8)
+        return keyPath
+    }
+}
+
 /// A free loopback port, found by binding port 0 and letting it go.
 func freePort() throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -134,14 +157,7 @@ func freePort() throws -> Int {
         let port = try freePort()
         let sandbox = try Sandbox(config: "{}")
         let script = try sandbox.alertLogger()
-        let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
-        let keyPath = sandbox.file("server_ed25519")
-        try Data(serverKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
-        chmod(keyPath, 0o600)
-        let signers = sandbox.file("allowed_signers")
-        let operators = try String(contentsOfFile: signers, encoding: .utf8)
-        try (operators + "autonomy-web \(serverKey.publicKey.openSSH)\n").write(
-            toFile: signers, atomically: true, encoding: .utf8)
+        let keyPath = try sandbox.addServerKey()
         try """
         {"version": 1,
          "notify": {"command": ["\(script)"]},
@@ -209,8 +225,16 @@ func freePort() throws -> Int {
         #expect(foreign.status == .forbidden && stateAfterForeign == "awaiting_approval")
         let approved = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
         #expect(approved.status == .ok)
+        // Replayed, the link decides nothing again: it is refused, saying what was decided.
         let replayed = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
-        #expect(replayed.status == .notFound)
+        #expect(replayed.status == .conflict)
+        // The ledger has the key (the server's principal) and the human: the alert the link came by.
+        #expect(
+            try sandbox.count(
+                "SELECT COUNT(*) FROM approvals WHERE decided_by = 'autonomy-web' AND decision_note LIKE 'one-click link from the % alert'"
+            ) == 1)
+        #expect(
+            try sandbox.count("SELECT COUNT(*) FROM ledger WHERE task_id = 1 AND event = 'approval_decided'") == 1)
 
         // The claim checks the server's signature like an operator's, and runs exactly that payload.
         let work = try await sandbox.run(["work-once", "--drain"])
@@ -222,6 +246,83 @@ func freePort() throws -> Int {
             try sandbox.count(
                 "SELECT COUNT(*) FROM ledger WHERE task_id = 1 AND event = 'claimed' AND json_extract(detail, '$.approved_by') = 'autonomy-web'"
             ) == 1)
+    }
+}
+
+/// HTTPS without a proxy: `--tls-cert` and `--tls-key`, a throwaway certificate made by openssl.
+@Suite struct ServeTLSTests {
+    /// A self-signed certificate for 127.0.0.1, and its key (0600).
+    static func certificate(in sandbox: Sandbox) throws -> (certificate: String, key: String) {
+        let (certificate, key) = (sandbox.file("cert.pem"), sandbox.file("key.pem"))
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", certificate,
+        ]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        guard openssl.terminationStatus == 0 else { throw CLIFailureInTest("openssl req failed") }
+        chmod(key, 0o600)
+        return (certificate, key)
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs openssl"))
+    func withACertificateItServesHTTPSOnly() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "producers": { "users": { "remote-bot": { "types": ["report"] } } },
+                 "task_types": { "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } } }}
+                """)
+        let (certificate, key) = try Self.certificate(in: sandbox)
+        let token = try await sandbox.run(["producer", "token", "remote-bot"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try RunningServer(sandbox, arguments: ["--tls-cert", certificate, "--tls-key", key])
+        defer { _ = server.stop() }
+        #expect(server.scheme == "https")
+        // A client that trusts this certificate, and only it.
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(certificate))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let created = try await server.send(
+            "POST", "/api/v1/tasks", token: token, body: #"{"type": "report"}"#, client: client)
+        #expect(created.status == 201 && created.json[path: "source"] == "remote-bot")
+        // Plain HTTP on the same port gets no answer; a client that does not trust it is refused.
+        var plain = HTTPClientRequest(url: "http://\(server.address)/api/v1/tasks")
+        plain.headers.add(name: "Authorization", value: "Bearer \(token)")
+        await #expect(throws: (any Error).self) {
+            _ = try await HTTPClient.shared.execute(plain, timeout: .seconds(10))
+        }
+        await #expect(throws: (any Error).self) {
+            _ = try await server.send("GET", "/api/v1/tasks", token: token)
+        }
+        try await client.shutdown()
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs openssl"))
+    func aBadCertificateOrKeyIsOneLineAndNoServer() async throws {
+        let sandbox = try Sandbox(config: #"{"version": 1}"#)
+        let (certificate, key) = try Self.certificate(in: sandbox)
+        let alone = try await sandbox.run(["serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate])
+        #expect(alone.status == 64 && alone.stderr.contains("go together"), "\(alone.stderr)")
+        chmod(key, 0o644)
+        let readable = try await sandbox.run([
+            "serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate, "--tls-key", key,
+        ])
+        #expect(readable.status == 78 && readable.stderr.contains("chmod 600"), "\(readable.stderr)")
+        chmod(key, 0o600)
+        let garbage = sandbox.file("garbage.pem")
+        try "not a certificate\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+        for (cert, keyFile, named) in [(garbage, key, "--tls-cert"), (certificate, garbage, "--tls-key")] {
+            chmod(garbage, 0o600)
+            let bad = try await sandbox.run([
+                "serve", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", keyFile,
+            ])
+            #expect(bad.status == 78 && bad.stderr.hasPrefix("error: \(named)"), "\(bad.stderr)")
+            #expect(bad.stderr.split(separator: "\n").count == 1 && !bad.stderr.contains("Fatal"))
+        }
     }
 }
 
@@ -268,14 +369,7 @@ func freePort() throws -> Int {
     /// checks the server's signature like any operator's; a producer's token cannot approve.
     @Test func aSessionApprovesAndTheClaimVerifiesIt() async throws {
         let sandbox = try Sandbox(config: "{}")
-        let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
-        let keyPath = sandbox.file("server_ed25519")
-        try Data(serverKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
-        chmod(keyPath, 0o600)
-        let signers = sandbox.file("allowed_signers")
-        let operators = try String(contentsOfFile: signers, encoding: .utf8)
-        try (operators + "autonomy-web \(serverKey.publicKey.openSSH)\n").write(
-            toFile: signers, atomically: true, encoding: .utf8)
+        let keyPath = try sandbox.addServerKey()
         try """
         {"version": 1,
          "approvals": { "allowed_signers": "allowed_signers" },

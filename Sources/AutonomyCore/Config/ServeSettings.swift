@@ -9,6 +9,9 @@ public struct ServeSettings: Sendable {
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (their addresses,
     /// exactly); from anyone else those headers are ignored.
     public var trustedProxies: [String] = []
+    /// How long one request may take, its body included, before it is answered 408 and its
+    /// connection closed: a client that trickles a body in holds nothing longer than this.
+    public var requestTimeout: Interval = .seconds(30)
 
     public init() {}
 }
@@ -17,6 +20,7 @@ extension ServeSettings: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case signingKey = "signing_key"
         case trustedProxies = "trusted_proxies"
+        case requestTimeout = "request_timeout"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -25,5 +29,7 @@ extension ServeSettings: Decodable {
         self.init()
         signingKey = try container.decodeIfPresent(String.self, forKey: .signingKey)
         trustedProxies = try container.decodeIfPresent([String].self, forKey: .trustedProxies) ?? []
+        requestTimeout = try container.interval(
+            .requestTimeout, default: requestTimeout, from: .seconds(1), to: .minutes(10))
     }
 }

@@ -21,7 +21,7 @@ public struct ApprovalRecord: Sendable, Equatable {
     public var decidedAt: Int64?
     public var decidedBy: String?
     public var decisionNote: String?
-    /// How it was decided: `cli`, `link` or `api`.
+    /// How it was decided: `cli`, `link`, `api` or `page`.
     public var channel: String?
     /// When the approved task first started running.
     public var usedAt: Int64?
@@ -114,7 +114,9 @@ extension TaskRecord {
 
 /// How a channel identifies the decider's route, recorded with every decision.
 public enum DecisionChannel: String, Sendable {
-    case cli, link, api
+    /// `autonomy approve|reject`; a one-click link's page; an operator's session, through the
+    /// JSON API or the request's page.
+    case cli, link, api, page
 }
 
 /// A decision a human takes on a pending request.

@@ -263,8 +263,8 @@ extension AutonomyStore {
                 state.rawValue, now, decider, statement.note, channel.rawValue, signed.statement, signed.signature,
                 key.fingerprint, approval.id,
             ])
-        // Every link of the request is spent with the decision.
-        try db.execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
+        // Every link of the request is spent with the decision (a link works only while its
+        // request is pending); their hashes stay, so a link opened again shows what was decided.
         try db.transition(
             task.id, transition, at: now, changing: changes,
             detail: [
@@ -286,10 +286,11 @@ extension AutonomyStore {
 
     // MARK: - One-click tokens
 
-    /// Issues a fresh token for a pending request (one per alert delivered) and returns it; only its
-    /// hash is stored. Every token of a request works until the request is decided (which spends
-    /// them all), expires or is replaced. Nil when the request is no longer pending.
-    public func issueToken(approvalID: Int64, now: Int64) throws -> String? {
+    /// Issues a fresh token for a pending request (one per alert delivered, `via` its channel) and
+    /// returns it; only its hash is stored. Every token of a request works until the request is
+    /// decided (which spends them all), expires or is replaced. Nil when the request is no longer
+    /// pending.
+    public func issueToken(approvalID: Int64, via channel: NotifyChannel? = nil, now: Int64) throws -> String? {
         let token = SecretToken.make()
         return try write("issue an approval token") { db in
             guard
@@ -300,8 +301,9 @@ extension AutonomyStore {
                         """, arguments: [approvalID, now]) == true
             else { return nil }
             try db.execute(
-                sql: "INSERT INTO approval_tokens (token_sha256, approval_id, issued_at) VALUES (?, ?, ?)",
-                arguments: [token.sha256Hex, approvalID, now])
+                sql:
+                    "INSERT INTO approval_tokens (token_sha256, approval_id, issued_at, issued_via) VALUES (?, ?, ?, ?)",
+                arguments: [token.sha256Hex, approvalID, now, channel?.rawValue])
             return token
         }
     }
@@ -347,8 +349,33 @@ extension AutonomyStore {
         }
     }
 
+    /// The alert channel a one-click token went out by (`webhook`, `command`), if it was one.
+    public func linkChannel(token: String) throws -> String? {
+        guard SecretToken.isPlausible(token) else { return nil }
+        return try read("read a link's channel") { db in
+            try String.fetchOne(
+                db, sql: "SELECT issued_via FROM approval_tokens WHERE token_sha256 = ?", arguments: [token.sha256Hex])
+        }
+    }
+
+    /// The decided request (approved or rejected) a spent one-click token belongs to, if `approvalID`
+    /// is that request: what the link's holder is shown instead of buttons. Nil for anything else,
+    /// so a wrong, expired or replaced link still learns nothing.
+    public func decidedApproval(token: String, approvalID: Int64) throws -> ApprovalRecord? {
+        guard SecretToken.isPlausible(token) else { return nil }
+        return try read("read a decided approval by token") { db in
+            try ApprovalRecord.fetchOne(
+                db,
+                sql: """
+                    SELECT \(ApprovalRecord.columns) FROM approvals
+                    WHERE id = ? AND state IN ('approved', 'rejected')
+                      AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = ?)
+                    """, arguments: [approvalID, token.sha256Hex])
+        }
+    }
+
     private func approvalHolding(token: String, db: Database) throws -> ApprovalRecord? {
-        guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
+        guard SecretToken.isPlausible(token) else { return nil }
         return try ApprovalRecord.fetchOne(
             db,
             sql: """

@@ -147,7 +147,7 @@ extension AutonomyStore {
         case .approvalNeeded:
             guard let approvalID = notification.approvalID, let task, task.state == .awaitingApproval,
                 let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
-                let token = try issueToken(approvalID: approvalID, now: now)
+                let token = try issueToken(approvalID: approvalID, via: notification.channel, now: now)
             else {
                 try finishObsolete(notification, now: now)
                 return nil

@@ -316,6 +316,11 @@ enum Migrations {
                     );
                     """)
         }
+        migrator.registerMigration("v9-link-channels") { db in
+            // Which alert carried a one-click link, so that its decision names who it went to.
+            // A decided request keeps its links' hashes: they now only show the decision.
+            try db.execute(sql: "ALTER TABLE approval_tokens ADD COLUMN issued_via TEXT")
+        }
         return migrator
     }
 }

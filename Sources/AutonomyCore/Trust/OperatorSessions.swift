@@ -87,7 +87,7 @@ extension AutonomyStore {
     /// Opens a session with a login token (once, within its 10 minutes); returns the session and
     /// its cookie secret. Nil for a used, expired, revoked or wrong token (it does not say which).
     public func openSession(login token: String, now: Int64) throws -> (OperatorSession, cookie: String)? {
-        guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
+        guard SecretToken.isPlausible(token) else { return nil }
         let cookie = SecretToken.make()
         return try write("open a session") { db in
             guard
@@ -112,7 +112,7 @@ extension AutonomyStore {
 
     /// The open session a cookie belongs to, or nil.
     public func session(cookie: String, now: Int64) throws -> OperatorSession? {
-        guard !cookie.isEmpty, cookie.utf8.count <= 256 else { return nil }
+        guard SecretToken.isPlausible(cookie) else { return nil }
         return try read("check a session") { db in
             try Row.fetchOne(
                 db,

@@ -9,6 +9,9 @@ public enum SecretToken {
     /// 16 random bytes: a page's script nonce.
     public static func nonce() -> String { text(bytes: 16, prefix: "") }
 
+    /// Text that could be one of ours: not empty, not absurdly long. Anything else is not looked up.
+    static func isPlausible(_ text: String) -> Bool { !text.isEmpty && text.utf8.count <= 256 }
+
     private static func text(bytes count: Int, prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
         let bytes = (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }

@@ -309,7 +309,10 @@ let firewallMap = """
         #expect(throws: ApprovalError.invalidToken) {
             try fixture.decide(token: old, .reject(reason: "replay"), now: now)
         }
-        #expect(try fixture.count("SELECT COUNT(*) FROM approval_tokens") == 0)
+        // The spent links only show the decision, and only for their own request.
+        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id)?.state == .approved)
+        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id + 1) == nil)
+        #expect(try fixture.store.decidedApproval(token: "guess", approvalID: request.id) == nil)
         // A token of a request that expired fails the same way too.
         let other = try enqueueEmail(fixture, to: "b@customer.org")
         let otherRequest = try #require(try pending(fixture).first { $0.task.id == other.id }).approval
