@@ -75,10 +75,6 @@ enum ApprovalPages {
     ) async throws -> Response {
         let id = try requestID(context)
         let client = Client.address(request, context, trusted: environment.loaded.configuration.serve.trustedProxies)
-        guard await state.failures.allows(client, now: environment.clock.now()) else {
-            return Page.message(
-                .tooManyRequests, "Too many tries", "Too many links that did not work from here. Try again later.")
-        }
         var request = request
         let form = Form(try await request.collectBody(upTo: 64 * 1024))
         let token = form["t"] ?? ""
@@ -96,13 +92,16 @@ enum ApprovalPages {
             guard pending.approval.id == id else { throw ApprovalError.invalidToken }
         } catch ApprovalError.invalidToken {
             // The holder of a spent link learns what became of its request; anyone else, nothing.
-            if let decided = try store.decidedApproval(token: token, approvalID: id),
+            if let decided = try store.decidedApproval(token: token, approvalID: id, now: now),
                 let task = try store.task(id: decided.taskID)
             {
                 // Showing it again is a look; a decision sent again is refused (409), changing nothing.
                 return fate(decided, task, status: form["action"] == "show" ? .ok : .conflict)
             }
-            await state.failures.failed(client, now: now)
+            guard await !state.failures.failed(client, now: now) else {
+                return Page.message(
+                    .tooManyRequests, "Too many tries", "Too many links that did not work from here. Try again later.")
+            }
             return invalidLink()
         }
         switch form["action"] {
@@ -142,8 +141,12 @@ enum ApprovalPages {
         _ id: Int64, _ form: Form, _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment,
         _ state: ServerState, by decider: Decider
     ) throws -> Response {
-        // A form another site posts, or one without the page's own CSRF token, decides nothing.
-        guard ["approve", "reject"].contains(form["action"]), Client.sameOrigin(request, environment: environment),
+        // A form another site posts, or one without the page's own CSRF token, decides nothing; a
+        // session's cookie alone needs the browser's `Origin` too.
+        let needsOrigin: Bool
+        if case .session = decider { needsOrigin = true } else { needsOrigin = false }
+        guard ["approve", "reject"].contains(form["action"]),
+            Client.sameOrigin(request, environment: environment, required: needsOrigin),
             let csrf = form["csrf"], !csrf.isEmpty, request.cookies["autonomy_csrf"]?.value == csrf
         else {
             return Page.message(
@@ -294,24 +297,49 @@ enum ApprovalPages {
     }
 }
 
-/// At most `limit` failed tries (bad links, bad logins) per client in `window`; then refused until
-/// the oldest falls out of it.
+/// Failed tries (bad links, bad logins) per client: past `limit` in `window`, a failure is
+/// answered 429 until the oldest falls out of it. Only failures count, and only after the token
+/// was checked: a valid link or login always works, so nobody can lock an operator out by failing
+/// from the same address (a proxy not in `serve.trusted_proxies`, say). An IPv6 client counts by
+/// its /64, which it cannot rotate out of; at most `maxClients` are kept, the stalest dropped.
 actor FailureLimiter {
     let limit: Int
     let window: Int64
+    let maxClients: Int
     private var seen: [String: [Int64]] = [:]
 
-    init(limit: Int = 10, window: Interval = .minutes(10)) { (self.limit, self.window) = (limit, window.milliseconds) }
-
-    func allows(_ client: String, now: Int64) -> Bool {
-        seen[client] = seen[client]?.filter { $0 > now - window }
-        if seen[client]?.isEmpty == true { seen[client] = nil }
-        return (seen[client]?.count ?? 0) < limit
+    init(limit: Int = 10, window: Interval = .minutes(10), maxClients: Int = 10_000) {
+        (self.limit, self.window, self.maxClients) = (limit, window.milliseconds, maxClients)
     }
 
-    func failed(_ client: String, now: Int64) {
-        seen[client, default: []].append(now)
-        if seen.count > 10_000 { seen = seen.filter { $0.value.contains { $0 > now - window } } }
+    /// Records a failure; true when the client is now over its limit (answer 429).
+    func failed(_ client: String, now: Int64) -> Bool {
+        let key = Self.key(client)
+        var times = (seen[key] ?? []).filter { $0 > now - window }
+        times.append(now)
+        if times.count > limit + 1 { times.removeFirst(times.count - limit - 1) }
+        if seen[key] == nil, seen.count >= maxClients { evict(now: now) }
+        seen[key] = times
+        return times.count > limit
+    }
+
+    var clients: Int { seen.count }
+
+    /// Drops those with no failure in the window, then, if still full, the stalest tenth.
+    private func evict(now: Int64) {
+        seen = seen.filter { $0.value.contains { $0 > now - window } }
+        guard seen.count >= maxClients else { return }
+        let stalest = seen.sorted { ($0.value.last ?? 0) < ($1.value.last ?? 0) }.prefix(max(1, maxClients / 10))
+        for (key, _) in stalest { seen[key] = nil }
+    }
+
+    /// An IPv4 address as it is; an IPv6 one as its /64.
+    static func key(_ address: String) -> String {
+        var bytes = in6_addr()
+        guard address.contains(":"), inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        return withUnsafeBytes(of: &bytes) { raw in
+            raw.prefix(8).map { String(format: "%02x", $0) }.joined() + "::/64"
+        }
     }
 }
 
@@ -328,20 +356,23 @@ enum Client {
         return forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? peer
     }
 
-    /// The browser reached us over TLS: ours (`--tls-cert`), or a trusted proxy's that says so.
+    /// The browser reached us over TLS: ours (`--tls-cert`), the public address's
+    /// (`approvals.base_url` is https), or a trusted proxy's that says so.
     static func isSecure(
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
     ) -> Bool {
         state.tls != nil || request.uri.scheme?.rawValue == "https"
+            || environment.loaded.configuration.approvals.baseURL?.lowercased().hasPrefix("https://") == true
             || (environment.loaded.configuration.serve.trustedProxies.contains(peer(context))
                 && request.headers[forwardedProto]?.lowercased() == "https")
     }
 
     /// The form came from this server's own pages: its `Origin` is the configured public address
     /// (`approvals.base_url`), or this request's own host. A browser sends `Origin` with every
-    /// POST; a request without one is judged by its CSRF token alone.
-    static func sameOrigin(_ request: Request, environment: ServerEnvironment) -> Bool {
-        guard let origin = request.headers[.origin] else { return true }
+    /// POST. Where a cookie alone authenticates (an operator's session), one is `required`; a link's
+    /// POST carries its token, and without an `Origin` it is judged by the token and the CSRF pair.
+    static func sameOrigin(_ request: Request, environment: ServerEnvironment, required: Bool = false) -> Bool {
+        guard let origin = request.headers[.origin] else { return !required }
         if let base = environment.loaded.configuration.approvals.baseURL, let url = URL(string: base),
             let scheme = url.scheme, let host = url.host
         {

@@ -37,7 +37,9 @@ enum OperatorRoutes {
     /// The operator whose live session cookie came with the request, if any.
     static func currentSession(_ request: Request, _ environment: ServerEnvironment) throws -> OperatorSession? {
         guard let cookie = request.cookies[cookieName]?.value else { return nil }
-        return try environment.store.session(cookie: cookie, now: environment.clock.now())
+        return try environment.store.session(
+            cookie: cookie, verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
+            now: environment.clock.now())
     }
 
     /// The operator a session cookie belongs to; a producer's bearer token is not one.
@@ -78,16 +80,20 @@ enum OperatorRoutes {
     ) async throws -> Response {
         let client = Client.address(request, context, trusted: environment.loaded.configuration.serve.trustedProxies)
         let now = environment.clock.now()
-        guard await state.failures.allows(client, now: now) else {
-            return Page.message(.tooManyRequests, "Too many tries", "Too many logins that did not work from here.")
-        }
         guard Client.sameOrigin(request, environment: environment) else {
             return Page.message(.forbidden, "Refused", "This form did not come from this server.")
         }
         var request = request
         let form = Form(try await request.collectBody(upTo: 16 * 1024))
-        guard let (session, cookie) = try environment.store.openSession(login: form["t"] ?? "", now: now) else {
-            await state.failures.failed(client, now: now)
+        guard
+            let (session, cookie) = try environment.store.openSession(
+                login: form["t"] ?? "",
+                verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
+                now: now)
+        else {
+            guard await !state.failures.failed(client, now: now) else {
+                return Page.message(.tooManyRequests, "Too many tries", "Too many logins that did not work from here.")
+            }
             return Page.message(
                 .notFound, "This login link is no longer valid",
                 "It was used, it expired, or it is not one we made: ask for a new one (autonomy serve login).")
@@ -111,8 +117,15 @@ enum OperatorRoutes {
         approve: Bool
     ) async throws -> Response {
         let session = try session(request, environment)
-        guard Client.sameOrigin(request, environment: environment) else {
-            throw APIError(.forbidden, "forbidden", "this request did not come from this server's pages")
+        // A cookie alone authenticates: the browser's `Origin` must be this server's, and the body
+        // JSON, which no other site's form can send.
+        guard Client.sameOrigin(request, environment: environment, required: true) else {
+            throw APIError(
+                .forbidden, "forbidden", "this request did not come from this server's pages (Origin)")
+        }
+        guard request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true else {
+            throw APIError(
+                .unsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
         }
         guard let id = context.parameters.get("id", as: Int64.self) else {
             throw APIError(.notFound, "not_found", "no such approval request")

@@ -50,6 +50,12 @@ public enum AutonomyServer {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
         configuration.minimumTLSVersion = .tlsv12
+        // Made once now, so that a key that is not the certificate's is said at start.
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw ServerSetupError("--tls-key \(key) does not go with --tls-cert \(certificate) (\(error))")
+        }
         return TLSSetup(configuration: configuration)
     }
 }
@@ -87,10 +93,12 @@ func sleep(_ timeout: Interval) -> @Sendable () async throws -> Void {
     { try await Task.sleep(for: .milliseconds(timeout.milliseconds)) }
 }
 
-/// Every request, its body included, ends within the deadline: past it the request is answered
-/// 408 and its connection closed, so a client that trickles a body in, or never ends it, holds a
-/// connection no longer than `serve.request_timeout`. The handler is cancelled; reading the body
-/// stops at once.
+/// Every request, its body included, ends within the deadline: past it the handler is cancelled
+/// (reading a body stops at once), and the request is answered 408 with its connection closed,
+/// so a client that trickles a body in, or never ends it, holds a connection no longer than
+/// `serve.request_timeout`. A handler already past its body, in the database (which a
+/// cancellation does not stop), finishes, and its own answer is sent: a 408 always means that
+/// nothing was done.
 struct DeadlineMiddleware<Context: RequestContext>: RouterMiddleware {
     let deadline: @Sendable () async throws -> Void
 
@@ -108,7 +116,11 @@ struct DeadlineMiddleware<Context: RequestContext>: RouterMiddleware {
                     return nil
                 }
                 defer { group.cancelAll() }
-                if let response = try await group.next(), let response { return response }
+                if let first = try await group.next(), let response = first { return response }
+                // The deadline came first: cancel the handler; if it finishes all the same, its
+                // answer is the truth.
+                group.cancelAll()
+                if let late = try? await group.next(), let response = late { return response }
                 var timedOut = APIError(
                     .requestTimeout, "timeout", "the request took too long (serve.request_timeout); send it again")
                 timedOut.headers[.connection] = "close"

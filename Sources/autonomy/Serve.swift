@@ -46,19 +46,7 @@ extension Serve {
             let signer: DecisionSigner?
             if let path = loaded.configuration.serve.signingKey {
                 // The key signs decisions: nobody but the server's own user may read it.
-                var info = stat()
-                if stat(path, &info) == 0 {
-                    if info.st_uid != geteuid() {
-                        throw CLIFailure(
-                            "serve.signing_key \(path) belongs to another user: it must be the server's own (chown it to the user serve runs as)",
-                            code: .configError)
-                    }
-                    if info.st_mode & 0o077 != 0 {
-                        throw CLIFailure(
-                            "serve.signing_key \(path) is readable by others: run chmod 600 \(path)", code: .configError
-                        )
-                    }
-                }
+                try Self.ownPrivate(path, named: "serve.signing_key")
                 do {
                     signer = try DecisionSigner.load(path: path)
                 } catch {
@@ -79,15 +67,27 @@ extension Serve {
             }
         }
 
+        /// A private key only the server's own user may read: its own, mode 0600 or stricter.
+        static func ownPrivate(_ path: String, named name: String) throws {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return }  // loading it says what is wrong
+            if info.st_uid != geteuid() {
+                throw CLIFailure(
+                    "\(name) \(path) belongs to another user: it must be the server's own (chown it to the user serve runs as)",
+                    code: .configError)
+            }
+            if info.st_mode & 0o077 != 0 {
+                throw CLIFailure("\(name) \(path) is readable by others: run chmod 600 \(path)", code: .configError)
+            }
+        }
+
         /// HTTPS without a proxy: both files or neither; a key others may read is refused.
         func tls() throws -> TLSSetup? {
             switch (tlsCert, tlsKey) {
             case (nil, nil): return nil
             case (let certificate?, let key?):
-                var info = stat()
-                if stat(key, &info) == 0, info.st_mode & 0o007 != 0 {
-                    throw CLIFailure("--tls-key \(key) is readable by others: run chmod 600 \(key)", code: .configError)
-                }
+                // The worker's group is the server's: a group-readable key would reach handlers.
+                try Self.ownPrivate(key, named: "--tls-key")
                 do {
                     return try AutonomyServer.tls(certificate: certificate, key: key)
                 } catch let error as ServerSetupError {

@@ -489,8 +489,13 @@ struct APITestFailure: Error, CustomStringConvertible {
             }
             let limited = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([]),
-                body: encoded([("t", token), ("action", "show")]))
+                body: encoded([("t", "y"), ("action", "show")]))
             #expect(limited.status == .tooManyRequests)
+            // The link that works still works: failing from the same address locks nobody out.
+            let valid = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([]),
+                body: encoded([("t", token), ("action", "show")]))
+            #expect(valid.status == .ok)
         }
         #expect(state == "awaiting_approval")
     }
@@ -588,6 +593,18 @@ struct APITestFailure: Error, CustomStringConvertible {
                 uri: "/api/v1/approvals/\(approval)/approve", method: .post,
                 headers: cookie(session, origin: "https://evil.example"))
             #expect(foreign.status == .forbidden)
+            // A cookie alone is not enough: no Origin, or a body no JSON client sends, decides nothing.
+            let noOrigin = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session, origin: nil))
+            #expect(noOrigin.status == .forbidden)
+            var plain = cookie(session)
+            plain[.contentType] = "text/plain"
+            let asText = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: plain,
+                body: ByteBuffer(string: "{}"))
+            #expect(
+                asText.status == .unsupportedMediaType && asText.json[path: "error.code"] == "unsupported_media_type")
+            #expect(try fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
             let approved = try await client.execute(
                 uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session),
                 body: ByteBuffer(string: #"{"note": "looks right"}"#))
@@ -616,10 +633,12 @@ struct APITestFailure: Error, CustomStringConvertible {
             let status = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
             #expect(status.status == .unauthorized)
             for _ in 0..<10 { _ = try await login(client, "wrong") }
+            let limited = try await login(client, "wrong again")
+            #expect(limited.status == .tooManyRequests)
+            // A good login link still opens a session from the same address.
             let (_, fresh) = try fixture.environment.store.issueLogin(
                 operator: "elad", verifier: verifier, now: fixture.clock.now())
-            let limited = try await login(client, fresh)
-            #expect(limited.status == .tooManyRequests)
+            #expect(try await login(client, fresh).status == .ok)
         }
     }
 

@@ -1,10 +1,11 @@
 import AutonomyCore
-import AutonomyServer
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import AutonomyServer
 
 #if canImport(Glibc)
     import Glibc
@@ -188,6 +189,95 @@ extension ApprovalPageTests {
                     uri: "/r/\(approval)", method: .post, headers: form([]),
                     body: encoded([("t", token), ("action", "show")]))
                 #expect(shown.headers[.setCookie]?.hasSuffix("; Secure") == secure)
+            }
+        }
+    }
+}
+
+/// Removing an operator from `allowed_signers` ends their sessions and unused login links at
+/// once, as delisting a producer ends its token.
+extension OperatorAPITests {
+    @Test func anOperatorRemovedFromAllowedSignersIsLoggedOutAtOnce() async throws {
+        defer { fixture.remove() }
+        let signers = try #require(fixture.environment.loaded.configuration.approvals.allowedSigners)
+        try await app().test(.router) { client in
+            let session = try await sessionCookie(client)
+            let (_, unused) = try fixture.environment.store.issueLogin(
+                operator: "elad", verifier: verifier, now: fixture.clock.now())
+            let before = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
+            #expect(before.status == .ok)
+            try "autonomy-web \(serverKey.publicKey.openSSH)\n".write(
+                toFile: signers, atomically: true, encoding: .utf8)
+            let after = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
+            #expect(after.status == .unauthorized)
+            let approve = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session))
+            #expect(approve.status == .unauthorized)
+            #expect(try await login(client, unused).status == .notFound)
+        }
+        #expect(try fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+    }
+}
+
+/// The per-client failure limit: only failures count, an IPv6 client by its /64, and the table
+/// of clients is bounded.
+@Suite struct FailureLimiterTests {
+    @Test func failuresPastTheLimitAreRefusedUntilTheWindowMoves() async {
+        let limiter = FailureLimiter(limit: 3, window: .minutes(10))
+        for _ in 0..<3 { #expect(await !limiter.failed("192.0.2.1", now: 0)) }
+        #expect(await limiter.failed("192.0.2.1", now: 1))
+        #expect(await !limiter.failed("192.0.2.2", now: 1))
+        #expect(await !limiter.failed("192.0.2.1", now: Interval.minutes(11).milliseconds))
+    }
+
+    @Test func anIPv6ClientCountsByItsSlash64() async {
+        #expect(FailureLimiter.key("2001:db8:1:2:aaaa::1") == FailureLimiter.key("2001:db8:1:2:bbbb::9"))
+        #expect(FailureLimiter.key("2001:db8:1:2::1") != FailureLimiter.key("2001:db8:1:3::1"))
+        #expect(FailureLimiter.key("192.0.2.1") == "192.0.2.1")
+        let limiter = FailureLimiter(limit: 2, window: .minutes(10))
+        _ = await limiter.failed("2001:db8::1", now: 0)
+        _ = await limiter.failed("2001:db8::2", now: 0)
+        #expect(await limiter.failed("2001:db8::ffff:3", now: 0))
+    }
+
+    @Test func theTableOfClientsIsBounded() async {
+        let limiter = FailureLimiter(limit: 10, window: .minutes(10), maxClients: 100)
+        for n in 0..<1000 { _ = await limiter.failed("10.0.\(n / 256).\(n % 256)", now: Int64(n)) }
+        #expect(await limiter.clients <= 100)
+    }
+}
+
+/// Behind a proxy that ends TLS, with `approvals.base_url` on https, cookies are `Secure` even
+/// when the proxy is not listed as trusted; and the form must come from that public origin.
+@Suite struct PublicAddressTests {
+    @Test func withAnHTTPSBaseURLTheSessionCookieIsSecure() async throws {
+        let operatorKey = OpenSSHEd25519Key(comment: "elad")
+        let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-base-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let signers = (folder as NSString).appendingPathComponent("allowed_signers")
+        try "elad \(operatorKey.publicKey.openSSH)\n".write(toFile: signers, atomically: true, encoding: .utf8)
+        let fixture = try APIFixture(
+            map: APIFixture.map.replacingOccurrences(
+                of: #""queue": {"#,
+                with:
+                    #""approvals": { "allowed_signers": "\#(signers)", "base_url": "https://ops.example.com" }, "queue": {"#
+            ))
+        defer { fixture.remove() }
+        let verifier = DecisionVerifier(settings: fixture.environment.loaded.configuration.approvals)
+        let app = Application(router: AutonomyAPI.router(fixture.environment))
+        try await app.test(.router) { client in
+            for (origin, status) in [
+                ("http://localhost", HTTPResponse.Status.forbidden), ("https://ops.example.com", .ok),
+            ] {
+                let (_, token) = try fixture.environment.store.issueLogin(
+                    operator: "elad", verifier: verifier, now: fixture.clock.now())
+                let opened = try await client.execute(
+                    uri: "/login", method: .post,
+                    headers: [.contentType: "application/x-www-form-urlencoded", .origin: origin],
+                    body: ByteBuffer(string: "t=\(token)"))
+                #expect(opened.status == status)
+                if status == .ok { #expect(opened.headers[.setCookie]?.hasSuffix("; Secure") == true) }
             }
         }
     }

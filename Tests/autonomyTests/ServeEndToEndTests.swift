@@ -307,12 +307,18 @@ func freePort() throws -> Int {
         let (certificate, key) = try Self.certificate(in: sandbox)
         let alone = try await sandbox.run(["serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate])
         #expect(alone.status == 64 && alone.stderr.contains("go together"), "\(alone.stderr)")
-        chmod(key, 0o644)
+        chmod(key, 0o640)  // the group is the worker's: handlers could read it
         let readable = try await sandbox.run([
             "serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate, "--tls-key", key,
         ])
         #expect(readable.status == 78 && readable.stderr.contains("chmod 600"), "\(readable.stderr)")
         chmod(key, 0o600)
+        // Another certificate's key: said at start, not at the first handshake.
+        let elsewhere = try Sandbox(config: #"{"version": 1}"#)
+        let other = try Self.certificate(in: elsewhere)
+        let mismatched = try await sandbox.run(
+            ["serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate, "--tls-key", other.key])
+        #expect(mismatched.status == 78 && mismatched.stderr.contains("does not go with"), "\(mismatched.stderr)")
         let garbage = sandbox.file("garbage.pem")
         try "not a certificate\n".write(toFile: garbage, atomically: true, encoding: .utf8)
         for (cert, keyFile, named) in [(garbage, key, "--tls-cert"), (certificate, garbage, "--tls-key")] {
@@ -416,6 +422,7 @@ func freePort() throws -> Int {
         approving.method = .POST
         approving.headers.add(name: "Cookie", value: cookie)
         approving.headers.add(name: "Origin", value: "http://\(server.address)")
+        approving.headers.add(name: "Content-Type", value: "application/json")
         let approved = try await HTTPClient.shared.execute(approving, timeout: .seconds(10))
         #expect(approved.status == .ok)
 

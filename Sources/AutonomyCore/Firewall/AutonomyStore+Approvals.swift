@@ -349,6 +349,9 @@ extension AutonomyStore {
         }
     }
 
+    /// How long a spent link shows its request's decision.
+    public static let spentLinksShow = Interval.days(7)
+
     /// The alert channel a one-click token went out by (`webhook`, `command`), if it was one.
     public func linkChannel(token: String) throws -> String? {
         guard SecretToken.isPlausible(token) else { return nil }
@@ -359,18 +362,19 @@ extension AutonomyStore {
     }
 
     /// The decided request (approved or rejected) a spent one-click token belongs to, if `approvalID`
-    /// is that request: what the link's holder is shown instead of buttons. Nil for anything else,
-    /// so a wrong, expired or replaced link still learns nothing.
-    public func decidedApproval(token: String, approvalID: Int64) throws -> ApprovalRecord? {
+    /// is that request and it was decided within `spentLinksShow`: what the link's holder is shown
+    /// instead of buttons. Nil for anything else, so a wrong, expired or replaced link, or one
+    /// forwarded long after, learns nothing.
+    public func decidedApproval(token: String, approvalID: Int64, now: Int64) throws -> ApprovalRecord? {
         guard SecretToken.isPlausible(token) else { return nil }
         return try read("read a decided approval by token") { db in
             try ApprovalRecord.fetchOne(
                 db,
                 sql: """
                     SELECT \(ApprovalRecord.columns) FROM approvals
-                    WHERE id = ? AND state IN ('approved', 'rejected')
+                    WHERE id = ? AND state IN ('approved', 'rejected') AND decided_at > ?
                       AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = ?)
-                    """, arguments: [approvalID, token.sha256Hex])
+                    """, arguments: [approvalID, now - Self.spentLinksShow.milliseconds, token.sha256Hex])
         }
     }
 

@@ -60,13 +60,19 @@ public enum SessionError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension DecisionVerifier {
+    /// `allowed_signers`, read now, names this operator (false when it cannot be read).
+    func lists(operator name: String) -> Bool {
+        (try? signers().entries.contains { $0.name == name }) ?? false
+    }
+}
+
 extension AutonomyStore {
     /// A one-time login token for an operator `allowed_signers` names; only its hash is stored.
     public func issueLogin(operator name: String, verifier: DecisionVerifier, now: Int64) throws -> (
         OperatorSession, token: String
     ) {
-        let signers = try verifier.signers()
-        guard signers.entries.contains(where: { $0.name == name }) else { throw SessionError.notAnOperator(name) }
+        guard verifier.lists(operator: name) else { throw SessionError.notAnOperator(name) }
         let token = SecretToken.make()
         let session = try write("issue a login link") { db in
             try db.execute(
@@ -85,8 +91,11 @@ extension AutonomyStore {
     }
 
     /// Opens a session with a login token (once, within its 10 minutes); returns the session and
-    /// its cookie secret. Nil for a used, expired, revoked or wrong token (it does not say which).
-    public func openSession(login token: String, now: Int64) throws -> (OperatorSession, cookie: String)? {
+    /// its cookie secret. Nil for a used, expired, revoked or wrong token, or an operator
+    /// `allowed_signers` no longer lists (it does not say which).
+    public func openSession(login token: String, verifier: DecisionVerifier, now: Int64) throws -> (
+        OperatorSession, cookie: String
+    )? {
         guard SecretToken.isPlausible(token) else { return nil }
         let cookie = SecretToken.make()
         return try write("open a session") { db in
@@ -99,6 +108,7 @@ extension AutonomyStore {
                         """, arguments: [token.sha256Hex, now])
             else { return nil }
             var session = try OperatorSession(row: row)
+            guard verifier.lists(operator: session.operatorName) else { return nil }
             (session.openedAt, session.expiresAt) = (now, now + OperatorSession.lifetime.milliseconds)
             try db.execute(
                 sql: "UPDATE operator_sessions SET opened_at = ?, expires_at = ?, session_sha256 = ? WHERE id = ?",
@@ -110,10 +120,11 @@ extension AutonomyStore {
         }
     }
 
-    /// The open session a cookie belongs to, or nil.
-    public func session(cookie: String, now: Int64) throws -> OperatorSession? {
+    /// The open session a cookie belongs to, or nil: none, revoked, expired, or its operator is
+    /// no longer in `allowed_signers` (removing an operator ends their sessions at once).
+    public func session(cookie: String, verifier: DecisionVerifier, now: Int64) throws -> OperatorSession? {
         guard SecretToken.isPlausible(cookie) else { return nil }
-        return try read("check a session") { db in
+        let session = try read("check a session") { db in
             try Row.fetchOne(
                 db,
                 sql: """
@@ -122,6 +133,8 @@ extension AutonomyStore {
                     """, arguments: [cookie.sha256Hex, now]
             ).map(OperatorSession.init(row:))
         }
+        guard let session, verifier.lists(operator: session.operatorName) else { return nil }
+        return session
     }
 
     public func operatorSessions() throws -> [OperatorSession] {

@@ -310,9 +310,12 @@ let firewallMap = """
             try fixture.decide(token: old, .reject(reason: "replay"), now: now)
         }
         // The spent links only show the decision, and only for their own request.
-        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id)?.state == .approved)
-        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id + 1) == nil)
-        #expect(try fixture.store.decidedApproval(token: "guess", approvalID: request.id) == nil)
+        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id, now: now)?.state == .approved)
+        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id + 1, now: now) == nil)
+        #expect(try fixture.store.decidedApproval(token: "guess", approvalID: request.id, now: now) == nil)
+        // A week later, a forwarded link shows nothing either.
+        let later = now + AutonomyStore.spentLinksShow.milliseconds + 1
+        #expect(try fixture.store.decidedApproval(token: token, approvalID: request.id, now: later) == nil)
         // A token of a request that expired fails the same way too.
         let other = try enqueueEmail(fixture, to: "b@customer.org")
         let otherRequest = try #require(try pending(fixture).first { $0.task.id == other.id }).approval
