@@ -96,7 +96,9 @@ enum ApprovalPages {
                 let task = try store.task(id: decided.taskID)
             {
                 // Showing it again is a look; a decision sent again is refused (409), changing nothing.
-                return fate(decided, task, status: form["action"] == "show" ? .ok : .conflict)
+                return fate(
+                    decided, task, status: form["action"] == "show" ? .ok : .conflict,
+                    heading: "This link is no longer valid")
             }
             guard await !state.failures.failed(client, now: now) else {
                 return Page.message(
@@ -219,8 +221,11 @@ enum ApprovalPages {
     }
 
     /// What became of a request that is no longer pending: who decided, when, how and why.
-    static func fate(_ approval: ApprovalRecord, _ task: TaskRecord, status: HTTPResponse.Status = .ok) -> Response {
-        let title: String
+    /// A spent link's page says so first (`heading`), then what was decided.
+    static func fate(
+        _ approval: ApprovalRecord, _ task: TaskRecord, status: HTTPResponse.Status = .ok, heading: String? = nil
+    ) -> Response {
+        var title: String
         var lines: [String] = []
         switch approval.state {
         case .approved, .rejected:
@@ -245,8 +250,14 @@ enum ApprovalPages {
             title = "Pending"
             lines.append("Nobody has decided yet.")
         }
+        if let heading {
+            lines.insert("\(title): request \(approval.id).", at: 0)
+            title = heading
+        } else {
+            title += ": request \(approval.id)"
+        }
         let body = """
-            <h1>\(title): request \(approval.id)</h1>
+            <h1>\(title)</h1>
             <p>Task \(task.id), \(Page.escape(task.type)), now \(task.state.rawValue); payload SHA-256 <code>\(approval.payloadSHA256)</code>.</p>
             \(lines.map { "<p>\($0)</p>" }.joined(separator: "\n"))
             <p>Nothing was changed by opening this page.</p>

@@ -24,6 +24,7 @@ struct Autonomy: AsyncParsableCommand {
             Metrics.self,
             Prune.self, LLM.self,
             Budget.self,
+            SourcesCommand.self, SubjectsCommand.self, SubjectCommand.self,
             Firewall.self, Notify.self, Gate.self, Serve.self, ProducerCommand.self, OperatorCommand.self,
             ConfigCommand.self,
         ]

@@ -30,17 +30,22 @@ public final class AutonomyStore: Sendable {
             _ = autonomy_sqlite_skip_checkpoint_on_close(db.sqliteConnection)
         }
         do {
-            writer = try Self.retryingWhileBusy { try DatabaseQueue(path: path, configuration: configuration) }
-            try writer.writeWithoutTransaction { db in
-                // Several processes share the file: WAL lets readers and one writer work at once.
-                // The mode is stored in the file, so only its first opener pays for the switch.
-                if try String.fetchOne(db, sql: "PRAGMA journal_mode") != "wal" {
-                    guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
-                        throw StoreError.cannotOpen(path: path, reason: "cannot switch the database to WAL mode")
+            // Openers of a new file race to switch it to WAL; SQLite answers a loser BUSY at once
+            // (a lock it cannot wait for): it opens again.
+            writer = try Self.retryingWhileBusy {
+                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                try queue.writeWithoutTransaction { db in
+                    // Several processes share the file: WAL lets readers and one writer work at once.
+                    // The mode is stored in the file, so only its first opener pays for the switch.
+                    if try String.fetchOne(db, sql: "PRAGMA journal_mode") != "wal" {
+                        guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
+                            throw StoreError.cannotOpen(path: path, reason: "cannot switch the database to WAL mode")
+                        }
                     }
+                    // FULL by default: a queued request must survive power loss.
+                    try db.execute(sql: "PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
                 }
-                // FULL by default: a queued request must survive power loss.
-                try db.execute(sql: "PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
+                return queue
             }
         } catch {
             throw StoreError.wrap(error, path: path, operation: "open")
@@ -79,7 +84,7 @@ public final class AutonomyStore: Sendable {
     private func migrate() throws {
         let migrator = Migrations.migrator
         var lastError: (any Error)?
-        for _ in 0..<5 {
+        for _ in 0..<50 {
             do {
                 let (superseded, complete, unknown) = try writer.read { db in
                     let applied = try migrator.appliedIdentifiers(db)

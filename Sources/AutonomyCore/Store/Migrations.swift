@@ -316,10 +316,15 @@ enum Migrations {
                     );
                     """)
         }
-        migrator.registerMigration("v9-link-channels") { db in
-            // Which alert carried a one-click link, so that its decision names who it went to.
-            // A decided request keeps its links' hashes: they now only show the decision.
-            try db.execute(sql: "ALTER TABLE approval_tokens ADD COLUMN issued_via TEXT")
+        migrator.registerMigration("v9-link-channels-and-subjects") { db in
+            try db.execute(
+                sql: """
+                    -- Which alert carried a one-click link, so that its decision names who it went to.
+                    -- A decided request keeps its links' hashes: they now only show the decision.
+                    ALTER TABLE approval_tokens ADD COLUMN issued_via TEXT;
+                    -- Who asked for what: a subject's tasks in time order (autonomy subject, the dashboard).
+                    CREATE INDEX tasks_subject ON tasks (subject, created_at) WHERE subject IS NOT NULL;
+                    """)
         }
         return migrator
     }
