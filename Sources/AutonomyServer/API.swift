@@ -46,6 +46,7 @@ public enum AutonomyAPI {
         api.get("tasks/{id}") { request, context in try show(request, context, environment) }
         ApprovalPages.add(to: router, environment, state)
         OperatorRoutes.add(to: router, environment, state)
+        Dashboard.add(to: router, environment, state)
         known.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
         return router
     }

@@ -127,13 +127,11 @@ enum ApprovalPages {
         _ pending: PendingApproval, token: String?, _ request: Request, _ context: ServerContext,
         _ environment: ServerEnvironment, _ state: ServerState, viewer: String?
     ) -> Response {
-        let csrf = SecretToken.make()
+        let csrf = CSRF(request)
         var response = Page.make(
             .ok, title: "Approve \(pending.task.type)?",
-            body: details(pending, token: token, csrf: csrf, viewer: viewer), nonce: SecretToken.nonce())
-        response.headers[.setCookie] =
-            "autonomy_csrf=\(csrf); Path=/r/; HttpOnly; SameSite=Strict; Max-Age=3600"
-            + (Client.isSecure(request, context, environment, state) ? "; Secure" : "")
+            body: details(pending, token: token, csrf: csrf.value, viewer: viewer), nonce: SecretToken.nonce())
+        if let cookie = csrf.setCookie(request, context, environment, state) { response.headers[.setCookie] = cookie }
         return response
     }
 
@@ -149,7 +147,7 @@ enum ApprovalPages {
         if case .session = decider { needsOrigin = true } else { needsOrigin = false }
         guard ["approve", "reject"].contains(form["action"]),
             Client.sameOrigin(request, environment: environment, required: needsOrigin),
-            let csrf = form["csrf"], !csrf.isEmpty, request.cookies["autonomy_csrf"]?.value == csrf
+            CSRF(request).matches(form["csrf"])
         else {
             return Page.message(
                 .forbidden, "Refused", "This form did not come from this page: open the request again.")
@@ -378,11 +376,15 @@ enum Client {
                 && request.headers[forwardedProto]?.lowercased() == "https")
     }
 
-    /// The form came from this server's own pages: its `Origin` is the configured public address
-    /// (`approvals.base_url`), or this request's own host. A browser sends `Origin` with every
-    /// POST. Where a cookie alone authenticates (an operator's session), one is `required`; a link's
-    /// POST carries its token, and without an `Origin` it is judged by the token and the CSRF pair.
+    /// The form came from this server's own pages. A browser says so in `Sec-Fetch-Site`
+    /// (`same-origin`), whatever the page's referrer policy; our pages' `no-referrer` makes it send
+    /// `Origin: null` on their own forms, so `Origin` alone cannot tell. Without that header (an
+    /// older browser, a script), `Origin` must be the configured public address
+    /// (`approvals.base_url`) or this request's own host. Where a cookie alone authenticates (an
+    /// operator's session), one of the two is `required`; a link's POST carries its token, and
+    /// without either it is judged by the token and the CSRF pair.
     static func sameOrigin(_ request: Request, environment: ServerEnvironment, required: Bool = false) -> Bool {
+        if let site = request.headers[.secFetchSite] { return site == "same-origin" }
         guard let origin = request.headers[.origin] else { return !required }
         if let base = environment.loaded.configuration.approvals.baseURL, let url = URL(string: base),
             let scheme = url.scheme, let host = url.host
@@ -455,7 +457,7 @@ enum Page {
     static func securityHeaders(nonce: String) -> HTTPFields {
         [
             .contentSecurityPolicy:
-                "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'nonce-\(nonce)'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'nonce-\(nonce)'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             .referrerPolicy: "no-referrer",
             .xContentTypeOptions: "nosniff",
             .xFrameOptions: "DENY",

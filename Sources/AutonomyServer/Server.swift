@@ -142,4 +142,5 @@ extension HTTPField.Name {
     static let referrerPolicy = Self("Referrer-Policy")!
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let xFrameOptions = Self("X-Frame-Options")!
+    static let secFetchSite = Self("Sec-Fetch-Site")!
 }

@@ -7,7 +7,7 @@ struct Verify: AsyncParsableCommand {
         commandName: "verify",
         abstract: "Check a task's evidence again, settle tasks stuck in verifying, or try a type's verifiers.",
         discussion: """
-            autonomy verify 42               re-run task 42's verifiers now; a failed or dead task whose evidence \\
+            autonomy verify 42               re-run task 42's verifiers now; a failed or dead task whose evidence \
             passes becomes done
             autonomy verify 42 --reopen      ... and a done task whose evidence fails becomes dead
             autonomy verify --pending        settle the tasks whose worker died while running or verifying them \

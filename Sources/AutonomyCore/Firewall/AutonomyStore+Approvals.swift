@@ -116,16 +116,18 @@ extension Database {
 extension AutonomyStore {
     /// Expires overdue requests, then lists the pending ones, oldest first; with `source`, only
     /// those about that producer's tasks.
-    public func pendingApprovals(now: Int64, source: String? = nil) throws -> [PendingApproval] {
+    public func pendingApprovals(now: Int64, source: String? = nil, limit: Int? = nil) throws -> [PendingApproval] {
         try write("list approvals") { db in
             _ = try db.expireApprovals(now: now)
+            // Through the pending requests' own index, not a scan of every task.
             let approvals = try ApprovalRecord.fetchAll(
                 db,
                 sql: """
-                    SELECT \(ApprovalRecord.columns) FROM approvals
-                    WHERE state = 'pending' AND task_id IN (
-                        SELECT id FROM tasks WHERE state = 'awaiting_approval' \(source == nil ? "" : "AND source = ?"))
-                    ORDER BY id
+                    SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending
+                    WHERE state = 'pending' AND EXISTS (
+                        SELECT 1 FROM tasks WHERE tasks.id = approvals.task_id AND tasks.state = 'awaiting_approval'
+                        \(source == nil ? "" : "AND tasks.source = ?"))
+                    ORDER BY id \(limit.map { "LIMIT \($0)" } ?? "")
                     """, arguments: StatementArguments(source.map { [$0] } ?? []))
             return try approvals.compactMap { approval in
                 try db.task(id: approval.taskID).map { PendingApproval(approval: approval, task: $0) }

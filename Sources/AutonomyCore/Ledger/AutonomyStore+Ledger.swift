@@ -23,6 +23,8 @@ public struct LedgerQuery: Sendable {
     public var event: String?
     /// Rows at or after this time (epoch ms).
     public var since: Int64?
+    /// Rows before this one (a page's cursor: newest first, the next page starts below its last).
+    public var before: Int64?
     public var limit: Int?
     public init(taskID: Int64? = nil, type: String? = nil, event: String? = nil, since: Int64? = nil, limit: Int? = nil)
     {
@@ -51,6 +53,10 @@ public struct LedgerQuery: Sendable {
         if let since {
             conditions.append("at >= ?")
             _ = arguments.append(contentsOf: [since])
+        }
+        if let before {
+            conditions.append("id < ?")
+            _ = arguments.append(contentsOf: [before])
         }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         return (filter, arguments)

@@ -100,7 +100,7 @@ extension AutonomyStore {
             for row in try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT source, state, COUNT(*) AS n, MAX(updated_at) AS last FROM tasks INDEXED BY tasks_source
+                    SELECT source, state, COUNT(*) AS n, MAX(updated_at) AS last FROM tasks INDEXED BY tasks_source_state
                     WHERE source IS NOT NULL GROUP BY source, state
                     """)
             {

@@ -31,7 +31,8 @@ public struct Overview: Sendable {
         public var worst: String?
     }
 
-    /// Requests waiting for a human, oldest first (fix proposals among them).
+    /// Requests waiting for a human, the oldest `AutonomyStore.overviewApprovals` (fix proposals
+    /// among them); `status.counts[.awaitingApproval]` says how many wait in all.
     public var approvals: [PendingApproval]
     public var status: QueueStatus
     /// The last 24 hours, oldest first.
@@ -51,10 +52,12 @@ public struct Overview: Sendable {
 extension AutonomyStore {
     /// How long a declared type may go without a success before the overview calls it shelfware.
     public static let shelfwareAfter = Interval.days(30)
+    /// How many waiting requests the overview lists (the oldest); the rest are counted.
+    public static let overviewApprovals = 25
 
     /// The overview as of `now`. It expires the requests whose time is up, as `approvals` does.
     public func overview(configuration: Configuration, now: Int64) throws -> Overview {
-        let approvals = try pendingApprovals(now: now)
+        let approvals = try pendingApprovals(now: now, limit: Self.overviewApprovals)
         let status = try status(now: now)
         let budget = try budget(settings: configuration.gateway, timeZone: configuration.timezone, now: now)
         return try read("read the overview") { db in

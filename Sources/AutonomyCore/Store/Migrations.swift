@@ -322,8 +322,11 @@ enum Migrations {
                     -- Which alert carried a one-click link, so that its decision names who it went to.
                     -- A decided request keeps its links' hashes: they now only show the decision.
                     ALTER TABLE approval_tokens ADD COLUMN issued_via TEXT;
-                    -- Who asked for what: a subject's tasks in time order (autonomy subject, the dashboard).
-                    CREATE INDEX tasks_subject ON tasks (subject, created_at) WHERE subject IS NOT NULL;
+                    -- Who asked for what (autonomy sources, subjects, subject; the dashboard): a
+                    -- subject's tasks in time order, and both summaries read from the index alone.
+                    CREATE INDEX tasks_subject ON tasks (subject, created_at, state, type, updated_at)
+                        WHERE subject IS NOT NULL;
+                    CREATE INDEX tasks_source_state ON tasks (source, state, updated_at) WHERE source IS NOT NULL;
                     """)
         }
         return migrator
