@@ -59,7 +59,7 @@ enum ApprovalPages {
         let store = environment.store
         let now = environment.clock.now()
         // Expire what is due first, so a request past its time is not shown as pending.
-        guard let found = try store.pendingApprovals(now: now).first(where: { $0.approval.id == id }) else {
+        guard let found = try store.pendingApprovals(now: now, id: id).first else {
             guard let approval = try store.approval(id: id), let task = try store.task(id: approval.taskID) else {
                 return Page.message(.notFound, "No such request", "There is no approval request \(id).")
             }

@@ -7,6 +7,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// `autonomy serve`: the API and the pages on a listening address, until stopped.
 public enum AutonomyServer {
@@ -80,6 +81,8 @@ public final class ServerState: Sendable {
     /// Tests pass their own, so that no test waits for the clock.
     let deadline: (@Sendable () async throws -> Void)?
     let failures = FailureLimiter()
+    /// A ledger verification started from the dashboard is running.
+    let verifying = Mutex(false)
 
     public init(
         signer: DecisionSigner?, tls: TLSSetup? = nil, deadline: (@Sendable () async throws -> Void)? = nil

@@ -11,7 +11,8 @@ import Testing
 /// renders, escapes what producers wrote, and its forms carry the session's CSRF token.
 extension OperatorAPITests {
     static let pages = [
-        "/", "/tasks/1", "/map", "/map?since=30d", "/audits", "/budget", "/ledger", "/ledger?type=send_email&since=24h",
+        "/", "/tasks", "/tasks?state=awaiting_approval&type=send_email", "/tasks/1", "/map", "/map?since=30d",
+        "/audits", "/budget", "/ledger", "/ledger?type=send_email&since=24h",
         "/sources",
         "/subjects", "/subjects?search=acme", "/subject?name=Acme%20%3Cb%3E",
     ]
@@ -35,6 +36,7 @@ extension OperatorAPITests {
                 let answer = try await client.execute(uri: page, method: .get, headers: [:])
                 let html = String(buffer: answer.body)
                 #expect(answer.status == .unauthorized && html.contains("autonomy serve login"), "\(page)")
+                #expect(!html.contains("Logged in as"), "\(page)")
                 #expect(!html.contains("a@b.c") && !html.contains("sales-bot"), "\(page)")
             }
             // A producer's token is no session either.
@@ -175,6 +177,41 @@ extension OperatorAPITests {
             #expect(try await approve(site: "same-origin", origin: "null") == .ok)
         }
         #expect(try fixture.environment.store.task(id: 1)?.state == .queued)
+    }
+
+    /// A payload longer than the overview shows gets no buttons there: it is decided on its own
+    /// page, where it is shown whole.
+    @Test func aLongPayloadIsDecidedOnlyWhereItIsShownWhole() async throws {
+        defer { fixture.remove() }
+        let long = String(repeating: "harmless words ", count: 60) + "AND THE DANGEROUS PART"
+        _ = try fixture.environment.store.enqueue(
+            EnqueueRequest(type: "send_email", payload: #"{"body": "\#(long)"}"#, source: "cron"),
+            configuration: fixture.environment.loaded.configuration, now: fixture.clock.now())
+        try await app().test(.router) { client in
+            let (session, page, _) = try await overviewWithCSRF(client)
+            let html = String(buffer: page.body)
+            // Request 1 (short) has its buttons; request 2 (long) only a link to its page.
+            #expect(html.contains(#"<form method="post" action="/r/1">"#))
+            #expect(!html.contains(#"<form method="post" action="/r/2">"#) && html.contains("open it to read it whole"))
+            #expect(!html.contains("THE DANGEROUS PART"))
+            let whole = try await client.execute(
+                uri: "/r/2", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
+            #expect(
+                String(buffer: whole.body).contains("THE DANGEROUS PART")
+                    && String(buffer: whole.body).contains("<button"))
+            let bogus = try await client.execute(
+                uri: "/tasks?state=bogus", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
+            #expect(String(buffer: bogus.body).contains("No state is called that"))
+        }
+        // A subject's page lists the most recent tasks and counts them all.
+        for _ in 0..<3 {
+            _ = try fixture.environment.store.enqueue(
+                EnqueueRequest(type: "report", source: "cron", subject: "Initech"),
+                configuration: fixture.environment.loaded.configuration, now: fixture.clock.now())
+            fixture.clock.advance(by: .seconds(1))
+        }
+        let history = try #require(try fixture.environment.store.subject("Initech", limit: 2))
+        #expect(history.total == 3 && history.tasks.map(\.id) == [4, 5])
     }
 
     @Test func everyTemplateCompilesAndRenders() {

@@ -142,6 +142,14 @@ try:
     expect("ceo@acme.example" in driver.page_source, "the overview shows the payload it waits on")
     driver.save_screenshot(f"{SHOTS}/dashboard.png")
     accessible(driver, "the overview")
+    # On a phone's width, nothing makes the page scroll sideways (wide tables scroll in their box).
+    driver.set_window_size(390, 844)
+    driver.refresh()
+    wait.until(EC.presence_of_element_located((By.ID, "waiting")))
+    overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    driver.save_screenshot(f"{SHOTS}/phone.png")
+    expect(overflow <= 1, f"the overview fits a phone's width (overflow {overflow}px)")
+    driver.set_window_size(1100, 1400)
     driver.find_element(By.CSS_SELECTOR, "#main .item a").click()
     wait.until(EC.presence_of_element_located((By.XPATH, "//button[text()='Approve']")))
     expect("Payload, whole" in driver.page_source, "the request's page shows the whole payload")
@@ -155,7 +163,7 @@ try:
     autonomy("work-once", "--drain")
     # The overview is left open: it refreshes itself and shows the task done, with no reload.
     marker = driver.execute_script("window.__stayed = true; return window.__stayed")
-    WebDriverWait(driver, 20).until(lambda d: re.search(r"<td>done</td><td>2</td>", d.page_source))
+    WebDriverWait(driver, 20).until(lambda d: re.search(r">done</a></td><td>2</td>", d.page_source))
     expect(driver.execute_script("return window.__stayed === true") and marker,
            "the open overview shows the task done on its own (no reload)")
     state = json.loads(autonomy("tasks", "show", "2", "--json").stdout)["state"]

@@ -116,19 +116,36 @@ extension Database {
 extension AutonomyStore {
     /// Expires overdue requests, then lists the pending ones, oldest first; with `source`, only
     /// those about that producer's tasks.
-    public func pendingApprovals(now: Int64, source: String? = nil, limit: Int? = nil) throws -> [PendingApproval] {
+    public func pendingApprovals(
+        now: Int64, source: String? = nil, type: String? = nil, id: Int64? = nil, limit: Int? = nil
+    ) throws -> [PendingApproval] {
         try write("list approvals") { db in
             _ = try db.expireApprovals(now: now)
+            var conditions = ""
+            var arguments = StatementArguments()
+            if let source {
+                conditions += " AND tasks.source = ?"
+                _ = arguments.append(contentsOf: [source])
+            }
+            if let type {
+                conditions += " AND tasks.type = ?"
+                _ = arguments.append(contentsOf: [type])
+            }
+            var only = ""
+            if let id {
+                only = " AND approvals.id = ?"
+                _ = arguments.append(contentsOf: [id])
+            }
             // Through the pending requests' own index, not a scan of every task.
             let approvals = try ApprovalRecord.fetchAll(
                 db,
                 sql: """
                     SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending
-                    WHERE state = 'pending' AND EXISTS (
+                    WHERE state = 'pending'\(only) AND EXISTS (
                         SELECT 1 FROM tasks WHERE tasks.id = approvals.task_id AND tasks.state = 'awaiting_approval'
-                        \(source == nil ? "" : "AND tasks.source = ?"))
+                        \(conditions))
                     ORDER BY id \(limit.map { "LIMIT \($0)" } ?? "")
-                    """, arguments: StatementArguments(source.map { [$0] } ?? []))
+                    """, arguments: arguments)
             return try approvals.compactMap { approval in
                 try db.task(id: approval.taskID).map { PendingApproval(approval: approval, task: $0) }
             }

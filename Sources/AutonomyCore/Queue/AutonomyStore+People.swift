@@ -76,11 +76,14 @@ public struct SubjectHistory: Encodable, Sendable {
 
     public var subject: String
     @Nullable public var since: ISOTime?
+    /// Every task about it in the window; `tasks` may list only the most recent of them.
+    public var total: Int
     public var tasks: [Entry]
+    /// The cost of all `total` tasks.
     public var costUSD: Double
 
     enum CodingKeys: String, CodingKey {
-        case subject, since, tasks
+        case subject, since, total, tasks
         case costUSD = "cost_usd"
     }
 }
@@ -182,21 +185,31 @@ extension AutonomyStore {
         }
     }
 
-    /// Every task about `subject` (since `since`, if given), oldest first, with its cost and, for a
-    /// dangerous one, how its request ended. Nil when no task names that subject.
-    public func subject(_ name: String, since: Int64? = nil) throws -> SubjectHistory? {
+    /// Every task about `subject` (since `since`, if given; with `limit`, the most recent that
+    /// many), oldest first, with its cost and, for a dangerous one, how its request ended. Nil when
+    /// no task names that subject.
+    public func subject(_ name: String, since: Int64? = nil, limit: Int? = nil) throws -> SubjectHistory? {
         try read("read a subject") { db in
+            let totals = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) AS n, (SELECT SUM(c.cost_usd) FROM llm_calls c JOIN tasks t ON t.id = c.task_id
+                                            WHERE t.subject = ?1 AND t.created_at >= ?2) AS cost
+                    FROM tasks INDEXED BY tasks_subject WHERE subject = ?1 AND created_at >= ?2
+                    """, arguments: [name, since ?? 0])
             let tasks = try Row.fetchAll(
                 db,
                 sql: """
+                    SELECT * FROM (
                     SELECT t.id AS id, t.type AS type, t.state AS state, t.source AS source, t.created_at AS created_at,
                            t.finished_at AS finished_at, t.last_error AS last_error,
                            (SELECT SUM(cost_usd) FROM llm_calls WHERE task_id = t.id) AS cost,
                            (SELECT a.state || ifnull(' by ' || a.decided_by, '') FROM approvals a
                              WHERE a.task_id = t.id ORDER BY a.id DESC LIMIT 1) AS decision
                     FROM tasks t INDEXED BY tasks_subject
-                    WHERE t.subject = ? AND t.created_at >= ? ORDER BY t.created_at, t.id
-                    """, arguments: [name, since ?? 0]
+                    WHERE t.subject = ? AND t.created_at >= ? ORDER BY t.created_at DESC, t.id DESC LIMIT ?
+                    ) ORDER BY created_at, id
+                    """, arguments: [name, since ?? 0, limit ?? -1]
             ).map { row in
                 SubjectHistory.Entry(
                     id: row["id"], type: row["type"], state: row["state"], source: row["source"],
@@ -211,8 +224,8 @@ extension AutonomyStore {
                 return nil
             }
             return SubjectHistory(
-                subject: name, since: since.map { ISOTime($0) }, tasks: tasks,
-                costUSD: tasks.reduce(0) { $0 + $1.costUSD })
+                subject: name, since: since.map { ISOTime($0) }, total: totals?["n"] ?? tasks.count, tasks: tasks,
+                costUSD: totals?["cost"] ?? 0)
         }
     }
 }

@@ -19,6 +19,7 @@ enum Dashboard {
             }
         }
         page("/", overview)
+        page("tasks", tasks)
         page("tasks/{id}", task)
         page("map", map)
         page("audits", audits)
@@ -76,10 +77,10 @@ enum Dashboard {
         let nonce = SecretToken.nonce()
         let html = Templates.render(
             "layout",
-            [
+            flagged([
                 "title": title, "nonce": nonce, "css": Templates.css, "body": Templates.render(template, values),
                 "operator": viewer?.session.operatorName as Any, "live": live, "refreshMs": 5000,
-            ] as [String: Any])
+            ]))
         var headers = Page.securityHeaders(nonce: nonce)
         headers[.contentType] = "text/html; charset=utf-8"
         if let viewer, let request, let context, let environment, let state,
@@ -149,11 +150,15 @@ enum Dashboard {
     {
         let (approval, task) = (pending.approval, pending.task)
         let payload = pretty(task.payload)
+        // The buttons stand beside the whole payload only: a long one is decided on its own page,
+        // or a producer could hide what matters past what is shown.
+        let whole = payload.count <= 600
         return [
             "id": approval.id, "taskID": task.id, "type": task.type, "reason": approval.reason,
             "source": task.source ?? "none", "subject": task.subject ?? "none",
             "waited": age(now - approval.requestedAt), "expires": time(approval.expiresAt, environment),
-            "payload": payload.count > 600 ? String(payload.prefix(600)) + "\n… (open it to see it whole)" : payload,
+            "payload": whole ? payload : String(payload.prefix(600)) + "\n…", "whole": whole,
+            "sha256": approval.payloadSHA256,
         ]
     }
 
@@ -195,7 +200,7 @@ enum Dashboard {
                 ["id": $0.id, "type": $0.type, "when": time($0.finishedAt, environment), "error": $0.lastError ?? ""]
                     as [String: Any]
             },
-            "openProposals": overview.proposals.count,
+            "openProposals": status.countsByType[TaskType.remediationTypeName]?[.awaitingApproval] ?? 0,
             "audit": overview.lastAudit.map {
                 ["at": time($0.at, environment), "headline": $0.headline] as [String: Any]
             }
@@ -212,6 +217,35 @@ enum Dashboard {
             },
         ]
         return page.render("overview", title: "Overview", values, live: true)
+    }
+
+    /// The newest 100 tasks, by state and type: where each of the overview's counts leads.
+    static func tasks(_ page: PageRequest) throws -> Response {
+        let (request, environment) = (page.request, page.environment)
+        let parameters = request.uri.queryParameters
+        let named = parameters["state"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+        let state = named.flatMap(TaskState.init(rawValue:))
+        let type = parameters["type"].map { String($0.prefix(200)) }.flatMap { $0.isEmpty ? nil : $0 }
+        let unknown = named != nil && state == nil
+        let tasks =
+            unknown ? [] : try environment.store.tasks(matching: TaskFilter(state: state, type: type, limit: 100))
+        let filter = [state?.rawValue, type].compactMap { $0 }.joined(separator: ", ")
+        let values: [String: Any] = [
+            "filter": (filter.isEmpty ? nil : filter) as String? as Any,
+            "error":
+                (unknown
+                ? "No state is called that: \(TaskState.allCases.map(\.rawValue).joined(separator: ", "))." : nil)
+                as String? as Any,
+            "tasks": tasks.map {
+                [
+                    "id": $0.id, "type": $0.type, "state": $0.state.rawValue, "source": $0.source ?? "—",
+                    "subject": $0.subject ?? "—", "updated": time($0.updatedAt, environment),
+                    "error": $0.lastError.map { String($0.prefix(160)) } ?? "",
+                ] as [String: Any]
+            },
+        ]
+        // Not refreshed on its own: a filter on a rare state reads the whole table.
+        return page.render("tasks", title: "Tasks", values, live: false)
     }
 
     static func task(_ page: PageRequest) throws -> Response {
@@ -279,9 +313,8 @@ enum Dashboard {
     static func audits(_ page: PageRequest) throws -> Response {
         let environment = page.environment
         let now = environment.clock.now()
-        let proposals = try environment.store.pendingApprovals(now: now).filter {
-            $0.task.type == TaskType.remediationTypeName
-        }
+        let proposals = try environment.store.pendingApprovals(
+            now: now, type: TaskType.remediationTypeName, limit: 100)
         let values: [String: Any] = [
             "proposals": proposals.map { approvalItem($0, now: now, environment) },
             "runs": try environment.store.auditRuns().map { run in
@@ -333,7 +366,7 @@ enum Dashboard {
                 ] as [String: Any]
             },
             "deferrals": deferred.map {
-                ["at": time($0.at, environment), "taskID": $0.taskID ?? 0, "type": $0.type ?? ""] as [String: Any]
+                ["at": time($0.at, environment), "taskID": $0.taskID as Any, "type": $0.type ?? ""] as [String: Any]
             },
         ]
         return page.render("budget", title: "Budget", values, live: false)
@@ -393,6 +426,21 @@ enum Dashboard {
         else {
             return Page.message(.forbidden, "Refused", "This form did not come from this page: open the ledger again.")
         }
+        // One at a time: a second click while one runs waits for nothing and starts nothing.
+        guard
+            state.verifying.withLock({ running in
+                running
+                    ? false
+                    : {
+                        running = true
+                        return true
+                    }()
+            })
+        else {
+            return Page.message(
+                .serviceUnavailable, "Already verifying", "A verification of the ledger is running: try again soon.")
+        }
+        defer { state.verifying.withLock { $0 = false } }
         let report = try environment.store.verifyLedgerChain()
         let summary =
             report.firstBroken.map { "Row \($0.id) does not hold: \($0.reason). \(report.rows) rows read." }
@@ -442,13 +490,14 @@ enum Dashboard {
 
     static func subject(_ page: PageRequest) throws -> Response {
         let (request, environment) = (page.request, page.environment)
-        guard let name = request.uri.queryParameters["name"].map(String.init), !name.isEmpty,
-            let history = try environment.store.subject(name)
+        guard let name = request.uri.queryParameters["name"].map(String.init), !name.isEmpty, name.utf8.count <= 1024,
+            let history = try environment.store.subject(name, limit: 500)
         else {
             return Page.message(.notFound, "No such subject", "No task names that subject.")
         }
         let values: [String: Any] = [
-            "name": history.subject, "count": history.tasks.count, "cost": money(history.costUSD),
+            "name": history.subject, "count": history.total, "cost": money(history.costUSD),
+            "shown": history.tasks.count, "more": history.total > history.tasks.count,
             "tasks": history.tasks.map {
                 [
                     "created": time($0.createdAt.milliseconds, environment), "id": $0.id, "type": $0.type,
@@ -470,7 +519,9 @@ struct CSRF {
 
     init(_ request: Request) {
         if let existing = request.cookies[Self.cookieName]?.value, existing.count >= 32, existing.count <= 64,
-            existing.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+            existing.unicodeScalars.allSatisfy({
+                ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "_"
+            })
         {
             (value, fresh) = (existing, false)
         } else {

@@ -25,7 +25,7 @@ enum Templates {
     static let sources: [String: String] = [
         "layout": layout, "overview": overview, "task": task, "map": map, "audits": audits, "budget": budget,
         "ledger": ledger, "verified": verified, "sources": sourcesPage, "subjects": subjects, "subject": subject,
-        "login": login, "decide": decide,
+        "login": login, "decide": decide, "tasks": tasks,
     ]
 
     static let css = """
@@ -95,11 +95,11 @@ enum Templates {
         {{#approvals}}<div class="item"><p><a href="/r/{{id}}"><strong>{{type}}</strong>, task {{taskID}}</a> — {{reason}}</p>
         <p class="muted">Source (producer-supplied): {{source}} · Subject (producer-supplied): {{subject}} · waiting {{waited}} · expires {{expires}}</p>
         <pre>{{payload}}</pre>
-        {{> decide}}</div>{{/approvals}}
+        {{#whole}}{{> decide}}{{/whole}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole and decide</a></p>{{/whole}}</div>{{/approvals}}
         </section>
         <section aria-labelledby="queue"><h2 id="queue">Queue</h2>
         <div class="wrap"><table><caption class="muted">Tasks by state</caption><thead><tr><th scope="col">State</th><th scope="col">Tasks</th></tr></thead><tbody>
-        {{#states}}<tr><td>{{name}}</td><td>{{count}}</td></tr>{{/states}}
+        {{#states}}<tr><td><a href="/tasks?state={{name}}">{{name}}</a></td><td>{{count}}</td></tr>{{/states}}
         </tbody></table></div>
         <p>{{#oldest}}Oldest runnable: <a href="/tasks/{{id}}">task {{id}} ({{type}})</a>, waiting {{age}}.{{/oldest}}{{^oldest}}Nothing runnable is waiting.{{/oldest}}
         {{#has_expiredLeases}} <span class="bad">{{expiredLeases}} lease(s) ran out: the next work-once recovers them.</span>{{/has_expiredLeases}}</p>
@@ -130,6 +130,16 @@ enum Templates {
         {{#has_failedAlerts}}<ul>{{#failedAlerts}}<li class="bad">{{event}} via {{channel}}{{#taskID}} (<a href="/tasks/{{taskID}}">task {{taskID}}</a>){{/taskID}}, {{attempts}} tries: {{error}}</li>{{/failedAlerts}}</ul>{{/has_failedAlerts}}
         {{^failedAlerts}}<p class="ok">Every alert went out.</p>{{/failedAlerts}}
         </section>
+        """
+
+    static let tasks = """
+        <h1>Tasks{{#filter}}: {{filter}}{{/filter}}</h1>
+        {{#error}}<p class="bad">{{error}}</p>{{/error}}
+        <p class="muted">The newest 100. <a href="/tasks">All states</a></p>
+        <div class="wrap"><table><thead><tr><th scope="col">Task</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Source</th><th scope="col">Subject</th><th scope="col">Updated</th><th scope="col">Last error</th></tr></thead><tbody>
+        {{#tasks}}<tr><td><a href="/tasks/{{id}}">{{id}}</a></td><td>{{type}}</td><td>{{state}}</td><td>{{source}}</td><td>{{subject}}</td><td>{{updated}}</td><td>{{error}}</td></tr>{{/tasks}}
+        </tbody></table></div>
+        {{^tasks}}<p class="muted">No task matches.</p>{{/tasks}}
         """
 
     static let task = """
@@ -176,7 +186,8 @@ enum Templates {
         <h1>Audits</h1>
         <section aria-labelledby="proposals"><h2 id="proposals">Fix proposals waiting</h2>
         {{^proposals}}<p class="ok">None.</p>{{/proposals}}
-        {{#proposals}}<div class="item"><p><a href="/r/{{id}}">Proposal {{taskID}}</a> — {{reason}}</p><pre>{{payload}}</pre>{{> decide}}</div>{{/proposals}}
+        {{#proposals}}<div class="item"><p><a href="/r/{{id}}">Proposal {{taskID}}</a> — {{reason}}</p><pre>{{payload}}</pre>
+        {{#whole}}{{> decide}}{{/whole}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole and decide</a></p>{{/whole}}</div>{{/proposals}}
         </section>
         {{^runs}}<p class="muted">No audit has run yet (autonomy audit).</p>{{/runs}}
         {{#runs}}<section><h2>Audit {{id}}, {{at}}</h2><p>{{headline}}</p><p class="muted">Window {{from}} to {{to}}.</p>
@@ -201,7 +212,7 @@ enum Templates {
         {{#has_reservations}}<ul>{{#reservations}}<li>{{model}}: {{amount}} since {{since}}{{#taskID}} (<a href="/tasks/{{taskID}}">task {{taskID}}</a>){{/taskID}}</li>{{/reservations}}</ul>{{/has_reservations}}
         <h2>Deferred for the budget (last 50)</h2>
         {{^deferrals}}<p class="muted">None.</p>{{/deferrals}}
-        {{#has_deferrals}}<ul>{{#deferrals}}<li>{{at}}: <a href="/tasks/{{taskID}}">task {{taskID}}</a> ({{type}})</li>{{/deferrals}}</ul>{{/has_deferrals}}
+        {{#has_deferrals}}<ul>{{#deferrals}}<li>{{at}}: {{#taskID}}<a href="/tasks/{{taskID}}">task {{taskID}}</a> {{/taskID}}({{type}})</li>{{/deferrals}}</ul>{{/has_deferrals}}
         """
 
     static let ledger = """
@@ -246,7 +257,7 @@ enum Templates {
 
     static let subject = """
         <h1>{{name}}</h1>
-        <p>{{count}} task(s), {{cost}} in all.</p>
+        <p>{{count}} task(s), {{cost}} in all.{{#more}} The most recent {{shown}} are listed; <code>autonomy subject</code> lists every one.{{/more}}</p>
         <div class="wrap"><table><thead><tr><th scope="col">When</th><th scope="col">Task</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Source</th><th scope="col">Cost</th><th scope="col">Decision</th></tr></thead><tbody>
         {{#tasks}}<tr><td>{{created}}</td><td><a href="/tasks/{{id}}">{{id}}</a></td><td>{{type}}</td><td>{{state}}</td><td>{{source}}</td><td>{{cost}}</td><td>{{decision}}</td></tr>{{/tasks}}
         </tbody></table></div>
