@@ -108,7 +108,7 @@ def main():
         failures = 0
         for path in ["/", "/ledger", "/ledger?event=failed", "/ledger?type=send_email&since=7d", "/tasks/50000",
                      "/sources", "/subjects", "/subjects?search=customer%2042", "/subject?name=customer%2042",
-                     "/budget", "/audits", "/map", "/map?since=30d"]:
+                     "/budget", "/audits", "/tasks?state=dead", "/map", "/map?since=7d", "/map?since=30d"]:
             figure = fetch(path)
             ok = figure < 300
             failures += not ok

@@ -255,7 +255,7 @@ enum Dashboard {
             return Page.message(.notFound, "No such task", "There is no task with that number.")
         }
         let timeline = try environment.store.ledger(forTask: id)
-        let verificationEvents: Set<String> = ["verified", "verification_failed", "verification_inconclusive"]
+        let verificationEvents: Set<String> = [LedgerEvent.verified.rawValue]
         func detail(_ entry: LedgerEntry) -> String { entry.detail?.canonicalText ?? "" }
         let values: [String: Any] = [
             "id": task.id, "type": task.type, "state": task.state.rawValue, "source": task.source as Any,
@@ -279,11 +279,16 @@ enum Dashboard {
 
     static func map(_ page: PageRequest) throws -> Response {
         let (request, environment) = (page.request, page.environment)
-        // The window: 24h, 7d (the default) or 30d; reading it is a pass over its ledger rows.
+        // The figures' window: 24h (the default), 7d or 30d; reading it is a pass over its ledger
+        // rows. Shelfware is judged over 30 days whatever the window (a weekly job is not shelfware
+        // for a quiet day), from each type's last success, which an index gives at once.
         let windows: [(name: String, interval: Interval)] = [("24h", .hours(24)), ("7d", .days(7)), ("30d", .days(30))]
-        let chosen = windows.first { $0.name == request.uri.queryParameters["since"].map(String.init) } ?? windows[1]
-        let since = environment.clock.now() - chosen.interval.milliseconds
+        let chosen = windows.first { $0.name == request.uri.queryParameters["since"].map(String.init) } ?? windows[0]
+        let now = environment.clock.now()
+        let since = now - chosen.interval.milliseconds
         let report = try environment.store.systemMap(configuration: environment.loaded.configuration, since: since)
+        let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
+        func shelfware(_ lastSuccess: Int64?) -> Bool { (lastSuccess ?? .min) < cutoff }
         let values: [String: Any] = [
             "since": time(since, environment), "window": chosen.name,
             "windows": windows.map { ["name": $0.name, "current": $0.name == chosen.name] as [String: Any] },
@@ -294,7 +299,7 @@ enum Dashboard {
                     "cost": money($0.costUSD),
                     "lastSuccess": time($0.lastSuccess, environment),
                     "overrides": $0.overrides.isEmpty ? "—" : $0.overrides.joined(separator: "; "),
-                    "shelfware": $0.shelfware,
+                    "shelfware": shelfware($0.lastSuccess),
                 ] as [String: Any]
             },
             "components": report.components.map {
@@ -302,7 +307,7 @@ enum Dashboard {
                     "name": $0.component.name, "owner": $0.component.owner ?? "—", "runs": $0.runs, "done": $0.done,
                     "dead": $0.dead,
                     "cost": money($0.costUSD), "lastSuccess": time($0.lastSuccess, environment),
-                    "shelfware": $0.shelfware,
+                    "shelfware": shelfware($0.lastSuccess),
                 ] as [String: Any]
             },
             "undeclared": report.undeclared,

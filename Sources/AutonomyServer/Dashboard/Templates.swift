@@ -170,7 +170,7 @@ enum Templates {
 
     static let map = """
         <h1>The system map</h1>
-        <p class="muted">The last {{window}}, since {{since}}. Shelfware: declared, and no success in that time.
+        <p class="muted">Figures over the last {{window}}, since {{since}}. Shelfware: declared, and no success in 30 days.
         Window: {{#windows}}{{#current}}<strong>{{name}}</strong>{{/current}}{{^current}}<a href="/map?since={{name}}">{{name}}</a>{{/current}} {{/windows}}</p>
         <div class="wrap"><table><thead><tr><th scope="col">Type</th><th scope="col">Owner</th><th scope="col">Safety</th><th scope="col">Runs</th><th scope="col">Success</th><th scope="col">p95</th><th scope="col">Cost</th><th scope="col">Last success</th><th scope="col">Overrides</th><th scope="col">Shelfware</th></tr></thead><tbody>
         {{#types}}<tr><td>{{name}}</td><td>{{owner}}</td><td>{{safety}}</td><td>{{runs}}</td><td>{{rate}}</td><td>{{p95}}</td><td>{{cost}}</td><td>{{lastSuccess}}</td><td>{{overrides}}</td><td>{{#shelfware}}<strong class="bad">shelfware</strong>{{/shelfware}}{{^shelfware}}no{{/shelfware}}</td></tr>{{/types}}
