@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Builds autonomy the way the README installs it (release, static Swift runtime) and runs the
-# queue benchmarks. Not a test: it prints figures and ratios against baselines measured in the
-# same run. Usage: bench/run.sh [--quick]
+# Builds autonomy the way the README installs it (release, static Swift runtime) and runs every
+# benchmark. Not a test: it prints figures and ratios against baselines measured in the same run.
+# Usage: bench/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=.build-static   # its own build folder, so the debug build in .build is left alone
 swift build -c release --static-swift-stdlib --scratch-path "$scratch" >&2
-exec python3 bench/queue_bench.py --binary "$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/autonomy" "$@"
+bin="$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/autonomy"
+# The queue: enqueue, batch, drain, start-up, a large ledger, the audit.
+python3 bench/queue_bench.py --binary "$bin" "$@"
+# The peers (huey, persist-queue, litequeue from PyPI, in bench/peers/.venv) on the same work.
+bench/peers/run.sh "$bin" $([ "${1:-}" = "--quick" ] && echo "--tasks 500")
+# The dashboard's pages on 100,000 tasks and 1,000,000 ledger rows.
+python3 bench/dashboard_bench.py "$bin"

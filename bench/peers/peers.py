@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""autonomy beside the SQLite queues people use today, on the same work, in one run.
+
+Each queue gets N tasks, each of which runs a child `true` (a real process per task, as autonomy's
+exec handler does), then one worker drains them in one process, the way `work-once --drain`
+does. Durability is each queue's own, as shipped (and autonomy at FULL and at NORMAL):
+
+- huey 3.5.4, SqliteHuey(fsync=True): journal_mode WAL, synchronous FULL;
+- persist-queue 1.1.0, SQLiteAckQueue: a rollback journal, synchronous FULL (its default);
+- litequeue 0.9: WAL, synchronous NORMAL.
+
+Also, one process per enqueue, as a shell script does it: `autonomy enqueue`, a Python script
+enqueueing one huey task, and the `sqlite3` CLI inserting one row into a similar WAL table.
+
+Usage: bench/peers/peers.py --binary PATH [--tasks 2000] [--python VENV_PYTHON]
+(bench/peers/run.sh makes the venv with the peers from PyPI and calls this.)
+Prints a table with ratios, and writes bench/results/peers.png (matplotlib) and peers.json.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "..", "results")
+
+# Each peer: a script that enqueues N tasks, and one that drains them running `true` per task.
+PEERS = {
+    "huey 3.5.4 (fsync=True)": ("""
+        from huey import SqliteHuey
+        import subprocess, sys
+        huey = SqliteHuey(filename=sys.argv[1], fsync=True)
+        @huey.task()
+        def run(n):
+            subprocess.run(["true"], check=True)
+        """, """
+        for n in range(int(sys.argv[2])):
+            run(n)
+        """, """
+        count = 0
+        while True:
+            task = huey.dequeue()
+            if task is None:
+                break
+            huey.execute(task)
+            count += 1
+        assert count == int(sys.argv[2]), count
+        """),
+    "persist-queue 1.1.0 (SQLiteAckQueue)": ("""
+        import persistqueue, subprocess, sys
+        queue = persistqueue.SQLiteAckQueue(sys.argv[1], auto_commit=True, multithreading=False)
+        """, """
+        for n in range(int(sys.argv[2])):
+            queue.put({"n": n})
+        """, """
+        count = 0
+        while queue.size:
+            item = queue.get(block=False)
+            subprocess.run(["true"], check=True)
+            queue.ack(item)
+            count += 1
+        assert count == int(sys.argv[2]), count
+        """),
+    "litequeue 0.9": ("""
+        from litequeue import LiteQueue
+        import subprocess, sys
+        queue = LiteQueue(sys.argv[1] + "/queue.db")
+        """, """
+        for n in range(int(sys.argv[2])):
+            queue.put(str(n))
+        """, """
+        count = 0
+        while True:
+            message = queue.pop()
+            if message is None:
+                break
+            subprocess.run(["true"], check=True)
+            queue.done(message.message_id)
+            count += 1
+        assert count == int(sys.argv[2]), count
+        """),
+}
+
+HUEY_ONE = """
+from huey import SqliteHuey
+import sys
+huey = SqliteHuey(filename=sys.argv[1], fsync=True)
+@huey.task()
+def run(n):
+    pass
+run(1)
+"""
+
+
+def timed(argv, env=None, stdin=None):
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return time.perf_counter() - start
+
+
+def peer_drain(python, name, n, folder):
+    setup, enqueue, drain = (textwrap.dedent(part) for part in PEERS[name])
+    path = os.path.join(folder, name.split()[0])
+    os.makedirs(path)
+    target = path + "/huey.db" if name.startswith("huey") else path
+    with open(f"{path}/enqueue.py", "w") as handle:
+        handle.write(setup + enqueue)
+    with open(f"{path}/drain.py", "w") as handle:
+        handle.write(setup + drain)
+    subprocess.run([python, f"{path}/enqueue.py", target, str(n)], check=True)
+    return n / timed([python, f"{path}/drain.py", target, str(n)])
+
+
+def autonomy_drain(binary, n, folder, synchronous):
+    path = os.path.join(folder, f"autonomy-{synchronous}")
+    os.makedirs(path)
+    config = {"version": 1, "store": {"synchronous": synchronous},
+              "worker": {"drain_max_seconds": 3600},
+              "task_types": {"noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}}}}}
+    with open(f"{path}/autonomy.json", "w") as handle:
+        json.dump(config, handle)
+    env = dict(os.environ, AUTONOMY_CONFIG=f"{path}/autonomy.json", AUTONOMY_DATABASE=f"{path}/autonomy.db")
+    lines = "\n".join('{"type":"noop","payload":{"n":%d}}' % i for i in range(n))
+    subprocess.run([binary, "enqueue", "--batch", "-"], env=env, input=lines.encode(), check=True,
+                   stdout=subprocess.DEVNULL)
+    rate = n / timed([binary, "work-once", "--drain", "--max-tasks", str(n)], env=env)
+    done = subprocess.run(["sqlite3", f"{path}/autonomy.db", "SELECT COUNT(*) FROM tasks WHERE state = 'done'"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert done == str(n), done
+    return rate, env
+
+
+def one_process_enqueues(binary, python, env, folder, runs=30):
+    """Median wall time of one process that enqueues one task: autonomy, huey, sqlite3."""
+    database = os.path.join(folder, "plain.db")
+    subprocess.run(["sqlite3", database, "PRAGMA journal_mode=WAL; CREATE TABLE tasks (id INTEGER PRIMARY KEY, "
+                    "type TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL);"],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(folder, "huey_one.py"), "w") as handle:
+        handle.write(HUEY_ONE)
+    figures = {}
+    figures["autonomy enqueue"] = statistics.median(
+        timed([binary, "enqueue", "noop", "--payload", '{"n":1}'], env=env) for _ in range(runs))
+    figures["huey: a script enqueueing one task"] = statistics.median(
+        timed([python, os.path.join(folder, "huey_one.py"), os.path.join(folder, "one.db")]) for _ in range(runs))
+    figures["sqlite3 CLI: one INSERT"] = statistics.median(
+        timed(["sqlite3", database, "PRAGMA synchronous=FULL; INSERT INTO tasks (type, state, payload, created_at) "
+               "VALUES ('noop', 'queued', '{\"n\":1}', 0);"]) for _ in range(runs))
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--tasks", type=int, default=2000)
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp(prefix="autonomy-peers-")
+    try:
+        n = args.tasks
+        drains = {}
+        for name in PEERS:
+            drains[name] = peer_drain(args.python, name, n, folder)
+        drains["autonomy, FULL (default)"], env = autonomy_drain(args.binary, n, folder, "full")
+        drains["autonomy, NORMAL"], _ = autonomy_drain(args.binary, n, folder, "normal")
+        enqueues = one_process_enqueues(args.binary, args.python, env, folder)
+
+        cores = os.cpu_count()
+        print(f"{n:,} tasks, a child `true` each, one worker; {cores} cores, {time.strftime('%Y-%m-%d')}")
+        print(f"{'drain':<40} {'tasks/s':>9}")
+        for name, rate in drains.items():
+            print(f"{name:<40} {rate:>9,.0f}")
+        full_peers = max(drains["huey 3.5.4 (fsync=True)"], drains["persist-queue 1.1.0 (SQLiteAckQueue)"])
+        print(f"autonomy FULL / the better of huey and persist-queue: "
+              f"{drains['autonomy, FULL (default)'] / full_peers:.2f}x (target >= 1.2x)")
+        print(f"autonomy NORMAL / litequeue: {drains['autonomy, NORMAL'] / drains['litequeue 0.9']:.2f}x (target >= 1.2x)")
+        print(f"{'one process, one enqueue':<40} {'ms':>9}")
+        for name, seconds in enqueues.items():
+            print(f"{name:<40} {seconds * 1000:>9.2f}")
+        print(f"autonomy enqueue / sqlite3 INSERT: "
+              f"{enqueues['autonomy enqueue'] / enqueues['sqlite3 CLI: one INSERT']:.2f}x (target <= 2x)")
+
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(os.path.join(RESULTS, "peers.json"), "w") as handle:
+            json.dump({"tasks": n, "cores": cores, "date": time.strftime("%Y-%m-%d"), "drain_tasks_per_s": drains,
+                       "enqueue_seconds": enqueues}, handle, indent=2)
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plot
+            figure, axis = plot.subplots(figsize=(8, 3.6))
+            names = list(drains)
+            axis.barh(names, [drains[k] for k in names],
+                      color=["#1565c0" if k.startswith("autonomy") else "#9e9e9e" for k in names])
+            axis.set_xlabel(f"tasks/s, draining {n:,} tasks that each run `true` (higher is better)")
+            axis.invert_yaxis()
+            figure.tight_layout()
+            figure.savefig(os.path.join(RESULTS, "peers.png"), dpi=110)
+            print(f"plot: {os.path.relpath(os.path.join(RESULTS, 'peers.png'))}")
+        except ImportError:
+            print("(no plot: pip install matplotlib)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
