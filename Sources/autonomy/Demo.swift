@@ -121,6 +121,8 @@ struct Demo: AsyncParsableCommand {
               autonomy tasks show 4 \(config)
               autonomy firewall check send_email --payload '{"to":"ops@example.com"}' \(config)
               autonomy config check \(config)
+              autonomy sources \(config)
+              autonomy serve \(config) &      then open the link: autonomy serve login --operator demo-operator \(config)
             """)
     }
 
