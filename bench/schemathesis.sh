@@ -20,10 +20,8 @@ cat > "$DIR/autonomy.json" <<'JSON'
 JSON
 export AUTONOMY_CONFIG="$DIR/autonomy.json" AUTONOMY_DATABASE="$DIR/autonomy.db"
 TOKEN=$("$BIN" producer token fuzzer 2>/dev/null)
-"$BIN" serve --listen 127.0.0.1:0 2> "$DIR/serve.log" &
-SERVER=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$DIR/serve.log" && break; sleep 0.1; done
-ADDRESS=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$DIR/serve.log" | head -1)
+. "$(dirname "$0")/serve_lib.sh"
+start_serve "$BIN" "$DIR"
 echo "serve at $ADDRESS"
 # Producer routes with a producer's token; every answer must be in the document, with its
 # documented status and shape, and no 5xx.

@@ -16,10 +16,8 @@ cat > "$DIR/autonomy.json" <<'JSON'
 JSON
 export AUTONOMY_CONFIG="$DIR/autonomy.json" AUTONOMY_DATABASE="$DIR/http.db"
 TOKEN=$("$BIN" producer token bench 2>/dev/null)
-"$BIN" serve --listen 127.0.0.1:0 2> "$DIR/serve.log" &
-SERVER=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$DIR/serve.log" && break; sleep 0.1; done
-ADDRESS=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$DIR/serve.log" | head -1)
+. "$(dirname "$0")/serve_lib.sh"
+start_serve "$BIN" "$DIR"
 cat > "$DIR/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $TOKEN"

@@ -49,6 +49,30 @@ public struct ISOTime: Encodable, Sendable {
     }
 }
 
+/// A stored time, epoch milliseconds, that JSON output writes as ISO 8601 UTC text (`null` when
+/// absent): records keep the number, their `--json` shows the time, and no hand-written
+/// `encode(to:)` is needed for it.
+@propertyWrapper
+public struct EpochTime: Encodable, Sendable, Equatable {
+    public var wrappedValue: Int64
+
+    public init(wrappedValue: Int64) { self.wrappedValue = wrappedValue }
+
+    public func encode(to encoder: any Encoder) throws { try ISOTime(wrappedValue).encode(to: encoder) }
+}
+
+/// `EpochTime` that may be absent.
+@propertyWrapper
+public struct OptionalEpochTime: Encodable, Sendable, Equatable {
+    public var wrappedValue: Int64?
+
+    public init(wrappedValue: Int64?) { self.wrappedValue = wrappedValue }
+
+    public func encode(to encoder: any Encoder) throws {
+        try Nullable(wrappedValue: ISOTime(wrappedValue)).encode(to: encoder)
+    }
+}
+
 extension JSONValue {
     /// Stored JSON text as a value to show: parsed, or kept as a string when it is not JSON.
     public static func shown(_ text: String) -> JSONValue {

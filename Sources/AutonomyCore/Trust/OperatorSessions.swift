@@ -7,11 +7,11 @@ import GRDB
 public struct OperatorSession: Sendable, Equatable, Encodable {
     public var id: Int64
     public var operatorName: String
-    public var createdAt: Int64
+    @EpochTime public var createdAt: Int64
     /// When the login link was used; nil while it waits.
-    public var openedAt: Int64?
-    public var expiresAt: Int64
-    public var revokedAt: Int64?
+    @OptionalEpochTime public var openedAt: Int64? = nil
+    @EpochTime public var expiresAt: Int64
+    @OptionalEpochTime public var revokedAt: Int64? = nil
 
     enum CodingKeys: String, CodingKey {
         case id
@@ -20,16 +20,6 @@ public struct OperatorSession: Sendable, Equatable, Encodable {
         case openedAt = "opened_at"
         case expiresAt = "expires_at"
         case revokedAt = "revoked_at"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(operatorName, forKey: .operatorName)
-        try container.encode(ISOTime(createdAt), forKey: .createdAt)
-        try container.encode(ISOTime(openedAt), forKey: .openedAt)
-        try container.encode(ISOTime(expiresAt), forKey: .expiresAt)
-        try container.encode(ISOTime(revokedAt), forKey: .revokedAt)
     }
 
     public var line: String {

@@ -26,21 +26,13 @@ public enum SecretToken {
 public struct ProducerToken: Sendable, Equatable, Encodable {
     public var id: Int64
     public var name: String
-    public var createdAt: Int64
-    public var revokedAt: Int64?
+    @EpochTime public var createdAt: Int64
+    @OptionalEpochTime public var revokedAt: Int64? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, name
         case createdAt = "created_at"
         case revokedAt = "revoked_at"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(ISOTime(createdAt), forKey: .createdAt)
-        try container.encode(ISOTime(revokedAt), forKey: .revokedAt)
     }
 
     /// One line a person reads.
