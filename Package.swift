@@ -29,13 +29,15 @@ let package = Package(
             name: "SQLiteOptions",
             dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]
         ),
+        // pidfd_open(2) for the exec runner: a system call Swift cannot reach through Glibc.
+        .target(name: "SystemShims"),
         .target(
             name: "AutonomyCore",
             dependencies: [
                 "SQLiteOptions",
+                "SystemShims",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,12 +1,5 @@
 import Foundation
-import Subprocess
 import Synchronization
-
-#if canImport(System)
-    import System
-#else
-    import SystemPackage
-#endif
 
 /// Runs `exec` handlers: an argv with no shell, the payload on stdin and in a private file, output
 /// bounded, the whole process group stopped when time runs out.
@@ -19,6 +12,9 @@ public struct ExecRunner: HandlerRunner {
     /// (`HandlerEnvironment`), plus what its type passes or sets.
     private let inherited: [String: String]
     private let minimal: [String: String]
+    /// Programs found in PATH, by name, folder and PATH: a draining worker looks each up once.
+    /// Only what was found is kept, so a program installed later is found on its next attempt.
+    private let located = LocatedPrograms()
 
     /// - Parameter withheld: secret variables (the webhook's, the models' API keys) that reach a
     ///   handler only when its type names them in `pass_env`.
@@ -50,9 +46,8 @@ public struct ExecRunner: HandlerRunner {
 
         let name = handler.argv[0]
         guard
-            let programPath = Self.locate(
-                name, base: invocation.baseDirectory,
-                searchPath: handler.env["PATH"] ?? inherited["PATH"])
+            let programPath = located.path(
+                of: name, base: invocation.baseDirectory, searchPath: handler.env["PATH"] ?? inherited["PATH"])
         else {
             return HandlerOutcome(
                 status: .couldNotStart("\(name): not found in PATH (give its full path in the handler's argv)"),
@@ -96,88 +91,13 @@ public struct ExecRunner: HandlerRunner {
     static func run(
         _ program: Program, stdinFile: String, timeout: Interval, grace: Interval, limits: (stdout: Int, stderr: Int)
     ) async -> (status: HandlerStatus, captured: Captured) {
-        let environment = Environment.custom(
-            Dictionary(
-                uniqueKeysWithValues: program.environment.map {
-                    (Environment.Key(stringLiteral: $0.key), $0.value)
-                }))
-        let options = {
-            var options = PlatformOptions()
-            options.processGroupID = 0  // its own group, so a timeout reaches everything it started
-            options.teardownSequence = [
-                .gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: grace.duration)
-            ]
-            return options
-        }()
-        let stdin: FileDescriptor
-        do {
-            stdin = try FileDescriptor.open(FilePath(stdinFile), .readOnly, options: [.closeOnExec])
-        } catch {
-            return (.couldNotStart("cannot open the payload file: \(error)"), Captured())
-        }
-        let control = RunControl()
-        let collected: Result<(TerminationStatus, Captured), any Error> = await withTaskGroup(
-            of: Result<(TerminationStatus, Captured), any Error>?.self
-        ) { group in
-            group.addTask {
-                do {
-                    let result = try await Subprocess.run(
-                        .path(FilePath(program.path)), arguments: Arguments(program.arguments),
-                        environment: environment, workingDirectory: program.workingDirectory.map { FilePath($0) },
-                        platformOptions: options, input: .fileDescriptor(stdin, closeAfterSpawningProcess: true),
-                        output: .sequence, error: .sequence
-                    ) { execution in
-                        control.processGroup.withLock { $0 = execution.processIdentifier.value }
-                        return try await Captured.collect(
-                            stdout: execution.standardOutput, stderr: execution.standardError, limits: limits)
-                    }
-                    return .success((result.terminationStatus, result.closureResult))
-                } catch {
-                    return .failure(error)
-                }
-            }
-            group.addTask {
-                // The timer: on time-out, TERM to the whole group, then KILL after the grace period.
-                guard (try? await Task.sleep(for: timeout.duration)) != nil else { return nil }
-                // Under load the process may have started before its id reached us: wait for it.
-                var known = control.processGroup.withLock { $0 }
-                while known == nil {
-                    guard (try? await Task.sleep(for: .milliseconds(5))) != nil else { return nil }
-                    known = control.processGroup.withLock { $0 }
-                }
-                guard let group = known else { return nil }
-                control.timedOut.store(true, ordering: .sequentiallyConsistent)
-                ProcessGroup.signal(group, SIGTERM)
-                guard (try? await Task.sleep(for: grace.duration)) != nil else { return nil }
-                ProcessGroup.signal(group, SIGKILL)
-                return nil
-            }
-            var outcome: Result<(TerminationStatus, Captured), any Error> = .failure(CancellationError())
-            while let next = await group.next() {
-                if let result = next {
-                    outcome = result
-                    group.cancelAll()
-                }
-            }
-            return outcome
-        }
-        if let group = control.processGroup.withLock({ $0 }) {
-            // The run ends with its program: whatever it left running in its process group (after a
-            // time-out, or a background child) is stopped, so nothing outlives it.
-            ProcessGroup.signal(group, SIGKILL)
-        }
-        switch collected {
-        case .failure(let error):
-            if Task.isCancelled { return (.stopped, Captured()) }
-            return (.couldNotStart(Self.describe(error, program: program.name)), Captured())
-        case .success(let (termination, captured)):
-            if control.timedOut.load(ordering: .sequentiallyConsistent) { return (.timedOut(timeout), captured) }
-            if Task.isCancelled { return (.stopped, captured) }
-            switch termination {
-            case .exited(let code): return (.exited(code), captured)
-            case .signaled(let signal): return (.signaled(signal), captured)
-            }
-        }
+        let ran = await ChildProcess(
+            program: program, stdinFile: stdinFile, timeout: timeout, grace: grace, limits: limits
+        ).run()
+        // The run ends with its program: whatever it left running in its process group (after a
+        // time-out, or a background child) is stopped, so nothing outlives it.
+        if let group = ran.group { ProcessGroup.signal(group, SIGKILL) }
+        return (ran.status, ran.captured)
     }
 
     /// The program's path: a name with a `/` is taken from `base`; a bare name is looked up in
@@ -192,16 +112,23 @@ public struct ExecRunner: HandlerRunner {
         }
         return nil
     }
+}
 
-    private static func describe(_ error: any Error, program: String) -> String {
-        if let subprocessError = error as? SubprocessError {
-            let text = "\(subprocessError)"
-            if text.contains("executableNotFound") || text.lowercased().contains("not found") {
-                return "\(program): no such program (check the handler's argv and PATH)"
-            }
-            return text
-        }
-        return "\(error)"
+/// The paths `ExecRunner.locate` found, shared by the copies of one runner.
+private final class LocatedPrograms: Sendable {
+    private struct Key: Hashable {
+        let name: String
+        let base: String
+        let searchPath: String?
+    }
+    private let paths = Mutex<[Key: String]>([:])
+
+    func path(of name: String, base: String, searchPath: String?) -> String? {
+        let key = Key(name: name, base: base, searchPath: searchPath)
+        if let known = paths.withLock({ $0[key] }) { return known }
+        guard let found = ExecRunner.locate(name, base: base, searchPath: searchPath) else { return nil }
+        paths.withLock { $0[key] = found }
+        return found
     }
 }
 
@@ -264,47 +191,26 @@ enum ProcessGroup {
     }
 }
 
-/// Shared between the handler's task and its timer.
-private final class RunControl: Sendable {
-    let processGroup = Mutex<pid_t?>(nil)
-    let timedOut = Atomic<Bool>(false)
-}
-
 /// A handler's output, cut to size as it streams: the head of stdout, the tail of stderr.
 struct Captured: Sendable {
     var stdout: [UInt8] = []
     var stdoutTruncated = false
     var stderrTail: [UInt8] = []
 
-    static func collect(
-        stdout: SubprocessOutputSequence, stderr: SubprocessOutputSequence, limits: (stdout: Int, stderr: Int)
-    ) async throws -> Captured {
-        async let head: ([UInt8], Bool) = {
-            var bytes: [UInt8] = []
-            var truncated = false
-            for try await buffer in stdout {
-                let room = limits.stdout - bytes.count
-                buffer.withUnsafeBytes { raw in
-                    if raw.count <= room {
-                        bytes.append(contentsOf: raw)
-                    } else {
-                        bytes.append(contentsOf: raw.prefix(max(0, room)))
-                        truncated = true
-                    }
-                }
-            }
-            return (bytes, truncated)
-        }()
-        async let tail: [UInt8] = {
-            var bytes: [UInt8] = []
-            for try await buffer in stderr {
-                buffer.withUnsafeBytes { bytes.append(contentsOf: $0) }
-                if bytes.count > limits.stderr * 2 { bytes.removeFirst(bytes.count - limits.stderr) }
-            }
-            return Array(bytes.suffix(limits.stderr))
-        }()
-        let (out, truncated) = try await head
-        return Captured(stdout: out, stdoutTruncated: truncated, stderrTail: try await tail)
+    mutating func appendStdout(_ bytes: UnsafeRawBufferPointer, limit: Int) {
+        let room = max(0, limit - stdout.count)
+        if bytes.count > room { stdoutTruncated = true }
+        stdout.append(contentsOf: bytes.prefix(room))
+    }
+
+    /// Keeps at most twice the limit while streaming, so a chatty handler costs bounded memory.
+    mutating func appendStderr(_ bytes: UnsafeRawBufferPointer, limit: Int) {
+        stderrTail.append(contentsOf: bytes.suffix(limit))
+        if stderrTail.count > limit * 2 { stderrTail.removeFirst(stderrTail.count - limit) }
+    }
+
+    mutating func finish(stderrLimit: Int) {
+        if stderrTail.count > stderrLimit { stderrTail.removeFirst(stderrTail.count - stderrLimit) }
     }
 }
 

@@ -111,6 +111,8 @@ public struct NoVerifier: Error, Sendable, CustomStringConvertible {
 public struct Worker: Sendable {
     public let store: AutonomyStore
     public let loaded: LoadedConfiguration
+    /// `loaded.baseDirectory`, worked out once rather than per attempt.
+    private let baseDirectory: String
     public let clock: any WallClock
     public let runner: any HandlerRunner
     /// Supplies jitter in [0, 1).
@@ -148,6 +150,7 @@ public struct Worker: Sendable {
     public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Options = Options()) {
         self.store = store
         self.loaded = loaded
+        self.baseDirectory = loaded.baseDirectory
         self.clock = options.clock
         self.runner =
             options.runner
@@ -326,7 +329,7 @@ public struct Worker: Sendable {
         let configuration = loaded.configuration
         let invocation = HandlerInvocation(
             task: claimed.task, type: claimed.type, attempt: claimed.task.attempts,
-            timeout: claimed.type.effectiveTimeout(configuration.worker), baseDirectory: loaded.baseDirectory,
+            timeout: claimed.type.effectiveTimeout(configuration.worker), baseDirectory: baseDirectory,
             environment: handlerEnvironment)
         logger.info(
             "running task",
@@ -385,7 +388,7 @@ public struct Worker: Sendable {
     public var verificationRunner: VerificationRunner {
         let remediator = self.remediator
         return VerificationRunner(
-            runner: verifierRunner, baseDirectory: loaded.baseDirectory, pause: pause,
+            runner: verifierRunner, baseDirectory: baseDirectory, pause: pause,
             reevaluate: { await remediator.reevaluate($0) })
     }
 

@@ -2,13 +2,6 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import NIOCore
-import Subprocess
-
-#if canImport(System)
-    import System
-#else
-    import SystemPackage
-#endif
 
 /// Sends one alert through one channel. Returns nil when delivered, else one line saying why not.
 public protocol Notifier: Sendable {

@@ -128,6 +128,72 @@ import Testing
         #expect(outcome.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("/work"))
     }
 
+    @Test func aStoppedRunEndsItsGroupWithTermThenKill() async throws {
+        let folder = try TemporaryFolder()
+        let marker = folder.file("started")
+        // Ignores TERM, so only the KILL after the grace ends it.
+        let script = "trap '' TERM; sleep 300 & touch \(marker); wait; sleep 300"
+        let running = Task {
+            await runner(grace: Interval(milliseconds: 200)).run(invocation(["/bin/sh", "-c", script]))
+        }
+        for _ in 0..<1000 where !FileManager.default.fileExists(atPath: marker) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        running.cancel()
+        let outcome = await running.value
+        #expect(outcome.status == .stopped)
+        #expect(outcome.durationMs < 60_000)
+    }
+
+    @Test func aRunCancelledBeforeItStartsNeverStartsTheProgram() async throws {
+        let folder = try TemporaryFolder()
+        let marker = folder.file("ran")
+        let running = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await runner().run(invocation(["/bin/sh", "-c", "touch \(marker)"]))
+        }
+        #expect(await running.value.status == .stopped)
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test func aMissingWorkingDirectoryCouldNotStart() async {
+        let outcome = await runner().run(invocation(["/bin/true"], cwd: "/nonexistent/folder"))
+        #expect(outcome.status == .couldNotStart("/bin/true: no such working directory /nonexistent/folder"))
+    }
+
+    /// The worker's own state stays its own: no descriptor it has open, no signal it ignores.
+    @Test func aHandlerGetsOnlyItsStandardStreamsAndDefaultSignals() async throws {
+        // No O_CLOEXEC: it would leak through exec. (A number of its own: the test process is shared.)
+        let inherited = open("/dev/null", O_RDONLY)
+        #expect(inherited > 2)
+        defer { close(inherited) }
+        let previous = signal(SIGUSR2, SIG_IGN)
+        defer { signal(SIGUSR2, previous) }
+        let outcome = await runner().run(
+            invocation(["/bin/sh", "-c", "ls /proc/$$/fd; grep SigIgn /proc/$$/status"]))
+        #expect(outcome.status == .exited(0))
+        let lines = outcome.stdout.split(separator: "\n").map(String.init)
+        #expect(["0", "1", "2"].allSatisfy(lines.contains))
+        #expect(!lines.contains(String(inherited)))
+        // Signals 32 and 33 are glibc's own (threads, setxid), which posix_spawn leaves ignored and
+        // no program can use; SIGUSR2 (bit 11), set above, must not be.
+        let ignored = lines.first { $0.hasPrefix("SigIgn:") }.flatMap {
+            UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+        }
+        #expect(ignored.map { $0 & ~0x1_8000_0000 } == 0, "\(lines)")
+    }
+
+    @Test func moreOutputThanAPipeHoldsIsReadWhileTheHandlerRuns() async {
+        // 1 MB on each stream: a runner that read only at the end would leave the handler blocked.
+        let outcome = await runner(maxOutput: 2_000_000, maxStderr: 10).run(
+            invocation([
+                "/bin/sh", "-c", "head -c 1000000 /dev/zero; head -c 999990 /dev/zero >&2; printf 'last tail.' >&2",
+            ]))
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.stdout.utf8.count == 1_000_000 && !outcome.stdoutTruncated)
+        #expect(outcome.stderrTail == "last tail.")
+    }
+
     private func isZombie(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
         return stat.split(separator: ")").last?.split(separator: " ").first == "Z"

@@ -1,0 +1,267 @@
+import Foundation
+import Synchronization
+import SystemShims
+
+/// One program started with `posix_spawn` and watched from one thread with `poll(2)` until it
+/// exits: its output as it streams, its exit (a pidfd), its deadline and the worker's "stop".
+///
+/// The whole life of a handler is one thread and one `poll` loop: no event loop, no hops between
+/// threads per read, which is what a child per task costs most (bench/peers: `true` per task).
+struct ChildProcess {
+    let program: ExecRunner.Program
+    let stdinFile: String
+    let timeout: Interval
+    let grace: Interval
+    let limits: (stdout: Int, stderr: Int)
+
+    /// Runs the program to its end on a thread of its own; cancelling the calling task stops it as
+    /// a time-out does (TERM to its group, KILL after the grace), and the status is `stopped`.
+    /// `group` is the process group it ran in (nil if it never started).
+    func run() async -> (status: HandlerStatus, captured: Captured, group: pid_t?) {
+        guard let stop = StopSignal() else {
+            return (.couldNotStart("cannot make an eventfd: \(Self.describe(errno))"), Captured(), nil)
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let thread = Thread { continuation.resume(returning: watch(stop)) }
+                thread.start()
+            }
+        } onCancel: {
+            stop.fire()
+        }
+    }
+
+    /// Spawns and watches, blocking this thread.
+    private func watch(_ stop: StopSignal) -> (status: HandlerStatus, captured: Captured, group: pid_t?) {
+        defer { stop.close() }
+        if stop.fired { return (.stopped, Captured(), nil) }
+        if let folder = program.workingDirectory, !FileManager.default.directoryExists(atPath: folder) {
+            return (.couldNotStart("\(program.name): no such working directory \(folder)"), Captured(), nil)
+        }
+        let input = Self.aboveStandard(open(stdinFile, O_RDONLY | O_CLOEXEC))
+        guard input >= 0 else {
+            return (.couldNotStart("cannot open the payload file: \(Self.describe(errno))"), Captured(), nil)
+        }
+        defer { Glibc.close(input) }
+        guard let output = Pipe(), let errors = Pipe() else {
+            return (.couldNotStart("cannot make a pipe: \(Self.describe(errno))"), Captured(), nil)
+        }
+        var reading = [output.read, errors.read]
+        defer { for descriptor in reading where descriptor >= 0 { Glibc.close(descriptor) } }
+        let spawned = spawn(input: input, output: output.write, errors: errors.write)
+        Glibc.close(output.write)
+        Glibc.close(errors.write)
+        let pid: pid_t
+        switch spawned {
+        case .failure(let failure): return (.couldNotStart(failure.reason), Captured(), nil)
+        case .success(let id): pid = id
+        }
+        // From here the leader stays unreaped until the loop ends, so its group id cannot be reused:
+        // signalling the group directly is safe.
+        let exitSignal = autonomy_pidfd_open(pid)
+        defer { if exitSignal >= 0 { Glibc.close(exitSignal) } }
+        for descriptor in reading { _ = fcntl(descriptor, F_SETFL, O_NONBLOCK) }
+
+        var captured = Captured()
+        // One pipe's worth, uninitialised: read(2) fills what it returns.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 1)
+        defer { buffer.deallocate() }
+        let started = ContinuousClock.now
+        var killAt: ContinuousClock.Instant?
+        var timedOut = false
+        var stopped = false
+        var exited = false
+        while !exited {
+            var descriptors = [
+                pollfd(fd: reading[0], events: Int16(POLLIN), revents: 0),
+                pollfd(fd: reading[1], events: Int16(POLLIN), revents: 0),
+                pollfd(fd: exitSignal, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: stopped || timedOut ? -1 : stop.descriptor, events: Int16(POLLIN), revents: 0),
+            ]
+            let now = ContinuousClock.now
+            let next = killAt ?? (timedOut || stopped ? now + .seconds(3600) : started + timeout.duration)
+            // Without a pidfd (a kernel before 5.3), the exit is looked for every 10 ms.
+            let wait = exitSignal >= 0 ? Self.milliseconds(next - now) : min(10, Self.milliseconds(next - now))
+            let ready = poll(&descriptors, nfds_t(descriptors.count), wait)
+            if ready < 0, errno != EINTR { break }
+            for index in 0..<2 where descriptors[index].revents != 0 {
+                if !drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer) {
+                    Glibc.close(reading[index])
+                    reading[index] = -1
+                }
+            }
+            exited = exitSignal >= 0 ? descriptors[2].revents != 0 : autonomy_has_exited(pid) != 0
+            let after = ContinuousClock.now
+            if !stopped, !timedOut {
+                if descriptors[3].revents != 0 {
+                    stopped = true
+                } else if after >= started + timeout.duration {
+                    timedOut = true
+                }
+                if stopped || timedOut {
+                    kill(-pid, SIGTERM)
+                    killAt = after + grace.duration
+                }
+            } else if let due = killAt, after >= due {
+                kill(-pid, SIGKILL)
+                killAt = nil
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        // What the program wrote just before it ended; a child it left behind may hold the pipes
+        // open, so this reads only what is there, and the run ends with its program.
+        for index in 0..<2 where reading[index] >= 0 {
+            if !drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer) {
+                Glibc.close(reading[index])
+                reading[index] = -1
+            }
+        }
+        captured.finish(stderrLimit: limits.stderr)
+        if timedOut { return (.timedOut(timeout), captured, pid) }
+        if stopped { return (.stopped, captured, pid) }
+        let signal = status & 0x7f
+        return (signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal), captured, pid)
+    }
+
+    /// Starts the program in a process group of its own, with the payload file on stdin, both pipes
+    /// on stdout and stderr, every other descriptor closed, default signal dispositions and an empty
+    /// signal mask; argv is passed as is, never through a shell.
+    private func spawn(input: Int32, output: Int32, errors: Int32) -> Result<pid_t, SpawnFailure> {
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attributes)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attributes)
+        }
+        posix_spawn_file_actions_adddup2(&actions, input, 0)
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+        posix_spawn_file_actions_adddup2(&actions, errors, 2)
+        autonomy_spawn_addclosefrom(&actions, 3)
+        if let folder = program.workingDirectory { autonomy_spawn_addchdir(&actions, folder) }
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        posix_spawnattr_setsigmask(&attributes, &signals)
+        sigfillset(&signals)  // what the worker ignores (SIGPIPE) is not ignored by the handler
+        posix_spawnattr_setsigdefault(&attributes, &signals)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let arguments = [program.path] + program.arguments
+        let environment = program.environment.map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        let code = Self.withCStrings(arguments) { argv in
+            Self.withCStrings(environment) { envp in
+                posix_spawn(&pid, program.path, &actions, &attributes, argv, envp)
+            }
+        }
+        guard code == 0 else {
+            if code == ENOENT {
+                return .failure(SpawnFailure("\(program.name): no such program (check the handler's argv and PATH)"))
+            }
+            return .failure(SpawnFailure("\(program.name): cannot start: \(Self.describe(code))"))
+        }
+        return .success(pid)
+    }
+
+    /// Reads what is there now; false at end of file (or an error): the descriptor is done.
+    private func drain(
+        _ descriptor: Int32, into captured: inout Captured, isStdout: Bool, buffer: UnsafeMutableRawBufferPointer
+    ) -> Bool {
+        while true {
+            let count = read(descriptor, buffer.baseAddress, buffer.count)
+            if count > 0 {
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+                if isStdout {
+                    captured.appendStdout(bytes, limit: limits.stdout)
+                } else {
+                    captured.appendStderr(bytes, limit: limits.stderr)
+                }
+                continue
+            }
+            if count < 0, errno == EINTR { continue }
+            return count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+        }
+    }
+
+    private struct SpawnFailure: Error {
+        let reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    /// A descriptor moved above 0–2, so that a worker started with a standard stream closed cannot
+    /// have the child's stdin and stdout mixed up by the order of the dup2 calls.
+    private static func aboveStandard(_ descriptor: Int32) -> Int32 {
+        guard descriptor >= 0, descriptor < 3 else { return descriptor }
+        let moved = fcntl(descriptor, F_DUPFD_CLOEXEC, 3)
+        Glibc.close(descriptor)
+        return moved
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int32 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0 else { return 0 }
+        let total = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: total)
+    }
+
+    static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    private static func withCStrings<Result>(
+        _ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> Result
+    ) -> Result {
+        var pointers = strings.map { strdup($0) }
+        pointers.append(nil)
+        defer { for pointer in pointers { free(pointer) } }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// A pipe whose ends close on exec; the child gets the write end as 1 or 2 through dup2.
+    private struct Pipe {
+        let read: Int32
+        let write: Int32
+
+        init?() {
+            var ends: [Int32] = [-1, -1]
+            guard autonomy_pipe_cloexec(&ends) == 0 else { return nil }
+            read = ChildProcess.aboveStandard(ends[0])
+            write = ChildProcess.aboveStandard(ends[1])
+            guard read >= 0, write >= 0 else { return nil }
+        }
+    }
+}
+
+/// The worker's "stop" reaching the watching thread: an eventfd its poll loop waits on.
+private final class StopSignal: Sendable {
+    let descriptor: Int32
+    /// Held while writing, so a late "stop" never writes to a descriptor number reused after close.
+    private let open = Mutex(true)
+
+    init?() {
+        descriptor = autonomy_eventfd()
+        guard descriptor >= 0 else { return nil }
+    }
+
+    /// Safe from any thread, any number of times, also before the loop starts.
+    func fire() {
+        open.withLock { isOpen in
+            guard isOpen else { return }
+            var one: UInt64 = 1
+            _ = withUnsafeBytes(of: &one) { write(descriptor, $0.baseAddress, 8) }
+        }
+    }
+
+    var fired: Bool {
+        var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
+        return poll(&descriptors, 1, 0) > 0
+    }
+
+    func close() {
+        open.withLock { isOpen in
+            isOpen = false
+            Glibc.close(descriptor)
+        }
+    }
+}
