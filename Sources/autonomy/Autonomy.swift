@@ -32,6 +32,7 @@ struct Autonomy: AsyncParsableCommand {
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
+        signal(SIGCHLD, SIG_DFL)  // inherited as ignored, the kernel would reap handlers before the worker learns how they ended
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -52,7 +53,7 @@ struct Autonomy: AsyncParsableCommand {
         }
         if error is CLIFailure || ExitCode.forCore(error) != nil {
             let (code, message) = failure(error)
-            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            printError("error: \(message)")
             Foundation.exit(code.rawValue)
         }
         let code = exitCode(for: error)
@@ -61,7 +62,7 @@ struct Autonomy: AsyncParsableCommand {
         }
         guard code == .validationFailure else {
             let (code, message) = failure(error)
-            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            printError("error: \(message)")
             Foundation.exit(code.rawValue)
         }
         // Parsing and validation errors: one line, pointing at the help.
@@ -69,7 +70,7 @@ struct Autonomy: AsyncParsableCommand {
             Self.message(for: error)
             .split(separator: "\n").first.map(String.init)?
             .replacingOccurrences(of: "Error: ", with: "") ?? "invalid arguments"
-        FileHandle.standardError.write(Data("error: \(message) (see 'autonomy help')\n".utf8))
+        printError("error: \(message) (see 'autonomy help')")
         Foundation.exit(ExitCode.usage.rawValue)
     }
 }

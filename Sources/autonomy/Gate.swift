@@ -80,7 +80,7 @@ func answer(
 
 func emit(_ answer: GateAnswer) {
     if !answer.stdout.isEmpty { FileHandle.standardOutput.write(Data(answer.stdout.utf8)) }
-    if !answer.stderr.isEmpty { FileHandle.standardError.write(Data(answer.stderr.utf8)) }
+    if !answer.stderr.isEmpty { Journal.write(answer.stderr) }
 }
 
 /// `autonomy gate`: serves one producer's request on the socket systemd accepted, and exits.

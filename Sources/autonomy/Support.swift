@@ -117,8 +117,10 @@ extension ExitCode {
     }
 }
 
+/// A line for the person (or the journal) reading stderr: under systemd, `error:` lines carry
+/// priority 3 and `warning:` lines 4 (see `Journal`).
 func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    Journal.write(line)
 }
 
 /// Where "now" comes from. Debug builds (the ones `swift test` runs) let end-to-end tests shift it
@@ -165,9 +167,10 @@ func operatorName(_ flag: String?) throws -> String {
     return try loginName()
 }
 
-/// Logs go to stderr; `AUTONOMY_LOG_LEVEL` (trace … critical, default warning) sets how much.
+/// Logs go to stderr, with their priority under the journal; `AUTONOMY_LOG_LEVEL` (trace …
+/// critical, default warning) sets how much.
 func makeLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label) { AutonomyLogHandler(label: $0) }
     let level = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"].flatMap {
         Logger.Level(rawValue: $0.lowercased())
     }

@@ -23,8 +23,15 @@ struct ChildProcess {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let thread = Thread { continuation.resume(returning: watch(stop)) }
-                thread.start()
+                let started = WatcherThread.start { continuation.resume(returning: watch(stop)) }
+                if let failure = started {
+                    stop.close()
+                    continuation.resume(
+                        returning: (
+                            .couldNotStart("cannot start a thread to watch it: \(Self.describe(failure))"), Captured(),
+                            nil
+                        ))
+                }
             }
         } onCancel: {
             stop.fire()
@@ -43,8 +50,13 @@ struct ChildProcess {
             return (.couldNotStart("cannot open the payload file: \(Self.describe(errno))"), Captured(), nil)
         }
         defer { Glibc.close(input) }
-        guard let output = Pipe(), let errors = Pipe() else {
+        guard let output = Pipe() else {
             return (.couldNotStart("cannot make a pipe: \(Self.describe(errno))"), Captured(), nil)
+        }
+        guard let errors = Pipe() else {
+            let code = errno
+            output.close()
+            return (.couldNotStart("cannot make a pipe: \(Self.describe(code))"), Captured(), nil)
         }
         var reading = [output.read, errors.read]
         defer { for descriptor in reading where descriptor >= 0 { Glibc.close(descriptor) } }
@@ -71,6 +83,7 @@ struct ChildProcess {
         var timedOut = false
         var stopped = false
         var exited = false
+        var pollFailure: Int32?
         while !exited {
             var descriptors = [
                 pollfd(fd: reading[0], events: Int16(POLLIN), revents: 0),
@@ -82,8 +95,10 @@ struct ChildProcess {
             let next = killAt ?? (timedOut || stopped ? now + .seconds(3600) : started + timeout.duration)
             // Without a pidfd (a kernel before 5.3), the exit is looked for every 10 ms.
             let wait = exitSignal >= 0 ? Self.milliseconds(next - now) : min(10, Self.milliseconds(next - now))
-            let ready = poll(&descriptors, nfds_t(descriptors.count), wait)
-            if ready < 0, errno != EINTR { break }
+            if poll(&descriptors, nfds_t(descriptors.count), wait) < 0, errno != EINTR {
+                pollFailure = errno
+                break
+            }
             for index in 0..<2 where descriptors[index].revents != 0 {
                 if !drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer) {
                     Glibc.close(reading[index])
@@ -107,19 +122,34 @@ struct ChildProcess {
                 killAt = nil
             }
         }
+        // The run ends with its program: what it left in its group is killed now, while the
+        // unreaped leader still holds the group's id (so the id cannot name anyone else's group).
+        kill(-pid, SIGKILL)
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        // What the program wrote just before it ended; a child it left behind may hold the pipes
-        // open, so this reads only what is there, and the run ends with its program.
+        var reaped = waitpid(pid, &status, 0)
+        while reaped < 0, errno == EINTR { reaped = waitpid(pid, &status, 0) }
+        let waitFailure = reaped < 0 ? errno : 0
+        // What it wrote just before it ended, up to a budget: a process that left the group may
+        // still hold a pipe and keep writing.
         for index in 0..<2 where reading[index] >= 0 {
-            if !drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer) {
-                Glibc.close(reading[index])
-                reading[index] = -1
-            }
+            _ = drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer, reads: 16)
         }
         captured.finish(stderrLimit: limits.stderr)
+        if let pollFailure {
+            return (
+                .couldNotStart("\(program.name) ran, but watching it failed: \(Self.describe(pollFailure))"), captured,
+                pid
+            )
+        }
         if timedOut { return (.timedOut(timeout), captured, pid) }
         if stopped { return (.stopped, captured, pid) }
+        if waitFailure != 0 {
+            // Only when the worker was started with SIGCHLD ignored (the kernel reaps for it).
+            return (
+                .couldNotStart("\(program.name) ran, but its exit status was lost: \(Self.describe(waitFailure))"),
+                captured, pid
+            )
+        }
         let signal = status & 0x7f
         return (signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal), captured, pid)
     }
@@ -166,11 +196,14 @@ struct ChildProcess {
         return .success(pid)
     }
 
-    /// Reads what is there now; false at end of file (or an error): the descriptor is done.
+    /// Reads what is there now, at most `reads` times (so a handler that writes without pause
+    /// never keeps the loop from its deadline); false at end of file (or an error): the
+    /// descriptor is done.
     private func drain(
-        _ descriptor: Int32, into captured: inout Captured, isStdout: Bool, buffer: UnsafeMutableRawBufferPointer
+        _ descriptor: Int32, into captured: inout Captured, isStdout: Bool, buffer: UnsafeMutableRawBufferPointer,
+        reads: Int = 4
     ) -> Bool {
-        while true {
+        for _ in 0..<reads {
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count > 0 {
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
@@ -184,6 +217,7 @@ struct ChildProcess {
             if count < 0, errno == EINTR { continue }
             return count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
         }
+        return true
     }
 
     private struct SpawnFailure: Error {
@@ -228,8 +262,44 @@ struct ChildProcess {
             guard autonomy_pipe_cloexec(&ends) == 0 else { return nil }
             read = ChildProcess.aboveStandard(ends[0])
             write = ChildProcess.aboveStandard(ends[1])
-            guard read >= 0, write >= 0 else { return nil }
+            guard read >= 0, write >= 0 else {
+                close()
+                return nil
+            }
         }
+
+        func close() {
+            if read >= 0 { Glibc.close(read) }
+            if write >= 0 { Glibc.close(write) }
+        }
+    }
+}
+
+/// A detached thread of its own for one run's loop; unlike Foundation's `Thread.start()`, which
+/// ignores a failed `pthread_create`, a thread that cannot start is an answer (errno), never a run
+/// that waits forever.
+private enum WatcherThread {
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    static func start(_ run: @escaping @Sendable () -> Void) -> Int32? {
+        let body = Unmanaged.passRetained(Body(run)).toOpaque()
+        var thread = pthread_t()
+        let code = pthread_create(
+            &thread, nil,
+            { context in
+                let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
+                body.run()
+                return nil
+            }, body)
+        guard code == 0 else {
+            Unmanaged<Body>.fromOpaque(body).release()
+            return code
+        }
+        pthread_detach(thread)
+        return nil
     }
 }
 

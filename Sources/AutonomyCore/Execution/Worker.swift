@@ -270,12 +270,13 @@ public struct Worker: Sendable {
                     claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
                     now: clock.now(), random: random)
             }
-            logger.info(
-                "attempt ended",
+            logger.log(
+                level: Self.logLevel(after: recorded?.state), "attempt ended",
                 metadata: [
-                    "task": "\(claimed.task.id)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
+                    "task": "\(claimed.task.id)", "type": "\(claimed.task.type)",
+                    "attempt": "\(claimed.task.attempts)", "state": "\(recorded?.state.rawValue ?? "lease_lost")",
                     "duration_ms": "\(outcome.durationMs)",
-                ])
+                ].merging(Self.failureReason(verdict).map { ["error": "\($0.prefix(300))"] } ?? [:]) { $1 })
             report.attempts.append(
                 AttemptReport(
                     taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
@@ -288,6 +289,22 @@ public struct Worker: Sendable {
         // Alerts go out after the tasks, so a slow or broken channel never holds up the queue.
         report.alerts = try await alerts?.deliverDue() ?? []
         return report
+    }
+
+    private static func failureReason(_ verdict: Verdict) -> String? {
+        if case .failed(let reason) = verdict { return reason }
+        return nil
+    }
+
+    /// How loud an attempt's end is in the log (and the journal): done is info, a retry a warning,
+    /// a task that is out of attempts an error, one that now waits for a person a notice.
+    static func logLevel(after state: TaskState?) -> Logger.Level {
+        switch state {
+        case .done, .cancelled: return .info
+        case .awaitingApproval, .verifying, .running: return .notice
+        case .queued, .expired, .rejected, nil: return .warning
+        case .dead, .blocked: return .error
+        }
     }
 
     /// Finishes a claim that stopped at a payload its type rates with patterns: rates it here,
@@ -366,12 +383,17 @@ public struct Worker: Sendable {
                             taskID: claimed.task.id, leaseToken: claimed.leaseToken,
                             until: now + lease.milliseconds, now: now)
                         {
-                            logger.warning("lease lost; stopping", metadata: ["task": "\(claimed.task.id)"])
+                            logger.warning(
+                                "lease lost; stopping",
+                                metadata: ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"])
                             return nil
                         }
                     } catch {
                         logger.warning(
-                            "could not extend a lease", metadata: ["task": "\(claimed.task.id)", "error": "\(error)"])
+                            "could not extend a lease",
+                            metadata: [
+                                "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "error": "\(error)",
+                            ])
                     }
                 }
             }

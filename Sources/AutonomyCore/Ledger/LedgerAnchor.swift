@@ -108,34 +108,3 @@ extension AutonomyStore {
         }
     }
 }
-
-/// Writes a line to the systemd journal with structured fields (the native protocol), so the
-/// journal keeps the ledger's head where the database's writers cannot edit it.
-public enum Journal {
-    /// Sends when the process's stderr is the journal (`JOURNAL_STREAM`); false otherwise, and the
-    /// caller prints the line instead.
-    public static func send(
-        _ message: String, messageID: String, fields: [String: String],
-        environment: [String: String] = ProcessInfo.processInfo.environment
-    ) -> Bool {
-        guard environment["JOURNAL_STREAM"] != nil else { return false }
-        let socketPath = "/run/systemd/journal/socket"
-        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var datagram = "MESSAGE=\(message)\nMESSAGE_ID=\(messageID)\nPRIORITY=6\nSYSLOG_IDENTIFIER=autonomy\n"
-        for (name, value) in fields.sorted(by: { $0.key < $1.key }) { datagram += "\(name)=\(value)\n" }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in socketPath.utf8.enumerated() { raw[index] = byte }
-        }
-        let bytes = Array(datagram.utf8)
-        let sent = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(descriptor, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return sent == bytes.count
-    }
-}

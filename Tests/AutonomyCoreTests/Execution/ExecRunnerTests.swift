@@ -194,6 +194,21 @@ import Testing
         #expect(outcome.stderrTail == "last tail.")
     }
 
+    /// Output that never pauses cannot keep the runner from its deadline, or from the end.
+    @Test func aHandlerThatNeverStopsWritingStillTimesOut() async {
+        let outcome = await runner(maxOutput: 1000, grace: Interval(milliseconds: 200)).run(
+            invocation(["/bin/sh", "-c", "cat /dev/zero & cat /dev/zero & wait"], timeout: Interval(milliseconds: 500)))
+        #expect(outcome.status == .timedOut(Interval(milliseconds: 500)))
+        #expect(outcome.stdout.utf8.count == 1000 && outcome.stdoutTruncated)
+    }
+
+    @Test func aChildLeftWritingEndsWithItsHandler() async {
+        let outcome = await runner(maxOutput: 1000).run(
+            invocation(["/bin/sh", "-c", "yes & sleep 0.2; exit 3"], timeout: .seconds(100)))
+        #expect(outcome.status == .exited(3))
+        #expect(outcome.durationMs < 60_000)
+    }
+
     private func isZombie(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
         return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
