@@ -11,6 +11,11 @@ public struct LoadedConfiguration: Sendable {
     /// `config check`, not by every command.
     public var advice: [String] = []
 
+    /// No file: the built-in defaults (no task types, so everything is refused).
+    public static var builtInDefaults: LoadedConfiguration {
+        LoadedConfiguration(configuration: Configuration(), path: nil, warnings: [])
+    }
+
     /// The folder relative paths in the file are taken from: the file's own, else the current one.
     public var baseDirectory: String {
         guard let path else { return FileManager.default.currentDirectoryPath }

@@ -116,7 +116,7 @@ extension AutonomyStore {
     /// Checks the rows after `start` (the genesis when nil) up to `last`, each against the one before.
     /// Columns are read through the SQLite C API, as the bytes SQLite holds: this loop runs for every
     /// row of the ledger, and strings or `Data` per field cost more than the hashing.
-    private static func verifyChain(_ db: Database, after start: (id: Int64, hash: String)?, through last: Int64) throws
+    static func verifyChain(_ db: Database, after start: (id: Int64, hash: String)?, through last: Int64) throws
         -> ChainReport
     {
         var previous = Array((start?.hash ?? LedgerChain.genesis).utf8)

@@ -1,0 +1,465 @@
+import Foundation
+import GRDB
+
+/// One line of `autonomy doctor`: what was looked at, how it stands, and how to fix it.
+public struct DoctorCheck: Sendable, Codable, Equatable {
+    public enum Status: String, Sendable, Codable, Comparable {
+        case ok, warn, fail
+
+        public static func < (left: Status, right: Status) -> Bool {
+            [Status.ok, .warn, .fail].firstIndex(of: left)! < [Status.ok, .warn, .fail].firstIndex(of: right)!
+        }
+    }
+
+    public var check: String
+    public var status: Status
+    public var message: String
+    /// What to do about it; nil when there is nothing to do.
+    public var fix: String?
+
+    public init(_ check: String, _ status: Status, _ message: String, fix: String? = nil) {
+        self.check = check
+        self.status = status
+        self.message = message
+        self.fix = fix
+    }
+}
+
+/// Tells an operator whether the installation is healthy, and how to fix what is not. It only
+/// reads: the database is opened read-only (and not at all if its schema is not current), systemd
+/// is asked with `systemctl show`, the gate's socket with a `connect`.
+public struct Doctor: Sendable {
+    /// What the configuration loader answered: the loaded configuration, or why it could not load.
+    public var loaded: Result<LoadedConfiguration, ConfigError>
+    /// The configuration file, when one was named or found (also when it failed to load).
+    public var configPath: String?
+    public var databasePath: String
+    public var now: Int64
+    /// The worker's Unix user, as the units and the package name it.
+    public var workerUser = "autonomy"
+    public var gateSocket: String
+    /// `systemctl show -p LoadState,UnitFileState,ActiveState UNIT`'s lines, or nil where systemd
+    /// is not running (a container, a workspace).
+    public var systemd: (@Sendable (String) -> [String: String]?)?
+    /// How many of the newest ledger rows are checked against each other.
+    public var recentLedgerRows = 10_000
+
+    /// Runnable tasks may wait this long for the every-minute worker before it is a warning, and
+    /// five times as long before it is a failure.
+    public static let workerLate = Interval.minutes(3)
+
+    public init(
+        loaded: Result<LoadedConfiguration, ConfigError>, configPath: String?, databasePath: String, now: Int64,
+        gateSocket: String, systemd: (@Sendable (String) -> [String: String]?)?
+    ) {
+        self.loaded = loaded
+        self.configPath = configPath
+        self.databasePath = databasePath
+        self.now = now
+        self.gateSocket = gateSocket
+        self.systemd = systemd
+    }
+
+    public func examine() -> [DoctorCheck] {
+        var checks = [configuration()]
+        let configuration = try? loaded.get().configuration
+        let (database, reader) = openDatabase()
+        checks.append(database)
+        checks.append(stateFolder())
+        checks.append(worker())
+        checks.append(contentsOf: units())
+        if let reader, let configuration {
+            checks.append(contentsOf: fromDatabase(reader, configuration))
+        }
+        if let configuration {
+            checks.append(signers(configuration))
+            checks.append(alerts(configuration, reader))
+        }
+        checks.append(gate())
+        return checks
+    }
+
+    // MARK: - The configuration
+
+    private func configuration() -> DoctorCheck {
+        switch loaded {
+        case .failure(let error):
+            return DoctorCheck(
+                "config", .fail, error.description,
+                fix: "fix the file, then `autonomy config check` (it names the key and what it expects)")
+        case .success(let loaded):
+            guard let path = loaded.path else {
+                return DoctorCheck(
+                    "config", .warn, "no configuration file: built-in defaults, so every task type is refused",
+                    fix:
+                        "install one: `sudo install -m 0640 -o root -g \(workerUser) config.example.json /etc/autonomy/autonomy.json`, and set AUTONOMY_CONFIG"
+                )
+            }
+            do {
+                try FileTrust.check(path, what: "the configuration")
+            } catch {
+                return DoctorCheck(
+                    "config", .fail, error.description,
+                    fix:
+                        "sudo chown root:\(workerUser) \(path) && sudo chmod 0640 \(path) (and no folder above it writable by others)"
+                )
+            }
+            let types = loaded.configuration.taskTypes.count
+            let warnings =
+                loaded.warnings.isEmpty ? "" : "; \(loaded.warnings.count) warning(s): `autonomy config check`"
+            return DoctorCheck(
+                "config", loaded.warnings.isEmpty ? .ok : .warn, "\(path): valid, \(types) task type(s)\(warnings)",
+                fix: loaded.warnings.isEmpty ? nil : "autonomy config check")
+        }
+    }
+
+    // MARK: - The database
+
+    private func openDatabase() -> (DoctorCheck, DatabaseQueue?) {
+        guard FileManager.default.fileExists(atPath: databasePath) else {
+            return (
+                DoctorCheck(
+                    "database", .fail, "\(databasePath) does not exist",
+                    fix: "check AUTONOMY_DATABASE / --database; the first `autonomy work-once` or `enqueue` creates it"),
+                nil
+            )
+        }
+        var settings = GRDB.Configuration()
+        settings.readonly = true
+        settings.busyMode = .timeout(5)
+        do {
+            let reader = try DatabaseQueue(path: databasePath, configuration: settings)
+            let (applied, quick) = try reader.read { db in
+                (
+                    try Migrations.migrator.appliedIdentifiers(db),
+                    try String.fetchAll(db, sql: "PRAGMA quick_check")
+                )
+            }
+            let known = Set(Migrations.migrator.migrations)
+            if !applied.isSubset(of: known) {
+                return (
+                    DoctorCheck(
+                        "database", .fail,
+                        "\(databasePath) was written by a newer autonomy (schema \(applied.subtracting(known).sorted().joined(separator: ", ")))",
+                        fix: "install that newer autonomy; this one must not write to the file"),
+                    nil
+                )
+            }
+            guard quick == ["ok"] else {
+                return (
+                    DoctorCheck(
+                        "database", .fail, "PRAGMA quick_check: \(quick.prefix(3).joined(separator: "; "))",
+                        fix:
+                            "stop the timers, copy the file aside, restore the last backup (`sqlite3 \(databasePath) .recover` saves what it can)"
+                    ),
+                    nil
+                )
+            }
+            if applied != known {
+                return (
+                    DoctorCheck(
+                        "database", .warn,
+                        "schema behind this autonomy: \(known.subtracting(applied).count) migration(s) pending",
+                        fix: "the next `autonomy work-once` applies them (as the worker user)"),
+                    nil
+                )
+            }
+            return (DoctorCheck("database", .ok, "\(databasePath): reachable, schema current, quick_check ok"), reader)
+        } catch {
+            return (
+                DoctorCheck(
+                    "database", .fail, "cannot open \(databasePath): \(error)",
+                    fix:
+                        "run doctor as the worker user (`sudo -u \(workerUser) autonomy doctor`), or check the file's owner and mode"
+                ),
+                nil
+            )
+        }
+    }
+
+    private func stateFolder() -> DoctorCheck {
+        let folder =
+            (databasePath as NSString).deletingLastPathComponent.isEmpty
+            ? FileManager.default.currentDirectoryPath : (databasePath as NSString).deletingLastPathComponent
+        var info = stat()
+        guard stat(folder, &info) == 0 else {
+            return DoctorCheck(
+                "state-folder", .fail, "\(folder): \(String(cString: strerror(errno)))",
+                fix: "sudo systemd-tmpfiles --create (it makes /var/lib/autonomy, 0770, owned by \(workerUser))")
+        }
+        let mode = info.st_mode & 0o7777
+        let owner = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(info.st_uid)"
+        let shown = "\(folder): owner \(owner), mode \(String(mode, radix: 8))"
+        if mode & 0o002 != 0 {
+            return DoctorCheck(
+                "state-folder", .fail, "\(shown): anyone may add or replace files in it, the database's included",
+                fix: "sudo chmod 0770 \(folder)")
+        }
+        var file = stat()
+        if stat(databasePath, &file) == 0, file.st_mode & 0o007 != 0 {
+            return DoctorCheck(
+                "state-folder", .fail,
+                "\(databasePath): mode \(String(file.st_mode & 0o7777, radix: 8)): every user may read the queue and its payloads",
+                fix:
+                    "sudo chmod 0600 \(databasePath) \(databasePath)-wal \(databasePath)-shm (0660 with store.group_access)"
+            )
+        }
+        if mode & 0o005 != 0 {
+            return DoctorCheck(
+                "state-folder", .warn, "\(shown): other users may list it (the database itself is private)",
+                fix: "sudo chmod 0770 \(folder)")
+        }
+        return DoctorCheck("state-folder", .ok, shown)
+    }
+
+    private func worker() -> DoctorCheck {
+        guard getpwnam(workerUser) != nil else {
+            return DoctorCheck(
+                "worker-user", .warn, "no user \(workerUser): not installed as a system service here",
+                fix: "sudo systemd-sysusers (the package and `make install` ship its sysusers.d file)")
+        }
+        return DoctorCheck("worker-user", .ok, "user \(workerUser) exists")
+    }
+
+    // MARK: - systemd
+
+    private func units() -> [DoctorCheck] {
+        guard let systemd else {
+            return [
+                DoctorCheck(
+                    "units", .warn, "systemd is not running here: nothing starts the worker every minute",
+                    fix: "on the server: `sudo systemctl enable --now autonomy-worker.timer`")
+            ]
+        }
+        var checks: [DoctorCheck] = []
+        for unit in ["autonomy-worker.timer", "autonomy-gate.socket"] {
+            guard let properties = systemd(unit), properties["LoadState"] == "loaded" else {
+                checks.append(
+                    DoctorCheck(
+                        "units", .fail, "\(unit) is not installed",
+                        fix: "install the package, or `sudo make install` then `sudo systemctl daemon-reload`"))
+                continue
+            }
+            let enabled = properties["UnitFileState"] ?? "?"
+            let active = properties["ActiveState"] ?? "?"
+            if enabled == "enabled", active == "active" {
+                checks.append(DoctorCheck("units", .ok, "\(unit): enabled, active"))
+            } else {
+                checks.append(
+                    DoctorCheck(
+                        "units", unit.hasSuffix(".timer") ? .fail : .warn, "\(unit): \(enabled), \(active)",
+                        fix: "sudo systemctl enable --now \(unit)"))
+            }
+        }
+        return checks
+    }
+
+    private func gate() -> DoctorCheck {
+        let listening = Self.connects(toUnixSocket: gateSocket)
+        if listening {
+            return DoctorCheck("gate", .ok, "\(gateSocket) is listening")
+        }
+        return DoctorCheck(
+            "gate", .warn, "\(gateSocket) is not listening: producers of other users cannot enqueue",
+            fix: "sudo systemctl enable --now autonomy-gate.socket")
+    }
+
+    /// Whether something accepts connections on the Unix socket at `path`.
+    static func connects(toUnixSocket path: String) -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    // MARK: - What the database says
+
+    private func fromDatabase(_ reader: DatabaseQueue, _ configuration: Configuration) -> [DoctorCheck] {
+        do {
+            return try reader.read { db in
+                [
+                    try lastWorkerRun(db),
+                    try ledger(db),
+                    try tasks(db, configuration),
+                ]
+            } + [budget(configuration)]
+        } catch {
+            return [DoctorCheck("database", .fail, "cannot read it: \(error)", fix: "autonomy status")]
+        }
+    }
+
+    private func lastWorkerRun(_ db: Database) throws -> DoctorCheck {
+        let lastClaim = try Int64.fetchOne(
+            db, sql: "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1")
+        let claimText =
+            lastClaim.map { "the last claim \(Interval(milliseconds: now - $0)) ago" } ?? "no task ever claimed"
+        guard
+            let oldest = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*) AS n, MIN(run_at) AS since FROM tasks INDEXED BY tasks_claim_order
+                    WHERE state = 'queued' AND run_at <= ?
+                    """, arguments: [now]),
+            let since = oldest["since"] as Int64?
+        else {
+            return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
+        }
+        let count: Int = oldest["n"]
+        let waited = Interval(milliseconds: now - since)
+        let status: DoctorCheck.Status =
+            waited.milliseconds > Self.workerLate.milliseconds * 5
+            ? .fail : waited.milliseconds > Self.workerLate.milliseconds ? .warn : .ok
+        let message = "\(count) runnable task(s), the oldest waiting \(waited); \(claimText)"
+        return DoctorCheck(
+            "worker", status, message,
+            fix: status == .ok
+                ? nil
+                : "is the timer running? `systemctl status autonomy-worker.timer`, `journalctl -u autonomy-worker -p warning`"
+        )
+    }
+
+    /// The budget as the gateway counts it (settled calls, reservations), through the store's own
+    /// read: opened only once the schema is known to be current, so opening migrates nothing.
+    private func budget(_ configuration: Configuration) -> DoctorCheck {
+        let settings = configuration.gateway
+        guard !settings.models.isEmpty else { return DoctorCheck("budget", .ok, "no model configured") }
+        do {
+            let store = try AutonomyStore(path: databasePath, settings: configuration.store, create: false)
+            let budget = try store.budget(settings: settings, timeZone: configuration.timezone, now: now)
+            let text = String(format: "$%.2f of the $%.2f cap committed", budget.committedUSD, budget.capUSD)
+            if budget.committedUSD >= budget.capUSD {
+                return DoctorCheck(
+                    "budget", .warn, "\(text): model tasks wait for the next window",
+                    fix: "raise gateway.daily_cap_usd, or wait; `autonomy budget` shows who spent it")
+            }
+            return DoctorCheck("budget", .ok, text)
+        } catch {
+            return DoctorCheck("budget", .warn, "cannot read the budget: \(error)")
+        }
+    }
+
+    private func ledger(_ db: Database) throws -> DoctorCheck {
+        let report = try AutonomyStore.verifyRecentChain(db, rows: recentLedgerRows)
+        if let broken = report.firstBroken {
+            return DoctorCheck(
+                "ledger", .fail, "the chain breaks at row \(broken.id): \(broken.reason)",
+                fix:
+                    "`autonomy ledger verify` for the whole report; the database was edited outside autonomy: restore it from a backup and find out who could write it"
+            )
+        }
+        return DoctorCheck("ledger", .ok, "the newest \(report.rows) row(s) chain correctly")
+    }
+
+    private func tasks(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
+        let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = 'dead'") ?? 0
+        let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
+        let shelfware = try configuration.taskTypes.keys.sorted().filter { name in
+            guard name != TaskType.remediationTypeName else { return false }
+            return try (db.lastSuccess(of: name) ?? .min) < cutoff
+        }
+        let text =
+            "\(dead) dead task(s); \(shelfware.count) type(s) with no success in 30 days"
+            + (shelfware.isEmpty ? "" : " (\(shelfware.prefix(5).joined(separator: ", ")))")
+        if dead > 0 {
+            return DoctorCheck(
+                "tasks", .warn, text,
+                fix: "`autonomy tasks list --state dead`, then `autonomy tasks retry ID` once the cause is fixed")
+        }
+        return DoctorCheck(
+            "tasks", shelfware.isEmpty ? .ok : .warn, text,
+            fix: shelfware.isEmpty ? nil : "`autonomy map` shows them; remove a type nobody uses from the configuration"
+        )
+    }
+
+    // MARK: - Trust and alerts
+
+    private func signers(_ configuration: Configuration) -> DoctorCheck {
+        guard let path = configuration.approvals.allowedSigners else {
+            return DoctorCheck(
+                "signers", .fail, "approvals.allowed_signers is not set: no one can approve a task that waits",
+                fix:
+                    "`autonomy operator init` prints your line; put it in /etc/autonomy/allowed_signers and name that file in approvals.allowed_signers"
+            )
+        }
+        guard FileManager.default.fileExists(atPath: path) else {
+            return DoctorCheck(
+                "signers", .fail, "\(path) does not exist: no one can approve a task that waits",
+                fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(path)`")
+        }
+        do {
+            let signers = try AllowedSigners.load(path: path)
+            guard !signers.entries.isEmpty else {
+                return DoctorCheck(
+                    "signers", .fail, "\(path) lists no signer",
+                    fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(path)`")
+            }
+            try FileTrust.check(path, what: "allowed_signers")
+            return DoctorCheck("signers", .ok, "\(path): \(signers.entries.count) signer(s)")
+        } catch {
+            return DoctorCheck(
+                "signers", .fail, "\(error)",
+                fix: "sudo chown root:root \(path) && sudo chmod 0644 \(path)")
+        }
+    }
+
+    private func alerts(_ configuration: Configuration, _ reader: DatabaseQueue?) -> DoctorCheck {
+        let notify = configuration.notify
+        guard notify.command != nil || notify.webhook != nil else {
+            return DoctorCheck(
+                "alerts", .warn, "no alert channel: nobody is told when a task waits for approval or dies",
+                fix: "set notify.command or notify.webhook in the configuration")
+        }
+        guard let reader else { return DoctorCheck("alerts", .warn, "the database could not be read") }
+        do {
+            let (failing, lastDelivered) = try reader.read { db in
+                (
+                    try Row.fetchOne(
+                        db,
+                        sql: """
+                            SELECT COUNT(*) AS n, MAX(last_error) AS error FROM notifications
+                            INDEXED BY notifications_due WHERE delivered_at IS NULL AND attempts > 0
+                            """),
+                    try Int64.fetchOne(db, sql: "SELECT MAX(delivered_at) FROM notifications")
+                )
+            }
+            let count: Int = failing?["n"] ?? 0
+            if count > 0 {
+                let error: String = failing?["error"] ?? "?"
+                return DoctorCheck(
+                    "alerts", .warn, "\(count) alert(s) not delivered yet; the last error: \(error.prefix(200))",
+                    fix: "`autonomy notify test` sends one now and prints the channel's answer")
+            }
+            let last =
+                lastDelivered.map { "the last delivered \(Interval(milliseconds: now - $0)) ago" } ?? "none sent yet"
+            return DoctorCheck("alerts", .ok, "no delivery failing (\(last))")
+        } catch {
+            return DoctorCheck("alerts", .warn, "cannot read the alerts: \(error)")
+        }
+    }
+}
+
+extension AutonomyStore {
+    /// Checks the newest `rows` ledger rows against each other (from the hash the row before them
+    /// stores): quick enough for `doctor` on any ledger; `ledger verify` checks all of them.
+    static func verifyRecentChain(_ db: Database, rows: Int) throws -> ChainReport {
+        guard let last = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM ledger") else {
+            return ChainReport(rows: 0, firstBroken: nil, lastHash: LedgerChain.genesis)
+        }
+        let start = try Row.fetchOne(
+            db, sql: "SELECT id, hash FROM ledger WHERE id <= ? ORDER BY id DESC LIMIT 1",
+            arguments: [last - Int64(rows)]
+        ).map { (id: $0[0] as Int64, hash: ($0[1] as String?) ?? "") }
+        return try verifyChain(db, after: start, through: last)
+    }
+}
