@@ -66,10 +66,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // Test hooks (a shifted clock) exist only in debug builds; release never sets this.
-            swiftSettings: [.define("AUTONOMY_TEST_HOOKS", .when(configuration: .debug))],
-            // A position-dependent executable: no relative relocations to apply at every start
-            // (142,402 of them as PIE), so fewer pages written before main (bench/run.sh measures it).
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+            swiftSettings: [.define("AUTONOMY_TEST_HOOKS", .when(configuration: .debug))]
         ),
         // Test doubles shared by both test targets (a manual clock, an in-memory task).
         .target(name: "AutonomyTestSupport", dependencies: ["AutonomyCore"], path: "Tests/AutonomyTestSupport"),

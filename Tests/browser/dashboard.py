@@ -84,7 +84,7 @@ config = {
     "producers": {"users": {"sales-bot": {"types": ["send_email", "report"]}}},
     "task_types": {
         "send_email": {"safety": "dangerous", "owner": "elad",
-                       "handler": {"exec": {"argv": ["/bin/sh", "-c", "cat > sent.json"]}},
+                       "handler": {"exec": {"argv": ["/bin/sh", "-c", "cat > sent.json"], "cwd": FOLDER}},
                        "verify": [{"command": {"argv": ["/bin/true"]}}]},
         "report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}},
     },

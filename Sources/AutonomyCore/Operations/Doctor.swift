@@ -358,13 +358,17 @@ public struct Doctor: Sendable {
                     "`autonomy ledger verify` for the whole report; the database was edited outside autonomy: restore it from a backup and find out who could write it"
             )
         }
+        if report.rows == 0 { return DoctorCheck("ledger", .ok, "the ledger is empty") }
         return DoctorCheck("ledger", .ok, "the newest \(report.rows) row(s) chain correctly")
     }
 
     private func tasks(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
         let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = 'dead'") ?? 0
         let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
+        // A young installation has no shelfware yet: only a ledger older than the window can say.
+        let since = try Int64.fetchOne(db, sql: "SELECT at FROM ledger ORDER BY id LIMIT 1") ?? now
         let shelfware = try configuration.taskTypes.keys.sorted().filter { name in
+            guard since < cutoff else { return false }
             guard name != TaskType.remediationTypeName else { return false }
             return try (db.lastSuccess(of: name) ?? .min) < cutoff
         }
