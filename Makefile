@@ -2,6 +2,7 @@
 #
 #   make                                  # the release binary, static Swift runtime
 #   sudo make install                     # into /usr/local, then creates the users and folders
+#                                         # (run `make` first, as yourself: install never rebuilds)
 #   make install DESTDIR=/tmp/stage PREFIX=/usr   # staged (packaging/deb/build.sh does this)
 #   sudo make uninstall                   # the files install put there; never the config or data
 #
@@ -71,8 +72,14 @@ install: $(BINARY)
 	fi
 	@echo "installed. Next: autonomy operator init (as each operator), then"
 	@echo "  sudo systemctl enable --now autonomy-worker.timer autonomy-gate.socket"
+	@echo "  sudo -u autonomy autonomy doctor"
 
 uninstall:
+	# Uninstalled for real: nothing enabled may go on starting a binary that is gone.
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then \
+		systemctl disable --now autonomy-worker.timer autonomy-audit.timer autonomy-heal.timer \
+			autonomy-gate.socket autonomy-web.service 2>/dev/null || true; \
+	fi
 	rm -f $(DESTDIR)$(BINDIR)/autonomy
 	for unit in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$(basename $$unit); done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/autonomy.conf $(DESTDIR)$(TMPFILESDIR)/autonomy.conf
@@ -80,6 +87,7 @@ uninstall:
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/autonomy $(DESTDIR)$(ZSHCOMPDIR)/_autonomy $(DESTDIR)$(FISHCOMPDIR)/autonomy.fish
 	rm -f $(DESTDIR)$(EXAMPLEDIR)/autonomy.example.json
 	-rmdir $(DESTDIR)$(EXAMPLEDIR) 2>/dev/null
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "left in place: $(SYSCONFDIR)/autonomy (configuration, keys) and /var/lib/autonomy (the database)"
 
 # The man page is generated from the commands' help (swift-argument-parser's plugin) and

@@ -10,8 +10,9 @@ struct DoctorCommand: AsyncParsableCommand {
         discussion: """
             One line per check: ok, warn or fail, and the fix. Reads only: the database is opened \
             read-only, systemd is asked with `systemctl show`. Exits 1 when a check fails, 0 otherwise \
-            (warnings included). Run it as the worker user to see what the worker sees:
-              sudo -u autonomy AUTONOMY_CONFIG=/etc/autonomy/autonomy.json autonomy doctor
+            (warnings included). With no --config, AUTONOMY_CONFIG or ./autonomy.json, it reads \
+            /etc/autonomy/autonomy.json. Run it as the worker user to see what the worker sees:
+              sudo -u autonomy autonomy doctor
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -19,13 +20,20 @@ struct DoctorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
+        // Installed as a service, doctor looks at the service's configuration unless told otherwise.
+        let installed = "/etc/autonomy/autonomy.json"
+        let explicit =
+            global.config
+            ?? (environment[ConfigLoader.configVariable, default: ""].isEmpty
+                && !FileManager.default.fileExists(atPath: ConfigLoader.defaultConfigFile)
+                && FileManager.default.fileExists(atPath: installed) ? installed : nil)
         let loaded: Result<LoadedConfiguration, ConfigError>
         do {
-            loaded = .success(try ConfigLoader.load(explicitPath: global.config))
+            loaded = .success(try ConfigLoader.load(explicitPath: explicit))
         } catch {
             loaded = .failure(error)
         }
-        let configPath = (try? loaded.get().path) ?? global.config ?? environment[ConfigLoader.configVariable]
+        let configPath = (try? loaded.get().path) ?? explicit ?? environment[ConfigLoader.configVariable]
         let databasePath = ConfigLoader.databasePath(
             flag: global.database,
             loaded: (try? loaded.get()) ?? .builtInDefaults)

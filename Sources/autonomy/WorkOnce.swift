@@ -85,7 +85,9 @@ struct WorkOnce: AsyncParsableCommand {
             let destination =
                 attempt.outcome.map { describe($0.state, next: $0.nextRunAt, loaded.configuration) }
                 ?? "lease lost; another worker owns it"
-            let error = attempt.outcome?.error.map { " — \($0)" } ?? ""
+            // stdout is the journal too: what a handler wrote is shown, never acted on (a NUL would
+            // start a journal line of its own).
+            let error = attempt.outcome?.error.map { " — \(Visible.text($0))" } ?? ""
             print(
                 "task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(destination) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
             )

@@ -40,7 +40,7 @@ import Testing
             #expect(checks.first { $0.check == name }?.status == "ok", "\(name): \(checks.filter { $0.check == name })")
         }
         let text = try await sandbox.run(["doctor"])
-        #expect(text.status == 0 && text.stdout.contains("ok   ledger: the newest"))
+        #expect(text.status == 0 && text.stdout.contains("ok   ledger: the newest"), "\(text.stdout)")
     }
 
     @Test func aWorldWritableConfigurationFails() async throws {

@@ -40,6 +40,8 @@ depends="$(cd "$shlib" && dpkg-shlibdeps -O "$stage/usr/bin/autonomy" 2>/dev/nul
 rm -rf "$shlib"
 [ -n "$depends" ] || depends="libc6, libsqlite3-0"
 case "$depends" in *libsqlite3-0*) ;; *) depends="$depends, libsqlite3-0" ;; esac
+# postinst runs systemd-sysusers and systemd-tmpfiles (deb-systemd-invoke comes with init-system-helpers, which is essential).
+depends="$depends, systemd"
 
 install -d -m 0755 "$stage/DEBIAN"
 size="$(du -sk --exclude=DEBIAN "$stage" | cut -f1)"

@@ -102,8 +102,8 @@ extension AutonomyStore {
         let window = settings.window.bounds(now, timeZone)
         let dayStart = window.start
         return try read("read the budget") { db in
-            let spent = try spentUSD(db: db, window: window, now: now)
-            let reserved = try reservedUSD(db: db, now: now)
+            let spent = try Self.spentUSD(db: db, window: window, now: now)
+            let reserved = try Self.reservedUSD(db: db, now: now)
             let perModel = try Row.fetchAll(
                 db,
                 sql: """
@@ -141,12 +141,12 @@ extension AutonomyStore {
     }
 
     private func committedUSD(db: Database, window: (start: Int64, end: Int64), now: Int64) throws -> Double {
-        try spentUSD(db: db, window: window, now: now) + reservedUSD(db: db, now: now)
+        try Self.spentUSD(db: db, window: window, now: now) + Self.reservedUSD(db: db, now: now)
     }
 
     /// Settled calls started in `[start, end)`, and expired reservations nobody settled (counted at
     /// their full reservation, whether or not they were charged yet).
-    private func spentUSD(db: Database, window: (start: Int64, end: Int64), now: Int64) throws -> Double {
+    static func spentUSD(db: Database, window: (start: Int64, end: Int64), now: Int64) throws -> Double {
         try Double.fetchOne(
             db,
             sql: """
@@ -165,7 +165,7 @@ extension AutonomyStore {
     }
 
     /// Open reservations that have not timed out; one whose process died is released by its timeout.
-    private func reservedUSD(db: Database, now: Int64) throws -> Double {
+    static func reservedUSD(db: Database, now: Int64) throws -> Double {
         try Double.fetchOne(
             db,
             sql: """

@@ -79,6 +79,14 @@ public struct Doctor: Sendable {
         return checks
     }
 
+    /// Who may own the files that decide trust: whoever runs doctor, except the worker's user (as
+    /// which the README runs it on a server), for whom only root will do: a file the worker owns
+    /// is one every handler can rewrite.
+    private var trustedOwner: uid_t {
+        guard let worker = getpwnam(workerUser), worker.pointee.pw_uid == geteuid() else { return geteuid() }
+        return 0
+    }
+
     // MARK: - The configuration
 
     private func configuration() -> DoctorCheck {
@@ -96,7 +104,7 @@ public struct Doctor: Sendable {
                 )
             }
             do {
-                try FileTrust.check(path, what: "the configuration")
+                try FileTrust.check(path, what: "the configuration", user: trustedOwner)
             } catch {
                 return DoctorCheck(
                     "config", .fail, error.description,
@@ -196,6 +204,15 @@ public struct Doctor: Sendable {
                 fix: "sudo chmod 0770 \(folder)")
         }
         var file = stat()
+        // In the worker's own folder (a service install), the database must be the worker's too.
+        if stat(databasePath, &file) == 0, let worker = getpwnam(workerUser), info.st_uid == worker.pointee.pw_uid,
+            file.st_uid != worker.pointee.pw_uid
+        {
+            return DoctorCheck(
+                "state-folder", .fail,
+                "\(databasePath) is not the worker's (owner uid \(file.st_uid)): it cannot write its queue",
+                fix: "sudo chown \(workerUser):\(workerUser) \(databasePath) \(databasePath)-wal \(databasePath)-shm")
+        }
         if stat(databasePath, &file) == 0, file.st_mode & 0o007 != 0 {
             return DoctorCheck(
                 "state-folder", .fail,
@@ -236,7 +253,7 @@ public struct Doctor: Sendable {
             guard let properties = systemd(unit), properties["LoadState"] == "loaded" else {
                 checks.append(
                     DoctorCheck(
-                        "units", .fail, "\(unit) is not installed",
+                        "units", unit.hasSuffix(".timer") ? .fail : .warn, "\(unit) is not installed",
                         fix: "install the package, or `sudo make install` then `sudo systemctl daemon-reload`"))
                 continue
             }
@@ -254,33 +271,15 @@ public struct Doctor: Sendable {
         return checks
     }
 
+    /// The gate's socket, looked at without connecting (a connection starts an `autonomy gate`).
     private func gate() -> DoctorCheck {
-        let listening = Self.connects(toUnixSocket: gateSocket)
-        if listening {
-            return DoctorCheck("gate", .ok, "\(gateSocket) is listening")
+        var info = stat()
+        if lstat(gateSocket, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK {
+            return DoctorCheck("gate", .ok, "\(gateSocket) is there")
         }
         return DoctorCheck(
-            "gate", .warn, "\(gateSocket) is not listening: producers of other users cannot enqueue",
+            "gate", .warn, "no socket at \(gateSocket): producers of other users cannot enqueue",
             fix: "sudo systemctl enable --now autonomy-gate.socket")
-    }
-
-    /// Whether something accepts connections on the Unix socket at `path`.
-    static func connects(toUnixSocket path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
-        }
     }
 
     // MARK: - What the database says
@@ -289,17 +288,18 @@ public struct Doctor: Sendable {
         do {
             return try reader.read { db in
                 [
-                    try lastWorkerRun(db),
+                    try lastWorkerRun(db, configuration),
                     try ledger(db),
                     try tasks(db, configuration),
+                    try budget(db, configuration),
                 ]
-            } + [budget(configuration)]
+            }
         } catch {
             return [DoctorCheck("database", .fail, "cannot read it: \(error)", fix: "autonomy status")]
         }
     }
 
-    private func lastWorkerRun(_ db: Database) throws -> DoctorCheck {
+    private func lastWorkerRun(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
         let lastClaim = try Int64.fetchOne(
             db, sql: "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1")
         let claimText =
@@ -307,10 +307,17 @@ public struct Doctor: Sendable {
         guard
             let oldest = try Row.fetchOne(
                 db,
+                // Only what the worker would claim: a type paused by an override waits on purpose.
                 sql: """
                     SELECT COUNT(*) AS n, MIN(run_at) AS since FROM tasks INDEXED BY tasks_claim_order
-                    WHERE state = 'queued' AND run_at <= ?
-                    """, arguments: [now]),
+                    WHERE state = 'queued' AND run_at <= ? AND type NOT IN (SELECT value FROM json_each(?))
+                    """,
+                arguments: [
+                    now,
+                    JSONValue.array(
+                        configuration.applying(try db.activeOverrides(now: now)).pausedTypes.map { .string($0) }
+                    ).canonicalText,
+                ]),
             let since = oldest["since"] as Int64?
         else {
             return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
@@ -329,24 +336,21 @@ public struct Doctor: Sendable {
         )
     }
 
-    /// The budget as the gateway counts it (settled calls, reservations), through the store's own
-    /// read: opened only once the schema is known to be current, so opening migrates nothing.
-    private func budget(_ configuration: Configuration) -> DoctorCheck {
+    /// The budget as the gateway counts it: settled calls, abandoned and open reservations.
+    private func budget(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
         let settings = configuration.gateway
         guard !settings.models.isEmpty else { return DoctorCheck("budget", .ok, "no model configured") }
-        do {
-            let store = try AutonomyStore(path: databasePath, settings: configuration.store, create: false)
-            let budget = try store.budget(settings: settings, timeZone: configuration.timezone, now: now)
-            let text = String(format: "$%.2f of the $%.2f cap committed", budget.committedUSD, budget.capUSD)
-            if budget.committedUSD >= budget.capUSD {
-                return DoctorCheck(
-                    "budget", .warn, "\(text): model tasks wait for the next window",
-                    fix: "raise gateway.daily_cap_usd, or wait; `autonomy budget` shows who spent it")
-            }
-            return DoctorCheck("budget", .ok, text)
-        } catch {
-            return DoctorCheck("budget", .warn, "cannot read the budget: \(error)")
+        let window = settings.window.bounds(now, configuration.timezone)
+        let committed =
+            try AutonomyStore.spentUSD(db: db, window: window, now: now)
+            + AutonomyStore.reservedUSD(db: db, now: now)
+        let text = String(format: "$%.2f of the $%.2f cap committed", committed, settings.dailyCapUSD)
+        if committed >= settings.dailyCapUSD {
+            return DoctorCheck(
+                "budget", .warn, "\(text): model tasks wait for the next window",
+                fix: "raise gateway.daily_cap_usd, or wait; `autonomy budget` shows who spent it")
         }
+        return DoctorCheck("budget", .ok, text)
     }
 
     private func ledger(_ db: Database) throws -> DoctorCheck {
@@ -359,7 +363,12 @@ public struct Doctor: Sendable {
             )
         }
         if report.rows == 0 { return DoctorCheck("ledger", .ok, "the ledger is empty") }
-        return DoctorCheck("ledger", .ok, "the newest \(report.rows) row(s) chain correctly")
+        // Consistent is not authenticated: a writer of the file could rewrite a whole tail. The
+        // journal's anchors (`ledger anchor`) are what such a rewrite cannot match.
+        return DoctorCheck(
+            "ledger", .ok,
+            "the newest \(report.rows) row(s) chain consistently (`autonomy ledger verify` checks them all, `autonomy ledger anchor` against the journal)"
+        )
     }
 
     private func tasks(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
@@ -408,7 +417,7 @@ public struct Doctor: Sendable {
                     "signers", .fail, "\(path) lists no signer",
                     fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(path)`")
             }
-            try FileTrust.check(path, what: "allowed_signers")
+            try FileTrust.check(path, what: "allowed_signers", user: trustedOwner)
             return DoctorCheck("signers", .ok, "\(path): \(signers.entries.count) signer(s)")
         } catch {
             return DoctorCheck(

@@ -80,7 +80,11 @@ public enum Journal {
     /// when none is given), unchanged elsewhere; always ending in a newline.
     public static func format(_ text: String, priority: Int? = nil, journal: Bool) -> String {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        let kept = lines.last?.isEmpty == true ? lines.dropLast() : lines[...]
+        // journald also ends a line at NUL (and a terminal acts on escapes): within a line, control
+        // characters are shown, never sent, so no text can start a line or a priority of its own.
+        let kept = (lines.last?.isEmpty == true ? lines.dropLast() : lines[...]).map {
+            AutonomyLogHandler.escaped(String($0), quoting: false)
+        }
         guard journal else { return kept.joined(separator: "\n") + "\n" }
         return kept.map { "<\(priority ?? Self.priority(ofLine: $0))>\($0)" }.joined(separator: "\n") + "\n"
     }

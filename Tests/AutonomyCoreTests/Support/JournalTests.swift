@@ -17,6 +17,8 @@ import Testing
         #expect(Journal.format("warning: a\nsecond", journal: true) == "<4>warning: a\n<5>second\n")
         #expect(Journal.format("error: x", priority: 6, journal: true) == "<6>error: x\n")
         #expect(Journal.format("error: no such type", journal: false) == "error: no such type\n")
+        // journald ends a line at NUL too: it is shown, so nothing starts a line of its own.
+        #expect(Journal.format("error: bad \u{0}<0>forged", journal: true) == #"<3>error: bad \u{0}<0>forged"# + "\n")
     }
 
     @Test func aLogLineNamesTheTaskFirstAndEscapesWhatItWasGiven() {
