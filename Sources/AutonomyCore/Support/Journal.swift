@@ -129,9 +129,10 @@ public struct AutonomyLogHandler: LogHandler {
         _ level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, journal: Bool,
         now: Date = Date()
     ) -> String {
-        let first = ["task", "type"].filter { metadata[$0] != nil }
-        let rest = metadata.keys.filter { !first.contains($0) }.sorted()
-        let fields = (first + rest).map { "\(escaped($0, quoting: false))=\(value(metadata[$0]!))" }
+        let order = ["task": 0, "type": 1]
+        let fields = metadata.sorted { (order[$0.key] ?? 2, $0.key) < (order[$1.key] ?? 2, $1.key) }.map {
+            "\(escaped($0.key, quoting: false))=\(value($0.value))"
+        }
         let text = ([escaped(message, quoting: false)] + fields).joined(separator: " ")
         if journal { return "<\(Journal.priority(level))>\(label): \(text)\n" }
         return "\(now.formatted(.iso8601)) \(level) \(label): \(text)\n"
