@@ -373,14 +373,10 @@ public struct Doctor: Sendable {
 
     private func tasks(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
         let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = 'dead'") ?? 0
-        let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
         // A young installation has no shelfware yet: only a ledger older than the window can say.
         let since = try Int64.fetchOne(db, sql: "SELECT at FROM ledger ORDER BY id LIMIT 1") ?? now
-        let shelfware = try configuration.taskTypes.keys.sorted().filter { name in
-            guard since < cutoff else { return false }
-            guard name != TaskType.remediationTypeName else { return false }
-            return try (db.lastSuccess(of: name) ?? .min) < cutoff
-        }
+        let shelfware =
+            since < now - AutonomyStore.shelfwareAfter.milliseconds ? try db.shelfware(configuration, now: now) : []
         let text =
             "\(dead) dead task(s); \(shelfware.count) type(s) with no success in 30 days"
             + (shelfware.isEmpty ? "" : " (\(shelfware.prefix(5).joined(separator: ", ")))")

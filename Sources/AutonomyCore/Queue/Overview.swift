@@ -78,11 +78,7 @@ extension AutonomyStore {
                     hours[hour].dead = row["n"]
                 }
             }
-            let cutoff = now - Self.shelfwareAfter.milliseconds
-            let shelfware = try configuration.taskTypes.keys.sorted().filter { name in
-                guard name != TaskType.remediationTypeName else { return false }
-                return try (db.lastSuccess(of: name) ?? .min) < cutoff
-            }
+            let shelfware = try db.shelfware(configuration, now: now)
             let lastAudit = try Row.fetchOne(
                 db,
                 sql: "SELECT id, at, headline, worst FROM audit_runs WHERE source = 'audit' ORDER BY id DESC LIMIT 1"
@@ -102,6 +98,17 @@ extension AutonomyStore {
             return Overview(
                 approvals: approvals, status: status, hours: hours, budget: budget, shelfware: shelfware,
                 lastAudit: lastAudit, failedAlerts: failedAlerts)
+        }
+    }
+}
+
+extension Database {
+    /// The declared types (fix proposals aside) with no success in `shelfwareAfter`, or ever, sorted.
+    func shelfware(_ configuration: Configuration, now: Int64) throws -> [String] {
+        let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
+        return try configuration.taskTypes.keys.sorted().filter { name in
+            guard name != TaskType.remediationTypeName else { return false }
+            return try (lastSuccess(of: name) ?? .min) < cutoff
         }
     }
 }
