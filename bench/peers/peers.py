@@ -9,6 +9,9 @@ does. Durability is each queue's own, as shipped (and autonomy at FULL and at NO
 - persist-queue 1.1.0, SQLiteAckQueue: a rollback journal, synchronous FULL (its default);
 - litequeue 0.9: WAL, synchronous NORMAL.
 
+Beside them, the drain's floor: floor.c runs autonomy's own per-task statements straight against
+SQLite's C API, on a database autonomy filled (cc, libsqlite3-dev and libssl-dev; skipped without).
+
 Also, one process per enqueue, as a shell script does it: `autonomy enqueue`, a Python script
 enqueueing one huey task, and the `sqlite3` CLI inserting one row into a similar WAL table.
 
@@ -136,6 +139,25 @@ def autonomy_drain(binary, n, folder, synchronous):
     return rate, env
 
 
+def floor_drain(binary, n, folder, synchronous):
+    """The drain's floor: autonomy's per-task statements in C (floor.c), on a database autonomy filled."""
+    program = os.path.join(folder, "floor")
+    if not os.path.exists(program):
+        built = subprocess.run(["cc", "-O2", "-o", program, os.path.join(HERE, "floor.c"), "-lsqlite3", "-lcrypto"],
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            print(f"(no floor: cc floor.c failed: {built.stderr.strip().splitlines()[-1:]})")
+            return None
+    path = os.path.join(folder, f"floor-{synchronous}")
+    os.makedirs(path)
+    env = dict(os.environ, AUTONOMY_CONFIG=os.path.join(folder, "autonomy-full", "autonomy.json"),
+               AUTONOMY_DATABASE=f"{path}/autonomy.db")
+    lines = "\n".join('{"type":"noop","payload":{"n":%d}}' % i for i in range(n))
+    subprocess.run([binary, "enqueue", "--batch", "-"], env=env, input=lines.encode(), check=True,
+                   stdout=subprocess.DEVNULL)
+    return n / timed([program, f"{path}/autonomy.db", synchronous, str(n)])
+
+
 def one_process_enqueues(binary, python, env, folder, runs=30):
     """Median wall time of one process that enqueues one task: autonomy, huey, sqlite3."""
     database = os.path.join(folder, "plain.db")
@@ -169,6 +191,7 @@ def main():
             drains[name] = peer_drain(args.python, name, n, folder)
         drains["autonomy, FULL (default)"], env = autonomy_drain(args.binary, n, folder, "full")
         drains["autonomy, NORMAL"], _ = autonomy_drain(args.binary, n, folder, "normal")
+        floors = {synchronous: floor_drain(args.binary, n, folder, synchronous) for synchronous in ("full", "normal")}
         enqueues = one_process_enqueues(args.binary, args.python, env, folder)
 
         cores = os.cpu_count()
@@ -180,6 +203,14 @@ def main():
         print(f"autonomy FULL / the better of huey and persist-queue: "
               f"{drains['autonomy, FULL (default)'] / full_peers:.2f}x (target >= 1.2x)")
         print(f"autonomy NORMAL / litequeue: {drains['autonomy, NORMAL'] / drains['litequeue 0.9']:.2f}x (target >= 1.2x)")
+        if floors["full"] and floors["normal"]:
+            # The same rows and commits in C, nothing else: what any implementation of them can reach.
+            print(f"{'floor: the same statements in C, FULL':<40} {floors['full']:>9,.0f}"
+                  f"   {floors['full'] / full_peers:.2f}x the better of huey and persist-queue")
+            print(f"{'floor: the same statements in C, NORMAL':<40} {floors['normal']:>9,.0f}"
+                  f"   {floors['normal'] / drains['litequeue 0.9']:.2f}x litequeue")
+            print(f"autonomy / its floor: FULL {drains['autonomy, FULL (default)'] / floors['full']:.2f}x, "
+                  f"NORMAL {drains['autonomy, NORMAL'] / floors['normal']:.2f}x")
         print(f"{'one process, one enqueue':<40} {'ms':>9}")
         for name, seconds in enqueues.items():
             print(f"{name:<40} {seconds * 1000:>9.2f}")
@@ -189,6 +220,7 @@ def main():
         os.makedirs(RESULTS, exist_ok=True)
         with open(os.path.join(RESULTS, "peers.json"), "w") as handle:
             json.dump({"tasks": n, "cores": cores, "date": time.strftime("%Y-%m-%d"), "drain_tasks_per_s": drains,
+                       "floor_tasks_per_s": floors,
                        "enqueue_seconds": enqueues}, handle, indent=2)
         try:
             import matplotlib
