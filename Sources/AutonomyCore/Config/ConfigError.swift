@@ -19,6 +19,11 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         return location.isEmpty ? message : "\(location): \(message)"
     }
 
+    /// The database's `postgres://` URL cannot be used (the message never repeats the URL).
+    static func invalidDatabaseURL(_ message: String) -> ConfigError {
+        ConfigError(path: "database", message: message)
+    }
+
     /// `task_types.send_email.retry.max_attempts`, `components[2].name`.
     static func keyPath(_ codingPath: [any CodingKey]) -> String {
         var text = ""

@@ -139,6 +139,17 @@ public enum ConfigLoader {
                 warnings.append("components[\(index)].task_types: \"\(type)\" is not a declared task type")
             }
         }
+        for type in configuration.worker.types ?? [] where configuration.taskTypes[type] == nil {
+            warnings.append("worker.types: \"\(type)\" is not a declared task type")
+        }
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name })
+        where (configuration.worker.types ?? [type.name]).contains(type.name)
+            && !Set(type.runOn).isSubset(of: Set(configuration.worker.tags))
+        {
+            advice.append(
+                "task_types.\(type.name).run_on: this host lacks the tags \(Set(type.runOn).subtracting(configuration.worker.tags).sorted()), so its tasks wait for a host that has them"
+            )
+        }
         for type in configuration.taskTypes.values where type.verify.isEmpty {
             advice.append("task_types.\(type.name).verify: no verifier, so \"done\" only means the handler exited 0")
         }

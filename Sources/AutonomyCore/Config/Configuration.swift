@@ -41,6 +41,21 @@ public struct Configuration: Sendable {
     /// When set, claims take tasks of these types only (`heal` applies fix proposals alone).
     public var claimOnly: [String]?
 
+    /// The types this host's claims may take, or nil for every type: `claimOnly` (heal), then
+    /// `worker.types`, then the tags a type's `run_on` asks for against `worker.tags`. Types no
+    /// host here may run wait for a host that may.
+    public var claimableTypes: [String]? {
+        if let claimOnly { return claimOnly }
+        let restricted = taskTypes.values.contains { !$0.runOn.isEmpty }
+        guard worker.types != nil || restricted else { return nil }
+        let tags = Set(worker.tags)
+        let candidates = worker.types ?? Array(taskTypes.keys)
+        return candidates.filter { name in
+            guard let type = taskTypes[name] else { return false }
+            return Set(type.runOn).isSubset(of: tags)
+        }.sorted()
+    }
+
     /// The newest `version` this binary understands.
     public static let supportedVersion = 1
 

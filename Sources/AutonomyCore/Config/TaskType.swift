@@ -28,6 +28,8 @@ public struct TaskType: Sendable {
     public var critical = false
     /// Set by an override: none of its tasks is claimed.
     public var paused = false
+    /// The worker tags a host needs to run this type (`worker.tags`); empty: any host.
+    public var runOn: [String] = []
     /// Set by an override: the handler's time limit, over whatever the file says.
     public var timeoutOverride: Interval?
     /// Set by an override: no task of this type gets fewer attempts (its own `max_attempts` included).
@@ -165,6 +167,7 @@ struct TaskTypeBody: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case description, owner, safety, handler, timeout, retry, priority, verify, rules, critical
         case approvalExpiresAfter = "approval_expires_after"
+        case runOn = "run_on"
     }
 
     init(from decoder: any Decoder) throws {
@@ -188,6 +191,11 @@ struct TaskTypeBody: Decodable {
         type.verify = try container.decodeIfPresent([Verifier].self, forKey: .verify) ?? []
         type.rules = try container.decodeIfPresent([SafetyRule].self, forKey: .rules) ?? []
         type.critical = try container.decodeIfPresent(Bool.self, forKey: .critical) ?? false
+        type.runOn = try container.decodeIfPresent([String].self, forKey: .runOn) ?? []
+        if type.runOn.contains(where: \.isEmpty) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .runOn, in: container, debugDescription: "a tag cannot be empty")
+        }
         if let expiry = try container.decodeIfPresent(Interval.self, forKey: .approvalExpiresAfter) {
             guard expiry >= .minutes(1) else {
                 throw DecodingError.dataCorruptedError(

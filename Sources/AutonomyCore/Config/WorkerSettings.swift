@@ -16,6 +16,10 @@ public struct WorkerSettings: Sendable {
     public var maxStderrBytes: Int = 8 * 1024
     /// Used when a task type names no timeout.
     public var defaultTimeout: Interval = .minutes(10)
+    /// The task types this host runs; nil: every type (several hosts on one PostgreSQL queue).
+    public var types: [String]?
+    /// This host's tags: a type with `run_on` runs only on a host that has every tag it names.
+    public var tags: [String] = []
     public init() {}
 }
 
@@ -47,6 +51,7 @@ extension WorkerSettings: Decodable {
         case maxOutputBytes = "max_output_bytes"
         case maxStderrBytes = "max_stderr_bytes"
         case defaultTimeout = "default_timeout"
+        case types, tags
     }
 
     public init(from decoder: any Decoder) throws {
@@ -65,6 +70,13 @@ extension WorkerSettings: Decodable {
         maxStderrBytes = try container.decode(
             .maxStderrBytes, default: maxStderrBytes, in: 0...(64 << 20), expected: "expected 0 to 67108864")
         defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
+        types = try container.decodeIfPresent([String].self, forKey: .types)
+        tags = try container.decodeIfPresent([String].self, forKey: .tags) ?? []
+        if let types, types.isEmpty {
+            throw DecodingError.dataCorruptedError(
+                forKey: .types, in: container,
+                debugDescription: "expected at least one type (leave worker.types out to run every type)")
+        }
         if let drainMaxTasks, drainMaxTasks < 1 {
             throw DecodingError.dataCorruptedError(
                 forKey: .drainMaxTasks, in: container, debugDescription: "expected 1 or more")

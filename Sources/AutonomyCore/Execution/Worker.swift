@@ -109,7 +109,11 @@ public struct NoVerifier: Error, Sendable, CustomStringConvertible {
 /// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
 /// while draining.
 public struct Worker: Sendable {
-    public let store: AutonomyStore
+    /// Where the queue is: SQLite or PostgreSQL.
+    public let store: any WorkerStore
+    /// The SQLite store, for what runs only there so far: the model gateway's budget, heal's fix
+    /// proposals, `verify ID`. Nil on PostgreSQL, where the claim blocks `llm` and heal's types.
+    public let sqliteStore: AutonomyStore?
     public let loaded: LoadedConfiguration
     /// `loaded.baseDirectory`, worked out once rather than per attempt.
     private let baseDirectory: String
@@ -148,7 +152,23 @@ public struct Worker: Sendable {
     }
 
     public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Options = Options()) {
+        self.init(
+            store: store, sqliteStore: store, loaded: loaded, options: options,
+            llm: LLMRunner(
+                gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: options.clock)))
+    }
+
+    /// A worker on a PostgreSQL queue, one of several hosts.
+    public init(postgres: PostgresStore, loaded: LoadedConfiguration, options: Options = Options()) {
+        self.init(store: postgres, sqliteStore: nil, loaded: loaded, options: options, llm: PostgresStore.noGateway)
+    }
+
+    private init(
+        store: any WorkerStore, sqliteStore: AutonomyStore?, loaded: LoadedConfiguration, options: Options,
+        llm: any HandlerRunner
+    ) {
         self.store = store
+        self.sqliteStore = sqliteStore
         self.loaded = loaded
         self.baseDirectory = loaded.baseDirectory
         self.clock = options.clock
@@ -157,8 +177,7 @@ public struct Worker: Sendable {
             ?? HandlerDispatcher(
                 exec: ExecRunner(
                     settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
-                llm: LLMRunner(
-                    gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: options.clock)))
+                llm: llm)
         self.redactor = SecretRedactor(configuration: loaded.configuration)
         self.verifierRunner = ExecRunner(
             settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames)
@@ -191,15 +210,11 @@ public struct Worker: Sendable {
         var report = WorkReport()
         // A worker kept to some types (heal's) leaves the housekeeping to work-once.
         if configuration.claimOnly == nil {
-            report.expiredApprovals = try store.expireApprovals(now: clock.now())
-            try store.chargeAbandonedReservations(now: clock.now())
+            report.expiredApprovals = try await store.housekeeping(now: clock.now())
             report.recovered = try await recover(configuration: configuration)
         }
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
-        var step = try rated(
-            configuration,
-            store.claimNext(
-                configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
+        var step = try await rated(configuration, claim(configuration))
         while true {
             report.skipped += step.skipped
             guard let claimed = step.claimed else {
@@ -209,7 +224,7 @@ public struct Worker: Sendable {
             let outcome = await run(claimed)
             if case .deferred(let until, let reason) = outcome.status {
                 // Not an attempt: the day's budget is spent, the task waits for the next day.
-                let deferred = try store.deferTask(claimed, until: until, reason: reason, now: clock.now())
+                let deferred = try await store.deferTask(claimed, until: until, reason: reason, now: clock.now())
                 report.attempts.append(
                     AttemptReport(
                         taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
@@ -218,16 +233,13 @@ public struct Worker: Sendable {
                     report.stopReason = stop
                     break
                 }
-                step = try rated(
-                    configuration,
-                    store.claimNext(
-                        configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString))
+                step = try await rated(configuration, claim(configuration))
                 continue
             }
             var checks: [CheckResult] = []
             let verdict: Verdict
             if outcome.status.succeeded, !claimed.type.verify.isEmpty,
-                try store.markVerifying(claimed, outcome: outcome, now: clock.now())
+                try await store.markVerifying(claimed, outcome: outcome, now: clock.now())
             {
                 let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
                 var ended = claimed
@@ -241,32 +253,27 @@ public struct Worker: Sendable {
             let recorded: TaskOutcome?
             if claimed.type.handler.isBuiltIn {
                 // A fix may have paused a type or raised a limit: the next claim sees it.
-                recorded = try store.recordAttempt(
+                recorded = try await store.recordAttempt(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
                     now: clock.now(), random: random)
-                configuration = loaded.configuration.applying(try store.overrides(now: clock.now()))
+                configuration = loaded.configuration.applying(try await store.overrides(now: clock.now()))
                 if stop == nil {
-                    step = try rated(
-                        configuration,
-                        store.claimNext(
-                            configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
-                    )
+                    step = try await rated(configuration, claim(configuration))
                 }
             } else if stop == nil {
                 let next: ClaimStep?
-                (recorded, next) = try store.recordAttemptAndClaimNext(
+                (recorded, next) = try await store.recordAttemptAndClaimNext(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
                     now: clock.now(),
                     lease: lease, leaseToken: UUID().uuidString, random: random)
                 // A claim that failed beside the record is tried alone: its error is the worker's.
-                step = try rated(
-                    configuration,
-                    try next
-                        ?? store.claimNext(
-                            configuration: configuration, now: clock.now(), lease: lease, leaseToken: UUID().uuidString)
-                )
+                if let next {
+                    step = try await rated(configuration, next)
+                } else {
+                    step = try await rated(configuration, claim(configuration))
+                }
             } else {
-                recorded = try store.recordAttempt(
+                recorded = try await store.recordAttempt(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, notify: configuration.notify,
                     now: clock.now(), random: random)
             }
@@ -310,7 +317,14 @@ public struct Worker: Sendable {
     /// Finishes a claim that stopped at a payload its type rates with patterns: rates it here,
     /// outside any transaction, and claims again with the rating (a few times at most, in case the
     /// payload keeps changing under it; then the claim rates it itself).
-    private func rated(_ configuration: Configuration, _ first: ClaimStep) throws -> ClaimStep {
+    /// Claims the next task under a fresh lease token.
+    private func claim(_ configuration: Configuration) async throws -> ClaimStep {
+        try await store.claimNext(
+            configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
+            leaseToken: UUID().uuidString, ratings: [:], rateInline: false)
+    }
+
+    private func rated(_ configuration: Configuration, _ first: ClaimStep) async throws -> ClaimStep {
         var step = first
         var ratings: [Int64: PrecomputedRating] = [:]
         var skipped = step.skipped
@@ -322,7 +336,7 @@ public struct Worker: Sendable {
                     configuration.taskType(named: candidate.typeName).map { $0.rate(value) }
                 } ?? Rating(safety: .dangerous, reasons: ["the payload is not valid JSON"])
             ratings[candidate.id] = PrecomputedRating(payloadSHA256: candidate.payload.sha256Hex, rating: rating)
-            step = try store.claimNext(
+            step = try await store.claimNext(
                 configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
                 leaseToken: UUID().uuidString, ratings: ratings, rateInline: round == 7)
             skipped += step.skipped
@@ -353,7 +367,7 @@ public struct Worker: Sendable {
             metadata: [
                 "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
             ])
-        let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? remediator : self.runner
+        let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? (remediator ?? self.runner) : self.runner
         let redactor = self.redactor
         return redactor.redact(
             await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) })
@@ -379,7 +393,7 @@ public struct Worker: Sendable {
                     }
                     let now = clock.now()
                     do {
-                        if try !store.extendLease(
+                        if try await !store.extendLease(
                             taskID: claimed.task.id, leaseToken: claimed.leaseToken,
                             until: now + lease.milliseconds, now: now)
                         {
@@ -408,14 +422,17 @@ public struct Worker: Sendable {
 
     /// The verifiers, as this worker runs them.
     public var verificationRunner: VerificationRunner {
-        let remediator = self.remediator
+        var reevaluate: (@Sendable (VerificationSubject) async -> (CheckOutcome, String))?
+        if let remediator = self.remediator {
+            reevaluate = { await remediator.reevaluate($0) }
+        }
         return VerificationRunner(
-            runner: verifierRunner, baseDirectory: baseDirectory, pause: pause,
-            reevaluate: { await remediator.reevaluate($0) })
+            runner: verifierRunner, baseDirectory: baseDirectory, pause: pause, reevaluate: reevaluate)
     }
 
     /// The built-in handler and verifier of fix proposals: always this one, whatever `runner` is.
-    var remediator: Remediator {
+    var remediator: Remediator? {
+        guard let store = sqliteStore else { return nil }
         let worker = self
         return Remediator(
             store: store, loaded: loaded, clock: clock,
@@ -432,6 +449,7 @@ public struct Worker: Sendable {
         checks: [CheckResult], change: Reverification
     ) {
         let configuration = loaded.configuration
+        guard let store = sqliteStore else { throw StoreError.notOnPostgres("verify ID") }
         guard let task = try store.task(id: taskID) else { throw QueueError.taskNotFound(taskID) }
         guard let type = configuration.taskType(named: task.type) else {
             throw QueueError.undeclaredType(task.type, declared: Array(configuration.taskTypes.keys))
@@ -456,14 +474,14 @@ public struct Worker: Sendable {
     private func recover(configuration: Configuration) async throws -> [TaskOutcome] {
         var outcomes: [TaskOutcome] = []
         while true {
-            let recovery = try store.recoverExpiredLeases(
+            let recovery = try await store.recoverExpiredLeases(
                 configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
             outcomes += recovery.settled
             guard let claimed = recovery.toVerify.first else { return outcomes }
             // Verify before retry: a crash never sends the same email twice.
             let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
             let checks = await verify(claimed, result: result)
-            if let outcome = try store.recordRecovery(
+            if let outcome = try await store.recordRecovery(
                 claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
             {
                 outcomes.append(outcome)

@@ -138,6 +138,82 @@ enum TaskChange {
     case finishedAt(Int64?)
 }
 
+/// One column a transition writes: a value to bind, or an expression over the row's old values.
+/// Both engines build their `UPDATE` from the same list (`TaskTransition.assignments`).
+struct TransitionAssignment {
+    enum Value {
+        case integer(Int64?)
+        case text(String?)
+        case expression(String)
+    }
+    let column: String
+    let value: Value
+
+    /// The right-hand side, with `placeholder` where a value is bound.
+    func sql(placeholder: String) -> String {
+        if case .expression(let expression) = value { return expression }
+        return placeholder
+    }
+
+    /// The value SQLite binds; nil for an expression.
+    var bound: (any DatabaseValueConvertible)?? {
+        switch value {
+        case .integer(let number): return .some(number)
+        case .text(let text): return .some(text)
+        case .expression: return nil
+        }
+    }
+}
+
+extension TaskTransition {
+    /// The columns this move writes, with `changes` on top: a claim counts the attempt, takes the
+    /// lease and clears the last outcome; a final state stamps `finished_at`; leaving the leased
+    /// states drops the lease; `done` clears the error.
+    func assignments(_ changes: [TaskChange], at now: Int64) -> [TransitionAssignment] {
+        var assignments: [TransitionAssignment] = []
+        func set(_ column: String, _ value: TransitionAssignment.Value) {
+            assignments.removeAll { $0.column == column }
+            assignments.append(TransitionAssignment(column: column, value: value))
+        }
+        set("state", .text(to.rawValue))
+        set("updated_at", .integer(now))
+        if to == .running {
+            set("attempts", .expression("attempts + 1"))
+            set("started_at", .integer(now))
+            set("result", .text(nil))
+            set("exit_code", .integer(nil))
+            set("stderr_tail", .text(nil))
+        }
+        if !TaskState.leased.contains(to) {
+            set("lease_token", .text(nil))
+            set("lease_expires_at", .integer(nil))
+        }
+        if to.isFinal { set("finished_at", .integer(now)) }
+        if to == .queued { set("finished_at", .integer(nil)) }
+        if to == .done { set("last_error", .text(nil)) }
+        for change in changes {
+            switch change {
+            case .lastError(let text): set("last_error", .text(text))
+            case .runAt(let time): set("run_at", .integer(time))
+            case .lease(let token, let expiresAt):
+                set("lease_token", .text(token))
+                set("lease_expires_at", .integer(expiresAt))
+            case .outcome(let exitCode, let result, let stderrTail):
+                set("exit_code", .integer(exitCode.map(Int64.init)))
+                set("result", .text(result))
+                set("stderr_tail", .text(stderrTail))
+            case .uncountAttempt: set("attempts", .expression("attempts - 1"))
+            case .freshStart:
+                set("attempts", .integer(0))
+                for column in ["result", "stderr_tail", "last_error"] { set(column, .text(nil)) }
+                set("exit_code", .integer(nil))
+            case .finishedAt(let time): set("finished_at", .integer(time))
+            }
+        }
+        return assignments
+    }
+}
+
 /// A transition that matched no row: the task was not where the caller believed it was.
 public struct TransitionRefused: Error, Sendable, CustomStringConvertible {
     public var taskID: Int64
@@ -175,44 +251,8 @@ extension Database {
         changing changes: [TaskChange] = [], attempt: Int? = nil, durationMs: Int64? = nil,
         detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
     ) throws -> TaskRecord {
-        var assignments: [(column: String, sql: String, value: (any DatabaseValueConvertible)?)] = []
-        func set(_ column: String, _ value: (any DatabaseValueConvertible)?, sql: String = "?") {
-            assignments.removeAll { $0.column == column }
-            assignments.append((column, sql, value))
-        }
-        set("state", transition.to.rawValue)
-        set("updated_at", now)
-        if transition.to == .running {
-            set("attempts", nil, sql: "attempts + 1")
-            set("started_at", now)
-            for column in ["result", "exit_code", "stderr_tail"] { set(column, nil) }
-        }
-        if !TaskState.leased.contains(transition.to) {
-            set("lease_token", nil)
-            set("lease_expires_at", nil)
-        }
-        if transition.to.isFinal { set("finished_at", now) }
-        if transition.to == .queued { set("finished_at", nil) }
-        if transition.to == .done { set("last_error", nil) }
-        for change in changes {
-            switch change {
-            case .lastError(let text): set("last_error", text)
-            case .runAt(let time): set("run_at", time)
-            case .lease(let token, let expiresAt):
-                set("lease_token", token)
-                set("lease_expires_at", expiresAt)
-            case .outcome(let exitCode, let result, let stderrTail):
-                set("exit_code", exitCode)
-                set("result", result)
-                set("stderr_tail", stderrTail)
-            case .uncountAttempt: set("attempts", nil, sql: "attempts - 1")
-            case .freshStart:
-                set("attempts", 0)
-                for column in ["result", "exit_code", "stderr_tail", "last_error"] { set(column, nil) }
-            case .finishedAt(let time): set("finished_at", time)
-            }
-        }
-        var arguments = StatementArguments(assignments.filter { $0.sql == "?" }.map(\.value))
+        let assignments = transition.assignments(changes, at: now)
+        var arguments = StatementArguments(assignments.compactMap(\.bound))
         _ = arguments.append(contentsOf: [taskID])
         var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
         if let lease {
@@ -221,7 +261,7 @@ extension Database {
         }
         let statement = try cachedStatement(
             sql: """
-                UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql)" }.joined(separator: ", "))
+                UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joined(separator: ", "))
                 WHERE \(condition)
                 RETURNING \(TaskRecord.columns)
                 """)

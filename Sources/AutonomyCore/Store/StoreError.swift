@@ -12,6 +12,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case busy(path: String)
     /// Anything else SQLite reported, with the operation that failed.
     case failed(path: String, operation: String, reason: String)
+    /// A command or feature that runs only on an SQLite store so far.
+    case notOnPostgres(String)
 
     public var description: String {
         switch self {
@@ -27,6 +29,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
                 "the database \(path) stayed locked by another process past the busy timeout; try again, or raise store.busy_timeout"
         case .failed(let path, let operation, let reason):
             return "database \(path): \(operation) failed: \(reason)"
+        case .notOnPostgres(let feature):
+            return
+                "\(feature) does not run on a PostgreSQL database yet: only enqueue, work-once, status and ledger verify do (use an SQLite database for it)"
         }
     }
 

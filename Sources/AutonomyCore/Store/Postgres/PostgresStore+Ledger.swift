@@ -1,0 +1,111 @@
+import Foundation
+import PostgresNIO
+
+extension PostgresTransaction {
+    /// Appends a ledger row chained to the newest one, as `Database.appendLedger` does on SQLite
+    /// (the same hash, the same notes). The caller's transaction holds the ledger's advisory lock
+    /// (`PostgresStore.write`), so the newest row cannot change under it.
+    @discardableResult
+    nonisolated(nonsending) func appendLedger(
+        _ event: LedgerEvent, taskID: Int64?, type: String?, attempt: Int? = nil, durationMs: Int64? = nil,
+        costUSD: Double? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:]
+    ) async throws -> Int64 {
+        var detail = detail
+        let kept = notes.compactMapValues { $0 }
+        if !kept.isEmpty {
+            var fields = detail?.objectValue ?? [:]
+            for (field, text) in kept {
+                fields[field + "_bytes"] = .int(Int64(text.utf8.count))
+                fields[field + "_sha256"] = .string(text.sha256Hex)
+            }
+            detail = .object(fields)
+        }
+        let (lastID, lastHash) = try await newestLedgerRow()
+        let id = lastID + 1
+        let detailText = detail?.canonicalText
+        let hash = LedgerChain.hash(
+            previous: lastHash, id: id, at: now, taskID: taskID, type: type, event: event.rawValue, attempt: attempt,
+            durationMs: durationMs, costUSD: costUSD, detail: detailText)
+        try await query(
+            """
+            INSERT INTO ledger (id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash)
+            VALUES (\(id), \(now), \(taskID), \(type), \(event.rawValue), \(attempt), \(durationMs), \(costUSD),
+                    \(detailText), \(lastHash), \(hash))
+            """)
+        ledgerTail = (id, hash)
+        for (field, text) in kept {
+            try await query(
+                "INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (\(id), \(field), \(taskID), \(text))"
+            )
+        }
+        return id
+    }
+
+    private nonisolated(nonsending) func newestLedgerRow() async throws -> (Int64, String) {
+        if let ledgerTail { return ledgerTail }
+        for try await row in try await query("SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").decode(
+            (Int64, String).self)
+        {
+            return row
+        }
+        return (0, LedgerChain.genesis)
+    }
+}
+
+extension PostgresStore {
+    /// Walks the whole ledger and recomputes every hash, as `AutonomyStore.verifyLedgerChain`
+    /// does: an edited row shows as a mismatch at that row, a deleted one as a gap.
+    public func verifyLedgerChain() async throws -> ChainReport {
+        try await read("verify the ledger") { transaction in
+            var previous = LedgerChain.genesis
+            var expectedID: Int64 = 1
+            var rows = 0
+            func report(_ broken: ChainReport.BrokenRow?) -> ChainReport {
+                ChainReport(rows: rows, firstBroken: broken, lastHash: previous)
+            }
+            let sequence = try await transaction.query(
+                """
+                SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash
+                FROM ledger ORDER BY id
+                """)
+            for try await row in sequence.decode(
+                (
+                    Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?, String, String
+                ).self)
+            {
+                let (id, at, task, type, event, attempt, duration, cost, detail, prevHash, hash) = row
+                rows += 1
+                if id != expectedID {
+                    return report(.init(id: id, reason: "rows \(expectedID)…\(id - 1) are missing (deleted)"))
+                }
+                guard prevHash == previous else {
+                    return report(
+                        .init(
+                            id: id, reason: "it does not chain to the row before it (that row was changed or deleted)"))
+                }
+                let recomputed = LedgerChain.hash(
+                    previous: previous, id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
+                    durationMs: duration, costUSD: cost, detail: detail)
+                guard recomputed == hash else {
+                    return report(.init(id: id, reason: "its content does not match its hash (it was edited)"))
+                }
+                previous = hash
+                expectedID = id + 1
+            }
+            return report(nil)
+        }
+    }
+
+    /// A task's ledger rows, oldest first, with the host each claim and outcome names.
+    public func ledger(forTask taskID: Int64) async throws -> [(event: String, detail: String?)] {
+        try await read("read the ledger") { transaction in
+            var entries: [(event: String, detail: String?)] = []
+            for try await (event, detail) in try await transaction.query(
+                "SELECT event, detail FROM ledger WHERE task_id = \(taskID) ORDER BY id"
+            ).decode((String, String?).self) {
+                entries.append((event, detail))
+            }
+            return entries
+        }
+    }
+}

@@ -1,0 +1,540 @@
+import Foundation
+import PostgresNIO
+
+extension PostgresTransaction {
+    /// Moves a task along one edge of the life cycle (`TaskTransition`), as `Database.transition`
+    /// does on SQLite: the same table, the same columns (`TaskTransition.assignments`), the state
+    /// (and with `lease`, the lease) checked in the `UPDATE` itself, and the ledger row written
+    /// with it. Throws `TransitionRefused` with nothing changed when the task is elsewhere.
+    @discardableResult
+    nonisolated(nonsending) func transition(
+        _ taskID: Int64, _ transition: TaskTransition, lease: String? = nil, changing changes: [TaskChange] = [],
+        attempt: Int? = nil, durationMs: Int64? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:],
+        host: String? = nil
+    ) async throws -> TaskRecord {
+        var bindings = PostgresBindings()
+        var sets: [String] = []
+        for assignment in transition.assignments(changes, at: now) {
+            switch assignment.value {
+            case .expression(let expression):
+                sets.append("\(assignment.column) = \(expression)")
+            case .integer(let number):
+                bindings.append(number)
+                sets.append("\(assignment.column) = $\(bindings.count)")
+            case .text(let text):
+                bindings.append(text)
+                sets.append("\(assignment.column) = $\(bindings.count)")
+            }
+        }
+        if let host {
+            bindings.append(host)
+            sets.append("host = $\(bindings.count)")
+        }
+        bindings.append(taskID)
+        var condition = "id = $\(bindings.count) AND state IN (\(TaskState.sqlList(transition.from)))"
+        if let lease {
+            bindings.append(lease)
+            condition += " AND lease_token = $\(bindings.count)"
+        }
+        let updated = try await rows(
+            PostgresQuery(
+                unsafeSQL: """
+                    UPDATE tasks SET \(sets.joined(separator: ", ")) WHERE \(condition)
+                    RETURNING \(TaskRecord.columns)
+                    """, binds: bindings))
+        guard let row = updated.first else {
+            var found: TaskState?
+            for try await state in try await query("SELECT state FROM tasks WHERE id = \(taskID)").decode(String.self) {
+                found = TaskState(rawValue: state)
+            }
+            throw TransitionRefused(
+                taskID: taskID, transition: transition.name, expected: transition.from, found: found)
+        }
+        let task = try TaskRecord(postgres: row)
+        try await appendLedger(
+            transition.event, taskID: taskID, type: task.type, attempt: attempt, durationMs: durationMs, detail: detail,
+            notes: notes)
+        return task
+    }
+}
+
+extension TaskRecord {
+    /// A row selected with `TaskRecord.columns`, in that order.
+    init(postgres row: PostgresRow) throws {
+        let cells = row.makeRandomAccess()
+        func value<T: PostgresDecodable>(_ column: Int, _: T.Type = T.self) throws -> T {
+            try cells[column].decode(T.self)
+        }
+        let stateName: String = try value(2)
+        guard let state = TaskState(rawValue: stateName) else {
+            throw StoreError.failed(
+                path: "", operation: "read a task", reason: "a task is in the unknown state \"\(stateName.prefix(40))\""
+            )
+        }
+        self.init(
+            id: try value(0), type: try value(1), state: state, priority: try value(3), runAt: try value(4),
+            payload: try value(5), payloadSHA256: try value(6), idempotencyKey: try value(7), source: try value(8),
+            subject: try value(9), attempts: try value(10), maxAttempts: try value(11), leaseToken: try value(12),
+            leaseExpiresAt: try value(13), createdAt: try value(14), updatedAt: try value(15),
+            startedAt: try value(16), finishedAt: try value(17), exitCode: try value(18), result: try value(19),
+            lastError: try value(20), stderrTail: try value(21))
+    }
+}
+
+extension PostgresStore {
+    /// Adds one task, or returns the one its idempotency key already names: `AutonomyStore.enqueue`
+    /// on PostgreSQL, with the same checks (`EnqueueRequest.prepare`) and ledger rows. The time is
+    /// the database's.
+    public func enqueue(_ request: EnqueueRequest, configuration: Configuration) async throws -> EnqueueOutcome {
+        try await write("enqueue") { transaction in
+            let task = try request.prepare(configuration, now: transaction.now)
+            if let key = request.key {
+                let existing = try await transaction.rows(
+                    """
+                    SELECT \(unescaped: TaskRecord.columns) FROM tasks
+                    WHERE idempotency_key = \(key) AND coalesce(source, '') = \(request.source ?? "")
+                    """)
+                if let row = existing.first {
+                    let found = try TaskRecord(postgres: row)
+                    guard found.type == request.type, found.payloadSHA256 == task.payloadSHA256 else {
+                        throw QueueError.keyConflict(key: key, existingID: found.id)
+                    }
+                    return .existing(found)
+                }
+            }
+            let now = transaction.now
+            let inserted = try await transaction.rows(
+                """
+                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key, source,
+                                   subject, max_attempts, created_at, updated_at)
+                VALUES (\(request.type), \(task.state.rawValue), \(task.priority), \(task.runAt), \(task.payload),
+                        \(task.payloadSHA256), \(request.key), \(request.source), \(request.subject),
+                        \(request.maxAttempts), \(now), \(now))
+                RETURNING \(unescaped: TaskRecord.columns)
+                """)
+            guard let row = inserted.first else {
+                throw StoreError.failed(path: url.description, operation: "enqueue", reason: "no row came back")
+            }
+            let created = try TaskRecord(postgres: row)
+            try await transaction.appendLedger(
+                .enqueued, taskID: created.id, type: request.type,
+                detail: [
+                    "payload_sha256": .string(task.payloadSHA256),
+                    "source": request.source.map { .string($0) } ?? .null,
+                    "state": .string(task.state.rawValue),
+                ])
+            if task.state == .awaitingApproval {
+                try await transaction.appendLedger(
+                    .held, taskID: created.id, type: request.type,
+                    detail: [
+                        "reason": .string("rated dangerous: " + task.rating.reasons.joined(separator: "; ")),
+                        "payload_sha256": .string(task.payloadSHA256),
+                    ])
+            }
+            return .created(created)
+        }
+    }
+
+    /// Runs the `llm` handlers on PostgreSQL: none yet (the model gateway's budget is kept in
+    /// SQLite). The claim blocks such types first; this answers if one ever got through.
+    static let noGateway: any HandlerRunner = RefusingRunner(
+        reason: "the model gateway does not run on a PostgreSQL database yet")
+}
+
+/// A runner that runs nothing, and says why.
+struct RefusingRunner: HandlerRunner {
+    var reason: String
+    func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
+        HandlerOutcome(status: .couldNotStart(reason))
+    }
+}
+
+extension PostgresStore: WorkerStore {
+    /// Approvals and model reservations are not kept on PostgreSQL yet: nothing to expire.
+    public func housekeeping(now: Int64) async throws -> [ApprovalRecord] { [] }
+
+    /// Overrides are not kept on PostgreSQL yet.
+    public func overrides(now: Int64) async throws -> [Override] { [] }
+
+    /// Claims the next runnable task (highest priority, then earliest `run_at`, then lowest id)
+    /// under a lease measured on the database's clock (`now` is not used). The row is taken
+    /// `FOR UPDATE SKIP LOCKED`: a task another host is deciding on is passed over, never waited
+    /// for, never taken twice.
+    ///
+    /// Only the types this host runs are claimed (`Configuration.claimableTypes`). The firewall
+    /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
+    /// needs a human's signed approval is held (approvals are not yet kept on PostgreSQL, so such
+    /// a task waits and never runs), and `llm` and heal's types are blocked. Payloads are rated
+    /// inside the claim (`ratings` is not used): the transaction holds only the claimed row.
+    public func claimNext(
+        configuration: Configuration, now: Int64, lease: Interval, leaseToken: String,
+        ratings: [Int64: PrecomputedRating], rateInline: Bool
+    ) async throws -> ClaimStep {
+        try await write("claim a task") { transaction in
+            try await self.claimNext(transaction, configuration: configuration, lease: lease, leaseToken: leaseToken)
+        }
+    }
+
+    private func claimNext(
+        _ transaction: PostgresTransaction, configuration: Configuration, lease: Interval, leaseToken: String
+    ) async throws -> ClaimStep {
+        let now = transaction.now
+        let paused = Array(configuration.pausedTypes)
+        let only = configuration.claimableTypes.map { $0.filter { !paused.contains($0) } }
+        var skipped: [SkippedTask] = []
+        let verifier = DecisionVerifier(settings: configuration.approvals)
+        while true {
+            let next = try await transaction.rows(
+                """
+                SELECT id, type, payload, payload_sha256, attempts FROM tasks
+                WHERE state = 'queued' AND run_at <= \(now)
+                  AND (\(only)::text[] IS NULL OR type = ANY(\(only)::text[]))
+                  AND NOT (type = ANY(\(paused)::text[]))
+                ORDER BY priority DESC, run_at, id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+                """)
+            guard let row = next.first else { return ClaimStep(claimed: nil, skipped: skipped) }
+            let (id, typeName, payload, storedSHA256, attempts) = try row.decode(
+                (Int64, String, String, String, Int).self)
+            let declared = configuration.taskType(named: typeName)
+            var refusal: String?
+            switch declared?.handler {
+            case nil: refusal = "task type \"\(typeName)\" is not declared in the configuration"
+            case .remediation?: refusal = "heal's fix proposals do not run on a PostgreSQL database yet"
+            case .llm?: refusal = "the model gateway does not run on a PostgreSQL database yet"
+            case .exec?: break
+            }
+            guard let type = declared, refusal == nil else {
+                let reason = refusal ?? ""
+                try await transaction.transition(
+                    id, .block, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
+                continue
+            }
+            let candidate = AdmissionCandidate(
+                id: id, typeName: typeName, payload: payload, storedSHA256: storedSHA256, attempts: attempts)
+            // No approval can exist on PostgreSQL yet: whatever needs one is held.
+            let admission = Firewall.admit(candidate, type: type, verifier: verifier, now: now, approval: { _ in nil })
+            switch admission {
+            case .run:
+                let expires = now + lease.milliseconds
+                let task = try await transaction.transition(
+                    id, .claim, changing: [.lease(token: leaseToken, expiresAt: expires)], attempt: attempts + 1,
+                    detail: [
+                        "lease_expires_at": .string(Timestamp.format(expires)), "approval_id": .null,
+                        "host": .string(host),
+                    ], host: host)
+                return ClaimStep(claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
+            case .block(let reason):
+                try await transaction.transition(
+                    id, .block, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
+            case .hold(let reason, let hash):
+                try await transaction.transition(
+                    id, .hold, detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                skipped.append(SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
+            }
+        }
+    }
+
+    /// Pushes a held lease forward by `until - now` on the database's clock. False when the lease
+    /// is no longer this worker's.
+    public func extendLease(taskID: Int64, leaseToken: String, until: Int64, now: Int64) async throws -> Bool {
+        try await write("extend a lease") { transaction in
+            let updated = try await transaction.rows(
+                """
+                UPDATE tasks SET lease_expires_at = \(transaction.now + (until - now)), updated_at = \(transaction.now)
+                WHERE id = \(taskID) AND lease_token = \(leaseToken) AND state IN ('running', 'verifying')
+                RETURNING id
+                """)
+            return !updated.isEmpty
+        }
+    }
+
+    /// Marks a task whose handler ended as being verified, with its result (see `AutonomyStore`).
+    public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) async throws -> Bool {
+        try await write("mark a task verifying") { transaction in
+            do {
+                try await transaction.transition(
+                    claimed.task.id, .verify, lease: claimed.leaseToken, changing: [outcome.change],
+                    attempt: claimed.task.attempts, detail: ["host": .string(host)])
+                return true
+            } catch is TransitionRefused {
+                return false
+            }
+        }
+    }
+
+    /// Sends a task out of budget to later without counting the attempt.
+    public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) async throws
+        -> TaskOutcome?
+    {
+        try await write("defer a task") { transaction in
+            do {
+                try await transaction.transition(
+                    claimed.task.id, .deferToBudget, lease: claimed.leaseToken,
+                    changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
+                    detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+            } catch is TransitionRefused {
+                return nil
+            }
+            return TaskOutcome(
+                id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts, state: .queued,
+                nextRunAt: until, error: reason)
+        }
+    }
+
+    /// Records an attempt's end and its verdict in one transaction, as `AutonomyStore.recordAttempt`
+    /// does: `executed`, the checks, then `done`, back to the queue after the backoff, or `dead`;
+    /// each row names this host. Nil, with `lease_lost`, when the lease is no longer this worker's.
+    public func recordAttempt(
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult],
+        notify: NotifySettings, now: Int64, random: @Sendable () -> Double
+    ) async throws -> TaskOutcome? {
+        try await write("record an attempt") { transaction in
+            try await self.recordAttempt(
+                transaction, claimed, outcome: outcome, verdict: verdict, checks: checks, notify: notify,
+                random: random)
+        }
+    }
+
+    /// The same, then the next claim in the same transaction (one commit per task while draining).
+    /// The claim runs in a savepoint: when it fails, the attempt is still recorded.
+    public func recordAttemptAndClaimNext(
+        _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict, checks: [CheckResult],
+        configuration: Configuration, now: Int64, lease: Interval, leaseToken: String, random: @Sendable () -> Double
+    ) async throws -> (TaskOutcome?, ClaimStep?) {
+        try await write("record an attempt and claim the next task") { transaction in
+            let recorded = try await self.recordAttempt(
+                transaction, claimed, outcome: outcome, verdict: verdict, checks: checks,
+                notify: configuration.notify, random: random)
+            try await transaction.query("SAVEPOINT claim")
+            let tail = transaction.ledgerTail
+            do {
+                let next = try await self.claimNext(
+                    transaction, configuration: configuration, lease: lease, leaseToken: leaseToken)
+                try await transaction.query("RELEASE SAVEPOINT claim")
+                return (recorded, next)
+            } catch {
+                try await transaction.query("ROLLBACK TO SAVEPOINT claim")
+                transaction.ledgerTail = tail  // its rows were rolled back with the savepoint
+                return (recorded, nil)
+            }
+        }
+    }
+
+    private func recordAttempt(
+        _ transaction: PostgresTransaction, _ claimed: ClaimedTask, outcome: HandlerOutcome, verdict: Verdict,
+        checks: [CheckResult], notify: NotifySettings, random: @Sendable () -> Double
+    ) async throws -> TaskOutcome? {
+        let task = claimed.task
+        guard try await holdsLease(claimed, transaction) != nil else {
+            let current = try await transaction.rows("SELECT state FROM tasks WHERE id = \(task.id)").first
+            try await transaction.appendLedger(
+                .leaseLost, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
+                detail: [
+                    "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                    "state_now": try current.map { .string(try $0.decode(String.self)) } ?? .null,
+                    "host": .string(host),
+                ])
+            return nil
+        }
+        try await transaction.appendLedger(
+            .executed, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
+            detail: [
+                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
+                "stdout_truncated": .bool(outcome.stdoutTruncated), "host": .string(host),
+            ], notes: ["error": outcome.errorSummary])
+        try await recordChecks(checks, task: task, notify: notify, transaction)
+        switch verdict {
+        case .passed(let evidence):
+            return try await finish(
+                task, outcome: outcome, evidence: evidence, verified: !checks.isEmpty, transaction)
+        case .failed(let reason):
+            return try await settleFailure(
+                task, outcome: outcome, type: claimed.type, error: reason, notify: notify, transaction, random: random)
+        }
+    }
+
+    /// The task's state when this worker still holds its lease (locked for this transaction), nil otherwise.
+    private func holdsLease(_ claimed: ClaimedTask, _ transaction: PostgresTransaction) async throws -> String? {
+        let rows = try await transaction.rows(
+            "SELECT state, lease_token FROM tasks WHERE id = \(claimed.task.id) FOR UPDATE")
+        guard let (state, token) = try rows.first?.decode((String, String?).self),
+            TaskState.leased.map(\.rawValue).contains(state), token == claimed.leaseToken
+        else { return nil }
+        return state
+    }
+
+    private func finish(
+        _ task: TaskRecord, outcome: HandlerOutcome? = nil, evidence: String, verified: Bool,
+        _ transaction: PostgresTransaction
+    ) async throws -> TaskOutcome {
+        var detail: [String: JSONValue] = ["host": .string(host)]
+        if !verified { detail["evidence"] = .string(evidence) }
+        try await transaction.transition(
+            task.id, .succeed, changing: outcome.map { [$0.change] } ?? [], attempt: task.attempts,
+            durationMs: transaction.now - (task.startedAt ?? transaction.now), detail: .object(detail),
+            notes: ["evidence": verified ? evidence : nil])
+        return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
+    }
+
+    /// Each verifier's check as a ledger row (its evidence a note beside it), and an alert when
+    /// one could not decide: what `Database.recordChecks` writes on SQLite.
+    private func recordChecks(
+        _ checks: [CheckResult], task: TaskRecord, notify: NotifySettings, _ transaction: PostgresTransaction
+    ) async throws {
+        for check in checks {
+            try await transaction.appendLedger(
+                .verified, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: check.durationMs,
+                detail: [
+                    "index": .int(Int64(check.index)), "verifier": .string(check.verifier),
+                    "outcome": .string(check.outcome.rawValue), "duration_ms": .int(check.durationMs),
+                    "looks": .int(Int64(check.looks)),
+                ], notes: ["evidence": check.evidence])
+        }
+        if checks.contains(where: { $0.outcome == .inconclusive }) {
+            try await transaction.queueNotification(.verificationInconclusive, taskID: task.id, notify: notify)
+        }
+    }
+
+    /// Takes over every task whose lease ran out on the database's clock (its host died or was
+    /// cut off). A type with verifiers is leased to this worker for verification first (one per
+    /// call), so a task that already succeeded is never run again; any other goes back to the
+    /// queue after the backoff, or to dead.
+    public func recoverExpiredLeases(
+        configuration: Configuration, now: Int64, lease: Interval, random: @Sendable () -> Double
+    ) async throws -> AutonomyStore.Recovery {
+        try await write("recover expired leases") { transaction in
+            let expired = try await transaction.rows(
+                """
+                SELECT \(unescaped: TaskRecord.columns) FROM tasks
+                WHERE state IN ('running', 'verifying') AND lease_expires_at < \(transaction.now)
+                ORDER BY id FOR UPDATE SKIP LOCKED
+                """)
+            var recovery = AutonomyStore.Recovery()
+            for row in expired {
+                let task = try TaskRecord(postgres: row)
+                let type = configuration.taskType(named: task.type)
+                if let type, !type.verify.isEmpty {
+                    guard recovery.toVerify.isEmpty else { continue }
+                    try await transaction.appendLedger(
+                        .leaseExpired, taskID: task.id, type: task.type, attempt: task.attempts,
+                        detail: ["state": .string(task.state.rawValue), "host": .string(host)])
+                    let token = UUID().uuidString
+                    let claimed = try await transaction.transition(
+                        task.id, .verify,
+                        changing: [.lease(token: token, expiresAt: transaction.now + lease.milliseconds)],
+                        attempt: task.attempts,
+                        detail: [
+                            "why": "its worker died: the evidence decides before anything is run again",
+                            "host": .string(host),
+                        ], host: host)
+                    recovery.toVerify.append(ClaimedTask(task: claimed, type: type, leaseToken: token))
+                    continue
+                }
+                try await transaction.appendLedger(
+                    .leaseExpired, taskID: task.id, type: task.type, attempt: task.attempts,
+                    detail: ["state": .string(task.state.rawValue), "host": .string(host)])
+                let error =
+                    "the worker running attempt \(task.attempts) stopped renewing its lease (it died or was killed)"
+                recovery.settled.append(
+                    try await settleFailure(
+                        task, type: type, error: error, notify: configuration.notify, transaction, random: random))
+            }
+            return recovery
+        }
+    }
+
+    /// Records the verdict on a task recovered from a dead host's worker: done (never run again),
+    /// or back to the queue / dead. Nil when the lease was lost meanwhile.
+    public func recordRecovery(
+        _ claimed: ClaimedTask, checks: [CheckResult], notify: NotifySettings, now: Int64,
+        random: @Sendable () -> Double
+    ) async throws -> TaskOutcome? {
+        try await write("record a recovery") { transaction in
+            let task = claimed.task
+            guard try await holdsLease(claimed, transaction) != nil else {
+                try await transaction.appendLedger(
+                    .leaseLost, taskID: task.id, type: task.type, attempt: task.attempts,
+                    detail: ["during": "verification after a dead worker", "host": .string(host)])
+                return nil
+            }
+            try await recordChecks(checks, task: task, notify: notify, transaction)
+            switch Verdict.combine(checks) {
+            case .passed(let evidence):
+                return try await finish(
+                    task, evidence: "verified after its worker died, so not run again: " + evidence, verified: true,
+                    transaction)
+            case .failed(let reason):
+                return try await settleFailure(
+                    task, type: claimed.type, error: "its worker died and " + reason, notify: notify, transaction,
+                    random: random)
+            }
+        }
+    }
+
+    private func settleFailure(
+        _ task: TaskRecord, outcome: HandlerOutcome? = nil, type: TaskType?, error: String, notify: NotifySettings,
+        _ transaction: PostgresTransaction, random: @Sendable () -> Double
+    ) async throws -> TaskOutcome {
+        let kept = outcome.map { [$0.change] } ?? []
+        if task.attempts >= task.attemptLimit(type) {
+            try await transaction.transition(
+                task.id, .die, changing: kept + [.lastError(error)], attempt: task.attempts,
+                detail: ["attempts": .int(Int64(task.attempts)), "host": .string(host)], notes: ["error": error])
+            try await transaction.queueNotification(.taskDead, taskID: task.id, notify: notify)
+            return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
+        }
+        let delay = (type?.retry ?? RetryPolicy()).delay(afterAttempt: task.attempts, unit: random())
+        let nextRunAt = transaction.now + delay.milliseconds
+        try await transaction.transition(
+            task.id, .retryLater, changing: kept + [.runAt(nextRunAt), .lastError(error)], attempt: task.attempts,
+            detail: [
+                "delay_ms": .int(delay.milliseconds), "next_run_at": .string(Timestamp.format(nextRunAt)),
+                "host": .string(host),
+            ], notes: ["error": error])
+        return TaskOutcome(
+            id: task.id, type: task.type, attempt: task.attempts, state: .queued, nextRunAt: nextRunAt, error: error)
+    }
+}
+
+extension PostgresTransaction {
+    /// Queues an alert for each configured channel, as on SQLite (delivered from the same table).
+    nonisolated(nonsending) func queueNotification(_ event: NotificationEvent, taskID: Int64?, notify: NotifySettings)
+        async throws
+    {
+        for channel in notify.channels {
+            try await query(
+                """
+                INSERT INTO notifications (event, channel, task_id, created_at, next_attempt_at)
+                VALUES (\(event.rawValue), \(channel.rawValue), \(taskID), \(now), \(now))
+                """)
+        }
+    }
+}
+
+extension PostgresStore {
+    /// One task as it stands.
+    public func task(id: Int64) async throws -> TaskRecord? {
+        try await read("read a task") { transaction in
+            try await transaction.rows("SELECT \(unescaped: TaskRecord.columns) FROM tasks WHERE id = \(id)").first
+                .map(TaskRecord.init(postgres:))
+        }
+    }
+
+    /// How many tasks are in each state.
+    public func stateCounts() async throws -> [TaskState: Int] {
+        try await read("count tasks") { transaction in
+            var counts: [TaskState: Int] = [:]
+            for try await (state, count) in try await transaction.query(
+                "SELECT state, count(*) FROM tasks GROUP BY state"
+            ).decode((String, Int).self) {
+                if let state = TaskState(rawValue: state) { counts[state] = count }
+            }
+            return counts
+        }
+    }
+}

@@ -1,0 +1,344 @@
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+
+@testable import AutonomyCore
+
+/// The PostgreSQL store against a real server: each test on a database of its own.
+@Suite(
+    .enabled(
+        if: PostgresTestDatabase.available,
+        "needs a PostgreSQL cluster: eval \"$(scripts/postgres-test-cluster start)\""))
+struct PostgresStoreTests {
+    static let map = """
+        {
+          "version": 1,
+          "task_types": {
+            "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                        "retry": { "max_attempts": 3, "backoff": "30s", "factor": 2, "max_backoff": "1h", "jitter": 0 } },
+            "render": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
+            "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": ["/bin/true"] } },
+                            "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
+          }
+        }
+        """
+
+    let configuration: Configuration
+
+    init() throws {
+        configuration = try loadMap(Self.map).configuration
+    }
+
+    /// Runs `body` with a fresh database, dropped afterwards whatever happens.
+    func withDatabase(_ body: (PostgresTestDatabase) async throws -> Void) async throws {
+        let database = try await PostgresTestDatabase.make()
+        do {
+            try await body(database)
+        } catch {
+            await database.drop()
+            throw error
+        }
+        await database.drop()
+    }
+
+    static let passed = Verdict.passed(evidence: "handler exited 0 (the type declares no verifier)")
+
+    @Test func migrationsRunOnceAndANewerSchemaIsRefusedUnchanged() async throws {
+        try await withDatabase { database in
+            let first = try await database.store()
+            #expect(try await first.appliedMigrations() == PostgresMigrations.all.map(\.name))
+            // Hosts starting at once: every one opens, the schema is made once.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for host in 0..<4 {
+                    group.addTask { await (try database.store(host: "host-\(host)")).close() }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await first.appliedMigrations() == PostgresMigrations.all.map(\.name))
+            _ = try await first.enqueue(EnqueueRequest(type: "report"), configuration: configuration)
+            await first.close()
+
+            try await database.connection { connection, logger in
+                try await connection.query(
+                    "INSERT INTO autonomy_migrations (name) VALUES ('2099-01-01-from-the-future')", logger: logger)
+            }
+            await #expect {
+                _ = try await database.store()
+            } throws: { error in
+                guard case StoreError.newerSchema(_, let unknown) = error else { return false }
+                return unknown == ["2099-01-01-from-the-future"] && !"\(error)".contains(database.password ?? "§")
+            }
+            let tasks = try await database.connection { connection, logger in
+                var count = 0
+                for try await n in try await connection.query("SELECT count(*) FROM tasks", logger: logger).decode(
+                    Int.self)
+                {
+                    count = n
+                }
+                return count
+            }
+            #expect(tasks == 1)
+        }
+    }
+
+    @Test func concurrentHostsClaimEveryTaskExactlyOnceAndTheChainStaysOneLine() async throws {
+        try await withDatabase { database in
+            let producer = try await database.store(host: "producer")
+            let total = 240
+            // Enqueued from four connections at once: the ledger's appends interleave.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<4 {
+                    let configuration = self.configuration
+                    group.addTask {
+                        let store = try await database.store(host: "producer-\(lane)")
+                        for n in stride(from: lane, to: total, by: 4) {
+                            _ = try await store.enqueue(
+                                EnqueueRequest(type: "report", payload: #"{"n":\#(n)}"#), configuration: configuration)
+                        }
+                        await store.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let claims = Claims()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for host in ["vps", "gpu", "spare", "laptop"] {
+                    let configuration = self.configuration
+                    group.addTask {
+                        let store = try await database.store(host: host)
+                        while let claimed = try await store.claim(configuration, token: UUID().uuidString) {
+                            claims.record(claimed.task.id, by: host)
+                            let recorded = try await store.recordAttempt(
+                                claimed, outcome: HandlerOutcome(status: .exited(0)), verdict: Self.passed, checks: [],
+                                notify: NotifySettings(), now: 0, random: { 0.5 })
+                            #expect(recorded?.state == .done)
+                        }
+                        await store.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(claims.duplicates.withLock { $0 }.isEmpty)
+            #expect(claims.hosts.withLock { $0.count } == total)
+            #expect(try await producer.stateCounts() == [.done: total])
+            let report = try await producer.verifyLedgerChain()
+            #expect(report.firstBroken == nil)
+            #expect(report.rows == total * 4)  // enqueued, claimed, executed, done
+            // Each claim and outcome names the host that made it.
+            let someTask = claims.hosts.withLock { $0.first! }
+            let events = try await producer.ledger(forTask: someTask.key)
+            #expect(events.map(\.event) == ["enqueued", "claimed", "executed", "done"])
+            for entry in events.dropFirst() {
+                #expect(entry.detail?.contains(#""host":"\#(someTask.value)""#) == true)
+            }
+            await producer.close()
+        }
+    }
+
+    @Test func aHostClaimsOnlyTheTypesItRuns() async throws {
+        try await withDatabase { database in
+            let store = try await database.store(host: "gpu")
+            let render = try await store.enqueue(EnqueueRequest(type: "render"), configuration: configuration)
+            _ = try await store.enqueue(EnqueueRequest(type: "report", priority: 9), configuration: configuration)
+            var gpu = configuration
+            gpu.worker.types = ["render"]
+            #expect(try await store.claim(gpu)?.task.id == render.task.id)
+            #expect(try await store.claim(gpu) == nil)
+            #expect(try await store.stateCounts() == [.running: 1, .queued: 1])
+            await store.close()
+        }
+    }
+
+    @Test func anExpiredLeaseIsRecoveredOnTheDatabaseClockAndTheLateHostLosesIt() async throws {
+        try await withDatabase { database in
+            let dying = try await database.store(host: "dying")
+            let task = try await dying.enqueue(EnqueueRequest(type: "report"), configuration: configuration).task
+            let claimed = try #require(try await dying.claim(configuration, token: "mine"))
+            let now = try await dying.databaseNow()
+            #expect(claimed.task.leaseExpiresAt == claimed.task.startedAt! + 60_000)
+            #expect(abs(claimed.task.startedAt! - now) < 5_000)
+
+            let other = try await database.store(host: "healthy")
+            // A live lease is never taken, whatever this host's own clock says.
+            #expect(try await other.recover(configuration).settled.isEmpty)
+            // The lease runs out (moved into the past, rather than waiting a minute).
+            try await database.connection { connection, logger in
+                try await connection.query(
+                    "UPDATE tasks SET lease_expires_at = lease_expires_at - 120000 WHERE id = \(task.id)",
+                    logger: logger)
+            }
+            let recovered = try await other.recover(configuration).settled
+            #expect(recovered.map(\.state) == [.queued])
+            #expect(recovered.first?.nextRunAt != nil)
+            // The dying host comes back: its outcome does not count.
+            let late = try await dying.recordAttempt(
+                claimed, outcome: HandlerOutcome(status: .exited(0)), verdict: Self.passed, checks: [],
+                notify: NotifySettings(), now: 0, random: { 0.5 })
+            #expect(late == nil)
+            let events = try await other.ledger(forTask: task.id).map(\.event)
+            #expect(events == ["enqueued", "claimed", "lease_expired", "retry_scheduled", "lease_lost"])
+            #expect(try await other.verifyLedgerChain().firstBroken == nil)
+            await dying.close()
+            await other.close()
+        }
+    }
+
+    @Test func aDangerousTaskWaitsAndAForgedReleaseDoesNotRunIt() async throws {
+        try await withDatabase { database in
+            let store = try await database.store()
+            let created = try await store.enqueue(
+                EnqueueRequest(type: "send_email", payload: #"{"to":"a@example.com"}"#), configuration: configuration)
+            #expect(created.task.state == .awaitingApproval)
+            // Someone with the database's credentials sets it queued, as if approved.
+            try await database.connection { connection, logger in
+                try await connection.query(
+                    "UPDATE tasks SET state = 'queued' WHERE id = \(created.task.id)", logger: logger)
+            }
+            let step = try await store.claimNext(
+                configuration: configuration, now: 0, lease: .seconds(60), leaseToken: "t", ratings: [:],
+                rateInline: false)
+            #expect(step.claimed == nil)
+            #expect(step.skipped.map(\.newState) == [.awaitingApproval])
+            #expect(try await store.task(id: created.task.id)?.state == .awaitingApproval)
+            await store.close()
+        }
+    }
+
+    @Test func anEditedLedgerRowIsFoundAtThatRow() async throws {
+        try await withDatabase { database in
+            let store = try await database.store()
+            for n in 0..<5 {
+                _ = try await store.enqueue(
+                    EnqueueRequest(type: "report", payload: #"{"n":\#(n)}"#), configuration: configuration)
+            }
+            #expect(
+                try await store.verifyLedgerChain()
+                    == ChainReport(
+                        rows: 5, firstBroken: nil, lastHash: try await store.verifyLedgerChain().lastHash))
+            // The append-only trigger refuses an edit…
+            await #expect(throws: (any Error).self) {
+                try await database.connection { connection, logger in
+                    try await connection.query("UPDATE ledger SET detail = '{}' WHERE id = 3", logger: logger)
+                }
+            }
+            // …and a superuser who drops it is still caught by the chain.
+            try await database.connection { connection, logger in
+                try await connection.query("ALTER TABLE ledger DISABLE TRIGGER USER", logger: logger)
+                try await connection.query("UPDATE ledger SET detail = '{}' WHERE id = 3", logger: logger)
+            }
+            let report = try await store.verifyLedgerChain()
+            #expect(report.firstBroken?.id == 3)
+            #expect(report.firstBroken?.reason.contains("does not match its hash") == true)
+            await store.close()
+        }
+    }
+
+    @Test func theSameKeyReturnsTheSameTask() async throws {
+        try await withDatabase { database in
+            let store = try await database.store()
+            let first = try await store.enqueue(
+                EnqueueRequest(type: "report", payload: #"{"a":1}"#, key: "k1", source: "bot"),
+                configuration: configuration)
+            let again = try await store.enqueue(
+                EnqueueRequest(type: "report", payload: #"{ "a" : 1 }"#, key: "k1", source: "bot"),
+                configuration: configuration)
+            #expect(again == .existing(first.task))
+            await #expect(throws: QueueError.self) {
+                _ = try await store.enqueue(
+                    EnqueueRequest(type: "report", payload: #"{"a":2}"#, key: "k1", source: "bot"),
+                    configuration: configuration)
+            }
+            await store.close()
+        }
+    }
+
+    @Test func aWrongPasswordIsReportedWithoutIt() async throws {
+        try await withDatabase { database in
+            await #expect {
+                _ = try await PostgresStore.open(database.url, password: "not-the-password-\u{1F511}")
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("password authentication failed") && !text.contains("not-the-password")
+                    && text.contains(database.url.description)
+            }
+        }
+    }
+}
+
+extension PostgresStore {
+    /// The next task under a one-minute lease, or nil.
+    func claim(_ configuration: Configuration, token: String = "t") async throws -> ClaimedTask? {
+        try await claimNext(
+            configuration: configuration, now: 0, lease: .seconds(60), leaseToken: token, ratings: [:],
+            rateInline: false
+        ).claimed
+    }
+
+    func recover(_ configuration: Configuration) async throws -> AutonomyStore.Recovery {
+        try await recoverExpiredLeases(configuration: configuration, now: 0, lease: .seconds(60), random: { 0.5 })
+    }
+}
+
+/// Which host claimed each task, and every task claimed twice.
+final class Claims: Sendable {
+    let hosts = Mutex<[Int64: String]>([:])
+    let duplicates = Mutex<[Int64]>([])
+
+    func record(_ id: Int64, by host: String) {
+        let first = hosts.withLock { $0.updateValue(host, forKey: id) == nil }
+        if !first { duplicates.withLock { $0.append(id) } }
+    }
+}
+
+@Suite struct PostgresURLTests {
+    @Test func aURLIsParsedAndShownWithoutSecrets() throws {
+        let url = try PostgresURL(parsing: "postgres://worker@db.example.com:6543/autonomy?sslmode=verify-full")
+        #expect(
+            url
+                == PostgresURL(
+                    user: "worker", host: "db.example.com", port: 6543, database: "autonomy", tls: .verifyFull))
+        #expect(url.description == "postgres://worker@db.example.com:6543/autonomy?sslmode=verify-full")
+        #expect(try PostgresURL(parsing: "postgresql://w@h/d").port == 5432)
+    }
+
+    @Test(arguments: [
+        ("postgres://worker:hunter2@db/autonomy", "carries a password"),
+        ("postgres://db/autonomy", "names no user"),
+        ("postgres://worker@db/", "names no database"),
+        ("postgres://worker@db/autonomy?sslmode=maybe", "sslmode must be"),
+        ("postgres://worker@db/autonomy?application_name=x", "unknown URL parameter"),
+        ("postgres://worker@/autonomy", "names no host"),
+    ])
+    func aBadURLIsRefusedWithoutRepeatingIt(text: String, expected: String) {
+        #expect {
+            _ = try PostgresURL(parsing: text, environment: [:])
+        } throws: { error in
+            "\(error)".contains(expected) && !"\(error)".contains("hunter2") && "\(error)".hasPrefix("database: ")
+        }
+    }
+
+    @Test func thePasswordComesFromTheNamedVariableThenPGPASSWORDThenThePasswordFile() throws {
+        let folder = try TemporaryFolder()
+        let url = try PostgresURL(parsing: "postgres://worker@db.example.com/autonomy")
+        let file = try folder.write(
+            "pgpass",
+            """
+            # comment
+            other.example.com:*:*:worker:wrong
+            db.example.com:5432:autonomy:worker:from\\:file
+            *:*:*:*:fallback
+            """)
+        chmod(file, 0o600)
+        #expect(try url.password(environment: ["PGPASSFILE": file]) == "from:file")
+        #expect(try url.password(environment: ["PGPASSFILE": file, "PGPASSWORD": "env"]) == "env")
+        #expect(
+            try url.password(variable: "AUTONOMY_PG", environment: ["AUTONOMY_PG": "named", "PGPASSWORD": "env"])
+                == "named")
+        #expect(throws: ConfigError.self) { try url.password(variable: "AUTONOMY_PG", environment: [:]) }
+        // A password file others may read is refused, as libpq ignores it.
+        chmod(file, 0o644)
+        #expect(throws: ConfigError.self) { try url.password(environment: ["PGPASSFILE": file]) }
+        #expect(try url.password(environment: ["PGPASSFILE": folder.file("none")]) == nil)
+    }
+}
