@@ -73,7 +73,12 @@ let package = Package(
             swiftSettings: [.define("AUTONOMY_TEST_HOOKS", .when(configuration: .debug))]
         ),
         // Test doubles shared by both test targets (a manual clock, an in-memory task).
-        .target(name: "AutonomyTestSupport", dependencies: ["AutonomyCore"], path: "Tests/AutonomyTestSupport"),
+        .target(
+            name: "AutonomyTestSupport",
+            dependencies: [
+                "AutonomyCore", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Tests/AutonomyTestSupport"),
         .testTarget(
             name: "AutonomyCoreTests",
             dependencies: [
@@ -102,6 +107,7 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
     ],

@@ -26,12 +26,17 @@ struct ConfigCommand: AsyncParsableCommand {
             let loaded = try global.loadConfiguration(quiet: true)
             let configuration = loaded.configuration
             let warnings = loaded.warnings + loaded.advice + loaded.machineWarnings()
-            let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+            let location = try global.location(loaded)
+            let database: String
+            switch location {
+            case .sqlite(let path): database = path
+            case .postgres(let url): database = url.description
+            }
             let types = configuration.taskTypes.values.sorted { $0.name < $1.name }
             // The overrides in effect, when the database exists (config check never creates one).
             var overrides: [Override] = []
             var unreadable: String?
-            if FileManager.default.fileExists(atPath: database) {
+            if case .sqlite = location, FileManager.default.fileExists(atPath: database) {
                 do {
                     overrides = try global.open(loaded, create: false).overrides(now: try currentClock().now())
                 } catch {

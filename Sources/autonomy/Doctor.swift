@@ -34,9 +34,11 @@ struct DoctorCommand: AsyncParsableCommand {
             loaded = .failure(error)
         }
         let configPath = (try? loaded.get().path) ?? explicit ?? environment[ConfigLoader.configVariable]
-        let databasePath = ConfigLoader.databasePath(
-            flag: global.database,
-            loaded: (try? loaded.get()) ?? .builtInDefaults)
+        let location = try ConfigLoader.databaseLocation(
+            flag: global.database, loaded: (try? loaded.get()) ?? .builtInDefaults)
+        guard case .sqlite(let databasePath) = location else {
+            throw StoreError.notOnPostgres("doctor")
+        }
         let gate = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
         let doctor = Doctor(
             loaded: loaded, configPath: configPath, databasePath: databasePath, now: try currentClock().now(),

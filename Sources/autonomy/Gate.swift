@@ -37,8 +37,9 @@ enum Route {
         let databaseGiven = global.database != nil || (environment[ConfigLoader.databaseVariable] ?? "") != ""
         guard let configPath else { return databaseGiven ? .direct : .gate(socketPath) }
         if access(configPath, R_OK) != 0, errno == EACCES { return .gate(socketPath) }
-        guard let loaded = try? ConfigLoader.load(explicitPath: global.config) else { return .direct }
-        let database = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
+        guard let loaded = try? ConfigLoader.load(explicitPath: global.config),
+            case .sqlite(let database)? = try? ConfigLoader.databaseLocation(flag: global.database, loaded: loaded)
+        else { return .direct }
         if access(database, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
             return .gate(socketPath)
         }
@@ -68,7 +69,15 @@ func answer(
         return (try GateWire.send(request, to: path), nil)
     case .direct:
         do {
-            let (loaded, store) = try global.open(create: create, trusted: requireTrustedConfig)
+            let loaded = try global.loadConfiguration()
+            if requireTrustedConfig { try loaded.requireTrusted() }
+            if case .postgres(let url) = try global.location(loaded) {
+                let store = try await global.openPostgres(url, loaded)
+                let answer = await PostgresQueueService(loaded: loaded, store: store).answer(request)
+                await store.close()
+                return (answer, nil)
+            }
+            let store = try global.open(loaded, create: create)
             let service = QueueService(loaded: loaded, store: store, caller: .local, clock: try currentClock())
             return await service.answer(request)
         } catch {

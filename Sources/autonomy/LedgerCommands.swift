@@ -84,15 +84,35 @@ struct LedgerCommand: AsyncParsableCommand {
             let anchorText = try anchors.map {
                 String(decoding: try readInput($0, what: "anchors file", limit: InputLimit.batch), as: UTF8.self)
             }
-            let (_, store) = try global.open(create: false)
-            let report = try store.verifyLedgerChain()
             let parsed = anchorText.map(LedgerAnchor.parse)
             if let parsed, parsed.anchors.isEmpty {
                 throw CLIFailure(
                     "no anchor found in \(anchors ?? "-") (expected 'id hash' lines or journalctl -o json)",
                     code: .badInput)
             }
-            let checked = try parsed.map { try store.checkAnchors($0.anchors) }
+            let loaded = try global.loadConfiguration()
+            let report: ChainReport
+            let checked: AnchorReport?
+            switch try global.location(loaded) {
+            case .sqlite:
+                let store = try global.open(loaded, create: false)
+                report = try store.verifyLedgerChain()
+                checked = try parsed.map { try store.checkAnchors($0.anchors) }
+            case .postgres(let url):
+                let store = try await global.openPostgres(url, loaded)
+                do {
+                    report = try await store.verifyLedgerChain()
+                    if let parsed {
+                        checked = try await store.checkAnchors(parsed.anchors)
+                    } else {
+                        checked = nil
+                    }
+                } catch {
+                    await store.close()
+                    throw error
+                }
+                await store.close()
+            }
             let failed = report.firstBroken != nil || !(checked?.mismatches.isEmpty ?? true)
             if json {
                 struct Mismatch: Encodable {

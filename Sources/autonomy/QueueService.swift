@@ -96,24 +96,14 @@ struct QueueService {
             }
             return alerts(for: result.ids)
         }
-        var request = EnqueueRequest(
-            type: call.type ?? "", priority: call.priority, maxAttempts: call.maxAttempts, key: call.key,
-            source: call.source, subject: call.subject)
-        request.payload = call.payload ?? "{}"
-        if let bytes = call.payloadBytes { try request.setPayload(json: bytes) }
-        if let delay = call.delay {
-            guard let interval = Interval(parsing: delay) else {
-                throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
-            }
-            request.delay = interval
-        }
-        if let runAt = call.runAt {
-            guard let time = Timestamp.parse(runAt) else {
-                throw CLIFailure("--run-at \"\(runAt)\" is not a time such as 2026-12-01T09:00:00Z", code: .badInput)
-            }
-            request.runAt = time
-        }
+        let request = try call.enqueueRequest()
         let outcome = try store.enqueue(request, configuration: configuration, now: now, producer: caller.producer)
+        try Self.report(outcome, call, &printout)
+        return alerts(for: [outcome.task.id])
+    }
+
+    /// What an enqueue prints: the id (or the task as JSON), and a note when it waits or existed.
+    static func report(_ outcome: EnqueueOutcome, _ call: GateRequest, _ printout: inout Printout) throws {
         if case .created(let task) = outcome, task.state == .awaitingApproval {
             printout.note(
                 "note: task \(task.id) (\(task.type)) is rated dangerous: it waits for an operator's approval")
@@ -124,7 +114,6 @@ struct QueueService {
             )
         }
         printout.line(call.json == true ? try JSONOutput.text(TaskOutput(outcome.task)) : String(outcome.task.id))
-        return alerts(for: [outcome.task.id])
     }
 
     /// Tells the operator at once about what the new tasks need. A failure here changes nothing:
@@ -141,11 +130,22 @@ struct QueueService {
     private func status(_ call: GateRequest, _ printout: inout Printout) throws {
         let now = clock.now()
         let status = try store.status(now: now, source: caller.readsOnly)
+        try Self.render(
+            status, now: now, database: store.path, loaded: loaded, readsOnly: caller.readsOnly,
+            json: call.json == true,
+            &printout)
+    }
+
+    /// What `status` prints, whichever store it came from.
+    static func render(
+        _ status: QueueStatus, now: Int64, database: String, loaded: LoadedConfiguration, readsOnly: String?,
+        json: Bool, _ printout: inout Printout
+    ) throws {
         let configuration = loaded.configuration
-        if call.json == true { return printout.line(try JSONOutput.text(StatusOutput(status, now: now))) }
-        printout.line("database: \(store.path)")
+        if json { return printout.line(try JSONOutput.text(StatusOutput(status, now: now))) }
+        printout.line("database: \(database)")
         printout.line("config:   \(loaded.path ?? "built-in defaults (no task types: every task is refused)")")
-        if let mine = caller.readsOnly { printout.line("showing:  the tasks of \(mine) only") }
+        if let mine = readsOnly { printout.line("showing:  the tasks of \(mine) only") }
         let states = TaskState.allCases.filter { status.counts[$0, default: 0] > 0 }
         printout.line(
             "tasks:    "
@@ -179,11 +179,23 @@ struct QueueService {
             }
             printout.line(table(["TYPE", "QUEUED", "AWAITING", "RUNNING", "DONE", "DEAD", "OTHER"], rows))
         }
+        if !status.hosts.isEmpty {
+            printout.line("\nhosts (PostgreSQL):")
+            printout.line(
+                table(
+                    ["HOST", "RUNNING", "FINISHED", "LAST SEEN"],
+                    status.hosts.map {
+                        [
+                            Visible.text($0.host), String($0.running), String($0.finished),
+                            display($0.lastSeen, configuration),
+                        ]
+                    }))
+        }
         if !status.overrides.isEmpty {
             printout.line("\noverrides in effect ('autonomy overrides remove ID' ends one):")
             for override in status.overrides { printout.line("  " + override.line) }
         }
-        if caller.readsOnly == nil {
+        if readsOnly == nil {
             printout.line("\nheal: " + HealSummary.line(status, enabled: configuration.heal.enabled))
             for breaker in status.breakers { printout.line("  " + breaker.line) }
         }
@@ -389,5 +401,78 @@ struct QueueService {
             approval.state == .approved
                 ? "approval \(approval.id) approved by \(by): task \(approval.taskID) is queued to run"
                 : "approval \(approval.id) rejected by \(by): task \(approval.taskID) will not run")
+    }
+}
+
+extension GateRequest {
+    /// The enqueue request a call describes, its delay and time checked.
+    func enqueueRequest() throws -> EnqueueRequest {
+        var request = EnqueueRequest(
+            type: type ?? "", priority: priority, maxAttempts: maxAttempts, key: key, source: source,
+            subject: subject)
+        request.payload = payload ?? "{}"
+        if let payloadBytes { try request.setPayload(json: payloadBytes) }
+        if let delay {
+            guard let interval = Interval(parsing: delay) else {
+                throw CLIFailure("--delay \"\(delay)\" is not a duration such as 30s, 10m, 24h or 7d", code: .badInput)
+            }
+            request.delay = interval
+        }
+        if let runAt {
+            guard let time = Timestamp.parse(runAt) else {
+                throw CLIFailure("--run-at \"\(runAt)\" is not a time such as 2026-12-01T09:00:00Z", code: .badInput)
+            }
+            request.runAt = time
+        }
+        return request
+    }
+}
+
+/// The queue requests a PostgreSQL database serves so far: enqueue (one task or a batch) and
+/// status, for a caller that reaches the database itself. The rest say they do not run there yet.
+struct PostgresQueueService {
+    var loaded: LoadedConfiguration
+    var store: PostgresStore
+
+    func answer(_ request: GateRequest) async -> GateAnswer {
+        var printout = Printout()
+        do {
+            switch request.verb {
+            case .enqueue: try await enqueue(request, &printout)
+            case .status:
+                let (status, now) = try await store.status()
+                try QueueService.render(
+                    status, now: now, database: store.url.description, loaded: loaded, readsOnly: nil,
+                    json: request.json == true, &printout)
+            case .tasksList, .tasksShow, .approvals, .prepareDecision, .decide:
+                throw StoreError.notOnPostgres("this command")
+            }
+        } catch {
+            let (code, message) = failure(error)
+            printout.note("error: \(message)")
+            return GateAnswer(exit: code.rawValue, stdout: printout.stdout, stderr: printout.stderr)
+        }
+        return GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr)
+    }
+
+    private func enqueue(_ call: GateRequest, _ printout: inout Printout) async throws {
+        let configuration = loaded.configuration
+        guard let batch = call.batch else {
+            let outcome = try await store.enqueue(try call.enqueueRequest(), configuration: configuration)
+            return try QueueService.report(outcome, call, &printout)
+        }
+        let outcomes = try await store.enqueueBatch(
+            try EnqueueRequest.parseBatch(batch), configuration: configuration)
+        if call.json == true {
+            printout.line(try JSONOutput.text(outcomes.map { TaskOutput($0.task) }))
+        } else {
+            for outcome in outcomes { printout.stdout += "\(outcome.task.id)\n" }
+        }
+        let existing = outcomes.filter { if case .existing = $0 { return true } else { return false } }.count
+        if existing > 0 {
+            printout.note(
+                "note: \(existing) of \(outcomes.count) tasks already existed under their keys; \(outcomes.count - existing) enqueued"
+            )
+        }
     }
 }

@@ -40,10 +40,27 @@ struct GlobalOptions: ParsableArguments {
         return (loaded, try open(loaded, create: create))
     }
 
-    /// Opens the database an already loaded configuration names.
+    /// Opens the database an already loaded configuration names: an SQLite file. A command that
+    /// does not run on PostgreSQL yet says so, and changes nothing.
     func open(_ loaded: LoadedConfiguration, create: Bool = true) throws -> AutonomyStore {
-        let path = ConfigLoader.databasePath(flag: database, loaded: loaded)
-        return try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
+        switch try location(loaded) {
+        case .sqlite(let path):
+            return try AutonomyStore(path: path, settings: loaded.configuration.store, create: create)
+        case .postgres:
+            throw StoreError.notOnPostgres("this command")
+        }
+    }
+
+    /// Where the database is: `--database`, `$AUTONOMY_DATABASE`, the config's `database`.
+    func location(_ loaded: LoadedConfiguration) throws -> DatabaseLocation {
+        try ConfigLoader.databaseLocation(flag: database, loaded: loaded)
+    }
+
+    /// Connects to a PostgreSQL database (migrating it if needed), with the password from
+    /// `store.password_env`, `PGPASSWORD` or the password file.
+    func openPostgres(_ url: PostgresURL, _ loaded: LoadedConfiguration) async throws -> PostgresStore {
+        let password = try url.password(variable: loaded.configuration.store.passwordEnv)
+        return try await PostgresStore.open(url, password: password, host: loaded.configuration.worker.hostName)
     }
 }
 
@@ -85,6 +102,7 @@ extension ExitCode {
             switch error {
             case .busy: return .databaseBusy
             case .missing: return .notFound
+            case .notOnPostgres: return .unavailable
             default: return .databaseUnusable
             }
         case is ConfigError:

@@ -42,28 +42,51 @@ struct WorkOnce: AsyncParsableCommand {
 
     func run() async throws {
         // The worker runs handlers by the map's rules: never rules someone else could have written.
-        let (loaded, store) = try global.open(trusted: true)
+        let loaded = try global.loadConfiguration()
+        try loaded.requireTrusted()
         let settings = loaded.configuration.worker
-        var environment = ["AUTONOMY_DATABASE": store.path]
-        if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
-        let clock = try currentClock()
-        var options = Worker.Options()
-        options.clock = clock
-        options.handlerEnvironment = environment
-        options.logger = makeLogger("autonomy.worker")
-        options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
-        // The overrides approved proposals made, on top of the file, as they stand at the start.
-        let worker = Worker(
-            store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
         let limits =
             drain
             ? Worker.Limits(
                 maxSeconds: Double(maxSeconds ?? settings.drainMaxSeconds), maxTasks: maxTasks ?? settings.drainMaxTasks
             )
             : nil
-        let before = try store.ledgerHead()
-        let report = try await worker.work(drain: limits)
-        try anchorLedgerHead(store, before: before)
+        let clock = try currentClock()
+        var options = Worker.Options()
+        options.clock = clock
+        options.logger = makeLogger("autonomy.worker")
+        let report: WorkReport
+        switch try global.location(loaded) {
+        case .sqlite:
+            let store = try global.open(loaded)
+            var environment = ["AUTONOMY_DATABASE": store.path]
+            if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
+            options.handlerEnvironment = environment
+            options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+            // The overrides approved proposals made, on top of the file, as they stand at the start.
+            let worker = Worker(
+                store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
+            let before = try store.ledgerHead()
+            report = try await worker.work(drain: limits)
+            try anchorLedgerHead(store, before: before)
+        case .postgres(let url):
+            if !loaded.configuration.notify.channels.isEmpty {
+                printError(
+                    "warning: on PostgreSQL, alerts are queued in the notifications table but not sent yet")
+            }
+            // The URL holds no password: a nested autonomy call needs its own.
+            var environment = ["AUTONOMY_DATABASE": url.description]
+            if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
+            options.handlerEnvironment = environment
+            let store = try await global.openPostgres(url, loaded)
+            do {
+                report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+        }
         if json { return try printJSON(report) }
         for recovered in report.recovered {
             print(

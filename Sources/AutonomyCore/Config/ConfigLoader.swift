@@ -122,6 +122,20 @@ public enum ConfigLoader {
         return absolute(defaultDatabaseFile, base: cwd)
     }
 
+    /// Where the database is, by the same precedence as `databasePath`: a `postgres://` URL
+    /// (checked, never holding a password), or an SQLite file.
+    public static func databaseLocation(
+        flag: String?, loaded: LoadedConfiguration,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigError) -> DatabaseLocation {
+        let given = [flag, environment[databaseVariable], loaded.configuration.database]
+            .compactMap { $0 }.first { !$0.isEmpty }
+        if let given, DatabaseLocation.isPostgresURL(given) {
+            return .postgres(try PostgresURL(parsing: given, environment: environment))
+        }
+        return .sqlite(path: databasePath(flag: flag, loaded: loaded, environment: environment))
+    }
+
     static func absolute(_ path: String, base: String) -> String {
         if path.hasPrefix("/") { return path }
         if path.hasPrefix("~/") {

@@ -20,6 +20,9 @@ public struct WorkerSettings: Sendable {
     public var types: [String]?
     /// This host's tags: a type with `run_on` runs only on a host that has every tag it names.
     public var tags: [String] = []
+    /// This host's name in the ledger and in `status` (default: the machine's host name).
+    public var host: String?
+    public var hostName: String { host ?? ProcessInfo.processInfo.hostName }
     public init() {}
 }
 
@@ -39,6 +42,9 @@ public struct StoreSettings: Sendable {
     /// (0660): `autonomy serve` runs as its own user in the worker's group, so that its signing key
     /// is out of the worker's (and every handler's) reach. Off: 0600, the worker's alone.
     public var groupAccess = false
+    /// The environment variable that holds the PostgreSQL password (else `PGPASSWORD`, else the
+    /// password file). Never the password itself: the configuration is no place for it.
+    public var passwordEnv: String?
     public init() {}
 }
 
@@ -51,7 +57,7 @@ extension WorkerSettings: Decodable {
         case maxOutputBytes = "max_output_bytes"
         case maxStderrBytes = "max_stderr_bytes"
         case defaultTimeout = "default_timeout"
-        case types, tags
+        case types, tags, host
     }
 
     public init(from decoder: any Decoder) throws {
@@ -72,6 +78,11 @@ extension WorkerSettings: Decodable {
         defaultTimeout = try container.decodeIfPresent(Interval.self, forKey: .defaultTimeout) ?? defaultTimeout
         types = try container.decodeIfPresent([String].self, forKey: .types)
         tags = try container.decodeIfPresent([String].self, forKey: .tags) ?? []
+        host = try container.decodeIfPresent(String.self, forKey: .host)
+        if let host, host.isEmpty || host.count > 200 || host.contains(where: { $0.isNewline }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .host, in: container, debugDescription: "expected a short name on one line")
+        }
         if let types, types.isEmpty {
             throw DecodingError.dataCorruptedError(
                 forKey: .types, in: container,
@@ -106,6 +117,7 @@ extension StoreSettings: Decodable {
         case busyTimeout = "busy_timeout"
         case synchronous
         case groupAccess = "group_access"
+        case passwordEnv = "password_env"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -117,5 +129,10 @@ extension StoreSettings: Decodable {
             expected: "expected at most \"1h\"")
         synchronous = try container.decodeIfPresent(Synchronous.self, forKey: .synchronous) ?? synchronous
         groupAccess = try container.decodeIfPresent(Bool.self, forKey: .groupAccess) ?? false
+        passwordEnv = try container.decodeIfPresent(String.self, forKey: .passwordEnv)
+        if let passwordEnv, passwordEnv.isEmpty || passwordEnv.contains("=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .passwordEnv, in: container, debugDescription: "expected the name of an environment variable")
+        }
     }
 }

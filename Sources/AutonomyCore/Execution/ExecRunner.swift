@@ -154,7 +154,10 @@ extension Configuration {
     /// The environment variables that hold secrets: the webhook's signing secret and the models'
     /// API keys. Handlers get them only when their type names them in `pass_env`.
     public var secretVariableNames: Set<String> {
-        Set([notify.webhook?.secretEnv].compactMap { $0 } + gateway.models.compactMap(\.apiKeyEnv))
+        // The database's password too (PostgreSQL): a handler never reaches the queue behind the worker's back.
+        Set(
+            [notify.webhook?.secretEnv, store.passwordEnv, "PGPASSWORD"].compactMap { $0 }
+                + gateway.models.compactMap(\.apiKeyEnv))
     }
 }
 

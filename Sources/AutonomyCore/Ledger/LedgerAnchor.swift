@@ -69,6 +69,30 @@ public struct AnchorReport: Sendable, Equatable {
     /// Anchors the ledger does not match, and how.
     public var mismatches: [(id: Int64, problem: String)]
 
+    /// Each anchor against the hash its row holds now (`found`, by id; absent: the row is gone).
+    init(_ anchors: [LedgerAnchor], found: [Int64: String]) {
+        var mismatches: [(Int64, String)] = []
+        for anchor in anchors {
+            guard let hash = found[anchor.id] else {
+                mismatches.append((anchor.id, "row \(anchor.id) is gone: the ledger was cut back"))
+                continue
+            }
+            if hash != anchor.hash {
+                mismatches.append(
+                    (
+                        anchor.id,
+                        "row \(anchor.id) has hash \(hash), the anchor says \(anchor.hash): the ledger was rewritten"
+                    ))
+            }
+        }
+        self.init(checked: anchors.count, mismatches: mismatches)
+    }
+
+    public init(checked: Int, mismatches: [(id: Int64, problem: String)]) {
+        self.checked = checked
+        self.mismatches = mismatches
+    }
+
     public static func == (a: AnchorReport, b: AnchorReport) -> Bool {
         a.checked == b.checked && a.mismatches.map(\.id) == b.mismatches.map(\.id)
     }
@@ -87,24 +111,12 @@ extension AutonomyStore {
     /// Checks each anchor against the ledger: the row must exist and carry that hash.
     public func checkAnchors(_ anchors: [LedgerAnchor]) throws -> AnchorReport {
         try read("check the ledger against anchors") { db in
-            var mismatches: [(Int64, String)] = []
+            var found: [Int64: String] = [:]
             for anchor in anchors {
-                guard
-                    let hash = try String.fetchOne(
-                        db, sql: "SELECT hash FROM ledger WHERE id = ?", arguments: [anchor.id])
-                else {
-                    mismatches.append((anchor.id, "row \(anchor.id) is gone: the ledger was cut back"))
-                    continue
-                }
-                if hash != anchor.hash {
-                    mismatches.append(
-                        (
-                            anchor.id,
-                            "row \(anchor.id) has hash \(hash), the anchor says \(anchor.hash): the ledger was rewritten"
-                        ))
-                }
+                found[anchor.id] = try String.fetchOne(
+                    db, sql: "SELECT hash FROM ledger WHERE id = ?", arguments: [anchor.id])
             }
-            return AnchorReport(checked: anchors.count, mismatches: mismatches)
+            return AnchorReport(anchors, found: found)
         }
     }
 }

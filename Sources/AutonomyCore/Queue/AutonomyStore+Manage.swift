@@ -19,6 +19,19 @@ public struct QueueStatus: Sendable {
     /// (none for a producer's view).
     public var breakers: [HealBreaker] = []
     public var healLastDay: [String: [String: Int]] = [:]
+    /// Which host holds or last ran tasks (PostgreSQL, several hosts; empty on SQLite).
+    public var hosts: [HostActivity] = []
+}
+
+/// One host's share of a PostgreSQL queue.
+public struct HostActivity: Sendable, Equatable {
+    public var host: String
+    /// Tasks it holds a lease on now.
+    public var running: Int
+    /// Tasks it ran that ended done or dead.
+    public var finished: Int
+    /// Its latest claim or outcome (epoch ms).
+    public var lastSeen: Int64
 }
 
 /// Filters for `autonomy tasks list`.

@@ -96,6 +96,19 @@ extension PostgresStore {
         }
     }
 
+    /// Checks each anchor against the ledger: the row must exist and carry that hash.
+    public func checkAnchors(_ anchors: [LedgerAnchor]) async throws -> AnchorReport {
+        try await read("check the ledger against anchors") { transaction in
+            var found: [Int64: String] = [:]
+            for try await (id, hash) in try await transaction.query(
+                "SELECT id, hash FROM ledger WHERE id = ANY(\(anchors.map(\.id)))"
+            ).decode((Int64, String).self) {
+                found[id] = hash
+            }
+            return AnchorReport(anchors, found: found)
+        }
+    }
+
     /// A task's ledger rows, oldest first, with the host each claim and outcome names.
     public func ledger(forTask taskID: Int64) async throws -> [(event: String, detail: String?)] {
         try await read("read the ledger") { transaction in

@@ -87,52 +87,58 @@ extension PostgresStore {
     /// the database's.
     public func enqueue(_ request: EnqueueRequest, configuration: Configuration) async throws -> EnqueueOutcome {
         try await write("enqueue") { transaction in
-            let task = try request.prepare(configuration, now: transaction.now)
-            if let key = request.key {
-                let existing = try await transaction.rows(
-                    """
-                    SELECT \(unescaped: TaskRecord.columns) FROM tasks
-                    WHERE idempotency_key = \(key) AND coalesce(source, '') = \(request.source ?? "")
-                    """)
-                if let row = existing.first {
-                    let found = try TaskRecord(postgres: row)
-                    guard found.type == request.type, found.payloadSHA256 == task.payloadSHA256 else {
-                        throw QueueError.keyConflict(key: key, existingID: found.id)
-                    }
-                    return .existing(found)
-                }
-            }
-            let now = transaction.now
-            let inserted = try await transaction.rows(
-                """
-                INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key, source,
-                                   subject, max_attempts, created_at, updated_at)
-                VALUES (\(request.type), \(task.state.rawValue), \(task.priority), \(task.runAt), \(task.payload),
-                        \(task.payloadSHA256), \(request.key), \(request.source), \(request.subject),
-                        \(request.maxAttempts), \(now), \(now))
-                RETURNING \(unescaped: TaskRecord.columns)
-                """)
-            guard let row = inserted.first else {
-                throw StoreError.failed(path: url.description, operation: "enqueue", reason: "no row came back")
-            }
-            let created = try TaskRecord(postgres: row)
-            try await transaction.appendLedger(
-                .enqueued, taskID: created.id, type: request.type,
-                detail: [
-                    "payload_sha256": .string(task.payloadSHA256),
-                    "source": request.source.map { .string($0) } ?? .null,
-                    "state": .string(task.state.rawValue),
-                ])
-            if task.state == .awaitingApproval {
-                try await transaction.appendLedger(
-                    .held, taskID: created.id, type: request.type,
-                    detail: [
-                        "reason": .string("rated dangerous: " + task.rating.reasons.joined(separator: "; ")),
-                        "payload_sha256": .string(task.payloadSHA256),
-                    ])
-            }
-            return .created(created)
+            try await self.insert(request, configuration: configuration, transaction)
         }
+    }
+
+    private func insert(
+        _ request: EnqueueRequest, configuration: Configuration, _ transaction: PostgresTransaction
+    ) async throws -> EnqueueOutcome {
+        let task = try request.prepare(configuration, now: transaction.now)
+        if let key = request.key {
+            let existing = try await transaction.rows(
+                """
+                SELECT \(unescaped: TaskRecord.columns) FROM tasks
+                WHERE idempotency_key = \(key) AND coalesce(source, '') = \(request.source ?? "")
+                """)
+            if let row = existing.first {
+                let found = try TaskRecord(postgres: row)
+                guard found.type == request.type, found.payloadSHA256 == task.payloadSHA256 else {
+                    throw QueueError.keyConflict(key: key, existingID: found.id)
+                }
+                return .existing(found)
+            }
+        }
+        let now = transaction.now
+        let inserted = try await transaction.rows(
+            """
+            INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key, source,
+                               subject, max_attempts, created_at, updated_at)
+            VALUES (\(request.type), \(task.state.rawValue), \(task.priority), \(task.runAt), \(task.payload),
+                    \(task.payloadSHA256), \(request.key), \(request.source), \(request.subject),
+                    \(request.maxAttempts), \(now), \(now))
+            RETURNING \(unescaped: TaskRecord.columns)
+            """)
+        guard let row = inserted.first else {
+            throw StoreError.failed(path: url.description, operation: "enqueue", reason: "no row came back")
+        }
+        let created = try TaskRecord(postgres: row)
+        try await transaction.appendLedger(
+            .enqueued, taskID: created.id, type: request.type,
+            detail: [
+                "payload_sha256": .string(task.payloadSHA256),
+                "source": request.source.map { .string($0) } ?? .null,
+                "state": .string(task.state.rawValue),
+            ])
+        if task.state == .awaitingApproval {
+            try await transaction.appendLedger(
+                .held, taskID: created.id, type: request.type,
+                detail: [
+                    "reason": .string("rated dangerous: " + task.rating.reasons.joined(separator: "; ")),
+                    "payload_sha256": .string(task.payloadSHA256),
+                ])
+        }
+        return .created(created)
     }
 
     /// Runs the `llm` handlers on PostgreSQL: none yet (the model gateway's budget is kept in
@@ -522,6 +528,101 @@ extension PostgresStore {
         try await read("read a task") { transaction in
             try await transaction.rows("SELECT \(unescaped: TaskRecord.columns) FROM tasks WHERE id = \(id)").first
                 .map(TaskRecord.init(postgres:))
+        }
+    }
+
+    /// What `status` shows, as `AutonomyStore.status` reads it, with the hosts that hold or ran
+    /// tasks. Times are the database's.
+    public func status(source: String? = nil) async throws -> (status: QueueStatus, now: Int64) {
+        try await read("read the queue status") { transaction in
+            let now = transaction.now
+            var counts: [TaskState: Int] = [:]
+            var byType: [String: [TaskState: Int]] = [:]
+            for try await (type, stateName, count) in try await transaction.query(
+                """
+                SELECT type, state, count(*)::bigint FROM tasks
+                WHERE (\(source)::text IS NULL OR source = \(source)) GROUP BY type, state
+                """
+            ).decode((String, String, Int).self) {
+                guard let state = TaskState(rawValue: stateName) else { continue }
+                counts[state, default: 0] += count
+                byType[type, default: [:]][state, default: 0] += count
+            }
+            func first(_ condition: String) async throws -> (Int64, String, Int64)? {
+                var bindings = PostgresBindings()
+                bindings.append(now)
+                bindings.append(source)
+                for try await row in try await transaction.query(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            SELECT id, type, run_at FROM tasks
+                            WHERE state = 'queued' AND \(condition) AND ($2::text IS NULL OR source = $2)
+                            ORDER BY run_at, id LIMIT 1
+                            """, binds: bindings)
+                ).decode((Int64, String, Int64).self) {
+                    return row
+                }
+                return nil
+            }
+            let oldest = try await first("run_at <= $1")
+            let next = try await first("run_at > $1")
+            let dead = try await transaction.rows(
+                """
+                SELECT \(unescaped: TaskRecord.columns) FROM tasks
+                WHERE state = 'dead' AND (\(source)::text IS NULL OR source = \(source))
+                ORDER BY finished_at DESC, id DESC LIMIT 10
+                """
+            ).map(TaskRecord.init(postgres:))
+            var expired = 0
+            for try await count in try await transaction.query(
+                """
+                SELECT count(*)::bigint FROM tasks WHERE state IN ('running', 'verifying') AND lease_expires_at < \(now)
+                  AND (\(source)::text IS NULL OR source = \(source))
+                """
+            ).decode(Int.self) {
+                expired = count
+            }
+            var hosts: [HostActivity] = []
+            if source == nil {
+                for try await (host, running, finished, lastSeen) in try await transaction.query(
+                    """
+                    SELECT host,
+                           count(*) FILTER (WHERE state IN ('running', 'verifying'))::bigint,
+                           count(*) FILTER (WHERE state IN ('done', 'dead'))::bigint,
+                           max(updated_at)
+                    FROM tasks WHERE host IS NOT NULL GROUP BY host ORDER BY host
+                    """
+                ).decode((String, Int, Int, Int64).self) {
+                    hosts.append(HostActivity(host: host, running: running, finished: finished, lastSeen: lastSeen))
+                }
+            }
+            var status = QueueStatus(
+                counts: counts, countsByType: byType,
+                oldestRunnable: oldest.map { (id: $0.0, type: $0.1, since: $0.2) },
+                nextScheduled: next.map { (id: $0.0, type: $0.1, runAt: $0.2) }, recentDead: dead,
+                expiredLeases: expired)
+            status.hosts = hosts
+            return (status, now)
+        }
+    }
+
+    /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
+    ///
+    /// - Throws: `QueueError.batchLine` naming the first refused request (1-based), or `StoreError`.
+    public func enqueueBatch(_ requests: [EnqueueRequest], configuration: Configuration) async throws
+        -> [EnqueueOutcome]
+    {
+        try await write("enqueue a batch") { transaction in
+            var outcomes: [EnqueueOutcome] = []
+            outcomes.reserveCapacity(requests.count)
+            for (index, request) in requests.enumerated() {
+                do {
+                    outcomes.append(try await self.insert(request, configuration: configuration, transaction))
+                } catch let error as QueueError {
+                    throw QueueError.batchLine(index + 1, error)
+                }
+            }
+            return outcomes
         }
     }
 

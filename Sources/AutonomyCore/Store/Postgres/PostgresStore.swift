@@ -15,9 +15,9 @@ import PostgresNIO
 ///
 /// One connection, used by one transaction at a time (an actor).
 public actor PostgresStore {
-    public let url: PostgresURL
+    public nonisolated let url: PostgresURL
     /// This machine, as the ledger records it for claims and outcomes.
-    public let host: String
+    public nonisolated let host: String
     let connection: PostgresConnection
     let logger: Logger
 

@@ -1,25 +1,23 @@
+import AutonomyCore
 import Foundation
 import Logging
 import PostgresNIO
-import Testing
-
-@testable import AutonomyCore
 
 /// A fresh PostgreSQL database per test, on the cluster `scripts/postgres-test-cluster` starts
 /// (AUTONOMY_TEST_POSTGRES names it, AUTONOMY_TEST_POSTGRES_PASSWORD is its password). Without
 /// the variable the PostgreSQL tests are skipped; with AUTONOMY_REQUIRE_POSTGRES set (CI) they
 /// are never skipped.
-struct PostgresTestDatabase {
-    static let environment = ProcessInfo.processInfo.environment
-    static let adminURL = environment["AUTONOMY_TEST_POSTGRES"].flatMap { try? PostgresURL(parsing: $0) }
-    static let password = environment["AUTONOMY_TEST_POSTGRES_PASSWORD"]
-    static var available: Bool { adminURL != nil || environment["AUTONOMY_REQUIRE_POSTGRES"] != nil }
+public struct PostgresTestDatabase: Sendable {
+    public static let environment = ProcessInfo.processInfo.environment
+    public static let adminURL = environment["AUTONOMY_TEST_POSTGRES"].flatMap { try? PostgresURL(parsing: $0) }
+    public static let password = environment["AUTONOMY_TEST_POSTGRES_PASSWORD"]
+    public static var available: Bool { adminURL != nil || environment["AUTONOMY_REQUIRE_POSTGRES"] != nil }
 
-    let url: PostgresURL
-    var password: String? { Self.password }
+    public let url: PostgresURL
+    public var password: String? { Self.password }
 
     /// Creates the database; `drop()` removes it.
-    static func make() async throws -> PostgresTestDatabase {
+    public static func make() async throws -> PostgresTestDatabase {
         guard var url = adminURL else {
             throw TestFailure(
                 "AUTONOMY_TEST_POSTGRES is not set: eval \"$(scripts/postgres-test-cluster start)\" first")
@@ -32,7 +30,7 @@ struct PostgresTestDatabase {
         return PostgresTestDatabase(url: url)
     }
 
-    func drop() async {
+    public func drop() async {
         let name = url.database
         try? await Self.admin { connection, logger in
             try await connection.query(
@@ -41,13 +39,13 @@ struct PostgresTestDatabase {
     }
 
     /// A store on this database, as a host named `host`.
-    func store(host: String = "test-host") async throws -> PostgresStore {
+    public func store(host: String = "test-host") async throws -> PostgresStore {
         try await PostgresStore.open(url, password: password, host: host)
     }
 
     /// Runs `body` on a plain connection to this database (what an attacker with the database's
     /// credentials, or a superuser, could do).
-    func connection<T: Sendable>(_ body: (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    public func connection<T: Sendable>(_ body: (PostgresConnection, Logger) async throws -> T) async throws -> T {
         try await Self.connect(url, body)
     }
 
@@ -76,7 +74,7 @@ struct PostgresTestDatabase {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,192 @@
+import AutonomyCore
+import AutonomyTestSupport
+import Foundation
+import PostgresNIO
+import Testing
+
+/// Several hosts, one PostgreSQL queue: the built binary, run as a shell script or a systemd timer
+/// would on each host. The hosts are processes on this machine, each with its own configuration
+/// (`worker.host`), reaching the server over TCP on loopback.
+@Suite(
+    .enabled(
+        if: PostgresTestDatabase.available,
+        "needs a PostgreSQL cluster: eval \"$(scripts/postgres-test-cluster start)\""))
+struct PostgresEndToEndTests {
+    /// A sandbox whose database is `database`, with one configuration per host.
+    final class Cluster: Sendable {
+        let sandbox: Sandbox
+        let database: PostgresTestDatabase
+
+        init(_ database: PostgresTestDatabase, taskTypes: String, hosts: [String]) throws {
+            self.database = database
+            sandbox = try Sandbox(config: Self.config(taskTypes, host: "producer"))
+            for host in hosts {
+                try Self.config(taskTypes, host: host).write(
+                    toFile: sandbox.file("\(host).json"), atomically: true, encoding: .utf8)
+            }
+        }
+
+        static func config(_ taskTypes: String, host: String) -> String {
+            #"{"version": 1, "worker": {"host": "\#(host)", "lease": "60s"}, "task_types": {\#(taskTypes)}}"#
+        }
+
+        /// The environment every command gets: the URL (no password in it) and the password apart.
+        var environment: [String: String] {
+            [
+                "AUTONOMY_DATABASE": database.url.description + "?sslmode=disable",
+                "PGPASSWORD": database.password ?? "", "PGPASSFILE": "/nonexistent",
+            ]
+        }
+
+        func run(_ arguments: [String], host: String? = nil, stdin: String? = nil) async throws -> CLIResult {
+            var environment = self.environment
+            if let host { environment["AUTONOMY_CONFIG"] = sandbox.file("\(host).json") }
+            return try await sandbox.run(arguments, stdin: stdin, environment: environment)
+        }
+
+        func lines(_ name: String) -> [String] {
+            ((try? String(contentsOfFile: sandbox.file(name), encoding: .utf8)) ?? "").split(separator: "\n").map(
+                String.init)
+        }
+    }
+
+    func withCluster(
+        taskTypes: String, hosts: [String], _ body: (Cluster) async throws -> Void
+    ) async throws {
+        let database = try await PostgresTestDatabase.make()
+        do {
+            try await body(try Cluster(database, taskTypes: taskTypes, hosts: hosts))
+        } catch {
+            await database.drop()
+            throw error
+        }
+        await database.drop()
+    }
+
+    @Test func threeHostsDrainTenThousandTasksAndRunEachExactlyOnce() async throws {
+        let hosts = ["vps", "gpu", "spare"]
+        let total = 10_000
+        try await withCluster(
+            taskTypes: #"""
+                "record": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo \"$AUTONOMY_TASK_ID\" >> runs.log"]}}}
+                """#, hosts: hosts
+        ) { cluster in
+            let batch = (0..<total).map { #"{"type":"record","payload":{"n":\#($0)}}"# }.joined(separator: "\n")
+            let enqueued = try await cluster.run(["enqueue", "--batch", "-"], stdin: batch)
+            #expect(enqueued.status == 0, "\(enqueued.stderr)")
+            #expect(enqueued.stdout.split(separator: "\n").count == total)
+
+            let results = try await withThrowingTaskGroup(of: (String, CLIResult).self) { group in
+                for host in hosts {
+                    group.addTask {
+                        (host, try await cluster.run(["work-once", "--drain", "--max-seconds", "3600"], host: host))
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            for (host, result) in results { #expect(result.status == 0, "\(host): \(result.stderr)") }
+            // Every task ran once: the handlers' own record, and the ledger's.
+            let runs = cluster.lines("runs.log")
+            #expect(runs.count == total)
+            #expect(Set(runs).count == total)
+            let status = try await cluster.run(["status", "--json"])
+            #expect(status.stdout.contains(#""done":\#(total)"#) || status.stdout.contains(#""done" : \#(total)"#))
+            let verify = try await cluster.run(["ledger", "verify"])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            #expect(verify.stdout.contains("the chain holds: \(total * 4) rows"))
+            // The work was shared, and each claim names the host that made it.
+            let perHost = try await cluster.database.connection { connection, logger in
+                var counts: [String: Int] = [:]
+                for try await (host, count) in try await connection.query(
+                    "SELECT detail::json->>'host', count(*)::bigint FROM ledger WHERE event = 'claimed' GROUP BY 1",
+                    logger: logger
+                ).decode((String, Int).self) {
+                    counts[host] = count
+                }
+                return counts
+            }
+            #expect(perHost.values.reduce(0, +) == total)
+            #expect(Set(perHost.keys) == Set(hosts))
+        }
+    }
+
+    @Test func aHostKilledMidTaskIsRecoveredByAnotherWithoutRunningItAgain() async throws {
+        try await withCluster(
+            taskTypes: #"""
+                "send": {"safety": "safe",
+                         "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo \"$AUTONOMY_TASK_ID\" >> sent.log; echo $$ > handler.pid; exec sleep 600"]}},
+                         "verify": [{"command": {"argv": ["/bin/sh", "-c", "grep -qx \"$AUTONOMY_TASK_ID\" sent.log"]}}]}
+                """#, hosts: ["dying", "healthy"]
+        ) { cluster in
+            #expect(try await cluster.run(["enqueue", "send"]).stdout == "1\n")
+            let dying = Process()
+            dying.executableURL = URL(fileURLWithPath: autonomyBinary)
+            dying.arguments = ["work-once"]
+            dying.currentDirectoryURL = URL(fileURLWithPath: cluster.sandbox.path)
+            dying.environment = ProcessInfo.processInfo.environment.merging(cluster.environment) { $1 }.merging([
+                "AUTONOMY_CONFIG": cluster.sandbox.file("dying.json"), "HOME": cluster.sandbox.path,
+            ]) { $1 }
+            dying.standardOutput = FileHandle.nullDevice
+            dying.standardError = FileHandle.nullDevice
+            try dying.run()
+            // The side effect happened; then the host dies (the worker and its handler, SIGKILL).
+            #expect(try await eventually { !cluster.lines("handler.pid").isEmpty })
+            kill(dying.processIdentifier, SIGKILL)
+            dying.waitUntilExit()
+            if let pid = cluster.lines("handler.pid").first.flatMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+
+            // Another host finds the lease live: nothing to take over.
+            let early = try await cluster.run(["work-once"], host: "healthy")
+            #expect(early.stdout == "nothing to do\n", "\(early.stdout)\(early.stderr)")
+            // The lease runs out on the database's clock (moved back, rather than waiting a minute).
+            try await cluster.database.connection { connection, logger in
+                try await connection.query(
+                    "UPDATE tasks SET lease_expires_at = lease_expires_at - 120000", logger: logger)
+            }
+            let recovered = try await cluster.run(["work-once"], host: "healthy")
+            #expect(recovered.status == 0, "\(recovered.stderr)")
+            #expect(
+                recovered.stdout.contains("recovered task 1 (send) after a dead worker: done"), "\(recovered.stdout)")
+            #expect(cluster.lines("sent.log") == ["1"])  // verified, not sent again
+            let events = try await cluster.database.connection { connection, logger in
+                var events: [String] = []
+                for try await (event, host) in try await connection.query(
+                    "SELECT event, coalesce(detail::json->>'host', '') FROM ledger WHERE task_id = 1 ORDER BY id",
+                    logger: logger
+                ).decode((String, String).self) {
+                    events.append(host.isEmpty ? event : "\(event)@\(host)")
+                }
+                return events
+            }
+            #expect(
+                events == [
+                    "enqueued", "claimed@dying", "lease_expired@healthy", "verifying@healthy", "verified",
+                    "done@healthy",
+                ])
+        }
+    }
+
+    @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
+        try await withCluster(
+            taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
+        ) { cluster in
+            for arguments in [["tasks", "list"], ["approvals"], ["audit"], ["serve", "listen"], ["doctor"]] {
+                let result = try await cluster.run(arguments)
+                #expect(result.status == 69, "\(arguments): \(result.stderr)")
+                #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")
+                #expect(result.stderr.contains("does not run on a PostgreSQL database yet"), "\(arguments)")
+            }
+            var withPassword = cluster.environment
+            withPassword["AUTONOMY_DATABASE"] = "postgres://someone:hunter2@127.0.0.1/x"
+            let refused = try await cluster.sandbox.run(["status"], environment: withPassword)
+            #expect(refused.status == 78)
+            #expect(refused.stderr.contains("carries a password") && !refused.stderr.contains("hunter2"))
+            var wrong = cluster.environment
+            wrong["PGPASSWORD"] = "wrong-\(UUID().uuidString)"
+            let denied = try await cluster.sandbox.run(["enqueue", "noop"], environment: wrong)
+            #expect(denied.status == 74)
+            #expect(denied.stderr.contains("password authentication failed"))
+            #expect(!denied.stderr.contains(wrong["PGPASSWORD"]!))
+        }
+    }
+}
