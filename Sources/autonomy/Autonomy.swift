@@ -26,7 +26,7 @@ struct Autonomy: AsyncParsableCommand {
             Budget.self,
             SourcesCommand.self, SubjectsCommand.self, SubjectCommand.self,
             Firewall.self, Notify.self, Gate.self, Serve.self, ProducerCommand.self, OperatorCommand.self,
-            ConfigCommand.self, DoctorCommand.self,
+            ConfigCommand.self, DoctorCommand.self, Export.self,
         ]
     )
 

@@ -254,6 +254,101 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func anSQLiteQueueIsExportedWithItsChainIntactAndGoesOnThere() async throws {
+        try await withDatabase { database in
+            let fixture = try Fixture()
+            for n in 0..<1_500 { try fixture.enqueue("report", #"{"n":\#(n)}"#) }
+            let dangerous = try fixture.enqueue("send_email", #"{"to":"a@example.com"}"#)
+            let worker = fixture.worker(ScriptedRunner())
+            _ = try await worker.work(drain: Worker.Limits(maxSeconds: 3600, maxTasks: 700))
+            let head = try #require(try fixture.store.ledgerHead())
+
+            let store = try await database.store()
+            let report = try await store.importing(from: fixture.store)
+            #expect(report.tables.first { $0.name == "tasks" }?.rows == 1_501)
+            #expect(report.tables.first { $0.name == "approvals" }?.rows == 1)
+            #expect(report.chain.rows == Int(head.id))
+            #expect(report.chain.lastHash == head.hash)
+            #expect(try await store.task(id: dangerous.id)?.state == .awaitingApproval)
+            // The queue goes on from where it was: new ids after the old ones, the chain continued.
+            let next = try await store.enqueue(EnqueueRequest(type: "report"), configuration: fixture.configuration)
+            #expect(next.task.id == dangerous.id + 1)
+            let claimed = try #require(try await store.claim(fixture.configuration))
+            #expect(claimed.task.id == 701)  // the oldest task not yet run on SQLite
+            let after = try await store.verifyLedgerChain()
+            #expect(after.firstBroken == nil && after.rows == Int(head.id) + 2)
+
+            // A second export into a database that holds tasks writes nothing.
+            await #expect(throws: ExportError.self) { _ = try await store.importing(from: fixture.store) }
+            #expect(try await store.verifyLedgerChain().rows == Int(head.id) + 2)
+            await store.close()
+        }
+    }
+
+    @Test func anExportWhileATaskRunsOnSQLiteIsRefused() async throws {
+        try await withDatabase { database in
+            let fixture = try Fixture()
+            try fixture.enqueue("report")
+            _ = try fixture.store.claimNext(
+                configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t")
+            let store = try await database.store()
+            await #expect {
+                _ = try await store.importing(from: fixture.store)
+            } throws: { error in
+                "\(error)".contains("running on the SQLite queue")
+            }
+            #expect(try await store.stateCounts().isEmpty)
+            await store.close()
+        }
+    }
+
+    @Test func theWorkerRunsOnPostgresWithVerifiersAndAlerts() async throws {
+        try await withDatabase { database in
+            let fixture = try Fixture(
+                map: """
+                    {
+                      "version": 1,
+                      "notify": { "command": ["/bin/true"] },
+                      "task_types": {
+                        "checked": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } },
+                                     "verify": [ { "command": { "argv": ["/bin/true"] } } ] },
+                        "doomed": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/false"] } },
+                                    "retry": { "max_attempts": 1 } },
+                        "ask_model": { "safety": "safe", "handler": { "llm": { "prompt": "hi" } } }
+                      }
+                    }
+                    """)
+            let store = try await database.store(host: "box")
+            for type in ["checked", "doomed", "ask_model"] {
+                _ = try await store.enqueue(EnqueueRequest(type: type), configuration: fixture.configuration)
+            }
+            var options = Worker.Options()
+            options.clock = fixture.clock
+            options.random = { 0.5 }
+            options.logger.logLevel = .critical
+            options.pause = { _ in }
+            let worker = Worker(postgres: store, loaded: fixture.loaded, options: options)
+            let report = try await worker.work(drain: Worker.Limits(maxSeconds: 3600))
+            #expect(report.attempts.map(\.outcome?.state) == [.done, .dead])
+            #expect(report.skipped.map(\.newState) == [.blocked])
+            #expect(report.skipped.first?.reason.contains("model gateway") == true)
+            let events = try await store.ledger(forTask: 1).map(\.event)
+            #expect(events == ["enqueued", "claimed", "verifying", "executed", "verified", "done"])
+            let alerts = try await database.connection { connection, logger in
+                var events: [String] = []
+                for try await event in try await connection.query(
+                    "SELECT event FROM notifications ORDER BY id", logger: logger
+                ).decode(String.self) {
+                    events.append(event)
+                }
+                return events
+            }
+            #expect(alerts == ["task_dead"])
+            #expect(try await store.verifyLedgerChain().firstBroken == nil)
+            await store.close()
+        }
+    }
+
     @Test func aWrongPasswordIsReportedWithoutIt() async throws {
         try await withDatabase { database in
             await #expect {

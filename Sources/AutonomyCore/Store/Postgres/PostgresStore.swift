@@ -114,9 +114,8 @@ public actor PostgresStore {
                     attempt += 1
                     continue
                 }
-                if let refused = (error as? PostgresTransactionError)?.closureError,
-                    refused is TransitionRefused || refused is QueueError || refused is StoreError
-                {
+                // Our own refusals pass through as they are; the server's errors are told in its words.
+                if let refused = (error as? PostgresTransactionError)?.closureError, !(refused is PSQLError) {
                     throw refused
                 }
                 throw StoreError.failed(path: url.description, operation: operation, reason: Self.reason(error))
