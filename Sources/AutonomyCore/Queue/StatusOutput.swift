@@ -42,6 +42,19 @@ public struct StatusOutput: Encodable, Sendable {
     var dead: [Dead]
     var overrides: [Override]
     var heal: HealSummary
+    /// PostgreSQL only: each host's share (absent on SQLite).
+    var hosts: [Host]?
+
+    struct Host: Encodable, Sendable {
+        var host: String
+        var running: Int
+        var finished: Int
+        var lastSeen: ISOTime
+        enum CodingKeys: String, CodingKey {
+            case host, running, finished
+            case lastSeen = "last_seen"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case counts
@@ -49,7 +62,7 @@ public struct StatusOutput: Encodable, Sendable {
         case oldestRunnable = "oldest_runnable"
         case nextScheduled = "next_scheduled"
         case expiredLeases = "expired_leases"
-        case dead, overrides, heal
+        case dead, overrides, heal, hosts
     }
 
     public init(_ status: QueueStatus, now: Int64) {
@@ -68,6 +81,12 @@ public struct StatusOutput: Encodable, Sendable {
         }
         overrides = status.overrides
         heal = HealSummary(breakers: status.breakers, lastDay: status.healLastDay)
+        hosts =
+            status.hosts.isEmpty
+            ? nil
+            : status.hosts.map {
+                Host(host: $0.host, running: $0.running, finished: $0.finished, lastSeen: ISOTime($0.lastSeen))
+            }
     }
 }
 

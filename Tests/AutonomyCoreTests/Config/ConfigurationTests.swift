@@ -146,3 +146,45 @@ import Testing
         #expect(Timestamp.parse("tomorrow") == nil)
     }
 }
+
+@Suite struct HostSettingsTests {
+    static let map = """
+        {
+          "version": 1,
+          "worker": { "tags": ["gpu"], "host": "gpu-box" },
+          "store": { "password_env": "AUTONOMY_PG_PASSWORD" },
+          "task_types": {
+            "summarise": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } }, "run_on": ["gpu"] },
+            "reply": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } },
+            "train": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } }, "run_on": ["gpu", "big"] }
+          }
+        }
+        """
+
+    @Test func aHostClaimsTheTypesItsTagsAndListAllow() throws {
+        var loaded = try loadMap(Self.map)
+        #expect(loaded.configuration.worker.hostName == "gpu-box")
+        #expect(loaded.configuration.store.passwordEnv == "AUTONOMY_PG_PASSWORD")
+        #expect(loaded.configuration.secretVariableNames.isSuperset(of: ["AUTONOMY_PG_PASSWORD", "PGPASSWORD"]))
+        // Untagged types run anywhere; "train" needs a tag this host lacks, and the loader says so.
+        #expect(loaded.configuration.claimableTypes == ["reply", "summarise"])
+        #expect(loaded.advice.contains { $0.hasPrefix("task_types.train.run_on: this host lacks the tags [\"big\"]") })
+        loaded.configuration.worker.types = ["summarise", "train"]
+        #expect(loaded.configuration.claimableTypes == ["summarise"])
+        // A map without run_on or worker.types: every type, no filter at all.
+        #expect(try loadMap(standardMap).configuration.claimableTypes == nil)
+    }
+
+    @Test(arguments: [
+        (#""worker": {"types": []}"#, "worker.types"),
+        (#""worker": {"host": ""}"#, "worker.host"),
+        (#""store": {"password_env": "A=B"}"#, "store.password_env"),
+    ])
+    func aBadHostSettingIsRefusedByName(section: String, path: String) {
+        #expect {
+            _ = try loadMap(#"{"version": 1, \#(section)}"#)
+        } throws: { error in
+            "\(error)".hasPrefix(path)
+        }
+    }
+}
