@@ -13,3 +13,7 @@ python3 bench/queue_bench.py --binary "$bin" "$@"
 bench/peers/run.sh "$bin" $([ "${1:-}" = "--quick" ] && echo "--tasks 500")
 # The dashboard's pages on 100,000 tasks and 1,000,000 ledger rows.
 python3 bench/dashboard_bench.py "$bin"
+# PostgreSQL beside SQLite: 1, 2 and 4 workers; the claim at 1,000,000 queued (needs postgresql).
+if command -v psql >/dev/null; then
+  python3 bench/postgres_bench.py --binary "$bin" $([ "${1:-}" = "--quick" ] && echo "--tasks 500 --deep 100000")
+fi

@@ -32,7 +32,7 @@ struct Export: AsyncParsableCommand {
         let target = try await global.openPostgres(url, loaded)
         let report: ExportReport
         do {
-            report = try await target.importing(from: source)
+            report = try await target.importing(from: source, now: try currentClock().now())
         } catch let error as ExportError {
             await target.close()
             throw CLIFailure(error.description, code: .refused)

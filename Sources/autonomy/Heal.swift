@@ -42,7 +42,7 @@ struct HealCommand: AsyncParsableCommand {
             options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
             let before = try store.ledgerHead()
             let report = try await Healer(store: store, loaded: loaded, options: options).run(dryRun: dryRun)
-            try anchorLedgerHead(store, before: before)
+            anchorLedgerHead(try store.ledgerHead(), before: before)
             if json { return try printJSON(report) }
             print(Self.text(report))
         }

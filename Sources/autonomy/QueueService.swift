@@ -195,7 +195,7 @@ struct QueueService {
             printout.line("\noverrides in effect ('autonomy overrides remove ID' ends one):")
             for override in status.overrides { printout.line("  " + override.line) }
         }
-        if readsOnly == nil {
+        if readsOnly == nil, status.hosts.isEmpty {  // heal does not run on PostgreSQL yet
             printout.line("\nheal: " + HealSummary.line(status, enabled: configuration.heal.enabled))
             for breaker in status.breakers { printout.line("  " + breaker.line) }
         }
@@ -459,6 +459,9 @@ struct PostgresQueueService {
         let configuration = loaded.configuration
         guard let batch = call.batch else {
             let outcome = try await store.enqueue(try call.enqueueRequest(), configuration: configuration)
+            if case .created(let task) = outcome, task.state == .awaitingApproval {
+                printout.note("note: approvals do not run on a PostgreSQL database yet: until they do, it will not run")
+            }
             return try QueueService.report(outcome, call, &printout)
         }
         let outcomes = try await store.enqueueBatch(

@@ -68,7 +68,7 @@ struct WorkOnce: AsyncParsableCommand {
                 store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
             let before = try store.ledgerHead()
             report = try await worker.work(drain: limits)
-            try anchorLedgerHead(store, before: before)
+            anchorLedgerHead(try store.ledgerHead(), before: before)
         case .postgres(let url):
             if !loaded.configuration.notify.channels.isEmpty {
                 printError(
@@ -80,7 +80,9 @@ struct WorkOnce: AsyncParsableCommand {
             options.handlerEnvironment = environment
             let store = try await global.openPostgres(url, loaded)
             do {
+                let before = try await store.ledgerHead()
                 report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)
+                anchorLedgerHead(try await store.ledgerHead(), before: before)
             } catch {
                 await store.close()
                 throw error
@@ -130,8 +132,8 @@ struct WorkOnce: AsyncParsableCommand {
 
 /// Sends the ledger's head to the journal, where the database's writers cannot edit it, when it
 /// moved since `before`.
-func anchorLedgerHead(_ store: AutonomyStore, before: LedgerAnchor?) throws {
-    if let head = try store.ledgerHead(), head != before {
+func anchorLedgerHead(_ head: LedgerAnchor?, before: LedgerAnchor?) {
+    if let head, head != before {
         let sent = Journal.send(
             head.message, messageID: LedgerAnchor.messageID,
             fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])

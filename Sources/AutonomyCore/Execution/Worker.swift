@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// What one `work-once` run did.
 public struct WorkReport: Sendable, Encodable {
@@ -103,6 +104,31 @@ public struct NoVerifier: Error, Sendable, CustomStringConvertible {
     public var type: String
     public var description: String {
         "task type \(type) declares no verifier: add one under task_types.\(type).verify"
+    }
+}
+
+/// A renewal that did not answer in time.
+struct LeaseRenewalTimedOut: Error, CustomStringConvertible {
+    var limit: Duration
+    var description: String { "no answer within \(limit)" }
+}
+
+/// Resumes a continuation with the first answer given; later ones are dropped.
+final class FirstAnswer<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, answered: Bool)>((nil, false))
+
+    func set(_ continuation: CheckedContinuation<T, Never>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    func answer(_ value: T) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
+            guard !state.answered else { return nil }
+            state.answered = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(returning: value)
     }
 }
 
@@ -382,32 +408,40 @@ public struct Worker: Sendable {
         let lease = loaded.configuration.worker.lease
         let (store, clock, logger) = (self.store, self.clock, self.logger)
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, lease.milliseconds / 3))
+        let metadata: Logger.Metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
         return await withTaskGroup(of: Value?.self) { group in
             group.addTask { await operation() }
             group.addTask {
+                // Until when the lease surely holds, on this machine's monotonic clock: renewals
+                // that fail (the database is gone, or slow) never let the operation outlive it, so
+                // another worker that takes the task over never runs it beside this one.
+                var holdsUntil = ContinuousClock.now + lease.duration
                 while true {
                     do {
                         try await Task.sleep(for: renewal)
                     } catch {
                         return nil  // cancelled: the operation already finished
                     }
+                    let started = ContinuousClock.now
                     let now = clock.now()
-                    do {
-                        if try await !store.extendLease(
-                            taskID: claimed.task.id, leaseToken: claimed.leaseToken,
-                            until: now + lease.milliseconds, now: now)
-                        {
-                            logger.warning(
-                                "lease lost; stopping",
-                                metadata: ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"])
-                            return nil
-                        }
-                    } catch {
+                    let renewed = await Self.within(holdsUntil - started - renewal / 2) {
+                        try await store.extendLease(
+                            taskID: claimed.task.id, leaseToken: claimed.leaseToken, until: now + lease.milliseconds,
+                            now: now)
+                    }
+                    switch renewed {
+                    case .success(true):
+                        holdsUntil = started + lease.duration
+                    case .success(false):
+                        logger.warning("lease lost; stopping", metadata: metadata)
+                        return nil
+                    case .failure(let error):
                         logger.warning(
-                            "could not extend a lease",
-                            metadata: [
-                                "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "error": "\(error)",
-                            ])
+                            "could not extend a lease", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+                    }
+                    if ContinuousClock.now + renewal / 2 >= holdsUntil {
+                        logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
+                        return nil
                     }
                 }
             }
@@ -417,6 +451,26 @@ public struct Worker: Sendable {
                 group.cancelAll()
             }
             return result
+        }
+    }
+
+    /// The result of `body`, or a time-out after `limit`: whichever comes first. A call that never
+    /// returns (a database connection gone silent) is left behind rather than waited for.
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async
+        -> Result<T, any Error>
+    {
+        let first = FirstAnswer<Result<T, any Error>>()
+        return await withCheckedContinuation { continuation in
+            first.set(continuation)
+            Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                first.answer(result)
+            }
+            Task {
+                try? await Task.sleep(for: max(limit, .milliseconds(1)))
+                first.answer(.failure(LeaseRenewalTimedOut(limit: limit)))
+            }
         }
     }
 

@@ -219,7 +219,8 @@ extension AutonomyStore {
         // index whatever its statistics say (without them it prefers the state index and scans).
         // Paused types (overrides) are skipped by a second form, so the usual claim pays nothing.
         let paused = configuration.pausedTypes
-        let only = configuration.claimOnly.map { $0.filter { !paused.contains($0) } }
+        // The types this worker runs: heal's own, or what worker.types and run_on leave to this host.
+        let only = configuration.claimableTypes.map { $0.filter { !paused.contains($0) } }
         let next = try db.cachedStatement(
             sql: only != nil ? Self.claimOnlySQL : paused.isEmpty ? Self.claimSQL : Self.claimSkippingPausedSQL)
         let details = try db.cachedStatement(

@@ -25,23 +25,30 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     public var database: String
     public var tls: TLSMode
 
-    /// libpq's `sslmode`, as far as autonomy follows it. `prefer` (libpq's default) tries TLS and
-    /// falls back to plain; `require` and `verify-full` both insist on TLS with a certificate that
-    /// the system trusts for this host (stricter than libpq's `require`, which checks nothing).
+    /// libpq's `sslmode`, as far as autonomy follows it. `require` and `verify-full` both insist on
+    /// TLS with a certificate the system trusts for this host name (stricter than libpq's
+    /// `require`, which checks nothing); `disable` sends everything in the clear. There is no
+    /// `prefer`: whoever answers "no TLS" would be sent the password in the clear.
     public enum TLSMode: String, Sendable {
-        case disable, prefer, require
+        case disable, require
         case verifyFull = "verify-full"
+    }
+
+    /// The mode a URL without `sslmode` gets: in the clear on loopback, else verified TLS.
+    public static func defaultTLS(host: String) -> TLSMode {
+        ["localhost", "127.0.0.1", "::1"].contains(host.lowercased()) ? .disable : .verifyFull
     }
 
     /// The URL as it may be shown anywhere: it never holds a password.
     public var description: String {
         let shownHost = host.contains(":") ? "[\(host)]" : host
-        let mode = tls == .prefer ? "" : "?sslmode=\(tls.rawValue)"
+        let mode = tls == Self.defaultTLS(host: host) ? "" : "?sslmode=\(tls.rawValue)"
         return "postgres://\(user)@\(shownHost):\(port)/\(database)\(mode)"
     }
 
-    public init(user: String, host: String, port: Int = 5432, database: String, tls: TLSMode = .prefer) {
-        (self.user, self.host, self.port, self.database, self.tls) = (user, host, port, database, tls)
+    public init(user: String, host: String, port: Int = 5432, database: String, tls: TLSMode? = nil) {
+        (self.user, self.host, self.port, self.database) = (user, host, port, database)
+        self.tls = tls ?? Self.defaultTLS(host: host)
     }
 
     /// Parses a URL. The error says what is wrong without repeating the URL (it might hold a password).
@@ -66,12 +73,17 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         guard !path.isEmpty, !path.contains("/") else {
             throw .invalidDatabaseURL("the URL names no database (postgres://USER@HOST/DATABASE)")
         }
-        var tls = TLSMode.prefer
+        var tls: TLSMode?
         for item in components.queryItems ?? [] {
             switch item.name {
             case "sslmode":
+                if item.value == "prefer" || item.value == "allow" {
+                    throw .invalidDatabaseURL(
+                        "sslmode=\(item.value ?? "") would send the password in the clear to whoever answers \"no TLS\": use verify-full (or disable on loopback)"
+                    )
+                }
                 guard let value = item.value, let mode = TLSMode(rawValue: value) else {
-                    throw .invalidDatabaseURL("sslmode must be disable, prefer, require or verify-full")
+                    throw .invalidDatabaseURL("sslmode must be disable, require or verify-full")
                 }
                 tls = mode
             default:

@@ -264,7 +264,7 @@ struct PostgresStoreTests {
             let head = try #require(try fixture.store.ledgerHead())
 
             let store = try await database.store()
-            let report = try await store.importing(from: fixture.store)
+            let report = try await store.importing(from: fixture.store, now: fixture.clock.now())
             #expect(report.tables.first { $0.name == "tasks" }?.rows == 1_501)
             #expect(report.tables.first { $0.name == "approvals" }?.rows == 1)
             #expect(report.chain.rows == Int(head.id))
@@ -279,7 +279,9 @@ struct PostgresStoreTests {
             #expect(after.firstBroken == nil && after.rows == Int(head.id) + 2)
 
             // A second export into a database that holds tasks writes nothing.
-            await #expect(throws: ExportError.self) { _ = try await store.importing(from: fixture.store) }
+            await #expect(throws: ExportError.self) {
+                _ = try await store.importing(from: fixture.store, now: fixture.clock.now())
+            }
             #expect(try await store.verifyLedgerChain().rows == Int(head.id) + 2)
             await store.close()
         }
@@ -293,7 +295,7 @@ struct PostgresStoreTests {
                 configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t")
             let store = try await database.store()
             await #expect {
-                _ = try await store.importing(from: fixture.store)
+                _ = try await store.importing(from: fixture.store, now: fixture.clock.now())
             } throws: { error in
                 "\(error)".contains("running on the SQLite queue")
             }
@@ -349,6 +351,38 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func aProducerNamedAsSourceKeepsItsHourlyLimits() async throws {
+        try await withDatabase { database in
+            let configuration = try loadMap(
+                """
+                {
+                  "version": 1,
+                  "producers": { "users": { "bot": { "types": ["*"], "max_per_hour": 2 } } },
+                  "task_types": { "report": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/true"] } } } }
+                }
+                """
+            ).configuration
+            let store = try await database.store()
+            for n in 0..<2 {
+                _ = try await store.enqueue(
+                    EnqueueRequest(type: "report", payload: #"{"n":\#(n)}"#, source: "bot"),
+                    configuration: configuration)
+            }
+            await #expect {
+                _ = try await store.enqueue(
+                    EnqueueRequest(type: "report", payload: #"{"n":3}"#, source: "bot"), configuration: configuration)
+            } throws: { error in
+                guard case TrustError.rateLimited(let producer, let limit, false, _) = error else { return false }
+                return producer == "bot" && limit == 2
+            }
+            // Another source is not held back by the bot's limit.
+            _ = try await store.enqueue(
+                EnqueueRequest(type: "report", payload: #"{"n":4}"#, source: "cron"), configuration: configuration)
+            #expect(try await store.stateCounts() == [.queued: 3])
+            await store.close()
+        }
+    }
+
     @Test func aWrongPasswordIsReportedWithoutIt() async throws {
         try await withDatabase { database in
             await #expect {
@@ -389,13 +423,17 @@ final class Claims: Sendable {
 
 @Suite struct PostgresURLTests {
     @Test func aURLIsParsedAndShownWithoutSecrets() throws {
-        let url = try PostgresURL(parsing: "postgres://worker@db.example.com:6543/autonomy?sslmode=verify-full")
+        let url = try PostgresURL(parsing: "postgres://worker@db.example.com:6543/autonomy")
         #expect(
             url
                 == PostgresURL(
                     user: "worker", host: "db.example.com", port: 6543, database: "autonomy", tls: .verifyFull))
-        #expect(url.description == "postgres://worker@db.example.com:6543/autonomy?sslmode=verify-full")
+        #expect(url.description == "postgres://worker@db.example.com:6543/autonomy")
         #expect(try PostgresURL(parsing: "postgresql://w@h/d").port == 5432)
+        // Loopback is in the clear unless asked; elsewhere TLS is verified unless asked otherwise.
+        #expect(try PostgresURL(parsing: "postgres://w@127.0.0.1/d").tls == .disable)
+        let plain = try PostgresURL(parsing: "postgres://w@db.example.com/d?sslmode=disable")
+        #expect(plain.tls == .disable && plain.description.hasSuffix("?sslmode=disable"))
     }
 
     @Test(arguments: [
@@ -403,6 +441,7 @@ final class Claims: Sendable {
         ("postgres://db/autonomy", "names no user"),
         ("postgres://worker@db/", "names no database"),
         ("postgres://worker@db/autonomy?sslmode=maybe", "sslmode must be"),
+        ("postgres://worker@db/autonomy?sslmode=prefer", "in the clear"),
         ("postgres://worker@db/autonomy?application_name=x", "unknown URL parameter"),
         ("postgres://worker@/autonomy", "names no host"),
     ])

@@ -69,7 +69,7 @@ extension PostgresStore {
     /// alerts, and the model calls behind the budget. Refused, with nothing written, when this
     /// database already holds tasks or ledger rows, when a task is running on SQLite, or when the
     /// SQLite queue changes while it is copied.
-    public func importing(from source: AutonomyStore) async throws -> ExportReport {
+    public func importing(from source: AutonomyStore, now: Int64) async throws -> ExportReport {
         let (before, running, counts, leftBehind) = try source.read("prepare the export") { db in
             let head = try Row.fetchOne(db, sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").map {
                 LedgerAnchor(id: $0[0], hash: $0[1])
@@ -93,8 +93,19 @@ extension PostgresStore {
                     "\(running) task(s) are running on the SQLite queue: stop the worker (systemctl stop autonomy-worker.timer) and let them end, then export"
             )
         }
+        // A paused type must not start running on PostgreSQL, which keeps no overrides yet.
+        let overrides = try source.overrides(now: now)
+        if !overrides.isEmpty {
+            throw ExportError(
+                description:
+                    "\(overrides.count) override(s) are in force (autonomy overrides list), and PostgreSQL keeps none yet: remove them or let them end, then export"
+            )
+        }
+        // Any commit by another process changes SQLite's data_version: the copy is of one moment.
+        let version = try source.read("read the data version") { db in try Int.fetchOne(db, sql: "PRAGMA data_version")
+        }
         var copied: [(name: String, rows: Int)] = []
-        try await write("export into PostgreSQL") { transaction in
+        let chain = try await write("export into PostgreSQL") { transaction in
             for table in ["tasks", "ledger"] {
                 for try await count in try await transaction.query(
                     PostgresQuery(unsafeSQL: "SELECT count(*)::bigint FROM \(table)")
@@ -117,21 +128,29 @@ extension PostgresStore {
                                 """))
                 }
             }
-            // Nothing moved on SQLite meanwhile: the copy is one moment of it.
-            let after = try source.ledgerHead()
-            guard after == before, copied.allSatisfy({ counts[$0.name] == $0.rows }) else {
+            let after = try source.read("read the data version") { db in
+                (
+                    try Int.fetchOne(db, sql: "PRAGMA data_version"),
+                    try Row.fetchOne(db, sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").map {
+                        LedgerAnchor(id: $0[0], hash: $0[1])
+                    }
+                )
+            }
+            guard after.0 == version, after.1 == before, copied.allSatisfy({ counts[$0.name] == $0.rows }) else {
                 throw ExportError(
                     description:
                         "the SQLite queue changed during the export: stop its producers and timers, then export again (nothing was written)"
                 )
             }
-        }
-        let chain = try await verifyLedgerChain()
-        guard chain.firstBroken == nil, chain.lastHash == (before?.hash ?? LedgerChain.genesis) else {
-            throw ExportError(
-                description:
-                    "the copied ledger does not verify on PostgreSQL (\(chain.firstBroken?.reason ?? "its last hash differs")); check the SQLite ledger with 'autonomy ledger verify'"
-            )
+            // The copy's chain is checked before it is committed: a failed check writes nothing.
+            let chain = try await Self.verifyChain(transaction)
+            guard chain.firstBroken == nil, chain.lastHash == (before?.hash ?? LedgerChain.genesis) else {
+                throw ExportError(
+                    description:
+                        "the copied ledger does not verify (\(chain.firstBroken?.reason ?? "its last hash differs")); check the SQLite ledger with 'autonomy ledger verify' (nothing was written)"
+                )
+            }
+            return chain
         }
         return ExportReport(tables: copied, chain: chain, leftBehind: leftBehind)
     }

@@ -39,6 +39,7 @@ enum PostgresMigrations {
                 """,
                 "CREATE INDEX tasks_claim_order ON tasks (priority DESC, run_at, id) WHERE state = 'queued'",
                 "CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state IN ('running', 'verifying')",
+                "CREATE INDEX tasks_source ON tasks (source, created_at) WHERE source IS NOT NULL",
                 """
                 CREATE UNIQUE INDEX tasks_key ON tasks (idempotency_key, coalesce(source, ''))
                     WHERE idempotency_key IS NOT NULL
@@ -187,6 +188,8 @@ extension PostgresStore {
     /// Applies pending migrations in one transaction under the migration lock. A database with
     /// migrations this binary does not know was written by a newer autonomy: refused, unchanged.
     func migrate() async throws {
+        await acquire()
+        defer { release() }
         do {
             try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)

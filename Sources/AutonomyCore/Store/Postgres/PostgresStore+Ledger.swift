@@ -56,43 +56,55 @@ extension PostgresStore {
     /// Walks the whole ledger and recomputes every hash, as `AutonomyStore.verifyLedgerChain`
     /// does: an edited row shows as a mismatch at that row, a deleted one as a gap.
     public func verifyLedgerChain() async throws -> ChainReport {
-        try await read("verify the ledger") { transaction in
-            var previous = LedgerChain.genesis
-            var expectedID: Int64 = 1
-            var rows = 0
-            func report(_ broken: ChainReport.BrokenRow?) -> ChainReport {
-                ChainReport(rows: rows, firstBroken: broken, lastHash: previous)
+        try await read("verify the ledger") { transaction in try await Self.verifyChain(transaction) }
+    }
+
+    /// The same walk, inside a transaction under way (`export` checks its copy before committing).
+    nonisolated(nonsending) static func verifyChain(_ transaction: PostgresTransaction) async throws -> ChainReport {
+        var previous = LedgerChain.genesis
+        var expectedID: Int64 = 1
+        var rows = 0
+        func report(_ broken: ChainReport.BrokenRow?) -> ChainReport {
+            ChainReport(rows: rows, firstBroken: broken, lastHash: previous)
+        }
+        let sequence = try await transaction.query(
+            """
+            SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash
+            FROM ledger ORDER BY id
+            """)
+        for try await row in sequence.decode(
+            (Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?, String, String).self)
+        {
+            let (id, at, task, type, event, attempt, duration, cost, detail, prevHash, hash) = row
+            rows += 1
+            if id != expectedID {
+                return report(.init(id: id, reason: "rows \(expectedID)…\(id - 1) are missing (deleted)"))
             }
-            let sequence = try await transaction.query(
-                """
-                SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash
-                FROM ledger ORDER BY id
-                """)
-            for try await row in sequence.decode(
-                (
-                    Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?, String, String
-                ).self)
-            {
-                let (id, at, task, type, event, attempt, duration, cost, detail, prevHash, hash) = row
-                rows += 1
-                if id != expectedID {
-                    return report(.init(id: id, reason: "rows \(expectedID)…\(id - 1) are missing (deleted)"))
-                }
-                guard prevHash == previous else {
-                    return report(
-                        .init(
-                            id: id, reason: "it does not chain to the row before it (that row was changed or deleted)"))
-                }
-                let recomputed = LedgerChain.hash(
-                    previous: previous, id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
-                    durationMs: duration, costUSD: cost, detail: detail)
-                guard recomputed == hash else {
-                    return report(.init(id: id, reason: "its content does not match its hash (it was edited)"))
-                }
-                previous = hash
-                expectedID = id + 1
+            guard prevHash == previous else {
+                return report(
+                    .init(id: id, reason: "it does not chain to the row before it (that row was changed or deleted)"))
             }
-            return report(nil)
+            let recomputed = LedgerChain.hash(
+                previous: previous, id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
+                durationMs: duration, costUSD: cost, detail: detail)
+            guard recomputed == hash else {
+                return report(.init(id: id, reason: "its content does not match its hash (it was edited)"))
+            }
+            previous = hash
+            expectedID = id + 1
+        }
+        return report(nil)
+    }
+
+    /// The newest ledger row's id and hash; nil for an empty ledger.
+    public func ledgerHead() async throws -> LedgerAnchor? {
+        try await read("read the ledger's head") { transaction in
+            for try await (id, hash) in try await transaction.query(
+                "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1"
+            ).decode((Int64, String).self) {
+                return LedgerAnchor(id: id, hash: hash)
+            }
+            return nil
         }
     }
 

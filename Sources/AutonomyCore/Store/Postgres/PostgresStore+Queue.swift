@@ -110,6 +110,11 @@ extension PostgresStore {
             }
         }
         let now = transaction.now
+        // A producer's hourly limits hold whichever way its tasks arrive, as on SQLite.
+        if let source = request.source, let rule = configuration.producers.users[source] {
+            try await checkLimits(
+                of: ProducerPolicy(name: source, rule: rule), dangerous: task.state == .awaitingApproval, transaction)
+        }
         let inserted = try await transaction.rows(
             """
             INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key, source,
@@ -141,6 +146,40 @@ extension PostgresStore {
         return .created(created)
     }
 
+    /// Refuses a producer's task over its hourly limits (`Database.checkLimits` on SQLite): all its
+    /// tasks, and apart from them those that waited for approval at enqueue.
+    private func checkLimits(of producer: ProducerPolicy, dangerous: Bool, _ transaction: PostgresTransaction)
+        async throws
+    {
+        let now = transaction.now
+        let since = now - Interval.hours(1).milliseconds
+        func check(_ limit: Int?, isDangerous: Bool) async throws {
+            guard let limit else { return }
+            let held =
+                isDangerous ? "AND EXISTS (SELECT 1 FROM ledger l WHERE l.task_id = t.id AND l.event = 'held')" : ""
+            var bindings = PostgresBindings()
+            bindings.append(producer.name)
+            bindings.append(since)
+            var count = 0
+            var oldest = now
+            for try await (n, first) in try await transaction.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        SELECT count(*)::bigint, min(t.created_at) FROM tasks t
+                        WHERE t.source = $1 AND t.created_at > $2 \(held)
+                        """, binds: bindings)
+            ).decode((Int, Int64?).self) {
+                (count, oldest) = (n, first ?? now)
+            }
+            guard count >= limit else { return }
+            throw TrustError.rateLimited(
+                producer: producer.name, limit: limit, dangerous: isDangerous,
+                retryAfterSeconds: max(1, (oldest + Interval.hours(1).milliseconds - now + 999) / 1000))
+        }
+        try await check(producer.rule.maxPerHour, isDangerous: false)
+        if dangerous { try await check(producer.rule.maxDangerousPerHour, isDangerous: true) }
+    }
+
     /// Runs the `llm` handlers on PostgreSQL: none yet (the model gateway's budget is kept in
     /// SQLite). The claim blocks such types first; this answers if one ever got through.
     static let noGateway: any HandlerRunner = RefusingRunner(
@@ -170,19 +209,23 @@ extension PostgresStore: WorkerStore {
     /// Only the types this host runs are claimed (`Configuration.claimableTypes`). The firewall
     /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
     /// needs a human's signed approval is held (approvals are not yet kept on PostgreSQL, so such
-    /// a task waits and never runs), and `llm` and heal's types are blocked. Payloads are rated
-    /// inside the claim (`ratings` is not used): the transaction holds only the claimed row.
+    /// a task waits and never runs), and `llm` and heal's types are blocked. A payload whose type
+    /// rates with patterns is rated outside the transaction, as on SQLite (`needsRating`): no
+    /// pattern runs while every host's writes wait on the ledger's lock.
     public func claimNext(
         configuration: Configuration, now: Int64, lease: Interval, leaseToken: String,
         ratings: [Int64: PrecomputedRating], rateInline: Bool
     ) async throws -> ClaimStep {
         try await write("claim a task") { transaction in
-            try await self.claimNext(transaction, configuration: configuration, lease: lease, leaseToken: leaseToken)
+            try await self.claimNext(
+                transaction, configuration: configuration, lease: lease, leaseToken: leaseToken, ratings: ratings,
+                rateInline: rateInline)
         }
     }
 
     private func claimNext(
-        _ transaction: PostgresTransaction, configuration: Configuration, lease: Interval, leaseToken: String
+        _ transaction: PostgresTransaction, configuration: Configuration, lease: Interval, leaseToken: String,
+        ratings: [Int64: PrecomputedRating] = [:], rateInline: Bool = false
     ) async throws -> ClaimStep {
         let now = transaction.now
         let paused = Array(configuration.pausedTypes)
@@ -220,8 +263,18 @@ extension PostgresStore: WorkerStore {
             }
             let candidate = AdmissionCandidate(
                 id: id, typeName: typeName, payload: payload, storedSHA256: storedSHA256, attempts: attempts)
+            var rating: Rating?
+            if type.ratesWithPatterns, !rateInline {
+                guard let made = ratings[id], made.payloadSHA256 == payload.sha256Hex else {
+                    return ClaimStep(
+                        claimed: nil, skipped: skipped,
+                        needsRating: RatingCandidate(id: id, typeName: typeName, payload: payload))
+                }
+                rating = made.rating
+            }
             // No approval can exist on PostgreSQL yet: whatever needs one is held.
-            let admission = Firewall.admit(candidate, type: type, verifier: verifier, now: now, approval: { _ in nil })
+            let admission = Firewall.admit(
+                candidate, type: type, rating: rating, verifier: verifier, now: now, approval: { _ in nil })
             switch admission {
             case .run:
                 let expires = now + lease.milliseconds
@@ -413,18 +466,22 @@ extension PostgresStore: WorkerStore {
     public func recoverExpiredLeases(
         configuration: Configuration, now: Int64, lease: Interval, random: @Sendable () -> Double
     ) async throws -> AutonomyStore.Recovery {
-        try await write("recover expired leases") { transaction in
+        // Only the types this host runs and declares: another host's verifiers, or none at all,
+        // would decide about a task this host knows nothing of.
+        let mine = configuration.claimableTypes ?? Array(configuration.taskTypes.keys)
+        return try await write("recover expired leases") { transaction in
             let expired = try await transaction.rows(
                 """
                 SELECT \(unescaped: TaskRecord.columns) FROM tasks
                 WHERE state IN ('running', 'verifying') AND lease_expires_at < \(transaction.now)
+                  AND type = ANY(\(mine)::text[])
                 ORDER BY id FOR UPDATE SKIP LOCKED
                 """)
             var recovery = AutonomyStore.Recovery()
             for row in expired {
                 let task = try TaskRecord(postgres: row)
-                let type = configuration.taskType(named: task.type)
-                if let type, !type.verify.isEmpty {
+                guard let type = configuration.taskType(named: task.type) else { continue }
+                if !type.verify.isEmpty {
                     guard recovery.toVerify.isEmpty else { continue }
                     try await transaction.appendLedger(
                         .leaseExpired, taskID: task.id, type: task.type, attempt: task.attempts,
@@ -620,6 +677,8 @@ extension PostgresStore {
                     outcomes.append(try await self.insert(request, configuration: configuration, transaction))
                 } catch let error as QueueError {
                     throw QueueError.batchLine(index + 1, error)
+                } catch let error as TrustError {
+                    throw TrustError.batchLine(index + 1, error)
                 }
             }
             return outcomes

@@ -20,6 +20,26 @@ public actor PostgresStore {
     public nonisolated let host: String
     let connection: PostgresConnection
     let logger: Logger
+    /// One transaction at a time on the one connection: an actor lets another call in at every
+    /// `await`, so calls queue here instead.
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
 
     /// The advisory lock every ledger-appending transaction holds ("autonomy" in ASCII).
     static let ledgerLock: Int64 = 0x6175_746f_6e6f_6d79
@@ -42,7 +62,7 @@ public actor PostgresStore {
         do {
             switch url.tls {
             case .disable: tls = .disable
-            case .prefer: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            // NIOSSL's client configuration checks the chain and the host name.
             case .require, .verifyFull: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
             }
         } catch {
@@ -59,6 +79,10 @@ public actor PostgresStore {
         }
         let store = PostgresStore(url: url, host: host, connection: connection, logger: logger)
         do {
+            // A host that goes silent in the middle of a transaction gives the ledger's lock back
+            // within seconds, and no transaction waits for that lock forever.
+            try await connection.query("SET idle_in_transaction_session_timeout = '15s'", logger: logger)
+            try await connection.query("SET lock_timeout = '30s'", logger: logger)
             try await store.migrate()
         } catch {
             try? await connection.close()
@@ -99,6 +123,8 @@ public actor PostgresStore {
     func write<T: Sendable>(
         _ operation: String, _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
+        await acquire()
+        defer { release() }
         var attempt = 0
         while true {
             do {
@@ -125,6 +151,8 @@ public actor PostgresStore {
 
     /// Runs `body` in a read-only transaction: one snapshot.
     func read<T: Sendable>(_ operation: String, _ body: (PostgresTransaction) async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
         do {
             return try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("SET TRANSACTION READ ONLY, ISOLATION LEVEL REPEATABLE READ", logger: logger)
@@ -148,7 +176,7 @@ public actor PostgresStore {
 
     /// The database's clock now, in epoch milliseconds: what leases are measured against.
     public func databaseNow() async throws -> Int64 {
-        try await Self.now(connection, logger: logger)
+        try await read("read the clock") { $0.now }
     }
 }
 
@@ -156,6 +184,26 @@ public actor PostgresStore {
 final class PostgresTransaction {
     let connection: PostgresConnection
     let logger: Logger
+    /// One transaction at a time on the one connection: an actor lets another call in at every
+    /// `await`, so calls queue here instead.
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
     /// The database's clock at the transaction's start, epoch milliseconds.
     let now: Int64
     /// The newest ledger row's id and hash, once read: the advisory lock keeps it ours.
