@@ -44,6 +44,19 @@ struct PostgresEndToEndTests {
             return try await sandbox.run(arguments, stdin: stdin, environment: environment)
         }
 
+        /// Runs `autonomy ARGS` inside a network namespace: a host of its own, reaching the
+        /// database server over its veth link.
+        func run(_ arguments: [String], host: String, namespace: String, ip: String, address: String) async throws
+            -> CLIResult
+        {
+            var environment = self.environment
+            environment["AUTONOMY_CONFIG"] = sandbox.file("\(host).json")
+            environment["AUTONOMY_DATABASE"] =
+                "postgres://\(database.url.user)@\(address):\(database.url.port)/\(database.url.database)?sslmode=disable"
+            return try await sandbox.run(
+                ["netns", "exec", namespace, autonomyBinary] + arguments, environment: environment, executable: ip)
+        }
+
         func lines(_ name: String) -> [String] {
             ((try? String(contentsOfFile: sandbox.file(name), encoding: .utf8)) ?? "").split(separator: "\n").map(
                 String.init)
@@ -76,10 +89,35 @@ struct PostgresEndToEndTests {
             #expect(enqueued.status == 0, "\(enqueued.stderr)")
             #expect(enqueued.stdout.split(separator: "\n").count == total)
 
+            // Each host in a network namespace of its own where the machine allows it (CI does),
+            // else a process on loopback. The server notes where each ledger write came from.
+            let network = NetworkHosts(count: hosts.count)
+            try await cluster.database.connection { connection, logger in
+                for statement in [
+                    "CREATE TABLE autonomy_test_clients (client_addr inet)",
+                    """
+                    CREATE FUNCTION autonomy_test_note_client() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN INSERT INTO autonomy_test_clients VALUES (inet_client_addr()); RETURN NULL; END $$
+                    """,
+                    """
+                    CREATE TRIGGER autonomy_test_note_client AFTER INSERT ON ledger
+                        FOR EACH STATEMENT EXECUTE FUNCTION autonomy_test_note_client()
+                    """,
+                ] {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+            }
             let results = try await withThrowingTaskGroup(of: (String, CLIResult).self) { group in
-                for host in hosts {
+                for (index, host) in hosts.enumerated() {
+                    let drain = ["work-once", "--drain", "--max-seconds", "3600"]
                     group.addTask {
-                        (host, try await cluster.run(["work-once", "--drain", "--max-seconds", "3600"], host: host))
+                        guard let network else { return (host, try await cluster.run(drain, host: host)) }
+                        return (
+                            host,
+                            try await cluster.run(
+                                drain, host: host, namespace: network.namespaces[index], ip: network.ip,
+                                address: network.address)
+                        )
                     }
                 }
                 return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
@@ -107,6 +145,21 @@ struct PostgresEndToEndTests {
             }
             #expect(perHost.values.reduce(0, +) == total)
             #expect(Set(perHost.keys) == Set(hosts))
+            if network == nil {
+                print("note: the three hosts ran as processes on loopback (network namespaces need root and iproute2)")
+            } else {
+                // They came from the namespaces' own addresses, not from loopback.
+                let clients = try await cluster.database.connection { connection, logger in
+                    var addresses: Set<String> = []
+                    for try await address in try await connection.query(
+                        "SELECT DISTINCT host(client_addr) FROM autonomy_test_clients", logger: logger
+                    ).decode(String.self) {
+                        addresses.insert(address)
+                    }
+                    return addresses
+                }
+                #expect(clients.count == hosts.count && clients.allSatisfy { $0.hasPrefix("10.213.") })
+            }
         }
     }
 
@@ -188,5 +241,68 @@ struct PostgresEndToEndTests {
             #expect(denied.stderr.contains("password authentication failed"))
             #expect(!denied.stderr.contains(wrong["PGPASSWORD"]!))
         }
+    }
+}
+
+/// Network namespaces as hosts: each its own network stack, linked to this one by a veth pair,
+/// reaching the test cluster at the address `scripts/postgres-test-cluster` gives it for them.
+/// Nil where this machine does not let the tests make them (not root, no iproute2, or a cluster
+/// that listens on loopback only); the tests then run the hosts as processes on loopback.
+final class NetworkHosts: Sendable {
+    static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+    let ip: String
+    let address: String
+    let namespaces: [String]
+
+    init?(count: Int) {
+        guard getuid() == 0, let ip = Self.ip,
+            let address = ProcessInfo.processInfo.environment["AUTONOMY_TEST_POSTGRES_NETNS_ADDRESS"]
+        else { return nil }
+        (self.ip, self.address) = (ip, address)
+        let tag = String(UInt32.random(in: 0x1000...0xffff), radix: 16)
+        let base = Int.random(in: 0...200)
+        var made: [String] = []
+        for index in 0..<count {
+            let namespace = "autonomy-\(tag)-\(index)"
+            let (outer, inner) = ("au\(tag)\(index)a", "au\(tag)\(index)b")
+            let subnet = "10.213.\(base + index)"
+            let steps: [[String]] = [
+                ["netns", "add", namespace],
+                ["link", "add", outer, "type", "veth", "peer", "name", inner],
+                ["link", "set", inner, "netns", namespace],
+                ["addr", "add", "\(subnet).1/30", "dev", outer],
+                ["link", "set", outer, "up"],
+                ["netns", "exec", namespace, ip, "addr", "add", "\(subnet).2/30", "dev", inner],
+                ["netns", "exec", namespace, ip, "link", "set", inner, "up"],
+                ["netns", "exec", namespace, ip, "link", "set", "lo", "up"],
+                ["netns", "exec", namespace, ip, "route", "add", "\(address)/32", "via", "\(subnet).1"],
+            ]
+            made.append(namespace)
+            guard steps.allSatisfy({ Self.run(ip, $0) }) else {
+                Self.remove(made, ip: ip)
+                return nil
+            }
+        }
+        namespaces = made
+    }
+
+    deinit { Self.remove(namespaces, ip: ip) }
+
+    /// Deleting a namespace deletes the veth pair with it.
+    private static func remove(_ namespaces: [String], ip: String) {
+        for namespace in namespaces { _ = run(ip, ["netns", "del", namespace]) }
+    }
+
+    private static func run(_ ip: String, _ arguments: [String]) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ip)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
     }
 }
