@@ -68,7 +68,7 @@ def main():
     folder = tempfile.mkdtemp(prefix="autonomy-chaos-")
     config = {
         "version": 1,
-        "worker": {"lease": "2s", "drain_max_seconds": 30},
+        "worker": {"lease": "2s", "kill_grace": "500ms", "drain_max_seconds": 30},
         "task_types": {
             "effect": {
                 "safety": "safe",

@@ -208,7 +208,7 @@ struct Demo: AsyncParsableCommand {
           "version": 1,
           "database": "autonomy.db",
           "timezone": "UTC",
-          "worker": { "lease": "2s", "drain_max_seconds": 30 },
+          "worker": { "lease": "2s", "kill_grace": "500ms", "drain_max_seconds": 30 },
           "approvals": { "allowed_signers": "allowed_signers", "run_within": "1h" },
           "task_types": {
             "daily_report": {

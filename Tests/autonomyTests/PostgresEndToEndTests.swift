@@ -281,9 +281,21 @@ final class NetworkHosts: Sendable {
             ]
             made.append(namespace)
             guard steps.allSatisfy({ Self.run(ip, $0) }) else {
+                _ = Self.run(ip, ["link", "del", outer])  // if it never reached the namespace
                 Self.remove(made, ip: ip)
                 return nil
             }
+        }
+        // The server must answer from there (a firewall may drop it): else, loopback.
+        let port = PostgresTestDatabase.adminURL?.port ?? 5432
+        guard
+            made.allSatisfy({
+                Self.run(
+                    ip, ["netns", "exec", $0, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/\(address)/\(port)"])
+            })
+        else {
+            Self.remove(made, ip: ip)
+            return nil
         }
         namespaces = made
     }

@@ -153,7 +153,14 @@ public enum ConfigLoader {
                 warnings.append("components[\(index)].task_types: \"\(type)\" is not a declared task type")
             }
         }
-        for type in configuration.worker.types ?? [] where configuration.taskTypes[type] == nil {
+        let worker = configuration.worker
+        if worker.lease.milliseconds <= 2 * worker.killGrace.milliseconds {
+            advice.append(
+                "worker.lease: \(worker.lease) is not more than twice worker.kill_grace (\(worker.killGrace)): a handler stopped because its lease could not be renewed may still run when another worker takes the task over; lengthen the lease"
+            )
+        }
+        for type in configuration.worker.types ?? []
+        where configuration.taskTypes[type] == nil && type != TaskType.remediationTypeName {
             warnings.append("worker.types: \"\(type)\" is not a declared task type")
         }
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name })

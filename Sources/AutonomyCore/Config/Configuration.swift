@@ -41,19 +41,24 @@ public struct Configuration: Sendable {
     /// When set, claims take tasks of these types only (`heal` applies fix proposals alone).
     public var claimOnly: [String]?
 
-    /// The types this host's claims may take, or nil for every type: `claimOnly` (heal), then
-    /// `worker.types`, then the tags a type's `run_on` asks for against `worker.tags`. Types no
-    /// host here may run wait for a host that may.
-    public var claimableTypes: [String]? {
-        if let claimOnly { return claimOnly }
-        let restricted = taskTypes.values.contains { !$0.runOn.isEmpty }
-        guard worker.types != nil || restricted else { return nil }
+    /// The declared task types (heal's included) this host leaves to others: those `worker.types`
+    /// does not list, and those whose `run_on` names a tag `worker.tags` lacks. An undeclared type
+    /// is not among them: a claim blocks its tasks, as on one machine.
+    public var typesRunElsewhere: [String] {
         let tags = Set(worker.tags)
-        let candidates = worker.types ?? Array(taskTypes.keys)
-        return candidates.filter { name in
-            guard let type = taskTypes[name] else { return false }
-            return Set(type.runOn).isSubset(of: tags)
-        }.sorted()
+        var names = taskTypes.values.filter { type in
+            !Set(type.runOn).isSubset(of: tags) || !(worker.types?.contains(type.name) ?? true)
+        }.map(\.name)
+        if let types = worker.types, !types.contains(TaskType.remediationTypeName) {
+            names.append(TaskType.remediationTypeName)
+        }
+        return names.sorted()
+    }
+
+    /// What a claim passes over: paused types, and the types other hosts run.
+    public var skippedTypes: [String] {
+        let elsewhere = typesRunElsewhere
+        return elsewhere.isEmpty ? pausedTypes : Array(Set(pausedTypes + elsewhere)).sorted()
     }
 
     /// The newest `version` this binary understands.

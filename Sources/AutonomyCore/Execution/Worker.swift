@@ -107,26 +107,53 @@ public struct NoVerifier: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// Until when a worker surely holds a task's lease, on its own monotonic clock: moved forward by
+/// each renewal the store confirms, shared by the handler's run and its verification.
+final class LeaseHold: Sendable {
+    private let instant: Mutex<ContinuousClock.Instant>
+    init(until: ContinuousClock.Instant) { instant = Mutex(until) }
+    var until: ContinuousClock.Instant {
+        get { instant.withLock { $0 } }
+        set { instant.withLock { $0 = newValue } }
+    }
+}
+
 /// A renewal that did not answer in time.
 struct LeaseRenewalTimedOut: Error, CustomStringConvertible {
     var limit: Duration
     var description: String { "no answer within \(limit)" }
 }
 
-/// Resumes a continuation with the first answer given; later ones are dropped.
+/// Resumes a continuation with the first answer given; later ones are dropped. An answer given
+/// before the continuation is set (a task cancelled already) is kept for it.
 final class FirstAnswer<T: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, answered: Bool)>((nil, false))
+    private struct State {
+        var continuation: CheckedContinuation<T, Never>?
+        var first: T?
+        var resumed = false
+    }
+    private let state = Mutex(State())
 
     func set(_ continuation: CheckedContinuation<T, Never>) {
-        state.withLock { $0.continuation = continuation }
+        let ready = state.withLock { state -> T? in
+            guard let first = state.first, !state.resumed else {
+                state.continuation = continuation
+                return nil
+            }
+            state.resumed = true
+            return first
+        }
+        if let ready { continuation.resume(returning: ready) }
     }
 
     func answer(_ value: T) {
         let continuation = state.withLock { state -> CheckedContinuation<T, Never>? in
-            guard !state.answered else { return nil }
-            state.answered = true
-            defer { state.continuation = nil }
-            return state.continuation
+            guard state.first == nil else { return nil }
+            state.first = value
+            guard let continuation = state.continuation, !state.resumed else { return nil }
+            state.resumed = true
+            state.continuation = nil
+            return continuation
         }
         continuation?.resume(returning: value)
     }
@@ -247,7 +274,10 @@ public struct Worker: Sendable {
                 report.stopReason = .queueEmpty
                 break
             }
-            let outcome = await run(claimed)
+            // Until when this worker surely holds the lease, on its own monotonic clock (the claim
+            // took it a moment ago; up to a second is left for the time between).
+            let hold = LeaseHold(until: .now + lease.duration - min(.seconds(1), lease.duration / 10))
+            let outcome = await run(claimed, hold)
             if case .deferred(let until, let reason) = outcome.status {
                 // Not an attempt: the day's budget is spent, the task waits for the next day.
                 let deferred = try await store.deferTask(claimed, until: until, reason: reason, now: clock.now())
@@ -270,7 +300,7 @@ public struct Worker: Sendable {
                 let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
                 var ended = claimed
                 ended.task.exitCode = outcome.exitCode  // as markVerifying stored it
-                checks = await verify(ended, result: result)
+                checks = await verify(ended, result: result, hold)
                 verdict = .combine(checks)
             } else {
                 verdict = .fromHandler(outcome)
@@ -382,7 +412,7 @@ public struct Worker: Sendable {
     }
 
     /// Runs one claimed attempt's handler with its lease kept alive.
-    private func run(_ claimed: ClaimedTask) async -> HandlerOutcome {
+    private func run(_ claimed: ClaimedTask, _ hold: LeaseHold) async -> HandlerOutcome {
         let configuration = loaded.configuration
         let invocation = HandlerInvocation(
             task: claimed.task, type: claimed.type, attempt: claimed.task.attempts,
@@ -396,52 +426,63 @@ public struct Worker: Sendable {
         let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? (remediator ?? self.runner) : self.runner
         let redactor = self.redactor
         return redactor.redact(
-            await keepingLease(claimed, whenLost: HandlerOutcome(status: .stopped)) { await runner.run(invocation) })
+            await keepingLease(claimed, hold, whenLost: HandlerOutcome(status: .stopped)) {
+                await runner.run(invocation)
+            })
     }
 
     /// Runs `operation` (a handler, or verifiers) while renewing the lease every third of its
     /// length. If the lease is lost (another worker took the task over), the operation is cancelled:
     /// one attempt never runs twice.
     private func keepingLease<Value: Sendable>(
-        _ claimed: ClaimedTask, whenLost lost: Value, _ operation: @escaping @Sendable () async -> Value
+        _ claimed: ClaimedTask, _ hold: LeaseHold, whenLost lost: Value,
+        _ operation: @escaping @Sendable () async -> Value
     ) async -> Value {
-        let lease = loaded.configuration.worker.lease
+        let settings = loaded.configuration.worker
+        let lease = settings.lease.duration
         let (store, clock, logger) = (self.store, self.clock, self.logger)
-        let renewal = leaseRenewalInterval ?? .milliseconds(max(500, lease.milliseconds / 3))
+        let renewal = leaseRenewalInterval ?? .milliseconds(max(500, settings.lease.milliseconds / 3))
+        // Stopping takes up to kill_grace (TERM, then KILL): it starts that long, and half a renewal,
+        // before the lease could run out, so the handler is gone before another worker may take the
+        // task over. (A lease too short for that is reported by the loader.)
+        // At least one renewal always comes before the stop, however short the lease.
+        let margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease - renewal) / 2))
         let metadata: Logger.Metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
         return await withTaskGroup(of: Value?.self) { group in
             group.addTask { await operation() }
             group.addTask {
-                // Until when the lease surely holds, on this machine's monotonic clock: renewals
-                // that fail (the database is gone, or slow) never let the operation outlive it, so
-                // another worker that takes the task over never runs it beside this one.
-                var holdsUntil = ContinuousClock.now + lease.duration
+                var nextRenewal = ContinuousClock.now + renewal
                 while true {
+                    let stopAt = hold.until - margin
                     do {
-                        try await Task.sleep(for: renewal)
+                        try await Task.sleep(until: min(nextRenewal, stopAt), clock: .continuous)
                     } catch {
                         return nil  // cancelled: the operation already finished
                     }
                     let started = ContinuousClock.now
+                    if started >= stopAt {
+                        logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
+                        return nil
+                    }
                     let now = clock.now()
-                    let renewed = await Self.within(holdsUntil - started - renewal / 2) {
+                    let renewed = await Self.within(stopAt - started) {
                         try await store.extendLease(
-                            taskID: claimed.task.id, leaseToken: claimed.leaseToken, until: now + lease.milliseconds,
-                            now: now)
+                            taskID: claimed.task.id, leaseToken: claimed.leaseToken,
+                            until: now + settings.lease.milliseconds, now: now)
                     }
                     switch renewed {
                     case .success(true):
-                        holdsUntil = started + lease.duration
+                        hold.until = started + lease
+                        nextRenewal = started + renewal
                     case .success(false):
                         logger.warning("lease lost; stopping", metadata: metadata)
                         return nil
                     case .failure(let error):
+                        if Task.isCancelled { return nil }
                         logger.warning(
                             "could not extend a lease", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                    }
-                    if ContinuousClock.now + renewal / 2 >= holdsUntil {
-                        logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
-                        return nil
+                        // Try again soon: the time left before stopping is what counts now.
+                        nextRenewal = ContinuousClock.now + min(renewal, .seconds(1))
                     }
                 }
             }
@@ -460,17 +501,26 @@ public struct Worker: Sendable {
         -> Result<T, any Error>
     {
         let first = FirstAnswer<Result<T, any Error>>()
-        return await withCheckedContinuation { continuation in
-            first.set(continuation)
-            Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body()) } catch { result = .failure(error) }
-                first.answer(result)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                first.set(continuation)
+                let timer = Task {
+                    do {
+                        try await Task.sleep(for: max(limit, .milliseconds(1)))
+                    } catch {
+                        return  // cancelled: the body answered
+                    }
+                    first.answer(.failure(LeaseRenewalTimedOut(limit: limit)))
+                }
+                Task {
+                    let result: Result<T, any Error>
+                    do { result = .success(try await body()) } catch { result = .failure(error) }
+                    timer.cancel()
+                    first.answer(result)
+                }
             }
-            Task {
-                try? await Task.sleep(for: max(limit, .milliseconds(1)))
-                first.answer(.failure(LeaseRenewalTimedOut(limit: limit)))
-            }
+        } onCancel: {
+            first.answer(.failure(CancellationError()))
         }
     }
 
@@ -534,7 +584,9 @@ public struct Worker: Sendable {
             guard let claimed = recovery.toVerify.first else { return outcomes }
             // Verify before retry: a crash never sends the same email twice.
             let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }
-            let checks = await verify(claimed, result: result)
+            let leased = configuration.worker.lease.duration
+            let hold = LeaseHold(until: .now + leased - min(.seconds(1), leased / 10))
+            let checks = await verify(claimed, result: result, hold)
             if let outcome = try await store.recordRecovery(
                 claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
             {
@@ -544,12 +596,12 @@ public struct Worker: Sendable {
     }
 
     /// Runs a type's verifiers on what an attempt left behind, with the lease kept alive.
-    private func verify(_ claimed: ClaimedTask, result: JSONValue?) async -> [CheckResult] {
+    private func verify(_ claimed: ClaimedTask, result: JSONValue?, _ hold: LeaseHold) async -> [CheckResult] {
         let verification = verificationRunner
         let subject = VerificationSubject(
             task: claimed.task, result: result, attemptStartedAt: claimed.task.startedAt ?? 0)
         let verifiers = claimed.type.verify
         return redactor.redact(
-            await keepingLease(claimed, whenLost: []) { await verification.verify(subject, with: verifiers) })
+            await keepingLease(claimed, hold, whenLost: []) { await verification.verify(subject, with: verifiers) })
     }
 }

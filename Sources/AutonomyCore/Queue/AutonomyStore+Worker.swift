@@ -217,10 +217,10 @@ extension AutonomyStore {
         // by priority level, each a seek in the claim index, so a mass of tasks scheduled for later
         // at a high priority never makes a claim scan them. INDEXED BY keeps the planner on the claim
         // index whatever its statistics say (without them it prefers the state index and scans).
-        // Paused types (overrides) are skipped by a second form, so the usual claim pays nothing.
-        let paused = configuration.pausedTypes
-        // The types this worker runs: heal's own, or what worker.types and run_on leave to this host.
-        let only = configuration.claimableTypes.map { $0.filter { !paused.contains($0) } }
+        // Paused types (overrides), and those worker.types or run_on leave to other hosts, are
+        // skipped by a second form, so the usual claim pays nothing.
+        let paused = configuration.skippedTypes
+        let only = configuration.claimOnly.map { $0.filter { !paused.contains($0) } }
         let next = try db.cachedStatement(
             sql: only != nil ? Self.claimOnlySQL : paused.isEmpty ? Self.claimSQL : Self.claimSkippingPausedSQL)
         let details = try db.cachedStatement(

@@ -167,12 +167,14 @@ import Testing
         #expect(loaded.configuration.store.passwordEnv == "AUTONOMY_PG_PASSWORD")
         #expect(loaded.configuration.secretVariableNames.isSuperset(of: ["AUTONOMY_PG_PASSWORD", "PGPASSWORD"]))
         // Untagged types run anywhere; "train" needs a tag this host lacks, and the loader says so.
-        #expect(loaded.configuration.claimableTypes == ["reply", "summarise"])
+        #expect(loaded.configuration.typesRunElsewhere == ["train"])
         #expect(loaded.advice.contains { $0.hasPrefix("task_types.train.run_on: this host lacks the tags [\"big\"]") })
+        // With worker.types, the rest (heal's proposals too) are left to other hosts.
         loaded.configuration.worker.types = ["summarise", "train"]
-        #expect(loaded.configuration.claimableTypes == ["summarise"])
-        // A map without run_on or worker.types: every type, no filter at all.
-        #expect(try loadMap(standardMap).configuration.claimableTypes == nil)
+        #expect(loaded.configuration.typesRunElsewhere == ["apply_remediation", "reply", "train"])
+        #expect(loaded.configuration.skippedTypes == ["apply_remediation", "reply", "train"])
+        // A map without run_on or worker.types: nothing is left to others, nothing skipped.
+        #expect(try loadMap(standardMap).configuration.skippedTypes.isEmpty)
     }
 
     @Test(arguments: [

@@ -70,7 +70,7 @@ extension PostgresStore {
     /// database already holds tasks or ledger rows, when a task is running on SQLite, or when the
     /// SQLite queue changes while it is copied.
     public func importing(from source: AutonomyStore, now: Int64) async throws -> ExportReport {
-        let (before, running, counts, leftBehind) = try source.read("prepare the export") { db in
+        let (before, running, counts, leftBehind, version) = try source.read("prepare the export") { db in
             let head = try Row.fetchOne(db, sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").map {
                 LedgerAnchor(id: $0[0], hash: $0[1])
             }
@@ -85,7 +85,8 @@ extension PostgresStore {
                 let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
                 if rows > 0 { leftBehind.append((table, rows)) }
             }
-            return (head, running ?? 0, counts, leftBehind)
+            let version = try Int.fetchOne(db, sql: "PRAGMA data_version")
+            return (head, running ?? 0, counts, leftBehind, version)
         }
         if running > 0 {
             throw ExportError(
@@ -101,9 +102,8 @@ extension PostgresStore {
                     "\(overrides.count) override(s) are in force (autonomy overrides list), and PostgreSQL keeps none yet: remove them or let them end, then export"
             )
         }
-        // Any commit by another process changes SQLite's data_version: the copy is of one moment.
-        let version = try source.read("read the data version") { db in try Int.fetchOne(db, sql: "PRAGMA data_version")
-        }
+        // Any commit by another process changes SQLite's data_version (read above, with the
+        // counts): the copy is of one moment.
         var copied: [(name: String, rows: Int)] = []
         let chain = try await write("export into PostgreSQL") { transaction in
             for table in ["tasks", "ledger"] {

@@ -86,15 +86,17 @@ extension PostgresStore {
     /// on PostgreSQL, with the same checks (`EnqueueRequest.prepare`) and ledger rows. The time is
     /// the database's.
     public func enqueue(_ request: EnqueueRequest, configuration: Configuration) async throws -> EnqueueOutcome {
-        try await write("enqueue") { transaction in
-            try await self.insert(request, configuration: configuration, transaction)
+        // Checked and rated before the transaction: no pattern runs while the ledger's lock is held.
+        let task = try request.prepare(configuration, now: try await databaseNow())
+        return try await write("enqueue") { transaction in
+            try await self.insert(task, configuration: configuration, transaction)
         }
     }
 
     private func insert(
-        _ request: EnqueueRequest, configuration: Configuration, _ transaction: PostgresTransaction
+        _ task: PreparedTask, configuration: Configuration, _ transaction: PostgresTransaction
     ) async throws -> EnqueueOutcome {
-        let task = try request.prepare(configuration, now: transaction.now)
+        let request = task.request
         if let key = request.key {
             let existing = try await transaction.rows(
                 """
@@ -206,7 +208,7 @@ extension PostgresStore: WorkerStore {
     /// `FOR UPDATE SKIP LOCKED`: a task another host is deciding on is passed over, never waited
     /// for, never taken twice.
     ///
-    /// Only the types this host runs are claimed (`Configuration.claimableTypes`). The firewall
+    /// Types other hosts run are passed over (`Configuration.skippedTypes`). The firewall
     /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
     /// needs a human's signed approval is held (approvals are not yet kept on PostgreSQL, so such
     /// a task waits and never runs), and `llm` and heal's types are blocked. A payload whose type
@@ -228,8 +230,8 @@ extension PostgresStore: WorkerStore {
         ratings: [Int64: PrecomputedRating] = [:], rateInline: Bool = false
     ) async throws -> ClaimStep {
         let now = transaction.now
-        let paused = Array(configuration.pausedTypes)
-        let only = configuration.claimableTypes.map { $0.filter { !paused.contains($0) } }
+        let paused = configuration.skippedTypes
+        let only = configuration.claimOnly.map { $0.filter { !paused.contains($0) } }
         var skipped: [SkippedTask] = []
         let verifier = DecisionVerifier(settings: configuration.approvals)
         while true {
@@ -300,7 +302,7 @@ extension PostgresStore: WorkerStore {
     /// Pushes a held lease forward by `until - now` on the database's clock. False when the lease
     /// is no longer this worker's.
     public func extendLease(taskID: Int64, leaseToken: String, until: Int64, now: Int64) async throws -> Bool {
-        try await write("extend a lease") { transaction in
+        try await write("extend a lease", ledger: false) { transaction in
             let updated = try await transaction.rows(
                 """
                 UPDATE tasks SET lease_expires_at = \(transaction.now + (until - now)), updated_at = \(transaction.now)
@@ -466,21 +468,25 @@ extension PostgresStore: WorkerStore {
     public func recoverExpiredLeases(
         configuration: Configuration, now: Int64, lease: Interval, random: @Sendable () -> Double
     ) async throws -> AutonomyStore.Recovery {
-        // Only the types this host runs and declares: another host's verifiers, or none at all,
-        // would decide about a task this host knows nothing of.
-        let mine = configuration.claimableTypes ?? Array(configuration.taskTypes.keys)
+        // Only declared types: a host that does not know a type cannot judge its tasks. Of the types
+        // other hosts run, only those without verifiers (whose recovery judges nothing: back to the
+        // queue, or dead); the others wait for a host that runs their verifiers.
+        let declared = Array(configuration.taskTypes.keys) + [TaskType.remediationTypeName]
+        let elsewhere = Set(configuration.typesRunElsewhere)
         return try await write("recover expired leases") { transaction in
             let expired = try await transaction.rows(
                 """
                 SELECT \(unescaped: TaskRecord.columns) FROM tasks
                 WHERE state IN ('running', 'verifying') AND lease_expires_at < \(transaction.now)
-                  AND type = ANY(\(mine)::text[])
+                  AND type = ANY(\(declared)::text[])
                 ORDER BY id FOR UPDATE SKIP LOCKED
                 """)
             var recovery = AutonomyStore.Recovery()
             for row in expired {
                 let task = try TaskRecord(postgres: row)
-                guard let type = configuration.taskType(named: task.type) else { continue }
+                guard let type = configuration.taskType(named: task.type),
+                    !elsewhere.contains(task.type) || type.verify.isEmpty
+                else { continue }
                 if !type.verify.isEmpty {
                     guard recovery.toVerify.isEmpty else { continue }
                     try await transaction.appendLedger(
@@ -669,12 +675,22 @@ extension PostgresStore {
     public func enqueueBatch(_ requests: [EnqueueRequest], configuration: Configuration) async throws
         -> [EnqueueOutcome]
     {
-        try await write("enqueue a batch") { transaction in
+        let now = try await databaseNow()
+        var prepared: [PreparedTask] = []
+        prepared.reserveCapacity(requests.count)
+        for (index, request) in requests.enumerated() {
+            do {
+                prepared.append(try request.prepare(configuration, now: now))
+            } catch {
+                throw QueueError.batchLine(index + 1, error)
+            }
+        }
+        return try await write("enqueue a batch") { transaction in
             var outcomes: [EnqueueOutcome] = []
-            outcomes.reserveCapacity(requests.count)
-            for (index, request) in requests.enumerated() {
+            outcomes.reserveCapacity(prepared.count)
+            for (index, task) in prepared.enumerated() {
                 do {
-                    outcomes.append(try await self.insert(request, configuration: configuration, transaction))
+                    outcomes.append(try await self.insert(task, configuration: configuration, transaction))
                 } catch let error as QueueError {
                     throw QueueError.batchLine(index + 1, error)
                 } catch let error as TrustError {

@@ -82,7 +82,7 @@ public actor PostgresStore {
             // A host that goes silent in the middle of a transaction gives the ledger's lock back
             // within seconds, and no transaction waits for that lock forever.
             try await connection.query("SET idle_in_transaction_session_timeout = '15s'", logger: logger)
-            try await connection.query("SET lock_timeout = '30s'", logger: logger)
+            try await connection.query("SET lock_timeout = '300s'", logger: logger)
             try await store.migrate()
         } catch {
             try? await connection.close()
@@ -121,7 +121,7 @@ public actor PostgresStore {
     /// Runs `body` in one transaction that holds the ledger's advisory lock, with the database's
     /// clock read once (epoch milliseconds). A serialization failure or deadlock is retried.
     func write<T: Sendable>(
-        _ operation: String, _ body: (PostgresTransaction) async throws -> T
+        _ operation: String, ledger: Bool = true, _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
         await acquire()
         defer { release() }
@@ -129,7 +129,12 @@ public actor PostgresStore {
         while true {
             do {
                 return try await connection.withTransaction(logger: logger) { connection in
-                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.ledgerLock))", logger: logger)
+                    // Without `ledger` (a lease renewal, which writes no ledger row), the transaction
+                    // never waits for the ledger's lock: a long batch on another host cannot starve it.
+                    if ledger {
+                        try await connection.query(
+                            "SELECT pg_advisory_xact_lock(\(Self.ledgerLock))", logger: logger)
+                    }
                     let transaction = PostgresTransaction(
                         connection: connection, logger: logger, now: try await Self.now(connection, logger: logger))
                     return try await body(transaction)
@@ -184,26 +189,6 @@ public actor PostgresStore {
 final class PostgresTransaction {
     let connection: PostgresConnection
     let logger: Logger
-    /// One transaction at a time on the one connection: an actor lets another call in at every
-    /// `await`, so calls queue here instead.
-    private var busy = false
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    func acquire() async {
-        guard busy else {
-            busy = true
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
-    }
-
-    func release() {
-        if waiting.isEmpty {
-            busy = false
-        } else {
-            waiting.removeFirst().resume()
-        }
-    }
     /// The database's clock at the transaction's start, epoch milliseconds.
     let now: Int64
     /// The newest ledger row's id and hash, once read: the advisory lock keeps it ours.
