@@ -119,7 +119,7 @@ public actor PostgresStore {
     }
 
     /// Runs `body` in one transaction that holds the ledger's advisory lock, with the database's
-    /// clock read once (epoch milliseconds). A serialization failure or deadlock is retried.
+    /// clock read once (epoch milliseconds); without `ledger`, without that lock.
     func write<T: Sendable>(
         _ operation: String, ledger: Bool = true, _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
@@ -140,8 +140,10 @@ public actor PostgresStore {
                     return try await body(transaction)
                 }
             } catch {
+                // Serialization failures and deadlocks are retried; so is a lock that stayed taken past
+                // lock_timeout, once.
                 let state = Self.sqlState(error)
-                if state == "40001" || state == "40P01", attempt < 5 {
+                if state == "40001" || state == "40P01" || (state == "55P03" && attempt == 0), attempt < 5 {
                     attempt += 1
                     continue
                 }
