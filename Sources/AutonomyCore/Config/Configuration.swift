@@ -45,6 +45,8 @@ public struct Configuration: Sendable {
     /// does not list, and those whose `run_on` names a tag `worker.tags` lacks. An undeclared type
     /// is not among them: a claim blocks its tasks, as on one machine.
     public var typesRunElsewhere: [String] {
+        // The usual map (no worker.types, no run_on) pays nothing: a claim asks for this per task.
+        guard worker.types != nil || taskTypes.values.contains(where: { !$0.runOn.isEmpty }) else { return [] }
         let tags = Set(worker.tags)
         var names = taskTypes.values.filter { type in
             !Set(type.runOn).isSubset(of: tags) || !(worker.types?.contains(type.name) ?? true)

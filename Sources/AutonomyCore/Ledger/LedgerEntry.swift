@@ -162,16 +162,7 @@ extension Database {
         _ event: LedgerEvent, at time: Int64, taskID: Int64?, type: String?, attempt: Int? = nil,
         durationMs: Int64? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:]
     ) throws {
-        var detail = detail
-        let kept = notes.compactMapValues { $0 }
-        if !kept.isEmpty {
-            var fields = detail?.objectValue ?? [:]
-            for (field, text) in kept {
-                fields[field + "_bytes"] = .int(Int64(text.utf8.count))
-                fields[field + "_sha256"] = .string(text.sha256Hex)
-            }
-            detail = .object(fields)
-        }
+        let (detail, kept) = LedgerChain.fingerprinting(notes, into: detail)
         let id = try appendLedger(
             event, at: time, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
             detailText: detail?.canonicalText)
@@ -242,6 +233,22 @@ enum LedgerTail {
 /// The ledger's hash chain: each row's hash covers its content and the previous row's hash, so
 /// editing or deleting a row (even with the append-only triggers dropped) shows at that row.
 public enum LedgerChain {
+    /// A row's notes (free text kept beside the chain, in `ledger_notes`) as the chained detail
+    /// carries them: each one's length and SHA-256 (`FIELD_bytes`, `FIELD_sha256`). Returns the
+    /// detail and the notes that have text, on both engines.
+    static func fingerprinting(_ notes: [String: String?], into detail: JSONValue?) -> (
+        detail: JSONValue?, kept: [String: String]
+    ) {
+        let kept = notes.compactMapValues { $0 }
+        guard !kept.isEmpty else { return (detail, kept) }
+        var fields = detail?.objectValue ?? [:]
+        for (field, text) in kept {
+            fields[field + "_bytes"] = .int(Int64(text.utf8.count))
+            fields[field + "_sha256"] = .string(text.sha256Hex)
+        }
+        return (.object(fields), kept)
+    }
+
     /// What the first row chains to.
     public static let genesis = String(repeating: "0", count: 64)
 

@@ -10,16 +10,7 @@ extension PostgresTransaction {
         _ event: LedgerEvent, taskID: Int64?, type: String?, attempt: Int? = nil, durationMs: Int64? = nil,
         costUSD: Double? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:]
     ) async throws -> Int64 {
-        var detail = detail
-        let kept = notes.compactMapValues { $0 }
-        if !kept.isEmpty {
-            var fields = detail?.objectValue ?? [:]
-            for (field, text) in kept {
-                fields[field + "_bytes"] = .int(Int64(text.utf8.count))
-                fields[field + "_sha256"] = .string(text.sha256Hex)
-            }
-            detail = .object(fields)
-        }
+        let (detail, kept) = LedgerChain.fingerprinting(notes, into: detail)
         let (lastID, lastHash) = try await newestLedgerRow()
         let id = lastID + 1
         let detailText = detail?.canonicalText
