@@ -212,6 +212,12 @@ struct QueueService {
     // MARK: - tasks
 
     private func tasksList(_ call: GateRequest, _ printout: inout Printout) throws {
+        let tasks = try store.tasks(matching: try Self.taskFilter(call, source: caller.readsOnly))
+        try Self.render(tasks, json: call.json == true, now: clock.now(), loaded: loaded, &printout)
+    }
+
+    /// What `tasks list` asks for, checked.
+    static func taskFilter(_ call: GateRequest, source: String?) throws -> TaskFilter {
         var state: TaskState?
         if let text = call.state {
             guard let value = TaskState(rawValue: text) else {
@@ -223,11 +229,15 @@ struct QueueService {
         }
         let limit = call.limit ?? 50
         guard (1...100_000).contains(limit) else { throw CLIFailure("--limit must be from 1 to 100000", code: .usage) }
-        let tasks = try store.tasks(
-            matching: TaskFilter(state: state, type: call.type, source: caller.readsOnly, limit: limit))
-        if call.json == true { return printout.line(try JSONOutput.text(tasks.map { TaskOutput($0) })) }
+        return TaskFilter(state: state, type: call.type, source: source, limit: limit)
+    }
+
+    /// What `tasks list` prints, whichever store the tasks came from.
+    static func render(
+        _ tasks: [TaskRecord], json: Bool, now: Int64, loaded: LoadedConfiguration, _ printout: inout Printout
+    ) throws {
+        if json { return printout.line(try JSONOutput.text(tasks.map { TaskOutput($0) })) }
         guard !tasks.isEmpty else { return printout.line("no tasks") }
-        let now = clock.now()
         printout.line(
             table(
                 ["ID", "STATE", "TYPE", "PRI", "TRIES", "RUN AT", "SUBJECT / LAST ERROR"],
@@ -249,10 +259,15 @@ struct QueueService {
         guard let task = try store.task(id: id), caller.readsOnly == nil || task.source == caller.readsOnly else {
             throw QueueError.taskNotFound(id)
         }
-        let ledger = try store.ledger(forTask: id)
-        if call.json == true {
-            return printout.line(try JSONOutput.text(TaskOutput(task, ledger: ledger)))
-        }
+        try Self.render(task, ledger: try store.ledger(forTask: id), json: call.json == true, loaded: loaded, &printout)
+    }
+
+    /// What `tasks show` prints, whichever store the task came from.
+    static func render(
+        _ task: TaskRecord, ledger: [LedgerEntry], json: Bool, loaded: LoadedConfiguration,
+        _ printout: inout Printout
+    ) throws {
+        if json { return printout.line(try JSONOutput.text(TaskOutput(task, ledger: ledger))) }
         let configuration = loaded.configuration
         let attemptLimit = task.attemptLimit(configuration.taskType(named: task.type))
         var lines = [
@@ -290,7 +305,7 @@ struct QueueService {
         printout.line(lines.joined(separator: "\n"))
     }
 
-    private func indent(_ text: String) -> String {
+    private static func indent(_ text: String) -> String {
         text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
     }
 
@@ -299,11 +314,19 @@ struct QueueService {
     private func approvals(_ call: GateRequest, _ printout: inout Printout) throws {
         let now = clock.now()
         let pending = try store.pendingApprovals(now: now, source: caller.readsOnly)
+        try Self.render(pending, call, now: now, loaded: loaded, &printout)
+    }
+
+    /// What `approvals` (or `approvals show ID`) prints, whichever store the requests came from.
+    static func render(
+        _ pending: [PendingApproval], _ call: GateRequest, now: Int64, loaded: LoadedConfiguration,
+        _ printout: inout Printout
+    ) throws {
         if let id = call.id {
             // A producer learns nothing of another's request, not even that it exists.
             guard let item = pending.first(where: { $0.approval.id == id }) else { throw ApprovalError.notFound(id) }
             if call.json == true { return printout.line(try JSONOutput.text(PendingApprovalOutput(item, now: now))) }
-            return printout.line(review(item, now: now))
+            return printout.line(review(item, now: now, loaded: loaded))
         }
         if call.json == true {
             return printout.line(try JSONOutput.text(pending.map { PendingApprovalOutput($0, now: now) }))
@@ -330,7 +353,7 @@ struct QueueService {
     }
 
     /// One pending request in full: everything an operator needs to decide, escaped.
-    private func review(_ item: PendingApproval, now: Int64) -> String {
+    private static func review(_ item: PendingApproval, now: Int64, loaded: LoadedConfiguration) -> String {
         let (approval, task) = (item.approval, item.task)
         let configuration = loaded.configuration
         var lines = [
@@ -351,7 +374,7 @@ struct QueueService {
         return lines.joined(separator: "\n")
     }
 
-    private func decision(_ call: GateRequest) throws -> Decision {
+    static func decision(_ call: GateRequest) throws -> Decision {
         switch call.decision {
         case "approve": return .approve(note: call.note)
         case "reject": return .reject(reason: call.note ?? "")
@@ -361,6 +384,17 @@ struct QueueService {
 
     /// The statement to sign, and what it is about, shown in full before anything is signed.
     private func prepareDecision(_ call: GateRequest) throws -> (statement: String, review: String) {
+        let (id, key) = try Self.signerKey(call)
+        let statement = try store.decisionStatement(
+            approvalID: id, try Self.decision(call), signerKey: key,
+            verifier: DecisionVerifier(settings: loaded.configuration.approvals),
+            settings: loaded.configuration.approvals, now: clock.now())
+        guard let task = try store.task(id: statement.taskID) else { throw ApprovalError.notFound(id) }
+        return Self.prepared(statement, task: task, key: key, loaded: loaded)
+    }
+
+    /// The request's id and the signer's key a `prepare` call names.
+    static func signerKey(_ call: GateRequest) throws -> (Int64, SSHPublicKey) {
         guard let id = call.id, let keyText = call.publicKey else {
             throw CLIFailure("a decision needs the request's id and the signer's public key", code: .usage)
         }
@@ -370,11 +404,16 @@ struct QueueService {
         } catch {
             throw CLIFailure("the signer's public key is not readable: \(error)", code: .usage)
         }
-        let statement = try store.decisionStatement(
-            approvalID: id, try decision(call), signerKey: key,
-            verifier: DecisionVerifier(settings: loaded.configuration.approvals),
-            settings: loaded.configuration.approvals, now: clock.now())
-        guard let task = try store.task(id: statement.taskID) else { throw ApprovalError.notFound(id) }
+        return (id, key)
+    }
+
+    /// The statement to sign and, shown in full before anything is signed, what it is about.
+    static func prepared(
+        _ statement: DecisionStatement, task: TaskRecord, key: SSHPublicKey, loaded: LoadedConfiguration
+    )
+        -> (statement: String, review: String)
+    {
+        let id = statement.approvalID
         var review = [
             "signing as \(statement.principal) (\(key.fingerprint)): \(statement.decision.rawValue) request \(id)",
             "  task \(task.id)  \(task.type)  from \(task.source ?? "-")"
@@ -390,12 +429,22 @@ struct QueueService {
     }
 
     private func decide(_ call: GateRequest, _ printout: inout Printout) throws {
+        let approval = try store.decide(
+            try Self.signed(call), verifier: DecisionVerifier(settings: loaded.configuration.approvals),
+            channel: .cli, now: clock.now())
+        Self.report(approval, &printout)
+    }
+
+    /// The signed decision a `decide` call carries.
+    static func signed(_ call: GateRequest) throws -> SignedDecision {
         guard let statement = call.statement, let signature = call.signature else {
             throw CLIFailure("a decision needs its signed statement and signature", code: .usage)
         }
-        let approval = try store.decide(
-            SignedDecision(statement: statement, signature: signature),
-            verifier: DecisionVerifier(settings: loaded.configuration.approvals), channel: .cli, now: clock.now())
+        return SignedDecision(statement: statement, signature: signature)
+    }
+
+    /// What a recorded decision prints.
+    static func report(_ approval: ApprovalRecord, _ printout: inout Printout) {
         let by = approval.decidedBy ?? "?"
         printout.line(
             approval.state == .approved
@@ -428,8 +477,8 @@ extension GateRequest {
     }
 }
 
-/// The queue requests a PostgreSQL database serves so far: enqueue (one task or a batch) and
-/// status, for a caller that reaches the database itself. The rest say they do not run there yet.
+/// The queue requests on a PostgreSQL database, for a caller that reaches the database itself:
+/// the same verbs, words and exit codes as `QueueService` (its renderers), the times the database's.
 struct PostgresQueueService {
     var loaded: LoadedConfiguration
     var store: PostgresStore
@@ -444,8 +493,35 @@ struct PostgresQueueService {
                 try QueueService.render(
                     status, now: now, database: store.url.description, loaded: loaded, readsOnly: nil,
                     json: request.json == true, &printout)
-            case .tasksList, .tasksShow, .approvals, .prepareDecision, .decide:
-                throw StoreError.notOnPostgres("this command")
+            case .tasksList:
+                let tasks = try await store.tasks(matching: try QueueService.taskFilter(request, source: nil))
+                try QueueService.render(
+                    tasks, json: request.json == true, now: try await store.databaseNow(), loaded: loaded, &printout)
+            case .tasksShow:
+                guard let id = request.id else { throw CLIFailure("a task id is needed", code: .usage) }
+                guard let task = try await store.task(id: id) else { throw QueueError.taskNotFound(id) }
+                try QueueService.render(
+                    task, ledger: try await store.ledger(forTask: id), json: request.json == true, loaded: loaded,
+                    &printout)
+            case .approvals:
+                let (pending, now) = try await store.pendingApprovals()
+                try QueueService.render(pending, request, now: now, loaded: loaded, &printout)
+            case .prepareDecision:
+                let (id, key) = try QueueService.signerKey(request)
+                let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
+                let (statement, task) = try await store.decisionStatement(
+                    approvalID: id, try QueueService.decision(request), signerKey: key, verifier: verifier,
+                    settings: loaded.configuration.approvals)
+                let prepared = QueueService.prepared(statement, task: task, key: key, loaded: loaded)
+                printout.stderr = prepared.review
+                return GateAnswer(
+                    exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: prepared.statement)
+            case .decide:
+                let approval = try await store.decide(
+                    try QueueService.signed(request),
+                    verifier: DecisionVerifier(settings: loaded.configuration.approvals),
+                    channel: .cli)
+                QueueService.report(approval, &printout)
             }
         } catch {
             let (code, message) = failure(error)
@@ -459,9 +535,6 @@ struct PostgresQueueService {
         let configuration = loaded.configuration
         guard let batch = call.batch else {
             let outcome = try await store.enqueue(try call.enqueueRequest(), configuration: configuration)
-            if case .created(let task) = outcome, task.state == .awaitingApproval {
-                printout.note("note: approvals do not run on a PostgreSQL database yet: until they do, it will not run")
-            }
             return try QueueService.report(outcome, call, &printout)
         }
         let outcomes = try await store.enqueueBatch(

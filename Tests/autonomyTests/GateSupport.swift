@@ -106,7 +106,10 @@ extension Sandbox {
         Thread.detachNewThread {
             var written = 0
             while written < request.count {
-                let count = request[written...].withUnsafeBytes { write(mine, $0.baseAddress, $0.count) }
+                // A gate that answered early and closed is an answer, not a SIGPIPE for the tests.
+                let count = request[written...].withUnsafeBytes {
+                    send(mine, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                }
                 if count <= 0 { break }
                 written += count
             }

@@ -27,7 +27,10 @@ struct PostgresEndToEndTests {
         }
 
         static func config(_ taskTypes: String, host: String) -> String {
-            #"{"version": 1, "worker": {"host": "\#(host)", "lease": "60s"}, "task_types": {\#(taskTypes)}}"#
+            #"""
+            {"version": 1, "worker": {"host": "\#(host)", "lease": "60s"},
+             "approvals": {"allowed_signers": "allowed_signers"}, "task_types": {\#(taskTypes)}}
+            """#
         }
 
         /// The environment every command gets: the URL (no password in it) and the password apart.
@@ -219,11 +222,48 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func anOperatorsSignedApprovalReleasesADangerousTaskOnAnyHostOnce() async throws {
+        try await withCluster(
+            taskTypes: #"""
+                "deploy": {"safety": "dangerous", "retry": {"max_attempts": 1},
+                           "verify": [{"file": {"path": "deployed.log", "non_empty": true}}],
+                           "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo \"$AUTONOMY_TASK_ID\" >> deployed.log"]}}}
+                """#, hosts: ["vps", "gpu"]
+        ) { cluster in
+            let enqueued = try await cluster.run(["enqueue", "deploy", "--payload", #"{"version":"1.2"}"#])
+            #expect(enqueued.stderr.contains("waits for an operator's approval"), "\(enqueued.stderr)")
+            _ = try await cluster.run(["work-once", "--drain"], host: "vps")
+            #expect(cluster.lines("deployed.log").isEmpty)
+            let listed = try JSONValue.parse(try await cluster.run(["approvals", "--json"]).stdout)
+            guard case .array(let items) = listed, case .int(let id)? = items.first?[path: "id"] else {
+                throw CLIFailureInTest("no pending approval on PostgreSQL: \(listed)")
+            }
+            #expect(items.count == 1)
+            let shown = try await cluster.run(["approvals", "show", "\(id)"])
+            #expect(shown.stdout.contains(#""version" : "1.2""#), "\(shown.stdout)")
+            let approved = try await cluster.run(["approve", "\(id)", "--note", "ship it"])
+            #expect(approved.status == 0, "\(approved.stderr)")
+            #expect(approved.stdout.contains("approved by elad"))
+            let again = try await cluster.run(["approve", "\(id)"])
+            #expect(again.status == 1 && again.stderr.contains("already decided"), "\(again.stderr)")
+            _ = try await cluster.run(["work-once", "--drain"], host: "gpu")
+            _ = try await cluster.run(["work-once", "--drain"], host: "vps")
+            #expect(cluster.lines("deployed.log") == ["1"])
+            let task = try await cluster.run(["tasks", "show", "1"])
+            #expect(task.stdout.contains("approval_decided") && task.stdout.contains(#""approved_by":"elad""#))
+            #expect(task.stdout.contains(#""host":"gpu""#), "\(task.stdout)")
+            let list = try await cluster.run(["tasks", "list", "--state", "done"])
+            #expect(list.status == 0 && list.stdout.contains("deploy"), "\(list.stdout)")
+            let verify = try await cluster.run(["ledger", "verify"])
+            #expect(verify.status == 0, "\(verify.stderr)")
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
         ) { cluster in
-            for arguments in [["tasks", "list"], ["approvals"], ["audit"], ["serve", "listen"], ["doctor"]] {
+            for arguments in [["audit"], ["serve", "listen"], ["doctor"]] {
                 let result = try await cluster.run(arguments)
                 #expect(result.status == 69, "\(arguments): \(result.stderr)")
                 #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")

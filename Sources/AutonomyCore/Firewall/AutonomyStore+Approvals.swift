@@ -181,11 +181,8 @@ extension AutonomyStore {
         }
         return try read("prepare a decision") { db in
             let (approval, task) = try decidable(approvalID: approvalID, decision, db: db, now: now)
-            let at = now - now % 1000
-            return DecisionStatement(
-                approvalID: approval.id, taskID: task.id, type: task.type, payloadSHA256: approval.payloadSHA256,
-                attempt: task.attempts + 1, decision: decision.verdict, at: at,
-                validUntil: at + settings.runWithin.milliseconds, note: decision.note, principal: principal)
+            return DecisionRules.statement(
+                approval, task: task, decision, principal: principal, settings: settings, now: now)
         }
     }
 
@@ -216,19 +213,9 @@ extension AutonomyStore {
             let approval = try ApprovalRecord.fetchOne(
                 db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?", arguments: [approvalID])
         else { throw ApprovalError.notFound(approvalID) }
-        switch approval.state {
-        case .pending where approval.expiresAt <= now, .expired: throw ApprovalError.expired(id: approvalID)
-        case .pending: break
-        case .approved, .rejected, .superseded:
-            throw ApprovalError.alreadyDecided(id: approvalID, state: approval.state, by: approval.decidedBy)
-        }
-        guard let task = try db.task(id: approval.taskID) else { throw ApprovalError.notFound(approvalID) }
-        guard task.state == .awaitingApproval else {
-            throw ApprovalError.taskNotWaiting(id: approvalID, taskID: task.id, state: task.state)
-        }
-        if case .reject(let reason) = decision, reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw ApprovalError.missingReason
-        }
+        let found = try db.task(id: approval.taskID)
+        try DecisionRules.checkDecidable(approval, task: found, decision, now: now)
+        guard let task = found else { throw ApprovalError.notFound(approvalID) }
         return (approval, task)
     }
 
@@ -236,42 +223,15 @@ extension AutonomyStore {
         _ statement: DecisionStatement, _ signed: SignedDecision, key: SSHPublicKey, verifier: DecisionVerifier,
         channel: DecisionChannel, db: Database, now: Int64
     ) throws -> ApprovalRecord {
-        let decision: Decision =
-            statement.decision == .approve
-            ? .approve(note: statement.note) : .reject(reason: statement.note ?? "")
-        let (found, task) = try decidable(approvalID: statement.approvalID, decision, db: db, now: now)
-        var approval = found
-        guard statement.taskID == task.id, statement.type == task.type,
-            statement.payloadSHA256 == approval.payloadSHA256, statement.payloadSHA256 == task.payloadSHA256
-        else {
-            throw TrustError.statementMismatch("it names another task, type or payload than request \(approval.id)")
-        }
-        guard statement.attempt == task.attempts + 1 else {
-            throw TrustError.statementMismatch(
-                "it allows attempt \(statement.attempt), but the next attempt is \(task.attempts + 1)")
-        }
-        // A statement is signed just before it is sent: an old one is not a decision taken now.
-        guard abs(now - statement.at) <= Interval.minutes(10).milliseconds else {
-            throw TrustError.statementMismatch(
-                "it was signed at \(Timestamp.format(statement.at)), more than 10 minutes from now; decide again")
-        }
-        guard statement.validUntil > now else {
-            throw TrustError.statementMismatch("its window ended at \(Timestamp.format(statement.validUntil))")
-        }
-        guard statement.validUntil - statement.at <= verifier.runWithin.milliseconds else {
-            throw TrustError.statementMismatch("its window is longer than approvals.run_within (\(verifier.runWithin))")
-        }
-        let state: ApprovalState
-        let decider = statement.principal
-        let transition: TaskTransition
-        var changes: [TaskChange] = []
-        switch decision {
-        case .approve:
-            (state, transition) = (.approved, .approve)
-        case .reject(let reason):
-            (state, transition) = (.rejected, .reject)
-            changes = [.lastError("rejected by \(decider): \(reason)")]
-        }
+        guard
+            let approval = try ApprovalRecord.fetchOne(
+                db, sql: "SELECT \(ApprovalRecord.columns) FROM approvals WHERE id = ?",
+                arguments: [statement.approvalID])
+        else { throw ApprovalError.notFound(statement.approvalID) }
+        let task = try db.task(id: approval.taskID)
+        let recording = try DecisionRules.recording(
+            statement, approval: approval, task: task, key: key, channel: channel, runWithin: verifier.runWithin,
+            now: now)
         try db.execute(
             sql: """
                 UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_note = ?, channel = ?,
@@ -279,28 +239,15 @@ extension AutonomyStore {
                 WHERE id = ? AND state = 'pending'
                 """,
             arguments: [
-                state.rawValue, now, decider, statement.note, channel.rawValue, signed.statement, signed.signature,
-                key.fingerprint, approval.id,
+                recording.state.rawValue, now, statement.principal, statement.note, channel.rawValue,
+                signed.statement, signed.signature, key.fingerprint, approval.id,
             ])
         // Every link of the request is spent with the decision (a link works only while its
         // request is pending); their hashes stay, so a link opened again shows what was decided.
         try db.transition(
-            task.id, transition, at: now, changing: changes,
-            detail: [
-                "approval_id": .int(approval.id), "decision": .string(state.rawValue), "by": .string(decider),
-                "signer_key": .string(key.fingerprint), "note": statement.note.map { .string($0) } ?? .null,
-                "channel": .string(channel.rawValue), "payload_sha256": .string(approval.payloadSHA256),
-                "attempt": .int(Int64(statement.attempt)),
-                "valid_until": .string(Timestamp.format(statement.validUntil)),
-            ])
-        approval.state = state
-        approval.decidedAt = now
-        approval.decidedBy = decider
-        approval.decisionNote = statement.note
-        approval.channel = channel.rawValue
-        approval.signed = signed
-        approval.signerKey = key.fingerprint
-        return approval
+            approval.taskID, recording.transition, at: now, changing: recording.changes, detail: recording.detail)
+        return DecisionRules.decided(
+            approval, recording, statement: statement, signed: signed, key: key, channel: channel, now: now)
     }
 
     // MARK: - One-click tokens

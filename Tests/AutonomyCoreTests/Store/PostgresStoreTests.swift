@@ -131,7 +131,7 @@ struct PostgresStoreTests {
             let events = try await producer.ledger(forTask: someTask.key)
             #expect(events.map(\.event) == ["enqueued", "claimed", "executed", "done"])
             for entry in events.dropFirst() {
-                #expect(entry.detail?.contains(#""host":"\#(someTask.value)""#) == true)
+                #expect(entry.detail?[path: "host"] == .string(someTask.value))
             }
             await producer.close()
         }
@@ -185,23 +185,115 @@ struct PostgresStoreTests {
         }
     }
 
-    @Test func aDangerousTaskWaitsAndAForgedReleaseDoesNotRunIt() async throws {
+    @Test func aDangerousTaskRunsOnlyWithAnOperatorsSignatureNeverWithAForgedRow() async throws {
         try await withDatabase { database in
+            let fixture = try Fixture(map: firewallMap)
+            let configuration = fixture.configuration
             let store = try await database.store()
             let created = try await store.enqueue(
-                EnqueueRequest(type: "send_email", payload: #"{"to":"a@example.com"}"#), configuration: configuration)
+                EnqueueRequest(type: "deploy", payload: #"{"version":"1.2"}"#), configuration: configuration)
             #expect(created.task.state == .awaitingApproval)
-            // Someone with the database's credentials sets it queued, as if approved.
+            let asked = try #require(try await store.pendingApprovals().pending.first).approval
+            #expect(asked.taskID == created.task.id && asked.payloadSHA256 == created.task.payloadSHA256)
+            func claim() async throws -> ClaimStep {
+                try await store.claimNext(
+                    configuration: configuration, now: 0, lease: .seconds(60), leaseToken: UUID().uuidString,
+                    ratings: [:], rateInline: false)
+            }
+            func sql(_ statements: String...) async throws {
+                try await database.connection { connection, logger in
+                    for text in statements {
+                        try await connection.query(PostgresQuery(unsafeSQL: text), logger: logger)
+                    }
+                }
+            }
+            // Someone with the database's credentials marks the request approved and the task queued.
+            try await sql(
+                "UPDATE approvals SET state = 'approved', decided_by = 'elad', channel = 'cli', decided_at = 0",
+                "UPDATE tasks SET state = 'queued'")
+            let forged = try await claim()
+            #expect(forged.claimed == nil)
+            #expect(forged.skipped.first?.reason.contains("carries no operator's signature") == true)
+            #expect(try await store.task(id: created.task.id)?.state == .awaitingApproval)
+            // The forged row is withdrawn, and a new request waits for a real decision.
+            let pending = try await store.pendingApprovals().pending
+            #expect(pending.count == 1 && pending[0].approval.id != asked.id)
+            let states = try await database.connection { connection, logger in
+                var states: [String] = []
+                for try await state in try await connection.query(
+                    "SELECT state FROM approvals ORDER BY id", logger: logger
+                ).decode(String.self) {
+                    states.append(state)
+                }
+                return states
+            }
+            #expect(states == ["superseded", "pending"])
+
+            // The operator signs; the claim checks the signature again and runs it, once.
+            let (statement, task) = try await store.decisionStatement(
+                approvalID: pending[0].approval.id, .approve(note: "go"), signerKey: fixture.operatorKey.publicKey,
+                verifier: fixture.verifier, settings: configuration.approvals)
+            #expect(task.id == created.task.id && statement.attempt == 1 && statement.principal == "elad")
+            let signed = SignedDecision(
+                statement: statement.text,
+                signature: try DecisionSigner.native(fixture.operatorKey).sign(statement.text))
+            let decided = try await store.decide(signed, verifier: fixture.verifier, channel: .cli)
+            #expect(decided.state == .approved && decided.decidedBy == "elad")
+            await #expect(throws: ApprovalError.self) {
+                _ = try await store.decide(signed, verifier: fixture.verifier, channel: .cli)
+            }
+            let released = try #require(try await claim().claimed)
+            #expect(released.task.id == created.task.id)
+            let claimRow = try #require(try await store.ledger(forTask: created.task.id).last)
+            #expect(claimRow.event == "claimed" && claimRow.detail?[path: "approved_by"] == "elad")
+
+            // Resetting the task and the approval's use does not replay it: the ledger has its claim.
+            try await sql(
+                "UPDATE approvals SET used_at = NULL",
+                "UPDATE tasks SET state = 'queued', attempts = 0, lease_token = NULL")
+            let replay = try await claim()
+            #expect(replay.claimed == nil)
+            #expect(replay.skipped.first?.reason.contains("already used it") == true)
+            #expect(try await store.verifyLedgerChain().firstBroken == nil)
+            await store.close()
+        }
+    }
+
+    @Test func aRejectionEndsTheTaskAndAnExpiredRequestCannotBeDecided() async throws {
+        try await withDatabase { database in
+            let fixture = try Fixture(map: firewallMap)
+            let store = try await database.store()
+            for version in ["1", "2"] {
+                _ = try await store.enqueue(
+                    EnqueueRequest(type: "deploy", payload: #"{"version":"\#(version)"}"#),
+                    configuration: fixture.configuration)
+            }
+            let pending = try await store.pendingApprovals().pending
+            #expect(pending.count == 2)
+            await #expect(throws: ApprovalError.missingReason) {
+                _ = try await store.decisionStatement(
+                    approvalID: pending[0].approval.id, .reject(reason: " "), signerKey: fixture.operatorKey.publicKey,
+                    verifier: fixture.verifier, settings: fixture.configuration.approvals)
+            }
+            let (statement, _) = try await store.decisionStatement(
+                approvalID: pending[0].approval.id, .reject(reason: "not today"),
+                signerKey: fixture.operatorKey.publicKey, verifier: fixture.verifier,
+                settings: fixture.configuration.approvals)
+            _ = try await store.decide(
+                SignedDecision(
+                    statement: statement.text,
+                    signature: try DecisionSigner.native(fixture.operatorKey).sign(statement.text)),
+                verifier: fixture.verifier, channel: .cli)
+            #expect(try await store.task(id: pending[0].task.id)?.state == .rejected)
+            // The second request's time runs out (on the database's clock): expired, with its task.
             try await database.connection { connection, logger in
                 try await connection.query(
-                    "UPDATE tasks SET state = 'queued' WHERE id = \(created.task.id)", logger: logger)
+                    "UPDATE approvals SET expires_at = 0 WHERE id = \(pending[1].approval.id)", logger: logger)
             }
-            let step = try await store.claimNext(
-                configuration: configuration, now: 0, lease: .seconds(60), leaseToken: "t", ratings: [:],
-                rateInline: false)
-            #expect(step.claimed == nil)
-            #expect(step.skipped.map(\.newState) == [.awaitingApproval])
-            #expect(try await store.task(id: created.task.id)?.state == .awaitingApproval)
+            let expired = try await store.housekeeping(now: 0)
+            #expect(expired.map(\.id) == [pending[1].approval.id])
+            #expect(try await store.task(id: pending[1].task.id)?.state == .expired)
+            #expect(try await store.pendingApprovals().pending.isEmpty)
             await store.close()
         }
     }

@@ -112,14 +112,23 @@ extension PostgresStore {
         }
     }
 
-    /// A task's ledger rows, oldest first, with the host each claim and outcome names.
-    public func ledger(forTask taskID: Int64) async throws -> [(event: String, detail: String?)] {
+    /// A task's ledger rows, oldest first; each claim and outcome names its host in its detail.
+    public func ledger(forTask taskID: Int64) async throws -> [LedgerEntry] {
         try await read("read the ledger") { transaction in
-            var entries: [(event: String, detail: String?)] = []
-            for try await (event, detail) in try await transaction.query(
-                "SELECT event, detail FROM ledger WHERE task_id = \(taskID) ORDER BY id"
-            ).decode((String, String?).self) {
-                entries.append((event, detail))
+            var entries: [LedgerEntry] = []
+            for try await (id, at, task, type, event, attempt, durationMs, costUSD, detail)
+                in try await transaction
+                .query(
+                    """
+                    SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail FROM ledger
+                    WHERE task_id = \(taskID) ORDER BY id
+                    """
+                ).decode((Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?).self)
+            {
+                entries.append(
+                    LedgerEntry(
+                        id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
+                        durationMs: durationMs, costUSD: costUSD, detail: try detail.map { try JSONValue.parse($0) }))
             }
             return entries
         }

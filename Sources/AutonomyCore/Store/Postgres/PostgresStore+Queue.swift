@@ -138,12 +138,14 @@ extension PostgresStore {
                 "state": .string(task.state.rawValue),
             ])
         if task.state == .awaitingApproval {
+            // Asked at once, so the operator is alerted at once.
+            let reason = "rated dangerous: " + task.rating.reasons.joined(separator: "; ")
             try await transaction.appendLedger(
                 .held, taskID: created.id, type: request.type,
-                detail: [
-                    "reason": .string("rated dangerous: " + task.rating.reasons.joined(separator: "; ")),
-                    "payload_sha256": .string(task.payloadSHA256),
-                ])
+                detail: ["reason": .string(reason), "payload_sha256": .string(task.payloadSHA256)])
+            try await transaction.requestApproval(
+                taskID: created.id, typeName: request.type, type: task.type, payloadSHA256: task.payloadSHA256,
+                reason: reason, notify: configuration.notify)
         }
         return .created(created)
     }
@@ -197,8 +199,10 @@ struct RefusingRunner: HandlerRunner {
 }
 
 extension PostgresStore: WorkerStore {
-    /// Approvals and model reservations are not kept on PostgreSQL yet: nothing to expire.
-    public func housekeeping(now: Int64) async throws -> [ApprovalRecord] { [] }
+    /// Expires the approval requests whose time ran out (on the database's clock).
+    public func housekeeping(now: Int64) async throws -> [ApprovalRecord] {
+        try await write("expire approvals") { transaction in try await transaction.expireApprovals() }
+    }
 
     /// Overrides are not kept on PostgreSQL yet.
     public func overrides(now: Int64) async throws -> [Override] { [] }
@@ -210,8 +214,8 @@ extension PostgresStore: WorkerStore {
     ///
     /// Types other hosts run are passed over (`Configuration.skippedTypes`). The firewall
     /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
-    /// needs a human's signed approval is held (approvals are not yet kept on PostgreSQL, so such
-    /// a task waits and never runs), and `llm` and heal's types are blocked. A payload whose type
+    /// needs a human's signed approval runs only with one (checked again here: the signature, the
+    /// payload's hash, the attempt and the window), else it is held and a request opened, and `llm` and heal's types are blocked. A payload whose type
     /// rates with patterns is rated outside the transaction, as on SQLite (`needsRating`): no
     /// pattern runs while every host's writes wait on the ledger's lock.
     public func claimNext(
@@ -274,18 +278,32 @@ extension PostgresStore: WorkerStore {
                 }
                 rating = made.rating
             }
-            // No approval can exist on PostgreSQL yet: whatever needs one is held.
-            let admission = Firewall.admit(
+            // The approval is looked up only for a task that needs one (the firewall is pure: asked
+            // again with what was found).
+            var admission = Firewall.admit(
                 candidate, type: type, rating: rating, verifier: verifier, now: now, approval: { _ in nil })
+            if case .hold = admission,
+                let evidence = try await transaction.approvalEvidence(taskID: id, payloadSHA256: payload.sha256Hex)
+            {
+                admission = Firewall.admit(
+                    candidate, type: type, rating: rating, verifier: verifier, now: now,
+                    approval: { $0 == evidence.approval.payloadSHA256 ? evidence : nil })
+            }
             switch admission {
-            case .run:
+            case .run(let approvalID, let signedBy):
                 let expires = now + lease.milliseconds
+                var detail: [String: JSONValue] = [
+                    "lease_expires_at": .string(Timestamp.format(expires)),
+                    "approval_id": approvalID.map { .int($0) } ?? .null, "host": .string(host),
+                ]
+                if let signedBy { detail["approved_by"] = .string(signedBy) }
                 let task = try await transaction.transition(
                     id, .claim, changing: [.lease(token: leaseToken, expiresAt: expires)], attempt: attempts + 1,
-                    detail: [
-                        "lease_expires_at": .string(Timestamp.format(expires)), "approval_id": .null,
-                        "host": .string(host),
-                    ], host: host)
+                    detail: .object(detail), host: host)
+                if let approvalID {
+                    try await transaction.query(
+                        "UPDATE approvals SET used_at = \(now) WHERE id = \(approvalID) AND used_at IS NULL")
+                }
                 return ClaimStep(claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
             case .block(let reason):
                 try await transaction.transition(
@@ -294,6 +312,12 @@ extension PostgresStore: WorkerStore {
             case .hold(let reason, let hash):
                 try await transaction.transition(
                     id, .hold, detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                // An approval that no longer releases the task is withdrawn, so nothing can use it later.
+                try await transaction.supersedeApprovals(
+                    taskID: id, typeName: typeName, states: [.approved], unusedOnly: true, reason: reason)
+                try await transaction.requestApproval(
+                    taskID: id, typeName: typeName, type: type, payloadSHA256: hash, reason: reason,
+                    notify: configuration.notify)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .awaitingApproval, reason: reason))
             }
         }
@@ -572,14 +596,14 @@ extension PostgresStore: WorkerStore {
 
 extension PostgresTransaction {
     /// Queues an alert for each configured channel, as on SQLite (delivered from the same table).
-    nonisolated(nonsending) func queueNotification(_ event: NotificationEvent, taskID: Int64?, notify: NotifySettings)
-        async throws
-    {
+    nonisolated(nonsending) func queueNotification(
+        _ event: NotificationEvent, taskID: Int64?, approvalID: Int64? = nil, notify: NotifySettings
+    ) async throws {
         for channel in notify.channels {
             try await query(
                 """
-                INSERT INTO notifications (event, channel, task_id, created_at, next_attempt_at)
-                VALUES (\(event.rawValue), \(channel.rawValue), \(taskID), \(now), \(now))
+                INSERT INTO notifications (event, channel, task_id, approval_id, created_at, next_attempt_at)
+                VALUES (\(event.rawValue), \(channel.rawValue), \(taskID), \(approvalID), \(now), \(now))
                 """)
         }
     }
@@ -711,6 +735,23 @@ extension PostgresStore {
                 if let state = TaskState(rawValue: state) { counts[state] = count }
             }
             return counts
+        }
+    }
+}
+
+extension PostgresStore {
+    /// The newest tasks first, filtered (`AutonomyStore.tasks(matching:)`).
+    public func tasks(matching filter: TaskFilter) async throws -> [TaskRecord] {
+        try await read("list tasks") { transaction in
+            try await transaction.rows(
+                """
+                SELECT \(unescaped: TaskRecord.columns) FROM tasks
+                WHERE (\(filter.state?.rawValue)::text IS NULL OR state = \(filter.state?.rawValue))
+                  AND (\(filter.type)::text IS NULL OR type = \(filter.type))
+                  AND (\(filter.source)::text IS NULL OR source = \(filter.source))
+                ORDER BY id DESC LIMIT \(filter.limit)
+                """
+            ).map(TaskRecord.init(postgres:))
         }
     }
 }

@@ -168,7 +168,8 @@ public actor PostgresStore {
                         connection: connection, logger: logger, now: try await Self.now(connection, logger: logger)))
             }
         } catch {
-            if let inner = (error as? PostgresTransactionError)?.closureError, inner is StoreError { throw inner }
+            // Our own refusals pass through as they are; the server's errors are told in its words.
+            if let inner = (error as? PostgresTransactionError)?.closureError, !(inner is PSQLError) { throw inner }
             throw StoreError.failed(path: url.description, operation: operation, reason: Self.reason(error))
         }
     }
