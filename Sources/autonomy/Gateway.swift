@@ -40,14 +40,29 @@ struct LLM: AsyncParsableCommand {
         guard !loaded.configuration.gateway.models.isEmpty else {
             throw CLIFailure("no model is configured: add gateway.models to the configuration", code: .configError)
         }
-        let store = try global.open(loaded)
+        // One budget for every host: on PostgreSQL, the database's.
+        let store: any BudgetStore
+        var postgres: PostgresStore?
+        switch try global.location(loaded) {
+        case .sqlite: store = try global.open(loaded)
+        case .postgres(let url):
+            let opened = try await global.openPostgres(url, loaded)
+            (postgres, store) = (opened, opened)
+        }
         let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: try currentClock())
-        let response: LLMResponse
+        let answer: Result<LLMResponse, GatewayError>
         do {
-            response = try await gateway.complete(
-                LLMRequest(prompt: text, system: system, tier: tier, maxTokens: maxTokens, taskID: task))
+            answer = .success(
+                try await gateway.complete(
+                    LLMRequest(prompt: text, system: system, tier: tier, maxTokens: maxTokens, taskID: task)))
         } catch {
-            throw CLIFailure(error.description, code: .unavailable)
+            answer = .failure(error)
+        }
+        await postgres?.close()
+        let response: LLMResponse
+        switch answer {
+        case .success(let answered): response = answered
+        case .failure(let error): throw CLIFailure(error.description, code: .unavailable)
         }
         if json {
             struct Output: Encodable {
@@ -87,11 +102,23 @@ struct Budget: AsyncParsableCommand {
     @Flag(help: "Print as JSON.") var json = false
 
     func run() async throws {
-        let (loaded, store) = try global.open(create: false)
+        let loaded = try global.loadConfiguration()
         let configuration = loaded.configuration
-        let status = try store.budget(
-            settings: configuration.gateway, timeZone: configuration.timezone,
-            now: try currentClock().now())
+        let status: BudgetStatus
+        switch try global.location(loaded) {
+        case .sqlite:
+            status = try global.open(loaded, create: false).budget(
+                settings: configuration.gateway, timeZone: configuration.timezone, now: try currentClock().now())
+        case .postgres(let url):
+            let store = try await global.openPostgres(url, loaded)
+            do {
+                status = try await store.budget(settings: configuration.gateway, timeZone: configuration.timezone)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+        }
         if json {
             struct Model: Encodable {
                 var model: String

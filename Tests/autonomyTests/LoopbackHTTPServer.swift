@@ -12,6 +12,8 @@ final class LoopbackHTTPServer: Sendable {
     }
 
     let port: UInt16
+    /// The address it listens on: loopback, or one that network namespaces reach.
+    let host: String
     private let listener: Int32
     private let state: Mutex<(statuses: [Int], requests: [Request], bodies: [String])>
     /// How long each answer waits (to play a slow receiver).
@@ -28,8 +30,9 @@ final class LoopbackHTTPServer: Sendable {
 
     init(
         statuses: [Int] = [], bodies: [String] = [], defaultBody: String = "", delay: Duration = .zero,
-        extraHeaders: String = "", stallBody: Duration = .zero
+        extraHeaders: String = "", stallBody: Duration = .zero, host: String = "127.0.0.1"
     ) throws {
+        self.host = host
         self.delay = delay
         self.extraHeaders = extraHeaders
         self.stallBody = stallBody
@@ -41,7 +44,7 @@ final class LoopbackHTTPServer: Sendable {
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -61,7 +64,7 @@ final class LoopbackHTTPServer: Sendable {
 
     deinit { close(listener) }
 
-    var url: String { "http://127.0.0.1:\(port)/hook" }
+    var url: String { "http://\(host):\(port)/hook" }
     var requests: [Request] { state.withLock { $0.requests } }
 
     func stop() { shutdown(listener, Int32(SHUT_RDWR)) }

@@ -17,18 +17,18 @@ struct PostgresEndToEndTests {
         let sandbox: Sandbox
         let database: PostgresTestDatabase
 
-        init(_ database: PostgresTestDatabase, taskTypes: String, hosts: [String]) throws {
+        init(_ database: PostgresTestDatabase, taskTypes: String, hosts: [String], extra: String = "") throws {
             self.database = database
-            sandbox = try Sandbox(config: Self.config(taskTypes, host: "producer"))
+            sandbox = try Sandbox(config: Self.config(taskTypes, host: "producer", extra: extra))
             for host in hosts {
-                try Self.config(taskTypes, host: host).write(
+                try Self.config(taskTypes, host: host, extra: extra).write(
                     toFile: sandbox.file("\(host).json"), atomically: true, encoding: .utf8)
             }
         }
 
-        static func config(_ taskTypes: String, host: String) -> String {
+        static func config(_ taskTypes: String, host: String, extra: String = "") -> String {
             #"""
-            {"version": 1, "worker": {"host": "\#(host)", "lease": "60s"},
+            {"version": 1, "worker": {"host": "\#(host)", "lease": "60s"},\#(extra)
              "approvals": {"allowed_signers": "allowed_signers"}, "task_types": {\#(taskTypes)}}
             """#
         }
@@ -67,11 +67,11 @@ struct PostgresEndToEndTests {
     }
 
     func withCluster(
-        taskTypes: String, hosts: [String], _ body: (Cluster) async throws -> Void
+        taskTypes: String, hosts: [String], extra: String = "", _ body: (Cluster) async throws -> Void
     ) async throws {
         let database = try await PostgresTestDatabase.make()
         do {
-            try await body(try Cluster(database, taskTypes: taskTypes, hosts: hosts))
+            try await body(try Cluster(database, taskTypes: taskTypes, hosts: hosts, extra: extra))
         } catch {
             await database.drop()
             throw error
@@ -256,6 +256,65 @@ struct PostgresEndToEndTests {
             #expect(list.status == 0 && list.stdout.contains("deploy"), "\(list.stdout)")
             let verify = try await cluster.run(["ledger", "verify"])
             #expect(verify.status == 0, "\(verify.stderr)")
+        }
+    }
+
+    @Test func fiftyModelCallersOnThreeHostsNeverPassTheCap() async throws {
+        let hosts = ["vps", "gpu", "spare"]
+        let network = NetworkHosts(count: hosts.count)
+        // Every answer reports the whole reservation as used ($1.00: 325 tokens in, 675 out), so a
+        // $10 cap has room for exactly ten calls, however they interleave (no soft cap: its free-only
+        // rule would turn some away before the reservation is even tried).
+        let server = try LoopbackHTTPServer(
+            defaultBody: completion("ok", input: 325, output: 675), delay: .milliseconds(200),
+            host: network?.address ?? "127.0.0.1")
+        defer { server.stop() }
+        let gateway = #"""
+             "gateway": {"daily_cap_usd": 10, "soft_cap_ratio": 1, "models": [
+               {"name": "mini", "base_url": "http://\#(server.host):\#(server.port)/v1", "model": "mini-id",
+                "tier": "cheap", "input_usd_per_million": 1000, "output_usd_per_million": 1000,
+                "max_tokens": 675, "timeout": "60s"}]},
+            """#
+        try await withCluster(taskTypes: "", hosts: hosts, extra: gateway) { cluster in
+            let results = try await withThrowingTaskGroup(of: CLIResult.self) { group in
+                for caller in 0..<50 {
+                    let index = caller % hosts.count
+                    let ask = ["llm", "--tier", "cheap", "hello"]
+                    group.addTask {
+                        guard let network else { return try await cluster.run(ask, host: hosts[index]) }
+                        return try await cluster.run(
+                            ask, host: hosts[index], namespace: network.namespaces[index], ip: network.ip,
+                            address: network.address)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let answered = results.filter { $0.status == 0 }
+            let refused = results.filter { $0.status == 69 }
+            #expect(answered.count == 10, "\(results.filter { $0.status != 0 && $0.status != 69 }.map(\.stderr))")
+            #expect(refused.count == 40)
+            #expect(refused.allSatisfy { $0.stderr.contains("daily cost cap") }, "\(refused.first?.stderr ?? "")")
+            #expect(server.requests.count == 10)
+            let (calls, spent, open) = try await cluster.database.connection { connection, logger in
+                var totals = (0, 0.0, 0)
+                for try await row in try await connection.query(
+                    """
+                    SELECT count(*) FILTER (WHERE state = 'settled')::bigint, coalesce(sum(cost_usd), 0),
+                           count(*) FILTER (WHERE state = 'reserved')::bigint
+                    FROM llm_calls
+                    """, logger: logger
+                ).decode((Int, Double, Int).self) {
+                    totals = row
+                }
+                return totals
+            }
+            #expect(calls == 10 && abs(spent - 10) < 1e-9 && open == 0)
+            let budget = try JSONValue.parse(try await cluster.run(["budget", "--json"]).stdout)
+            #expect(abs(number(budget[path: "spent_usd"]) - 10) < 1e-9)
+            if network == nil {
+                print(
+                    "note: the fifty callers ran as processes on loopback (network namespaces need root and iproute2)")
+            }
         }
     }
 

@@ -213,7 +213,10 @@ public struct Worker: Sendable {
 
     /// A worker on a PostgreSQL queue, one of several hosts.
     public init(postgres: PostgresStore, loaded: LoadedConfiguration, options: Options = Options()) {
-        self.init(store: postgres, sqliteStore: nil, loaded: loaded, options: options, llm: PostgresStore.noGateway)
+        self.init(
+            store: postgres, sqliteStore: nil, loaded: loaded, options: options,
+            llm: LLMRunner(
+                gateway: ModelGateway(store: postgres, configuration: loaded.configuration, clock: options.clock)))
     }
 
     private init(

@@ -74,16 +74,25 @@ extension AutonomyStore {
                 let type = try String.fetchOne(db, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [taskID])
                 try db.appendLedger(
                     .llmCall, at: now, taskID: taskID, type: type, durationMs: latencyMs, costUSD: cost,
-                    detailText: JSONValue.object([
-                        "call_id": .int(callID), "model": .string(model), "tier": .string(tier),
-                        "input_tokens": inputTokens.map { .int(Int64($0)) } ?? .null,
-                        "output_tokens": outputTokens.map { .int(Int64($0)) } ?? .null,
-                        "outcome": .string(outcome ?? "ok"),
-                        "charged": .string(
-                            !charged ? "nothing" : costUSD == nil ? "the reservation (no usage known)" : "usage"),
-                    ]).canonicalText)
+                    detailText: Self.settledCallDetail(
+                        callID: callID, model: model, tier: tier, inputTokens: inputTokens, outputTokens: outputTokens,
+                        outcome: outcome, charged: charged, costKnown: costUSD != nil
+                    ).canonicalText)
             }
         }
+    }
+
+    /// A settled call's ledger detail, the same on both engines.
+    static func settledCallDetail(
+        callID: Int64, model: String, tier: String, inputTokens: Int?, outputTokens: Int?, outcome: String?,
+        charged: Bool, costKnown: Bool
+    ) -> JSONValue {
+        [
+            "call_id": .int(callID), "model": .string(model), "tier": .string(tier),
+            "input_tokens": inputTokens.map { .int(Int64($0)) } ?? .null,
+            "output_tokens": outputTokens.map { .int(Int64($0)) } ?? .null, "outcome": .string(outcome ?? "ok"),
+            "charged": .string(!charged ? "nothing" : costKnown ? "usage" : "the reservation (no usage known)"),
+        ]
     }
 
     /// The tier of the last successful call made for a task (for escalation).

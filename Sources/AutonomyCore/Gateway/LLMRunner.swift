@@ -19,7 +19,7 @@ public struct LLMRunner: HandlerRunner {
         }
         // A retry after a failed verification climbs one tier from the model that answered before.
         let previous =
-            invocation.attempt > 1 ? (try? gateway.store.lastCallTier(taskID: invocation.task.id)) ?? nil : nil
+            invocation.attempt > 1 ? (try? await gateway.store.lastCallTier(taskID: invocation.task.id)) ?? nil : nil
         let request = LLMRequest(
             prompt: prompt, system: handler.system, tier: handler.tier, maxTokens: handler.maxTokens,
             taskID: invocation.task.id, escalateFrom: previous)

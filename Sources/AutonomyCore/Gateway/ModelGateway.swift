@@ -64,7 +64,7 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible {
 /// The one chokepoint for model calls: picks the model (free first), reserves the worst-case cost
 /// of a paid call against the daily cap, calls it, settles the real cost, records everything.
 public struct ModelGateway: Sendable {
-    public var store: AutonomyStore
+    public var store: any BudgetStore
     public var settings: GatewaySettings
     public var timeZone: TimeZone
     public var clock: any WallClock
@@ -72,7 +72,7 @@ public struct ModelGateway: Sendable {
     public var environment: [String: String]
 
     public init(
-        store: AutonomyStore, configuration: Configuration, clock: any WallClock = SystemClock(),
+        store: any BudgetStore, configuration: Configuration, clock: any WallClock = SystemClock(),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.store = store
@@ -108,7 +108,7 @@ public struct ModelGateway: Sendable {
 
     public func complete(_ request: LLMRequest) async throws(GatewayError) -> LLMResponse {
         let now = clock.now()
-        let spent = (try? store.budget(settings: settings, timeZone: timeZone, now: now))?.committedUSD ?? 0
+        let spent = (try? await store.committedUSD(settings: settings, timeZone: timeZone, now: now)) ?? 0
         let models = candidates(for: request, spentUSD: spent)
         guard !models.isEmpty else {
             if !candidates(for: request, spentUSD: -.infinity).isEmpty {  // only the soft cap took them away
@@ -133,9 +133,9 @@ public struct ModelGateway: Sendable {
             let worstCase = model.cost(input: inputBound, output: maxTokens)
             let callID: Int64?
             do {
-                callID = try store.reserve(
-                    model: model, amountUSD: worstCase, taskID: request.taskID, capUSD: settings.dailyCapUSD,
-                    window: settings.window.bounds(clock.now(), timeZone), now: clock.now(),
+                callID = try await store.reserve(
+                    model: model, amountUSD: worstCase, taskID: request.taskID, settings: settings, timeZone: timeZone,
+                    now: clock.now(),
                     timeout: Interval(
                         milliseconds: model.timeout.milliseconds + settings.reservationTimeout.milliseconds))
             } catch {
@@ -159,7 +159,7 @@ public struct ModelGateway: Sendable {
             case .success(let completion):
                 let cost = completion.usage.map { model.cost(input: $0.input, output: $0.output) }
                 let overrun = (cost ?? 0) > worstCase + 1e-12
-                try settleOrFail(
+                try await settleOrFail(
                     callID: callID, costUSD: cost, inputTokens: completion.usage?.input,
                     outputTokens: completion.usage?.output, latencyMs: latency,
                     outcome: overrun ? "ok, but its usage passed the reservation (overrun)" : nil, charged: true)
@@ -174,7 +174,7 @@ public struct ModelGateway: Sendable {
             case .failure(let failure):
                 // A provider bills what it may have run: anything but a refusal before the work (no
                 // connection, 429, 5xx) is charged its reservation.
-                try settleOrFail(
+                try await settleOrFail(
                     callID: callID, costUSD: failure.billed ? nil : 0, inputTokens: nil, outputTokens: nil,
                     latencyMs: latency, outcome: failure.reason, charged: failure.billed)
                 passedOver.append("\(model.name): \(failure.reason)")
@@ -189,17 +189,17 @@ public struct ModelGateway: Sendable {
     private func settleOrFail(
         callID: Int64, costUSD: Double?, inputTokens: Int?, outputTokens: Int?, latencyMs: Int64, outcome: String?,
         charged: Bool
-    ) throws(GatewayError) {
+    ) async throws(GatewayError) {
         var lastError = ""
         for attempt in 0..<5 {
             do {
-                try store.settle(
+                try await store.settle(
                     callID: callID, costUSD: costUSD, inputTokens: inputTokens, outputTokens: outputTokens,
                     latencyMs: latencyMs, outcome: outcome, charged: charged, now: clock.now())
                 return
             } catch {
                 lastError = "\(error)"
-                usleep(useconds_t(50_000 * (attempt + 1)))
+                try? await Task.sleep(for: .milliseconds(50 * (attempt + 1)))
             }
         }
         throw .allFailed(["the call could not be recorded: \(lastError)"])

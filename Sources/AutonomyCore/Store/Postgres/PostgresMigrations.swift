@@ -181,6 +181,15 @@ enum PostgresMigrations {
                 "CREATE INDEX llm_calls_task ON llm_calls (task_id, id)",
             ]
         ),
+        (
+            // The budget's one row: every reservation locks it, so hosts reserving at once are
+            // checked one after another against the same spend.
+            "2026-11-26-budget-row",
+            [
+                "CREATE TABLE budget (id INTEGER PRIMARY KEY CHECK (id = 1))",
+                "INSERT INTO budget (id) VALUES (1)",
+            ]
+        ),
     ]
 }
 

@@ -183,25 +183,17 @@ extension PostgresStore {
         try await check(producer.rule.maxPerHour, isDangerous: false)
         if dangerous { try await check(producer.rule.maxDangerousPerHour, isDangerous: true) }
     }
-
-    /// Runs the `llm` handlers on PostgreSQL: none yet (the model gateway's budget is kept in
-    /// SQLite). The claim blocks such types first; this answers if one ever got through.
-    static let noGateway: any HandlerRunner = RefusingRunner(
-        reason: "the model gateway does not run on a PostgreSQL database yet")
-}
-
-/// A runner that runs nothing, and says why.
-struct RefusingRunner: HandlerRunner {
-    var reason: String
-    func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
-        HandlerOutcome(status: .couldNotStart(reason))
-    }
 }
 
 extension PostgresStore: WorkerStore {
     /// Expires the approval requests whose time ran out (on the database's clock).
+    /// Expires the approval requests whose time ran out and charges the model reservations nobody
+    /// settled (on the database's clock).
     public func housekeeping(now: Int64) async throws -> [ApprovalRecord] {
-        try await write("expire approvals") { transaction in try await transaction.expireApprovals() }
+        try await write("housekeeping") { transaction in
+            try await transaction.chargeAbandonedReservations()
+            return try await transaction.expireApprovals()
+        }
     }
 
     /// Overrides are not kept on PostgreSQL yet.
@@ -215,7 +207,7 @@ extension PostgresStore: WorkerStore {
     /// Types other hosts run are passed over (`Configuration.skippedTypes`). The firewall
     /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
     /// needs a human's signed approval runs only with one (checked again here: the signature, the
-    /// payload's hash, the attempt and the window), else it is held and a request opened, and `llm` and heal's types are blocked. A payload whose type
+    /// payload's hash, the attempt and the window), else it is held and a request opened, and heal's types are blocked. A payload whose type
     /// rates with patterns is rated outside the transaction, as on SQLite (`needsRating`): no
     /// pattern runs while every host's writes wait on the ledger's lock.
     public func claimNext(
@@ -257,8 +249,7 @@ extension PostgresStore: WorkerStore {
             switch declared?.handler {
             case nil: refusal = "task type \"\(typeName)\" is not declared in the configuration"
             case .remediation?: refusal = "heal's fix proposals do not run on a PostgreSQL database yet"
-            case .llm?: refusal = "the model gateway does not run on a PostgreSQL database yet"
-            case .exec?: break
+            case .llm?, .exec?: break
             }
             guard let type = declared, refusal == nil else {
                 let reason = refusal ?? ""
