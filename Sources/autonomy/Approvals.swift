@@ -255,15 +255,31 @@ struct Notify: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            let (loaded, store) = try global.open()
+            let loaded = try global.loadConfiguration()
             let configuration = loaded.configuration
             guard !configuration.notify.channels.isEmpty else {
                 throw CLIFailure(
                     "no alert channel is configured: add notify.command or notify.webhook", code: .configError)
             }
             let clock = try currentClock()
-            try store.queueTestNotification(notify: configuration.notify, now: clock.now())
-            let reports = try await AlertDelivery(store: store, configuration: configuration, clock: clock).deliverDue()
+            let reports: [AlertDelivery.Report]
+            switch try global.location(loaded) {
+            case .sqlite:
+                let store = try global.open(loaded)
+                try store.queueTestNotification(notify: configuration.notify, now: clock.now())
+                reports = try await AlertDelivery(store: store, configuration: configuration, clock: clock).deliverDue()
+            case .postgres(let url):
+                let store = try await global.openPostgres(url, loaded)
+                do {
+                    try await store.queueTestNotification(notify: configuration.notify)
+                    reports = try await AlertDelivery(store: store, configuration: configuration, clock: clock)
+                        .deliverDue()
+                } catch {
+                    await store.close()
+                    throw error
+                }
+                await store.close()
+            }
             var failed = 0
             for report in reports where report.event == .test {
                 if let error = report.error {

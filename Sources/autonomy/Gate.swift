@@ -73,9 +73,19 @@ func answer(
             if requireTrustedConfig { try loaded.requireTrusted() }
             if case .postgres(let url) = try global.location(loaded) {
                 let store = try await global.openPostgres(url, loaded)
-                let answer = await PostgresQueueService(loaded: loaded, store: store).answer(request)
-                await store.close()
-                return (answer, nil)
+                let (answer, followUp) = await PostgresQueueService(loaded: loaded, store: store).answer(request)
+                guard let followUp else {
+                    await store.close()
+                    return (answer, nil)
+                }
+                return (
+                    answer,
+                    {
+                        let warnings = await followUp()
+                        await store.close()
+                        return warnings
+                    }
+                )
             }
             let store = try global.open(loaded, create: create)
             let service = QueueService(loaded: loaded, store: store, caller: .local, clock: try currentClock())

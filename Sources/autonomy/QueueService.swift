@@ -483,11 +483,18 @@ struct PostgresQueueService {
     var loaded: LoadedConfiguration
     var store: PostgresStore
 
-    func answer(_ request: GateRequest) async -> GateAnswer {
+    /// Answers one request; after an enqueue, with the follow-up that sends the new tasks' alerts.
+    func answer(_ request: GateRequest) async -> (GateAnswer, QueueService.FollowUp?) {
         var printout = Printout()
+        var followUp: QueueService.FollowUp?
         do {
             switch request.verb {
-            case .enqueue: try await enqueue(request, &printout)
+            case .enqueue:
+                let created = try await enqueue(request, &printout)
+                if !loaded.configuration.notify.channels.isEmpty, !created.isEmpty {
+                    let delivery = AlertDelivery(store: store, configuration: loaded.configuration)
+                    followUp = { await delivery.deliverNow(tasks: Set(created)) }
+                }
             case .status:
                 let (status, now) = try await store.status()
                 try QueueService.render(
@@ -514,8 +521,10 @@ struct PostgresQueueService {
                     settings: loaded.configuration.approvals)
                 let prepared = QueueService.prepared(statement, task: task, key: key, loaded: loaded)
                 printout.stderr = prepared.review
-                return GateAnswer(
-                    exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: prepared.statement)
+                return (
+                    GateAnswer(
+                        exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: prepared.statement), nil
+                )
             case .decide:
                 let approval = try await store.decide(
                     try QueueService.signed(request),
@@ -526,16 +535,19 @@ struct PostgresQueueService {
         } catch {
             let (code, message) = failure(error)
             printout.note("error: \(message)")
-            return GateAnswer(exit: code.rawValue, stdout: printout.stdout, stderr: printout.stderr)
+            return (GateAnswer(exit: code.rawValue, stdout: printout.stdout, stderr: printout.stderr), nil)
         }
-        return GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr)
+        return (GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr), followUp)
     }
 
-    private func enqueue(_ call: GateRequest, _ printout: inout Printout) async throws {
+    /// Enqueues, prints the ids, and returns those of the tasks it created.
+    private func enqueue(_ call: GateRequest, _ printout: inout Printout) async throws -> [Int64] {
         let configuration = loaded.configuration
         guard let batch = call.batch else {
             let outcome = try await store.enqueue(try call.enqueueRequest(), configuration: configuration)
-            return try QueueService.report(outcome, call, &printout)
+            try QueueService.report(outcome, call, &printout)
+            if case .created(let task) = outcome { return [task.id] }
+            return []
         }
         let outcomes = try await store.enqueueBatch(
             try EnqueueRequest.parseBatch(batch), configuration: configuration)
@@ -550,5 +562,6 @@ struct PostgresQueueService {
                 "note: \(existing) of \(outcomes.count) tasks already existed under their keys; \(outcomes.count - existing) enqueued"
             )
         }
+        return outcomes.compactMap { if case .created(let task) = $0 { return task.id } else { return nil } }
     }
 }

@@ -70,15 +70,12 @@ struct WorkOnce: AsyncParsableCommand {
             report = try await worker.work(drain: limits)
             anchorLedgerHead(try store.ledgerHead(), before: before)
         case .postgres(let url):
-            if !loaded.configuration.notify.channels.isEmpty {
-                printError(
-                    "warning: on PostgreSQL, alerts are queued in the notifications table but not sent yet")
-            }
             // The URL holds no password: a nested autonomy call needs its own.
             var environment = ["AUTONOMY_DATABASE": url.description]
             if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
             options.handlerEnvironment = environment
             let store = try await global.openPostgres(url, loaded)
+            options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
             do {
                 let before = try await store.ledgerHead()
                 report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)

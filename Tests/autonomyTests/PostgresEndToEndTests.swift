@@ -318,6 +318,52 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func alertsAreSentFromPostgresOnceEachWithALinkTheOperatorCanUse() async throws {
+        let notify = #"""
+             "notify": {"command": ["/bin/sh", "-c", "echo \"$AUTONOMY_NOTIFY_EVENT $AUTONOMY_NOTIFY_TEXT\" >> alerts.log"]},
+            """#
+        try await withCluster(
+            taskTypes: #"""
+                "deploy": {"safety": "dangerous", "handler": {"exec": {"argv": ["/bin/true"]}},
+                           "verify": [{"command": {"argv": ["/bin/true"]}}]},
+                "doomed": {"safety": "safe", "retry": {"max_attempts": 1}, "handler": {"exec": {"argv": ["/bin/false"]}}}
+                """#, hosts: ["vps", "gpu"], extra: notify
+        ) { cluster in
+            // The operator hears of the request as it is enqueued, with the command to decide.
+            let enqueued = try await cluster.run(["enqueue", "deploy", "--payload", #"{"version":"2"}"#])
+            #expect(enqueued.status == 0, "\(enqueued.stderr)")
+            #expect(cluster.lines("alerts.log").count == 1)
+            #expect(
+                cluster.lines("alerts.log").first?.hasPrefix("approval_needed approval needed: task 1 deploy") == true)
+            #expect(cluster.lines("alerts.log").first?.contains("autonomy approve 1 --sha256") == true)
+            // A task that dies on one host is reported once, by that host; the other finds nothing due.
+            _ = try await cluster.run(["enqueue", "doomed"])
+            let vps = try await cluster.run(["work-once", "--drain"], host: "vps")
+            #expect(vps.status == 0, "\(vps.stderr)")
+            let gpu = try await cluster.run(["work-once", "--drain"], host: "gpu")
+            #expect(gpu.status == 0, "\(gpu.stderr)")
+            #expect(
+                cluster.lines("alerts.log").map { $0.prefix(21) } == ["approval_needed appro", "task_dead task dead: "])
+            let test = try await cluster.run(["notify", "test"])
+            #expect(test.status == 0 && test.stdout.contains("command: delivered"), "\(test.stdout)\(test.stderr)")
+            #expect(cluster.lines("alerts.log").count == 3)
+            let (delivered, tokens) = try await cluster.database.connection { connection, logger in
+                var counts = (0, 0)
+                for try await row in try await connection.query(
+                    """
+                    SELECT (SELECT count(*) FROM ledger WHERE event = 'notified')::bigint,
+                           (SELECT count(*) FROM approval_tokens)::bigint
+                    """, logger: logger
+                ).decode((Int, Int).self) {
+                    counts = row
+                }
+                return counts
+            }
+            #expect(delivered == 3 && tokens == 1)
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []

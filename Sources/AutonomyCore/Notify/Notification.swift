@@ -83,7 +83,7 @@ extension Database {
 }
 
 /// How long a worker holds a notification it is delivering before another may try it.
-private let deliveryLease: Int64 = 5 * 60 * 1000
+let deliveryLease: Int64 = 5 * 60 * 1000
 
 extension AutonomyStore {
     /// Takes the oldest due notification for delivery, holding it for a while so two processes do
@@ -243,28 +243,23 @@ extension AutonomyStore {
         let error = error.map(redactingTokens)
         try write("record a delivery") { db in
             let attempts = notification.attempts + 1
-            let detail: JSONValue = [
-                "event": .string(notification.event.rawValue), "channel": .string(notification.channel.rawValue),
-                "attempt": .int(Int64(attempts)), "approval_id": notification.approvalID.map { .int($0) } ?? .null,
-                "error": error.map { .string($0) } ?? .null,
-            ]
+            let (event, detail) = notification.delivery(error: error)
             let type = try notification.taskID.flatMap {
                 try String.fetchOne(db, sql: "SELECT type FROM tasks WHERE id = ?", arguments: [$0])
             }
             if let error {
-                let backoff = min(notify.retryBackoff.milliseconds << min(attempts - 1, 20), 3_600_000)
                 try db.execute(
                     sql: """
                         UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?
-                        """, arguments: [attempts, now + backoff, error, notification.id])
-                try db.appendLedger(.notifyFailed, at: now, taskID: notification.taskID, type: type, detail: detail)
+                        """,
+                    arguments: [attempts, notification.nextAttempt(after: now, notify: notify), error, notification.id])
             } else {
                 try db.execute(
                     sql: """
                         UPDATE notifications SET attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?
                         """, arguments: [attempts, now, notification.id])
-                try db.appendLedger(.notified, at: now, taskID: notification.taskID, type: type, detail: detail)
             }
+            try db.appendLedger(event, at: now, taskID: notification.taskID, type: type, detail: detail)
         }
     }
 

@@ -122,13 +122,13 @@ public struct ChannelNotifier: Notifier {
 /// Delivers what the outbox holds: used by `work-once`, by `enqueue` (so an operator hears at
 /// once) and by `notify test`.
 public struct AlertDelivery: Sendable {
-    public var store: AutonomyStore
+    public var store: any NotificationStore
     public var configuration: Configuration
     public var notifier: any Notifier
     public var clock: any WallClock
 
     public init(
-        store: AutonomyStore, configuration: Configuration, notifier: (any Notifier)? = nil,
+        store: any NotificationStore, configuration: Configuration, notifier: (any Notifier)? = nil,
         clock: any WallClock = SystemClock()
     ) {
         self.store = store
@@ -167,14 +167,15 @@ public struct AlertDelivery: Sendable {
         let deadline = ContinuousClock.now + budget
         var reports: [Report] = []
         while ContinuousClock.now < deadline,
-            let pending = try store.takeDueNotification(
+            let pending = try await store.takeDueNotification(
                 now: clock.now(), channels: channels, tasks: tasks, groupAfter: configuration.notify.groupAfter)
         {
-            guard let message = try store.message(for: pending, configuration: configuration, now: clock.now()) else {
+            guard let message = try await store.message(for: pending, configuration: configuration, now: clock.now())
+            else {
                 continue
             }
             let error = await notifier.send(message, via: pending.channel)
-            try store.recordDelivery(pending, error: error, notify: configuration.notify, now: clock.now())
+            try await store.recordDelivery(pending, error: error, notify: configuration.notify, now: clock.now())
             reports.append(Report(event: pending.event, channel: pending.channel, error: error.map(redactingTokens)))
         }
         return reports
