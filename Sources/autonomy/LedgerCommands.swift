@@ -227,16 +227,37 @@ struct MapShow: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (file, store) = try global.open(create: false)
+        let file = try global.loadConfiguration()
         let now = try currentClock().now()
         let start = try windowStart(since, now: now) ?? now
-        let loaded = try store.applyingOverrides(to: file, now: now)
-        let report = try store.systemMap(configuration: loaded.configuration, since: start)
-        let heal = HealSummary(
-            breakers: try store.openBreakers(now: now),
-            lastDay: try store.healActivity(since: now - Interval.days(1).milliseconds))
-        let healLine = HealSummary.line(
-            breakers: heal.breakers, lastDay: heal.lastDay, enabled: loaded.configuration.heal.enabled)
+        let loaded: LoadedConfiguration
+        let report: SystemMapReport
+        let heal: HealSummary
+        let healLine: String
+        switch try global.location(file) {
+        case .sqlite:
+            let store = try global.open(file, create: false)
+            loaded = try store.applyingOverrides(to: file, now: now)
+            report = try store.systemMap(configuration: loaded.configuration, since: start)
+            heal = HealSummary(
+                breakers: try store.openBreakers(now: now),
+                lastDay: try store.healActivity(since: now - Interval.days(1).milliseconds))
+            healLine = HealSummary.line(
+                breakers: heal.breakers, lastDay: heal.lastDay, enabled: loaded.configuration.heal.enabled)
+        case .postgres(let url):
+            // Overrides and heal are kept in SQLite only: on PostgreSQL the map is the file's.
+            loaded = file
+            let store = try await global.openPostgres(url, loaded)
+            do {
+                report = try await store.systemMap(configuration: loaded.configuration, since: start)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
+            heal = HealSummary(breakers: [], lastDay: [:])
+            healLine = "does not run on a PostgreSQL database yet"
+        }
         if markdown {
             return print(
                 MapDocument.markdown(report, loaded: loaded, since: since)
@@ -283,6 +304,16 @@ struct MapShow: AsyncParsableCommand {
                             + type.overrides.map { "OVERRIDE: \($0)" }).filter { !$0.isEmpty }.joined(separator: "; "),
                     ]
                 }))
+        let hosts = Set(report.types.flatMap(\.hosts.keys)).sorted()
+        if !hosts.isEmpty {
+            print("\nattempts per host (PostgreSQL):")
+            print(
+                table(
+                    ["TYPE"] + hosts.map(Visible.text),
+                    report.types.filter { !$0.hosts.isEmpty }.map { type in
+                        [type.name] + hosts.map { String(type.hosts[$0, default: 0]) }
+                    }))
+        }
         if !report.components.isEmpty {
             print("")
             print(

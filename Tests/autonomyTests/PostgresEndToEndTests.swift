@@ -361,6 +361,13 @@ struct PostgresEndToEndTests {
             }
             #expect(delivered == 3 && tokens == 1)
             #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+            // The map says which host ran what.
+            let map = try JSONValue.parse(try await cluster.run(["map", "--json"]).stdout)
+            guard case .array(let types) = map[path: "types"] else { throw CLIFailureInTest("no types: \(map)") }
+            let doomed = types.first { $0[path: "name"] == "doomed" }
+            #expect(doomed?[path: "hosts.vps"] == .int(1) && doomed?[path: "dead"] == .int(1), "\(map)")
+            let shown = try await cluster.run(["map"])
+            #expect(shown.stdout.contains("attempts per host (PostgreSQL):"), "\(shown.stdout)\(shown.stderr)")
         }
     }
 

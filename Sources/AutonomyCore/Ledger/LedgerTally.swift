@@ -20,6 +20,8 @@ struct TypeTally {
     var lastInconclusiveTask: Int64?
     /// Per verifier kind: its checks, how many passed, and the last task it checked.
     var verifiers: [String: (checks: Int, passes: Int, lastTask: Int64?)] = [:]
+    /// Attempts run per host (PostgreSQL, where each `executed` row names its host).
+    var hosts: [String: Int] = [:]
 }
 
 /// A failed attempt's row (`dead` or `retry_scheduled`), whose error text is in `ledger_notes`.
@@ -44,7 +46,7 @@ struct LedgerTally {
     var notifyFailed: [String: Int] = [:]
 
     /// One ledger row as the tally reads it.
-    private struct Seen {
+    struct Seen {
         var id: Int64
         var at: Int64
         var type: String?
@@ -56,6 +58,8 @@ struct LedgerTally {
         var outcome: String?
         /// A check's verifier, or a failed alert's channel.
         var label: String?
+        /// The host an `executed` row names (PostgreSQL only).
+        var host: String? = nil
     }
 
     /// Reads the rows with `bounds[0] <= at < bounds.last`, split at each inner bound. Columns are
@@ -64,7 +68,6 @@ struct LedgerTally {
     static func read(_ bounds: [Int64], db: Database, margin: Interval = .days(1)) throws -> LedgerTally {
         precondition(bounds.count >= 2, "a tally needs at least one window")
         var tally = LedgerTally(windows: Array(repeating: [:], count: bounds.count - 1))
-        let last = bounds.count - 2
         let statement = try db.cachedStatement(
             sql: """
                 SELECT id, at, type, event, task_id, duration_ms, cost_usd,
@@ -92,28 +95,34 @@ struct LedgerTally {
                 task: integer(4), duration: integer(5),
                 cost: sqlite3_column_type(raw, 6) == SQLITE_NULL ? nil : sqlite3_column_double(raw, 6),
                 outcome: text(7), label: text(8))
-            var window = 0
-            while window < last, row.at >= bounds[window + 1] { window += 1 }
-            // An alert's failure, whether or not it was about a task of some type.
-            if window == last, row.event == LedgerEvent.notifyFailed.rawValue {
-                tally.notifyFailed[row.label ?? "?", default: 0] += 1
-            }
-            guard let type = row.type else { continue }
-            // In place: a copy of a type's tally would copy its durations on every row.
-            Self.count(row, into: &tally.windows[window][type, default: TypeTally()])
-            switch row.event {
-            case LedgerEvent.dead.rawValue, LedgerEvent.retryScheduled.rawValue:
-                tally.failures.append(
-                    FailureRow(
-                        ledgerID: row.id, at: row.at, type: type, taskID: row.task,
-                        dead: row.event == LedgerEvent.dead.rawValue))
-            case LedgerEvent.deferred.rawValue where window == last:
-                tally.deferred += 1
-            default:
-                break
-            }
+            tally.add(row, bounds: bounds)
         }
         return tally
+    }
+
+    /// Counts one row of `bounds[0] <= at < bounds.last` (in ledger order) into its window.
+    mutating func add(_ row: Seen, bounds: [Int64]) {
+        let last = bounds.count - 2
+        var window = 0
+        while window < last, row.at >= bounds[window + 1] { window += 1 }
+        // An alert's failure, whether or not it was about a task of some type.
+        if window == last, row.event == LedgerEvent.notifyFailed.rawValue {
+            notifyFailed[row.label ?? "?", default: 0] += 1
+        }
+        guard let type = row.type else { return }
+        // In place: a copy of a type's tally would copy its durations on every row.
+        Self.count(row, into: &windows[window][type, default: TypeTally()])
+        switch row.event {
+        case LedgerEvent.dead.rawValue, LedgerEvent.retryScheduled.rawValue:
+            failures.append(
+                FailureRow(
+                    ledgerID: row.id, at: row.at, type: type, taskID: row.task,
+                    dead: row.event == LedgerEvent.dead.rawValue))
+        case LedgerEvent.deferred.rawValue where window == last:
+            deferred += 1
+        default:
+            break
+        }
     }
 
     private static func count(_ row: Seen, into figures: inout TypeTally) {
@@ -122,6 +131,7 @@ struct LedgerTally {
         case LedgerEvent.executed.rawValue:
             figures.runs += 1
             if let duration = row.duration { figures.durations.append(duration) }
+            if let host = row.host { figures.hosts[host, default: 0] += 1 }
         case LedgerEvent.done.rawValue:
             figures.done += 1
         case LedgerEvent.dead.rawValue:
@@ -164,7 +174,8 @@ extension TypeStats {
             runs: tally.runs, done: tally.done, dead: tally.dead,
             successRate: finished > 0 ? Double(tally.done) / Double(finished) : nil,
             medianMs: percentile(0.5), p95Ms: percentile(0.95), costUSD: tally.costUSD, lastSuccess: lastSuccess,
-            everSucceeded: lastSuccess != nil, verificationFailures: tally.failedChecks, checks: tally.checks)
+            everSucceeded: lastSuccess != nil, verificationFailures: tally.failedChecks, checks: tally.checks,
+            hosts: tally.hosts)
         lastSuccessInWindow = (lastSuccess ?? Int64.min) >= since
     }
 }

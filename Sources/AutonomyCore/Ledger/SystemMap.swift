@@ -24,6 +24,8 @@ public struct TypeStats: Sendable, Encodable {
     public var checks = 0
     /// The overrides in effect on the type (`pause`, `timeout 20m`…), when the map was given them.
     public var overrides: [String] = []
+    /// Attempts run in the window per host (PostgreSQL; empty on SQLite, where there is one).
+    public var hosts: [String: Int] = [:]
 
     /// Declared, but never done in the window (or ever): shelfware.
     public var shelfware: Bool { lastSuccessInWindow == false }
@@ -41,11 +43,12 @@ public struct TypeStats: Sendable, Encodable {
         case everSucceeded = "ever_succeeded"
         case shelfware
         case verificationFailures = "verification_failures"
-        case overrides
+        case overrides, hosts
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
+        if !hosts.isEmpty { try container.encode(hosts, forKey: .hosts) }
         try container.encode(name, forKey: .name)
         try container.encode(owner, forKey: .owner)
         try container.encode(safety, forKey: .safety)
@@ -115,27 +118,38 @@ extension AutonomyStore {
     /// success since `since`, and the shelfware signal; plus the types the map no longer declares.
     public func systemMap(configuration: Configuration, since: Int64) throws -> SystemMapReport {
         try read("build the system map") { db in
-            let tally = try LedgerTally.read([since, .max], db: db)
-            var types: [TypeStats] = []
-            for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
-                var stats = TypeStats(
-                    type, tally.windows[0][type.name], lastSuccess: try db.lastSuccess(of: type.name), since: since)
-                stats.overrides = configuration.overrides.filter { $0.type == type.name }.map(\.effect)
-                types.append(stats)
-            }
-            let byName = Dictionary(uniqueKeysWithValues: types.map { ($0.name, $0) })
-            let components = configuration.components.map { component -> ComponentStats in
-                let members = component.taskTypes.compactMap { byName[$0] }
-                return ComponentStats(
-                    component: component, runs: members.map(\.runs).reduce(0, +),
-                    done: members.map(\.done).reduce(0, +),
-                    dead: members.map(\.dead).reduce(0, +), costUSD: members.map(\.costUSD).reduce(0, +),
-                    lastSuccess: members.compactMap(\.lastSuccess).max(),
-                    shelfware: !members.contains { !$0.shelfware })
-            }
-            let seen = try db.typesInLedger()
-            let undeclared = seen.filter { configuration.taskType(named: $0) == nil }
-            return SystemMapReport(since: since, types: types, components: components, undeclared: undeclared)
+            try SystemMapReport(
+                configuration: configuration, since: since, tally: try LedgerTally.read([since, .max], db: db),
+                lastSuccess: { try db.lastSuccess(of: $0) }, seen: try db.typesInLedger())
         }
+    }
+}
+
+extension SystemMapReport {
+    /// The map from one tally of its window, whichever store it came from: `lastSuccess` gives a
+    /// type's last success ever, `seen` every type the ledger names.
+    init(
+        configuration: Configuration, since: Int64, tally: LedgerTally, lastSuccess: (String) throws -> Int64?,
+        seen: [String]
+    ) rethrows {
+        var types: [TypeStats] = []
+        for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
+            var stats = TypeStats(
+                type, tally.windows[0][type.name], lastSuccess: try lastSuccess(type.name), since: since)
+            stats.overrides = configuration.overrides.filter { $0.type == type.name }.map(\.effect)
+            types.append(stats)
+        }
+        let byName = Dictionary(uniqueKeysWithValues: types.map { ($0.name, $0) })
+        let components = configuration.components.map { component -> ComponentStats in
+            let members = component.taskTypes.compactMap { byName[$0] }
+            return ComponentStats(
+                component: component, runs: members.map(\.runs).reduce(0, +),
+                done: members.map(\.done).reduce(0, +),
+                dead: members.map(\.dead).reduce(0, +), costUSD: members.map(\.costUSD).reduce(0, +),
+                lastSuccess: members.compactMap(\.lastSuccess).max(),
+                shelfware: !members.contains { !$0.shelfware })
+        }
+        let undeclared = seen.filter { configuration.taskType(named: $0) == nil }
+        self.init(since: since, types: types, components: components, undeclared: undeclared)
     }
 }
