@@ -348,6 +348,39 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func aPlainBatchGoesInBulkWithTheSameRowsAndChainAsOneByOne() async throws {
+        try await withDatabase { database in
+            let store = try await database.store()
+            _ = try await store.enqueue(EnqueueRequest(type: "report"), configuration: configuration)
+            let requests = [
+                EnqueueRequest(type: "report", payload: #"{"n":1}"#, priority: 5, source: "bot", subject: "first"),
+                EnqueueRequest(type: "render", payload: #"{"n":2,"s":"\u0000 ok"}"#, maxAttempts: 7),
+                EnqueueRequest(type: "report", payload: "{}", delay: .minutes(5)),
+            ]
+            let outcomes = try await store.enqueueBatch(requests, configuration: configuration)
+            #expect(outcomes.map(\.task.id) == [2, 3, 4])
+            for outcome in outcomes {
+                let stored = try #require(try await store.task(id: outcome.task.id))
+                #expect(stored == outcome.task)
+            }
+            let second = try #require(try await store.task(id: 2))
+            #expect(second.source == "bot" && second.subject == "first" && second.priority == 5)
+            let third = try #require(try await store.task(id: 3))
+            #expect(third.source == nil && third.subject == nil && third.maxAttempts == 7)
+            #expect(try await store.task(id: 4)?.maxAttempts == nil)
+            // The bulk rows hash as the one-by-one rows do: the chain holds across both, and goes on.
+            _ = try await store.enqueue(EnqueueRequest(type: "report", key: "k"), configuration: configuration)
+            let report = try await store.verifyLedgerChain()
+            #expect(report.firstBroken == nil && report.rows == 5)
+            let enqueued = try #require(try await store.ledger(forTask: 2).first)
+            #expect(
+                enqueued.detail == [
+                    "payload_sha256": .string(second.payloadSHA256), "source": "bot", "state": "queued",
+                ])
+            await store.close()
+        }
+    }
+
     @Test func anEditedLedgerRowIsFoundAtThatRow() async throws {
         try await withDatabase { database in
             let store = try await database.store()

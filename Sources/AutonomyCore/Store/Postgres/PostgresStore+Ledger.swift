@@ -32,6 +32,40 @@ extension PostgresTransaction {
         return id
     }
 
+    /// Appends many rows of one event at once, each about a task and with its detail, chained in
+    /// order (one statement: the batch enqueue's ledger). No notes.
+    nonisolated(nonsending) func appendLedger(
+        _ event: LedgerEvent, rows: [(taskID: Int64, type: String, detail: String)]
+    ) async throws {
+        guard !rows.isEmpty else { return }
+        var (lastID, lastHash) = try await newestLedgerRow()
+        var ids: [Int64] = []
+        var hashes: [String] = []
+        var previous: [String] = []
+        ids.reserveCapacity(rows.count)
+        hashes.reserveCapacity(rows.count)
+        previous.reserveCapacity(rows.count)
+        for row in rows {
+            lastID += 1
+            let hash = LedgerChain.hash(
+                previous: lastHash, id: lastID, at: now, taskID: row.taskID, type: row.type, event: event.rawValue,
+                attempt: nil, durationMs: nil, costUSD: nil, detail: row.detail)
+            ids.append(lastID)
+            previous.append(lastHash)
+            hashes.append(hash)
+            lastHash = hash
+        }
+        try await query(
+            """
+            INSERT INTO ledger (id, at, task_id, type, event, detail, prev_hash, hash)
+            SELECT r.id, \(now), r.task_id, r.type, \(event.rawValue), r.detail, r.prev_hash, r.hash
+            FROM unnest(\(ids)::bigint[], \(rows.map(\.taskID))::bigint[], \(rows.map(\.type))::text[],
+                        \(rows.map(\.detail))::text[], \(previous)::text[], \(hashes)::text[])
+                 AS r(id, task_id, type, detail, prev_hash, hash)
+            """)
+        ledgerTail = (lastID, lastHash)
+    }
+
     private nonisolated(nonsending) func newestLedgerRow() async throws -> (Int64, String) {
         if let ledgerTail { return ledgerTail }
         for try await row in try await query("SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").decode(

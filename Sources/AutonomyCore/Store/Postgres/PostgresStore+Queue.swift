@@ -700,6 +700,25 @@ extension PostgresStore {
                 throw QueueError.batchLine(index + 1, error)
             }
         }
+        // A batch of plain tasks (no key to look up, no producer's limit, nothing held) goes in a
+        // few statements: its rows and their ledger rows in bulk.
+        let plain = prepared.allSatisfy { task in
+            task.request.key == nil && task.state != .awaitingApproval
+                && (task.request.source.map { configuration.producers.users[$0] == nil } ?? true)
+        }
+        if plain {
+            return try await write("enqueue a batch") { transaction in
+                var outcomes: [EnqueueOutcome] = []
+                outcomes.reserveCapacity(prepared.count)
+                var start = 0
+                while start < prepared.count {
+                    let chunk = prepared[start..<min(start + 5000, prepared.count)]
+                    outcomes += try await self.insertPlain(chunk, transaction)
+                    start += chunk.count
+                }
+                return outcomes
+            }
+        }
         return try await write("enqueue a batch") { transaction in
             var outcomes: [EnqueueOutcome] = []
             outcomes.reserveCapacity(prepared.count)
@@ -713,6 +732,65 @@ extension PostgresStore {
                 }
             }
             return outcomes
+        }
+    }
+
+    /// Inserts tasks that need no lookup or check in one statement, with their `enqueued` rows:
+    /// ids are drawn from the table's sequence first, so each row and its ledger row are paired.
+    private func insertPlain(_ tasks: ArraySlice<PreparedTask>, _ transaction: PostgresTransaction) async throws
+        -> [EnqueueOutcome]
+    {
+        let now = transaction.now
+        var ids: [Int64] = []
+        ids.reserveCapacity(tasks.count)
+        for try await id in try await transaction.query(
+            "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, \(tasks.count))"
+        ).decode(Int64.self) {
+            ids.append(id)
+        }
+        ids.sort()
+        guard ids.count == tasks.count else {
+            throw StoreError.failed(path: url.description, operation: "enqueue a batch", reason: "no ids came back")
+        }
+        // A nullable column travels as its values and a mask of which are there.
+        let requests = tasks.map(\.request)
+        try await transaction.query(
+            """
+            INSERT INTO tasks (id, type, state, priority, run_at, payload, payload_sha256, source, subject,
+                               max_attempts, created_at, updated_at)
+            SELECT r.id, r.type, 'queued', r.priority, r.run_at, r.payload, r.sha,
+                   CASE WHEN r.has_source THEN r.source END, CASE WHEN r.has_subject THEN r.subject END,
+                   CASE WHEN r.has_max THEN r.max_attempts END, \(now), \(now)
+            FROM unnest(\(ids)::bigint[], \(requests.map(\.type))::text[], \(tasks.map { Int64($0.priority) })::bigint[],
+                        \(tasks.map(\.runAt))::bigint[], \(tasks.map(\.payload))::text[],
+                        \(tasks.map(\.payloadSHA256))::text[], \(requests.map { $0.source ?? "" })::text[],
+                        \(requests.map { $0.source != nil })::boolean[], \(requests.map { $0.subject ?? "" })::text[],
+                        \(requests.map { $0.subject != nil })::boolean[],
+                        \(requests.map { Int64($0.maxAttempts ?? 0) })::bigint[],
+                        \(requests.map { $0.maxAttempts != nil })::boolean[])
+                 AS r(id, type, priority, run_at, payload, sha, source, has_source, subject, has_subject,
+                      max_attempts, has_max)
+            """)
+        try await transaction.appendLedger(
+            .enqueued,
+            rows: zip(ids, tasks).map { id, task in
+                (
+                    id, task.request.type,
+                    JSONValue.object([
+                        "payload_sha256": .string(task.payloadSHA256),
+                        "source": task.request.source.map { .string($0) } ?? .null, "state": "queued",
+                    ]).canonicalText
+                )
+            })
+        return zip(ids, tasks).map { id, task in
+            .created(
+                TaskRecord(
+                    id: id, type: task.request.type, state: .queued, priority: task.priority, runAt: task.runAt,
+                    payload: task.payload, payloadSHA256: task.payloadSHA256, idempotencyKey: nil,
+                    source: task.request.source, subject: task.request.subject, attempts: 0,
+                    maxAttempts: task.request.maxAttempts, leaseToken: nil, leaseExpiresAt: nil, createdAt: now,
+                    updatedAt: now, startedAt: nil, finishedAt: nil, exitCode: nil, result: nil, lastError: nil,
+                    stderrTail: nil))
         }
     }
 
