@@ -41,6 +41,7 @@ struct LLM: AsyncParsableCommand {
             throw CLIFailure("no model is configured: add gateway.models to the configuration", code: .configError)
         }
         // One budget for every host: on PostgreSQL, the database's.
+        let clock = try currentClock()
         let store: any BudgetStore
         var postgres: PostgresStore?
         switch try global.location(loaded) {
@@ -49,7 +50,7 @@ struct LLM: AsyncParsableCommand {
             let opened = try await global.openPostgres(url, loaded)
             (postgres, store) = (opened, opened)
         }
-        let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: try currentClock())
+        let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: clock)
         let answer: Result<LLMResponse, GatewayError>
         do {
             answer = .success(

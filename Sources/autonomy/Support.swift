@@ -56,6 +56,21 @@ struct GlobalOptions: ParsableArguments {
         try ConfigLoader.databaseLocation(flag: database, loaded: loaded)
     }
 
+    /// Runs `body` on a PostgreSQL connection, closed afterwards whatever happens.
+    func withPostgres<T: Sendable>(
+        _ url: PostgresURL, _ loaded: LoadedConfiguration, _ body: (PostgresStore) async throws -> T
+    ) async throws -> T {
+        let store = try await openPostgres(url, loaded)
+        do {
+            let result = try await body(store)
+            await store.close()
+            return result
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
     /// Connects to a PostgreSQL database (migrating it if needed), with the password from
     /// `store.password_env`, `PGPASSWORD` or the password file.
     func openPostgres(_ url: PostgresURL, _ loaded: LoadedConfiguration) async throws -> PostgresStore {

@@ -77,9 +77,18 @@ struct Tasks: AsyncParsableCommand {
         var reason: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
-            let task = try store.cancel(
-                taskID: id, by: try operatorName(by), reason: reason, now: try currentClock().now())
+            let actor = try operatorName(by)
+            let loaded = try global.loadConfiguration()
+            let task: TaskRecord
+            switch try global.location(loaded) {
+            case .sqlite:
+                task = try global.open(loaded, create: false).cancel(
+                    taskID: id, by: actor, reason: reason, now: try currentClock().now())
+            case .postgres(let url):
+                task = try await global.withPostgres(url, loaded) {
+                    try await $0.cancel(taskID: id, by: actor, reason: reason)
+                }
+            }
             print("task \(task.id) cancelled")
         }
     }
@@ -97,8 +106,16 @@ struct Tasks: AsyncParsableCommand {
         var by: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
-            let task = try store.retry(taskID: id, by: try operatorName(by), now: try currentClock().now())
+            let actor = try operatorName(by)
+            let loaded = try global.loadConfiguration()
+            let task: TaskRecord
+            switch try global.location(loaded) {
+            case .sqlite:
+                task = try global.open(loaded, create: false).retry(
+                    taskID: id, by: actor, now: try currentClock().now())
+            case .postgres(let url):
+                task = try await global.withPostgres(url, loaded) { try await $0.retry(taskID: id, by: actor) }
+            }
             print("task \(task.id) queued again")
         }
     }

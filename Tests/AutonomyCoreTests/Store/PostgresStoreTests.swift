@@ -381,6 +381,24 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func aHostTakesOnlyTheAlertsOfItsOwnChannels() async throws {
+        try await withDatabase { database in
+            let notify = try loadMap(#"{"version": 1, "notify": {"command": ["/bin/true"]}}"#).configuration.notify
+            let store = try await database.store()
+            try await store.queueTestNotification(notify: notify)
+            // A host whose only channel is a webhook leaves the command's alert for a host that has it.
+            #expect(
+                try await store.takeDueNotification(now: 0, channels: [.webhook], tasks: nil, groupAfter: 10) == nil)
+            let taken = try #require(
+                try await store.takeDueNotification(now: 0, channels: [.command], tasks: nil, groupAfter: 10))
+            #expect(taken.event == .test && taken.channel == .command)
+            // Held while it is sent: a second host finds nothing due.
+            #expect(
+                try await store.takeDueNotification(now: 0, channels: [.command], tasks: nil, groupAfter: 10) == nil)
+            await store.close()
+        }
+    }
+
     @Test func anEditedLedgerRowIsFoundAtThatRow() async throws {
         try await withDatabase { database in
             let store = try await database.store()

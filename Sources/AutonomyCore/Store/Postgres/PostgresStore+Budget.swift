@@ -9,7 +9,8 @@ import PostgresNIO
 extension PostgresStore: BudgetStore {
     public func committedUSD(settings: GatewaySettings, timeZone: TimeZone, now: Int64) async throws -> Double {
         try await read("read the budget") { transaction in
-            try await transaction.committedUSD(window: settings.window.bounds(transaction.now, timeZone))
+            try await transaction.committedUSD(
+                window: settings.window.bounds(transaction.now, timeZone), now: transaction.now)
         }
     }
 
@@ -18,10 +19,14 @@ extension PostgresStore: BudgetStore {
         now: Int64, timeout: Interval
     ) async throws -> Int64? {
         try await write("reserve a model call", ledger: false) { transaction in
+            // The row is put back if someone deleted it: without it, nothing would be locked.
+            try await transaction.query("INSERT INTO budget (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
             try await transaction.query("SELECT id FROM budget WHERE id = 1 FOR UPDATE")
-            let now = transaction.now
+            // The clock once the lock is ours: what settled while this waited counts in the window.
+            let now = try await PostgresStore.now(transaction.connection, logger: transaction.logger)
             if amountUSD > 0 {  // a free call is recorded, never refused
-                let committed = try await transaction.committedUSD(window: settings.window.bounds(now, timeZone))
+                let committed = try await transaction.committedUSD(
+                    window: settings.window.bounds(now, timeZone), now: now)
                 guard committed + amountUSD <= settings.dailyCapUSD + 1e-12 else { return nil }
             }
             let inserted = try await transaction.rows(
@@ -45,7 +50,7 @@ extension PostgresStore: BudgetStore {
                 let (taskID, model, tier, reserved) = try await transaction.rows(
                     """
                     SELECT task_id, model, tier, reserved_usd FROM llm_calls
-                    WHERE id = \(callID) AND state = 'reserved' FOR UPDATE
+                    WHERE id = \(callID) AND state = 'reserved' AND expires_at > \(transaction.now) FOR UPDATE
                     """
                 ).first?.decode((Int64?, String, String, Double).self)
             else { return }
@@ -82,7 +87,9 @@ extension PostgresStore: BudgetStore {
 extension PostgresTransaction {
     /// Settled calls started in the window, reservations in it that timed out unsettled (at their
     /// full amount), and the open reservations: what a new reservation is checked against.
-    nonisolated(nonsending) func committedUSD(window: (start: Int64, end: Int64)) async throws -> Double {
+    nonisolated(nonsending) func committedUSD(window: (start: Int64, end: Int64), now: Int64) async throws
+        -> Double
+    {
         let rows = try await rows(
             """
             SELECT

@@ -8,12 +8,14 @@ extension PostgresStore: NotificationStore {
         now: Int64, channels: [NotifyChannel], tasks: Set<Int64>?, groupAfter: Int
     ) async throws -> PendingNotification? {
         let only = tasks.map { Array($0) }
+        // Only this host's channels: another host may have others, and sends on those itself.
+        let mine = channels.map(\.rawValue)
         return try await write("take a due notification", ledger: false) { transaction in
             let now = transaction.now
             while let row = try await transaction.rows(
                 """
                 SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
-                WHERE delivered_at IS NULL AND next_attempt_at <= \(now)
+                WHERE delivered_at IS NULL AND next_attempt_at <= \(now) AND channel = ANY(\(mine)::text[])
                   AND (\(only)::bigint[] IS NULL OR task_id = ANY(\(only)::bigint[]))
                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 """
@@ -21,11 +23,11 @@ extension PostgresStore: NotificationStore {
                 let (id, eventName, channelName, taskID, approvalID, attempts) = try row.decode(
                     (Int64, String, String, Int64?, Int64?, Int).self)
                 guard let event = NotificationEvent(rawValue: eventName),
-                    let channel = NotifyChannel(rawValue: channelName), channels.contains(channel)
+                    let channel = NotifyChannel(rawValue: channelName)
                 else {
                     try await transaction.query(
                         """
-                        UPDATE notifications SET delivered_at = \(now), last_error = 'the channel is no longer configured'
+                        UPDATE notifications SET delivered_at = \(now), last_error = 'an alert this autonomy does not know'
                         WHERE id = \(id)
                         """)
                     continue
@@ -46,13 +48,13 @@ extension PostgresStore: NotificationStore {
         }
     }
 
-    /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries a
-    /// freshly issued one-click token (only its hash is stored). Heal's and the audit's alerts do
-    /// not arise on PostgreSQL; one found here is closed as not applying.
+    /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries the
+    /// commands to decide, but no one-click link: `serve`, which answers them, does not run on
+    /// PostgreSQL yet, so no token is issued. Heal's and the audit's alerts do not arise on
+    /// PostgreSQL; one found here is closed as not applying.
     public func message(
         for notification: PendingNotification, configuration: Configuration, now: Int64
     ) async throws -> NotificationMessage? {
-        let token = SecretToken.make()
         let message: NotificationMessage? = try await write("prepare an alert", ledger: false) { transaction in
             var task: TaskRecord?
             if let id = notification.taskID { task = try await transaction.task(id: id) }
@@ -62,13 +64,8 @@ extension PostgresStore: NotificationStore {
                     let approval = try await transaction.approval(id: approvalID), approval.state == .pending,
                     approval.expiresAt > transaction.now
                 else { return nil }
-                try await transaction.query(
-                    """
-                    INSERT INTO approval_tokens (token_sha256, approval_id, issued_at, issued_via)
-                    VALUES (\(token.sha256Hex), \(approvalID), \(transaction.now), \(notification.channel.rawValue))
-                    """)
                 return NotificationMessage.approvalNeeded(
-                    task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,
+                    task: task, approval: approval, token: "", baseURL: nil,
                     timeZone: configuration.timezone,
                     watched: configuration.taskType(named: task.type)?.fieldsRulesName ?? [])
             case .verificationInconclusive: return task.map(NotificationMessage.inconclusive)
