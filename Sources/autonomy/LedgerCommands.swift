@@ -1,6 +1,7 @@
 import ArgumentParser
 import AutonomyCore
 import Foundation
+import Synchronization
 
 /// `--since 24h` as a time: now minus the duration.
 func windowStart(_ text: String?, now: Int64, flag: String = "--since") throws -> Int64? {
@@ -37,11 +38,16 @@ struct LedgerCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let (loaded, store) = try global.open(create: false)
+            let loaded = try global.loadConfiguration()
             let now = try currentClock().now()
-            let entries = try store.ledgerEntries(
-                LedgerQuery(
-                    taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit))
+            let query = LedgerQuery(
+                taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit)
+            let entries: [LedgerEntry]
+            switch try global.location(loaded) {
+            case .sqlite: entries = try global.open(loaded, create: false).ledgerEntries(query)
+            case .postgres(let url):
+                entries = try await global.withPostgres(url, loaded) { try await $0.ledgerEntries(query) }
+            }
             if json { return try printJSON(entries.map(LedgerEntryOutput.init)) }
             guard !entries.isEmpty else { return print("no ledger rows") }
             print(
@@ -165,8 +171,13 @@ struct LedgerCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
-            guard let head = try store.ledgerHead() else {
+            let loaded = try global.loadConfiguration()
+            let found: LedgerAnchor?
+            switch try global.location(loaded) {
+            case .sqlite: found = try global.open(loaded, create: false).ledgerHead()
+            case .postgres(let url): found = try await global.withPostgres(url, loaded) { try await $0.ledgerHead() }
+            }
+            guard let head = found else {
                 throw CLIFailure("the ledger is empty: nothing to anchor yet", code: .notFound)
             }
             print("\(head.id) \(head.hash)")
@@ -186,18 +197,40 @@ struct LedgerCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Only rows newer than this, e.g. 7d.", valueName: "duration")) var since: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
+            let loaded = try global.loadConfiguration()
             let query = LedgerQuery(since: try windowStart(since, now: try currentClock().now()))
-            var buffer = format == .csv ? LedgerEntry.csvHeader + "\n" : ""
-            try store.forEachLedgerEntry(query) { entry in
-                buffer += format == .csv ? entry.csvLine : entry.canonicalLine
-                buffer += "\n"
-                if buffer.utf8.count > 1 << 16 {
-                    FileHandle.standardOutput.write(Data(buffer.utf8))
-                    buffer = ""
+            let output = Output(format == .csv ? LedgerEntry.csvHeader + "\n" : "")
+            let csv = format == .csv
+            let write: @Sendable (LedgerEntry) -> Void = { output.append((csv ? $0.csvLine : $0.canonicalLine) + "\n") }
+            switch try global.location(loaded) {
+            case .sqlite: try global.open(loaded, create: false).forEachLedgerEntry(query, write)
+            case .postgres(let url):
+                try await global.withPostgres(url, loaded) { try await $0.forEachLedgerEntry(query, write) }
+            }
+            output.flush()
+        }
+
+        /// Standard output, written in blocks of 64 KB.
+        final class Output: Sendable {
+            private let buffer: Mutex<String>
+            init(_ start: String) { buffer = Mutex(start) }
+
+            func append(_ text: String) {
+                buffer.withLock {
+                    $0 += text
+                    if $0.utf8.count > 1 << 16 {
+                        FileHandle.standardOutput.write(Data($0.utf8))
+                        $0 = ""
+                    }
                 }
             }
-            FileHandle.standardOutput.write(Data(buffer.utf8))
+
+            func flush() {
+                buffer.withLock {
+                    FileHandle.standardOutput.write(Data($0.utf8))
+                    $0 = ""
+                }
+            }
         }
     }
 }
@@ -434,10 +467,18 @@ struct Metrics: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write here (atomically) instead of stdout.", valueName: "path")) var textfile: String?
 
     func run() async throws {
-        let (loaded, store) = try global.open(create: false)
-        let text = try PrometheusMetrics.render(
-            store: store, configuration: loaded.configuration,
-            now: try currentClock().now())
+        let loaded = try global.loadConfiguration()
+        let text: String
+        switch try global.location(loaded) {
+        case .sqlite:
+            text = try PrometheusMetrics.render(
+                store: try global.open(loaded, create: false), configuration: loaded.configuration,
+                now: try currentClock().now())
+        case .postgres(let url):
+            text = try await global.withPostgres(url, loaded) {
+                try await $0.metrics(configuration: loaded.configuration)
+            }
+        }
         if let textfile {
             do {
                 try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))
@@ -462,10 +503,20 @@ struct Prune: AsyncParsableCommand {
     @Option(help: "Who prunes (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 
     func run() async throws {
-        let (_, store) = try global.open(create: false)
+        let loaded = try global.loadConfiguration()
         let now = try currentClock().now()
+        let actor = try operatorName(by)
         guard let cutoff = try windowStart(finishedOlderThan, now: now, flag: "--finished-older-than") else { return }
-        let count = try store.prune(finishedBefore: cutoff, by: try operatorName(by), now: now)
+        let count: Int
+        switch try global.location(loaded) {
+        case .sqlite:
+            count = try global.open(loaded, create: false).prune(finishedBefore: cutoff, by: actor, now: now)
+        case .postgres(let url):
+            // The age on the database's clock, as every time there.
+            count = try await global.withPostgres(url, loaded) {
+                try await $0.prune(olderThan: Interval(milliseconds: now - cutoff), by: actor)
+            }
+        }
         print("pruned \(count) finished task(s)")
     }
 }

@@ -16,8 +16,15 @@ struct SourcesCommand: AsyncParsableCommand {
     @Flag(help: "Print as JSON.") var json = false
 
     func run() async throws {
-        let (loaded, store) = try global.open(create: false)
-        let sources = try store.sources(configuration: loaded.configuration)
+        let loaded = try global.loadConfiguration()
+        let sources: [SourceSummary]
+        switch try global.location(loaded) {
+        case .sqlite: sources = try global.open(loaded, create: false).sources(configuration: loaded.configuration)
+        case .postgres(let url):
+            sources = try await global.withPostgres(url, loaded) {
+                try await $0.sources(configuration: loaded.configuration)
+            }
+        }
         if json { return try printJSON(sources) }
         if sources.isEmpty { return print("no producer yet (producers.users in the map)") }
         for source in sources {
@@ -47,8 +54,15 @@ struct SubjectsCommand: AsyncParsableCommand {
         guard (1...10_000).contains(limit) else {
             throw CLIFailure("--limit \(limit) is not from 1 to 10000", code: .badInput)
         }
-        let (_, store) = try global.open(create: false)
-        let subjects = try store.subjects(search: search, limit: limit)
+        let loaded = try global.loadConfiguration()
+        let subjects: [SubjectSummary]
+        switch try global.location(loaded) {
+        case .sqlite: subjects = try global.open(loaded, create: false).subjects(search: search, limit: limit)
+        case .postgres(let url):
+            subjects = try await global.withPostgres(url, loaded) {
+                try await $0.subjects(search: search, limit: limit)
+            }
+        }
         if json { return try printJSON(subjects) }
         if subjects.isEmpty {
             return print(
@@ -81,8 +95,14 @@ struct SubjectCommand: AsyncParsableCommand {
 
     func run() async throws {
         let start = try windowStart(since, now: try currentClock().now())
-        let (_, store) = try global.open(create: false)
-        guard let history = try store.subject(name, since: start) else {
+        let loaded = try global.loadConfiguration()
+        let found: SubjectHistory?
+        switch try global.location(loaded) {
+        case .sqlite: found = try global.open(loaded, create: false).subject(name, since: start)
+        case .postgres(let url):
+            found = try await global.withPostgres(url, loaded) { try await $0.subject(name, since: start) }
+        }
+        guard let history = found else {
             throw CLIFailure(
                 "no task names the subject \"\(Visible.text(name))\" (autonomy subjects lists them)", code: .notFound)
         }

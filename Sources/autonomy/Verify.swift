@@ -55,13 +55,25 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         if let dryRun { return try await runDry(dryRun) }
-        let (loaded, store) = try global.open(create: false)
+        let file = try global.loadConfiguration()
         let clock = try currentClock()
         var options = Worker.Options()
         options.clock = clock
         options.logger = makeLogger("autonomy.verify")
-        let worker = Worker(
-            store: store, loaded: try store.applyingOverrides(to: loaded, now: clock.now()), options: options)
+        switch try global.location(file) {
+        case .sqlite:
+            let store = try global.open(file, create: false)
+            let worker = Worker(
+                store: store, loaded: try store.applyingOverrides(to: file, now: clock.now()), options: options)
+            try await run(worker)
+        case .postgres(let url):
+            try await global.withPostgres(url, file) { store in
+                try await run(Worker(postgres: store, loaded: file, options: options))
+            }
+        }
+    }
+
+    private func run(_ worker: Worker) async throws {
         if pending {
             let report = try await worker.verifyStuck()
             if json { return try printJSON(report) }
@@ -76,7 +88,7 @@ struct Verify: AsyncParsableCommand {
         }
         guard let id else { throw QueueError.taskNotFound(0) }
         let (checks, change) = try await worker.reverify(taskID: id, reopen: reopen, by: try operatorName(by))
-        try report(checks, change: change, task: try store.task(id: id))
+        try report(checks, change: change, task: try await worker.store.task(id: id))
     }
 
     private func runDry(_ typeName: String) async throws {

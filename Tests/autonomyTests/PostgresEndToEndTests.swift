@@ -252,20 +252,52 @@ struct PostgresEndToEndTests {
             let task = try await cluster.run(["tasks", "show", "1"])
             #expect(task.stdout.contains("approval_decided") && task.stdout.contains(#""approved_by":"elad""#))
             #expect(task.stdout.contains(#""host":"gpu""#), "\(task.stdout)")
+            // The evidence checked again on demand, and nothing stuck.
+            let rechecked = try await cluster.run(["verify", "1"], host: "gpu")
+            #expect(
+                rechecked.status == 0 && rechecked.stdout.contains("task 1 stays done"),
+                "\(rechecked.stdout)\(rechecked.stderr)")
+            let stuck = try await cluster.run(["verify", "--pending"], host: "gpu")
+            #expect(stuck.stdout.contains("no task is stuck"), "\(stuck.stdout)\(stuck.stderr)")
             let list = try await cluster.run(["tasks", "list", "--state", "done"])
             #expect(list.status == 0 && list.stdout.contains("deploy"), "\(list.stdout)")
+            // Who asked for what, and about whom.
+            _ = try await cluster.run([
+                "enqueue", "deploy", "--source", "bridge", "--subject", "Acme Ltd", "--payload", "{}",
+            ])
+            let sources = try await cluster.run(["sources"])
+            #expect(sources.stdout.contains("bridge") && sources.stdout.contains("1 pending"), "\(sources.stdout)")
+            let subjects = try await cluster.run(["subjects", "--search", "acme"])
+            #expect(subjects.stdout.hasPrefix("Acme Ltd: 1 tasks"), "\(subjects.stdout)\(subjects.stderr)")
+            let about = try await cluster.run(["subject", "Acme Ltd"])
+            #expect(about.stdout.contains("deploy awaiting_approval from bridge (pending)"), "\(about.stdout)")
+            #expect(try await cluster.run(["subject", "Nobody"]).status == 66)
+            #expect(try await cluster.run(["tasks", "cancel", "2"]).status == 0)
             // An operator cancels a queued task and retries a dead one, on any host.
             _ = try await cluster.run(["enqueue", "deploy", "--payload", #"{"version":"1.3"}"#])
-            let cancelled = try await cluster.run(["tasks", "cancel", "2", "--reason", "not today"], host: "gpu")
-            #expect(cancelled.status == 0 && cancelled.stdout.contains("task 2 cancelled"), "\(cancelled.stderr)")
+            let cancelled = try await cluster.run(["tasks", "cancel", "3", "--reason", "not today"], host: "gpu")
+            #expect(cancelled.status == 0 && cancelled.stdout.contains("task 3 cancelled"), "\(cancelled.stderr)")
             let left = try await cluster.run(["approvals", "--json"])
             #expect(try JSONValue.parse(left.stdout) == .array([]), "\(left.stdout)")
-            let twice = try await cluster.run(["tasks", "cancel", "2"])
+            let twice = try await cluster.run(["tasks", "cancel", "3"])
             #expect(twice.status == 1, "\(twice.stderr)")
             let notDead = try await cluster.run(["tasks", "retry", "1"])
             #expect(notDead.status == 1 && notDead.stderr.contains("error: "), "\(notDead.stderr)")
             let verify = try await cluster.run(["ledger", "verify"])
             #expect(verify.status == 0, "\(verify.stderr)")
+            // The ledger read three ways: newest rows, the head, the whole export.
+            let rows = try JSONValue.parse(
+                try await cluster.run(["ledger", "list", "--limit", "2", "--json"]).stdout)
+            guard case .array(let newest) = rows else { throw CLIFailureInTest("no rows: \(rows)") }
+            if case .int(let first)? = newest.first?[path: "id"], case .int(let second)? = newest.last?[path: "id"] {
+                #expect(newest.count == 2 && first == second + 1)
+            } else {
+                Issue.record("ledger list --json: \(rows)")
+            }
+            let head = try await cluster.run(["ledger", "anchor"]).stdout
+            let exported = try await cluster.run(["ledger", "export"]).stdout.split(separator: "\n")
+            #expect(!exported.isEmpty && head.hasPrefix("\(exported.count) "), "\(head)")
+            #expect(try JSONValue.parse(String(exported[0]))[path: "id"] == .int(1))
         }
     }
 
@@ -379,9 +411,21 @@ struct PostgresEndToEndTests {
             #expect(doomed?[path: "hosts.vps"] == .int(1) && doomed?[path: "dead"] == .int(1), "\(map)")
             let shown = try await cluster.run(["map"])
             #expect(shown.stdout.contains("attempts per host (PostgreSQL):"), "\(shown.stdout)\(shown.stderr)")
+            let metrics = try await cluster.run(["metrics"])
+            #expect(metrics.stdout.contains(#"autonomy_tasks_finished_total{type="doomed",outcome="dead"} 1"#))
+            #expect(metrics.stdout.contains(#"autonomy_tasks{state="awaiting_approval"} 1"#), "\(metrics.stdout)")
+            #expect(metrics.stdout.contains("autonomy_approvals_pending 1"))
+            // Retention: nothing finished an hour ago yet; everything finished, at once.
+            #expect(
+                try await cluster.run(["prune", "--finished-older-than", "1h"]).stdout == "pruned 0 finished task(s)\n")
             let retried = try await cluster.run(["tasks", "retry", "2"], host: "gpu")
             #expect(retried.status == 0 && retried.stdout.contains("task 2 queued again"), "\(retried.stderr)")
             #expect(try await cluster.run(["tasks", "show", "2"]).stdout.hasPrefix("task 2  doomed  queued"))
+            _ = try await cluster.run(["tasks", "cancel", "1"])
+            let pruned = try await cluster.run(["prune", "--finished-older-than", "0s"])
+            #expect(pruned.stdout == "pruned 1 finished task(s)\n", "\(pruned.stdout)\(pruned.stderr)")
+            #expect(try await cluster.run(["tasks", "show", "1"]).stdout.contains("payload (0 bytes"))
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
         }
     }
 

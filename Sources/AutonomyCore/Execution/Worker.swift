@@ -556,8 +556,7 @@ public struct Worker: Sendable {
         checks: [CheckResult], change: Reverification
     ) {
         let configuration = loaded.configuration
-        guard let store = sqliteStore else { throw StoreError.notOnPostgres("verify ID") }
-        guard let task = try store.task(id: taskID) else { throw QueueError.taskNotFound(taskID) }
+        guard let task = try await store.task(id: taskID) else { throw QueueError.taskNotFound(taskID) }
         guard let type = configuration.taskType(named: task.type) else {
             throw QueueError.undeclaredType(task.type, declared: Array(configuration.taskTypes.keys))
         }
@@ -567,7 +566,7 @@ public struct Worker: Sendable {
                 task: task, result: task.result.flatMap { try? JSONValue.parse($0) },
                 attemptStartedAt: task.startedAt ?? 0),
             with: type.verify)
-        let change = try store.applyReverification(
+        let change = try await store.applyReverification(
             task, checks: checks, reopen: reopen, by: actor, notify: configuration.notify, now: clock.now())
         return (checks, change)
     }

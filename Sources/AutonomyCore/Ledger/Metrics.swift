@@ -4,6 +4,18 @@ import GRDB
 /// The queue, approvals, outcomes, verification, durations, cost and shelfware in the Prometheus
 /// text exposition format, for node_exporter's textfile collector.
 public enum PrometheusMetrics {
+    /// What the metrics are made of, read from either store.
+    struct Figures {
+        var status: QueueStatus
+        var map: SystemMapReport
+        var pending: Int
+        var outcomes: [(type: String, outcome: String, count: Int)]
+        var failures: [(type: String, count: Int)]
+        var costToday: Double
+        var actions: [(action: String, outcome: String, count: Int)] = []
+        var breakers: [HealBreaker] = []
+    }
+
     /// Renders the metrics as of `now`; durations and shelfware look back over `window`.
     public static func render(
         store: AutonomyStore, configuration: Configuration, now: Int64, window: Interval = .hours(24)
@@ -44,6 +56,36 @@ public enum PrometheusMetrics {
                 ) ?? 0
             )
         }
+        let (actions, breakers) = try store.read("read heal's metrics") { db in
+            (
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT action, 'applied', COUNT(*) FROM heal_actions WHERE automatic = 1 GROUP BY action
+                        UNION ALL
+                        SELECT action, outcome, COUNT(*) FROM heal_actions
+                        WHERE automatic = 1 AND outcome IS NOT NULL GROUP BY action, outcome
+                        ORDER BY 1, 2
+                        """
+                ).map {
+                    (
+                        action: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1),
+                        count: try $0.decode(Int.self, atIndex: 2)
+                    )
+                },
+                try db.openBreakers(now: now)
+            )
+        }
+        return render(
+            Figures(
+                status: status, map: map, pending: pending, outcomes: outcomes, failures: failures,
+                costToday: costToday, actions: actions, breakers: breakers), now: now, window: window)
+    }
+
+    /// The exposition text of `figures`.
+    static func render(_ figures: Figures, now: Int64, window: Interval) -> String {
+        let (status, map, pending) = (figures.status, figures.map, figures.pending)
+        let (outcomes, failures, costToday) = (figures.outcomes, figures.failures, figures.costToday)
         var text = ""
         func family(
             _ name: String, _ kind: String, _ help: String, _ samples: [(labels: [(String, String)], value: String)]
@@ -90,26 +132,7 @@ public enum PrometheusMetrics {
             "autonomy_shelfware_types", "gauge",
             "Declared task types without a verified success in the last \(window).",
             [([], String(map.types.filter(\.shelfware).count))])
-        let (actions, breakers) = try store.read("read heal's metrics") { db in
-            (
-                try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT action, 'applied', COUNT(*) FROM heal_actions WHERE automatic = 1 GROUP BY action
-                        UNION ALL
-                        SELECT action, outcome, COUNT(*) FROM heal_actions
-                        WHERE automatic = 1 AND outcome IS NOT NULL GROUP BY action, outcome
-                        ORDER BY 1, 2
-                        """
-                ).map {
-                    (
-                        action: try $0.decode(String.self, atIndex: 0), outcome: try $0.decode(String.self, atIndex: 1),
-                        count: try $0.decode(Int.self, atIndex: 2)
-                    )
-                },
-                try db.openBreakers(now: now)
-            )
-        }
+        let (actions, breakers) = (figures.actions, figures.breakers)
         family(
             "autonomy_heal_actions_total", "counter",
             "Fixes heal applied on its own by action (outcome applied), and how they were judged after settling.",

@@ -33,6 +33,32 @@ public struct SourceSummary: Encodable, Sendable, Equatable {
     }
 }
 
+extension SourceSummary {
+    /// A producer with nothing counted yet.
+    init(empty name: String, configuration: Configuration) {
+        self.init(
+            name: name, listed: configuration.producers.users[name] != nil, tasks: 0,
+            byState: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, 0) }),
+            successRate: nil, costUSD: 0, dangerous: [:], lastActivity: nil)
+    }
+
+    /// The counted producers and every one listed now, with their success rates, last active first.
+    static func finished(_ counted: [String: SourceSummary], configuration: Configuration) -> [SourceSummary] {
+        var summaries = counted
+        for name in configuration.producers.users.keys where summaries[name] == nil {
+            summaries[name] = SourceSummary(empty: name, configuration: configuration)
+        }
+        return summaries.values.map { entry in
+            var entry = entry
+            let (done, dead) = (entry.byState["done", default: 0], entry.byState["dead", default: 0])
+            entry.successRate = done + dead == 0 ? nil : Double(done) / Double(done + dead)
+            return entry
+        }.sorted {
+            ($0.lastActivity?.milliseconds ?? 0, $1.name) > ($1.lastActivity?.milliseconds ?? 0, $0.name)
+        }
+    }
+}
+
 public struct SubjectSummary: Encodable, Sendable {
     public var name: String
     public var tasks: Int
@@ -94,11 +120,7 @@ extension AutonomyStore {
         try read("read the sources") { db in
             var summaries: [String: SourceSummary] = [:]
             func summary(_ name: String) -> SourceSummary {
-                summaries[name]
-                    ?? SourceSummary(
-                        name: name, listed: configuration.producers.users[name] != nil, tasks: 0,
-                        byState: Dictionary(uniqueKeysWithValues: TaskState.allCases.map { ($0.rawValue, 0) }),
-                        successRate: nil, costUSD: 0, dangerous: [:], lastActivity: nil)
+                summaries[name] ?? SourceSummary(empty: name, configuration: configuration)
             }
             for row in try Row.fetchAll(
                 db,
@@ -138,17 +160,7 @@ extension AutonomyStore {
                 entry.dangerous[row["state"]] = row["n"]
                 summaries[entry.name] = entry
             }
-            for name in configuration.producers.users.keys where summaries[name] == nil {
-                summaries[name] = summary(name)
-            }
-            return summaries.values.map { entry in
-                var entry = entry
-                let (done, dead) = (entry.byState["done", default: 0], entry.byState["dead", default: 0])
-                entry.successRate = done + dead == 0 ? nil : Double(done) / Double(done + dead)
-                return entry
-            }.sorted {
-                ($0.lastActivity?.milliseconds ?? 0, $1.name) > ($1.lastActivity?.milliseconds ?? 0, $0.name)
-            }
+            return SourceSummary.finished(summaries, configuration: configuration)
         }
     }
 

@@ -40,6 +40,15 @@ public protocol WorkerStore: Sendable {
 
     /// The operator's and heal's overrides in force (paused types, raised limits).
     func overrides(now: Int64) async throws -> [Override]
+
+    /// One task as it stands.
+    func task(id: Int64) async throws -> TaskRecord?
+
+    /// Records a re-check of a task's evidence (`verify ID`): done when a failed task's evidence
+    /// passes, reopened (dead) when a done task's fails and `reopen` is asked.
+    func applyReverification(
+        _ task: TaskRecord, checks: [CheckResult], reopen: Bool, by actor: String, notify: NotifySettings, now: Int64
+    ) async throws -> Reverification
 }
 
 extension AutonomyStore: WorkerStore {

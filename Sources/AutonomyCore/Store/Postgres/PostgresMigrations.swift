@@ -190,6 +190,11 @@ enum PostgresMigrations {
                 "INSERT INTO budget (id) VALUES (1)",
             ]
         ),
+        (
+            // `subjects` and `subject NAME` read by subject.
+            "2026-11-26-subjects",
+            ["CREATE INDEX tasks_subject ON tasks (subject, created_at) WHERE subject IS NOT NULL"]
+        ),
     ]
 }
 

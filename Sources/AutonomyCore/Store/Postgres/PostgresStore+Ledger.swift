@@ -148,23 +148,49 @@ extension PostgresStore {
 
     /// A task's ledger rows, oldest first; each claim and outcome names its host in its detail.
     public func ledger(forTask taskID: Int64) async throws -> [LedgerEntry] {
+        var entries: [LedgerEntry] = []
+        try await forEach(LedgerQuery(taskID: taskID), newestFirst: false) { entries.append($0) }
+        return entries
+    }
+
+    /// Ledger rows matching the query (`AutonomyStore.ledgerEntries`): newest first, at most `limit`.
+    public func ledgerEntries(_ query: LedgerQuery) async throws -> [LedgerEntry] {
+        var entries: [LedgerEntry] = []
+        try await forEach(query, newestFirst: true) { entries.append($0) }
+        return entries
+    }
+
+    /// Streams matching rows, oldest first, to `body` (`ledger export` of any size).
+    public func forEachLedgerEntry(_ query: LedgerQuery, _ body: @Sendable (LedgerEntry) throws -> Void)
+        async throws
+    {
+        try await forEach(query, newestFirst: false, body)
+    }
+
+    private func forEach(_ query: LedgerQuery, newestFirst: Bool, _ body: (LedgerEntry) throws -> Void)
+        async throws
+    {
         try await read("read the ledger") { transaction in
-            var entries: [LedgerEntry] = []
+            let order = newestFirst ? "DESC" : "ASC"
             for try await (id, at, task, type, event, attempt, durationMs, costUSD, detail)
                 in try await transaction
                 .query(
                     """
                     SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail FROM ledger
-                    WHERE task_id = \(taskID) ORDER BY id
+                    WHERE (\(query.taskID)::bigint IS NULL OR task_id = \(query.taskID))
+                      AND (\(query.type)::text IS NULL OR type = \(query.type))
+                      AND (\(query.event)::text IS NULL OR event = \(query.event))
+                      AND (\(query.since)::bigint IS NULL OR at >= \(query.since))
+                      AND (\(query.before)::bigint IS NULL OR id < \(query.before))
+                    ORDER BY id \(unescaped: order) LIMIT \(query.limit.map(Int64.init))
                     """
                 ).decode((Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?).self)
             {
-                entries.append(
+                try body(
                     LedgerEntry(
                         id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
                         durationMs: durationMs, costUSD: costUSD, detail: try detail.map { try JSONValue.parse($0) }))
             }
-            return entries
         }
     }
 }

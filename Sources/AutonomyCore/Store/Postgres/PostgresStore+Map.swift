@@ -43,3 +43,49 @@ extension PostgresStore {
         }
     }
 }
+
+extension PostgresStore {
+    /// The Prometheus metrics as of the database's clock (`PrometheusMetrics.render`); heal's
+    /// families are empty (heal does not run on PostgreSQL).
+    public func metrics(configuration: Configuration, window: Interval = .hours(24)) async throws -> String {
+        let (status, now) = try await status()
+        let map = try await systemMap(configuration: configuration, since: now - window.milliseconds)
+        let figures = try await read("read metrics") { transaction in
+            let pending =
+                try await transaction.rows("SELECT count(*)::bigint FROM approvals WHERE state = 'pending'").first?
+                .decode(Int.self) ?? 0
+            var outcomes: [(type: String, outcome: String, count: Int)] = []
+            for try await row in try await transaction.query(
+                """
+                SELECT type, event, count(*)::bigint FROM ledger WHERE event IN ('done', 'dead') AND type IS NOT NULL
+                GROUP BY type, event ORDER BY 1, 2
+                """
+            ).decode((String, String, Int).self) {
+                outcomes.append(row)
+            }
+            var failures: [(type: String, count: Int)] = []
+            for try await row in try await transaction.query(
+                """
+                SELECT type, count(*)::bigint FROM ledger WHERE event = 'verified' AND type IS NOT NULL
+                  AND detail::jsonb ->> 'outcome' <> 'pass'
+                GROUP BY type ORDER BY 1
+                """
+            ).decode((String, Int).self) {
+                failures.append(row)
+            }
+            let costToday =
+                try await transaction.rows(
+                    """
+                    SELECT coalesce(sum(cost_usd), 0) FROM llm_calls
+                    WHERE started_at >= \(LocalDay.start(of: now, in: configuration.timezone))
+                      AND started_at < \(LocalDay.start(ofDayAfter: now, in: configuration.timezone))
+                      AND state = 'settled'
+                    """
+                ).first?.decode(Double.self) ?? 0
+            return PrometheusMetrics.Figures(
+                status: status, map: map, pending: pending, outcomes: outcomes, failures: failures,
+                costToday: costToday)
+        }
+        return PrometheusMetrics.render(figures, now: now, window: window)
+    }
+}

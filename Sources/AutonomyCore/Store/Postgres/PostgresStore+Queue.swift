@@ -10,7 +10,7 @@ extension PostgresTransaction {
     nonisolated(nonsending) func transition(
         _ taskID: Int64, _ transition: TaskTransition, lease: String? = nil, changing changes: [TaskChange] = [],
         attempt: Int? = nil, durationMs: Int64? = nil, detail: JSONValue? = nil, notes: [String: String?] = [:],
-        host: String? = nil
+        host: String? = nil, notify: NotifySettings? = nil
     ) async throws -> TaskRecord {
         var bindings = PostgresBindings()
         var sets: [String] = []
@@ -54,6 +54,10 @@ extension PostgresTransaction {
         try await appendLedger(
             transition.event, taskID: taskID, type: task.type, attempt: attempt, durationMs: durationMs, detail: detail,
             notes: notes)
+        if let alert = transition.alert {
+            guard let notify else { throw MissingAlertSettings(transition: transition.name) }
+            try await queueNotification(alert, taskID: taskID, notify: notify)
+        }
         return task
     }
 }
@@ -459,7 +463,7 @@ extension PostgresStore: WorkerStore {
 
     /// Each verifier's check as a ledger row (its evidence a note beside it), and an alert when
     /// one could not decide: what `Database.recordChecks` writes on SQLite.
-    private func recordChecks(
+    func recordChecks(
         _ checks: [CheckResult], task: TaskRecord, notify: NotifySettings, _ transaction: PostgresTransaction
     ) async throws {
         for check in checks {
@@ -568,8 +572,8 @@ extension PostgresStore: WorkerStore {
         if task.attempts >= task.attemptLimit(type) {
             try await transaction.transition(
                 task.id, .die, changing: kept + [.lastError(error)], attempt: task.attempts,
-                detail: ["attempts": .int(Int64(task.attempts)), "host": .string(host)], notes: ["error": error])
-            try await transaction.queueNotification(.taskDead, taskID: task.id, notify: notify)
+                detail: ["attempts": .int(Int64(task.attempts)), "host": .string(host)], notes: ["error": error],
+                notify: notify)
             return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
         }
         let delay = (type?.retry ?? RetryPolicy()).delay(afterAttempt: task.attempts, unit: random())
