@@ -133,16 +133,20 @@ extension LedgerEntry: FetchableRecord {
         attempt = try row.decode(forColumn: "attempt")
         durationMs = try row.decode(forColumn: "duration_ms")
         costUSD = try row.decode(forColumn: "cost_usd")
-        let detailText: String? = try row.decode(forColumn: "detail")
-        detail = detailText.flatMap { try? JSONValue.parse($0) }
-        // The free text kept apart from the chain, shown in its place until it is pruned.
-        let notesText: String? = try row.decode(forColumn: "notes")
+        detail = Self.detail(try row.decode(forColumn: "detail"), notes: try row.decode(forColumn: "notes"))
+    }
+
+    /// A row's detail as it is shown: its JSON (nil when unreadable), with the free text kept apart
+    /// from the chain (`ledger_notes`, as one JSON object) back in its place until it is pruned.
+    static func detail(_ detailText: String?, notes notesText: String?) -> JSONValue? {
+        var detail = detailText.flatMap { try? JSONValue.parse($0) }
         if let notesText, case .object(let notes)? = try? JSONValue.parse(notesText),
             case .object(var fields)? = detail
         {
             for (field, text) in notes { fields[field] = text }
             detail = .object(fields)
         }
+        return detail
     }
 
     /// The columns to read a ledger row with its notes.

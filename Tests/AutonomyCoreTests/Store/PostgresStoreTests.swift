@@ -529,6 +529,15 @@ struct PostgresStoreTests {
             // The model task reached the gateway on PostgreSQL (which has no model in this map); the
             // end-to-end tests make real calls through it.
             #expect(report.attempts.last?.outcome?.error?.contains("no model is configured") == true)
+            // The ledger shows the handler's error text beside its fingerprint, as on SQLite.
+            let died = try #require(try await store.ledger(forTask: 2).first { $0.event == "dead" })
+            #expect(died.detail?[path: "error"]?.stringValue?.isEmpty == false, "\(String(describing: died.detail))")
+            #expect(died.detail?[path: "error_sha256"] != nil)
+            // Once pruned, a dead task cannot be retried with nothing to run.
+            // (A cutoff a minute ahead of the database's clock: every finished task, however recent.)
+            #expect(try await store.prune(olderThan: Interval(milliseconds: -60_000), by: "test") >= 1)
+            await #expect(throws: QueueError.self) { _ = try await store.retry(taskID: 2, by: "test") }
+            #expect(try await store.task(id: 2)?.state == .dead)
             let events = try await store.ledger(forTask: 1).map(\.event)
             #expect(events == ["enqueued", "claimed", "verifying", "executed", "verified", "done"])
             let alerts = try await database.connection { connection, logger in

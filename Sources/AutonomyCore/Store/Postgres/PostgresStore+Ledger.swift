@@ -172,24 +172,26 @@ extension PostgresStore {
     {
         try await read("read the ledger") { transaction in
             let order = newestFirst ? "DESC" : "ASC"
-            for try await (id, at, task, type, event, attempt, durationMs, costUSD, detail)
-                in try await transaction
-                .query(
-                    """
-                    SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail FROM ledger
-                    WHERE (\(query.taskID)::bigint IS NULL OR task_id = \(query.taskID))
-                      AND (\(query.type)::text IS NULL OR type = \(query.type))
-                      AND (\(query.event)::text IS NULL OR event = \(query.event))
-                      AND (\(query.since)::bigint IS NULL OR at >= \(query.since))
-                      AND (\(query.before)::bigint IS NULL OR id < \(query.before))
-                    ORDER BY id \(unescaped: order) LIMIT \(query.limit.map(Int64.init))
-                    """
-                ).decode((Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?).self)
+            let rows = try await transaction.query(
+                """
+                SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail,
+                       (SELECT json_object_agg(field, text)::text FROM ledger_notes WHERE ledger_id = ledger.id)
+                FROM ledger
+                WHERE (\(query.taskID)::bigint IS NULL OR task_id = \(query.taskID))
+                  AND (\(query.type)::text IS NULL OR type = \(query.type))
+                  AND (\(query.event)::text IS NULL OR event = \(query.event))
+                  AND (\(query.since)::bigint IS NULL OR at >= \(query.since))
+                  AND (\(query.before)::bigint IS NULL OR id < \(query.before))
+                ORDER BY id \(unescaped: order) LIMIT \(query.limit.map(Int64.init))
+                """)
+            for try await row in rows.decode(
+                (Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?, String?).self)
             {
+                // The notes' text (a handler's error, a verifier's evidence) back in its place.
                 try body(
                     LedgerEntry(
-                        id: id, at: at, taskID: task, type: type, event: event, attempt: attempt,
-                        durationMs: durationMs, costUSD: costUSD, detail: try detail.map { try JSONValue.parse($0) }))
+                        id: row.0, at: row.1, taskID: row.2, type: row.3, event: row.4, attempt: row.5,
+                        durationMs: row.6, costUSD: row.7, detail: LedgerEntry.detail(row.8, notes: row.9)))
             }
         }
     }

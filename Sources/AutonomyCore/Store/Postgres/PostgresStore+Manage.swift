@@ -36,6 +36,9 @@ extension PostgresStore {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
+            guard !task.payload.isEmpty else {
+                throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
+            }
             try await transaction.supersedeApprovals(
                 taskID: task.id, typeName: task.type, states: [.pending, .approved],
                 reason: "the task was retried by \(actor)")
