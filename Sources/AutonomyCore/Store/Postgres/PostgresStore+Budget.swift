@@ -90,16 +90,24 @@ extension PostgresTransaction {
     nonisolated(nonsending) func committedUSD(window: (start: Int64, end: Int64), now: Int64) async throws
         -> Double
     {
+        let (spent, reserved) = try await spentAndReservedUSD(window: window, now: now)
+        return spent + reserved
+    }
+
+    /// The window's spend (settled calls, and reservations in it that timed out unsettled, at their
+    /// full amount) and the open reservations, as `AutonomyStore.spentUSD` and `reservedUSD` count them.
+    nonisolated(nonsending) func spentAndReservedUSD(window: (start: Int64, end: Int64), now: Int64) async throws
+        -> (spent: Double, reserved: Double)
+    {
         let rows = try await rows(
             """
             SELECT
               (SELECT coalesce(sum(CASE WHEN state = 'settled' THEN cost_usd ELSE reserved_usd END), 0)
                FROM llm_calls WHERE started_at >= \(window.start) AND started_at < \(window.end)
-                 AND (state = 'settled' OR (state = 'reserved' AND expires_at <= \(now))))
-              + (SELECT coalesce(sum(reserved_usd), 0) FROM llm_calls
-                 WHERE state = 'reserved' AND expires_at > \(now))
+                 AND (state = 'settled' OR (state = 'reserved' AND expires_at <= \(now)))),
+              (SELECT coalesce(sum(reserved_usd), 0) FROM llm_calls WHERE state = 'reserved' AND expires_at > \(now))
             """)
-        return try rows.first?.decode(Double.self) ?? 0
+        return try rows.first?.decode((Double, Double).self) ?? (0, 0)
     }
 
     /// Charges the reservations whose callers never settled them, at their full amount, with a
@@ -137,15 +145,7 @@ extension PostgresStore {
         try await read("read the budget") { transaction in
             let now = transaction.now
             let window = settings.window.bounds(now, timeZone)
-            let rows = try await transaction.rows(
-                """
-                SELECT
-                  (SELECT coalesce(sum(CASE WHEN state = 'settled' THEN cost_usd ELSE reserved_usd END), 0)
-                   FROM llm_calls WHERE started_at >= \(window.start) AND started_at < \(window.end)
-                     AND (state = 'settled' OR (state = 'reserved' AND expires_at <= \(now)))),
-                  (SELECT coalesce(sum(reserved_usd), 0) FROM llm_calls WHERE state = 'reserved' AND expires_at > \(now))
-                """)
-            let (spent, reserved) = try rows.first?.decode((Double, Double).self) ?? (0, 0)
+            let (spent, reserved) = try await transaction.spentAndReservedUSD(window: window, now: now)
             var perModel: [(model: String, calls: Int, inputTokens: Int, outputTokens: Int, costUSD: Double)] = []
             for try await row in try await transaction.query(
                 """
