@@ -38,10 +38,17 @@ enum Route {
         guard let configPath else { return databaseGiven ? .direct : .gate(socketPath) }
         if access(configPath, R_OK) != 0, errno == EACCES { return .gate(socketPath) }
         guard let loaded = try? ConfigLoader.load(explicitPath: global.config),
-            case .sqlite(let database)? = try? ConfigLoader.databaseLocation(flag: global.database, loaded: loaded)
+            let location = try? ConfigLoader.databaseLocation(flag: global.database, loaded: loaded)
         else { return .direct }
-        if access(database, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
-            return .gate(socketPath)
+        switch location {
+        case .sqlite(let database):
+            if access(database, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
+                return .gate(socketPath)
+            }
+        case .postgres(let url):
+            // No password for the database here: a producer, which the gate stands in for.
+            let password = try? url.password(variable: loaded.configuration.store.passwordEnv, environment: environment)
+            if password == nil { return .gate(socketPath) }
         }
         return .direct
     }
@@ -133,14 +140,13 @@ struct Gate: AsyncParsableCommand {
             printError("\(who): refused: \(Visible.text(message))")
         }
         let loaded: LoadedConfiguration
-        let store: AutonomyStore
+        let location: DatabaseLocation
         do {
-            (loaded, store) = try global.open(trusted: true, quiet: true)
+            loaded = try global.loadConfiguration(quiet: true)
+            try loaded.requireTrusted()
+            location = try global.location(loaded)
         } catch {
-            // The gate itself cannot work: say so to the caller, and fail the unit for the operator.
-            let (code, message) = failure(error)
-            refuse(.unavailable, "the gate cannot serve requests now; an operator must look at it")
-            throw CLIFailure(message, code: code)
+            return try unavailable(error, refuse)
         }
         let request: GateRequest
         do {
@@ -152,11 +158,37 @@ struct Gate: AsyncParsableCommand {
         guard let policy = loaded.configuration.producers.policy(user: peer.user, groups: peer.groups) else {
             return refuse(.notPermitted, TrustError.notAProducer(user: peer.user).description)
         }
-        let service = QueueService(loaded: loaded, store: store, caller: .producer(policy), clock: try currentClock())
-        let (answer, followUp) = await service.answer(request)
+        // The database is opened only for a producer's request: anyone else costs it nothing.
+        let answer: GateAnswer
+        let followUp: QueueService.FollowUp?
+        var postgres: PostgresStore?
+        do {
+            switch location {
+            case .sqlite:
+                let service = QueueService(
+                    loaded: loaded, store: try global.open(loaded), caller: .producer(policy), clock: try currentClock()
+                )
+                (answer, followUp) = await service.answer(request)
+            case .postgres(let url):
+                let store = try await global.openPostgres(url, loaded)
+                postgres = store
+                (answer, followUp) = await PostgresQueueService(loaded: loaded, store: store, caller: .producer(policy))
+                    .answer(request)
+            }
+        } catch {
+            return try unavailable(error, refuse)
+        }
         GateWire.write(answer, to: connection)
         printError(
             "gate: \(peer.user) (uid \(peer.uid), pid \(peer.pid)): \(request.verb.rawValue): exit \(answer.exit)")
         for line in await followUp?() ?? [] { printError(line) }
+        await postgres?.close()
+    }
+
+    /// The gate itself cannot work: it says so to the caller, and fails the unit for the operator.
+    private func unavailable(_ error: any Error, _ refuse: (ExitCode, String) -> Void) throws {
+        let (code, message) = failure(error)
+        refuse(.unavailable, "the gate cannot serve requests now; an operator must look at it")
+        throw CLIFailure(message, code: code)
     }
 }

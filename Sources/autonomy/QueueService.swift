@@ -477,11 +477,13 @@ extension GateRequest {
     }
 }
 
-/// The queue requests on a PostgreSQL database, for a caller that reaches the database itself:
-/// the same verbs, words and exit codes as `QueueService` (its renderers), the times the database's.
+/// The queue requests on a PostgreSQL database, for a caller that reached the database itself or
+/// came through the gate: the same verbs, words, exit codes and producer rights as `QueueService`
+/// (its renderers, `Caller`), the times the database's.
 struct PostgresQueueService {
     var loaded: LoadedConfiguration
     var store: PostgresStore
+    var caller: Caller = .local
 
     /// Answers one request; after an enqueue, with the follow-up that sends the new tasks' alerts.
     func answer(_ request: GateRequest) async -> (GateAnswer, QueueService.FollowUp?) {
@@ -496,41 +498,34 @@ struct PostgresQueueService {
                     followUp = { await delivery.deliverNow(tasks: Set(created)) }
                 }
             case .status:
-                let (status, now) = try await store.status()
+                let (status, now) = try await store.status(source: caller.readsOnly)
                 try QueueService.render(
-                    status, now: now, database: store.url.description, loaded: loaded, readsOnly: nil,
+                    status, now: now, database: store.url.description, loaded: loaded, readsOnly: caller.readsOnly,
                     json: request.json == true, &printout)
             case .tasksList:
-                let tasks = try await store.tasks(matching: try QueueService.taskFilter(request, source: nil))
+                let tasks = try await store.tasks(
+                    matching: try QueueService.taskFilter(request, source: caller.readsOnly))
                 try QueueService.render(
                     tasks, json: request.json == true, now: try await store.databaseNow(), loaded: loaded, &printout)
             case .tasksShow:
                 guard let id = request.id else { throw CLIFailure("a task id is needed", code: .usage) }
-                guard let task = try await store.task(id: id) else { throw QueueError.taskNotFound(id) }
+                // Another producer's task is as absent as a missing one.
+                guard let task = try await store.task(id: id),
+                    caller.readsOnly == nil || task.source == caller.readsOnly
+                else { throw QueueError.taskNotFound(id) }
                 try QueueService.render(
                     task, ledger: try await store.ledger(forTask: id), json: request.json == true, loaded: loaded,
                     &printout)
             case .approvals:
-                let (pending, now) = try await store.pendingApprovals()
+                let (pending, now) = try await store.pendingApprovals(source: caller.readsOnly)
                 try QueueService.render(pending, request, now: now, loaded: loaded, &printout)
-            case .prepareDecision:
-                let (id, key) = try QueueService.signerKey(request)
-                let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
-                let (statement, task) = try await store.decisionStatement(
-                    approvalID: id, try QueueService.decision(request), signerKey: key, verifier: verifier,
-                    settings: loaded.configuration.approvals)
-                let prepared = QueueService.prepared(statement, task: task, key: key, loaded: loaded)
-                printout.stderr = prepared.review
-                return (
-                    GateAnswer(
-                        exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: prepared.statement), nil
-                )
-            case .decide:
-                let approval = try await store.decide(
-                    try QueueService.signed(request),
-                    verifier: DecisionVerifier(settings: loaded.configuration.approvals),
-                    channel: .cli)
-                QueueService.report(approval, &printout)
+            case .prepareDecision, .decide:
+                // Deciding means seeing any request: only an operator's account (read_all) may, and
+                // its decision still counts only by its signature.
+                if let producer = caller.readsOnly {
+                    throw TrustError.verbNotAllowed(producer: producer, verb: "decide")
+                }
+                return try await decide(request, &printout)
             }
         } catch {
             let (code, message) = failure(error)
@@ -540,17 +535,47 @@ struct PostgresQueueService {
         return (GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr), followUp)
     }
 
+    /// Prepares the statement an operator signs, or records a signed decision.
+    private func decide(_ request: GateRequest, _ printout: inout Printout) async throws
+        -> (GateAnswer, QueueService.FollowUp?)
+    {
+        switch request.verb {
+        case .prepareDecision:
+            let (id, key) = try QueueService.signerKey(request)
+            let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
+            let (statement, task) = try await store.decisionStatement(
+                approvalID: id, try QueueService.decision(request), signerKey: key, verifier: verifier,
+                settings: loaded.configuration.approvals)
+            let prepared = QueueService.prepared(statement, task: task, key: key, loaded: loaded)
+            printout.stderr = prepared.review
+            return (
+                GateAnswer(
+                    exit: 0, stdout: printout.stdout, stderr: printout.stderr, statement: prepared.statement), nil
+            )
+        case .decide:
+            let approval = try await store.decide(
+                try QueueService.signed(request),
+                verifier: DecisionVerifier(settings: loaded.configuration.approvals),
+                channel: .cli)
+            QueueService.report(approval, &printout)
+        default:
+            break
+        }
+        return (GateAnswer(exit: 0, stdout: printout.stdout, stderr: printout.stderr), nil)
+    }
+
     /// Enqueues, prints the ids, and returns those of the tasks it created.
     private func enqueue(_ call: GateRequest, _ printout: inout Printout) async throws -> [Int64] {
         let configuration = loaded.configuration
         guard let batch = call.batch else {
-            let outcome = try await store.enqueue(try call.enqueueRequest(), configuration: configuration)
+            let outcome = try await store.enqueue(
+                try call.enqueueRequest(), configuration: configuration, producer: caller.producer)
             try QueueService.report(outcome, call, &printout)
             if case .created(let task) = outcome { return [task.id] }
             return []
         }
         let outcomes = try await store.enqueueBatch(
-            try EnqueueRequest.parseBatch(batch), configuration: configuration)
+            try EnqueueRequest.parseBatch(batch), configuration: configuration, producer: caller.producer)
         if call.json == true {
             printout.line(try JSONOutput.text(outcomes.map { TaskOutput($0.task) }))
         } else {

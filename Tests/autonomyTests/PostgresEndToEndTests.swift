@@ -429,6 +429,62 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func aProducerWithoutTheDatabasesPasswordGoesThroughTheGateWithItsRights() async throws {
+        let producers = #"""
+             "producers": {"users": {"\#(currentUserName)": {"types": ["report"], "max_per_hour": 3}}},
+            """#
+        try await withCluster(
+            taskTypes: #"""
+                "report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}},
+                "send_email": {"safety": "dangerous", "handler": {"exec": {"argv": ["/bin/true"]}},
+                               "verify": [{"command": {"argv": ["/bin/true"]}}]}
+                """#, hosts: [], extra: producers
+        ) { cluster in
+            // The gate runs as the worker's user, with the password; the producer has none.
+            let gate = try GateListener(sandbox: cluster.sandbox, environment: cluster.environment)
+            defer { gate.stop() }
+            var producer = cluster.environment
+            (producer["PGPASSWORD"], producer["AUTONOMY_GATE"]) = ("", gate.socketPath)
+            func asProducer(_ arguments: [String], stdin: String? = nil) async throws -> CLIResult {
+                try await cluster.sandbox.run(arguments, stdin: stdin, environment: producer)
+            }
+            let mine = try await asProducer(["enqueue", "report", "--json"])
+            #expect(mine.status == 0, "\(mine.stderr)")
+            #expect(try JSONValue.parse(mine.stdout)[path: "source"] == .string(currentUserName))
+            let notAllowed = try await asProducer(["enqueue", "send_email", "--payload", "{}"])
+            #expect(notAllowed.status == 77 && notAllowed.stderr.contains("may not enqueue send_email"))
+            let forged = try await asProducer(["enqueue", "report", "--source", "sales-bot"])
+            #expect(forged.status == 77 && forged.stderr.contains("the source is who you are"), "\(forged.stderr)")
+            // Another producer's task (enqueued by the operator) is not this producer's to see.
+            let theirs = try await cluster.run(["enqueue", "send_email", "--payload", "{}", "--source", "sales-bot"])
+            #expect(theirs.status == 0, "\(theirs.stderr)")
+            let listed = try await asProducer(["tasks", "list", "--json"])
+            guard case .array(let tasks) = try JSONValue.parse(listed.stdout) else {
+                throw CLIFailureInTest("no list: \(listed.stderr)")
+            }
+            #expect(tasks.count == 1 && tasks[0][path: "source"] == .string(currentUserName))
+            #expect(
+                try await asProducer(["tasks", "show", theirs.stdout.trimmingCharacters(in: .whitespacesAndNewlines)])
+                    .status == 66)
+            let status = try await asProducer(["status"])
+            #expect(status.stdout.contains("showing:  the tasks of \(currentUserName) only"), "\(status.stdout)")
+            // The operator's pending request is for sales-bot's task: not this producer's.
+            #expect(try await asProducer(["approvals"]).stdout == "no approval requests are waiting\n")
+            let decide = try await asProducer(["approve", "1"])
+            #expect(decide.status == 77, "\(decide.stderr)")
+            // A batch counts against the hourly limit as a whole: three more are over it, none go in.
+            let batch = try await asProducer(
+                ["enqueue", "--batch", "-"], stdin: String(repeating: #"{"type":"report"}"# + "\n", count: 3))
+            #expect(batch.status == 75 && batch.stderr.contains("try again in"), "\(batch.stderr)")
+            let counted = try await cluster.run(["tasks", "list", "--json"])
+            guard case .array(let all) = try JSONValue.parse(counted.stdout) else { throw CLIFailureInTest("no list") }
+            #expect(all.count == 2)
+            #expect(
+                gate.log.contains { $0.contains("gate: \(currentUserName) (uid") && $0.contains("enqueue: exit 0") })
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []

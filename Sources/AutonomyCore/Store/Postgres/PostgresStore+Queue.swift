@@ -89,16 +89,36 @@ extension PostgresStore {
     /// Adds one task, or returns the one its idempotency key already names: `AutonomyStore.enqueue`
     /// on PostgreSQL, with the same checks (`EnqueueRequest.prepare`) and ledger rows. The time is
     /// the database's.
-    public func enqueue(_ request: EnqueueRequest, configuration: Configuration) async throws -> EnqueueOutcome {
+    ///
+    /// With `producer` (a caller through the gate), the task's source is the producer's name, its
+    /// type must be one the producer may enqueue, and the producer's hourly limits apply.
+    public func enqueue(
+        _ request: EnqueueRequest, configuration: Configuration, producer: ProducerPolicy? = nil
+    ) async throws -> EnqueueOutcome {
         // Checked and rated before the transaction: no pattern runs while the ledger's lock is held.
-        let task = try request.prepare(configuration, now: try await databaseNow())
+        let task = try request.on(behalfOf: producer).prepare(configuration, now: try await databaseNow())
         return try await write("enqueue") { transaction in
-            try await self.insert(task, configuration: configuration, transaction)
+            try await self.insert(task, configuration: configuration, producer: producer, transaction)
         }
     }
 
+    /// The hourly limits a task counts against: the caller's through the gate, else those of the
+    /// producer a trusted caller names as the source. Nil when none apply.
+    private static func limits(
+        of request: EnqueueRequest, producer: ProducerPolicy?, _ configuration: Configuration
+    ) -> ProducerPolicy? {
+        let policy =
+            producer
+            ?? request.source.flatMap { source in
+                configuration.producers.users[source].map { ProducerPolicy(name: source, rule: $0) }
+            }
+        guard let policy, policy.rule.maxPerHour != nil || policy.rule.maxDangerousPerHour != nil else { return nil }
+        return policy
+    }
+
     private func insert(
-        _ task: PreparedTask, configuration: Configuration, _ transaction: PostgresTransaction
+        _ task: PreparedTask, configuration: Configuration, producer: ProducerPolicy?,
+        _ transaction: PostgresTransaction
     ) async throws -> EnqueueOutcome {
         let request = task.request
         if let key = request.key {
@@ -117,9 +137,8 @@ extension PostgresStore {
         }
         let now = transaction.now
         // A producer's hourly limits hold whichever way its tasks arrive, as on SQLite.
-        if let source = request.source, let rule = configuration.producers.users[source] {
-            try await checkLimits(
-                of: ProducerPolicy(name: source, rule: rule), dangerous: task.state == .awaitingApproval, transaction)
+        if let limited = Self.limits(of: request, producer: producer, configuration) {
+            try await checkLimits(of: limited, dangerous: task.state == .awaitingApproval, transaction)
         }
         let inserted = try await transaction.rows(
             """
@@ -691,16 +710,18 @@ extension PostgresStore {
     /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
     ///
     /// - Throws: `QueueError.batchLine` naming the first refused request (1-based), or `StoreError`.
-    public func enqueueBatch(_ requests: [EnqueueRequest], configuration: Configuration) async throws
-        -> [EnqueueOutcome]
-    {
+    public func enqueueBatch(
+        _ requests: [EnqueueRequest], configuration: Configuration, producer: ProducerPolicy? = nil
+    ) async throws -> [EnqueueOutcome] {
         let now = try await databaseNow()
         var prepared: [PreparedTask] = []
         prepared.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
             do {
-                prepared.append(try request.prepare(configuration, now: now))
-            } catch {
+                prepared.append(try request.on(behalfOf: producer).prepare(configuration, now: now))
+            } catch let error as TrustError {
+                throw TrustError.batchLine(index + 1, error)
+            } catch let error as QueueError {
                 throw QueueError.batchLine(index + 1, error)
             }
         }
@@ -708,7 +729,7 @@ extension PostgresStore {
         // few statements: its rows and their ledger rows in bulk.
         let plain = prepared.allSatisfy { task in
             task.request.key == nil && task.state != .awaitingApproval
-                && (task.request.source.map { configuration.producers.users[$0] == nil } ?? true)
+                && Self.limits(of: task.request, producer: producer, configuration) == nil
         }
         if plain {
             return try await write("enqueue a batch") { transaction in
@@ -728,7 +749,8 @@ extension PostgresStore {
             outcomes.reserveCapacity(prepared.count)
             for (index, task) in prepared.enumerated() {
                 do {
-                    outcomes.append(try await self.insert(task, configuration: configuration, transaction))
+                    outcomes.append(
+                        try await self.insert(task, configuration: configuration, producer: producer, transaction))
                 } catch let error as QueueError {
                     throw QueueError.batchLine(index + 1, error)
                 } catch let error as TrustError {
