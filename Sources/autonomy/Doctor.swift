@@ -36,14 +36,20 @@ struct DoctorCommand: AsyncParsableCommand {
         let configPath = (try? loaded.get().path) ?? explicit ?? environment[ConfigLoader.configVariable]
         let location = try ConfigLoader.databaseLocation(
             flag: global.database, loaded: (try? loaded.get()) ?? .builtInDefaults)
-        guard case .sqlite(let databasePath) = location else {
-            throw StoreError.notOnPostgres("doctor")
-        }
         let gate = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
-        let doctor = Doctor(
-            loaded: loaded, configPath: configPath, databasePath: databasePath, now: try currentClock().now(),
-            gateSocket: gate, systemd: SystemdUnits.available ? SystemdUnits.show : nil)
-        let checks = doctor.examine()
+        let checks: [DoctorCheck]
+        switch location {
+        case .sqlite(let databasePath):
+            checks = Doctor(
+                loaded: loaded, configPath: configPath, databasePath: databasePath, now: try currentClock().now(),
+                gateSocket: gate, systemd: SystemdUnits.available ? SystemdUnits.show : nil
+            ).examine()
+        case .postgres(let url):
+            checks = await Doctor(
+                loaded: loaded, configPath: configPath, databasePath: url.description, now: try currentClock().now(),
+                gateSocket: gate, systemd: SystemdUnits.available ? SystemdUnits.show : nil
+            ).examine(postgres: url)
+        }
         if json {
             try printJSON(checks)
         } else {

@@ -485,11 +485,73 @@ struct PostgresEndToEndTests {
         }
     }
 
+    private struct Check: Decodable {
+        var check: String
+        var status: String
+        var message: String
+        var fix: String?
+    }
+
+    @Test func doctorChecksAPostgresInstallationReadingOnly() async throws {
+        try await withCluster(
+            taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
+        ) { cluster in
+            chmod(cluster.sandbox.configPath, 0o640)
+            func doctor(_ environment: [String: String]? = nil) async throws -> (Int32, [Check], String) {
+                let result = try await cluster.sandbox.run(
+                    ["doctor", "--json"], environment: environment ?? cluster.environment)
+                return (
+                    result.status, try JSONDecoder().decode([Check].self, from: Data(result.stdout.utf8)), result.stderr
+                )
+            }
+            func migrationsTable() async throws -> Bool {
+                try await cluster.database.connection { connection, logger in
+                    for try await exists in try await connection.query(
+                        "SELECT to_regclass('autonomy_migrations') IS NOT NULL", logger: logger
+                    ).decode(Bool.self) { return exists }
+                    return false
+                }
+            }
+            // A database no autonomy has migrated: pending, said so, and left as it was.
+            let (_, fresh, _) = try await doctor()
+            let pending = try #require(fresh.first { $0.check == "database" })
+            #expect(pending.status == "warn" && pending.message.contains("migration(s) pending"), "\(pending)")
+            #expect(try await migrationsTable() == false)
+            #expect(try await cluster.run(["enqueue", "noop"]).status == 0)
+            #expect(try await cluster.run(["work-once"]).status == 0)
+            let (status, checks, _) = try await doctor()
+            #expect(status == 0, "\(checks.filter { $0.status == "fail" })")
+            for name in ["database", "ledger", "worker", "tasks", "signers"] {
+                #expect(
+                    checks.first { $0.check == name }?.status == "ok", "\(name): \(checks.filter { $0.check == name })")
+            }
+            #expect(checks.first { $0.check == "database" }?.message.contains("schema current") == true)
+            #expect(!checks.contains { $0.check == "state-folder" })  // no file, no folder
+            // A row edited by someone who could turn off the append-only trigger is found, as on SQLite.
+            try await cluster.database.connection { connection, logger in
+                try await connection.query("ALTER TABLE ledger DISABLE TRIGGER USER", logger: logger)
+                try await connection.query("UPDATE ledger SET detail = '{}' WHERE id = 2", logger: logger)
+            }
+            let (broken, brokenChecks, _) = try await doctor()
+            let ledger = try #require(brokenChecks.first { $0.check == "ledger" })
+            #expect(broken == 1 && ledger.status == "fail" && ledger.message.contains("breaks at row 2"), "\(ledger)")
+            // A wrong password: the server's words, never the password.
+            var wrong = cluster.environment
+            wrong["PGPASSWORD"] = "wrong-\(UUID().uuidString)"
+            let (denied, deniedChecks, stderr) = try await doctor(wrong)
+            let database = try #require(deniedChecks.first { $0.check == "database" })
+            #expect(denied == 1 && database.status == "fail")
+            #expect(database.message.contains("password authentication failed"), "\(database)")
+            #expect(!database.message.contains(wrong["PGPASSWORD"]!) && !stderr.contains(wrong["PGPASSWORD"]!))
+            #expect(!deniedChecks.contains { $0.check == "ledger" })
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
         ) { cluster in
-            for arguments in [["audit"], ["serve", "listen"], ["doctor"]] {
+            for arguments in [["audit"], ["serve", "listen"]] {
                 let result = try await cluster.run(arguments)
                 #expect(result.status == 69, "\(arguments): \(result.stderr)")
                 #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")

@@ -68,12 +68,32 @@ public struct Doctor: Sendable {
         checks.append(stateFolder())
         checks.append(worker())
         checks.append(contentsOf: units())
+        var readings: DoctorReadings?
         if let reader, let configuration {
-            checks.append(contentsOf: fromDatabase(reader, configuration))
+            do {
+                readings = try reader.read { db in try self.readings(db, configuration) }
+            } catch {
+                checks.append(DoctorCheck("database", .fail, "cannot read it: \(error)", fix: "autonomy status"))
+            }
+        }
+        return checks + fromReadings(readings, configuration, databaseRead: reader != nil)
+    }
+
+    /// The checks that follow from what the database says (when it could be read), then trust,
+    /// alerts and the gate: the same for either engine.
+    func fromReadings(_ readings: DoctorReadings?, _ configuration: Configuration?, databaseRead: Bool)
+        -> [DoctorCheck]
+    {
+        var checks: [DoctorCheck] = []
+        if let readings, let configuration {
+            checks += [
+                lastWorkerRun(readings), ledger(readings.recentChain), tasks(readings),
+                budget(readings, configuration),
+            ]
         }
         if let configuration {
             checks.append(signers(configuration))
-            checks.append(alerts(configuration, reader))
+            checks.append(alerts(configuration, databaseRead ? readings : nil))
         }
         checks.append(gate())
         return checks
@@ -89,7 +109,7 @@ public struct Doctor: Sendable {
 
     // MARK: - The configuration
 
-    private func configuration() -> DoctorCheck {
+    func configuration() -> DoctorCheck {
         switch loaded {
         case .failure(let error):
             return DoctorCheck(
@@ -229,7 +249,7 @@ public struct Doctor: Sendable {
         return DoctorCheck("state-folder", .ok, shown)
     }
 
-    private func worker() -> DoctorCheck {
+    func worker() -> DoctorCheck {
         guard getpwnam(workerUser) != nil else {
             return DoctorCheck(
                 "worker-user", .warn, "no user \(workerUser): not installed as a system service here",
@@ -240,7 +260,7 @@ public struct Doctor: Sendable {
 
     // MARK: - systemd
 
-    private func units() -> [DoctorCheck] {
+    func units() -> [DoctorCheck] {
         guard let systemd else {
             return [
                 DoctorCheck(
@@ -284,50 +304,68 @@ public struct Doctor: Sendable {
 
     // MARK: - What the database says
 
-    private func fromDatabase(_ reader: DatabaseQueue, _ configuration: Configuration) -> [DoctorCheck] {
-        do {
-            return try reader.read { db in
-                [
-                    try lastWorkerRun(db, configuration),
-                    try ledger(db),
-                    try tasks(db, configuration),
-                    try budget(db, configuration),
-                ]
-            }
-        } catch {
-            return [DoctorCheck("database", .fail, "cannot read it: \(error)", fix: "autonomy status")]
+    /// Reads everything the database-backed checks need, in one read transaction.
+    private func readings(_ db: Database, _ configuration: Configuration) throws -> DoctorReadings {
+        var readings = DoctorReadings(now: now)
+        readings.lastClaim = try Int64.fetchOne(
+            db, sql: "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1")
+        if let oldest = try Row.fetchOne(
+            db,
+            // Only what the worker would claim: a type paused by an override waits on purpose.
+            sql: """
+                SELECT COUNT(*) AS n, MIN(run_at) AS since FROM tasks INDEXED BY tasks_claim_order
+                WHERE state = 'queued' AND run_at <= ? AND type NOT IN (SELECT value FROM json_each(?))
+                """,
+            arguments: [
+                now,
+                JSONValue.array(
+                    configuration.applying(try db.activeOverrides(now: now)).pausedTypes.map { .string($0) }
+                ).canonicalText,
+            ])
+        {
+            readings.runnable = oldest["n"]
+            readings.oldestRunnable = oldest["since"]
         }
+        readings.recentChain = try AutonomyStore.verifyRecentChain(db, rows: recentLedgerRows)
+        readings.dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = 'dead'") ?? 0
+        // A young installation has no shelfware yet: only a ledger older than the window can say.
+        let since = try Int64.fetchOne(db, sql: "SELECT at FROM ledger ORDER BY id LIMIT 1") ?? now
+        readings.shelfware =
+            since < now - AutonomyStore.shelfwareAfter.milliseconds ? try db.shelfware(configuration, now: now) : []
+        let settings = configuration.gateway
+        if !settings.models.isEmpty {
+            let window = settings.window.bounds(now, configuration.timezone)
+            readings.committedUSD =
+                try AutonomyStore.spentUSD(db: db, window: window, now: now)
+                + AutonomyStore.reservedUSD(db: db, now: now)
+        }
+        if let failing = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT COUNT(*) AS n, MAX(last_error) AS error FROM notifications
+                INDEXED BY notifications_due WHERE delivered_at IS NULL AND attempts > 0
+                """)
+        {
+            readings.undeliveredAlerts = failing["n"]
+            readings.lastAlertError = failing["error"]
+        }
+        readings.lastDelivered = try Int64.fetchOne(db, sql: "SELECT MAX(delivered_at) FROM notifications")
+        return readings
     }
 
-    private func lastWorkerRun(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
-        let lastClaim = try Int64.fetchOne(
-            db, sql: "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1")
+    private func lastWorkerRun(_ readings: DoctorReadings) -> DoctorCheck {
+        let now = readings.now
         let claimText =
-            lastClaim.map { "the last claim \(Interval(milliseconds: now - $0)) ago" } ?? "no task ever claimed"
-        guard
-            let oldest = try Row.fetchOne(
-                db,
-                // Only what the worker would claim: a type paused by an override waits on purpose.
-                sql: """
-                    SELECT COUNT(*) AS n, MIN(run_at) AS since FROM tasks INDEXED BY tasks_claim_order
-                    WHERE state = 'queued' AND run_at <= ? AND type NOT IN (SELECT value FROM json_each(?))
-                    """,
-                arguments: [
-                    now,
-                    JSONValue.array(
-                        configuration.applying(try db.activeOverrides(now: now)).pausedTypes.map { .string($0) }
-                    ).canonicalText,
-                ]),
-            let since = oldest["since"] as Int64?
-        else {
+            readings.lastClaim.map { "the last claim \(Interval(milliseconds: now - $0)) ago" }
+            ?? "no task ever claimed"
+        guard let since = readings.oldestRunnable else {
             return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
         }
-        let count: Int = oldest["n"]
         let waited = Interval(milliseconds: now - since)
         let status: DoctorCheck.Status =
             waited.milliseconds > Self.workerLate.milliseconds * 5
             ? .fail : waited.milliseconds > Self.workerLate.milliseconds ? .warn : .ok
-        let message = "\(count) runnable task(s), the oldest waiting \(waited); \(claimText)"
+        let message = "\(readings.runnable) runnable task(s), the oldest waiting \(waited); \(claimText)"
         return DoctorCheck(
             "worker", status, message,
             fix: status == .ok
@@ -337,13 +375,11 @@ public struct Doctor: Sendable {
     }
 
     /// The budget as the gateway counts it: settled calls, abandoned and open reservations.
-    private func budget(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
+    private func budget(_ readings: DoctorReadings, _ configuration: Configuration) -> DoctorCheck {
         let settings = configuration.gateway
-        guard !settings.models.isEmpty else { return DoctorCheck("budget", .ok, "no model configured") }
-        let window = settings.window.bounds(now, configuration.timezone)
-        let committed =
-            try AutonomyStore.spentUSD(db: db, window: window, now: now)
-            + AutonomyStore.reservedUSD(db: db, now: now)
+        guard let committed = readings.committedUSD, !settings.models.isEmpty else {
+            return DoctorCheck("budget", .ok, "no model configured")
+        }
         let text = String(format: "$%.2f of the $%.2f cap committed", committed, settings.dailyCapUSD)
         if committed >= settings.dailyCapUSD {
             return DoctorCheck(
@@ -353,8 +389,7 @@ public struct Doctor: Sendable {
         return DoctorCheck("budget", .ok, text)
     }
 
-    private func ledger(_ db: Database) throws -> DoctorCheck {
-        let report = try AutonomyStore.verifyRecentChain(db, rows: recentLedgerRows)
+    private func ledger(_ report: ChainReport) -> DoctorCheck {
         if let broken = report.firstBroken {
             return DoctorCheck(
                 "ledger", .fail, "the chain breaks at row \(broken.id): \(broken.reason)",
@@ -371,16 +406,12 @@ public struct Doctor: Sendable {
         )
     }
 
-    private func tasks(_ db: Database, _ configuration: Configuration) throws -> DoctorCheck {
-        let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = 'dead'") ?? 0
-        // A young installation has no shelfware yet: only a ledger older than the window can say.
-        let since = try Int64.fetchOne(db, sql: "SELECT at FROM ledger ORDER BY id LIMIT 1") ?? now
-        let shelfware =
-            since < now - AutonomyStore.shelfwareAfter.milliseconds ? try db.shelfware(configuration, now: now) : []
+    private func tasks(_ readings: DoctorReadings) -> DoctorCheck {
+        let shelfware = readings.shelfware
         let text =
-            "\(dead) dead task(s); \(shelfware.count) type(s) with no success in 30 days"
+            "\(readings.dead) dead task(s); \(shelfware.count) type(s) with no success in 30 days"
             + (shelfware.isEmpty ? "" : " (\(shelfware.prefix(5).joined(separator: ", ")))")
-        if dead > 0 {
+        if readings.dead > 0 {
             return DoctorCheck(
                 "tasks", .warn, text,
                 fix: "`autonomy tasks list --state dead`, then `autonomy tasks retry ID` once the cause is fixed")
@@ -422,40 +453,48 @@ public struct Doctor: Sendable {
         }
     }
 
-    private func alerts(_ configuration: Configuration, _ reader: DatabaseQueue?) -> DoctorCheck {
+    private func alerts(_ configuration: Configuration, _ readings: DoctorReadings?) -> DoctorCheck {
         let notify = configuration.notify
         guard notify.command != nil || notify.webhook != nil else {
             return DoctorCheck(
                 "alerts", .warn, "no alert channel: nobody is told when a task waits for approval or dies",
                 fix: "set notify.command or notify.webhook in the configuration")
         }
-        guard let reader else { return DoctorCheck("alerts", .warn, "the database could not be read") }
-        do {
-            let (failing, lastDelivered) = try reader.read { db in
-                (
-                    try Row.fetchOne(
-                        db,
-                        sql: """
-                            SELECT COUNT(*) AS n, MAX(last_error) AS error FROM notifications
-                            INDEXED BY notifications_due WHERE delivered_at IS NULL AND attempts > 0
-                            """),
-                    try Int64.fetchOne(db, sql: "SELECT MAX(delivered_at) FROM notifications")
-                )
-            }
-            let count: Int = failing?["n"] ?? 0
-            if count > 0 {
-                let error: String = failing?["error"] ?? "?"
-                return DoctorCheck(
-                    "alerts", .warn, "\(count) alert(s) not delivered yet; the last error: \(error.prefix(200))",
-                    fix: "`autonomy notify test` sends one now and prints the channel's answer")
-            }
-            let last =
-                lastDelivered.map { "the last delivered \(Interval(milliseconds: now - $0)) ago" } ?? "none sent yet"
-            return DoctorCheck("alerts", .ok, "no delivery failing (\(last))")
-        } catch {
-            return DoctorCheck("alerts", .warn, "cannot read the alerts: \(error)")
+        guard let readings else { return DoctorCheck("alerts", .warn, "the database could not be read") }
+        if readings.undeliveredAlerts > 0 {
+            let error = readings.lastAlertError ?? "?"
+            return DoctorCheck(
+                "alerts", .warn,
+                "\(readings.undeliveredAlerts) alert(s) not delivered yet; the last error: \(error.prefix(200))",
+                fix: "`autonomy notify test` sends one now and prints the channel's answer")
         }
+        let last =
+            readings.lastDelivered.map { "the last delivered \(Interval(milliseconds: readings.now - $0)) ago" }
+            ?? "none sent yet"
+        return DoctorCheck("alerts", .ok, "no delivery failing (\(last))")
     }
+}
+
+/// What the database says, read by either engine, for the checks that follow from it.
+public struct DoctorReadings: Sendable {
+    /// The time the readings are measured against: this machine's clock on SQLite, the database's
+    /// on PostgreSQL.
+    public var now: Int64
+    public var lastClaim: Int64?
+    /// The tasks the worker would claim now, and since when the oldest of them has waited.
+    public var runnable = 0
+    public var oldestRunnable: Int64?
+    public var recentChain = ChainReport(rows: 0, firstBroken: nil, lastHash: LedgerChain.genesis)
+    public var dead = 0
+    /// Declared types with no success in 30 days (none while the ledger is younger than that).
+    public var shelfware: [String] = []
+    /// Spent and reserved in the budget's window; nil when no model is configured.
+    public var committedUSD: Double?
+    public var undeliveredAlerts = 0
+    public var lastAlertError: String?
+    public var lastDelivered: Int64?
+
+    public init(now: Int64) { self.now = now }
 }
 
 extension AutonomyStore {

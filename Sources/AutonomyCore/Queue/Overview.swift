@@ -105,10 +105,18 @@ extension AutonomyStore {
 extension Database {
     /// The declared types (fix proposals aside) with no success in `shelfwareAfter`, or ever, sorted.
     func shelfware(_ configuration: Configuration, now: Int64) throws -> [String] {
+        try configuration.shelfware(now: now) { try lastSuccess(of: $0) }
+    }
+}
+
+extension Configuration {
+    /// The declared types (fix proposals aside) whose last success (`lastSuccess`) is older than
+    /// `AutonomyStore.shelfwareAfter`, or that never succeeded, sorted: either engine's reading.
+    func shelfware(now: Int64, lastSuccess: (String) throws -> Int64?) rethrows -> [String] {
         let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
-        return try configuration.taskTypes.keys.sorted().filter { name in
+        return try taskTypes.keys.sorted().filter { name in
             guard name != TaskType.remediationTypeName else { return false }
-            return try (lastSuccess(of: name) ?? .min) < cutoff
+            return try (lastSuccess(name) ?? .min) < cutoff
         }
     }
 }

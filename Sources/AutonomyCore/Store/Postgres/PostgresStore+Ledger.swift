@@ -85,9 +85,12 @@ extension PostgresStore {
     }
 
     /// The same walk, inside a transaction under way (`export` checks its copy before committing).
-    nonisolated(nonsending) static func verifyChain(_ transaction: PostgresTransaction) async throws -> ChainReport {
-        var previous = LedgerChain.genesis
-        var expectedID: Int64 = 1
+    /// With `start`, from the row after it (whose hash it gives), as `doctor` checks the newest rows.
+    nonisolated(nonsending) static func verifyChain(
+        _ transaction: PostgresTransaction, after start: (id: Int64, hash: String)? = nil
+    ) async throws -> ChainReport {
+        var previous = start?.hash ?? LedgerChain.genesis
+        var expectedID: Int64 = (start?.id ?? 0) + 1
         var rows = 0
         func report(_ broken: ChainReport.BrokenRow?) -> ChainReport {
             ChainReport(rows: rows, firstBroken: broken, lastHash: previous)
@@ -95,7 +98,7 @@ extension PostgresStore {
         let sequence = try await transaction.query(
             """
             SELECT id, at, task_id, type, event, attempt, duration_ms, cost_usd, detail, prev_hash, hash
-            FROM ledger ORDER BY id
+            FROM ledger WHERE id > \(start?.id ?? 0) ORDER BY id
             """)
         for try await row in sequence.decode(
             (Int64, Int64, Int64?, String?, String, Int?, Int64?, Double?, String?, String, String).self)

@@ -51,9 +51,10 @@ public actor PostgresStore {
     }
 
     /// Connects, then runs pending migrations (under an advisory lock, so hosts starting at once
-    /// migrate once). Refuses a database a newer autonomy migrated.
+    /// migrate once). Refuses a database a newer autonomy migrated. With `migrate: false` it only
+    /// connects (`doctor`, which reads only, looks at the schema with `schema()`).
     public static func open(
-        _ url: PostgresURL, password: String?, host: String = ProcessInfo.processInfo.hostName
+        _ url: PostgresURL, password: String?, host: String = ProcessInfo.processInfo.hostName, migrate: Bool = true
     ) async throws -> PostgresStore {
         var logger = Logger(label: "autonomy.postgres")
         // postgres-nio logs queries and their binds at debug and trace: never let them out.
@@ -83,7 +84,7 @@ public actor PostgresStore {
             // within seconds, and no transaction waits for that lock forever.
             try await connection.query("SET idle_in_transaction_session_timeout = '15s'", logger: logger)
             try await connection.query("SET lock_timeout = '300s'", logger: logger)
-            try await store.migrate()
+            if migrate { try await store.migrate() }
         } catch {
             try? await connection.close()
             throw error
@@ -102,6 +103,10 @@ public actor PostgresStore {
             return reason(error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error)
         }
         guard let error = error as? PSQLError else { return "\(error)" }
+        if error.code == .authMechanismRequiresPassword {
+            return
+                "the server asks for a password and none was found here (the variable store.password_env names, PGPASSWORD, or ~/.pgpass)"
+        }
         if let message = error.serverInfo?[.message] {
             let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
             return message + state

@@ -1,0 +1,80 @@
+import Foundation
+import PostgresNIO
+
+extension PostgresStore {
+    /// The migrations applied to this database and those this autonomy knows, read without
+    /// changing anything (a database no autonomy migrated yet has none applied).
+    public func schema() async throws -> (applied: Set<String>, known: Set<String>) {
+        try await read("read the schema") { transaction in
+            var applied: Set<String> = []
+            let exists = try await transaction.rows("SELECT to_regclass('autonomy_migrations') IS NOT NULL")
+            if try exists.first?.decode(Bool.self) == true {
+                for row in try await transaction.rows("SELECT name FROM autonomy_migrations") {
+                    applied.insert(try row.decode(String.self))
+                }
+            }
+            return (applied, Set(PostgresMigrations.all.map(\.name)))
+        }
+    }
+
+    /// What `doctor` reads from the database (`Doctor.readings` on SQLite), in one read-only
+    /// transaction, measured against the database's clock.
+    public func doctorReadings(configuration: Configuration, recentLedgerRows: Int) async throws -> DoctorReadings {
+        try await read("read what doctor checks") { transaction in
+            let now = transaction.now
+            var readings = DoctorReadings(now: now)
+            readings.lastClaim = try await transaction.rows(
+                "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1"
+            ).first?.decode(Int64.self)
+            // Only what a worker would claim: a paused type waits on purpose.
+            let paused = configuration.pausedTypes.sorted()
+            if let row = try await transaction.rows(
+                """
+                SELECT count(*)::bigint, min(run_at) FROM tasks
+                WHERE state = 'queued' AND run_at <= \(now) AND NOT (type = ANY(\(paused)))
+                """
+            ).first {
+                (readings.runnable, readings.oldestRunnable) = try row.decode((Int, Int64?).self)
+            }
+            if let last = try await transaction.rows("SELECT max(id) FROM ledger").first?.decode(Int64?.self) {
+                let start = try await transaction.rows(
+                    "SELECT id, hash FROM ledger WHERE id <= \(last - Int64(recentLedgerRows)) ORDER BY id DESC LIMIT 1"
+                ).first.map { try $0.decode((Int64, String).self) }
+                readings.recentChain = try await Self.verifyChain(transaction, after: start.map { ($0.0, $0.1) })
+            }
+            readings.dead =
+                try await transaction.rows("SELECT count(*)::bigint FROM tasks WHERE state = 'dead'").first?.decode(
+                    Int.self) ?? 0
+            // A young installation has no shelfware yet: only a ledger older than the window can say.
+            let first =
+                try await transaction.rows("SELECT at FROM ledger ORDER BY id LIMIT 1").first?.decode(Int64.self) ?? now
+            if first < now - AutonomyStore.shelfwareAfter.milliseconds {
+                var lastSuccess: [String: Int64] = [:]
+                for row in try await transaction.rows(
+                    "SELECT type, max(at) FROM ledger WHERE event = 'done' AND type IS NOT NULL GROUP BY type")
+                {
+                    let (type, at) = try row.decode((String, Int64).self)
+                    lastSuccess[type] = at
+                }
+                readings.shelfware = configuration.shelfware(now: now) { lastSuccess[$0] }
+            }
+            let settings = configuration.gateway
+            if !settings.models.isEmpty {
+                readings.committedUSD = try await transaction.committedUSD(
+                    window: settings.window.bounds(now, configuration.timezone), now: now)
+            }
+            if let row = try await transaction.rows(
+                """
+                SELECT count(*)::bigint, max(last_error) FROM notifications
+                WHERE delivered_at IS NULL AND attempts > 0
+                """
+            ).first {
+                (readings.undeliveredAlerts, readings.lastAlertError) = try row.decode((Int, String?).self)
+            }
+            readings.lastDelivered =
+                try await transaction.rows("SELECT max(delivered_at) FROM notifications").first?
+                .decode(Int64?.self) ?? nil
+            return readings
+        }
+    }
+}
