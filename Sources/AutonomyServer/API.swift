@@ -9,10 +9,10 @@ import NIOCore
 /// functions the CLI does; none of them writes SQL of its own.
 public struct ServerEnvironment: Sendable {
     public var loaded: LoadedConfiguration
-    public var store: AutonomyStore
+    public var store: any ServerStore
     public var clock: any WallClock
 
-    public init(loaded: LoadedConfiguration, store: AutonomyStore, clock: any WallClock) {
+    public init(loaded: LoadedConfiguration, store: any ServerStore, clock: any WallClock) {
         (self.loaded, self.store, self.clock) = (loaded, store, clock)
     }
 }
@@ -42,8 +42,8 @@ public enum AutonomyAPI {
                 deadline: state.deadline ?? sleep(environment.loaded.configuration.serve.requestTimeout)))
         let api = router.group("api/v1")
         api.post("tasks") { request, context in try await enqueue(request, context, environment) }
-        api.get("tasks") { request, _ in try list(request, environment) }
-        api.get("tasks/{id}") { request, context in try show(request, context, environment) }
+        api.get("tasks") { request, _ in try await list(request, environment) }
+        api.get("tasks/{id}") { request, context in try await show(request, context, environment) }
         ApprovalPages.add(to: router, environment, state)
         OperatorRoutes.add(to: router, environment, state)
         Dashboard.add(to: router, environment, state)
@@ -54,12 +54,12 @@ public enum AutonomyAPI {
     // MARK: - Who is asking
 
     /// The producer a bearer token names, with its `producers.users` entry as it stands now.
-    static func producer(_ request: Request, _ environment: ServerEnvironment) throws -> ProducerPolicy {
+    static func producer(_ request: Request, _ environment: ServerEnvironment) async throws -> ProducerPolicy {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw APIError.unauthorized
         }
         let secret = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
-        guard let name = try environment.store.producerName(bearer: secret) else { throw APIError.unauthorized }
+        guard let name = try await environment.store.producerName(bearer: secret) else { throw APIError.unauthorized }
         // A token outlives nothing: its producer must still be listed, with what it may do now.
         guard let policy = environment.loaded.configuration.producers.policy(user: name, groups: []) else {
             throw APIError(
@@ -77,7 +77,7 @@ public enum AutonomyAPI {
     static func enqueue(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment)
         async throws -> Response
     {
-        let policy = try producer(request, environment)
+        let policy = try await producer(request, environment)
         let configuration = environment.loaded.configuration
         // The payload's own limit, with room for the other fields around it.
         let limit = configuration.queue.maxPayloadBytes + 16 * 1024
@@ -143,7 +143,7 @@ public enum AutonomyAPI {
             }
             task.delay = interval
         }
-        let outcome = try environment.store.enqueue(
+        let outcome = try await environment.store.enqueue(
             task, configuration: configuration, now: environment.clock.now(), producer: policy)
         if case .created(let created) = outcome, created.state == .awaitingApproval,
             !configuration.notify.channels.isEmpty
@@ -161,22 +161,22 @@ public enum AutonomyAPI {
 
     // MARK: - GET /api/v1/tasks, /api/v1/tasks/{id}
 
-    static func show(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment) throws
+    static func show(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment) async throws
         -> Response
     {
-        let policy = try producer(request, environment)
+        let policy = try await producer(request, environment)
         guard let id = context.parameters.get("id", as: Int64.self) else {
             throw APIError(.notFound, "not_found", "no such task")
         }
         // Another producer's task does not exist, as far as this one can tell.
-        guard let task = try environment.store.task(id: id),
+        guard let task = try await environment.store.task(id: id),
             policy.rule.readAll || task.source == policy.name
         else { throw APIError(.notFound, "not_found", "no task \(id)") }
         return try JSONResponse.make(.ok, encoding: TaskOutput(task))
     }
 
-    static func list(_ request: Request, _ environment: ServerEnvironment) throws -> Response {
-        let policy = try producer(request, environment)
+    static func list(_ request: Request, _ environment: ServerEnvironment) async throws -> Response {
+        let policy = try await producer(request, environment)
         let query = request.uri.queryParameters
         var filter = TaskFilter(source: policy.rule.readAll ? nil : policy.name)
         if let state = query["state"].map(String.init) {
@@ -194,7 +194,7 @@ public enum AutonomyAPI {
             }
             filter.limit = value
         }
-        let tasks = try environment.store.tasks(matching: filter)
+        let tasks = try await environment.store.tasks(matching: filter)
         return try JSONResponse.make(.ok, encoding: ["tasks": tasks.map { TaskOutput($0) }])
     }
 }

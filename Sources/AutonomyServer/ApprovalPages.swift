@@ -13,8 +13,8 @@ import NIOCore
 /// the server's own key.
 enum ApprovalPages {
     static func add(to router: Router<ServerContext>, _ environment: ServerEnvironment, _ state: ServerState) {
-        router.get("r/{id}") { request, context in try landing(request, context, environment, state) }
-        router.head("r/{id}") { request, context in try landing(request, context, environment, state) }
+        router.get("r/{id}") { request, context in try await landing(request, context, environment, state) }
+        router.head("r/{id}") { request, context in try await landing(request, context, environment, state) }
         router.post("r/{id}") { request, context in try await post(request, context, environment, state) }
     }
 
@@ -25,10 +25,10 @@ enum ApprovalPages {
     /// what became of it.
     static func landing(
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
-    ) throws -> Response {
+    ) async throws -> Response {
         let id = try requestID(context)
-        if let session = try OperatorRoutes.currentSession(request, environment) {
-            return try sessionView(id, session, request, context, environment, state)
+        if let session = try await OperatorRoutes.currentSession(request, environment) {
+            return try await sessionView(id, session, request, context, environment, state)
         }
         let nonce = SecretToken.nonce()
         let body = """
@@ -55,12 +55,13 @@ enum ApprovalPages {
     static func sessionView(
         _ id: Int64, _ session: OperatorSession, _ request: Request, _ context: ServerContext,
         _ environment: ServerEnvironment, _ state: ServerState
-    ) throws -> Response {
+    ) async throws -> Response {
         let store = environment.store
         let now = environment.clock.now()
         // Expire what is due first, so a request past its time is not shown as pending.
-        guard let found = try store.pendingApprovals(now: now, id: id).first else {
-            guard let approval = try store.approval(id: id), let task = try store.task(id: approval.taskID) else {
+        guard let found = try await store.pendingApprovals(now: now, id: id).first else {
+            guard let approval = try await store.approval(id: id), let task = try await store.task(id: approval.taskID)
+            else {
                 return Page.message(.notFound, "No such request", "There is no approval request \(id).")
             }
             return fate(approval, task)
@@ -81,19 +82,19 @@ enum ApprovalPages {
         let store = environment.store
         let now = environment.clock.now()
         // Without a link's token, a logged-in operator decides as themself.
-        if token.isEmpty, let session = try OperatorRoutes.currentSession(request, environment) {
-            return try decide(
+        if token.isEmpty, let session = try await OperatorRoutes.currentSession(request, environment) {
+            return try await decide(
                 id, form, request, context, environment, state,
                 by: .session(session))
         }
         let pending: PendingApproval
         do {
-            pending = try store.pendingApproval(token: token, now: now)
+            pending = try await store.pendingApproval(token: token, now: now)
             guard pending.approval.id == id else { throw ApprovalError.invalidToken }
         } catch ApprovalError.invalidToken {
             // The holder of a spent link learns what became of its request; anyone else, nothing.
-            if let decided = try store.decidedApproval(token: token, approvalID: id, now: now),
-                let task = try store.task(id: decided.taskID)
+            if let decided = try await store.decidedApproval(token: token, approvalID: id, now: now),
+                let task = try await store.task(id: decided.taskID)
             {
                 // Showing it again is a look; a decision sent again is refused (409), changing nothing.
                 return fate(
@@ -110,7 +111,7 @@ enum ApprovalPages {
         case "show":
             return showPage(pending, token: token, request, context, environment, state, viewer: nil)
         case "approve", "reject":
-            return try decide(id, form, request, context, environment, state, by: .link(token))
+            return try await decide(id, form, request, context, environment, state, by: .link(token))
         default:
             return Page.message(.badRequest, "Unknown action", "Open the link from the alert again.")
         }
@@ -140,7 +141,7 @@ enum ApprovalPages {
     static func decide(
         _ id: Int64, _ form: Form, _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment,
         _ state: ServerState, by decider: Decider
-    ) throws -> Response {
+    ) async throws -> Response {
         // A form another site posts, or one without the page's own CSRF token, decides nothing; a
         // session's cookie alone needs the browser's `Origin` too.
         let needsOrigin: Bool
@@ -164,7 +165,7 @@ enum ApprovalPages {
         case .link(let token):
             who =
                 "one-click link"
-                + ((try? store.linkChannel(token: token)).flatMap { $0 }.map { " from the \($0) alert" } ?? "")
+                + ((try? await store.linkChannel(token: token)).flatMap { $0 }.map { " from the \($0) alert" } ?? "")
         case .session(let session):
             who = "operator \(session.operatorName) (web session \(session.id))"
         }
@@ -181,19 +182,19 @@ enum ApprovalPages {
         let configuration = environment.loaded.configuration
         let verifier = DecisionVerifier(settings: configuration.approvals)
         do {
-            let statement = try store.decisionStatement(
+            let statement = try await store.decisionStatement(
                 approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
                 settings: configuration.approvals, now: now)
             let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
             let decided: ApprovalRecord
             switch decider {
             case .link(let token):
-                decided = try store.decide(token: token, signed, verifier: verifier, channel: .link, now: now)
+                decided = try await store.decide(token: token, signed, verifier: verifier, channel: .link, now: now)
             case .session:
-                decided = try store.decide(signed, verifier: verifier, channel: .page, now: now)
+                decided = try await store.decide(signed, verifier: verifier, channel: .page, now: now)
             }
             let verdict = decided.state == .approved ? "Approved" : "Rejected"
-            let task = try store.task(id: decided.taskID)
+            let task = try await store.task(id: decided.taskID)
             return Page.message(
                 .ok, verdict,
                 "\(verdict): task \(decided.taskID) (\(Page.escape(task?.type ?? "?"))), payload \(decided.payloadSHA256.prefix(12))…"
@@ -202,8 +203,8 @@ enum ApprovalPages {
             return invalidLink()
         } catch let error as ApprovalError {
             // A logged-in operator may be told why: the request was decided or expired meanwhile.
-            if let approval = try store.approval(id: id), approval.state != .pending,
-                let task = try store.task(id: approval.taskID)
+            if let approval = try await store.approval(id: id), approval.state != .pending,
+                let task = try await store.task(id: approval.taskID)
             {
                 return fate(approval, task, status: .conflict)
             }

@@ -15,14 +15,15 @@ enum OperatorRoutes {
         router.post("login") { request, context in try await login(request, context, environment, state) }
         let api = router.group("api/v1")
         api.get("status") { request, _ in
-            _ = try session(request, environment)
+            _ = try await session(request, environment)
             let now = environment.clock.now()
-            return try JSONResponse.make(.ok, encoding: StatusOutput(try environment.store.status(now: now), now: now))
+            return try JSONResponse.make(
+                .ok, encoding: StatusOutput(try await environment.store.status(now: now, source: nil), now: now))
         }
         api.get("approvals") { request, _ in
-            _ = try session(request, environment)
+            _ = try await session(request, environment)
             let now = environment.clock.now()
-            let pending = try environment.store.pendingApprovals(now: now)
+            let pending = try await environment.store.pendingApprovals(now: now)
             return try JSONResponse.make(
                 .ok, encoding: ["approvals": pending.map { PendingApprovalOutput($0, now: now) }])
         }
@@ -35,16 +36,18 @@ enum OperatorRoutes {
     }
 
     /// The operator whose live session cookie came with the request, if any.
-    static func currentSession(_ request: Request, _ environment: ServerEnvironment) throws -> OperatorSession? {
+    static func currentSession(_ request: Request, _ environment: ServerEnvironment) async throws
+        -> OperatorSession?
+    {
         guard let cookie = request.cookies[cookieName]?.value else { return nil }
-        return try environment.store.session(
+        return try await environment.store.session(
             cookie: cookie, verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
             now: environment.clock.now())
     }
 
     /// The operator a session cookie belongs to; a producer's bearer token is not one.
-    static func session(_ request: Request, _ environment: ServerEnvironment) throws -> OperatorSession {
-        if let session = try currentSession(request, environment) { return session }
+    static func session(_ request: Request, _ environment: ServerEnvironment) async throws -> OperatorSession {
+        if let session = try await currentSession(request, environment) { return session }
         if request.headers[.authorization] != nil {
             throw APIError(
                 .forbidden, "forbidden", "operators only: a producer's token cannot read approvals or decide them")
@@ -86,7 +89,7 @@ enum OperatorRoutes {
         var request = request
         let form = Form(try await request.collectBody(upTo: 16 * 1024))
         guard
-            let (session, cookie) = try environment.store.openSession(
+            let (session, cookie) = try await environment.store.openSession(
                 login: form["t"] ?? "",
                 verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
                 now: now)
@@ -116,7 +119,7 @@ enum OperatorRoutes {
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState,
         approve: Bool
     ) async throws -> Response {
-        let session = try session(request, environment)
+        let session = try await session(request, environment)
         // A cookie alone authenticates: the browser's `Origin` must be this server's, and the body
         // JSON, which no other site's form can send.
         guard Client.sameOrigin(request, environment: environment, required: true) else {
@@ -160,11 +163,11 @@ enum OperatorRoutes {
         let verifier = DecisionVerifier(settings: configuration.approvals)
         let now = environment.clock.now()
         do {
-            let statement = try environment.store.decisionStatement(
+            let statement = try await environment.store.decisionStatement(
                 approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
                 settings: configuration.approvals, now: now)
             let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
-            let decided = try environment.store.decide(signed, verifier: verifier, channel: .api, now: now)
+            let decided = try await environment.store.decide(signed, verifier: verifier, channel: .api, now: now)
             return try JSONResponse.make(
                 .ok,
                 encoding: [

@@ -40,7 +40,13 @@ extension Serve {
             }
             let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             let tls = try tls()
-            let (loaded, store) = try global.open(trusted: true)
+            let loaded = try global.loadConfiguration()
+            try loaded.requireTrusted()
+            let store: any ServerStore
+            switch try global.location(loaded) {
+            case .sqlite: store = try global.open(loaded)
+            case .postgres(let url): store = try await global.openPostgres(url, loaded)
+            }
             let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
             // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
             let signer: DecisionSigner?
@@ -58,13 +64,35 @@ extension Serve {
                     "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
             }
             let state = ServerState(signer: signer, tls: tls)
-            do {
-                try await AutonomyServer.run(
-                    environment, state: state, host: host, port: port, logger: makeLogger("autonomy.serve"),
-                    listening: { printError("autonomy serve: listening on \($0)") })
-            } catch {
-                throw CLIFailure("cannot serve on \(listen): \(error)", code: .unavailable)
+            let serve = { @Sendable in
+                do {
+                    try await AutonomyServer.run(
+                        environment, state: state, host: host, port: port, logger: makeLogger("autonomy.serve"),
+                        listening: { printError("autonomy serve: listening on \($0)") })
+                } catch {
+                    throw CLIFailure("cannot serve on \(self.listen): \(error)", code: .unavailable)
+                }
             }
+            guard let postgres = store as? PostgresStore else { return try await serve() }
+            // One connection serves every request: once it is lost, serve stops (exit 69), and
+            // systemd (Restart=on-failure) starts it again with a new one.
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await serve() }
+                    group.addTask {
+                        while !postgres.isClosed { try await Task.sleep(for: .seconds(2)) }
+                        throw CLIFailure(
+                            "the connection to \(postgres.url) was lost: serve stops, to be started again",
+                            code: .unavailable)
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
+            } catch {
+                await postgres.close()
+                throw error
+            }
+            await postgres.close()
         }
 
         /// A private key only the server's own user may read: its own, mode 0600 or stricter.
@@ -114,11 +142,13 @@ extension Serve {
         @Option(name: .customLong("operator"), help: "The operator, as named in allowed_signers.") var name: String
 
         func run() async throws {
-            let (loaded, store) = try global.open()
+            let loaded = try global.loadConfiguration()
             let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
+            let now = try currentClock().now()
             do {
-                let (session, token) = try store.issueLogin(
-                    operator: name, verifier: verifier, now: try currentClock().now())
+                let (session, token) = try await global.onEither(
+                    loaded, sqlite: { try $0.issueLogin(operator: name, verifier: verifier, now: now) },
+                    postgres: { try await $0.issueLogin(operator: name, verifier: verifier) })
                 let base = loaded.configuration.approvals.baseURL ?? "http://127.0.0.1:8787"
                 print("\(base)/login#t=\(token)")
                 printError(
@@ -143,8 +173,9 @@ extension Serve {
             @Flag(help: "Print as JSON.") var json = false
 
             func run() async throws {
-                let (_, store) = try global.open(create: false)
-                let sessions = try store.operatorSessions()
+                let sessions = try await global.onEither(
+                    try global.loadConfiguration(), create: false, sqlite: { try $0.operatorSessions() },
+                    postgres: { try await $0.operatorSessions() })
                 if json { return try printJSON(sessions) }
                 if sessions.isEmpty { return print("no session yet (autonomy serve login --operator NAME)") }
                 for session in sessions { print(session.line) }
@@ -160,10 +191,12 @@ extension Serve {
             @Option(help: "Who revokes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 
             func run() async throws {
-                let (_, store) = try global.open(create: false)
+                let loaded = try global.loadConfiguration()
+                let (actor, now) = (try operatorName(by), try currentClock().now())
                 do {
-                    let session = try store.revokeSession(
-                        id: id, by: try operatorName(by), now: try currentClock().now())
+                    let session = try await global.onEither(
+                        loaded, create: false, sqlite: { try $0.revokeSession(id: id, by: actor, now: now) },
+                        postgres: { try await $0.revokeSession(id: id, by: actor) })
                     print("revoked session \(session.id) of \(Visible.text(session.operatorName))")
                 } catch let error as SessionError {
                     throw CLIFailure(error.description, code: .notFound)
@@ -191,10 +224,13 @@ struct ProducerCommand: AsyncParsableCommand {
         @Argument(help: "The producer's name, as listed under producers.users.") var name: String
 
         func run() async throws {
-            let (loaded, store) = try global.open()
+            let loaded = try global.loadConfiguration()
+            let now = try currentClock().now()
             do {
-                let made = try store.issueProducerToken(
-                    name: name, configuration: loaded.configuration, now: try currentClock().now())
+                let made = try await global.onEither(
+                    loaded,
+                    sqlite: { try $0.issueProducerToken(name: name, configuration: loaded.configuration, now: now) },
+                    postgres: { try await $0.issueProducerToken(name: name, configuration: loaded.configuration) })
                 print(made.secret)
                 printError(
                     "token \(made.token.id) for \(name): shown once, only its hash is kept (revoke: autonomy producer revoke \(made.token.id))"
@@ -214,8 +250,9 @@ struct ProducerCommand: AsyncParsableCommand {
         @Flag(help: "Print as JSON.") var json = false
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
-            let tokens = try store.producerTokens()
+            let tokens = try await global.onEither(
+                try global.loadConfiguration(), create: false, sqlite: { try $0.producerTokens() },
+                postgres: { try await $0.producerTokens() })
             if json { return try printJSON(tokens) }
             if tokens.isEmpty { return print("no producer token yet (autonomy producer token NAME)") }
             for token in tokens { print(token.line) }
@@ -235,10 +272,12 @@ struct ProducerCommand: AsyncParsableCommand {
         @Option(help: "Who revokes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
+            let loaded = try global.loadConfiguration()
+            let (actor, now) = (try operatorName(by), try currentClock().now())
             do {
-                let token = try store.revokeProducerToken(
-                    id: id, by: try operatorName(by), now: try currentClock().now())
+                let token = try await global.onEither(
+                    loaded, create: false, sqlite: { try $0.revokeProducerToken(id: id, by: actor, now: now) },
+                    postgres: { try await $0.revokeProducerToken(id: id, by: actor) })
                 print("revoked token \(token.id) for \(Visible.text(token.name))")
             } catch let error as ProducerTokenError {
                 switch error {

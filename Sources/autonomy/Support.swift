@@ -71,6 +71,18 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
+    /// Runs `sqlite` on the SQLite file the configuration names, or `postgres` on a connection to
+    /// its PostgreSQL database (closed afterwards whatever happens).
+    func onEither<T: Sendable>(
+        _ loaded: LoadedConfiguration, create: Bool = true, sqlite: (AutonomyStore) throws -> T,
+        postgres: (PostgresStore) async throws -> T
+    ) async throws -> T {
+        switch try location(loaded) {
+        case .sqlite: return try sqlite(try open(loaded, create: create))
+        case .postgres(let url): return try await withPostgres(url, loaded, postgres)
+        }
+    }
+
     /// Connects to a PostgreSQL database (migrating it if needed), with the password from
     /// `store.password_env`, `PGPASSWORD` or the password file.
     func openPostgres(_ url: PostgresURL, _ loaded: LoadedConfiguration) async throws -> PostgresStore {

@@ -103,7 +103,7 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
                 uri: "/api/v1/tasks?state=zombie", method: .get, headers: headers(fixture.salesToken))
             #expect(badState.status == .unprocessableContent && badState.json[path: "error.field"] == "state")
         }
-        #expect(try fixture.environment.store.task(id: 1)?.source == "sales-bot")
+        #expect(try fixture.environment.sqlite.task(id: 1)?.source == "sales-bot")
     }
 
     @Test func anIdempotencyKeyNamesOneTask() async throws {
@@ -126,7 +126,7 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
                 body: body(#"{"type": "report", "payload": {"order": 8}}"#))
             #expect(other.status == .conflict && other.json[path: "error.field"] == "Idempotency-Key")
         }
-        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).count == 1)
+        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).count == 1)
     }
 
     @Test func aDangerousTaskWaitsForAnOperator() async throws {
@@ -173,7 +173,7 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
             #expect(answer.json[path: "error.field"] == (field.map { .string($0) } ?? nil))
             if status == .unauthorized { #expect(answer.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true) }
         }
-        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).isEmpty)
+        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).isEmpty)
     }
 
     @Test func aBodyOverTheLimitIs413AndAPayloadOverItsLimitToo() async throws {
@@ -213,9 +213,9 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
     @Test func aRevokedTokenOrADelistedProducerIsRefused() async throws {
         let fixture = try APIFixture()
         defer { fixture.remove() }
-        let tokens = try fixture.environment.store.producerTokens()
+        let tokens = try fixture.environment.sqlite.producerTokens()
         let other = try #require(tokens.first { $0.name == "other-bot" })
-        _ = try fixture.environment.store.revokeProducerToken(id: other.id, by: "test", now: fixture.clock.now())
+        _ = try fixture.environment.sqlite.revokeProducerToken(id: other.id, by: "test", now: fixture.clock.now())
         try await fixture.test { client in
             let revoked = try await client.execute(
                 uri: "/api/v1/tasks", method: .post, headers: headers(fixture.otherToken),
@@ -236,7 +236,7 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
                 body: body(#"{"type": "report"}"#))
             #expect(answer.status == .forbidden && answer.json[path: "error.code"] == "forbidden")
         }
-        #expect(try fixture.environment.store.tasks(matching: TaskFilter()).isEmpty)
+        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).isEmpty)
     }
 
     @Test func unknownRoutesAndMethodsAnswerInTheSameShape() async throws {
@@ -261,10 +261,10 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
         defer { fixture.remove() }
         #expect(fixture.salesToken.hasPrefix("aut_") && fixture.salesToken.count == 4 + 43)
         let database = try String(
-            decoding: Data(contentsOf: URL(fileURLWithPath: fixture.environment.store.path)), as: UTF8.self)
+            decoding: Data(contentsOf: URL(fileURLWithPath: fixture.environment.sqlite.path)), as: UTF8.self)
         #expect(!database.contains(fixture.salesToken))
-        #expect(try fixture.environment.store.producerName(bearer: fixture.salesToken) == "sales-bot")
-        #expect(try fixture.environment.store.producerName(bearer: "aut_" + fixture.salesToken.dropFirst(5)) == nil)
+        #expect(try fixture.environment.sqlite.producerName(bearer: fixture.salesToken) == "sales-bot")
+        #expect(try fixture.environment.sqlite.producerName(bearer: "aut_" + fixture.salesToken.dropFirst(5)) == nil)
     }
 }
 
@@ -330,7 +330,7 @@ struct APITestFailure: Error, CustomStringConvertible {
         fixture = try APIFixture(
             map: APIFixture.map.replacingOccurrences(
                 of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
-        let store = fixture.environment.store
+        let store = fixture.environment.sqlite
         let now = fixture.clock.now()
         _ = try store.enqueue(
             EnqueueRequest(type: "send_email", payload: #"{"to": "<b>client</b>@x.org"}"#, source: "sales-bot"),
@@ -359,7 +359,7 @@ struct APITestFailure: Error, CustomStringConvertible {
                 .joined(separator: "&"))
     }
 
-    var state: String { (try? fixture.environment.store.task(id: 1)?.state.rawValue) ?? "none" }
+    var state: String { (try? fixture.environment.sqlite.task(id: 1)?.state.rawValue) ?? "none" }
 
     /// Shows the request with the link's token; returns the page and its CSRF token.
     func show(_ client: some TestClientProtocol) async throws -> (page: String, csrf: String) {
@@ -411,7 +411,7 @@ struct APITestFailure: Error, CustomStringConvertible {
                 body: encoded([("t", token), ("action", "approve"), ("csrf", csrf)]))
             #expect(decided.status == .ok && String(buffer: decided.body).contains("Approved"))
             #expect(state == "queued")
-            let record = try #require(try fixture.environment.store.approval(id: approval))
+            let record = try #require(try fixture.environment.sqlite.approval(id: approval))
             #expect(record.state == .approved && record.decidedBy == "autonomy-web" && record.channel == "link")
             #expect(record.signerKey == serverKey.publicKey.fingerprint)
 
@@ -432,7 +432,7 @@ struct APITestFailure: Error, CustomStringConvertible {
                 #expect(replay.status == .conflict && String(buffer: replay.body).contains("Already approved"))
             }
             #expect(state == "queued")
-            #expect(try fixture.environment.store.approval(id: approval)?.state == .approved)
+            #expect(try fixture.environment.sqlite.approval(id: approval)?.state == .approved)
             // The spent link shows nothing about another request.
             let other = try await client.execute(
                 uri: "/r/\(approval + 1)", method: .post, headers: form([], cookie: csrf),
@@ -532,10 +532,10 @@ struct APITestFailure: Error, CustomStringConvertible {
             map: APIFixture.map.replacingOccurrences(
                 of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
         let now = fixture.clock.now()
-        _ = try fixture.environment.store.enqueue(
+        _ = try fixture.environment.sqlite.enqueue(
             EnqueueRequest(type: "send_email", payload: #"{"to": "a@b.c"}"#, source: "sales-bot"),
             configuration: fixture.environment.loaded.configuration, now: now)
-        approval = try #require(try fixture.environment.store.pendingApprovals(now: now).first).approval.id
+        approval = try #require(try fixture.environment.sqlite.pendingApprovals(now: now).first).approval.id
     }
 
     var verifier: DecisionVerifier { DecisionVerifier(settings: fixture.environment.loaded.configuration.approvals) }
@@ -561,9 +561,9 @@ struct APITestFailure: Error, CustomStringConvertible {
     @Test func onlyAnOperatorsSessionReadsAndDecides() async throws {
         defer { fixture.remove() }
         #expect(throws: SessionError.self) {
-            try fixture.environment.store.issueLogin(operator: "sales-bot", verifier: verifier, now: 0)
+            try fixture.environment.sqlite.issueLogin(operator: "sales-bot", verifier: verifier, now: 0)
         }
-        let (_, token) = try fixture.environment.store.issueLogin(
+        let (_, token) = try fixture.environment.sqlite.issueLogin(
             operator: "elad", verifier: verifier, now: fixture.clock.now())
         try await app().test(.router) { client in
             for (uri, method) in [
@@ -605,7 +605,7 @@ struct APITestFailure: Error, CustomStringConvertible {
                 body: ByteBuffer(string: "{}"))
             #expect(
                 asText.status == .unsupportedMediaType && asText.json[path: "error.code"] == "unsupported_media_type")
-            #expect(try fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+            #expect(try fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
             let approved = try await client.execute(
                 uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: cookie(session),
                 body: ByteBuffer(string: #"{"note": "looks right"}"#))
@@ -615,29 +615,29 @@ struct APITestFailure: Error, CustomStringConvertible {
             #expect(again.status == .conflict)
         }
         // Signed with the server's key; the human is in the signed statement.
-        let record = try #require(try fixture.environment.store.approval(id: approval))
+        let record = try #require(try fixture.environment.sqlite.approval(id: approval))
         #expect(record.decidedBy == "autonomy-web" && record.channel == "api")
         #expect(record.decisionNote == "operator elad (web session 1): looks right")
-        #expect(try fixture.environment.store.task(id: 1)?.state == .queued)
+        #expect(try fixture.environment.sqlite.task(id: 1)?.state == .queued)
     }
 
     @Test func aRevokedSessionNoLongerWorksAndBadLoginsAreLimited() async throws {
         defer { fixture.remove() }
-        let (made, token) = try fixture.environment.store.issueLogin(
+        let (made, token) = try fixture.environment.sqlite.issueLogin(
             operator: "elad", verifier: verifier, now: fixture.clock.now())
         try await app().test(.router) { client in
             let opened = try await login(client, token)
             let session = try #require(
                 opened.headers[.setCookie]?.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(
                     String.init))
-            _ = try fixture.environment.store.revokeSession(id: made.id, by: "test", now: fixture.clock.now())
+            _ = try fixture.environment.sqlite.revokeSession(id: made.id, by: "test", now: fixture.clock.now())
             let status = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
             #expect(status.status == .unauthorized)
             for _ in 0..<10 { _ = try await login(client, "wrong") }
             let limited = try await login(client, "wrong again")
             #expect(limited.status == .tooManyRequests)
             // A good login link still opens a session from the same address.
-            let (_, fresh) = try fixture.environment.store.issueLogin(
+            let (_, fresh) = try fixture.environment.sqlite.issueLogin(
                 operator: "elad", verifier: verifier, now: fixture.clock.now())
             #expect(try await login(client, fresh).status == .ok)
         }
@@ -645,7 +645,7 @@ struct APITestFailure: Error, CustomStringConvertible {
 
     @Test func aLoginLinkExpiresAfterTenMinutes() async throws {
         defer { fixture.remove() }
-        let (_, token) = try fixture.environment.store.issueLogin(
+        let (_, token) = try fixture.environment.sqlite.issueLogin(
             operator: "elad", verifier: verifier, now: fixture.clock.now())
         fixture.clock.advance(by: .minutes(11))
         try await app().test(.router) { client in
@@ -690,5 +690,13 @@ struct APITestFailure: Error, CustomStringConvertible {
         #expect(try await tries(trusted: []) == .tooManyRequests)
         // From a trusted proxy: twelve clients, one try each, none refused.
         #expect(try await tries(trusted: ["127.0.0.1"]) == .notFound)
+    }
+}
+
+extension ServerEnvironment {
+    /// The SQLite store these tests serve from, with its own functions (`store` is any engine's).
+    var sqlite: AutonomyStore {
+        guard let store = store as? AutonomyStore else { fatalError("these tests serve from an SQLite file") }
+        return store
     }
 }

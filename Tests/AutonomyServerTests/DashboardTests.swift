@@ -47,7 +47,7 @@ extension OperatorAPITests {
 
     @Test func everyPageRendersForAnOperatorAndEscapesWhatProducersWrote() async throws {
         defer { fixture.remove() }
-        let store = fixture.environment.store
+        let store = fixture.environment.sqlite
         _ = try store.enqueue(
             EnqueueRequest(
                 type: "report", payload: #"{"note": "<img src=x onerror=alert(1)>"}"#, source: "sales-bot",
@@ -112,13 +112,13 @@ extension OperatorAPITests {
                 uri: "/", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
             #expect(String(buffer: after.body).contains("Nothing needs you"))
         }
-        #expect(try fixture.environment.store.approval(id: approval)?.channel == "page")
+        #expect(try fixture.environment.sqlite.approval(id: approval)?.channel == "page")
     }
 
     @Test func theLedgerPagesBackwardsAndVerifiesFromItsOwnPageOnly() async throws {
         defer { fixture.remove() }
         for n in 0..<60 {
-            _ = try fixture.environment.store.enqueue(
+            _ = try fixture.environment.sqlite.enqueue(
                 EnqueueRequest(type: "report", payload: #"{"n": \#(n)}"#, source: "cron"),
                 configuration: fixture.environment.loaded.configuration, now: fixture.clock.now())
         }
@@ -173,10 +173,10 @@ extension OperatorAPITests {
             }
             #expect(try await approve(site: "same-site", origin: "http://localhost") == .forbidden)
             #expect(try await approve(site: "cross-site", origin: "null") == .forbidden)
-            #expect(try await fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+            #expect(try await fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
             #expect(try await approve(site: "same-origin", origin: "null") == .ok)
         }
-        #expect(try fixture.environment.store.task(id: 1)?.state == .queued)
+        #expect(try fixture.environment.sqlite.task(id: 1)?.state == .queued)
     }
 
     /// A payload longer than the overview shows gets no buttons there: it is decided on its own
@@ -184,7 +184,7 @@ extension OperatorAPITests {
     @Test func aLongPayloadIsDecidedOnlyWhereItIsShownWhole() async throws {
         defer { fixture.remove() }
         let long = String(repeating: "harmless words ", count: 60) + "AND THE DANGEROUS PART"
-        _ = try fixture.environment.store.enqueue(
+        _ = try fixture.environment.sqlite.enqueue(
             EnqueueRequest(type: "send_email", payload: #"{"body": "\#(long)"}"#, source: "cron"),
             configuration: fixture.environment.loaded.configuration, now: fixture.clock.now())
         try await app().test(.router) { client in
@@ -205,12 +205,12 @@ extension OperatorAPITests {
         }
         // A subject's page lists the most recent tasks and counts them all.
         for _ in 0..<3 {
-            _ = try fixture.environment.store.enqueue(
+            _ = try fixture.environment.sqlite.enqueue(
                 EnqueueRequest(type: "report", source: "cron", subject: "Initech"),
                 configuration: fixture.environment.loaded.configuration, now: fixture.clock.now())
             fixture.clock.advance(by: .seconds(1))
         }
-        let history = try #require(try fixture.environment.store.subject("Initech", limit: 2))
+        let history = try #require(try fixture.environment.sqlite.subject("Initech", limit: 2))
         #expect(history.total == 3 && history.tasks.map(\.id) == [4, 5])
     }
 

@@ -16,7 +16,7 @@ import Testing
 /// decision.
 extension OperatorAPITests {
     func sessionCookie(_ client: some TestClientProtocol) async throws -> String {
-        let (_, token) = try fixture.environment.store.issueLogin(
+        let (_, token) = try fixture.environment.sqlite.issueLogin(
             operator: "elad", verifier: verifier, now: fixture.clock.now())
         let opened = try await login(client, token)
         return try #require(
@@ -48,7 +48,7 @@ extension OperatorAPITests {
             let page = String(buffer: viewed.body)
             #expect(page.contains("a@b.c") && page.contains("Logged in as elad") && page.contains("<button"))
             #expect(!page.contains(#"name="t""#))
-            #expect(try fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+            #expect(try fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
             let csrf = try #require(
                 viewed.headers[.setCookie]?.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(
                     String.init))
@@ -67,7 +67,7 @@ extension OperatorAPITests {
             // Another site's form, or one without the page's CSRF token, decides nothing.
             #expect(try await post("action=approve&csrf=\(csrf)", origin: "https://evil.example").status == .forbidden)
             #expect(try await post("action=approve&csrf=\(csrf)", withCSRF: false).status == .forbidden)
-            #expect(try await fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+            #expect(try await fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
 
             let approved = try await post("action=approve&csrf=\(csrf)")
             #expect(approved.status == .ok && String(buffer: approved.body).contains("Approved"))
@@ -79,10 +79,10 @@ extension OperatorAPITests {
             let again = try await post("action=reject&csrf=\(csrf)&reason=no")
             #expect(again.status == .conflict && String(buffer: again.body).contains("Already approved"))
         }
-        let record = try #require(try fixture.environment.store.approval(id: approval))
+        let record = try #require(try fixture.environment.sqlite.approval(id: approval))
         #expect(record.state == .approved && record.channel == "page" && record.decidedBy == "autonomy-web")
         #expect(record.decisionNote == "operator elad (web session 1)")
-        #expect(try fixture.environment.store.task(id: 1)?.state == .queued)
+        #expect(try fixture.environment.sqlite.task(id: 1)?.state == .queued)
     }
 
     @Test func anOperatorSeesWhatBecameOfAnExpiredRequest() async throws {
@@ -99,7 +99,7 @@ extension OperatorAPITests {
                 uri: "/r/999", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
             #expect(missing.status == .notFound && String(buffer: missing.body).contains("No such request"))
         }
-        #expect(try fixture.environment.store.task(id: 1)?.state == .expired)
+        #expect(try fixture.environment.sqlite.task(id: 1)?.state == .expired)
     }
 }
 
@@ -157,7 +157,7 @@ extension OperatorAPITests {
                     + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\": ")
             #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer)")
             #expect(answer.contains(#""code":"timeout""#) && answer.lowercased().contains("connection: close"))
-            #expect(try fixture.environment.store.status(now: fixture.clock.now()).counts.values.reduce(0, +) == 0)
+            #expect(try fixture.environment.sqlite.status(now: fixture.clock.now()).counts.values.reduce(0, +) == 0)
         }
     }
 }
@@ -202,7 +202,7 @@ extension OperatorAPITests {
         let signers = try #require(fixture.environment.loaded.configuration.approvals.allowedSigners)
         try await app().test(.router) { client in
             let session = try await sessionCookie(client)
-            let (_, unused) = try fixture.environment.store.issueLogin(
+            let (_, unused) = try fixture.environment.sqlite.issueLogin(
                 operator: "elad", verifier: verifier, now: fixture.clock.now())
             let before = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
             #expect(before.status == .ok)
@@ -215,7 +215,7 @@ extension OperatorAPITests {
             #expect(approve.status == .unauthorized)
             #expect(try await login(client, unused).status == .notFound)
         }
-        #expect(try fixture.environment.store.task(id: 1)?.state == .awaitingApproval)
+        #expect(try fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
     }
 }
 
@@ -270,7 +270,7 @@ extension OperatorAPITests {
             for (origin, status) in [
                 ("http://localhost", HTTPResponse.Status.forbidden), ("https://ops.example.com", .ok),
             ] {
-                let (_, token) = try fixture.environment.store.issueLogin(
+                let (_, token) = try fixture.environment.sqlite.issueLogin(
                     operator: "elad", verifier: verifier, now: fixture.clock.now())
                 let opened = try await client.execute(
                     uri: "/login", method: .post,

@@ -1,6 +1,8 @@
+import AsyncHTTPClient
 import AutonomyCore
 import AutonomyTestSupport
 import Foundation
+import NIOCore
 import PostgresNIO
 import Testing
 
@@ -401,8 +403,8 @@ struct PostgresEndToEndTests {
                 }
                 return counts
             }
-            // No one-click link (serve does not run on PostgreSQL yet), so no token.
-            #expect(delivered == 3 && tokens == 0)
+            // The approval alert carries a one-click token (its hash stored), as on SQLite.
+            #expect(delivered == 3 && tokens == 1)
             #expect(try await cluster.run(["ledger", "verify"]).status == 0)
             // The map says which host ran what.
             let map = try JSONValue.parse(try await cluster.run(["map", "--json"]).stdout)
@@ -547,11 +549,125 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func serveOnPostgresTakesARemoteTaskAndItsAlertsLinkApprovesIt() async throws {
+        try await withCluster(taskTypes: "", hosts: []) { cluster in
+            let sandbox = cluster.sandbox
+            let port = try freePort()
+            let script = try sandbox.alertLogger()
+            _ = try sandbox.addServerKey()
+            try #"""
+            {"version": 1, "worker": {"host": "vps", "lease": "60s"},
+             "notify": {"command": ["\#(script)"]},
+             "approvals": {"allowed_signers": "allowed_signers", "base_url": "http://127.0.0.1:\#(port)"},
+             "serve": {"signing_key": "server_ed25519"},
+             "producers": {"users": {"remote-bot": {"types": ["send_email"]}}},
+             "task_types": {
+               "send_email": {"safety": "dangerous",
+                              "handler": {"exec": {"argv": ["/bin/sh", "-c", "cat > sent.json"]}},
+                              "verify": [{"command": {"argv": ["/bin/true"]}}]}}}
+            """#.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let made = try await cluster.run(["producer", "token", "remote-bot"])
+            #expect(made.status == 0, "\(made.stderr)")
+            let token = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let login = try await cluster.run(["serve", "login", "--operator", "elad"])
+            #expect(login.status == 0, "\(login.stderr)")
+            let loginToken = try #require(
+                login.stdout.split(separator: "#t=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+
+            let server = try RunningServer(sandbox, listen: "127.0.0.1:\(port)", environment: cluster.environment)
+            defer { _ = server.stop() }
+            let created = try await server.send(
+                "POST", "/api/v1/tasks", token: token, body: #"{"type": "send_email", "payload": {"to": "a@b.c"}}"#)
+            #expect(created.status == 201 && created.json[path: "state"] == "awaiting_approval", "\(created)")
+            #expect(created.json[path: "source"] == "remote-bot")
+            // The server sends the approval alert at once, with a one-click link to itself.
+            #expect(
+                try await eventually { try sandbox.loggedAlerts().contains { $0[path: "event"] == "approval_needed" } })
+            let alert = try #require(try sandbox.loggedAlerts().first { $0[path: "event"] == "approval_needed" })
+            let link = try #require(alert[path: "approval.links.review"]?.stringValue)
+            let parts = link.split(separator: "#", maxSplits: 1)
+            let page = String(parts[0])
+            let linkToken = try #require(parts.last.map { String($0.dropFirst("t=".count)) })
+            #expect(page == "http://127.0.0.1:\(port)/r/1", "\(link)")
+
+            func post(_ url: String, _ fields: String, cookie: String? = nil) async throws -> HTTPClientResponse {
+                var request = HTTPClientRequest(url: url)
+                request.method = .POST
+                request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+                request.headers.add(name: "Origin", value: "http://127.0.0.1:\(port)")
+                if let cookie { request.headers.add(name: "Cookie", value: cookie) }
+                request.body = .bytes(ByteBuffer(string: fields))
+                return try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            }
+            let shown = try await post(page, "t=\(linkToken)&action=show")
+            #expect(shown.status == .ok)
+            let csrf = try #require(
+                shown.headers.first(name: "Set-Cookie")?.split(separator: ";").first?.split(separator: "=").last.map(
+                    String.init))
+            let approved = try await post(
+                page, "t=\(linkToken)&action=approve&csrf=\(csrf)", cookie: "autonomy_csrf=\(csrf)")
+            #expect(approved.status == .ok)
+            let replayed = try await post(
+                page, "t=\(linkToken)&action=approve&csrf=\(csrf)", cookie: "autonomy_csrf=\(csrf)")
+            #expect(replayed.status == .conflict)
+
+            // Any host's worker checks the server's signature in its claim and runs that payload.
+            let work = try await cluster.run(["work-once", "--drain"])
+            #expect(work.status == 0, "\(work.stderr)")
+            let shownTask = try await server.send("GET", "/api/v1/tasks/1", token: token)
+            #expect(shownTask.json[path: "state"] == "done", "\(shownTask)")
+            #expect(try String(contentsOfFile: sandbox.file("sent.json"), encoding: .utf8) == #"{"to":"a@b.c"}"#)
+            let ledger = try JSONValue.parse(try await cluster.run(["ledger", "list", "--task", "1", "--json"]).stdout)
+            guard case .array(let rows) = ledger else { throw CLIFailureInTest("no ledger: \(ledger)") }
+            #expect(
+                rows.contains {
+                    $0[path: "event"] == "claimed" && $0[path: "detail.approved_by"] == "autonomy-web"
+                })
+            #expect(
+                rows.contains {
+                    $0[path: "event"] == "approval_decided"
+                        && $0[path: "detail.note"] == "one-click link from the command alert"
+                })
+
+            // An operator's session opens the dashboard's pages, read from PostgreSQL.
+            let opened = try await post("http://127.0.0.1:\(port)/login", "t=\(loginToken)")
+            #expect(opened.status == .ok)
+            let cookie = try #require(
+                opened.headers.first(name: "Set-Cookie")?.split(separator: ";").first.map(String.init))
+            for path in ["/", "/tasks", "/tasks/1", "/map", "/budget", "/ledger", "/sources", "/subjects", "/audits"] {
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+                request.headers.add(name: "Cookie", value: cookie)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 22))
+                #expect(response.status == .ok, "\(path): \(response.status)")
+                if path == "/tasks/1" { #expect(body.contains("send_email"), "\(body.prefix(400))") }
+            }
+            let sessions = try JSONValue.parse(try await cluster.run(["serve", "sessions", "--json"]).stdout)
+            #expect(sessions[path: "0.operator"] == "elad" && sessions[path: "0.opened_at"] != .null)
+            // Revoked, the token opens nothing, at once.
+            #expect(try await cluster.run(["producer", "revoke", "1"]).status == 0)
+            #expect(try await server.send("GET", "/api/v1/tasks/1", token: token).status == 401)
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+            // The server's one connection ended (PostgreSQL restarted): serve stops, for systemd to
+            // start it again, instead of answering every request with an error.
+            try await cluster.database.connection { connection, logger in
+                try await connection.query(
+                    """
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    """, logger: logger)
+            }
+            #expect(try await eventually { !server.process.isRunning })
+            server.process.waitUntilExit()
+            #expect(server.process.terminationStatus == 69)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
         ) { cluster in
-            for arguments in [["audit"], ["serve", "listen"]] {
+            for arguments in [["audit"], ["heal"], ["overrides"]] {
                 let result = try await cluster.run(arguments)
                 #expect(result.status == 69, "\(arguments): \(result.stderr)")
                 #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")

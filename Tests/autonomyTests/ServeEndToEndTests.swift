@@ -12,14 +12,18 @@ final class RunningServer: Sendable {
     /// `http`, or `https` with `--tls-cert`.
     let scheme: String
 
-    init(_ sandbox: Sandbox, arguments: [String] = []) throws {
+    init(
+        _ sandbox: Sandbox, arguments: [String] = [], listen: String = "127.0.0.1:0",
+        environment extra: [String: String] = [:]
+    ) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: autonomyBinary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:0"] + arguments
+        process.arguments = ["serve", "--listen", listen] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["AUTONOMY_CONFIG"] = sandbox.configPath
         environment["AUTONOMY_DATABASE"] = sandbox.databasePath
         environment["HOME"] = sandbox.path
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         let errors = Pipe()
         process.standardError = errors

@@ -10,10 +10,10 @@ import NIOCore
 /// verification it runs on request.
 enum Dashboard {
     static func add(to router: Router<ServerContext>, _ environment: ServerEnvironment, _ state: ServerState) {
-        func page(_ path: RouterPath, _ build: @escaping @Sendable (PageRequest) throws -> Response) {
+        func page(_ path: RouterPath, _ build: @escaping @Sendable (PageRequest) async throws -> Response) {
             router.get(path) { request, context in
-                guard let viewer = try Viewer(request, environment) else { return loginFirst() }
-                return try build(
+                guard let viewer = try await Viewer(request, environment) else { return loginFirst() }
+                return try await build(
                     PageRequest(
                         request: request, context: context, viewer: viewer, environment: environment, state: state))
             }
@@ -36,8 +36,8 @@ enum Dashboard {
         let session: OperatorSession
         let csrf: CSRF
 
-        init?(_ request: Request, _ environment: ServerEnvironment) throws {
-            guard let session = try OperatorRoutes.currentSession(request, environment) else { return nil }
+        init?(_ request: Request, _ environment: ServerEnvironment) async throws {
+            guard let session = try await OperatorRoutes.currentSession(request, environment) else { return nil }
             (self.session, csrf) = (session, CSRF(request))
         }
     }
@@ -164,11 +164,11 @@ enum Dashboard {
 
     // MARK: - Pages
 
-    static func overview(_ page: PageRequest) throws -> Response {
+    static func overview(_ page: PageRequest) async throws -> Response {
         let environment = page.environment
         let now = environment.clock.now()
         let configuration = environment.loaded.configuration
-        let overview = try environment.store.overview(configuration: configuration, now: now)
+        let overview = try await environment.store.overview(configuration: configuration, now: now)
         let status = overview.status
         let budget = overview.budget
         let spent = budget.committedUSD
@@ -220,7 +220,7 @@ enum Dashboard {
     }
 
     /// The newest 100 tasks, by state and type: where each of the overview's counts leads.
-    static func tasks(_ page: PageRequest) throws -> Response {
+    static func tasks(_ page: PageRequest) async throws -> Response {
         let (request, environment) = (page.request, page.environment)
         let parameters = request.uri.queryParameters
         let named = parameters["state"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
@@ -228,7 +228,7 @@ enum Dashboard {
         let type = parameters["type"].map { String($0.prefix(200)) }.flatMap { $0.isEmpty ? nil : $0 }
         let unknown = named != nil && state == nil
         let tasks =
-            unknown ? [] : try environment.store.tasks(matching: TaskFilter(state: state, type: type, limit: 100))
+            unknown ? [] : try await environment.store.tasks(matching: TaskFilter(state: state, type: type, limit: 100))
         let filter = [state?.rawValue, type].compactMap { $0 }.joined(separator: ", ")
         let values: [String: Any] = [
             "filter": (filter.isEmpty ? nil : filter) as String? as Any,
@@ -248,13 +248,13 @@ enum Dashboard {
         return page.render("tasks", title: "Tasks", values, live: false)
     }
 
-    static func task(_ page: PageRequest) throws -> Response {
+    static func task(_ page: PageRequest) async throws -> Response {
         let (context, environment) = (page.context, page.environment)
-        guard let id = context.parameters.get("id", as: Int64.self), let task = try environment.store.task(id: id)
+        guard let id = context.parameters.get("id", as: Int64.self), let task = try await environment.store.task(id: id)
         else {
             return Page.message(.notFound, "No such task", "There is no task with that number.")
         }
-        let timeline = try environment.store.ledger(forTask: id)
+        let timeline = try await environment.store.ledger(forTask: id)
         let verificationEvents: Set<String> = [LedgerEvent.verified.rawValue]
         func detail(_ entry: LedgerEntry) -> String { entry.detail?.canonicalText ?? "" }
         let values: [String: Any] = [
@@ -277,7 +277,7 @@ enum Dashboard {
         return page.render("task", title: "Task \(task.id)", values, live: true)
     }
 
-    static func map(_ page: PageRequest) throws -> Response {
+    static func map(_ page: PageRequest) async throws -> Response {
         let (request, environment) = (page.request, page.environment)
         // The figures' window: 24h (the default), 7d or 30d; reading it is a pass over its ledger
         // rows. Shelfware is judged over 30 days whatever the window (a weekly job is not shelfware
@@ -286,7 +286,8 @@ enum Dashboard {
         let chosen = windows.first { $0.name == request.uri.queryParameters["since"].map(String.init) } ?? windows[0]
         let now = environment.clock.now()
         let since = now - chosen.interval.milliseconds
-        let report = try environment.store.systemMap(configuration: environment.loaded.configuration, since: since)
+        let report = try await environment.store.systemMap(
+            configuration: environment.loaded.configuration, since: since)
         let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
         func shelfware(_ lastSuccess: Int64?) -> Bool { (lastSuccess ?? .min) < cutoff }
         let values: [String: Any] = [
@@ -315,14 +316,14 @@ enum Dashboard {
         return page.render("map", title: "Map", values, live: false)
     }
 
-    static func audits(_ page: PageRequest) throws -> Response {
+    static func audits(_ page: PageRequest) async throws -> Response {
         let environment = page.environment
         let now = environment.clock.now()
-        let proposals = try environment.store.pendingApprovals(
+        let proposals = try await environment.store.pendingApprovals(
             now: now, type: TaskType.remediationTypeName, limit: 100)
         let values: [String: Any] = [
             "proposals": proposals.map { approvalItem($0, now: now, environment) },
-            "runs": try environment.store.auditRuns().map { run in
+            "runs": try await environment.store.auditRuns(limit: 20).map { run in
                 [
                     "id": run.id, "at": time(run.at, environment), "headline": run.headline,
                     "from": time(run.windowStart, environment), "to": time(run.windowEnd, environment),
@@ -339,17 +340,19 @@ enum Dashboard {
         return page.render("audits", title: "Audits", values, live: false)
     }
 
-    static func budget(_ page: PageRequest) throws -> Response {
+    static func budget(_ page: PageRequest) async throws -> Response {
         let environment = page.environment
         let now = environment.clock.now()
         let configuration = environment.loaded.configuration
-        let budget = try environment.store.budget(
+        let budget = try await environment.store.budget(
             settings: configuration.gateway, timeZone: configuration.timezone, now: now)
         // Per declared type, through the ledger's (type, event, at) index: a scan for a rare event
         // would read the whole ledger.
-        let deferred = try configuration.taskTypes.keys.flatMap {
-            try environment.store.ledgerEntries(LedgerQuery(type: $0, event: "deferred", limit: 50))
-        }.sorted { $0.id > $1.id }.prefix(50)
+        var found: [LedgerEntry] = []
+        for type in configuration.taskTypes.keys {
+            found += try await environment.store.ledgerEntries(LedgerQuery(type: type, event: "deferred", limit: 50))
+        }
+        let deferred = found.sorted { $0.id > $1.id }.prefix(50)
         let values: [String: Any] = [
             "spend": "\(money(budget.committedUSD)) of \(money(budget.capUSD)) today",
             "overCap": budget.capUSD > 0 && budget.committedUSD >= budget.capUSD,
@@ -364,7 +367,7 @@ enum Dashboard {
                     "cost": money($0.costUSD),
                 ] as [String: Any]
             },
-            "reservations": try environment.store.openReservations(now: now).map {
+            "reservations": try await environment.store.openReservations(now: now).map {
                 [
                     "model": $0.model, "amount": money($0.reservedUSD), "since": time($0.since, environment),
                     "taskID": $0.taskID as Any,
@@ -377,7 +380,7 @@ enum Dashboard {
         return page.render("budget", title: "Budget", values, live: false)
     }
 
-    static func ledger(_ page: PageRequest) throws -> Response {
+    static func ledger(_ page: PageRequest) async throws -> Response {
         let (request, environment) = (page.request, page.environment)
         let parameters = request.uri.queryParameters
         func text(_ name: String) -> String? {
@@ -398,7 +401,7 @@ enum Dashboard {
             }
         }
         if let before = text("before") { query.before = Int64(before) }
-        let rows = error == nil ? try environment.store.ledgerEntries(query) : []
+        let rows = error == nil ? try await environment.store.ledgerEntries(query) : []
         var next: String?
         if rows.count == 50, let last = rows.last {
             var items = ["before=\(last.id)"]
@@ -424,7 +427,7 @@ enum Dashboard {
     static func verify(
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
     ) async throws -> Response {
-        guard let viewer = try Viewer(request, environment) else { return loginFirst() }
+        guard let viewer = try await Viewer(request, environment) else { return loginFirst() }
         var request = request
         let form = Form(try await request.collectBody(upTo: 16 * 1024))
         guard Client.sameOrigin(request, environment: environment, required: true), viewer.csrf.matches(form["csrf"])
@@ -446,7 +449,7 @@ enum Dashboard {
                 .serviceUnavailable, "Already verifying", "A verification of the ledger is running: try again soon.")
         }
         defer { state.verifying.withLock { $0 = false } }
-        let report = try environment.store.verifyLedgerChain()
+        let report = try await environment.store.wholeLedgerChain()
         let summary =
             report.firstBroken.map { "Row \($0.id) does not hold: \($0.reason). \(report.rows) rows read." }
             ?? "All \(report.rows) rows hold; the last hash is \(report.lastHash)."
@@ -457,10 +460,10 @@ enum Dashboard {
             live: false, request: request, context: context, environment: environment, state: state)
     }
 
-    static func sources(_ page: PageRequest) throws -> Response {
+    static func sources(_ page: PageRequest) async throws -> Response {
         let environment = page.environment
         let values: [String: Any] = [
-            "sources": try environment.store.sources(configuration: environment.loaded.configuration).map {
+            "sources": try await environment.store.sources(configuration: environment.loaded.configuration).map {
                 [
                     "name": $0.name, "listed": $0.listed, "tasks": $0.tasks, "done": $0.byState["done", default: 0],
                     "dead": $0.byState["dead", default: 0], "rate": percent($0.successRate), "cost": money($0.costUSD),
@@ -475,14 +478,14 @@ enum Dashboard {
         return page.render("sources", title: "Sources", values, live: false)
     }
 
-    static func subjects(_ page: PageRequest) throws -> Response {
+    static func subjects(_ page: PageRequest) async throws -> Response {
         let (request, environment) = (page.request, page.environment)
         let search = request.uri.queryParameters["search"].map { String($0.prefix(200)) }.flatMap {
             $0.isEmpty ? nil : $0
         }
         let values: [String: Any] = [
             "search": search ?? "",
-            "subjects": try environment.store.subjects(search: search).map {
+            "subjects": try await environment.store.subjects(search: search, limit: 200).map {
                 [
                     "name": $0.name, "query": query($0.name), "tasks": $0.tasks, "done": $0.done, "dead": $0.dead,
                     "types": $0.types.joined(separator: ", "), "cost": money($0.costUSD),
@@ -493,10 +496,10 @@ enum Dashboard {
         return page.render("subjects", title: "Subjects", values, live: false)
     }
 
-    static func subject(_ page: PageRequest) throws -> Response {
+    static func subject(_ page: PageRequest) async throws -> Response {
         let (request, environment) = (page.request, page.environment)
         guard let name = request.uri.queryParameters["name"].map(String.init), !name.isEmpty, name.utf8.count <= 1024,
-            let history = try environment.store.subject(name, limit: 500)
+            let history = try await environment.store.subject(name, since: nil, limit: 500)
         else {
             return Page.message(.notFound, "No such subject", "No task names that subject.")
         }

@@ -153,16 +153,19 @@ extension PostgresTransaction {
 extension PostgresStore {
     /// Expires overdue requests, then lists the pending ones, oldest first; with `source`, only
     /// those about that producer's tasks (`AutonomyStore.pendingApprovals`).
-    public func pendingApprovals(source: String? = nil) async throws -> (pending: [PendingApproval], now: Int64) {
+    public func pendingApprovals(
+        source: String? = nil, type: String? = nil, id: Int64? = nil, limit: Int? = nil
+    ) async throws -> (pending: [PendingApproval], now: Int64) {
         try await write("list approvals") { transaction in
             _ = try await transaction.expireApprovals()
             let approvals = try await transaction.rows(
                 """
                 SELECT \(unescaped: ApprovalRecord.columns) FROM approvals a
-                WHERE state = 'pending' AND EXISTS (
+                WHERE state = 'pending' AND (\(id)::bigint IS NULL OR a.id = \(id)) AND EXISTS (
                     SELECT 1 FROM tasks t WHERE t.id = a.task_id AND t.state = 'awaiting_approval'
-                      AND (\(source)::text IS NULL OR t.source = \(source)))
-                ORDER BY id
+                      AND (\(source)::text IS NULL OR t.source = \(source))
+                      AND (\(type)::text IS NULL OR t.type = \(type)))
+                ORDER BY id LIMIT \(limit ?? Int(Int32.max))
                 """
             ).map(ApprovalRecord.init(postgres:))
             var pending: [PendingApproval] = []
@@ -213,27 +216,37 @@ extension PostgresStore {
             signed.statement, signature: signed.signature, principal: statement.principal,
             at: try await databaseNow())
         return try await write("decide an approval") { transaction in
-            let now = transaction.now
             _ = try await transaction.expireApprovals()
-            guard let approval = try await transaction.approval(id: statement.approvalID, locking: true) else {
-                throw ApprovalError.notFound(statement.approvalID)
-            }
-            let task = try await transaction.task(id: approval.taskID, locking: true)
-            let recording = try DecisionRules.recording(
-                statement, approval: approval, task: task, key: key, channel: channel, runWithin: verifier.runWithin,
-                now: now)
-            try await transaction.query(
-                """
-                UPDATE approvals SET state = \(recording.state.rawValue), decided_at = \(now),
-                                     decided_by = \(statement.principal), decision_note = \(statement.note),
-                                     channel = \(channel.rawValue), statement = \(signed.statement),
-                                     signature = \(signed.signature), signer_key = \(key.fingerprint)
-                WHERE id = \(approval.id) AND state = 'pending'
-                """)
-            try await transaction.transition(
-                approval.taskID, recording.transition, changing: recording.changes, detail: recording.detail)
-            return DecisionRules.decided(
-                approval, recording, statement: statement, signed: signed, key: key, channel: channel, now: now)
+            return try await transaction.record(
+                statement, signed, key: key, runWithin: verifier.runWithin, channel: channel)
         }
+    }
+}
+
+extension PostgresTransaction {
+    /// Records a decision whose signature was checked, against the request and task as they stand,
+    /// both locked (`AutonomyStore.record` on SQLite).
+    nonisolated(nonsending) func record(
+        _ statement: DecisionStatement, _ signed: SignedDecision, key: SSHPublicKey, runWithin: Interval,
+        channel: DecisionChannel
+    ) async throws -> ApprovalRecord {
+        guard let approval = try await approval(id: statement.approvalID, locking: true) else {
+            throw ApprovalError.notFound(statement.approvalID)
+        }
+        let task = try await task(id: approval.taskID, locking: true)
+        let recording = try DecisionRules.recording(
+            statement, approval: approval, task: task, key: key, channel: channel, runWithin: runWithin, now: now)
+        try await query(
+            """
+            UPDATE approvals SET state = \(recording.state.rawValue), decided_at = \(now),
+                                 decided_by = \(statement.principal), decision_note = \(statement.note),
+                                 channel = \(channel.rawValue), statement = \(signed.statement),
+                                 signature = \(signed.signature), signer_key = \(key.fingerprint)
+            WHERE id = \(approval.id) AND state = 'pending'
+            """)
+        try await transition(
+            approval.taskID, recording.transition, changing: recording.changes, detail: recording.detail)
+        return DecisionRules.decided(
+            approval, recording, statement: statement, signed: signed, key: key, channel: channel, now: now)
     }
 }

@@ -48,10 +48,9 @@ extension PostgresStore: NotificationStore {
         }
     }
 
-    /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries the
-    /// commands to decide, but no one-click link: `serve`, which answers them, does not run on
-    /// PostgreSQL yet, so no token is issued. Heal's and the audit's alerts do not arise on
-    /// PostgreSQL; one found here is closed as not applying.
+    /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries a freshly
+    /// issued one-click token, for `serve` on any host to answer. Heal's and the audit's alerts do
+    /// not arise on PostgreSQL; one found here is closed as not applying.
     public func message(
         for notification: PendingNotification, configuration: Configuration, now: Int64
     ) async throws -> NotificationMessage? {
@@ -62,10 +61,11 @@ extension PostgresStore: NotificationStore {
             case .approvalNeeded:
                 guard let approvalID = notification.approvalID, let task, task.state == .awaitingApproval,
                     let approval = try await transaction.approval(id: approvalID), approval.state == .pending,
-                    approval.expiresAt > transaction.now
+                    approval.expiresAt > transaction.now,
+                    let token = try await transaction.issueToken(approvalID: approvalID, via: notification.channel)
                 else { return nil }
                 return NotificationMessage.approvalNeeded(
-                    task: task, approval: approval, token: "", baseURL: nil,
+                    task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,
                     timeZone: configuration.timezone,
                     watched: configuration.taskType(named: task.type)?.fieldsRulesName ?? [])
             case .verificationInconclusive: return task.map(NotificationMessage.inconclusive)

@@ -97,6 +97,10 @@ public actor PostgresStore {
         try? await connection.close()
     }
 
+    /// The connection is gone (the server restarted, or ended it): every call fails from now on,
+    /// so a long-running command (`serve`) stops and is started again with a new one.
+    public nonisolated var isClosed: Bool { connection.isClosed }
+
     /// What went wrong, in the server's words when it sent some; never the query or its binds.
     static func reason(_ error: any Error) -> String {
         if let error = error as? PostgresTransactionError {
