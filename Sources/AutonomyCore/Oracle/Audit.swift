@@ -28,26 +28,11 @@ extension AutonomyStore {
         // The chain is checked on connections of its own while the windows are read.
         let store = self
         let verifying = inBackground { try store.verifyLedgerChain() }
-        findings += try read("audit") { db in
-            // The window before and this one, in one pass over their rows.
-            let tally = try LedgerTally.read([previous, start, now], db: db)
-            var found: [Finding] = []
-            found += try drift(configuration, tally, start: start, db: db)
-            found += try failures(tally, start: start, db: db)
-            found += try stuck(settings, now: now, db: db) + repeated(tally.windows[1])
-            found +=
-                try Self.configurationGaps(loaded) + ledgerGaps(configuration, tally.windows[1], start: start, db: db)
-            found += try budget(configuration, start: start, end: now, db: db) + alerts(tally, db: db)
-            return found
+        let facts = try read("audit") { db in
+            try db.auditFacts(configuration, windows: [previous, start, now], now: now)
         }
-        let chain = try verifying()
-        if let broken = chain.firstBroken {
-            findings.append(
-                Finding(
-                    .ledgerBroken, .critical, subject: nil,
-                    title: "the ledger's hash chain is broken at row \(broken.id): \(broken.reason)",
-                    evidence: ["row": .int(broken.id), "rows": .int(Int64(chain.rows))]))
-        }
+        findings += Self.findings(loaded, facts, start: start)
+        findings += Self.chainFindings(try verifying())
         findings += overrides.filter { $0.kind == .pause }.compactMap { pause in
             pause.type.map { type in
                 Finding(
@@ -126,15 +111,36 @@ extension AutonomyStore {
 
     // MARK: - Drift
 
-    private func drift(_ configuration: Configuration, _ tally: LedgerTally, start: Int64, db: Database) throws
-        -> [Finding]
-    {
+    /// Everything an audit finds in what it read and in the map, the chain and overrides aside:
+    /// the same analysis whichever engine read the facts.
+    static func findings(_ loaded: LoadedConfiguration, _ facts: AuditFacts, start: Int64) -> [Finding] {
+        let configuration = loaded.configuration
+        let tally = facts.tally
+        return drift(configuration, facts, start: start) + failures(facts, start: start)
+            + stuck(configuration.audit, facts) + repeated(tally.windows[1]) + configurationGaps(loaded)
+            + ledgerGaps(configuration, tally.windows[1], undeclared: facts.undeclaredTypes)
+            + budget(configuration, facts) + alerts(facts)
+    }
+
+    /// A broken hash chain is the worst finding there is.
+    static func chainFindings(_ chain: ChainReport) -> [Finding] {
+        guard let broken = chain.firstBroken else { return [] }
+        return [
+            Finding(
+                .ledgerBroken, .critical, subject: nil,
+                title: "the ledger's hash chain is broken at row \(broken.id): \(broken.reason)",
+                evidence: ["row": .int(broken.id), "rows": .int(Int64(chain.rows))])
+        ]
+    }
+
+    private static func drift(_ configuration: Configuration, _ facts: AuditFacts, start: Int64) -> [Finding] {
+        let tally = facts.tally
         let thresholds = configuration.audit.thresholds
         let minimum = configuration.audit.minSample
         var found: [Finding] = []
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             let name = type.name
-            let lastSuccess = try db.lastSuccess(of: name)
+            let lastSuccess = facts.lastSuccess[name]
             let now = TypeStats(type, tally.windows[1][name], lastSuccess: lastSuccess, since: start)
             let before = TypeStats(type, tally.windows[0][name], lastSuccess: lastSuccess, since: .min)
             if now.shelfware {
@@ -224,15 +230,14 @@ extension AutonomyStore {
     }
 
     /// Errors of failed attempts (kept beside the chain until pruned), grouped per type by signature.
-    func failures(_ tally: LedgerTally, start: Int64, db: Database) throws -> [Finding] {
+    static func failures(_ facts: AuditFacts, start: Int64) -> [Finding] {
         var now: [String: [String: Signature]] = [:]
         var before: Set<String> = []
         var deadByType: [String: (count: Int, tasks: [Int64], signatures: [String: Int])] = [:]
-        let note = try db.cachedStatement(sql: "SELECT text FROM ledger_notes WHERE ledger_id = ? AND field = 'error'")
         var memo: [String: String] = [:]
-        for failure in tally.failures {
+        for failure in facts.tally.failures {
             // A pruned task's error text is gone: it has no signature to count under.
-            guard let text = try String.fetchOne(note, arguments: [failure.ledgerID]) else { continue }
+            guard let text = facts.errors[failure.ledgerID] else { continue }
             let (type, at) = (failure.type, failure.at)
             let signature = FailureSignature.of(text, memo: &memo)
             guard at >= start else {
@@ -288,32 +293,27 @@ extension AutonomyStore {
     /// Approvals nobody decided in time, and tasks whose worker died with nobody taking them over:
     /// the state as it is now.
     func stuck(_ settings: AuditSettings, now: Int64, db: Database) throws -> [Finding] {
+        var facts = AuditFacts(tally: LedgerTally(windows: [[:]]))
+        try db.readStuck(settings, now: now, into: &facts)
+        return Self.stuck(settings, facts)
+    }
+
+    static func stuck(_ settings: AuditSettings, _ facts: AuditFacts) -> [Finding] {
         var found: [Finding] = []
-        let stale = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT a.id, a.task_id, a.requested_at, t.type FROM approvals a JOIN tasks t ON t.id = a.task_id
-                WHERE a.state = 'pending' AND a.requested_at <= ? AND a.\(Database.notAProposal)
-                ORDER BY a.requested_at
-                """, arguments: [now - settings.staleApproval.milliseconds])
+        let stale = facts.staleApprovals
         if let oldest = stale.first {
-            let since: Int64 = try oldest.decode(forColumn: "requested_at")
+            let since = oldest.requestedAt
             found.append(
                 Finding(
                     .staleApproval, .medium, subject: nil,
                     title:
                         "\(stale.count) approval request\(stale.count == 1 ? " has" : "s have") waited over \(settings.staleApproval) (the oldest since \(Timestamp.format(since)))",
                     evidence: ["pending": .int(Int64(stale.count)), "oldest": .string(Timestamp.format(since))],
-                    tasks: try stale.prefix(5).map { try $0.decode(forColumn: "task_id") }))
+                    tasks: stale.prefix(5).map(\.taskID)))
         }
-        let stuckTasks = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT id, type, state, lease_expires_at FROM tasks
-                WHERE state IN ('running', 'verifying') AND lease_expires_at < ? ORDER BY lease_expires_at
-                """, arguments: [now])
+        let stuckTasks = facts.stuckTasks
         if let first = stuckTasks.first {
-            let since: Int64 = try first.decode(forColumn: "lease_expires_at")
+            let since = first.leaseExpiresAt
             found.append(
                 Finding(
                     .stuckTask, .high, subject: nil,
@@ -322,14 +322,14 @@ extension AutonomyStore {
                     evidence: [
                         "stuck": .int(Int64(stuckTasks.count)), "oldest_lease": .string(Timestamp.format(since)),
                     ],
-                    tasks: try stuckTasks.prefix(5).map { try $0.decode(forColumn: "id") }))
+                    tasks: stuckTasks.prefix(5).map(\.id)))
         }
         return found
     }
 
     /// Per type, three or more in the window: a handler that keeps outliving its lease, and
     /// verifiers that keep being unable to tell.
-    func repeated(_ window: [String: TypeTally]) -> [Finding] {
+    static func repeated(_ window: [String: TypeTally]) -> [Finding] {
         var found: [Finding] = []
         for (type, tally) in window.sorted(by: { $0.key < $1.key }) {
             if tally.leaseExpired >= 3 {
@@ -363,21 +363,21 @@ extension AutonomyStore {
         var found = configurationGaps(loaded)
         if let store {
             found += try store.read("check the map") { db in
-                try store.ledgerGaps(
-                    loaded.configuration, try LedgerTally.read([now - window.milliseconds, now], db: db).windows[0],
-                    start: now - window.milliseconds, db: db)
+                let start = now - window.milliseconds
+                return ledgerGaps(
+                    loaded.configuration, try LedgerTally.read([start, now], db: db).windows[0],
+                    undeclared: try db.undeclaredTypes(loaded.configuration, since: start))
             }
         }
         return found.worstFirst()
     }
 
     /// The map against the ledger of a window: types it no longer declares, verifiers that never pass.
-    private func ledgerGaps(_ configuration: Configuration, _ window: [String: TypeTally], start: Int64, db: Database)
-        throws -> [Finding]
+    static func ledgerGaps(_ configuration: Configuration, _ window: [String: TypeTally], undeclared: [String])
+        -> [Finding]
     {
         var found: [Finding] = []
-        for type in try db.typesInLedger()
-        where try configuration.taskType(named: type) == nil && db.ledgerHasRows(of: type, since: start) {
+        for type in undeclared {
             found.append(
                 Finding(
                     .undeclaredType, .medium, subject: type,
@@ -472,38 +472,24 @@ extension AutonomyStore {
 
     // MARK: - Budget and alerts
 
-    private func budget(_ configuration: Configuration, start: Int64, end: Int64, db: Database) throws -> [Finding] {
-        var found: [Finding] = []
+    private static func budget(_ configuration: Configuration, _ facts: AuditFacts) -> [Finding] {
         let cap = configuration.gateway.dailyCapUSD
-        if cap > 0 {
-            var days: [String] = []
-            var day = LocalDay.start(of: start, in: configuration.timezone)
-            while day < end {
-                let next = LocalDay.start(ofDayAfter: day, in: configuration.timezone)
-                let spent =
-                    try Double.fetchOne(
-                        db,
-                        sql:
-                            "SELECT SUM(cost_usd) FROM llm_calls WHERE state = 'settled' AND started_at >= ? AND started_at < ?",
-                        arguments: [day, next]) ?? 0
-                if spent >= cap * 0.999 {
-                    days.append(String(Timestamp.format(day, timeZone: configuration.timezone).prefix(10)))
-                }
-                day = next
-            }
-            if !days.isEmpty {
-                found.append(
-                    Finding(
-                        .daysAtCap, .medium, subject: nil,
-                        title: "the model budget reached its cap on \(days.count) day\(days.count == 1 ? "" : "s")",
-                        evidence: ["days": .array(days.map { .string($0) }), "cap_usd": .double(cap)]))
-            }
+        guard cap > 0 else { return [] }
+        let days = facts.spentPerDay.filter { $0.spentUSD >= cap * 0.999 }.map {
+            String(Timestamp.format($0.day, timeZone: configuration.timezone).prefix(10))
         }
-        return found
+        guard !days.isEmpty else { return [] }
+        return [
+            Finding(
+                .daysAtCap, .medium, subject: nil,
+                title: "the model budget reached its cap on \(days.count) day\(days.count == 1 ? "" : "s")",
+                evidence: ["days": .array(days.map { .string($0) }), "cap_usd": .double(cap)])
+        ]
     }
 
     /// Tasks the budget deferred, and alert channels that failed, in the window.
-    private func alerts(_ tally: LedgerTally, db: Database) throws -> [Finding] {
+    private static func alerts(_ facts: AuditFacts) -> [Finding] {
+        let tally = facts.tally
         var found: [Finding] = []
         if tally.deferred > 0 {
             found.append(
@@ -514,10 +500,7 @@ extension AutonomyStore {
                     evidence: ["deferred": .int(Int64(tally.deferred))]))
         }
         for (channel, count) in tally.notifyFailed.sorted(by: { $0.key < $1.key }) {
-            let waiting =
-                try Int.fetchOne(
-                    db, sql: "SELECT COUNT(*) FROM notifications WHERE channel = ? AND delivered_at IS NULL",
-                    arguments: [channel]) ?? 0
+            let waiting = facts.undelivered[channel, default: 0]
             found.append(
                 Finding(
                     .alertsFailing, waiting > 0 ? .high : .medium, subject: channel,

@@ -212,9 +212,12 @@ extension AutonomyStore {
         let length = now - start
         // Every 15 minutes over the last hour: an hour's margin for a clock set back, not the
         // audit's day, or each cycle would read a day of rows (8x slower on a busy ledger).
-        let tally = try LedgerTally.read([start - length, start, now], db: db, margin: .hours(1))
-        var found = try failures(tally, start: start, db: db)
-        found += try stuck(configuration.audit, now: now, db: db) + repeated(tally.windows[1])
+        var facts = AuditFacts(tally: try LedgerTally.read([start - length, start, now], db: db, margin: .hours(1)))
+        try db.readErrors(into: &facts)
+        try db.readStuck(configuration.audit, now: now, into: &facts)
+        let tally = facts.tally
+        var found = Self.failures(facts, start: start)
+        found += Self.stuck(configuration.audit, facts) + Self.repeated(tally.windows[1])
         found += Self.configurationGaps(loaded).filter { [.missingHandler, .tierWithoutModel].contains($0.kind) }
         for pause in configuration.overrides where pause.kind == .pause {
             guard let type = pause.type else { continue }
