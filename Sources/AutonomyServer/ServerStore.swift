@@ -132,9 +132,6 @@ extension PostgresStore: ServerStore {
 
     public func wholeLedgerChain() async throws -> ChainReport { try await verifyLedgerChain() }
 
-    /// No audit runs on PostgreSQL yet: there is no history to show.
-    public func auditRuns(limit: Int) async throws -> [AuditRun] { [] }
-
     public func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) async throws -> BudgetStatus {
         try await budget(settings: settings, timeZone: timeZone)
     }

@@ -663,11 +663,52 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func theAuditReadsEveryHostsRowsAndSavesItsRunOnPostgres() async throws {
+        try await withCluster(
+            taskTypes: #"""
+                "flaky": {"safety": "safe", "retry": {"max_attempts": 1},
+                          "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo \"upstream 5$AUTONOMY_TASK_ID refused\" >&2; exit 3"]}}},
+                "report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}
+                """#, hosts: ["vps", "gpu"],
+            extra: #" "notify": {"command": ["/bin/sh", "-c", "echo \"$AUTONOMY_NOTIFY_EVENT\" >> alerts.log"]},"#
+        ) { cluster in
+            for _ in 0..<2 { #expect(try await cluster.run(["enqueue", "flaky"]).status == 0) }
+            #expect(try await cluster.run(["enqueue", "report"]).status == 0)
+            #expect(try await cluster.run(["work-once"], host: "vps").status == 0)
+            #expect(try await cluster.run(["work-once", "--drain"], host: "gpu").status == 0)
+            let audited = try await cluster.run(["audit", "--json", "--notify"])
+            #expect(audited.status == 0, "\(audited.stderr)")
+            #expect(audited.stderr.contains("reports only"), "\(audited.stderr)")
+            let report = try JSONValue.parse(audited.stdout)
+            guard case .array(let findings) = report[path: "findings"] else {
+                throw CLIFailureInTest("no findings: \(audited.stdout)")
+            }
+            // Both hosts' failures, under one signature (the numbers that vary replaced).
+            let dead = try #require(findings.first { $0[path: "kind"] == "dead_tasks" })
+            #expect(dead[path: "subject"] == "flaky" && dead[path: "evidence.dead"] == .int(2), "\(dead)")
+            let signature = try #require(findings.first { $0[path: "kind"] == "failure_signature" })
+            #expect(signature[path: "evidence.count"] == .int(2), "\(signature)")
+            #expect(report[path: "run_id"] == .int(1) && report[path: "proposals"] == .array([]))
+            #expect(cluster.lines("alerts.log") == ["task_dead", "task_dead", "audit_report"])
+            // Saved: the next run is the second, and a high finding fails --fail-on high.
+            let again = try await cluster.run(["audit", "--fail-on", "high", "--no-proposals"])
+            #expect(again.status == 1 && !again.stderr.contains("reports only"), "\(again.stderr)")
+            let runs = try await cluster.database.connection { connection, logger in
+                var count = 0
+                for try await n in try await connection.query(
+                    "SELECT count(*)::bigint FROM audit_runs", logger: logger
+                ).decode(Int.self) { count = n }
+                return count
+            }
+            #expect(runs == 2)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
         ) { cluster in
-            for arguments in [["audit"], ["heal"], ["overrides"]] {
+            for arguments in [["heal"], ["overrides"]] {
                 let result = try await cluster.run(arguments)
                 #expect(result.status == 69, "\(arguments): \(result.stderr)")
                 #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")

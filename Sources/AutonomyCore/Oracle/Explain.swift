@@ -7,10 +7,21 @@ extension AutonomyStore {
     /// kinds, subjects, numbers and signatures, never a payload. Never fails: at the daily cap,
     /// with no free model, or when the model does not answer, the text says why there is none.
     public func explain(_ report: AuditReport, gateway: ModelGateway) async -> String {
+        let committed = try? budget(settings: gateway.settings, timeZone: gateway.timeZone, now: gateway.clock.now())
+            .committedUSD
+        let text = await Self.explanation(report, gateway: gateway, committedUSD: committed)
+        _ = try? write("save the audit's summary") { db in
+            try db.execute(sql: "UPDATE audit_runs SET explanation = ? WHERE id = ?", arguments: [text, report.runID])
+        }
+        return text
+    }
+
+    /// The summary's text (or why there is none), with `committedUSD` the budget's spend so far.
+    public static func explanation(_ report: AuditReport, gateway: ModelGateway, committedUSD: Double?) async
+        -> String
+    {
         let text: String
-        if let spent = try? budget(settings: gateway.settings, timeZone: gateway.timeZone, now: gateway.clock.now()),
-            gateway.settings.dailyCapUSD > 0, spent.committedUSD >= gateway.settings.dailyCapUSD
-        {
+        if let committedUSD, gateway.settings.dailyCapUSD > 0, committedUSD >= gateway.settings.dailyCapUSD {
             text = "no summary: the model budget is at its daily cap; the findings below are the report"
         } else {
             do {
@@ -31,9 +42,6 @@ extension AutonomyStore {
                 case .allFailed: text = "no summary: the model did not answer (\(error))"
                 }
             }
-        }
-        _ = try? write("save the audit's summary") { db in
-            try db.execute(sql: "UPDATE audit_runs SET explanation = ? WHERE id = ?", arguments: [text, report.runID])
         }
         return text
     }

@@ -49,8 +49,9 @@ extension PostgresStore: NotificationStore {
     }
 
     /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries a freshly
-    /// issued one-click token, for `serve` on any host to answer. Heal's and the audit's alerts do
-    /// not arise on PostgreSQL; one found here is closed as not applying.
+    /// issued one-click token, for `serve` on any host to answer; an audit's, the counts and kinds
+    /// of the last run. Heal's alerts do not arise on PostgreSQL; one found here is closed as not
+    /// applying.
     public func message(
         for notification: PendingNotification, configuration: Configuration, now: Int64
     ) async throws -> NotificationMessage? {
@@ -80,7 +81,9 @@ extension PostgresStore: NotificationStore {
                     ).first?.decode(Int.self) ?? 0
                 return waiting > 0
                     ? NotificationMessage.approvalsWaiting(waiting, baseURL: configuration.approvals.baseURL) : nil
-            case .auditReport, .ownerNeeded, .healBreakerOpened, .healStopped:
+            case .auditReport:
+                return try await transaction.latestAudit().map(NotificationMessage.auditReport)
+            case .ownerNeeded, .healBreakerOpened, .healStopped:
                 return nil
             }
         }

@@ -1,0 +1,175 @@
+import Foundation
+import PostgresNIO
+
+// The Oracle on PostgreSQL: the same facts (`AuditFacts`), read from every host's rows, and the
+// same analysis; runs and findings saved as on SQLite. It proposes no fixes here: `heal`, which
+// applies them, does not run on PostgreSQL yet.
+
+extension PostgresStore {
+    /// `AutonomyStore.audit` on PostgreSQL, over the window ending at the database's clock, with
+    /// `notify` queuing the `audit_report` alert in the transaction that saves the run.
+    public func audit(loaded: LoadedConfiguration, window: Interval? = nil, notify: Bool = false) async throws
+        -> AuditReport
+    {
+        let configuration = loaded.configuration
+        let length = (window ?? configuration.audit.window).milliseconds
+        let (facts, now) = try await read("audit") { transaction in
+            let now = transaction.now
+            return (
+                try await transaction.auditFacts(configuration, windows: [now - 2 * length, now - length, now]), now
+            )
+        }
+        let start = now - length
+        var findings = AutonomyStore.findings(loaded, facts, start: start)
+        findings += AutonomyStore.chainFindings(try await verifyLedgerChain())
+        findings = findings.worstFirst()
+        let headline = AutonomyStore.headline(findings, window: Interval(milliseconds: length))
+        let runID = try await write("save an audit", ledger: false) { transaction in
+            let (run, _) = try await transaction.saveRun(
+                findings, headline: headline, source: "audit", start: start, end: now)
+            if notify {
+                try await transaction.queueNotification(.auditReport, taskID: nil, notify: configuration.notify)
+            }
+            return run
+        }
+        return AuditReport(
+            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings)
+    }
+
+    /// Saves a model's summary of a run (`audit.explain`).
+    public func saveExplanation(_ text: String, runID: Int64) async throws {
+        try await write("save the audit's summary", ledger: false) { transaction in
+            try await transaction.query("UPDATE audit_runs SET explanation = \(text) WHERE id = \(runID)")
+        }
+    }
+
+    /// The last `limit` audits, newest first (`AutonomyStore.auditRuns`); no fix proposals here.
+    public func auditRuns(limit: Int) async throws -> [AuditRun] {
+        try await read("read the audits") { transaction in
+            var runs: [AuditRun] = []
+            for row in try await transaction.rows(
+                """
+                SELECT id, at, window_start, window_end, headline, worst FROM audit_runs
+                WHERE source = 'audit' ORDER BY id DESC LIMIT \(limit)
+                """)
+            {
+                let (id, at, start, end, headline, worst) = try row.decode(
+                    (Int64, Int64, Int64, Int64, String, String?).self)
+                let findings = try await transaction.rows(
+                    "SELECT kind, severity, subject, title FROM findings WHERE run_id = \(id) ORDER BY id"
+                ).map {
+                    let (kind, severity, subject, title) = try $0.decode((String, String, String?, String).self)
+                    return AuditRun.Found(kind: kind, severity: severity, subject: subject, title: title)
+                }
+                runs.append(
+                    AuditRun(
+                        id: id, at: at, windowStart: start, windowEnd: end, headline: headline, worst: worst,
+                        findings: findings, proposals: []))
+            }
+            return runs
+        }
+    }
+}
+
+extension PostgresTransaction {
+    /// The facts of an audit over `windows` (`Database.auditFacts` on SQLite).
+    nonisolated(nonsending) func auditFacts(_ configuration: Configuration, windows: [Int64]) async throws
+        -> AuditFacts
+    {
+        let start = windows[1]
+        var facts = AuditFacts(tally: try await tally(windows))
+        for row in try await rows(
+            "SELECT type, max(at) FROM ledger WHERE event = 'done' AND type IS NOT NULL GROUP BY type")
+        {
+            let (type, at) = try row.decode((String, Int64).self)
+            facts.lastSuccess[type] = at
+        }
+        let failed = facts.tally.failures.map(\.ledgerID)
+        for row in try await rows(
+            "SELECT ledger_id, text FROM ledger_notes WHERE ledger_id = ANY(\(failed)) AND field = 'error'")
+        {
+            let (id, text) = try row.decode((Int64, String).self)
+            facts.errors[id] = text
+        }
+        facts.staleApprovals = try await rows(
+            """
+            SELECT a.task_id, a.requested_at FROM approvals a JOIN tasks t ON t.id = a.task_id
+            WHERE a.state = 'pending' AND a.requested_at <= \(now - configuration.audit.staleApproval.milliseconds)
+              AND t.type <> \(TaskType.remediationTypeName)
+            ORDER BY a.requested_at
+            """
+        ).map { try $0.decode((Int64, Int64).self) }.map { (taskID: $0.0, requestedAt: $0.1) }
+        facts.stuckTasks = try await rows(
+            """
+            SELECT id, lease_expires_at FROM tasks
+            WHERE state IN ('running', 'verifying') AND lease_expires_at < \(now) ORDER BY lease_expires_at
+            """
+        ).map { try $0.decode((Int64, Int64).self) }.map { (id: $0.0, leaseExpiresAt: $0.1) }
+        facts.undeclaredTypes = try await rows(
+            "SELECT DISTINCT type FROM ledger WHERE type IS NOT NULL AND at >= \(start) ORDER BY type"
+        ).map { try $0.decode(String.self) }.filter { configuration.taskType(named: $0) == nil }
+        if configuration.gateway.dailyCapUSD > 0 {
+            for day in AuditFacts.days(from: start, to: now, in: configuration.timezone) {
+                let spent =
+                    try await rows(
+                        """
+                        SELECT coalesce(sum(cost_usd), 0) FROM llm_calls
+                        WHERE state = 'settled' AND started_at >= \(day.start) AND started_at < \(day.end)
+                        """
+                    ).first?.decode(Double.self) ?? 0
+                facts.spentPerDay.append((day.start, spent))
+            }
+        }
+        for row in try await rows(
+            "SELECT channel, count(*)::bigint FROM notifications WHERE delivered_at IS NULL GROUP BY channel")
+        {
+            let (channel, count) = try row.decode((String, Int).self)
+            facts.undelivered[channel] = count
+        }
+        return facts
+    }
+
+    /// Saves a run and its findings; the run's id and each finding's, in order.
+    nonisolated(nonsending) func saveRun(
+        _ findings: [Finding], headline: String, source: String, start: Int64, end: Int64
+    ) async throws -> (Int64, [Int64]) {
+        guard
+            let run = try await rows(
+                """
+                INSERT INTO audit_runs (at, window_start, window_end, headline, worst, source)
+                VALUES (\(end), \(start), \(end), \(headline), \(findings.map(\.severity).max()?.rawValue), \(source))
+                RETURNING id
+                """
+            ).first?.decode(Int64.self)
+        else { throw StoreError.failed(path: "", operation: "save an audit", reason: "no row came back") }
+        var ids: [Int64] = []
+        for finding in findings {
+            let id = try await rows(
+                """
+                INSERT INTO findings (run_id, kind, severity, subject, title, evidence)
+                VALUES (\(run), \(finding.kind.rawValue), \(finding.severity.rawValue), \(finding.subject),
+                        \(finding.title), \(finding.storedEvidence.canonicalText))
+                RETURNING id
+                """
+            ).first?.decode(Int64.self)
+            ids.append(id ?? 0)
+        }
+        return (run, ids)
+    }
+
+    /// The last saved audit, as its alert tells of it.
+    nonisolated(nonsending) func latestAudit() async throws -> AuditSummary? {
+        guard
+            let (id, start, end) = try await rows(
+                "SELECT id, window_start, window_end FROM audit_runs WHERE source = 'audit' ORDER BY id DESC LIMIT 1"
+            ).first?.decode((Int64, Int64, Int64).self)
+        else { return nil }
+        var summary = AuditSummary(id: id, windowStart: start, windowEnd: end, counts: [:], kinds: [])
+        for row in try await rows("SELECT kind, severity FROM findings WHERE run_id = \(id) ORDER BY id") {
+            let (kind, severity) = try row.decode((String, String).self)
+            if let level = Severity(rawValue: severity) { summary.counts[level, default: 0] += 1 }
+            summary.kinds.append((kind, severity))
+        }
+        return summary
+    }
+}
