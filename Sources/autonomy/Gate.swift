@@ -19,14 +19,13 @@ enum Route {
     case gate(String)
 
     /// The gate stands in for a caller that cannot reach the queue itself: one whose configuration
-    /// or database it may not open, or one with no configuration of its own, on a machine where
-    /// the gate's socket exists. `--gate` always goes through it.
+    /// or database file it may not open, or one with no configuration of its own, on a machine
+    /// where the gate's socket exists (on PostgreSQL, one the server does not accept: see
+    /// `answer`). `--gate` always goes through it.
     static func choose(_ global: GlobalOptions, _ gate: GateOptions) -> Route {
         let environment = ProcessInfo.processInfo.environment
         if let flag = gate.path, !flag.isEmpty { return .gate(ConfigLoader.absolutePath(flag)) }
-        let socketPath = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
-        var info = stat()
-        guard stat(socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return .direct }
+        guard let socketPath = gateSocket() else { return .direct }
         var own = stat()
         let configPath =
             global.config.flatMap { $0.isEmpty ? nil : $0 }
@@ -45,12 +44,27 @@ enum Route {
             if access(database, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
                 return .gate(socketPath)
             }
-        case .postgres(let url):
-            // No password for the database here: a producer, which the gate stands in for.
-            let password = try? url.password(variable: loaded.configuration.store.passwordEnv, environment: environment)
-            if password == nil { return .gate(socketPath) }
+        case .postgres:
+            break  // whether the server takes this user's credentials is known once it answers
         }
         return .direct
+    }
+
+    /// The database server did not accept this user: no password found here (or the variable the
+    /// configuration names is not set), or a wrong one.
+    static func notAccepted(_ error: any Error) -> Bool {
+        if case StoreError.refused = error { return true }
+        if error is ConfigError { return true }  // the password's lookup, the only one left here
+        return false
+    }
+
+    /// The gate's socket when it exists here (`$AUTONOMY_GATE`, else the default path).
+    static func gateSocket() -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        let socketPath = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
+        var info = stat()
+        guard stat(socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
+        return socketPath
     }
 }
 
@@ -79,7 +93,15 @@ func answer(
             let loaded = try global.loadConfiguration()
             if requireTrustedConfig { try loaded.requireTrusted() }
             if case .postgres(let url) = try global.location(loaded) {
-                let store = try await global.openPostgres(url, loaded)
+                let store: PostgresStore
+                do {
+                    store = try await global.openPostgres(url, loaded)
+                } catch let error where Route.notAccepted(error) {
+                    // The server does not take this user's credentials (none, or not the role's):
+                    // a producer, which the gate stands in for where it runs.
+                    guard let socket = Route.gateSocket() else { throw error }
+                    return (try GateWire.send(request, to: socket), nil)
+                }
                 let (answer, followUp) = await PostgresQueueService(loaded: loaded, store: store).answer(request)
                 guard let followUp else {
                     await store.close()

@@ -499,8 +499,10 @@ struct PostgresQueueService {
                 }
             case .status:
                 let (status, now) = try await store.status(source: caller.readsOnly)
+                // A producer through the gate learns that it is PostgreSQL, not where or as whom.
+                let database = caller.producer == nil ? store.url.description : "PostgreSQL (through the gate)"
                 try QueueService.render(
-                    status, now: now, database: store.url.description, loaded: loaded, readsOnly: caller.readsOnly,
+                    status, now: now, database: database, loaded: loaded, readsOnly: caller.readsOnly,
                     json: request.json == true, &printout)
             case .tasksList:
                 let tasks = try await store.tasks(

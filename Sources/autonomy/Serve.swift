@@ -2,6 +2,7 @@ import ArgumentParser
 import AutonomyCore
 import AutonomyServer
 import Foundation
+import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,17 +75,14 @@ extension Serve {
                 }
             }
             guard let postgres = store as? PostgresStore else { return try await serve() }
+            // A request waits for another host's transaction no longer than it may take.
+            try await postgres.limitLockWait(to: loaded.configuration.serve.requestTimeout)
             // One connection serves every request: once it is lost, serve stops (exit 69), and
             // systemd (Restart=on-failure) starts it again with a new one.
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await serve() }
-                    group.addTask {
-                        while !postgres.isClosed { try await Task.sleep(for: .seconds(2)) }
-                        throw CLIFailure(
-                            "the connection to \(postgres.url) was lost: serve stops, to be started again",
-                            code: .unavailable)
-                    }
+                    group.addTask { try await Self.watch(postgres) }
                     defer { group.cancelAll() }
                     try await group.next()
                 }
@@ -93,6 +91,34 @@ extension Serve {
                 throw error
             }
             await postgres.close()
+        }
+
+        /// Returns never; throws once the connection is closed, or once the database has not
+        /// answered for two minutes (a connection whose peer vanished without closing it).
+        static func watch(_ postgres: PostgresStore) async throws {
+            let lost = { (why: String) in
+                CLIFailure(
+                    "the connection to \(postgres.url) \(why): serve stops, to be started again", code: .unavailable)
+            }
+            while true {
+                try await Task.sleep(for: .seconds(2))
+                if postgres.isClosed { throw lost("was lost") }
+                // A ping on its own task: one stuck in the connection's queue cannot be cancelled.
+                let answered = Mutex(false)
+                let ping = Task {
+                    _ = try? await postgres.databaseNow()
+                    answered.withLock { $0 = true }
+                }
+                _ = ping
+                var waited = 0
+                while !answered.withLock({ $0 }) {
+                    if postgres.isClosed { throw lost("was lost") }
+                    if waited >= 120 { throw lost("has not answered for two minutes") }
+                    try await Task.sleep(for: .seconds(1))
+                    waited += 1
+                }
+                try await Task.sleep(for: .seconds(28))
+            }
         }
 
         /// A private key only the server's own user may read: its own, mode 0600 or stricter.

@@ -470,6 +470,10 @@ struct PostgresEndToEndTests {
                     .status == 66)
             let status = try await asProducer(["status"])
             #expect(status.stdout.contains("showing:  the tasks of \(currentUserName) only"), "\(status.stdout)")
+            // Where the database is, and as whom, is not a producer's to know.
+            #expect(
+                status.stdout.contains("database: PostgreSQL (through the gate)")
+                    && !status.stdout.contains("postgres://"))
             // The operator's pending request is for sales-bot's task: not this producer's.
             #expect(try await asProducer(["approvals"]).stdout == "no approval requests are waiting\n")
             let decide = try await asProducer(["approve", "1"])
@@ -528,6 +532,8 @@ struct PostgresEndToEndTests {
                     checks.first { $0.check == name }?.status == "ok", "\(name): \(checks.filter { $0.check == name })")
             }
             #expect(checks.first { $0.check == "database" }?.message.contains("schema current") == true)
+            let worker = checks.first { $0.check == "worker" }?.message ?? ""
+            #expect(worker.contains("the last claim by this host (producer)"), "\(worker)")
             #expect(!checks.contains { $0.check == "state-folder" })  // no file, no folder
             // A row edited by someone who could turn off the append-only trigger is found, as on SQLite.
             try await cluster.database.connection { connection, logger in
@@ -599,6 +605,9 @@ struct PostgresEndToEndTests {
                 request.body = .bytes(ByteBuffer(string: fields))
                 return try await HTTPClient.shared.execute(request, timeout: .seconds(10))
             }
+            // A guessed token is refused by a look-up, before any transaction.
+            let guessed = try await post(page, "t=\(String(repeating: "A", count: 43))&action=show")
+            #expect(guessed.status == .notFound, "\(guessed.status)")
             let shown = try await post(page, "t=\(linkToken)&action=show")
             #expect(shown.status == .ok)
             let csrf = try #require(

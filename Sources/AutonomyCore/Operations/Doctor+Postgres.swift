@@ -34,7 +34,7 @@ extension Doctor {
                 DoctorCheck(
                     "database", .fail, error.description,
                     fix:
-                        "give this user the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (run doctor as the worker user: `sudo -u \(workerUser) autonomy doctor`)"
+                        "give this shell the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (sudo drops variables: `sudo -u \(workerUser) env PGPASSWORD=… autonomy doctor`, or the worker's ~/.pgpass)"
                 ), nil
             )
         }
@@ -48,7 +48,7 @@ extension Doctor {
                 DoctorCheck(
                     "database", .fail, "\(error)",
                     fix: password == nil
-                        ? "run doctor as the worker user (`sudo -u \(workerUser) autonomy doctor`), whose environment has the password; or set it for this user"
+                        ? "give this shell the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (sudo drops variables)"
                         : "is the server up and reachable from here? Check the role's password, and that pg_hba.conf lets this host in"
                 ), nil
             )

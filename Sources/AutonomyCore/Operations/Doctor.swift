@@ -355,9 +355,10 @@ public struct Doctor: Sendable {
 
     private func lastWorkerRun(_ readings: DoctorReadings) -> DoctorCheck {
         let now = readings.now
+        let by = readings.host.map { " by this host (\(Visible.text($0)))" } ?? ""
         let claimText =
-            readings.lastClaim.map { "the last claim \(Interval(milliseconds: now - $0)) ago" }
-            ?? "no task ever claimed"
+            readings.lastClaim.map { "the last claim\(by) \(Interval(milliseconds: now - $0)) ago" }
+            ?? "no task ever claimed\(by)"
         guard let since = readings.oldestRunnable else {
             return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
         }
@@ -480,6 +481,8 @@ public struct DoctorReadings: Sendable {
     /// The time the readings are measured against: this machine's clock on SQLite, the database's
     /// on PostgreSQL.
     public var now: Int64
+    /// On PostgreSQL, the host whose worker the readings are about (`worker.host`).
+    public var host: String?
     public var lastClaim: Int64?
     /// The tasks the worker would claim now, and since when the oldest of them has waited.
     public var runnable = 0

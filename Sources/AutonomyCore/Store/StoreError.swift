@@ -4,6 +4,8 @@ import GRDB
 public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// The file could not be created or opened.
     case cannotOpen(path: String, reason: String)
+    /// The database server did not accept this user: no password, or a wrong one (SQLSTATE 28…).
+    case refused(path: String, reason: String)
     /// A command that only reads found no database file.
     case missing(path: String)
     /// The file was written by a newer autonomy.
@@ -17,7 +19,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .cannotOpen(let path, let reason):
+        case .cannotOpen(let path, let reason), .refused(let path, let reason):
             return "cannot open the database \(path): \(reason)"
         case .missing(let path):
             return "no database at \(path) yet (nothing was enqueued there; check --database or AUTONOMY_DATABASE)"
@@ -31,7 +33,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             return "database \(path): \(operation) failed: \(reason)"
         case .notOnPostgres(let feature):
             return
-                "\(feature) does not run on a PostgreSQL database yet: only enqueue, work-once, status and ledger verify do (use an SQLite database for it)"
+                "\(feature) does not run on a PostgreSQL database yet (use an SQLite database for it)"
         }
     }
 

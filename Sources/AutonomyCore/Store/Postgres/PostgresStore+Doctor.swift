@@ -23,11 +23,16 @@ extension PostgresStore {
         try await read("read what doctor checks") { transaction in
             let now = transaction.now
             var readings = DoctorReadings(now: now)
+            readings.host = host
+            // This host's worker: its last claim, and what it would claim now (not the types other
+            // hosts run, nor a paused type, which waits on purpose).
             readings.lastClaim = try await transaction.rows(
-                "SELECT at FROM ledger WHERE event = 'claimed' ORDER BY id DESC LIMIT 1"
+                """
+                SELECT at FROM ledger WHERE event = 'claimed' AND detail::jsonb ->> 'host' = \(host)
+                ORDER BY id DESC LIMIT 1
+                """
             ).first?.decode(Int64.self)
-            // Only what a worker would claim: a paused type waits on purpose.
-            let paused = configuration.pausedTypes.sorted()
+            let paused = configuration.skippedTypes
             if let row = try await transaction.rows(
                 """
                 SELECT count(*)::bigint, min(run_at) FROM tasks

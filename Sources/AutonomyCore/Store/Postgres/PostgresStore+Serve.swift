@@ -231,7 +231,8 @@ extension PostgresStore {
     ///
     /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, saying nothing more.
     public func pendingApproval(token: String) async throws -> PendingApproval {
-        try await write("read an approval by token") { transaction in
+        try await requireIssued(token)
+        return try await write("read an approval by token") { transaction in
             _ = try await transaction.expireApprovals()
             guard let approval = try await transaction.approvalHolding(token: token),
                 let task = try await transaction.task(id: approval.taskID)
@@ -246,6 +247,7 @@ extension PostgresStore {
     public func decide(
         token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel = .link
     ) async throws -> ApprovalRecord {
+        try await requireIssued(token)
         let statement = try DecisionStatement(text: signed.statement)
         let key = try verifier.verify(
             signed.statement, signature: signed.signature, principal: statement.principal,
@@ -264,6 +266,20 @@ extension PostgresStore {
                 throw ApprovalError.invalidToken
             }
         }
+    }
+
+    /// A token no alert was given is refused by a read, before any transaction takes the ledger's
+    /// lock: a stranger's guesses hold up no host.
+    private func requireIssued(_ token: String) async throws {
+        guard SecretToken.isPlausible(token),
+            try await read(
+                "look up a link",
+                { transaction in
+                    try await !transaction.rows(
+                        "SELECT 1 FROM approval_tokens WHERE token_sha256 = \(token.sha256Hex)"
+                    ).isEmpty
+                })
+        else { throw ApprovalError.invalidToken }
     }
 
     /// The alert channel a one-click token went out by, if it was one.

@@ -76,7 +76,12 @@ public actor PostgresStore {
         do {
             connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         } catch {
-            throw StoreError.cannotOpen(path: url.description, reason: Self.reason(error))
+            let refused =
+                (error as? PSQLError)?.code == .authMechanismRequiresPassword
+                || Self.sqlState(error)?.hasPrefix("28") == true
+            throw refused
+                ? StoreError.refused(path: url.description, reason: Self.reason(error))
+                : StoreError.cannotOpen(path: url.description, reason: Self.reason(error))
         }
         let store = PostgresStore(url: url, host: host, connection: connection, logger: logger)
         do {
@@ -95,6 +100,15 @@ public actor PostgresStore {
     /// Closes the connection. A store is not used after this.
     public func close() async {
         try? await connection.close()
+    }
+
+    /// How long a transaction of this connection waits for a lock (the ledger's, a row's) before it
+    /// fails: `serve` waits no longer than a request may take.
+    public func limitLockWait(to limit: Interval) async throws {
+        await acquire()
+        defer { release() }
+        try await connection.query(
+            PostgresQuery(unsafeSQL: "SET lock_timeout = '\(max(1, limit.milliseconds))ms'"), logger: logger)
     }
 
     /// The connection is gone (the server restarted, or ended it): every call fails from now on,
