@@ -389,10 +389,17 @@ struct MapCheck: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try global.loadConfiguration()
-        let path = ConfigLoader.databasePath(flag: global.database, loaded: loaded)
-        let store = FileManager.default.fileExists(atPath: path) ? try global.open(loaded, create: false) : nil
-        let findings = try AutonomyStore.custodian(
-            loaded, store: store, now: try currentClock().now(), window: loaded.configuration.audit.window)
+        let findings: [Finding]
+        switch try global.location(loaded) {
+        case .sqlite(let path):
+            let store = FileManager.default.fileExists(atPath: path) ? try global.open(loaded, create: false) : nil
+            findings = try AutonomyStore.custodian(
+                loaded, store: store, now: try currentClock().now(), window: loaded.configuration.audit.window)
+        case .postgres(let url):
+            findings = try await global.withPostgres(url, loaded) {
+                try await $0.custodian(loaded, window: loaded.configuration.audit.window)
+            }
+        }
         if json {
             try printJSON(findings)
         } else if findings.isEmpty {

@@ -710,6 +710,20 @@ struct PostgresEndToEndTests {
                 return count
             }
             #expect(runs == 2)
+            // The custodian reads every host's ledger too: a type the new map drops is still there.
+            let trimmed = cluster.sandbox.file("trimmed.json")
+            try PostgresEndToEndTests.Cluster.config(
+                #""report": {"safety": "safe", "owner": "ops", "handler": {"exec": {"argv": ["/bin/true"]}}}"#,
+                host: "vps"
+            ).write(toFile: trimmed, atomically: true, encoding: .utf8)
+            let checked = try await cluster.sandbox.run(
+                ["map", "check", "--json", "--config", trimmed], environment: cluster.environment)
+            #expect(checked.status == 0, "\(checked.stderr)")
+            guard case .array(let gaps) = try JSONValue.parse(checked.stdout) else {
+                throw CLIFailureInTest("no findings: \(checked.stdout)")
+            }
+            #expect(
+                gaps.contains { $0[path: "kind"] == "undeclared_type" && $0[path: "subject"] == "flaky" }, "\(gaps)")
         }
     }
 

@@ -36,6 +36,20 @@ extension PostgresStore {
             runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings)
     }
 
+    /// The custodian (`map check`): the map against itself and this machine, and against every
+    /// host's ledger of the last `window`.
+    public func custodian(_ loaded: LoadedConfiguration, window: Interval) async throws -> [Finding] {
+        let configuration = loaded.configuration
+        let (tally, undeclared) = try await read("check the map") { transaction in
+            let start = transaction.now - window.milliseconds
+            let tally = try await transaction.tally([start, transaction.now])
+            return (tally, try await transaction.undeclaredTypes(configuration, since: start))
+        }
+        return
+            (AutonomyStore.configurationGaps(loaded)
+            + AutonomyStore.ledgerGaps(configuration, tally.windows[0], undeclared: undeclared)).worstFirst()
+    }
+
     /// Saves a model's summary of a run (`audit.explain`).
     public func saveExplanation(_ text: String, runID: Int64) async throws {
         try await write("save the audit's summary", ledger: false) { transaction in
@@ -105,9 +119,7 @@ extension PostgresTransaction {
             WHERE state IN ('running', 'verifying') AND lease_expires_at < \(now) ORDER BY lease_expires_at
             """
         ).map { try $0.decode((Int64, Int64).self) }.map { (id: $0.0, leaseExpiresAt: $0.1) }
-        facts.undeclaredTypes = try await rows(
-            "SELECT DISTINCT type FROM ledger WHERE type IS NOT NULL AND at >= \(start) ORDER BY type"
-        ).map { try $0.decode(String.self) }.filter { configuration.taskType(named: $0) == nil }
+        facts.undeclaredTypes = try await undeclaredTypes(configuration, since: start)
         if configuration.gateway.dailyCapUSD > 0 {
             for day in AuditFacts.days(from: start, to: now, in: configuration.timezone) {
                 let spent =
@@ -127,6 +139,14 @@ extension PostgresTransaction {
             facts.undelivered[channel] = count
         }
         return facts
+    }
+
+    /// The types the ledger has rows of since `since` that the map does not declare.
+    nonisolated(nonsending) func undeclaredTypes(_ configuration: Configuration, since: Int64) async throws
+        -> [String]
+    {
+        try await rows("SELECT DISTINCT type FROM ledger WHERE type IS NOT NULL AND at >= \(since) ORDER BY type")
+            .map { try $0.decode(String.self) }.filter { configuration.taskType(named: $0) == nil }
     }
 
     /// Saves a run and its findings; the run's id and each finding's, in order.
