@@ -77,6 +77,13 @@ struct WorkOnce: AsyncParsableCommand {
             let store = try await global.openPostgres(url, loaded)
             options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
             do {
+                // Hosts that apply different rules to one queue are told, every run, in the journal.
+                let others = try await store.recordMap(loaded.sharedMapFingerprint)
+                if !others.isEmpty {
+                    printError(
+                        "warning: \(others.map(Visible.text).joined(separator: ", ")) run\(others.count == 1 ? "s" : "") another map than this host (task types, approvals, budget, producers or allowed_signers): deploy the same configuration to every host"
+                    )
+                }
                 let before = try await store.ledgerHead()
                 report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)
                 anchorLedgerHead(try await store.ledgerHead(), before: before)

@@ -727,6 +727,44 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func hostsThatRunAnotherMapAreToldAndDoctorFails() async throws {
+        let report = #""report": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#
+        try await withCluster(taskTypes: report, hosts: ["vps", "gpu"]) { cluster in
+            chmod(cluster.sandbox.configPath, 0o640)
+            // The same map apart from each host's own keys (worker here): nothing to say.
+            let vps = try await cluster.run(["work-once"], host: "vps")
+            let gpu = try await cluster.run(["work-once"], host: "gpu")
+            #expect(
+                vps.status == 0 && gpu.status == 0 && !vps.stderr.contains("another map")
+                    && !gpu.stderr.contains("another map"))
+            // gpu's file lets report run longer: the same queue, another rule.
+            try PostgresEndToEndTests.Cluster.config(
+                #""report": {"safety": "safe", "timeout": "2h", "handler": {"exec": {"argv": ["/bin/true"]}}}"#,
+                host: "gpu"
+            ).write(toFile: cluster.sandbox.file("gpu.json"), atomically: true, encoding: .utf8)
+            let changed = try await cluster.run(["work-once"], host: "gpu")
+            #expect(
+                changed.status == 0 && changed.stderr.contains("warning: vps runs another map"), "\(changed.stderr)")
+            let told = try await cluster.run(["work-once"], host: "vps")
+            #expect(told.stderr.contains("warning: gpu runs another map"), "\(told.stderr)")
+            let doctor = try await cluster.run(["doctor", "--json"], host: "vps")
+            let checks = try JSONDecoder().decode([Check].self, from: Data(doctor.stdout.utf8))
+            let hosts = try #require(checks.first { $0.check == "hosts" })
+            #expect(
+                doctor.status == 1 && hosts.status == "fail" && hosts.message.hasPrefix("gpu runs another map"),
+                "\(hosts)")
+            // An allowed_signers that differs is another map too; the same file again is agreement.
+            try PostgresEndToEndTests.Cluster.config(report, host: "gpu").write(
+                toFile: cluster.sandbox.file("gpu.json"), atomically: true, encoding: .utf8)
+            #expect(!(try await cluster.run(["work-once"], host: "gpu")).stderr.contains("another map"))
+            let signers = cluster.sandbox.file("allowed_signers")
+            let before = try String(contentsOfFile: signers, encoding: .utf8)
+            try (before + "intruder \(OpenSSHEd25519Key(comment: "x").publicKey.openSSH)\n").write(
+                toFile: signers, atomically: true, encoding: .utf8)
+            #expect(try await cluster.run(["work-once"], host: "gpu").stderr.contains("warning: vps runs another map"))
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []

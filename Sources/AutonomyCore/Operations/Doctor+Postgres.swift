@@ -15,7 +15,8 @@ extension Doctor {
         if let store, let configuration {
             do {
                 readings = try await store.doctorReadings(
-                    configuration: configuration, recentLedgerRows: recentLedgerRows)
+                    configuration: configuration, recentLedgerRows: recentLedgerRows,
+                    fingerprint: try? loaded.get().sharedMapFingerprint)
             } catch {
                 checks.append(DoctorCheck("database", .fail, "cannot read it: \(error)", fix: "autonomy status"))
             }

@@ -90,6 +90,7 @@ public struct Doctor: Sendable {
                 lastWorkerRun(readings), ledger(readings.recentChain), tasks(readings),
                 budget(readings, configuration),
             ]
+            if readings.fingerprint != nil { checks.append(sharedMap(readings)) }
         }
         if let configuration {
             checks.append(signers(configuration))
@@ -390,6 +391,19 @@ public struct Doctor: Sendable {
         return DoctorCheck("budget", .ok, text)
     }
 
+    /// On PostgreSQL: whether every host applies the same rules to the one queue.
+    private func sharedMap(_ readings: DoctorReadings) -> DoctorCheck {
+        guard readings.otherMaps.isEmpty else {
+            return DoctorCheck(
+                "hosts", .fail,
+                "\(readings.otherMaps.map(Visible.text).joined(separator: ", ")) run\(readings.otherMaps.count == 1 ? "s" : "") another map than this host: task types, approvals, the budget, producers or allowed_signers differ",
+                fix:
+                    "deploy the same configuration file (apart from worker, database, store, serve and notify) and allowed_signers to every host"
+            )
+        }
+        return DoctorCheck("hosts", .ok, "every host seen in the last day runs this host's map")
+    }
+
     private func ledger(_ report: ChainReport) -> DoctorCheck {
         if let broken = report.firstBroken {
             return DoctorCheck(
@@ -493,6 +507,9 @@ public struct DoctorReadings: Sendable {
     public var shelfware: [String] = []
     /// Spent and reserved in the budget's window; nil when no model is configured.
     public var committedUSD: Double?
+    /// On PostgreSQL: this host's shared map, and the hosts seen within a day that run another.
+    public var fingerprint: String?
+    public var otherMaps: [String] = []
     public var undeliveredAlerts = 0
     public var lastAlertError: String?
     public var lastDelivered: Int64?

@@ -252,6 +252,11 @@ enum PostgresMigrations {
                 "CREATE INDEX findings_run ON findings (run_id)",
             ]
         ),
+        (
+            // Each host's shared map, as a fingerprint: hosts that apply different rules are told.
+            "2026-11-26-host-maps",
+            ["CREATE TABLE host_maps (host TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, seen_at BIGINT NOT NULL)"]
+        ),
     ]
 }
 

@@ -17,9 +17,24 @@ extension PostgresStore {
         }
     }
 
+    /// Records the map this host runs (`LoadedConfiguration.sharedMapFingerprint`), and returns
+    /// the other hosts seen within a day that run another: they apply different rules.
+    public func recordMap(_ fingerprint: String) async throws -> [String] {
+        try await write("record this host's map", ledger: false) { transaction in
+            try await transaction.query(
+                """
+                INSERT INTO host_maps (host, fingerprint, seen_at) VALUES (\(self.host), \(fingerprint), \(transaction.now))
+                ON CONFLICT (host) DO UPDATE SET fingerprint = excluded.fingerprint, seen_at = excluded.seen_at
+                """)
+            return try await transaction.differentMaps(from: fingerprint, except: self.host)
+        }
+    }
+
     /// What `doctor` reads from the database (`Doctor.readings` on SQLite), in one read-only
     /// transaction, measured against the database's clock.
-    public func doctorReadings(configuration: Configuration, recentLedgerRows: Int) async throws -> DoctorReadings {
+    public func doctorReadings(configuration: Configuration, recentLedgerRows: Int, fingerprint: String? = nil)
+        async throws -> DoctorReadings
+    {
         try await read("read what doctor checks") { transaction in
             let now = transaction.now
             var readings = DoctorReadings(now: now)
@@ -76,10 +91,29 @@ extension PostgresStore {
             ).first {
                 (readings.undeliveredAlerts, readings.lastAlertError) = try row.decode((Int, String?).self)
             }
+            readings.fingerprint = fingerprint
+            if let fingerprint {
+                readings.otherMaps = try await transaction.differentMaps(from: fingerprint, except: host)
+            }
             readings.lastDelivered =
                 try await transaction.rows("SELECT max(delivered_at) FROM notifications").first?
                 .decode(Int64?.self) ?? nil
             return readings
         }
+    }
+}
+
+extension PostgresTransaction {
+    /// The hosts seen within a day whose map is not `fingerprint`, by name.
+    nonisolated(nonsending) func differentMaps(from fingerprint: String, except host: String) async throws
+        -> [String]
+    {
+        try await rows(
+            """
+            SELECT host FROM host_maps
+            WHERE host <> \(host) AND fingerprint <> \(fingerprint) AND seen_at > \(now - Interval.days(1).milliseconds)
+            ORDER BY host
+            """
+        ).map { try $0.decode(String.self) }
     }
 }
