@@ -263,23 +263,18 @@ struct Notify: AsyncParsableCommand {
             }
             let clock = try currentClock()
             let reports: [AlertDelivery.Report]
-            switch try global.location(loaded) {
-            case .sqlite:
-                let store = try global.open(loaded)
-                try store.queueTestNotification(notify: configuration.notify, now: clock.now())
-                reports = try await AlertDelivery(store: store, configuration: configuration, clock: clock).deliverDue()
-            case .postgres(let url):
-                let store = try await global.openPostgres(url, loaded)
-                do {
-                    try await store.queueTestNotification(notify: configuration.notify)
-                    reports = try await AlertDelivery(store: store, configuration: configuration, clock: clock)
+            reports = try await global.onEither(
+                loaded,
+                sqlite: { store in
+                    try store.queueTestNotification(notify: configuration.notify, now: clock.now())
+                    return try await AlertDelivery(store: store, configuration: configuration, clock: clock)
                         .deliverDue()
-                } catch {
-                    await store.close()
-                    throw error
-                }
-                await store.close()
-            }
+                },
+                postgres: { store in
+                    try await store.queueTestNotification(notify: configuration.notify)
+                    return try await AlertDelivery(store: store, configuration: configuration, clock: clock)
+                        .deliverDue()
+                })
             var failed = 0
             for report in reports where report.event == .test {
                 if let error = report.error {

@@ -46,15 +46,9 @@ struct AuditCommand: AsyncParsableCommand {
         }
         let loaded = try global.loadConfiguration()
         let clock = try currentClock()
-        let report: AuditReport
-        switch try global.location(loaded) {
-        case .sqlite:
-            report = try await audit(loaded, store: try global.open(loaded, create: false), clock: clock, length)
-        case .postgres(let url):
-            report = try await global.withPostgres(url, loaded) {
-                try await audit(loaded, store: $0, clock: clock, length)
-            }
-        }
+        let report = try await global.onEither(
+            loaded, create: false, sqlite: { try await audit(loaded, store: $0, clock: clock, length) },
+            postgres: { try await audit(loaded, store: $0, clock: clock, length) })
         if let failOn, let worst = report.worst, worst >= failOn { throw ExitCode(1) }
     }
 

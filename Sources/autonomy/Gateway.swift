@@ -106,20 +106,11 @@ struct Budget: AsyncParsableCommand {
         let loaded = try global.loadConfiguration()
         let configuration = loaded.configuration
         let status: BudgetStatus
-        switch try global.location(loaded) {
-        case .sqlite:
-            status = try global.open(loaded, create: false).budget(
-                settings: configuration.gateway, timeZone: configuration.timezone, now: try currentClock().now())
-        case .postgres(let url):
-            let store = try await global.openPostgres(url, loaded)
-            do {
-                status = try await store.budget(settings: configuration.gateway, timeZone: configuration.timezone)
-            } catch {
-                await store.close()
-                throw error
-            }
-            await store.close()
-        }
+        let now = try currentClock().now()
+        status = try await global.onEither(
+            loaded, create: false,
+            sqlite: { try $0.budget(settings: configuration.gateway, timeZone: configuration.timezone, now: now) },
+            postgres: { try await $0.budget(settings: configuration.gateway, timeZone: configuration.timezone) })
         if json {
             struct Model: Encodable {
                 var model: String

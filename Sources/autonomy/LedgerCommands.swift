@@ -43,11 +43,9 @@ struct LedgerCommand: AsyncParsableCommand {
             let query = LedgerQuery(
                 taskID: task, type: type, event: event, since: try windowStart(since, now: now), limit: limit)
             let entries: [LedgerEntry]
-            switch try global.location(loaded) {
-            case .sqlite: entries = try global.open(loaded, create: false).ledgerEntries(query)
-            case .postgres(let url):
-                entries = try await global.withPostgres(url, loaded) { try await $0.ledgerEntries(query) }
-            }
+            entries = try await global.onEither(
+                loaded, create: false, sqlite: { try $0.ledgerEntries(query) },
+                postgres: { try await $0.ledgerEntries(query) })
             if json { return try printJSON(entries.map(LedgerEntryOutput.init)) }
             guard !entries.isEmpty else { return print("no ledger rows") }
             print(
@@ -99,26 +97,16 @@ struct LedgerCommand: AsyncParsableCommand {
             let loaded = try global.loadConfiguration()
             let report: ChainReport
             let checked: AnchorReport?
-            switch try global.location(loaded) {
-            case .sqlite:
-                let store = try global.open(loaded, create: false)
-                report = try store.verifyLedgerChain()
-                checked = try parsed.map { try store.checkAnchors($0.anchors) }
-            case .postgres(let url):
-                let store = try await global.openPostgres(url, loaded)
-                do {
-                    report = try await store.verifyLedgerChain()
-                    if let parsed {
-                        checked = try await store.checkAnchors(parsed.anchors)
-                    } else {
-                        checked = nil
-                    }
-                } catch {
-                    await store.close()
-                    throw error
-                }
-                await store.close()
-            }
+            (report, checked) = try await global.onEither(
+                loaded, create: false,
+                sqlite: { store in
+                    (try store.verifyLedgerChain(), try parsed.map { try store.checkAnchors($0.anchors) })
+                },
+                postgres: { store in
+                    let report = try await store.verifyLedgerChain()
+                    guard let parsed else { return (report, nil) }
+                    return (report, try await store.checkAnchors(parsed.anchors))
+                })
             let failed = report.firstBroken != nil || !(checked?.mismatches.isEmpty ?? true)
             if json {
                 struct Mismatch: Encodable {
@@ -173,10 +161,8 @@ struct LedgerCommand: AsyncParsableCommand {
         func run() async throws {
             let loaded = try global.loadConfiguration()
             let found: LedgerAnchor?
-            switch try global.location(loaded) {
-            case .sqlite: found = try global.open(loaded, create: false).ledgerHead()
-            case .postgres(let url): found = try await global.withPostgres(url, loaded) { try await $0.ledgerHead() }
-            }
+            found = try await global.onEither(
+                loaded, create: false, sqlite: { try $0.ledgerHead() }, postgres: { try await $0.ledgerHead() })
             guard let head = found else {
                 throw CLIFailure("the ledger is empty: nothing to anchor yet", code: .notFound)
             }
@@ -202,11 +188,9 @@ struct LedgerCommand: AsyncParsableCommand {
             let output = Output(format == .csv ? LedgerEntry.csvHeader + "\n" : "")
             let csv = format == .csv
             let write: @Sendable (LedgerEntry) -> Void = { output.append((csv ? $0.csvLine : $0.canonicalLine) + "\n") }
-            switch try global.location(loaded) {
-            case .sqlite: try global.open(loaded, create: false).forEachLedgerEntry(query, write)
-            case .postgres(let url):
-                try await global.withPostgres(url, loaded) { try await $0.forEachLedgerEntry(query, write) }
-            }
+            try await global.onEither(
+                loaded, create: false, sqlite: { try $0.forEachLedgerEntry(query, write) },
+                postgres: { try await $0.forEachLedgerEntry(query, write) })
             output.flush()
         }
 
@@ -476,16 +460,11 @@ struct Metrics: AsyncParsableCommand {
     func run() async throws {
         let loaded = try global.loadConfiguration()
         let text: String
-        switch try global.location(loaded) {
-        case .sqlite:
-            text = try PrometheusMetrics.render(
-                store: try global.open(loaded, create: false), configuration: loaded.configuration,
-                now: try currentClock().now())
-        case .postgres(let url):
-            text = try await global.withPostgres(url, loaded) {
-                try await $0.metrics(configuration: loaded.configuration)
-            }
-        }
+        let now = try currentClock().now()
+        text = try await global.onEither(
+            loaded, create: false,
+            sqlite: { try PrometheusMetrics.render(store: $0, configuration: loaded.configuration, now: now) },
+            postgres: { try await $0.metrics(configuration: loaded.configuration) })
         if let textfile {
             do {
                 try PrometheusMetrics.write(text, to: ConfigLoader.absolutePath(textfile))

@@ -18,13 +18,9 @@ struct SourcesCommand: AsyncParsableCommand {
     func run() async throws {
         let loaded = try global.loadConfiguration()
         let sources: [SourceSummary]
-        switch try global.location(loaded) {
-        case .sqlite: sources = try global.open(loaded, create: false).sources(configuration: loaded.configuration)
-        case .postgres(let url):
-            sources = try await global.withPostgres(url, loaded) {
-                try await $0.sources(configuration: loaded.configuration)
-            }
-        }
+        sources = try await global.onEither(
+            loaded, create: false, sqlite: { try $0.sources(configuration: loaded.configuration) },
+            postgres: { try await $0.sources(configuration: loaded.configuration) })
         if json { return try printJSON(sources) }
         if sources.isEmpty { return print("no producer yet (producers.users in the map)") }
         for source in sources {
@@ -56,13 +52,9 @@ struct SubjectsCommand: AsyncParsableCommand {
         }
         let loaded = try global.loadConfiguration()
         let subjects: [SubjectSummary]
-        switch try global.location(loaded) {
-        case .sqlite: subjects = try global.open(loaded, create: false).subjects(search: search, limit: limit)
-        case .postgres(let url):
-            subjects = try await global.withPostgres(url, loaded) {
-                try await $0.subjects(search: search, limit: limit)
-            }
-        }
+        subjects = try await global.onEither(
+            loaded, create: false, sqlite: { try $0.subjects(search: search, limit: limit) },
+            postgres: { try await $0.subjects(search: search, limit: limit) })
         if json { return try printJSON(subjects) }
         if subjects.isEmpty {
             return print(
@@ -97,11 +89,9 @@ struct SubjectCommand: AsyncParsableCommand {
         let start = try windowStart(since, now: try currentClock().now())
         let loaded = try global.loadConfiguration()
         let found: SubjectHistory?
-        switch try global.location(loaded) {
-        case .sqlite: found = try global.open(loaded, create: false).subject(name, since: start)
-        case .postgres(let url):
-            found = try await global.withPostgres(url, loaded) { try await $0.subject(name, since: start) }
-        }
+        found = try await global.onEither(
+            loaded, create: false, sqlite: { try $0.subject(name, since: start) },
+            postgres: { try await $0.subject(name, since: start) })
         guard let history = found else {
             throw CLIFailure(
                 "no task names the subject \"\(Visible.text(name))\" (autonomy subjects lists them)", code: .notFound)

@@ -74,11 +74,11 @@ struct GlobalOptions: ParsableArguments {
     /// Runs `sqlite` on the SQLite file the configuration names, or `postgres` on a connection to
     /// its PostgreSQL database (closed afterwards whatever happens).
     func onEither<T: Sendable>(
-        _ loaded: LoadedConfiguration, create: Bool = true, sqlite: (AutonomyStore) throws -> T,
+        _ loaded: LoadedConfiguration, create: Bool = true, sqlite: (AutonomyStore) async throws -> T,
         postgres: (PostgresStore) async throws -> T
     ) async throws -> T {
         switch try location(loaded) {
-        case .sqlite: return try sqlite(try open(loaded, create: create))
+        case .sqlite: return try await sqlite(try open(loaded, create: create))
         case .postgres(let url): return try await withPostgres(url, loaded, postgres)
         }
     }

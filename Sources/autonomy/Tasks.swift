@@ -80,15 +80,10 @@ struct Tasks: AsyncParsableCommand {
             let actor = try operatorName(by)
             let loaded = try global.loadConfiguration()
             let task: TaskRecord
-            switch try global.location(loaded) {
-            case .sqlite:
-                task = try global.open(loaded, create: false).cancel(
-                    taskID: id, by: actor, reason: reason, now: try currentClock().now())
-            case .postgres(let url):
-                task = try await global.withPostgres(url, loaded) {
-                    try await $0.cancel(taskID: id, by: actor, reason: reason)
-                }
-            }
+            let now = try currentClock().now()
+            task = try await global.onEither(
+                loaded, create: false, sqlite: { try $0.cancel(taskID: id, by: actor, reason: reason, now: now) },
+                postgres: { try await $0.cancel(taskID: id, by: actor, reason: reason) })
             print("task \(task.id) cancelled")
         }
     }
@@ -109,13 +104,10 @@ struct Tasks: AsyncParsableCommand {
             let actor = try operatorName(by)
             let loaded = try global.loadConfiguration()
             let task: TaskRecord
-            switch try global.location(loaded) {
-            case .sqlite:
-                task = try global.open(loaded, create: false).retry(
-                    taskID: id, by: actor, now: try currentClock().now())
-            case .postgres(let url):
-                task = try await global.withPostgres(url, loaded) { try await $0.retry(taskID: id, by: actor) }
-            }
+            let now = try currentClock().now()
+            task = try await global.onEither(
+                loaded, create: false, sqlite: { try $0.retry(taskID: id, by: actor, now: now) },
+                postgres: { try await $0.retry(taskID: id, by: actor) })
             print("task \(task.id) queued again")
         }
     }

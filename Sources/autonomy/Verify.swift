@@ -60,17 +60,15 @@ struct Verify: AsyncParsableCommand {
         var options = Worker.Options()
         options.clock = clock
         options.logger = makeLogger("autonomy.verify")
-        switch try global.location(file) {
-        case .sqlite:
-            let store = try global.open(file, create: false)
-            let worker = Worker(
-                store: store, loaded: try store.applyingOverrides(to: file, now: clock.now()), options: options)
-            try await run(worker)
-        case .postgres(let url):
-            try await global.withPostgres(url, file) { store in
-                try await run(Worker(postgres: store, loaded: file, options: options))
-            }
-        }
+        try await global.onEither(
+            file, create: false,
+            sqlite: { store in
+                try await run(
+                    Worker(
+                        store: store, loaded: try store.applyingOverrides(to: file, now: clock.now()),
+                        options: options))
+            },
+            postgres: { store in try await run(Worker(postgres: store, loaded: file, options: options)) })
     }
 
     private func run(_ worker: Worker) async throws {
