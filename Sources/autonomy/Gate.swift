@@ -54,7 +54,9 @@ enum Route {
     /// configuration names is not set), or a wrong one.
     static func notAccepted(_ error: any Error) -> Bool {
         if case StoreError.refused = error { return true }
-        if error is ConfigError { return true }  // the password's lookup, the only one left here
+        // The variable the configuration names for the password is not set for this user. (A
+        // password file others may read is not this: that is said, and stops the command.)
+        if let error = error as? ConfigError, error.path == PostgresURL.passwordVariableKey { return true }
         return false
     }
 

@@ -380,8 +380,23 @@ struct MapCheck: AsyncParsableCommand {
             findings = try AutonomyStore.custodian(
                 loaded, store: store, now: try currentClock().now(), window: loaded.configuration.audit.window)
         case .postgres(let url):
-            findings = try await global.withPostgres(url, loaded) {
-                try await $0.custodian(loaded, window: loaded.configuration.audit.window)
+            // It reads only: no migration runs. Where the database cannot be read (no password in a
+            // deploy script, a schema not made yet), the map is checked alone, as without a file.
+            do {
+                let password = try url.password(variable: loaded.configuration.store.passwordEnv)
+                let store = try await PostgresStore.open(
+                    url, password: password, host: loaded.configuration.worker.hostName, migrate: false)
+                do {
+                    findings = try await store.custodian(loaded, window: loaded.configuration.audit.window)
+                } catch {
+                    await store.close()
+                    throw error
+                }
+                await store.close()
+            } catch {
+                printError("note: the ledger was not read (\(error)): the map is checked alone")
+                findings = try AutonomyStore.custodian(
+                    loaded, store: nil, now: try currentClock().now(), window: loaded.configuration.audit.window)
             }
         }
         if json {

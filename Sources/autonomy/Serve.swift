@@ -2,7 +2,6 @@ import ArgumentParser
 import AutonomyCore
 import AutonomyServer
 import Foundation
-import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -77,6 +76,8 @@ extension Serve {
             guard let postgres = store as? PostgresStore else { return try await serve() }
             // A request waits for another host's transaction no longer than it may take.
             try await postgres.limitLockWait(to: loaded.configuration.serve.requestTimeout)
+            // The server decides with this host's map: it is compared with the others' too.
+            warnOfOtherMaps(try? await postgres.recordMap(loaded.sharedMapFingerprint))
             // One connection serves every request: once it is lost, serve stops (exit 69), and
             // systemd (Restart=on-failure) starts it again with a new one.
             do {
@@ -93,31 +94,30 @@ extension Serve {
             await postgres.close()
         }
 
-        /// Returns never; throws once the connection is closed, or once the database has not
-        /// answered for two minutes (a connection whose peer vanished without closing it).
+        /// Returns never; throws once the connection is closed, or once it has been at work for
+        /// three minutes without finishing anything (its server vanished without closing it).
+        /// Requests queued behind a busy database keep finishing, one after another: that is not
+        /// a stall. An idle connection is pinged every 30 seconds, so that a dead one is found.
         static func watch(_ postgres: PostgresStore) async throws {
             let lost = { (why: String) in
                 CLIFailure(
                     "the connection to \(postgres.url) \(why): serve stops, to be started again", code: .unavailable)
             }
+            var idle = 0
             while true {
-                try await Task.sleep(for: .seconds(2))
+                try await Task.sleep(for: .seconds(5))
                 if postgres.isClosed { throw lost("was lost") }
-                // A ping on its own task: one stuck in the connection's queue cannot be cancelled.
-                let answered = Mutex(false)
-                let ping = Task {
-                    _ = try? await postgres.databaseNow()
-                    answered.withLock { $0 = true }
+                guard let stalled = await postgres.stalled() else {
+                    idle += 5
+                    if idle >= 30 {
+                        idle = 0
+                        // On a task of its own: a ping stuck on a dead connection cannot be cancelled.
+                        Task { _ = try? await postgres.databaseNow() }
+                    }
+                    continue
                 }
-                _ = ping
-                var waited = 0
-                while !answered.withLock({ $0 }) {
-                    if postgres.isClosed { throw lost("was lost") }
-                    if waited >= 120 { throw lost("has not answered for two minutes") }
-                    try await Task.sleep(for: .seconds(1))
-                    waited += 1
-                }
-                try await Task.sleep(for: .seconds(28))
+                idle = 0
+                if stalled > .seconds(180) { throw lost("has not answered for three minutes") }
             }
         }
 

@@ -77,13 +77,7 @@ struct WorkOnce: AsyncParsableCommand {
             let store = try await global.openPostgres(url, loaded)
             options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
             do {
-                // Hosts that apply different rules to one queue are told, every run, in the journal.
-                let others = try await store.recordMap(loaded.sharedMapFingerprint)
-                if !others.isEmpty {
-                    printError(
-                        "warning: \(others.map(Visible.text).joined(separator: ", ")) run\(others.count == 1 ? "s" : "") another map than this host (task types, approvals, budget, producers or allowed_signers): deploy the same configuration to every host"
-                    )
-                }
+                warnOfOtherMaps(try? await store.recordMap(loaded.sharedMapFingerprint))
                 let before = try await store.ledgerHead()
                 report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)
                 anchorLedgerHead(try await store.ledgerHead(), before: before)
@@ -143,4 +137,16 @@ func anchorLedgerHead(_ head: LedgerAnchor?, before: LedgerAnchor?) {
             fields: ["AUTONOMY_LEDGER_ID": String(head.id), "AUTONOMY_LEDGER_HASH": head.hash])
         if !sent { printError(head.message) }
     }
+}
+
+/// Hosts that apply different rules to one queue are told, every run, in the journal. Not being
+/// able to tell (the record failed) stops nothing.
+func warnOfOtherMaps(_ others: [String]?) {
+    guard let others else {
+        return printError("warning: this host's map could not be compared with the other hosts' (host_maps)")
+    }
+    guard !others.isEmpty else { return }
+    printError(
+        "warning: \(others.map(Visible.text).joined(separator: ", ")) run\(others.count == 1 ? "s" : "") another map than this host (task types, approvals, budget, producers, alerts or allowed_signers): deploy the same configuration to every host"
+    )
 }

@@ -724,6 +724,11 @@ struct PostgresEndToEndTests {
             }
             #expect(
                 gaps.contains { $0[path: "kind"] == "undeclared_type" && $0[path: "subject"] == "flaky" }, "\(gaps)")
+            // In a deploy script without the password: the map alone, said so.
+            var unknown = cluster.environment
+            unknown["PGPASSWORD"] = ""
+            let alone = try await cluster.sandbox.run(["map", "check", "--config", trimmed], environment: unknown)
+            #expect(alone.status == 0 && alone.stderr.contains("the map is checked alone"), "\(alone.stderr)")
         }
     }
 

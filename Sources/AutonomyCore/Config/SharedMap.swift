@@ -2,8 +2,9 @@ import Foundation
 
 extension LoadedConfiguration {
     /// The keys of the configuration that are each host's own: who it is and what it claims, where
-    /// its database and password are, its server and its alert channels.
-    static let hostKeys = ["worker", "database", "store", "serve", "notify"]
+    /// its database and password are, and its web server. Alert channels are shared: any host
+    /// with a channel of a kind may send any alert of that kind, one-click links included.
+    static let hostKeys = ["worker", "database", "store", "serve"]
 
     /// What every host of one PostgreSQL queue must share, as one hash: the configuration file
     /// without `hostKeys` (canonical JSON: the task types and their rules, approvals, the budget,
@@ -11,11 +12,14 @@ extension LoadedConfiguration {
     /// hosts with different fingerprints apply different rules to the same queue.
     public var sharedMapFingerprint: String {
         var shared = "{}"
-        if let path, let data = FileManager.default.contents(atPath: path),
-            case .object(var fields)? = try? JSONValue.parse(String(decoding: data, as: UTF8.self))
-        {
-            for key in Self.hostKeys { fields[key] = nil }
-            shared = JSONValue.object(fields).canonicalText
+        if let path, let data = FileManager.default.contents(atPath: path) {
+            let text = String(decoding: data, as: UTF8.self)
+            if case .object(var fields)? = try? JSONValue.parse(text) {
+                for key in Self.hostKeys { fields[key] = nil }
+                shared = JSONValue.object(fields).canonicalText
+            } else {
+                shared = text  // not canonical JSON (a key given twice): compared as it is
+            }
         }
         let signers =
             configuration.approvals.allowedSigners.flatMap { FileManager.default.contents(atPath: $0) }.map {

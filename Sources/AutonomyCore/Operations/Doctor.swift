@@ -359,7 +359,7 @@ public struct Doctor: Sendable {
         let by = readings.host.map { " by this host (\(Visible.text($0)))" } ?? ""
         let claimText =
             readings.lastClaim.map { "the last claim\(by) \(Interval(milliseconds: now - $0)) ago" }
-            ?? "no task ever claimed\(by)"
+            ?? (readings.host == nil ? "no task ever claimed" : "no task claimed\(by) in 7 days")
         guard let since = readings.oldestRunnable else {
             return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
         }
@@ -396,9 +396,9 @@ public struct Doctor: Sendable {
         guard readings.otherMaps.isEmpty else {
             return DoctorCheck(
                 "hosts", .fail,
-                "\(readings.otherMaps.map(Visible.text).joined(separator: ", ")) run\(readings.otherMaps.count == 1 ? "s" : "") another map than this host: task types, approvals, the budget, producers or allowed_signers differ",
+                "\(readings.otherMaps.map(Visible.text).joined(separator: ", ")) run\(readings.otherMaps.count == 1 ? "s" : "") another map than this host: task types, approvals, the budget, producers, alerts or allowed_signers differ",
                 fix:
-                    "deploy the same configuration file (apart from worker, database, store, serve and notify) and allowed_signers to every host"
+                    "deploy the same configuration file (apart from worker, database, store and serve) and allowed_signers to every host"
             )
         }
         return DoctorCheck("hosts", .ok, "every host seen in the last day runs this host's map")

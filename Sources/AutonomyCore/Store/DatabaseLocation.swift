@@ -98,13 +98,17 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     /// The password for this URL: the variable the configuration names (`store.password_env`),
     /// else `PGPASSWORD`, else the first matching line of the password file. Nil when none has one
     /// (the server may not ask: peer or trust authentication).
+    /// The configuration key whose variable holds the password: a refusal about it is the
+    /// caller's missing password (a producer's, which the gate stands in for).
+    public static let passwordVariableKey = "store.password_env"
+
     public func password(
         variable: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(ConfigError) -> String? {
         if let variable {
             guard let value = environment[variable], !value.isEmpty else {
-                throw .invalidDatabaseURL(
-                    "store.password_env names \(variable), which is not set in the environment")
+                throw ConfigError(
+                    path: Self.passwordVariableKey, message: "names \(variable), which is not set in the environment")
             }
             return value
         }

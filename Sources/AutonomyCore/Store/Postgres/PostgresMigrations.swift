@@ -250,6 +250,8 @@ enum PostgresMigrations {
                 )
                 """,
                 "CREATE INDEX findings_run ON findings (run_id)",
+                // The audit's and the map's windows are ranges of time.
+                "CREATE INDEX ledger_at ON ledger (at)",
             ]
         ),
         (

@@ -92,12 +92,7 @@ extension PostgresTransaction {
     {
         let start = windows[1]
         var facts = AuditFacts(tally: try await tally(windows))
-        for row in try await rows(
-            "SELECT type, max(at) FROM ledger WHERE event = 'done' AND type IS NOT NULL GROUP BY type")
-        {
-            let (type, at) = try row.decode((String, Int64).self)
-            facts.lastSuccess[type] = at
-        }
+        facts.lastSuccess = try await lastSuccess(of: configuration.taskTypes.keys)
         let failed = facts.tally.failures.map(\.ledgerID)
         for row in try await rows(
             "SELECT ledger_id, text FROM ledger_notes WHERE ledger_id = ANY(\(failed)) AND field = 'error'")
@@ -139,6 +134,17 @@ extension PostgresTransaction {
             facts.undelivered[channel] = count
         }
         return facts
+    }
+
+    /// Each type's last success, ever: one seek per type down the (type, event, at) index.
+    nonisolated(nonsending) func lastSuccess(of types: some Sequence<String>) async throws -> [String: Int64] {
+        var found: [String: Int64] = [:]
+        for type in types {
+            let at = try await rows("SELECT max(at) FROM ledger WHERE type = \(type) AND event = 'done'").first?
+                .decode(Int64?.self)
+            if let at = at ?? nil { found[type] = at }
+        }
+        return found
     }
 
     /// The types the ledger has rows of since `since` that the map does not declare.

@@ -41,12 +41,14 @@ extension PostgresStore {
             readings.host = host
             // This host's worker: its last claim, and what it would claim now (not the types other
             // hosts run, nor a paused type, which waits on purpose).
-            readings.lastClaim = try await transaction.rows(
-                """
-                SELECT at FROM ledger WHERE event = 'claimed' AND detail::jsonb ->> 'host' = \(host)
-                ORDER BY id DESC LIMIT 1
-                """
-            ).first?.decode(Int64.self)
+            readings.lastClaim =
+                try await transaction.rows(
+                    """
+                    SELECT max(at) FROM ledger
+                    WHERE event = 'claimed' AND at > \(now - Interval.days(7).milliseconds)
+                      AND detail::jsonb ->> 'host' = \(host)
+                    """
+                ).first?.decode(Int64?.self) ?? nil
             let paused = configuration.skippedTypes
             if let row = try await transaction.rows(
                 """
@@ -69,13 +71,7 @@ extension PostgresStore {
             let first =
                 try await transaction.rows("SELECT at FROM ledger ORDER BY id LIMIT 1").first?.decode(Int64.self) ?? now
             if first < now - AutonomyStore.shelfwareAfter.milliseconds {
-                var lastSuccess: [String: Int64] = [:]
-                for row in try await transaction.rows(
-                    "SELECT type, max(at) FROM ledger WHERE event = 'done' AND type IS NOT NULL GROUP BY type")
-                {
-                    let (type, at) = try row.decode((String, Int64).self)
-                    lastSuccess[type] = at
-                }
+                let lastSuccess = try await transaction.lastSuccess(of: configuration.taskTypes.keys)
                 readings.shelfware = configuration.shelfware(now: now) { lastSuccess[$0] }
             }
             let settings = configuration.gateway

@@ -333,8 +333,7 @@ extension PostgresStore {
         }
     }
 
-    /// The dashboard's first page (`AutonomyStore.overview`), as of the database's clock. No audit
-    /// runs on PostgreSQL yet, so there is no last audit.
+    /// The dashboard's first page (`AutonomyStore.overview`), as of the database's clock.
     public func overview(configuration: Configuration) async throws -> Overview {
         let (approvals, _) = try await pendingApprovals(limit: AutonomyStore.overviewApprovals)
         let (status, _) = try await status()
@@ -353,12 +352,12 @@ extension PostgresStore {
                 guard hours.indices.contains(Int(hour)) else { continue }
                 if state == "done" { hours[Int(hour)].done = count } else { hours[Int(hour)].dead = count }
             }
-            var lastSuccess: [String: Int64] = [:]
-            for row in try await transaction.rows(
-                "SELECT type, max(at) FROM ledger WHERE event = 'done' AND type IS NOT NULL GROUP BY type")
-            {
-                let (type, at) = try row.decode((String, Int64).self)
-                lastSuccess[type] = at
+            let lastSuccess = try await transaction.lastSuccess(of: configuration.taskTypes.keys)
+            let lastAudit = try await transaction.rows(
+                "SELECT id, at, headline, worst FROM audit_runs WHERE source = 'audit' ORDER BY id DESC LIMIT 1"
+            ).first.map {
+                let (id, at, headline, worst) = try $0.decode((Int64, Int64, String, String?).self)
+                return Overview.AuditHeadline(id: id, at: at, headline: headline, worst: worst)
             }
             let failedAlerts = try await transaction.rows(
                 """
@@ -374,7 +373,7 @@ extension PostgresStore {
             }
             return Overview(
                 approvals: approvals, status: status, hours: hours, budget: budget,
-                shelfware: configuration.shelfware(now: now) { lastSuccess[$0] }, lastAudit: nil,
+                shelfware: configuration.shelfware(now: now) { lastSuccess[$0] }, lastAudit: lastAudit,
                 failedAlerts: failedAlerts)
         }
     }

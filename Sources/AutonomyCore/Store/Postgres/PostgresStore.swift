@@ -24,16 +24,20 @@ public actor PostgresStore {
     /// `await`, so calls queue here instead.
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
+    /// When the connection last finished a transaction (or took one up while idle).
+    private var lastProgress = ContinuousClock.now
 
     func acquire() async {
         guard busy else {
             busy = true
+            lastProgress = .now
             return
         }
         await withCheckedContinuation { waiting.append($0) }
     }
 
     func release() {
+        lastProgress = .now
         if waiting.isEmpty {
             busy = false
         } else {
@@ -110,6 +114,10 @@ public actor PostgresStore {
         try await connection.query(
             PostgresQuery(unsafeSQL: "SET lock_timeout = '\(max(1, limit.milliseconds))ms'"), logger: logger)
     }
+
+    /// How long the connection has been at work without finishing anything; nil when idle. A
+    /// connection whose server vanished without closing it stalls for good.
+    public func stalled() -> Duration? { busy ? ContinuousClock.now - lastProgress : nil }
 
     /// The connection is gone (the server restarted, or ended it): every call fails from now on,
     /// so a long-running command (`serve`) stops and is started again with a new one.
