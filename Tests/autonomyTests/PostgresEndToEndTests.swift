@@ -770,6 +770,46 @@ struct PostgresEndToEndTests {
         }
     }
 
+    @Test func aHandlerWhoseLeaseRenewalFailsIsStoppedAndRecordsNothing() async throws {
+        let slow = #"""
+            "slow": {"safety": "safe", "timeout": "5m",
+                     "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.pid; sleep 30; echo finished > finished.log"]}}}
+            """#
+        try await withCluster(taskTypes: slow, hosts: ["vps"]) { cluster in
+            // A 3 s lease, renewed every second; stopping takes at most a second.
+            let config = try String(contentsOfFile: cluster.sandbox.file("vps.json"), encoding: .utf8)
+                .replacingOccurrences(of: #""lease": "60s""#, with: #""lease": "3s", "kill_grace": "1s""#)
+            try config.write(toFile: cluster.sandbox.file("vps.json"), atomically: true, encoding: .utf8)
+            #expect(try await cluster.run(["enqueue", "slow"]).status == 0)
+            let running = Task { try await cluster.run(["work-once"], host: "vps") }
+            let pidFile = cluster.sandbox.file("handler.pid")
+            #expect(
+                try await eventually {
+                    FileManager.default.fileExists(atPath: pidFile) && !cluster.lines("handler.pid").isEmpty
+                })
+            let pid = try #require(cluster.lines("handler.pid").first.flatMap { Int32($0) })
+            // Another host took the task over (its lease token is no longer this worker's): the
+            // next renewal fails, and the handler is stopped before it could finish.
+            try await cluster.database.connection { connection, logger in
+                try await connection.query(
+                    "UPDATE tasks SET lease_token = 'taken-over', host = 'gpu' WHERE id = 1", logger: logger)
+            }
+            let result = try await running.value
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("lease lost; another worker owns it"), "\(result.stdout)")
+            #expect(result.stderr.contains("lease lost; stopping"), "\(result.stderr)")
+            #expect(kill(pid, 0) == -1 && errno == ESRCH)  // the handler is gone, not orphaned
+            #expect(!FileManager.default.fileExists(atPath: cluster.sandbox.file("finished.log")))
+            // This worker recorded that it lost the lease, and no outcome: the task is still the
+            // other host's, running (newest row first).
+            let ledger = try JSONValue.parse(try await cluster.run(["ledger", "list", "--task", "1", "--json"]).stdout)
+            guard case .array(let rows) = ledger else { throw CLIFailureInTest("no ledger") }
+            #expect(rows.map { $0[path: "event"]?.stringValue ?? "" } == ["lease_lost", "claimed", "enqueued"])
+            #expect(rows.first?[path: "detail.state_now"] == "running" && rows.first?[path: "detail.host"] == "vps")
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
