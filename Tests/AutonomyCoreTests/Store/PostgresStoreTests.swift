@@ -454,12 +454,17 @@ struct PostgresStoreTests {
             let dangerous = try fixture.enqueue("send_email", #"{"to":"a@example.com"}"#)
             let worker = fixture.worker(ScriptedRunner())
             _ = try await worker.work(drain: Worker.Limits(maxSeconds: 3600, maxTasks: 700))
+            let audited = try fixture.store.audit(loaded: fixture.loaded, now: fixture.clock.now(), propose: false)
             let head = try #require(try fixture.store.ledgerHead())
 
             let store = try await database.store()
             let report = try await store.importing(from: fixture.store, now: fixture.clock.now())
             #expect(report.tables.first { $0.name == "tasks" }?.rows == 1_501)
             #expect(report.tables.first { $0.name == "approvals" }?.rows == 1)
+            // The Oracle's history comes along: the dashboard lists the run, with its findings.
+            let runs = try await store.auditRuns(limit: 5)
+            #expect(runs.map(\.id) == [audited.runID] && runs.first?.headline == audited.headline)
+            #expect(runs.first?.findings.count == audited.findings.count)
             #expect(report.chain.rows == Int(head.id))
             #expect(report.chain.lastHash == head.hash)
             #expect(try await store.task(id: dangerous.id)?.state == .awaitingApproval)

@@ -52,16 +52,21 @@ extension PostgresStore {
                 "latency_ms", "outcome", "started_at", "expires_at", "finished_at",
             ], true
         ),
+        (
+            "audit_runs",
+            ["id", "at", "window_start", "window_end", "headline", "worst", "explanation", "source"], true
+        ),
+        ("findings", ["id", "run_id", "kind", "severity", "subject", "title", "evidence"], true),
     ]
 
     /// The primary key of each copied table without an `id`.
     static let primaryKeys = ["ledger_notes": ["ledger_id", "field"], "approval_tokens": ["token_sha256"]]
 
-    /// The SQLite tables `export` leaves behind: history and state the PostgreSQL store does not
+    /// The SQLite tables `export` leaves behind: heal's state, which the PostgreSQL store does not
     /// keep yet, and credentials, which are issued again rather than copied.
     static let keptInSQLite = [
-        "audit_runs", "findings", "proposals", "overrides", "heal_actions", "heal_breakers", "heal_stops",
-        "producer_tokens", "operator_sessions",
+        "proposals", "overrides", "heal_actions", "heal_breakers", "heal_stops", "producer_tokens",
+        "operator_sessions",
     ]
 
     /// Copies an SQLite queue into this (empty) database in one transaction: tasks, their ledger
