@@ -25,6 +25,11 @@ extension Doctor {
         return checks + fromReadings(readings, configuration, databaseRead: store != nil)
     }
 
+    /// What to do when this shell has no password, or not the role's.
+    private var passwordFix: String {
+        "give this shell the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (sudo drops variables: `sudo -u \(workerUser) env PGPASSWORD=… autonomy doctor`, or the worker's ~/.pgpass)"
+    }
+
     /// Connects and looks at the schema; the store is handed back only when its schema is current.
     private func connect(_ url: PostgresURL, _ configuration: Configuration?) async -> (DoctorCheck, PostgresStore?) {
         let password: String?
@@ -35,7 +40,7 @@ extension Doctor {
                 DoctorCheck(
                     "database", .fail, error.description,
                     fix:
-                        "give this shell the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (sudo drops variables: `sudo -u \(workerUser) env PGPASSWORD=… autonomy doctor`, or the worker's ~/.pgpass)"
+                        passwordFix
                 ), nil
             )
         }
@@ -49,7 +54,7 @@ extension Doctor {
                 DoctorCheck(
                     "database", .fail, "\(error)",
                     fix: password == nil
-                        ? "give this shell the role's password: the variable store.password_env names, PGPASSWORD, or a 0600 ~/.pgpass line (sudo drops variables)"
+                        ? passwordFix
                         : "is the server up and reachable from here? Check the role's password, and that pg_hba.conf lets this host in"
                 ), nil
             )
