@@ -66,11 +66,11 @@ struct AuditCommand: AsyncParsableCommand {
         return report
     }
 
-    /// Runs the audit on PostgreSQL (every host's rows; no fix proposals there yet), alerts and prints.
+    /// Runs the audit on PostgreSQL (every host's rows), alerts and prints.
     private func audit(_ loaded: LoadedConfiguration, store: PostgresStore, clock: any WallClock, _ length: Interval?)
         async throws -> AuditReport
     {
-        var report = try await store.audit(loaded: loaded, window: length, notify: notify)
+        var report = try await store.audit(loaded: loaded, window: length, notify: notify, propose: !noProposals)
         if loaded.configuration.audit.explain {
             let gateway = ModelGateway(store: store, configuration: loaded.configuration, clock: clock)
             let committed = try? await store.budget(
@@ -79,10 +79,6 @@ struct AuditCommand: AsyncParsableCommand {
             let text = await AutonomyStore.explanation(report, gateway: gateway, committedUSD: committed)
             try? await store.saveExplanation(text, runID: report.runID)
             report.explanation = text
-        }
-        if !noProposals {
-            printError(
-                "note: on PostgreSQL the audit reports only: fix proposals need heal, which does not run there yet")
         }
         try await deliver(report, loaded, store: store, clock: clock)
         return report

@@ -118,10 +118,13 @@ struct HealCommand: AsyncParsableCommand {
         @Option(help: "Who resets it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
+            let loaded = try global.loadConfiguration()
             let actor = try operatorName(by)
+            let now = try currentClock().now()
             do {
-                let closed = try store.resetBreaker(target: target, by: actor, now: try currentClock().now())
+                let closed = try await global.onEither(
+                    loaded, create: false, sqlite: { try $0.resetBreaker(target: target, by: actor, now: now) },
+                    postgres: { try await $0.resetBreaker(target: target, by: actor) })
                 for breaker in closed {
                     print(
                         "closed breaker \(breaker.id) for \(Visible.text(breaker.target)): automatic fixes on it may run again"

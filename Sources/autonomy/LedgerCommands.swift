@@ -262,18 +262,19 @@ struct MapShow: AsyncParsableCommand {
             healLine = HealSummary.line(
                 breakers: heal.breakers, lastDay: heal.lastDay, enabled: loaded.configuration.heal.enabled)
         case .postgres(let url):
-            // Overrides and heal are kept in SQLite only: on PostgreSQL the map is the file's.
-            loaded = file
-            let store = try await global.openPostgres(url, loaded)
+            let store = try await global.openPostgres(url, file)
             do {
+                loaded = try await store.applyingOverrides(to: file)
                 report = try await store.systemMap(configuration: loaded.configuration, since: start)
+                let summary = try await store.healSummary()
+                heal = HealSummary(breakers: summary.breakers, lastDay: summary.lastDay)
             } catch {
                 await store.close()
                 throw error
             }
             await store.close()
-            heal = HealSummary(breakers: [], lastDay: [:])
-            healLine = "does not run on a PostgreSQL database yet"
+            healLine = HealSummary.line(
+                breakers: heal.breakers, lastDay: heal.lastDay, enabled: loaded.configuration.heal.enabled)
         }
         if markdown {
             return print(

@@ -23,8 +23,11 @@ struct OverridesCommand: AsyncParsableCommand {
         @Flag(help: "Print as JSON.") var json = false
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
-            let overrides = try store.overrides(now: try currentClock().now())
+            let loaded = try global.loadConfiguration()
+            let now = try currentClock().now()
+            let overrides = try await global.onEither(
+                loaded, create: false, sqlite: { try $0.overrides(now: now) },
+                postgres: { try await $0.overrides(now: now) })
             if json { return try printJSON(overrides) }
             if overrides.isEmpty {
                 return print("no override is in effect: the worker runs the configuration as written")
@@ -47,11 +50,14 @@ struct OverridesCommand: AsyncParsableCommand {
         @Option(help: "Who removes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 
         func run() async throws {
-            let (_, store) = try global.open(create: false)
+            let loaded = try global.loadConfiguration()
             let actor = try operatorName(by)
+            let now = try currentClock().now()
             do {
-                let removed = try store.removeOverride(
-                    id: id, by: actor, reason: reason, now: try currentClock().now())
+                let removed = try await global.onEither(
+                    loaded, create: false,
+                    sqlite: { try $0.removeOverride(id: id, by: actor, reason: reason, now: now) },
+                    postgres: { try await $0.removeOverride(id: id, by: actor, reason: reason) })
                 print(
                     "removed override \(removed.id) (\(removed.effect) \(removed.type ?? "(all types)")): the next work-once runs without it"
                 )

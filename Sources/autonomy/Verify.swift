@@ -68,7 +68,10 @@ struct Verify: AsyncParsableCommand {
                         store: store, loaded: try store.applyingOverrides(to: file, now: clock.now()),
                         options: options))
             },
-            postgres: { store in try await run(Worker(postgres: store, loaded: file, options: options)) })
+            postgres: { store in
+                try await run(
+                    Worker(postgres: store, loaded: try await store.applyingOverrides(to: file), options: options))
+            })
     }
 
     private func run(_ worker: Worker) async throws {

@@ -79,7 +79,10 @@ struct WorkOnce: AsyncParsableCommand {
             do {
                 warnOfOtherMaps(try? await store.recordMap(loaded.sharedMapFingerprint))
                 let before = try await store.ledgerHead()
-                report = try await Worker(postgres: store, loaded: loaded, options: options).work(drain: limits)
+                // The overrides approved proposals made, on top of the file, as they stand at the start.
+                report = try await Worker(
+                    postgres: store, loaded: try await store.applyingOverrides(to: loaded), options: options
+                ).work(drain: limits)
                 anchorLedgerHead(try await store.ledgerHead(), before: before)
             } catch {
                 await store.close()

@@ -62,6 +62,19 @@ struct PostgresEndToEndTests {
                 ["netns", "exec", namespace, autonomyBinary] + arguments, environment: environment, executable: ip)
         }
 
+        /// The one number a query of the test database answers.
+        func count(_ query: String) async throws -> Int {
+            try await database.connection { connection, logger in
+                var count = 0
+                for try await n in try await connection.query(PostgresQuery(unsafeSQL: query), logger: logger).decode(
+                    Int.self)
+                {
+                    count = n
+                }
+                return count
+            }
+        }
+
         func lines(_ name: String) -> [String] {
             ((try? String(contentsOfFile: sandbox.file(name), encoding: .utf8)) ?? "").split(separator: "\n").map(
                 String.init)
@@ -687,7 +700,6 @@ struct PostgresEndToEndTests {
             #expect(try await cluster.run(["work-once", "--drain"], host: "gpu").status == 0)
             let audited = try await cluster.run(["audit", "--json", "--notify"])
             #expect(audited.status == 0, "\(audited.stderr)")
-            #expect(audited.stderr.contains("reports only"), "\(audited.stderr)")
             let report = try JSONValue.parse(audited.stdout)
             guard case .array(let findings) = report[path: "findings"] else {
                 throw CLIFailureInTest("no findings: \(audited.stdout)")
@@ -697,11 +709,16 @@ struct PostgresEndToEndTests {
             #expect(dead[path: "subject"] == "flaky" && dead[path: "evidence.dead"] == .int(2), "\(dead)")
             let signature = try #require(findings.first { $0[path: "kind"] == "failure_signature" })
             #expect(signature[path: "evidence.count"] == .int(2), "\(signature)")
-            #expect(report[path: "run_id"] == .int(1) && report[path: "proposals"] == .array([]))
-            #expect(cluster.lines("alerts.log") == ["task_dead", "task_dead", "audit_report"])
+            #expect(report[path: "run_id"] == .int(1))
+            #expect(try proposed(report, "retry_dead")?.status == "proposed", "\(report)")
+            // Each proposal asks the operator (approval_needed) in the audit's transaction.
+            #expect(
+                cluster.lines("alerts.log").filter { $0 != "approval_needed" } == [
+                    "task_dead", "task_dead", "audit_report",
+                ])
             // Saved: the next run is the second, and a high finding fails --fail-on high.
             let again = try await cluster.run(["audit", "--fail-on", "high", "--no-proposals"])
-            #expect(again.status == 1 && !again.stderr.contains("reports only"), "\(again.stderr)")
+            #expect(again.status == 1, "\(again.stderr)")
             let runs = try await cluster.database.connection { connection, logger in
                 var count = 0
                 for try await n in try await connection.query(
@@ -810,11 +827,164 @@ struct PostgresEndToEndTests {
         }
     }
 
+    /// The task and status of the proposal with this action in an audit's JSON report.
+    func proposed(_ report: JSONValue, _ action: String) throws -> (task: Int64, status: String)? {
+        guard case .array(let items)? = report[path: "proposals"],
+            let item = items.first(where: { $0[path: "action"] == .string(action) }),
+            case .int(let task)? = item[path: "task"], let status = item[path: "status"]?.stringValue
+        else { return nil }
+        return (task, status)
+    }
+
+    @Test func anApprovedFixProposalRunsOnAnyHostAndItsOverrideHoldsOnEveryHost() async throws {
+        try await withCluster(
+            taskTypes: #"""
+                "flaky": {"owner": "ops", "safety": "safe", "retry": {"max_attempts": 1},
+                          "handler": {"exec": {"argv": ["/bin/sh", "-c", "test -e fixed"]}}},
+                "broken": {"owner": "ops", "safety": "safe", "handler": {"exec": {"argv": ["./missing"]}}}
+                """#, hosts: ["vps", "gpu"], extra: #" "audit": {"cooldown": "1h"},"#
+        ) { cluster in
+            let sql = cluster.count
+            func approve(_ task: Int64) async throws {
+                let listed = try JSONValue.parse(try await cluster.run(["approvals", "--json"]).stdout)
+                guard case .array(let items) = listed,
+                    case .int(let id)? = items.first(where: { $0[path: "task_id"] == .int(task) })?[path: "id"]
+                else { throw CLIFailureInTest("no pending approval for task \(task): \(listed)") }
+                let approved = try await cluster.run(["approve", "\(id)", "--note", "proposal"])
+                #expect(approved.status == 0, "\(approved.stderr)")
+            }
+            #expect(try await cluster.run(["enqueue", "flaky", "--payload", #"{"n":1}"#]).status == 0)
+            #expect(try await cluster.run(["work-once", "--drain"], host: "vps").status == 0)
+            let audited = try await cluster.run(["audit", "--json"])
+            #expect(audited.status == 0, "\(audited.stderr)")
+            let report = try JSONValue.parse(audited.stdout)
+            let retry = try #require(try proposed(report, "retry_dead"), "\(report)")
+            let pause = try #require(try proposed(report, "pause_type"), "\(report)")
+            #expect(retry.status == "proposed" && pause.status == "proposed")
+            // Audited again: the same proposals are still open, none is added.
+            let second = try JSONValue.parse(try await cluster.run(["audit", "--json"]).stdout)
+            #expect(try proposed(second, "retry_dead")! == (retry.task, "still_open"))
+            let proposals = try await sql("SELECT count(*)::bigint FROM tasks WHERE type = 'apply_remediation'")
+            #expect(proposals == (try await sql("SELECT count(*)::bigint FROM proposals")))
+            // Nothing runs before the operator signs: the worker leaves them waiting.
+            _ = try await cluster.run(["work-once", "--drain"], host: "gpu")
+            #expect(try await sql("SELECT count(*)::bigint FROM heal_actions") == 0)
+
+            // Approved, on another host: retry_dead sends the dead task back and it succeeds now;
+            // pause_type pauses the broken type for every host.
+            FileManager.default.createFile(atPath: cluster.sandbox.file("fixed"), contents: nil)
+            try await approve(retry.task)
+            try await approve(pause.task)
+            let applied = try await cluster.run(["work-once", "--drain"], host: "gpu")
+            #expect(applied.status == 0, "\(applied.stderr)")
+            let done = try await sql(
+                "SELECT count(*)::bigint FROM tasks WHERE id IN (1, \(retry.task), \(pause.task)) AND state = 'done'")
+            #expect(done == 3, "\(applied.stdout)")
+            #expect(
+                try await sql(
+                    """
+                    SELECT count(*)::bigint FROM ledger WHERE task_id = 1 AND event = 'retried'
+                      AND detail::jsonb ->> 'by' = 'proposal task \(retry.task)'
+                    """) == 1)
+            // Each checked by the built-in verifier, recorded as applied by a human's approval.
+            let shown = try await cluster.run(["tasks", "show", "\(retry.task)"]).stdout
+            #expect(
+                try await sql(
+                    """
+                    SELECT count(*)::bigint FROM ledger WHERE event = 'verified' AND detail::jsonb ->> 'verifier' = 'finding'
+                      AND detail::jsonb ->> 'outcome' = 'pass' AND task_id IN (\(retry.task), \(pause.task))
+                    """) == 2, "\(shown)")
+            #expect(try await sql("SELECT count(*)::bigint FROM heal_actions WHERE automatic = 0") == 2)
+            let overrides = try await cluster.run(["overrides"], host: "vps")
+            #expect(overrides.stdout.hasPrefix("override 1: pause broken since "), "\(overrides.stdout)")
+            // Paused on every host: its task waits, and the audit reports the pause.
+            #expect(try await cluster.run(["enqueue", "broken"]).status == 0)
+            _ = try await cluster.run(["work-once", "--drain"], host: "vps")
+            #expect(try await sql("SELECT count(*)::bigint FROM tasks WHERE type = 'broken' AND state = 'queued'") == 1)
+            let status = try JSONValue.parse(try await cluster.run(["status", "--json"]).stdout)
+            #expect("\(status)".contains("pause"), "\(status)")
+            let paused = try JSONValue.parse(try await cluster.run(["audit", "--json", "--no-proposals"]).stdout)
+            #expect("\(paused[path: "findings"] ?? .null)".contains("paused_type"), "\(paused)")
+            // Ended by hand, with who and why in the ledger; once only.
+            let removed = try await cluster.run(["overrides", "remove", "1", "--reason", "fixed by hand"], host: "gpu")
+            #expect(removed.status == 0 && removed.stdout.hasPrefix("removed override 1 (pause broken)"))
+            #expect(
+                try await sql(
+                    "SELECT count(*)::bigint FROM ledger WHERE event = 'override_removed' AND detail::jsonb ->> 'by' = 'tester'"
+                ) == 1)
+            let again = try await cluster.run(["overrides", "remove", "1"])
+            #expect(again.status == 1 && again.stderr.contains("no longer in effect"), "\(again.stderr)")
+            #expect(try await cluster.run(["overrides", "remove", "9"]).status == 66)
+            let noBreaker = try await cluster.run(["heal", "reset", "flaky"])
+            #expect(noBreaker.status == 66 && noBreaker.stderr.contains("no heal breaker is open for flaky"))
+            // A proposal is the audit's alone, here too.
+            let forged = try await cluster.run([
+                "enqueue", "apply_remediation", "--payload",
+                #"{"action":"retry_dead","parameters":{"type":"flaky"},"finding":{"kind":"dead_tasks"}}"#,
+            ])
+            #expect(forged.status == 65 && forged.stderr.contains("only `autonomy audit` makes"))
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+        }
+    }
+
+    @Test func aFixHealTrustsRunsOnItsOwnOnPostgresWithinItsGuardrails() async throws {
+        try await withCluster(
+            taskTypes: #"""
+                "flaky": {"owner": "ops", "safety": "safe", "retry": {"max_attempts": 1},
+                          "handler": {"exec": {"argv": ["/bin/sh", "-c", "test -e fixed"]}}},
+                "other": {"owner": "ops", "safety": "safe", "retry": {"max_attempts": 1},
+                          "handler": {"exec": {"argv": ["/bin/sh", "-c", "test -e fixed"]}}}
+                """#, hosts: ["vps"],
+            extra: #"""
+                 "heal": {"enabled": true, "max_actions": {"per_hour": 1, "per_day": 5},
+                          "auto_apply": [{"finding": "dead_tasks", "action": "retry_dead", "types": ["flaky", "other"]}]},
+                """#
+        ) { cluster in
+            let sql = cluster.count
+            #expect(try await cluster.run(["enqueue", "flaky"]).status == 0)
+            #expect(try await cluster.run(["enqueue", "other"]).status == 0)
+            _ = try await cluster.run(["work-once", "--drain"], host: "vps")
+            FileManager.default.createFile(atPath: cluster.sandbox.file("fixed"), contents: nil)
+            let report = try JSONValue.parse(try await cluster.run(["audit", "--json"]).stdout)
+            guard case .array(let items)? = report[path: "proposals"] else {
+                throw CLIFailureInTest("no proposals: \(report)")
+            }
+            let retries = items.filter { $0[path: "action"] == "retry_dead" }
+            #expect(retries.count == 2, "\(report)")
+            // Trusted: no approval asked. The first runs on its own; the hourly limit holds the second.
+            #expect(try JSONValue.parse(try await cluster.run(["approvals", "--json"]).stdout) == .array([]))
+            let work = try await cluster.run(["work-once", "--drain"], host: "vps")
+            #expect(work.status == 0, "\(work.stderr)")
+            #expect(try await sql("SELECT count(*)::bigint FROM heal_actions WHERE automatic = 1") == 1)
+            #expect(
+                try await sql(
+                    """
+                    SELECT count(*)::bigint FROM ledger WHERE event = 'heal_applied'
+                      AND detail::jsonb ->> 'allowed_by' LIKE 'heal.auto_apply[0]%'
+                    """) == 1)
+            #expect(
+                try await sql(
+                    """
+                    SELECT count(*)::bigint FROM ledger WHERE event = 'heal_skipped'
+                      AND detail::jsonb ->> 'why' = 'rate_limit'
+                    """) == 1, "\(work.stdout)")
+            #expect(
+                try await sql(
+                    "SELECT count(*)::bigint FROM tasks WHERE type = 'apply_remediation' AND state = 'queued' AND run_at > created_at"
+                ) == 1)
+            // Only one of the two dead tasks was sent back, and it ran.
+            #expect(
+                try await sql("SELECT count(*)::bigint FROM tasks WHERE type <> 'apply_remediation' AND state = 'done'")
+                    == 1)
+            #expect(try await cluster.run(["ledger", "verify"]).status == 0)
+        }
+    }
+
     @Test func commandsNotYetOnPostgresSayWhichDoAndChangeNothing() async throws {
         try await withCluster(
             taskTypes: #""noop": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}"#, hosts: []
         ) { cluster in
-            for arguments in [["heal"], ["overrides"]] {
+            for arguments in [["heal"]] {
                 let result = try await cluster.run(arguments)
                 #expect(result.status == 69, "\(arguments): \(result.stderr)")
                 #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")

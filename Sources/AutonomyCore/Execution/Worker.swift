@@ -164,9 +164,8 @@ final class FirstAnswer<T: Sendable>: Sendable {
 public struct Worker: Sendable {
     /// Where the queue is: SQLite or PostgreSQL.
     public let store: any WorkerStore
-    /// The SQLite store, for what runs only there so far: the model gateway's budget, heal's fix
-    /// proposals, `verify ID`. Nil on PostgreSQL, where the claim blocks `llm` and heal's types.
-    public let sqliteStore: AutonomyStore?
+    /// The same store, as what applying a fix proposal needs of it.
+    let remediationStore: any RemediationStore
     public let loaded: LoadedConfiguration
     /// `loaded.baseDirectory`, worked out once rather than per attempt.
     private let baseDirectory: String
@@ -206,7 +205,7 @@ public struct Worker: Sendable {
 
     public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Options = Options()) {
         self.init(
-            store: store, sqliteStore: store, loaded: loaded, options: options,
+            store: store, remediationStore: store, loaded: loaded, options: options,
             llm: LLMRunner(
                 gateway: ModelGateway(store: store, configuration: loaded.configuration, clock: options.clock)))
     }
@@ -214,17 +213,17 @@ public struct Worker: Sendable {
     /// A worker on a PostgreSQL queue, one of several hosts.
     public init(postgres: PostgresStore, loaded: LoadedConfiguration, options: Options = Options()) {
         self.init(
-            store: postgres, sqliteStore: nil, loaded: loaded, options: options,
+            store: postgres, remediationStore: postgres, loaded: loaded, options: options,
             llm: LLMRunner(
                 gateway: ModelGateway(store: postgres, configuration: loaded.configuration, clock: options.clock)))
     }
 
     private init(
-        store: any WorkerStore, sqliteStore: AutonomyStore?, loaded: LoadedConfiguration, options: Options,
+        store: any WorkerStore, remediationStore: any RemediationStore, loaded: LoadedConfiguration, options: Options,
         llm: any HandlerRunner
     ) {
         self.store = store
-        self.sqliteStore = sqliteStore
+        self.remediationStore = remediationStore
         self.loaded = loaded
         self.baseDirectory = loaded.baseDirectory
         self.clock = options.clock
@@ -426,7 +425,7 @@ public struct Worker: Sendable {
             metadata: [
                 "task": "\(claimed.task.id)", "type": "\(claimed.task.type)", "attempt": "\(claimed.task.attempts)",
             ])
-        let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? (remediator ?? self.runner) : self.runner
+        let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? remediator : self.runner
         let redactor = self.redactor
         return redactor.redact(
             await keepingLease(claimed, hold, whenLost: HandlerOutcome(status: .stopped)) {
@@ -529,20 +528,17 @@ public struct Worker: Sendable {
 
     /// The verifiers, as this worker runs them.
     public var verificationRunner: VerificationRunner {
-        var reevaluate: (@Sendable (VerificationSubject) async -> (CheckOutcome, String))?
-        if let remediator = self.remediator {
-            reevaluate = { await remediator.reevaluate($0) }
-        }
+        let remediator = self.remediator
         return VerificationRunner(
-            runner: verifierRunner, baseDirectory: baseDirectory, pause: pause, reevaluate: reevaluate)
+            runner: verifierRunner, baseDirectory: baseDirectory, pause: pause,
+            reevaluate: { await remediator.reevaluate($0) })
     }
 
     /// The built-in handler and verifier of fix proposals: always this one, whatever `runner` is.
-    var remediator: Remediator? {
-        guard let store = sqliteStore else { return nil }
+    var remediator: Remediator {
         let worker = self
         return Remediator(
-            store: store, loaded: loaded, clock: clock,
+            store: remediationStore, loaded: loaded, clock: clock,
             exec: ExecRunner(settings: loaded.configuration.worker, withheld: loaded.configuration.secretVariableNames),
             recover: { _ = try await worker.verifyStuck() })
     }

@@ -33,15 +33,7 @@ extension AutonomyStore {
         }
         findings += Self.findings(loaded, facts, start: start)
         findings += Self.chainFindings(try verifying())
-        findings += overrides.filter { $0.kind == .pause }.compactMap { pause in
-            pause.type.map { type in
-                Finding(
-                    .pausedType, .low, subject: type,
-                    title:
-                        "\(type) is paused by override \(pause.id) since \(Timestamp.format(pause.createdAt)): its tasks wait",
-                    evidence: ["override": .int(pause.id), "since": .string(Timestamp.format(pause.createdAt))])
-            }
-        }
+        findings += Self.pauses(overrides)
         findings = findings.worstFirst()
         let headline = Self.headline(findings, window: Interval(milliseconds: length))
         let catalog =
@@ -65,6 +57,19 @@ extension AutonomyStore {
         return AuditReport(
             runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings,
             proposals: proposals)
+    }
+
+    /// A finding for each type an override pauses.
+    static func pauses(_ overrides: [Override]) -> [Finding] {
+        overrides.filter { $0.kind == .pause }.compactMap { pause in
+            pause.type.map { type in
+                Finding(
+                    .pausedType, .low, subject: type,
+                    title:
+                        "\(type) is paused by override \(pause.id) since \(Timestamp.format(pause.createdAt)): its tasks wait",
+                    evidence: ["override": .int(pause.id), "since": .string(Timestamp.format(pause.createdAt))])
+            }
+        }
     }
 
     /// Enqueues one proposal, unless one under its key is still open or ended within the

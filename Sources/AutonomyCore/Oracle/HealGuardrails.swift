@@ -50,6 +50,21 @@ public enum HealRefusal: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension HealRefusal {
+    /// The ledger row's detail when a claim postpones a proposal to `until` (a passing refusal).
+    func postponement(of proposal: Proposal, until: Int64) -> JSONValue {
+        [
+            "why": .string(code), "until": .string(Timestamp.format(until)), "action": .string(proposal.action.name),
+            "target": .string(proposal.healTarget),
+        ]
+    }
+
+    /// The rating of a proposal heal.auto_apply covers while its breaker is open: a human decides.
+    var sendsToHuman: Rating {
+        Rating(safety: .dangerous, reasons: ["heal.auto_apply covers it, but \(self): a human decides"])
+    }
+}
+
 extension Proposal {
     /// What a breaker is kept for: the type it is about, else the system-wide finding's kind.
     public var healTarget: String { action.type ?? finding.subject ?? finding.kind.rawValue }

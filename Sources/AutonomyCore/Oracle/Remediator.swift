@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Why a proposal's action could not be applied: one line, kept as the task's error.
 struct RemediationFailure: Error, CustomStringConvertible {
@@ -11,7 +10,7 @@ struct RemediationFailure: Error, CustomStringConvertible {
 /// finding, that the finding no longer holds. Every change is a ledger row; the configuration
 /// file is never written.
 public struct Remediator: HandlerRunner {
-    let store: AutonomyStore
+    let store: any RemediationStore
     /// The configuration as read from the file (overrides are read fresh from the store).
     let loaded: LoadedConfiguration
     let clock: any WallClock
@@ -21,8 +20,8 @@ public struct Remediator: HandlerRunner {
     let recover: @Sendable () async throws -> Void
 
     /// The configuration with the overrides in effect now.
-    private func current(now: Int64) throws -> Configuration {
-        loaded.configuration.applying(try store.overrides(now: now))
+    private func current(now: Int64) async throws -> Configuration {
+        loaded.configuration.applying(try await store.overrides(now: now))
     }
 
     public func run(_ invocation: HandlerInvocation) async -> HandlerOutcome {
@@ -75,7 +74,7 @@ public struct Remediator: HandlerRunner {
     /// Applies everything but `run_remediation`; returns what it did, as the task's result.
     private func apply(_ proposal: Proposal, proposalID task: Int64) async throws -> JSONValue {
         let now = clock.now()
-        let configuration = try current(now: now)
+        let configuration = try await current(now: now)
         let actor = "proposal task \(task)"
         let reason = "\(actor): \(proposal.finding.title)"
         func declared(_ name: String) throws -> TaskType {
@@ -85,72 +84,48 @@ public struct Remediator: HandlerRunner {
             return type
         }
         func raise(_ kind: Override.Kind, type: String?, from current: Int64, to value: Int64, lasting: Interval?)
-            throws -> JSONValue
+            async throws -> JSONValue
         {
             guard value > current else { return ["unchanged": .string("already \(current) ≥ \(value)")] }
-            let made = try store.write("apply a proposal") { db in
-                try db.setOverride(
-                    kind, type: type, value: value, reason: reason, proposal: task, lasting: lasting, now: now)
-            }
+            let made = try await store.setOverride(
+                kind, type: type, value: value, reason: reason, proposal: task, lasting: lasting, now: now)
             return ["override": .int(made.id), "from": .int(current), "to": .int(value)]
         }
         switch proposal.action {
         case .retryDead(let name, let since):
             _ = try declared(name)
-            return try store.write("retry dead tasks") { db in
-                let dead = try TaskRecord.fetchAll(
-                    db,
-                    sql: """
-                        SELECT \(TaskRecord.columns) FROM tasks
-                        WHERE state = 'dead' AND type = ? AND finished_at >= ? ORDER BY id LIMIT 1000
-                        """, arguments: [name, since])
-                var retried: [JSONValue] = []
-                var pruned: [JSONValue] = []
-                for deadTask in dead {
-                    if deadTask.payload.isEmpty {
-                        pruned.append(.int(deadTask.id))
-                    } else {
-                        try db.retryDead(deadTask, by: actor, now: now)
-                        retried.append(.int(deadTask.id))
-                    }
-                }
-                return ["retried": .array(retried), "payload_pruned": .array(pruned)]
-            }
+            let sent = try await store.retryDead(type: name, since: since, by: actor, now: now)
+            return [
+                "retried": .array(sent.retried.map { .int($0) }),
+                "payload_pruned": .array(sent.pruned.map { .int($0) }),
+            ]
         case .pauseType(let name, let lasting):
             let type = try declared(name)
             guard !type.paused else { return ["unchanged": "already paused"] }
-            let made = try store.write("apply a proposal") { db in
-                try db.setOverride(
-                    .pause, type: name, value: nil, reason: reason, proposal: task, lasting: lasting, now: now)
-            }
+            let made = try await store.setOverride(
+                .pause, type: name, value: nil, reason: reason, proposal: task, lasting: lasting, now: now)
             return ["override": .int(made.id)]
         case .resumeType(let name):
-            let ended = try store.write("apply a proposal") { db in
-                let pauses = try db.activeOverrides(now: now).filter { $0.kind == .pause && $0.type == name }
-                for pause in pauses { try db.endOverride(pause, by: actor, reason: reason, now: now) }
-                return pauses.map { JSONValue.int($0.id) }
-            }
-            return ["ended": .array(ended)]
+            let ended = try await store.endPauses(of: name, by: actor, reason: reason, now: now)
+            return ["ended": .array(ended.map { .int($0) })]
         case .raiseTimeout(let name, let to, let lasting):
             let type = try declared(name)
-            return try raise(
+            return try await raise(
                 .timeout, type: name, from: type.effectiveTimeout(configuration.worker).milliseconds,
                 to: to.milliseconds, lasting: lasting)
         case .raiseLease(let to, let lasting):
-            return try raise(
+            return try await raise(
                 .lease, type: nil, from: configuration.worker.lease.milliseconds, to: to.milliseconds, lasting: lasting)
         case .raiseMaxAttempts(let name, let to, let lasting):
             let type = try declared(name)
-            return try raise(
+            return try await raise(
                 .maxAttempts, type: name, from: Int64(type.effectiveMaxAttempts), to: Int64(to), lasting: lasting)
         case .expireStaleApprovals(let olderThan):
-            let expired = try store.write("expire stale approvals") { db in
-                try db.expireApprovals(now: now, requestedBefore: now - olderThan.milliseconds)
-            }
-            return ["expired": .array(expired.map { .int($0.id) })]
+            let expired = try await store.expireStaleApprovals(olderThan: olderThan, now: now)
+            return ["expired": .array(expired.map { .int($0) })]
         case .releaseStuck(let id):
             try await recover()
-            let state = try store.task(id: id)?.state.rawValue
+            let state = try await store.task(id: id)?.state.rawValue
             return ["task": .int(id), "state": state.map { .string($0) } ?? .null]
         case .notifyOwner(let name):
             let type = try declared(name)
@@ -161,10 +136,7 @@ public struct Remediator: HandlerRunner {
             guard !channels.isEmpty else {
                 throw RemediationFailure(description: "no alert channel is configured under notify")
             }
-            try store.write("notify an owner") { db in
-                try db.queueNotification(
-                    .ownerNeeded, taskID: task, approvalID: nil, notify: configuration.notify, now: now)
-            }
+            try await store.notifyOwner(proposal: task, notify: configuration.notify, now: now)
             return ["owner": .string(owner), "channels": .array(channels.map { .string($0.rawValue) })]
         case .runRemediation:
             throw RemediationFailure(description: "run_remediation runs as a command")
@@ -181,8 +153,8 @@ public struct Remediator: HandlerRunner {
         do {
             let proposal = try Proposal(payload: subject.task.payload)
             let now = clock.now()
-            let configuration = try current(now: now)
-            if let failed = try effectMissing(
+            let configuration = try await current(now: now)
+            if let failed = try await effectMissing(
                 proposal.action, result: subject.result, exitCode: subject.task.exitCode, configuration: configuration,
                 now: now)
             {
@@ -190,7 +162,7 @@ public struct Remediator: HandlerRunner {
             }
             switch proposal.action {
             case .runRemediation, .expireStaleApprovals, .releaseStuck, .resumeType:
-                if let still = try stillHolds(proposal.finding, configuration: configuration, now: now) {
+                if let still = try await stillHolds(proposal.finding, configuration: configuration, now: now) {
                     return (.fail, "the finding still holds: " + still)
                 }
                 return (
@@ -208,10 +180,7 @@ public struct Remediator: HandlerRunner {
     /// Why the action's effect is not there now, or nil when it is.
     private func effectMissing(
         _ action: RemediationAction, result: JSONValue?, exitCode: Int?, configuration: Configuration, now: Int64
-    ) throws -> String? {
-        func count(_ sql: String, _ arguments: StatementArguments) throws -> Int {
-            try store.read("check a proposal") { db in try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0 }
-        }
+    ) async throws -> String? {
         let type = action.type.flatMap { configuration.taskTypes[$0] }
         switch action {
         case .pauseType(let name, _):
@@ -234,24 +203,15 @@ public struct Remediator: HandlerRunner {
                 if case .int(let id) = item { return id }
                 return nil
             }
-            let dead = try count(
-                "SELECT COUNT(*) FROM tasks WHERE state = 'dead' AND id IN (SELECT value FROM json_each(?))",
-                [JSONValue.array(ids.map { .int($0) }).canonicalText])
+            let dead = try await store.countDead(ids)
             return dead == 0
                 ? nil : "\(dead) of the \(ids.count) \(name) tasks sent back \(dead == 1 ? "is" : "are") still dead"
         case .expireStaleApprovals(let olderThan):
-            let stale = try count(
-                """
-                SELECT COUNT(*) FROM approvals WHERE state = 'pending' AND requested_at <= ?
-                  AND \(Database.notAProposal)
-                """,
-                [now - olderThan.milliseconds])
+            let stale = try await store.countStaleApprovals(olderThan: olderThan, now: now)
             return stale == 0 ? nil : "\(stale) approval request\(stale == 1 ? " is" : "s are") still pending"
         case .releaseStuck(let task):
-            let stuck = try count(
-                "SELECT COUNT(*) FROM tasks WHERE id = ? AND state IN ('running', 'verifying') AND lease_expires_at < ?",
-                [task, now])
-            return stuck == 0 ? nil : "task \(task) is still held under a lease that ran out"
+            return try await !store.heldPastLease(task: task, now: now)
+                ? nil : "task \(task) is still held under a lease that ran out"
         case .notifyOwner:
             return nil  // the alert is queued in the handler's transaction, or the handler failed
         case .runRemediation:
@@ -261,7 +221,7 @@ public struct Remediator: HandlerRunner {
     }
 
     /// The finding's title as it holds now, or nil when it no longer does (or cannot be judged now).
-    private func stillHolds(_ finding: Finding, configuration: Configuration, now: Int64) throws -> String? {
+    private func stillHolds(_ finding: Finding, configuration: Configuration, now: Int64) async throws -> String? {
         switch finding.kind {
         case .missingHandler, .tierWithoutModel, .noOwner, .componentNamesUndeclaredType:
             var current = loaded
@@ -270,11 +230,9 @@ public struct Remediator: HandlerRunner {
                 $0.kind == finding.kind && $0.subject == finding.subject
             }?.title
         case .staleApproval, .stuckTask:
-            return try store.read("check a finding") { db in
-                try store.stuck(configuration.audit, now: now, db: db)
-            }.first { $0.kind == finding.kind }?.title
+            return try await store.stuckFindings(configuration.audit, now: now).first { $0.kind == finding.kind }?.title
         case .ledgerBroken:
-            return try store.verifyLedgerChain().firstBroken.map { "the chain is broken at row \($0.id)" }
+            return try await store.firstBrokenLedgerRow().map { "the chain is broken at row \($0)" }
         case .pausedType:
             return configuration.taskTypes[finding.subject ?? ""]?.paused == true ? finding.title : nil
         default:

@@ -275,17 +275,14 @@ extension AutonomyStore {
                         // For a while only (the rate, the backoff, a systemic stop): it waits, not for a human.
                         try db.transition(
                             id, .postpone, at: now, changing: [.runAt(until)],
-                            detail: [
-                                "why": .string(refusal.code), "until": .string(Timestamp.format(until)),
-                                "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
-                            ], notes: ["reason": refusal.description])
+                            detail: refusal.postponement(of: proposal, until: until),
+                            notes: ["reason": refusal.description])
                         skipped.append(
                             SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
                         continue
                     }
                     // Its target's breaker is open: a human decides, with a signed approval.
-                    rating = Rating(
-                        safety: .dangerous, reasons: ["heal.auto_apply covers it, but \(refusal): a human decides"])
+                    rating = refusal.sendsToHuman
                     admission = try Firewall.admit(
                         candidate, type: type, rating: rating, verifier: verifier, now: now,
                         approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })

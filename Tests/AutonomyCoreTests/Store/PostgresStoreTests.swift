@@ -455,6 +455,12 @@ struct PostgresStoreTests {
             let worker = fixture.worker(ScriptedRunner())
             _ = try await worker.work(drain: Worker.Limits(maxSeconds: 3600, maxTasks: 700))
             let audited = try fixture.store.audit(loaded: fixture.loaded, now: fixture.clock.now(), propose: false)
+            // An override in force moves with the queue: a paused type stays paused.
+            let paused = try fixture.store.write("pause") { db in
+                try db.setOverride(
+                    .pause, type: "send_email", value: nil, reason: "by hand", proposal: nil, lasting: nil,
+                    now: fixture.clock.now())
+            }
             let head = try #require(try fixture.store.ledgerHead())
 
             let store = try await database.store()
@@ -465,6 +471,8 @@ struct PostgresStoreTests {
             let runs = try await store.auditRuns(limit: 5)
             #expect(runs.map(\.id) == [audited.runID] && runs.first?.headline == audited.headline)
             #expect(runs.first?.findings.count == audited.findings.count)
+            #expect(try await store.overrides(now: 0) == [paused])
+            #expect(report.tables.first { $0.name == "overrides" }?.rows == 1 && report.leftBehind.isEmpty)
             #expect(report.chain.rows == Int(head.id))
             #expect(report.chain.lastHash == head.hash)
             #expect(try await store.task(id: dangerous.id)?.state == .awaitingApproval)

@@ -8,7 +8,7 @@ public struct ExportReport: Sendable {
     public var tables: [(name: String, rows: Int)]
     /// The PostgreSQL ledger, checked after the copy: the same rows and the same last hash.
     public var chain: ChainReport
-    /// Tables with rows that stay behind (audit history, heal's state, credentials).
+    /// Tables with rows that stay behind (credentials, issued again on PostgreSQL).
     public var leftBehind: [(name: String, rows: Int)]
 }
 
@@ -57,21 +57,37 @@ extension PostgresStore {
             ["id", "at", "window_start", "window_end", "headline", "worst", "explanation", "source"], true
         ),
         ("findings", ["id", "run_id", "kind", "severity", "subject", "title", "evidence"], true),
+        ("proposals", ["task_id", "key", "action", "run_id", "finding_id"], false),
+        (
+            "overrides",
+            [
+                "id", "kind", "type", "value", "reason", "task_id", "created_at", "expires_at", "removed_at",
+                "removed_by",
+            ],
+            true
+        ),
+        (
+            "heal_actions",
+            ["task_id", "key", "target", "action", "automatic", "applied_at", "outcome", "judged_at", "reason"], false
+        ),
+        ("heal_breakers", ["id", "target", "opened_at", "closes_at", "reason", "closed_at", "closed_by"], true),
+        ("heal_stops", ["id", "started_at", "reason", "ended_at"], true),
     ]
 
     /// The primary key of each copied table without an `id`.
-    static let primaryKeys = ["ledger_notes": ["ledger_id", "field"], "approval_tokens": ["token_sha256"]]
-
-    /// The SQLite tables `export` leaves behind: heal's state, which the PostgreSQL store does not
-    /// keep yet, and credentials, which are issued again rather than copied.
-    static let keptInSQLite = [
-        "proposals", "overrides", "heal_actions", "heal_breakers", "heal_stops", "producer_tokens",
-        "operator_sessions",
+    static let primaryKeys = [
+        "ledger_notes": ["ledger_id", "field"], "approval_tokens": ["token_sha256"], "proposals": ["task_id"],
+        "heal_actions": ["task_id"],
     ]
+
+    /// The SQLite tables `export` leaves behind: credentials, which are issued again rather than
+    /// copied.
+    static let keptInSQLite = ["producer_tokens", "operator_sessions"]
 
     /// Copies an SQLite queue into this (empty) database in one transaction: tasks, their ledger
     /// (ids, hashes and all, so the chain holds as it did), notes, approvals with their tokens,
-    /// alerts, and the model calls behind the budget. Refused, with nothing written, when this
+    /// alerts, the model calls behind the budget, the audits' history, fix proposals, overrides
+    /// and heal's state (its actions, breakers and stops). Refused, with nothing written, when this
     /// database already holds tasks or ledger rows, when a task is running on SQLite, or when the
     /// SQLite queue changes while it is copied.
     public func importing(from source: AutonomyStore, now: Int64) async throws -> ExportReport {
@@ -97,14 +113,6 @@ extension PostgresStore {
             throw ExportError(
                 description:
                     "\(running) task(s) are running on the SQLite queue: stop the worker (systemctl stop autonomy-worker.timer) and let them end, then export"
-            )
-        }
-        // A paused type must not start running on PostgreSQL, which keeps no overrides yet.
-        let overrides = try source.overrides(now: now)
-        if !overrides.isEmpty {
-            throw ExportError(
-                description:
-                    "\(overrides.count) override(s) are in force (autonomy overrides list), and PostgreSQL keeps none yet: remove them or let them end, then export"
             )
         }
         // Any commit by another process changes SQLite's data_version (read above, with the

@@ -106,13 +106,23 @@ extension PostgresTransaction {
         return ApprovalEvidence(approval: approval, claimedBefore: !claimed.isEmpty)
     }
 
-    /// Pending requests whose time is up become `expired`, and so do their tasks.
-    nonisolated(nonsending) func expireApprovals() async throws -> [ApprovalRecord] {
+    /// Pending requests whose time is up become `expired`, and so do their tasks. With
+    /// `requestedBefore` (a proposal's `expire_stale_approvals`), those asked before then instead,
+    /// fix proposals aside (they have their own `audit.proposals_expire_after`).
+    nonisolated(nonsending) func expireApprovals(requestedBefore: Int64? = nil) async throws -> [ApprovalRecord] {
         let due = try await rows(
-            """
-            SELECT \(unescaped: ApprovalRecord.columns) FROM approvals
-            WHERE state = 'pending' AND expires_at <= \(now) ORDER BY id FOR UPDATE SKIP LOCKED
-            """
+            requestedBefore.map {
+                """
+                SELECT \(unescaped: ApprovalRecord.columns) FROM approvals
+                WHERE state = 'pending' AND requested_at <= \($0)
+                  AND task_id NOT IN (SELECT id FROM tasks WHERE type = \(TaskType.remediationTypeName))
+                ORDER BY id FOR UPDATE SKIP LOCKED
+                """
+            }
+                ?? """
+                SELECT \(unescaped: ApprovalRecord.columns) FROM approvals
+                WHERE state = 'pending' AND expires_at <= \(now) ORDER BY id FOR UPDATE SKIP LOCKED
+                """
         ).map(ApprovalRecord.init(postgres:))
         for approval in due {
             try await query("DELETE FROM approval_tokens WHERE approval_id = \(approval.id)")

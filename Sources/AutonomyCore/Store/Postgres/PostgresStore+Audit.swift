@@ -2,38 +2,55 @@ import Foundation
 import PostgresNIO
 
 // The Oracle on PostgreSQL: the same facts (`AuditFacts`), read from every host's rows, and the
-// same analysis; runs and findings saved as on SQLite. It proposes no fixes here: `heal`, which
-// applies them, does not run on PostgreSQL yet.
+// same analysis; runs, findings and fix proposals saved as on SQLite.
 
 extension PostgresStore {
     /// `AutonomyStore.audit` on PostgreSQL, over the window ending at the database's clock, with
-    /// `notify` queuing the `audit_report` alert in the transaction that saves the run.
-    public func audit(loaded: LoadedConfiguration, window: Interval? = nil, notify: Bool = false) async throws
-        -> AuditReport
-    {
-        let configuration = loaded.configuration
-        let length = (window ?? configuration.audit.window).milliseconds
-        let (facts, now) = try await read("audit") { transaction in
+    /// `notify` queuing the `audit_report` alert in the transaction that saves the run, and with
+    /// `propose` the findings' fix proposals (each waiting for a signed approval, unless still
+    /// open under the same key or ended within `audit.cooldown`).
+    public func audit(
+        loaded file: LoadedConfiguration, window: Interval? = nil, notify: Bool = false, propose: Bool = true
+    ) async throws -> AuditReport {
+        let length = (window ?? file.configuration.audit.window).milliseconds
+        let (facts, overrides, now) = try await read("audit") { transaction in
             let now = transaction.now
+            // The map as the worker runs it: a raise starts from the raised value.
+            let overrides = try await transaction.activeOverrides()
+            let configuration = file.configuration.applying(overrides)
             return (
-                try await transaction.auditFacts(configuration, windows: [now - 2 * length, now - length, now]), now
+                try await transaction.auditFacts(configuration, windows: [now - 2 * length, now - length, now]),
+                overrides, now
             )
         }
+        var loaded = file
+        loaded.configuration = file.configuration.applying(overrides)
+        let configuration = loaded.configuration
         let start = now - length
         var findings = AutonomyStore.findings(loaded, facts, start: start)
         findings += AutonomyStore.chainFindings(try await verifyLedgerChain())
+        findings += AutonomyStore.pauses(overrides)
         findings = findings.worstFirst()
         let headline = AutonomyStore.headline(findings, window: Interval(milliseconds: length))
-        let runID = try await write("save an audit", ledger: false) { transaction in
-            let (run, _) = try await transaction.saveRun(
+        let catalog =
+            propose ? RemediationCatalog.proposals(for: findings, configuration: configuration, since: start) : []
+        let (runID, proposals) = try await write("save an audit", ledger: !catalog.isEmpty) { transaction in
+            let (run, ids) = try await transaction.saveRun(
                 findings, headline: headline, source: "audit", start: start, end: now)
+            var proposals: [ProposalOutcome] = []
+            for var proposal in catalog {
+                guard let index = findings.firstIndex(of: proposal.finding) else { continue }
+                (proposal.runID, proposal.findingID) = (run, ids[index])
+                proposals.append(try await self.enqueue(proposal, configuration: configuration, transaction))
+            }
             if notify {
                 try await transaction.queueNotification(.auditReport, taskID: nil, notify: configuration.notify)
             }
-            return run
+            return (run, proposals)
         }
         return AuditReport(
-            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings)
+            runID: runID, windowStart: ISOTime(start), windowEnd: ISOTime(now), headline: headline, findings: findings,
+            proposals: proposals)
     }
 
     /// The custodian (`map check`): the map against itself and this machine, and against every
@@ -57,7 +74,7 @@ extension PostgresStore {
         }
     }
 
-    /// The last `limit` audits, newest first (`AutonomyStore.auditRuns`); no fix proposals here.
+    /// The last `limit` audits, newest first, with the proposals each made (`AutonomyStore.auditRuns`).
     public func auditRuns(limit: Int) async throws -> [AuditRun] {
         try await read("read the audits") { transaction in
             var runs: [AuditRun] = []
@@ -75,10 +92,19 @@ extension PostgresStore {
                     let (kind, severity, subject, title) = try $0.decode((String, String, String?, String).self)
                     return AuditRun.Found(kind: kind, severity: severity, subject: subject, title: title)
                 }
+                let proposals = try await transaction.rows(
+                    """
+                    SELECT p.task_id, p.action, t.state FROM proposals p JOIN tasks t ON t.id = p.task_id
+                    WHERE p.run_id = \(id) ORDER BY p.task_id
+                    """
+                ).map {
+                    let (task, action, state) = try $0.decode((Int64, String, String).self)
+                    return AuditRun.Proposed(taskID: task, action: action, state: state)
+                }
                 runs.append(
                     AuditRun(
                         id: id, at: at, windowStart: start, windowEnd: end, headline: headline, worst: worst,
-                        findings: findings, proposals: []))
+                        findings: findings, proposals: proposals))
             }
             return runs
         }
@@ -86,6 +112,25 @@ extension PostgresStore {
 }
 
 extension PostgresTransaction {
+    /// Stale approval requests (fix proposals aside) and tasks whose lease ran out, as they stand
+    /// now (`Database.readStuck`).
+    nonisolated(nonsending) func readStuck(_ settings: AuditSettings, into facts: inout AuditFacts) async throws {
+        facts.staleApprovals = try await rows(
+            """
+            SELECT a.task_id, a.requested_at FROM approvals a JOIN tasks t ON t.id = a.task_id
+            WHERE a.state = 'pending' AND a.requested_at <= \(now - settings.staleApproval.milliseconds)
+              AND t.type <> \(TaskType.remediationTypeName)
+            ORDER BY a.requested_at
+            """
+        ).map { try $0.decode((Int64, Int64).self) }.map { (taskID: $0.0, requestedAt: $0.1) }
+        facts.stuckTasks = try await rows(
+            """
+            SELECT id, lease_expires_at FROM tasks
+            WHERE state IN ('running', 'verifying') AND lease_expires_at < \(now) ORDER BY lease_expires_at
+            """
+        ).map { try $0.decode((Int64, Int64).self) }.map { (id: $0.0, leaseExpiresAt: $0.1) }
+    }
+
     /// The facts of an audit over `windows` (`Database.auditFacts` on SQLite).
     nonisolated(nonsending) func auditFacts(_ configuration: Configuration, windows: [Int64]) async throws
         -> AuditFacts
@@ -100,20 +145,7 @@ extension PostgresTransaction {
             let (id, text) = try row.decode((Int64, String).self)
             facts.errors[id] = text
         }
-        facts.staleApprovals = try await rows(
-            """
-            SELECT a.task_id, a.requested_at FROM approvals a JOIN tasks t ON t.id = a.task_id
-            WHERE a.state = 'pending' AND a.requested_at <= \(now - configuration.audit.staleApproval.milliseconds)
-              AND t.type <> \(TaskType.remediationTypeName)
-            ORDER BY a.requested_at
-            """
-        ).map { try $0.decode((Int64, Int64).self) }.map { (taskID: $0.0, requestedAt: $0.1) }
-        facts.stuckTasks = try await rows(
-            """
-            SELECT id, lease_expires_at FROM tasks
-            WHERE state IN ('running', 'verifying') AND lease_expires_at < \(now) ORDER BY lease_expires_at
-            """
-        ).map { try $0.decode((Int64, Int64).self) }.map { (id: $0.0, leaseExpiresAt: $0.1) }
+        try await readStuck(configuration.audit, into: &facts)
         facts.undeclaredTypes = try await undeclaredTypes(configuration, since: start)
         if configuration.gateway.dailyCapUSD > 0 {
             for day in AuditFacts.days(from: start, to: now, in: configuration.timezone) {

@@ -54,8 +54,7 @@ extension PostgresTransaction {
 }
 
 extension PostgresStore {
-    /// The Prometheus metrics as of the database's clock (`PrometheusMetrics.render`); heal's
-    /// families are empty (heal does not run on PostgreSQL).
+    /// The Prometheus metrics as of the database's clock (`PrometheusMetrics.render`).
     public func metrics(configuration: Configuration, window: Interval = .hours(24)) async throws -> String {
         let (status, now) = try await status()
         let map = try await systemMap(configuration: configuration, since: now - window.milliseconds)
@@ -91,9 +90,21 @@ extension PostgresStore {
                       AND state = 'settled'
                     """
                 ).first?.decode(Double.self) ?? 0
+            var actions: [(action: String, outcome: String, count: Int)] = []
+            for try await row in try await transaction.query(
+                """
+                SELECT action, 'applied', count(*)::bigint FROM heal_actions WHERE automatic = 1 GROUP BY action
+                UNION ALL
+                SELECT action, outcome, count(*)::bigint FROM heal_actions
+                WHERE automatic = 1 AND outcome IS NOT NULL GROUP BY action, outcome
+                ORDER BY 1, 2
+                """
+            ).decode((String, String, Int).self) {
+                actions.append(row)
+            }
             return PrometheusMetrics.Figures(
                 status: status, map: map, pending: pending, outcomes: outcomes, failures: failures,
-                costToday: costToday)
+                costToday: costToday, actions: actions, breakers: try await transaction.breakers(open: true))
         }
         return PrometheusMetrics.render(figures, now: now, window: window)
     }

@@ -116,7 +116,7 @@ extension PostgresStore {
         return policy
     }
 
-    private func insert(
+    func insert(
         _ task: PreparedTask, configuration: Configuration, producer: ProducerPolicy?,
         _ transaction: PostgresTransaction
     ) async throws -> EnqueueOutcome {
@@ -219,9 +219,6 @@ extension PostgresStore: WorkerStore {
         }
     }
 
-    /// Overrides are not kept on PostgreSQL yet.
-    public func overrides(now: Int64) async throws -> [Override] { [] }
-
     /// Claims the next runnable task (highest priority, then earliest `run_at`, then lowest id)
     /// under a lease measured on the database's clock (`now` is not used). The row is taken
     /// `FOR UPDATE SKIP LOCKED`: a task another host is deciding on is passed over, never waited
@@ -230,7 +227,8 @@ extension PostgresStore: WorkerStore {
     /// Types other hosts run are passed over (`Configuration.skippedTypes`). The firewall
     /// is checked again on the way, as on SQLite: an undeclared type is blocked, a payload that
     /// needs a human's signed approval runs only with one (checked again here: the signature, the
-    /// payload's hash, the attempt and the window), else it is held and a request opened, and heal's types are blocked. A payload whose type
+    /// payload's hash, the attempt and the window), else it is held and a request opened; a fix proposal heal.auto_apply covers runs on its own only
+    /// while every guardrail allows (`healRefusal`). A payload whose type
     /// rates with patterns is rated outside the transaction, as on SQLite (`needsRating`): no
     /// pattern runs while every host's writes wait on the ledger's lock.
     public func claimNext(
@@ -271,8 +269,7 @@ extension PostgresStore: WorkerStore {
             var refusal: String?
             switch declared?.handler {
             case nil: refusal = "task type \"\(typeName)\" is not declared in the configuration"
-            case .remediation?: refusal = "heal's fix proposals do not run on a PostgreSQL database yet"
-            case .llm?, .exec?: break
+            case .llm?, .exec?, .remediation?: break
             }
             guard let type = declared, refusal == nil else {
                 let reason = refusal ?? ""
@@ -303,6 +300,36 @@ extension PostgresStore: WorkerStore {
                     candidate, type: type, rating: rating, verifier: verifier, now: now,
                     approval: { $0 == evidence.approval.payloadSHA256 ? evidence : nil })
             }
+            if type.handler.isBuiltIn, admission == .run(approvalID: nil, signedBy: nil) {
+                // Rated safe by heal.auto_apply: as on SQLite, a human's signed approval, if there is
+                // one, releases it; otherwise it runs on its own only while every guardrail allows.
+                rating = (try? JSONValue.parse(payload)).map(type.rate)
+                let evidence = try await transaction.approvalEvidence(taskID: id, payloadSHA256: payload.sha256Hex)
+                let signed: (String) -> ApprovalEvidence? = { $0 == evidence?.approval.payloadSHA256 ? evidence : nil }
+                let approved = Firewall.admit(
+                    candidate, type: type, rating: Rating(safety: .dangerous, reasons: []), verifier: verifier,
+                    now: now, approval: signed)
+                if case .run(let approval?, let signedBy) = approved {
+                    admission = .run(approvalID: approval, signedBy: signedBy)
+                } else if let proposal = try? Proposal(payload: payload),
+                    let refusal = try await transaction.healRefusal(proposal, heal: configuration.heal)
+                {
+                    if let until = refusal.until {
+                        // For a while only (the rate, the backoff, a systemic stop): it waits, not for a human.
+                        try await transaction.transition(
+                            id, .postpone, changing: [.runAt(until)],
+                            detail: refusal.postponement(of: proposal, until: until),
+                            notes: ["reason": refusal.description])
+                        skipped.append(
+                            SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
+                        continue
+                    }
+                    // Its target's breaker is open: a human decides, with a signed approval.
+                    rating = refusal.sendsToHuman
+                    admission = Firewall.admit(
+                        candidate, type: type, rating: rating, verifier: verifier, now: now, approval: signed)
+                }
+            }
             switch admission {
             case .run(let approvalID, let signedBy):
                 let expires = now + lease.milliseconds
@@ -317,6 +344,10 @@ extension PostgresStore: WorkerStore {
                 if let approvalID {
                     try await transaction.query(
                         "UPDATE approvals SET used_at = \(now) WHERE id = \(approvalID) AND used_at IS NULL")
+                }
+                if type.handler.isBuiltIn {
+                    try await transaction.recordHealAction(
+                        task: id, payload: payload, automatic: approvalID == nil, rating: rating)
                 }
                 return ClaimStep(claimed: ClaimedTask(task: task, type: type, leaseToken: leaseToken), skipped: skipped)
             case .block(let reason):
@@ -703,6 +734,11 @@ extension PostgresStore {
                 nextScheduled: next.map { (id: $0.0, type: $0.1, runAt: $0.2) }, recentDead: dead,
                 expiredLeases: expired)
             status.hosts = hosts
+            if source == nil {
+                status.overrides = try await transaction.activeOverrides()
+                status.breakers = try await transaction.breakers(open: true)
+                status.healLastDay = try await transaction.healActivity(since: now - Interval.days(1).milliseconds)
+            }
             return (status, now)
         }
     }
