@@ -31,18 +31,36 @@ struct HealCommand: AsyncParsableCommand {
 
         func run() async throws {
             // It may run remediation commands: never by rules someone else could have written.
-            let (loaded, store) = try global.open(create: false, trusted: true)
+            let loaded = try global.loadConfiguration()
+            try loaded.requireTrusted()
             let clock = try currentClock()
             var options = Worker.Options()
             options.clock = clock
-            var environment = ["AUTONOMY_DATABASE": store.path]
-            if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
-            options.handlerEnvironment = environment
             options.logger = makeLogger("autonomy.heal")
-            options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
-            let before = try store.ledgerHead()
-            let report = try await Healer(store: store, loaded: loaded, options: options).run(dryRun: dryRun)
-            anchorLedgerHead(try store.ledgerHead(), before: before)
+            func environment(_ database: String) -> [String: String] {
+                var environment = ["AUTONOMY_DATABASE": database]
+                if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
+                return environment
+            }
+            let report = try await global.onEither(
+                loaded, create: false,
+                sqlite: { store in
+                    options.handlerEnvironment = environment(store.path)
+                    options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+                    let before = try store.ledgerHead()
+                    let report = try await Healer(store: store, loaded: loaded, options: options).run(dryRun: dryRun)
+                    anchorLedgerHead(try store.ledgerHead(), before: before)
+                    return report
+                },
+                postgres: { store in
+                    // The URL holds no password: a nested autonomy call needs its own.
+                    options.handlerEnvironment = environment(store.url.description)
+                    options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
+                    let before = try await store.ledgerHead()
+                    let report = try await Healer(postgres: store, loaded: loaded, options: options).run(dryRun: dryRun)
+                    anchorLedgerHead(try await store.ledgerHead(), before: before)
+                    return report
+                })
             if json { return try printJSON(report) }
             print(Self.text(report))
         }

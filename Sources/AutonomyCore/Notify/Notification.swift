@@ -171,16 +171,11 @@ extension AutonomyStore {
         case .test:
             return NotificationMessage.test(now: now)
         case .ownerNeeded:
-            guard let task, let proposal = try? Proposal(payload: task.payload) else {
+            guard let task, let message = NotificationMessage.ownerNeeded(proposal: task, configuration) else {
                 try finishObsolete(notification, now: now)
                 return nil
             }
-            // A finding about the system as a whole has no type: its owner is the operator.
-            let type = proposal.action.type ?? proposal.finding.subject
-            return NotificationMessage.ownerNeeded(
-                type: type,
-                owner: type.flatMap { configuration.taskTypes[$0]?.owner } ?? (type == nil ? "operator" : nil),
-                finding: proposal.finding, proposal: task.id)
+            return message
         case .healBreakerOpened:
             guard let task, let proposal = try? Proposal(payload: task.payload),
                 let breaker = try openBreakers(now: now).last(where: { $0.target == proposal.healTarget })
@@ -402,6 +397,17 @@ extension NotificationMessage {
     }
 
     /// The finding's kind and severity, never its title (which may quote what a handler printed).
+    /// The owner of the type a fix proposal (`task`) is about; nil when its payload is gone.
+    static func ownerNeeded(proposal task: TaskRecord, _ configuration: Configuration) -> NotificationMessage? {
+        guard let proposal = try? Proposal(payload: task.payload) else { return nil }
+        // A finding about the system as a whole has no type: its owner is the operator.
+        let type = proposal.action.type ?? proposal.finding.subject
+        return ownerNeeded(
+            type: type,
+            owner: type.flatMap { configuration.taskTypes[$0]?.owner } ?? (type == nil ? "operator" : nil),
+            finding: proposal.finding, proposal: task.id)
+    }
+
     static func ownerNeeded(type: String?, owner: String?, finding: Finding, proposal: Int64) -> NotificationMessage {
         let about = type.map { "task type \($0)" } ?? "the system"
         let text =

@@ -100,6 +100,19 @@ public struct HealBreaker: Sendable, Encodable {
         case closesAt = "closes_at"
     }
 
+    /// Why a target's breaker opens.
+    static func reason(failures: Int, target: String, window: Interval) -> String {
+        "\(failures) automatic fix\(failures == 1 ? "" : "es") on \(target) did not fix within \(window)"
+    }
+
+    /// The detail of its `heal_breaker_opened` ledger row.
+    func openedDetail(failures: Int) -> JSONValue {
+        [
+            "breaker": .int(id), "target": .string(target), "failures": .int(Int64(failures)),
+            "closes_at": .string(Timestamp.format(closesAt.milliseconds)),
+        ]
+    }
+
     public var line: String {
         "breaker \(id) open for \(Visible.text(target)) since \(Timestamp.format(openedAt.milliseconds)) until \(Timestamp.format(closesAt.milliseconds)): \(Visible.text(reason))"
     }
@@ -122,6 +135,16 @@ public struct SystemicHealth: Sendable, Encodable {
     var endsStop = false
 
     enum CodingKeys: String, CodingKey { case active, failing, stopped, change }
+
+    /// Why a systemic stop starts, for its row.
+    func stopReason(window: Interval) -> String {
+        "\(failing.count) of \(active.count) active types are failing in the last \(window): \(failing.joined(separator: ", "))"
+    }
+
+    /// The detail of the `heal_stopped` and `heal_resumed` ledger rows.
+    var ledgerDetail: JSONValue {
+        ["failing": .array(failing.map { .string($0) }), "active": .int(Int64(active.count))]
+    }
 }
 
 /// What one `autonomy heal` did, and did not do, and why.
@@ -157,6 +180,11 @@ public struct HealReport: Sendable, Encodable {
         case breakersOpen = "breakers_open"
         case decisions, due, attempts
         case notRun = "not_run"
+    }
+
+    /// The headline of the run a cycle saves when it enqueues a fix.
+    func runHeadline(window: Interval) -> String {
+        "heal cycle: \(findings.count) findings over the last \(window)"
     }
 }
 
@@ -208,17 +236,25 @@ extension AutonomyStore {
     private func healFindings(_ loaded: LoadedConfiguration, start: Int64, now: Int64, db: Database) throws -> (
         [Finding], SystemicHealth
     ) {
-        let configuration = loaded.configuration
-        let length = now - start
         // Every 15 minutes over the last hour: an hour's margin for a clock set back, not the
         // audit's day, or each cycle would read a day of rows (8x slower on a busy ledger).
-        var facts = AuditFacts(tally: try LedgerTally.read([start - length, start, now], db: db, margin: .hours(1)))
+        var facts = AuditFacts(
+            tally: try LedgerTally.read([start - (now - start), start, now], db: db, margin: .hours(1)))
         try db.readErrors(into: &facts)
-        try db.readStuck(configuration.audit, now: now, into: &facts)
+        try db.readStuck(loaded.configuration.audit, now: now, into: &facts)
+        return Self.healFindings(loaded, facts, start: start)
+    }
+
+    /// The heal checks over what was read (`facts` over the window before `start` and the one
+    /// from it), and the systemic health: pure, for both engines.
+    static func healFindings(_ loaded: LoadedConfiguration, _ facts: AuditFacts, start: Int64) -> (
+        [Finding], SystemicHealth
+    ) {
+        let configuration = loaded.configuration
         let tally = facts.tally
-        var found = Self.failures(facts, start: start)
-        found += Self.stuck(configuration.audit, facts) + Self.repeated(tally.windows[1])
-        found += Self.configurationGaps(loaded).filter { [.missingHandler, .tierWithoutModel].contains($0.kind) }
+        var found = failures(facts, start: start)
+        found += stuck(configuration.audit, facts) + repeated(tally.windows[1])
+        found += configurationGaps(loaded).filter { [.missingHandler, .tierWithoutModel].contains($0.kind) }
         for pause in configuration.overrides where pause.kind == .pause {
             guard let type = pause.type else { continue }
             found.append(
@@ -268,26 +304,15 @@ extension AutonomyStore {
         defer { report.systemic = health }
         if health.startsStop, stop == nil {
             (health.stopped, health.change) = (true, "started")
-            let reason =
-                "\(health.failing.count) of \(health.active.count) active types are failing in the last \(configuration.heal.window): \(health.failing.joined(separator: ", "))"
+            let reason = health.stopReason(window: configuration.heal.window)
             try db.execute(sql: "INSERT INTO heal_stops (started_at, reason) VALUES (?, ?)", arguments: [now, reason])
-            try db.appendLedger(
-                .healStopped, at: now, taskID: nil, type: nil,
-                detail: [
-                    "failing": .array(health.failing.map { .string($0) }),
-                    "active": .int(Int64(health.active.count)),
-                ])
+            try db.appendLedger(.healStopped, at: now, taskID: nil, type: nil, detail: health.ledgerDetail)
             try db.queueNotification(.healStopped, taskID: nil, approvalID: nil, notify: configuration.notify, now: now)
         } else if health.endsStop, let stop {
             (health.stopped, health.change) = (false, "ended")
             let id: Int64 = try stop.decode(forColumn: "id")
             try db.execute(sql: "UPDATE heal_stops SET ended_at = ? WHERE id = ?", arguments: [now, id])
-            try db.appendLedger(
-                .healResumed, at: now, taskID: nil, type: nil,
-                detail: [
-                    "failing": .array(health.failing.map { .string($0) }),
-                    "active": .int(Int64(health.active.count)),
-                ])
+            try db.appendLedger(.healResumed, at: now, taskID: nil, type: nil, detail: health.ledgerDetail)
         }
     }
 
@@ -306,41 +331,23 @@ extension AutonomyStore {
                 WHERE h.automatic = 1 AND h.outcome IS NULL ORDER BY h.applied_at
                 """)
         for row in rows {
-            let task: Int64 = try row.decode(forColumn: "task_id")
-            let state: TaskState = try row.decode(forColumn: "state")
-            let finished: Int64? = try row.decode(forColumn: "finished_at")
             var judgement = HealJudgement(
-                task: task, action: try row.decode(forColumn: "action"), target: try row.decode(forColumn: "target"),
-                outcome: .fixed, reason: "")
-            switch state {
-            case .done:
-                guard let finished, finished + heal.settle.milliseconds <= now else { continue }
-                guard let proposal = try? Proposal(payload: try row.decode(forColumn: "payload")) else {
-                    (judgement.outcome, judgement.reason) = (.noEvidence, "its payload was pruned")
-                    break
-                }
-                if case .notifyOwner = proposal.action {
-                    // An alert calls a human; it fixes nothing, so it is not judged as a fix.
-                    (judgement.outcome, judgement.reason) = (.noEvidence, "notify_owner calls a human: not judged")
-                    break
-                }
-                // From when the fix finished: attempts claimed while it ran still had the old settings.
+                task: try row.decode(forColumn: "task_id"), action: try row.decode(forColumn: "action"),
+                target: try row.decode(forColumn: "target"), outcome: .fixed, reason: "")
+            let settled = SettledFix.of(
+                state: try row.decode(forColumn: "state"), finished: try row.decode(forColumn: "finished_at"),
+                payload: try row.decode(forColumn: "payload"), error: try row.decode(forColumn: "last_error"),
+                heal: heal, now: now)
+            switch settled {
+            case .wait: continue
+            case .judged(let outcome, let reason): (judgement.outcome, judgement.reason) = (outcome, reason)
+            case .recurrence(let proposal, let since):
                 guard
                     let (outcome, reason) = try recurrence(
-                        proposal, since: finished, result: try row.decode(forColumn: "result"), loaded: loaded,
+                        proposal, since: since, result: try row.decode(forColumn: "result"), loaded: loaded,
                         heal: heal, db: db, now: now)
                 else { continue }  // nothing to judge it by yet
                 (judgement.outcome, judgement.reason) = (outcome, reason)
-            case .dead:
-                // The signature, not the text: a command's error may quote what it printed.
-                let error: String? = try row.decode(forColumn: "last_error")
-                (judgement.outcome, judgement.reason) = (
-                    .failed, "the fix itself failed: \(error.map(FailureSignature.of) ?? "no error recorded")"
-                )
-            case .cancelled, .rejected, .expired, .blocked:
-                (judgement.outcome, judgement.reason) = (.noEvidence, "it ended \(state.rawValue)")
-            case .queued, .awaitingApproval, .running, .verifying:
-                continue
             }
             judgement.reverted = try settle(judgement, configuration: loaded.configuration, db: db, now: now)
             if let opened = try tripBreaker(
@@ -351,7 +358,6 @@ extension AutonomyStore {
             report.judged.append(judgement)
         }
     }
-
     /// Whether the finding a fix answered came back after it, among attempts claimed after the fix;
     /// nil when there is nothing to judge it by yet.
     private func recurrence(
@@ -377,13 +383,7 @@ extension AutonomyStore {
             return stuck.map { (.didNotFix, "still: " + $0.title) } ?? (.fixed, "no task is stuck now")
         }
         guard let type = finding.subject else { return (.noEvidence, "the finding names no type to look at") }
-        let events: [String]
-        switch finding.kind {
-        case .deadTasks: events = ["dead"]
-        case .repeatedLeaseExpiry: events = ["lease_expired"]
-        case .inconclusiveVerifications: events = ["verified"]
-        default: events = ["retry_scheduled", "dead"]
-        }
+        let events = Self.recurrenceEvents(finding.kind)
         // Events of attempts claimed after the fix: one already running when it was applied
         // still ran under the old settings.
         let rows = try Row.fetchAll(
@@ -398,6 +398,38 @@ extension AutonomyStore {
                 ORDER BY f.id
                 """,
             arguments: [type, applied, JSONValue.array(events.map { .string($0) }).canonicalText, applied])
+        let seen = try rows.map {
+            (
+                task: try $0.decode(Int64?.self, forColumn: "task_id"),
+                error: try $0.decode(String?.self, forColumn: "error")
+            )
+        }
+        if let recurred = Self.recurred(proposal, type: type, events: seen) { return recurred }
+        // A pause is judged by the failures it stops; anything else needs the type to have run.
+        if case .pauseType = proposal.action { return (.fixed, "no \(type) attempt failed since the pause") }
+        let runs =
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'claimed' AND at >= ?",
+                arguments: [type, applied]) ?? 0
+        return Self.judged(proposal, type: type, runs: runs, late: late, heal: heal)
+    }
+
+    /// The ledger events a fix's finding recurs by (`recurrence`).
+    static func recurrenceEvents(_ kind: FindingKind) -> [String] {
+        switch kind {
+        case .deadTasks: return ["dead"]
+        case .repeatedLeaseExpiry: return ["lease_expired"]
+        case .inconclusiveVerifications: return ["verified"]
+        default: return ["retry_scheduled", "dead"]
+        }
+    }
+
+    /// Did not fix, when the finding's events (attempts claimed after the fix: their task and
+    /// error) show it came back; else nil.
+    static func recurred(_ proposal: Proposal, type: String, events: [(task: Int64?, error: String?)]) -> (
+        HealJudgement.Outcome, String
+    )? {
+        let finding = proposal.finding
         var tasks: [Int64] = []
         let signature = finding.evidence[path: "signature"]?.stringValue
         // A raised timeout changes the unit in the message ("after 30s", then "after 1m"): any
@@ -407,27 +439,27 @@ extension AutonomyStore {
             let seen = FailureSignature.of(error)
             return signature?.hasPrefix(timeOut) == true ? seen.hasPrefix(timeOut) : seen == signature
         }
-        for row in rows {
+        for event in events {
             if finding.kind == .failureSignature {
-                let error: String? = try row.decode(forColumn: "error")
-                guard let error, same(error) else { continue }
+                guard let error = event.error, same(error) else { continue }
             }
-            if let task: Int64 = try row.decode(forColumn: "task_id") { tasks.append(task) }
+            if let task = event.task { tasks.append(task) }
         }
-        if !tasks.isEmpty {
-            let what =
-                finding.kind == .failureSignature
-                ? "failed \(tasks.count)× again with \"\(signature ?? "")\""
-                : "had \(tasks.count) more \(finding.kind.rawValue) event\(tasks.count == 1 ? "" : "s")"
-            let examples = tasks.prefix(5).map(String.init).joined(separator: ", ")
-            return (.didNotFix, "\(type) \(what) after the fix (tasks \(examples))")
-        }
-        // A pause is judged by the failures it stops; anything else needs the type to have run.
-        if case .pauseType = proposal.action { return (.fixed, "no \(type) attempt failed since the pause") }
-        let runs =
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM ledger WHERE type = ? AND event = 'claimed' AND at >= ?",
-                arguments: [type, applied]) ?? 0
+        guard !tasks.isEmpty else { return nil }
+        let what =
+            finding.kind == .failureSignature
+            ? "failed \(tasks.count)× again with \"\(signature ?? "")\""
+            : "had \(tasks.count) more \(finding.kind.rawValue) event\(tasks.count == 1 ? "" : "s")"
+        let examples = tasks.prefix(5).map(String.init).joined(separator: ", ")
+        return (.didNotFix, "\(type) \(what) after the fix (tasks \(examples))")
+    }
+
+    /// A fix whose finding did not come back, judged by how often its type ran since (`runs`
+    /// attempts claimed); nil while there is nothing to judge it by and `heal.judge_within` has
+    /// not passed.
+    static func judged(_ proposal: Proposal, type: String, runs: Int, late: Bool, heal: HealSettings) -> (
+        HealJudgement.Outcome, String
+    )? {
         if runs > 0 {
             return (
                 .fixed, "\(runs) \(type) attempt\(runs == 1 ? "" : "s") since the fix, and the finding did not recur"
@@ -446,10 +478,7 @@ extension AutonomyStore {
             arguments: [judgement.outcome.rawValue, now, judgement.reason, judgement.task])
         try db.appendLedger(
             .healJudged, at: now, taskID: judgement.task, type: TaskType.remediationTypeName,
-            detail: [
-                "action": .string(judgement.action), "target": .string(judgement.target),
-                "outcome": .string(judgement.outcome.rawValue),
-            ], notes: ["reason": judgement.reason])
+            detail: judgement.ledgerDetail, notes: ["reason": judgement.reason])
         guard [.didNotFix, .failed].contains(judgement.outcome) else { return [] }
         var reverted: [Int64] = []
         for override in try db.activeOverrides(now: now) where override.proposal == judgement.task {
@@ -483,8 +512,7 @@ extension AutonomyStore {
                     WHERE target = ? AND outcome IN ('did_not_fix', 'failed') AND judged_at > ?
                     """, arguments: [target, max(now - heal.breakerWindow.milliseconds, lastClosed)]) ?? 0
         guard failures >= heal.breakerFailures else { return nil }
-        let reason =
-            "\(failures) automatic fix\(failures == 1 ? "" : "es") on \(target) did not fix within \(heal.breakerWindow)"
+        let reason = HealBreaker.reason(failures: failures, target: target, window: heal.breakerWindow)
         try db.execute(
             sql: "INSERT INTO heal_breakers (target, opened_at, closes_at, reason) VALUES (?, ?, ?, ?)",
             arguments: [target, now, now + heal.breakerCooldown.milliseconds, reason])
@@ -493,125 +521,90 @@ extension AutonomyStore {
             closesAt: ISOTime(now + heal.breakerCooldown.milliseconds), reason: reason)
         try db.appendLedger(
             .healBreakerOpened, at: now, taskID: judgement.task, type: TaskType.remediationTypeName,
-            detail: [
-                "breaker": .int(breaker.id), "target": .string(target), "failures": .int(Int64(failures)),
-                "closes_at": .string(Timestamp.format(breaker.closesAt.milliseconds)),
-            ])
+            detail: breaker.openedDetail(failures: failures))
         try db.queueNotification(.healBreakerOpened, taskID: judgement.task, approvalID: nil, notify: notify, now: now)
         return breaker
     }
 
     // MARK: - Deciding
 
-    /// Decides on every proposal the findings make; returns the tasks enqueued only in a rehearsal.
+    /// Decides on every proposal the findings make (`healPlan`) and writes what it calls for;
+    /// returns the tasks enqueued only in a rehearsal.
     private func decide(
         _ report: inout HealReport, loaded: LoadedConfiguration, acting: Bool, db: Database, now: Int64,
         start: Int64
     ) throws -> [Int64] {
         let configuration = loaded.configuration
-        let heal = configuration.heal
-        // What the firewall would say with heal on, to tell a disabled heal what it would do.
-        var trusting = configuration
-        trusting.heal.enabled = true
-        guard let builtIn = trusting.taskType(named: TaskType.remediationTypeName) else { return [] }
         let catalog = RemediationCatalog.proposals(for: report.findings, configuration: configuration, since: start)
-        var saved: (run: Int64, findings: [Int64])?
-        var rehearsed: [Int64] = []
+        var histories: [String: ProposalHistory] = [:]
+        for proposal in Self.trustedProposals(catalog, configuration: configuration)
+        where histories[proposal.key] == nil {
+            histories[proposal.key] = try history(of: proposal, loaded: loaded, db: db, now: now)
+        }
         // Trusted proposals already due (the weekly audit's) are claimed first, by the same drain.
-        var planned =
+        let planned =
             try Int.fetchOne(
                 db,
                 sql: """
                     SELECT COUNT(*) FROM tasks t WHERE t.type = ? AND t.state = 'queued' AND t.run_at <= ?
                       AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.task_id = t.id AND a.state = 'approved')
                     """, arguments: [TaskType.remediationTypeName, now]) ?? 0
-        for var proposal in catalog {
-            let rating = builtIn.rate(proposal.payload)
-            guard rating.safety == .safe else {
-                report.decisions.append(
-                    HealDecision(
-                        .notTrusted, proposal,
-                        reason: (rating.reasons.first ?? "") + "; `autonomy audit` proposes it for approval"))
-                continue
-            }
-            guard heal.enabled else {
-                report.decisions.append(
-                    HealDecision(
-                        .disabled, proposal,
-                        reason: "heal.enabled is false (\(rating.reasons.first ?? "auto_apply covers it"))"))
-                continue
-            }
-            if let open = try db.openProposal(key: proposal.key) {
-                report.decisions.append(HealDecision(.open, proposal, task: open, reason: "one at a time"))
-                continue
-            }
-            // A human said no (or let it go): that stands for audit.cooldown.
-            if let ended = try db.endedProposal(
-                key: proposal.key, in: [.rejected, .cancelled, .expired],
-                since: now - configuration.audit.cooldown.milliseconds)
-            {
-                report.decisions.append(
-                    HealDecision(
-                        .rejected, proposal, task: ended.task,
-                        reason:
-                            "task \(ended.task) was \(ended.state.rawValue) within audit.cooldown (\(configuration.audit.cooldown))"
-                    ))
-                continue
-            }
-            // Applied before: again only if the finding came back after it (a fix that did not help).
-            if let last = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT h.task_id, h.applied_at, COALESCE(t.finished_at, h.applied_at) AS since, t.result
-                    FROM heal_actions h JOIN tasks t ON t.id = h.task_id
-                    WHERE h.key = ? AND h.automatic = 1 ORDER BY h.applied_at DESC LIMIT 1
-                    """, arguments: [proposal.key])
-            {
-                let task: Int64 = try last.decode(forColumn: "task_id")
-                let applied: Int64 = try last.decode(forColumn: "applied_at")
-                let judged = try recurrence(
-                    proposal, since: try last.decode(forColumn: "since"), result: try last.decode(forColumn: "result"),
-                    loaded: loaded, heal: heal, db: db, now: now)
-                if judged?.0 != .didNotFix {
-                    let since =
-                        judged == nil ? "what it did has not settled yet" : "the finding has not come back since"
-                    report.decisions.append(
-                        HealDecision(
-                            .alreadyApplied, proposal, task: task,
-                            reason: "task \(task) applied it at \(Timestamp.format(applied)), and \(since)"))
-                    continue
-                }
-            }
-            if let refusal = try db.healRefusal(proposal, heal: heal, now: now, planned: planned) {
-                report.decisions.append(HealDecision(.skipped, proposal, reason: refusal.description))
+        let steps = Self.healPlan(
+            &report, catalog: catalog, histories: histories, configuration: configuration, acting: acting,
+            planned: planned, now: now)
+        var saved: (run: Int64, findings: [Int64])?
+        var rehearsed: [Int64] = []
+        for step in steps {
+            switch step {
+            case .skip(let proposal, let refusal):
                 try db.appendLedger(
                     .healSkipped, at: now, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
-                    detail: [
-                        "action": .string(proposal.action.name), "target": .string(proposal.healTarget),
-                        "finding": .string(proposal.finding.kind.rawValue), "why": .string(refusal.code),
-                    ], notes: ["reason": refusal.description])
-                continue
-            }
-            planned += 1
-            if saved == nil {
-                let headline = "heal cycle: \(report.findings.count) findings over the last \(heal.window)"
-                saved = try db.saveRun(report.findings, headline: headline, source: "heal", start: start, end: now)
-            }
-            guard let saved, let index = report.findings.firstIndex(of: proposal.finding) else { continue }
-            (proposal.runID, proposal.findingID) = (saved.run, saved.findings[index])
-            let outcome = try enqueue(
-                proposal, settings: configuration.audit, configuration: configuration, db: db, now: now,
-                source: "heal", cooldown: false)
-            if acting {
-                report.decisions.append(
-                    HealDecision(.applied, proposal, task: outcome.task, reason: rating.reasons.first ?? ""))
-            } else {
-                // Rehearsed, and rolled back: its id would be another.
-                rehearsed.append(outcome.task)
-                report.decisions.append(HealDecision(.wouldApply, proposal, reason: rating.reasons.first ?? ""))
+                    detail: refusal.skippedDetail(proposal), notes: ["reason": refusal.description])
+            case .enqueue(var proposal, let decisions):
+                if saved == nil {
+                    let headline = report.runHeadline(window: configuration.heal.window)
+                    saved = try db.saveRun(report.findings, headline: headline, source: "heal", start: start, end: now)
+                }
+                guard let saved, let index = report.findings.firstIndex(of: proposal.finding) else { continue }
+                (proposal.runID, proposal.findingID) = (saved.run, saved.findings[index])
+                let outcome = try enqueue(
+                    proposal, settings: configuration.audit, configuration: configuration, db: db, now: now,
+                    source: "heal", cooldown: false)
+                for decision in decisions { report.decisions[decision].task = outcome.task }
+                if !acting { rehearsed.append(outcome.task) }
             }
         }
         return rehearsed
+    }
+
+    /// What the cycle knows of a trusted proposal's key: open, rejected, applied before (and
+    /// whether its finding came back since), and the guardrails' counts.
+    private func history(of proposal: Proposal, loaded: LoadedConfiguration, db: Database, now: Int64) throws
+        -> ProposalHistory
+    {
+        let configuration = loaded.configuration
+        var history = ProposalHistory(
+            guardrails: try db.guardrailFacts(proposal, heal: configuration.heal, now: now))
+        history.open = try db.openProposal(key: proposal.key)
+        history.ended = try db.endedProposal(
+            key: proposal.key, in: [.rejected, .cancelled, .expired],
+            since: now - configuration.audit.cooldown.milliseconds)
+        if let last = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT h.task_id, h.applied_at, COALESCE(t.finished_at, h.applied_at) AS since, t.result
+                FROM heal_actions h JOIN tasks t ON t.id = h.task_id
+                WHERE h.key = ? AND h.automatic = 1 ORDER BY h.applied_at DESC LIMIT 1
+                """, arguments: [proposal.key])
+        {
+            history.applied = (
+                try last.decode(forColumn: "task_id"), try last.decode(forColumn: "applied_at"),
+                try recurrence(
+                    proposal, since: try last.decode(forColumn: "since"), result: try last.decode(forColumn: "result"),
+                    loaded: loaded, heal: configuration.heal, db: db, now: now)
+            )
+        }
+        return history
     }
 }
 
@@ -703,17 +696,29 @@ extension AutonomyStore {
 /// Runs heal cycles: decides (`healCycle`), then applies the fix proposals that are due (approved,
 /// or trusted and allowed by every guardrail) through a worker that claims nothing else.
 public struct Healer: Sendable {
-    public let store: AutonomyStore
     public let loaded: LoadedConfiguration
     public let options: Worker.Options
+    /// One cycle's decisions (`healCycle`) on this store.
+    private let cycle: @Sendable (_ dryRun: Bool) async throws -> HealReport
+    /// A worker on this store, running `loaded`.
+    private let worker: @Sendable (LoadedConfiguration) -> Worker
 
     public init(store: AutonomyStore, loaded: LoadedConfiguration, options: Worker.Options = Worker.Options()) {
-        (self.store, self.loaded, self.options) = (store, loaded, options)
+        (self.loaded, self.options) = (loaded, options)
+        cycle = { try store.healCycle(loaded: loaded, now: options.clock.now(), dryRun: $0) }
+        worker = { Worker(store: store, loaded: $0, options: options) }
+    }
+
+    /// Heal on a PostgreSQL queue: one host's cycle decides for all, under the ledger's lock.
+    public init(postgres: PostgresStore, loaded: LoadedConfiguration, options: Worker.Options = Worker.Options()) {
+        (self.loaded, self.options) = (loaded, options)
+        cycle = { try await postgres.healCycle(loaded: loaded, dryRun: $0) }
+        worker = { Worker(postgres: postgres, loaded: $0, options: options) }
     }
 
     /// - Throws: `StoreError` when the database is unusable.
     public func run(dryRun: Bool) async throws -> HealReport {
-        var report = try store.healCycle(loaded: loaded, now: options.clock.now(), dryRun: dryRun)
+        var report = try await cycle(dryRun)
         guard report.enabled, !dryRun else { return report }
         guard !report.due.isEmpty else {
             // The owners, breakers and stops this cycle alerted about.
@@ -722,8 +727,7 @@ public struct Healer: Sendable {
         }
         var applying = loaded
         applying.configuration.claimOnly = [TaskType.remediationTypeName]
-        let worker = Worker(store: store, loaded: applying, options: options)
-        let work = try await worker.work(drain: .init(maxSeconds: 600, maxTasks: 50))
+        let work = try await worker(applying).work(drain: .init(maxSeconds: 600, maxTasks: 50))
         (report.attempts, report.notRun) = (work.attempts, work.skipped)
         return report
     }

@@ -74,48 +74,31 @@ extension Database {
     /// Why an automatic fix may not run now, or nil when every guardrail allows it. `planned`
     /// counts actions this heal cycle already decided on but has not claimed yet.
     func healRefusal(_ proposal: Proposal, heal: HealSettings, now: Int64, planned: Int = 0) throws -> HealRefusal? {
-        if let since = try Int64.fetchOne(
-            self, sql: "SELECT started_at FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1")
-        {
-            return .systemicStop(since: since, next: now + Interval.minutes(15).milliseconds)
+        HealRefusal.evaluate(
+            try guardrailFacts(proposal, heal: heal, now: now), target: proposal.healTarget, heal: heal, now: now,
+            planned: planned)
+    }
+
+    /// The guardrails' counts for a proposal (`HealRefusal.evaluate`).
+    func guardrailFacts(_ proposal: Proposal, heal: HealSettings, now: Int64) throws -> GuardrailFacts {
+        func counted(_ sql: String, _ arguments: StatementArguments) throws -> (Int, Int64?) {
+            let row = try Row.fetchOne(self, sql: sql, arguments: arguments)
+            return (try row?.decode(Int.self, atIndex: 0) ?? 0, try row?.decode(Int64?.self, atIndex: 1) ?? nil)
         }
-        let target = proposal.healTarget
-        if let until = try Int64.fetchOne(
-            self,
-            sql: "SELECT MAX(closes_at) FROM heal_breakers WHERE target = ? AND closed_at IS NULL AND closes_at > ?",
-            arguments: [target, now])
-        {
-            return .breakerOpen(target: target, until: until)
-        }
-        // Counted over the last hour and day; the limit lifts when the oldest counted action leaves.
-        func limited(_ window: Interval, _ limit: Int, _ per: String) throws -> HealRefusal? {
-            let row = try Row.fetchOne(
+        let recent = "SELECT COUNT(*), MIN(applied_at) FROM heal_actions WHERE automatic = 1 AND applied_at > ?"
+        return GuardrailFacts(
+            stopSince: try Int64.fetchOne(
+                self, sql: "SELECT started_at FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1"),
+            breakerUntil: try Int64.fetchOne(
                 self,
                 sql:
-                    "SELECT COUNT(*) AS n, MIN(applied_at) AS oldest FROM heal_actions WHERE automatic = 1 AND applied_at > ?",
-                arguments: [now - window.milliseconds])
-            let count = (try row?.decode(Int.self, forColumn: "n") ?? 0) + planned
-            guard count >= limit else { return nil }
-            let oldest: Int64 = try row?.decode(forColumn: "oldest") ?? now
-            return .rateLimit(
-                count: count, limit: limit, per: per,
-                until: max(oldest + window.milliseconds, now + Interval.minutes(1).milliseconds))
-        }
-        if let refusal = try limited(.hours(1), heal.maxPerHour, "hour") ?? limited(.days(1), heal.maxPerDay, "day") {
-            return refusal
-        }
-        if let row = try Row.fetchOne(
-            self,
-            sql: """
-                SELECT COUNT(*) AS runs, MAX(applied_at) AS last FROM heal_actions
-                WHERE automatic = 1 AND key = ? AND applied_at > ?
-                """, arguments: [proposal.key, now - heal.backoffMax.milliseconds]),
-            let last: Int64 = try row.decode(forColumn: "last")
-        {
-            let until = last + heal.backoff(afterRuns: try row.decode(forColumn: "runs")).milliseconds
-            if until > now { return .backoff(until: until) }
-        }
-        return nil
+                    "SELECT MAX(closes_at) FROM heal_breakers WHERE target = ? AND closed_at IS NULL AND closes_at > ?",
+                arguments: [proposal.healTarget, now]),
+            lastHour: try counted(recent, [now - Interval.hours(1).milliseconds]),
+            lastDay: try counted(recent, [now - Interval.days(1).milliseconds]),
+            sameKey: try counted(
+                "SELECT COUNT(*), MAX(applied_at) FROM heal_actions WHERE automatic = 1 AND key = ? AND applied_at > ?",
+                [proposal.key, now - heal.backoffMax.milliseconds]))
     }
 
     /// Records a claimed fix proposal: the action, its target, and whether it runs without a

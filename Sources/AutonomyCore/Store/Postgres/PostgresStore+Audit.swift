@@ -138,13 +138,7 @@ extension PostgresTransaction {
         let start = windows[1]
         var facts = AuditFacts(tally: try await tally(windows))
         facts.lastSuccess = try await lastSuccess(of: configuration.taskTypes.keys)
-        let failed = facts.tally.failures.map(\.ledgerID)
-        for row in try await rows(
-            "SELECT ledger_id, text FROM ledger_notes WHERE ledger_id = ANY(\(failed)) AND field = 'error'")
-        {
-            let (id, text) = try row.decode((Int64, String).self)
-            facts.errors[id] = text
-        }
+        try await readErrors(into: &facts)
         try await readStuck(configuration.audit, into: &facts)
         facts.undeclaredTypes = try await undeclaredTypes(configuration, since: start)
         if configuration.gateway.dailyCapUSD > 0 {

@@ -83,8 +83,20 @@ extension PostgresStore: NotificationStore {
                     ? NotificationMessage.approvalsWaiting(waiting, baseURL: configuration.approvals.baseURL) : nil
             case .auditReport:
                 return try await transaction.latestAudit().map(NotificationMessage.auditReport)
-            case .ownerNeeded, .healBreakerOpened, .healStopped:
-                return nil
+            case .ownerNeeded:
+                return task.flatMap { NotificationMessage.ownerNeeded(proposal: $0, configuration) }
+            case .healBreakerOpened:
+                guard let task, let proposal = try? Proposal(payload: task.payload),
+                    let breaker = try await transaction.breakers(open: true, target: proposal.healTarget).last
+                else { return nil }
+                return NotificationMessage.breakerOpened(breaker)
+            case .healStopped:
+                guard
+                    let (since, reason) = try await transaction.rows(
+                        "SELECT started_at, reason FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1"
+                    ).first?.decode((Int64, String).self)
+                else { return nil }
+                return NotificationMessage.healStopped(since: since, reason: reason)
             }
         }
         if message == nil {

@@ -97,44 +97,43 @@ extension PostgresTransaction {
     nonisolated(nonsending) func healRefusal(_ proposal: Proposal, heal: HealSettings, planned: Int = 0) async throws
         -> HealRefusal?
     {
-        if let since = try await rows(
+        HealRefusal.evaluate(
+            try await guardrailFacts(proposal, heal: heal), target: proposal.healTarget, heal: heal, now: now,
+            planned: planned)
+    }
+
+    /// The guardrails' counts for a proposal (`Database.guardrailFacts`).
+    nonisolated(nonsending) func guardrailFacts(_ proposal: Proposal, heal: HealSettings) async throws
+        -> GuardrailFacts
+    {
+        var facts = GuardrailFacts(lastHour: (0, nil), lastDay: (0, nil), sameKey: (0, nil))
+        facts.stopSince = try await rows(
             "SELECT started_at FROM heal_stops WHERE ended_at IS NULL ORDER BY id LIMIT 1"
-        ).first?.decode(Int64.self) {
-            return .systemicStop(since: since, next: now + Interval.minutes(15).milliseconds)
-        }
-        let target = proposal.healTarget
-        if let until = try await rows(
-            """
-            SELECT max(closes_at) FROM heal_breakers
-            WHERE target = \(target) AND closed_at IS NULL AND closes_at > \(now)
-            """
-        ).first?.decode(Int64?.self) ?? nil {
-            return .breakerOpen(target: target, until: until)
-        }
-        for (window, limit, per) in [(Interval.hours(1), heal.maxPerHour, "hour"), (.days(1), heal.maxPerDay, "day")] {
-            let (counted, oldest) =
+        ).first?.decode(Int64.self)
+        facts.breakerUntil =
+            try await rows(
+                """
+                SELECT max(closes_at) FROM heal_breakers
+                WHERE target = \(proposal.healTarget) AND closed_at IS NULL AND closes_at > \(now)
+                """
+            ).first?.decode(Int64?.self) ?? nil
+        for (window, count) in [(Interval.hours(1), \GuardrailFacts.lastHour), (.days(1), \.lastDay)] {
+            facts[keyPath: count] =
                 try await rows(
                     """
                     SELECT count(*)::bigint, min(applied_at) FROM heal_actions
                     WHERE automatic = 1 AND applied_at > \(now - window.milliseconds)
                     """
                 ).first?.decode((Int, Int64?).self) ?? (0, nil)
-            let count = counted + planned
-            guard count >= limit else { continue }
-            return .rateLimit(
-                count: count, limit: limit, per: per,
-                until: max((oldest ?? now) + window.milliseconds, now + Interval.minutes(1).milliseconds))
         }
-        if let (runs, last) = try await rows(
-            """
-            SELECT count(*)::bigint, max(applied_at) FROM heal_actions
-            WHERE automatic = 1 AND key = \(proposal.key) AND applied_at > \(now - heal.backoffMax.milliseconds)
-            """
-        ).first?.decode((Int, Int64?).self), let last {
-            let until = last + heal.backoff(afterRuns: runs).milliseconds
-            if until > now { return .backoff(until: until) }
-        }
-        return nil
+        facts.sameKey =
+            try await rows(
+                """
+                SELECT count(*)::bigint, max(applied_at) FROM heal_actions
+                WHERE automatic = 1 AND key = \(proposal.key) AND applied_at > \(now - heal.backoffMax.milliseconds)
+                """
+            ).first?.decode((Int, Int64?).self) ?? (0, nil)
+        return facts
     }
 
     /// `Database.recordHealAction`: a claimed fix proposal, and, when it runs without a human, the
