@@ -28,20 +28,8 @@ struct GlobalOptions: ParsableArguments {
         return loaded
     }
 
-    /// Loads the configuration and opens the database it names. Commands that only read pass
-    /// `create: false`, so a mistyped path is reported instead of creating an empty database.
-    /// With `trusted`, a configuration others could have written is refused first (the commands
-    /// that run handlers or decide trust).
-    func open(create: Bool = true, trusted: Bool = false, quiet: Bool = false) throws -> (
-        LoadedConfiguration, AutonomyStore
-    ) {
-        let loaded = try loadConfiguration(quiet: quiet)
-        if trusted { try loaded.requireTrusted() }
-        return (loaded, try open(loaded, create: create))
-    }
-
-    /// Opens the database an already loaded configuration names: an SQLite file. A command that
-    /// does not run on PostgreSQL yet says so, and changes nothing.
+    /// Opens the SQLite file an already loaded configuration names (commands call it on the
+    /// SQLite side of `location`); a PostgreSQL URL is refused, changing nothing.
     func open(_ loaded: LoadedConfiguration, create: Bool = true) throws -> AutonomyStore {
         switch try location(loaded) {
         case .sqlite(let path):
