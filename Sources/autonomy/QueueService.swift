@@ -195,7 +195,7 @@ struct QueueService {
             printout.line("\noverrides in effect ('autonomy overrides remove ID' ends one):")
             for override in status.overrides { printout.line("  " + override.line) }
         }
-        if readsOnly == nil, status.hosts.isEmpty {  // heal does not run on PostgreSQL yet
+        if readsOnly == nil {
             printout.line("\nheal: " + HealSummary.line(status, enabled: configuration.heal.enabled))
             for breaker in status.breakers { printout.line("  " + breaker.line) }
         }

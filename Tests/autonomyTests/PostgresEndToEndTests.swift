@@ -1032,6 +1032,8 @@ struct PostgresEndToEndTests {
             #expect(decision(judged)?[path: "status"] == "skipped", "\(judged)")
             #expect(cluster.lines("alerts.log").contains("heal_breaker_opened"), "\(cluster.lines("alerts.log"))")
             #expect(cluster.lines("alerts.log").contains("owner_needed"))
+            let status = try await cluster.run(["status"], host: "gpu")
+            #expect(status.stdout.contains("breaker 1 open for doomed"), "\(status.stdout)")
             let map = try JSONValue.parse(try await cluster.run(["map", "--json"]).stdout)
             #expect(map[path: "heal.breakers.0.target"] == "doomed", "\(map[path: "heal"] ?? .null)")
             let metrics = try await cluster.run(["metrics"])

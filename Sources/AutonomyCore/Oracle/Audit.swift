@@ -419,14 +419,18 @@ extension AutonomyStore {
     }
 
     /// The map against itself and this machine: handlers that are not here, tiers no model serves,
-    /// owners missing, components naming types the map does not declare.
+    /// owners missing, components naming types the map does not declare. A handler is looked for
+    /// only where it runs: not for the types this host leaves to others (`worker.types`, `run_on`),
+    /// whose handlers may well live on their hosts alone. (On PostgreSQL a finding here would pause
+    /// the type for every host.)
     static func configurationGaps(_ loaded: LoadedConfiguration) -> [Finding] {
         let configuration = loaded.configuration
         var found: [Finding] = []
         let tiers = Set(configuration.gateway.models.map(\.tier.rawValue))
+        let elsewhere = Set(configuration.typesRunElsewhere)
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {
             switch type.handler {
-            case .exec(let handler):
+            case .exec(let handler) where !elsewhere.contains(type.name):
                 let program = handler.argv[0]
                 let path = ExecRunner.locate(
                     program, base: loaded.baseDirectory,
@@ -452,7 +456,7 @@ extension AutonomyStore {
                             title: "\(type.name) is an llm type, and no model is configured",
                             evidence: ["tier": "auto"]))
                 }
-            case .remediation:
+            case .exec, .remediation:
                 break
             }
             if type.owner == nil {

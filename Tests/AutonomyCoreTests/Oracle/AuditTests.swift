@@ -130,6 +130,24 @@ import Testing
         #expect(subjects(.undeclaredType) == ["retired"])
     }
 
+    @Test func aHandlerIsLookedForOnlyOnTheHostsThatRunItsType() throws {
+        func missing(worker: String) throws -> [String?] {
+            let loaded = try loadMap(
+                """
+                {"version": 1, "worker": \(worker), "task_types": {
+                  "render": { "owner": "ops", "safety": "safe", "run_on": ["gpu"],
+                              "handler": { "exec": { "argv": ["/no/such/renderer"] } } },
+                  "post": { "owner": "ops", "safety": "safe", "handler": { "exec": { "argv": ["/no/such/poster"] } } } }}
+                """)
+            return AutonomyStore.configurationGaps(loaded).filter { $0.kind == .missingHandler }.map(\.subject)
+        }
+        // The VPS leaves rendering to the GPU box: its renderer is not expected there (on
+        // PostgreSQL such a finding would pause the type for every host).
+        #expect(try missing(worker: #"{"tags": []}"#) == ["post"])
+        #expect(try missing(worker: #"{"tags": ["gpu"]}"#) == ["post", "render"])
+        #expect(try missing(worker: #"{"types": ["render"], "tags": ["gpu"]}"#) == ["render"])
+    }
+
     @Test func verifiersThatCannotTellAreFound() async throws {
         let fixture = try Fixture(
             map: """

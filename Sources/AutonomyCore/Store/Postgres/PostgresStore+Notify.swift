@@ -50,8 +50,8 @@ extension PostgresStore: NotificationStore {
 
     /// The message for a taken alert (`AutonomyStore.message`). An approval alert carries a freshly
     /// issued one-click token, for `serve` on any host to answer; an audit's, the counts and kinds
-    /// of the last run. Heal's alerts do not arise on PostgreSQL; one found here is closed as not
-    /// applying.
+    /// of the last run; heal's, the owner, the breaker or the systemic stop. One that no longer
+    /// applies is closed as such.
     public func message(
         for notification: PendingNotification, configuration: Configuration, now: Int64
     ) async throws -> NotificationMessage? {
