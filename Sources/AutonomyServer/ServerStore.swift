@@ -44,6 +44,8 @@ public protocol ServerStore: NotificationStore {
     func ledgerEntries(_ query: LedgerQuery) async throws -> [LedgerEntry]
     func wholeLedgerChain() async throws -> ChainReport
     func systemMap(configuration: Configuration, since: Int64) async throws -> SystemMapReport
+    /// The overrides in effect (a paused type, a raised timeout…), oldest first.
+    func overrides(now: Int64) async throws -> [Override]
     func auditRuns(limit: Int) async throws -> [AuditRun]
     func budget(settings: GatewaySettings, timeZone: TimeZone, now: Int64) async throws -> BudgetStatus
     func openReservations(now: Int64) async throws -> [OpenReservation]

@@ -86,6 +86,15 @@ extension OperatorAPITests {
                     uri: "/subject?name=Acme%20%3Cb%3E", method: .get, headers: [.cookie: "autonomy_session=\(session)"]
                 ).body)
             #expect(subject.contains("Acme &lt;b&gt;") && subject.contains("/tasks/2"))
+            // The map shows the overrides in effect, as the worker runs them.
+            _ = try store.setOverride(
+                .pause, type: "report", value: nil, reason: "by hand", proposal: 1, lasting: nil,
+                now: fixture.clock.now())
+            let map = String(
+                buffer: try await client.execute(
+                    uri: "/map", method: .get, headers: [.cookie: "autonomy_session=\(session)"]
+                ).body)
+            #expect(map.contains("<td>pause</td>"), "\(map)")
             let missing = try await client.execute(
                 uri: "/tasks/999", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
             #expect(missing.status == .notFound)

@@ -901,6 +901,11 @@ struct PostgresEndToEndTests {
             #expect(try await cluster.run(["enqueue", "broken"]).status == 0)
             _ = try await cluster.run(["work-once", "--drain"], host: "vps")
             #expect(try await sql("SELECT count(*)::bigint FROM tasks WHERE type = 'broken' AND state = 'queued'") == 1)
+            // Waiting on purpose: doctor does not count it as work the worker left behind.
+            let doctor = try await cluster.run(["doctor", "--json"], host: "vps")
+            let checks = try JSONDecoder().decode([Check].self, from: Data(doctor.stdout.utf8))
+            let worker = try #require(checks.first { $0.check == "worker" })
+            #expect(worker.message.hasPrefix("nothing runnable is waiting"), "\(worker)")
             let status = try JSONValue.parse(try await cluster.run(["status", "--json"]).stdout)
             #expect("\(status)".contains("pause"), "\(status)")
             let paused = try JSONValue.parse(try await cluster.run(["audit", "--json", "--no-proposals"]).stdout)

@@ -286,8 +286,10 @@ enum Dashboard {
         let chosen = windows.first { $0.name == request.uri.queryParameters["since"].map(String.init) } ?? windows[0]
         let now = environment.clock.now()
         let since = now - chosen.interval.milliseconds
-        let report = try await environment.store.systemMap(
-            configuration: environment.loaded.configuration, since: since)
+        // The map as the worker runs it: with the overrides in effect now.
+        let configuration = environment.loaded.configuration.applying(
+            try await environment.store.overrides(now: now))
+        let report = try await environment.store.systemMap(configuration: configuration, since: since)
         let cutoff = now - AutonomyStore.shelfwareAfter.milliseconds
         func shelfware(_ lastSuccess: Int64?) -> Bool { (lastSuccess ?? .min) < cutoff }
         let values: [String: Any] = [

@@ -49,7 +49,14 @@ extension PostgresStore {
                       AND detail::jsonb ->> 'host' = \(host)
                     """
                 ).first?.decode(Int64?.self) ?? nil
-            let paused = configuration.skippedTypes
+            // A type an override pauses waits on purpose (a schema from before overrides has none).
+            var effective = configuration
+            if try await transaction.rows("SELECT to_regclass('overrides') IS NOT NULL").first?.decode(Bool.self)
+                == true
+            {
+                effective = configuration.applying(try await transaction.activeOverrides())
+            }
+            let paused = effective.skippedTypes
             if let row = try await transaction.rows(
                 """
                 SELECT count(*)::bigint, min(run_at) FROM tasks
