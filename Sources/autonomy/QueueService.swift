@@ -576,8 +576,9 @@ struct PostgresQueueService {
             if case .created(let task) = outcome { return [task.id] }
             return []
         }
+        let lines = try EnqueueRequest.parseBatchLines(batch)
         let outcomes = try await store.enqueueBatch(
-            try EnqueueRequest.parseBatch(batch), configuration: configuration, producer: caller.producer)
+            lines.map(\.request), lines: lines.map(\.line), configuration: configuration, producer: caller.producer)
         if call.json == true {
             printout.line(try JSONOutput.text(outcomes.map { TaskOutput($0.task) }))
         } else {

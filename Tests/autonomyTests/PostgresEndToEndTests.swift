@@ -923,6 +923,10 @@ struct PostgresEndToEndTests {
             let noBreaker = try await cluster.run(["heal", "reset", "flaky"])
             #expect(noBreaker.status == 66 && noBreaker.stderr.contains("no heal breaker is open for flaky"))
             // A proposal is the audit's alone, here too.
+            // A bad line in a batch is named as the file numbers it, blank lines counted.
+            let batch = try await cluster.run(
+                ["enqueue", "--batch", "-"], stdin: #"{"type":"flaky"}"# + "\n\n" + #"{"type":"nope"}"# + "\n")
+            #expect(batch.status == 65 && batch.stderr.hasPrefix("error: line 3: "), "\(batch.stderr)")
             let forged = try await cluster.run([
                 "enqueue", "apply_remediation", "--payload",
                 #"{"action":"retry_dead","parameters":{"type":"flaky"},"finding":{"kind":"dead_tasks"}}"#,

@@ -155,9 +155,15 @@ extension EnqueueRequest {
     ///
     /// - Throws: `QueueError.batchLine` naming the first bad line.
     public static func parseBatch(_ data: Data) throws(QueueError) -> [EnqueueRequest] {
-        var requests: [EnqueueRequest] = []
+        try parseBatchLines(data).map(\.request)
+    }
+
+    /// The same, with each request's line number (1-based, blank lines counted), for errors that
+    /// name the line an operator sees in the file.
+    public static func parseBatchLines(_ data: Data) throws(QueueError) -> [(line: Int, request: EnqueueRequest)] {
+        var requests: [(line: Int, request: EnqueueRequest)] = []
         do {
-            try forEachBatchLine(in: data) { _, request in requests.append(request) }
+            try forEachBatchLine(in: data) { line, request in requests.append((line, request)) }
         } catch {
             // Only the parsing throws here, and it throws QueueError.
             throw (error as? QueueError) ?? .invalidRequest("\(error)")

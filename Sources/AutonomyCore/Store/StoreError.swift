@@ -26,6 +26,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .newerSchema(let path, let unknown):
             return
                 "the database \(path) was written by a newer autonomy (it has migrations this binary does not know: \(unknown.joined(separator: ", "))); upgrade autonomy"
+        case .busy(let path) where path.hasPrefix("postgres"):
+            return
+                "the database \(path) stayed locked by another host's transaction past the wait (5 minutes; serve.request_timeout for serve), or kept conflicting with others; try again"
         case .busy(let path):
             return
                 "the database \(path) stayed locked by another process past the busy timeout; try again, or raise store.busy_timeout"

@@ -493,6 +493,28 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test func aLockHeldPastTheWaitIsBusyNotABrokenDatabase() async throws {
+        try await withDatabase { database in
+            let fixture = try Fixture()
+            let store = try await database.store()
+            try await store.limitLockWait(to: Interval(milliseconds: 200))
+            // Another host holds the ledger's lock (a long transaction): this one gives up, busy.
+            try await database.connection { connection, logger in
+                try await connection.query("SELECT pg_advisory_lock(\(PostgresStore.ledgerLock))", logger: logger)
+                await #expect {
+                    _ = try await store.enqueue(EnqueueRequest(type: "report"), configuration: fixture.configuration)
+                } throws: { error in
+                    guard case StoreError.busy = error else { return false }
+                    return "\(error)".contains("try again")
+                }
+                try await connection.query("SELECT pg_advisory_unlock(\(PostgresStore.ledgerLock))", logger: logger)
+            }
+            #expect(try await store.stateCounts().isEmpty)
+            _ = try await store.enqueue(EnqueueRequest(type: "report"), configuration: fixture.configuration)
+            await store.close()
+        }
+    }
+
     @Test func anExportWhileATaskRunsOnSQLiteIsRefused() async throws {
         try await withDatabase { database in
             let fixture = try Fixture()

@@ -339,7 +339,9 @@ extension PostgresStore {
         defer { release() }
         do {
             try await connection.withTransaction(logger: logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+                for try await _ in try await connection.query(
+                    "SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+                {}
                 try await connection.query(
                     """
                     CREATE TABLE IF NOT EXISTS autonomy_migrations (

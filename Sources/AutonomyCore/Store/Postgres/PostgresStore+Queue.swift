@@ -745,10 +745,13 @@ extension PostgresStore {
 
     /// Adds every task of a batch in one transaction: all of them, or (on any error) none.
     ///
-    /// - Throws: `QueueError.batchLine` naming the first refused request (1-based), or `StoreError`.
+    /// - Throws: `QueueError.batchLine` naming the first refused request by its line in `lines`
+    ///   (else its position, 1-based), or `StoreError`.
     public func enqueueBatch(
-        _ requests: [EnqueueRequest], configuration: Configuration, producer: ProducerPolicy? = nil
+        _ requests: [EnqueueRequest], lines: [Int]? = nil, configuration: Configuration,
+        producer: ProducerPolicy? = nil
     ) async throws -> [EnqueueOutcome] {
+        func line(_ index: Int) -> Int { lines.map { $0[index] } ?? index + 1 }
         let now = try await databaseNow()
         var prepared: [PreparedTask] = []
         prepared.reserveCapacity(requests.count)
@@ -756,9 +759,9 @@ extension PostgresStore {
             do {
                 prepared.append(try request.on(behalfOf: producer).prepare(configuration, now: now))
             } catch let error as TrustError {
-                throw TrustError.batchLine(index + 1, error)
+                throw TrustError.batchLine(line(index), error)
             } catch let error as QueueError {
-                throw QueueError.batchLine(index + 1, error)
+                throw QueueError.batchLine(line(index), error)
             }
         }
         // A batch of plain tasks (no key to look up, no producer's limit, nothing held) goes in a
@@ -788,9 +791,9 @@ extension PostgresStore {
                     outcomes.append(
                         try await self.insert(task, configuration: configuration, producer: producer, transaction))
                 } catch let error as QueueError {
-                    throw QueueError.batchLine(index + 1, error)
+                    throw QueueError.batchLine(line(index), error)
                 } catch let error as TrustError {
-                    throw TrustError.batchLine(index + 1, error)
+                    throw TrustError.batchLine(line(index), error)
                 }
             }
             return outcomes

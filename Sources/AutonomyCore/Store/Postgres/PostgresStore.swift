@@ -163,8 +163,11 @@ public actor PostgresStore {
                     // Without `ledger` (a lease renewal, which writes no ledger row), the transaction
                     // never waits for the ledger's lock: a long batch on another host cannot starve it.
                     if ledger {
-                        try await connection.query(
+                        // Read to its end: a lock that times out fails there, not at the query's start
+                        // (else the next statement would meet an aborted transaction instead).
+                        for try await _ in try await connection.query(
                             "SELECT pg_advisory_xact_lock(\(Self.ledgerLock))", logger: logger)
+                        {}
                     }
                     let transaction = PostgresTransaction(
                         connection: connection, logger: logger, now: try await Self.now(connection, logger: logger))
@@ -182,6 +185,9 @@ public actor PostgresStore {
                 if let refused = (error as? PostgresTransactionError)?.closureError, !(refused is PSQLError) {
                     throw refused
                 }
+                // Contention that outlasted the retries: busy, as SQLITE_BUSY is (exit 75, a 503 to
+                // retry), not a database that cannot be used.
+                if ["40001", "40P01", "55P03"].contains(state) { throw StoreError.busy(path: url.description) }
                 throw StoreError.failed(path: url.description, operation: operation, reason: Self.reason(error))
             }
         }
