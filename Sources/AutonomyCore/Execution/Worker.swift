@@ -528,10 +528,11 @@ public struct Worker: Sendable {
 
     /// The verifiers, as this worker runs them.
     public var verificationRunner: VerificationRunner {
-        let remediator = self.remediator
+        // Made only when a fix proposal is verified, not for every task.
+        let worker = self
         return VerificationRunner(
             runner: verifierRunner, baseDirectory: baseDirectory, pause: pause,
-            reevaluate: { await remediator.reevaluate($0) })
+            reevaluate: { await worker.remediator.reevaluate($0) })
     }
 
     /// The built-in handler and verifier of fix proposals: always this one, whatever `runner` is.

@@ -560,7 +560,7 @@ extension AutonomyStore {
                 try db.appendLedger(
                     .healSkipped, at: now, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
                     detail: refusal.skippedDetail(proposal), notes: ["reason": refusal.description])
-            case .enqueue(var proposal, let decisions):
+            case .enqueue(var proposal, let decision):
                 if saved == nil {
                     let headline = report.runHeadline(window: configuration.heal.window)
                     saved = try db.saveRun(report.findings, headline: headline, source: "heal", start: start, end: now)
@@ -570,7 +570,7 @@ extension AutonomyStore {
                 let outcome = try enqueue(
                     proposal, settings: configuration.audit, configuration: configuration, db: db, now: now,
                     source: "heal", cooldown: false)
-                for decision in decisions { report.decisions[decision].task = outcome.task }
+                if let decision { report.decisions[decision].task = outcome.task }
                 if !acting { rehearsed.append(outcome.task) }
             }
         }

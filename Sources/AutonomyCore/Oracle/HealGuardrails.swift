@@ -121,3 +121,39 @@ extension Database {
             ])
     }
 }
+
+/// What becomes of a fix proposal the firewall let run on its own (`Firewall.admitTrustedFix`).
+enum TrustedFix {
+    /// Run it as `admission` says (or hold or block it), rated `rating` for the record.
+    case admitted(Admission, rating: Rating?)
+    /// A passing guardrail holds it: it waits until then, not for a human.
+    case postponed(Proposal, HealRefusal, until: Int64)
+}
+
+extension Firewall {
+    /// A fix proposal the firewall let run on its own (`heal.auto_apply` covers it), on both
+    /// engines: a human's signed approval, if there is one, releases it (it is then not heal's own
+    /// act); otherwise it runs only while every guardrail allows (`refusal`), waits while a passing
+    /// one holds, and goes to a human, with a signed approval, while its target's breaker is open.
+    static func admitTrustedFix(
+        _ task: AdmissionCandidate, type: TaskType, verifier: DecisionVerifier, now: Int64,
+        approval findApproval: (_ payloadSHA256: String) throws -> ApprovalEvidence?,
+        refusal: (Proposal) throws -> HealRefusal?
+    ) rethrows -> TrustedFix {
+        let rating = (try? JSONValue.parse(task.payload)).map(type.rate)
+        let approved = try admit(
+            task, type: type, rating: Rating(safety: .dangerous, reasons: []), verifier: verifier, now: now,
+            approval: findApproval)
+        if case .run(let approval?, let signedBy) = approved {
+            return .admitted(.run(approvalID: approval, signedBy: signedBy), rating: rating)
+        }
+        guard let proposal = try? Proposal(payload: task.payload), let refusal = try refusal(proposal) else {
+            return .admitted(.run(approvalID: nil, signedBy: nil), rating: rating)
+        }
+        if let until = refusal.until { return .postponed(proposal, refusal, until: until) }
+        let human = refusal.sendsToHuman
+        return .admitted(
+            try admit(task, type: type, rating: human, verifier: verifier, now: now, approval: findApproval),
+            rating: human)
+    }
+}

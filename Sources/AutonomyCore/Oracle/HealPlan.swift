@@ -68,8 +68,8 @@ struct ProposalHistory: Sendable {
 enum HealStep {
     /// A guardrail stopped a trusted proposal: a `heal_skipped` ledger row.
     case skip(Proposal, HealRefusal)
-    /// Enqueue it; the decisions at these indexes get its task.
-    case enqueue(Proposal, decisions: [Int])
+    /// Enqueue it; the decision at this index (none in a rehearsal) gets its task.
+    case enqueue(Proposal, decision: Int?)
 }
 
 /// How a settled automatic fix is judged from its task, before any look at the ledger.
@@ -122,9 +122,9 @@ extension AutonomyStore {
         return catalog.filter { builtIn.rate($0.payload).safety == .safe }
     }
 
-    /// Decides on every proposal of `catalog` from what was read (`histories`, by key), adding a
-    /// decision for each to `report`, and returns the writes, in order. `planned` counts trusted
-    /// proposals already due.
+    /// Decides on every proposal of `catalog` (one per key: `RemediationCatalog.proposals`) from
+    /// what was read (`histories`, by key), adding a decision for each to `report`, and returns the
+    /// writes, in order. `planned` counts trusted proposals already due.
     static func healPlan(
         _ report: inout HealReport, catalog: [Proposal], histories: [String: ProposalHistory],
         configuration: Configuration, acting: Bool, planned: Int, now: Int64
@@ -136,8 +136,6 @@ extension AutonomyStore {
         guard let builtIn = trusting.taskType(named: TaskType.remediationTypeName) else { return [] }
         var planned = planned
         var steps: [HealStep] = []
-        // Keys this cycle enqueues: a second proposal under one is open (its step's index).
-        var enqueued: [String: Int] = [:]
         for proposal in catalog {
             let rating = builtIn.rate(proposal.payload)
             guard rating.safety == .safe else {
@@ -152,11 +150,6 @@ extension AutonomyStore {
                     HealDecision(
                         .disabled, proposal,
                         reason: "heal.enabled is false (\(rating.reasons.first ?? "auto_apply covers it"))"))
-                continue
-            }
-            if let step = enqueued[proposal.key], case .enqueue(let first, let decisions) = steps[step] {
-                report.decisions.append(HealDecision(.open, proposal, reason: "one at a time"))
-                steps[step] = .enqueue(first, decisions: decisions + [report.decisions.count - 1])
                 continue
             }
             guard let history = histories[proposal.key] else { continue }
@@ -195,8 +188,7 @@ extension AutonomyStore {
             // Rehearsed, the task is rolled back: its id would be another, so none is told.
             report.decisions.append(
                 HealDecision(acting ? .applied : .wouldApply, proposal, reason: rating.reasons.first ?? ""))
-            enqueued[proposal.key] = steps.count
-            steps.append(.enqueue(proposal, decisions: acting ? [report.decisions.count - 1] : []))
+            steps.append(.enqueue(proposal, decision: acting ? report.decisions.count - 1 : nil))
         }
         return steps
     }

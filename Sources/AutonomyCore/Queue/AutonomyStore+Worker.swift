@@ -259,33 +259,19 @@ extension AutonomyStore {
                 candidate, type: type, rating: rating, verifier: verifier, now: now,
                 approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
             if type.handler.isBuiltIn, admission == .run(approvalID: nil, signedBy: nil) {
-                // Rated safe by heal.auto_apply. A human's signed approval, if there is one, is what
-                // releases it (it is then not heal's own action); otherwise it runs on its own only
-                // while every guardrail allows.
-                rating = (try? JSONValue.parse(candidate.payload)).map(type.rate)
-                let approved = try Firewall.admit(
-                    candidate, type: type, rating: Rating(safety: .dangerous, reasons: []), verifier: verifier,
-                    now: now, approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
-                if case .run(let approval?, let signedBy) = approved {
-                    admission = .run(approvalID: approval, signedBy: signedBy)
-                } else if let proposal = try? Proposal(payload: candidate.payload),
-                    let refusal = try db.healRefusal(proposal, heal: configuration.heal, now: now)
-                {
-                    if let until = refusal.until {
-                        // For a while only (the rate, the backoff, a systemic stop): it waits, not for a human.
-                        try db.transition(
-                            id, .postpone, at: now, changing: [.runAt(until)],
-                            detail: refusal.postponement(of: proposal, until: until),
-                            notes: ["reason": refusal.description])
-                        skipped.append(
-                            SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
-                        continue
-                    }
-                    // Its target's breaker is open: a human decides, with a signed approval.
-                    rating = refusal.sendsToHuman
-                    admission = try Firewall.admit(
-                        candidate, type: type, rating: rating, verifier: verifier, now: now,
-                        approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) })
+                let fix = try Firewall.admitTrustedFix(
+                    candidate, type: type, verifier: verifier, now: now,
+                    approval: { try db.approvalEvidence(taskID: id, payloadSHA256: $0) },
+                    refusal: { try db.healRefusal($0, heal: configuration.heal, now: now) })
+                switch fix {
+                case .admitted(let admitted, let rated): (admission, rating) = (admitted, rated)
+                case .postponed(let proposal, let refusal, let until):
+                    try db.transition(
+                        id, .postpone, at: now, changing: [.runAt(until)],
+                        detail: refusal.postponement(of: proposal, until: until), notes: ["reason": refusal.description]
+                    )
+                    skipped.append(SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
+                    continue
                 }
             }
             switch admission {

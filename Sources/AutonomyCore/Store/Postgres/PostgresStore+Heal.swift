@@ -18,7 +18,7 @@ extension PostgresStore {
     public func healCycle(loaded file: LoadedConfiguration, dryRun: Bool) async throws -> HealReport {
         let heal = file.configuration.heal
         let acting = heal.enabled && !dryRun
-        let (findings, systemic, now) = try await read("heal: check the last window") { transaction in
+        let (loaded, findings, systemic, now) = try await read("heal: check the last window") { transaction in
             let now = transaction.now
             var loaded = file
             loaded.configuration = file.configuration.applying(try await transaction.activeOverrides())
@@ -27,13 +27,11 @@ extension PostgresStore {
             try await transaction.readErrors(into: &facts)
             try await transaction.readStuck(loaded.configuration.audit, into: &facts)
             let (findings, systemic) = AutonomyStore.healFindings(loaded, facts, start: start)
-            return (findings, systemic, now)
+            return (loaded, findings, systemic, now)
         }
         let start = now - heal.window.milliseconds
         do {
             return try await write("heal") { transaction in
-                var loaded = file
-                loaded.configuration = file.configuration.applying(try await transaction.activeOverrides())
                 var report = HealReport(
                     enabled: heal.enabled, dryRun: dryRun, windowStart: ISOTime(start), windowEnd: ISOTime(now),
                     findings: findings, systemic: systemic)
@@ -94,7 +92,7 @@ extension PostgresStore {
                 try await transaction.appendLedger(
                     .healSkipped, taskID: nil, type: proposal.action.type ?? proposal.finding.subject,
                     detail: refusal.skippedDetail(proposal), notes: ["reason": refusal.description])
-            case .enqueue(var proposal, let decisions):
+            case .enqueue(var proposal, let decision):
                 if saved == nil {
                     let headline = report.runHeadline(window: configuration.heal.window)
                     saved = try await transaction.saveRun(
@@ -104,7 +102,7 @@ extension PostgresStore {
                 (proposal.runID, proposal.findingID) = (saved.run, saved.findings[index])
                 let outcome = try await enqueue(
                     proposal, configuration: configuration, transaction, source: "heal", cooldown: false)
-                for decision in decisions { report.decisions[decision].task = outcome.task }
+                if let decision { report.decisions[decision].task = outcome.task }
                 if !acting { rehearsed.append(outcome.task) }
             }
         }

@@ -301,33 +301,24 @@ extension PostgresStore: WorkerStore {
                     approval: { $0 == evidence.approval.payloadSHA256 ? evidence : nil })
             }
             if type.handler.isBuiltIn, admission == .run(approvalID: nil, signedBy: nil) {
-                // Rated safe by heal.auto_apply: as on SQLite, a human's signed approval, if there is
-                // one, releases it; otherwise it runs on its own only while every guardrail allows.
-                rating = (try? JSONValue.parse(payload)).map(type.rate)
+                // The approval and the guardrails are read first (the decision is `admitTrustedFix`'s).
                 let evidence = try await transaction.approvalEvidence(taskID: id, payloadSHA256: payload.sha256Hex)
-                let signed: (String) -> ApprovalEvidence? = { $0 == evidence?.approval.payloadSHA256 ? evidence : nil }
-                let approved = Firewall.admit(
-                    candidate, type: type, rating: Rating(safety: .dangerous, reasons: []), verifier: verifier,
-                    now: now, approval: signed)
-                if case .run(let approval?, let signedBy) = approved {
-                    admission = .run(approvalID: approval, signedBy: signedBy)
-                } else if let proposal = try? Proposal(payload: payload),
-                    let refusal = try await transaction.healRefusal(proposal, heal: configuration.heal)
-                {
-                    if let until = refusal.until {
-                        // For a while only (the rate, the backoff, a systemic stop): it waits, not for a human.
-                        try await transaction.transition(
-                            id, .postpone, changing: [.runAt(until)],
-                            detail: refusal.postponement(of: proposal, until: until),
-                            notes: ["reason": refusal.description])
-                        skipped.append(
-                            SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
-                        continue
-                    }
-                    // Its target's breaker is open: a human decides, with a signed approval.
-                    rating = refusal.sendsToHuman
-                    admission = Firewall.admit(
-                        candidate, type: type, rating: rating, verifier: verifier, now: now, approval: signed)
+                var refusal: HealRefusal?
+                if let proposal = try? Proposal(payload: payload) {
+                    refusal = try await transaction.healRefusal(proposal, heal: configuration.heal)
+                }
+                let fix = Firewall.admitTrustedFix(
+                    candidate, type: type, verifier: verifier, now: now,
+                    approval: { $0 == evidence?.approval.payloadSHA256 ? evidence : nil }, refusal: { _ in refusal })
+                switch fix {
+                case .admitted(let admitted, let rated): (admission, rating) = (admitted, rated)
+                case .postponed(let proposal, let refusal, let until):
+                    try await transaction.transition(
+                        id, .postpone, changing: [.runAt(until)],
+                        detail: refusal.postponement(of: proposal, until: until), notes: ["reason": refusal.description]
+                    )
+                    skipped.append(SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
+                    continue
                 }
             }
             switch admission {
