@@ -275,31 +275,107 @@ struct ChildProcess {
     }
 }
 
-/// A detached thread of its own for one run's loop; unlike Foundation's `Thread.start()`, which
-/// ignores a failed `pthread_create`, a thread that cannot start is an answer (errno), never a run
-/// that waits forever.
+/// The threads the runs' loops block on. A run takes a parked one, or starts one when none is
+/// parked; when its run ends the thread parks for the next (a draining worker runs a child per task,
+/// and starting a thread for each cost a clone, its stack's page faults and its exit every time).
+/// A thread parked for `idleSeconds` with nothing to do ends. Unlike Foundation's `Thread.start()`,
+/// which ignores a failed `pthread_create`, a thread that cannot start is an answer (errno), never a
+/// run that waits forever.
 private enum WatcherThread {
-    private final class Body {
-        let run: () -> Void
-        init(_ run: @escaping () -> Void) { self.run = run }
+    /// How many threads may wait parked at once; a run beyond them starts a thread that ends after it.
+    static let kept = 2
+    static let idleSeconds = 10
+
+    /// One thread's mailbox: the next run, and the semaphore it waits on for it.
+    private final class Parked: @unchecked Sendable {
+        /// Allocated, so its address stays put for the threads that wait on it.
+        private let ready = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        /// Set by the giver before it posts, read by the thread after its wait: the semaphore orders them.
+        private var next: (@Sendable () -> Void)?
+
+        init() { sem_init(ready, 0, 0) }
+        deinit {
+            sem_destroy(ready)
+            ready.deallocate()
+        }
+
+        func give(_ run: @escaping @Sendable () -> Void) {
+            next = run
+            sem_post(ready)
+        }
+
+        /// Waits for a run until `deadline`; nil when none came in time.
+        func wait(until deadline: timespec) -> (@Sendable () -> Void)? {
+            var deadline = deadline
+            while sem_timedwait(ready, &deadline) != 0 {
+                if errno != EINTR { return nil }
+            }
+            defer { next = nil }
+            return next
+        }
+
+        /// Waits for the run a giver has already taken this thread for.
+        func waitForGiven() -> @Sendable () -> Void {
+            while sem_wait(ready) != 0 {}
+            defer { next = nil }
+            return next!
+        }
     }
 
+    private static let parked = Mutex<[Parked]>([])
+
     static func start(_ run: @escaping @Sendable () -> Void) -> Int32? {
-        let body = Unmanaged.passRetained(Body(run)).toOpaque()
+        if let waiting = parked.withLock({ $0.popLast() }) {
+            waiting.give(run)
+            return nil
+        }
+        let mailbox = Parked()
+        mailbox.give(run)
+        let body = Unmanaged.passRetained(mailbox).toOpaque()
         var thread = pthread_t()
         let code = pthread_create(
             &thread, nil,
             { context in
-                let body = Unmanaged<Body>.fromOpaque(context!).takeRetainedValue()
-                body.run()
+                let mailbox = Unmanaged<Parked>.fromOpaque(context!).takeRetainedValue()
+                WatcherThread.serve(mailbox)
                 return nil
             }, body)
         guard code == 0 else {
-            Unmanaged<Body>.fromOpaque(body).release()
+            Unmanaged<Parked>.fromOpaque(body).release()
             return code
         }
         pthread_detach(thread)
         return nil
+    }
+
+    /// A thread's life: its first run, then the next ones given while it is parked.
+    private static func serve(_ mailbox: Parked) {
+        var run = mailbox.waitForGiven()
+        while true {
+            run()
+            guard
+                parked.withLock({ list in
+                    guard list.count < kept else { return false }
+                    list.append(mailbox)
+                    return true
+                })
+            else { return }
+            var deadline = timespec()
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            deadline.tv_sec += idleSeconds
+            if let given = mailbox.wait(until: deadline) {
+                run = given
+                continue
+            }
+            // Timed out: leave, unless a run took this thread between the time-out and now.
+            let left = parked.withLock { list in
+                guard let index = list.firstIndex(where: { $0 === mailbox }) else { return false }
+                list.remove(at: index)
+                return true
+            }
+            if left { return }
+            run = mailbox.waitForGiven()
+        }
     }
 }
 

@@ -428,73 +428,30 @@ public struct Worker: Sendable {
         let runner: any HandlerRunner = claimed.type.handler.isBuiltIn ? remediator : self.runner
         let redactor = self.redactor
         return redactor.redact(
-            await keepingLease(claimed, hold, whenLost: HandlerOutcome(status: .stopped)) {
-                await runner.run(invocation)
-            })
+            await keepingLease(claimed, hold) { await runner.run(invocation) })
     }
 
     /// Runs `operation` (a handler, or verifiers) while renewing the lease every third of its
     /// length. If the lease is lost (another worker took the task over), the operation is cancelled:
-    /// one attempt never runs twice.
+    /// one attempt never runs twice. The renewals are scheduled on the process's `LeaseTimer`, so an
+    /// operation that ends before its first renewal costs no task or timer of its own.
     private func keepingLease<Value: Sendable>(
-        _ claimed: ClaimedTask, _ hold: LeaseHold, whenLost lost: Value,
-        _ operation: @escaping @Sendable () async -> Value
+        _ claimed: ClaimedTask, _ hold: LeaseHold, _ operation: @escaping @Sendable () async -> Value
     ) async -> Value {
         let settings = loaded.configuration.worker
-        let lease = settings.lease.duration
-        let (store, clock, logger) = (self.store, self.clock, self.logger)
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, settings.lease.milliseconds / 3))
-        // Stopping takes up to kill_grace (TERM, then KILL): it starts that long, and half a renewal,
-        // before the lease could run out, so the handler is gone before another worker may take the
-        // task over. (A lease too short for that is reported by the loader.)
-        // At least one renewal always comes before the stop, however short the lease.
-        let margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease - renewal) / 2))
-        let metadata: Logger.Metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
-        return await withTaskGroup(of: Value?.self) { group in
-            group.addTask { await operation() }
-            group.addTask {
-                var nextRenewal = ContinuousClock.now + renewal
-                while true {
-                    let stopAt = hold.until - margin
-                    do {
-                        try await Task.sleep(until: min(nextRenewal, stopAt), clock: .continuous)
-                    } catch {
-                        return nil  // cancelled: the operation already finished
-                    }
-                    let started = ContinuousClock.now
-                    if started >= stopAt {
-                        logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
-                        return nil
-                    }
-                    let now = clock.now()
-                    let renewed = await Self.within(stopAt - started) {
-                        try await store.extendLease(
-                            taskID: claimed.task.id, leaseToken: claimed.leaseToken,
-                            until: now + settings.lease.milliseconds, now: now)
-                    }
-                    switch renewed {
-                    case .success(true):
-                        hold.until = started + lease
-                        nextRenewal = started + renewal
-                    case .success(false):
-                        logger.warning("lease lost; stopping", metadata: metadata)
-                        return nil
-                    case .failure(let error):
-                        if Task.isCancelled { return nil }
-                        logger.warning(
-                            "could not extend a lease", metadata: metadata.merging(["error": "\(error)"]) { $1 })
-                        // Try again soon: the time left before stopping is what counts now.
-                        nextRenewal = ContinuousClock.now + min(renewal, .seconds(1))
-                    }
-                }
-            }
-            var result = lost
-            while let next = await group.next() {
-                if let value = next { result = value }
-                group.cancelAll()
-            }
-            return result
+        let running = Task { await operation() }
+        let keeper = LeaseKeeper(
+            claimed: claimed, hold: hold, store: store, clock: clock, logger: logger, settings: settings,
+            renewal: renewal, stop: { running.cancel() })
+        keeper.start()
+        let value = await withTaskCancellationHandler {
+            await running.value
+        } onCancel: {
+            running.cancel()
         }
+        keeper.finish()
+        return value
     }
 
     /// The result of `body`, or a time-out after `limit`: whichever comes first. A call that never
@@ -601,6 +558,101 @@ public struct Worker: Sendable {
             task: claimed.task, result: result, attemptStartedAt: claimed.task.startedAt ?? 0)
         let verifiers = claimed.type.verify
         return redactor.redact(
-            await keepingLease(claimed, hold, whenLost: []) { await verification.verify(subject, with: verifiers) })
+            await keepingLease(claimed, hold) { await verification.verify(subject, with: verifiers) })
+    }
+}
+
+/// Keeps one attempt's lease while its operation runs: renews it every `renewal`, and stops the
+/// operation when the lease is lost or could not be renewed before it runs out.
+private final class LeaseKeeper: Sendable {
+    private let claimed: ClaimedTask
+    private let hold: LeaseHold
+    private let store: any WorkerStore
+    private let clock: any WallClock
+    private let logger: Logger
+    private let lease: Duration
+    private let leaseMilliseconds: Int64
+    private let renewal: Duration
+    /// Stopping takes up to kill_grace (TERM, then KILL): it starts that long, and half a renewal,
+    /// before the lease could run out, so the handler is gone before another worker may take the
+    /// task over. (A lease too short for that is reported by the loader.) At least one renewal
+    /// always comes before the stop, however short the lease.
+    private let margin: Duration
+    private let stop: @Sendable () -> Void
+    private let metadata: Logger.Metadata
+    private struct State {
+        var nextRenewal: ContinuousClock.Instant
+        var finished = false
+    }
+    private let state: Mutex<State>
+
+    init(
+        claimed: ClaimedTask, hold: LeaseHold, store: any WorkerStore, clock: any WallClock, logger: Logger,
+        settings: WorkerSettings, renewal: Duration, stop: @escaping @Sendable () -> Void
+    ) {
+        (self.claimed, self.hold, self.store, self.clock, self.logger) = (claimed, hold, store, clock, logger)
+        lease = settings.lease.duration
+        leaseMilliseconds = settings.lease.milliseconds
+        self.renewal = renewal
+        margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease - renewal) / 2))
+        self.stop = stop
+        metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
+        state = Mutex(State(nextRenewal: .now + renewal))
+    }
+
+    func start() { scheduleNext() }
+
+    /// The operation ended: no renewal or stop after this one.
+    func finish() {
+        state.withLock { $0.finished = true }
+        LeaseTimer.shared.cancel(self)
+    }
+
+    private func scheduleNext() {
+        let next = state.withLock { state -> ContinuousClock.Instant? in
+            state.finished ? nil : min(state.nextRenewal, hold.until - margin)
+        }
+        guard let next else { return }
+        LeaseTimer.shared.schedule(self, at: next) { [self] in Task { await self.due() } }
+    }
+
+    private var finished: Bool { state.withLock { $0.finished } }
+
+    /// A renewal, or the stop, is due.
+    private func due() async {
+        guard !finished else { return }
+        let started = ContinuousClock.now
+        let stopAt = hold.until - margin
+        if started >= stopAt {
+            logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
+            stop()
+            return
+        }
+        guard started >= state.withLock({ $0.nextRenewal }) else {
+            scheduleNext()
+            return
+        }
+        let now = clock.now()
+        let (store, claimed, until) = (self.store, self.claimed, now + leaseMilliseconds)
+        let renewed = await Worker.within(stopAt - started) {
+            try await store.extendLease(
+                taskID: claimed.task.id, leaseToken: claimed.leaseToken, until: until, now: now)
+        }
+        guard !finished else { return }
+        switch renewed {
+        case .success(true):
+            hold.until = started + lease
+            state.withLock { $0.nextRenewal = started + renewal }
+        case .success(false):
+            logger.warning("lease lost; stopping", metadata: metadata)
+            stop()
+            return
+        case .failure(let error):
+            logger.warning("could not extend a lease", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            // Try again soon: the time left before stopping is what counts now.
+            let retry = ContinuousClock.now + min(renewal, .seconds(1))
+            state.withLock { $0.nextRenewal = retry }
+        }
+        scheduleNext()
     }
 }

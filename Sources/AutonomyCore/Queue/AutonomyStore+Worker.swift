@@ -167,12 +167,12 @@ extension AutonomyStore {
     }
 
     func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
-        let current = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?"), arguments: [claimed.task.id])
-        guard let current else { return false }
-        let state: TaskState = try current.decode(forColumn: "state")
-        let token: String? = try current.decode(forColumn: "lease_token")
-        return TaskState.leased.contains(state) && token == claimed.leaseToken
+        let statement = try db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?")
+        let held = try statement.first(binding: [.integer(claimed.task.id)]) { row in
+            let state = try row.text(0)
+            return TaskState.leased.contains { $0.rawValue == state } && row.optionalText(1) == claimed.leaseToken
+        }
+        return held ?? false
     }
 
     /// Marks a task done. Evidence from verifiers is free text, kept apart from the chain; a bare
@@ -226,13 +226,14 @@ extension AutonomyStore {
         let details = try db.cachedStatement(
             sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
         let verifier = DecisionVerifier(settings: configuration.approvals)
-        let arguments: StatementArguments =
-            only.map { [now, JSONValue.array($0.map { .string($0) }).canonicalText] }
-            ?? (paused.isEmpty ? [now] : [now, JSONValue.array(paused.map { .string($0) }).canonicalText])
-        while let id = try Int64.fetchOne(next, arguments: arguments),
-            let row = try Row.fetchOne(details, arguments: [id])
+        let arguments: [BoundValue] =
+            only.map { [.integer(now), .text(JSONValue.array($0.map { .string($0) }).canonicalText)] }
+            ?? (paused.isEmpty
+                ? [.integer(now)] : [.integer(now), .text(JSONValue.array(paused.map { .string($0) }).canonicalText)])
+        while let id = try next.first(binding: arguments, { $0.optionalInteger(0) }) ?? nil,
+            let row = try details.first(binding: [.integer(id)], { try AdmissionRow(columns: $0) })
         {
-            let typeName: String = try row.decode(forColumn: "type")
+            let typeName = row.type
             guard let type = configuration.taskType(named: typeName) else {
                 let reason = "task type \"\(typeName)\" is not declared in the configuration"
                 try block(taskID: id, reason: reason, db: db, now: now)
@@ -242,9 +243,8 @@ extension AutonomyStore {
             let approvalID: Int64?
             let signer: String?
             let candidate = AdmissionCandidate(
-                id: id, typeName: typeName, payload: try row.decode(forColumn: "payload"),
-                storedSHA256: try row.decode(forColumn: "payload_sha256"),
-                attempts: try row.decode(forColumn: "attempts"))
+                id: id, typeName: typeName, payload: row.payload, storedSHA256: row.payloadSHA256,
+                attempts: row.attempts)
             var rating: Rating?
             if type.ratesWithPatterns, !rateInline {
                 // A pattern never runs while this transaction holds the write lock.
@@ -478,5 +478,18 @@ extension AutonomyStore {
         return TaskOutcome(
             id: task.id, type: task.type, attempt: task.attempts, state: .queued,
             nextRunAt: nextRunAt, error: error)
+    }
+}
+
+/// What a claim reads of a candidate before admitting it: `SELECT type, payload, payload_sha256,
+/// attempts`.
+private struct AdmissionRow {
+    let type: String
+    let payload: String
+    let payloadSHA256: String
+    let attempts: Int
+
+    init(columns row: StoredColumns) throws {
+        (type, payload, payloadSHA256, attempts) = (try row.text(0), try row.text(1), try row.text(2), try row.int(3))
     }
 }

@@ -1,4 +1,5 @@
 import GRDB
+import Synchronization
 
 /// Where a task is in its life cycle. `TaskTransition.all` says how it moves between them.
 public enum TaskState: String, Sendable, Codable, CaseIterable, DatabaseValueConvertible {
@@ -155,14 +156,21 @@ struct TransitionAssignment {
         return placeholder
     }
 
+    /// The expression, or nil for a bound value.
+    var expression: String? {
+        if case .expression(let expression) = value { return expression }
+        return nil
+    }
+
     /// The value SQLite binds; nil for an expression.
-    var bound: (any DatabaseValueConvertible)?? {
+    var boundValue: BoundValue? {
         switch value {
-        case .integer(let number): return .some(number)
-        case .text(let text): return .some(text)
+        case .integer(let number): return .integer(number)
+        case .text(let text): return .text(text)
         case .expression: return nil
         }
     }
+
 }
 
 extension TaskTransition {
@@ -214,6 +222,35 @@ extension TaskTransition {
     }
 }
 
+/// The SQLite `UPDATE` of one transition, made once per shape (which columns, which of them bound):
+/// a draining worker runs the same two or three for every task.
+enum TransitionSQL {
+    /// The columns and expressions are literals: the key costs no text to build.
+    private struct Shape: Hashable {
+        let transition: String
+        let columns: [String]
+        let expressions: [String?]
+        let leased: Bool
+    }
+    private static let made = Mutex<[Shape: String]>([:])
+
+    static func update(_ transition: TaskTransition, _ assignments: [TransitionAssignment], leased: Bool) -> String {
+        let shape = Shape(
+            transition: transition.name, columns: assignments.map(\.column),
+            expressions: assignments.map(\.expression), leased: leased)
+        if let sql = made.withLock({ $0[shape] }) { return sql }
+        var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
+        if leased { condition += " AND lease_token = ?" }
+        let sql = """
+            UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joined(separator: ", "))
+            WHERE \(condition)
+            RETURNING \(TaskRecord.columns)
+            """
+        made.withLock { $0[shape] = sql }
+        return sql
+    }
+}
+
 /// A transition that matched no row: the task was not where the caller believed it was.
 public struct TransitionRefused: Error, Sendable, CustomStringConvertible {
     public var taskID: Int64
@@ -252,20 +289,11 @@ extension Database {
         detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
     ) throws -> TaskRecord {
         let assignments = transition.assignments(changes, at: now)
-        var arguments = StatementArguments(assignments.compactMap(\.bound))
-        _ = arguments.append(contentsOf: [taskID])
-        var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
-        if let lease {
-            condition += " AND lease_token = ?"
-            _ = arguments.append(contentsOf: [lease])
-        }
-        let statement = try cachedStatement(
-            sql: """
-                UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joined(separator: ", "))
-                WHERE \(condition)
-                RETURNING \(TaskRecord.columns)
-                """)
-        guard let task = try TaskRecord.fetchOne(statement, arguments: arguments) else {
+        var values = assignments.compactMap(\.boundValue)
+        values.append(.integer(taskID))
+        if let lease { values.append(.text(lease)) }
+        let statement = try cachedStatement(sql: TransitionSQL.update(transition, assignments, leased: lease != nil))
+        guard let task = try statement.first(binding: values, TaskRecord.init(columns:)) else {
             throw TransitionRefused(
                 taskID: taskID, transition: transition.name, expected: transition.from,
                 found: try TaskState.fetchOne(self, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [taskID]))

@@ -77,6 +77,35 @@ extension TaskRecord: FetchableRecord {
 }
 
 extension TaskRecord {
+    /// Reads the current row of a statement that selects `TaskRecord.columns`, in their order, by
+    /// index: what every claim and transition reads (see `Statement.first(binding:_:)`).
+    init(columns row: StoredColumns) throws {
+        id = try row.integer(0)
+        type = try row.text(1)
+        let stateText = try row.text(2)
+        guard let state = TaskState(rawValue: stateText) else { throw row.unknown(2, stateText) }
+        self.state = state
+        priority = try row.int(3)
+        runAt = try row.integer(4)
+        payload = try row.text(5)
+        payloadSHA256 = try row.text(6)
+        idempotencyKey = row.optionalText(7)
+        source = row.optionalText(8)
+        subject = row.optionalText(9)
+        attempts = try row.int(10)
+        maxAttempts = row.optionalInt(11)
+        leaseToken = row.optionalText(12)
+        leaseExpiresAt = row.optionalInteger(13)
+        createdAt = try row.integer(14)
+        updatedAt = try row.integer(15)
+        startedAt = row.optionalInteger(16)
+        finishedAt = row.optionalInteger(17)
+        exitCode = row.optionalInt(18)
+        result = row.optionalText(19)
+        lastError = row.optionalText(20)
+        stderrTail = row.optionalText(21)
+    }
+
     /// The columns a `TaskRecord` is read from. Queries name them instead of `*`, so new columns
     /// change nothing.
     static let columns = CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")

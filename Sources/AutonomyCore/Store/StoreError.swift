@@ -51,6 +51,12 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
                     "a row holds a value this autonomy does not know (\(named.prefix(300))); was it written by another program?"
             )
         }
+        if let stored = error as? StoredValueError {
+            return StoreError.failed(
+                path: path, operation: operation,
+                reason:
+                    "a row holds a value this autonomy does not know (\(stored)); was it written by another program?")
+        }
         guard let databaseError = error as? DatabaseError else { return error }
         switch databaseError.resultCode {
         case .SQLITE_BUSY, .SQLITE_LOCKED:

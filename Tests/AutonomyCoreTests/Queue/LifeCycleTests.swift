@@ -122,6 +122,56 @@ import Testing
         #expect((approvalError.map { "\($0)" } ?? "").contains(#"value "maybe" - column: "state""#))
     }
 
+    /// Claims and transitions read their row by column index, straight from SQLite
+    /// (`TaskRecord(columns:)`): every column lands in its field, as GRDB reads it by name.
+    @Test func aRowReadByIndexIsTheRowReadByName() throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("report", #"{"n":1}"#)
+        // Every column holds a value, each a different one, so a column read into the wrong field shows.
+        try fixture.store.write("fill") { db in
+            try db.execute(
+                sql: """
+                    UPDATE tasks SET priority = 7, idempotency_key = 'key', source = 'src', subject = 'subj',
+                        max_attempts = 9, lease_token = 'token', lease_expires_at = 11, started_at = 12,
+                        finished_at = 13, exit_code = 14, result = '"out"', last_error = 'err', stderr_tail = 'tail',
+                        state = 'running', attempts = 3
+                    WHERE id = ?
+                    """, arguments: [task.id])
+        }
+        try fixture.store.write("read") { db in
+            let statement = try db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?")
+            let byIndex = try statement.first(binding: [.integer(task.id)], TaskRecord.init(columns:))
+            let byName = try TaskRecord.fetchOne(statement, arguments: [task.id])
+            #expect(byIndex != nil && byIndex == byName)
+            #expect(byIndex?.leaseToken == "token" && byIndex?.exitCode == 14 && byIndex?.maxAttempts == 9)
+            // A transition reads the row it wrote the same way.
+            let done = try db.transition(task.id, .succeed, at: 20, lease: "token", attempt: 3)
+            #expect(done.state == .done && done.leaseToken == nil && done.finishedAt == 20 && done.priority == 7)
+        }
+        #expect(throws: StoreError.self) {
+            try fixture.store.write("too many values") { db in
+                _ = try db.cachedStatement(sql: "SELECT id FROM tasks WHERE id = ?").first(
+                    binding: [.integer(1), .integer(2)], { $0.optionalInteger(0) })
+            }
+        }
+    }
+
+    @Test func anUnknownStateReadByIndexIsAnErrorThatNamesIt() throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("report")
+        let error = #expect(throws: StoreError.self) {
+            try fixture.store.write("corrupt, then read") { db in
+                try db.execute(sql: "UPDATE tasks SET state = 'zombie' WHERE id = ?", arguments: [task.id])
+                let statement = try db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?")
+                _ = try statement.first(binding: [.integer(task.id)], TaskRecord.init(columns:))
+            }
+        }
+        let said = error.map { "\($0)" } ?? ""
+        #expect(said.contains("column state: zombie") && !said.contains("payload"), "\(said)")
+        // The write was rolled back with the error.
+        #expect(try fixture.store.task(id: task.id)?.state == .queued)
+    }
+
     /// The strong form of "every state change has its ledger row": replaying each task's ledger
     /// through the table arrives at the state the task is in.
     @Test func eachTasksLedgerReplaysToItsState() async throws {
