@@ -353,6 +353,8 @@ private enum WatcherThread {
         var run = mailbox.waitForGiven()
         while true {
             run()
+            // What the run held (its program, its continuation) is not kept while parked.
+            run = {}
             guard
                 parked.withLock({ list in
                     guard list.count < kept else { return false }

@@ -70,7 +70,7 @@ public struct ExecRunner: HandlerRunner {
         return HandlerOutcome(
             status: ran.status, stdout: String(decoding: ran.captured.stdout, as: UTF8.self),
             stdoutTruncated: ran.captured.stdoutTruncated,
-            stderrTail: String(decoding: ran.captured.stderrTail, as: UTF8.self), durationMs: elapsed())
+            stderrTail: Captured.text(ran.captured.stderrTail), durationMs: elapsed())
     }
 
     /// A program to run: its resolved path, its arguments (never through a shell) and its whole
@@ -210,6 +210,15 @@ struct Captured: Sendable {
     mutating func appendStderr(_ bytes: UnsafeRawBufferPointer, limit: Int) {
         stderrTail.append(contentsOf: bytes.suffix(limit))
         if stderrTail.count > limit * 2 { stderrTail.removeFirst(stderrTail.count - limit) }
+    }
+
+    /// The stderr tail as stored text (`stderr_tail`, and the error it explains): invalid UTF-8 and
+    /// NUL bytes become U+FFFD, so every reader sees the same text (SQLite readers stop at a NUL,
+    /// PostgreSQL refuses one). Stdout needs none: it is stored as JSON, where a NUL is escaped.
+    static func text(_ bytes: [UInt8]) -> String {
+        let decoded = String(decoding: bytes, as: UTF8.self)
+        guard bytes.contains(0) else { return decoded }
+        return String(String.UnicodeScalarView(decoded.unicodeScalars.map { $0 == "\0" ? "\u{FFFD}" : $0 }))
     }
 
     mutating func finish(stderrLimit: Int) {

@@ -564,7 +564,7 @@ public struct Worker: Sendable {
 
 /// Keeps one attempt's lease while its operation runs: renews it every `renewal`, and stops the
 /// operation when the lease is lost or could not be renewed before it runs out.
-private final class LeaseKeeper: Sendable {
+final class LeaseKeeper: Sendable {
     private let claimed: ClaimedTask
     private let hold: LeaseHold
     private let store: any WorkerStore
@@ -597,7 +597,16 @@ private final class LeaseKeeper: Sendable {
         margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease - renewal) / 2))
         self.stop = stop
         metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
-        state = Mutex(State(nextRenewal: .now + renewal))
+        state = Mutex(
+            State(nextRenewal: Self.firstRenewal(now: .now, holdUntil: hold.until, lease: lease, renewal: renewal)))
+    }
+
+    /// The cadence goes on from the hold's last renewal (or the claim): verifying after a handler
+    /// that ended just before its renewal would otherwise reach the stop before renewing once.
+    static func firstRenewal(
+        now: ContinuousClock.Instant, holdUntil: ContinuousClock.Instant, lease: Duration, renewal: Duration
+    ) -> ContinuousClock.Instant {
+        min(now + renewal, holdUntil - lease + renewal)
     }
 
     func start() { scheduleNext() }
@@ -614,6 +623,8 @@ private final class LeaseKeeper: Sendable {
         }
         guard let next else { return }
         LeaseTimer.shared.schedule(self, at: next) { [self] in Task { await self.due() } }
+        // A finish between the look above and the schedule leaves nothing behind.
+        if finished { LeaseTimer.shared.cancel(self) }
     }
 
     private var finished: Bool { state.withLock { $0.finished } }
@@ -624,6 +635,7 @@ private final class LeaseKeeper: Sendable {
         let started = ContinuousClock.now
         let stopAt = hold.until - margin
         if started >= stopAt {
+            guard !finished else { return }
             logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
             stop()
             return
@@ -632,6 +644,7 @@ private final class LeaseKeeper: Sendable {
             scheduleNext()
             return
         }
+        guard !finished else { return }
         let now = clock.now()
         let (store, claimed, until) = (self.store, self.claimed, now + leaseMilliseconds)
         let renewed = await Worker.within(stopAt - started) {

@@ -169,8 +169,8 @@ extension AutonomyStore {
     func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
         let statement = try db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?")
         let held = try statement.first(binding: [.integer(claimed.task.id)]) { row in
-            let state = try row.text(0)
-            return TaskState.leased.contains { $0.rawValue == state } && row.optionalText(1) == claimed.leaseToken
+            let (state, token) = (try row.text(0), try row.optionalText(1))
+            return TaskState.leased.contains { $0.rawValue == state } && token == claimed.leaseToken
         }
         return held ?? false
     }
@@ -230,7 +230,7 @@ extension AutonomyStore {
             only.map { [.integer(now), .text(JSONValue.array($0.map { .string($0) }).canonicalText)] }
             ?? (paused.isEmpty
                 ? [.integer(now)] : [.integer(now), .text(JSONValue.array(paused.map { .string($0) }).canonicalText)])
-        while let id = try next.first(binding: arguments, { $0.optionalInteger(0) }) ?? nil,
+        while let id = try next.first(binding: arguments, { try $0.optionalInteger(0) }) ?? nil,
             let row = try details.first(binding: [.integer(id)], { try AdmissionRow(columns: $0) })
         {
             let typeName = row.type

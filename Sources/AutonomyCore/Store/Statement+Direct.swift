@@ -41,22 +41,27 @@ extension Statement {
         }
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
+            let code: Int32
             switch value {
             case .text(let text?):
                 // With its byte length, so a NUL inside the text is kept rather than ending it.
                 var text = text
-                text.withUTF8 { bytes in
+                code = text.withUTF8 { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { chars in
-                        _ = sqlite3_bind_text(
-                            handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), transient)
+                        sqlite3_bind_text(handle, index, chars.baseAddress ?? emptyText, Int32(chars.count), transient)
                     }
                 }
             case .integer(let number?):
-                sqlite3_bind_int64(handle, index, number)
+                code = sqlite3_bind_int64(handle, index, number)
             case .real(let number?):
-                sqlite3_bind_double(handle, index, number)
+                code = sqlite3_bind_double(handle, index, number)
             case .text(nil), .integer(nil), .real(nil):
-                sqlite3_bind_null(handle, index)
+                code = sqlite3_bind_null(handle, index)
+            }
+            guard code == SQLITE_OK else {
+                // A text past SQLite's limit, or no memory: an error, never a NULL stored in its place.
+                let message = sqlite3_errmsg(sqlite3_db_handle(handle)).map { String(cString: $0) }
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
             }
         }
         switch sqlite3_step(handle) {
@@ -77,27 +82,39 @@ struct StoredColumns {
 
     func isNull(_ index: Int32) -> Bool { sqlite3_column_type(handle, index) == SQLITE_NULL }
 
-    func optionalInteger(_ index: Int32) -> Int64? {
-        isNull(index) ? nil : sqlite3_column_int64(handle, index)
+    /// Nil for NULL; a value stored as anything but an integer is an error, as GRDB reads it (SQLite
+    /// would read a text as 0, and a task's `attempts` written as text would reset its retry budget).
+    func optionalInteger(_ index: Int32) throws -> Int64? {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_NULL: return nil
+        case SQLITE_INTEGER: return sqlite3_column_int64(handle, index)
+        default: throw unknown(index, "not an integer")
+        }
     }
 
-    func optionalText(_ index: Int32) -> String? {
+    /// Nil for NULL; a value stored as anything but a text is an error.
+    func optionalText(_ index: Int32) throws -> String? {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_NULL: return nil
+        case SQLITE_TEXT: break
+        default: throw unknown(index, "not a text")
+        }
         guard let bytes = sqlite3_column_text(handle, index) else { return nil }
         return String(
             decoding: UnsafeBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(handle, index))), as: UTF8.self)
     }
 
     func integer(_ index: Int32) throws -> Int64 {
-        guard let value = optionalInteger(index) else { throw missing(index) }
+        guard let value = try optionalInteger(index) else { throw missing(index) }
         return value
     }
 
     func text(_ index: Int32) throws -> String {
-        guard let value = optionalText(index) else { throw missing(index) }
+        guard let value = try optionalText(index) else { throw missing(index) }
         return value
     }
 
-    func optionalInt(_ index: Int32) -> Int? { optionalInteger(index).map { Int($0) } }
+    func optionalInt(_ index: Int32) throws -> Int? { try optionalInteger(index).map { Int($0) } }
 
     func int(_ index: Int32) throws -> Int { Int(try integer(index)) }
 

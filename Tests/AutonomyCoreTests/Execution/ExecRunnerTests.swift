@@ -64,6 +64,18 @@ import Testing
         #expect(outcome.errorSummary == "exited with status 4: the real reason")
     }
 
+    /// The stored stderr tail is one text for every reader: a NUL byte (which SQLite readers stop at
+    /// and PostgreSQL refuses) and invalid UTF-8 arrive as U+FFFD. Stdout keeps its NUL (stored as
+    /// JSON, where it is escaped).
+    @Test func aNulInTheOutputIsStoredAsAReplacementCharacter() async {
+        let outcome = await runner().run(
+            invocation(["/bin/sh", "-c", #"printf 'out\000put' ; printf 'a\000b\377c' >&2; exit 3"#]))
+        #expect(outcome.status == .exited(3))
+        #expect(outcome.stdout == "out\u{0}put")
+        #expect(outcome.stderrTail == "a\u{FFFD}b\u{FFFD}c")
+        #expect(!outcome.stderrTail.unicodeScalars.contains("\0"))
+    }
+
     @Test func stdoutIsCutAtTheLimitAndMarked() async {
         let outcome = await runner(maxOutput: 100).run(invocation(["/bin/sh", "-c", "yes x | head -c 100000"]))
         #expect(outcome.status == .exited(0))

@@ -39,3 +39,30 @@ import Testing
         }
     }
 }
+
+/// Renewals go on from the hold's last renewal: a handler that ended just before its first renewal
+/// leaves its verification a renewal due at once, not a full interval later (past the stop).
+@Suite struct RenewalCadenceTests {
+    @Test func verifyingGoesOnFromTheHandlersLastRenewal() {
+        let claim = ContinuousClock.now
+        let lease = Duration.seconds(60)
+        let renewal = Duration.seconds(20)
+        let hold = claim + lease - .seconds(1)  // as the worker sets it after a claim
+        // Right after the claim: a renewal a third of the lease on (a second early, as the hold is).
+        #expect(
+            LeaseKeeper.firstRenewal(now: claim, holdUntil: hold, lease: lease, renewal: renewal)
+                == claim + renewal - .seconds(1))
+        // Verifying begins 19.5 s after the claim, the handler not renewed yet: the renewal is due now,
+        // not at 39.5 s, after the stop (hold − kill_grace − renewal/2 = 39 s).
+        let verifying = claim + .milliseconds(19_500)
+        let due = LeaseKeeper.firstRenewal(now: verifying, holdUntil: hold, lease: lease, renewal: renewal)
+        #expect(due <= verifying)
+        #expect(due < hold - .seconds(10) - renewal / 2)
+        // After a renewal (the hold moved on), the count starts from it.
+        let renewed = claim + .seconds(20)
+        #expect(
+            LeaseKeeper.firstRenewal(
+                now: renewed + .seconds(5), holdUntil: renewed + lease, lease: lease, renewal: renewal)
+                == renewed + renewal)
+    }
+}

@@ -151,7 +151,7 @@ import Testing
         #expect(throws: StoreError.self) {
             try fixture.store.write("too many values") { db in
                 _ = try db.cachedStatement(sql: "SELECT id FROM tasks WHERE id = ?").first(
-                    binding: [.integer(1), .integer(2)], { $0.optionalInteger(0) })
+                    binding: [.integer(1), .integer(2)], { try $0.optionalInteger(0) })
             }
         }
     }
@@ -170,6 +170,16 @@ import Testing
         #expect(said.contains("column state: zombie") && !said.contains("payload"), "\(said)")
         // The write was rolled back with the error.
         #expect(try fixture.store.task(id: task.id)?.state == .queued)
+        // A number stored as text is an error too, not a 0 (SQLite's reading): attempts written as
+        // text by another program must not reset the task's retry budget.
+        let typeError = #expect(throws: StoreError.self) {
+            try fixture.store.write("corrupt, then read") { db in
+                try db.execute(sql: "UPDATE tasks SET attempts = 'x' WHERE id = ?", arguments: [task.id])
+                let statement = try db.cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?")
+                _ = try statement.first(binding: [.integer(task.id)], TaskRecord.init(columns:))
+            }
+        }
+        #expect((typeError.map { "\($0)" } ?? "").contains("column attempts: not an integer"))
     }
 
     /// The strong form of "every state change has its ledger row": replaying each task's ledger
