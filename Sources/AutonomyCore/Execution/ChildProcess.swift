@@ -234,7 +234,8 @@ struct ChildProcess {
         return moved
     }
 
-    private static func milliseconds(_ duration: Duration) -> Int32 {
+    /// A wait for poll(2), rounded up to the millisecond.
+    static func milliseconds(_ duration: Duration) -> Int32 {
         let (seconds, attoseconds) = duration.components
         guard seconds >= 0 else { return 0 }
         let total = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
@@ -331,21 +332,7 @@ private enum WatcherThread {
         }
         let mailbox = Parked()
         mailbox.give(run)
-        let body = Unmanaged.passRetained(mailbox).toOpaque()
-        var thread = pthread_t()
-        let code = pthread_create(
-            &thread, nil,
-            { context in
-                let mailbox = Unmanaged<Parked>.fromOpaque(context!).takeRetainedValue()
-                WatcherThread.serve(mailbox)
-                return nil
-            }, body)
-        guard code == 0 else {
-            Unmanaged<Parked>.fromOpaque(body).release()
-            return code
-        }
-        pthread_detach(thread)
-        return nil
+        return DetachedThread.start { serve(mailbox) }
     }
 
     /// A thread's life: its first run, then the next ones given while it is parked.
@@ -378,6 +365,31 @@ private enum WatcherThread {
             if left { return }
             run = mailbox.waitForGiven()
         }
+    }
+}
+
+/// A detached thread running `body`: the errno when it cannot start.
+enum DetachedThread {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    static func start(_ body: @escaping @Sendable () -> Void) -> Int32? {
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let code = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+                return nil
+            }, context)
+        guard code == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            return code
+        }
+        pthread_detach(thread)
+        return nil
     }
 }
 

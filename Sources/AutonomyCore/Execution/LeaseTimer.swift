@@ -68,22 +68,11 @@ final class LeaseTimer: Sendable {
         let descriptor = autonomy_eventfd()
         guard descriptor >= 0 else { return false }
         state.withLock { $0.wakeDescriptor = descriptor }
-        let body = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let code = pthread_create(
-            &thread, nil,
-            { context in
-                let timer = Unmanaged<LeaseTimer>.fromOpaque(context!).takeRetainedValue()
-                timer.run()
-                return nil
-            }, body)
-        guard code == 0 else {
-            Unmanaged<LeaseTimer>.fromOpaque(body).release()
+        guard DetachedThread.start({ self.run() }) == nil else {
             state.withLock { $0.wakeDescriptor = -1 }
             close(descriptor)
             return false
         }
-        pthread_detach(thread)
         return true
     }
 
@@ -98,17 +87,17 @@ final class LeaseTimer: Sendable {
                     fire.append(entry.fire)
                     state.due.removeValue(forKey: key)
                 }
-                if state.due.isEmpty, fire.isEmpty {
-                    if let since = idleSince, now - since >= Self.idleExit {
+                if !state.due.isEmpty || !fire.isEmpty {
+                    idleSince = nil
+                } else if let since = idleSince {
+                    if now - since >= Self.idleExit {
                         state.wakeAt = nil
-                        let descriptor = state.wakeDescriptor
-                        state.wakeDescriptor = -1
-                        return ([], nil, descriptor)
+                        defer { state.wakeDescriptor = -1 }
+                        return ([], nil, state.wakeDescriptor)
                     }
                 } else {
-                    idleSince = nil
+                    idleSince = now
                 }
-                if idleSince == nil, state.due.isEmpty { idleSince = now }
                 let next = min(state.due.values.map(\.at).min() ?? now + Self.idleWake, now + Self.idleWake)
                 state.wakeAt = next
                 return (fire, next - now, state.wakeDescriptor)
@@ -119,10 +108,7 @@ final class LeaseTimer: Sendable {
                 return
             }
             var wait = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)]
-            let (seconds, attoseconds) = sleep.components
-            let milliseconds = Int32(
-                clamping: max(0, seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
-            if poll(&wait, 1, milliseconds) > 0 {
+            if poll(&wait, 1, ChildProcess.milliseconds(sleep)) > 0 {
                 var count: UInt64 = 0
                 _ = withUnsafeMutableBytes(of: &count) { read(descriptor, $0.baseAddress, 8) }
             }

@@ -570,8 +570,7 @@ final class LeaseKeeper: Sendable {
     private let store: any WorkerStore
     private let clock: any WallClock
     private let logger: Logger
-    private let lease: Duration
-    private let leaseMilliseconds: Int64
+    private let lease: Interval
     private let renewal: Duration
     /// Stopping takes up to kill_grace (TERM, then KILL): it starts that long, and half a renewal,
     /// before the lease could run out, so the handler is gone before another worker may take the
@@ -591,14 +590,16 @@ final class LeaseKeeper: Sendable {
         settings: WorkerSettings, renewal: Duration, stop: @escaping @Sendable () -> Void
     ) {
         (self.claimed, self.hold, self.store, self.clock, self.logger) = (claimed, hold, store, clock, logger)
-        lease = settings.lease.duration
-        leaseMilliseconds = settings.lease.milliseconds
+        lease = settings.lease
         self.renewal = renewal
-        margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease - renewal) / 2))
+        margin = max(.zero, min(settings.killGrace.duration + renewal / 2, (lease.duration - renewal) / 2))
         self.stop = stop
         metadata = ["task": "\(claimed.task.id)", "type": "\(claimed.task.type)"]
         state = Mutex(
-            State(nextRenewal: Self.firstRenewal(now: .now, holdUntil: hold.until, lease: lease, renewal: renewal)))
+            State(
+                nextRenewal: Self.firstRenewal(
+                    now: .now, holdUntil: hold.until, lease: lease.duration, renewal: renewal)
+            ))
     }
 
     /// The cadence goes on from the hold's last renewal (or the claim): verifying after a handler
@@ -635,7 +636,6 @@ final class LeaseKeeper: Sendable {
         let started = ContinuousClock.now
         let stopAt = hold.until - margin
         if started >= stopAt {
-            guard !finished else { return }
             logger.error("the lease could not be renewed before it ran out; stopping", metadata: metadata)
             stop()
             return
@@ -644,9 +644,8 @@ final class LeaseKeeper: Sendable {
             scheduleNext()
             return
         }
-        guard !finished else { return }
         let now = clock.now()
-        let (store, claimed, until) = (self.store, self.claimed, now + leaseMilliseconds)
+        let (store, claimed, until) = (self.store, self.claimed, now + lease.milliseconds)
         let renewed = await Worker.within(stopAt - started) {
             try await store.extendLease(
                 taskID: claimed.task.id, leaseToken: claimed.leaseToken, until: until, now: now)
@@ -654,7 +653,7 @@ final class LeaseKeeper: Sendable {
         guard !finished else { return }
         switch renewed {
         case .success(true):
-            hold.until = started + lease
+            hold.until = started + lease.duration
             state.withLock { $0.nextRenewal = started + renewal }
         case .success(false):
             logger.warning("lease lost; stopping", metadata: metadata)

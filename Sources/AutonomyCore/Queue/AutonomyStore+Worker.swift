@@ -226,10 +226,10 @@ extension AutonomyStore {
         let details = try db.cachedStatement(
             sql: "SELECT type, payload, payload_sha256, attempts FROM tasks WHERE id = ?")
         let verifier = DecisionVerifier(settings: configuration.approvals)
+        // The types the second form lists (only these, or all but these), as one JSON array.
+        let listed = only ?? (paused.isEmpty ? nil : Array(paused))
         let arguments: [BoundValue] =
-            only.map { [.integer(now), .text(JSONValue.array($0.map { .string($0) }).canonicalText)] }
-            ?? (paused.isEmpty
-                ? [.integer(now)] : [.integer(now), .text(JSONValue.array(paused.map { .string($0) }).canonicalText)])
+            [.integer(now)] + (listed.map { [.text(JSONValue.array($0.map { .string($0) }).canonicalText)] } ?? [])
         while let id = try next.first(binding: arguments, { try $0.optionalInteger(0) }) ?? nil,
             let row = try details.first(binding: [.integer(id)], { try AdmissionRow(columns: $0) })
         {

@@ -150,17 +150,14 @@ struct TransitionAssignment {
     let column: String
     let value: Value
 
-    /// The right-hand side, with `placeholder` where a value is bound.
-    func sql(placeholder: String) -> String {
-        if case .expression(let expression) = value { return expression }
-        return placeholder
-    }
-
     /// The expression, or nil for a bound value.
     var expression: String? {
         if case .expression(let expression) = value { return expression }
         return nil
     }
+
+    /// The right-hand side, with `placeholder` where a value is bound.
+    func sql(placeholder: String) -> String { expression ?? placeholder }
 
     /// The value SQLite binds; nil for an expression.
     var boundValue: BoundValue? {
@@ -170,7 +167,6 @@ struct TransitionAssignment {
         case .expression: return nil
         }
     }
-
 }
 
 extension TaskTransition {

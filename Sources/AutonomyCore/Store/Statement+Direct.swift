@@ -58,11 +58,8 @@ extension Statement {
             case .text(nil), .integer(nil), .real(nil):
                 code = sqlite3_bind_null(handle, index)
             }
-            guard code == SQLITE_OK else {
-                // A text past SQLite's limit, or no memory: an error, never a NULL stored in its place.
-                let message = sqlite3_errmsg(sqlite3_db_handle(handle)).map { String(cString: $0) }
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
-            }
+            // A text past SQLite's limit, or no memory: an error, never a NULL stored in its place.
+            guard code == SQLITE_OK else { throw failure(code) }
         }
         switch sqlite3_step(handle) {
         case SQLITE_ROW:
@@ -70,17 +67,20 @@ extension Statement {
         case SQLITE_DONE:
             return nil
         case let code:
-            let message = sqlite3_errmsg(sqlite3_db_handle(handle)).map { String(cString: $0) }
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+            throw failure(code)
         }
+    }
+
+    /// SQLite's error for `code`, read before the statement is reset.
+    private func failure(_ code: Int32) -> DatabaseError {
+        let message = sqlite3_errmsg(sqlite3_db_handle(sqliteStatement)).map { String(cString: $0) }
+        return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
     }
 }
 
 /// The current row of a stepped statement, read by column index.
 struct StoredColumns {
     let handle: SQLiteStatement
-
-    func isNull(_ index: Int32) -> Bool { sqlite3_column_type(handle, index) == SQLITE_NULL }
 
     /// Nil for NULL; a value stored as anything but an integer is an error, as GRDB reads it (SQLite
     /// would read a text as 0, and a task's `attempts` written as text would reset its retry budget).
