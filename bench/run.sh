@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=.build-static   # its own build folder, so the debug build in .build is left alone
-swift build -c release --static-swift-stdlib --scratch-path "$scratch" >&2
-bin="$(swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/autonomy"
+make --no-print-directory build BUILD_DIR="$scratch" >&2
+bin="$scratch/release/autonomy"
 # The queue: enqueue, batch, drain, start-up, a large ledger, the audit.
 python3 bench/queue_bench.py --binary "$bin" "$@"
 # The peers (huey, persist-queue, litequeue from PyPI, in bench/peers/.venv) on the same work.

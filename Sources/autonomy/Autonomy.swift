@@ -34,11 +34,18 @@ struct Autonomy: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
         signal(SIGCHLD, SIG_DFL)  // inherited as ignored, the kernel would reap handlers before the worker learns how they ended
         do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
+            switch QuickCommandLine.read(Array(CommandLine.arguments.dropFirst())) {
+            case .version:
+                print(AutonomyVersion.current)
+            case .command(var command):
+                try await command.run()
+            case nil:
+                var command = try parseAsRoot()
+                if var asyncCommand = command as? any AsyncParsableCommand {
+                    try await asyncCommand.run()
+                } else {
+                    try command.run()
+                }
             }
         } catch {
             exit(withFailure: error)

@@ -116,6 +116,22 @@ import Testing
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks") == 1)
     }
 
+    /// Each short-lived process, the last to close the file, checkpoints the WAL and removes it: the
+    /// next one starts without reading it back, and it cannot grow with the number of processes.
+    @Test func aShortLivedProcessLeavesNoWALBehind() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        let wal = sandbox.databasePath + "-wal"
+        for n in 1...3 {
+            let enqueued = try await sandbox.run(["enqueue", "append", "--payload", #"{"n":\#(n)}"#])
+            #expect(enqueued.status == 0, "\(enqueued.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: wal), "after enqueue \(n)")
+        }
+        let worked = try await sandbox.run(["work-once", "--drain"])
+        #expect(worked.status == 0, "\(worked.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: wal), "after work-once")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 3)
+    }
+
     @Test func aPayloadFromStdinAndTheJSONViewsAgree() async throws {
         let sandbox = try Sandbox(config: Self.config)
         let enqueued = try await sandbox.run(

@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import SQLiteOptions
 
 /// The one front door to the database. Every method is one transaction that keeps the queue and the
 /// ledger in step; callers never write SQL.
@@ -26,9 +25,10 @@ public final class AutonomyStore: Sendable {
         // WAL is set below, once per file: GRDB's own WAL set-up writes to the file on every open.
         configuration.busyMode = .timeout(settings.busyTimeout.seconds)
         configuration.foreignKeysEnabled = true
-        configuration.prepareDatabase { db in
-            _ = autonomy_sqlite_skip_checkpoint_on_close(db.sqliteConnection)
-        }
+        // The last connection to close checkpoints the WAL and removes it, as SQLite does by
+        // default. Leaving it in place (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE) made every next process
+        // rebuild the WAL index by reading the whole WAL, which then was never restarted: it
+        // grew by each short-lived process's frames, without bound.
         do {
             // Openers of a new file race to switch it to WAL; SQLite answers a loser BUSY at once
             // (a lock it cannot wait for): it opens again.
