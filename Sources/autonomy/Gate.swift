@@ -4,6 +4,9 @@ import Foundation
 
 /// `--gate PATH`: the commands a producer uses (enqueue, status, tasks list/show, approvals,
 /// approve, reject) speak to the local entry gate when this user cannot open the database.
+/// `QuickCommandLine` reads it too. An option added or renamed here must be added there
+/// (`QuickCommandLineTests` fails until it is); one given a `transform` or another parsing
+/// strategy must be left to the parser there.
 struct GateOptions: ParsableArguments {
     @Option(
         name: .customLong("gate"),

@@ -4,6 +4,9 @@ import Foundation
 import Logging
 
 /// Where the configuration and the database are; every subcommand takes these.
+/// `QuickCommandLine` reads it too. An option added or renamed here must be added there
+/// (`QuickCommandLineTests` fails until it is); one given a `transform` or another parsing
+/// strategy must be left to the parser there.
 struct GlobalOptions: ParsableArguments {
     @Option(
         name: .long,
@@ -246,6 +249,9 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 extension TaskState: ExpressibleByArgument {}
 
 /// `--payload JSON` or `--payload-file F|-`: how `enqueue` and `firewall check` take a payload.
+/// `QuickCommandLine` reads it too. An option added or renamed here must be added there
+/// (`QuickCommandLineTests` fails until it is); one given a `transform` or another parsing
+/// strategy must be left to the parser there.
 struct PayloadOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The payload, as JSON (default: {}).", valueName: "json"))
     var payload: String?

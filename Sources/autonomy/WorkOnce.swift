@@ -2,6 +2,9 @@ import ArgumentParser
 import AutonomyCore
 import Foundation
 
+/// `QuickCommandLine` reads it too. An option added or renamed here must be added there
+/// (`QuickCommandLineTests` fails until it is); one given a `transform` or another parsing
+/// strategy must be left to the parser there.
 struct WorkOnce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "work-once",
