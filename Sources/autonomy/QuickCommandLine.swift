@@ -25,27 +25,26 @@ enum QuickCommandLine {
         if arguments == ["--version"] { return .version }
         guard let subcommand = arguments.first else { return nil }
         let rest = arguments.dropFirst()
+        let command: (any AsyncParsableCommand)?
         switch subcommand {
         case "enqueue":
-            guard let line = Line(rest, options: Self.enqueueOptions, flags: ["json"], positionals: 1),
-                let command = enqueue(line)
-            else { return nil }
-            return .command(command)
+            command = Line(
+                rest, flags: ["json"], positionals: 1,
+                options: [
+                    "config", "database", "gate", "payload", "payload-file", "priority", "delay", "run-at",
+                    "max-attempts", "key", "source", "subject", "batch",
+                ]
+            ).flatMap(enqueue)
         case "work-once":
-            guard let line = Line(rest, options: Self.workOnceOptions, flags: ["drain", "json"], positionals: 0),
-                let command = workOnce(line)
-            else { return nil }
-            return .command(command)
+            command = Line(
+                rest, flags: ["drain", "json"], positionals: 0,
+                options: ["config", "database", "max-seconds", "max-tasks"]
+            ).flatMap(workOnce)
         default:
-            return nil
+            command = nil
         }
+        return command.map(Reading.command)
     }
-
-    static let enqueueOptions: Set<String> = [
-        "config", "database", "gate", "payload", "payload-file", "priority", "delay", "run-at", "max-attempts", "key",
-        "source", "subject", "batch",
-    ]
-    static let workOnceOptions: Set<String> = ["config", "database", "max-seconds", "max-tasks"]
 
     /// Every property is set, as the parser sets it: a wrapper left as declared would stop the
     /// process when `run` reads it.
@@ -109,7 +108,7 @@ enum QuickCommandLine {
         var positionals: [String] = []
 
         init?<Arguments: Collection<String>>(
-            _ arguments: Arguments, options known: Set<String>, flags knownFlags: Set<String>, positionals most: Int
+            _ arguments: Arguments, flags knownFlags: Set<String>, positionals most: Int, options known: Set<String>
         ) {
             var iterator = arguments.makeIterator()
             while let argument = iterator.next() {
