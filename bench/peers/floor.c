@@ -6,45 +6,23 @@
  * rows: a lease on the task, three hash-chained ledger rows (claimed, executed, done), the task's
  * outcome, and one commit per task that records the attempt and claims the next one.
  *
- *   cc -O2 -o floor floor.c -lsqlite3 -lcrypto
+ *   cc -O2 -o floor floor.c -lsqlite3 -lcrypto      (it includes ../sqlite_floor.h)
  *   floor DATABASE full|normal N
  *
  * DATABASE is one `autonomy enqueue --batch` filled (so the schema, indexes and triggers are
  * autonomy's own); it is drained the way `work-once --drain` drains it, a child `true` per task.
  * Prints the tasks per second.
  */
-#include <openssl/evp.h>
 #include <spawn.h>
-#include <sqlite3.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 
+#include "../sqlite_floor.h"
+
 extern char **environ;
 
-static sqlite3 *db;
 static char head[65];
-
-static void check(int rc, const char *what) {
-    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        fprintf(stderr, "error: %s: %s\n", what, sqlite3_errmsg(db));
-        exit(1);
-    }
-}
-
-static sqlite3_stmt *prepare(const char *sql) {
-    sqlite3_stmt *statement;
-    check(sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, NULL), sql);
-    return statement;
-}
-
-static void step(sqlite3_stmt *statement) {
-    int rc = sqlite3_step(statement);
-    check(rc, sqlite3_sql(statement));
-    sqlite3_reset(statement);
-}
 
 static long long now_ms(void) {
     struct timespec now;
@@ -54,15 +32,13 @@ static long long now_ms(void) {
 
 static sqlite3_stmt *ledger_insert;
 
-/* One ledger row: its hash covers the previous hash and the row's fields, as autonomy's does. */
+/* One ledger row: its hash covers the previous hash and the row's fields, the same work as autonomy's
+ * (not its exact input: `ledger verify` refuses these rows). */
 static void append(long long at, long long task, const char *event, int attempt, const char *detail) {
     char text[512];
     int length = snprintf(text, sizeof text, "%s|%lld|%lld|noop|%s|%d|%s", head, at, task, event, attempt, detail);
-    unsigned char digest[32];
-    unsigned int size;
-    EVP_Digest(text, (size_t)length, digest, &size, EVP_sha256(), NULL);
     char hash[65];
-    for (int i = 0; i < 32; i++) sprintf(hash + 2 * i, "%02x", digest[i]);
+    sha256_hex(text, (size_t)length, hash);
     sqlite3_bind_int64(ledger_insert, 1, at);
     sqlite3_bind_int64(ledger_insert, 2, task);
     sqlite3_bind_text(ledger_insert, 3, event, -1, SQLITE_STATIC);

@@ -340,13 +340,12 @@ public enum LedgerChain {
             if hex.count != 64 { hex = [UInt8](repeating: 0, count: 64) }
             var index = 0
             for byte in SHA256.hash(data: bytes) {
-                hex[index] = Self.digit(byte >> 4)
-                hex[index + 1] = Self.digit(byte & 0x0f)
+                hex[index] = hexDigit(byte >> 4)
+                hex[index + 1] = hexDigit(byte & 0x0f)
                 index += 2
             }
         }
 
-        private static func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
     }
 }
 
