@@ -15,7 +15,11 @@ SQLite's C API, on a database autonomy filled (cc, libsqlite3-dev and libssl-dev
 Also, one process per enqueue, as a shell script does it: `autonomy enqueue`, a Python script
 enqueueing one huey task, and the `sqlite3` CLI inserting one row into a similar WAL table.
 
-Usage: bench/peers/peers.py --binary PATH [--tasks 2000] [--python VENV_PYTHON]
+Every drain runs --rounds times (3 unless told), the queues one after another in each round, and
+each figure is the median of its rounds: a single drain moves by ±15% on a noisy machine, and
+taking the rounds in turn weighs that noise on every queue alike.
+
+Usage: bench/peers/peers.py --binary PATH [--tasks 2000] [--rounds 3] [--python VENV_PYTHON]
 (bench/peers/run.sh makes the venv with the peers from PyPI and calls this.)
 Prints a table with ratios, and writes bench/results/peers.png (matplotlib) and peers.json.
 """
@@ -182,23 +186,35 @@ def main():
     parser.add_argument("--binary", required=True)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="autonomy-peers-")
     try:
         n = args.tasks
-        drains = {}
-        for name in PEERS:
-            drains[name] = peer_drain(args.python, name, n, folder)
-        drains["autonomy, FULL (default)"], env = autonomy_drain(args.binary, n, folder, "full")
-        drains["autonomy, NORMAL"], _ = autonomy_drain(args.binary, n, folder, "normal")
-        floors = {synchronous: floor_drain(args.binary, n, folder, synchronous) for synchronous in ("full", "normal")}
+        rounds = {}
+        floor_rounds = {"full": [], "normal": []}
+        env = None
+        for index in range(max(1, args.rounds)):
+            round_folder = os.path.join(folder, f"round-{index + 1}")
+            os.makedirs(round_folder)
+            for name in PEERS:
+                rounds.setdefault(name, []).append(peer_drain(args.python, name, n, round_folder))
+            rate, env = autonomy_drain(args.binary, n, round_folder, "full")
+            rounds.setdefault("autonomy, FULL (default)", []).append(rate)
+            rounds.setdefault("autonomy, NORMAL", []).append(autonomy_drain(args.binary, n, round_folder, "normal")[0])
+            for synchronous in ("full", "normal"):
+                floor_rounds[synchronous].append(floor_drain(args.binary, n, round_folder, synchronous))
+        drains = {name: statistics.median(rates) for name, rates in rounds.items()}
+        floors = {synchronous: statistics.median(rates) if all(rates) else None
+                  for synchronous, rates in floor_rounds.items()}
         enqueues = one_process_enqueues(args.binary, args.python, env, folder)
 
         cores = os.cpu_count()
-        print(f"{n:,} tasks, a child `true` each, one worker; {cores} cores, {time.strftime('%Y-%m-%d')}")
-        print(f"{'drain':<40} {'tasks/s':>9}")
+        print(f"{n:,} tasks, a child `true` each, one worker; {cores} cores, {time.strftime('%Y-%m-%d')}; "
+              f"median of {len(rounds['autonomy, NORMAL'])} rounds")
+        print(f"{'drain':<40} {'tasks/s':>9}   range")
         for name, rate in drains.items():
-            print(f"{name:<40} {rate:>9,.0f}")
+            print(f"{name:<40} {rate:>9,.0f}   {min(rounds[name]):,.0f}-{max(rounds[name]):,.0f}")
         full_peers = max(drains["huey 3.5.4 (fsync=True)"], drains["persist-queue 1.1.0 (SQLiteAckQueue)"])
         print(f"autonomy FULL / the better of huey and persist-queue: "
               f"{drains['autonomy, FULL (default)'] / full_peers:.2f}x (target >= 1.2x)")
@@ -220,7 +236,8 @@ def main():
         os.makedirs(RESULTS, exist_ok=True)
         with open(os.path.join(RESULTS, "peers.json"), "w") as handle:
             json.dump({"tasks": n, "cores": cores, "date": time.strftime("%Y-%m-%d"), "drain_tasks_per_s": drains,
-                       "floor_tasks_per_s": floors,
+                       "floor_tasks_per_s": floors, "rounds": {"drain_tasks_per_s": rounds,
+                                                                "floor_tasks_per_s": floor_rounds},
                        "enqueue_seconds": enqueues}, handle, indent=2)
         try:
             import matplotlib
