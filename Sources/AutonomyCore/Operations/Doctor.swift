@@ -63,9 +63,11 @@ public struct Doctor: Sendable {
     public func examine() -> [DoctorCheck] {
         var checks = [configuration()]
         let configuration = try? loaded.get().configuration
+        // Before doctor opens the database itself, which makes its -wal and -shm until it closes.
+        let folder = stateFolder()
         let (database, reader) = openDatabase()
         checks.append(database)
-        checks.append(stateFolder())
+        checks.append(folder)
         checks.append(worker())
         checks.append(contentsOf: units())
         var readings: DoctorReadings?
@@ -130,7 +132,7 @@ public struct Doctor: Sendable {
                 return DoctorCheck(
                     "config", .fail, error.description,
                     fix:
-                        "sudo chown root:\(workerUser) \(path) && sudo chmod 0640 \(path) (and no folder above it writable by others)"
+                        "sudo chown root:\(workerUser) \(Self.shellWord(path)) && sudo chmod 0640 \(Self.shellWord(path)) (and no folder above it writable by others)"
                 )
             }
             let types = loaded.configuration.taskTypes.count
@@ -179,7 +181,7 @@ public struct Doctor: Sendable {
                     DoctorCheck(
                         "database", .fail, "PRAGMA quick_check: \(quick.prefix(3).joined(separator: "; "))",
                         fix:
-                            "stop the timers, copy the file aside, restore the last backup (`sqlite3 \(databasePath) .recover` saves what it can)"
+                            "stop the timers, copy the file aside, restore the last backup (`sqlite3 \(Self.shellWord(databasePath)) .recover` saves what it can)"
                     ),
                     nil
                 )
@@ -222,7 +224,7 @@ public struct Doctor: Sendable {
         if mode & 0o002 != 0 {
             return DoctorCheck(
                 "state-folder", .fail, "\(shown): anyone may add or replace files in it, the database's included",
-                fix: "sudo chmod 0770 \(folder)")
+                fix: "sudo chmod 0770 \(Self.shellWord(folder))")
         }
         var file = stat()
         // In the worker's own folder (a service install), the database must be the worker's too.
@@ -232,22 +234,41 @@ public struct Doctor: Sendable {
             return DoctorCheck(
                 "state-folder", .fail,
                 "\(databasePath) is not the worker's (owner uid \(file.st_uid)): it cannot write its queue",
-                fix: "sudo chown \(workerUser):\(workerUser) \(databasePath) \(databasePath)-wal \(databasePath)-shm")
+                fix: "sudo chown \(workerUser):\(workerUser) \(databaseFiles)")
         }
         if stat(databasePath, &file) == 0, file.st_mode & 0o007 != 0 {
             return DoctorCheck(
                 "state-folder", .fail,
                 "\(databasePath): mode \(String(file.st_mode & 0o7777, radix: 8)): every user may read the queue and its payloads",
                 fix:
-                    "sudo chmod 0600 \(databasePath) \(databasePath)-wal \(databasePath)-shm (0660 with store.group_access)"
+                    "sudo chmod 0600 \(databaseFiles) (0660 with store.group_access)"
             )
         }
         if mode & 0o005 != 0 {
             return DoctorCheck(
                 "state-folder", .warn, "\(shown): other users may list it (the database itself is private)",
-                fix: "sudo chmod 0770 \(folder)")
+                fix: "sudo chmod 0770 \(Self.shellWord(folder))")
         }
         return DoctorCheck("state-folder", .ok, shown)
+    }
+
+    /// The database and those of its `-wal` and `-shm` files that exist, for a command to name: the
+    /// last connection to close removes them, so they are there only while something has it open.
+    private var databaseFiles: String {
+        ([databasePath]
+            + ["-wal", "-shm"].map { databasePath + $0 }.filter { FileManager.default.fileExists(atPath: $0) })
+            .map(Self.shellWord).joined(separator: " ")
+    }
+
+    /// `path` as one word of a shell command a reader may paste: as it is when it holds nothing a
+    /// shell reads specially, else in single quotes.
+    static func shellWord(_ path: String) -> String {
+        let plain = path.unicodeScalars.allSatisfy {
+            $0.isASCII
+                && ($0.properties.isAlphabetic || $0.properties.numericType != nil
+                    || "/._-+:@,%=".unicodeScalars.contains($0))
+        }
+        return plain && !path.isEmpty ? path : "'" + path.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
     }
 
     func worker() -> DoctorCheck {
@@ -464,7 +485,7 @@ public struct Doctor: Sendable {
         } catch {
             return DoctorCheck(
                 "signers", .fail, "\(error)",
-                fix: "sudo chown root:root \(path) && sudo chmod 0644 \(path)")
+                fix: "sudo chown root:root \(Self.shellWord(path)) && sudo chmod 0644 \(Self.shellWord(path))")
         }
     }
 

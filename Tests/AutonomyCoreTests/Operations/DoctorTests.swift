@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import AutonomyCore
@@ -40,5 +41,34 @@ import Testing
         #expect(checks.first { $0.check == "database" }?.status == .fail)
         #expect(!checks.contains { $0.check == "ledger" || $0.check == "worker" })
         #expect(!FileManager.default.fileExists(atPath: "/nonexistent/autonomy.db"))
+    }
+
+    @Test func aDatabaseOthersMayReadFailsAndItsFixNamesOnlyTheFilesThatExist() throws {
+        let folder = try TemporaryFolder()
+        chmod(folder.path, 0o700)
+        let path = folder.file("my queue.db")
+        _ = try AutonomyStore(path: path)  // made, and closed: the last connection removes the -wal and -shm
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        chmod(path, 0o644)
+        let doctor = Doctor(
+            loaded: .success(.builtInDefaults), configPath: nil, databasePath: path, now: 0,
+            gateSocket: "/nonexistent/gate.sock", systemd: nil)
+        let alone = doctor.examine().first { $0.check == "state-folder" }
+        #expect(alone?.status == .fail)
+        #expect(alone?.fix == "sudo chmod 0600 '\(path)' (0660 with store.group_access)")
+        // While something has it open, its -wal and -shm are there, and named too.
+        let open = try AutonomyStore(path: path)
+        _ = try open.read("count") { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM tasks") }
+        try #require(FileManager.default.fileExists(atPath: path + "-wal"))
+        let shared = doctor.examine().first { $0.check == "state-folder" }
+        #expect(shared?.fix == "sudo chmod 0600 '\(path)' '\(path)-wal' '\(path)-shm' (0660 with store.group_access)")
+    }
+
+    @Test func aPathInAFixIsOneShellWord() {
+        #expect(Doctor.shellWord("/var/lib/autonomy/autonomy.db") == "/var/lib/autonomy/autonomy.db")
+        #expect(Doctor.shellWord("/srv/my queue.db") == "'/srv/my queue.db'")
+        #expect(Doctor.shellWord("/srv/it's;rm -rf ~") == #"'/srv/it'\''s;rm -rf ~'"#)
+        #expect(Doctor.shellWord("/srv/$HOME`x`") == "'/srv/$HOME`x`'")
+        #expect(Doctor.shellWord("") == "''")
     }
 }
