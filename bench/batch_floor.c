@@ -5,7 +5,7 @@
  * hash-chained ledger row (`enqueued`) whose SHA-256 covers the previous hash and the row's fields:
  * the same work as autonomy's (not its exact input, so `ledger verify` refuses these rows). What
  * this program reaches is the most any implementation of autonomy's batch enqueue can reach on
- * this machine while it keeps the same rows and indexes. The time ends when the database is
+ * this machine, in the same run, while it keeps the same rows and indexes. The time ends when the database is
  * closed, as a batch's does: the last connection checkpoints the WAL into it.
  *
  *   cc -O2 -o batch_floor batch_floor.c -lsqlite3 -lcrypto      (it includes sqlite_floor.h)
@@ -39,7 +39,9 @@ int main(int argc, char **argv) {
         "VALUES (?, ?, 'noop', 'enqueued', NULL, ?, ?, ?)");
 
     char head[65] = "0000000000000000000000000000000000000000000000000000000000000000";
-    if (sqlite3_step(tail) == SQLITE_ROW) memcpy(head, sqlite3_column_text(tail, 0), 64);
+    int rc = sqlite3_step(tail);
+    check(rc, "the ledger's last row");
+    if (rc == SQLITE_ROW) memcpy(head, sqlite3_column_text(tail, 0), 64);
     sqlite3_reset(tail);
 
     struct timespec start, end;

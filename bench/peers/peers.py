@@ -16,8 +16,8 @@ Also, one process per enqueue, as a shell script does it: `autonomy enqueue`, a 
 enqueueing one huey task, and the `sqlite3` CLI inserting one row into a similar WAL table.
 
 Every drain runs --rounds times (3 unless told), the queues one after another in each round, and
-each figure is the median of its rounds: a single drain moves by ±15% on a noisy machine, and
-taking the rounds in turn weighs that noise on every queue alike.
+each figure is the median of its rounds: a single drain moves by ±15% on a noisy machine, and a
+slow minute of the machine then costs one round of a queue rather than its figure.
 
 Usage: bench/peers/peers.py --binary PATH [--tasks 2000] [--rounds 3] [--python VENV_PYTHON]
 (bench/peers/run.sh makes the venv with the peers from PyPI and calls this.)

@@ -63,7 +63,8 @@ public struct Doctor: Sendable {
     public func examine() -> [DoctorCheck] {
         var checks = [configuration()]
         let configuration = try? loaded.get().configuration
-        // Before doctor opens the database itself, which makes its -wal and -shm until it closes.
+        // Before doctor opens the database itself: its read-only connection makes the -wal and -shm
+        // (and cannot remove them when it closes).
         let folder = stateFolder()
         let (database, reader) = openDatabase()
         checks.append(database)
@@ -261,14 +262,18 @@ public struct Doctor: Sendable {
     }
 
     /// `path` as one word of a shell command a reader may paste: as it is when it holds nothing a
-    /// shell reads specially, else in single quotes.
+    /// shell reads specially, else in single quotes; a relative path that starts with `-` gets a
+    /// `./` in front, so no command reads it as an option.
     static func shellWord(_ path: String) -> String {
+        if path.hasPrefix("-") { return shellWord("./" + path) }
         let plain = path.unicodeScalars.allSatisfy {
             $0.isASCII
                 && ($0.properties.isAlphabetic || $0.properties.numericType != nil
                     || "/._-+:@,%=".unicodeScalars.contains($0))
         }
-        return plain && !path.isEmpty ? path : "'" + path.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+        // A word that starts with `=` is a path lookup in zsh: quoted too.
+        return plain && !path.isEmpty && !path.hasPrefix("=")
+            ? path : "'" + path.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
     }
 
     func worker() -> DoctorCheck {
@@ -471,14 +476,16 @@ public struct Doctor: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             return DoctorCheck(
                 "signers", .fail, "\(path) does not exist: no one can approve a task that waits",
-                fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(path)`")
+                fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(Self.shellWord(path))`")
         }
         do {
             let signers = try AllowedSigners.load(path: path)
             guard !signers.entries.isEmpty else {
                 return DoctorCheck(
                     "signers", .fail, "\(path) lists no signer",
-                    fix: "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(path)`")
+                    fix:
+                        "`autonomy operator init` prints your line: `echo 'LINE' | sudo tee -a \(Self.shellWord(path))`"
+                )
             }
             try FileTrust.check(path, what: "allowed_signers", user: trustedOwner)
             return DoctorCheck("signers", .ok, "\(path): \(signers.entries.count) signer(s)")

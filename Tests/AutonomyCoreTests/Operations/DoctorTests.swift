@@ -45,6 +45,7 @@ import Testing
 
     @Test func aDatabaseOthersMayReadFailsAndItsFixNamesOnlyTheFilesThatExist() throws {
         let folder = try TemporaryFolder()
+        defer { withExtendedLifetime(folder) {} }  // its deinit removes the folder
         chmod(folder.path, 0o700)
         let path = folder.file("my queue.db")
         _ = try AutonomyStore(path: path)  // made, and closed: the last connection removes the -wal and -shm
@@ -56,12 +57,16 @@ import Testing
         let alone = doctor.examine().first { $0.check == "state-folder" }
         #expect(alone?.status == .fail)
         #expect(alone?.fix == "sudo chmod 0600 '\(path)' (0660 with store.group_access)")
-        // While something has it open, its -wal and -shm are there, and named too.
+        // While something has it open (or after doctor's own read-only look), its -wal and -shm are
+        // there, and named too.
         let open = try AutonomyStore(path: path)
-        _ = try open.read("count") { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM tasks") }
-        try #require(FileManager.default.fileExists(atPath: path + "-wal"))
-        let shared = doctor.examine().first { $0.check == "state-folder" }
-        #expect(shared?.fix == "sudo chmod 0600 '\(path)' '\(path)-wal' '\(path)-shm' (0660 with store.group_access)")
+        try withExtendedLifetime(open) {
+            _ = try open.read("count") { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM tasks") }
+            try #require(FileManager.default.fileExists(atPath: path + "-wal"))
+            let shared = doctor.examine().first { $0.check == "state-folder" }
+            #expect(
+                shared?.fix == "sudo chmod 0600 '\(path)' '\(path)-wal' '\(path)-shm' (0660 with store.group_access)")
+        }
     }
 
     @Test func aPathInAFixIsOneShellWord() {
@@ -70,5 +75,8 @@ import Testing
         #expect(Doctor.shellWord("/srv/it's;rm -rf ~") == #"'/srv/it'\''s;rm -rf ~'"#)
         #expect(Doctor.shellWord("/srv/$HOME`x`") == "'/srv/$HOME`x`'")
         #expect(Doctor.shellWord("") == "''")
+        #expect(Doctor.shellWord("-x.db") == "./-x.db")
+        #expect(Doctor.shellWord("=autonomy") == "'=autonomy'")
+        #expect(Doctor.shellWord("--reference=/etc/passwd") == "./--reference=/etc/passwd")
     }
 }
