@@ -24,12 +24,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: batch_floor DATABASE N\n");
         return 64;
     }
-    check(sqlite3_open(argv[1], &db), "open");
-    check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000", NULL, NULL,
-                       NULL),
-          "pragmas");
+    open_database(argv[1], "FULL");
     long n = atol(argv[2]);
-    sqlite3_stmt *tail = prepare("SELECT hash FROM ledger ORDER BY id DESC LIMIT 1");
     sqlite3_stmt *task = prepare(
         "INSERT INTO tasks (type, state, priority, run_at, payload, payload_sha256, idempotency_key, source, "
         "subject, max_attempts, created_at, updated_at) VALUES ('noop', 'queued', 0, ?, ?, ?, NULL, NULL, NULL, "
@@ -38,11 +34,8 @@ int main(int argc, char **argv) {
         "INSERT INTO ledger (at, task_id, type, event, attempt, detail, prev_hash, hash) "
         "VALUES (?, ?, 'noop', 'enqueued', NULL, ?, ?, ?)");
 
-    char head[65] = "0000000000000000000000000000000000000000000000000000000000000000";
-    int rc = sqlite3_step(tail);
-    check(rc, "the ledger's last row");
-    if (rc == SQLITE_ROW) memcpy(head, sqlite3_column_text(tail, 0), 64);
-    sqlite3_reset(tail);
+    char head[65];
+    ledger_head(head);
 
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);

@@ -1,6 +1,7 @@
 /*
- * What the floors (bench/peers/floor.c, bench/batch_floor.c) share: one database, statements
- * prepared once, any SQLite error ending the program, and SHA-256 as lowercase hex.
+ * What the floors (bench/peers/floor.c, bench/batch_floor.c) share: one database opened as autonomy
+ * opens it, statements prepared once, any SQLite error ending the program, the ledger's newest
+ * hash, and SHA-256 as lowercase hex.
  */
 #ifndef SQLITE_FLOOR_H
 #define SQLITE_FLOOR_H
@@ -9,6 +10,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static sqlite3 *db;
 
@@ -28,6 +30,27 @@ static sqlite3_stmt *prepare(const char *sql) {
 static void step(sqlite3_stmt *statement) {
     check(sqlite3_step(statement), sqlite3_sql(statement));
     sqlite3_reset(statement);
+}
+
+/* Opens `path` in WAL mode at `synchronous` (FULL or NORMAL), waiting up to 5 s for a lock. */
+static void open_database(const char *path, const char *synchronous) {
+    check(sqlite3_open(path, &db), "open");
+    char pragmas[200];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA busy_timeout=5000",
+             synchronous);
+    check(sqlite3_exec(db, pragmas, NULL, NULL, NULL), "pragmas");
+}
+
+/* The hash of the ledger's newest row, or the genesis hash (64 zeros) for an empty ledger. */
+static void ledger_head(char head[65]) {
+    memset(head, '0', 64);
+    head[64] = 0;
+    sqlite3_stmt *tail;
+    check(sqlite3_prepare_v2(db, "SELECT hash FROM ledger ORDER BY id DESC LIMIT 1", -1, &tail, NULL), "tail");
+    int rc = sqlite3_step(tail);
+    check(rc, "the ledger's newest row");
+    if (rc == SQLITE_ROW) memcpy(head, sqlite3_column_text(tail, 0), 64);
+    sqlite3_finalize(tail);
 }
 
 /* The SHA-256 of `length` bytes of `text`, as 64 lowercase hex digits and a NUL. */

@@ -55,16 +55,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: floor DATABASE full|normal N\n");
         return 64;
     }
-    check(sqlite3_open(argv[1], &db), "open");
-    char pragmas[200];
-    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA busy_timeout=5000",
-             argv[2]);
-    check(sqlite3_exec(db, pragmas, NULL, NULL, NULL), "pragmas");
+    open_database(argv[1], argv[2]);
     long n = atol(argv[3]);
 
     sqlite3_stmt *begin = prepare("BEGIN IMMEDIATE");
     sqlite3_stmt *commit = prepare("COMMIT");
-    sqlite3_stmt *tail = prepare("SELECT hash FROM ledger ORDER BY id DESC LIMIT 1");
     sqlite3_stmt *claim = prepare(
         "SELECT id, attempts FROM tasks INDEXED BY tasks_claim_order WHERE state = 'queued' AND run_at <= ? "
         "ORDER BY priority DESC, run_at, id LIMIT 1");
@@ -79,10 +74,7 @@ int main(int argc, char **argv) {
         "INSERT INTO ledger (at, task_id, type, event, attempt, detail, prev_hash, hash) "
         "VALUES (?, ?, 'noop', ?, ?, ?, ?, ?)");
 
-    int rc = sqlite3_step(tail);
-    check(rc, "tail");
-    if (rc == SQLITE_ROW) memcpy(head, sqlite3_column_text(tail, 0), 64);
-    sqlite3_reset(tail);
+    ledger_head(head);
 
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -114,7 +106,7 @@ int main(int argc, char **argv) {
         }
         /* The next claim, in the same transaction. */
         sqlite3_bind_int64(claim, 1, at);
-        rc = sqlite3_step(claim);
+        int rc = sqlite3_step(claim);
         check(rc, "claim");
         if (rc != SQLITE_ROW) {
             sqlite3_reset(claim);
