@@ -68,6 +68,9 @@ def main():
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
+    for binary in args.binaries:
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            parser.error(f"{binary}: not an executable file (build it first: make)")
     rates = {binary: [] for binary in args.binaries}
     for _ in range(args.runs):
         for binary in args.binaries:

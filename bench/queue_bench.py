@@ -93,6 +93,8 @@ def main():
     parser.add_argument("--only", choices=["audit"], help="run one section alone")
     args = parser.parse_args()
     binary = args.binary
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        parser.error(f"{binary}: not an executable file (build it first: make)")
     if args.only == "audit":
         folder = tempfile.mkdtemp(prefix="autonomy-bench-")
         try:

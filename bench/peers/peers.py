@@ -188,6 +188,8 @@ def main():
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if not (os.path.isfile(args.binary) and os.access(args.binary, os.X_OK)):
+        parser.error(f"{args.binary}: not an executable file (build it first: make)")
     folder = tempfile.mkdtemp(prefix="autonomy-peers-")
     try:
         n = args.tasks
