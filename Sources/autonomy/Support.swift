@@ -125,6 +125,8 @@ extension ExitCode {
             }
         case is ConfigError:
             return .configError
+        case is ForeignTriggers:
+            return .databaseUnusable
         case is TransitionRefused:
             return .refused  // another process moved the task first
         case is NoVerifier:
@@ -143,7 +145,7 @@ extension ExitCode {
             }
         case let error as ApprovalError:
             switch error {
-            case .notFound: return .notFound
+            case .notFound, .notPending: return .notFound
             case .missingReason: return .usage
             case .alreadyDecided, .expired, .taskNotWaiting, .invalidToken: return .refused
             }

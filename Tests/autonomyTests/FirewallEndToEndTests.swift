@@ -86,13 +86,41 @@ import Testing
         _ = try await sandbox.run(["approve", "\(id)"])
         let database = try DatabaseQueue(path: sandbox.databasePath)
         try await database.write { db in
+            let guardText = try #require(
+                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
             try db.execute(sql: "DROP TRIGGER tasks_immutable")
             try db.execute(sql: #"UPDATE tasks SET payload = '{"to":"attacker@evil.org"}' WHERE id = 1"#)
+            // With the guard left out, work-once would refuse the whole database; put back, the
+            // schema looks untouched and the claim's own check has to catch it.
+            try db.execute(sql: guardText)
         }
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.stdout.contains("awaiting_approval, not run: the payload changed"))
         #expect(sent(sandbox).isEmpty)
         #expect(try await approvalID(sandbox) != id)
+    }
+
+    @Test func aDatabaseWithATriggerAutonomyDidNotMakeRunsNothing() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        _ = try await sandbox.run(["approve", "\(try await approvalID(sandbox))"])
+        let database = try DatabaseQueue(path: sandbox.databasePath)
+        try await database.write { db in
+            // Swaps the approved payload as the claim starts it (the red team's attack).
+            try db.execute(
+                sql: #"""
+                    CREATE TRIGGER swap BEFORE UPDATE OF state ON tasks WHEN NEW.state = 'running' BEGIN
+                      UPDATE tasks SET payload = '{"to":"attacker@evil.org"}' WHERE id = NEW.id;
+                    END
+                    """#)
+        }
+        let run = try await sandbox.run(["work-once", "--drain"])
+        #expect(run.status == 74)
+        #expect(run.stderr.contains("triggers autonomy did not make: swap"), "\(run.stderr)")
+        #expect(sent(sandbox).isEmpty)
+        let doctor = try await sandbox.run(["doctor"])
+        #expect(
+            doctor.status == 1 && doctor.stdout.contains("triggers autonomy did not make: swap"), "\(doctor.stdout)")
     }
 
     @Test func aTypeReRatedDangerousAfterEnqueueIsHeld() async throws {

@@ -103,8 +103,12 @@ import Testing
         } throws: { error in
             (error as? DatabaseError)?.message == "a task's type and payload cannot change after enqueue"
         }
-        // ...so an attacker drops the guard first.
+        // ...so an attacker drops the guard first, and puts it back after (work-once refuses a
+        // database whose triggers are not autonomy's own: this reaches the claim's own check).
         try await database.write { db in
+            let guardText = try #require(
+                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
+            defer { try? db.execute(sql: guardText) }
             try db.execute(sql: "DROP TRIGGER tasks_immutable")
             try db.execute(
                 sql: #"UPDATE tasks SET payload = '{"to":"x@evil.org"}', payload_sha256 = ? WHERE id = 1"#,

@@ -19,6 +19,20 @@ struct AdmissionCandidate {
     var storedSHA256: String
     /// Attempts started so far: an approval allows exactly the next one.
     var attempts: Int
+
+    /// Checks that the row the claim's UPDATE returned is the task the firewall admitted. Only a
+    /// trigger autonomy did not make (written by someone who can write the database) could change
+    /// its type or payload between the check and the claim; the handler would then run what nobody
+    /// checked or approved. The claim fails instead, and its transaction is rolled back.
+    func confirm(_ claimed: TaskRecord, database: String) throws {
+        guard claimed.type != typeName || claimed.payload != payload || claimed.payloadSHA256 != storedSHA256
+        else { return }
+        throw StoreError.failed(
+            path: database, operation: "claim task \(id)",
+            reason:
+                "its type or payload changed between the firewall's check and the claim (a trigger autonomy did not make?), so nothing ran; run `autonomy doctor`"
+        )
+    }
 }
 
 /// An approval that may release a task, as the store found it.

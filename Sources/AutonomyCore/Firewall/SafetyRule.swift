@@ -40,12 +40,22 @@ public struct SafetyRule: Sendable {
         self.onlyKeys = onlyKeys
     }
 
-    /// For a deny rule: whether any value at `path` (any element of an array) matches.
+    /// For a deny rule: whether any value at `path` (any element of an array) matches. Text that
+    /// hides itself counts as a match (it fails safe): an invisible or control character anywhere,
+    /// or the denied word with spaces around it ("refund ", "refund\u{200B}").
     public func denies(_ payload: JSONValue) -> Bool {
         guard let value = payload[path: path] else { return false }
         return Self.leaves(of: value).contains { leaf in
-            if case .string(let text) = leaf, text.utf8.count > Self.maxMatchedLength { return true }
-            return matches(leaf)
+            guard case .string(let text) = leaf else { return matches(leaf) }
+            if text.utf8.count > Self.maxMatchedLength || Self.hidesCharacters(text) { return true }
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return matches(leaf) || (trimmed != text && matches(.string(trimmed)))
+        }
+    }
+
+    static func hidesCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains {
+            $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
         }
     }
 
@@ -63,13 +73,18 @@ public struct SafetyRule: Sendable {
         for leaf in leaves {
             if case .string(let text) = leaf {
                 guard text.utf8.count <= Self.maxMatchedLength else { return "\(path) is too long to check" }
-                if text.unicodeScalars.contains(where: {
-                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
-                }) {
+                if Self.hidesCharacters(text) {
                     return "\(path) holds a control or invisible character"
                 }
                 if let separator = text.first(where: { Self.isSeparator($0) && !expects($0) }) {
                     return "\(path) holds \(Self.quoted(String(separator))), which the rule does not expect"
+                }
+                // "<x@evil.com>@ourcompany.com" ends with the domain, but a mail program sends to
+                // evil.com: a suffix that names a domain allows no other "@" before it.
+                if case .suffix(let suffix) = matcher, suffix.contains("@"),
+                    text.filter({ $0 == "@" }).count != suffix.filter({ $0 == "@" }).count
+                {
+                    return "\(path) holds more than one \"@\", which the rule does not expect"
                 }
             }
             guard matches(leaf) else { return "\(path) has a value the rule does not allow" }
@@ -107,8 +122,10 @@ public struct SafetyRule: Sendable {
         return elements.flatMap(leaves)
     }
 
+    /// What splits one value into several, or makes a mail address mean another: commas,
+    /// semicolons, white space, and an address's quoting, comments, routes and groups.
     static func isSeparator(_ character: Character) -> Bool {
-        character == "," || character == ";" || character.isWhitespace
+        character.isWhitespace || ",;<>()\"[]:\\".contains(character)
     }
 
     /// Whether the rule's own text holds this separator (a rule about "New York" expects a space).

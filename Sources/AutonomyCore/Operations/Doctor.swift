@@ -36,7 +36,7 @@ public struct Doctor: Sendable {
     public var databasePath: String
     public var now: Int64
     /// The worker's Unix user, as the units and the package name it.
-    public var workerUser = "autonomy"
+    public var workerUser = FileTrust.workerUser
     public var gateSocket: String
     /// `systemctl show -p LoadState,UnitFileState,ActiveState UNIT`'s lines, or nil where systemd
     /// is not running (a container, a workspace).
@@ -161,10 +161,11 @@ public struct Doctor: Sendable {
         settings.busyMode = .timeout(5)
         do {
             let reader = try DatabaseQueue(path: databasePath, configuration: settings)
-            let (applied, quick) = try reader.read { db in
+            let (applied, quick, triggers) = try reader.read { db in
                 (
                     try Migrations.migrator.appliedIdentifiers(db),
-                    try String.fetchAll(db, sql: "PRAGMA quick_check")
+                    try String.fetchAll(db, sql: "PRAGMA quick_check"),
+                    try AutonomyStore.foreignTriggers(db, path: databasePath)
                 )
             }
             let known = Set(Migrations.migrator.migrations)
@@ -185,6 +186,16 @@ public struct Doctor: Sendable {
                             "stop the timers, copy the file aside, restore the last backup (`sqlite3 \(Self.shellWord(databasePath)) .recover` saves what it can)"
                     ),
                     nil
+                )
+            }
+            if let triggers, applied == known {
+                return (
+                    DoctorCheck(
+                        "database", .fail, triggers.description,
+                        fix:
+                            "stop the timers; find who could write the file (its owner, group and folder), then restore the last backup; `autonomy ledger verify` shows whether rows were rewritten too"
+                    ),
+                    reader  // the checks that read it still run: they show what else was changed
                 )
             }
             if applied != known {

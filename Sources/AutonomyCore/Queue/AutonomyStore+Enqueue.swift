@@ -14,8 +14,10 @@ public enum EnqueueOutcome: Sendable, Equatable {
 }
 
 extension EnqueueRequest {
-    /// The request as a producer may make it: of a type it is allowed, from its own name.
-    func on(behalfOf producer: ProducerPolicy?) throws(TrustError) -> EnqueueRequest {
+    /// The request as a producer may make it: of a type it is allowed, from its own name. Its
+    /// priority and attempts may lower the type's, never raise them: one producer cannot put its
+    /// work ahead of everyone's, or keep a failing handler retrying past what the operator set.
+    func on(behalfOf producer: ProducerPolicy?, _ configuration: Configuration) throws(TrustError) -> EnqueueRequest {
         guard let producer else { return self }
         guard producer.allows(type: type) else {
             throw .typeNotAllowed(producer: producer.name, type: type, allowed: producer.rule.types)
@@ -23,6 +25,10 @@ extension EnqueueRequest {
         if let source, source != producer.name { throw .sourceForged(claimed: source, actual: producer.name) }
         var request = self
         request.source = producer.name
+        if let declared = configuration.taskType(named: type) {
+            request.priority = priority.map { min($0, declared.priority) }
+            request.maxAttempts = maxAttempts.map { min($0, declared.effectiveMaxAttempts) }
+        }
         return request
     }
 }
@@ -67,7 +73,7 @@ extension AutonomyStore {
     public func enqueue(
         _ request: EnqueueRequest, configuration: Configuration, now: Int64, producer: ProducerPolicy? = nil
     ) throws -> EnqueueOutcome {
-        let prepared = try request.on(behalfOf: producer).prepare(configuration, now: now)
+        let prepared = try request.on(behalfOf: producer, configuration).prepare(configuration, now: now)
         return try write("enqueue") { db in
             try insert(prepared, db: db, configuration: configuration, now: now, producer: producer)
         }
@@ -127,7 +133,7 @@ extension AutonomyStore {
     ) throws -> EnqueueOutcome {
         do {
             return try insert(
-                try request.on(behalfOf: producer).prepare(configuration, now: now), db: db,
+                try request.on(behalfOf: producer, configuration).prepare(configuration, now: now), db: db,
                 configuration: configuration, now: now, producer: producer)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)

@@ -302,6 +302,7 @@ extension AutonomyStore {
             let task = try db.transition(
                 id, .claim, at: now, changing: [.lease(token: leaseToken, expiresAt: now + lease.milliseconds)],
                 attempt: candidate.attempts + 1, detail: .object(detail))
+            try candidate.confirm(task, database: path)
             if let approvalID {
                 try db.run(
                     sql: "UPDATE approvals SET used_at = ? WHERE id = ? AND used_at IS NULL",

@@ -76,6 +76,17 @@ let firewallMap = """
             ["to": "ops@ourcompany.com", "bcc": "x@evil.com"],
             ["to": ["ops@ourcompany.com", "x@evil.com"]],
             ["to": "ops@ourcompany.com", "template": "REFUND"],
+            // What a mail program reads as another address, though the text ends with the domain
+            // (the red team's, 2026-11-27: each parsed to x@evil.com by Python's email.utils).
+            ["to": "<x@evil.com>@ourcompany.com"],
+            ["to": "x@evil.com(@ourcompany.com"],
+            ["to": "\"x@evil.com\"@ourcompany.com"],
+            ["to": "x@evil.com@ourcompany.com"],
+            ["to": "group:x@evil.com;@ourcompany.com"],
+            // The denied word, padded or with an invisible character in it.
+            ["to": "ops@ourcompany.com", "template": "refund "],
+            ["to": "ops@ourcompany.com", "template": "refund\u{200B}"],
+            ["to": "ops@ourcompany.com", "template": "re\u{00AD}fund"],
         ]
         for payload in bypasses {
             #expect(email.rate(payload).safety == .dangerous, "\(payload.canonicalText)")

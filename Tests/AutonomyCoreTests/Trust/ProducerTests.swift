@@ -173,6 +173,25 @@ let producerMap = """
         chown(path, 65534, 65534)
         #expect(throws: FileTrustError.self) { try FileTrust.check(path, what: "the configuration") }
     }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give a file to another user"))
+    func theWorkerUsersOwnFileIsRefusedToIt() throws {
+        let folder = try TemporaryFolder()
+        let path = try folder.write("autonomy.json", "{}")
+        chown(path, 65534, 65534)
+        // Read by its owner, a file passes (a developer's own ./autonomy.json)...
+        try FileTrust.check(path, what: "the configuration", user: 65534, isWorker: { _ in false })
+        // ...but not when that owner is the worker: every handler runs as it and could rewrite it.
+        #expect {
+            try FileTrust.check(path, what: "the configuration", user: 65534, isWorker: { $0 == 65534 })
+        } throws: { error in
+            "\(error)".contains("owned by the worker user autonomy") && "\(error)".contains("sudo chown root")
+        }
+        // Root's file is the one it may trust.
+        chown(path, 0, 0)
+        try FileTrust.check(path, what: "the configuration", user: 65534, isWorker: { $0 == 65534 })
+        #expect(!FileTrust.isWorker(0))
+    }
 }
 
 @Suite struct HandlerEnvironmentTests {

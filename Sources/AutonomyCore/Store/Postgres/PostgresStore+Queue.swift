@@ -96,7 +96,8 @@ extension PostgresStore {
         _ request: EnqueueRequest, configuration: Configuration, producer: ProducerPolicy? = nil
     ) async throws -> EnqueueOutcome {
         // Checked and rated before the transaction: no pattern runs while the ledger's lock is held.
-        let task = try request.on(behalfOf: producer).prepare(configuration, now: try await databaseNow())
+        let task = try request.on(behalfOf: producer, configuration).prepare(
+            configuration, now: try await databaseNow())
         return try await write("enqueue") { transaction in
             try await self.insert(task, configuration: configuration, producer: producer, transaction)
         }
@@ -332,6 +333,7 @@ extension PostgresStore: WorkerStore {
                 let task = try await transaction.transition(
                     id, .claim, changing: [.lease(token: leaseToken, expiresAt: expires)], attempt: attempts + 1,
                     detail: .object(detail), host: host)
+                try candidate.confirm(task, database: url.description)
                 if let approvalID {
                     try await transaction.query(
                         "UPDATE approvals SET used_at = \(now) WHERE id = \(approvalID) AND used_at IS NULL")
@@ -748,7 +750,7 @@ extension PostgresStore {
         prepared.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
             do {
-                prepared.append(try request.on(behalfOf: producer).prepare(configuration, now: now))
+                prepared.append(try request.on(behalfOf: producer, configuration).prepare(configuration, now: now))
             } catch let error as TrustError {
                 throw TrustError.batchLine(line(index), error)
             } catch let error as QueueError {
