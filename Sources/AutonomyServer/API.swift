@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// What every route works with: the map, the queue, and the clock. The routes call the same core
 /// functions the CLI does; none of them writes SQL of its own.
@@ -11,9 +12,56 @@ public struct ServerEnvironment: Sendable {
     public var loaded: LoadedConfiguration
     public var store: any ServerStore
     public var clock: any WallClock
+    /// `producers` as the configuration file says now.
+    let producers: ProducerRules
 
     public init(loaded: LoadedConfiguration, store: any ServerStore, clock: any WallClock) {
         (self.loaded, self.store, self.clock) = (loaded, store, clock)
+        producers = ProducerRules(loaded)
+    }
+}
+
+/// `producers` read again from the configuration file whenever it changed (as the gate reads it
+/// per connection): an operator who removes a producer, or narrows its types or limits, cuts its
+/// token off at once, without restarting `serve`. A file that can no longer be read, or that
+/// others could now write, refuses every producer until it is fixed (it never falls back to what
+/// was read before).
+final class ProducerRules: Sendable {
+    private struct Stamp: Equatable {
+        var device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+    }
+    private let path: String?
+    private let seen: Mutex<(stamp: Stamp?, producers: ProducerSettings)>
+
+    init(_ loaded: LoadedConfiguration) {
+        path = loaded.path
+        var info = stat()
+        let stamp = loaded.path.flatMap { stat($0, &info) == 0 ? Self.stamp(info) : nil }
+        seen = Mutex((stamp, loaded.configuration.producers))
+    }
+
+    func current() throws(APIError) -> ProducerSettings {
+        guard let path else { return seen.withLock { $0.producers } }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw Self.unreadable }
+        let stamp = Self.stamp(info)
+        if let producers = seen.withLock({ $0.stamp == stamp ? $0.producers : nil }) { return producers }
+        guard let loaded = try? ConfigLoader.load(explicitPath: path), (try? loaded.requireTrusted()) != nil else {
+            throw Self.unreadable
+        }
+        seen.withLock { $0 = (stamp, loaded.configuration.producers) }
+        return loaded.configuration.producers
+    }
+
+    private static let unreadable = APIError(
+        .serviceUnavailable, "unavailable",
+        "the server cannot read its configuration now, so it admits no producer: ask the operator (`autonomy config check`)"
+    )
+
+    private static func stamp(_ info: stat) -> Stamp {
+        Stamp(
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
     }
 }
 
@@ -61,7 +109,7 @@ public enum AutonomyAPI {
         let secret = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
         guard let name = try await environment.store.producerName(bearer: secret) else { throw APIError.unauthorized }
         // A token outlives nothing: its producer must still be listed, with what it may do now.
-        guard let policy = environment.loaded.configuration.producers.policy(user: name, groups: []) else {
+        guard let policy = try environment.producers.current().policy(user: name, groups: []) else {
             throw APIError(
                 .forbidden, "forbidden", "\(name) is no longer listed under producers.users: ask the operator")
         }

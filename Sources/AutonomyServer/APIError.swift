@@ -68,8 +68,13 @@ struct APIError: Error, HTTPResponseError {
 
     private static func from(_ error: QueueError) -> APIError {
         switch error {
-        case .undeclaredType:
-            return APIError(.unprocessableContent, "invalid_field", error.description, field: "type")
+        case .undeclaredType(let type, _):
+            // Every request here is a producer's, and a producer learns nothing of the map: the
+            // answer is the one for a type it may not enqueue, without the declared list.
+            return APIError(
+                .forbidden, "forbidden",
+                "this producer may not enqueue \(JSONValue.string(type).canonicalText) tasks: the type is not declared; ask the operator",
+                field: "type")
         case .invalidPayload:
             return APIError(.unprocessableContent, "invalid_field", error.description, field: "payload")
         case .payloadTooLarge:

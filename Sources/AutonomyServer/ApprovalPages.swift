@@ -448,7 +448,8 @@ enum Page {
             """
         var headers = securityHeaders(nonce: nonce)
         headers[.contentType] = "text/html; charset=utf-8"
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
+        return Response(
+            status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: Visible.page(html))))
     }
 
     static func message(_ status: HTTPResponse.Status, _ title: String, _ text: String) -> Response {

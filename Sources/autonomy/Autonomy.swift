@@ -34,6 +34,15 @@ struct Autonomy: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
         signal(SIGCHLD, SIG_DFL)  // inherited as ignored, the kernel would reap handlers before the worker learns how they ended
         do {
+            // CommandLine.arguments repairs invalid UTF-8 (U+FFFD): a payload given with --payload
+            // would be stored as other bytes than were sent. Refused, as a payload file's would be.
+            for index in 1..<Int(CommandLine.argc) {
+                guard let argument = CommandLine.unsafeArgv[index], String(validatingCString: argument) == nil
+                else { continue }
+                throw CLIFailure(
+                    "argument \(index) is not valid UTF-8: arguments (a payload, a name) must be UTF-8 text",
+                    code: .badInput)
+            }
             switch QuickCommandLine.read(Array(CommandLine.arguments.dropFirst())) {
             case .version:
                 print(AutonomyVersion.current)

@@ -128,8 +128,34 @@ struct Demo: AsyncParsableCommand {
 
     private func makeFolder() throws -> String {
         if let dir {
+            // The demo writes a configuration, an operator's key, allowed_signers and a database:
+            // in a folder that already holds anything, it could replace a real installation's.
             let path = ConfigLoader.absolutePath(dir)
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+                guard isFolder.boolValue else {
+                    throw CLIFailure("--dir \(path) is a file, not a folder; pass a new folder", code: .cannotCreate)
+                }
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? ["?"]
+                guard entries.isEmpty else {
+                    throw CLIFailure(
+                        "--dir \(path) is not empty: the demo would write its configuration, key, allowed_signers and database over what is there; pass a new or empty folder",
+                        code: .cannotCreate)
+                }
+            }
+            // mkdir -p, each missing folder 0700, with the system's reason when one cannot be made.
+            var made = ""
+            for part in path.split(separator: "/") {
+                made += "/" + part
+                if mkdir(made, 0o700) != 0, errno != EEXIST {
+                    throw CLIFailure(
+                        "cannot create \(made): \(String(cString: strerror(errno))); pass a folder you can write",
+                        code: .cannotCreate)
+                }
+            }
+            guard FileManager.default.isWritableFile(atPath: path) else {
+                throw CLIFailure("cannot write in \(path); pass a folder you can write", code: .cannotCreate)
+            }
             return path
         }
         let path = "/tmp/autonomy-demo-" + UUID().uuidString.prefix(8).lowercased()

@@ -26,7 +26,8 @@ struct Enqueue: AsyncParsableCommand {
 
     @OptionGroup var payloadOptions: PayloadOptions
 
-    @Option(help: "Higher runs first (default: the type's priority).")
+    /// Unconditional, so that `--priority -5` is a value and not an unknown option.
+    @Option(parsing: .unconditional, help: "Higher runs first; may be negative (default: the type's priority).")
     var priority: Int?
 
     @Option(help: ArgumentHelp("Run no sooner than this from now, e.g. 10m.", valueName: "duration"))

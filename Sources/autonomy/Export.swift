@@ -10,9 +10,9 @@ struct Export: AsyncParsableCommand {
         discussion: """
             Copies in one transaction, into a database with no tasks yet: the ledger keeps its ids and
             hashes, so 'autonomy ledger verify' on PostgreSQL finds the same chain and the same last
-            hash. Stop the worker timer first: a running task refuses the export. Audit history, heal's
-            state, producer tokens and operator sessions stay behind (issue tokens again on the new
-            database). The password comes from PGPASSWORD, a ~/.pgpass line or store.password_env,
+            hash. Stop the worker timer first: a running task refuses the export. Audit history,
+            findings, proposals, overrides and heal's state move too; producer tokens and operator
+            sessions stay behind (issue tokens again on the new database). The password comes from PGPASSWORD, a ~/.pgpass line or store.password_env,
             never from the URL.
             Example: PGPASSWORD=… autonomy export --to postgres://autonomy@db.internal/autonomy
             """)

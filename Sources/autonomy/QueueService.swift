@@ -324,7 +324,9 @@ struct QueueService {
     ) throws {
         if let id = call.id {
             // A producer learns nothing of another's request, not even that it exists.
-            guard let item = pending.first(where: { $0.approval.id == id }) else { throw ApprovalError.notFound(id) }
+            guard let item = pending.first(where: { $0.approval.id == id }) else {
+                throw ApprovalError.notPending(id)
+            }
             if call.json == true { return printout.line(try JSONOutput.text(PendingApprovalOutput(item, now: now))) }
             return printout.line(review(item, now: now, loaded: loaded))
         }

@@ -210,6 +210,75 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
         }
     }
 
+    @Test func aProducerRemovedFromTheFileIsRefusedWithoutARestart() async throws {
+        let fixture = try APIFixture()
+        defer { fixture.remove() }
+        // serve as the CLI starts it: from a configuration file, read again when it changes.
+        let path = (fixture.folder as NSString).appendingPathComponent("autonomy.json")
+        try APIFixture.map.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        let environment = ServerEnvironment(
+            loaded: try ConfigLoader.load(explicitPath: path), store: fixture.environment.store, clock: fixture.clock)
+        let app = Application(router: AutonomyAPI.router(environment))
+        @Sendable func enqueue(_ client: any TestClientProtocol, _ n: Int) async throws -> TestResponse {
+            try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"n": \#(n)}}"#))
+        }
+        try await app.test(.router) { client in
+            #expect(try await enqueue(client, 1).status == .created)
+            // The operator narrows sales-bot to send_email only, then removes it: each holds at once.
+            let narrowed = APIFixture.map.replacingOccurrences(
+                of: #""types": ["report", "send_email"]"#, with: #""types": ["send_email"]"#)
+            #expect(narrowed != APIFixture.map)
+            try narrowed.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o600)
+            let answer = try await enqueue(client, 2)
+            #expect(answer.status == .forbidden && answer.json[path: "error.code"] == "forbidden")
+            let delisted = APIFixture.map.replacingOccurrences(
+                of: #""sales-bot": { "types": ["report", "send_email"], "max_per_hour": 5 },"#, with: "")
+            try delisted.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o600)
+            #expect(try await enqueue(client, 3).status == .forbidden)
+            // A file others could now write admits nobody, rather than what it said before.
+            try APIFixture.map.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o666)
+            let unsafe = try await enqueue(client, 4)
+            #expect(unsafe.status == .serviceUnavailable && unsafe.json[path: "error.code"] == "unavailable")
+            chmod(path, 0o600)
+            #expect(try await enqueue(client, 5).status == .created)
+        }
+        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).count == 2)
+    }
+
+    @Test func aProducerLearnsNothingOfTheMapAndCannotRaiseItsTypesPriorityOrAttempts() async throws {
+        let fixture = try APIFixture(
+            map: APIFixture.map.replacingOccurrences(
+                of: #""other-bot": { "types": ["report"] }"#, with: #""other-bot": { "types": ["report", "legacy"] }"#))
+        defer { fixture.remove() }
+        try await fixture.test { client in
+            // A type it may ask for but the map no longer declares: refused as one it may not ask for.
+            let legacy = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.otherToken),
+                body: body(#"{"type": "legacy"}"#))
+            #expect(legacy.status == .forbidden && legacy.json[path: "error.code"] == "forbidden")
+            let message = String(buffer: legacy.body)
+            #expect(!message.contains("send_email") && !message.contains("secret"), "\(message)")
+            // Its priority and attempts may lower the type's, never raise them.
+            let raised = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "priority": 1000000, "max_attempts": 1000}"#))
+            #expect(raised.status == .created)
+            let lowered = try await client.execute(
+                uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
+                body: body(#"{"type": "report", "payload": {"n": 2}, "priority": -3, "max_attempts": 1}"#))
+            #expect(lowered.status == .created)
+        }
+        let tasks = try fixture.environment.sqlite.tasks(matching: TaskFilter()).sorted { $0.id < $1.id }
+        #expect(tasks.map(\.priority) == [0, -3])
+        #expect(tasks.map(\.maxAttempts) == [3, 1])
+    }
+
     @Test func aRevokedTokenOrADelistedProducerIsRefused() async throws {
         let fixture = try APIFixture()
         defer { fixture.remove() }
@@ -373,6 +442,35 @@ struct APITestFailure: Error, CustomStringConvertible {
         let csrf = try #require(
             cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(String.init))
         return (page, csrf)
+    }
+
+    @Test func aPageShowsInvisibleAndDirectionChangingCharactersEscaped() async throws {
+        defer { fixture.remove() }
+        let store = fixture.environment.sqlite
+        let now = fixture.clock.now()
+        // "\u{202E}1000000\u{202C}" reads "0000001" in a browser; tag characters are invisible.
+        let task = try store.enqueue(
+            EnqueueRequest(
+                type: "send_email", payload: #"{"amount":"\u202e1000000\u202c","note":"ok\u2028\udb40\udc41"}"#,
+                source: "sales-bot"),
+            configuration: fixture.environment.loaded.configuration, now: now
+        ).task
+        let request = try #require(try store.pendingApprovals(now: now).first { $0.task.id == task.id })
+        let link = try #require(try store.issueToken(approvalID: request.approval.id, now: now))
+        try await app().test(.router) { client in
+            let shown = try await client.execute(
+                uri: "/r/\(request.approval.id)", method: .post, headers: form([]),
+                body: encoded([("t", link), ("action", "show")]))
+            #expect(shown.status == .ok)
+            let page = String(buffer: shown.body)
+            #expect(page.contains(#"\u{202e}1000000\u{202c}"#), "\(page)")
+            #expect(page.contains(#"ok\u{2028}\u{e0041}"#), "\(page)")
+            let hidden = page.unicodeScalars.filter {
+                [.control, .format, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory)
+                    && !["\n", "\t", "\r"].contains($0)
+            }
+            #expect(hidden.isEmpty, "\(hidden.map { String($0.value, radix: 16) })")
+        }
     }
 
     @Test func openingTheLinkDecidesNothingAndShowsWhatWouldRun() async throws {

@@ -77,6 +77,11 @@ import Testing
         Case(
             arguments: ["enqueue", "append", "--database", "/nonexistent-dir/x.db"], status: 74,
             mentions: "does not exist"),
+        // The demo never writes its configuration, key and allowed_signers over what a folder holds.
+        Case(arguments: ["demo", "--dir", "/etc"], status: 73, mentions: "is not empty"),
+        Case(arguments: ["demo", "--dir", "/proc/nope"], status: 73, mentions: "cannot create /proc/nope"),
+        Case(arguments: ["demo", "--dir", "/etc/passwd"], status: 73, mentions: "is a file"),
+        Case(arguments: ["approvals", "show", "1"], status: 66, mentions: "waiting for a decision"),
     ]
 
     @Test(arguments: cases)
@@ -94,6 +99,26 @@ import Testing
         #expect(result.stderr.contains(refused.mentions), "\(result.stderr)")
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"))
         #expect(try sandbox.snapshot() == before)
+    }
+
+    @Test func anArgumentThatIsNotUTF8IsRefusedNotRepaired() async throws {
+        let sandbox = try Sandbox(config: QueueEndToEndTests.config)
+        _ = try await sandbox.run(["enqueue", "append"])
+        let before = try sandbox.snapshot()
+        // A shell passes the bytes as they are; Swift's CommandLine.arguments would repair them.
+        let result = try await sandbox.run(
+            ["-c", #""$0" enqueue append --payload "$(printf '{"a":"\377\376"}')""#, autonomyBinary],
+            executable: "/bin/sh")
+        #expect(result.status == 65 && result.stderrLines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("error: argument 4 is not valid UTF-8"), "\(result.stderr)")
+        #expect(try sandbox.snapshot() == before)
+    }
+
+    @Test func aNegativePriorityIsAValueNotAnOption() async throws {
+        let sandbox = try Sandbox(config: QueueEndToEndTests.config)
+        let result = try await sandbox.run(["enqueue", "append", "--delay", "10m", "--priority", "-5"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE priority = -5") == 1)
     }
 
     @Test func readingCommandsDoNotCreateAMissingDatabase() async throws {

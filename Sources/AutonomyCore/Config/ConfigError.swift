@@ -53,10 +53,32 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
             if context.codingPath.isEmpty, context.underlyingError != nil {
                 return ConfigError(path: "", message: "not valid JSON (\(context.underlyingErrorReason))", file: file)
             }
-            return ConfigError(path: keyPath(context.codingPath), message: context.debugDescription, file: file)
+            return ConfigError(
+                path: keyPath(context.codingPath), message: readable(context.debugDescription), file: file)
         @unknown default:
             return ConfigError(path: "", message: "\(error)", file: file)
         }
+    }
+
+    /// Foundation's "Cannot initialize Safety from invalid String value maybe", as the values the
+    /// key takes: `expected "safe" or "dangerous", got "maybe"`.
+    static func readable(_ description: String) -> String {
+        let prefix = "Cannot initialize "
+        guard description.hasPrefix(prefix), let from = description.range(of: " from invalid String value ") else {
+            return description
+        }
+        let type = description[description.index(description.startIndex, offsetBy: prefix.count)..<from.lowerBound]
+        let value = JSONValue.string(String(description[from.upperBound...])).canonicalText
+        let choices: [String]
+        switch type {
+        case "Safety": choices = Safety.allCases.map(\.rawValue)
+        case "Synchronous": choices = ["full", "normal"]
+        case "ModelTier": choices = ModelTier.allCases.map(\.rawValue)
+        default: return "\(value) is not one of the values this key takes (see config.example.json)"
+        }
+        let quoted = choices.map { JSONValue.string($0).canonicalText }
+        let list = quoted.count == 2 ? quoted.joined(separator: " or ") : quoted.joined(separator: ", ")
+        return "expected \(list), got \(value)"
     }
 
     private static func describe(_ type: Any.Type) -> String {

@@ -91,6 +91,13 @@ public enum ConfigLoader {
         let decoder = JSONDecoder()
         decoder.userInfo[ConfigWarnings.userInfoKey] = warnings
         let configuration: Configuration
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
+            throw ConfigError(
+                path: "",
+                message:
+                    "the file is empty: write a JSON object, at least {\"version\": 1} (config.example.json shows every key)",
+                file: file)
+        }
         do {
             configuration = try decoder.decode(Configuration.self, from: data)
         } catch let error as DecodingError {
@@ -139,7 +146,7 @@ public enum ConfigLoader {
     static func absolute(_ path: String, base: String) -> String {
         if path.hasPrefix("/") { return path }
         if path.hasPrefix("~/") {
-            return (NSHomeDirectory() as NSString).appendingPathComponent(String(path.dropFirst(2)))
+            return (UserHome.path as NSString).appendingPathComponent(String(path.dropFirst(2)))
         }
         return ((base as NSString).appendingPathComponent(path) as NSString).standardizingPath
     }

@@ -140,6 +140,8 @@ public enum Decision: Sendable, Equatable {
 /// A decision that could not be taken. Nothing was written.
 public enum ApprovalError: Error, Sendable, Equatable, CustomStringConvertible {
     case notFound(Int64)
+    /// `approvals show` shows only requests still waiting (and, to a producer, only its own).
+    case notPending(Int64)
     case alreadyDecided(id: Int64, state: ApprovalState, by: String?)
     case expired(id: Int64)
     /// The task is no longer waiting on this request (cancelled, or re-held under a newer one).
@@ -152,6 +154,9 @@ public enum ApprovalError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .notFound(let id):
             return "no approval request \(id) (see 'autonomy approvals')"
+        case .notPending(let id):
+            return
+                "no approval request \(id) is waiting for a decision (one decided or expired is in `autonomy tasks show TASK` and `autonomy ledger`; see 'autonomy approvals' for those waiting)"
         case .alreadyDecided(let id, let state, let by):
             return "approval request \(id) was already decided: \(state.rawValue)\(by.map { " by \($0)" } ?? "")"
         case .expired(let id):

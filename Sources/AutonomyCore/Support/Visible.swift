@@ -5,14 +5,45 @@ public enum Visible {
     public static func text(_ value: String) -> String {
         var result = ""
         for scalar in value.unicodeScalars {
-            switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
+            if hides(scalar) {
                 result += "\\u{\(String(scalar.value, radix: 16))}"
-            default:
+            } else {
                 result.unicodeScalars.append(scalar)
             }
         }
         return result
+    }
+
+    /// A whole page as it leaves the server: what a payload, a result or an error put in it that
+    /// would not show as itself (a bidi override turning "1000000" into "0000001", invisible tag
+    /// characters, line separators) is shown escaped; the page's own line breaks and tabs stay.
+    public static func page(_ html: String) -> String {
+        // Most pages are plain ASCII: one pass over the bytes, and the page is returned as it is.
+        if html.utf8.allSatisfy({ ($0 >= 0x20 && $0 < 0x7f) || $0 == 0x0a || $0 == 0x09 || $0 == 0x0d }) {
+            return html
+        }
+        var result = ""
+        result.reserveCapacity(html.utf8.count)
+        for scalar in html.unicodeScalars {
+            if scalar.value == 0x0a || scalar.value == 0x09 || scalar.value == 0x0d || !hides(scalar) {
+                result.unicodeScalars.append(scalar)
+            } else {
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            }
+        }
+        return result
+    }
+
+    /// Whether a character would not show as itself: control, format (bidi, zero-width), line
+    /// and paragraph separators, private use, unassigned.
+    private static func hides(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.value >= 0x20 && scalar.value < 0x7f { return false }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
+            return true
+        default:
+            return false
+        }
     }
 
     /// The same, line by line: newlines stay newlines, everything else invisible is escaped.

@@ -70,7 +70,7 @@ public enum DecisionSigner: Sendable {
     case sshKeygen(program: String, keyPath: String, publicKey: SSHPublicKey)
 
     /// Where `operator init` writes a key, and where `approve` looks when no key is named.
-    public static func defaultKeyPath(home: String = NSHomeDirectory()) -> String {
+    public static func defaultKeyPath(home: String = UserHome.path) -> String {
         (home as NSString).appendingPathComponent(".config/autonomy/operator_ed25519")
     }
 

@@ -88,7 +88,8 @@ enum Dashboard {
         {
             headers[.setCookie] = cookie
         }
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
+        return Response(
+            status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: Visible.page(html))))
     }
 
     /// Adds `has_NAME` (false when empty) for every list in `values`, and in the rows of lists; an
@@ -151,7 +152,8 @@ enum Dashboard {
         let (approval, task) = (pending.approval, pending.task)
         let payload = pretty(task.payload)
         // The buttons stand beside the whole payload only: a long one is decided on its own page,
-        // or a producer could hide what matters past what is shown.
+        // or a producer could hide what matters past what is shown; beside the buttons its box
+        // has no height limit (`pre.whole`), so no line of it scrolls out of view.
         let whole = payload.count <= 600
         return [
             "id": approval.id, "taskID": task.id, "type": task.type, "reason": approval.reason,

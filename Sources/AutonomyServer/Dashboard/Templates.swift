@@ -36,7 +36,7 @@ enum Templates {
         header{border-bottom:2px solid var(--line);padding:.5rem 0}.who{color:var(--muted);margin:0}
         section{border-bottom:1px solid var(--line);padding:.25rem 0 .75rem}h1{font-size:1.5rem}h2{font-size:1.15rem}
         table{border-collapse:collapse;width:100%}th,td{text-align:left;vertical-align:top;padding:.3rem .5rem;border-bottom:1px solid var(--line)}
-        .wrap{overflow-x:auto}pre{white-space:pre-wrap;word-break:break-word;background:var(--box);padding:.5rem;max-height:24rem;overflow:auto}
+        .wrap{overflow-x:auto}pre{white-space:pre-wrap;word-break:break-word;background:var(--box);padding:.5rem;max-height:24rem;overflow:auto}pre.whole{max-height:none}
         .bad{color:var(--bad)}.ok{color:var(--ok)}.muted{color:var(--muted)}
         button{font:inherit;min-height:2.75rem;padding:.3rem 1rem;margin:.2rem 0}input,select{font:inherit;padding:.35rem;max-width:100%}
         .item{border:1px solid var(--line);padding:.5rem .75rem;margin:.5rem 0}.item form{display:inline-block;margin-right:.75rem}
@@ -94,7 +94,7 @@ enum Templates {
         {{#more}}<p>The oldest {{listed}} are here; <code>autonomy approvals</code> lists every one.</p>{{/more}}
         {{#approvals}}<div class="item"><p><a href="/r/{{id}}"><strong>{{type}}</strong>, task {{taskID}}</a> — {{reason}}</p>
         <p class="muted">Source (producer-supplied): {{source}} · Subject (producer-supplied): {{subject}} · waiting {{waited}} · expires {{expires}}</p>
-        <pre>{{payload}}</pre>
+        <pre{{#whole}} class="whole"{{/whole}}>{{payload}}</pre>
         {{#whole}}{{> decide}}{{/whole}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole and decide</a></p>{{/whole}}</div>{{/approvals}}
         </section>
         <section aria-labelledby="queue"><h2 id="queue">Queue</h2>
@@ -186,7 +186,7 @@ enum Templates {
         <h1>Audits</h1>
         <section aria-labelledby="proposals"><h2 id="proposals">Fix proposals waiting</h2>
         {{^proposals}}<p class="ok">None.</p>{{/proposals}}
-        {{#proposals}}<div class="item"><p><a href="/r/{{id}}">Proposal {{taskID}}</a> — {{reason}}</p><pre>{{payload}}</pre>
+        {{#proposals}}<div class="item"><p><a href="/r/{{id}}">Proposal {{taskID}}</a> — {{reason}}</p><pre{{#whole}} class="whole"{{/whole}}>{{payload}}</pre>
         {{#whole}}{{> decide}}{{/whole}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole and decide</a></p>{{/whole}}</div>{{/proposals}}
         </section>
         {{^runs}}<p class="muted">No audit has run yet (autonomy audit).</p>{{/runs}}

@@ -49,8 +49,14 @@ import Testing
         ),
         (
             #"{"version": 1, "task_types": {"a": {"safety": "maybe", "handler": {"exec": {"argv": ["x"]}}}}}"#,
-            "task_types.a.safety"
+            #"task_types.a.safety: expected "safe" or "dangerous", got "maybe""#
         ),
+        (
+            #"{"version": 1, "store": {"synchronous": "off"}}"#,
+            #"store.synchronous: expected "full" or "normal", got "off""#
+        ),
+        ("", "the file is empty"),
+        (" \n", "the file is empty"),
         (#"{"version": 1, "task_types": {"a": {}}}"#, "task_types.a.handler: missing"),
         (#"{"version": 1, "worker": {"lease": 60}}"#, "worker.lease: expected a string"),
         (
