@@ -27,8 +27,11 @@ public struct ServerEnvironment: Sendable {
 /// others could now write, refuses every producer until it is fixed (it never falls back to what
 /// was read before).
 final class ProducerRules: Sendable {
+    /// What changes when the file is rewritten, replaced, or given to someone else (its mode and
+    /// owner, and the change time every such change moves).
     private struct Stamp: Equatable {
-        var device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+        var device: UInt64, inode: UInt64, size: Int64, mode: UInt32, owner: UInt32, group: UInt32
+        var modified: Int, modifiedNanoseconds: Int, changed: Int, changedNanoseconds: Int
     }
     private let path: String?
     private let seen: Mutex<(stamp: Stamp?, producers: ProducerSettings)>
@@ -60,8 +63,10 @@ final class ProducerRules: Sendable {
 
     private static func stamp(_ info: stat) -> Stamp {
         Stamp(
-            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size), mode: info.st_mode,
+            owner: info.st_uid, group: info.st_gid, modified: info.st_mtim.tv_sec,
+            modifiedNanoseconds: info.st_mtim.tv_nsec, changed: info.st_ctim.tv_sec,
+            changedNanoseconds: info.st_ctim.tv_nsec)
     }
 }
 

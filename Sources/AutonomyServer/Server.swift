@@ -28,7 +28,21 @@ public enum AutonomyServer {
                 listening("\(scheme)://\(address?.ipAddress ?? host):\(address?.port ?? port)")
             },
             logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError {
+            // NIO's text names its own call ("bind(descriptor:ptr:bytes:)"): the system's reason is enough.
+            throw ListenFailure(code: error.errnoCode)
+        }
+    }
+
+    /// The address could not be listened on, with the system's reason.
+    public struct ListenFailure: Error, CustomStringConvertible {
+        public var code: Int32
+        public var description: String {
+            String(cString: strerror(code))
+                + (code == EADDRINUSE ? " (another program listens there: pick another --listen)" : "")
+        }
     }
 
     /// TLS without a proxy in front: the certificate chain and its private key, both PEM files.

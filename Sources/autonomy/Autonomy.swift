@@ -36,7 +36,7 @@ struct Autonomy: AsyncParsableCommand {
         do {
             // CommandLine.arguments repairs invalid UTF-8 (U+FFFD): a payload given with --payload
             // would be stored as other bytes than were sent. Refused, as a payload file's would be.
-            for index in 1..<Int(CommandLine.argc) {
+            for index in stride(from: 1, to: Int(CommandLine.argc), by: 1) {
                 guard let argument = CommandLine.unsafeArgv[index], String(validatingCString: argument) == nil
                 else { continue }
                 throw CLIFailure(
@@ -61,6 +61,16 @@ struct Autonomy: AsyncParsableCommand {
         }
     }
 
+    /// The parser's message as one line: its first, and the values it lists below it ("Please
+    /// provide one of the following:" then "- queued", "- running"…) joined after it.
+    static func oneLine(_ message: String) -> String {
+        let lines = message.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard var first = lines.first?.replacingOccurrences(of: "Error: ", with: "") else { return "invalid arguments" }
+        let listed = lines.dropFirst().prefix { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
+        if first.hasSuffix(":"), !listed.isEmpty { first += " " + listed.joined(separator: ", ") }
+        return first
+    }
+
     /// Prints one `error:` line (help and version requests print as usual) and exits with the
     /// documented code.
     static func exit(withFailure error: any Error) -> Never {
@@ -82,11 +92,7 @@ struct Autonomy: AsyncParsableCommand {
             Foundation.exit(code.rawValue)
         }
         // Parsing and validation errors: one line, pointing at the help.
-        let message =
-            Self.message(for: error)
-            .split(separator: "\n").first.map(String.init)?
-            .replacingOccurrences(of: "Error: ", with: "") ?? "invalid arguments"
-        printError("error: \(message) (see 'autonomy help')")
+        printError("error: \(Self.oneLine(Self.message(for: error))) (see 'autonomy help')")
         Foundation.exit(ExitCode.usage.rawValue)
     }
 }

@@ -121,6 +121,13 @@ func answer(
                     }
                 )
             }
+            if create, request.verb == .enqueue, request.batch == nil,
+                case .sqlite(let path) = try global.location(loaded),
+                !FileManager.default.fileExists(atPath: path)
+            {
+                // A request the map refuses makes no database on its way out.
+                try request.enqueueRequest().check(loaded.configuration, now: try currentClock().now())
+            }
             let store = try global.open(loaded, create: create)
             let service = QueueService(loaded: loaded, store: store, caller: .local, clock: try currentClock())
             return await service.answer(request)

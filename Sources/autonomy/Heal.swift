@@ -45,7 +45,7 @@ struct HealCommand: AsyncParsableCommand {
             let report = try await global.onEither(
                 loaded, create: false,
                 sqlite: { store in
-                    try store.requireOwnTriggers()
+                    try store.requireOwnSchema()
                     options.handlerEnvironment = environment(store.path)
                     options.alerts = AlertDelivery(store: store, configuration: loaded.configuration, clock: clock)
                     let before = try store.ledgerHead()

@@ -27,7 +27,7 @@ struct SourcesCommand: AsyncParsableCommand {
             let rate = source.successRate.map { String(format: "%.0f%% ok", $0 * 100) } ?? "no result yet"
             let dangerous = source.dangerous.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
             print(
-                "\(Visible.text(source.name))\(source.listed ? "" : " (no longer listed)"): \(source.tasks) tasks, \(rate), "
+                "\(Visible.text(source.name))\(source.listed ? "" : " (not under producers)"): \(source.tasks) task\(source.tasks == 1 ? "" : "s"), \(rate), "
                     + String(format: "$%.2f", source.costUSD)
                     + (dangerous.isEmpty ? "" : "; dangerous: " + dangerous.joined(separator: ", "))
                     + (source.lastActivity.map { "; last \(Timestamp.format($0.milliseconds))" } ?? ""))

@@ -125,7 +125,7 @@ extension ExitCode {
             }
         case is ConfigError:
             return .configError
-        case is ForeignTriggers:
+        case is ForeignSchema:
             return .databaseUnusable
         case is TransitionRefused:
             return .refused  // another process moved the task first

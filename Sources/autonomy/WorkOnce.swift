@@ -62,7 +62,7 @@ struct WorkOnce: AsyncParsableCommand {
         switch try global.location(loaded) {
         case .sqlite:
             let store = try global.open(loaded)
-            try store.requireOwnTriggers()
+            try store.requireOwnSchema()
             var environment = ["AUTONOMY_DATABASE": store.path]
             if let path = loaded.path { environment["AUTONOMY_CONFIG"] = path }
             options.handlerEnvironment = environment

@@ -240,15 +240,18 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
             try delisted.write(toFile: path, atomically: true, encoding: .utf8)
             chmod(path, 0o600)
             #expect(try await enqueue(client, 3).status == .forbidden)
-            // A file others could now write admits nobody, rather than what it said before.
             try APIFixture.map.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o600)
+            #expect(try await enqueue(client, 4).status == .created)
+            // A file others could now write (its mode alone changed) admits nobody, rather than
+            // what it said before.
             chmod(path, 0o666)
-            let unsafe = try await enqueue(client, 4)
+            let unsafe = try await enqueue(client, 5)
             #expect(unsafe.status == .serviceUnavailable && unsafe.json[path: "error.code"] == "unavailable")
             chmod(path, 0o600)
-            #expect(try await enqueue(client, 5).status == .created)
+            #expect(try await enqueue(client, 6).status == .created)
         }
-        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).count == 2)
+        #expect(try fixture.environment.sqlite.tasks(matching: TaskFilter()).count == 3)
     }
 
     @Test func aProducerLearnsNothingOfTheMapAndCannotRaiseItsTypesPriorityOrAttempts() async throws {
@@ -267,7 +270,9 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
             // Its priority and attempts may lower the type's, never raise them.
             let raised = try await client.execute(
                 uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
-                body: body(#"{"type": "report", "priority": 1000000, "max_attempts": 1000}"#))
+                body: body(
+                    #"{"type": "report", "priority": 1000000, "max_attempts": 1000, "run_at": "2001-01-01T00:00:00Z"}"#)
+            )
             #expect(raised.status == .created)
             let lowered = try await client.execute(
                 uri: "/api/v1/tasks", method: .post, headers: headers(fixture.salesToken),
@@ -277,6 +282,7 @@ func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
         let tasks = try fixture.environment.sqlite.tasks(matching: TaskFilter()).sorted { $0.id < $1.id }
         #expect(tasks.map(\.priority) == [0, -3])
         #expect(tasks.map(\.maxAttempts) == [3, 1])
+        #expect(tasks[0].runAt == fixture.clock.now())  // not a time long past, ahead of everyone
     }
 
     @Test func aRevokedTokenOrADelistedProducerIsRefused() async throws {

@@ -116,11 +116,11 @@ import Testing
         }
         let run = try await sandbox.run(["work-once", "--drain"])
         #expect(run.status == 74)
-        #expect(run.stderr.contains("triggers autonomy did not make: swap"), "\(run.stderr)")
+        #expect(run.stderr.contains("not made by autonomy: trigger swap"), "\(run.stderr)")
         #expect(sent(sandbox).isEmpty)
         let doctor = try await sandbox.run(["doctor"])
         #expect(
-            doctor.status == 1 && doctor.stdout.contains("triggers autonomy did not make: swap"), "\(doctor.stdout)")
+            doctor.status == 1 && doctor.stdout.contains("not made by autonomy: trigger swap"), "\(doctor.stdout)")
     }
 
     @Test func aTypeReRatedDangerousAfterEnqueueIsHeld() async throws {

@@ -70,7 +70,9 @@ import Testing
         Case(arguments: ["tasks", "show", "abc"], status: 64, mentions: "abc"),
         Case(arguments: ["tasks", "cancel", "1"], status: 1, mentions: "only queued"),
         Case(arguments: ["tasks", "retry", "1"], status: 1, mentions: "only dead"),
-        Case(arguments: ["tasks", "list", "--state", "sleeping"], status: 64, mentions: "sleeping"),
+        Case(
+            arguments: ["tasks", "list", "--state", "sleeping"], status: 64,
+            mentions: "sleeping' is invalid for '--state <state>'. Please provide one of the following: queued, "),
         Case(arguments: ["work-once", "--max-tasks", "3"], status: 64, mentions: "--drain"),
         Case(arguments: ["status", "--config", "/nonexistent/autonomy.json"], status: 78, mentions: "no such file"),
         Case(arguments: ["status", "--database", "/nonexistent-dir/x.db"], status: 66, mentions: "no database at"),
@@ -132,6 +134,18 @@ import Testing
                 ])
         }
         #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
+        // A refused enqueue makes none either.
+        let refused = try await sandbox.run(["enqueue", "wire_money"])
+        #expect(refused.status == 65 && !FileManager.default.fileExists(atPath: sandbox.databasePath))
+        // An empty file is no database yet to a command that reads; an enqueue makes it one, 0600.
+        FileManager.default.createFile(
+            atPath: sandbox.databasePath, contents: nil, attributes: [.posixPermissions: 0o644])
+        #expect(try await sandbox.run(["status"]).status == 66)
+        #expect(try FileManager.default.attributesOfItem(atPath: sandbox.databasePath)[.size] as? Int == 0)
+        #expect(try await sandbox.run(["enqueue", "append"]).status == 0)
+        let mode = try FileManager.default.attributesOfItem(atPath: sandbox.databasePath)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        try FileManager.default.removeItem(atPath: sandbox.databasePath)
         // The worker's timer may fire before anything was enqueued: that is not a failure.
         let idle = try await sandbox.run(["work-once", "--drain"])
         #expect(idle.status == 0 && idle.stdout.contains("nothing to do"))

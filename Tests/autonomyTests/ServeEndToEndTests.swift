@@ -354,9 +354,14 @@ func freePort() throws -> Int {
     /// by another user (the worker's, here nobody), while the database with group_access is 0660.
     @Test(.enabled(if: geteuid() == 0, "needs root to act as another user"))
     func theServersKeyIsNotReadableByTheWorkerUser() async throws {
-        let sandbox = try Sandbox(config: #"{"version": 1, "store": {"group_access": true}}"#)
+        let sandbox = try Sandbox(
+            config:
+                #"{"version": 1, "store": {"group_access": true}, "task_types": {"nothing": {"safety": "safe", "handler": {"exec": {"argv": ["/bin/true"]}}}}}"#
+        )
         _ = try await sandbox.run(["status"])  // creates nothing: status only reads
-        _ = try await sandbox.run(["enqueue", "nothing"])  // refused, but the database exists now
+        _ = try await sandbox.run(["enqueue", "undeclared"])  // nor does a refused enqueue
+        #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
+        _ = try await sandbox.run(["enqueue", "nothing"])  // the database exists now
         var info = stat()
         #expect(stat(sandbox.databasePath, &info) == 0 && info.st_mode & 0o777 == 0o660)
         let key = sandbox.file("server_ed25519")

@@ -301,8 +301,14 @@ import Testing
         let gate = try GateListener(sandbox: sandbox)
         defer { gate.stop() }
         let via = ["--gate", gate.socketPath]
+        // An undeclared type is the one answer that differs: the operator is told what is declared,
+        // a producer only that it may not (it learns nothing of the map).
+        let undeclared = try await sandbox.run(["enqueue", "wire_money"] + via)
+        #expect(undeclared.status == 77 && undeclared.stderr.contains("may not enqueue wire_money tasks"))
+        #expect(!undeclared.stderr.contains("send_email"), "\(undeclared.stderr)")
+        #expect(try await sandbox.run(["enqueue", "wire_money"]).stderr.contains("declared: report, send_email"))
         for arguments in [
-            ["enqueue", "wire_money"], ["enqueue", "report", "--payload", "{oops"],
+            ["enqueue", "report", "--payload", "{oops"],
             ["enqueue", "report", "--delay", "soon"],
             ["tasks", "show", "99"], ["approve", "99"], ["reject", "99", "--reason", "no"],
         ] {

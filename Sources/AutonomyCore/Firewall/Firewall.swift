@@ -24,8 +24,13 @@ struct AdmissionCandidate {
     /// trigger autonomy did not make (written by someone who can write the database) could change
     /// its type or payload between the check and the claim; the handler would then run what nobody
     /// checked or approved. The claim fails instead, and its transaction is rolled back.
+    /// Compared byte by byte: Swift's `==` on strings holds for canonically equal text ("K" and
+    /// the Kelvin sign), which are other bytes for the handler.
     func confirm(_ claimed: TaskRecord, database: String) throws {
-        guard claimed.type != typeName || claimed.payload != payload || claimed.payloadSHA256 != storedSHA256
+        guard
+            claimed.id != id || claimed.attempts != attempts + 1
+                || !claimed.type.utf8.elementsEqual(typeName.utf8) || !claimed.payload.utf8.elementsEqual(payload.utf8)
+                || !claimed.payloadSHA256.utf8.elementsEqual(storedSHA256.utf8)
         else { return }
         throw StoreError.failed(
             path: database, operation: "claim task \(id)",

@@ -40,27 +40,47 @@ public struct SafetyRule: Sendable {
         self.onlyKeys = onlyKeys
     }
 
-    /// For a deny rule: whether any value at `path` (any element of an array) matches. Text that
-    /// hides itself counts as a match (it fails safe): an invisible or control character anywhere,
-    /// or the denied word with spaces around it ("refund ", "refund\u{200B}").
+    /// For a deny rule: whether any value at `path` (any element of an array) matches. Text is
+    /// matched as a person reads it too: without its invisible characters (zero-width, soft
+    /// hyphen, variation selectors) and the spaces around it, so "refund " and "ref\u{AD}und" are
+    /// refunds. A control character other than a line break or a tab counts as a match (it fails
+    /// safe).
     public func denies(_ payload: JSONValue) -> Bool {
         guard let value = payload[path: path] else { return false }
         return Self.leaves(of: value).contains { leaf in
             guard case .string(let text) = leaf else { return matches(leaf) }
-            if text.utf8.count > Self.maxMatchedLength || Self.hidesCharacters(text) { return true }
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            return matches(leaf) || (trimmed != text && matches(.string(trimmed)))
+            if text.utf8.count > Self.maxMatchedLength || text.unicodeScalars.contains(where: Self.isStrayControl) {
+                return true
+            }
+            if matches(leaf) { return true }
+            let read = Self.withoutInvisible(text).trimmingCharacters(in: .whitespacesAndNewlines)
+            return read != text && matches(.string(read))
         }
     }
 
-    static func hidesCharacters(_ text: String) -> Bool {
-        text.unicodeScalars.contains {
-            $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
-        }
+    /// A control character other than a line break or a tab.
+    static func isStrayControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control && scalar != "\n" && scalar != "\t" && scalar != "\r"
+    }
+
+    /// A character that shows nothing of itself: format (zero-width, bidi controls, soft hyphen)
+    /// or default-ignorable (variation selectors, U+034F, the Hangul fillers).
+    static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value >= 0x80
+            && (scalar.properties.generalCategory == .format || scalar.properties.isDefaultIgnorableCodePoint)
+    }
+
+    static func withoutInvisible(_ text: String) -> String {
+        var visible = String.UnicodeScalarView()
+        visible.append(contentsOf: text.unicodeScalars.lazy.filter { !isInvisible($0) })
+        return String(visible)
     }
 
     /// For a safe rule: nil when it makes `payload` safe, else why not. `known` are the top-level
     /// fields the type's rules name, used when the rule gives no `only_keys`.
+    ///
+    /// Text is looked at code point by code point: a mark joined to a comma or an "@" (",\u{FE0F}")
+    /// makes one character of the two, which a look at characters would not see as a separator.
     public func allowanceProblem(_ payload: JSONValue, known: Set<String>) -> String? {
         guard case .object(let fields) = payload else { return "the payload is not an object" }
         let allowed = onlyKeys.map(Set.init) ?? known
@@ -70,20 +90,23 @@ public struct SafetyRule: Sendable {
         guard let value = payload[path: path] else { return "\(path) is missing" }
         let leaves = Self.leaves(of: value)
         guard !leaves.isEmpty else { return "\(path) is empty" }
+        let own = ownText.unicodeScalars
+        let isAddress = own.contains("@")
         for leaf in leaves {
             if case .string(let text) = leaf {
                 guard text.utf8.count <= Self.maxMatchedLength else { return "\(path) is too long to check" }
-                if Self.hidesCharacters(text) {
+                let scalars = text.unicodeScalars
+                if scalars.contains(where: { $0.properties.generalCategory == .control || Self.isInvisible($0) }) {
                     return "\(path) holds a control or invisible character"
                 }
-                if let separator = text.first(where: { Self.isSeparator($0) && !expects($0) }) {
+                if let separator = scalars.first(where: {
+                    Self.isSeparator($0, inAddress: isAddress) && !own.contains($0)
+                }) {
                     return "\(path) holds \(Self.quoted(String(separator))), which the rule does not expect"
                 }
-                // "<x@evil.com>@ourcompany.com" ends with the domain, but a mail program sends to
-                // evil.com: a suffix that names a domain allows no other "@" before it.
-                if case .suffix(let suffix) = matcher, suffix.contains("@"),
-                    text.filter({ $0 == "@" }).count != suffix.filter({ $0 == "@" }).count
-                {
+                // "x@evil.com@ourcompany.com" ends with the domain, but a mail program sends to
+                // evil.com: a rule that names an address allows no more "@" than its own text has.
+                if isAddress, scalars.lazy.filter({ $0 == "@" }).count > own.lazy.filter({ $0 == "@" }).count {
                     return "\(path) holds more than one \"@\", which the rule does not expect"
                 }
             }
@@ -122,18 +145,21 @@ public struct SafetyRule: Sendable {
         return elements.flatMap(leaves)
     }
 
-    /// What splits one value into several, or makes a mail address mean another: commas,
-    /// semicolons, white space, and an address's quoting, comments, routes and groups.
-    static func isSeparator(_ character: Character) -> Bool {
-        character.isWhitespace || ",;<>()\"[]:\\".contains(character)
+    /// What splits one value into several: commas, semicolons, white space; and, in a rule about a
+    /// mail address (its text has an "@"), what makes an address mean another: quoting, comments,
+    /// routes and groups (`"<x@evil.com>@ourcompany.com"` is delivered to evil.com).
+    static func isSeparator(_ scalar: Unicode.Scalar, inAddress: Bool) -> Bool {
+        scalar == "," || scalar == ";" || scalar.properties.isWhitespace
+            || (inAddress && "<>()\"[]:\\".unicodeScalars.contains(scalar))
     }
 
-    /// Whether the rule's own text holds this separator (a rule about "New York" expects a space).
-    private func expects(_ separator: Character) -> Bool {
+    /// The rule's own text: a separator it holds is one it expects (a rule about "New York"
+    /// expects a space).
+    private var ownText: String {
         switch matcher {
-        case .suffix(let text), .regex(let text, _): return text.contains(separator)
-        case .equals(let value): return value.canonicalText.contains(separator)
-        case .oneOf(let values): return values.contains { $0.canonicalText.contains(separator) }
+        case .suffix(let text), .regex(let text, _): return text
+        case .equals(let value): return value.canonicalText
+        case .oneOf(let values): return values.map(\.canonicalText).joined()
         }
     }
 

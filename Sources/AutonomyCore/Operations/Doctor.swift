@@ -165,7 +165,7 @@ public struct Doctor: Sendable {
                 (
                     try Migrations.migrator.appliedIdentifiers(db),
                     try String.fetchAll(db, sql: "PRAGMA quick_check"),
-                    try AutonomyStore.foreignTriggers(db, path: databasePath)
+                    try AutonomyStore.foreignSchema(db, path: databasePath)
                 )
             }
             let known = Set(Migrations.migrator.migrations)

@@ -14,12 +14,17 @@ public enum EnqueueOutcome: Sendable, Equatable {
 }
 
 extension EnqueueRequest {
-    /// The request as a producer may make it: of a type it is allowed, from its own name. Its
-    /// priority and attempts may lower the type's, never raise them: one producer cannot put its
-    /// work ahead of everyone's, or keep a failing handler retrying past what the operator set.
-    func on(behalfOf producer: ProducerPolicy?, _ configuration: Configuration) throws(TrustError) -> EnqueueRequest {
+    /// The request as a producer may make it: of a type it is allowed and the map declares, from its
+    /// own name. Its priority and attempts may lower the type's, never raise them, and it runs no
+    /// sooner than now: one producer cannot put its work ahead of everyone's (a high priority, a
+    /// time long past), or keep a failing handler retrying past what the operator set.
+    func on(behalfOf producer: ProducerPolicy?, _ configuration: Configuration, now: Int64) throws(TrustError)
+        -> EnqueueRequest
+    {
         guard let producer else { return self }
-        guard producer.allows(type: type) else {
+        // An undeclared type is refused as one it may not ask for: a producer learns nothing of
+        // the map (the error for an operator lists what is declared).
+        guard producer.allows(type: type), configuration.taskType(named: type) != nil else {
             throw .typeNotAllowed(producer: producer.name, type: type, allowed: producer.rule.types)
         }
         if let source, source != producer.name { throw .sourceForged(claimed: source, actual: producer.name) }
@@ -29,6 +34,7 @@ extension EnqueueRequest {
             request.priority = priority.map { min($0, declared.priority) }
             request.maxAttempts = maxAttempts.map { min($0, declared.effectiveMaxAttempts) }
         }
+        request.runAt = runAt.map { max($0, now) }
         return request
     }
 }
@@ -73,7 +79,7 @@ extension AutonomyStore {
     public func enqueue(
         _ request: EnqueueRequest, configuration: Configuration, now: Int64, producer: ProducerPolicy? = nil
     ) throws -> EnqueueOutcome {
-        let prepared = try request.on(behalfOf: producer, configuration).prepare(configuration, now: now)
+        let prepared = try request.on(behalfOf: producer, configuration, now: now).prepare(configuration, now: now)
         return try write("enqueue") { db in
             try insert(prepared, db: db, configuration: configuration, now: now, producer: producer)
         }
@@ -133,7 +139,7 @@ extension AutonomyStore {
     ) throws -> EnqueueOutcome {
         do {
             return try insert(
-                try request.on(behalfOf: producer, configuration).prepare(configuration, now: now), db: db,
+                try request.on(behalfOf: producer, configuration, now: now).prepare(configuration, now: now), db: db,
                 configuration: configuration, now: now, producer: producer)
         } catch let error as QueueError {
             throw QueueError.batchLine(position, error)

@@ -69,6 +69,14 @@ struct PreparedTask: Sendable {
 }
 
 extension EnqueueRequest {
+    /// Whether the map would take the request, before any database is opened (or made): a refused
+    /// enqueue on a fresh machine leaves no database behind.
+    ///
+    /// - Throws: `QueueError`, as the enqueue itself would.
+    public func check(_ configuration: Configuration, now: Int64) throws(QueueError) {
+        _ = try prepare(configuration, now: now)
+    }
+
     /// Checks the request against the map and limits; no database access.
     /// Only `audit` makes `proposal`s: no producer, operator or batch can enqueue the built-in type.
     func prepare(_ configuration: Configuration, now: Int64, proposal: Bool = false) throws(QueueError) -> PreparedTask

@@ -17,7 +17,8 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
             let known =
                 declared.isEmpty
                 ? "the configuration declares none" : "declared: \(declared.sorted().joined(separator: ", "))"
-            return "task type \"\(type)\" is not declared in the configuration (\(known)); add it under task_types"
+            return
+                "task type \(JSONValue.string(type).canonicalText) is not declared in the configuration (\(known)); add it under task_types"
         case .invalidPayload(let reason):
             return "the payload is not valid JSON: \(reason)"
         case .payloadTooLarge(let bytes, let limit):

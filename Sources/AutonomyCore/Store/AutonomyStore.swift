@@ -9,6 +9,8 @@ import GRDB
 public final class AutonomyStore: Sendable {
     public let path: String
     let writer: DatabaseQueue
+    /// Whether the schema was found autonomy's own, and at which version (`requireOwnSchema`).
+    let schemaGuard = SchemaGuard()
 
     /// Opens the database at `path`, creating it (mode 0600) when `create` is true.
     ///
@@ -18,8 +20,12 @@ public final class AutonomyStore: Sendable {
         self.path = path
         if create {
             try Self.createPrivately(path)
-        } else if !FileManager.default.fileExists(atPath: path) {
-            throw StoreError.missing(path: path)
+        } else {
+            // An empty file is no database yet either: a command that only reads never makes one.
+            var info = stat()
+            guard stat(path, &info) == 0, info.st_size > 0 || info.st_mode & S_IFMT != S_IFREG else {
+                throw StoreError.missing(path: path)
+            }
         }
         var configuration = GRDB.Configuration()
         // WAL is set below, once per file: GRDB's own WAL set-up writes to the file on every open.
@@ -65,7 +71,12 @@ public final class AutonomyStore: Sendable {
     }
 
     private static func createPrivately(_ path: String) throws {
-        if FileManager.default.fileExists(atPath: path) { return }
+        var info = stat()
+        if stat(path, &info) == 0 {
+            // An empty file of ours (`touch autonomy.db`) becomes the database as a new one would: 0600.
+            if info.st_mode & S_IFMT == S_IFREG, info.st_size == 0, info.st_uid == geteuid() { chmod(path, 0o600) }
+            return
+        }
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder) {
             throw StoreError.cannotOpen(

@@ -1,56 +1,133 @@
 import GRDB
+import Synchronization
 
-/// The triggers of an SQLite database are code that runs inside the worker's own transactions:
-/// someone who can write the file could add one that changes a task between the firewall's check
-/// and its claim, or drop the one that keeps a payload immutable. The commands that run handlers
-/// refuse a database whose triggers are not exactly the ones autonomy's migrations made.
-public struct ForeignTriggers: Error, Sendable, CustomStringConvertible {
+/// A database's schema is code too: a trigger runs inside the worker's own transactions, and a
+/// table's definition (a generated column) decides what a read returns. Someone who can write the
+/// file could add a trigger that swaps a task's payload between the firewall's check and its claim,
+/// or drop the one that keeps payloads immutable. The commands that run handlers refuse a database
+/// whose schema is not exactly the one autonomy's migrations made: every table, index and trigger,
+/// by type, name and text.
+public struct ForeignSchema: Error, Sendable, CustomStringConvertible {
     public var path: String
-    /// Triggers autonomy did not make, or whose text is not the one it made.
+    /// Schema entries autonomy did not make, or whose text is not the one it made ("trigger swap").
     public var foreign: [String]
-    /// autonomy's own triggers that are gone.
+    /// autonomy's own entries that are gone.
     public var missing: [String]
 
     public var description: String {
         var found: [String] = []
-        if !foreign.isEmpty { found.append("triggers autonomy did not make: \(foreign.joined(separator: ", "))") }
-        if !missing.isEmpty { found.append("its own triggers are gone: \(missing.joined(separator: ", "))") }
+        if !foreign.isEmpty { found.append("not made by autonomy: \(foreign.joined(separator: ", "))") }
+        if !missing.isEmpty { found.append("gone: \(missing.joined(separator: ", "))") }
         return
-            "the database \(path) has been changed by another program (\(found.joined(separator: "; "))), so no handler runs on it; see what changed with `sqlite3 \(path) \".schema\"`, and restore it from a backup"
+            "the schema of the database \(path) was changed by another program (\(found.joined(separator: "; "))), so no handler runs on it; see what changed with `sqlite3 \(path) .schema`, and restore it from a backup"
     }
 }
 
 extension AutonomyStore {
-    /// The SHA-256 of each trigger's text as the migrations leave it in `sqlite_master`. A new
-    /// migration that adds, drops or rewrites a trigger updates this list (SchemaIntegrityTests
-    /// fails until it does).
-    static let ownTriggers: [String: String] = [
-        "ledger_no_delete": "38cc398764cf9c1fb3a9351050a777f96528c25d12c94c32935dff0ad36dc9dd",
-        "ledger_no_update": "5d0ac85a66f9fbbacaaffeea94985258c36cff93d7286e17ae39f96327ead540",
-        "tasks_immutable": "7608b648d66cada1f1e471f9d7f7966cc7a5fd3a96ea28c52d7952ea1731f235",
+    /// For each entry of `sqlite_master` the migrations make ("type name"), the SHA-256 of its table
+    /// name, a line feed and its SQL text. A new migration changes this list: SchemaIntegrityTests
+    /// fails until it is updated (it prints the new entries).
+    static let ownSchema: [String: String] = [
+        "index approval_tokens_approval": "5fc14267a2ab338a1297121e5aa3d53e9fe3a9e737a3c941a383d1fcfc7ecc32",
+        "index approvals_pending": "46c76d13407170193c46ae326d03dd8465a47b1a34e481c44bc248c510e388ce",
+        "index approvals_requested": "dc8e08850ff48a429ba7d94cbae4d76dc8ede7365db5c595e2bf29b7a9623dec",
+        "index approvals_task": "e304f6b9b9849b50f1c3b7d4259ba267660460d1a83e7749d2fc92bda57be6c1",
+        "index findings_kind": "6ba92a9fb5ac75d2d3f74d70b595da678ccfe500eebcdeed49a678b3a8966986",
+        "index findings_run": "89468ac2f755f1e5d1aa15278249ba7cdc862373e45ebbb4729001a1131bc9b0",
+        "index heal_actions_key": "2d10b4b10040d34e4516df9b674e5f740a8bbe88cbf95894aaa6b0e29dbc5d19",
+        "index heal_actions_recent": "a462c9217a0a12e7a4ac36e2521bf017780cde9a113412ee91ffabc1ab801079",
+        "index heal_actions_target": "44a7fd77b9498a93dd6959438aafc08eca527257bde8ae378694e014f2dfe562",
+        "index heal_breakers_target": "c5574d2aacbc8daa03e95256b98af3ac2a10bbe6b04752697a4947ee645365e6",
+        "index ledger_notes_task": "99caaf931f23b7c662b84e76023a22bf2af6fba281ba1a4c83a49a77c256ebe4",
+        "index ledger_task": "dbb8c1783237be87f00cd062171f11d482b8009a94039e3dac80b7fa0cb29d77",
+        "index ledger_type_event": "c40f4ba769345bb301a10f9c2abce9303e8e07cf9336d9b906595208f304f0b5",
+        "index llm_calls_open": "47a7fb6c5ba672e197e696fdfb3667313e86e8e7e5bc22623f052257c14d9642",
+        "index llm_calls_started": "59b6222d00dc83cf5a625fce9a38f141573682a9d658dcc9c979bf8ac044b579",
+        "index llm_calls_task": "cce280dcbe78112d10c6b6033e68bc81d9e1396d032cbf09aebb9650815d54a3",
+        "index notifications_due": "e67545826dc835aa2ac9c844fb49d0dd1b2b76ad6e093fa67a42ba0ad49a79cc",
+        "index overrides_active": "0882f0b41905e96065fec0ac9f0b2174e99a25183f04a19ac74ab6f675516f55",
+        "index proposals_key": "2281882636819139023f393ff37f123027f5daec5db35a8c097216d49e446394",
+        "index proposals_run": "0988126e931f1784e1150b744bb6857092fa52c946294a9b9dc42f1da46261a5",
+        "index tasks_claim_order": "5b49bd2cecfc5e661d47b51e48f839939df9ccb74628d629cf63f0014b6b91a0",
+        "index tasks_key": "947dd78a4ad60734657f9a6b06da4e2472909f330228fc5799ef5b88735212b3",
+        "index tasks_leases": "9602461be986f066f8d73987f0c210af2f890d1020a610dfde524839c363ec47",
+        "index tasks_source": "b6b43c23af827eb6a2144fdfc51503fbf6099c29b62ed7148acb7d3dc9d56acb",
+        "index tasks_source_state": "b8c421a74a0720e67fd468af9c0fc8996ce3c5781859a7c498cb305c3659a7ed",
+        "index tasks_subject": "5aa53deac0e010e798993525fd597b5dd3e7439648afd9ba118880ca1c9e3df6",
+        "table approval_tokens": "d74bf6e8ab3b748d26a73a0a26a22c5cf6612c3e18940affa69f5af7f40b82da",
+        "table approvals": "afe358dca577973d72350014403a845383e64ad390efb246c604b863017ba6f6",
+        "table audit_runs": "063b59a87be307cd73f001a7a7f5c8ab82a1e59be7889364fef7797fbfceac6d",
+        "table findings": "1bc7197bb36b7734e952720c31b142d1acc8dca23d8053b24781e980e8a4f7f7",
+        "table grdb_migrations": "bd4b2a6649aa2077fb2624d7e1b651296d10243fea4ba5c4b573696af8bfdb17",
+        "table heal_actions": "331b81d767b98e0c23c4b01d5ea448694b4842f3f39671b895602dd75ad9805a",
+        "table heal_breakers": "3ce83f7e8e067603b5f304f36844756bf10e525a526bb2cf8ae328d56f5f7413",
+        "table heal_stops": "858f8be2db156fba91919d257eae752305cab0a74e4e4e2a5d8e62600415a12c",
+        "table ledger": "8187f3ea4240dc035d51a8f8b154d9c480f5dc37c6547fec8d806c61ade4b15d",
+        "table ledger_notes": "7adeda97255787295cd23a46418785dab0f640d20266e75a9da2de45ef2eecb7",
+        "table llm_calls": "b499df61c6d610ad08e3aa2179aee5dd36200ec4d128abc4961ea38689019209",
+        "table notifications": "106e388e83264155e4badb43c757fb63e59712961240c3e84b3dbe821aed3de5",
+        "table operator_sessions": "2055f52e82b9b5548ebe858ec5e964a760fc14c55d93a1ea3b1ed6ffa86dc559",
+        "table overrides": "49674396ffacf6c1729032536e08dfa501374ba27a2553b8a423e219db41a314",
+        "table producer_tokens": "dec3845dac1a7c3a4fa526e4a594c5b20199a263356b8c2f9a1a0400df740aad",
+        "table proposals": "fa5beffa271187d11b98482104e24a3dfd6bedf90e4daea5cf4d93b3ca64bb6f",
+        "table tasks": "2fa18d84edeeb4a5757d2022e8cca0b3917542227683318fa04b8cb2536a5248",
+        "trigger ledger_no_delete": "ba5d3d255572d0cc6159a37dbe36b58c763dc4c5ff9b8a2f2339651347542c64",
+        "trigger ledger_no_update": "e185e71f5cfa68faaf89dd633d591a5bc434fa5ce6532159917ea4621272df6a",
+        "trigger tasks_immutable": "cfb214f183be181b324e945235d7969d91a35f792eef6dff58fe05d84aa9036a",
     ]
 
-    /// Compares the database's triggers with autonomy's own.
+    /// Compares the database's schema with autonomy's own.
     ///
     /// - Returns: nil when they are the same; what differs otherwise.
-    public func foreignTriggers() throws -> ForeignTriggers? {
-        try read("read the schema") { db in try Self.foreignTriggers(db, path: path) }
+    public func foreignSchema() throws -> ForeignSchema? {
+        try read("read the schema") { db in try Self.foreignSchema(db, path: path) }
     }
 
     /// The same, on a connection of the caller's (doctor's, read-only).
-    static func foreignTriggers(_ db: Database, path: String) throws -> ForeignTriggers? {
-        let found = try Row.fetchAll(db, sql: "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").map {
-            (name: $0[0] as String, sql: ($0[1] as String?) ?? "")
+    static func foreignSchema(_ db: Database, path: String) throws -> ForeignSchema? {
+        // Every row but SQLite's own (sqlite_sequence, sqlite_stat1, automatic indexes). The type is
+        // taken as written: SQLite also builds a trigger from a row typed "TRIGGER", which is foreign.
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        var present = Set<String>()
+        var foreign: [String] = []
+        for row in rows {
+            let key = "\(row[0] as String? ?? "") \(row[1] as String? ?? "")"
+            present.insert(key)
+            let text = "\(row[2] as String? ?? "")\n\(row[3] as String? ?? "")"
+            if ownSchema[key] != text.sha256Hex { foreign.append(key) }
         }
-        let foreign = found.filter { Self.ownTriggers[$0.name] != $0.sql.sha256Hex }.map(\.name).sorted()
-        let present = Set(found.map(\.name))
-        let missing = Self.ownTriggers.keys.filter { !present.contains($0) }.sorted()
+        let missing = ownSchema.keys.filter { !present.contains($0) }
         guard !foreign.isEmpty || !missing.isEmpty else { return nil }
-        return ForeignTriggers(path: path, foreign: foreign, missing: missing)
+        return ForeignSchema(path: path, foreign: foreign.sorted(), missing: missing.sorted())
     }
 
-    /// Throws when the database's triggers are not autonomy's own (`foreignTriggers()`).
-    public func requireOwnTriggers() throws {
-        if let found = try foreignTriggers() { throw found }
+    /// Throws when the database's schema is not autonomy's own (`foreignSchema()`); afterwards each
+    /// claim looks again whenever the schema changed (a trigger added while a drain runs).
+    public func requireOwnSchema() throws {
+        try read("check the schema") { db in
+            if let found = try Self.foreignSchema(db, path: path) { throw found }
+            schemaGuard.verified = try Int64.fetchOne(db, sql: "PRAGMA schema_version")
+        }
+    }
+
+    /// In a claim's transaction: the schema checked again if it changed since it was last found
+    /// autonomy's own. Nothing is read but the schema's version while it stays the same.
+    func recheckSchema(_ db: Database) throws {
+        guard let verified = schemaGuard.verified else { return }
+        // From the statement cache: this runs once per task of a drain.
+        let version = try Int64.fetchOne(try db.cachedStatement(sql: "PRAGMA schema_version"))
+        guard version != verified else { return }
+        if let found = try Self.foreignSchema(db, path: path) { throw found }
+        schemaGuard.verified = version
+    }
+}
+
+/// The schema version last found to be autonomy's own schema; nil until a command asks for the check.
+final class SchemaGuard: Sendable {
+    private let version = Mutex<Int64?>(nil)
+    var verified: Int64? {
+        get { version.withLock { $0 } }
+        set { version.withLock { $0 = newValue } }
     }
 }

@@ -18,14 +18,15 @@ public enum Visible {
     /// would not show as itself (a bidi override turning "1000000" into "0000001", invisible tag
     /// characters, line separators) is shown escaped; the page's own line breaks and tabs stay.
     public static func page(_ html: String) -> String {
-        // Most pages are plain ASCII: one pass over the bytes, and the page is returned as it is.
-        if html.utf8.allSatisfy({ ($0 >= 0x20 && $0 < 0x7f) || $0 == 0x0a || $0 == 0x09 || $0 == 0x0d }) {
-            return html
+        // Most pages hold nothing to escape: a pass that only reads, and the page goes as it is.
+        func kept(_ scalar: Unicode.Scalar) -> Bool {
+            scalar.value == 0x0a || scalar.value == 0x09 || scalar.value == 0x0d || !hides(scalar)
         }
+        if html.unicodeScalars.allSatisfy(kept) { return html }
         var result = ""
         result.reserveCapacity(html.utf8.count)
         for scalar in html.unicodeScalars {
-            if scalar.value == 0x0a || scalar.value == 0x09 || scalar.value == 0x0d || !hides(scalar) {
+            if kept(scalar) {
                 result.unicodeScalars.append(scalar)
             } else {
                 result += "\\u{\(String(scalar.value, radix: 16))}"
@@ -35,9 +36,11 @@ public enum Visible {
     }
 
     /// Whether a character would not show as itself: control, format (bidi, zero-width), line
-    /// and paragraph separators, private use, unassigned.
+    /// and paragraph separators, private use, unassigned, and the default-ignorable ones
+    /// (variation selectors, U+034F).
     private static func hides(_ scalar: Unicode.Scalar) -> Bool {
         if scalar.value >= 0x20 && scalar.value < 0x7f { return false }
+        if scalar.properties.isDefaultIgnorableCodePoint { return true }
         switch scalar.properties.generalCategory {
         case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .surrogate, .unassigned:
             return true

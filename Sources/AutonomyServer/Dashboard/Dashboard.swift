@@ -154,7 +154,7 @@ enum Dashboard {
         // The buttons stand beside the whole payload only: a long one is decided on its own page,
         // or a producer could hide what matters past what is shown; beside the buttons its box
         // has no height limit (`pre.whole`), so no line of it scrolls out of view.
-        let whole = payload.count <= 600
+        let whole = payload.unicodeScalars.count <= 600
         return [
             "id": approval.id, "taskID": task.id, "type": task.type, "reason": approval.reason,
             "source": task.source ?? "none", "subject": task.subject ?? "none",

@@ -83,14 +83,39 @@ let firewallMap = """
             ["to": "\"x@evil.com\"@ourcompany.com"],
             ["to": "x@evil.com@ourcompany.com"],
             ["to": "group:x@evil.com;@ourcompany.com"],
+            // A mark joined to the comma and the "@" makes one character of each (the review's).
+            ["to": "x@\u{FE0F}evil.com,\u{FE0F}ops@ourcompany.com"],
+            ["to": "x@evil.com,\u{301}ops@ourcompany.com"],
             // The denied word, padded or with an invisible character in it.
             ["to": "ops@ourcompany.com", "template": "refund "],
             ["to": "ops@ourcompany.com", "template": "refund\u{200B}"],
             ["to": "ops@ourcompany.com", "template": "re\u{00AD}fund"],
+            ["to": "ops@ourcompany.com", "template": "refund\u{FE0F}"],
+            ["to": "ops@ourcompany.com", "template": "refund\u{34F}"],
         ]
         for payload in bypasses {
             #expect(email.rate(payload).safety == .dangerous, "\(payload.canonicalText)")
         }
+    }
+
+    @Test func ordinaryTextStillPassesTheRulesThatDoNotConcernIt() throws {
+        let loaded = try loadMap(
+            #"""
+            {"version": 1, "task_types": {"publish": {"safety": "dangerous", "handler": {"exec": {"argv": ["/bin/true"]}},
+              "verify": [ { "command": { "argv": ["/bin/true"] } } ],
+              "rules": [
+                { "path": "url", "suffix": "/reports/weekly.csv", "safety": "safe", "only_keys": ["url", "body"] },
+                { "path": "body", "equals": "refund", "safety": "dangerous" } ] } } }
+            """#)
+        let publish = try #require(loaded.configuration.taskTypes["publish"])
+        // A URL's ":" and a multi-line body with an emoji are not what the rules are about.
+        let ordinary: JSONValue = [
+            "url": "https://files.example.com/reports/weekly.csv", "body": "Hello,\nsee the report 👩\u{200D}💻",
+        ]
+        #expect(publish.rate(ordinary).safety == .safe, "\(publish.rate(ordinary))")
+        #expect(
+            publish.rate(["url": "https://files.example.com/reports/weekly.csv", "body": " refund\n"]).safety
+                == .dangerous)
     }
 
     @Test func aTypeGuardedByDenyRulesAloneIsPointedOut() throws {

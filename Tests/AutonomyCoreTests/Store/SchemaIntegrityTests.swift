@@ -4,29 +4,39 @@ import Testing
 
 @testable import AutonomyCore
 
-/// Someone who can write the database file can add triggers: code that runs inside the worker's own
-/// transactions. The worker runs only what the firewall checked, and the commands that run handlers
-/// refuse a database whose triggers are not autonomy's own.
+/// Someone who can write the database file can change its schema: a trigger is code that runs
+/// inside the worker's own transactions. The worker runs only what the firewall checked, and the
+/// commands that run handlers refuse a database whose schema is not autonomy's own.
 @Suite struct SchemaIntegrityTests {
-    /// A trigger that swaps the payload as the claim moves the task to running, and one that puts
-    /// the approved payload back when it is done (the red team's attack).
-    static let swap = """
+    /// A trigger that swaps the payload as the claim moves the task to running (the red team's).
+    static func swap(to payload: String) -> String {
+        """
         DROP TRIGGER tasks_immutable;
         CREATE TRIGGER swap BEFORE UPDATE OF state ON tasks WHEN NEW.state = 'running' BEGIN
-          UPDATE tasks SET payload = '{"body":"invoice 12000 EUR","to":"partner@example.com"}' WHERE id = NEW.id;
+          UPDATE tasks SET payload = '\(payload)' WHERE id = NEW.id;
         END;
         """
-
-    @Test func aFreshDatabaseHasOnlyItsOwnTriggers() throws {
-        let fixture = try Fixture(map: firewallMap)
-        #expect(try fixture.store.foreignTriggers() == nil)
-        let names = try fixture.store.read("names") { db in
-            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
-        }
-        #expect(names == AutonomyStore.ownTriggers.keys.sorted())
     }
 
-    @Test func aDroppedAddedOrRewrittenTriggerIsFound() throws {
+    @Test func aFreshDatabaseHasExactlyItsOwnSchema() throws {
+        let fixture = try Fixture(map: firewallMap)
+        let found = try fixture.store.foreignSchema()
+        // On a new migration, this prints the entries to pin in AutonomyStore.ownSchema.
+        let entries = try fixture.store.read("entries") { db in
+            try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
+            ).map {
+                "\"\($0[0] as String) \($0[1] as String)\": \"\("\($0[2] as String)\n\($0[3] as String)".sha256Hex)\","
+            }
+        }
+        #expect(found == nil, "\(entries.joined(separator: "\n"))")
+        #expect(entries.count == AutonomyStore.ownSchema.count)
+        #expect(AutonomyStore.ownSchema.keys.contains("trigger tasks_immutable"))
+    }
+
+    @Test func aDroppedAddedOrRewrittenEntryIsFound() throws {
         let fixture = try Fixture(map: firewallMap)
         try fixture.store.write("tamper") { db in
             try db.execute(sql: "DROP TRIGGER ledger_no_delete")
@@ -34,19 +44,55 @@ import Testing
             // The same name, doing nothing: only its text tells it apart.
             try db.execute(sql: "DROP TRIGGER tasks_immutable")
             try db.execute(sql: "CREATE TRIGGER tasks_immutable BEFORE UPDATE ON tasks BEGIN SELECT 1; END")
+            // A table's definition decides what a read returns.
+            try db.execute(sql: "ALTER TABLE tasks ADD COLUMN extra TEXT")
         }
-        let found = try #require(try fixture.store.foreignTriggers())
-        #expect(found.foreign == ["spy", "tasks_immutable"])
-        #expect(found.missing == ["ledger_no_delete"])
-        #expect(found.description.contains("triggers autonomy did not make: spy, tasks_immutable"))
-        #expect(throws: ForeignTriggers.self) { try fixture.store.requireOwnTriggers() }
+        let found = try #require(try fixture.store.foreignSchema())
+        #expect(found.foreign == ["table tasks", "trigger spy", "trigger tasks_immutable"])
+        #expect(found.missing == ["trigger ledger_no_delete"])
+        #expect(found.description.contains("not made by autonomy: table tasks, trigger spy, trigger tasks_immutable"))
+        #expect(throws: ForeignSchema.self) { try fixture.store.requireOwnSchema() }
     }
 
-    @Test func aPayloadSwappedBetweenTheCheckAndTheClaimNeverRuns() async throws {
+    @Test func aTriggerWrittenIntoTheSchemaTableInCapitalsIsFound() throws {
+        let fixture = try Fixture(map: firewallMap)
+        // SQLite builds a trigger from any row whose text is CREATE TRIGGER, whatever its type says.
+        try fixture.store.write("tamper") { db in
+            try db.execute(sql: "PRAGMA writable_schema = ON")
+            try db.execute(
+                sql: """
+                    INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('TRIGGER', 'evil', 'tasks', 0,
+                      'CREATE TRIGGER evil BEFORE UPDATE OF state ON tasks BEGIN UPDATE tasks SET source = ''forged'' WHERE id = NEW.id; END')
+                    """)
+            try db.execute(sql: "PRAGMA writable_schema = OFF")
+        }
+        let reopened = try AutonomyStore(path: fixture.store.path)
+        #expect(try reopened.foreignSchema()?.foreign == ["TRIGGER evil"])
+    }
+
+    @Test func aTriggerAddedWhileTheWorkerRunsStopsTheNextClaim() throws {
+        let fixture = try Fixture(map: firewallMap)
+        try fixture.store.requireOwnSchema()
+        _ = try fixture.enqueue("report", #"{"day":"monday"}"#)
+        try fixture.store.write("tamper") { db in
+            try db.execute(sql: "CREATE TRIGGER late AFTER UPDATE ON tasks BEGIN SELECT 1; END")
+        }
+        #expect(throws: ForeignSchema.self) {
+            _ = try fixture.store.claimNext(
+                configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t")
+        }
+    }
+
+    @Test(arguments: [
+        #"{"body":"invoice 12000 EUR","to":"partner@example.com"}"#,
+        // Canonically equal to what was checked (the Kelvin sign for K), but other bytes.
+        #"{"body":"invoice 12 EUR \#u{212A}","to":"partner@example.com"}"#,
+    ])
+    func aPayloadSwappedBetweenTheCheckAndTheClaimNeverRuns(swapped: String) async throws {
         let fixture = try Fixture(map: firewallMap)
         // Safe by the rule on "to": it runs without approval, so only the check stands in the way.
-        let task = try fixture.enqueue("send_email", #"{"body":"invoice 12 EUR","to":"partner@example.com"}"#)
-        try fixture.store.write("tamper") { db in try db.execute(sql: Self.swap) }
+        let task = try fixture.enqueue("send_email", #"{"body":"invoice 12 EUR K","to":"partner@example.com"}"#)
+        try fixture.store.write("tamper") { db in try db.execute(sql: Self.swap(to: swapped)) }
         let runner = ScriptedRunner()
         await #expect {
             _ = try await fixture.worker(runner).work(drain: .init(maxSeconds: 600))

@@ -96,8 +96,8 @@ extension PostgresStore {
         _ request: EnqueueRequest, configuration: Configuration, producer: ProducerPolicy? = nil
     ) async throws -> EnqueueOutcome {
         // Checked and rated before the transaction: no pattern runs while the ledger's lock is held.
-        let task = try request.on(behalfOf: producer, configuration).prepare(
-            configuration, now: try await databaseNow())
+        let now = try await databaseNow()
+        let task = try request.on(behalfOf: producer, configuration, now: now).prepare(configuration, now: now)
         return try await write("enqueue") { transaction in
             try await self.insert(task, configuration: configuration, producer: producer, transaction)
         }
@@ -750,7 +750,8 @@ extension PostgresStore {
         prepared.reserveCapacity(requests.count)
         for (index, request) in requests.enumerated() {
             do {
-                prepared.append(try request.on(behalfOf: producer, configuration).prepare(configuration, now: now))
+                prepared.append(
+                    try request.on(behalfOf: producer, configuration, now: now).prepare(configuration, now: now))
             } catch let error as TrustError {
                 throw TrustError.batchLine(line(index), error)
             } catch let error as QueueError {
