@@ -1,4 +1,6 @@
+import Crypto
 import GRDB
+import GRDBSQLite
 import Synchronization
 
 /// A database's schema is code too: a trigger runs inside the worker's own transactions, and a
@@ -24,9 +26,53 @@ public struct ForeignSchema: Error, Sendable, CustomStringConvertible {
 }
 
 extension AutonomyStore {
-    /// For each entry of `sqlite_master` the migrations make ("type name"), the SHA-256 of its table
-    /// name, a line feed and its SQL text. A new migration changes this list: SchemaIntegrityTests
-    /// fails until it is updated (it prints the new entries).
+    /// The SHA-256 of the whole schema as `schemaDigest` reads it. A new migration changes it (and
+    /// `ownSchema`): SchemaIntegrityTests fails until both are updated, and prints them.
+    static let ownSchemaDigest = "dff9eed69846c0aae0cead4555529ff2a1a6d1b5a9ccd9d42a7290a9e7ae79f7"
+
+    /// Every row of `sqlite_master` that holds SQL (SQLite builds a table, an index or a trigger
+    /// from any such row, whatever its type and name columns say), but the statistics tables an
+    /// `ANALYZE` makes, exactly as SQLite makes them. Rows without SQL (automatic indexes) run nothing.
+    static let schemaRows = """
+        SELECT type, name, tbl_name, sql
+        FROM (SELECT CAST(ifnull(type, '') AS TEXT) AS type, CAST(ifnull(name, '') AS TEXT) AS name,
+          CAST(ifnull(tbl_name, '') AS TEXT) AS tbl_name, CAST(sql AS TEXT) AS sql FROM sqlite_master)
+        WHERE sql IS NOT NULL AND NOT (type = 'table' AND (
+          (name = 'sqlite_stat1' AND sql = 'CREATE TABLE sqlite_stat1(tbl,idx,stat)')
+          OR (name = 'sqlite_stat4' AND sql = 'CREATE TABLE sqlite_stat4(tbl,idx,neq,nlt,ndlt,sample)')))
+        """
+
+    /// The SHA-256 of every `sqlite_master` row that holds SQL, in the table's order: each of its
+    /// type, name, table name and SQL as an 8-byte little-endian length and the bytes (so no two
+    /// sets of rows read the same). Read through SQLite's C API and hashed as it streams: this is the
+    /// whole check while nothing changed, at every `work-once`. Anything else (another order, the
+    /// statistics of an `ANALYZE`) is sorted out by the comparison row by row.
+    static func schemaDigest(_ db: Database) throws -> String {
+        let statement = try db.makeStatement(
+            sql: "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        let handle = statement.sqliteStatement
+        // One buffer, hashed once: an update per column cost more than the hash itself.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16_384)
+        var code = sqlite3_step(handle)
+        while code == SQLITE_ROW {
+            for column in Int32(0)..<4 {
+                let text = sqlite3_column_text(handle, column)
+                let count = Int(sqlite3_column_bytes(handle, column))
+                withUnsafeBytes(of: UInt64(count).littleEndian) { bytes.append(contentsOf: $0) }
+                if let text, count > 0 { bytes.append(contentsOf: UnsafeBufferPointer(start: text, count: count)) }
+            }
+            code = sqlite3_step(handle)
+        }
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+        }
+        return SHA256.hash(data: bytes).hexString
+    }
+
+    /// For each of those rows the migrations make ("type name"), the SHA-256 of its table name, a
+    /// line feed and its SQL text: what names the entries that differ once the digest does.
     static let ownSchema: [String: String] = [
         "index approval_tokens_approval": "5fc14267a2ab338a1297121e5aa3d53e9fe3a9e737a3c941a383d1fcfc7ecc32",
         "index approvals_pending": "46c76d13407170193c46ae326d03dd8465a47b1a34e481c44bc248c510e388ce",
@@ -85,17 +131,15 @@ extension AutonomyStore {
 
     /// The same, on a connection of the caller's (doctor's, read-only).
     static func foreignSchema(_ db: Database, path: String) throws -> ForeignSchema? {
-        // Every row but SQLite's own (sqlite_sequence, sqlite_stat1, automatic indexes). The type is
-        // taken as written: SQLite also builds a trigger from a row typed "TRIGGER", which is foreign.
-        let rows = try Row.fetchAll(
-            db, sql: "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        if try schemaDigest(db) == ownSchemaDigest { return nil }
+        // The type and name are taken as written: a row typed "TRIGGER", or named like SQLite's own
+        // tables, is as foreign as any.
         var present = Set<String>()
         var foreign: [String] = []
-        for row in rows {
-            let key = "\(row[0] as String? ?? "") \(row[1] as String? ?? "")"
+        for row in try Row.fetchAll(db, sql: "SELECT type, name, tbl_name, sql FROM (\(schemaRows))") {
+            let key = "\(row[0] as String) \(row[1] as String)"
             present.insert(key)
-            let text = "\(row[2] as String? ?? "")\n\(row[3] as String? ?? "")"
-            if ownSchema[key] != text.sha256Hex { foreign.append(key) }
+            if ownSchema[key] != "\(row[2] as String)\n\(row[3] as String)".sha256Hex { foreign.append(key) }
         }
         let missing = ownSchema.keys.filter { !present.contains($0) }
         guard !foreign.isEmpty || !missing.isEmpty else { return nil }
@@ -115,8 +159,10 @@ extension AutonomyStore {
     /// autonomy's own. Nothing is read but the schema's version while it stays the same.
     func recheckSchema(_ db: Database) throws {
         guard let verified = schemaGuard.verified else { return }
-        // From the statement cache: this runs once per task of a drain.
-        let version = try Int64.fetchOne(try db.cachedStatement(sql: "PRAGMA schema_version"))
+        // From the statement cache, through SQLite's C API: this runs once per task of a drain.
+        let version = try db.cachedStatement(sql: "PRAGMA schema_version").first(binding: []) {
+            try $0.optionalInteger(0)
+        } ?? nil
         guard version != verified else { return }
         if let found = try Self.foreignSchema(db, path: path) { throw found }
         schemaGuard.verified = version

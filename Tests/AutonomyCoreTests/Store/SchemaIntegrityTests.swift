@@ -33,6 +33,8 @@ import Testing
         }
         #expect(found == nil, "\(entries.joined(separator: "\n"))")
         #expect(entries.count == AutonomyStore.ownSchema.count)
+        let digest = try fixture.store.read("digest") { db in try AutonomyStore.schemaDigest(db) }
+        #expect(digest == AutonomyStore.ownSchemaDigest, "ownSchemaDigest: \(digest)")
         #expect(AutonomyStore.ownSchema.keys.contains("trigger tasks_immutable"))
     }
 
@@ -66,8 +68,18 @@ import Testing
                     """)
             try db.execute(sql: "PRAGMA writable_schema = OFF")
         }
+        // Nor by any other spelling of the type.
+        try fixture.store.write("tamper") { db in
+            try db.execute(sql: "PRAGMA writable_schema = ON")
+            try db.execute(
+                sql: """
+                    INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES
+                      ('TrIgGeR', 'evil2', 'ledger', 0, 'CREATE TRIGGER evil2 AFTER INSERT ON ledger BEGIN SELECT 1; END')
+                    """)
+            try db.execute(sql: "PRAGMA writable_schema = OFF")
+        }
         let reopened = try AutonomyStore(path: fixture.store.path)
-        #expect(try reopened.foreignSchema()?.foreign == ["TRIGGER evil"])
+        #expect(try reopened.foreignSchema()?.foreign == ["TRIGGER evil", "TrIgGeR evil2"])
     }
 
     @Test func aTriggerAddedWhileTheWorkerRunsStopsTheNextClaim() throws {
