@@ -13,10 +13,11 @@ struct Approvals: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
             abstract: "List the approval requests waiting for a decision.",
-            discussion: """
+            discussion: prose(
+                """
                 Requests whose time ran out are marked expired first. Through the gate, a producer sees \
                 the requests about its own tasks only. Example: autonomy approvals
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var gate: GateOptions
@@ -143,13 +144,14 @@ struct Approve: AsyncParsableCommand {
         commandName: "approve",
         abstract:
             "Approve a pending request, signed with your SSH key: its task (exactly its current payload) may run.",
-        discussion: """
+        discussion: prose(
+            """
             The decision is an SSHSIG signature (namespace autonomy-decision) over the request, the \
             task, its type, its payload's SHA-256, the one attempt it allows and the window to run in \
             (approvals.run_within). Only keys in approvals.allowed_signers count; the decider is the \
             key's principal there.
             Example: autonomy approve 7 --note 'checked the recipient' --key ~/.ssh/id_ed25519
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var gate: GateOptions
@@ -189,11 +191,12 @@ struct Firewall: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
             abstract: "Say how a task would be rated and why, without enqueuing it.",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 0 and prints "safe" or "dangerous" with the reasons; 65 when the type is not \
                 declared or the payload is not JSON.
                 Example: autonomy firewall check send_email --payload '{"to":"ops@example.com"}'
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "A task type declared in the configuration.")

@@ -8,7 +8,8 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "The Oracle: what drifted, broke, got stuck or left the map over the last window.",
-        discussion: """
+        discussion: prose(
+            """
             Compares the window (default audit.window, 7d) with the one before it, and saves the run.
             Exits 0 when it ran, whatever it found; with --fail-on, 1 when a finding is that severe.
             With --notify, the operator is alerted with the findings' counts and kinds (never their text).
@@ -16,7 +17,7 @@ struct AuditCommand: AsyncParsableCommand {
             signed approval (autonomy approvals); --no-proposals only reports.
             With audit.explain, a free model writes a short summary at the top (never required).
             Example: autonomy audit --window 7d --markdown
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Option(help: ArgumentHelp("The window to read (default audit.window).", valueName: "duration"))

@@ -7,7 +7,8 @@ struct Autonomy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "autonomy",
         abstract: "A durable task queue with a firewall, a ledger and a single-shot worker for agents and bots.",
-        discussion: """
+        discussion: prose(
+            """
             Producers enqueue tasks; a systemd timer runs 'autonomy work-once --drain' every minute.
 
             Exit codes: 0 ok; 1 refused in the current state; 64 usage; 65 bad input; 66 not found; \
@@ -15,7 +16,7 @@ struct Autonomy: AsyncParsableCommand {
             failure; 73 cannot write an output file; 74 database unusable; 75 database busy, or a producer's hourly \
             limit (try again later); 77 not permitted (an unsigned or wrongly signed decision, a producer asking for \
             a type it may not enqueue); 78 configuration error.
-            """,
+            """),
         version: AutonomyVersion.current,
         subcommands: [
             Demo.self, Enqueue.self, WorkOnce.self, Status.self, Tasks.self, Approvals.self, Approve.self, Reject.self,

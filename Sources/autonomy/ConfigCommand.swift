@@ -12,10 +12,11 @@ struct ConfigCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
             abstract: "Validate the configuration and print a summary of the declared map.",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 0 when the configuration can be used (warnings included), 78 when it cannot.
                 Example: autonomy config check --config /etc/autonomy/autonomy.json
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
 

@@ -6,11 +6,12 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Run the whole loop once in a scratch folder, on built-in example handlers.",
-        discussion: """
+        discussion: prose(
+            """
             Writes a configuration, example handler scripts and a database into a new folder,
             enqueues example tasks (one of them dangerous), runs the worker, and prints what happened.
             Example: autonomy demo
-            """)
+            """))
 
     @Option(help: ArgumentHelp("The folder to use (default: a new folder under /tmp).", valueName: "folder"))
     var dir: String?

@@ -7,13 +7,14 @@ struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Check the installation: configuration, database, systemd units, worker, signers, gate, alerts.",
-        discussion: """
+        discussion: prose(
+            """
             One line per check: ok, warn or fail, and the fix. Reads only: the database is opened \
             read-only, systemd is asked with `systemctl show`. Exits 1 when a check fails, 0 otherwise \
             (warnings included). With no --config, AUTONOMY_CONFIG or ./autonomy.json, it reads \
             /etc/autonomy/autonomy.json. Run it as the worker user to see what the worker sees:
               sudo -u autonomy autonomy doctor
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the checks as JSON: [{check, status, message, fix}].") var json = false

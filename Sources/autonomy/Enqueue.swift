@@ -9,14 +9,15 @@ struct Enqueue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
         abstract: "Add a task to the queue (or a batch of them).",
-        discussion: """
+        discussion: prose(
+            """
             Prints the new task's id. The same --key again prints the existing id and creates nothing.
             A dangerous type's task waits for approval.
             Examples:
               autonomy enqueue daily_report --payload '{"day":"2026-11-24"}'
               autonomy enqueue send_email --payload-file mail.json --key order-1234 --source sales-bot
               autonomy enqueue --batch tasks.jsonl
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var gate: GateOptions

@@ -7,7 +7,8 @@ struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Copy this SQLite queue into a new PostgreSQL database (tasks, approvals, ledger, budget history).",
-        discussion: """
+        discussion: prose(
+            """
             Copies in one transaction, into a database with no tasks yet: the ledger keeps its ids and
             hashes, so 'autonomy ledger verify' on PostgreSQL finds the same chain and the same last
             hash. Stop the worker timer first: a running task refuses the export. Audit history,
@@ -15,7 +16,7 @@ struct Export: AsyncParsableCommand {
             sessions stay behind (issue tokens again on the new database). The password comes from PGPASSWORD, a ~/.pgpass line or store.password_env,
             never from the URL.
             Example: PGPASSWORD=… autonomy export --to postgres://autonomy@db.internal/autonomy
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

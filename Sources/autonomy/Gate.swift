@@ -148,14 +148,15 @@ struct Gate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gate",
         abstract: "Serve one request from the local entry gate's socket (started by autonomy-gate.socket).",
-        discussion: """
+        discussion: prose(
+            """
             Reads one JSON request from the connection on standard input, answers on the same
             connection, and exits. The kernel says who connected (SO_PEERCRED): that Unix user is the
             task's source, and the configuration's producers section says what it may do. Producers
             never run this themselves: 'autonomy enqueue' and the other queue commands reach it
             when they cannot open the database.
             Example (what systemd runs): autonomy gate
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

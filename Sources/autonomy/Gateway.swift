@@ -8,11 +8,12 @@ struct LLM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llm",
         abstract: "Ask a model through the gateway (free first, under the daily cap); prints the completion.",
-        discussion: """
+        discussion: prose(
+            """
             For handler scripts: the call is recorded, and with --task its cost reaches that task's ledger.
             Exits 69 when no model could answer (the cap is reached and no free model fits, or every model failed).
             Example: autonomy llm --tier auto --max-tokens 300 "Summarise: $(cat notes.txt)"
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The prompt, or '-' to read it from stdin.") var prompt: String

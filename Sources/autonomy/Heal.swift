@@ -6,24 +6,26 @@ struct HealCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heal",
         abstract: "The self-healing executor: apply the fixes the operator trusts, within guardrails.",
-        discussion: """
+        discussion: prose(
+            """
             Off by default (heal.enabled). A cycle checks the last heal.window (1h), judges the
             automatic fixes that settled, and applies the fix proposals that are due: approved ones,
             and those a heal.auto_apply entry covers and every guardrail allows (breaker per target,
             hourly and daily limit, backoff, systemic stop). It never approves or rejects anything.
             The systemd timer runs it every 15 minutes.
             Example: autonomy heal --dry-run
-            """,
+            """),
         subcommands: [Run.self, Reset.self], defaultSubcommand: Run.self)
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run", abstract: "One heal cycle (the default).",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 0 when the cycle ran, whatever it found. While heal.enabled is false it only
                 reports, as --dry-run does: nothing is written.
                 Example: autonomy heal --json
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Flag(name: .customLong("dry-run"), help: "Change nothing; say what would be done.") var dryRun = false
@@ -126,10 +128,11 @@ struct HealCommand: AsyncParsableCommand {
     struct Reset: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "reset", abstract: "Close a target's open breaker: automatic fixes on it may run again.",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 66 when no breaker is open for the target (the open ones are named).
                 Example: autonomy heal reset send_email
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The breaker's target: a task type, or the finding kind of a system-wide one.")

@@ -35,6 +35,11 @@ struct LedgerCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (1...1_000_000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000000") }
+            if let event, LedgerEvent(rawValue: event) == nil {
+                throw ValidationError(
+                    "no ledger event is called \(JSONValue.string(event).canonicalText); the events are: \(LedgerEvent.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
         }
 
         func run() async throws {
@@ -68,13 +73,14 @@ struct LedgerCommand: AsyncParsableCommand {
             commandName: "verify",
             abstract:
                 "Check the ledger's hash chain and name the first broken row; with --anchors, against heads kept elsewhere.",
-            discussion: """
+            discussion: prose(
+                """
                 A rewrite that re-hashes every later row keeps the chain whole; anchors kept outside the \
                 database (the journal's "ledger head" lines, or 'autonomy ledger anchor' saved elsewhere) \
                 still catch it. Exits 0 when everything holds, 1 when it does not.
                 Examples: autonomy ledger verify
                           journalctl -o json MESSAGE_ID=\(LedgerAnchor.messageID) | autonomy ledger verify --anchors -
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Option(
@@ -363,11 +369,12 @@ struct MapCheck: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Check the map alone: handlers missing here, tiers no model serves, owners, undeclared types.",
-        discussion: """
+        discussion: prose(
+            """
             Exits 1 when a gap is high or worse (the map would not work on this machine), 0 otherwise.
             Reads the ledger of the last audit.window too when the database exists.
             Example: autonomy map check --config /etc/autonomy/autonomy.json.new && mv ... (in a deploy script)
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print as JSON.") var json = false

@@ -12,12 +12,13 @@ struct OperatorCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "init",
             abstract: "Make an Ed25519 key for signing decisions, and print the allowed_signers line to add.",
-            discussion: """
+            discussion: prose(
+                """
                 Writes the private key (mode 0600, OpenSSH's format, so ssh-keygen can use it too) and \
                 its .pub beside it, and never overwrites a key. An operator who already has an SSH key \
                 can skip this and pass --key to approve and reject.
                 Example: autonomy operator init --principal elad
-                """)
+                """))
 
         @Option(
             help: ArgumentHelp(

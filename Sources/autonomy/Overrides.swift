@@ -6,12 +6,13 @@ struct OverridesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "overrides",
         abstract: "The runtime adjustments approved proposals made: list them, or end one.",
-        discussion: """
+        discussion: prose(
+            """
             An approved fix proposal (autonomy audit) may pause a type or raise a timeout, the lease or
             a type's attempts. The worker applies these on top of the configuration file, which is
             never rewritten; status, map and config check show them.
             Example: autonomy overrides remove 3 --reason "handler reinstalled"
-            """,
+            """),
         subcommands: [List.self, Remove.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
@@ -39,10 +40,11 @@ struct OverridesCommand: AsyncParsableCommand {
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "remove", abstract: "End an override now (a ledger row says who and why).",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 66 when there is no such override, 1 when it already ended.
                 Example: autonomy overrides remove 3 --reason "handler reinstalled"
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The override's id (autonomy overrides).") var id: Int64

@@ -7,10 +7,11 @@ struct SourcesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sources",
         abstract: "Every producer: its tasks, success rate, cost, dangerous requests and last activity.",
-        discussion: """
+        discussion: prose(
+            """
             A producer is a task's source: the gate's user, or the token's name over HTTP. Listed
             producers with no task yet are shown too. Example: autonomy sources --json
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print as JSON.") var json = false
@@ -74,10 +75,11 @@ struct SubjectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "subject",
         abstract: "Everything done about one subject, in time order across types, with its cost.",
-        discussion: """
+        discussion: prose(
+            """
             What the operator reads before calling that customer. Exits 66 when no task names it.
             Example: autonomy subject "client X" --since 30d
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The subject, exactly as tasks name it.") var name: String

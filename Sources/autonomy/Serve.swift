@@ -7,12 +7,13 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "The HTTP entry gate for remote producers, one-click approval pages, operator sessions.",
-        discussion: """
+        discussion: prose(
+            """
             Listens on loopback by default; put TLS in front of it (see the README). Remote producers
             send a bearer token made by 'autonomy producer token NAME'; NAME is an entry of
             producers.users, whose types and hourly limits apply, and the task's source.
             Example: autonomy serve --listen 127.0.0.1:8787
-            """,
+            """),
         subcommands: [Listen.self, Login.self, Sessions.self], defaultSubcommand: Listen.self)
 }
 
@@ -158,11 +159,12 @@ extension Serve {
     struct Login: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "login", abstract: "Print a one-time login link for an operator (10 minutes, usable once).",
-            discussion: """
+            discussion: prose(
+                """
                 NAME must be a principal in approvals.allowed_signers. The link's token is in its
                 fragment; only its hash is stored. Exits 77 when NAME is not an operator.
                 Example: autonomy serve login --operator elad
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Option(name: .customLong("operator"), help: "The operator, as named in allowed_signers.") var name: String
@@ -241,10 +243,11 @@ struct ProducerCommand: AsyncParsableCommand {
     struct Token: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "token", abstract: "Make a token for a producer listed under producers.users.",
-            discussion: """
+            discussion: prose(
+                """
                 Prints the token once: only its SHA-256 is stored. Exits 78 when NAME is not listed.
                 Example: autonomy producer token sales-bot
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The producer's name, as listed under producers.users.") var name: String
@@ -288,10 +291,11 @@ struct ProducerCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "revoke", abstract: "Revoke a producer token at once.",
-            discussion: """
+            discussion: prose(
+                """
                 Exits 66 for an unknown token, 1 for one already revoked.
                 Example: autonomy producer revoke 3
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The token's id (autonomy producer tokens).") var id: Int64

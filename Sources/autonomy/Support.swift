@@ -209,12 +209,18 @@ func operatorName(_ flag: String?) throws -> String {
 /// critical, default warning) sets how much.
 func makeLogger(_ label: String) -> Logger {
     var logger = Logger(label: label) { AutonomyLogHandler(label: $0) }
-    let level = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"].flatMap {
-        Logger.Level(rawValue: $0.lowercased())
-    }
-    logger.logLevel = level ?? .warning
+    logger.logLevel = configuredLogLevel
     return logger
 }
+
+/// `AUTONOMY_LOG_LEVEL`, read once; a value that is no level is said once, not ignored in silence.
+private let configuredLogLevel: Logger.Level = {
+    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"], !text.isEmpty else { return .warning }
+    if let level = Logger.Level(rawValue: text.lowercased()) { return level }
+    let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+    printError("warning: AUTONOMY_LOG_LEVEL=\(Visible.text(text)) is not a level (\(levels)); logging at warning")
+    return .warning
+}()
 
 func printJSON(_ value: some Encodable) throws {
     print(try JSONOutput.text(value))
@@ -276,4 +282,19 @@ struct PayloadOptions: ParsableArguments {
             try request.setPayload(json: readInput(payloadFile, what: "payload file", limit: InputLimit.payload))
         }
     }
+}
+
+/// A command's discussion as the parser should wrap it: the lines of each source paragraph joined
+/// (the parser wraps them to the terminal; a break kept from the source splits sentences), a blank
+/// line kept, and each "Example" on a line of its own.
+func prose(_ text: String) -> String {
+    var lines: [String] = []
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        if let last = lines.last, !last.isEmpty, !line.isEmpty, !line.hasPrefix("Example"), !line.hasPrefix(" ") {
+            lines[lines.count - 1] = last.hasSuffix(" ") ? last + line : last + " " + line
+        } else {
+            lines.append(String(line))
+        }
+    }
+    return lines.joined(separator: "\n")
 }

@@ -13,10 +13,11 @@ struct Tasks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",
             abstract: "List tasks, newest first.",
-            discussion: """
+            discussion: prose(
+                """
                 Through the gate, a producer sees its own tasks only.
                 Example: autonomy tasks list --state dead --type send_email
-                """)
+                """))
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var gate: GateOptions

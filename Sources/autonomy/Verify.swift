@@ -6,7 +6,8 @@ struct Verify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check a task's evidence again, settle tasks stuck in verifying, or try a type's verifiers.",
-        discussion: """
+        discussion: prose(
+            """
             autonomy verify 42               re-run task 42's verifiers now; a failed or dead task whose evidence \
             passes becomes done
             autonomy verify 42 --reopen      ... and a done task whose evidence fails becomes dead
@@ -14,7 +15,7 @@ struct Verify: AsyncParsableCommand {
             (verified first; exits 1 when one is not done)
             autonomy verify --dry-run daily_report --result '{"bytes":120}'   try the verifiers, change nothing
             Exits 0 when every verifier passed, 1 when one did not.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

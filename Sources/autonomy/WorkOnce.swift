@@ -9,11 +9,12 @@ struct WorkOnce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "work-once",
         abstract: "Recover tasks of dead workers, then run one task (or, with --drain, until none is runnable).",
-        discussion: """
+        discussion: prose(
+            """
             Exits 0 whenever the worker did its job, whatever the tasks' outcomes (they are in the
             ledger); non-zero only when it could not work (bad configuration, unusable database).
             Example (what the systemd timer runs): autonomy work-once --drain
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

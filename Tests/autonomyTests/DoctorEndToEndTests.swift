@@ -101,4 +101,16 @@ import Testing
         #expect(status == 1 && checks.first { $0.check == "database" }?.status == "fail")
         #expect(!FileManager.default.fileExists(atPath: sandbox.databasePath))
     }
+
+    @Test func aFolderWhereTheDatabaseShouldBeIsNamedAsSuch() async throws {
+        let sandbox = try Sandbox(config: #"{"version": 1}"#)
+        try FileManager.default.createDirectory(atPath: sandbox.databasePath, withIntermediateDirectories: true)
+        let (status, checks) = try await doctor(sandbox)
+        let database = try #require(checks.first { $0.check == "database" })
+        #expect(
+            status == 1 && database.status == "fail" && database.message.hasSuffix("is a folder, not a database file"))
+        #expect(database.fix?.contains("autonomy.db") == true)
+        // The folder check does not tell to chmod it as if it were the database.
+        #expect(checks.first { $0.check == "state-folder" }?.fix?.contains("chmod 0600") != true)
+    }
 }

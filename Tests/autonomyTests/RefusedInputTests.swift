@@ -84,6 +84,7 @@ import Testing
         Case(arguments: ["demo", "--dir", "/proc/nope"], status: 73, mentions: "cannot create /proc/nope"),
         Case(arguments: ["demo", "--dir", "/etc/passwd"], status: 73, mentions: "is a file"),
         Case(arguments: ["approvals", "show", "1"], status: 66, mentions: "waiting for a decision"),
+        Case(arguments: ["ledger", "--event", "bogus"], status: 64, mentions: "the events are: enqueued, held"),
     ]
 
     @Test(arguments: cases)

@@ -156,6 +156,17 @@ public struct Doctor: Sendable {
                 nil
             )
         }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: databasePath, isDirectory: &isFolder), isFolder.boolValue {
+            return (
+                DoctorCheck(
+                    "database", .fail, "\(databasePath) is a folder, not a database file",
+                    fix:
+                        "point AUTONOMY_DATABASE / --database at a file in it, e.g. \(Self.shellWord(databasePath + "/autonomy.db"))"
+                ),
+                nil
+            )
+        }
         var settings = GRDB.Configuration()
         settings.readonly = true
         settings.busyMode = .timeout(5)
@@ -239,6 +250,10 @@ public struct Doctor: Sendable {
                 fix: "sudo chmod 0770 \(Self.shellWord(folder))")
         }
         var file = stat()
+        // A folder where the database should be is the database check's to report.
+        if stat(databasePath, &file) == 0, file.st_mode & S_IFMT == S_IFDIR {
+            return DoctorCheck("state-folder", .ok, shown)
+        }
         // In the worker's own folder (a service install), the database must be the worker's too.
         if stat(databasePath, &file) == 0, let worker = getpwnam(workerUser), info.st_uid == worker.pointee.pw_uid,
             file.st_uid != worker.pointee.pw_uid
