@@ -92,6 +92,12 @@ public struct SafetyRule: Sendable {
         guard !leaves.isEmpty else { return "\(path) is empty" }
         let own = ownText.unicodeScalars
         let isAddress = own.contains("@")
+        let allowedAts: Int
+        if case .suffix(let suffix) = matcher {
+            allowedAts = suffix.unicodeScalars.lazy.filter { $0 == "@" }.count
+        } else {
+            allowedAts = 1
+        }
         for leaf in leaves {
             if case .string(let text) = leaf {
                 guard text.utf8.count <= Self.maxMatchedLength else { return "\(path) is too long to check" }
@@ -105,8 +111,9 @@ public struct SafetyRule: Sendable {
                     return "\(path) holds \(Self.quoted(String(separator))), which the rule does not expect"
                 }
                 // "x@evil.com@ourcompany.com" ends with the domain, but a mail program sends to
-                // evil.com: a rule that names an address allows no more "@" than its own text has.
-                if isAddress, scalars.lazy.filter({ $0 == "@" }).count > own.lazy.filter({ $0 == "@" }).count {
+                // evil.com: a rule about an address allows one "@" (a suffix, as many as its own text
+                // has), however many its regex lists (".+@ourcompany\\.com|.+@partner\\.com").
+                if isAddress, scalars.lazy.filter({ $0 == "@" }).count > allowedAts {
                     return "\(path) holds more than one \"@\", which the rule does not expect"
                 }
             }

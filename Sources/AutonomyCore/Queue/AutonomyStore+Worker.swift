@@ -212,7 +212,6 @@ extension AutonomyStore {
         db: Database, configuration: Configuration, now: Int64, lease: Interval, leaseToken: String,
         ratings: [Int64: PrecomputedRating] = [:], rateInline: Bool = false
     ) throws -> ClaimStep {
-        try recheckSchema(db)
         var skipped: [SkippedTask] = []
         // Highest priority first, then earliest run_at, then lowest id. The walk goes priority level
         // by priority level, each a seek in the claim index, so a mass of tasks scheduled for later

@@ -152,6 +152,9 @@ public final class AutonomyStore: Sendable {
                 LedgerTail.forget(db)
                 defer { LedgerTail.forget(db) }
                 try db.inTransaction(.immediate) {
+                    // Where the schema was found autonomy's own, a change since is checked before
+                    // anything is written: a trigger added while a handler ran fires in this transaction.
+                    try recheckSchema(db)
                     value = try body(db)
                     return ending
                 }

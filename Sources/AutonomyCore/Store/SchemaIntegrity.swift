@@ -148,21 +148,40 @@ extension AutonomyStore {
 
     /// Throws when the database's schema is not autonomy's own (`foreignSchema()`); afterwards each
     /// claim looks again whenever the schema changed (a trigger added while a drain runs).
+    ///
+    /// The rows checked and the schema this connection runs with come from one snapshot: the
+    /// connection loaded its schema when it opened, and a writer can change `sqlite_master` without
+    /// changing the schema's version (`PRAGMA writable_schema`), which a loaded connection never
+    /// notices. So the check opens a read transaction, drops the loaded schema (`writable_schema =
+    /// RESET`: it is read again from that transaction's snapshot), and reads the rows there. From
+    /// then on the connection reads its schema again only when the version changes, and every write
+    /// transaction then checks it again first (`recheckSchema`).
     public func requireOwnSchema() throws {
-        try read("check the schema") { db in
-            if let found = try Self.foreignSchema(db, path: path) { throw found }
-            schemaGuard.verified = try Int64.fetchOne(db, sql: "PRAGMA schema_version")
+        do {
+            try writer.writeWithoutTransaction { db in
+                try db.inTransaction(.deferred) {
+                    _ = try Row.fetchOne(db, sql: "SELECT 1 FROM sqlite_master LIMIT 1")  // the snapshot
+                    try db.execute(sql: "PRAGMA writable_schema = RESET")
+                    if let found = try Self.foreignSchema(db, path: path) { throw found }
+                    schemaGuard.verified = try Int64.fetchOne(db, sql: "PRAGMA schema_version")
+                    return .commit
+                }
+            }
+        } catch {
+            throw StoreError.wrap(error, path: path, operation: "check the schema")
         }
     }
 
-    /// In a claim's transaction: the schema checked again if it changed since it was last found
-    /// autonomy's own. Nothing is read but the schema's version while it stays the same.
+    /// At the start of a write transaction: the schema checked again if its version changed since it
+    /// was last found autonomy's own (the connection then reads it again, from this transaction's
+    /// snapshot). Nothing is read but the version while it stays the same.
     func recheckSchema(_ db: Database) throws {
         guard let verified = schemaGuard.verified else { return }
         // From the statement cache, through SQLite's C API: this runs once per task of a drain.
-        let version = try db.cachedStatement(sql: "PRAGMA schema_version").first(binding: []) {
-            try $0.optionalInteger(0)
-        } ?? nil
+        let version =
+            try db.cachedStatement(sql: "PRAGMA schema_version").first(binding: []) {
+                try $0.optionalInteger(0)
+            } ?? nil
         guard version != verified else { return }
         if let found = try Self.foreignSchema(db, path: path) { throw found }
         schemaGuard.verified = version

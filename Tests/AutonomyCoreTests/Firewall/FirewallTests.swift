@@ -105,7 +105,10 @@ let firewallMap = """
               "verify": [ { "command": { "argv": ["/bin/true"] } } ],
               "rules": [
                 { "path": "url", "suffix": "/reports/weekly.csv", "safety": "safe", "only_keys": ["url", "body"] },
-                { "path": "body", "equals": "refund", "safety": "dangerous" } ] } } }
+                { "path": "body", "equals": "refund", "safety": "dangerous" } ] },
+              "notify": {"safety": "dangerous", "handler": {"exec": {"argv": ["/bin/true"]}},
+              "verify": [ { "command": { "argv": ["/bin/true"] } } ],
+              "rules": [ { "path": "to", "regex": ".+@ourcompany\\.com|.+@partner\\.com", "safety": "safe" } ] } } }
             """#)
         let publish = try #require(loaded.configuration.taskTypes["publish"])
         // A URL's ":" and a multi-line body with an emoji are not what the rules are about.
@@ -116,6 +119,10 @@ let firewallMap = """
         #expect(
             publish.rate(["url": "https://files.example.com/reports/weekly.csv", "body": " refund\n"]).safety
                 == .dangerous)
+        // A regex that lists two domains still allows one address (the second review's).
+        let notify = try #require(loaded.configuration.taskTypes["notify"])
+        #expect(notify.rate(["to": "a@partner.com"]).safety == .safe)
+        #expect(notify.rate(["to": "x@evil.com@ourcompany.com"]).safety == .dangerous)
     }
 
     @Test func aTypeGuardedByDenyRulesAloneIsPointedOut() throws {

@@ -95,6 +95,44 @@ import Testing
         }
     }
 
+    @Test func aTriggerPresentWhenTheStoreOpenedAndGoneWhenItWasCheckedNeverRuns() throws {
+        let fixture = try Fixture(map: firewallMap)
+        _ = try fixture.enqueue("report", #"{"day":"monday"}"#)
+        // Turned on and off through sqlite_master, without the schema's version changing: a
+        // connection that loaded its schema meanwhile keeps it (the review's race at start).
+        let attacker = try DatabaseQueue(path: fixture.store.path)
+        func toggle(_ sql: String) throws {
+            try attacker.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA writable_schema = ON")
+                try db.execute(sql: sql)
+                try db.execute(sql: "PRAGMA writable_schema = OFF")
+            }
+        }
+        try toggle(
+            """
+            INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('trigger', 'evil', 'tasks', 0,
+              'CREATE TRIGGER evil BEFORE UPDATE ON tasks BEGIN SELECT RAISE(ABORT, ''PWNED''); END')
+            """)
+        let worker = try AutonomyStore(path: fixture.store.path)  // loads the schema, trigger and all
+        try toggle("DELETE FROM sqlite_master WHERE name = 'evil'")
+        try worker.requireOwnSchema()  // the rows are autonomy's own again...
+        // ...and the schema the connection runs with is the one checked, not the one it loaded.
+        let step = try worker.claimNext(
+            configuration: fixture.configuration, now: fixture.clock.now(), lease: .seconds(60), leaseToken: "t")
+        #expect(step.claimed != nil)
+    }
+
+    @Test func aTriggerAddedWhileAHandlerRunsStopsTheWriteThatWouldFireIt() throws {
+        let fixture = try Fixture(map: firewallMap)
+        try fixture.store.requireOwnSchema()
+        let attacker = try DatabaseQueue(path: fixture.store.path)
+        try attacker.write { db in
+            try db.execute(sql: "CREATE TRIGGER late AFTER INSERT ON tasks BEGIN UPDATE tasks SET priority = 4242; END")
+        }
+        #expect(throws: ForeignSchema.self) { _ = try fixture.enqueue("report", #"{"day":"monday"}"#) }
+        #expect(try fixture.store.read("count") { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks") } == 0)
+    }
+
     @Test(arguments: [
         #"{"body":"invoice 12000 EUR","to":"partner@example.com"}"#,
         // Canonically equal to what was checked (the Kelvin sign for K), but other bytes.
