@@ -68,13 +68,10 @@ struct APIError: Error, HTTPResponseError {
 
     private static func from(_ error: QueueError) -> APIError {
         switch error {
-        case .undeclaredType(let type, _):
-            // Every request here is a producer's, and a producer learns nothing of the map: the
-            // answer is the one for a type it may not enqueue, without the declared list.
-            return APIError(
-                .forbidden, "forbidden",
-                "this producer may not enqueue \(JSONValue.string(type).canonicalText) tasks: the type is not declared; ask the operator",
-                field: "type")
+        case .undeclaredType:
+            // Not reached from a producer's request: the core refuses an undeclared type to a
+            // producer as one it may not enqueue, without the map (`on(behalfOf:)`).
+            return APIError(.unprocessableContent, "invalid_field", error.description, field: "type")
         case .invalidPayload:
             return APIError(.unprocessableContent, "invalid_field", error.description, field: "payload")
         case .payloadTooLarge:
