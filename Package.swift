@@ -95,6 +95,7 @@ let package = Package(
                 "AutonomyServer",
                 "AutonomyCore",
                 "AutonomyTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

@@ -94,7 +94,7 @@ public enum AutonomyAPI {
             middleware: DeadlineMiddleware(
                 deadline: state.deadline ?? sleep(environment.loaded.configuration.serve.requestTimeout)))
         let api = router.group("api/v1")
-        api.post("tasks") { request, context in try await enqueue(request, context, environment) }
+        api.post("tasks") { request, context in try await enqueue(request, context, environment, state) }
         api.get("tasks") { request, _ in try await list(request, environment) }
         api.get("tasks/{id}") { request, context in try await show(request, context, environment) }
         ApprovalPages.add(to: router, environment, state)
@@ -127,7 +127,9 @@ public enum AutonomyAPI {
     static let taskFields: Set<String> = ["type", "payload", "priority", "max_attempts", "subject", "run_at", "delay"]
     static let idempotencyKey = HTTPField.Name.idempotencyKey
 
-    static func enqueue(_ request: Request, _ context: ServerContext, _ environment: ServerEnvironment)
+    static func enqueue(
+        _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
+    )
         async throws -> Response
     {
         let policy = try await producer(request, environment)
@@ -201,9 +203,10 @@ public enum AutonomyAPI {
         if case .created(let created) = outcome, created.state == .awaitingApproval,
             !configuration.notify.channels.isEmpty
         {
-            // The operator hears of it at once; a failure leaves the alert for work-once to retry.
+            // The operator hears of it at once, with a link under the server's key; a failure
+            // leaves the alert to be tried again.
             let delivery = AlertDelivery(
-                store: environment.store, configuration: configuration, clock: environment.clock)
+                store: environment.store, configuration: configuration, clock: environment.clock, seal: state.seal)
             Task { _ = await delivery.deliverNow(tasks: [created.id]) }
         }
         switch outcome {

@@ -10,7 +10,8 @@ import NIOCore
 /// moves it into a POST body. A GET (or HEAD: link previews, mail scanners) only serves that page
 /// and decides nothing; a POST with `action=show` shows the request; only a POST with
 /// `action=approve|reject`, a matching CSRF token and this server's `Origin` decides, signed with
-/// the server's own key.
+/// the server's own key, and only with a link this server issued under that key
+/// (`ServerState.linkSeals`); any other link shows its request to a logged-in operator's buttons.
 enum ApprovalPages {
     static func add(to router: Router<ServerContext>, _ environment: ServerEnvironment, _ state: ServerState) {
         router.get("r/{id}") { request, context in try await landing(request, context, environment, state) }
@@ -27,7 +28,7 @@ enum ApprovalPages {
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
     ) async throws -> Response {
         let id = try requestID(context)
-        if let session = try await OperatorRoutes.currentSession(request, environment) {
+        if let session = try await OperatorRoutes.currentSession(request, environment, state) {
             return try await sessionView(id, session, request, context, environment, state)
         }
         let nonce = SecretToken.nonce()
@@ -66,7 +67,7 @@ enum ApprovalPages {
             }
             return fate(approval, task)
         }
-        return showPage(found, token: nil, request, context, environment, state, viewer: session.operatorName)
+        return showPage(found, link: nil, request, context, environment, state, viewer: session.operatorName)
     }
 
     // MARK: - POST: show, approve or reject
@@ -82,24 +83,22 @@ enum ApprovalPages {
         let store = environment.store
         let now = environment.clock.now()
         // Without a link's token, a logged-in operator decides as themself.
-        if token.isEmpty, let session = try await OperatorRoutes.currentSession(request, environment) {
+        if token.isEmpty, let session = try await OperatorRoutes.currentSession(request, environment, state) {
             return try await decide(
                 id, form, request, context, environment, state,
                 by: .session(session))
         }
-        let pending: PendingApproval
-        do {
-            pending = try await store.pendingApproval(token: token, now: now)
-            guard pending.approval.id == id else { throw ApprovalError.invalidToken }
-        } catch ApprovalError.invalidToken {
+        guard let (pending, link) = try await pendingLink(token, id: id, store: store, state: state, now: now) else {
             // The holder of a spent link learns what became of its request; anyone else, nothing.
-            if let decided = try await store.decidedApproval(token: token, approvalID: id, now: now),
-                let task = try await store.task(id: decided.taskID)
-            {
-                // Showing it again is a look; a decision sent again is refused (409), changing nothing.
-                return fate(
-                    decided, task, status: form["action"] == "show" ? .ok : .conflict,
-                    heading: "This link is no longer valid")
+            for (seal, _) in state.linkSeals {
+                if let decided = try await store.decidedApproval(token: token, seal: seal, approvalID: id, now: now),
+                    let task = try await store.task(id: decided.taskID)
+                {
+                    // Showing it again is a look; a decision sent again is refused (409), changing nothing.
+                    return fate(
+                        decided, task, status: form["action"] == "show" ? .ok : .conflict,
+                        heading: "This link is no longer valid")
+                }
             }
             guard await !state.failures.failed(client, now: now) else {
                 return Page.message(
@@ -109,31 +108,81 @@ enum ApprovalPages {
         }
         switch form["action"] {
         case "show":
-            return showPage(pending, token: token, request, context, environment, state, viewer: nil)
+            return showPage(pending, link: link, request, context, environment, state, viewer: nil)
         case "approve", "reject":
-            return try await decide(id, form, request, context, environment, state, by: .link(token))
+            guard link.decides else {
+                if state.signer == nil { return noSigningKey() }
+                return Page.message(
+                    .forbidden, "This link cannot decide",
+                    "It shows the request; log in and open it again to decide (see the request's page).")
+            }
+            return try await decide(id, form, request, context, environment, state, by: .link(link))
         default:
             return Page.message(.badRequest, "Unknown action", "Open the link from the alert again.")
         }
     }
 
+    /// A link's token as this server found it: the digest it was issued under, and whether it
+    /// decides on its own (see `ServerState.linkSeals`).
+    struct Link {
+        let token: String
+        let seal: TokenSeal
+        let decides: Bool
+    }
+
+    /// The pending request `id` a link's token belongs to, tried under each of the server's seals;
+    /// nil for a used, expired, replaced or wrong link.
+    static func pendingLink(
+        _ token: String, id: Int64, store: any ServerStore, state: ServerState, now: Int64
+    ) async throws -> (PendingApproval, Link)? {
+        for (seal, decides) in state.linkSeals {
+            do {
+                let pending = try await store.pendingApproval(token: token, seal: seal, now: now)
+                guard pending.approval.id == id else { continue }
+                return (pending, Link(token: token, seal: seal, decides: decides))
+            } catch ApprovalError.invalidToken {
+                continue
+            }
+        }
+        return nil
+    }
+
     /// Who decides on a page: the holder of an alert's link, or a logged-in operator.
     enum Decider {
-        case link(String)
+        case link(Link)
         case session(OperatorSession)
     }
 
-    /// The request, its payload and its buttons, with a fresh CSRF token in a cookie.
+    /// The request, its payload and its buttons, with a fresh CSRF token in a cookie. A link that
+    /// cannot decide shows the request without buttons, and says how to decide.
     static func showPage(
-        _ pending: PendingApproval, token: String?, _ request: Request, _ context: ServerContext,
+        _ pending: PendingApproval, link: Link?, _ request: Request, _ context: ServerContext,
         _ environment: ServerEnvironment, _ state: ServerState, viewer: String?
     ) -> Response {
         let csrf = CSRF(request)
+        let decides = state.signer != nil && (viewer != nil || link?.decides == true)
         var response = Page.make(
             .ok, title: "Approve \(pending.task.type)?",
-            body: details(pending, token: token, csrf: csrf.value, viewer: viewer), nonce: SecretToken.nonce())
+            body: details(
+                pending, token: link?.token, csrf: csrf.value, viewer: viewer,
+                cannotDecide: decides ? nil : (state.signer == nil ? .noSigningKey : .linkWithoutKey)),
+            nonce: SecretToken.nonce())
         if let cookie = csrf.setCookie(request, context, environment, state) { response.headers[.setCookie] = cookie }
         return response
+    }
+
+    /// Why a page shows a request without its buttons.
+    enum CannotDecide {
+        /// `serve.signing_key` is not set.
+        case noSigningKey
+        /// The link was issued without the server's key (by the worker): it shows, never decides.
+        case linkWithoutKey
+    }
+
+    static func noSigningKey() -> Response {
+        Page.message(
+            .serviceUnavailable, "Cannot decide here",
+            "This server has no signing key (serve.signing_key): decide with `autonomy approve` instead.")
     }
 
     /// Approves or rejects from a page: same origin, the page's own CSRF token, signed with the
@@ -153,19 +202,16 @@ enum ApprovalPages {
             return Page.message(
                 .forbidden, "Refused", "This form did not come from this page: open the request again.")
         }
-        guard let signer = state.signer else {
-            return Page.message(
-                .serviceUnavailable, "Cannot decide here",
-                "This server has no signing key (serve.signing_key): decide with `autonomy approve` instead.")
-        }
+        guard let signer = state.signer else { return noSigningKey() }
         let store = environment.store
         let now = environment.clock.now()
         let who: String
         switch decider {
-        case .link(let token):
+        case .link(let link):
             who =
                 "one-click link"
-                + ((try? await store.linkChannel(token: token)).flatMap { $0 }.map { " from the \($0) alert" } ?? "")
+                + ((try? await store.linkChannel(token: link.token, seal: link.seal)).flatMap { $0 }
+                    .map { " from the \($0) alert" } ?? "")
         case .session(let session):
             who = "operator \(session.operatorName) (web session \(session.id))"
         }
@@ -185,11 +231,19 @@ enum ApprovalPages {
             let statement = try await store.decisionStatement(
                 approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
                 settings: configuration.approvals, now: now)
+            // What the page showed is what is signed: a payload changed since (by whoever can
+            // write the database) is not approved on the strength of the old one's look.
+            guard form["sha256"] == statement.payloadSHA256 else {
+                return Page.message(
+                    .conflict, "The request changed",
+                    "What waits now is not what this page showed: open the request again, and decide on what it shows.")
+            }
             let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
             let decided: ApprovalRecord
             switch decider {
-            case .link(let token):
-                decided = try await store.decide(token: token, signed, verifier: verifier, channel: .link, now: now)
+            case .link(let link):
+                decided = try await store.decide(
+                    token: link.token, seal: link.seal, signed, verifier: verifier, channel: .link, now: now)
             case .session:
                 decided = try await store.decide(signed, verifier: verifier, channel: .page, now: now)
             }
@@ -265,16 +319,29 @@ enum ApprovalPages {
     }
 
     /// What the operator approves: exactly what will run, and who says so.
-    static func details(_ pending: PendingApproval, token: String?, csrf: String, viewer: String?) -> String {
+    static func details(
+        _ pending: PendingApproval, token: String?, csrf: String, viewer: String?, cannotDecide: CannotDecide? = nil
+    ) -> String {
         let (approval, task) = (pending.approval, pending.task)
         let payload = (try? JSONValue.parse(task.payload))?.prettyText ?? task.payload
         func hidden(_ action: String) -> String {
             """
             \(token.map { "<input type=\"hidden\" name=\"t\" value=\"\(Page.escape($0))\">" } ?? "")
             <input type="hidden" name="csrf" value="\(csrf)">
+            <input type="hidden" name="sha256" value="\(approval.payloadSHA256)">
             <input type="hidden" name="action" value="\(action)">
             """
         }
+        let buttons = """
+            <form method="post" action="/r/\(approval.id)">
+            \(hidden("approve"))
+            <button type="submit">Approve</button>
+            </form>
+            <form method="post" action="/r/\(approval.id)">
+            \(hidden("reject"))
+            <p><label>Why reject it <input name="reason" required></label> <button type="submit">Reject</button></p>
+            </form>
+            """
         return """
             <h1>Task \(task.id): \(Page.escape(task.type))</h1>
             \(viewer.map { "<p>Logged in as \(Page.escape($0)): you decide as yourself.</p>" } ?? "")
@@ -288,15 +355,27 @@ enum ApprovalPages {
             </dl>
             <h2>Payload, whole</h2>
             <pre>\(Page.escape(payload))</pre>
-            <form method="post" action="/r/\(approval.id)">
-            \(hidden("approve"))
-            <button type="submit">Approve</button>
-            </form>
-            <form method="post" action="/r/\(approval.id)">
-            \(hidden("reject"))
-            <p><label>Why reject it <input name="reason" required></label> <button type="submit">Reject</button></p>
-            </form>
+            \(cannotDecide.map { refusal($0, approvalID: approval.id) } ?? buttons)
             """
+    }
+
+    /// In place of the buttons: why this page cannot decide, and how to.
+    static func refusal(_ why: CannotDecide, approvalID: Int64) -> String {
+        switch why {
+        case .noSigningKey:
+            return """
+                <p>This server has no signing key (<code>serve.signing_key</code>): it shows requests and cannot \
+                decide them. Decide with <code>autonomy approve \(approvalID)</code>.</p>
+                """
+        case .linkWithoutKey:
+            return """
+                <p>This link was made without the server's key (by the worker, when the server did not send \
+                the alert itself), so it shows the request and cannot decide it: anyone who can write the \
+                queue's database could have made it. Log in (<code>autonomy serve login --operator NAME</code>, \
+                run as the server's user) and open this page again to decide, or decide with \
+                <code>autonomy approve \(approvalID)</code>.</p>
+                """
+        }
     }
 
     static func requestID(_ context: ServerContext) throws -> Int64 {

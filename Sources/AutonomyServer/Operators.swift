@@ -15,13 +15,13 @@ enum OperatorRoutes {
         router.post("login") { request, context in try await login(request, context, environment, state) }
         let api = router.group("api/v1")
         api.get("status") { request, _ in
-            _ = try await session(request, environment)
+            _ = try await session(request, environment, state)
             let now = environment.clock.now()
             return try JSONResponse.make(
                 .ok, encoding: StatusOutput(try await environment.store.status(now: now, source: nil), now: now))
         }
         api.get("approvals") { request, _ in
-            _ = try await session(request, environment)
+            _ = try await session(request, environment, state)
             let now = environment.clock.now()
             let pending = try await environment.store.pendingApprovals(now: now)
             return try JSONResponse.make(
@@ -36,18 +36,20 @@ enum OperatorRoutes {
     }
 
     /// The operator whose live session cookie came with the request, if any.
-    static func currentSession(_ request: Request, _ environment: ServerEnvironment) async throws
-        -> OperatorSession?
+    static func currentSession(_ request: Request, _ environment: ServerEnvironment, _ state: ServerState)
+        async throws -> OperatorSession?
     {
         guard let cookie = request.cookies[cookieName]?.value else { return nil }
         return try await environment.store.session(
             cookie: cookie, verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
-            now: environment.clock.now())
+            seal: state.seal, now: environment.clock.now())
     }
 
     /// The operator a session cookie belongs to; a producer's bearer token is not one.
-    static func session(_ request: Request, _ environment: ServerEnvironment) async throws -> OperatorSession {
-        if let session = try await currentSession(request, environment) { return session }
+    static func session(_ request: Request, _ environment: ServerEnvironment, _ state: ServerState) async throws
+        -> OperatorSession
+    {
+        if let session = try await currentSession(request, environment, state) { return session }
         if request.headers[.authorization] != nil {
             throw APIError(
                 .forbidden, "forbidden", "operators only: a producer's token cannot read approvals or decide them")
@@ -92,7 +94,7 @@ enum OperatorRoutes {
             let (session, cookie) = try await environment.store.openSession(
                 login: form["t"] ?? "",
                 verifier: DecisionVerifier(settings: environment.loaded.configuration.approvals),
-                now: now)
+                seal: state.seal, now: now)
         else {
             guard await !state.failures.failed(client, now: now) else {
                 return Page.message(.tooManyRequests, "Too many tries", "Too many logins that did not work from here.")
@@ -119,7 +121,7 @@ enum OperatorRoutes {
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState,
         approve: Bool
     ) async throws -> Response {
-        let session = try await session(request, environment)
+        let session = try await session(request, environment, state)
         // A cookie alone authenticates: the browser's `Origin` must be this server's, and the body
         // JSON, which no other site's form can send.
         guard Client.sameOrigin(request, environment: environment, required: true) else {
@@ -166,6 +168,10 @@ enum OperatorRoutes {
             let statement = try await environment.store.decisionStatement(
                 approvalID: id, decision, signerKey: signer.publicKey, verifier: verifier,
                 settings: configuration.approvals, now: now)
+            // A client that names the payload it saw gets that one decided, or nothing.
+            if let seen = fields["payload_sha256"]?.stringValue, seen != statement.payloadSHA256 {
+                throw APIError(.conflict, "refused", "the request's payload is no longer the one you named")
+            }
             let signed = SignedDecision(statement: statement.text, signature: try signer.sign(statement.text))
             let decided = try await environment.store.decide(signed, verifier: verifier, channel: .api, now: now)
             return try JSONResponse.make(

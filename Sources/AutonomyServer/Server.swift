@@ -90,6 +90,10 @@ public struct ServerSetupError: Error, CustomStringConvertible {
 /// per client.
 public final class ServerState: Sendable {
     let signer: DecisionSigner?
+    /// How the server keeps the tokens it issues and honours (login links, sessions, its own
+    /// alerts' links): keyed by its signing key, so that a row written into the database by anyone
+    /// without that key (the worker user, a handler) is neither a session nor a link that decides.
+    let seal: TokenSeal
     let tls: TLSSetup?
     /// Returns when a request has taken too long; nil: `serve.request_timeout` of wall time.
     /// Tests pass their own, so that no test waits for the clock.
@@ -98,10 +102,24 @@ public final class ServerState: Sendable {
     /// A ledger verification started from the dashboard is running.
     let verifying = Mutex(false)
 
+    /// `seal` defaults to the one `signer` derives. A signer without a keyed seal (one that cannot
+    /// derive it, which `serve` refuses at start) signs nothing: a session or link anyone could
+    /// have written would otherwise be enough.
     public init(
-        signer: DecisionSigner?, tls: TLSSetup? = nil, deadline: (@Sendable () async throws -> Void)? = nil
+        signer: DecisionSigner?, seal: TokenSeal? = nil, tls: TLSSetup? = nil,
+        deadline: (@Sendable () async throws -> Void)? = nil
     ) {
-        (self.signer, self.tls, self.deadline) = (signer, tls, deadline)
+        let seal = seal ?? signer.flatMap { try? TokenSeal(serverKey: $0) } ?? .plain
+        (self.signer, self.seal) = (seal.isKeyed ? signer : nil, seal)
+        (self.tls, self.deadline) = (tls, deadline)
+    }
+
+    /// The digests a link's token is looked up by, in order, and whether a link found by each
+    /// decides on its own: only one this server issued under its key. A link issued without it
+    /// (by `work-once` or `enqueue`, which the worker user runs) shows its request and decides
+    /// nothing: whoever can write the database could have made it.
+    var linkSeals: [(seal: TokenSeal, decides: Bool)] {
+        seal.isKeyed ? [(seal, true), (.plain, false)] : [(.plain, false)]
     }
 }
 

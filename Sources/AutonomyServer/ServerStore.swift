@@ -21,9 +21,10 @@ public protocol ServerStore: NotificationStore {
     func pendingApprovals(now: Int64, source: String?, type: String?, id: Int64?, limit: Int?) async throws
         -> [PendingApproval]
     func approval(id: Int64) async throws -> ApprovalRecord?
-    func pendingApproval(token: String, now: Int64) async throws -> PendingApproval
-    func decidedApproval(token: String, approvalID: Int64, now: Int64) async throws -> ApprovalRecord?
-    func linkChannel(token: String) async throws -> String?
+    func pendingApproval(token: String, seal: TokenSeal, now: Int64) async throws -> PendingApproval
+    func decidedApproval(token: String, seal: TokenSeal, approvalID: Int64, now: Int64) async throws
+        -> ApprovalRecord?
+    func linkChannel(token: String, seal: TokenSeal) async throws -> String?
     func decisionStatement(
         approvalID: Int64, _ decision: Decision, signerKey: SSHPublicKey, verifier: DecisionVerifier,
         settings: ApprovalSettings, now: Int64
@@ -31,13 +32,14 @@ public protocol ServerStore: NotificationStore {
     func decide(_ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel, now: Int64)
         async throws -> ApprovalRecord
     func decide(
-        token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel, now: Int64
+        token: String, seal: TokenSeal, _ signed: SignedDecision, verifier: DecisionVerifier,
+        channel: DecisionChannel, now: Int64
     ) async throws -> ApprovalRecord
 
-    func session(cookie: String, verifier: DecisionVerifier, now: Int64) async throws -> OperatorSession?
-    func openSession(login token: String, verifier: DecisionVerifier, now: Int64) async throws -> (
-        OperatorSession, cookie: String
-    )?
+    func session(cookie: String, verifier: DecisionVerifier, seal: TokenSeal, now: Int64) async throws
+        -> OperatorSession?
+    func openSession(login token: String, verifier: DecisionVerifier, seal: TokenSeal, now: Int64) async throws
+        -> (OperatorSession, cookie: String)?
 
     func overview(configuration: Configuration, now: Int64) async throws -> Overview
     func ledger(forTask taskID: Int64) async throws -> [LedgerEntry]
@@ -89,12 +91,14 @@ extension PostgresStore: ServerStore {
         try await pendingApprovals(source: source, type: type, id: id, limit: limit).pending
     }
 
-    public func pendingApproval(token: String, now: Int64) async throws -> PendingApproval {
-        try await pendingApproval(token: token)
+    public func pendingApproval(token: String, seal: TokenSeal, now: Int64) async throws -> PendingApproval {
+        try await pendingApproval(token: token, seal: seal)
     }
 
-    public func decidedApproval(token: String, approvalID: Int64, now: Int64) async throws -> ApprovalRecord? {
-        try await decidedApproval(token: token, approvalID: approvalID)
+    public func decidedApproval(token: String, seal: TokenSeal, approvalID: Int64, now: Int64) async throws
+        -> ApprovalRecord?
+    {
+        try await decidedApproval(token: token, seal: seal, approvalID: approvalID)
     }
 
     public func decisionStatement(
@@ -113,19 +117,22 @@ extension PostgresStore: ServerStore {
     }
 
     public func decide(
-        token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel, now: Int64
+        token: String, seal: TokenSeal, _ signed: SignedDecision, verifier: DecisionVerifier,
+        channel: DecisionChannel, now: Int64
     ) async throws -> ApprovalRecord {
-        try await decide(token: token, signed, verifier: verifier, channel: channel)
+        try await decide(token: token, seal: seal, signed, verifier: verifier, channel: channel)
     }
 
-    public func session(cookie: String, verifier: DecisionVerifier, now: Int64) async throws -> OperatorSession? {
-        try await session(cookie: cookie, verifier: verifier)
+    public func session(cookie: String, verifier: DecisionVerifier, seal: TokenSeal, now: Int64) async throws
+        -> OperatorSession?
+    {
+        try await session(cookie: cookie, verifier: verifier, seal: seal)
     }
 
-    public func openSession(login token: String, verifier: DecisionVerifier, now: Int64) async throws -> (
-        OperatorSession, cookie: String
-    )? {
-        try await openSession(login: token, verifier: verifier)
+    public func openSession(login token: String, verifier: DecisionVerifier, seal: TokenSeal, now: Int64)
+        async throws -> (OperatorSession, cookie: String)?
+    {
+        try await openSession(login: token, verifier: verifier, seal: seal)
     }
 
     public func overview(configuration: Configuration, now: Int64) async throws -> Overview {

@@ -50,21 +50,16 @@ extension Serve {
             }
             let environment = ServerEnvironment(loaded: loaded, store: store, clock: try currentClock())
             // The key that signs the pages' decisions: loaded now, so a bad one is said at start.
-            let signer: DecisionSigner?
+            // The key signs decisions: nobody but the server's own user may read it.
             if let path = loaded.configuration.serve.signingKey {
-                // The key signs decisions: nobody but the server's own user may read it.
                 try Self.ownPrivate(path, named: "serve.signing_key")
-                do {
-                    signer = try DecisionSigner.load(path: path)
-                } catch {
-                    throw CLIFailure("serve.signing_key: \(error)", code: .configError)
-                }
-            } else {
-                signer = nil
+            }
+            let key = try Self.serverKey(loaded, code: .configError)
+            if key == nil {
                 printError(
                     "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
             }
-            let state = ServerState(signer: signer, tls: tls)
+            let state = ServerState(signer: key?.signer, seal: key?.seal, tls: tls)
             let serve = { @Sendable in
                 do {
                     try await AutonomyServer.run(
@@ -74,25 +69,79 @@ extension Serve {
                     throw CLIFailure("cannot serve on \(self.listen): \(error)", code: .unavailable)
                 }
             }
-            guard let postgres = store as? PostgresStore else { return try await serve() }
-            // A request waits for another host's transaction no longer than it may take.
-            try await postgres.limitLockWait(to: loaded.configuration.serve.requestTimeout)
-            // The server decides with this host's map: it is compared with the others' too.
-            warnOfOtherMaps(try? await postgres.recordMap(loaded.sharedMapFingerprint))
-            // One connection serves every request: once it is lost, serve stops (exit 69), and
-            // systemd (Restart=on-failure) starts it again with a new one.
+            // Where the pages sign, the server sends requests' alerts itself, with links under its
+            // key (the only ones that decide); `work-once` leaves them to it for a while.
+            let alerts = key.map { key in
+                AlertDelivery(
+                    store: store, configuration: loaded.configuration, clock: environment.clock, seal: key.seal,
+                    approvalsOnly: true)
+            }
+            let postgres = store as? PostgresStore
+            if let postgres {
+                // A request waits for another host's transaction no longer than it may take.
+                try await postgres.limitLockWait(to: loaded.configuration.serve.requestTimeout)
+                // The server decides with this host's map: it is compared with the others' too.
+                warnOfOtherMaps(try? await postgres.recordMap(loaded.sharedMapFingerprint))
+            }
+            // On a task of its own, not awaited at the end: a query on a dead connection cannot be
+            // cancelled, and must not keep serve from stopping.
+            let sending = alerts.flatMap { alerts in
+                alerts.configuration.approvals.baseURL == nil || alerts.configuration.notify.channels.isEmpty
+                    ? nil : Task { try await Self.sendAlerts(alerts) }
+            }
+            defer { sending?.cancel() }
+            // With PostgreSQL, one connection serves every request: once it is lost, serve stops
+            // (exit 69), and systemd (Restart=on-failure) starts it again with a new one.
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await serve() }
-                    group.addTask { try await Self.watch(postgres) }
+                    if let postgres { group.addTask { try await Self.watch(postgres) } }
                     defer { group.cancelAll() }
                     try await group.next()
                 }
             } catch {
-                await postgres.close()
+                await postgres?.close()
                 throw error
             }
-            await postgres.close()
+            await postgres?.close()
+        }
+
+        /// Sends due alerts about requests every two seconds, for as long as the server runs. A
+        /// failed round is said once (until another error, or a round that works) and tried again.
+        static func sendAlerts(_ delivery: AlertDelivery) async throws {
+            var said: String?
+            while true {
+                do {
+                    for report in try await delivery.deliverDue(budget: .seconds(20)) {
+                        if let error = report.error {
+                            printError(
+                                "warning: alert via \(report.channel.rawValue) failed: \(error) (tried again later)")
+                        }
+                    }
+                    said = nil
+                } catch is CancellationError {
+                    return
+                } catch {
+                    guard !Task.isCancelled else { return }
+                    let line = "warning: alerts not sent: \(error) (tried again in 2 s)"
+                    if line != said { printError(line) }
+                    said = line
+                }
+                try await Task.sleep(for: .seconds(2))
+            }
+        }
+
+        /// The server's key and the seal it keeps tokens under, when `serve.signing_key` is set.
+        static func serverKey(_ loaded: LoadedConfiguration, code: ExitCode) throws -> (
+            signer: DecisionSigner, seal: TokenSeal
+        )? {
+            guard let path = loaded.configuration.serve.signingKey else { return nil }
+            do {
+                let signer = try DecisionSigner.load(path: path)
+                return (signer, try TokenSeal(serverKey: signer))
+            } catch {
+                throw CLIFailure("serve.signing_key: \(error)", code: code)
+            }
         }
 
         /// Returns never; throws once the connection is closed, or once it has been at work for
@@ -162,8 +211,11 @@ extension Serve {
             discussion: prose(
                 """
                 NAME must be a principal in approvals.allowed_signers. The link's token is in its
-                fragment; only its hash is stored. Exits 77 when NAME is not an operator.
-                Example: autonomy serve login --operator elad
+                fragment; only its digest is stored, under the server's key when serve.signing_key
+                is set, so that only a user who can read that key makes links that log in: run it
+                as the server's user (sudo -u autonomy-web). Exits 77 when NAME is not an operator
+                or the key cannot be read.
+                Example: sudo -u autonomy-web autonomy serve login --operator elad
                 """))
 
         @OptionGroup var global: GlobalOptions
@@ -173,10 +225,20 @@ extension Serve {
             let loaded = try global.loadConfiguration()
             let verifier = DecisionVerifier(settings: loaded.configuration.approvals)
             let now = try currentClock().now()
+            // The link is kept under the server's key, as the server looks it up: only whoever can
+            // read that key (the server's user, root) makes links that log in.
+            let seal: TokenSeal
+            do {
+                seal = try Serve.Listen.serverKey(loaded, code: .notPermitted)?.seal ?? .plain
+            } catch let failure as CLIFailure {
+                throw CLIFailure(
+                    "\(failure.message); a login link is kept under the server's key: run this as the server's user (sudo -u autonomy-web autonomy serve login --operator \(name))",
+                    code: .notPermitted)
+            }
             do {
                 let (session, token) = try await global.onEither(
-                    loaded, sqlite: { try $0.issueLogin(operator: name, verifier: verifier, now: now) },
-                    postgres: { try await $0.issueLogin(operator: name, verifier: verifier) })
+                    loaded, sqlite: { try $0.issueLogin(operator: name, verifier: verifier, seal: seal, now: now) },
+                    postgres: { try await $0.issueLogin(operator: name, verifier: verifier, seal: seal) })
                 let base = loaded.configuration.approvals.baseURL ?? "http://127.0.0.1:8787"
                 print("\(base)/login#t=\(token)")
                 printError(

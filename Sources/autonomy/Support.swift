@@ -286,15 +286,20 @@ struct PayloadOptions: ParsableArguments {
 
 /// A command's discussion as the parser should wrap it: the lines of each source paragraph joined
 /// (the parser wraps them to the terminal; a break kept from the source splits sentences), a blank
-/// line kept, and each "Example" on a line of its own.
+/// line kept, and each "Example", command (`autonomy …`, `sudo …`) or indented line on a line of its own.
 func prose(_ text: String) -> String {
     var lines: [String] = []
     for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-        if let last = lines.last, !last.isEmpty, !line.isEmpty, !line.hasPrefix("Example"), !line.hasPrefix(" ") {
+        if let last = lines.last, !last.isEmpty, !line.isEmpty, !isVerbatim(Substring(last)), !isVerbatim(line) {
             lines[lines.count - 1] = last.hasSuffix(" ") ? last + line : last + " " + line
         } else {
             lines.append(String(line))
         }
     }
     return lines.joined(separator: "\n")
+}
+
+/// A line that keeps its own line: an example, a command, or an indented one.
+private func isVerbatim(_ line: Substring) -> Bool {
+    line.hasPrefix("Example") || line.hasPrefix(" ") || line.hasPrefix("autonomy ") || line.hasPrefix("sudo ")
 }

@@ -2,6 +2,7 @@ import AutonomyCore
 import AutonomyServer
 import AutonomyTestSupport
 import Foundation
+import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -394,6 +395,11 @@ struct APITestFailure: Error, CustomStringConvertible {
 @Suite struct ApprovalPageTests {
     let fixture: APIFixture
     let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+    /// How the server keeps its tokens: what the tests issue links and logins under, as `serve`
+    /// and `serve login` do.
+    var seal: TokenSeal { get throws { try TokenSeal(serverKey: .native(serverKey)) } }
+    /// The payload's SHA-256 as the request's page shows it (its forms send it back).
+    var shown: String { (try? fixture.environment.sqlite.approval(id: approval)?.payloadSHA256) ?? "" }
     let token: String
     let approval: Int64
 
@@ -411,7 +417,8 @@ struct APITestFailure: Error, CustomStringConvertible {
             EnqueueRequest(type: "send_email", payload: #"{"to": "<b>client</b>@x.org"}"#, source: "sales-bot"),
             configuration: fixture.environment.loaded.configuration, now: now)
         approval = try #require(try store.pendingApprovals(now: now).first).approval.id
-        token = try #require(try store.issueToken(approvalID: approval, now: now))
+        token = try #require(
+            try store.issueToken(approvalID: approval, seal: try TokenSeal(serverKey: .native(serverKey)), now: now))
     }
 
     func app(signed: Bool = true) -> some ApplicationProtocol {
@@ -437,10 +444,10 @@ struct APITestFailure: Error, CustomStringConvertible {
     var state: String { (try? fixture.environment.sqlite.task(id: 1)?.state.rawValue) ?? "none" }
 
     /// Shows the request with the link's token; returns the page and its CSRF token.
-    func show(_ client: some TestClientProtocol) async throws -> (page: String, csrf: String) {
+    func show(_ client: some TestClientProtocol, link: String? = nil) async throws -> (page: String, csrf: String) {
         let shown = try await client.execute(
             uri: "/r/\(approval)", method: .post, headers: form([]),
-            body: encoded([("t", token), ("action", "show")]))
+            body: encoded([("t", link ?? token), ("action", "show")]))
         #expect(shown.status == .ok)
         let page = String(buffer: shown.body)
         let cookie = try #require(shown.headers[.setCookie])
@@ -462,7 +469,7 @@ struct APITestFailure: Error, CustomStringConvertible {
             configuration: fixture.environment.loaded.configuration, now: now
         ).task
         let request = try #require(try store.pendingApprovals(now: now).first { $0.task.id == task.id })
-        let link = try #require(try store.issueToken(approvalID: request.approval.id, now: now))
+        let link = try #require(try store.issueToken(approvalID: request.approval.id, seal: try seal, now: now))
         try await app().test(.router) { client in
             let shown = try await client.execute(
                 uri: "/r/\(request.approval.id)", method: .post, headers: form([]),
@@ -512,7 +519,7 @@ struct APITestFailure: Error, CustomStringConvertible {
             let (_, csrf) = try await show(client)
             let decided = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf)]))
+                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", shown)]))
             #expect(decided.status == .ok && String(buffer: decided.body).contains("Approved"))
             #expect(state == "queued")
             let record = try #require(try fixture.environment.sqlite.approval(id: approval))
@@ -532,7 +539,10 @@ struct APITestFailure: Error, CustomStringConvertible {
             for action in ["approve", "reject"] {
                 let replay = try await client.execute(
                     uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                    body: encoded([("t", token), ("action", action), ("csrf", csrf), ("reason", "changed my mind")]))
+                    body: encoded([
+                        ("t", token), ("action", action), ("csrf", csrf), ("sha256", shown),
+                        ("reason", "changed my mind"),
+                    ]))
                 #expect(replay.status == .conflict && String(buffer: replay.body).contains("Already approved"))
             }
             #expect(state == "queued")
@@ -552,11 +562,11 @@ struct APITestFailure: Error, CustomStringConvertible {
             let cases: [(HTTPFields, [(String, String)])] = [
                 (
                     form([], cookie: csrf, origin: "https://evil.example"),
-                    [("t", token), ("action", "approve"), ("csrf", csrf)]
+                    [("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", shown)]
                 ),
-                (form([], cookie: nil), [("t", token), ("action", "approve"), ("csrf", csrf)]),
+                (form([], cookie: nil), [("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", shown)]),
                 (form([], cookie: csrf), [("t", token), ("action", "approve")]),
-                (form([], cookie: "other"), [("t", token), ("action", "approve"), ("csrf", csrf)]),
+                (form([], cookie: "other"), [("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", shown)]),
             ]
             for (headers, fields) in cases {
                 let refused = try await client.execute(
@@ -567,11 +577,13 @@ struct APITestFailure: Error, CustomStringConvertible {
             // Rejecting needs a reason; with one, it is recorded, signed.
             let bare = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                body: encoded([("t", token), ("action", "reject"), ("csrf", csrf)]))
+                body: encoded([("t", token), ("action", "reject"), ("csrf", csrf), ("sha256", shown)]))
             #expect(bare.status == .unprocessableContent && state == "awaiting_approval")
             let rejected = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                body: encoded([("t", token), ("action", "reject"), ("csrf", csrf), ("reason", "wrong client")]))
+                body: encoded([
+                    ("t", token), ("action", "reject"), ("csrf", csrf), ("sha256", shown), ("reason", "wrong client"),
+                ]))
             #expect(rejected.status == .ok && state == "rejected")
         }
     }
@@ -607,14 +619,80 @@ struct APITestFailure: Error, CustomStringConvertible {
 
     @Test func withoutASigningKeyThePageShowsButCannotDecide() async throws {
         defer { fixture.remove() }
+        // Without a key, every link is one the worker made (kept as its SHA-256).
+        let link = try #require(
+            try fixture.environment.sqlite.issueToken(approvalID: approval, now: fixture.clock.now()))
         try await app(signed: false).test(.router) { client in
-            let (_, csrf) = try await show(client)
+            let (page, csrf) = try await show(client, link: link)
+            #expect(page.contains("no signing key") && !page.contains("Approve</button>"), "\(page)")
             let refused = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
-                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf)]))
+                body: encoded([("t", link), ("action", "approve"), ("csrf", csrf), ("sha256", shown)]))
             #expect(refused.status == .serviceUnavailable)
         }
         #expect(state == "awaiting_approval")
+    }
+
+    /// The red team's way round the firewall: the worker user (any handler) writes a link of its
+    /// own into the database, as `work-once` does for its alerts, and has the server sign. A link
+    /// not kept under the server's key shows the request and decides nothing.
+    @Test func aLinkMadeWithoutTheServersKeyShowsTheRequestAndDecidesNothing() async throws {
+        defer { fixture.remove() }
+        let link = try #require(
+            try fixture.environment.sqlite.issueToken(approvalID: approval, now: fixture.clock.now()))
+        try await app().test(.router) { client in
+            let (page, csrf) = try await show(client, link: link)
+            #expect(page.contains("&lt;b&gt;client&lt;/b&gt;@x.org"), "\(page)")
+            #expect(page.contains("made without the server") && !page.contains("Approve</button>"), "\(page)")
+            for action in ["approve", "reject"] {
+                let refused = try await client.execute(
+                    uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                    body: encoded([("t", link), ("action", action), ("csrf", csrf), ("sha256", shown), ("reason", "r")])
+                )
+                #expect(refused.status == .forbidden)
+            }
+            // The server's own link to the same request still decides.
+            let (_, own) = try await show(client)
+            let approved = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: own),
+                body: encoded([("t", token), ("action", "approve"), ("csrf", own), ("sha256", shown)]))
+            #expect(approved.status == .ok)
+        }
+        #expect(state == "queued")
+        #expect(try fixture.environment.sqlite.approval(id: approval)?.decisionNote == "one-click link")
+    }
+
+    /// Whoever can write the database changes what waits while the operator looks at the page:
+    /// the decision is on what the page showed, or nothing.
+    @Test func aPayloadChangedAfterThePageShowedItIsNotApproved() async throws {
+        defer { fixture.remove() }
+        try await app().test(.router) { client in
+            let (page, csrf) = try await show(client)
+            #expect(page.contains(#"name="sha256" value="\#(shown)""#))
+            let seen = shown
+            try await DatabaseQueue(path: fixture.environment.sqlite.path).write { db in
+                try db.execute(
+                    sql: "UPDATE approvals SET payload_sha256 = ? WHERE id = ?",
+                    arguments: [String(repeating: "0", count: 64), approval])
+            }
+            let refused = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", seen)]))
+            #expect(refused.status == .conflict && String(buffer: refused.body).contains("The request changed"))
+        }
+        #expect(state == "awaiting_approval")
+        #expect(try fixture.environment.sqlite.approval(id: approval)?.state == .pending)
+    }
+
+    /// The key the tokens are kept under is derived as documented, from a signature OpenSSH's
+    /// `ssh-keygen -Y sign -n autonomy-token-seal` made over "autonomy-token-seal/v1" with another
+    /// key: not this key's, so the server's seal differs from it.
+    @Test func theServersSealIsItsOwnAndNotTheTokensSHA256() throws {
+        let seal = try TokenSeal(serverKey: .native(serverKey))
+        #expect(seal.isKeyed && seal.digest("abc") != "abc".sha256Hex)
+        #expect(
+            try TokenSeal(serverKey: .native(OpenSSHEd25519Key(comment: "other"))).digest("abc") != seal.digest("abc"))
+        #expect(TokenSeal.plain.digest("abc") == "abc".sha256Hex)
     }
 }
 
@@ -623,6 +701,11 @@ struct APITestFailure: Error, CustomStringConvertible {
 @Suite struct OperatorAPITests {
     let fixture: APIFixture
     let serverKey = OpenSSHEd25519Key(comment: "autonomy-web")
+    /// How the server keeps its tokens: what the tests issue links and logins under, as `serve`
+    /// and `serve login` do.
+    var seal: TokenSeal { get throws { try TokenSeal(serverKey: .native(serverKey)) } }
+    /// The payload's SHA-256 as the request's page shows it (its forms send it back).
+    var shown: String { (try? fixture.environment.sqlite.approval(id: approval)?.payloadSHA256) ?? "" }
     let operatorKey = OpenSSHEd25519Key(comment: "elad")
     let approval: Int64
 
@@ -662,13 +745,42 @@ struct APITestFailure: Error, CustomStringConvertible {
         return fields
     }
 
+    /// Whoever can write the database (the worker user, every handler) can add a login link or a
+    /// session row of its own; neither is kept under the server's key, so neither logs in.
+    @Test func aLoginOrSessionWrittenIntoTheDatabaseWithoutTheServersKeyIsNone() async throws {
+        defer { fixture.remove() }
+        let store = fixture.environment.sqlite
+        let (_, forged) = try store.issueLogin(operator: "elad", verifier: verifier, now: fixture.clock.now())
+        let cookie = SecretToken.make()
+        try await DatabaseQueue(path: store.path).write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO operator_sessions (operator, login_sha256, session_sha256, created_at, opened_at, expires_at)
+                    VALUES ('elad', ?, ?, 0, 0, ?)
+                    """, arguments: [SecretToken.make().sha256Hex, cookie.sha256Hex, Int64.max / 2])
+        }
+        try await app().test(.router) { client in
+            let opened = try await login(client, forged)
+            #expect(opened.status == .notFound && opened.headers[.setCookie] == nil)
+            for uri in ["/api/v1/approvals", "/api/v1/status"] {
+                let read = try await client.execute(uri: uri, method: .get, headers: self.cookie(cookie))
+                #expect(read.status == .unauthorized)
+            }
+            let decided = try await client.execute(
+                uri: "/api/v1/approvals/\(approval)/approve", method: .post, headers: self.cookie(cookie),
+                body: ByteBuffer(string: "{}"))
+            #expect(decided.status == .unauthorized)
+        }
+        #expect(try store.approval(id: approval)?.state == .pending)
+    }
+
     @Test func onlyAnOperatorsSessionReadsAndDecides() async throws {
         defer { fixture.remove() }
         #expect(throws: SessionError.self) {
             try fixture.environment.sqlite.issueLogin(operator: "sales-bot", verifier: verifier, now: 0)
         }
         let (_, token) = try fixture.environment.sqlite.issueLogin(
-            operator: "elad", verifier: verifier, now: fixture.clock.now())
+            operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
         try await app().test(.router) { client in
             for (uri, method) in [
                 ("/api/v1/status", HTTPRequest.Method.get), ("/api/v1/approvals", .get),
@@ -728,7 +840,7 @@ struct APITestFailure: Error, CustomStringConvertible {
     @Test func aRevokedSessionNoLongerWorksAndBadLoginsAreLimited() async throws {
         defer { fixture.remove() }
         let (made, token) = try fixture.environment.sqlite.issueLogin(
-            operator: "elad", verifier: verifier, now: fixture.clock.now())
+            operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
         try await app().test(.router) { client in
             let opened = try await login(client, token)
             let session = try #require(
@@ -742,7 +854,7 @@ struct APITestFailure: Error, CustomStringConvertible {
             #expect(limited.status == .tooManyRequests)
             // A good login link still opens a session from the same address.
             let (_, fresh) = try fixture.environment.sqlite.issueLogin(
-                operator: "elad", verifier: verifier, now: fixture.clock.now())
+                operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
             #expect(try await login(client, fresh).status == .ok)
         }
     }
@@ -750,7 +862,7 @@ struct APITestFailure: Error, CustomStringConvertible {
     @Test func aLoginLinkExpiresAfterTenMinutes() async throws {
         defer { fixture.remove() }
         let (_, token) = try fixture.environment.sqlite.issueLogin(
-            operator: "elad", verifier: verifier, now: fixture.clock.now())
+            operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
         fixture.clock.advance(by: .minutes(11))
         try await app().test(.router) { client in
             let expired = try await login(client, token)

@@ -115,7 +115,7 @@ extension OperatorAPITests {
                 headers: [
                     .contentType: "application/x-www-form-urlencoded", .origin: "http://localhost",
                     .cookie: "autonomy_session=\(session); autonomy_csrf=\(token)",
-                ], body: ByteBuffer(string: "action=approve&csrf=\(token)"))
+                ], body: ByteBuffer(string: "action=approve&csrf=\(token)&sha256=\(shown)"))
             #expect(approved.status == .ok)
             let after = try await client.execute(
                 uri: "/", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
@@ -177,7 +177,7 @@ extension OperatorAPITests {
                         .contentType: "application/x-www-form-urlencoded", .origin: origin,
                         HTTPField.Name("Sec-Fetch-Site")!: site,
                         .cookie: "autonomy_session=\(session); autonomy_csrf=\(token)",
-                    ], body: ByteBuffer(string: "action=approve&csrf=\(token)")
+                    ], body: ByteBuffer(string: "action=approve&csrf=\(token)&sha256=\(shown)")
                 ).status
             }
             #expect(try await approve(site: "same-site", origin: "http://localhost") == .forbidden)

@@ -17,7 +17,7 @@ import Testing
 extension OperatorAPITests {
     func sessionCookie(_ client: some TestClientProtocol) async throws -> String {
         let (_, token) = try fixture.environment.sqlite.issueLogin(
-            operator: "elad", verifier: verifier, now: fixture.clock.now())
+            operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
         let opened = try await login(client, token)
         return try #require(
             opened.headers[.setCookie]?.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(
@@ -65,18 +65,20 @@ extension OperatorAPITests {
                     body: ByteBuffer(string: body))
             }
             // Another site's form, or one without the page's CSRF token, decides nothing.
-            #expect(try await post("action=approve&csrf=\(csrf)", origin: "https://evil.example").status == .forbidden)
-            #expect(try await post("action=approve&csrf=\(csrf)", withCSRF: false).status == .forbidden)
+            #expect(
+                try await post("action=approve&csrf=\(csrf)&sha256=\(shown)", origin: "https://evil.example").status
+                    == .forbidden)
+            #expect(try await post("action=approve&csrf=\(csrf)&sha256=\(shown)", withCSRF: false).status == .forbidden)
             #expect(try await fixture.environment.sqlite.task(id: 1)?.state == .awaitingApproval)
 
-            let approved = try await post("action=approve&csrf=\(csrf)")
+            let approved = try await post("action=approve&csrf=\(csrf)&sha256=\(shown)")
             #expect(approved.status == .ok && String(buffer: approved.body).contains("Approved"))
             // Decided, the page shows the decision, without buttons; a second decision is refused.
             let after = try await client.execute(
                 uri: "/r/\(approval)", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
             let shown = String(buffer: after.body)
             #expect(shown.contains("Already approved") && shown.contains("operator elad") && !shown.contains("<button"))
-            let again = try await post("action=reject&csrf=\(csrf)&reason=no")
+            let again = try await post("action=reject&csrf=\(csrf)&reason=no&sha256=\(shown)")
             #expect(again.status == .conflict && String(buffer: again.body).contains("Already approved"))
         }
         let record = try #require(try fixture.environment.sqlite.approval(id: approval))
@@ -203,7 +205,7 @@ extension OperatorAPITests {
         try await app().test(.router) { client in
             let session = try await sessionCookie(client)
             let (_, unused) = try fixture.environment.sqlite.issueLogin(
-                operator: "elad", verifier: verifier, now: fixture.clock.now())
+                operator: "elad", verifier: verifier, seal: try seal, now: fixture.clock.now())
             let before = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
             #expect(before.status == .ok)
             try "autonomy-web \(serverKey.publicKey.openSSH)\n".write(

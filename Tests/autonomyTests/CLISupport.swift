@@ -113,6 +113,12 @@ final class Sandbox: Sendable {
     }
 }
 
+/// The value of a page's hidden form field, as a browser would send it back.
+func hiddenField(_ name: String, in html: String) -> String? {
+    guard let start = html.range(of: #"name="\#(name)" value=""#) else { return nil }
+    return String(html[start.upperBound...].prefix { $0 != "\"" })
+}
+
 /// Waits (polling) until `condition` holds or `limit` passes; for events, never for time itself.
 func eventually(_ limit: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + limit

@@ -626,11 +626,13 @@ struct PostgresEndToEndTests {
             let csrf = try #require(
                 shown.headers.first(name: "Set-Cookie")?.split(separator: ";").first?.split(separator: "=").last.map(
                     String.init))
+            let sha = try #require(
+                hiddenField("sha256", in: String(buffer: try await shown.body.collect(upTo: 1 << 20))))
             let approved = try await post(
-                page, "t=\(linkToken)&action=approve&csrf=\(csrf)", cookie: "autonomy_csrf=\(csrf)")
+                page, "t=\(linkToken)&action=approve&csrf=\(csrf)&sha256=\(sha)", cookie: "autonomy_csrf=\(csrf)")
             #expect(approved.status == .ok)
             let replayed = try await post(
-                page, "t=\(linkToken)&action=approve&csrf=\(csrf)", cookie: "autonomy_csrf=\(csrf)")
+                page, "t=\(linkToken)&action=approve&csrf=\(csrf)&sha256=\(sha)", cookie: "autonomy_csrf=\(csrf)")
             #expect(replayed.status == .conflict)
 
             // Any host's worker checks the server's signature in its claim and runs that payload.

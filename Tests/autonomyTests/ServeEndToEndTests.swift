@@ -137,6 +137,26 @@ extension Sandbox {
     }
 }
 
+extension Sandbox {
+    /// One dangerous type, `send_email`, run by `handler` (a JSON argv); alerts to `alertLogger`;
+    /// pages on `port` signed with a server key (returned). What the one-click tests share.
+    func oneClick(port: Int, handler: String) throws -> String {
+        let script = try alertLogger()
+        let keyPath = try addServerKey()
+        try """
+        {"version": 1,
+         "notify": {"command": ["\(script)"]},
+         "approvals": { "allowed_signers": "allowed_signers", "base_url": "http://127.0.0.1:\(port)" },
+         "serve": { "signing_key": "server_ed25519" },
+         "task_types": {
+           "send_email": { "safety": "dangerous", "handler": { "exec": { "argv": \(handler) } },
+                           "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
+         }}
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        return keyPath
+    }
+}
+
 /// A free loopback port, found by binding port 0 and letting it go.
 func freePort() throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -160,27 +180,7 @@ func freePort() throws -> Int {
     @Test func anAlertsLinkShowsThenApprovesSignedByTheServerAndTheWorkerRunsExactlyThatPayload() async throws {
         let port = try freePort()
         let sandbox = try Sandbox(config: "{}")
-        let script = try sandbox.alertLogger()
-        let keyPath = try sandbox.addServerKey()
-        try """
-        {"version": 1,
-         "notify": {"command": ["\(script)"]},
-         "approvals": { "allowed_signers": "allowed_signers", "base_url": "http://127.0.0.1:\(port)" },
-         "serve": { "signing_key": "server_ed25519" },
-         "task_types": {
-           "send_email": { "safety": "dangerous",
-                           "handler": { "exec": { "argv": ["/bin/sh", "-c", "cat > sent.json"] } },
-                           "verify": [ { "command": { "argv": ["/bin/true"] } } ] }
-         }}
-        """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c","body":"hi"}"#])
-        let alert = try #require(try sandbox.loggedAlerts().first { $0[path: "event"] == "approval_needed" })
-        let link = try #require(alert[path: "approval.links.review"]?.stringValue)
-        #expect(link.hasPrefix("http://127.0.0.1:\(port)/r/"))
-        let parts = link.split(separator: "#", maxSplits: 1)
-        let page = String(parts[0])
-        let token = try #require(parts.last.map { String($0.dropFirst("t=".count)) })
-
+        let keyPath = try sandbox.oneClick(port: port, handler: #"["/bin/sh", "-c", "cat > sent.json"]"#)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: autonomyBinary)
         process.arguments = ["serve", "--listen", "127.0.0.1:\(port)"]
@@ -194,6 +194,17 @@ func freePort() throws -> Int {
             process.terminate()
             process.waitUntilExit()
         }
+        // The request's alert is the server's to send, with a link kept under its key: `enqueue`
+        // (the worker user) leaves it, and the running server sends it.
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c","body":"hi"}"#])
+        #expect(try await eventually { try sandbox.loggedAlerts().contains { $0[path: "event"] == "approval_needed" } })
+        let alert = try #require(try sandbox.loggedAlerts().first { $0[path: "event"] == "approval_needed" })
+        let link = try #require(alert[path: "approval.links.review"]?.stringValue)
+        #expect(link.hasPrefix("http://127.0.0.1:\(port)/r/"))
+        let parts = link.split(separator: "#", maxSplits: 1)
+        let page = String(parts[0])
+        let token = try #require(parts.last.map { String($0.dropFirst("t=".count)) })
+
         // A link preview and a mail scanner open the link: nothing is decided.
         var opened: HTTPClientResponse?
         for _ in 0..<100 where opened == nil {
@@ -222,15 +233,17 @@ func freePort() throws -> Int {
         let csrf = try #require(
             shown.headers.first(name: "Set-Cookie")?.split(separator: ";").first?.split(separator: "=").last.map(
                 String.init))
+        // The page's forms send back the payload's hash it showed.
+        let sha = try #require(hiddenField("sha256", in: String(buffer: try await shown.body.collect(upTo: 1 << 20))))
         // From another site, with the right token and cookie: refused.
         let foreign = try await post(
-            "t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf, origin: "https://evil.example")
+            "t=\(token)&action=approve&csrf=\(csrf)&sha256=\(sha)", cookie: csrf, origin: "https://evil.example")
         let stateAfterForeign = try sandbox.state(1)
         #expect(foreign.status == .forbidden && stateAfterForeign == "awaiting_approval")
-        let approved = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
+        let approved = try await post("t=\(token)&action=approve&csrf=\(csrf)&sha256=\(sha)", cookie: csrf)
         #expect(approved.status == .ok)
         // Replayed, the link decides nothing again: it is refused, saying what was decided.
-        let replayed = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
+        let replayed = try await post("t=\(token)&action=approve&csrf=\(csrf)&sha256=\(sha)", cookie: csrf)
         #expect(replayed.status == .conflict)
         // The ledger has the key (the server's principal) and the human: the alert the link came by.
         #expect(
@@ -254,6 +267,70 @@ func freePort() throws -> Int {
 }
 
 /// HTTPS without a proxy: `--tls-cert` and `--tls-key`, a throwaway certificate made by openssl.
+/// The red team's way round the firewall: a handler (the worker user) has the server sign for a
+/// link the worker made. The worker leaves a request's alert to the server while it may send it;
+/// the link the worker sends at last shows the request and decides nothing.
+@Suite struct WorkerLinkEndToEndTests {
+    @Test func aLinkTheWorkerSentShowsTheRequestAndDecidesNothing() async throws {
+        let port = try freePort()
+        let sandbox = try Sandbox(config: "{}")
+        _ = try sandbox.oneClick(port: port, handler: #"["/bin/true"]"#)
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        // Left to the server for two minutes: neither `enqueue` nor `work-once` sends it now.
+        let now = try await sandbox.run(["work-once"])
+        #expect(now.status == 0, "\(now.stderr)")
+        #expect(try sandbox.loggedAlerts().isEmpty)
+        // No server came: past those minutes, the worker sends it with a link of its own.
+        let late = try await sandbox.run(["work-once"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "3m"])
+        #expect(late.status == 0, "\(late.stderr)")
+        let alert = try #require(try sandbox.loggedAlerts().first { $0[path: "event"] == "approval_needed" })
+        let link = try #require(alert[path: "approval.links.review"]?.stringValue)
+        let parts = link.split(separator: "#", maxSplits: 1)
+        let (page, token) = (String(parts[0]), String(parts[1].dropFirst("t=".count)))
+
+        let server = try RunningServer(sandbox, listen: "127.0.0.1:\(port)")
+        defer { _ = server.stop() }
+        func post(_ fields: String, cookie: String? = nil) async throws -> HTTPClientResponse {
+            var request = HTTPClientRequest(url: page)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            request.headers.add(name: "Origin", value: "http://127.0.0.1:\(port)")
+            if let cookie { request.headers.add(name: "Cookie", value: "autonomy_csrf=\(cookie)") }
+            request.body = .bytes(ByteBuffer(string: fields))
+            return try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        }
+        let shown: HTTPClientResponse? = try await post("t=\(token)&action=show")
+        let page200 = try #require(shown)
+        #expect(page200.status == .ok)
+        let body = String(buffer: try await page200.body.collect(upTo: 1 << 20))
+        #expect(body.contains("made without the server") && !body.contains("Approve</button>"), "\(body)")
+        let csrf = try #require(
+            page200.headers.first(name: "Set-Cookie")?.split(separator: ";").first?.split(separator: "=").last.map(
+                String.init))
+        let refused = try await post("t=\(token)&action=approve&csrf=\(csrf)", cookie: csrf)
+        #expect(refused.status == .forbidden)
+        #expect(try sandbox.state(1) == "awaiting_approval")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM approvals WHERE decided_at IS NOT NULL") == 0)
+    }
+
+    /// A login link is kept under the server's key: who cannot read it makes none.
+    @Test func serveLoginWithoutTheServersKeyMakesNoLink() async throws {
+        let sandbox = try Sandbox(config: "{}")
+        try """
+        {"version": 1, "approvals": { "allowed_signers": "allowed_signers" },
+         "serve": { "signing_key": "server_ed25519" }}
+        """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        let refused = try await sandbox.run(["serve", "login", "--operator", "elad"])
+        #expect(refused.status == 77 && refused.stdout.isEmpty, "\(refused.stderr)")
+        #expect(
+            refused.stderr.hasPrefix("error: serve.signing_key: ") && refused.stderr.contains("sudo -u autonomy-web"))
+        #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        _ = try sandbox.addServerKey()
+        let made = try await sandbox.run(["serve", "login", "--operator", "elad"])
+        #expect(made.status == 0 && made.stdout.contains("/login#t="), "\(made.stderr)")
+    }
+}
+
 @Suite struct ServeTLSTests {
     /// A self-signed certificate for 127.0.0.1, and its key (0600).
     static func certificate(in sandbox: Sandbox) throws -> (certificate: String, key: String) {

@@ -253,10 +253,13 @@ extension AutonomyStore {
     // MARK: - One-click tokens
 
     /// Issues a fresh token for a pending request (one per alert delivered, `via` its channel) and
-    /// returns it; only its hash is stored. Every token of a request works until the request is
+    /// returns it; only its digest under `seal` is stored. Every token of a request works until the request is
     /// decided (which spends them all), expires or is replaced. Nil when the request is no longer
     /// pending.
-    public func issueToken(approvalID: Int64, via channel: NotifyChannel? = nil, now: Int64) throws -> String? {
+    public func issueToken(approvalID: Int64, via channel: NotifyChannel? = nil, seal: TokenSeal = .plain, now: Int64)
+        throws
+        -> String?
+    {
         let token = SecretToken.make()
         return try write("issue an approval token") { db in
             guard
@@ -269,7 +272,7 @@ extension AutonomyStore {
             try db.execute(
                 sql:
                     "INSERT INTO approval_tokens (token_sha256, approval_id, issued_at, issued_via) VALUES (?, ?, ?, ?)",
-                arguments: [token.sha256Hex, approvalID, now, channel?.rawValue])
+                arguments: [seal.digest(token), approvalID, now, channel?.rawValue])
             return token
         }
     }
@@ -277,10 +280,10 @@ extension AutonomyStore {
     /// What a one-click link shows before anyone decides (a GET never decides).
     ///
     /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, saying nothing more.
-    public func pendingApproval(token: String, now: Int64) throws -> PendingApproval {
+    public func pendingApproval(token: String, seal: TokenSeal = .plain, now: Int64) throws -> PendingApproval {
         try write("read an approval by token") { db in
             _ = try db.expireApprovals(now: now)
-            guard let approval = try approvalHolding(token: token, db: db),
+            guard let approval = try approvalHolding(token: token, seal: seal, db: db),
                 let task = try db.task(id: approval.taskID)
             else { throw ApprovalError.invalidToken }
             return PendingApproval(approval: approval, task: task)
@@ -293,15 +296,17 @@ extension AutonomyStore {
     /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, or a statement
     ///   about another request, saying nothing more; `TrustError` for a bad signature.
     public func decide(
-        token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel = .link,
-        now: Int64
+        token: String, seal: TokenSeal = .plain, _ signed: SignedDecision, verifier: DecisionVerifier,
+        channel: DecisionChannel = .link, now: Int64
     ) throws -> ApprovalRecord {
         let statement = try DecisionStatement(text: signed.statement)
         let key = try verifier.verify(
             signed.statement, signature: signed.signature, principal: statement.principal, at: now)
         return try write("decide an approval by token") { db in
             _ = try db.expireApprovals(now: now)
-            guard let approval = try approvalHolding(token: token, db: db), approval.id == statement.approvalID else {
+            guard let approval = try approvalHolding(token: token, seal: seal, db: db),
+                approval.id == statement.approvalID
+            else {
                 throw ApprovalError.invalidToken
             }
             do {
@@ -319,11 +324,12 @@ extension AutonomyStore {
     public static let spentLinksShow = Interval.days(7)
 
     /// The alert channel a one-click token went out by (`webhook`, `command`), if it was one.
-    public func linkChannel(token: String) throws -> String? {
+    public func linkChannel(token: String, seal: TokenSeal = .plain) throws -> String? {
         guard SecretToken.isPlausible(token) else { return nil }
         return try read("read a link's channel") { db in
             try String.fetchOne(
-                db, sql: "SELECT issued_via FROM approval_tokens WHERE token_sha256 = ?", arguments: [token.sha256Hex])
+                db, sql: "SELECT issued_via FROM approval_tokens WHERE token_sha256 = ?",
+                arguments: [seal.digest(token)])
         }
     }
 
@@ -331,7 +337,9 @@ extension AutonomyStore {
     /// is that request and it was decided within `spentLinksShow`: what the link's holder is shown
     /// instead of buttons. Nil for anything else, so a wrong, expired or replaced link, or one
     /// forwarded long after, learns nothing.
-    public func decidedApproval(token: String, approvalID: Int64, now: Int64) throws -> ApprovalRecord? {
+    public func decidedApproval(token: String, seal: TokenSeal = .plain, approvalID: Int64, now: Int64) throws
+        -> ApprovalRecord?
+    {
         guard SecretToken.isPlausible(token) else { return nil }
         return try read("read a decided approval by token") { db in
             try ApprovalRecord.fetchOne(
@@ -340,17 +348,17 @@ extension AutonomyStore {
                     SELECT \(ApprovalRecord.columns) FROM approvals
                     WHERE id = ? AND state IN ('approved', 'rejected') AND decided_at > ?
                       AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = ?)
-                    """, arguments: [approvalID, now - Self.spentLinksShow.milliseconds, token.sha256Hex])
+                    """, arguments: [approvalID, now - Self.spentLinksShow.milliseconds, seal.digest(token)])
         }
     }
 
-    private func approvalHolding(token: String, db: Database) throws -> ApprovalRecord? {
+    private func approvalHolding(token: String, seal: TokenSeal, db: Database) throws -> ApprovalRecord? {
         guard SecretToken.isPlausible(token) else { return nil }
         return try ApprovalRecord.fetchOne(
             db,
             sql: """
                 SELECT \(ApprovalRecord.columns) FROM approvals
                 WHERE state = 'pending' AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = ?)
-                """, arguments: [token.sha256Hex])
+                """, arguments: [seal.digest(token)])
     }
 }

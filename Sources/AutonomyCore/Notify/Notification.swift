@@ -91,7 +91,8 @@ extension AutonomyStore {
     /// channel the configuration no longer has are closed on the way. With `tasks`, only alerts
     /// about those tasks are taken.
     public func takeDueNotification(
-        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil, groupAfter: Int = 10
+        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil, groupAfter: Int = 10,
+        holdingApprovalAlerts: Int64? = nil, approvalsOnly: Bool = false
     ) throws -> PendingNotification? {
         try write("take a due notification") { db in
             let filter = tasks.map { " AND task_id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
@@ -99,8 +100,11 @@ extension AutonomyStore {
                 db,
                 sql: """
                     SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
-                    WHERE delivered_at IS NULL AND next_attempt_at <= ?\(filter) ORDER BY id LIMIT 1
-                    """, arguments: [now])
+                    WHERE delivered_at IS NULL AND next_attempt_at <= ?\(filter)
+                      AND NOT (event = 'approval_needed' AND created_at > ?)
+                      AND (? OR event IN ('approval_needed', 'approvals_waiting'))
+                    ORDER BY id LIMIT 1
+                    """, arguments: [now, holdingApprovalAlerts.map { now - $0 } ?? Int64.max, !approvalsOnly])
             {
                 let id: Int64 = try row.decode(forColumn: "id")
                 guard let event = NotificationEvent(rawValue: try row.decode(forColumn: "event")),
@@ -140,14 +144,14 @@ extension AutonomyStore {
     /// Nil when it no longer applies (the request was decided or expired meanwhile); it is then
     /// marked done. An approval alert carries a freshly issued one-click token.
     public func message(
-        for notification: PendingNotification, configuration: Configuration, now: Int64
+        for notification: PendingNotification, configuration: Configuration, seal: TokenSeal = .plain, now: Int64
     ) throws -> NotificationMessage? {
         let task = try notification.taskID.flatMap { try self.task(id: $0) }
         switch notification.event {
         case .approvalNeeded:
             guard let approvalID = notification.approvalID, let task, task.state == .awaitingApproval,
                 let approval = try approval(id: approvalID), approval.state == .pending, approval.expiresAt > now,
-                let token = try issueToken(approvalID: approvalID, via: notification.channel, now: now)
+                let token = try issueToken(approvalID: approvalID, via: notification.channel, seal: seal, now: now)
             else {
                 try finishObsolete(notification, now: now)
                 return nil

@@ -83,7 +83,8 @@ public struct ChannelNotifier: Notifier {
         request.headers.add(name: "X-Autonomy-Event", value: message.event.rawValue)
         if let name = webhook.secretEnv {
             guard let secret = environment[name], !secret.isEmpty else {
-                return "the webhook secret variable \(name) is not set in the worker's environment"
+                return
+                    "the webhook secret variable \(name) is not set in this process's environment (the worker's, or serve's for the alerts it sends)"
             }
             // Signed as "TIMESTAMP.BODY" (as Stripe and Slack do): a receiver that refuses old
             // timestamps cannot be fed a captured alert again later.
@@ -120,21 +121,42 @@ public struct ChannelNotifier: Notifier {
 }
 
 /// Delivers what the outbox holds: used by `work-once`, by `enqueue` (so an operator hears at
-/// once) and by `notify test`.
+/// once), by `notify test`, and by `serve`, which sends requests' alerts with links of its own.
 public struct AlertDelivery: Sendable {
     public var store: any NotificationStore
     public var configuration: Configuration
     public var notifier: any Notifier
     public var clock: any WallClock
+    /// How the one-click tokens this delivery issues are kept: `serve` keys them with its own key,
+    /// so that only its links decide on their own; everyone else's are plain.
+    public var seal: TokenSeal
+    /// Sends only alerts about requests (`serve`'s share: the worker sends the rest).
+    public var approvalsOnly: Bool
 
     public init(
         store: any NotificationStore, configuration: Configuration, notifier: (any Notifier)? = nil,
-        clock: any WallClock = SystemClock()
+        clock: any WallClock = SystemClock(), seal: TokenSeal = .plain, approvalsOnly: Bool = false
     ) {
         self.store = store
         self.configuration = configuration
         self.notifier = notifier ?? ChannelNotifier(settings: configuration.notify)
         self.clock = clock
+        self.seal = seal
+        self.approvalsOnly = approvalsOnly
+    }
+
+    /// How long a process without the server's key leaves a new request's alert to `serve`, where
+    /// the pages sign (`serve.signing_key` and `approvals.base_url` set): a link the worker made is
+    /// one the worker knows, so it shows a request and decides nothing; the server's link decides.
+    /// Past this, the alert goes out anyway (the server may be down), with the worker's link.
+    public static let serverSendsFirst = Interval.minutes(2)
+
+    /// What this delivery leaves to the server, in milliseconds; nil when it sends everything.
+    var holdingApprovalAlerts: Int64? {
+        guard !seal.isKeyed, configuration.serve.signingKey != nil, configuration.approvals.baseURL != nil else {
+            return nil
+        }
+        return Self.serverSendsFirst.milliseconds
     }
 
     /// One delivery attempt.
@@ -168,9 +190,12 @@ public struct AlertDelivery: Sendable {
         var reports: [Report] = []
         while ContinuousClock.now < deadline,
             let pending = try await store.takeDueNotification(
-                now: clock.now(), channels: channels, tasks: tasks, groupAfter: configuration.notify.groupAfter)
+                now: clock.now(), channels: channels, tasks: tasks, groupAfter: configuration.notify.groupAfter,
+                holdingApprovalAlerts: holdingApprovalAlerts, approvalsOnly: approvalsOnly)
         {
-            guard let message = try await store.message(for: pending, configuration: configuration, now: clock.now())
+            guard
+                let message = try await store.message(
+                    for: pending, configuration: configuration, seal: seal, now: clock.now())
             else {
                 continue
             }

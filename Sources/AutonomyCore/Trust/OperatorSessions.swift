@@ -58,17 +58,21 @@ extension DecisionVerifier {
 }
 
 extension AutonomyStore {
-    /// A one-time login token for an operator `allowed_signers` names; only its hash is stored.
-    public func issueLogin(operator name: String, verifier: DecisionVerifier, now: Int64) throws -> (
-        OperatorSession, token: String
-    ) {
+    /// A one-time login token for an operator `allowed_signers` names; only its digest under
+    /// `seal` is stored (the server's, where it has a key: see `TokenSeal`).
+    public func issueLogin(operator name: String, verifier: DecisionVerifier, seal: TokenSeal = .plain, now: Int64)
+        throws
+        -> (
+            OperatorSession, token: String
+        )
+    {
         guard verifier.lists(operator: name) else { throw SessionError.notAnOperator(name) }
         let token = SecretToken.make()
         let session = try write("issue a login link") { db in
             try db.execute(
                 sql:
                     "INSERT INTO operator_sessions (operator, login_sha256, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                arguments: [name, token.sha256Hex, now, now + OperatorSession.loginValidity.milliseconds])
+                arguments: [name, seal.digest(token), now, now + OperatorSession.loginValidity.milliseconds])
             let session = OperatorSession(
                 id: db.lastInsertedRowID, operatorName: name, createdAt: now,
                 expiresAt: now + OperatorSession.loginValidity.milliseconds)
@@ -83,9 +87,12 @@ extension AutonomyStore {
     /// Opens a session with a login token (once, within its 10 minutes); returns the session and
     /// its cookie secret. Nil for a used, expired, revoked or wrong token, or an operator
     /// `allowed_signers` no longer lists (it does not say which).
-    public func openSession(login token: String, verifier: DecisionVerifier, now: Int64) throws -> (
-        OperatorSession, cookie: String
-    )? {
+    public func openSession(login token: String, verifier: DecisionVerifier, seal: TokenSeal = .plain, now: Int64)
+        throws
+        -> (
+            OperatorSession, cookie: String
+        )?
+    {
         guard SecretToken.isPlausible(token) else { return nil }
         let cookie = SecretToken.make()
         return try write("open a session") { db in
@@ -95,14 +102,14 @@ extension AutonomyStore {
                     sql: """
                         SELECT \(OperatorSession.columns) FROM operator_sessions
                         WHERE login_sha256 = ? AND opened_at IS NULL AND revoked_at IS NULL AND expires_at > ?
-                        """, arguments: [token.sha256Hex, now])
+                        """, arguments: [seal.digest(token), now])
             else { return nil }
             var session = try OperatorSession(row: row)
             guard verifier.lists(operator: session.operatorName) else { return nil }
             (session.openedAt, session.expiresAt) = (now, now + OperatorSession.lifetime.milliseconds)
             try db.execute(
                 sql: "UPDATE operator_sessions SET opened_at = ?, expires_at = ?, session_sha256 = ? WHERE id = ?",
-                arguments: [now, session.expiresAt, cookie.sha256Hex, session.id])
+                arguments: [now, session.expiresAt, seal.digest(cookie), session.id])
             try db.appendLedger(
                 .sessionOpened, at: now, taskID: nil, type: nil,
                 detail: ["session": .int(session.id), "operator": .string(session.operatorName)])
@@ -112,7 +119,9 @@ extension AutonomyStore {
 
     /// The open session a cookie belongs to, or nil: none, revoked, expired, or its operator is
     /// no longer in `allowed_signers` (removing an operator ends their sessions at once).
-    public func session(cookie: String, verifier: DecisionVerifier, now: Int64) throws -> OperatorSession? {
+    public func session(cookie: String, verifier: DecisionVerifier, seal: TokenSeal = .plain, now: Int64) throws
+        -> OperatorSession?
+    {
         guard SecretToken.isPlausible(cookie) else { return nil }
         let session = try read("check a session") { db in
             try Row.fetchOne(
@@ -120,7 +129,7 @@ extension AutonomyStore {
                 sql: """
                     SELECT \(OperatorSession.columns) FROM operator_sessions
                     WHERE session_sha256 = ? AND revoked_at IS NULL AND expires_at > ?
-                    """, arguments: [cookie.sha256Hex, now]
+                    """, arguments: [seal.digest(cookie), now]
             ).map(OperatorSession.init(row:))
         }
         guard let session, verifier.lists(operator: session.operatorName) else { return nil }

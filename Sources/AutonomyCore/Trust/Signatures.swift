@@ -114,19 +114,20 @@ public enum DecisionSigner: Sendable {
         }
     }
 
-    /// Signs `message` in the decision namespace; returns the armored signature.
-    public func sign(_ message: String) throws(TrustError) -> String {
+    /// Signs `message` in the decision namespace (or another); returns the armored signature.
+    public func sign(_ message: String, namespace: String = SSHSignature.decisionNamespace) throws(TrustError)
+        -> String
+    {
         switch self {
         case .native(let key):
             do {
-                return try SSHSignature.sign(Array(message.utf8), namespace: SSHSignature.decisionNamespace, with: key)
-                    .armored
+                return try SSHSignature.sign(Array(message.utf8), namespace: namespace, with: key).armored
             } catch {
                 throw .signingFailed("\(error)")
             }
         case .sshKeygen(let program, let keyPath, _):
             let result = SSHKeygen.run(
-                program, ["-Y", "sign", "-q", "-f", keyPath, "-n", SSHSignature.decisionNamespace],
+                program, ["-Y", "sign", "-q", "-f", keyPath, "-n", namespace],
                 input: Array(message.utf8))
             guard result.status == 0, result.stdout.contains("BEGIN SSH SIGNATURE") else {
                 throw .signingFailed(

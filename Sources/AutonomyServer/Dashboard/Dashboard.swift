@@ -12,7 +12,7 @@ enum Dashboard {
     static func add(to router: Router<ServerContext>, _ environment: ServerEnvironment, _ state: ServerState) {
         func page(_ path: RouterPath, _ build: @escaping @Sendable (PageRequest) async throws -> Response) {
             router.get(path) { request, context in
-                guard let viewer = try await Viewer(request, environment) else { return loginFirst() }
+                guard let viewer = try await Viewer(request, environment, state) else { return loginFirst() }
                 return try await build(
                     PageRequest(
                         request: request, context: context, viewer: viewer, environment: environment, state: state))
@@ -36,8 +36,10 @@ enum Dashboard {
         let session: OperatorSession
         let csrf: CSRF
 
-        init?(_ request: Request, _ environment: ServerEnvironment) async throws {
-            guard let session = try await OperatorRoutes.currentSession(request, environment) else { return nil }
+        init?(_ request: Request, _ environment: ServerEnvironment, _ state: ServerState) async throws {
+            guard let session = try await OperatorRoutes.currentSession(request, environment, state) else {
+                return nil
+            }
             (self.session, csrf) = (session, CSRF(request))
         }
     }
@@ -431,7 +433,7 @@ enum Dashboard {
     static func verify(
         _ request: Request, _ context: ServerContext, _ environment: ServerEnvironment, _ state: ServerState
     ) async throws -> Response {
-        guard let viewer = try await Viewer(request, environment) else { return loginFirst() }
+        guard let viewer = try await Viewer(request, environment, state) else { return loginFirst() }
         var request = request
         let form = Form(try await request.collectBody(upTo: 16 * 1024))
         guard Client.sameOrigin(request, environment: environment, required: true), viewer.csrf.matches(form["csrf"])

@@ -82,8 +82,8 @@ enum Templates {
 
     /// Approve and reject buttons for one request; they post to its page, as the logged-in operator.
     static let decide = """
-        <form method="post" action="/r/{{id}}"><input type="hidden" name="action" value="approve"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Approve</button></form>
-        <form method="post" action="/r/{{id}}"><input type="hidden" name="action" value="reject"><input type="hidden" name="csrf" value="{{csrf}}"><label>Why reject <input name="reason" required></label> <button type="submit">Reject</button></form>
+        <form method="post" action="/r/{{id}}"><input type="hidden" name="action" value="approve"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="sha256" value="{{sha256}}"><button type="submit">Approve</button></form>
+        <form method="post" action="/r/{{id}}"><input type="hidden" name="action" value="reject"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="sha256" value="{{sha256}}"><label>Why reject <input name="reason" required></label> <button type="submit">Reject</button></form>
         """
 
     static let overview = """

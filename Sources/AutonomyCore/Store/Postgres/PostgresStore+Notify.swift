@@ -5,7 +5,8 @@ import PostgresNIO
 /// a time (`FOR UPDATE SKIP LOCKED`, then held for `deliveryLease`). Times are the database's.
 extension PostgresStore: NotificationStore {
     public func takeDueNotification(
-        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>?, groupAfter: Int
+        now: Int64, channels: [NotifyChannel], tasks: Set<Int64>?, groupAfter: Int,
+        holdingApprovalAlerts: Int64? = nil, approvalsOnly: Bool = false
     ) async throws -> PendingNotification? {
         let only = tasks.map { Array($0) }
         // Only this host's channels: another host may have others, and sends on those itself.
@@ -17,6 +18,8 @@ extension PostgresStore: NotificationStore {
                 SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
                 WHERE delivered_at IS NULL AND next_attempt_at <= \(now) AND channel = ANY(\(mine)::text[])
                   AND (\(only)::bigint[] IS NULL OR task_id = ANY(\(only)::bigint[]))
+                  AND NOT (event = 'approval_needed' AND created_at > \(holdingApprovalAlerts.map { now - $0 } ?? Int64.max))
+                  AND (\(!approvalsOnly) OR event IN ('approval_needed', 'approvals_waiting'))
                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 """
             ).first {
@@ -53,7 +56,7 @@ extension PostgresStore: NotificationStore {
     /// of the last run; heal's, the owner, the breaker or the systemic stop. One that no longer
     /// applies is closed as such.
     public func message(
-        for notification: PendingNotification, configuration: Configuration, now: Int64
+        for notification: PendingNotification, configuration: Configuration, seal: TokenSeal = .plain, now: Int64
     ) async throws -> NotificationMessage? {
         let message: NotificationMessage? = try await write("prepare an alert", ledger: false) { transaction in
             var task: TaskRecord?
@@ -63,7 +66,8 @@ extension PostgresStore: NotificationStore {
                 guard let approvalID = notification.approvalID, let task, task.state == .awaitingApproval,
                     let approval = try await transaction.approval(id: approvalID), approval.state == .pending,
                     approval.expiresAt > transaction.now,
-                    let token = try await transaction.issueToken(approvalID: approvalID, via: notification.channel)
+                    let token = try await transaction.issueToken(
+                        approvalID: approvalID, via: notification.channel, seal: seal)
                 else { return nil }
                 return NotificationMessage.approvalNeeded(
                     task: task, approval: approval, token: token, baseURL: configuration.approvals.baseURL,

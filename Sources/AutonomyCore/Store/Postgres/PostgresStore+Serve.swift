@@ -91,9 +91,11 @@ extension PostgresStore {
 
 extension PostgresStore {
     /// A one-time login token for an operator `allowed_signers` names; only its hash is stored.
-    public func issueLogin(operator name: String, verifier: DecisionVerifier) async throws -> (
-        OperatorSession, token: String
-    ) {
+    public func issueLogin(operator name: String, verifier: DecisionVerifier, seal: TokenSeal = .plain) async throws
+        -> (
+            OperatorSession, token: String
+        )
+    {
         guard verifier.lists(operator: name) else { throw SessionError.notAnOperator(name) }
         let token = SecretToken.make()
         let session = try await write("issue a login link") { transaction in
@@ -102,7 +104,7 @@ extension PostgresStore {
                 let session = try await transaction.rows(
                     """
                     INSERT INTO operator_sessions (operator, login_sha256, created_at, expires_at)
-                    VALUES (\(name), \(token.sha256Hex), \(transaction.now), \(expires))
+                    VALUES (\(name), \(seal.digest(token)), \(transaction.now), \(expires))
                     RETURNING \(unescaped: OperatorSession.columns)
                     """
                 ).first.map(OperatorSession.init(postgres:))
@@ -118,7 +120,7 @@ extension PostgresStore {
     /// Opens a session with a login token (once, within its 10 minutes): the session and its
     /// cookie secret, or nil for a used, expired, revoked or wrong token, or an operator
     /// `allowed_signers` no longer lists (it does not say which).
-    public func openSession(login token: String, verifier: DecisionVerifier) async throws -> (
+    public func openSession(login token: String, verifier: DecisionVerifier, seal: TokenSeal = .plain) async throws -> (
         OperatorSession, cookie: String
     )? {
         guard SecretToken.isPlausible(token) else { return nil }
@@ -129,7 +131,7 @@ extension PostgresStore {
                 var session = try await transaction.rows(
                     """
                     SELECT \(unescaped: OperatorSession.columns) FROM operator_sessions
-                    WHERE login_sha256 = \(token.sha256Hex) AND opened_at IS NULL AND revoked_at IS NULL
+                    WHERE login_sha256 = \(seal.digest(token)) AND opened_at IS NULL AND revoked_at IS NULL
                       AND expires_at > \(now)
                     FOR UPDATE
                     """
@@ -140,7 +142,7 @@ extension PostgresStore {
             try await transaction.query(
                 """
                 UPDATE operator_sessions SET opened_at = \(now), expires_at = \(session.expiresAt),
-                                             session_sha256 = \(cookie.sha256Hex)
+                                             session_sha256 = \(seal.digest(cookie))
                 WHERE id = \(session.id)
                 """)
             _ = try await transaction.appendLedger(
@@ -152,13 +154,15 @@ extension PostgresStore {
 
     /// The open session a cookie belongs to, or nil: none, revoked, expired, or its operator is no
     /// longer in `allowed_signers`.
-    public func session(cookie: String, verifier: DecisionVerifier) async throws -> OperatorSession? {
+    public func session(cookie: String, verifier: DecisionVerifier, seal: TokenSeal = .plain) async throws
+        -> OperatorSession?
+    {
         guard SecretToken.isPlausible(cookie) else { return nil }
         let session = try await read("check a session") { transaction in
             try await transaction.rows(
                 """
                 SELECT \(unescaped: OperatorSession.columns) FROM operator_sessions
-                WHERE session_sha256 = \(cookie.sha256Hex) AND revoked_at IS NULL AND expires_at > \(transaction.now)
+                WHERE session_sha256 = \(seal.digest(cookie)) AND revoked_at IS NULL AND expires_at > \(transaction.now)
                 """
             ).first.map(OperatorSession.init(postgres:))
         }
@@ -199,13 +203,15 @@ extension PostgresStore {
 
 extension PostgresTransaction {
     /// A fresh token for a pending request (one per alert delivered, `via` its channel); only its
-    /// hash is stored. Nil when the request is no longer pending.
-    nonisolated(nonsending) func issueToken(approvalID: Int64, via channel: NotifyChannel?) async throws -> String? {
+    /// digest under `seal` is stored. Nil when the request is no longer pending.
+    nonisolated(nonsending) func issueToken(approvalID: Int64, via channel: NotifyChannel?, seal: TokenSeal)
+        async throws -> String?
+    {
         let token = SecretToken.make()
         let inserted = try await rows(
             """
             INSERT INTO approval_tokens (token_sha256, approval_id, issued_at, issued_via)
-            SELECT \(token.sha256Hex), id, \(now), \(channel?.rawValue) FROM approvals
+            SELECT \(seal.digest(token)), id, \(now), \(channel?.rawValue) FROM approvals
             WHERE id = \(approvalID) AND state = 'pending' AND expires_at > \(now)
             RETURNING approval_id
             """)
@@ -213,13 +219,13 @@ extension PostgresTransaction {
     }
 
     /// The pending request a one-click token belongs to, locked.
-    nonisolated(nonsending) func approvalHolding(token: String) async throws -> ApprovalRecord? {
+    nonisolated(nonsending) func approvalHolding(token: String, seal: TokenSeal) async throws -> ApprovalRecord? {
         guard SecretToken.isPlausible(token) else { return nil }
         return try await rows(
             """
             SELECT \(unescaped: ApprovalRecord.columns) FROM approvals
             WHERE state = 'pending'
-              AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = \(token.sha256Hex))
+              AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = \(seal.digest(token)))
             FOR UPDATE
             """
         ).first.map(ApprovalRecord.init(postgres:))
@@ -230,11 +236,11 @@ extension PostgresStore {
     /// What a one-click link shows before anyone decides (a GET never decides).
     ///
     /// - Throws: `ApprovalError.invalidToken` for a used, expired or wrong token, saying nothing more.
-    public func pendingApproval(token: String) async throws -> PendingApproval {
-        try await requireIssued(token)
+    public func pendingApproval(token: String, seal: TokenSeal = .plain) async throws -> PendingApproval {
+        try await requireIssued(token, seal: seal)
         return try await write("read an approval by token") { transaction in
             _ = try await transaction.expireApprovals()
-            guard let approval = try await transaction.approvalHolding(token: token),
+            guard let approval = try await transaction.approvalHolding(token: token, seal: seal),
                 let task = try await transaction.task(id: approval.taskID)
             else { throw ApprovalError.invalidToken }
             return PendingApproval(approval: approval, task: task)
@@ -245,16 +251,17 @@ extension PostgresStore {
     /// link's button). A statement about another request, or any refusal of the request as it
     /// stands, is an invalid token, saying nothing more; a bad signature is a `TrustError`.
     public func decide(
-        token: String, _ signed: SignedDecision, verifier: DecisionVerifier, channel: DecisionChannel = .link
+        token: String, seal: TokenSeal = .plain, _ signed: SignedDecision, verifier: DecisionVerifier,
+        channel: DecisionChannel = .link
     ) async throws -> ApprovalRecord {
-        try await requireIssued(token)
+        try await requireIssued(token, seal: seal)
         let statement = try DecisionStatement(text: signed.statement)
         let key = try verifier.verify(
             signed.statement, signature: signed.signature, principal: statement.principal,
             at: try await databaseNow())
         return try await write("decide an approval by token") { transaction in
             _ = try await transaction.expireApprovals()
-            guard let approval = try await transaction.approvalHolding(token: token),
+            guard let approval = try await transaction.approvalHolding(token: token, seal: seal),
                 approval.id == statement.approvalID
             else { throw ApprovalError.invalidToken }
             do {
@@ -270,31 +277,33 @@ extension PostgresStore {
 
     /// A token no alert was given is refused by a read, before any transaction takes the ledger's
     /// lock: a stranger's guesses hold up no host.
-    private func requireIssued(_ token: String) async throws {
+    private func requireIssued(_ token: String, seal: TokenSeal) async throws {
         guard SecretToken.isPlausible(token),
             try await read(
                 "look up a link",
                 { transaction in
                     try await !transaction.rows(
-                        "SELECT 1 FROM approval_tokens WHERE token_sha256 = \(token.sha256Hex)"
+                        "SELECT 1 FROM approval_tokens WHERE token_sha256 = \(seal.digest(token))"
                     ).isEmpty
                 })
         else { throw ApprovalError.invalidToken }
     }
 
     /// The alert channel a one-click token went out by, if it was one.
-    public func linkChannel(token: String) async throws -> String? {
+    public func linkChannel(token: String, seal: TokenSeal = .plain) async throws -> String? {
         guard SecretToken.isPlausible(token) else { return nil }
         return try await read("read a link's channel") { transaction in
             try await transaction.rows(
-                "SELECT issued_via FROM approval_tokens WHERE token_sha256 = \(token.sha256Hex)"
+                "SELECT issued_via FROM approval_tokens WHERE token_sha256 = \(seal.digest(token))"
             ).first?.decode(String?.self) ?? nil
         }
     }
 
     /// The decided request a spent one-click token belongs to, if `approvalID` is that request and
     /// it was decided within `AutonomyStore.spentLinksShow`; nil for anything else.
-    public func decidedApproval(token: String, approvalID: Int64) async throws -> ApprovalRecord? {
+    public func decidedApproval(token: String, seal: TokenSeal = .plain, approvalID: Int64) async throws
+        -> ApprovalRecord?
+    {
         guard SecretToken.isPlausible(token) else { return nil }
         return try await read("read a decided approval by token") { transaction in
             try await transaction.rows(
@@ -302,7 +311,7 @@ extension PostgresStore {
                 SELECT \(unescaped: ApprovalRecord.columns) FROM approvals
                 WHERE id = \(approvalID) AND state IN ('approved', 'rejected')
                   AND decided_at > \(transaction.now - AutonomyStore.spentLinksShow.milliseconds)
-                  AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = \(token.sha256Hex))
+                  AND id = (SELECT approval_id FROM approval_tokens WHERE token_sha256 = \(seal.digest(token)))
                 """
             ).first.map(ApprovalRecord.init(postgres:))
         }
