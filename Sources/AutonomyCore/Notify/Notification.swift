@@ -45,20 +45,25 @@ public struct PendingNotification: Sendable, Equatable {
 extension Database {
     /// When more than `limit` approval alerts are due on a channel, replaces them all with one
     /// "requests waiting" alert (returned), so a flood of requests is one message, not thousands.
-    func groupApprovalAlerts(on channel: NotifyChannel, over limit: Int, now: Int64) throws -> Int64? {
+    /// Those made after `heldAfter` are left to `serve` (see `AlertDelivery.serverSendsFirst`).
+    func groupApprovalAlerts(on channel: NotifyChannel, over limit: Int, now: Int64, heldAfter: Int64) throws
+        -> Int64?
+    {
         let due =
             try Int.fetchOne(
                 self,
                 sql: """
                     SELECT COUNT(*) FROM notifications INDEXED BY notifications_due
                     WHERE delivered_at IS NULL AND next_attempt_at <= ? AND event = 'approval_needed' AND channel = ?
-                    """, arguments: [now, channel.rawValue]) ?? 0
+                      AND created_at <= ?
+                    """, arguments: [now, channel.rawValue, heldAfter]) ?? 0
         guard due > limit else { return nil }
         try execute(
             sql: """
                 UPDATE notifications SET delivered_at = ?, last_error = 'grouped into one approvals_waiting alert'
                 WHERE delivered_at IS NULL AND next_attempt_at <= ? AND event = 'approval_needed' AND channel = ?
-                """, arguments: [now, now, channel.rawValue])
+                  AND created_at <= ?
+                """, arguments: [now, now, channel.rawValue, heldAfter])
         try execute(
             sql: """
                 INSERT INTO notifications (event, channel, created_at, next_attempt_at) VALUES ('approvals_waiting', ?, ?, ?)
@@ -96,6 +101,8 @@ extension AutonomyStore {
     ) throws -> PendingNotification? {
         try write("take a due notification") { db in
             let filter = tasks.map { " AND task_id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
+            // Request alerts made after this are left to `serve`.
+            let heldAfter = holdingApprovalAlerts.map { now - $0 } ?? Int64.max
             while let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -104,7 +111,7 @@ extension AutonomyStore {
                       AND NOT (event = 'approval_needed' AND created_at > ?)
                       AND (? OR event IN ('approval_needed', 'approvals_waiting'))
                     ORDER BY id LIMIT 1
-                    """, arguments: [now, holdingApprovalAlerts.map { now - $0 } ?? Int64.max, !approvalsOnly])
+                    """, arguments: [now, heldAfter, !approvalsOnly])
             {
                 let id: Int64 = try row.decode(forColumn: "id")
                 guard let event = NotificationEvent(rawValue: try row.decode(forColumn: "event")),
@@ -119,7 +126,8 @@ extension AutonomyStore {
                     continue
                 }
                 if event == .approvalNeeded,
-                    let grouped = try db.groupApprovalAlerts(on: channel, over: groupAfter, now: now)
+                    let grouped = try db.groupApprovalAlerts(
+                        on: channel, over: groupAfter, now: now, heldAfter: heldAfter)
                 {
                     try db.execute(
                         sql: "UPDATE notifications SET next_attempt_at = ? WHERE id = ?",

@@ -388,6 +388,31 @@ let firewallMap = """
         #expect(try await delivery.deliverDue().map(\.event) == [.approvalNeeded])
     }
 
+    /// Where `serve` signs, the worker leaves a new request's alert to it for a while, and never
+    /// folds such alerts into a flood's one message: the server sends them, with links that decide.
+    @Test func theWorkerLeavesNewRequestAlertsToTheServerEvenInAFlood() async throws {
+        let fixture = try Fixture(map: firewallMap)
+        var configuration = fixture.configuration
+        configuration.serve.signingKey = "/etc/autonomy/web/server_ed25519"
+        configuration.approvals.baseURL = "https://ops.example.com"
+        _ = try fixture.enqueue("send_email", #"{"to":"old@customer.org"}"#)
+        fixture.clock.advance(by: Interval(milliseconds: AlertDelivery.serverSendsFirst.milliseconds + 1000))
+        for n in 0..<30 { _ = try fixture.enqueue("send_email", #"{"to":"c\#(n)@customer.org"}"#) }
+        let notifier = RecordingNotifier()
+        let worker = AlertDelivery(
+            store: fixture.store, configuration: configuration, notifier: notifier, clock: fixture.clock)
+        // Only the request the server had its minutes for goes out, on its own, with a link.
+        #expect(try await worker.deliverDue().map(\.event) == [.approvalNeeded])
+        #expect(notifier.sent.first?.message.text.contains("old@customer.org") == true)
+        #expect(try await worker.deliverDue().isEmpty)
+        // The server takes the rest (a flood: one message).
+        let server = AlertDelivery(
+            store: fixture.store, configuration: configuration, notifier: notifier, clock: fixture.clock,
+            seal: try TokenSeal(serverKey: .native(OpenSSHEd25519Key(comment: "autonomy-web"))), approvalsOnly: true)
+        #expect(try await server.deliverDue().map(\.event) == [.approvalsWaiting])
+        #expect(notifier.sent.last?.message.body[path: "waiting"] == .int(31))
+    }
+
     @Test func anApprovalAlertCarriesAFreshLinkAndAFailedOneIsRetriedLater() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("send_email", #"{"to":"client@customer.org"}"#)

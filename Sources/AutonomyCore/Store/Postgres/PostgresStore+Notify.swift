@@ -13,12 +13,14 @@ extension PostgresStore: NotificationStore {
         let mine = channels.map(\.rawValue)
         return try await write("take a due notification", ledger: false) { transaction in
             let now = transaction.now
+            // Request alerts made after this are left to `serve`.
+            let heldAfter = holdingApprovalAlerts.map { now - $0 } ?? Int64.max
             while let row = try await transaction.rows(
                 """
                 SELECT id, event, channel, task_id, approval_id, attempts FROM notifications
                 WHERE delivered_at IS NULL AND next_attempt_at <= \(now) AND channel = ANY(\(mine)::text[])
                   AND (\(only)::bigint[] IS NULL OR task_id = ANY(\(only)::bigint[]))
-                  AND NOT (event = 'approval_needed' AND created_at > \(holdingApprovalAlerts.map { now - $0 } ?? Int64.max))
+                  AND NOT (event = 'approval_needed' AND created_at > \(heldAfter))
                   AND (\(!approvalsOnly) OR event IN ('approval_needed', 'approvals_waiting'))
                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 """
@@ -36,7 +38,8 @@ extension PostgresStore: NotificationStore {
                     continue
                 }
                 if event == .approvalNeeded,
-                    let grouped = try await transaction.groupApprovalAlerts(on: channel, over: groupAfter)
+                    let grouped = try await transaction.groupApprovalAlerts(
+                        on: channel, over: groupAfter, heldAfter: heldAfter)
                 {
                     return PendingNotification(
                         id: grouped, event: .approvalsWaiting, channel: channel, taskID: nil, approvalID: nil,
@@ -156,15 +159,16 @@ extension PostgresStore: NotificationStore {
 extension PostgresTransaction {
     /// When more than `limit` approval alerts are due on a channel, replaces them with one
     /// "requests waiting" alert (returned), as on SQLite.
-    nonisolated(nonsending) func groupApprovalAlerts(on channel: NotifyChannel, over limit: Int) async throws
-        -> Int64?
+    /// Those made after `heldAfter` are left to `serve` (see `AlertDelivery.serverSendsFirst`).
+    nonisolated(nonsending) func groupApprovalAlerts(on channel: NotifyChannel, over limit: Int, heldAfter: Int64)
+        async throws -> Int64?
     {
         let due =
             try await rows(
                 """
                 SELECT count(*)::bigint FROM notifications
                 WHERE delivered_at IS NULL AND next_attempt_at <= \(now) AND event = 'approval_needed'
-                  AND channel = \(channel.rawValue)
+                  AND channel = \(channel.rawValue) AND created_at <= \(heldAfter)
                 """
             ).first?.decode(Int.self) ?? 0
         guard due > limit else { return nil }
@@ -172,7 +176,7 @@ extension PostgresTransaction {
             """
             UPDATE notifications SET delivered_at = \(now), last_error = 'grouped into one approvals_waiting alert'
             WHERE delivered_at IS NULL AND next_attempt_at <= \(now) AND event = 'approval_needed'
-              AND channel = \(channel.rawValue)
+              AND channel = \(channel.rawValue) AND created_at <= \(heldAfter)
             """)
         return try await rows(
             """
