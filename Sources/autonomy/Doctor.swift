@@ -84,22 +84,11 @@ enum SystemdUnits {
 
     /// A unit's load, enable and active states (`systemctl show -p …`), or nil if systemctl failed.
     @Sendable static func show(_ unit: String) -> [String: String]? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: systemctl)
-        process.arguments = ["show", "--property=LoadState,UnitFileState,ActiveState", "--", unit]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return nil
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
+        let result = Tool.run(
+            systemctl, ["show", "--property=LoadState,UnitFileState,ActiveState", "--", unit], timeout: .seconds(10))
+        guard result.passed else { return nil }
         var properties: [String: String] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in result.stdout.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
             if parts.count == 2 { properties[String(parts[0])] = String(parts[1]) }
         }

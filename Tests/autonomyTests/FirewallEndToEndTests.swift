@@ -310,16 +310,7 @@ struct CLIFailureInTest: Error, CustomStringConvertible {
 func hmacWithOpenSSL(_ data: Data, key: String) throws -> String? {
     let openssl = ["/usr/bin/openssl", "/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
     guard let openssl else { return nil }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: openssl)
-    process.arguments = ["dgst", "-sha256", "-hmac", key, "-r"]
-    let (input, output) = (Pipe(), Pipe())
-    process.standardInput = input
-    process.standardOutput = output
-    try process.run()
-    input.fileHandleForWriting.write(data)
-    try input.fileHandleForWriting.close()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return String(text.prefix { $0.isHexDigit })
+    let digest = Tool.run(openssl, ["dgst", "-sha256", "-hmac", key, "-r"], input: Array(data), timeout: .seconds(60))
+    guard digest.passed else { throw CLIFailureInTest("openssl dgst failed: \(digest.detail)") }
+    return String(digest.stdout.prefix { $0.isHexDigit })
 }

@@ -1,3 +1,4 @@
+import AutonomyCore
 import Foundation
 import Testing
 
@@ -8,17 +9,11 @@ import Testing
         .deletingLastPathComponent().path
 
     private func shell(_ script: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        process.currentDirectoryURL = URL(fileURLWithPath: Self.root)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        // Both streams into one, in order, as a terminal shows them.
+        let ran = Tool.run(
+            "/bin/sh", ["-c", "cd \"$1\" || exit 1; (\(script)) 2>&1", "sh", Self.root], timeout: .minutes(10))
+        guard case .exited(let status) = ran.status else { throw CLIFailureInTest("sh: \(ran.detail)") }
+        return (status, ran.stdout)
     }
 
     private func tree(_ folder: String) throws -> [String] {

@@ -1143,13 +1143,6 @@ final class NetworkHosts: Sendable {
     }
 
     private static func run(_ ip: String, _ arguments: [String]) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ip)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        Tool.run(ip, arguments, timeout: .seconds(60)).passed
     }
 }

@@ -13,6 +13,10 @@ struct ChildProcess {
     let timeout: Interval
     let grace: Interval
     let limits: (stdout: Int, stderr: Int)
+    /// In a process group of its own (a handler: the whole group is stopped), or in the caller's
+    /// (a tool that may ask the terminal for a passphrase: a background group would be stopped by
+    /// the terminal when it reads); then only the program itself is signalled.
+    var ownGroup = true
 
     /// Runs the program to its end on a thread of its own; cancelling the calling task stops it as
     /// a time-out does (TERM to its group, KILL after the grace), and the status is `stopped`.
@@ -36,6 +40,14 @@ struct ChildProcess {
         } onCancel: {
             stop.fire()
         }
+    }
+
+    /// Runs the program to its end on this thread: a short tool whose answer the caller waits for.
+    func runHere() -> (status: HandlerStatus, captured: Captured, group: pid_t?) {
+        guard let stop = StopSignal() else {
+            return (.couldNotStart("cannot make an eventfd: \(Self.describe(errno))"), Captured(), nil)
+        }
+        return watch(stop)
     }
 
     /// Spawns and watches, blocking this thread.
@@ -70,6 +82,7 @@ struct ChildProcess {
         }
         // From here the leader stays unreaped until the loop ends, so its group id cannot be reused:
         // signalling the group directly is safe.
+        let target = ownGroup ? -pid : pid
         let exitSignal = autonomy_pidfd_open(pid)
         defer { if exitSignal >= 0 { Glibc.close(exitSignal) } }
         for descriptor in reading { _ = fcntl(descriptor, F_SETFL, O_NONBLOCK) }
@@ -114,17 +127,17 @@ struct ChildProcess {
                     timedOut = true
                 }
                 if stopped || timedOut {
-                    kill(-pid, SIGTERM)
+                    kill(target, SIGTERM)
                     killAt = after + grace.duration
                 }
             } else if let due = killAt, after >= due {
-                kill(-pid, SIGKILL)
+                kill(target, SIGKILL)
                 killAt = nil
             }
         }
         // The run ends with its program: what it left in its group is killed now, while the
         // unreaped leader still holds the group's id (so the id cannot name anyone else's group).
-        kill(-pid, SIGKILL)
+        if ownGroup { kill(-pid, SIGKILL) }
         var status: Int32 = 0
         var reaped = waitpid(pid, &status, 0)
         while reaped < 0, errno == EINTR { reaped = waitpid(pid, &status, 0) }
@@ -135,26 +148,27 @@ struct ChildProcess {
             _ = drain(reading[index], into: &captured, isStdout: index == 0, buffer: buffer, reads: 16)
         }
         captured.finish(stderrLimit: limits.stderr)
+        let group = ownGroup ? pid : nil
         if let pollFailure {
             return (
                 .couldNotStart("\(program.name) ran, but watching it failed: \(Self.describe(pollFailure))"), captured,
-                pid
+                group
             )
         }
-        if timedOut { return (.timedOut(timeout), captured, pid) }
-        if stopped { return (.stopped, captured, pid) }
+        if timedOut { return (.timedOut(timeout), captured, group) }
+        if stopped { return (.stopped, captured, group) }
         if waitFailure != 0 {
             // Only when the worker was started with SIGCHLD ignored (the kernel reaps for it).
             return (
                 .couldNotStart("\(program.name) ran, but its exit status was lost: \(Self.describe(waitFailure))"),
-                captured, pid
+                captured, group
             )
         }
         let signal = status & 0x7f
-        return (signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal), captured, pid)
+        return (signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal), captured, group)
     }
 
-    /// Starts the program in a process group of its own, with the payload file on stdin, both pipes
+    /// Starts the program in a process group of its own (unless `ownGroup` is false), with the payload file on stdin, both pipes
     /// on stdout and stderr, every other descriptor closed, default signal dispositions and an empty
     /// signal mask; argv is passed as is, never through a shell.
     private func spawn(input: Int32, output: Int32, errors: Int32) -> Result<pid_t, SpawnFailure> {
@@ -178,7 +192,7 @@ struct ChildProcess {
         posix_spawnattr_setsigdefault(&attributes, &signals)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            &attributes, Int16((ownGroup ? POSIX_SPAWN_SETPGROUP : 0) | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let arguments = [program.path] + program.arguments
         let environment = program.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0

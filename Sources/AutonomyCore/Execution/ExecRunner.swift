@@ -226,19 +226,21 @@ struct Captured: Sendable {
     }
 }
 
-/// The payload in a file only this user can read, removed when the attempt ends.
+/// The payload (or a tool's input) in a file only this user can read, removed when the attempt ends.
 struct PayloadFile {
     let path: String
 
     init(taskID: Int64, payload: String) throws {
-        var template = Array(
-            (NSTemporaryDirectory() as NSString)
-                .appendingPathComponent("autonomy-task-\(taskID)-XXXXXX").utf8CString)
+        try self.init(named: "autonomy-task-\(taskID)", bytes: Array(payload.utf8))
+    }
+
+    /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600.
+    init(named name: String, bytes: [UInt8]) throws {
+        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(descriptor) }
         path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let bytes = Array(payload.utf8)
         var written = 0
         while written < bytes.count {
             let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }

@@ -126,12 +126,9 @@ public enum DecisionSigner: Sendable {
                 throw .signingFailed("\(error)")
             }
         case .sshKeygen(let program, let keyPath, _):
-            let result = SSHKeygen.run(
-                program, ["-Y", "sign", "-q", "-f", keyPath, "-n", namespace],
-                input: Array(message.utf8))
-            guard result.status == 0, result.stdout.contains("BEGIN SSH SIGNATURE") else {
-                throw .signingFailed(
-                    "ssh-keygen -Y sign failed: \(result.stderr.isEmpty ? "exit \(result.status)" : result.stderr)")
+            let result = SSHKeygen.sign(program, keyPath: keyPath, namespace: namespace, message: Array(message.utf8))
+            guard result.passed, result.stdout.contains("BEGIN SSH SIGNATURE") else {
+                throw .signingFailed("ssh-keygen -Y sign failed: \(result.detail)")
             }
             return result.stdout
         }
@@ -144,74 +141,37 @@ public enum SSHKeygen {
         ExecRunner.locate("ssh-keygen", base: "/", searchPath: (environment["PATH"] ?? "") + ":/usr/bin:/bin")
     }
 
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var passed: Bool { status == 0 }
-        var detail: String {
-            let text = (stderr + stdout).split(separator: "\n").first.map(String.init) ?? ""
-            return text.isEmpty ? "exit \(status)" : text
-        }
-    }
+    /// How long `ssh-keygen` may take to check a signature: it reads files and computes.
+    static let verifyTimeout = Interval.seconds(30)
+    /// How long it may take to sign: an agent that asks for a confirmation or a key's touch, or a
+    /// person typing a passphrase at the terminal, needs longer than a computation.
+    static let signTimeout = Interval.minutes(2)
 
     static func verify(
         _ program: String, message: [UInt8], signature: String, allowedSigners: String, principal: String
-    ) -> Result {
-        let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-sig-\(UUID().uuidString)")
-        guard mkdir(folder, 0o700) == 0 else {
-            return Result(status: -1, stdout: "", stderr: "cannot make a temporary folder")
-        }
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let file = (folder as NSString).appendingPathComponent("decision.sig")
-        guard FileManager.default.createFile(atPath: file, contents: Data(signature.utf8)) else {
-            return Result(status: -1, stdout: "", stderr: "cannot write a temporary file")
-        }
-        return run(
-            program,
-            ["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", SSHSignature.decisionNamespace, "-s", file],
-            input: message)
-    }
-
-    /// Runs the tool with `input` on stdin; a passphrase prompt goes to the terminal, as usual.
-    static func run(_ program: String, _ arguments: [String], input: [UInt8]) -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let (stdin, stdout, stderr) = (Pipe(), Pipe(), Pipe())
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
+    ) -> Tool.Result {
+        let file: PayloadFile
         do {
-            try process.run()
+            file = try PayloadFile(named: "autonomy-decision-sig", bytes: Array(signature.utf8))
         } catch {
-            return Result(status: -1, stdout: "", stderr: "cannot start \(program): \(error)")
+            return Tool.Result(
+                status: .couldNotStart("cannot write a temporary file: \(error)"), stdout: "", stderr: "")
         }
-        try? stdin.fileHandleForWriting.write(contentsOf: Data(input))  // a program that quit early is judged by its status
-        try? stdin.fileHandleForWriting.close()
-        let errors = ReadAll(stderr.fileHandleForReading)
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: output, as: UTF8.self),
-            stderr: errors.text.trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-}
-
-/// Reads a pipe to its end on another thread, so two pipes never block each other.
-private final class ReadAll: @unchecked Sendable {
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            data = handle.readDataToEndOfFile()
-            done.signal()
-        }
+        defer { file.remove() }
+        return Tool.run(
+            program,
+            [
+                "-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", SSHSignature.decisionNamespace, "-s",
+                file.path,
+            ],
+            input: message, timeout: verifyTimeout)
     }
 
-    var text: String {
-        done.wait()
-        return String(decoding: data, as: UTF8.self)
+    /// Signs `message` with the key at `keyPath` (or its agent); a passphrase prompt goes to the
+    /// terminal when there is one.
+    static func sign(_ program: String, keyPath: String, namespace: String, message: [UInt8]) -> Tool.Result {
+        Tool.run(
+            program, ["-Y", "sign", "-q", "-f", keyPath, "-n", namespace], input: message, timeout: signTimeout,
+            terminal: isatty(STDIN_FILENO) == 1 || isatty(STDERR_FILENO) == 1)
     }
 }

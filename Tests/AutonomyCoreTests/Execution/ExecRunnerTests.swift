@@ -220,11 +220,6 @@ import Testing
         #expect(outcome.status == .exited(3))
         #expect(outcome.durationMs < 60_000)
     }
-
-    private func isZombie(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
-        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
-    }
 }
 
 @Suite struct ProcessGroupTests {

@@ -15,8 +15,8 @@ struct SSHKeygenInteropTests {
         program = try #require(SSHKeygen.locate())
     }
 
-    private func keygen(_ arguments: [String], input: String = "") -> SSHKeygen.Result {
-        SSHKeygen.run(program, arguments, input: Array(input.utf8))
+    private func keygen(_ arguments: [String], input: String = "") -> Tool.Result {
+        Tool.run(program, arguments, input: Array(input.utf8), timeout: .seconds(60))
     }
 
     @Test func sshKeygenVerifiesANativeSignature() throws {
@@ -27,18 +27,18 @@ struct SSHKeygenInteropTests {
         let verdict = keygen(
             ["-Y", "verify", "-f", signers, "-I", "elad", "-n", "autonomy-decision", "-s", file],
             input: Golden.statement)
-        #expect(verdict.status == 0, "\(verdict.stderr)")
+        #expect(verdict.passed, "\(verdict.stderr)")
         let otherNamespace = keygen(
             ["-Y", "verify", "-f", signers, "-I", "elad", "-n", "git", "-s", file], input: Golden.statement)
-        #expect(otherNamespace.status != 0)
+        #expect(!otherNamespace.passed)
     }
 
     @Test func aNativeVerifierAcceptsWhatSSHKeygenSigned() throws {
         let keyPath = folder.file("id_ed25519")
-        #expect(keygen(["-q", "-t", "ed25519", "-N", "", "-C", "op", "-f", keyPath]).status == 0)
+        #expect(keygen(["-q", "-t", "ed25519", "-N", "", "-C", "op", "-f", keyPath]).passed)
         let publicKey = try SSHPublicKey(openSSH: try String(contentsOfFile: keyPath + ".pub", encoding: .utf8))
         let signed = keygen(["-Y", "sign", "-q", "-f", keyPath, "-n", "autonomy-decision"], input: Golden.statement)
-        #expect(signed.status == 0)
+        #expect(signed.passed)
         let signers = try folder.write("allowed_signers", "elad \(publicKey.openSSH)\n")
         // An Ed25519 signature is checked natively: a verifier whose ssh-keygen is missing still accepts it.
         let verifier = DecisionVerifier(allowedSignersPath: signers, sshKeygen: "/nonexistent/ssh-keygen")
@@ -56,13 +56,13 @@ struct SSHKeygenInteropTests {
         let path = try folder.write("operator_ed25519", key.openSSHText)
         chmod(path, 0o600)
         let derived = keygen(["-y", "-f", path])
-        #expect(derived.status == 0, "\(derived.stderr)")
+        #expect(derived.passed, "\(derived.stderr)")
         #expect(derived.stdout.hasPrefix(key.publicKey.openSSH))
     }
 
     @Test func anECDSAKeySignsAndIsCheckedThroughSSHKeygen() throws {
         let keyPath = folder.file("id_ecdsa")
-        #expect(keygen(["-q", "-t", "ecdsa", "-N", "", "-C", "op", "-f", keyPath]).status == 0)
+        #expect(keygen(["-q", "-t", "ecdsa", "-N", "", "-C", "op", "-f", keyPath]).passed)
         let signer = try DecisionSigner.load(path: keyPath)
         guard case .sshKeygen = signer else {
             Issue.record("an ECDSA key should be signed with by ssh-keygen")
