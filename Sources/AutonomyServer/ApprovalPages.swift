@@ -160,12 +160,19 @@ enum ApprovalPages {
         _ environment: ServerEnvironment, _ state: ServerState, viewer: String?
     ) -> Response {
         let csrf = CSRF(request)
-        let decides = state.signer != nil && (viewer != nil || link?.decides == true)
+        let cannotDecide: CannotDecide? =
+            if !pending.payloadIsIntact {
+                .payloadAltered
+            } else if state.signer == nil {
+                .noSigningKey
+            } else if viewer == nil && link?.decides != true {
+                .linkWithoutKey
+            } else {
+                nil
+            }
         var response = Page.make(
             .ok, title: "Approve \(pending.task.type)?",
-            body: details(
-                pending, token: link?.token, csrf: csrf.value, viewer: viewer,
-                cannotDecide: decides ? nil : (state.signer == nil ? .noSigningKey : .linkWithoutKey)),
+            body: details(pending, token: link?.token, csrf: csrf.value, viewer: viewer, cannotDecide: cannotDecide),
             nonce: SecretToken.nonce())
         if let cookie = csrf.setCookie(request, context, environment, state) { response.headers[.setCookie] = cookie }
         return response
@@ -177,6 +184,8 @@ enum ApprovalPages {
         case noSigningKey
         /// The link was issued without the server's key (by the worker): it shows, never decides.
         case linkWithoutKey
+        /// The payload does not hash to what the request was made for (`ApprovalError.payloadAltered`).
+        case payloadAltered
     }
 
     static func noSigningKey() -> Response {
@@ -324,11 +333,13 @@ enum ApprovalPages {
     ) -> String {
         let (approval, task) = (pending.approval, pending.task)
         let payload = (try? JSONValue.parse(task.payload))?.prettyText ?? task.payload
+        // The hash of the bytes shown here, not the stored column: it is what the form sends back.
+        let sha256 = pending.shownPayloadSHA256
         func hidden(_ action: String) -> String {
             """
             \(token.map { "<input type=\"hidden\" name=\"t\" value=\"\(Page.escape($0))\">" } ?? "")
             <input type="hidden" name="csrf" value="\(csrf)">
-            <input type="hidden" name="sha256" value="\(approval.payloadSHA256)">
+            <input type="hidden" name="sha256" value="\(sha256)">
             <input type="hidden" name="action" value="\(action)">
             """
         }
@@ -351,7 +362,7 @@ enum ApprovalPages {
             <dt>Subject (producer-supplied)</dt><dd>\(Page.escape(task.subject ?? "none"))</dd>
             <dt>Runs</dt><dd>\(Timestamp.format(task.runAt)) at the earliest</dd>
             <dt>This request expires</dt><dd>\(Timestamp.format(approval.expiresAt))</dd>
-            <dt>Payload SHA-256</dt><dd><code>\(approval.payloadSHA256)</code></dd>
+            <dt>Payload SHA-256</dt><dd><code>\(sha256)</code></dd>
             </dl>
             <h2>Payload, whole</h2>
             <pre>\(Page.escape(payload))</pre>
@@ -366,6 +377,13 @@ enum ApprovalPages {
             return """
                 <p>This server has no signing key (<code>serve.signing_key</code>): it shows requests and cannot \
                 decide them. Decide with <code>autonomy approve \(approvalID)</code>.</p>
+                """
+        case .payloadAltered:
+            return """
+                <p class="bad"><strong>Do not act on this request.</strong> Its payload above does not match the \
+                SHA-256 it was requested for: someone changed the queue's database outside autonomy. It cannot be \
+                decided. Run <code>autonomy doctor</code> and <code>autonomy ledger verify</code>, and find out who \
+                can write the database.</p>
                 """
         case .linkWithoutKey:
             return """

@@ -343,7 +343,7 @@ struct QueueService {
                         Visible.text(item.task.source ?? "-"),
                         Visible.text(String((item.task.subject ?? "-").prefix(40))),
                         Interval(milliseconds: now - item.approval.requestedAt).description,
-                        relative(item.approval.expiresAt, now: now), String(item.approval.payloadSHA256.prefix(12)),
+                        relative(item.approval.expiresAt, now: now), String(item.shownPayloadSHA256.prefix(12)),
                         Visible.text(String(item.task.payloadSummary.prefix(60))),
                     ]
                 }))
@@ -366,12 +366,15 @@ struct QueueService {
             "runs at:    \(display(task.runAt, configuration)) at the earliest, once approved",
             "source:     \(Visible.text(task.source ?? "-"))  (producer-supplied)",
             "subject:    \(Visible.text(task.subject ?? "-"))  (producer-supplied)",
-            "payload:    \(task.payload.utf8.count) bytes, sha256 \(approval.payloadSHA256)",
+            "payload:    \(task.payload.utf8.count) bytes, sha256 \(item.shownPayloadSHA256)",
         ]
+        if !item.payloadIsIntact {
+            lines.append("ALTERED:    \(ApprovalError.payloadAltered(id: approval.id))")
+        }
         lines += Visible.lines((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload)
             .split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }
         lines.append(
-            "decide:     autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12)) | autonomy reject \(approval.id) --reason TEXT"
+            "decide:     autonomy approve \(approval.id) --sha256 \(item.shownPayloadSHA256.prefix(12)) | autonomy reject \(approval.id) --reason TEXT"
         )
         return lines.joined(separator: "\n")
     }
@@ -392,6 +395,10 @@ struct QueueService {
             verifier: DecisionVerifier(settings: loaded.configuration.approvals),
             settings: loaded.configuration.approvals, now: clock.now())
         guard let task = try store.task(id: statement.taskID) else { throw ApprovalError.notFound(id) }
+        // Read apart from the statement: the payload shown must be the one whose hash is signed.
+        guard task.payload.sha256Hex == statement.payloadSHA256 else {
+            throw ApprovalError.payloadAltered(id: statement.approvalID)
+        }
         return Self.prepared(statement, task: task, key: key, loaded: loaded)
     }
 

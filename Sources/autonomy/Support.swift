@@ -147,7 +147,7 @@ extension ExitCode {
             switch error {
             case .notFound, .notPending: return .notFound
             case .missingReason: return .usage
-            case .alreadyDecided, .expired, .taskNotWaiting, .invalidToken: return .refused
+            case .alreadyDecided, .expired, .taskNotWaiting, .invalidToken, .payloadAltered: return .refused
             }
         default:
             return nil

@@ -678,6 +678,43 @@ struct APITestFailure: Error, CustomStringConvertible {
             let refused = try await client.execute(
                 uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
                 body: encoded([("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", seen)]))
+            // The payload no longer hashes to the request's: refused before the page's hash is compared.
+            #expect(
+                refused.status == .conflict && String(buffer: refused.body).contains("changed outside autonomy"),
+                "\(String(buffer: refused.body))")
+        }
+        #expect(state == "awaiting_approval")
+        #expect(try fixture.environment.sqlite.approval(id: approval)?.state == .pending)
+    }
+
+    /// The red team's swap: the payload is rewritten (the immutability trigger dropped and put
+    /// back) to show the operator something harmless, under the stored hash of the real one. The
+    /// page says so and offers no button; the hash it shows is of what it shows; and once the real
+    /// payload is back, a form sent from that page is refused, never signed for the real one.
+    @Test func aPayloadRewrittenUnderItsOldHashIsShownAsAlteredAndNeverSigned() async throws {
+        defer { fixture.remove() }
+        let real = try #require(try fixture.environment.sqlite.task(id: 1)).payload
+        let harmless = #"{"to": "friend@x.org"}"#
+        @Sendable func rewrite(_ payload: String) throws {
+            try DatabaseQueue(path: fixture.environment.sqlite.path).write { db in
+                let trigger = try #require(
+                    try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
+                try db.execute(sql: "DROP TRIGGER tasks_immutable")
+                try db.execute(sql: "UPDATE tasks SET payload = ? WHERE id = 1", arguments: [payload])
+                try db.execute(sql: trigger)
+            }
+        }
+        try rewrite(harmless)
+        try await app().test(.router) { client in
+            let (page, csrf) = try await show(client)
+            #expect(page.contains("Do not act on this request") && !page.contains("Approve</button>"), "\(page)")
+            #expect(page.contains(harmless.sha256Hex) && !page.contains(shown))
+            let overview = try await client.execute(uri: "/", method: .get)
+            #expect(!String(buffer: overview.body).contains(#"value="\#(shown)""#))
+            try rewrite(real)
+            let refused = try await client.execute(
+                uri: "/r/\(approval)", method: .post, headers: form([], cookie: csrf),
+                body: encoded([("t", token), ("action", "approve"), ("csrf", csrf), ("sha256", harmless.sha256Hex)]))
             #expect(refused.status == .conflict && String(buffer: refused.body).contains("The request changed"))
         }
         #expect(state == "awaiting_approval")

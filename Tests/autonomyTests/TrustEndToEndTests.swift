@@ -126,6 +126,29 @@ import Testing
         #expect(reasons.contains { $0.contains("signed for type send_email") }, "\(reasons)")
     }
 
+    /// The payload rewritten under its old hash (the guard dropped and put back): `approvals show`
+    /// says so and shows the hash of what it shows; `approve` signs nothing.
+    @Test func aPayloadRewrittenUnderItsOldHashIsFlaggedAndCannotBeApproved() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"x@evil.org"}"#])
+        let harmless = #"{"to":"friend@x.org"}"#
+        try await DatabaseQueue(path: sandbox.databasePath).write { db in
+            let guardText = try #require(
+                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
+            try db.execute(sql: "UPDATE tasks SET payload = ? WHERE id = 1", arguments: [harmless])
+            try db.execute(sql: guardText)
+        }
+        let shown = try await sandbox.run(["approvals", "show", "1"])
+        #expect(shown.stdout.contains("ALTERED:") && shown.stdout.contains(harmless.sha256Hex), "\(shown.stdout)")
+        #expect(!shown.stdout.contains(#"{"to":"x@evil.org"}"#.sha256Hex))
+        let before = try sandbox.snapshot()
+        let refused = try await sandbox.run(["approve", "1", "--yes"])
+        #expect(refused.status == 1 && refused.stderrLines.count == 1, "\(refused.stderr)")
+        #expect(refused.stderr.hasPrefix("error: ") && refused.stderr.contains("changed outside autonomy"))
+        #expect(try sandbox.snapshot() == before)
+    }
+
     @Test func approveShowsTheWholePayloadAndSignsOnlyTheHashTheOperatorSaw() async throws {
         let sandbox = try Sandbox(config: Self.config())
         let payload = #"{"a_note":"\#(String(repeating: "x", count: 300))","to":"attacker@evil.org"}"#

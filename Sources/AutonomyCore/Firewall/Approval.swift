@@ -97,11 +97,22 @@ public struct PendingApprovalOutput: Encodable, Sendable {
     public init(_ pending: PendingApproval, now: Int64) {
         let (approval, task) = (pending.approval, pending.task)
         (id, taskID, type, payload) = (approval.id, task.id, task.type, .shown(task.payload))
-        (payloadSHA256, payloadSummary, reason) = (approval.payloadSHA256, task.payloadSummary, approval.reason)
+        (payloadSHA256, payloadSummary, reason) = (pending.shownPayloadSHA256, task.payloadSummary, approval.reason)
         (source, subject) = (task.source, task.subject)
         (requestedAt, expiresAt) = (ISOTime(approval.requestedAt), ISOTime(approval.expiresAt))
         ageSeconds = (now - approval.requestedAt) / 1000
         expiresInSeconds = max(0, approval.expiresAt - now) / 1000
+    }
+}
+
+extension PendingApproval {
+    /// The SHA-256 of the payload as it is shown now: a page or listing shows this one, never the
+    /// stored column, so what an operator is asked about is what its hash says.
+    public var shownPayloadSHA256: String { task.payload.sha256Hex }
+
+    /// The payload shown is the one the request was made for (see `ApprovalError.payloadAltered`).
+    public var payloadIsIntact: Bool {
+        shownPayloadSHA256 == approval.payloadSHA256 && task.payloadSHA256 == approval.payloadSHA256
     }
 }
 
@@ -149,6 +160,9 @@ public enum ApprovalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A one-click token that is used, expired or wrong. Deliberately does not say which.
     case invalidToken
     case missingReason
+    /// The task's payload no longer hashes to the SHA-256 the request was made for: someone wrote
+    /// the database outside autonomy. What would be shown is not what would be signed.
+    case payloadAltered(id: Int64)
 
     public var description: String {
         switch self {
@@ -167,6 +181,9 @@ public enum ApprovalError: Error, Sendable, Equatable, CustomStringConvertible {
             return "this link is not valid: it was used, has expired, or is wrong"
         case .missingReason:
             return "a rejection needs a reason (--reason TEXT)"
+        case .payloadAltered(let id):
+            return
+                "approval request \(id) cannot be decided: its task's payload no longer matches the SHA-256 it was requested for, so the database was changed outside autonomy (run `autonomy doctor` and `autonomy ledger verify`, and find out who can write it)"
         }
     }
 }

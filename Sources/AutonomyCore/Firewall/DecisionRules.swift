@@ -4,7 +4,7 @@ import Foundation
 /// the request, its task, the statement and the clock, so SQLite and PostgreSQL refuse alike.
 enum DecisionRules {
     /// Throws unless the request may be decided now: pending and not expired, its task still
-    /// waiting on it, and a rejection with a reason.
+    /// waiting on it with the payload it was requested for, and a rejection with a reason.
     static func checkDecidable(_ approval: ApprovalRecord, task: TaskRecord?, _ decision: Decision, now: Int64) throws {
         switch approval.state {
         case .pending where approval.expiresAt <= now, .expired: throw ApprovalError.expired(id: approval.id)
@@ -15,6 +15,11 @@ enum DecisionRules {
         guard let task else { throw ApprovalError.notFound(approval.id) }
         guard task.state == .awaitingApproval else {
             throw ApprovalError.taskNotWaiting(id: approval.id, taskID: task.id, state: task.state)
+        }
+        // Hashed again here, not read from its column: the row could have been rewritten (and
+        // its immutability trigger put back) to show an operator one payload and run another.
+        guard PendingApproval(approval: approval, task: task).payloadIsIntact else {
+            throw ApprovalError.payloadAltered(id: approval.id)
         }
         if case .reject(let reason) = decision, reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw ApprovalError.missingReason

@@ -322,19 +322,22 @@ extension NotificationMessage {
             links["reject"] = .string("\(page)?decision=reject#t=\(token)")
         }
         let shown = fields.keys.sorted().map { "\($0)=\(fields[$0]?.stringValue ?? "")" }.joined(separator: " ")
+        // The hash of the payload these fields come from, not the stored column: an `approve
+        // --sha256` copied from here refuses a payload that is not the one quoted.
+        let sha256 = task.payload.sha256Hex
         let text =
             "approval needed: task \(task.id) \(task.type)\(subject)"
             + (shown.isEmpty ? "" : " [\(shown)]")
-            + " (\(task.payload.utf8.count) bytes, sha256 \(approval.payloadSHA256.prefix(12)); request \(approval.id), expires \(expires))"
+            + " (\(task.payload.utf8.count) bytes, sha256 \(sha256.prefix(12)); request \(approval.id), expires \(expires))"
             + (baseURL.map { " \($0)/r/\(approval.id)#t=\(token)" } ?? "")
-            + " — or: autonomy approvals show \(approval.id), then autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12))"
+            + " — or: autonomy approvals show \(approval.id), then autonomy approve \(approval.id) --sha256 \(sha256.prefix(12))"
         return NotificationMessage(
             event: .approvalNeeded, text: text,
             body: .object([
                 "event": "approval_needed", "text": .string(text),
                 "approval": .object([
                     "id": .int(approval.id), "reason": .string(Visible.text(approval.reason)),
-                    "payload_sha256": .string(approval.payloadSHA256),
+                    "payload_sha256": .string(sha256),
                     "payload_bytes": .int(Int64(task.payload.utf8.count)),
                     "fields": .object(fields),
                     "requested_at": .string(Timestamp.format(approval.requestedAt)),
@@ -344,7 +347,7 @@ extension NotificationMessage {
                     "commands": .object([
                         "show": .string("autonomy approvals show \(approval.id)"),
                         "approve": .string(
-                            "autonomy approve \(approval.id) --sha256 \(approval.payloadSHA256.prefix(12))"),
+                            "autonomy approve \(approval.id) --sha256 \(sha256.prefix(12))"),
                         "reject": .string("autonomy reject \(approval.id) --reason TEXT"),
                     ]),
                 ]),

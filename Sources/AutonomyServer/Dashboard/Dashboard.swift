@@ -149,8 +149,9 @@ enum Dashboard {
         return (try? JSONValue.parse(json))?.prettyText ?? json
     }
 
-    static func approvalItem(_ pending: PendingApproval, now: Int64, _ environment: ServerEnvironment) -> [String: Any]
-    {
+    static func approvalItem(
+        _ pending: PendingApproval, now: Int64, _ environment: ServerEnvironment, canSign: Bool
+    ) -> [String: Any] {
         let (approval, task) = (pending.approval, pending.task)
         let payload = pretty(task.payload)
         // The buttons stand beside the whole payload only: a long one is decided on its own page,
@@ -162,7 +163,9 @@ enum Dashboard {
             "source": task.source ?? "none", "subject": task.subject ?? "none",
             "waited": age(now - approval.requestedAt), "expires": time(approval.expiresAt, environment),
             "payload": whole ? payload : String(payload.prefix(600)) + "\n…", "whole": whole,
-            "sha256": approval.payloadSHA256,
+            // The hash of what is shown, which the buttons send back (see `ApprovalPages.details`).
+            "sha256": pending.shownPayloadSHA256, "altered": !pending.payloadIsIntact,
+            "decides": whole && canSign && pending.payloadIsIntact, "noKey": !canSign,
         ]
     }
 
@@ -181,7 +184,9 @@ enum Dashboard {
             "waitingCount": max(overview.approvals.count, status.counts[.awaitingApproval, default: 0]),
             "more": status.counts[.awaitingApproval, default: 0] > overview.approvals.count,
             "listed": overview.approvals.count,
-            "approvals": overview.approvals.map { approvalItem($0, now: now, environment) },
+            "approvals": overview.approvals.map {
+                approvalItem($0, now: now, environment, canSign: page.state.signer != nil)
+            },
             "states": TaskState.allCases.compactMap { state -> [String: Any]? in
                 let count = status.counts[state, default: 0]
                 return count == 0 && ![.queued, .running, .done, .dead].contains(state)
@@ -328,7 +333,7 @@ enum Dashboard {
         let proposals = try await environment.store.pendingApprovals(
             now: now, type: TaskType.remediationTypeName, limit: 100)
         let values: [String: Any] = [
-            "proposals": proposals.map { approvalItem($0, now: now, environment) },
+            "proposals": proposals.map { approvalItem($0, now: now, environment, canSign: page.state.signer != nil) },
             "runs": try await environment.store.auditRuns(limit: 20).map { run in
                 [
                     "id": run.id, "at": time(run.at, environment), "headline": run.headline,

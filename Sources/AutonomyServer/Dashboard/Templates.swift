@@ -95,7 +95,9 @@ enum Templates {
         {{#approvals}}<div class="item"><p><a href="/r/{{id}}"><strong>{{type}}</strong>, task {{taskID}}</a> — {{reason}}</p>
         <p class="muted">Source (producer-supplied): {{source}} · Subject (producer-supplied): {{subject}} · waiting {{waited}} · expires {{expires}}</p>
         <pre{{#whole}} class="whole"{{/whole}}>{{payload}}</pre>
-        {{#whole}}{{> decide}}{{/whole}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole and decide</a></p>{{/whole}}</div>{{/approvals}}
+        {{#altered}}<p class="bad"><strong>Do not act on this request:</strong> its payload does not match the SHA-256 it was requested for (the database was changed outside autonomy). It cannot be decided.</p>{{/altered}}
+        {{^altered}}{{#noKey}}<p class="muted">This server has no signing key: decide with <code>autonomy approve {{id}}</code>.</p>{{/noKey}}{{/altered}}
+        {{#decides}}{{> decide}}{{/decides}}{{^whole}}<p><a href="/r/{{id}}">The payload is long: open it to read it whole{{^noKey}} and decide{{/noKey}}</a></p>{{/whole}}</div>{{/approvals}}
         </section>
         <section aria-labelledby="queue"><h2 id="queue">Queue</h2>
         <div class="wrap"><table><caption class="muted">Tasks by state</caption><thead><tr><th scope="col">State</th><th scope="col">Tasks</th></tr></thead><tbody>

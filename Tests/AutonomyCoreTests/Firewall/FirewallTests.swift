@@ -297,6 +297,34 @@ let firewallMap = """
         #expect(renewed[0].approval.payloadSHA256 != request.approval.payloadSHA256)
     }
 
+    /// A payload rewritten under its old hash while it waits (the trigger dropped and put back)
+    /// cannot be decided: not prepared, and not recorded from a statement prepared before.
+    @Test func aPayloadRewrittenWhileItWaitsCannotBeDecided() throws {
+        let fixture = try Fixture(map: firewallMap)
+        let task = try enqueueEmail(fixture)
+        let request = try #require(try pending(fixture).first)
+        #expect(request.payloadIsIntact && request.shownPayloadSHA256 == request.approval.payloadSHA256)
+        let early = try fixture.sign(request.approval.id, .approve(note: nil))
+        try fixture.store.write("tamper") { db in
+            let trigger = try #require(
+                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
+            try db.execute(
+                sql: "UPDATE tasks SET payload = ? WHERE id = ?", arguments: [#"{"to":"friend@x.org"}"#, task.id])
+            try db.execute(sql: trigger)
+        }
+        let altered = try #require(try pending(fixture).first)
+        #expect(!altered.payloadIsIntact && altered.shownPayloadSHA256 == #"{"to":"friend@x.org"}"#.sha256Hex)
+        #expect(PendingApprovalOutput(altered, now: fixture.clock.now()).payloadSHA256 == altered.shownPayloadSHA256)
+        #expect(throws: ApprovalError.payloadAltered(id: request.approval.id)) {
+            try fixture.decide(request.approval.id, .approve(note: nil))
+        }
+        #expect(throws: ApprovalError.payloadAltered(id: request.approval.id)) {
+            try fixture.store.decide(early, verifier: fixture.verifier, channel: .cli, now: fixture.clock.now())
+        }
+        #expect(try fixture.store.approval(id: request.approval.id)?.state == .pending)
+    }
+
     @Test func aPayloadChangedBehindAStaleHashIsHeldToo() async throws {
         let fixture = try Fixture(map: firewallMap)
         let task = try fixture.enqueue("report", #"{"day":"monday"}"#)
