@@ -154,7 +154,7 @@ struct QueueService {
                     : states.map { "\($0.rawValue) \(status.counts[$0, default: 0])" }.joined(separator: " · ")))
         if let oldest = status.oldestRunnable {
             printout.line(
-                "oldest runnable: task \(oldest.id) (\(oldest.type)), waiting \(Interval(milliseconds: now - oldest.since))"
+                "oldest runnable: task \(oldest.id) (\(oldest.type)), waiting \(Interval.between(oldest.since, now))"
             )
         } else {
             printout.line("oldest runnable: none")
@@ -342,7 +342,7 @@ struct QueueService {
                         String(item.approval.id), String(item.task.id), item.task.type,
                         Visible.text(item.task.source ?? "-"),
                         Visible.text(String((item.task.subject ?? "-").prefix(40))),
-                        Interval(milliseconds: now - item.approval.requestedAt).description,
+                        Interval.between(item.approval.requestedAt, now).description,
                         relative(item.approval.expiresAt, now: now), String(item.shownPayloadSHA256.prefix(12)),
                         Visible.text(String(item.task.payloadSummary.prefix(60))),
                     ]

@@ -228,7 +228,7 @@ func printJSON(_ value: some Encodable) throws {
 
 /// "3m12s ago", "in 10m".
 func relative(_ time: Int64, now: Int64) -> String {
-    let delta = Interval(milliseconds: time - now)
+    let delta = Interval.between(now, time)
     return delta.milliseconds >= 0 ? "in \(delta)" : "\(Interval(milliseconds: -delta.milliseconds)) ago"
 }
 

@@ -1,5 +1,6 @@
 import AutonomyCore
 import Foundation
+import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -98,6 +99,28 @@ extension OperatorAPITests {
             let missing = try await client.execute(
                 uri: "/tasks/999", method: .get, headers: [.cookie: "autonomy_session=\(session)"])
             #expect(missing.status == .notFound)
+        }
+    }
+
+    /// The worker user can write any number into a time column; every page and the API still
+    /// answer (the red team's `requested_at = INT64_MIN` trapped `serve` on the next overview).
+    @Test func extremeTimesInRowsNeverTakeTheServerDown() async throws {
+        defer { fixture.remove() }
+        try await DatabaseQueue(path: fixture.environment.sqlite.path).write { db in
+            try db.execute(
+                sql: "UPDATE approvals SET requested_at = ?, expires_at = ?", arguments: [Int64.min, Int64.max])
+            try db.execute(
+                sql: "UPDATE tasks SET created_at = ?, run_at = ?, updated_at = ?, started_at = ?",
+                arguments: [Int64.min, Int64.min, Int64.min, Int64.max])
+        }
+        try await app().test(.router) { client in
+            let session = try await sessionCookie(client)
+            for page in Self.pages + ["/api/v1/approvals", "/api/v1/status"] {
+                let answer = try await client.execute(
+                    uri: page, method: .get, headers: [.cookie: "autonomy_session=\(session)"])
+                // (No task here has the subject that page asks for.)
+                #expect(answer.status == (page.hasPrefix("/subject?") ? .notFound : .ok), "\(page): \(answer.status)")
+            }
         }
     }
 

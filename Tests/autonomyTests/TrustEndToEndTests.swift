@@ -149,6 +149,37 @@ import Testing
         #expect(try sandbox.snapshot() == before)
     }
 
+    /// Whoever can write the database can put any number in a time column: readers show it, they
+    /// never trap on the arithmetic (the red team's `requested_at = INT64_MIN` took serve down).
+    @Test func timesAnyoneCouldWriteIntoRowsNeverCrashAReader() async throws {
+        let sandbox = try Sandbox(config: Self.config())
+        _ = try await sandbox.run(["enqueue", "send_email", "--payload", #"{"to":"a@b.c"}"#])
+        _ = try await sandbox.run(["enqueue", "report"])
+        _ = try await sandbox.run(["enqueue", "report", "--delay", "1h"])
+        try await DatabaseQueue(path: sandbox.databasePath).write { db in
+            try db.execute(
+                sql: "UPDATE approvals SET requested_at = ?, expires_at = ? WHERE id = 1",
+                arguments: [Int64.min, Int64.max])
+            try db.execute(
+                sql: "UPDATE tasks SET created_at = ?, run_at = ?, updated_at = ? WHERE id = 2",
+                arguments: [Int64.min, Int64.min, Int64.min])
+            try db.execute(
+                sql: "UPDATE tasks SET created_at = ?, run_at = ?, updated_at = ? WHERE id = 3",
+                arguments: [Int64.max, Int64.max, Int64.max])
+        }
+        for arguments in [
+            ["status"], ["status", "--json"], ["tasks", "list"], ["tasks", "show", "2"], ["approvals"],
+            ["approvals", "--json"], ["approvals", "show", "1"], ["metrics"], ["doctor"],
+        ] {
+            let result = try await sandbox.run(arguments)
+            #expect(result.status < 64 || (64...78).contains(result.status), "\(arguments): \(result.stderr)")
+            #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("runtime failure"))
+        }
+        #expect(Interval.between(.min, .max) == Interval(milliseconds: .max))
+        #expect(Interval.between(.max, .min) == Interval(milliseconds: -.max))
+        #expect(Interval(milliseconds: .min).description.hasPrefix("-"))
+    }
+
     @Test func approveShowsTheWholePayloadAndSignsOnlyTheHashTheOperatorSaw() async throws {
         let sandbox = try Sandbox(config: Self.config())
         let payload = #"{"a_note":"\#(String(repeating: "x", count: 300))","to":"attacker@evil.org"}"#

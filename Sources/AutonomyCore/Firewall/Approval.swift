@@ -100,8 +100,8 @@ public struct PendingApprovalOutput: Encodable, Sendable {
         (payloadSHA256, payloadSummary, reason) = (pending.shownPayloadSHA256, task.payloadSummary, approval.reason)
         (source, subject) = (task.source, task.subject)
         (requestedAt, expiresAt) = (ISOTime(approval.requestedAt), ISOTime(approval.expiresAt))
-        ageSeconds = (now - approval.requestedAt) / 1000
-        expiresInSeconds = max(0, approval.expiresAt - now) / 1000
+        ageSeconds = Interval.between(approval.requestedAt, now).milliseconds / 1000
+        expiresInSeconds = max(0, Interval.between(now, approval.expiresAt).milliseconds) / 1000
     }
 }
 

@@ -74,7 +74,7 @@ enum DecisionRules {
                 "it allows attempt \(statement.attempt), but the next attempt is \(task.attempts + 1)")
         }
         // A statement is signed just before it is sent: an old one is not a decision taken now.
-        guard abs(now - statement.at) <= Interval.minutes(10).milliseconds else {
+        guard abs(Interval.between(statement.at, now).milliseconds) <= Interval.minutes(10).milliseconds else {
             throw TrustError.statementMismatch(
                 "it was signed at \(Timestamp.format(statement.at)), more than 10 minutes from now; decide again")
         }

@@ -106,7 +106,13 @@ public enum PrometheusMetrics {
             [([], String(pending))])
         family(
             "autonomy_oldest_runnable_age_seconds", "gauge", "How long the oldest runnable task has waited.",
-            [([], String(status.oldestRunnable.map { max(0, now - $0.since) / 1000 } ?? 0))])
+            [
+                (
+                    [],
+                    String(
+                        status.oldestRunnable.map { max(0, Interval.between($0.since, now).milliseconds) / 1000 } ?? 0)
+                )
+            ])
         family(
             "autonomy_tasks_finished_total", "counter", "Tasks finished, by type and outcome.",
             outcomes.map { ([("type", $0.type), ("outcome", $0.outcome)], String($0.count)) })

@@ -410,12 +410,12 @@ public struct Doctor: Sendable {
         let now = readings.now
         let by = readings.host.map { " by this host (\(Visible.text($0)))" } ?? ""
         let claimText =
-            readings.lastClaim.map { "the last claim\(by) \(Interval(milliseconds: now - $0)) ago" }
+            readings.lastClaim.map { "the last claim\(by) \(Interval.between($0, now)) ago" }
             ?? (readings.host == nil ? "no task ever claimed" : "no task claimed\(by) in 7 days")
         guard let since = readings.oldestRunnable else {
             return DoctorCheck("worker", .ok, "nothing runnable is waiting (\(claimText))")
         }
-        let waited = Interval(milliseconds: now - since)
+        let waited = Interval.between(since, now)
         let status: DoctorCheck.Status =
             waited.milliseconds > Self.workerLate.milliseconds * 5
             ? .fail : waited.milliseconds > Self.workerLate.milliseconds ? .warn : .ok

@@ -152,7 +152,7 @@ public enum FailureSignature {
     }
 
     /// Compiled once: an audit normalises every failed attempt's error in its window.
-    nonisolated(unsafe) private static let rules: [(NSRegularExpression, String)] = [
+    private static let rules: [(NSRegularExpression, String)] = [
         (#"[a-z][a-z0-9+.-]*://[^\s"'<>]+"#, "<url>"),
         (#"\d{4}-\d{2}-\d{2}[T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?"#, "<time>"),
         (#"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"#, "<id>"),

@@ -182,7 +182,8 @@ extension AutonomyStore {
     ) throws -> TaskOutcome {
         try db.transition(
             task.id, .succeed, at: now, changing: outcome.map { [$0.change] } ?? [], attempt: task.attempts,
-            durationMs: now - (task.startedAt ?? now), detail: verified ? [:] : ["evidence": .string(evidence)],
+            durationMs: Interval.between(task.startedAt ?? now, now).milliseconds,
+            detail: verified ? [:] : ["evidence": .string(evidence)],
             notes: ["evidence": verified ? evidence : nil])
         return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
     }

@@ -72,7 +72,9 @@ public struct StatusOutput: Encodable, Sendable {
             Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
         }
         oldestRunnable = status.oldestRunnable.map {
-            Oldest(id: $0.id, type: $0.type, since: ISOTime($0.since), ageSeconds: (now - $0.since) / 1000)
+            Oldest(
+                id: $0.id, type: $0.type, since: ISOTime($0.since),
+                ageSeconds: Interval.between($0.since, now).milliseconds / 1000)
         }
         nextScheduled = status.nextScheduled.map { Scheduled(id: $0.id, type: $0.type, runAt: ISOTime($0.runAt)) }
         expiredLeases = status.expiredLeases

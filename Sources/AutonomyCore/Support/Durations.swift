@@ -12,6 +12,14 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
     public static func days(_ value: Int64) -> Interval { .hours(value * 24) }
     public static let zero = Interval(milliseconds: 0)
 
+    /// The time from `start` to `end`, held within ±`Int64.max` ms instead of trapping: times
+    /// read from rows that whoever can write the database may have set to anything.
+    public static func between(_ start: Int64, _ end: Int64) -> Interval {
+        let (value, overflow) = end.subtractingReportingOverflow(start)
+        if overflow { return Interval(milliseconds: start < 0 ? .max : -.max) }
+        return Interval(milliseconds: max(value, -.max))
+    }
+
     public var seconds: Double { Double(milliseconds) / 1000 }
     public var duration: Duration { .milliseconds(milliseconds) }
 
@@ -66,7 +74,7 @@ public struct Interval: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// A short human form: `"45s"`, `"3m12s"`, `"2h5m"`, `"3d4h"`, `"250ms"`.
     public var description: String {
         let ms = milliseconds
-        if ms < 0 { return "-" + Interval(milliseconds: -ms).description }
+        if ms < 0 { return "-" + Interval(milliseconds: ms == .min ? .max : -ms).description }
         if ms < 1000 { return ms == 0 ? "0s" : "\(ms)ms" }
         let totalSeconds = ms / 1000
         let days = totalSeconds / 86_400

@@ -161,7 +161,8 @@ enum Dashboard {
         return [
             "id": approval.id, "taskID": task.id, "type": task.type, "reason": approval.reason,
             "source": task.source ?? "none", "subject": task.subject ?? "none",
-            "waited": age(now - approval.requestedAt), "expires": time(approval.expiresAt, environment),
+            "waited": age(Interval.between(approval.requestedAt, now).milliseconds),
+            "expires": time(approval.expiresAt, environment),
             "payload": whole ? payload : String(payload.prefix(600)) + "\n…", "whole": whole,
             // The hash of what is shown, which the buttons send back (see `ApprovalPages.details`).
             "sha256": pending.shownPayloadSHA256, "altered": !pending.payloadIsIntact,
@@ -193,7 +194,8 @@ enum Dashboard {
                     ? nil : ["name": state.rawValue, "count": count]
             },
             "oldest": status.oldestRunnable.map {
-                ["id": $0.id, "type": $0.type, "age": age(now - $0.since)] as [String: Any]
+                ["id": $0.id, "type": $0.type, "age": age(Interval.between($0.since, now).milliseconds)]
+                    as [String: Any]
             }
                 as Any,
             "expiredLeases": status.expiredLeases, "has_expiredLeases": status.expiredLeases > 0,

@@ -499,7 +499,8 @@ extension PostgresStore: WorkerStore {
         if !verified { detail["evidence"] = .string(evidence) }
         try await transaction.transition(
             task.id, .succeed, changing: outcome.map { [$0.change] } ?? [], attempt: task.attempts,
-            durationMs: transaction.now - (task.startedAt ?? transaction.now), detail: .object(detail),
+            durationMs: Interval.between(task.startedAt ?? transaction.now, transaction.now).milliseconds,
+            detail: .object(detail),
             notes: ["evidence": verified ? evidence : nil])
         return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
     }
