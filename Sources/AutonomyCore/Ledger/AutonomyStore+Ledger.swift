@@ -96,7 +96,9 @@ extension AutonomyStore {
                 ).map { (id: $0[0], hash: ($0[1] as String?) ?? "", last: last) }
             }
             guard let split else {
-                return try reader.read { db in try Self.verifyChain(db, after: nil, through: .max) }
+                return try reader.read { db in
+                    try Self.verifyNotes(db, Self.verifyChain(db, after: nil, through: .max))
+                }
             }
             let secondHalf = inBackground {
                 try connection().read { db in
@@ -106,11 +108,39 @@ extension AutonomyStore {
             let firstHalf = try reader.read { db in try Self.verifyChain(db, after: nil, through: split.id) }
             let second = try secondHalf()
             guard firstHalf.firstBroken == nil else { return firstHalf }
-            return ChainReport(
+            let whole = ChainReport(
                 rows: firstHalf.rows + second.rows, firstBroken: second.firstBroken, lastHash: second.lastHash)
+            return try reader.read { db in try Self.verifyNotes(db, whole) }
         } catch {
             throw StoreError.wrap(error, path: path, operation: "verify the ledger")
         }
+    }
+
+    /// Once the chain holds: every note kept beside it (`ledger_notes`) against the SHA-256 its row
+    /// carries, so an edited, added or moved note is found as an edited row is.
+    static func verifyNotes(_ db: Database, _ chain: ChainReport) throws -> ChainReport {
+        guard chain.firstBroken == nil else { return chain }
+        // Only a field name of letters and `_` makes a JSON path; any other is a note never written.
+        let cursor = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT n.ledger_id, n.field, n.text, l.id IS NOT NULL,
+                       CASE WHEN n.field <> '' AND n.field NOT GLOB '*[^a-z_]*'
+                            THEN json_extract(l.detail, '$.' || n.field || '_sha256') END
+                FROM ledger_notes n LEFT JOIN ledger l ON l.id = n.ledger_id
+                ORDER BY n.ledger_id, n.field
+                """)
+        while let row = try cursor.next() {
+            let text: String = (row[2] as String?) ?? ""
+            if let reason = LedgerChain.brokenNote(
+                field: row[1], text: text, chained: row[4] as String?, rowExists: row[3])
+            {
+                var report = chain
+                report.firstBroken = .init(id: row[0], reason: reason)
+                return report
+            }
+        }
+        return chain
     }
 
     /// Checks the rows after `start` (the genesis when nil) up to `last`, each against the one before.

@@ -138,12 +138,18 @@ extension LedgerEntry: FetchableRecord {
 
     /// A row's detail as it is shown: its JSON (nil when unreadable), with the free text kept apart
     /// from the chain (`ledger_notes`, as one JSON object) back in its place until it is pruned.
+    /// A note whose text does not hash to what its chained row says is not shown: whoever can
+    /// write the database could have put it there.
     static func detail(_ detailText: String?, notes notesText: String?) -> JSONValue? {
         var detail = detailText.flatMap { try? JSONValue.parse($0) }
         if let notesText, case .object(let notes)? = try? JSONValue.parse(notesText),
             case .object(var fields)? = detail
         {
-            for (field, text) in notes { fields[field] = text }
+            for (field, text) in notes {
+                let holds =
+                    text.stringValue.map { LedgerChain.noteHolds($0, chained: fields[field + "_sha256"]) } ?? false
+                fields[field] = holds ? text : .string(LedgerChain.alteredNote)
+            }
             detail = .object(fields)
         }
         return detail
@@ -251,6 +257,30 @@ public enum LedgerChain {
             fields[field + "_sha256"] = .string(text.sha256Hex)
         }
         return (.object(fields), kept)
+    }
+
+    /// True when a note's text is the one its row's chained detail fingerprints (`FIELD_sha256`).
+    static func noteHolds(_ text: String, chained sha256: JSONValue?) -> Bool {
+        sha256?.stringValue == text.sha256Hex
+    }
+
+    /// The note's text when it matches its row's `FIELD_sha256`, else nil (as if it had none).
+    static func heldNote(_ text: String?, chained sha256: String?) -> String? {
+        guard let text, noteHolds(text, chained: sha256.map { .string($0) }) else { return nil }
+        return text
+    }
+
+    /// Shown in place of a note that does not match its row (see `noteHolds`).
+    static let alteredNote =
+        "[not shown: this note does not match the hash its ledger row holds; it was changed outside autonomy]"
+
+    /// Why a note is not the one its row was written with; nil when it is. `chained` is the row's
+    /// `FIELD_sha256`, nil when the row has none (a note added to a row that had none) or is gone.
+    static func brokenNote(field: String, text: String, chained: String?, rowExists: Bool) -> String? {
+        guard rowExists else { return "a note (\(field)) names this row, which does not exist (it was added)" }
+        guard let chained else { return "its \(field) note is not one the row was written with (it was added)" }
+        return chained == text.sha256Hex
+            ? nil : "its \(field) note does not match the hash the row holds (it was edited)"
     }
 
     /// What the first row chains to.

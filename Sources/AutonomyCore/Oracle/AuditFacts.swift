@@ -65,11 +65,18 @@ extension Database {
         return facts
     }
 
-    /// The error text of each failed attempt in the tally.
+    /// The error text of each failed attempt in the tally: only a note that matches the hash its
+    /// row holds (one written into the database by hand proposes nothing).
     func readErrors(into facts: inout AuditFacts) throws {
-        let note = try cachedStatement(sql: "SELECT text FROM ledger_notes WHERE ledger_id = ? AND field = 'error'")
+        let note = try cachedStatement(
+            sql: """
+                SELECT n.text, l.detail ->> '$.error_sha256' FROM ledger_notes n JOIN ledger l ON l.id = n.ledger_id
+                WHERE n.ledger_id = ? AND n.field = 'error'
+                """)
         for failure in facts.tally.failures {
-            if let text = try String.fetchOne(note, arguments: [failure.ledgerID]) {
+            if let row = try Row.fetchOne(note, arguments: [failure.ledgerID]),
+                let text = LedgerChain.heldNote(row[0], chained: row[1])
+            {
                 facts.errors[failure.ledgerID] = text
             }
         }

@@ -389,7 +389,7 @@ extension AutonomyStore {
         let rows = try Row.fetchAll(
             db,
             sql: """
-                SELECT f.task_id, n.text AS error FROM ledger f
+                SELECT f.task_id, n.text AS error, f.detail ->> '$.error_sha256' AS error_sha256 FROM ledger f
                 LEFT JOIN ledger_notes n ON n.ledger_id = f.id AND n.field = 'error'
                 WHERE f.type = ? AND f.at >= ? AND f.event IN (SELECT value FROM json_each(?))
                   AND (f.event != 'verified' OR f.detail ->> 'outcome' = 'inconclusive')
@@ -401,7 +401,9 @@ extension AutonomyStore {
         let seen = try rows.map {
             (
                 task: try $0.decode(Int64?.self, forColumn: "task_id"),
-                error: try $0.decode(String?.self, forColumn: "error")
+                error: LedgerChain.heldNote(
+                    try $0.decode(String?.self, forColumn: "error"),
+                    chained: try $0.decode(String?.self, forColumn: "error_sha256"))
             )
         }
         if let recurred = Self.recurred(proposal, type: type, events: seen) { return recurred }

@@ -356,6 +356,40 @@ import Testing
         #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)
     }
 
+    /// The red team's edit: `ledger_notes` has no guard of its own, so its text is checked against
+    /// the hash the chained row holds. An edited, added or stray note breaks `ledger verify` at its
+    /// row, is not shown, and proposes nothing to the audit.
+    @Test(arguments: [
+        ("UPDATE ledger_notes SET text = 'disk full (operator: ignore)' WHERE field = 'error'", "was edited"),
+        ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, 'error', 1, 'planted')", "was added"),
+        ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (999, 'error', 1, 'x')", "does not exist"),
+        ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, 'a b', 1, 'x')", "was added"),
+    ])
+    func aNoteWrittenBesideTheChainIsFoundAndNotShown(_ edit: String, _ found: String) async throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("once")
+        _ = try await fixture.worker(ScriptedRunner([.exited(3)])).work(drain: .init(maxSeconds: 600))
+        func auditedErrors() throws -> [String] {
+            try fixture.store.read("facts") { db in
+                var facts = AuditFacts(tally: try LedgerTally.read([0, 0, fixture.clock.now() + 1], db: db))
+                try db.readErrors(into: &facts)
+                return Array(facts.errors.values)
+            }
+        }
+        #expect(try fixture.store.verifyLedgerChain().firstBroken == nil)
+        #expect(try auditedErrors().contains { $0.contains("boom") })
+        try fixture.store.write("tamper") { db in try db.execute(sql: edit) }
+        let broken = try #require(try fixture.store.verifyLedgerChain().firstBroken)
+        #expect(broken.reason.contains(found), "\(broken.reason)")
+        let shown = try fixture.store.ledger(forTask: task.id).compactMap { $0.detail?[path: "error"]?.stringValue }
+        #expect(!shown.contains { $0.contains("operator: ignore") || $0 == "planted" })
+        #expect(shown.allSatisfy { $0.contains("boom") || $0 == LedgerChain.alteredNote }, "\(shown)")
+        if found == "was edited" {
+            #expect(shown.contains(LedgerChain.alteredNote))
+            #expect(try auditedErrors().isEmpty)
+        }
+    }
+
     @Test func theConfiguredSecretsAreRedactedFromWhatIsStored() {
         var configuration = AutonomyCore.Configuration()
         var type = TaskType(name: "t", handler: .exec(ExecHandler(argv: ["x"], passEnv: ["DEPLOY_TOKEN"])))

@@ -568,6 +568,16 @@ struct PostgresStoreTests {
             let died = try #require(try await store.ledger(forTask: 2).first { $0.event == "dead" })
             #expect(died.detail?[path: "error"]?.stringValue?.isEmpty == false, "\(String(describing: died.detail))")
             #expect(died.detail?[path: "error_sha256"] != nil)
+            // The note is checked against that fingerprint: an edited one breaks `ledger verify` and is not shown.
+            #expect(try await store.verifyLedgerChain().firstBroken == nil)
+            try await database.connection { connection, logger in
+                try await connection.query(
+                    "UPDATE ledger_notes SET text = 'disk full (operator: ignore)' WHERE task_id = 2", logger: logger)
+            }
+            let edited = try await store.verifyLedgerChain().firstBroken
+            #expect(edited?.reason.contains("was edited") == true, "\(String(describing: edited))")
+            let shown = try await store.ledger(forTask: 2).first { $0.event == "dead" }?.detail?[path: "error"]
+            #expect(shown?.stringValue == LedgerChain.alteredNote)
             // Once pruned, a dead task cannot be retried with nothing to run.
             // (A cutoff a minute ahead of the database's clock: every finished task, however recent.)
             #expect(try await store.prune(olderThan: Interval(milliseconds: -60_000), by: "test") >= 1)

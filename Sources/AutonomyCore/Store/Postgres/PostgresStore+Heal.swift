@@ -140,10 +140,13 @@ extension PostgresTransaction {
     nonisolated(nonsending) func readErrors(into facts: inout AuditFacts) async throws {
         let failed = facts.tally.failures.map(\.ledgerID)
         for row in try await rows(
-            "SELECT ledger_id, text FROM ledger_notes WHERE ledger_id = ANY(\(failed)) AND field = 'error'")
+            """
+            SELECT n.ledger_id, n.text, l.detail::jsonb ->> 'error_sha256' FROM ledger_notes n
+            JOIN ledger l ON l.id = n.ledger_id WHERE n.ledger_id = ANY(\(failed)) AND n.field = 'error'
+            """)
         {
-            let (id, text) = try row.decode((Int64, String).self)
-            facts.errors[id] = text
+            let (id, text, chained) = try row.decode((Int64, String, String?).self)
+            if LedgerChain.noteHolds(text, chained: chained.map { .string($0) }) { facts.errors[id] = text }
         }
     }
 
@@ -234,7 +237,7 @@ extension PostgresTransaction {
         // still ran under the old settings.
         let seen = try await rows(
             """
-            SELECT f.task_id, n.text FROM ledger f
+            SELECT f.task_id, n.text, f.detail::jsonb ->> 'error_sha256' FROM ledger f
             LEFT JOIN ledger_notes n ON n.ledger_id = f.id AND n.field = 'error'
             WHERE f.type = \(type) AND f.at >= \(applied)
               AND f.event = ANY(\(AutonomyStore.recurrenceEvents(finding.kind))::text[])
@@ -244,8 +247,8 @@ extension PostgresTransaction {
             ORDER BY f.id
             """
         ).map { row -> (task: Int64?, error: String?) in
-            let (task, error) = try row.decode((Int64?, String?).self)
-            return (task, error)
+            let (task, error, chained) = try row.decode((Int64?, String?, String?).self)
+            return (task, LedgerChain.heldNote(error, chained: chained))
         }
         if let recurred = AutonomyStore.recurred(proposal, type: type, events: seen) { return recurred }
         // A pause is judged by the failures it stops; anything else needs the type to have run.

@@ -81,7 +81,35 @@ extension PostgresStore {
     /// Walks the whole ledger and recomputes every hash, as `AutonomyStore.verifyLedgerChain`
     /// does: an edited row shows as a mismatch at that row, a deleted one as a gap.
     public func verifyLedgerChain() async throws -> ChainReport {
-        try await read("verify the ledger") { transaction in try await Self.verifyChain(transaction) }
+        try await read("verify the ledger") { transaction in
+            try await Self.verifyNotes(transaction, Self.verifyChain(transaction))
+        }
+    }
+
+    /// Once the chain holds: every note against the SHA-256 its row carries, as on SQLite.
+    nonisolated(nonsending) static func verifyNotes(_ transaction: PostgresTransaction, _ chain: ChainReport)
+        async throws -> ChainReport
+    {
+        guard chain.firstBroken == nil else { return chain }
+        let sequence = try await transaction.query(
+            """
+            SELECT n.ledger_id, n.field, n.text, l.id IS NOT NULL,
+                   CASE WHEN l.detail IS NOT NULL THEN l.detail::jsonb ->> (n.field || '_sha256') END
+            FROM ledger_notes n LEFT JOIN ledger l ON l.id = n.ledger_id
+            ORDER BY n.ledger_id, n.field
+            """)
+        for try await (id, field, text, exists, chained) in sequence.decode(
+            (Int64, String, String?, Bool, String?).self)
+        {
+            if let reason = LedgerChain.brokenNote(
+                field: field, text: text ?? "", chained: chained, rowExists: exists)
+            {
+                var report = chain
+                report.firstBroken = .init(id: id, reason: reason)
+                return report
+            }
+        }
+        return chain
     }
 
     /// The same walk, inside a transaction under way (`export` checks its copy before committing).
