@@ -70,7 +70,8 @@ public struct ExecRunner: HandlerRunner {
         return HandlerOutcome(
             status: ran.status, stdout: String(decoding: ran.captured.stdout, as: UTF8.self),
             stdoutTruncated: ran.captured.stdoutTruncated,
-            stderrTail: Captured.text(ran.captured.stderrTail), durationMs: elapsed())
+            stderrTail: Captured.text(ran.captured.stderrTail), stderrTruncated: ran.captured.stderrTruncated,
+            durationMs: elapsed())
     }
 
     /// A program to run: its resolved path, its arguments (never through a shell) and its whole
@@ -199,6 +200,8 @@ struct Captured: Sendable {
     var stdout: [UInt8] = []
     var stdoutTruncated = false
     var stderrTail: [UInt8] = []
+    /// Bytes were dropped from the front of `stderrTail`.
+    var stderrTruncated = false
 
     mutating func appendStdout(_ bytes: UnsafeRawBufferPointer, limit: Int) {
         let room = max(0, limit - stdout.count)
@@ -208,8 +211,12 @@ struct Captured: Sendable {
 
     /// Keeps at most twice the limit while streaming, so a chatty handler costs bounded memory.
     mutating func appendStderr(_ bytes: UnsafeRawBufferPointer, limit: Int) {
+        if bytes.count > limit { stderrTruncated = true }
         stderrTail.append(contentsOf: bytes.suffix(limit))
-        if stderrTail.count > limit * 2 { stderrTail.removeFirst(stderrTail.count - limit) }
+        if stderrTail.count > limit * 2 {
+            stderrTail.removeFirst(stderrTail.count - limit)
+            stderrTruncated = true
+        }
     }
 
     /// The stderr tail as stored text (`stderr_tail`, and the error it explains): invalid UTF-8 and
@@ -222,7 +229,10 @@ struct Captured: Sendable {
     }
 
     mutating func finish(stderrLimit: Int) {
-        if stderrTail.count > stderrLimit { stderrTail.removeFirst(stderrTail.count - stderrLimit) }
+        if stderrTail.count > stderrLimit {
+            stderrTail.removeFirst(stderrTail.count - stderrLimit)
+            stderrTruncated = true
+        }
     }
 }
 

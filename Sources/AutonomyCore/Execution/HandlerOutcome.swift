@@ -23,12 +23,15 @@ public struct HandlerOutcome: Sendable, Equatable {
     public var stdoutTruncated: Bool
     /// The end of stderr, up to the configured limit.
     public var stderrTail: String
+    /// stderr was longer than the limit: `stderrTail` starts mid-stream.
+    public var stderrTruncated: Bool
     public var durationMs: Int64
 
     public init(
         status: HandlerStatus, stdout: String = "", stdoutTruncated: Bool = false, stderrTail: String = "",
-        durationMs: Int64 = 0
+        stderrTruncated: Bool = false, durationMs: Int64 = 0
     ) {
+        self.stderrTruncated = stderrTruncated
         self.status = status
         self.stdout = stdout
         self.stdoutTruncated = stdoutTruncated

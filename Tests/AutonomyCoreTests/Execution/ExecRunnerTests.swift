@@ -60,8 +60,10 @@ import Testing
             invocation(
                 ["/bin/sh", "-c", "echo 'early noise that is long' >&2; echo 'the real reason' >&2; exit 4"]))
         #expect(outcome.status == .exited(4))
-        #expect(outcome.stderrTail == "the real reason\n")
+        #expect(outcome.stderrTail == "the real reason\n" && outcome.stderrTruncated)
         #expect(outcome.errorSummary == "exited with status 4: the real reason")
+        let short = await runner(maxStderr: 16).run(invocation(["/bin/sh", "-c", "echo short >&2; exit 4"]))
+        #expect(short.stderrTail == "short\n" && !short.stderrTruncated)
     }
 
     /// The stored stderr tail is one text for every reader: a NUL byte (which SQLite readers stop at

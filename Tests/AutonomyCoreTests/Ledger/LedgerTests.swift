@@ -405,6 +405,53 @@ import Testing
     }
 }
 
+extension LedgerNotesTests {
+    func redactor(_ secret: String) -> SecretRedactor {
+        var configuration = AutonomyCore.Configuration()
+        var type = TaskType(name: "t", handler: .exec(ExecHandler(argv: ["x"], passEnv: ["S"])))
+        type.safety = .safe
+        configuration.taskTypes["t"] = type
+        return SecretRedactor(configuration: configuration, environment: ["S": secret])
+    }
+
+    /// The red team's escapes: the stored result is the output's JSON re-written, which decodes
+    /// `\u0068`; and encoders escape `<>&` (Go), `/` (PHP) and non-ASCII (Python) on their own.
+    @Test(arguments: [
+        #"{"s":"\u0068unter2-topsecret"}"#, #"{"s":"hunter2\u002dtopsecret"}"#, #"{"s":"hunter2-topsecret"}"#,
+    ])
+    func aSecretEscapedInJSONIsRedactedFromTheStoredResult(_ printed: String) throws {
+        let outcome = redactor("hunter2-topsecret").redact(HandlerOutcome(status: .exited(0), stdout: printed))
+        let stored = try #require(outcome.resultJSON)
+        #expect(!stored.contains("hunter2-topsecret") && stored.contains("[redacted S]"), "\(stored)")
+    }
+
+    @Test(arguments: [
+        ("p<ss&w0rd>é/x", #"p\u003css\u0026w0rd\u003eé/x"#), ("p<ss&w0rd>é/x", #"p<ss&w0rd>\u00e9/x"#),
+        ("p<ss&w0rd>é/x", #"p<ss&w0rd>é\/x"#), ("p<ss&w0rd>é/x", #"p\u003Css\u0026w0rd\u003Eé/x"#),
+    ])
+    func aSecretAsEncodersEscapeItIsRedactedFromTextThatIsNotJSON(_ secret: String, _ printed: String) {
+        let outcome = redactor(secret).redact(
+            HandlerOutcome(status: .exited(1), stdout: "token: \(printed) (cut", stdoutTruncated: true))
+        #expect(outcome.stdout == "token: [redacted S] (cut", "\(outcome.stdout)")
+    }
+
+    /// A cut at the output limits leaves the start (stdout) or the end (stderr) of a secret: that
+    /// piece goes too. Uncut output that merely ends like one is left alone.
+    @Test func thePieceOfASecretACutLeavesIsRedacted() {
+        let redactor = redactor("hunter2-topsecret")
+        let cut = redactor.redact(
+            HandlerOutcome(
+                status: .exited(1), stdout: "AAAA hunter", stdoutTruncated: true, stderrTail: "psecret BBB failed",
+                stderrTruncated: true))
+        #expect(cut.stdout == "AAAA [redacted S, cut]")
+        #expect(cut.stderrTail == "[redacted S, cut] BBB failed")
+        #expect(cut.errorSummary?.contains("psecret") == false)
+        let whole = redactor.redact(
+            HandlerOutcome(status: .exited(1), stdout: "the hunter", stderrTail: "secret ok"))
+        #expect(whole.stdout == "the hunter" && whole.stderrTail == "secret ok")
+    }
+}
+
 @Suite struct LedgerTailTests {
     /// The transaction's remembered tail never points at a row whose insert failed.
     @Test func aFailedAppendLeavesTheTailAtTheLastWrittenRow() throws {
