@@ -275,7 +275,9 @@ extension Serve {
         struct Revoke: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 commandName: "revoke", abstract: "End a session (or an unused login link) at once.",
-                discussion: "Exits 66 for an unknown session. Example: autonomy serve sessions revoke 3")
+                discussion:
+                    "Exits 66 for an unknown session, 1 for one already revoked. Example: autonomy serve sessions revoke 3"
+            )
             @OptionGroup var global: GlobalOptions
             @Argument(help: "The session's id.") var id: Int64
             @Option(help: "Who revokes it (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
@@ -289,6 +291,7 @@ extension Serve {
                         postgres: { try await $0.revokeSession(id: id, by: actor) })
                     print("revoked session \(session.id) of \(Visible.text(session.operatorName))")
                 } catch let error as SessionError {
+                    if case .alreadyRevoked = error { throw CLIFailure(error.description, code: .refused) }
                     throw CLIFailure(error.description, code: .notFound)
                 }
             }

@@ -884,6 +884,10 @@ struct APITestFailure: Error, CustomStringConvertible {
                 opened.headers[.setCookie]?.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last.map(
                     String.init))
             _ = try fixture.environment.sqlite.revokeSession(id: made.id, by: "test", now: fixture.clock.now())
+            // Revoking it again is refused, not reported as done a second time (nor written to the ledger).
+            #expect(throws: SessionError.alreadyRevoked(made.id)) {
+                _ = try fixture.environment.sqlite.revokeSession(id: made.id, by: "test", now: fixture.clock.now())
+            }
             let status = try await client.execute(uri: "/api/v1/status", method: .get, headers: cookie(session))
             #expect(status.status == .unauthorized)
             for _ in 0..<10 { _ = try await login(client, "wrong") }

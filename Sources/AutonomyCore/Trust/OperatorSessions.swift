@@ -39,6 +39,7 @@ public struct OperatorSession: Sendable, Equatable, Encodable {
 public enum SessionError: Error, Sendable, Equatable, CustomStringConvertible {
     case notAnOperator(String)
     case notFound(Int64)
+    case alreadyRevoked(Int64)
 
     public var description: String {
         switch self {
@@ -46,6 +47,7 @@ public enum SessionError: Error, Sendable, Equatable, CustomStringConvertible {
             return
                 "\(Visible.text(name)) is not a principal in approvals.allowed_signers: only an operator may log in"
         case .notFound(let id): return "no session \(id) (see 'autonomy serve sessions')"
+        case .alreadyRevoked(let id): return "session \(id) is already revoked"
         }
     }
 }
@@ -151,13 +153,12 @@ extension AutonomyStore {
                     db, sql: "SELECT \(OperatorSession.columns) FROM operator_sessions WHERE id = ?", arguments: [id])
             else { throw SessionError.notFound(id) }
             var session = try OperatorSession(row: row)
-            if session.revokedAt == nil {
-                try db.execute(sql: "UPDATE operator_sessions SET revoked_at = ? WHERE id = ?", arguments: [now, id])
-                session.revokedAt = now
-                try db.appendLedger(
-                    .sessionRevoked, at: now, taskID: nil, type: nil,
-                    detail: ["session": .int(id), "operator": .string(session.operatorName), "by": .string(actor)])
-            }
+            guard session.revokedAt == nil else { throw SessionError.alreadyRevoked(id) }
+            try db.execute(sql: "UPDATE operator_sessions SET revoked_at = ? WHERE id = ?", arguments: [now, id])
+            session.revokedAt = now
+            try db.appendLedger(
+                .sessionRevoked, at: now, taskID: nil, type: nil,
+                detail: ["session": .int(id), "operator": .string(session.operatorName), "by": .string(actor)])
             return session
         }
     }

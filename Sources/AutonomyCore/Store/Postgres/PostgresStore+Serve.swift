@@ -186,14 +186,13 @@ extension PostgresStore {
                     "SELECT \(unescaped: OperatorSession.columns) FROM operator_sessions WHERE id = \(id) FOR UPDATE"
                 ).first.map(OperatorSession.init(postgres:))
             else { throw SessionError.notFound(id) }
-            if session.revokedAt == nil {
-                try await transaction.query(
-                    "UPDATE operator_sessions SET revoked_at = \(transaction.now) WHERE id = \(id)")
-                session.revokedAt = transaction.now
-                _ = try await transaction.appendLedger(
-                    .sessionRevoked, taskID: nil, type: nil,
-                    detail: ["session": .int(id), "operator": .string(session.operatorName), "by": .string(actor)])
-            }
+            guard session.revokedAt == nil else { throw SessionError.alreadyRevoked(id) }
+            try await transaction.query(
+                "UPDATE operator_sessions SET revoked_at = \(transaction.now) WHERE id = \(id)")
+            session.revokedAt = transaction.now
+            _ = try await transaction.appendLedger(
+                .sessionRevoked, taskID: nil, type: nil,
+                detail: ["session": .int(id), "operator": .string(session.operatorName), "by": .string(actor)])
             return session
         }
     }
