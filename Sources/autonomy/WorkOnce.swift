@@ -59,6 +59,10 @@ struct WorkOnce: AsyncParsableCommand {
         var options = Worker.Options()
         options.clock = clock
         options.logger = makeLogger("autonomy.worker")
+        let interruption = WorkerInterruption()
+        options.interruption = interruption
+        let signals = Self.catchingStopSignals(interruption)
+        defer { for source in signals { source.cancel() } }
         let report: WorkReport
         switch try global.location(loaded) {
         case .sqlite:
@@ -124,9 +128,40 @@ struct WorkOnce: AsyncParsableCommand {
             )
         }
         if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty, report.alerts.isEmpty,
-            report.expiredApprovals.isEmpty
+            report.expiredApprovals.isEmpty, report.stopReason != .interrupted
         {
             print("nothing to do")
+        }
+        if let signal = interruption.signal {
+            printError("warning: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); no other task was started")
+            // Ends by the signal, as a shell and systemd expect of an interrupted program (130, 143).
+            fflush(nil)
+            Glibc.signal(signal, SIG_DFL)
+            var only = sigset_t()
+            sigemptyset(&only)
+            sigaddset(&only, signal)
+            pthread_sigmask(SIG_UNBLOCK, &only, nil)  // Dispatch's signal source blocks it
+            raise(signal)
+            throw ExitCode(128 + signal)  // not reached
+        }
+    }
+
+    /// SIGINT (Ctrl-C) and SIGTERM stop the handler running now and end the run once its attempt is
+    /// recorded (`WorkerInterruption`); a second one ends the process at once, leaving the task to
+    /// the next run's recovery.
+    private static func catchingStopSignals(_ interruption: WorkerInterruption) -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            Glibc.signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if interruption.signal != nil {
+                    printError("error: stopped at once; the next work-once recovers the task when its lease runs out")
+                    _exit(128 + number)
+                }
+                interruption.fire(number)
+            }
+            source.resume()
+            return source
         }
     }
 

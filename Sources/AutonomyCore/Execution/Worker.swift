@@ -21,6 +21,8 @@ public struct WorkReport: Sendable, Encodable {
         case maxTasks = "max_tasks"
         case maxSeconds = "max_seconds"
         case once
+        /// SIGINT or SIGTERM reached the worker (`WorkerInterruption`).
+        case interrupted
     }
 
     enum CodingKeys: String, CodingKey {
@@ -159,6 +161,40 @@ final class FirstAnswer<T: Sendable>: Sendable {
     }
 }
 
+/// A stop asked of a running worker from outside (SIGINT or SIGTERM to `work-once`): the handler or
+/// verifier running now is stopped as a time-out stops it (TERM to its group, KILL after the
+/// grace), its attempt is recorded, and no other task is started. Without it, a worker started by
+/// hand and interrupted would leave its handler running in its own process group, and its task
+/// `running` until the lease ran out.
+public final class WorkerInterruption: Sendable {
+    private let state = Mutex<(signal: Int32?, stopRunning: (@Sendable () -> Void)?)>((nil, nil))
+
+    public init() {}
+
+    /// The first signal that asked for the stop; nil while none did.
+    public var signal: Int32? { state.withLock { $0.signal } }
+
+    /// Asks for the stop (safe from any thread, any number of times; the first signal is kept).
+    public func fire(_ signal: Int32) {
+        let stop = state.withLock { state -> (@Sendable () -> Void)? in
+            if state.signal == nil { state.signal = signal }
+            return state.stopRunning
+        }
+        stop?()
+    }
+
+    /// `stop` stops what runs now; called at once when the stop was already asked for.
+    func whileRunning(_ stop: @escaping @Sendable () -> Void) {
+        let asked = state.withLock { state -> Bool in
+            state.stopRunning = stop
+            return state.signal != nil
+        }
+        if asked { stop() }
+    }
+
+    func ended() { state.withLock { $0.stopRunning = nil } }
+}
+
 /// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
 /// while draining.
 public struct Worker: Sendable {
@@ -186,6 +222,8 @@ public struct Worker: Sendable {
     public let redactor: SecretRedactor
     /// Waits between a verifier's looks; tests pass one that returns at once.
     public let pause: @Sendable (Interval) async -> Void
+    /// A stop asked from outside (see `Options.interruption`).
+    let interruption: WorkerInterruption?
 
     /// How a worker is put together; every field has the production default.
     public struct Options: Sendable {
@@ -199,6 +237,9 @@ public struct Worker: Sendable {
         /// Delivers the alerts the run raises; nil sends none.
         public var alerts: AlertDelivery?
         public var pause: @Sendable (Interval) async -> Void = { try? await Task.sleep(for: $0.duration) }
+        /// Fired from outside (a signal): the handler running now is stopped, its attempt recorded,
+        /// and no other task started.
+        public var interruption: WorkerInterruption?
 
         public init() {}
     }
@@ -242,6 +283,7 @@ public struct Worker: Sendable {
         self.leaseRenewalInterval = options.leaseRenewalInterval
         self.alerts = options.alerts
         self.pause = options.pause
+        self.interruption = options.interruption
     }
 
     /// Limits for a draining run.
@@ -269,6 +311,10 @@ public struct Worker: Sendable {
             report.recovered = try await recover(configuration: configuration)
         }
         let deadline = ContinuousClock.now + .milliseconds(Int64((drain?.maxSeconds ?? 0) * 1000))
+        if interruption?.signal != nil {
+            report.stopReason = .interrupted
+            return report
+        }
         var step = try await rated(configuration, claim(configuration))
         while true {
             report.skipped += step.skipped
@@ -407,6 +453,7 @@ public struct Worker: Sendable {
     private func stopReason(_ drain: Limits?, deadline: ContinuousClock.Instant, attemptsSoFar: Int) -> WorkReport
         .StopReason?
     {
+        if interruption?.signal != nil { return .interrupted }
         guard let drain else { return .once }
         if let maxTasks = drain.maxTasks, attemptsSoFar >= maxTasks { return .maxTasks }
         if ContinuousClock.now >= deadline { return .maxSeconds }
@@ -441,6 +488,8 @@ public struct Worker: Sendable {
         let settings = loaded.configuration.worker
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, settings.lease.milliseconds / 3))
         let running = Task { await operation() }
+        interruption?.whileRunning { running.cancel() }
+        defer { interruption?.ended() }
         let keeper = LeaseKeeper(
             claimed: claimed, hold: hold, store: store, clock: clock, logger: logger, settings: settings,
             renewal: renewal, stop: { running.cancel() })
