@@ -105,6 +105,10 @@ func readInput(_ path: String, what: String, limit: Int) throws -> Data {
     if path == "-" {
         handle = FileHandle.standardInput
     } else {
+        var folder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &folder), folder.boolValue {
+            throw CLIFailure("the \(what) \(path) is a folder, not a file", code: .notFound)
+        }
         guard let opened = FileHandle(forReadingAtPath: path) else {
             let exists = FileManager.default.fileExists(atPath: path)
             throw CLIFailure(

@@ -55,6 +55,10 @@ import Testing
             arguments: ["enqueue", "append", "--payload-file", "/nonexistent/payload.json"], status: 66,
             mentions: "no such payload file"),
         Case(
+            arguments: ["enqueue", "append", "--payload-file", "/tmp"], status: 66, mentions: "is a folder, not a file"),
+        Case(arguments: ["enqueue", "--batch", "/tmp"], status: 66, mentions: "is a folder, not a file"),
+        Case(arguments: ["config", "check", "--config", "/tmp"], status: 78, mentions: "is a folder, not a file"),
+        Case(
             arguments: ["enqueue", "append", "--key", "k", "--payload", #"{"other":1}"#], status: 65,
             mentions: "idempotency key"),
         Case(

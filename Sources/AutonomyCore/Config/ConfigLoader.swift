@@ -66,12 +66,15 @@ public enum ConfigLoader {
         }
         let path = absolute(chosen, base: FileManager.default.currentDirectoryPath)
         guard let data = FileManager.default.contents(atPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
+            var folder: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &folder)
             throw ConfigError(
                 path: "",
-                message: exists
-                    ? "cannot read the file (check its permissions)"
-                    : "no such file (pass --config with the path of your autonomy.json, or see config.example.json)",
+                message: folder.boolValue
+                    ? "is a folder, not a file (pass --config with the path of your autonomy.json)"
+                    : exists
+                        ? "cannot read the file (check its permissions)"
+                        : "no such file (pass --config with the path of your autonomy.json, or see config.example.json)",
                 file: path)
         }
         var loaded = try parse(data, file: path)
