@@ -18,6 +18,21 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// The server's key and the seal it keeps tokens under, when `serve.signing_key` is set.
+    static func serverKey(_ loaded: LoadedConfiguration, code: ExitCode) throws -> (
+        signer: DecisionSigner, seal: TokenSeal
+    )? {
+        guard let path = loaded.configuration.serve.signingKey else { return nil }
+        do {
+            let signer = try DecisionSigner.load(path: path)
+            return (signer, try TokenSeal(serverKey: signer))
+        } catch {
+            throw CLIFailure("serve.signing_key: \(error)", code: code)
+        }
+    }
+}
+
+extension Serve {
     struct Listen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "listen", abstract: "Serve HTTP until stopped (the default).",
@@ -54,7 +69,7 @@ extension Serve {
             if let path = loaded.configuration.serve.signingKey {
                 try Self.ownPrivate(path, named: "serve.signing_key")
             }
-            let key = try Self.serverKey(loaded, code: .configError)
+            let key = try Serve.serverKey(loaded, code: .configError)
             if key == nil {
                 printError(
                     "warning: serve.signing_key is not set: approval pages show requests but cannot decide them")
@@ -86,8 +101,7 @@ extension Serve {
             // On a task of its own, not awaited at the end: a query on a dead connection cannot be
             // cancelled, and must not keep serve from stopping.
             let sending = alerts.flatMap { alerts in
-                alerts.configuration.approvals.baseURL == nil || alerts.configuration.notify.channels.isEmpty
-                    ? nil : Task { try await Self.sendAlerts(alerts) }
+                alerts.configuration.serverSendsRequestAlerts ? Task { try await Self.sendAlerts(alerts) } : nil
             }
             defer { sending?.cancel() }
             // With PostgreSQL, one connection serves every request: once it is lost, serve stops
@@ -113,10 +127,7 @@ extension Serve {
             while true {
                 do {
                     for report in try await delivery.deliverDue(budget: .seconds(20)) {
-                        if let error = report.error {
-                            printError(
-                                "warning: alert via \(report.channel.rawValue) failed: \(error) (tried again later)")
-                        }
+                        if let warning = report.warning(retried: "tried again later") { printError(warning) }
                     }
                     said = nil
                 } catch is CancellationError {
@@ -128,19 +139,6 @@ extension Serve {
                     said = line
                 }
                 try await Task.sleep(for: .seconds(2))
-            }
-        }
-
-        /// The server's key and the seal it keeps tokens under, when `serve.signing_key` is set.
-        static func serverKey(_ loaded: LoadedConfiguration, code: ExitCode) throws -> (
-            signer: DecisionSigner, seal: TokenSeal
-        )? {
-            guard let path = loaded.configuration.serve.signingKey else { return nil }
-            do {
-                let signer = try DecisionSigner.load(path: path)
-                return (signer, try TokenSeal(serverKey: signer))
-            } catch {
-                throw CLIFailure("serve.signing_key: \(error)", code: code)
             }
         }
 
@@ -229,7 +227,7 @@ extension Serve {
             // read that key (the server's user, root) makes links that log in.
             let seal: TokenSeal
             do {
-                seal = try Serve.Listen.serverKey(loaded, code: .notPermitted)?.seal ?? .plain
+                seal = try Serve.serverKey(loaded, code: .notPermitted)?.seal ?? .plain
             } catch let failure as CLIFailure {
                 throw CLIFailure(
                     "\(failure.message); a login link is kept under the server's key: run this as the server's user (sudo -u autonomy-web autonomy serve login --operator \(name))",

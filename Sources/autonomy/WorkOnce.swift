@@ -99,38 +99,10 @@ struct WorkOnce: AsyncParsableCommand {
             }
             await store.close()
         }
-        if json { return try printJSON(report) }
-        for recovered in report.recovered {
-            print(
-                "recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, loaded.configuration))"
-            )
-        }
-        for approval in report.expiredApprovals {
-            print("approval request \(approval.id) expired: task \(approval.taskID) will not run")
-        }
-        for alert in report.alerts {
-            print(
-                "alert \(alert.event.rawValue) via \(alert.channel.rawValue): \(alert.error.map { "failed: \($0) (retried later)" } ?? "delivered")"
-            )
-        }
-        for skipped in report.skipped {
-            print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
-        }
-        for attempt in report.attempts {
-            let destination =
-                attempt.outcome.map { describe($0.state, next: $0.nextRunAt, loaded.configuration) }
-                ?? "lease lost; another worker owns it"
-            // stdout is the journal too: what a handler wrote is shown, never acted on (a NUL would
-            // start a journal line of its own).
-            let error = attempt.outcome?.error.map { " — \(Visible.text($0))" } ?? ""
-            print(
-                "task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(destination) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
-            )
-        }
-        if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty, report.alerts.isEmpty,
-            report.expiredApprovals.isEmpty, report.stopReason != .interrupted
-        {
-            print("nothing to do")
+        if json {
+            try printJSON(report)
+        } else {
+            printReport(report, loaded.configuration)
         }
         if let signal = interruption.signal {
             printError("warning: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); no other task was started")
@@ -154,14 +126,55 @@ struct WorkOnce: AsyncParsableCommand {
             Glibc.signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                if interruption.signal != nil {
+                // Two signals close together may reach this handler as one event of two.
+                if interruption.signal != nil || source.data > 1 {
+                    interruption.killRunningNow()
                     printError("error: stopped at once; the next work-once recovers the task when its lease runs out")
                     _exit(128 + number)
                 }
+                printError(
+                    "warning: stopping: the task running now is stopped and recorded; \(number == SIGINT ? "Ctrl-C" : "SIGTERM") again ends the worker at once"
+                )
                 interruption.fire(number)
             }
             source.resume()
             return source
+        }
+    }
+
+    /// The run, a line per thing done (the journal's view of it).
+    private func printReport(_ report: WorkReport, _ configuration: Configuration) {
+        for recovered in report.recovered {
+            print(
+                "recovered task \(recovered.id) (\(recovered.type)) after a dead worker: \(describe(recovered.state, next: recovered.nextRunAt, configuration))"
+            )
+        }
+        for approval in report.expiredApprovals {
+            print("approval request \(approval.id) expired: task \(approval.taskID) will not run")
+        }
+        for alert in report.alerts {
+            print(
+                "alert \(alert.event.rawValue) via \(alert.channel.rawValue): \(alert.error.map { "failed: \($0) (retried later)" } ?? "delivered")"
+            )
+        }
+        for skipped in report.skipped {
+            print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
+        }
+        for attempt in report.attempts {
+            let destination =
+                attempt.outcome.map { describe($0.state, next: $0.nextRunAt, configuration) }
+                ?? "lease lost; another worker owns it"
+            // stdout is the journal too: what a handler wrote is shown, never acted on (a NUL would
+            // start a journal line of its own).
+            let error = attempt.outcome?.error.map { " — \(Visible.text($0))" } ?? ""
+            print(
+                "task \(attempt.taskID) (\(attempt.type)) attempt \(attempt.attempt): \(destination) in \(Interval(milliseconds: attempt.handler.durationMs))\(error)"
+            )
+        }
+        if report.attempts.isEmpty, report.recovered.isEmpty, report.skipped.isEmpty, report.alerts.isEmpty,
+            report.expiredApprovals.isEmpty, report.stopReason != .interrupted
+        {
+            print("nothing to do")
         }
     }
 

@@ -26,27 +26,87 @@ import Testing
         }
         """
 
-    @Test(arguments: [SIGINT, SIGTERM])
-    func aSignalStopsTheHandlerRecordsItsAttemptAndStartsNothingElse(_ number: Int32) async throws {
-        let sandbox = try Sandbox(config: Self.config)
-        for _ in 0..<2 { _ = try await sandbox.run(["enqueue", "slow"]) }
-        let marker = sandbox.file("handler.pid")
+    /// Runs `work-once ARGUMENTS` in `sandbox` (its stderr into a file, as the journal would
+    /// take it), sends the first of `signals` once `marker` exists and each next one once the
+    /// worker said it is stopping; returns how it ended.
+    func interrupted(
+        _ sandbox: Sandbox, _ arguments: [String], marker: String, signals: [Int32]
+    ) async throws -> (status: TerminationStatus, stdout: String, stderr: String) {
+        let errors = sandbox.file("stderr.txt")
         let result = try await Subprocess.run(
-            .path(FilePath(autonomyBinary)), arguments: ["work-once", "--drain"],
+            .path("/bin/sh"),
+            arguments: Arguments(["-c", #"exec "$0" work-once "$@" 2> stderr.txt"#, autonomyBinary] + arguments),
             environment: .inherit.updating([
                 "AUTONOMY_CONFIG": sandbox.configPath, "AUTONOMY_DATABASE": sandbox.databasePath, "HOME": sandbox.path,
             ]),
             workingDirectory: FilePath(sandbox.path), input: .none, output: .string(limit: 1 << 20),
             error: .string(limit: 1 << 20)
         ) { execution in
-            // The handler is running (its shell wrote its pid): now the signal.
-            #expect(try await eventually { FileManager.default.fileExists(atPath: marker) })
-            try execution.send(signal: Signal(rawValue: number))
+            #expect(try await eventually { FileManager.default.fileExists(atPath: sandbox.file(marker)) })
+            for (index, number) in signals.enumerated() {
+                if index > 0 {
+                    #expect(
+                        try await eventually {
+                            (try? String(contentsOfFile: errors, encoding: .utf8))?.contains("stopping") == true
+                        })
+                }
+                try execution.send(signal: Signal(rawValue: number))
+            }
         }
-        #expect(result.terminationStatus == .signaled(number), "\(result.standardError)")
-        #expect(result.standardOutput.contains("attempt 1: retry"), "\(result.standardOutput)")
-        #expect(result.standardOutput.contains("stopped by the worker"))
-        #expect(result.standardError.contains("no other task was started"), "\(result.standardError)")
+        return (
+            result.terminationStatus, result.standardOutput ?? "",
+            (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Verifiers cut short judge nothing: a task whose handler succeeded is not retried (its side
+    /// effect would happen twice); it stays `verifying` for the next run's recovery. With `--json`
+    /// the run still ends by the signal.
+    @Test func aStopWhileVerifyingLeavesTheTaskToBeVerifiedAgainNeverRetried() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "task_types": {"mail": {"safety": "safe",
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo sent >> sent.txt"]}},
+                  "verify": [{"command": {"argv": ["/bin/sh", "-c", "touch verifying; sleep 300"]}}]}}}
+                """)
+        _ = try await sandbox.run(["enqueue", "mail"])
+        let ended = try await interrupted(sandbox, ["--json"], marker: "verifying", signals: [SIGINT])
+        #expect(ended.status == .signaled(SIGINT), "\(ended.stderr)")
+        let report = try JSONValue.parse(ended.stdout)
+        #expect(report[path: "stopped"] == "interrupted" && report[path: "attempts.0.state"] == "verifying")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'verifying' AND attempts = 1") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event IN ('retry_scheduled', 'dead')") == 0)
+    }
+
+    /// A second Ctrl-C ends the worker at once, and the handler with it (it ignores TERM here, and
+    /// its grace is long): nothing of the attempt is left running.
+    @Test func aSecondSignalEndsTheWorkerAndItsHandlerAtOnce() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "worker": {"kill_grace": "10m", "lease": "30m"}, "task_types": {"stubborn": {"safety": "safe",
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "trap '' TERM; echo $$ > handler.pid; sleep 300 & wait"]}}}}}
+                """)
+        _ = try await sandbox.run(["enqueue", "stubborn"])
+        let ended = try await interrupted(sandbox, [], marker: "handler.pid", signals: [SIGINT, SIGINT])
+        #expect(ended.status == .exited(128 + SIGINT), "\(ended.stderr)")
+        #expect(ended.stderr.contains("stopped at once"))
+        let handler = try #require(
+            Int32(
+                try String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)))
+        #expect(try await eventually { kill(handler, 0) != 0 })
+    }
+
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aSignalStopsTheHandlerRecordsItsAttemptAndStartsNothingElse(_ number: Int32) async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        for _ in 0..<2 { _ = try await sandbox.run(["enqueue", "slow"]) }
+        let marker = sandbox.file("handler.pid")
+        let result = try await interrupted(sandbox, ["--drain"], marker: "handler.pid", signals: [number])
+        #expect(result.status == .signaled(number), "\(result.stderr)")
+        #expect(result.stdout.contains("attempt 1: retry"), "\(result.stdout)")
+        #expect(result.stdout.contains("stopped by the worker"))
+        #expect(result.stderr.contains("no other task was started"), "\(result.stderr)")
         let handler = try #require(
             Int32(try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         #expect(try await eventually { kill(handler, 0) != 0 })

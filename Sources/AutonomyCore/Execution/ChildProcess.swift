@@ -42,6 +42,15 @@ struct ChildProcess {
         }
     }
 
+    /// The process groups of the programs watched now (their leaders not yet reaped, so each id
+    /// still names that group).
+    private static let running = Mutex<Set<pid_t>>([])
+
+    /// SIGKILL to every group watched now (a process about to end at once).
+    static func killRunningGroups() {
+        running.withLock { groups in for group in groups { kill(-group, SIGKILL) } }
+    }
+
     /// Runs the program to its end on this thread: a short tool whose answer the caller waits for.
     func runHere() -> (status: HandlerStatus, captured: Captured, group: pid_t?) {
         guard let stop = StopSignal() else {
@@ -83,6 +92,7 @@ struct ChildProcess {
         // From here the leader stays unreaped until the loop ends, so its group id cannot be reused:
         // signalling the group directly is safe.
         let target = ownGroup ? -pid : pid
+        if ownGroup { Self.running.withLock { _ = $0.insert(pid) } }
         let exitSignal = autonomy_pidfd_open(pid)
         defer { if exitSignal >= 0 { Glibc.close(exitSignal) } }
         for descriptor in reading { _ = fcntl(descriptor, F_SETFL, O_NONBLOCK) }
@@ -141,6 +151,7 @@ struct ChildProcess {
         var status: Int32 = 0
         var reaped = waitpid(pid, &status, 0)
         while reaped < 0, errno == EINTR { reaped = waitpid(pid, &status, 0) }
+        if ownGroup { Self.running.withLock { _ = $0.remove(pid) } }
         let waitFailure = reaped < 0 ? errno : 0
         // What it wrote just before it ended, up to a budget: a process that left the group may
         // still hold a pipe and keep writing.

@@ -45,37 +45,59 @@ public struct SecretRedactor: Sendable {
         return outcome
     }
 
-    /// How much of a secret a cut may leave in plain sight: fewer characters than this are not
-    /// told apart from ordinary text.
-    static let shortestPiece = 3
+    /// How much of a secret a cut may leave in plain sight: shorter pieces are not told apart
+    /// from ordinary text (`sk-`, `htt`).
+    static let shortestPiece = 4
 
     /// Text cut at its end (or its start) that ends with the start of a secret (or starts with its
-    /// end): that piece is replaced.
+    /// end): that piece is replaced. Linear in the secret's length (the longest overlap, found
+    /// as Knuth–Morris–Pratt finds it), so a long key costs no more than reading it.
     func redactCut(_ text: String, atEnd: Bool) -> String {
+        let bytes = Array(text.utf8)
+        var longest: (length: Int, name: String)?
         for secret in secrets {
             for form in secret.forms {
-                let characters = Array(form)
-                for length in stride(from: characters.count - 1, through: Self.shortestPiece, by: -1) {
-                    let piece = String(atEnd ? characters.prefix(length) : characters.suffix(length))
-                    if atEnd, text.hasSuffix(piece) {
-                        return String(text.dropLast(piece.count)) + "[redacted \(secret.name), cut]"
-                    }
-                    if !atEnd, text.hasPrefix(piece) {
-                        return "[redacted \(secret.name), cut]" + String(text.dropFirst(piece.count))
-                    }
-                }
+                let pattern = Array(form.utf8)
+                let tail =
+                    atEnd ? Array(bytes.suffix(pattern.count - 1)) : Array(bytes.prefix(pattern.count - 1).reversed())
+                let length = Self.overlap(tail, atEndWithStartOf: atEnd ? pattern : Array(pattern.reversed()))
+                if length >= Self.shortestPiece, length > (longest?.length ?? 0) { longest = (length, secret.name) }
             }
         }
-        return text
+        guard let longest else { return text }
+        let marker = Array("[redacted \(longest.name), cut]".utf8)
+        let kept: [UInt8] =
+            atEnd ? Array(bytes.dropLast(longest.length)) + marker : marker + Array(bytes.dropFirst(longest.length))
+        return String(decoding: kept, as: UTF8.self)
     }
 
-    /// A secret in the forms a program may print it: as is; escaped as JSON writes a string; and
-    /// with the characters JSON encoders commonly write as `\uXXXX` escaped (Go: `<`, `>`, `&`,
-    /// U+2028, U+2029; PHP: `/` as `\/`; Python: everything not ASCII), each way alone and all at once.
+    /// The length of the longest end of `text` that is a start of `pattern` (shorter than it).
+    static func overlap(_ text: [UInt8], atEndWithStartOf pattern: [UInt8]) -> Int {
+        guard !pattern.isEmpty else { return 0 }
+        var failure = [Int](repeating: 0, count: pattern.count)
+        var matched = 0
+        for index in 1..<max(1, pattern.count) {
+            while matched > 0, pattern[index] != pattern[matched] { matched = failure[matched - 1] }
+            if pattern[index] == pattern[matched] { matched += 1 }
+            failure[index] = matched
+        }
+        matched = 0
+        for byte in text {
+            while matched > 0, byte != pattern[matched] { matched = failure[matched - 1] }
+            if byte == pattern[matched] { matched += 1 }
+            if matched == pattern.count { matched = failure[matched - 1] }  // a whole one was redacted already
+        }
+        return matched
+    }
+
+    /// A secret in the forms a program may print it: as is, or escaped as JSON writes a string,
+    /// each also with the characters encoders commonly write as `\uXXXX` escaped (Go: `<`, `>`,
+    /// `&`, U+2028, U+2029; Python: everything not ASCII; PHP: `/` as `\/`, and not ASCII), in
+    /// lower- and uppercase hex, and with every character but letters and digits escaped.
     static func forms(of value: String) -> [String] {
-        func escaped(uppercase: Bool = false, _ shouldEscape: (Unicode.Scalar) -> Bool) -> String {
+        func escaped(_ base: String, uppercase: Bool, _ shouldEscape: (Unicode.Scalar) -> Bool) -> String {
             var text = ""
-            for scalar in value.unicodeScalars {
+            for scalar in base.unicodeScalars {
                 guard shouldEscape(scalar) else {
                     text.unicodeScalars.append(scalar)
                     continue
@@ -87,18 +109,25 @@ public struct SecretRedactor: Sendable {
             }
             return text
         }
-        let canonical = String(JSONValue.string(value).canonicalText.dropFirst().dropLast())
         func go(_ scalar: Unicode.Scalar) -> Bool {
             "<>&".unicodeScalars.contains(scalar) || scalar.value == 0x2028 || scalar.value == 0x2029
         }
         func every(_ scalar: Unicode.Scalar) -> Bool {
             !(scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)))
         }
-        var forms = [value, canonical, value.replacingOccurrences(of: "/", with: "\\/")]
-        for uppercase in [false, true] {
-            forms += [escaped(uppercase: uppercase, go), escaped(uppercase: uppercase) { !$0.isASCII }]
-            forms.append(escaped(uppercase: uppercase, every))
+        let canonical = String(JSONValue.string(value).canonicalText.dropFirst().dropLast())
+        var forms = [value]
+        for base in [value, canonical] {
+            let slashed = base.replacingOccurrences(of: "/", with: "\\/")
+            forms += [base, slashed]
+            for uppercase in [false, true] {
+                forms += [
+                    escaped(base, uppercase: uppercase, go), escaped(base, uppercase: uppercase) { !$0.isASCII },
+                    escaped(slashed, uppercase: uppercase) { !$0.isASCII },
+                ]
+            }
         }
+        for uppercase in [false, true] { forms.append(escaped(value, uppercase: uppercase, every)) }
         var seen = Set<String>()
         return forms.filter { seen.insert($0).inserted }
     }

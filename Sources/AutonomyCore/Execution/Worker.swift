@@ -193,6 +193,10 @@ public final class WorkerInterruption: Sendable {
     }
 
     func ended() { state.withLock { $0.stopRunning = nil } }
+
+    /// Kills (SIGKILL) the process group of every handler and verifier running now: for a second
+    /// signal, when the process is about to end at once.
+    public func killRunningNow() { ChildProcess.killRunningGroups() }
 }
 
 /// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
@@ -322,6 +326,14 @@ public struct Worker: Sendable {
                 report.stopReason = .queueEmpty
                 break
             }
+            if interruption?.signal != nil {
+                // Claimed just as the stop came, never started: given back, not counted as an attempt.
+                _ = try await store.deferTask(
+                    claimed, until: clock.now(), reason: "the worker was stopped before it started it",
+                    now: clock.now())
+                report.stopReason = .interrupted
+                break
+            }
             // Until when this worker surely holds the lease, on its own monotonic clock (the claim
             // took it a moment ago; up to a second is left for the time between).
             let hold = LeaseHold(until: .now + lease.duration - min(.seconds(1), lease.duration / 10))
@@ -349,6 +361,20 @@ public struct Worker: Sendable {
                 var ended = claimed
                 ended.task.exitCode = outcome.exitCode  // as markVerifying stored it
                 checks = await verify(ended, result: result, hold)
+                if interruption?.signal != nil {
+                    // Verifiers cut short judge nothing: the task stays `verifying`, and the next
+                    // run's recovery verifies it again before any retry (never a second side effect).
+                    report.attempts.append(
+                        AttemptReport(
+                            taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                            handler: outcome,
+                            outcome: TaskOutcome(
+                                id: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                                state: .verifying, nextRunAt: nil,
+                                error: "stopped while verifying; the next run verifies it again")))
+                    report.stopReason = .interrupted
+                    break
+                }
                 verdict = .combine(checks)
             } else {
                 verdict = .fromHandler(outcome)
@@ -582,7 +608,7 @@ public struct Worker: Sendable {
 
     private func recover(configuration: Configuration) async throws -> [TaskOutcome] {
         var outcomes: [TaskOutcome] = []
-        while true {
+        while interruption?.signal == nil {
             let recovery = try await store.recoverExpiredLeases(
                 configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
             outcomes += recovery.settled
@@ -592,12 +618,15 @@ public struct Worker: Sendable {
             let leased = configuration.worker.lease.duration
             let hold = LeaseHold(until: .now + leased - min(.seconds(1), leased / 10))
             let checks = await verify(claimed, result: result, hold)
+            // Cut short by a stop: judged by the next run, as if this one had never looked.
+            if interruption?.signal != nil { break }
             if let outcome = try await store.recordRecovery(
                 claimed, checks: checks, notify: configuration.notify, now: clock.now(), random: random)
             {
                 outcomes.append(outcome)
             }
         }
+        return outcomes
     }
 
     /// Runs a type's verifiers on what an attempt left behind, with the lease kept alive.

@@ -117,6 +117,10 @@ extension PendingApproval {
 }
 
 extension TaskRecord {
+    /// The attempt a decision allows: the next one (held at the largest number rather than
+    /// trapping, for a count someone wrote into the row).
+    var nextAttempt: Int { attempts == .max ? .max : attempts + 1 }
+
     /// The payload cut to one readable line, for listings and alerts.
     public var payloadSummary: String {
         payload.count <= 200 ? payload : String(payload.prefix(197)) + "..."

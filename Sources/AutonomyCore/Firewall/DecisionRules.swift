@@ -39,7 +39,7 @@ enum DecisionRules {
         let at = now - now % 1000
         return DecisionStatement(
             approvalID: approval.id, taskID: task.id, type: task.type, payloadSHA256: approval.payloadSHA256,
-            attempt: task.attempts + 1, decision: decision.verdict, at: at,
+            attempt: task.nextAttempt, decision: decision.verdict, at: at,
             validUntil: at + settings.runWithin.milliseconds, note: decision.note, principal: principal)
     }
 
@@ -69,9 +69,9 @@ enum DecisionRules {
         else {
             throw TrustError.statementMismatch("it names another task, type or payload than request \(approval.id)")
         }
-        guard statement.attempt == task.attempts + 1 else {
+        guard statement.attempt == task.nextAttempt else {
             throw TrustError.statementMismatch(
-                "it allows attempt \(statement.attempt), but the next attempt is \(task.attempts + 1)")
+                "it allows attempt \(statement.attempt), but the next attempt is \(task.nextAttempt)")
         }
         // A statement is signed just before it is sent: an old one is not a decision taken now.
         guard abs(Interval.between(statement.at, now).milliseconds) <= Interval.minutes(10).milliseconds else {

@@ -28,7 +28,7 @@ struct AdmissionCandidate {
     /// the Kelvin sign), which are other bytes for the handler.
     func confirm(_ claimed: TaskRecord, database: String) throws {
         guard
-            claimed.id != id || claimed.attempts != attempts + 1
+            claimed.id != id || claimed.attempts != attempts.addingReportingOverflow(1).partialValue
                 || !claimed.type.utf8.elementsEqual(typeName.utf8) || !claimed.payload.utf8.elementsEqual(payload.utf8)
                 || !claimed.payloadSHA256.utf8.elementsEqual(storedSHA256.utf8)
         else { return }
@@ -110,8 +110,9 @@ enum Firewall {
             return "it was signed for type \(statement.type), the task is now \(task.typeName)"
         }
         guard statement.payloadSHA256 == payloadSHA256 else { return "it was signed for another payload" }
-        guard statement.attempt == task.attempts + 1 else {
-            return "it was signed for attempt \(statement.attempt), this would be attempt \(task.attempts + 1)"
+        guard statement.attempt == task.attempts.addingReportingOverflow(1).partialValue else {
+            return
+                "it was signed for attempt \(statement.attempt), this would be attempt \(task.attempts.addingReportingOverflow(1).partialValue)"
         }
         guard now <= statement.validUntil, statement.validUntil - statement.at <= verifier.runWithin.milliseconds
         else {

@@ -125,19 +125,33 @@ extension AutonomyStore {
             db,
             sql: """
                 SELECT n.ledger_id, n.field, n.text, l.id IS NOT NULL,
-                       CASE WHEN n.field <> '' AND n.field NOT GLOB '*[^a-z_]*'
-                            THEN json_extract(l.detail, '$.' || n.field || '_sha256') END
+                       CASE WHEN typeof(n.field) = 'text' AND n.field <> '' AND n.field NOT GLOB '*[^a-z_]*'
+                            AND json_valid(l.detail)
+                            THEN json_extract(l.detail, '$.' || n.field || '_sha256') END,
+                       typeof(n.ledger_id) = 'integer' AND typeof(n.field) = 'text' AND typeof(n.text) = 'text'
                 FROM ledger_notes n LEFT JOIN ledger l ON l.id = n.ledger_id
                 ORDER BY n.ledger_id, n.field
                 """)
+        func broken(_ id: Int64, _ reason: String) -> ChainReport {
+            var report = chain
+            report.firstBroken = .init(id: id, reason: reason)
+            return report
+        }
         while let row = try cursor.next() {
-            let text: String = (row[2] as String?) ?? ""
+            // A value of another type than autonomy writes is an edit, reported, never a trap.
+            guard try row.decode(Bool.self, atIndex: 5) else {
+                let id = (try? row.decode(Int64?.self, atIndex: 0)).flatMap { $0 } ?? 0
+                return broken(id, "a note beside it holds a value of the wrong type (it was edited or added)")
+            }
+            let (id, field, text) = (
+                try row.decode(Int64.self, atIndex: 0), try row.decode(String.self, atIndex: 1),
+                try row.decode(String.self, atIndex: 2)
+            )
             if let reason = LedgerChain.brokenNote(
-                field: row[1], text: text, chained: row[4] as String?, rowExists: row[3])
+                field: field, text: text, chained: try? row.decode(String?.self, atIndex: 4),
+                rowExists: try row.decode(Bool.self, atIndex: 3))
             {
-                var report = chain
-                report.firstBroken = .init(id: row[0], reason: reason)
-                return report
+                return broken(id, reason)
             }
         }
         return chain

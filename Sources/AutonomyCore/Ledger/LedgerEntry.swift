@@ -145,7 +145,7 @@ extension LedgerEntry: FetchableRecord {
         if let notesText, case .object(let notes)? = try? JSONValue.parse(notesText),
             case .object(var fields)? = detail
         {
-            for (field, text) in notes {
+            for (field, text) in notes where fields[field] == nil {  // never over a chained field
                 let holds =
                     text.stringValue.map { LedgerChain.noteHolds($0, chained: fields[field + "_sha256"]) } ?? false
                 fields[field] = holds ? text : .string(LedgerChain.alteredNote)
@@ -157,7 +157,8 @@ extension LedgerEntry: FetchableRecord {
 
     /// The columns to read a ledger row with its notes.
     static let selection = """
-        ledger.*, (SELECT json_group_object(field, text) FROM ledger_notes WHERE ledger_id = ledger.id) AS notes
+        ledger.*, (SELECT json_group_object(field, text) FROM ledger_notes
+                   WHERE ledger_id = ledger.id AND typeof(field) = 'text' AND typeof(text) = 'text') AS notes
         """
 }
 
@@ -249,7 +250,9 @@ public enum LedgerChain {
     static func fingerprinting(_ notes: [String: String?], into detail: JSONValue?) -> (
         detail: JSONValue?, kept: [String: String]
     ) {
-        let kept = notes.compactMapValues { $0 }
+        // A NUL would be cut by SQLite's text binding (and refused by PostgreSQL), so the text kept
+        // would not be the text hashed: it is kept as U+FFFD, as a handler's stderr is.
+        let kept = notes.compactMapValues { $0.map { $0.contains("\0") ? Captured.text(Array($0.utf8)) : $0 } }
         guard !kept.isEmpty else { return (detail, kept) }
         var fields = detail?.objectValue ?? [:]
         for (field, text) in kept {

@@ -153,9 +153,7 @@ public struct AlertDelivery: Sendable {
 
     /// What this delivery leaves to the server, in milliseconds; nil when it sends everything.
     var holdingApprovalAlerts: Int64? {
-        guard !seal.isKeyed, configuration.serve.signingKey != nil, configuration.approvals.baseURL != nil else {
-            return nil
-        }
+        guard !seal.isKeyed, configuration.serverSendsRequestAlerts else { return nil }
         return Self.serverSendsFirst.milliseconds
     }
 
@@ -164,6 +162,11 @@ public struct AlertDelivery: Sendable {
         public var event: NotificationEvent
         public var channel: NotifyChannel
         public var error: String?
+
+        /// The line a failed delivery prints; nil when it was delivered.
+        public func warning(retried when: String) -> String? {
+            error.map { "warning: alert via \(channel.rawValue) failed: \($0) (\(when))" }
+        }
     }
 
     /// Sends due alerts, one at a time, until none is due or `budget` has passed. A failure is
@@ -173,10 +176,8 @@ public struct AlertDelivery: Sendable {
     /// failure changes nothing (work-once retries the alert): it comes back as a warning line.
     public func deliverNow(tasks: Set<Int64>, budget: Duration = .seconds(30)) async -> [String] {
         do {
-            return try await deliverDue(budget: budget, tasks: tasks).compactMap { report in
-                report.error.map {
-                    "warning: alert via \(report.channel.rawValue) failed: \($0) (work-once retries it)"
-                }
+            return try await deliverDue(budget: budget, tasks: tasks).compactMap {
+                $0.warning(retried: "work-once retries it")
             }
         } catch {
             return ["warning: alerts not sent now: \(error) (work-once retries them)"]
@@ -204,5 +205,15 @@ public struct AlertDelivery: Sendable {
             reports.append(Report(event: pending.event, channel: pending.channel, error: error.map(redactingTokens)))
         }
         return reports
+    }
+}
+
+extension Configuration {
+    /// `serve` sends the alerts about requests itself, with links under its key (the only ones that
+    /// decide): it has a key to sign with (`serve.signing_key`), an address to link to
+    /// (`approvals.base_url`) and a channel. Other processes then leave those alerts to it for
+    /// `AlertDelivery.serverSendsFirst`.
+    public var serverSendsRequestAlerts: Bool {
+        serve.signingKey != nil && approvals.baseURL != nil && !notify.channels.isEmpty
     }
 }

@@ -74,8 +74,11 @@ extension Database {
                 WHERE n.ledger_id = ? AND n.field = 'error'
                 """)
         for failure in facts.tally.failures {
+            // Decoded with `try?`: a value of another type (an edit) is no note, never a trap.
             if let row = try Row.fetchOne(note, arguments: [failure.ledgerID]),
-                let text = LedgerChain.heldNote(row[0], chained: row[1])
+                let text = LedgerChain.heldNote(
+                    (try? row.decode(String?.self, atIndex: 0)) ?? nil,
+                    chained: (try? row.decode(String?.self, atIndex: 1)) ?? nil)
             {
                 facts.errors[failure.ledgerID] = text
             }

@@ -402,8 +402,8 @@ extension AutonomyStore {
             (
                 task: try $0.decode(Int64?.self, forColumn: "task_id"),
                 error: LedgerChain.heldNote(
-                    try $0.decode(String?.self, forColumn: "error"),
-                    chained: try $0.decode(String?.self, forColumn: "error_sha256"))
+                    (try? $0.decode(String?.self, forColumn: "error")) ?? nil,
+                    chained: (try? $0.decode(String?.self, forColumn: "error_sha256")) ?? nil)
             )
         }
         if let recurred = Self.recurred(proposal, type: type, events: seen) { return recurred }

@@ -364,6 +364,12 @@ import Testing
         ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, 'error', 1, 'planted')", "was added"),
         ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (999, 'error', 1, 'x')", "does not exist"),
         ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, 'a b', 1, 'x')", "was added"),
+        ("INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, X'FF', 1, 'x')", "wrong type"),
+        ("UPDATE ledger_notes SET text = X'00FF' WHERE field = 'error'", "wrong type"),
+        (
+            "UPDATE ledger_notes SET ledger_id = 'one' WHERE field = 'error' AND ledger_id = (SELECT MIN(ledger_id) FROM ledger_notes)",
+            "wrong type"
+        ),
     ])
     func aNoteWrittenBesideTheChainIsFoundAndNotShown(_ edit: String, _ found: String) async throws {
         let fixture = try Fixture()
@@ -388,6 +394,27 @@ import Testing
             #expect(shown.contains(LedgerChain.alteredNote))
             #expect(try auditedErrors().isEmpty)
         }
+    }
+
+    /// A note named like a field the row chains never hides that field; a NUL in a note (a
+    /// verifier's evidence may hold one) is kept as U+FFFD, so the chain and the note still agree.
+    @Test func aStrayNoteHidesNoChainedFieldAndANulIsNoFalseAlarm() throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("once")
+        try fixture.store.write("notes") { db in
+            try db.appendLedger(
+                .verified, at: 5, taskID: task.id, type: "once", detail: ["outcome": "fail"],
+                notes: ["evidence": "line\0more"])
+            try db.execute(
+                sql: "INSERT INTO ledger_notes (ledger_id, field, task_id, text) VALUES (1, 'state', ?, 'forged')",
+                arguments: [task.id])
+        }
+        let rows = try fixture.store.ledger(forTask: task.id)
+        #expect(rows.first { $0.event == "enqueued" }?.detail?[path: "state"] == "queued")
+        let evidence = rows.first { $0.event == "verified" }?.detail?[path: "evidence"]?.stringValue
+        #expect(evidence == "line\u{FFFD}more")
+        let broken = try #require(try fixture.store.verifyLedgerChain().firstBroken)
+        #expect(broken.id == 1 && broken.reason.contains("state note"), "\(broken)")
     }
 
     @Test func theConfiguredSecretsAreRedactedFromWhatIsStored() {
@@ -428,6 +455,8 @@ extension LedgerNotesTests {
     @Test(arguments: [
         ("p<ss&w0rd>é/x", #"p\u003css\u0026w0rd\u003eé/x"#), ("p<ss&w0rd>é/x", #"p<ss&w0rd>\u00e9/x"#),
         ("p<ss&w0rd>é/x", #"p<ss&w0rd>é\/x"#), ("p<ss&w0rd>é/x", #"p\u003Css\u0026w0rd\u003Eé/x"#),
+        // Go also escapes `"` and `\` as JSON does; PHP escapes `/` and what is not ASCII at once.
+        (#"p"ss<w0rd"#, #"p\"ss\u003cw0rd"#), ("a/b-é-key", #"a\/b-\u00e9-key"#),
     ])
     func aSecretAsEncodersEscapeItIsRedactedFromTextThatIsNotJSON(_ secret: String, _ printed: String) {
         let outcome = redactor(secret).redact(
@@ -449,6 +478,14 @@ extension LedgerNotesTests {
         let whole = redactor.redact(
             HandlerOutcome(status: .exited(1), stdout: "the hunter", stderrTail: "secret ok"))
         #expect(whole.stdout == "the hunter" && whole.stderrTail == "secret ok")
+        // Three characters at a cut are ordinary text (`sk-`, `htt`): left alone.
+        let short = redactor.redact(HandlerOutcome(status: .exited(1), stdout: "a hun", stdoutTruncated: true))
+        #expect(short.stdout == "a hun")
+        // A long key (a PEM block) cut in its middle: found in one pass over it.
+        let key = "-----BEGIN KEY-----" + String(repeating: "Zm9v", count: 1_500) + "-----END KEY-----"
+        let long = self.redactor(key).redact(
+            HandlerOutcome(status: .exited(1), stdout: "key: " + String(key.prefix(3_000)), stdoutTruncated: true))
+        #expect(long.stdout == "key: [redacted S, cut]")
     }
 }
 
