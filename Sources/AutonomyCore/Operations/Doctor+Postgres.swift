@@ -82,6 +82,8 @@ extension Doctor {
                     nil
                 )
             }
+            let altered = try await store.alteredPayloads()
+            if !altered.isEmpty { return (Self.alteredCheck(altered), store) }
             return (DoctorCheck("database", .ok, "\(url): reachable over \(transport), schema current"), store)
         } catch {
             await store.close()

@@ -147,6 +147,37 @@ public struct Doctor: Sendable {
 
     // MARK: - The database
 
+    /// The `database` check's failure for tasks whose payload was rewritten (`alteredPayloads`).
+    static func alteredCheck(_ altered: [Int64]) -> DoctorCheck {
+        let listed = altered.prefix(5).map(String.init).joined(separator: ", ")
+        return DoctorCheck(
+            "database", .fail,
+            "task(s) \(listed)\(altered.count > 5 ? " and \(altered.count - 5) more" : "") hold a payload that does not hash to the SHA-256 it was enqueued with: the database was changed outside autonomy",
+            fix:
+                "stop the timers; find who could write it, then cancel those tasks (`autonomy tasks cancel ID`) or restore the last backup"
+        )
+    }
+
+    /// The tasks not yet finished whose payload does not hash to their stored SHA-256 (a row
+    /// rewritten by hand, guard and all): the firewall refuses to run or decide them; this names them.
+    static func alteredPayloads(_ db: Database) throws -> [Int64] {
+        let rows = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT id, payload, payload_sha256 FROM tasks
+                WHERE state IN ('queued', 'awaiting_approval', 'running', 'verifying', 'blocked') AND payload <> ''
+                ORDER BY id
+                """)
+        var altered: [Int64] = []
+        while let row = try rows.next() {
+            // A value of another type is an edit too, never a trap.
+            guard let id = try? row.decode(Int64.self, atIndex: 0) else { continue }
+            let payload = (try? row.decode(String.self, atIndex: 1)) ?? ""
+            if payload.sha256Hex != (try? row.decode(String.self, atIndex: 2)) { altered.append(id) }
+        }
+        return altered
+    }
+
     private func openDatabase() -> (DoctorCheck, DatabaseQueue?) {
         guard FileManager.default.fileExists(atPath: databasePath) else {
             return (
@@ -172,11 +203,12 @@ public struct Doctor: Sendable {
         settings.busyMode = .timeout(5)
         do {
             let reader = try DatabaseQueue(path: databasePath, configuration: settings)
-            let (applied, quick, triggers) = try reader.read { db in
+            let (applied, quick, triggers, altered) = try reader.read { db in
                 (
                     try Migrations.migrator.appliedIdentifiers(db),
                     try String.fetchAll(db, sql: "PRAGMA quick_check"),
-                    try AutonomyStore.foreignSchema(db, path: databasePath)
+                    try AutonomyStore.foreignSchema(db, path: databasePath),
+                    try Self.alteredPayloads(db)
                 )
             }
             let known = Set(Migrations.migrator.migrations)
@@ -209,6 +241,7 @@ public struct Doctor: Sendable {
                     reader  // the checks that read it still run: they show what else was changed
                 )
             }
+            if !altered.isEmpty, applied == known { return (Self.alteredCheck(altered), reader) }
             if applied != known {
                 return (
                     DoctorCheck(

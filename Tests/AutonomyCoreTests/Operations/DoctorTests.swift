@@ -69,6 +69,26 @@ import Testing
         }
     }
 
+    /// A task whose payload was rewritten under its old hash (the guard dropped and put back):
+    /// the firewall refuses to run or decide it, and `doctor` names it (the error sends people here).
+    @Test func aPayloadRewrittenUnderItsOldHashFailsTheDatabaseCheck() throws {
+        let fixture = try Fixture()
+        let task = try fixture.enqueue("report", #"{"day":"monday"}"#)
+        let doctor = Doctor(
+            loaded: .success(.builtInDefaults), configPath: nil, databasePath: fixture.store.path,
+            now: fixture.clock.now(), gateSocket: "/nonexistent/gate.sock", systemd: nil)
+        #expect(doctor.examine().first { $0.check == "database" }?.status == .ok)
+        try fixture.store.write("tamper") { db in
+            let guardText = try #require(
+                try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE name = 'tasks_immutable'"))
+            try db.execute(sql: "DROP TRIGGER tasks_immutable")
+            try db.execute(sql: #"UPDATE tasks SET payload = '{"day":"sunday"}' WHERE id = ?"#, arguments: [task.id])
+            try db.execute(sql: guardText)
+        }
+        let check = try #require(doctor.examine().first { $0.check == "database" })
+        #expect(check.status == .fail && check.message.hasPrefix("task(s) \(task.id) hold a payload"), "\(check)")
+    }
+
     @Test func aPathInAFixIsOneShellWord() {
         #expect(Doctor.shellWord("/var/lib/autonomy/autonomy.db") == "/var/lib/autonomy/autonomy.db")
         #expect(Doctor.shellWord("/srv/my queue.db") == "'/srv/my queue.db'")

@@ -428,6 +428,22 @@ struct PostgresStoreTests {
         }
     }
 
+    /// `doctor` names a task whose payload was rewritten under its old hash, as on SQLite.
+    @Test func aPayloadRewrittenUnderItsOldHashIsFound() async throws {
+        try await withDatabase { database in
+            let store = try await database.store()
+            let created = try await store.enqueue(
+                EnqueueRequest(type: "report", payload: #"{"day":"monday"}"#), configuration: configuration)
+            #expect(try await store.alteredPayloads().isEmpty)
+            try await database.connection { connection, logger in
+                try await connection.query("ALTER TABLE tasks DISABLE TRIGGER USER", logger: logger)
+                try await connection.query(#"UPDATE tasks SET payload = '{"day":"sunday"}'"#, logger: logger)
+            }
+            #expect(try await store.alteredPayloads() == [created.task.id])
+            await store.close()
+        }
+    }
+
     @Test func theSameKeyReturnsTheSameTask() async throws {
         try await withDatabase { database in
             let store = try await database.store()

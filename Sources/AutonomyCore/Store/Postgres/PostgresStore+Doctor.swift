@@ -17,6 +17,21 @@ extension PostgresStore {
         }
     }
 
+    /// The tasks not yet finished whose payload does not hash to their stored SHA-256, as
+    /// `Doctor.alteredPayloads` finds them on SQLite.
+    public func alteredPayloads() async throws -> [Int64] {
+        try await read("check the payloads") { transaction in
+            try await transaction.rows(
+                """
+                SELECT id FROM tasks
+                WHERE state IN ('queued', 'awaiting_approval', 'running', 'verifying', 'blocked') AND payload <> ''
+                  AND encode(sha256(convert_to(payload, 'UTF8')), 'hex') <> payload_sha256
+                ORDER BY id
+                """
+            ).map { try $0.decode(Int64.self) }
+        }
+    }
+
     /// Records the map this host runs (`LoadedConfiguration.sharedMapFingerprint`), and returns
     /// the other hosts seen within a day that run another: they apply different rules.
     public func recordMap(_ fingerprint: String) async throws -> [String] {
