@@ -116,7 +116,7 @@ public struct SecretRedactor: Sendable {
             !(scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)))
         }
         let canonical = String(JSONValue.string(value).canonicalText.dropFirst().dropLast())
-        var forms = [value]
+        var forms: [String] = []
         for base in [value, canonical] {
             let slashed = base.replacingOccurrences(of: "/", with: "\\/")
             forms += [base, slashed]

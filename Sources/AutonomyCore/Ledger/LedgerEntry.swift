@@ -147,7 +147,9 @@ extension LedgerEntry: FetchableRecord {
         {
             for (field, text) in notes where fields[field] == nil {  // never over a chained field
                 let holds =
-                    text.stringValue.map { LedgerChain.noteHolds($0, chained: fields[field + "_sha256"]) } ?? false
+                    text.stringValue.map {
+                        LedgerChain.noteHolds($0, chained: fields[field + "_sha256"]?.stringValue)
+                    } ?? false
                 fields[field] = holds ? text : .string(LedgerChain.alteredNote)
             }
             detail = .object(fields)
@@ -263,13 +265,11 @@ public enum LedgerChain {
     }
 
     /// True when a note's text is the one its row's chained detail fingerprints (`FIELD_sha256`).
-    static func noteHolds(_ text: String, chained sha256: JSONValue?) -> Bool {
-        sha256?.stringValue == text.sha256Hex
-    }
+    static func noteHolds(_ text: String, chained sha256: String?) -> Bool { sha256 == text.sha256Hex }
 
     /// The note's text when it matches its row's `FIELD_sha256`, else nil (as if it had none).
     static func heldNote(_ text: String?, chained sha256: String?) -> String? {
-        guard let text, noteHolds(text, chained: sha256.map { .string($0) }) else { return nil }
+        guard let text, noteHolds(text, chained: sha256) else { return nil }
         return text
     }
 
@@ -282,7 +282,7 @@ public enum LedgerChain {
     static func brokenNote(field: String, text: String, chained: String?, rowExists: Bool) -> String? {
         guard rowExists else { return "a note (\(field)) names this row, which does not exist (it was added)" }
         guard let chained else { return "its \(field) note is not one the row was written with (it was added)" }
-        return chained == text.sha256Hex
+        return noteHolds(text, chained: chained)
             ? nil : "its \(field) note does not match the hash the row holds (it was edited)"
     }
 

@@ -146,7 +146,7 @@ extension PostgresTransaction {
             """)
         {
             let (id, text, chained) = try row.decode((Int64, String, String?).self)
-            if LedgerChain.noteHolds(text, chained: chained.map { .string($0) }) { facts.errors[id] = text }
+            if let text = LedgerChain.heldNote(text, chained: chained) { facts.errors[id] = text }
         }
     }
 
