@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Compares the drain of two (or more) autonomy binaries, alternating them so a noisy machine
-weighs on each alike: the median tasks/s over --runs drains of --tasks `true` tasks at FULL, and
+weighs on each alike: the median tasks/s over --runs drains of --tasks `true` tasks at FULL (or --synchronous normal), and
 with --instructions the instructions a drained task costs in the worker (callgrind: the drain of
 3N tasks less the drain of N, over 2N, so start-up drops out).
 
@@ -21,8 +21,11 @@ import tempfile
 import time
 
 
+SYNCHRONOUS = "full"
+
+
 def queue(folder, binary, tasks):
-    config = {"version": 1, "worker": {"drain_max_seconds": 3600},
+    config = {"version": 1, "worker": {"drain_max_seconds": 3600}, "store": {"synchronous": SYNCHRONOUS},
               "task_types": {"noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}}}}}
     with open(os.path.join(folder, "autonomy.json"), "w") as handle:
         json.dump(config, handle)
@@ -67,7 +70,11 @@ def main():
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                        help="the store's durability (store.synchronous)")
     args = parser.parse_args()
+    global SYNCHRONOUS
+    SYNCHRONOUS = args.synchronous
     for binary in args.binaries:
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
             parser.error(f"{binary}: not an executable file (build it first: make)")
@@ -76,7 +83,7 @@ def main():
         for binary in args.binaries:
             rates[binary].append(drain_rate(binary, args.tasks))
     base = statistics.median(rates[args.binaries[0]])
-    print(f"{args.tasks:,} `true` tasks at FULL, {args.runs} alternating drains each; {os.cpu_count()} cores, "
+    print(f"{args.tasks:,} `true` tasks at {SYNCHRONOUS.upper()}, {args.runs} alternating drains each; {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}")
     for binary in args.binaries:
         median = statistics.median(rates[binary])

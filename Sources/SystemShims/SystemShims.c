@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -38,4 +39,8 @@ int autonomy_has_exited(pid_t pid) {
         return -1;
     }
     return info.si_pid != 0;
+}
+
+void autonomy_name_this_thread(const char *name) {
+    pthread_setname_np(pthread_self(), name);
 }

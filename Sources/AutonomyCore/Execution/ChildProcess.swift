@@ -25,6 +25,14 @@ struct ChildProcess {
         guard let stop = StopSignal() else {
             return (.couldNotStart("cannot make an eventfd: \(Self.describe(errno))"), Captured(), nil)
         }
+        if WorkerThread.isCurrent {
+            // A worker's own thread waits for nothing else: the program is watched right here.
+            return await withTaskCancellationHandler {
+                watch(stop)
+            } onCancel: {
+                stop.fire()
+            }
+        }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let started = WatcherThread.start { continuation.resume(returning: watch(stop)) }

@@ -304,8 +304,22 @@ public struct Worker: Sendable {
     /// Recovers expired leases, then runs one task, or (with `drain`) tasks until none is runnable or
     /// a limit is reached.
     ///
+    /// The worker runs on a thread of its own (`WorkerThread`), where each handler is waited for
+    /// in place: no hand-off to another thread and back per task.
+    ///
     /// - Throws: only when the worker itself cannot work (the database is unusable).
     public func work(drain: Limits?) async throws -> WorkReport {
+        guard let thread = WorkerThread.start() else { return try await workHere(drain: drain) }
+        defer { thread.finish() }
+        return try await Self.$thread.withValue(thread) {
+            try await withTaskExecutorPreference(thread) { try await workHere(drain: drain) }
+        }
+    }
+
+    /// The thread this worker runs on, if it has one of its own.
+    @TaskLocal private static var thread: WorkerThread?
+
+    private func workHere(drain: Limits?) async throws -> WorkReport {
         var configuration = loaded.configuration
         let lease = configuration.worker.lease
         var report = WorkReport()
@@ -513,7 +527,7 @@ public struct Worker: Sendable {
     ) async -> Value {
         let settings = loaded.configuration.worker
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, settings.lease.milliseconds / 3))
-        let running = Task { await operation() }
+        let running = Task(executorPreference: Self.thread) { await operation() }
         interruption?.whileRunning { running.cancel() }
         defer { interruption?.ended() }
         let keeper = LeaseKeeper(

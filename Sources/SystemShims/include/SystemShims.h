@@ -25,4 +25,7 @@ int autonomy_pidfd_open(pid_t pid);
 /// -1 with errno set. Where there is no pidfd, the exec runner asks this every 10 ms.
 int autonomy_has_exited(pid_t pid);
 
+/// Names the calling thread (at most 15 bytes), as `top -H`, `ps -L` and `perf` show it.
+void autonomy_name_this_thread(const char *name);
+
 #endif

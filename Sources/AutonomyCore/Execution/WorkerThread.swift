@@ -1,0 +1,97 @@
+import Foundation
+import Synchronization
+import SystemShims
+
+/// The thread a worker runs on: its loop, its store calls, and the handlers it waits for.
+///
+/// A worker does one thing at a time, so a thread of its own may block: a handler's `poll` loop
+/// runs right here (`ChildProcess.run`), with no hand-off to a watching thread and no hop back to
+/// the shared pool per task. The pool itself never blocks on a handler, and what else runs in the
+/// process (the lease renewals, `serve`, a test's other workers) keeps its threads.
+///
+/// Jobs are run in the order they came. Once `finish()` is called and what was queued has run, the
+/// thread ends; a job that comes later goes to the global executor, so nothing is ever stranded.
+final class WorkerThread: TaskExecutor, @unchecked Sendable {
+    private struct State {
+        var jobs: [UnownedJob] = []
+        /// The thread waits on the semaphore: `enqueue` posts.
+        var waiting = false
+        var finished = false
+    }
+    private let state = Mutex(State())
+    /// Allocated, so its address stays put for the thread that waits on it.
+    private let ready = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    /// Marks the threads whose work is theirs alone: a wait there holds up no one else.
+    private static let ownKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// True on a worker's own thread, where a handler may be waited for by blocking.
+    static var isCurrent: Bool { pthread_getspecific(ownKey) != nil }
+
+    /// A new thread, named `autonomy-worker` (as `top -H` and `perf` show it); nil when none can be
+    /// started, and the worker then runs on the shared pool as any other code does.
+    static func start() -> WorkerThread? {
+        let thread = WorkerThread()
+        let key = ownKey
+        let failure = DetachedThread.start { [thread] in
+            pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+            autonomy_name_this_thread("autonomy-worker")
+            thread.serve()
+        }
+        return failure == nil ? thread : nil
+    }
+
+    private init() { sem_init(ready, 0, 0) }
+
+    deinit {
+        sem_destroy(ready)
+        ready.deallocate()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        let (taken, wake) = state.withLock { state -> (Bool, Bool) in
+            guard !state.finished else { return (false, false) }
+            state.jobs.append(unowned)
+            defer { state.waiting = false }
+            return (true, state.waiting)
+        }
+        if wake { sem_post(ready) }
+        if !taken { globalConcurrentExecutor.enqueue(ExecutorJob(unowned)) }
+    }
+
+    /// No more work of the worker's own: the thread ends once its queue is empty.
+    func finish() {
+        let wake = state.withLock { state -> Bool in
+            state.finished = true
+            defer { state.waiting = false }
+            return state.waiting
+        }
+        if wake { sem_post(ready) }
+    }
+
+    private func serve() {
+        let executor = asUnownedTaskExecutor()
+        while true {
+            let jobs = state.withLock { state -> [UnownedJob]? in
+                if state.jobs.isEmpty {
+                    if state.finished { return nil }
+                    state.waiting = true
+                    return []
+                }
+                defer { state.jobs.removeAll(keepingCapacity: true) }
+                return state.jobs
+            }
+            guard let jobs else { return }
+            if jobs.isEmpty {
+                while sem_wait(ready) != 0 {}
+                continue
+            }
+            for job in jobs { job.runSynchronously(on: executor) }
+        }
+    }
+}
