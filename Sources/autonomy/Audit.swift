@@ -20,7 +20,9 @@ struct AuditCommand: AsyncParsableCommand {
             """))
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: ArgumentHelp("The window to read (default audit.window).", valueName: "duration"))
+    @Option(
+        parsing: .unconditional, help: ArgumentHelp("The window to read (default audit.window).", valueName: "duration")
+    )
     var window: String?
     @Flag(help: "Print as JSON.") var json = false
     @Flag(help: "Print as Markdown.") var markdown = false

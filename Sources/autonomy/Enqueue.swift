@@ -31,15 +31,19 @@ struct Enqueue: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Higher runs first; may be negative (default: the type's priority).")
     var priority: Int?
 
-    @Option(help: ArgumentHelp("Run no sooner than this from now, e.g. 10m.", valueName: "duration"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Run no sooner than this from now, e.g. 10m.", valueName: "duration"))
     var delay: String?
 
     @Option(
-        name: .customLong("run-at"),
+        name: .customLong("run-at"), parsing: .unconditional,
         help: ArgumentHelp("Run no sooner than this time, e.g. 2026-12-01T09:00:00Z.", valueName: "time"))
     var runAt: String?
 
-    @Option(name: .customLong("max-attempts"), help: "Attempts in all (default: the type's retry.max_attempts).")
+    @Option(
+        name: .customLong("max-attempts"), parsing: .unconditional,
+        help: "Attempts in all (default: the type's retry.max_attempts).")
     var maxAttempts: Int?
 
     @Option(help: ArgumentHelp("An idempotency key: the same key again returns the existing task.", valueName: "key"))

@@ -18,10 +18,12 @@ struct LLM: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The prompt, or '-' to read it from stdin.") var prompt: String
     @Option(help: "auto (free, then cheap), free, cheap or strong.") var tier: TierRequest = .auto
-    @Option(name: .customLong("max-tokens"), help: "The answer's length limit (default: the model's max_tokens).")
+    @Option(
+        name: .customLong("max-tokens"), parsing: .unconditional,
+        help: "The answer's length limit (default: the model's max_tokens).")
     var maxTokens: Int?
     @Option(help: "A system message.") var system: String?
-    @Option(help: "The task this call is for (its ledger gets the cost).") var task: Int64?
+    @Option(parsing: .unconditional, help: "The task this call is for (its ledger gets the cost).") var task: Int64?
     @Flag(help: "Print the completion with its model, tokens and cost as JSON.") var json = false
 
     func validate() throws {

@@ -26,11 +26,13 @@ struct LedgerCommand: AsyncParsableCommand {
             discussion: "Example: autonomy ledger --type send_email --since 24h --event dead")
 
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Only this task's rows.") var task: Int64?
+        @Option(parsing: .unconditional, help: "Only this task's rows.") var task: Int64?
         @Option(help: "Only this task type's rows.") var type: String?
         @Option(help: "Only this event (enqueued, claimed, executed, verified, done, dead, ...).") var event: String?
-        @Option(help: ArgumentHelp("Only rows newer than this, e.g. 24h.", valueName: "duration")) var since: String?
-        @Option(help: "At most this many rows (default 100).") var limit: Int = 100
+        @Option(
+            parsing: .unconditional, help: ArgumentHelp("Only rows newer than this, e.g. 24h.", valueName: "duration"))
+        var since: String?
+        @Option(parsing: .unconditional, help: "At most this many rows (default 100).") var limit: Int = 100
         @Flag(help: "Print as JSON.") var json = false
 
         func validate() throws {
@@ -186,7 +188,9 @@ struct LedgerCommand: AsyncParsableCommand {
 
         @OptionGroup var global: GlobalOptions
         @Option(help: "jsonl (one JSON object a line) or csv.") var format: Format = .jsonl
-        @Option(help: ArgumentHelp("Only rows newer than this, e.g. 7d.", valueName: "duration")) var since: String?
+        @Option(
+            parsing: .unconditional, help: ArgumentHelp("Only rows newer than this, e.g. 7d.", valueName: "duration"))
+        var since: String?
 
         func run() async throws {
             let loaded = try global.loadConfiguration()
@@ -240,7 +244,8 @@ struct MapShow: AsyncParsableCommand {
         discussion: "Example: autonomy map --since 30d --markdown > MAP.md")
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: ArgumentHelp("The window (default 30d).", valueName: "duration")) var since: String = "30d"
+    @Option(parsing: .unconditional, help: ArgumentHelp("The window (default 30d).", valueName: "duration")) var since:
+        String = "30d"
     @Flag(help: "Print as JSON.") var json = false
     @Flag(help: "Print the map as a Markdown document, the index to keep beside the configuration.")
     var markdown = false
@@ -507,7 +512,9 @@ struct Prune: AsyncParsableCommand {
         discussion: "Example: autonomy prune --finished-older-than 30d")
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: .customLong("finished-older-than"), help: ArgumentHelp("e.g. 30d", valueName: "duration"))
+    @Option(
+        name: .customLong("finished-older-than"), parsing: .unconditional,
+        help: ArgumentHelp("e.g. 30d", valueName: "duration"))
     var finishedOlderThan: String
     @Option(help: "Who prunes (default: $AUTONOMY_OPERATOR, else the login user).") var by: String?
 

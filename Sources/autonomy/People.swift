@@ -45,7 +45,7 @@ struct SubjectsCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print as JSON.") var json = false
     @Option(help: "Only subjects whose name holds this text (any case).") var search: String?
-    @Option(help: "At most this many (1 to 10000).") var limit = 200
+    @Option(parsing: .unconditional, help: "At most this many (1 to 10000).") var limit = 200
 
     func run() async throws {
         guard (1...10_000).contains(limit) else {
@@ -83,7 +83,9 @@ struct SubjectCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The subject, exactly as tasks name it.") var name: String
-    @Option(help: ArgumentHelp("Only tasks enqueued within this (such as 30d).", valueName: "duration"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Only tasks enqueued within this (such as 30d).", valueName: "duration"))
     var since: String?
     @Flag(help: "Print as JSON.") var json = false
 

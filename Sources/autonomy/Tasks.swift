@@ -27,7 +27,7 @@ struct Tasks: AsyncParsableCommand {
         var state: TaskState?
         @Option(help: "Only this task type.")
         var type: String?
-        @Option(help: "At most this many (default 50).")
+        @Option(parsing: .unconditional, help: "At most this many (default 50).")
         var limit: Int = 50
         @Flag(help: "Print as JSON.")
         var json = false

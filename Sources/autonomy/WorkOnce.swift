@@ -22,12 +22,12 @@ struct WorkOnce: AsyncParsableCommand {
     var drain = false
 
     @Option(
-        name: .customLong("max-seconds"),
+        name: .customLong("max-seconds"), parsing: .unconditional,
         help: "With --drain: start no task after this many seconds (default: worker.drain_max_seconds, 50).")
     var maxSeconds: Int?
 
     @Option(
-        name: .customLong("max-tasks"),
+        name: .customLong("max-tasks"), parsing: .unconditional,
         help: "With --drain: stop after this many tasks (default: worker.drain_max_tasks, no limit).")
     var maxTasks: Int?
 

@@ -26,6 +26,21 @@ import Testing
             arguments: ["enqueue", "append", "--delay", "5m", "--run-at", "2026-12-01T09:00:00Z"], status: 64,
             mentions: "not both"),
         Case(arguments: ["enqueue", "append", "--max-attempts", "0"], status: 65, mentions: "max attempts"),
+        // A negative number or duration is read as the option's value and refused for what it is,
+        // not taken for another option ("Missing value").
+        Case(arguments: ["enqueue", "append", "--max-attempts", "-1"], status: 65, mentions: "got -1"),
+        Case(arguments: ["enqueue", "append", "--delay", "-5m"], status: 65, mentions: "--delay \"-5m\""),
+        Case(arguments: ["enqueue", "append", "--run-at", "-1"], status: 65, mentions: "--run-at \"-1\""),
+        Case(arguments: ["tasks", "list", "--limit", "-3"], status: 64, mentions: "--limit must be"),
+        Case(arguments: ["ledger", "--limit", "-2"], status: 64, mentions: "--limit must be"),
+        Case(arguments: ["ledger", "--since", "-1d"], status: 65, mentions: "--since \"-1d\""),
+        Case(arguments: ["work-once", "--drain", "--max-tasks", "-1"], status: 64, mentions: "--max-tasks must be"),
+        Case(arguments: ["work-once", "--drain", "--max-seconds", "-5"], status: 64, mentions: "--max-seconds must be"),
+        Case(arguments: ["audit", "--window", "-3d"], status: 65, mentions: "--window \"-3d\""),
+        Case(arguments: ["llm", "--max-tokens", "-4", "hi"], status: 64, mentions: "--max-tokens must be"),
+        Case(
+            arguments: ["prune", "--finished-older-than", "-3d"], status: 65,
+            mentions: "--finished-older-than \"-3d\""),
         Case(arguments: ["enqueue", "append", "--delay", "106751991167d"], status: 65, mentions: "at most 100 years"),
         Case(
             arguments: ["enqueue", "append", "--run-at", "9999-01-01T00:00:00Z"], status: 65,
