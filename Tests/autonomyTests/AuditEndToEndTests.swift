@@ -15,7 +15,9 @@ import Testing
 
     @Test func anAuditPrintsItsFindingsWorstFirstSavesTheRunAndFailsOnlyWhenAsked() async throws {
         let sandbox = try Sandbox(config: Self.config)
-        _ = try await sandbox.run(["enqueue", "report"])
+        // The queue is older than the window (its first row 8 days back): a type unused in the
+        // window is then a finding.
+        _ = try await sandbox.run(["enqueue", "report"], environment: sandbox.clock("-8d"))
         _ = try await sandbox.run(["enqueue", "doomed"])
         #expect(try await sandbox.run(["work-once", "--drain"]).status == 0)
 
@@ -122,7 +124,7 @@ import Testing
         try AuditEndToEndTests.config.replacingOccurrences(
             of: #"{"version": 1,"#, with: #"{"version": 1, "notify": {"command": ["\#(script)"]},"#
         ).write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
-        _ = try await sandbox.run(["enqueue", "doomed"])
+        _ = try await sandbox.run(["enqueue", "doomed"], environment: sandbox.clock("-8d"))
         _ = try await sandbox.run(["work-once"])
         let before = try sandbox.loggedAlerts().count
         let audit = try await sandbox.run(["audit", "--notify"])

@@ -711,6 +711,8 @@ struct PostgresEndToEndTests {
             #expect(dead[path: "subject"] == "flaky" && dead[path: "evidence.dead"] == .int(2), "\(dead)")
             let signature = try #require(findings.first { $0[path: "kind"] == "failure_signature" })
             #expect(signature[path: "evidence.count"] == .int(2), "\(signature)")
+            // flaky was never done, but the queue is younger than the window: not called unused.
+            #expect(!findings.contains { $0[path: "kind"] == "shelfware" }, "\(report)")
             #expect(report[path: "run_id"] == .int(1))
             #expect(try proposed(report, "retry_dead")?.status == "proposed", "\(report)")
             // Each proposal asks the operator (approval_needed) in the audit's transaction.

@@ -415,7 +415,7 @@ extension Sandbox {
         #expect(audit.status == 0, "\(audit.stderr)")
         #expect(
             audit.stdout.hasPrefix(
-                "summary by local (a model's reading of the findings below): One type keeps dying: doomed. Approve the retry.\n\n3 findings"
+                "summary by local (a model's reading of the findings below): One type keeps dying: doomed. Approve the retry.\n\n2 findings"
             ), "\(audit.stdout)")
         let prompt = String(decoding: try #require(server.requests.first).body, as: UTF8.self)
         #expect(prompt.contains("dead_tasks") && prompt.contains("exited with status <n>"), "\(prompt)")
@@ -450,7 +450,7 @@ extension Sandbox {
         #expect(capped.status == 0)
         #expect(
             capped.stdout.hasPrefix(
-                "no summary: the model budget is at its daily cap; the findings below are the report\n\n4 findings"),
+                "no summary: the model budget is at its daily cap; the findings below are the report\n\n3 findings"),
             "\(capped.stdout)")
         #expect(free.requests.isEmpty)
 

@@ -148,7 +148,8 @@ extension AutonomyStore {
             let lastSuccess = facts.lastSuccess[name]
             let now = TypeStats(type, tally.windows[1][name], lastSuccess: lastSuccess, since: start)
             let before = TypeStats(type, tally.windows[0][name], lastSuccess: lastSuccess, since: .min)
-            if now.shelfware {
+            // Unused in the window only means something once the queue is older than the window.
+            if now.shelfware, facts.ledgerBegan.map({ $0 <= start }) ?? true {
                 let since =
                     now.lastSuccess.map { "its last success was \(Timestamp.format($0))" } ?? "it has never succeeded"
                 found.append(

@@ -20,6 +20,9 @@ struct AuditFacts: Sendable {
     var spentPerDay: [(day: Int64, spentUSD: Double)] = []
     /// Alerts not delivered yet, per channel.
     var undelivered: [String: Int] = [:]
+    /// When the ledger's first row was written (the audit's time if it has none); nil when not read.
+    /// A queue younger than the window has no history to call a type unused by.
+    var ledgerBegan: Int64?
 
     /// The local days from the one holding `start` up to `end`: each day's start and the next's.
     static func days(from start: Int64, to end: Int64, in timeZone: TimeZone) -> [(start: Int64, end: Int64)] {
@@ -39,6 +42,7 @@ extension Database {
     func auditFacts(_ configuration: Configuration, windows: [Int64], now: Int64) throws -> AuditFacts {
         let start = windows[1]
         var facts = AuditFacts(tally: try LedgerTally.read(windows, db: self))
+        facts.ledgerBegan = try Int64.fetchOne(self, sql: "SELECT at FROM ledger ORDER BY id LIMIT 1") ?? now
         for name in configuration.taskTypes.keys {
             if let at = try lastSuccess(of: name) { facts.lastSuccess[name] = at }
         }

@@ -88,6 +88,19 @@ import Testing
         #expect(!report.findings.contains { $0.subject == "report" })
     }
 
+    /// A fresh queue has no history to call a type unused by: the first audit proposes no call to
+    /// every owner whose type has not run yet.
+    @Test func aQueueYoungerThanTheWindowCallsNoTypeUnused() async throws {
+        let fixture = try Fixture(map: Self.map)
+        try await run(fixture, "report", Array(repeating: .exited(0), count: 3))
+        fixture.clock.advance(by: .days(6))
+        #expect(!(try audit(fixture).findings.contains { $0.kind == .shelfware }))
+        // Once the queue is older than the window, flaky never done in it is a finding.
+        fixture.clock.advance(by: .days(2))
+        let later = try audit(fixture)
+        #expect(later.findings.filter { $0.kind == .shelfware }.map(\.subject) == ["flaky", "report"])
+    }
+
     @Test func stuckWorkIsFound() throws {
         let fixture = try Fixture()
         let waiting = try fixture.enqueue("send_email", #"{"to":"a@b.c"}"#)

@@ -137,6 +137,8 @@ extension PostgresTransaction {
     {
         let start = windows[1]
         var facts = AuditFacts(tally: try await tally(windows))
+        facts.ledgerBegan =
+            try await rows("SELECT at FROM ledger ORDER BY id LIMIT 1").first?.decode(Int64.self) ?? windows.last
         facts.lastSuccess = try await lastSuccess(of: configuration.taskTypes.keys)
         try await readErrors(into: &facts)
         try await readStuck(configuration.audit, into: &facts)
