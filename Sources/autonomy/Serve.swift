@@ -173,6 +173,9 @@ extension Serve {
         static func ownPrivate(_ path: String, named name: String) throws {
             var info = stat()
             guard stat(path, &info) == 0 else { return }  // loading it says what is wrong
+            if info.st_mode & S_IFMT == S_IFDIR {
+                throw CLIFailure("\(name) \(path) is a folder: give the key's file", code: .configError)
+            }
             if info.st_uid != geteuid() {
                 throw CLIFailure(
                     "\(name) \(path) belongs to another user: it must be the server's own (chown it to the user serve runs as)",

@@ -391,6 +391,12 @@ func freePort() throws -> Int {
         ])
         #expect(readable.status == 78 && readable.stderr.contains("chmod 600"), "\(readable.stderr)")
         chmod(key, 0o600)
+        // A folder is not a key: said as such, not with a chmod that would not help.
+        let folder = try await sandbox.run([
+            "serve", "--listen", "127.0.0.1:0", "--tls-cert", certificate, "--tls-key", sandbox.path,
+        ])
+        #expect(folder.status == 78 && folder.stderr.contains("is a folder"), "\(folder.stderr)")
+        #expect(!folder.stderr.contains("chmod") && folder.stderr.split(separator: "\n").count == 1)
         // Another certificate's key: said at start, not at the first handshake.
         let elsewhere = try Sandbox(config: #"{"version": 1}"#)
         let other = try Self.certificate(in: elsewhere)
