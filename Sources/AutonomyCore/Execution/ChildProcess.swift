@@ -25,8 +25,9 @@ struct ChildProcess {
         guard let stop = StopSignal() else {
             return (.couldNotStart("cannot make an eventfd: \(Self.describe(errno))"), Captured(), nil)
         }
-        if WorkerThread.isCurrent {
-            // A worker's own thread waits for nothing else: the program is watched right here.
+        if WorkerThread.mayBlockHere {
+            // A worker's own thread, in the one task it runs a handler in: nothing else needs the
+            // thread meanwhile, so the program is watched right here.
             return await withTaskCancellationHandler {
                 watch(stop)
             } onCancel: {

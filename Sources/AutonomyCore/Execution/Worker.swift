@@ -167,7 +167,9 @@ final class FirstAnswer<T: Sendable>: Sendable {
 /// hand and interrupted would leave its handler running in its own process group, and its task
 /// `running` until the lease ran out.
 public final class WorkerInterruption: Sendable {
-    private let state = Mutex<(signal: Int32?, stopRunning: (@Sendable () -> Void)?)>((nil, nil))
+    /// `stopRunning` holds one stop per operation running now, the outermost first: a built-in
+    /// handler that verifies a stuck task runs one inside its own.
+    private let state = Mutex<(signal: Int32?, stopRunning: [@Sendable () -> Void])>((nil, []))
 
     public init() {}
 
@@ -176,23 +178,25 @@ public final class WorkerInterruption: Sendable {
 
     /// Asks for the stop (safe from any thread, any number of times; the first signal is kept).
     public func fire(_ signal: Int32) {
-        let stop = state.withLock { state -> (@Sendable () -> Void)? in
+        let stops = state.withLock { state -> [@Sendable () -> Void] in
             if state.signal == nil { state.signal = signal }
             return state.stopRunning
         }
-        stop?()
+        for stop in stops { stop() }
     }
 
-    /// `stop` stops what runs now; called at once when the stop was already asked for.
+    /// `stop` stops what begins now, until its `ended()`; called at once when the stop was already
+    /// asked for.
     func whileRunning(_ stop: @escaping @Sendable () -> Void) {
         let asked = state.withLock { state -> Bool in
-            state.stopRunning = stop
+            state.stopRunning.append(stop)
             return state.signal != nil
         }
         if asked { stop() }
     }
 
-    func ended() { state.withLock { $0.stopRunning = nil } }
+    /// The operation that began last has ended.
+    func ended() { state.withLock { _ = $0.stopRunning.popLast() } }
 
     /// Kills (SIGKILL) the process group of every handler and verifier running now: for a second
     /// signal, when the process is about to end at once.
@@ -527,7 +531,7 @@ public struct Worker: Sendable {
     ) async -> Value {
         let settings = loaded.configuration.worker
         let renewal = leaseRenewalInterval ?? .milliseconds(max(500, settings.lease.milliseconds / 3))
-        let running = Task(executorPreference: Self.thread) { await operation() }
+        let running = Task(executorPreference: Self.thread) { await WorkerThread.blocking(operation) }
         interruption?.whileRunning { running.cancel() }
         defer { interruption?.ended() }
         let keeper = LeaseKeeper(

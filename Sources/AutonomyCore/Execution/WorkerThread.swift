@@ -29,8 +29,25 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
         return key
     }()
 
-    /// True on a worker's own thread, where a handler may be waited for by blocking.
+    /// True on a worker's own thread.
     static var isCurrent: Bool { pthread_getspecific(ownKey) != nil }
+
+    /// The one task that may block a worker's thread (its hash): the task a worker runs a handler
+    /// or its checks in, whose parent only waits for it. A task it starts (a deadline's timer, a
+    /// check run beside another) inherits the value but is not that task, so it never blocks: it
+    /// would hold up the very thing it runs beside.
+    @TaskLocal static var blockingTask: Int?
+
+    /// Whether the code running now may wait for a program by blocking its thread.
+    static var mayBlockHere: Bool {
+        guard let owner = blockingTask, isCurrent else { return false }
+        return withUnsafeCurrentTask { $0?.hashValue } == owner
+    }
+
+    /// Runs `operation` as the task that may block its thread (`mayBlockHere`).
+    static func blocking<Value>(_ operation: () async -> Value) async -> Value {
+        await $blockingTask.withValue(withUnsafeCurrentTask { $0?.hashValue }) { await operation() }
+    }
 
     /// A new thread, named `autonomy-worker` (as `top -H` and `perf` show it); nil when none can be
     /// started, and the worker then runs on the shared pool as any other code does.
@@ -76,22 +93,25 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
 
     private func serve() {
         let executor = asUnownedTaskExecutor()
+        // Two buffers swapped under the lock, so taking a batch allocates nothing.
+        var batch: [UnownedJob] = []
         while true {
-            let jobs = state.withLock { state -> [UnownedJob]? in
+            let next = state.withLock { state -> Bool? in
                 if state.jobs.isEmpty {
                     if state.finished { return nil }
                     state.waiting = true
-                    return []
+                    return false
                 }
-                defer { state.jobs.removeAll(keepingCapacity: true) }
-                return state.jobs
+                swap(&batch, &state.jobs)
+                return true
             }
-            guard let jobs else { return }
-            if jobs.isEmpty {
+            guard let next else { return }
+            guard next else {
                 while sem_wait(ready) != 0 {}
                 continue
             }
-            for job in jobs { job.runSynchronously(on: executor) }
+            for job in batch { job.runSynchronously(on: executor) }
+            batch.removeAll(keepingCapacity: true)
         }
     }
 }

@@ -20,6 +20,48 @@ import Testing
         #expect(await Task.detached { WorkerThread.isCurrent }.value == false)
     }
 
+    /// Only the task marked as the worker's, on the worker's thread, may block it: not a task it
+    /// starts (which would queue behind it), and not the same code on the shared pool.
+    @Test(.timeLimit(.minutes(1))) func onlyTheMarkedTaskOnItsThreadMayBlock() async throws {
+        let thread = try #require(WorkerThread.start())
+        defer { thread.finish() }
+        let seen = await Task(executorPreference: thread) {
+            let unmarked = WorkerThread.mayBlockHere
+            return await WorkerThread.blocking {
+                async let child = WorkerThread.mayBlockHere
+                let started = await Task(executorPreference: thread) { WorkerThread.mayBlockHere }.value
+                return (unmarked, WorkerThread.mayBlockHere, await child, started)
+            }
+        }.value
+        #expect(seen.0 == false)
+        #expect(seen.1 == true)
+        #expect(seen.2 == false)  // a child task, on the same thread
+        #expect(seen.3 == false)
+        #expect(await WorkerThread.blocking { WorkerThread.mayBlockHere } == false)  // the shared pool
+    }
+
+    /// A worker's handler runs in the task that may block the worker's thread: the path that waits
+    /// for the program in place, without a hand-off per task.
+    @Test(.timeLimit(.minutes(1))) func aWorkersHandlerRunsWhereItMayBlock() async throws {
+        let fixture = try Fixture()
+        try fixture.enqueue("report")
+        try fixture.enqueue("report")
+        let seen = Mutex<[Bool]>([])
+        let runner = ScriptedRunner { _ in seen.withLock { $0.append(WorkerThread.mayBlockHere) } }
+        let report = try await fixture.worker(runner).work(drain: .init(maxSeconds: 60))
+        #expect(report.attempts.count == 2)
+        #expect(seen.withLock { $0 } == [true, true])
+    }
+
+    @Test(.timeLimit(.minutes(1))) func workGivenJustBeforeTheEndStillRuns() async throws {
+        let thread = try #require(WorkerThread.start())
+        let tasks = (0..<20).map { index in Task(executorPreference: thread) { index } }
+        thread.finish()
+        var sum = 0
+        for task in tasks { sum += await task.value }
+        #expect(sum == (0..<20).reduce(0, +))
+    }
+
     @Test(.timeLimit(.minutes(1))) func workGivenAfterTheThreadEndedStillRuns() async throws {
         let thread = try #require(WorkerThread.start())
         thread.finish()
@@ -76,6 +118,30 @@ import Testing
             #expect(attempt.handler.status == .exited(0))
             #expect(attempt.outcome?.state == .done)
         }
+    }
+}
+
+/// A stop asked while one operation runs inside another (a built-in handler verifying a stuck
+/// task) reaches both; each ending removes only its own.
+@Suite struct WorkerInterruptionTests {
+    @Test func aStopReachesEveryOperationRunningNow() {
+        let interruption = WorkerInterruption()
+        let stopped = Mutex<[String]>([])
+        interruption.whileRunning { stopped.withLock { $0.append("outer") } }
+        interruption.whileRunning { stopped.withLock { $0.append("inner") } }
+        interruption.ended()  // the inner one
+        interruption.fire(SIGINT)
+        #expect(stopped.withLock { $0 } == ["outer"])
+        interruption.whileRunning { stopped.withLock { $0.append("late") } }  // asked already: at once
+        #expect(stopped.withLock { $0 } == ["outer", "late"])
+
+        let nested = WorkerInterruption()
+        let both = Mutex<[String]>([])
+        nested.whileRunning { both.withLock { $0.append("outer") } }
+        nested.whileRunning { both.withLock { $0.append("inner") } }
+        nested.fire(SIGTERM)
+        #expect(both.withLock { $0 } == ["outer", "inner"])
+        #expect(nested.signal == SIGTERM)
     }
 }
 
