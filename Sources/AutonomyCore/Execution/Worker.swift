@@ -308,24 +308,13 @@ public struct Worker: Sendable {
     /// Recovers expired leases, then runs one task, or (with `drain`) tasks until none is runnable or
     /// a limit is reached.
     ///
-    /// The worker runs on a thread of its own (`WorkerThread`), where each handler is waited for
-    /// in place: no hand-off to another thread and back per task.
+    /// Once a task is claimed, the worker runs on a thread of its own (`WorkerThread`), where each
+    /// handler is waited for in place: no hand-off to another thread and back per task. A run with
+    /// nothing to do starts no thread.
     ///
     /// - Throws: only when the worker itself cannot work (the database is unusable).
     public func work(drain: Limits?) async throws -> WorkReport {
-        guard let thread = WorkerThread.start() else { return try await workHere(drain: drain) }
-        defer { thread.finish() }
-        return try await Self.$thread.withValue(thread) {
-            try await withTaskExecutorPreference(thread) { try await workHere(drain: drain) }
-        }
-    }
-
-    /// The thread this worker runs on, if it has one of its own.
-    @TaskLocal private static var thread: WorkerThread?
-
-    private func workHere(drain: Limits?) async throws -> WorkReport {
-        var configuration = loaded.configuration
-        let lease = configuration.worker.lease
+        let configuration = loaded.configuration
         var report = WorkReport()
         // A worker kept to some types (heal's) leaves the housekeeping to work-once.
         if configuration.claimOnly == nil {
@@ -337,7 +326,30 @@ public struct Worker: Sendable {
             report.stopReason = .interrupted
             return report
         }
-        var step = try await rated(configuration, claim(configuration))
+        let first = try await rated(configuration, claim(configuration))
+        let sofar = report
+        guard first.claimed != nil, let thread = WorkerThread.start() else {
+            return try await work(from: first, sofar, drain: drain, deadline: deadline)
+        }
+        defer { thread.finish() }
+        return try await Self.$thread.withValue(thread) {
+            try await withTaskExecutorPreference(thread) {
+                try await work(from: first, sofar, drain: drain, deadline: deadline)
+            }
+        }
+    }
+
+    /// The thread this worker runs on, if it has one of its own.
+    @TaskLocal private static var thread: WorkerThread?
+
+    /// Runs the claimed task, and (with `drain`) the next ones, adding them to `report`.
+    private func work(
+        from first: ClaimStep, _ report: WorkReport, drain: Limits?, deadline: ContinuousClock.Instant
+    ) async throws -> WorkReport {
+        var configuration = loaded.configuration
+        let lease = configuration.worker.lease
+        var report = report
+        var step = first
         while true {
             report.skipped += step.skipped
             guard let claimed = step.claimed else {
