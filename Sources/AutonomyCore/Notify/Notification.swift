@@ -99,7 +99,15 @@ extension AutonomyStore {
         now: Int64, channels: [NotifyChannel], tasks: Set<Int64>? = nil, groupAfter: Int = 10,
         holdingApprovalAlerts: Int64? = nil, approvalsOnly: Bool = false
     ) throws -> PendingNotification? {
-        try write("take a due notification") { db in
+        // Most looks find nothing due (serve looks every 2 s): a read, so they take no write lock.
+        let anyDue = try read("look for a due notification") { db in
+            try Bool.fetchOne(
+                db,
+                sql: "SELECT EXISTS (SELECT 1 FROM notifications WHERE delivered_at IS NULL AND next_attempt_at <= ?)",
+                arguments: [now]) ?? false
+        }
+        guard anyDue else { return nil }
+        return try write("take a due notification") { db in
             let filter = tasks.map { " AND task_id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
             // Request alerts made after this are left to `serve`.
             let heldAfter = holdingApprovalAlerts.map { now - $0 } ?? Int64.max
