@@ -67,7 +67,7 @@ import Testing
             config: """
                 {"version": 1, "task_types": {"mail": {"safety": "safe",
                   "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo sent >> sent.txt"]}},
-                  "verify": [{"command": {"argv": ["/bin/sh", "-c", "touch verifying; sleep 300"]}}]}}}
+                  "verify": [{"command": {"argv": ["/bin/sh", "-c", "test -e pass && exit 0; touch verifying; sleep 300"]}}]}}}
                 """)
         _ = try await sandbox.run(["enqueue", "mail"])
         let ended = try await interrupted(sandbox, ["--json"], marker: "verifying", signals: [SIGINT])
@@ -76,6 +76,16 @@ import Testing
         #expect(report[path: "stopped"] == "interrupted" && report[path: "attempts.0.state"] == "verifying")
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'verifying' AND attempts = 1") == 1)
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event IN ('retry_scheduled', 'dead')") == 0)
+        // The handler's outcome is in the chain already, before the checks that were cut short.
+        #expect(
+            try sandbox.count(
+                "SELECT COUNT(*) FROM ledger WHERE event = 'executed' AND attempt = 1 AND id < (SELECT id FROM ledger WHERE event = 'verifying')"
+            ) == 1)
+        // The next run verifies it again and writes no second `executed` row for the attempt.
+        FileManager.default.createFile(atPath: sandbox.file("pass"), contents: nil)
+        _ = try await sandbox.run(["work-once"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "+2h"])
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'executed'") == 1)
     }
 
     /// A second Ctrl-C ends the worker at once, and the handler with it (it ignores TERM here, and

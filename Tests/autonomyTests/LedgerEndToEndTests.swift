@@ -14,7 +14,7 @@ import Testing
         let listed = try JSONValue.parse(try await sandbox.run(["ledger", "--task", "2", "--json"]).stdout)
         guard case .array(let rows) = listed else { throw CLIFailureInTest("not an array") }
         #expect(
-            rows.map { $0[path: "event"] } == ["done", "verified", "verifying", "executed", "claimed", "enqueued"]
+            rows.map { $0[path: "event"] } == ["done", "verified", "executed", "verifying", "claimed", "enqueued"]
                 || rows.map { $0[path: "event"] } == ["done", "executed", "claimed", "enqueued"])
         let csv = try await sandbox.run(["ledger", "export", "--format", "csv"])
         let lines = csv.stdout.split(separator: "\n")

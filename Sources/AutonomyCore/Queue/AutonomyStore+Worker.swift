@@ -153,26 +153,33 @@ extension AutonomyStore {
     /// Marks a task whose handler ended as being verified (with a ledger row).
     /// The handler's result is saved with it, so a worker that dies while verifying leaves the
     /// evidence to the next one.
+    /// The handler ended well and its checks come next: its `executed` row, then `verifying`, so
+    /// the ledger reads in the order things happened (and a worker that dies while verifying leaves
+    /// the handler's outcome in the chain).
     public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) throws -> Bool {
         try write("mark a task verifying") { db in
-            do {
-                try db.transition(
-                    claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
-                    attempt: claimed.task.attempts)
-                return true
-            } catch is TransitionRefused {
-                return false  // the lease is another worker's now
-            }
+            guard try holdsLease(claimed, db: db) else { return false }  // the lease is another worker's now
+            try db.appendExecuted(claimed.task, outcome: outcome, at: now)
+            try db.transition(
+                claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
+                attempt: claimed.task.attempts)
+            return true
         }
     }
 
     func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
+        try leaseState(claimed, db: db) != nil
+    }
+
+    /// The task's state while this worker holds its lease; nil when it does not.
+    func leaseState(_ claimed: ClaimedTask, db: Database) throws -> TaskState? {
         let statement = try db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?")
-        let held = try statement.first(binding: [.integer(claimed.task.id)]) { row in
+        let held = try statement.first(binding: [.integer(claimed.task.id)]) { row -> TaskState? in
             let (state, token) = (try row.text(0), try row.optionalText(1))
-            return TaskState.leased.contains { $0.rawValue == state } && token == claimed.leaseToken
+            guard token == claimed.leaseToken else { return nil }
+            return TaskState.leased.first { $0.rawValue == state }
         }
-        return held ?? false
+        return held ?? nil
     }
 
     /// Marks a task done. Evidence from verifiers is free text, kept apart from the chain; a bare
@@ -424,7 +431,7 @@ extension AutonomyStore {
         notify: NotifySettings, now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         let task = claimed.task
-        guard try holdsLease(claimed, db: db) else {
+        guard let held = try leaseState(claimed, db: db) else {
             let state = try String.fetchOne(db, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [task.id])
             try db.appendLedger(
                 .leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
@@ -435,14 +442,10 @@ extension AutonomyStore {
                 ])
             return nil
         }
-        try db.appendLedger(
-            .executed, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
-            durationMs: outcome.durationMs,
-            detail: .object([
-                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
-                "stdout_truncated": .bool(outcome.stdoutTruncated),
-            ]), notes: ["error": outcome.errorSummary])
+        // A verified attempt's row was written when its checks began.
+        if try held != .verifying || !db.hasExecutedRow(task) {
+            try db.appendExecuted(task, outcome: outcome, at: now)
+        }
         try db.recordChecks(checks, task: task, notify: notify, now: now)
         switch verdict {
         case .passed(let evidence):
@@ -493,5 +496,27 @@ private struct AdmissionRow {
 
     init(columns row: StoredColumns) throws {
         (type, payload, payloadSHA256, attempts) = (try row.text(0), try row.text(1), try row.text(2), try row.int(3))
+    }
+}
+
+extension Database {
+    /// The handler's outcome in the chain: its exit, how much it printed, its error apart.
+    func appendExecuted(_ task: TaskRecord, outcome: HandlerOutcome, at now: Int64) throws {
+        try appendLedger(
+            .executed, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
+            durationMs: outcome.durationMs,
+            detail: .object([
+                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
+                "stdout_truncated": .bool(outcome.stdoutTruncated),
+            ]), notes: ["error": outcome.errorSummary])
+    }
+
+    /// Whether this attempt of `task` has its `executed` row already.
+    func hasExecutedRow(_ task: TaskRecord) throws -> Bool {
+        try Bool.fetchOne(
+            self,
+            sql: "SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND attempt = ? AND event = 'executed')",
+            arguments: [task.id, task.attempts]) ?? false
     }
 }

@@ -600,7 +600,7 @@ struct PostgresStoreTests {
             await #expect(throws: QueueError.self) { _ = try await store.retry(taskID: 2, by: "test") }
             #expect(try await store.task(id: 2)?.state == .dead)
             let events = try await store.ledger(forTask: 1).map(\.event)
-            #expect(events == ["enqueued", "claimed", "verifying", "executed", "verified", "done"])
+            #expect(events == ["enqueued", "claimed", "executed", "verifying", "verified", "done"])
             let alerts = try await database.connection { connection, logger in
                 var events: [String] = []
                 for try await event in try await connection.query(

@@ -378,14 +378,13 @@ extension PostgresStore: WorkerStore {
     /// Marks a task whose handler ended as being verified, with its result (see `AutonomyStore`).
     public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) async throws -> Bool {
         try await write("mark a task verifying") { transaction in
-            do {
-                try await transaction.transition(
-                    claimed.task.id, .verify, lease: claimed.leaseToken, changing: [outcome.change],
-                    attempt: claimed.task.attempts, detail: ["host": .string(host)])
-                return true
-            } catch is TransitionRefused {
-                return false
-            }
+            // Its `executed` row first, then `verifying`: the ledger in the order things happened.
+            guard try await holdsLease(claimed, transaction) != nil else { return false }
+            try await appendExecuted(claimed.task, outcome: outcome, transaction)
+            try await transaction.transition(
+                claimed.task.id, .verify, lease: claimed.leaseToken, changing: [outcome.change],
+                attempt: claimed.task.attempts, detail: ["host": .string(host)])
+            return true
         }
     }
 
@@ -452,7 +451,7 @@ extension PostgresStore: WorkerStore {
         checks: [CheckResult], notify: NotifySettings, random: @Sendable () -> Double
     ) async throws -> TaskOutcome? {
         let task = claimed.task
-        guard try await holdsLease(claimed, transaction) != nil else {
+        guard let held = try await holdsLease(claimed, transaction) else {
             let current = try await transaction.rows("SELECT state FROM tasks WHERE id = \(task.id)").first
             try await transaction.appendLedger(
                 .leaseLost, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
@@ -463,13 +462,15 @@ extension PostgresStore: WorkerStore {
                 ])
             return nil
         }
-        try await transaction.appendLedger(
-            .executed, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
-            detail: [
-                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
-                "stdout_truncated": .bool(outcome.stdoutTruncated), "host": .string(host),
-            ], notes: ["error": outcome.errorSummary])
+        // A verified attempt's row was written when its checks began.
+        if held != TaskState.verifying.rawValue {
+            try await appendExecuted(task, outcome: outcome, transaction)
+        } else {
+            let written = try await transaction.rows(
+                "SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = \(task.id) AND attempt = \(task.attempts) AND event = 'executed')"
+            ).first?.decode(Bool.self)
+            if written != true { try await appendExecuted(task, outcome: outcome, transaction) }
+        }
         try await recordChecks(checks, task: task, notify: notify, transaction)
         switch verdict {
         case .passed(let evidence):
@@ -482,6 +483,19 @@ extension PostgresStore: WorkerStore {
     }
 
     /// The task's state when this worker still holds its lease (locked for this transaction), nil otherwise.
+    /// The handler's outcome in the chain: its exit, how much it printed, its error apart.
+    private func appendExecuted(_ task: TaskRecord, outcome: HandlerOutcome, _ transaction: PostgresTransaction)
+        async throws
+    {
+        try await transaction.appendLedger(
+            .executed, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
+            detail: [
+                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
+                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
+                "stdout_truncated": .bool(outcome.stdoutTruncated), "host": .string(host),
+            ], notes: ["error": outcome.errorSummary])
+    }
+
     private func holdsLease(_ claimed: ClaimedTask, _ transaction: PostgresTransaction) async throws -> String? {
         let rows = try await transaction.rows(
             "SELECT state, lease_token FROM tasks WHERE id = \(claimed.task.id) FOR UPDATE")
