@@ -30,6 +30,7 @@ struct LLM: AsyncParsableCommand {
         if let maxTokens, !(1...200_000).contains(maxTokens) {
             throw ValidationError("--max-tokens must be from 1 to 200000")
         }
+        if let task, task < 1 { throw ValidationError("--task must be a task's id (1 or more)") }
     }
 
     func run() async throws {

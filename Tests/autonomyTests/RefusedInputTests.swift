@@ -35,9 +35,11 @@ import Testing
         Case(arguments: ["ledger", "--limit", "-2"], status: 64, mentions: "--limit must be"),
         Case(arguments: ["ledger", "--since", "-1d"], status: 65, mentions: "--since \"-1d\""),
         Case(arguments: ["work-once", "--drain", "--max-tasks", "-1"], status: 64, mentions: "--max-tasks must be"),
-        Case(arguments: ["work-once", "--drain", "--max-seconds", "-5"], status: 64, mentions: "--max-seconds must be"),
+        Case(
+            arguments: ["work-once", "--drain", "--max-seconds", "-5"], status: 64, mentions: "--max-seconds must be"),
         Case(arguments: ["audit", "--window", "-3d"], status: 65, mentions: "--window \"-3d\""),
         Case(arguments: ["llm", "--max-tokens", "-4", "hi"], status: 64, mentions: "--max-tokens must be"),
+        Case(arguments: ["llm", "--task", "-5", "hi"], status: 64, mentions: "--task must be"),
         Case(
             arguments: ["prune", "--finished-older-than", "-3d"], status: 65,
             mentions: "--finished-older-than \"-3d\""),

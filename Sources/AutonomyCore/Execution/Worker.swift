@@ -352,7 +352,7 @@ public struct Worker: Sendable {
         var step = first
         while true {
             report.skipped += step.skipped
-            guard let claimed = step.claimed else {
+            guard var claimed = step.claimed else {
                 report.stopReason = .queueEmpty
                 break
             }
@@ -387,6 +387,7 @@ public struct Worker: Sendable {
             if outcome.status.succeeded, !claimed.type.verify.isEmpty,
                 try await store.markVerifying(claimed, outcome: outcome, now: clock.now())
             {
+                claimed.executedRecorded = true
                 let result = outcome.resultJSON.flatMap { try? JSONValue.parse($0) }
                 var ended = claimed
                 ended.task.exitCode = outcome.exitCode  // as markVerifying stored it

@@ -7,6 +7,14 @@ public struct ClaimedTask: Sendable {
     public var type: TaskType
     /// Proves the lease is this worker's: every later write checks it.
     public var leaseToken: String
+    /// The attempt's `executed` row is in the ledger already (`markVerifying` wrote it): recording
+    /// the attempt writes no second one. Known to this worker alone, never read from the database,
+    /// which a handler can write.
+    public var executedRecorded = false
+
+    public init(task: TaskRecord, type: TaskType, leaseToken: String) {
+        (self.task, self.type, self.leaseToken) = (task, type, leaseToken)
+    }
 }
 
 /// A task the claim step did not run, and why.
@@ -150,12 +158,10 @@ extension AutonomyStore {
         }
     }
 
-    /// Marks a task whose handler ended as being verified (with a ledger row).
-    /// The handler's result is saved with it, so a worker that dies while verifying leaves the
-    /// evidence to the next one.
-    /// The handler ended well and its checks come next: its `executed` row, then `verifying`, so
-    /// the ledger reads in the order things happened (and a worker that dies while verifying leaves
-    /// the handler's outcome in the chain).
+    /// Marks a task whose handler ended well as being verified: its `executed` row, then
+    /// `verifying`, so the ledger reads in the order things happened. The handler's result is saved
+    /// with it, so a worker that dies while verifying leaves the evidence and the outcome to the
+    /// next one.
     public func markVerifying(_ claimed: ClaimedTask, outcome: HandlerOutcome, now: Int64) throws -> Bool {
         try write("mark a task verifying") { db in
             guard try holdsLease(claimed, db: db) else { return false }  // the lease is another worker's now
@@ -168,18 +174,12 @@ extension AutonomyStore {
     }
 
     func holdsLease(_ claimed: ClaimedTask, db: Database) throws -> Bool {
-        try leaseState(claimed, db: db) != nil
-    }
-
-    /// The task's state while this worker holds its lease; nil when it does not.
-    func leaseState(_ claimed: ClaimedTask, db: Database) throws -> TaskState? {
         let statement = try db.cachedStatement(sql: "SELECT state, lease_token FROM tasks WHERE id = ?")
-        let held = try statement.first(binding: [.integer(claimed.task.id)]) { row -> TaskState? in
+        let held = try statement.first(binding: [.integer(claimed.task.id)]) { row in
             let (state, token) = (try row.text(0), try row.optionalText(1))
-            guard token == claimed.leaseToken else { return nil }
-            return TaskState.leased.first { $0.rawValue == state }
+            return TaskState.leased.contains { $0.rawValue == state } && token == claimed.leaseToken
         }
-        return held ?? nil
+        return held ?? false
     }
 
     /// Marks a task done. Evidence from verifiers is free text, kept apart from the chain; a bare
@@ -431,7 +431,7 @@ extension AutonomyStore {
         notify: NotifySettings, now: Int64, random: @Sendable () -> Double
     ) throws -> TaskOutcome? {
         let task = claimed.task
-        guard let held = try leaseState(claimed, db: db) else {
+        guard try holdsLease(claimed, db: db) else {
             let state = try String.fetchOne(db, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [task.id])
             try db.appendLedger(
                 .leaseLost, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
@@ -443,9 +443,7 @@ extension AutonomyStore {
             return nil
         }
         // A verified attempt's row was written when its checks began.
-        if try held != .verifying || !db.hasExecutedRow(task) {
-            try db.appendExecuted(task, outcome: outcome, at: now)
-        }
+        if !claimed.executedRecorded { try db.appendExecuted(task, outcome: outcome, at: now) }
         try db.recordChecks(checks, task: task, notify: notify, now: now)
         switch verdict {
         case .passed(let evidence):
@@ -510,13 +508,5 @@ extension Database {
                 "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
                 "stdout_truncated": .bool(outcome.stdoutTruncated),
             ]), notes: ["error": outcome.errorSummary])
-    }
-
-    /// Whether this attempt of `task` has its `executed` row already.
-    func hasExecutedRow(_ task: TaskRecord) throws -> Bool {
-        try Bool.fetchOne(
-            self,
-            sql: "SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = ? AND attempt = ? AND event = 'executed')",
-            arguments: [task.id, task.attempts]) ?? false
     }
 }

@@ -451,7 +451,7 @@ extension PostgresStore: WorkerStore {
         checks: [CheckResult], notify: NotifySettings, random: @Sendable () -> Double
     ) async throws -> TaskOutcome? {
         let task = claimed.task
-        guard let held = try await holdsLease(claimed, transaction) else {
+        guard try await holdsLease(claimed, transaction) != nil else {
             let current = try await transaction.rows("SELECT state FROM tasks WHERE id = \(task.id)").first
             try await transaction.appendLedger(
                 .leaseLost, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
@@ -463,14 +463,7 @@ extension PostgresStore: WorkerStore {
             return nil
         }
         // A verified attempt's row was written when its checks began.
-        if held != TaskState.verifying.rawValue {
-            try await appendExecuted(task, outcome: outcome, transaction)
-        } else {
-            let written = try await transaction.rows(
-                "SELECT EXISTS (SELECT 1 FROM ledger WHERE task_id = \(task.id) AND attempt = \(task.attempts) AND event = 'executed')"
-            ).first?.decode(Bool.self)
-            if written != true { try await appendExecuted(task, outcome: outcome, transaction) }
-        }
+        if !claimed.executedRecorded { try await appendExecuted(task, outcome: outcome, transaction) }
         try await recordChecks(checks, task: task, notify: notify, transaction)
         switch verdict {
         case .passed(let evidence):
@@ -482,7 +475,6 @@ extension PostgresStore: WorkerStore {
         }
     }
 
-    /// The task's state when this worker still holds its lease (locked for this transaction), nil otherwise.
     /// The handler's outcome in the chain: its exit, how much it printed, its error apart.
     private func appendExecuted(_ task: TaskRecord, outcome: HandlerOutcome, _ transaction: PostgresTransaction)
         async throws
@@ -496,6 +488,7 @@ extension PostgresStore: WorkerStore {
             ], notes: ["error": outcome.errorSummary])
     }
 
+    /// The task's state when this worker still holds its lease (locked for this transaction), nil otherwise.
     private func holdsLease(_ claimed: ClaimedTask, _ transaction: PostgresTransaction) async throws -> String? {
         let rows = try await transaction.rows(
             "SELECT state, lease_token FROM tasks WHERE id = \(claimed.task.id) FOR UPDATE")
