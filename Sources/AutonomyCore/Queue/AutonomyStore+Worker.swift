@@ -503,10 +503,17 @@ extension Database {
         try appendLedger(
             .executed, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
             durationMs: outcome.durationMs,
-            detail: .object([
-                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
-                "stdout_truncated": .bool(outcome.stdoutTruncated),
-            ]), notes: ["error": outcome.errorSummary])
+            detail: .object(outcome.executedDetail), notes: ["error": outcome.errorSummary])
+    }
+}
+
+extension HandlerOutcome {
+    /// The `executed` row's detail, on either engine: the exit, and how much the handler printed.
+    var executedDetail: [String: JSONValue] {
+        [
+            "exit_code": exitCode.map { .int(Int64($0)) } ?? .null,
+            "stdout_bytes": .int(Int64(stdout.utf8.count)),
+            "stdout_truncated": .bool(stdoutTruncated),
+        ]
     }
 }

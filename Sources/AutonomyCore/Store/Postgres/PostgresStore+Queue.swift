@@ -481,11 +481,8 @@ extension PostgresStore: WorkerStore {
     {
         try await transaction.appendLedger(
             .executed, taskID: task.id, type: task.type, attempt: task.attempts, durationMs: outcome.durationMs,
-            detail: [
-                "exit_code": outcome.exitCode.map { .int(Int64($0)) } ?? .null,
-                "stdout_bytes": .int(Int64(outcome.stdout.utf8.count)),
-                "stdout_truncated": .bool(outcome.stdoutTruncated), "host": .string(host),
-            ], notes: ["error": outcome.errorSummary])
+            detail: .object(outcome.executedDetail.merging(["host": .string(host)]) { $1 }),
+            notes: ["error": outcome.errorSummary])
     }
 
     /// The task's state when this worker still holds its lease (locked for this transaction), nil otherwise.
