@@ -37,6 +37,7 @@ struct LedgerCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (1...1_000_000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000000") }
+            if let task, task < 1 { throw ValidationError("--task must be a task's id (1 or more)") }
             if let event, LedgerEvent(rawValue: event) == nil {
                 throw ValidationError(
                     "no ledger event is called \(JSONValue.string(event).canonicalText); the events are: \(LedgerEvent.allCases.map(\.rawValue).joined(separator: ", "))"

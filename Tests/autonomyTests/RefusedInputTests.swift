@@ -40,6 +40,8 @@ import Testing
         Case(arguments: ["audit", "--window", "-3d"], status: 65, mentions: "--window \"-3d\""),
         Case(arguments: ["llm", "--max-tokens", "-4", "hi"], status: 64, mentions: "--max-tokens must be"),
         Case(arguments: ["llm", "--task", "-5", "hi"], status: 64, mentions: "--task must be"),
+        Case(arguments: ["ledger", "--task", "-5"], status: 64, mentions: "--task must be"),
+        Case(arguments: ["ledger", "list", "--task", "0"], status: 64, mentions: "--task must be"),
         Case(
             arguments: ["prune", "--finished-older-than", "-3d"], status: 65,
             mentions: "--finished-older-than \"-3d\""),
