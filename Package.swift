@@ -28,7 +28,7 @@ let package = Package(
     ],
     targets: [
         // pidfd_open(2) for the exec runner: a system call Swift cannot reach through Glibc.
-        .target(name: "SystemShims"),
+        .target(name: "SystemShims", linkerSettings: [.linkedLibrary("sqlite3")]),
         .target(
             name: "AutonomyCore",
             dependencies: [

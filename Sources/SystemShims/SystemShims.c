@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -44,3 +45,5 @@ int autonomy_has_exited(pid_t pid) {
 void autonomy_name_this_thread(const char *name) {
     pthread_setname_np(pthread_self(), name);
 }
+
+int autonomy_sqlite_without_memory_statistics(void) { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }

@@ -213,13 +213,11 @@ struct ChildProcess {
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(
             &attributes, Int16((ownGroup ? POSIX_SPAWN_SETPGROUP : 0) | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let arguments = [program.path] + program.arguments
-        let environment = program.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
-        let code = Self.withCStrings(arguments) { argv in
-            Self.withCStrings(environment) { envp in
-                posix_spawn(&pid, program.path, &actions, &attributes, argv, envp)
-            }
+        var arguments = CStrings([program.path] + program.arguments)
+        var environment = CStrings(environment: program.environment)
+        let code = arguments.withPointers { argv in
+            environment.withPointers { envp in posix_spawn(&pid, program.path, &actions, &attributes, argv, envp) }
         }
         guard code == 0 else {
             if code == ENOENT {
@@ -278,13 +276,47 @@ struct ChildProcess {
 
     static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-    private static func withCStrings<Result>(
-        _ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> Result
-    ) -> Result {
-        var pointers = strings.map { strdup($0) }
-        pointers.append(nil)
-        defer { for pointer in pointers { free(pointer) } }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    /// The strings as a NULL-ended array of C strings, all in one buffer (an environment is some
+    /// twenty `NAME=value`, made for every task).
+    private struct CStrings {
+        private var bytes: [UInt8] = []
+        private var starts: [Int] = []
+
+        init(_ texts: [String]) {
+            bytes.reserveCapacity(256)
+            for text in texts { add(text) }
+        }
+
+        init(environment: [String: String]) {
+            bytes.reserveCapacity(2048)
+            for (name, value) in environment { add(name, value) }
+        }
+
+        private mutating func add(_ text: String, _ value: String? = nil) {
+            starts.append(bytes.count)
+            append(text)
+            if let value {
+                bytes.append(UInt8(ascii: "="))
+                append(value)
+            }
+            bytes.append(0)
+        }
+
+        private mutating func append(_ text: String) {
+            var text = text
+            text.withUTF8 { bytes.append(contentsOf: $0) }
+        }
+
+        mutating func withPointers<Result>(_ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> Result) -> Result {
+            let starts = starts
+            return bytes.withUnsafeMutableBufferPointer { buffer in
+                buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { base in
+                    var pointers: [UnsafeMutablePointer<CChar>?] = starts.map { base + $0 }
+                    pointers.append(nil)
+                    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+                }
+            }
+        }
     }
 
     /// A pipe whose ends close on exec; the child gets the write end as 1 or 2 through dup2.

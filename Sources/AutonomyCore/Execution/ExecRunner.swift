@@ -244,9 +244,12 @@ struct PayloadFile {
         try self.init(named: "autonomy-task-\(taskID)", bytes: Array(payload.utf8))
     }
 
+    /// The temporary folder (`TMPDIR`, else `/tmp`), found once: a draining worker writes a file a task.
+    private static let folder = NSTemporaryDirectory()
+
     /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600.
     init(named name: String, bytes: [UInt8]) throws {
-        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
+        var template = Array((Self.folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(descriptor) }

@@ -426,7 +426,7 @@ public struct Worker: Sendable {
                 (recorded, next) = try await store.recordAttemptAndClaimNext(
                     claimed, outcome: outcome, verdict: verdict, checks: checks, configuration: configuration,
                     now: clock.now(),
-                    lease: lease, leaseToken: UUID().uuidString, random: random)
+                    lease: lease, leaseToken: randomToken(), random: random)
                 // A claim that failed beside the record is tried alone: its error is the worker's.
                 if let next {
                     step = try await rated(configuration, next)
@@ -482,7 +482,7 @@ public struct Worker: Sendable {
     private func claim(_ configuration: Configuration) async throws -> ClaimStep {
         try await store.claimNext(
             configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
-            leaseToken: UUID().uuidString, ratings: [:], rateInline: false)
+            leaseToken: randomToken(), ratings: [:], rateInline: false)
     }
 
     private func rated(_ configuration: Configuration, _ first: ClaimStep) async throws -> ClaimStep {
@@ -499,7 +499,7 @@ public struct Worker: Sendable {
             ratings[candidate.id] = PrecomputedRating(payloadSHA256: candidate.payload.sha256Hex, rating: rating)
             step = try await store.claimNext(
                 configuration: configuration, now: clock.now(), lease: configuration.worker.lease,
-                leaseToken: UUID().uuidString, ratings: ratings, rateInline: round == 7)
+                leaseToken: randomToken(), ratings: ratings, rateInline: round == 7)
             skipped += step.skipped
         }
         step.skipped = skipped

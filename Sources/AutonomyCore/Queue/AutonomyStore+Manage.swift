@@ -95,7 +95,7 @@ extension AutonomyStore {
             try db.supersedeApprovals(
                 taskID: taskID, typeName: task.type, states: [.pending, .approved],
                 reason: "the task was cancelled by \(actor)", now: now)
-            return try db.transition(
+            return try db.transitionReturningTask(
                 taskID, .cancel, at: now,
                 changing: [.lastError("cancelled by \(actor)" + (reason.map { ": \($0)" } ?? ""))],
                 attempt: task.attempts,
@@ -201,7 +201,7 @@ extension Database {
         try supersedeApprovals(
             taskID: task.id, typeName: task.type, states: [.pending, .approved],
             reason: "the task was retried by \(actor)", now: now)
-        return try transition(
+        return try transitionReturningTask(
             task.id, .retry, at: now, changing: [.freshStart, .runAt(now)], attempt: task.attempts,
             detail: ["by": .string(actor), "previous_attempts": .int(Int64(task.attempts))])
     }

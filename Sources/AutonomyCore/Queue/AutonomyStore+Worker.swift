@@ -109,8 +109,8 @@ extension AutonomyStore {
                     try db.appendLedger(
                         .leaseExpired, at: now, taskID: task.id, type: task.type, attempt: task.attempts,
                         detail: ["state": .string(task.state.rawValue)])
-                    let token = UUID().uuidString
-                    let claimed = try db.transition(
+                    let token = randomToken()
+                    let claimed = try db.transitionReturningTask(
                         task.id, .verify, at: now,
                         changing: [.lease(token: token, expiresAt: now + lease.milliseconds)], attempt: task.attempts,
                         detail: ["why": "its worker died: the evidence decides before anything is run again"])
@@ -307,7 +307,7 @@ extension AutonomyStore {
                 "approval_id": approvalID.map { .int($0) } ?? .null,
             ]
             if let signer { detail["approved_by"] = .string(signer) }
-            let task = try db.transition(
+            let task = try db.transitionReturningTask(
                 id, .claim, at: now, changing: [.lease(token: leaseToken, expiresAt: now + lease.milliseconds)],
                 attempt: candidate.attempts + 1, detail: .object(detail))
             try candidate.confirm(task, database: path)

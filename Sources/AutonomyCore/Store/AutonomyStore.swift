@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SystemShims
 
 /// The one front door to the database. Every method is one transaction that keeps the queue and the
 /// ledger in step; callers never write SQL.
@@ -17,6 +18,7 @@ public final class AutonomyStore: Sendable {
     /// - Throws: `StoreError` when the file is missing (and not to be created), cannot be created or
     ///   opened, or was written by a newer autonomy.
     public init(path: String, settings: StoreSettings = StoreSettings(), create: Bool = true) throws {
+        _ = Self.configureSQLite
         self.path = path
         if create {
             try Self.createPrivately(path)
@@ -59,6 +61,10 @@ public final class AutonomyStore: Sendable {
         try migrate()
         if settings.groupAccess { Self.shareWithGroup(path) }
     }
+
+    /// SQLite's process-wide settings, made once, before the first connection initialises it: no
+    /// memory statistics, so its allocations take no global lock (nothing here reads them).
+    private static let configureSQLite: Void = { _ = autonomy_sqlite_without_memory_statistics() }()
 
     /// Makes the database and its -wal and -shm files 0660 (`store.group_access`), where this
     /// process owns them; SQLite gives the files it creates later the database's mode.

@@ -25,3 +25,28 @@ extension ContiguousBytes {
 }
 
 func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
+
+/// A fresh random token in a UUID's form (version 4, lowercase): 122 random bits from the system's
+/// generator (`getrandom`). Foundation's `UUID()` opened, read and closed `/dev/urandom` for each
+/// one, and a draining worker makes one a task (its lease).
+func randomToken() -> String {
+    var generator = SystemRandomNumberGenerator()
+    var words = (generator.next() as UInt64, generator.next() as UInt64)
+    return withUnsafeMutableBytes(of: &words) { bytes in
+        bytes[6] = (bytes[6] & 0x0f) | 0x40  // version 4
+        bytes[8] = (bytes[8] & 0x3f) | 0x80  // the RFC 4122 variant
+        return String(unsafeUninitializedCapacity: 36) { text in
+            var at = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    text[at] = 0x2d  // "-"
+                    at += 1
+                }
+                text[at] = hexDigit(byte >> 4)
+                text[at + 1] = hexDigit(byte & 0x0f)
+                at += 2
+            }
+            return at
+        }
+    }
+}

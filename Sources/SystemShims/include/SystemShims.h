@@ -25,6 +25,12 @@ int autonomy_pidfd_open(pid_t pid);
 /// -1 with errno set. Where there is no pidfd, the exec runner asks this every 10 ms.
 int autonomy_has_exited(pid_t pid);
 
+/// sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0): SQLite stops keeping memory statistics, which
+/// took a process-wide mutex on every allocation it made and freed (about 320 a drained task).
+/// Only before SQLite is initialised (its first connection); later it returns SQLITE_MISUSE and
+/// changes nothing. sqlite3_config is variadic, which Swift cannot call.
+int autonomy_sqlite_without_memory_statistics(void);
+
 /// Names the calling thread (at most 15 bytes), as `top -H`, `ps -L` and `perf` show it.
 void autonomy_name_this_thread(const char *name);
 

@@ -48,6 +48,22 @@ import Testing
         #expect(result[path: "args"] == "fixed-arg")
     }
 
+    /// argv and the environment reach the program byte for byte, each string whole, in order:
+    /// empty arguments, an `=` inside a value, an empty value, text beyond ASCII, and many of them.
+    @Test func everyArgumentAndVariableArrivesWhole() async throws {
+        let arguments = ["", "two words", "a=b", "ünï €", "-n", ""] + (0..<40).map { "arg\($0)" }
+        var env = ["WITH_EQUALS": "x=y=z", "EMPTY": "", "UNICODE": "grüße ✓"]
+        for index in 0..<30 { env["MANY_\(index)"] = String(repeating: "v", count: index * 7) }
+        let script = #"for arg in "$@"; do printf '%s\n' "[$arg]"; done; env"#
+        let outcome = await runner().run(invocation(["/bin/sh", "-c", script, "sh"] + arguments, env: env))
+        #expect(outcome.status == .exited(0))
+        let lines = outcome.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(Array(lines.prefix(arguments.count)) == arguments.map { "[\($0)]" })
+        let printed = Set(lines.dropFirst(arguments.count))
+        for (name, value) in env { #expect(printed.contains("\(name)=\(value)"), "\(name)") }
+        #expect(printed.contains("AUTONOMY_TASK_ID=7") && printed.contains("AUTONOMY_DATABASE=/x.db"))
+    }
+
     @Test func thePayloadFileIsRemovedAfterwards() async throws {
         let outcome = await runner().run(invocation(["/bin/sh", "-c", "echo \"$AUTONOMY_PAYLOAD_FILE\""]))
         let path = outcome.stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -145,7 +145,7 @@ import Testing
             #expect(byIndex != nil && byIndex == byName)
             #expect(byIndex?.leaseToken == "token" && byIndex?.exitCode == 14 && byIndex?.maxAttempts == 9)
             // A transition reads the row it wrote the same way.
-            let done = try db.transition(task.id, .succeed, at: 20, lease: "token", attempt: 3)
+            let done = try db.transitionReturningTask(task.id, .succeed, at: 20, lease: "token", attempt: 3)
             #expect(done.state == .done && done.leaseToken == nil && done.finishedAt == 20 && done.priority == 7)
         }
         #expect(throws: StoreError.self) {

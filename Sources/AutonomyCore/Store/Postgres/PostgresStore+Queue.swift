@@ -559,7 +559,7 @@ extension PostgresStore: WorkerStore {
                     try await transaction.appendLedger(
                         .leaseExpired, taskID: task.id, type: task.type, attempt: task.attempts,
                         detail: ["state": .string(task.state.rawValue), "host": .string(host)])
-                    let token = UUID().uuidString
+                    let token = randomToken()
                     let claimed = try await transaction.transition(
                         task.id, .verify,
                         changing: [.lease(token: token, expiresAt: transaction.now + lease.milliseconds)],
