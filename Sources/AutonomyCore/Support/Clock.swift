@@ -32,8 +32,37 @@ public enum Timestamp {
         return nil
     }
 
+    /// Epoch ms → `2026-12-01T09:00:00Z` in UTC. Written digit by digit for the years 1000 to 9999
+    /// (a claim's ledger row has one, and a dashboard page hundreds), as `format(_:timeZone:)`
+    /// writes them; any other year goes that way.
+    public static func format(_ milliseconds: Int64) -> String {
+        var time = time_t(milliseconds.floorDivided(by: 1000))
+        var parts = tm()
+        guard gmtime_r(&time, &parts) != nil, (1000...9999).contains(Int(parts.tm_year) + 1900) else {
+            return format(milliseconds, timeZone: .gmt)
+        }
+        return String(unsafeUninitializedCapacity: 20) { text in
+            func put(_ value: Int32, digits: Int, at index: Int) {
+                var value = value
+                for position in (index..<index + digits).reversed() {
+                    text[position] = UInt8(truncatingIfNeeded: 0x30 + value % 10)
+                    value /= 10
+                }
+            }
+            put(parts.tm_year + 1900, digits: 4, at: 0)
+            put(parts.tm_mon + 1, digits: 2, at: 5)
+            put(parts.tm_mday, digits: 2, at: 8)
+            put(parts.tm_hour, digits: 2, at: 11)
+            put(parts.tm_min, digits: 2, at: 14)
+            put(parts.tm_sec, digits: 2, at: 17)
+            (text[4], text[7], text[10]) = (UInt8(ascii: "-"), UInt8(ascii: "-"), UInt8(ascii: "T"))
+            (text[13], text[16], text[19]) = (UInt8(ascii: ":"), UInt8(ascii: ":"), UInt8(ascii: "Z"))
+            return 20
+        }
+    }
+
     /// Epoch ms → `2026-12-01T09:00:00Z` in UTC, or in `timeZone` with its offset.
-    public static func format(_ milliseconds: Int64, timeZone: TimeZone = .gmt) -> String {
+    public static func format(_ milliseconds: Int64, timeZone: TimeZone) -> String {
         let seconds = Int(milliseconds.floorDivided(by: 1000))
         let offset = timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(seconds)))
         var time = time_t(seconds + offset)

@@ -140,6 +140,25 @@ import Testing
 }
 
 @Suite struct TimestampTests {
+    /// UTC written digit by digit is the text the general formatter writes, for every kind of
+    /// time: both sides of 1970, the ends of the years it writes itself, and what lies beyond them.
+    @Test func utcWrittenDirectlyMatchesTheGeneralFormatter() {
+        var times: [Int64] = [
+            0, -1, 1, 999, 1_000, -1_000, -1_001, 1_796_115_600_000, 951_782_400_000, 4_107_542_399_999,
+            -30_610_224_000_000, -30_610_224_000_001, 253_402_300_799_999, 253_402_300_800_000, .max, .min,
+            .max - 1, .min + 1,
+        ]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            times.append(Int64.random(in: -40_000_000_000_000...260_000_000_000_000, using: &generator))
+        }
+        for time in times {
+            #expect(Timestamp.format(time) == Timestamp.format(time, timeZone: .gmt), "\(time)")
+        }
+        #expect(Timestamp.format(253_402_300_799_999) == "9999-12-31T23:59:59Z")
+        #expect(Timestamp.format(-30_610_224_000_000) == "1000-01-01T00:00:00Z")
+    }
+
     @Test func formatsAndParsesISO8601() throws {
         #expect(Timestamp.format(1_796_115_600_000) == "2026-12-01T09:00:00Z")
         #expect(Timestamp.format(1_796_115_600_999) == "2026-12-01T09:00:00Z")
