@@ -32,6 +32,7 @@ struct Autonomy: AsyncParsableCommand {
     )
 
     static func main() async {
+        AutonomyStore.configureSQLite()  // before any thread opens a database
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
         signal(SIGCHLD, SIG_DFL)  // inherited as ignored, the kernel would reap handlers before the worker learns how they ended
         do {

@@ -18,7 +18,6 @@ public final class AutonomyStore: Sendable {
     /// - Throws: `StoreError` when the file is missing (and not to be created), cannot be created or
     ///   opened, or was written by a newer autonomy.
     public init(path: String, settings: StoreSettings = StoreSettings(), create: Bool = true) throws {
-        _ = Self.configureSQLite
         self.path = path
         if create {
             try Self.createPrivately(path)
@@ -62,9 +61,10 @@ public final class AutonomyStore: Sendable {
         if settings.groupAccess { Self.shareWithGroup(path) }
     }
 
-    /// SQLite's process-wide settings, made once, before the first connection initialises it: no
-    /// memory statistics, so its allocations take no global lock (nothing here reads them).
-    private static let configureSQLite: Void = { _ = autonomy_sqlite_without_memory_statistics() }()
+    /// SQLite's process-wide settings: no memory statistics, so its allocations take no global
+    /// lock (nothing here reads them). `sqlite3_config` is not thread-safe: call this first thing in
+    /// `main`, before any thread touches SQLite. After SQLite has started it changes nothing.
+    public static func configureSQLite() { _ = autonomy_sqlite_without_memory_statistics() }
 
     /// Makes the database and its -wal and -shm files 0660 (`store.group_access`), where this
     /// process owns them; SQLite gives the files it creates later the database's mode.
