@@ -33,7 +33,7 @@ public enum Timestamp {
     }
 
     /// Epoch ms → `2026-12-01T09:00:00Z` in UTC. Written digit by digit for the years 1000 to 9999
-    /// (a claim's ledger row has one, and a dashboard page hundreds), as `format(_:timeZone:)`
+    /// (a claim's ledger row has one, and each time in a `--json` output), as `format(_:timeZone:)`
     /// writes them; any other year goes that way.
     public static func format(_ milliseconds: Int64) -> String {
         var time = time_t(milliseconds.floorDivided(by: 1000))
