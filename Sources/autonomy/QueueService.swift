@@ -285,13 +285,17 @@ struct QueueService {
         if let code = task.exitCode { lines.append("exit code: \(code)") }
         if let error = task.lastError { lines.append("last error: \(Visible.lines(error))") }
         // The hash of what is shown; a payload that is not the one enqueued (its row rewritten by
-        // hand) says so. A pruned task's payload is gone, its hash kept.
-        let shown = task.payload.isEmpty ? task.payloadSHA256 : task.payload.sha256Hex
-        lines.append(
-            "payload (\(task.payload.utf8.count) bytes, sha256 \(shown)):"
-                + (shown == task.payloadSHA256
-                    ? "" : " ALTERED: enqueued with sha256 \(task.payloadSHA256), changed outside autonomy"))
-        lines.append(indent(Visible.lines((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload)))
+        // hand) says so. A pruned task's payload is gone, its hash kept: said so, not shown empty.
+        if task.payload.isEmpty, task.payloadSHA256 != "".sha256Hex {
+            lines.append("payload:   pruned by retention (enqueued with sha256 \(task.payloadSHA256))")
+        } else {
+            let shown = task.payload.sha256Hex
+            lines.append(
+                "payload (\(task.payload.utf8.count) bytes, sha256 \(shown)):"
+                    + (shown == task.payloadSHA256
+                        ? "" : " ALTERED: enqueued with sha256 \(task.payloadSHA256), changed outside autonomy"))
+            lines.append(indent(Visible.lines((try? JSONValue.parse(task.payload))?.prettyText ?? task.payload)))
+        }
         if let result = task.result {
             lines.append("result:")
             lines.append(indent(Visible.lines((try? JSONValue.parse(result))?.prettyText ?? result)))

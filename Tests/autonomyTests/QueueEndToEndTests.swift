@@ -116,6 +116,24 @@ import Testing
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks") == 1)
     }
 
+    /// A pruned task says its payload is gone (with the hash it was enqueued with), rather than
+    /// showing an empty one.
+    @Test func aPrunedTaskSaysItsPayloadIsGone() async throws {
+        let sandbox = try Sandbox(config: Self.config)
+        #expect(try await sandbox.run(["enqueue", "append", "--payload", #"{"a":1}"#]).status == 0)
+        #expect(try await sandbox.run(["tasks", "cancel", "1"]).status == 0)
+        let before = try await sandbox.run(["tasks", "show", "1"])
+        #expect(before.stdout.contains("payload (7 bytes, sha256 \(#"{"a":1}"#.sha256Hex)):"), "\(before.stdout)")
+        #expect(
+            try await sandbox.run(["prune", "--finished-older-than", "0s"]).stdout == "pruned 1 finished task(s)\n")
+        let shown = try await sandbox.run(["tasks", "show", "1"])
+        #expect(shown.status == 0, "\(shown.stderr)")
+        #expect(
+            shown.stdout.contains("payload:   pruned by retention (enqueued with sha256 \(#"{"a":1}"#.sha256Hex))"),
+            "\(shown.stdout)")
+        #expect(!shown.stdout.contains("bytes, sha256"))
+    }
+
     /// Each short-lived process, the last to close the file, checkpoints the WAL and removes it: the
     /// next one starts without reading it back, and it cannot grow with the number of processes.
     @Test func aShortLivedProcessLeavesNoWALBehind() async throws {
