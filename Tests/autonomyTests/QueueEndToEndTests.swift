@@ -1,5 +1,6 @@
 import AutonomyCore
 import Foundation
+import GRDB
 import Testing
 
 @Suite struct QueueEndToEndTests {
@@ -132,6 +133,17 @@ import Testing
             shown.stdout.contains("payload:   pruned by retention (enqueued with sha256 \(#"{"a":1}"#.sha256Hex))"),
             "\(shown.stdout)")
         #expect(!shown.stdout.contains("bytes, sha256"))
+        // An empty payload on a task that never finished is no retention: it was written by hand.
+        try await DatabaseQueue(path: sandbox.databasePath).write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO tasks (id, type, state, run_at, payload, payload_sha256, created_at, updated_at)
+                    VALUES (2, 'append', 'queued', 0, '', ?, 0, 0)
+                    """, arguments: [#"{"b":2}"#.sha256Hex])
+        }
+        let edited = try await sandbox.run(["tasks", "show", "2"])
+        #expect(edited.stdout.contains("ALTERED: enqueued with sha256 \(#"{"b":2}"#.sha256Hex)"), "\(edited.stdout)")
+        #expect(!edited.stdout.contains("pruned"))
     }
 
     /// Each short-lived process, the last to close the file, checkpoints the WAL and removes it: the
