@@ -435,6 +435,12 @@ private enum WatcherThread {
 }
 
 /// A detached thread running `body`: the errno when it cannot start.
+///
+/// The thread does not block SIGCHLD, whatever the thread that started it blocks (the shared pool's
+/// threads block nearly every signal, and a new thread inherits that mask). The kernel drops a
+/// child's SIGCHLD at once when the disposition is the default and the thread that started the child
+/// does not block it; blocked there, the signal was queued for the process instead and woke the
+/// main thread, which does nothing with it, once for every handler a draining worker ran.
 enum DetachedThread {
     private final class Body {
         let run: @Sendable () -> Void
@@ -447,6 +453,10 @@ enum DetachedThread {
         let code = pthread_create(
             &thread, nil,
             { context in
+                var childSignal = sigset_t()
+                sigemptyset(&childSignal)
+                sigaddset(&childSignal, SIGCHLD)
+                pthread_sigmask(SIG_UNBLOCK, &childSignal, nil)
                 Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
                 return nil
             }, context)

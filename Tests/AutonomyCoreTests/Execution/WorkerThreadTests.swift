@@ -53,6 +53,31 @@ import Testing
         #expect(seen.withLock { $0 } == [true, true])
     }
 
+    /// The shared pool's threads block SIGCHLD, and a new thread inherits its starter's mask. A
+    /// thread that starts handlers must not block it: the kernel then drops a handler's SIGCHLD
+    /// (its disposition is the default) instead of waking the main thread with it, once a task.
+    @Test(.timeLimit(.minutes(1))) func aThreadOfOurOwnDoesNotBlockSIGCHLD() async throws {
+        var childSignal = sigset_t()
+        sigemptyset(&childSignal)
+        sigaddset(&childSignal, SIGCHLD)
+        var before = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &childSignal, &before)
+        defer { pthread_sigmask(SIG_SETMASK, &before, nil) }
+        var starter = sigset_t()
+        pthread_sigmask(SIG_BLOCK, nil, &starter)
+        #expect(sigismember(&starter, SIGCHLD) == 1)
+
+        let blocked = await withCheckedContinuation { continuation in
+            let failure = DetachedThread.start {
+                var mask = sigset_t()
+                pthread_sigmask(SIG_BLOCK, nil, &mask)
+                continuation.resume(returning: sigismember(&mask, SIGCHLD) == 1)
+            }
+            if failure != nil { continuation.resume(returning: true) }
+        }
+        #expect(blocked == false)
+    }
+
     @Test(.timeLimit(.minutes(1))) func workGivenJustBeforeTheEndStillRuns() async throws {
         let thread = try #require(WorkerThread.start())
         let tasks = (0..<20).map { index in Task(executorPreference: thread) { index } }
