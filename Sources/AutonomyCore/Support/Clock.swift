@@ -32,52 +32,67 @@ public enum Timestamp {
         return nil
     }
 
-    /// Epoch ms → `2026-12-01T09:00:00Z` in UTC. Written digit by digit for the years 1000 to 9999
-    /// (a claim's ledger row has one, and each time in a `--json` output), as `format(_:timeZone:)`
-    /// writes them; any other year goes that way.
-    public static func format(_ milliseconds: Int64) -> String {
-        var time = time_t(milliseconds.floorDivided(by: 1000))
-        var parts = tm()
-        guard gmtime_r(&time, &parts) != nil, (1000...9999).contains(Int(parts.tm_year) + 1900) else {
-            return format(milliseconds, timeZone: .gmt)
-        }
-        return String(unsafeUninitializedCapacity: 20) { text in
-            func put(_ value: Int32, digits: Int, at index: Int) {
-                var value = value
-                for position in (index..<index + digits).reversed() {
-                    text[position] = UInt8(truncatingIfNeeded: 0x30 + value % 10)
-                    value /= 10
-                }
-            }
-            put(parts.tm_year + 1900, digits: 4, at: 0)
-            put(parts.tm_mon + 1, digits: 2, at: 5)
-            put(parts.tm_mday, digits: 2, at: 8)
-            put(parts.tm_hour, digits: 2, at: 11)
-            put(parts.tm_min, digits: 2, at: 14)
-            put(parts.tm_sec, digits: 2, at: 17)
-            (text[4], text[7], text[10]) = (UInt8(ascii: "-"), UInt8(ascii: "-"), UInt8(ascii: "T"))
-            (text[13], text[16], text[19]) = (UInt8(ascii: ":"), UInt8(ascii: ":"), UInt8(ascii: "Z"))
-            return 20
-        }
-    }
+    /// Epoch ms → `2026-12-01T09:00:00Z` in UTC.
+    public static func format(_ milliseconds: Int64) -> String { format(milliseconds, offset: 0) }
 
     /// Epoch ms → `2026-12-01T09:00:00Z` in UTC, or in `timeZone` with its offset.
     public static func format(_ milliseconds: Int64, timeZone: TimeZone) -> String {
-        let seconds = Int(milliseconds.floorDivided(by: 1000))
-        let offset = timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(seconds)))
-        var time = time_t(seconds + offset)
+        let seconds = milliseconds.floorDivided(by: 1000)
+        return format(milliseconds, offset: timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(seconds))))
+    }
+
+    /// The one writer of the format, `offset` seconds east of UTC (`Z` for none, else `+hh:mm`),
+    /// digit by digit: a claim's ledger row holds one, and so does each time in a `--json` output.
+    /// A year outside 1000–9999 is written as its number, unpadded.
+    private static func format(_ milliseconds: Int64, offset: Int) -> String {
+        var time = time_t(Int(milliseconds.floorDivided(by: 1000)) + offset)
         var parts = tm()
-        gmtime_r(&time, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let zone: String
-        if offset == 0 {
-            zone = "Z"
-        } else {
-            let minutes = abs(offset) / 60
-            zone = (offset < 0 ? "-" : "+") + two(Int32(minutes / 60)) + ":" + two(Int32(minutes % 60))
+        _ = gmtime_r(&time, &parts)  // fails only for years past 2^31, whose fields stay zero
+        let year = Int(parts.tm_year) + 1900
+        let written = (1000...9999).contains(year) ? nil : Array(String(year).utf8)
+        return String(unsafeUninitializedCapacity: (written?.count ?? 4) + 21) { text in
+            var at = 0
+            func put(_ value: Int, digits: Int) {
+                var value = value
+                for position in (at..<at + digits).reversed() {
+                    text[position] = UInt8(truncatingIfNeeded: 0x30 + value % 10)
+                    value /= 10
+                }
+                at += digits
+            }
+            func put(_ character: Unicode.Scalar) {
+                text[at] = UInt8(ascii: character)
+                at += 1
+            }
+            if let written {
+                for byte in written {
+                    text[at] = byte
+                    at += 1
+                }
+            } else {
+                put(year, digits: 4)
+            }
+            put("-")
+            put(Int(parts.tm_mon) + 1, digits: 2)
+            put("-")
+            put(Int(parts.tm_mday), digits: 2)
+            put("T")
+            put(Int(parts.tm_hour), digits: 2)
+            put(":")
+            put(Int(parts.tm_min), digits: 2)
+            put(":")
+            put(Int(parts.tm_sec), digits: 2)
+            if offset == 0 {
+                put("Z")
+            } else {
+                let minutes = abs(offset) / 60
+                put(offset < 0 ? "-" : "+")
+                put(minutes / 60, digits: 2)
+                put(":")
+                put(minutes % 60, digits: 2)
+            }
+            return at
         }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))\(zone)"
     }
 }
 

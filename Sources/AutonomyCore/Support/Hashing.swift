@@ -11,16 +11,23 @@ extension String {
 
 extension ContiguousBytes {
     /// The bytes as lowercase hex digits, two a byte (a digest: 64 for SHA-256).
-    var hexString: String {
-        withUnsafeBytes { bytes in
-            String(unsafeUninitializedCapacity: bytes.count * 2) { text in
-                for (index, byte) in bytes.enumerated() {
-                    text[2 * index] = hexDigit(byte >> 4)
-                    text[2 * index + 1] = hexDigit(byte & 0x0f)
-                }
-                return bytes.count * 2
+    var hexString: String { withUnsafeBytes { hexText($0) } }
+}
+
+/// `bytes` as lowercase hex digits, two a byte, with a `-` before each byte index in `dashesBefore`.
+func hexText(_ bytes: UnsafeRawBufferPointer, dashesBefore dashes: [Int] = []) -> String {
+    String(unsafeUninitializedCapacity: bytes.count * 2 + dashes.count) { text in
+        var at = 0
+        for (index, byte) in bytes.enumerated() {
+            if !dashes.isEmpty, dashes.contains(index) {
+                text[at] = 0x2d  // "-"
+                at += 1
             }
+            text[at] = hexDigit(byte >> 4)
+            text[at + 1] = hexDigit(byte & 0x0f)
+            at += 2
         }
+        return at
     }
 }
 
@@ -35,18 +42,6 @@ func randomToken() -> String {
     return withUnsafeMutableBytes(of: &words) { bytes in
         bytes[6] = (bytes[6] & 0x0f) | 0x40  // version 4
         bytes[8] = (bytes[8] & 0x3f) | 0x80  // the RFC 4122 variant
-        return String(unsafeUninitializedCapacity: 36) { text in
-            var at = 0
-            for (index, byte) in bytes.enumerated() {
-                if index == 4 || index == 6 || index == 8 || index == 10 {
-                    text[at] = 0x2d  // "-"
-                    at += 1
-                }
-                text[at] = hexDigit(byte >> 4)
-                text[at + 1] = hexDigit(byte & 0x0f)
-                at += 2
-            }
-            return at
-        }
+        return hexText(UnsafeRawBufferPointer(bytes), dashesBefore: [4, 6, 8, 10])
     }
 }

@@ -142,21 +142,44 @@ import Testing
 @Suite struct TimestampTests {
     /// UTC written digit by digit is the text the general formatter writes, for every kind of
     /// time: both sides of 1970, the ends of the years it writes itself, and what lies beyond them.
-    @Test func utcWrittenDirectlyMatchesTheGeneralFormatter() {
+    /// The one writer of the format, against Foundation's formatter as an independent oracle: in UTC
+    /// and in zones east and west (whole, half and quarter hours), on 5,000 random times from the year
+    /// 1600 (the oracle's calendar is Julian before 1582) to 9999, and at 1970's edges.
+    @Test func timesAreWrittenAsFoundationsFormatterWritesThem() throws {
         var times: [Int64] = [
             0, -1, 1, 999, 1_000, -1_000, -1_001, 1_796_115_600_000, 951_782_400_000, 4_107_542_399_999,
-            -30_610_224_000_000, -30_610_224_000_001, 253_402_300_799_999, 253_402_300_800_000, .max, .min,
-            .max - 1, .min + 1,
+            253_402_300_799_999 - 86_400_000,
         ]
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<5_000 {
-            times.append(Int64.random(in: -40_000_000_000_000...260_000_000_000_000, using: &generator))
+            times.append(Int64.random(in: -11_676_096_000_000...253_402_214_400_000, using: &generator))
         }
-        for time in times {
-            #expect(Timestamp.format(time) == Timestamp.format(time, timeZone: .gmt), "\(time)")
+        let zones = try ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"].map {
+            try #require(TimeZone(identifier: $0))
         }
+        for zone in zones {
+            let oracle = DateFormatter()
+            oracle.locale = Locale(identifier: "en_US_POSIX")
+            oracle.calendar = Calendar(identifier: .gregorian)
+            oracle.timeZone = zone
+            oracle.dateFormat = "yyyy-MM-dd'T'HH:mm:ssXXXXX"
+            // Before time zones were standard, zones were hours, minutes and seconds off UTC (Berlin
+            // +00:53:28): an offset is written in minutes, so zones are tried from 1970 on.
+            for time in times where zone.identifier == "UTC" || time >= 0 {
+                let date = Date(timeIntervalSince1970: Double(time.floorDivided(by: 1000)))
+                #expect(
+                    Timestamp.format(time, timeZone: zone) == oracle.string(from: date), "\(time) \(zone.identifier)")
+                if zone.identifier == "UTC" {
+                    #expect(Timestamp.format(time) == oracle.string(from: date), "\(time)")
+                }
+            }
+        }
+        // Years outside 1000-9999 are written as their number, unpadded (gmtime's proleptic calendar).
         #expect(Timestamp.format(253_402_300_799_999) == "9999-12-31T23:59:59Z")
+        #expect(Timestamp.format(253_402_300_800_000) == "10000-01-01T00:00:00Z")
         #expect(Timestamp.format(-30_610_224_000_000) == "1000-01-01T00:00:00Z")
+        #expect(Timestamp.format(-30_610_224_000_001) == "999-12-31T23:59:59Z")
+        #expect(Timestamp.format(-62_198_755_200_000) == "-1-01-01T00:00:00Z")
     }
 
     @Test func formatsAndParsesISO8601() throws {
