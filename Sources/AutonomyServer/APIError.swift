@@ -82,7 +82,7 @@ struct APIError: Error, HTTPResponseError {
             return APIError(.conflict, "key_conflict", error.description, field: "Idempotency-Key")
         case .taskNotFound:
             return APIError(.notFound, "not_found", error.description)
-        case .notCancellable, .notRetryable:
+        case .notCancellable, .notRetryable, .payloadPruned:
             return APIError(.conflict, "refused", error.description)
         case .batchLine:
             return APIError(.unprocessableContent, "invalid_request", error.description)

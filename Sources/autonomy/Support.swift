@@ -113,7 +113,7 @@ extension ExitCode {
         case let error as QueueError:
             switch error {
             case .taskNotFound: return .notFound
-            case .notCancellable, .notRetryable: return .refused
+            case .notCancellable, .notRetryable, .payloadPruned: return .refused
             default: return .badInput
             }
         case let error as StoreError:

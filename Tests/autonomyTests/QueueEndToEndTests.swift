@@ -146,6 +146,32 @@ import Testing
         #expect(!edited.stdout.contains("pruned"))
     }
 
+    /// A dead task whose payload retention removed has nothing left to run: `tasks retry` refuses it
+    /// in its state (exit 1), as it refuses a task that is not dead, and changes nothing.
+    @Test func aPrunedDeadTaskIsNotRetried() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {
+                  "version": 1,
+                  "task_types": {
+                    "fail": { "safety": "safe", "handler": { "exec": { "argv": ["/bin/false"] } },
+                              "retry": { "max_attempts": 1 } }
+                  }
+                }
+                """)
+        #expect(try await sandbox.run(["enqueue", "fail", "--payload", #"{"a":1}"#]).status == 0)
+        #expect(try await sandbox.run(["work-once"]).status == 0)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 1)
+        #expect(
+            try await sandbox.run(["prune", "--finished-older-than", "0s"]).stdout == "pruned 1 finished task(s)\n")
+        let rows = try sandbox.count("SELECT COUNT(*) FROM ledger")
+        let retried = try await sandbox.run(["tasks", "retry", "1"])
+        #expect(retried.status == 1)
+        #expect(retried.stderr == "error: task 1's payload was pruned; enqueue it again instead\n")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger") == rows)
+    }
+
     /// Each short-lived process, the last to close the file, checkpoints the WAL and removes it: the
     /// next one starts without reading it back, and it cannot grow with the number of processes.
     @Test func aShortLivedProcessLeavesNoWALBehind() async throws {

@@ -108,7 +108,7 @@ extension AutonomyStore {
 
     /// Sends a dead task back to the queue with a fresh set of attempts.
     ///
-    /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`.
+    /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`, `QueueError.payloadPruned`.
     public func retry(taskID: Int64, by actor: String, now: Int64) throws -> TaskRecord {
         try write("retry a task") { db in
             guard
@@ -118,7 +118,7 @@ extension AutonomyStore {
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
             guard !task.payload.isEmpty else {
-                throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
+                throw QueueError.payloadPruned(id: taskID)
             }
             return try db.retryDead(task, by: actor, now: now)
         }

@@ -8,6 +8,8 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     case taskNotFound(Int64)
     case notCancellable(id: Int64, state: TaskState)
     case notRetryable(id: Int64, state: TaskState)
+    /// A dead task whose payload retention has emptied: there is nothing left to run again.
+    case payloadPruned(id: Int64)
     /// A line of an `enqueue --batch` input was refused; the whole batch was.
     indirect case batchLine(Int, QueueError)
 
@@ -35,6 +37,8 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
             return "task \(id) is \(state.rawValue); only queued or awaiting_approval tasks can be cancelled"
         case .notRetryable(let id, let state):
             return "task \(id) is \(state.rawValue); only dead tasks can be retried"
+        case .payloadPruned(let id):
+            return "task \(id)'s payload was pruned; enqueue it again instead"
         case .batchLine(let line, let error):
             return "line \(line): \(error.description) (nothing was enqueued)"
         }

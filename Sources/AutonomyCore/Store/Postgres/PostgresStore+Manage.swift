@@ -29,7 +29,7 @@ extension PostgresStore {
     /// Sends a dead task back to the queue with a fresh set of attempts (`AutonomyStore.retry`);
     /// running it again asks for a human's yes anew.
     ///
-    /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`.
+    /// - Throws: `QueueError.taskNotFound`, `QueueError.notRetryable`, `QueueError.payloadPruned`.
     public func retry(taskID: Int64, by actor: String) async throws -> TaskRecord {
         try await write("retry a task") { transaction in
             guard let task = try await transaction.task(id: taskID, locking: true) else {
@@ -37,7 +37,7 @@ extension PostgresStore {
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
             guard !task.payload.isEmpty else {
-                throw QueueError.invalidRequest("task \(taskID)'s payload was pruned; enqueue it again instead")
+                throw QueueError.payloadPruned(id: taskID)
             }
             try await transaction.supersedeApprovals(
                 taskID: task.id, typeName: task.type, states: [.pending, .approved],
