@@ -89,6 +89,18 @@ import Testing
         #expect(service.contains("User=autonomy") && service.contains("Type=oneshot"))
     }
 
+    /// `systemctl stop` signals the worker alone, which stops its handler and records the attempt
+    /// as stopped (`InterruptEndToEndTests` sends that SIGTERM); systemd's SIGKILL comes after, for
+    /// whatever is left in the unit.
+    @Test func stoppingTheWorkerSignalsTheWorkerAloneThenKillsWhatIsLeft() throws {
+        let service = try String(
+            contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent("autonomy-worker.service"),
+            encoding: .utf8
+        ).split(separator: "\n").map(String.init)
+        #expect(service.filter { $0.hasPrefix("KillMode=") } == ["KillMode=mixed"])
+        #expect(!service.contains { $0.hasPrefix("KillSignal=") || $0.hasPrefix("SendSIGKILL=") })
+    }
+
     @Test func healRunsEveryFifteenMinutesAsTheWorkerWithItsHardening() throws {
         func unit(_ name: String) throws -> [String] {
             try String(contentsOfFile: (Self.unitFolder as NSString).appendingPathComponent(name), encoding: .utf8)
