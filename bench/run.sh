@@ -11,6 +11,10 @@ bin="$scratch/release/autonomy"
 python3 bench/queue_bench.py --binary "$bin" "$@"
 # The peers (huey, persist-queue, litequeue from PyPI, in bench/peers/.venv) on the same work.
 bench/peers/run.sh "$bin" $([ "${1:-}" = "--quick" ] && echo "--tasks 500")
+# Where a drained task's time goes, by the scheduler's events, beside the floor (needs perf and root).
+if command -v perf >/dev/null && [ "$(id -u)" = 0 ]; then
+  python3 bench/drain_timeline.py --binary "$bin" $([ "${1:-}" = "--quick" ] && echo "--tasks 200")
+fi
 # The dashboard's pages on 100,000 tasks and 1,000,000 ledger rows.
 python3 bench/dashboard_bench.py "$bin"
 # PostgreSQL beside SQLite: 1, 2 and 4 workers; the claim at 1,000,000 queued (needs postgresql).

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Where a drained task's time goes, from the scheduler's own events: autonomy beside its floor.
+
+Drains N `true` tasks with `autonomy work-once --drain` and with bench/peers/floor.c (autonomy's
+per-task statements in C), each under `perf record -a` of the scheduler's events, and splits every
+task's cycle into what the worker waits for and what it does itself:
+
+  clone -> exec     the handler's start: posix_spawn's child, then the kernel's execve
+  exec -> exit      the handler running (`true`)
+  exit -> clone     the handler's exit, the worker's wake-up, and its own work until it starts
+                    the next handler (recording the attempt, claiming the next task, the commit)
+
+Also counted: handlers whose execve ran on another CPU than the one their worker started them
+from (the kernel moves a new program to an idle CPU when it judges the worker's CPU busy), and
+wake-ups of the worker on another CPU than the exiting handler's.
+
+  sudo python3 bench/drain_timeline.py --binary .build-static/release/autonomy [--tasks 300]
+      [--synchronous normal|full]
+
+Needs `perf` and the right to trace the scheduler system-wide (root, or kernel.perf_event_paranoid
+at -1), and `cc` with libsqlite3 and libcrypto for the floor. Not a test: it prints medians.
+"""
+import argparse
+import bisect
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEGMENTS = ("clone -> exec", "exec -> exit", "exit -> clone")
+EVENTS = "sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_switch,sched:sched_process_exec,sched:sched_process_exit"
+LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)")
+
+
+def filled_database(binary, folder, n, synchronous):
+    config = os.path.join(folder, "autonomy.json")
+    with open(config, "w") as out:
+        json.dump({"version": 1, "worker": {"drain_max_seconds": 3600}, "store": {"synchronous": synchronous},
+                   "task_types": {"noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}}}}}, out)
+    env = dict(os.environ, AUTONOMY_CONFIG=config, AUTONOMY_DATABASE=os.path.join(folder, "autonomy.db"))
+    lines = "".join(json.dumps({"type": "noop", "payload": {"n": i}}) + "\n" for i in range(n))
+    subprocess.run([binary, "enqueue", "--batch", "-"], input=lines, text=True, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return env
+
+
+def traced(command, env, folder, name):
+    data = os.path.join(folder, name + ".perf")
+    subprocess.run(["perf", "record", "-a", "-q", "-m", "2048", "-e", EVENTS, "-o", data, "--"] + command, env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,cpu,time,event,trace"],
+                            capture_output=True, text=True, check=True).stdout
+    events = []
+    for line in script.splitlines():
+        match = LINE.match(line)
+        if match:
+            comm, tid, cpu, time, event, rest = match.groups()
+            events.append((float(time), comm, int(tid), int(cpu), event.split(":")[-1], rest))
+    return events
+
+
+def cycles(events):
+    """The segments of each task's cycle, in microseconds, and the cross-CPU counts."""
+    spawners = {}
+    for time, comm, tid, cpu, event, rest in events:
+        if event == "sched_wakeup_new":
+            spawners[tid] = spawners.get(tid, 0) + 1
+    worker = max(spawners, key=spawners.get)
+    clones = [(t, cpu, int(re.search(r"pid=(\d+)", rest).group(1)))
+              for t, comm, tid, cpu, event, rest in events if event == "sched_wakeup_new" and tid == worker]
+    execs = {tid: (t, cpu) for t, comm, tid, cpu, event, rest in events if event == "sched_process_exec"}
+    exits = {tid: (t, cpu) for t, comm, tid, cpu, event, rest in events if event == "sched_process_exit"}
+    wakes = [(t, int(re.search(r"target_cpu=(\d+)", rest).group(1)))
+             for t, comm, tid, cpu, event, rest in events
+             if event == "sched_wakeup" and re.search(rf"\bpid={worker}\b", rest)]
+    wake_times = [w[0] for w in wakes]
+
+    segments = {name: [] for name in SEGMENTS}
+    moved_at_exec = woken_elsewhere = counted = 0
+    for (start, start_cpu, child), (after, _, _) in zip(clones, clones[1:]):
+        if child not in execs or child not in exits:
+            continue
+        (exec_time, exec_cpu), (exit_time, exit_cpu) = execs[child], exits[child]
+        for name, value in zip(segments, (exec_time - start, exit_time - exec_time, after - exit_time)):
+            segments[name].append(value * 1e6)
+        counted += 1
+        moved_at_exec += exec_cpu != start_cpu
+        index = bisect.bisect_left(wake_times, exit_time)
+        woken_elsewhere += index < len(wakes) and wakes[index][0] < after and wakes[index][1] != exit_cpu
+    periods = [(b[0] - a[0]) * 1e6 for a, b in zip(clones, clones[1:])]
+    return segments, statistics.median(periods), moved_at_exec, woken_elsewhere, counted
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--synchronous", choices=["normal", "full"], default="normal")
+    args = parser.parse_args()
+    binary = os.path.abspath(args.binary)
+    with tempfile.TemporaryDirectory() as folder:
+        floor = os.path.join(folder, "floor-program")
+        subprocess.run(["cc", "-O2", "-o", floor, os.path.join(HERE, "peers", "floor.c"), "-lsqlite3", "-lcrypto"],
+                       check=True)
+        results = {}
+        for name in ("autonomy", "floor"):
+            place = os.path.join(folder, name)
+            os.mkdir(place)
+            env = filled_database(binary, place, args.tasks, args.synchronous)
+            command = ([binary, "work-once", "--drain", "--max-tasks", str(args.tasks)] if name == "autonomy"
+                       else [floor, env["AUTONOMY_DATABASE"], args.synchronous, str(args.tasks)])
+            results[name] = cycles(traced(command, env, folder, name))
+    mine, floors = results["autonomy"], results["floor"]
+    print(f"{args.tasks} `true` tasks at {args.synchronous.upper()}, medians in microseconds "
+          f"(over {mine[4]} and {floors[4]} whole cycles)")
+    print(f"{'':<32} {'autonomy':>9} {'floor':>9}")
+    for name in SEGMENTS:
+        print(f"{name:<32} {statistics.median(mine[0][name]):>9.0f} {statistics.median(floors[0][name]):>9.0f}")
+    print(f"{'a task, clone to clone':<32} {mine[1]:>9.0f} {floors[1]:>9.0f}")
+    for label, index in (("handlers moved to another CPU at exec", 2), ("worker woken on another CPU", 3)):
+        print(f"{label}: autonomy {mine[index]} of {mine[4]}, floor {floors[index]} of {floors[4]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
