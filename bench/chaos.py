@@ -4,7 +4,8 @@ them while a handler runs, then checks that nothing was lost or done twice.
 
 The handler's side effect is visible (a line in effects.txt) and the type's verifier checks for it,
 so a task whose worker died after the effect is verified, not run again. Each kill takes the whole
-session (the worker and the handlers it started), as systemd's KillMode=control-group does.
+session (the worker and the handlers it started), as systemd does once the worker is gone
+(KillMode=mixed: SIGKILL to what is left in the unit).
 
 Needs a debug build (it moves the worker's clock with AUTONOMY_TEST_CLOCK_OFFSET so that a dead
 worker's lease expires without waiting):

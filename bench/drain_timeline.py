@@ -10,9 +10,9 @@ task's cycle into what the worker waits for and what it does itself:
   exit -> clone     the handler's exit, the worker's wake-up, and its own work until it starts
                     the next handler (recording the attempt, claiming the next task, the commit)
 
-Also counted: handlers whose execve ran on another CPU than the one their worker started them
-from (the kernel moves a new program to an idle CPU when it judges the worker's CPU busy), and
-wake-ups of the worker on another CPU than the exiting handler's.
+Also counted: handlers the kernel placed on another CPU than the worker's when it made them, those
+it moved to another CPU as they `execve`d (it moves a new program to an idle CPU when it judges
+its own CPU busy), and wake-ups of the worker on another CPU than the exiting handler's.
 
   sudo python3 bench/drain_timeline.py --binary .build-static/release/autonomy [--tasks 300]
       [--synchronous normal|full]
@@ -31,8 +31,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+COUNTED = 5
 SEGMENTS = ("clone -> exec", "exec -> exit", "exit -> clone")
-EVENTS = "sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_switch,sched:sched_process_exec,sched:sched_process_exit"
+EVENTS = "sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_process_exec,sched:sched_process_exit"
 LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)")
 
 
@@ -70,9 +71,12 @@ def cycles(events):
         if event == "sched_wakeup_new":
             spawners[tid] = spawners.get(tid, 0) + 1
     worker = max(spawners, key=spawners.get)
-    clones = [(t, cpu, int(re.search(r"pid=(\d+)", rest).group(1)))
-              for t, comm, tid, cpu, event, rest in events if event == "sched_wakeup_new" and tid == worker]
     execs = {tid: (t, cpu) for t, comm, tid, cpu, event, rest in events if event == "sched_process_exec"}
+    # The worker's children that became programs (a thread it started is no handler), with the
+    # CPU the worker ran on and the CPU the kernel placed the child on.
+    clones = [(t, cpu, int(re.search(r"pid=(\d+)", rest).group(1)), int(re.search(r"target_cpu=(\d+)", rest).group(1)))
+              for t, comm, tid, cpu, event, rest in events if event == "sched_wakeup_new" and tid == worker]
+    clones = [clone for clone in clones if clone[2] in execs]
     exits = {tid: (t, cpu) for t, comm, tid, cpu, event, rest in events if event == "sched_process_exit"}
     wakes = [(t, int(re.search(r"target_cpu=(\d+)", rest).group(1)))
              for t, comm, tid, cpu, event, rest in events
@@ -80,19 +84,20 @@ def cycles(events):
     wake_times = [w[0] for w in wakes]
 
     segments = {name: [] for name in SEGMENTS}
-    moved_at_exec = woken_elsewhere = counted = 0
-    for (start, start_cpu, child), (after, _, _) in zip(clones, clones[1:]):
+    placed_elsewhere = moved_at_exec = woken_elsewhere = counted = 0
+    for (start, start_cpu, child, placed_cpu), (after, _, _, _) in zip(clones, clones[1:]):
         if child not in execs or child not in exits:
             continue
         (exec_time, exec_cpu), (exit_time, exit_cpu) = execs[child], exits[child]
         for name, value in zip(segments, (exec_time - start, exit_time - exec_time, after - exit_time)):
             segments[name].append(value * 1e6)
         counted += 1
-        moved_at_exec += exec_cpu != start_cpu
+        placed_elsewhere += placed_cpu != start_cpu
+        moved_at_exec += exec_cpu != placed_cpu
         index = bisect.bisect_left(wake_times, exit_time)
         woken_elsewhere += index < len(wakes) and wakes[index][0] < after and wakes[index][1] != exit_cpu
     periods = [(b[0] - a[0]) * 1e6 for a, b in zip(clones, clones[1:])]
-    return segments, statistics.median(periods), moved_at_exec, woken_elsewhere, counted
+    return segments, statistics.median(periods), placed_elsewhere, moved_at_exec, woken_elsewhere, counted
 
 
 def main():
@@ -116,13 +121,14 @@ def main():
             results[name] = cycles(traced(command, env, folder, name))
     mine, floors = results["autonomy"], results["floor"]
     print(f"{args.tasks} `true` tasks at {args.synchronous.upper()}, medians in microseconds "
-          f"(over {mine[4]} and {floors[4]} whole cycles)")
+          f"(over {mine[COUNTED]} and {floors[COUNTED]} whole cycles)")
     print(f"{'':<32} {'autonomy':>9} {'floor':>9}")
     for name in SEGMENTS:
         print(f"{name:<32} {statistics.median(mine[0][name]):>9.0f} {statistics.median(floors[0][name]):>9.0f}")
     print(f"{'a task, clone to clone':<32} {mine[1]:>9.0f} {floors[1]:>9.0f}")
-    for label, index in (("handlers moved to another CPU at exec", 2), ("worker woken on another CPU", 3)):
-        print(f"{label}: autonomy {mine[index]} of {mine[4]}, floor {floors[index]} of {floors[4]}")
+    for label, index in (("handlers placed on another CPU than the worker's at fork", 2),
+                         ("handlers moved to another CPU as they execve", 3), ("worker woken on another CPU", 4)):
+        print(f"{label}: autonomy {mine[index]} of {mine[COUNTED]}, floor {floors[index]} of {floors[COUNTED]}")
 
 
 if __name__ == "__main__":

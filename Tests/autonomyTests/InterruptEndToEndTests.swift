@@ -107,6 +107,26 @@ import Testing
         #expect(try await eventually { kill(handler, 0) != 0 })
     }
 
+    /// A stop sends no alert (systemd's SIGTERM reaches the worker alone, and a stop must not wait
+    /// on a channel): the task that went dead is told of by the next run.
+    @Test func aStoppedWorkerLeavesItsAlertsToTheNextRun() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1,
+                 "notify": {"command": ["/bin/sh", "-c", "echo \\"$AUTONOMY_NOTIFY_TEXT\\" >> alerts.txt"]},
+                 "task_types": {"once": {"safety": "safe", "retry": {"max_attempts": 1},
+                   "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.pid; sleep 300"]}}}}}
+                """)
+        _ = try await sandbox.run(["enqueue", "once"])
+        let ended = try await interrupted(sandbox, [], marker: "handler.pid", signals: [SIGTERM])
+        #expect(ended.status == .signaled(SIGTERM), "\(ended.stderr)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 1)
+        #expect(!FileManager.default.fileExists(atPath: sandbox.file("alerts.txt")))
+        #expect(try await sandbox.run(["work-once"]).status == 0)
+        let alerts = try String(contentsOfFile: sandbox.file("alerts.txt"), encoding: .utf8)
+        #expect(alerts.contains("dead"), "\(alerts)")
+    }
+
     @Test(arguments: [SIGINT, SIGTERM])
     func aSignalStopsTheHandlerRecordsItsAttemptAndStartsNothingElse(_ number: Int32) async throws {
         let sandbox = try Sandbox(config: Self.config)

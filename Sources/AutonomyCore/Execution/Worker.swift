@@ -454,8 +454,12 @@ public struct Worker: Sendable {
                 break
             }
         }
-        // Alerts go out after the tasks, so a slow or broken channel never holds up the queue.
-        report.alerts = try await alerts?.deliverDue() ?? []
+        // Alerts go out after the tasks, so a slow or broken channel never holds up the queue. A
+        // stopped worker sends none: they stay due for the next run, and a stop (systemd's SIGTERM
+        // reaches the worker alone) never waits on a channel or a notify command.
+        if interruption?.signal == nil {
+            report.alerts = try await alerts?.deliverDue() ?? []
+        }
         return report
     }
 

@@ -47,10 +47,10 @@ public enum Timestamp {
     private static func format(_ milliseconds: Int64, offset: Int) -> String {
         var time = time_t(Int(milliseconds.floorDivided(by: 1000)) + offset)
         var parts = tm()
-        _ = gmtime_r(&time, &parts)  // fails only for years past 2^31, whose fields stay zero
+        _ = gmtime_r(&time, &parts)  // never fails here: Int64 milliseconds stay within years ±3×10⁸
         let year = Int(parts.tm_year) + 1900
-        let written = (1000...9999).contains(year) ? nil : Array(String(year).utf8)
-        return String(unsafeUninitializedCapacity: (written?.count ?? 4) + 21) { text in
+        let longYear = (1000...9999).contains(year) ? nil : Array(String(year).utf8)
+        return String(unsafeUninitializedCapacity: (longYear?.count ?? 4) + 21) { text in
             var at = 0
             func put(_ value: Int, digits: Int) {
                 var value = value
@@ -64,8 +64,8 @@ public enum Timestamp {
                 text[at] = UInt8(ascii: character)
                 at += 1
             }
-            if let written {
-                for byte in written {
+            if let longYear {
+                for byte in longYear {
                     text[at] = byte
                     at += 1
                 }

@@ -11,11 +11,11 @@ extension String {
 
 extension ContiguousBytes {
     /// The bytes as lowercase hex digits, two a byte (a digest: 64 for SHA-256).
-    var hexString: String { withUnsafeBytes { hexText($0) } }
+    var hexString: String { withUnsafeBytes { hexDigits(of: $0) } }
 }
 
 /// `bytes` as lowercase hex digits, two a byte, with a `-` before each byte index in `dashesBefore`.
-func hexText(_ bytes: UnsafeRawBufferPointer, dashesBefore dashes: [Int] = []) -> String {
+private func hexDigits(of bytes: UnsafeRawBufferPointer, dashesBefore dashes: [Int] = []) -> String {
     String(unsafeUninitializedCapacity: bytes.count * 2 + dashes.count) { text in
         var at = 0
         for (index, byte) in bytes.enumerated() {
@@ -33,6 +33,9 @@ func hexText(_ bytes: UnsafeRawBufferPointer, dashesBefore dashes: [Int] = []) -
 
 func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
 
+/// Where a UUID's text has its dashes: before bytes 4, 6, 8 and 10.
+private let uuidDashes = [4, 6, 8, 10]
+
 /// A fresh random token in a UUID's form (version 4, lowercase): 122 random bits from the system's
 /// generator (`getrandom`). Foundation's `UUID()` opened, read and closed `/dev/urandom` for each
 /// one, and a draining worker makes one a task (its lease).
@@ -42,6 +45,6 @@ func randomToken() -> String {
     return withUnsafeMutableBytes(of: &words) { bytes in
         bytes[6] = (bytes[6] & 0x0f) | 0x40  // version 4
         bytes[8] = (bytes[8] & 0x3f) | 0x80  // the RFC 4122 variant
-        return hexText(UnsafeRawBufferPointer(bytes), dashesBefore: [4, 6, 8, 10])
+        return hexDigits(of: UnsafeRawBufferPointer(bytes), dashesBefore: uuidDashes)
     }
 }

@@ -140,8 +140,6 @@ import Testing
 }
 
 @Suite struct TimestampTests {
-    /// UTC written digit by digit is the text the general formatter writes, for every kind of
-    /// time: both sides of 1970, the ends of the years it writes itself, and what lies beyond them.
     /// The one writer of the format, against Foundation's formatter as an independent oracle: in UTC
     /// and in zones east and west (whole, half and quarter hours), on 5,000 random times from the year
     /// 1600 (the oracle's calendar is Julian before 1582) to 9999, and at 1970's edges.
@@ -174,12 +172,17 @@ import Testing
                 }
             }
         }
-        // Years outside 1000-9999 are written as their number, unpadded (gmtime's proleptic calendar).
+        // Years outside 1000-9999 are written as their number, unpadded, in the proleptic Gregorian
+        // calendar (expected texts from Howard Hinnant's days-to-civil algorithm, worked by hand).
         #expect(Timestamp.format(253_402_300_799_999) == "9999-12-31T23:59:59Z")
         #expect(Timestamp.format(253_402_300_800_000) == "10000-01-01T00:00:00Z")
         #expect(Timestamp.format(-30_610_224_000_000) == "1000-01-01T00:00:00Z")
         #expect(Timestamp.format(-30_610_224_000_001) == "999-12-31T23:59:59Z")
         #expect(Timestamp.format(-62_198_755_200_000) == "-1-01-01T00:00:00Z")
+        #expect(Timestamp.format(.max) == "292278994-08-17T07:12:55Z")
+        #expect(Timestamp.format(.max - 1) == "292278994-08-17T07:12:55Z")
+        #expect(Timestamp.format(.min) == "-292275055-05-16T16:47:04Z")
+        #expect(Timestamp.format(.min + 1) == "-292275055-05-16T16:47:04Z")
     }
 
     @Test func formatsAndParsesISO8601() throws {
