@@ -22,7 +22,6 @@ at -1), and `cc` with libsqlite3 and libcrypto for the floor. Not a test: it pri
 """
 import argparse
 import bisect
-import json
 import os
 import re
 import statistics
@@ -30,23 +29,13 @@ import subprocess
 import sys
 import tempfile
 
+from drain_ab import queue
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 COUNTED = 5
 SEGMENTS = ("clone -> exec", "exec -> exit", "exit -> clone")
 EVENTS = "sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_process_exec,sched:sched_process_exit"
 LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)")
-
-
-def filled_database(binary, folder, n, synchronous):
-    config = os.path.join(folder, "autonomy.json")
-    with open(config, "w") as out:
-        json.dump({"version": 1, "worker": {"drain_max_seconds": 3600}, "store": {"synchronous": synchronous},
-                   "task_types": {"noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}}}}}, out)
-    env = dict(os.environ, AUTONOMY_CONFIG=config, AUTONOMY_DATABASE=os.path.join(folder, "autonomy.db"))
-    lines = "".join(json.dumps({"type": "noop", "payload": {"n": i}}) + "\n" for i in range(n))
-    subprocess.run([binary, "enqueue", "--batch", "-"], input=lines, text=True, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    return env
 
 
 def traced(command, env, folder, name):
@@ -115,7 +104,7 @@ def main():
         for name in ("autonomy", "floor"):
             place = os.path.join(folder, name)
             os.mkdir(place)
-            env = filled_database(binary, place, args.tasks, args.synchronous)
+            env = queue(place, binary, args.tasks, args.synchronous)
             command = ([binary, "work-once", "--drain", "--max-tasks", str(args.tasks)] if name == "autonomy"
                        else [floor, env["AUTONOMY_DATABASE"], args.synchronous, str(args.tasks)])
             results[name] = cycles(traced(command, env, folder, name))
