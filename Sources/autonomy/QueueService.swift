@@ -286,8 +286,7 @@ struct QueueService {
         if let error = task.lastError { lines.append("last error: \(Visible.lines(error))") }
         // The hash of what is shown; a payload that is not the one enqueued (its row rewritten by
         // hand) says so. A pruned task's payload is gone, its hash kept: said so, not shown empty.
-        // Only a finished task is ever pruned (a trigger holds every other payload as enqueued).
-        if task.payload.isEmpty, task.payloadSHA256 != "".sha256Hex, task.state.isFinal {
+        if task.payloadPruned, task.payloadSHA256 != "".sha256Hex {
             lines.append("payload:   pruned by retention (enqueued with sha256 \(task.payloadSHA256))")
         } else {
             let shown = task.payload.sha256Hex

@@ -72,7 +72,7 @@ extension AutonomyStore: RemediationStore {
                     """, arguments: [type, since])
             var sent: (retried: [Int64], pruned: [Int64]) = ([], [])
             for task in dead {
-                if task.payload.isEmpty {
+                if task.payloadPruned {
                     sent.pruned.append(task.id)
                 } else {
                     try db.retryDead(task, by: actor, now: now)

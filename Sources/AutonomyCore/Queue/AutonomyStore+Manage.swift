@@ -117,7 +117,7 @@ extension AutonomyStore {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
-            guard !task.payload.isEmpty else {
+            guard !task.payloadPruned else {
                 throw QueueError.payloadPruned(id: taskID)
             }
             return try db.retryDead(task, by: actor, now: now)

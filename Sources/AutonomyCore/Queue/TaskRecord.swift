@@ -31,6 +31,10 @@ public struct TaskRecord: Sendable, Equatable {
     public var lastError: String?
     public var stderrTail: String?
 
+    /// Retention emptied this finished task's payload (its hash is kept): there is nothing left to
+    /// run again. A payload is never enqueued empty, and a trigger holds every unfinished one.
+    public var payloadPruned: Bool { payload.isEmpty && state.isFinal }
+
     /// A task that exists only in memory, being verified: what `verify --dry-run` checks.
     public static func unsaved(type: String, payload: String, result: String?, now: Int64) -> TaskRecord {
         TaskRecord(

@@ -36,7 +36,7 @@ extension PostgresStore {
                 throw QueueError.taskNotFound(taskID)
             }
             guard task.state == .dead else { throw QueueError.notRetryable(id: taskID, state: task.state) }
-            guard !task.payload.isEmpty else {
+            guard !task.payloadPruned else {
                 throw QueueError.payloadPruned(id: taskID)
             }
             try await transaction.supersedeApprovals(

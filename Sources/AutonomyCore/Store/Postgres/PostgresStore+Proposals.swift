@@ -258,7 +258,7 @@ extension PostgresStore: RemediationStore {
             ).map(TaskRecord.init(postgres:))
             var sent: (retried: [Int64], pruned: [Int64]) = ([], [])
             for task in dead {
-                guard !task.payload.isEmpty else {
+                guard !task.payloadPruned else {
                     sent.pruned.append(task.id)
                     continue
                 }
