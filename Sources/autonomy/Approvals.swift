@@ -89,7 +89,7 @@ struct DecisionOptions: ParsableArguments {
 
     /// The key to sign with: `--key`, else `AUTONOMY_SIGNING_KEY`, else the one `operator init` makes.
     func signer() throws -> DecisionSigner {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = ProcessEnvironment.variables
         let chosen =
             key.map(ConfigLoader.absolutePath)
             ?? environment["AUTONOMY_SIGNING_KEY"].flatMap { $0.isEmpty ? nil : ConfigLoader.absolutePath($0) }

@@ -31,7 +31,7 @@ struct Autonomy: AsyncParsableCommand {
         ]
     )
 
-    static func main() async {
+    static func main() {
         AutonomyStore.configureSQLite()  // before any thread opens a database
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error result, not a crash
         signal(SIGCHLD, SIG_DFL)  // inherited as ignored, the kernel would reap handlers before the worker learns how they ended
@@ -48,15 +48,33 @@ struct Autonomy: AsyncParsableCommand {
             switch QuickCommandLine.read(Array(CommandLine.arguments.dropFirst())) {
             case .version:
                 print(AutonomyVersion.current)
-            case .command(var command):
-                try await command.run()
+            case .command(let command):
+                // The command is made here and run only there, on this thread.
+                let handed = Handed(command)
+                AutonomyStore.keepUntilExit()
+                defer { AutonomyStore.closeKept() }
+                try runOnThisThread {
+                    var command = handed.value
+                    try await command.run()
+                }
             case nil:
                 var command = try parseAsRoot()
-                if var asyncCommand = command as? any AsyncParsableCommand {
-                    try await asyncCommand.run()
-                } else {
+                guard let asyncCommand = command as? any AsyncParsableCommand else {
                     try command.run()
+                    return
                 }
+                // As an `async` main would: the command on the shared pool, this thread parked.
+                let handed = Handed(asyncCommand)
+                Task {
+                    do {
+                        var command = handed.value
+                        try await command.run()
+                        Foundation.exit(0)
+                    } catch {
+                        exit(withFailure: error)
+                    }
+                }
+                dispatchMain()
             }
         } catch {
             exit(withFailure: error)
@@ -106,6 +124,12 @@ func failure(_ error: any Error) -> (ExitCode, String) {
     // Not bad input: something in the machinery failed. Still one line, and its own code.
     let detail = "\(error)".split(separator: "\n").first.map(String.init) ?? "unknown failure"
     return (.internalError, "internal failure: \(detail) (please report it)")
+}
+
+/// A parsed command handed to the task that runs it: made on one thread, run only by that task.
+private struct Handed: @unchecked Sendable {
+    let value: any AsyncParsableCommand
+    init(_ value: any AsyncParsableCommand) { self.value = value }
 }
 
 enum AutonomyVersion {

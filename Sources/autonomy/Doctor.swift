@@ -20,7 +20,7 @@ struct DoctorCommand: AsyncParsableCommand {
     @Flag(help: "Print the checks as JSON: [{check, status, message, fix}].") var json = false
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = ProcessEnvironment.variables
         // Installed as a service, doctor looks at the service's configuration unless told otherwise.
         let installed = "/etc/autonomy/autonomy.json"
         let explicit =

@@ -26,7 +26,7 @@ enum Route {
     /// where the gate's socket exists (on PostgreSQL, one the server does not accept: see
     /// `answer`). `--gate` always goes through it.
     static func choose(_ global: GlobalOptions, _ gate: GateOptions) -> Route {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = ProcessEnvironment.variables
         if let flag = gate.path, !flag.isEmpty { return .gate(ConfigLoader.absolutePath(flag)) }
         guard let socketPath = gateSocket() else { return .direct }
         var own = stat()
@@ -65,7 +65,7 @@ enum Route {
 
     /// The gate's socket when it exists here (`$AUTONOMY_GATE`, else the default path).
     static func gateSocket() -> String? {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = ProcessEnvironment.variables
         let socketPath = environment[GateWire.pathVariable].flatMap { $0.isEmpty ? nil : $0 } ?? GateWire.defaultPath
         var info = stat()
         guard stat(socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }

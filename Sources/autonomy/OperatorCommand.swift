@@ -76,7 +76,7 @@ struct OperatorCommand: AsyncParsableCommand {
 
 /// The login name of the user running this.
 func loginName() throws -> String {
-    let environment = ProcessInfo.processInfo.environment
+    let environment = ProcessEnvironment.variables
     if let name = environment["USER"] ?? environment["LOGNAME"], !name.isEmpty { return name }
     if let entry = getpwuid(getuid()), let name = entry.pointee.pw_name { return String(cString: name) }
     throw CLIFailure("cannot tell your login name: pass --principal NAME", code: .usage)

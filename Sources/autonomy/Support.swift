@@ -166,7 +166,7 @@ func printError(_ line: String) {
 /// waiting; a release build has no such hook. A shifted clock is announced on stderr every time.
 func currentClock() throws -> any WallClock {
     #if AUTONOMY_TEST_HOOKS
-        guard let text = ProcessInfo.processInfo.environment["AUTONOMY_TEST_CLOCK_OFFSET"], !text.isEmpty else {
+        guard let text = ProcessEnvironment.variables["AUTONOMY_TEST_CLOCK_OFFSET"], !text.isEmpty else {
             return SystemClock()
         }
         let negative = text.hasPrefix("-")
@@ -201,7 +201,7 @@ func operatorName(_ flag: String?) throws -> String {
         }
         return name
     }
-    if let name = ProcessInfo.processInfo.environment["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
+    if let name = ProcessEnvironment.variables["AUTONOMY_OPERATOR"], !name.isEmpty { return name }
     return try loginName()
 }
 
@@ -215,7 +215,7 @@ func makeLogger(_ label: String) -> Logger {
 
 /// `AUTONOMY_LOG_LEVEL`, read once; a value that is no level is said once, not ignored in silence.
 private let configuredLogLevel: Logger.Level = {
-    guard let text = ProcessInfo.processInfo.environment["AUTONOMY_LOG_LEVEL"], !text.isEmpty else { return .warning }
+    guard let text = ProcessEnvironment.variables["AUTONOMY_LOG_LEVEL"], !text.isEmpty else { return .warning }
     if let level = Logger.Level(rawValue: text.lowercased()) { return level }
     let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
     printError("warning: AUTONOMY_LOG_LEVEL=\(Visible.text(text)) is not a level (\(levels)); logging at warning")

@@ -40,7 +40,7 @@ public enum ConfigLoader {
     /// - Throws: `ConfigError` naming the file and key path when the file is missing, unreadable or wrong.
     public static func load(
         explicitPath: String? = nil,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) throws(ConfigError) -> LoadedConfiguration {
         let chosen: String?
         if let explicitPath, !explicitPath.isEmpty {
@@ -119,7 +119,7 @@ public enum ConfigLoader {
     /// file's folder) > `./autonomy.db`.
     public static func databasePath(
         flag: String?, loaded: LoadedConfiguration,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) -> String {
         let cwd = FileManager.default.currentDirectoryPath
         if let flag, !flag.isEmpty { return absolute(flag, base: cwd) }
@@ -136,7 +136,7 @@ public enum ConfigLoader {
     /// (checked, never holding a password), or an SQLite file.
     public static func databaseLocation(
         flag: String?, loaded: LoadedConfiguration,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) throws(ConfigError) -> DatabaseLocation {
         let given = [flag, environment[databaseVariable], loaded.configuration.database]
             .compactMap { $0 }.first { !$0.isEmpty }

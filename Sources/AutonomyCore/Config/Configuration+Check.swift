@@ -5,7 +5,7 @@ extension LoadedConfiguration {
     /// not executable, working directories that do not exist, a webhook secret that is not set,
     /// dangerous types with nobody to alert. Warnings, since the map may be checked on
     /// another machine than the one that runs it.
-    public func machineWarnings(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+    public func machineWarnings(environment: [String: String] = ProcessEnvironment.variables) -> [String] {
         let environmentPath = environment["PATH"]
         var warnings: [String] = []
         for type in configuration.taskTypes.values.sorted(by: { $0.name < $1.name }) {

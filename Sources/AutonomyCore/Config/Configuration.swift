@@ -8,8 +8,13 @@ public struct Configuration: Sendable {
     public var version: Int = 1
     /// Where the database lives, as written in the file (see `ConfigLoader` for precedence).
     public var database: String?
-    /// The zone times are shown in.
-    public var timezone: TimeZone = .gmt
+    /// The zone times are shown in. Made when first read: in a fresh process, making a zone costs
+    /// more than reading the rest of the file, and most commands never show a time.
+    public var timezone: TimeZone {
+        get { zone ?? .gmt }
+        set { zone = newValue }
+    }
+    private var zone: TimeZone?
     /// The zone's name as written ("UTC", "Europe/Berlin").
     public var timezoneName = "UTC"
     public var worker = WorkerSettings()

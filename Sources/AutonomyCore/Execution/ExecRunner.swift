@@ -19,7 +19,7 @@ public struct ExecRunner: HandlerRunner {
     /// - Parameter withheld: secret variables (the webhook's, the models' API keys) that reach a
     ///   handler only when its type names them in `pass_env`.
     public init(
-        settings: WorkerSettings, environment: [String: String] = ProcessInfo.processInfo.environment,
+        settings: WorkerSettings, environment: [String: String] = ProcessEnvironment.variables,
         withheld: Set<String> = []
     ) {
         maxOutputBytes = settings.maxOutputBytes

@@ -6,7 +6,7 @@ import Foundation
 public struct SecretRedactor: Sendable {
     private let secrets: [(name: String, forms: [String])]
 
-    public init(configuration: Configuration, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(configuration: Configuration, environment: [String: String] = ProcessEnvironment.variables) {
         var names = configuration.secretVariableNames.union(configuration.notify.passEnv)
         for type in configuration.taskTypes.values {
             if case .exec(let exec) = type.handler { names.formUnion(exec.passEnv) }

@@ -32,7 +32,7 @@ public enum Tool {
     /// terminal for a passphrase; otherwise a group of its own is stopped whole at the time-out.
     public static func run(
         _ path: String, _ arguments: [String], input: [UInt8] = [], timeout: Interval, terminal: Bool = false,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) -> Result {
         let inputFile: PayloadFile?
         do {

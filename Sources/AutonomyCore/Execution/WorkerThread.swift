@@ -64,6 +64,25 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
 
     private init() { sem_init(ready, 0, 0) }
 
+    /// Runs `body` to its end on the calling thread, which serves as its executor until then: a
+    /// command run this way starts no thread of the shared pool (nor the pool's own start-up),
+    /// as long as what it awaits is nonisolated. Nothing it runs may need the main actor.
+    static func runHere<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
+        let thread = WorkerThread()
+        let result = Mutex<Result<Value, any Error>?>(nil)
+        Task(executorPreference: thread) {
+            let ended: Result<Value, any Error>
+            do { ended = .success(try await body()) } catch { ended = .failure(error) }
+            result.withLock { $0 = ended }
+            thread.finish()
+        }
+        thread.serve()
+        guard let ended = result.withLock({ $0 }) else {
+            preconditionFailure("the command's task ended without a result")
+        }
+        return try ended.get()
+    }
+
     deinit {
         sem_destroy(ready)
         ready.deallocate()
@@ -114,4 +133,9 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
             batch.removeAll(keepingCapacity: true)
         }
     }
+}
+
+/// Runs `body` to its end on the calling thread (see `WorkerThread.runHere`).
+public func runOnThisThread<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
+    try WorkerThread.runHere(body)
 }

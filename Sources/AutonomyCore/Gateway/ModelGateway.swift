@@ -73,7 +73,7 @@ public struct ModelGateway: Sendable {
 
     public init(
         store: any BudgetStore, configuration: Configuration, clock: any WallClock = SystemClock(),
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) {
         self.store = store
         self.settings = configuration.gateway

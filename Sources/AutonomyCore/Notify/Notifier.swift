@@ -14,7 +14,7 @@ public struct ChannelNotifier: Notifier {
     /// Where the webhook secret is read from (the process environment).
     public var environment: [String: String]
 
-    public init(settings: NotifySettings, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(settings: NotifySettings, environment: [String: String] = ProcessEnvironment.variables) {
         self.settings = settings
         self.environment = environment
     }

@@ -435,7 +435,7 @@ extension AutonomyStore {
                 let program = handler.argv[0]
                 let path = ExecRunner.locate(
                     program, base: loaded.baseDirectory,
-                    searchPath: handler.env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"])
+                    searchPath: handler.env["PATH"] ?? ProcessEnvironment.variables["PATH"])
                 if path.map({ access($0, X_OK) != 0 }) ?? true {
                     found.append(
                         Finding(

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import SystemShims
 
 /// The one front door to the database. Every method is one transaction that keeps the queue and the
@@ -59,6 +60,23 @@ public final class AutonomyStore: Sendable {
         }
         try migrate()
         if settings.groupAccess { Self.shareWithGroup(path) }
+        Self.keptUntilExit.withLock { $0?.append(self) }
+    }
+
+    /// The stores a process that ends with its command keeps open to its end, or nil.
+    private static let keptUntilExit = Mutex<[AutonomyStore]?>(nil)
+
+    /// For a process that ends as soon as its command has run (one `enqueue`, one `work-once`):
+    /// each store it opens from now on is kept, and closed by `closeKept()`, never released.
+    /// Releasing one is dear for a process that then ends: GRDB's queue unregisters itself from
+    /// Foundation's notification centre (the centre's first use, and protocol conformance scans),
+    /// and disposing of its dispatch queue starts a thread.
+    public static func keepUntilExit() { keptUntilExit.withLock { $0 = $0 ?? [] } }
+
+    /// Closes every store `keepUntilExit` kept: each connection closes as a released one would,
+    /// the last one checkpointing the WAL and removing it.
+    public static func closeKept() {
+        for store in keptUntilExit.withLock({ $0 ?? [] }) { try? store.writer.close() }
     }
 
     /// SQLite's process-wide settings: no memory statistics, so its allocations take no global

@@ -52,7 +52,7 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses a URL. The error says what is wrong without repeating the URL (it might hold a password).
-    public init(parsing text: String, environment: [String: String] = ProcessInfo.processInfo.environment)
+    public init(parsing text: String, environment: [String: String] = ProcessEnvironment.variables)
         throws(ConfigError)
     {
         guard DatabaseLocation.isPostgresURL(text), let components = URLComponents(string: text) else {
@@ -103,7 +103,7 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
     public static let passwordVariableKey = "store.password_env"
 
     public func password(
-        variable: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment
+        variable: String? = nil, environment: [String: String] = ProcessEnvironment.variables
     ) throws(ConfigError) -> String? {
         if let variable {
             guard let value = environment[variable], !value.isEmpty else {

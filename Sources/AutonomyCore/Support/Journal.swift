@@ -9,7 +9,7 @@ public enum Journal {
     /// Whether this process's stderr is the journal stream: `JOURNAL_STREAM` ("DEVICE:INODE") names
     /// the stream systemd connected, and is believed only while fd 2 is still that stream (a
     /// handler's stderr redirected to a file inherits the variable, not the stream).
-    public static func isStandardError(environment: [String: String] = ProcessInfo.processInfo.environment)
+    public static func isStandardError(environment: [String: String] = ProcessEnvironment.variables)
         -> Bool
     {
         guard let value = environment["JOURNAL_STREAM"] else { return false }
@@ -26,7 +26,7 @@ public enum Journal {
     /// caller prints the line instead.
     public static func send(
         _ message: String, messageID: String, fields: [String: String],
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessEnvironment.variables
     ) -> Bool {
         guard environment["JOURNAL_STREAM"] != nil else { return false }
         let socketPath = "/run/systemd/journal/socket"

@@ -4,7 +4,7 @@ import Foundation
 /// entry (what `NSHomeDirectory()` reads, which ignores `$HOME`).
 public enum UserHome {
     public static var path: String {
-        if let home = ProcessInfo.processInfo.environment["HOME"], home.hasPrefix("/") { return home }
+        if let home = ProcessEnvironment.variables["HOME"], home.hasPrefix("/") { return home }
         return NSHomeDirectory()
     }
 }

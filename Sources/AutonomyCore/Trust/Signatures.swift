@@ -137,7 +137,7 @@ public enum DecisionSigner: Sendable {
 
 /// OpenSSH's own tool, for the keys this code does not handle itself.
 public enum SSHKeygen {
-    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    public static func locate(environment: [String: String] = ProcessEnvironment.variables) -> String? {
         ExecRunner.locate("ssh-keygen", base: "/", searchPath: (environment["PATH"] ?? "") + ":/usr/bin:/bin")
     }
 

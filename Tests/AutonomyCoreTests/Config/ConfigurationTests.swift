@@ -16,6 +16,31 @@ import Testing
             #expect(Interval(parsing: bad) == nil, "\(bad) should not parse")
         }
         #expect(Interval(milliseconds: 192_000).description == "3m12s")
+        #expect(Interval(parsing: " \t30s\u{3000}")?.milliseconds == 30_000)
+        for bad in ["30s\n", "\u{2028}30s", "\u{85}5m"] {
+            #expect(Interval(parsing: bad) == nil, "\(bad.debugDescription) should not parse")
+        }
+    }
+
+    @Test func blanksAreTrimmedAsFoundationTrimsWhitespaces() {
+        // Foundation is the oracle: every character it counts as a blank (the tab, the space
+        // separators, the zero-width space) beside what it does not (line breaks, other format
+        // characters, a combining mark after a blank).
+        let blanks: [Unicode.Scalar] = (0...0x10FFFF).compactMap(Unicode.Scalar.init).filter {
+            CharacterSet.whitespaces.contains($0)
+        }
+        #expect(blanks.count == 19, "the tab, the 17 space separators of Unicode and U+200B")
+        let others: [String] = ["\n", "\r\n", "\u{85}", "\u{2028}", "\u{200C}", "\u{FEFF}", "\u{301}", "x", "30s", "é"]
+        var texts: [String] = ["", " ", "  30s  ", "\t\u{A0}5m\u{202F}", " \u{301}5s "]
+        for blank in blanks {
+            for other in others {
+                texts += ["\(blank)\(other)", "\(other)\(blank)", "\(blank)\(other)\(blank)\(blank)"]
+            }
+        }
+        for text in texts {
+            #expect(
+                String(text.trimmingBlanks) == text.trimmingCharacters(in: .whitespaces), "\(text.debugDescription)")
+        }
     }
 
     @Test func defaultsFillEveryOptionalKey() throws {

@@ -80,6 +80,48 @@ import Testing
         #expect(seen.1 == nil, "the new thread blocks \(seen.1 == -1 ? "nothing: it did not start" : "SIGCHLD")")
     }
 
+    @Test(.timeLimit(.minutes(1))) func aCommandRunHereRunsOnTheCallingThreadToItsEnd() async throws {
+        struct Refused: Error, Equatable {}
+        @Sendable func elsewhere() async -> pthread_t {
+            await Task.yield()
+            return pthread_self()
+        }
+        // From a thread of its own, as `main` calls it: the calling thread is the command's executor.
+        let (caller, seen, value, thrown) = await withCheckedContinuation {
+            (continuation: CheckedContinuation<(pthread_t, [pthread_t], Int?, Bool), Never>) in
+            let failure = DetachedThread.start {
+                let caller = pthread_self()
+                let seen = Mutex<[pthread_t]>([])
+                let value = try? WorkerThread.runHere {
+                    seen.withLock { $0.append(pthread_self()) }
+                    await Task.yield()
+                    seen.withLock { $0.append(pthread_self()) }
+                    let there = await elsewhere()
+                    async let child = elsewhere()
+                    let fromChild = await child
+                    seen.withLock { $0.append(contentsOf: [there, fromChild, pthread_self()]) }
+                    return 42
+                }
+                let thrown: Bool
+                do {
+                    _ = try WorkerThread.runHere { () async throws -> Int in
+                        await Task.yield()
+                        throw Refused()
+                    }
+                    thrown = false
+                } catch {
+                    thrown = error is Refused
+                }
+                continuation.resume(returning: (caller, seen.withLock { $0 }, value, thrown))
+            }
+            if failure != nil { continuation.resume(returning: (0, [], nil, false)) }
+        }
+        #expect(value == 42, "the body's value comes back")
+        #expect(seen.count == 5)
+        #expect(seen.allSatisfy { pthread_equal($0, caller) != 0 }, "every step ran on the calling thread")
+        #expect(thrown, "the body's error comes back as thrown")
+    }
+
     @Test(.timeLimit(.minutes(1))) func workGivenJustBeforeTheEndStillRuns() async throws {
         let thread = try #require(WorkerThread.start())
         let tasks = (0..<20).map { index in Task(executorPreference: thread) { index } }
