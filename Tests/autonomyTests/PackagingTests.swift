@@ -21,6 +21,24 @@ import Testing
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/make")))
+    func theReleaseBuildLinksTheCxxRuntimeIn() throws {
+        // What `make build` would run, printed, not run: a linker script named as the `-lstdc++`
+        // the Swift driver asks for, in a folder the linker searches first, naming the archive.
+        let planned = try shell("make --no-print-directory -n build BUILD_DIR=/tmp/autonomy-plan")
+        #expect(planned.status == 0, "\(planned.output)")
+        let archive = try shell("cc -print-file-name=libstdc++.a").output.trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        try #require(archive.hasPrefix("/"), "this machine has no libstdc++.a: \(archive)")
+        #expect(FileManager.default.fileExists(atPath: archive))
+        #expect(planned.output.contains("echo 'INPUT(\(archive))' > /tmp/autonomy-plan/static-libstdc++/libstdc++.so"))
+        #expect(
+            planned.output.contains(
+                "--static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors "
+                    + "-Xlinker -L/tmp/autonomy-plan/static-libstdc++ --scratch-path /tmp/autonomy-plan"),
+            "\(planned.output)")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/make")))
     func makeInstallLaysOutTheTreeAndNeverReplacesAConfiguration() throws {
         let stage = (NSTemporaryDirectory() as NSString).appendingPathComponent("stage-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(atPath: stage) }
