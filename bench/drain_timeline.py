@@ -24,6 +24,7 @@ import argparse
 import bisect
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,11 @@ def main():
     parser.add_argument("--synchronous", choices=["normal", "full"], default="normal")
     args = parser.parse_args()
     binary = os.path.abspath(args.binary)
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        parser.error(f"{args.binary} is not an executable: build one with `make build BUILD_DIR=.build-static`")
+    for tool in ("perf", "cc"):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} is not installed here: this script needs perf and a C compiler")
     with tempfile.TemporaryDirectory() as folder:
         floor = os.path.join(folder, "floor-program")
         subprocess.run(["cc", "-O2", "-o", floor, os.path.join(HERE, "peers", "floor.c"), "-lsqlite3", "-lcrypto"],
