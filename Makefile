@@ -43,18 +43,19 @@ SWIFT_FLAGS ?= -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mang
 # The C++ runtime the static Swift runtime needs, linked in rather than loaded at each start: the
 # dynamic linker's 3,000 symbol lookups for libstdc++.so were a seventh of the instructions of one
 # `enqueue` (README, Performance). The Swift driver names it as `-lstdc++`; a linker script of that
-# name, found first, hands the linker the static archive instead. Where the compiler knows no
-# libstdc++.a, the binary loads libstdc++.so as before.
+# name, found first, hands the linker the static archive instead. The archive is the one the
+# clang beside swift links with; where it knows none, the binary loads libstdc++.so as before.
 STATIC_CXX_DIR := $(abspath $(BUILD_DIR))/static-libstdc++
-LIBSTDCXX_A    := $(shell cc -print-file-name=libstdc++.a 2>/dev/null)
-ifneq ($(filter /%,$(LIBSTDCXX_A)),)
-STATIC_CXX      = -Xlinker -L$(STATIC_CXX_DIR)
+SWIFT_CLANG    := $(dir $(realpath $(shell command -v $(SWIFT) 2>/dev/null)))clang
+LIBSTDCXX_A    := $(shell '$(SWIFT_CLANG)' -print-file-name=libstdc++.a 2>/dev/null)
+ifneq ($(wildcard $(filter /%,$(LIBSTDCXX_A))),)
+STATIC_CXX      = -Xlinker '-L$(STATIC_CXX_DIR)'
 endif
 
 build:
 ifneq ($(STATIC_CXX),)
-	mkdir -p $(STATIC_CXX_DIR)
-	echo 'INPUT($(LIBSTDCXX_A))' > $(STATIC_CXX_DIR)/libstdc++.so
+	mkdir -p '$(STATIC_CXX_DIR)'
+	echo 'INPUT("$(LIBSTDCXX_A)")' > '$(STATIC_CXX_DIR)/libstdc++.so'
 endif
 	$(SWIFT) build -c release --static-swift-stdlib $(SWIFT_FLAGS) $(STATIC_CXX) --scratch-path $(BUILD_DIR)
 

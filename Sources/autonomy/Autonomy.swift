@@ -52,7 +52,7 @@ struct Autonomy: AsyncParsableCommand {
                 // The command is made here and run only there, on this thread.
                 let handed = Handed(command)
                 AutonomyStore.keepUntilExit()
-                defer { AutonomyStore.closeKept() }
+                defer { closeKeptStores() }
                 try runOnThisThread {
                     var command = handed.value
                     try await command.run()
@@ -124,6 +124,12 @@ func failure(_ error: any Error) -> (ExitCode, String) {
     // Not bad input: something in the machinery failed. Still one line, and its own code.
     let detail = "\(error)".split(separator: "\n").first.map(String.init) ?? "unknown failure"
     return (.internalError, "internal failure: \(detail) (please report it)")
+}
+
+/// Closes the stores a quick command kept open (`AutonomyStore.keepUntilExit`), saying on stderr
+/// which could not be closed: their WAL is left for the next process.
+func closeKeptStores() {
+    for failure in AutonomyStore.closeKept() { printError("warning: \(failure)") }
 }
 
 /// A parsed command handed to the task that runs it: made on one thread, run only by that task.

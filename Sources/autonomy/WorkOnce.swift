@@ -106,6 +106,7 @@ struct WorkOnce: AsyncParsableCommand {
         }
         if let signal = interruption.signal {
             printError("warning: stopped by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); no other task was started")
+            closeKeptStores()  // the process ends here: the WAL is checkpointed and removed first
             // Ends by the signal, as a shell and systemd expect of an interrupted program (130, 143).
             fflush(nil)
             Glibc.signal(signal, SIG_DFL)
@@ -122,7 +123,15 @@ struct WorkOnce: AsyncParsableCommand {
     /// recorded (`WorkerInterruption`); a second one ends the process at once, leaving the task to
     /// the next run's recovery.
     private static func catchingStopSignals(_ interruption: WorkerInterruption) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { number in
+        // Blocked here first (and so in every thread started from here on): a signal that comes
+        // before Dispatch has taken it over waits, pending, instead of meeting SIG_IGN and being
+        // lost. Dispatch reads them from the process's pending set.
+        var stops = sigset_t()
+        sigemptyset(&stops)
+        sigaddset(&stops, SIGINT)
+        sigaddset(&stops, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &stops, nil)
+        return [SIGINT, SIGTERM].map { number in
             Glibc.signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {

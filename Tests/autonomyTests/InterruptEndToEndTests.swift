@@ -72,6 +72,8 @@ import Testing
         _ = try await sandbox.run(["enqueue", "mail"])
         let ended = try await interrupted(sandbox, ["--json"], marker: "verifying", signals: [SIGINT])
         #expect(ended.status == .signaled(SIGINT), "\(ended.stderr)")
+        #expect(
+            !FileManager.default.fileExists(atPath: sandbox.databasePath + "-wal"), "checkpointed before the signal")
         let report = try JSONValue.parse(ended.stdout)
         #expect(report[path: "stopped"] == "interrupted" && report[path: "attempts.0.state"] == "verifying")
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'verifying' AND attempts = 1") == 1)

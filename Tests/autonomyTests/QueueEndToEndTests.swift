@@ -186,6 +186,16 @@ import Testing
         #expect(worked.status == 0, "\(worked.stderr)")
         #expect(!FileManager.default.fileExists(atPath: wal), "after work-once")
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 3)
+        // Refused once the database is open (a trigger autonomy did not make): still none left.
+        let database = try DatabaseQueue(path: sandbox.databasePath)
+        try await database.write {
+            try $0.execute(sql: "CREATE TRIGGER stray AFTER INSERT ON tasks BEGIN SELECT 1; END")
+        }
+        try database.close()
+        #expect(!FileManager.default.fileExists(atPath: wal), "after the test's own connection")
+        let refused = try await sandbox.run(["work-once"])
+        #expect(refused.status == 74, "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: wal), "after a refused work-once")
     }
 
     @Test func aPayloadFromStdinAndTheJSONViewsAgree() async throws {

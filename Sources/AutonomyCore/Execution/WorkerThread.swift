@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 import SystemShims
 
-/// The thread a worker runs on: its loop, its store calls, and the handlers it waits for.
+/// The thread a worker runs on: its loop, its store calls, and the handlers it waits for. (The
+/// quick commands' main thread serves one too, through `runHere`.)
 ///
 /// A worker does one thing at a time, so a thread of its own may block: a handler's `poll` loop
 /// runs right here (`ChildProcess.run`), with no hand-off to a watching thread and no hop back to
@@ -64,9 +65,11 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
 
     private init() { sem_init(ready, 0, 0) }
 
-    /// Runs `body` to its end on the calling thread, which serves as its executor until then: a
-    /// command run this way starts no thread of the shared pool (nor the pool's own start-up),
-    /// as long as what it awaits is nonisolated. Nothing it runs may need the main actor.
+    /// Runs `body` to its end on the calling thread, which serves as its executor until then (the
+    /// same serve loop a worker's thread runs): a command run this way starts no thread of the
+    /// shared pool, as long as what it awaits is nonisolated. It blocks the caller; call it from a
+    /// thread, never from inside a task. Nothing `body` runs may need the main actor or the main
+    /// dispatch queue, and its child tasks share this one thread.
     static func runHere<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
         let thread = WorkerThread()
         let result = Mutex<Result<Value, any Error>?>(nil)
@@ -135,7 +138,8 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
     }
 }
 
-/// Runs `body` to its end on the calling thread (see `WorkerThread.runHere`).
+/// Runs `body` to its end on the calling thread, blocking it until then; for `main`, never from
+/// inside a task. Nothing `body` runs may need the main actor (see `WorkerThread.runHere`).
 public func runOnThisThread<Value: Sendable>(_ body: @escaping @Sendable () async throws -> Value) throws -> Value {
     try WorkerThread.runHere(body)
 }

@@ -60,23 +60,39 @@ public final class AutonomyStore: Sendable {
         }
         try migrate()
         if settings.groupAccess { Self.shareWithGroup(path) }
-        Self.keptUntilExit.withLock { $0?.append(self) }
+        Self.keptUntilExit.withLock { $0?.stores.append(self) }
     }
 
-    /// The stores a process that ends with its command keeps open to its end, or nil.
-    private static let keptUntilExit = Mutex<[AutonomyStore]?>(nil)
+    /// The stores a process that ends with its command keeps to its end (how many of them are
+    /// closed already), or nil.
+    private static let keptUntilExit = Mutex<(stores: [AutonomyStore], closed: Int)?>(nil)
 
     /// For a process that ends as soon as its command has run (one `enqueue`, one `work-once`):
     /// each store it opens from now on is kept, and closed by `closeKept()`, never released.
     /// Releasing one is dear for a process that then ends: GRDB's queue unregisters itself from
     /// Foundation's notification centre (the centre's first use, and protocol conformance scans),
     /// and disposing of its dispatch queue starts a thread.
-    public static func keepUntilExit() { keptUntilExit.withLock { $0 = $0 ?? [] } }
+    public static func keepUntilExit() { keptUntilExit.withLock { $0 = $0 ?? ([], 0) } }
 
-    /// Closes every store `keepUntilExit` kept: each connection closes as a released one would,
-    /// the last one checkpointing the WAL and removing it.
-    public static func closeKept() {
-        for store in keptUntilExit.withLock({ $0 ?? [] }) { try? store.writer.close() }
+    /// Closes every store `keepUntilExit` kept that is not closed yet: each connection closes as a
+    /// released one would, the last one checkpointing the WAL and removing it. The stores stay
+    /// kept (released, they would cost what keeping them spares). Returns what could not be
+    /// closed (its WAL is then left for the next process to take up).
+    @discardableResult
+    public static func closeKept() -> [any Error] {
+        let stores = keptUntilExit.withLock { kept -> ArraySlice<AutonomyStore> in
+            guard let (stores, closed) = kept else { return [] }
+            kept = (stores, stores.count)
+            return stores[closed...]
+        }
+        return stores.compactMap { store in
+            do {
+                try store.writer.close()
+                return nil
+            } catch {
+                return StoreError.wrap(error, path: store.path, operation: "close")
+            }
+        }
     }
 
     /// SQLite's process-wide settings: no memory statistics, so its allocations take no global

@@ -100,7 +100,14 @@ import Testing
                     async let child = elsewhere()
                     let fromChild = await child
                     seen.withLock { $0.append(contentsOf: [there, fromChild, pthread_self()]) }
-                    return 42
+                    // Woken from another thread, as a watcher thread or a connection wakes it.
+                    let woken = await withCheckedContinuation { (resumed: CheckedContinuation<Int, Never>) in
+                        if DetachedThread.start({ resumed.resume(returning: 40) }) != nil {
+                            resumed.resume(returning: 0)
+                        }
+                    }
+                    seen.withLock { $0.append(pthread_self()) }
+                    return woken + 2
                 }
                 let thrown: Bool
                 do {
@@ -117,7 +124,7 @@ import Testing
             if failure != nil { continuation.resume(returning: (0, [], nil, false)) }
         }
         #expect(value == 42, "the body's value comes back")
-        #expect(seen.count == 5)
+        #expect(seen.count == 6)
         #expect(seen.allSatisfy { pthread_equal($0, caller) != 0 }, "every step ran on the calling thread")
         #expect(thrown, "the body's error comes back as thrown")
     }
