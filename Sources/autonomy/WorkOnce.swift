@@ -110,13 +110,18 @@ struct WorkOnce: AsyncParsableCommand {
             // Ends by the signal, as a shell and systemd expect of an interrupted program (130, 143).
             fflush(nil)
             Glibc.signal(signal, SIG_DFL)
-            var only = sigset_t()
-            sigemptyset(&only)
-            sigaddset(&only, signal)
-            pthread_sigmask(SIG_UNBLOCK, &only, nil)  // Dispatch's signal source blocks it
+            Self.mask(SIG_UNBLOCK, [signal])  // blocked since the start, and by Dispatch's signal source
             raise(signal)
             throw ExitCode(128 + signal)  // not reached
         }
+    }
+
+    /// Blocks or unblocks `signals` in this thread (`how`: `SIG_BLOCK`, `SIG_UNBLOCK`).
+    private static func mask(_ how: Int32, _ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(how, &set, nil)
     }
 
     /// SIGINT (Ctrl-C) and SIGTERM stop the handler running now and end the run once its attempt is
@@ -126,12 +131,9 @@ struct WorkOnce: AsyncParsableCommand {
         // Blocked here first (and so in every thread started from here on): a signal that comes
         // before Dispatch has taken it over waits, pending, instead of meeting SIG_IGN and being
         // lost. Dispatch reads them from the process's pending set.
-        var stops = sigset_t()
-        sigemptyset(&stops)
-        sigaddset(&stops, SIGINT)
-        sigaddset(&stops, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &stops, nil)
-        return [SIGINT, SIGTERM].map { number in
+        let stops = [SIGINT, SIGTERM]
+        mask(SIG_BLOCK, stops)
+        return stops.map { number in
             Glibc.signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
