@@ -128,7 +128,7 @@ struct DecisionOptions: ParsableArguments {
                 code: .notPermitted)
         }
         if !yes, isatty(STDIN_FILENO) == 1, isatty(STDERR_FILENO) == 1 {
-            FileHandle.standardError.write(Data("sign this decision? [y/N] ".utf8))
+            FileHandle.standardError.write(Data(utf8: "sign this decision? [y/N] "))
             guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
                 throw CLIFailure("not signed; nothing was decided", code: .refused)
             }

@@ -22,13 +22,13 @@ struct Demo: AsyncParsableCommand {
         // The operator's key, and the file that lists who may sign decisions.
         let keyPath = (folder as NSString).appendingPathComponent("operator_ed25519")
         let operatorKey = OpenSSHEd25519Key(comment: "demo-operator")
-        try Data(operatorKey.openSSHText.utf8).write(to: URL(fileURLWithPath: keyPath))
+        try Data(utf8: operatorKey.openSSHText).write(to: URL(fileURLWithPath: keyPath))
         chmod(keyPath, 0o600)
         try Data(
             "demo-operator namespaces=\"\(SSHSignature.decisionNamespace)\" \(operatorKey.publicKey.openSSH)\n".utf8
         ).write(to: URL(fileURLWithPath: (folder as NSString).appendingPathComponent("allowed_signers")))
         let configPath = (folder as NSString).appendingPathComponent("autonomy.json")
-        try Data(Self.configText.utf8).write(to: URL(fileURLWithPath: configPath))
+        try Data(utf8: Self.configText).write(to: URL(fileURLWithPath: configPath))
         chmod(configPath, 0o600)
         let loaded = try ConfigLoader.load(explicitPath: configPath)
         let store = try AutonomyStore(path: ConfigLoader.databasePath(flag: nil, loaded: loaded, environment: [:]))
@@ -176,7 +176,7 @@ struct Demo: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: handlers, withIntermediateDirectories: true)
         for (name, text) in Self.handlerScripts {
             let path = (handlers as NSString).appendingPathComponent(name)
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            try Data(utf8: text).write(to: URL(fileURLWithPath: path))
             chmod(path, 0o755)
         }
     }

@@ -139,7 +139,7 @@ func answer(
 }
 
 func emit(_ answer: GateAnswer) {
-    if !answer.stdout.isEmpty { FileHandle.standardOutput.write(Data(answer.stdout.utf8)) }
+    if !answer.stdout.isEmpty { FileHandle.standardOutput.write(Data(utf8: answer.stdout)) }
     if !answer.stderr.isEmpty { Journal.write(answer.stderr) }
 }
 

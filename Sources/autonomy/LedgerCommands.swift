@@ -214,7 +214,7 @@ struct LedgerCommand: AsyncParsableCommand {
                 buffer.withLock {
                     $0 += text
                     if $0.utf8.count > 1 << 16 {
-                        FileHandle.standardOutput.write(Data($0.utf8))
+                        FileHandle.standardOutput.write(Data(utf8: $0))
                         $0 = ""
                     }
                 }
@@ -222,7 +222,7 @@ struct LedgerCommand: AsyncParsableCommand {
 
             func flush() {
                 buffer.withLock {
-                    FileHandle.standardOutput.write(Data($0.utf8))
+                    FileHandle.standardOutput.write(Data(utf8: $0))
                     $0 = ""
                 }
             }

@@ -5,6 +5,15 @@ import Foundation
 // operator has to fix. What the sections share is here.
 
 extension KeyedDecodingContainer {
+    /// The object under `key` whose members are named by the operator (task types, variables), or
+    /// nil when the key is absent or null.
+    func decodeNamedIfPresent<Value: Decodable>(_ type: Value.Type, forKey key: Key) throws -> [String: Value]? {
+        guard let decoder = try superDecoder(forKey: key) as? ConfigValueDecoder else {
+            return try decodeIfPresent([String: Value].self, forKey: key)
+        }
+        return try decoder.namedValues(type)
+    }
+
     /// A duration under `key` (or `value` when absent) that must lie in `lower...upper`.
     func interval(_ key: Key, default value: Interval, from lower: Interval, to upper: Interval) throws -> Interval {
         try decode(key, default: value, in: lower...upper, expected: "expected from \"\(lower)\" to \"\(upper)\"")
@@ -62,12 +71,14 @@ extension Decoder {
 
     /// Records a warning for each key of this object that `known` does not list.
     func reportUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
+        // Only `ConfigLoader` asks for warnings, and it decodes with `ConfigValueDecoder`, whose keys
+        // come without the runtime cast that `allKeys` costs.
         guard let warnings = userInfo[ConfigWarnings.userInfoKey] as? ConfigWarnings,
-            let container = try? container(keyedBy: ConfigKey.self)
+            let keys = (self as? ConfigValueDecoder)?.objectKeys
         else { return }
         let names = Set(Keys.allCases.map(\.stringValue))
-        for key in container.allKeys where !names.contains(key.stringValue) {
-            let path = ConfigError.keyPath(codingPath + [key])
+        for key in keys where !names.contains(key) {
+            let path = ConfigError.keyPath(codingPath + [ConfigKey(key)])
             warnings.add("\(path): unknown key, ignored (check its spelling)")
         }
     }

@@ -91,8 +91,6 @@ public enum ConfigLoader {
     /// Decodes configuration text; `file` only labels errors.
     public static func parse(_ data: Data, file: String? = nil) throws(ConfigError) -> LoadedConfiguration {
         let warnings = ConfigWarnings()
-        let decoder = JSONDecoder()
-        decoder.userInfo[ConfigWarnings.userInfoKey] = warnings
         let configuration: Configuration
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
             throw ConfigError(
@@ -101,8 +99,15 @@ public enum ConfigLoader {
                     "the file is empty: write a JSON object, at least {\"version\": 1} (config.example.json shows every key)",
                 file: file)
         }
+        let document: JSONValue
         do {
-            configuration = try decoder.decode(Configuration.self, from: data)
+            document = try JSONParser.parse(data)
+        } catch {
+            throw ConfigError(path: "", message: "not valid JSON (\(error.reason))", file: file)
+        }
+        do {
+            let decoder = ConfigValueDecoder(document, userInfo: [ConfigWarnings.userInfoKey: warnings])
+            configuration = try Configuration(from: decoder)
         } catch let error as DecodingError {
             throw ConfigError.from(error, file: file)
         } catch {

@@ -16,6 +16,9 @@ public struct Configuration: Sendable {
         set { zone = newValue }
     }
     private var zone: TimeZone?
+    /// The zone the file names (or a command set), or nil for the default: for holders of the zone
+    /// that should not make UTC before they need it either (`ModelGateway`).
+    var timezoneIfSet: TimeZone? { zone }
     /// The zone's name as written ("UTC", "Europe/Berlin").
     public var timezoneName = "UTC"
     public var worker = WorkerSettings()
@@ -117,7 +120,7 @@ extension Configuration: Decodable {
         worker = try container.decodeIfPresent(WorkerSettings.self, forKey: .worker) ?? WorkerSettings()
         queue = try container.decodeIfPresent(QueueSettings.self, forKey: .queue) ?? QueueSettings()
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? StoreSettings()
-        let types = try container.decodeIfPresent([String: TaskTypeBody].self, forKey: .taskTypes) ?? [:]
+        let types = try container.decodeNamedIfPresent(TaskTypeBody.self, forKey: .taskTypes) ?? [:]
         for (name, body) in types {
             guard TaskType.isValidName(name) else {
                 throw DecodingError.dataCorrupted(
@@ -151,7 +154,7 @@ extension Configuration: Decodable {
         gateway = try container.decodeIfPresent(GatewaySettings.self, forKey: .gateway) ?? GatewaySettings()
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
         audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
-        remediations = try container.decodeIfPresent([String: RemediationCommand].self, forKey: .remediations) ?? [:]
+        remediations = try container.decodeNamedIfPresent(RemediationCommand.self, forKey: .remediations) ?? [:]
         for name in remediations.keys where !TaskType.isValidName(name) {
             throw DecodingError.dataCorrupted(
                 .init(

@@ -275,7 +275,7 @@ extension ExecHandler: Decodable {
             argv: argv,
             timeout: try container.decodeIfPresent(Interval.self, forKey: .timeout),
             cwd: try container.decodeIfPresent(String.self, forKey: .cwd),
-            env: try container.decodeIfPresent([String: String].self, forKey: .env) ?? [:],
+            env: try container.decodeNamedIfPresent(String.self, forKey: .env) ?? [:],
             passEnv: try container.decodeIfPresent([String].self, forKey: .passEnv) ?? [])
         try decoder.checkVariableNames(passEnv, under: CodingKeys.passEnv)
         if let timeout, timeout.milliseconds <= 0 {

@@ -66,7 +66,12 @@ public enum GatewayError: Error, Sendable, CustomStringConvertible {
 public struct ModelGateway: Sendable {
     public var store: any BudgetStore
     public var settings: GatewaySettings
-    public var timeZone: TimeZone
+    /// The zone the cap's day is counted in: the configuration's, made (UTC) only when first read.
+    public var timeZone: TimeZone {
+        get { zone ?? .gmt }
+        set { zone = newValue }
+    }
+    private var zone: TimeZone?
     public var clock: any WallClock
     /// Where API keys are read from: the process environment, never the configuration.
     public var environment: [String: String]
@@ -77,7 +82,7 @@ public struct ModelGateway: Sendable {
     ) {
         self.store = store
         self.settings = configuration.gateway
-        self.timeZone = configuration.timezone
+        self.zone = configuration.timezoneIfSet
         self.clock = clock
         self.environment = environment
     }

@@ -163,7 +163,7 @@ public enum PrometheusMetrics {
         let temporary = (folder.isEmpty ? "." : folder) + "/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
         guard
             FileManager.default.createFile(
-                atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
+                atPath: temporary, contents: Data(utf8: text), attributes: [.posixPermissions: 0o644])
         else { throw WriteError(path: path, reason: "the folder does not exist or is not writable") }
         guard rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))

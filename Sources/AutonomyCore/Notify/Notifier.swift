@@ -114,7 +114,7 @@ public struct ChannelNotifier: Notifier {
     /// recomputes from the `X-Autonomy-Timestamp` header and the raw body.
     public static func signature(of body: Data, timestamp: String, secret: String) -> String {
         HMAC<SHA256>.authenticationCode(
-            for: Data((timestamp + ".").utf8) + body, using: SymmetricKey(data: Data(secret.utf8))
+            for: Data(utf8: timestamp + ".") + body, using: SymmetricKey(data: Data(utf8: secret))
         )
         .hexString
     }

@@ -158,14 +158,11 @@ extension AutonomyStore {
     /// transaction then checks it again first (`recheckSchema`).
     public func requireOwnSchema() throws {
         do {
-            try writer.writeWithoutTransaction { db in
-                try db.inTransaction(.deferred) {
-                    _ = try Row.fetchOne(db, sql: "SELECT 1 FROM sqlite_master LIMIT 1")  // the snapshot
-                    try db.execute(sql: "PRAGMA writable_schema = RESET")
-                    if let found = try Self.foreignSchema(db, path: path) { throw found }
-                    schemaGuard.verified = try Int64.fetchOne(db, sql: "PRAGMA schema_version")
-                    return .commit
-                }
+            try isolated("BEGIN DEFERRED", ending: .commit) { db in
+                _ = try Row.fetchOne(db.makeStatement(sql: "SELECT 1 FROM sqlite_master LIMIT 1"))  // the snapshot
+                try db.makeStatement(sql: "PRAGMA writable_schema = RESET").execute()
+                if let found = try Self.foreignSchema(db, path: path) { throw found }
+                schemaGuard.verified = try Int64.fetchOne(db.makeStatement(sql: "PRAGMA schema_version"))
             }
         } catch {
             throw StoreError.wrap(error, path: path, operation: "check the schema")

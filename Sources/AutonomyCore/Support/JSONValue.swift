@@ -64,7 +64,16 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 extension JSONValue {
     /// Parses JSON text; throws `JSONTextError` with a readable reason when it is not JSON.
     public static func parse(_ text: String) throws(JSONTextError) -> JSONValue {
-        try parse(Data(text.utf8))
+        // In place: `Data(text.utf8)` would copy, and its generic initialiser asks the runtime
+        // whether the view is contiguous bytes, a scan of every conformance record on first use.
+        var text = text
+        do {
+            return try text.withUTF8 { try JSONParser.parse(bytes: $0) }
+        } catch let error as JSONTextError {
+            throw error
+        } catch {
+            throw JSONTextError(reason: "\(error)")
+        }
     }
 
     /// Parses JSON bytes (any JSON value at the top), strictly; throws `JSONTextError` saying where

@@ -73,7 +73,7 @@ public enum Journal {
 
     /// Writes `text` to stderr, each line prefixed with `priority` when stderr is the journal.
     public static func write(_ text: String, priority: Int? = nil, journal: Bool = isActive) {
-        FileHandle.standardError.write(Data(format(text, priority: priority, journal: journal).utf8))
+        FileHandle.standardError.write(Data(utf8: format(text, priority: priority, journal: journal)))
     }
 
     /// `text` as `write` sends it: one `<N>` per line under the journal (a line's own priority
@@ -105,7 +105,7 @@ public struct AutonomyLogHandler: LogHandler {
 
     public init(
         label: String, journal: Bool = Journal.isActive,
-        write: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+        write: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(utf8: $0)) }
     ) {
         self.label = label
         self.journal = journal

@@ -69,8 +69,8 @@ extension ProducerSettings: Decodable {
         try decoder.reportUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
-        users = try container.decodeIfPresent([String: ProducerRule].self, forKey: .users) ?? [:]
-        groups = try container.decodeIfPresent([String: ProducerRule].self, forKey: .groups) ?? [:]
+        users = try container.decodeNamedIfPresent(ProducerRule.self, forKey: .users) ?? [:]
+        groups = try container.decodeNamedIfPresent(ProducerRule.self, forKey: .groups) ?? [:]
         for (key, names) in [(CodingKeys.users, users.keys), (.groups, groups.keys)] {
             for name in names where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == ":" }) {
                 throw DecodingError.dataCorrupted(

@@ -98,6 +98,27 @@ import Testing
         (#"{"task_types": {}}"#, "version: missing"),
         (#"{"version": 1, "components": [{"owner": "x"}]}"#, "components[0].name: missing required key"),
         (#"{"version": 1,"#, "not valid JSON"),
+        // The document is read strictly before it is decoded (`ConfigValueDecoder`).
+        (#"{"version": 1, "version": 1}"#, #"not valid JSON (duplicate key "version" at character"#),
+        (#"{"version": 1, "task_types": []}"#, "task_types: expected an object"),
+        (#"{"version": 1, "task_types": {"a": 5}}"#, "task_types.a: expected an object"),
+        (
+            #"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": "x"}}}}}"#,
+            "handler.exec.argv: expected an array"
+        ),
+        (#"{"version": 1, "task_types": {"a": {"handler": {"exec": {"argv": [1]}}}}}"#, "argv[0]: expected a string"),
+        (
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": 2.5}}}}"#,
+            "max_per_hour: expected a whole number"
+        ),
+        (
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": 1e30}}}}"#,
+            "max_per_hour: 1e+30 is out of range"
+        ),
+        (
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": null, "x": 1}}}, "worker": null, "timezone": 5}"#,
+            "timezone: expected a string"
+        ),
     ])
     func errorsNameTheKeyPath(json: String, expected: String) {
         #expect {
@@ -105,6 +126,13 @@ import Testing
         } throws: { error in
             "\(error)".contains(expected)
         }
+    }
+
+    @Test func aWholeNumberWrittenWithAFractionOfZeroIsAWholeNumber() throws {
+        let loaded = try loadMap(
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": 5.0}, "b": {"max_per_hour": 7e1}}}}"#)
+        #expect(loaded.configuration.producers.users["bot"]?.maxPerHour == 5)
+        #expect(loaded.configuration.producers.users["b"]?.maxPerHour == 70)
     }
 
     @Test func unknownKeysWarnWithTheirPath() throws {

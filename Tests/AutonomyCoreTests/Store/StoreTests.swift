@@ -5,6 +5,31 @@ import Testing
 @testable import AutonomyCore
 
 @Suite struct StoreTests {
+    /// `write`, `rehearse` and `read` begin and end their transactions themselves (`isolated`).
+    @Test func aTransactionThatThrowsLeavesNothingAndTheStoreWritesOnAfterIt() throws {
+        struct Refused: Error {}
+        let folder = try TemporaryFolder()
+        let store = try AutonomyStore(path: folder.file("a.db"))
+        let count = { try store.read("count") { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM tasks") } }
+        let insert =
+            "INSERT INTO tasks (type, state, run_at, payload, payload_sha256, created_at, updated_at) VALUES ('a', 'queued', 0, '{}', 'x', 0, 0)"
+        #expect(throws: (any Error).self) {
+            try store.write("refused") { db in
+                try db.execute(sql: insert)
+                throw Refused()
+            }
+        }
+        #expect(try count() == 0)
+        #expect(try store.rehearse("rehearsed") { db in try db.execute(sql: insert) } == ())
+        #expect(try count() == 0)
+        // A read is read-only, and leaves the connection writable.
+        #expect(throws: (any Error).self) { try store.read("write in a read") { db in try db.execute(sql: insert) } }
+        try store.write("kept") { db in try db.execute(sql: insert) }
+        #expect(try count() == 1)
+        #expect(try store.read("in a transaction") { db in db.isInsideTransaction })
+        #expect(try store.read("after") { _ in () } == ())
+    }
+
     @Test func aNewFileIsCreatedPrivateWithWALAndEveryMigration() throws {
         let folder = try TemporaryFolder()
         let store = try AutonomyStore(path: folder.file("a.db"))
