@@ -89,9 +89,10 @@ public enum ConfigLoader {
     }
 
     /// Decodes configuration text; `file` only labels errors.
-    public static func parse(_ data: Data, file: String? = nil) throws(ConfigError) -> LoadedConfiguration {
+    public static func parse(_ bytes: Data, file: String? = nil) throws(ConfigError) -> LoadedConfiguration {
         let warnings = ConfigWarnings()
         let configuration: Configuration
+        let data = try utf8Text(bytes, file: file)
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
             throw ConfigError(
                 path: "",
@@ -118,6 +119,23 @@ public enum ConfigLoader {
             configuration: configuration, path: file, warnings: (warnings.all + mistakes).sorted())
         loaded.advice = advice.sorted()
         return loaded
+    }
+
+    /// The file's text without a UTF-8 byte-order mark (Notepad and PowerShell write one), as
+    /// `JSONDecoder` took it; a file in UTF-16 or UTF-32 is refused with what to do.
+    private static func utf8Text(_ bytes: Data, file: String?) throws(ConfigError) -> Data {
+        let start = bytes.startIndex
+        if bytes.count >= 3, bytes[start] == 0xEF, bytes[start + 1] == 0xBB, bytes[start + 2] == 0xBF {
+            return bytes.dropFirst(3)
+        }
+        // JSON text starts with an ASCII character: a zero byte beside it, or a UTF-16 mark, is
+        // another encoding.
+        if bytes.count >= 2, bytes[start] == 0 || bytes[start + 1] == 0 || bytes[start] == 0xFF || bytes[start] == 0xFE
+        {
+            throw ConfigError(
+                path: "", message: "the file is not UTF-8 (UTF-16 or UTF-32?): save it as UTF-8", file: file)
+        }
+        return bytes
     }
 
     /// Where the database is: `flag` > `AUTONOMY_DATABASE` > the file's `database` (relative to the

@@ -121,7 +121,7 @@ extension Configuration: Decodable {
         queue = try container.decodeIfPresent(QueueSettings.self, forKey: .queue) ?? QueueSettings()
         store = try container.decodeIfPresent(StoreSettings.self, forKey: .store) ?? StoreSettings()
         let types = try container.decodeNamedIfPresent(TaskTypeBody.self, forKey: .taskTypes) ?? [:]
-        for (name, body) in types {
+        for (name, body) in types.sorted(by: { $0.key < $1.key }) {  // the first bad name, always the same
             guard TaskType.isValidName(name) else {
                 throw DecodingError.dataCorrupted(
                     .init(
@@ -155,7 +155,7 @@ extension Configuration: Decodable {
         producers = try container.decodeIfPresent(ProducerSettings.self, forKey: .producers) ?? ProducerSettings()
         audit = try container.decodeIfPresent(AuditSettings.self, forKey: .audit) ?? AuditSettings()
         remediations = try container.decodeNamedIfPresent(RemediationCommand.self, forKey: .remediations) ?? [:]
-        for name in remediations.keys where !TaskType.isValidName(name) {
+        for name in remediations.keys.sorted() where !TaskType.isValidName(name) {
             throw DecodingError.dataCorrupted(
                 .init(
                     codingPath: [CodingKeys.remediations, ConfigKey(name)],

@@ -81,15 +81,15 @@ extension Database {
     /// except fix proposals (they have their own `audit.proposals_expire_after`).
     func expireApprovals(now: Int64, requestedBefore: Int64? = nil) throws -> [ApprovalRecord] {
         let due = try ApprovalRecord.fetchAll(
-            self,
-            sql: requestedBefore == nil
-                ? """
-                SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending WHERE state = 'pending' AND expires_at <= ? ORDER BY id
-                """
-                : """
-                SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ?
-                  AND \(Self.notAProposal) ORDER BY id
-                """, arguments: [requestedBefore ?? now])
+            cachedStatement(
+                sql: requestedBefore == nil
+                    ? """
+                    SELECT \(ApprovalRecord.columns) FROM approvals INDEXED BY approvals_pending WHERE state = 'pending' AND expires_at <= ? ORDER BY id
+                    """
+                    : """
+                    SELECT \(ApprovalRecord.columns) FROM approvals WHERE state = 'pending' AND requested_at <= ?
+                      AND \(Self.notAProposal) ORDER BY id
+                    """), arguments: [requestedBefore ?? now])
         for approval in due {
             try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
             try execute(

@@ -187,11 +187,11 @@ extension AutonomyStore {
 extension Database {
     func chargeAbandonedReservations(now: Int64) throws {
         let abandoned = try Row.fetchAll(
-            self,
-            sql: """
-                SELECT id, task_id, model, tier, reserved_usd FROM llm_calls INDEXED BY llm_calls_open
-                WHERE state = 'reserved' AND expires_at <= ?
-                """, arguments: [now])
+            cachedStatement(
+                sql: """
+                    SELECT id, task_id, model, tier, reserved_usd FROM llm_calls INDEXED BY llm_calls_open
+                    WHERE state = 'reserved' AND expires_at <= ?
+                    """), arguments: [now])
         for row in abandoned {
             let id: Int64 = try row.decode(forColumn: "id")
             let taskID: Int64? = try row.decode(forColumn: "task_id")

@@ -102,7 +102,7 @@ extension AutonomyStore {
     /// The newest ledger row's id and hash; nil for an empty ledger.
     public func ledgerHead() throws -> LedgerAnchor? {
         try read("read the ledger's head") { db in
-            try Row.fetchOne(db, sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1").map {
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT id, hash FROM ledger ORDER BY id DESC LIMIT 1")).map {
                 LedgerAnchor(id: try $0.decode(atIndex: 0), hash: try $0.decode(atIndex: 1))
             }
         }

@@ -122,11 +122,11 @@ extension Configuration {
 extension Database {
     func activeOverrides(now: Int64) throws -> [Override] {
         try Row.fetchAll(
-            self,
-            sql: """
-                SELECT \(Override.columns) FROM overrides
-                WHERE removed_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id
-                """, arguments: [now]
+            cachedStatement(
+                sql: """
+                    SELECT \(Override.columns) FROM overrides
+                    WHERE removed_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY id
+                    """), arguments: [now]
         ).map(Override.init(row:))
     }
 

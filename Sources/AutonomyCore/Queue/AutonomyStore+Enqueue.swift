@@ -42,15 +42,17 @@ extension EnqueueRequest {
 extension Database {
     /// Refuses a producer's task over its hourly limits: all its tasks, and apart from them its
     /// dangerous ones (each asks an operator), so one agent cannot flood the operator.
-    func checkLimits(of producer: ProducerPolicy, dangerous: Bool, now: Int64) throws(TrustError) {
+    func checkLimits(of producer: ProducerPolicy, dangerous: Bool, now: Int64) throws {
         let since = now - Interval.hours(1).milliseconds
-        func check(_ limit: Int?, isDangerous: Bool, _ sql: String) throws(TrustError) {
+        func check(_ limit: Int?, isDangerous: Bool, _ sql: String) throws {
             guard let limit else { return }
-            let row = try? Row.fetchOne(self, sql: sql, arguments: [producer.name, since])
+            // A count that cannot be read fails the enqueue rather than letting the task past its
+            // limit (and the write transaction it runs in must not go on after a failed statement).
+            let row = try Row.fetchOne(cachedStatement(sql: sql), arguments: [producer.name, since])
             let count: Int = row?[0] ?? 0
             guard count >= limit else { return }
             let oldest: Int64 = row?[1] ?? now
-            throw .rateLimited(
+            throw TrustError.rateLimited(
                 producer: producer.name, limit: limit, dangerous: isDangerous,
                 retryAfterSeconds: max(1, (oldest + Interval.hours(1).milliseconds - now + 999) / 1000))
         }

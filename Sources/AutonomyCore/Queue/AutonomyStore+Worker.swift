@@ -93,12 +93,12 @@ extension AutonomyStore {
     ) throws -> Recovery {
         try write("recover expired leases") { db in
             let expired = try TaskRecord.fetchAll(
-                db,
-                sql: """
-                    SELECT \(TaskRecord.columns) FROM tasks
-                    WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
-                    ORDER BY id
-                    """, arguments: [now])
+                db.cachedStatement(
+                    sql: """
+                        SELECT \(TaskRecord.columns) FROM tasks
+                        WHERE state IN ('running', 'verifying') AND lease_expires_at < ?
+                        ORDER BY id
+                        """), arguments: [now])
             var recovery = Recovery()
             for task in expired {
                 let type = configuration.taskType(named: task.type)

@@ -112,7 +112,16 @@ extension TaskRecord {
 
     /// The columns a `TaskRecord` is read from. Queries name them instead of `*`, so new columns
     /// change nothing.
-    static let columns = CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")
+    static let columns: String = {
+        // Joined by hand: `joined(separator:)` runs unspecialised here, and the first time in a
+        // process it looks its associated types up, a scan of every conformance record.
+        var text = ""
+        for key in CodingKeys.allCases {
+            if !text.isEmpty { text += ", " }
+            text += key.rawValue
+        }
+        return text
+    }()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, type, state, priority

@@ -233,6 +233,11 @@ public final class AutonomyStore: Sendable {
     /// when `body` throws: GRDB's `inTransaction`, with its three statements cached, so they are not
     /// compiled again for every transaction, and not SQL literals, whose first use in a process
     /// costs a scan of every conformance record in the executable (0.48 million instructions).
+    ///
+    /// Unlike GRDB's, it cannot refuse the statements that follow one after which SQLite rolled the
+    /// transaction back by itself (a full disk, an I/O error): those would run outside it. So no
+    /// body carries on after a failed statement: each lets the error through. A transaction found
+    /// gone at the end is an error (SQLITE_ABORT), never a commit or a rehearsal that looks whole.
     func isolated<T>(
         _ begin: String, ending: Database.TransactionCompletion, _ body: (Database) throws -> T
     ) throws -> T {
@@ -240,6 +245,9 @@ public final class AutonomyStore: Sendable {
             try db.run(sql: begin)
             do {
                 let value = try body(db)
+                guard db.isInsideTransaction else {
+                    throw DatabaseError(resultCode: .SQLITE_ABORT, message: "Transaction was aborted")
+                }
                 try db.run(sql: ending == .commit ? "COMMIT" : "ROLLBACK")
                 return value
             } catch {
@@ -260,6 +268,11 @@ public final class AutonomyStore: Sendable {
 extension Database {
     /// Executes one statement from the connection's statement cache: the hot paths run the same
     /// few statements for every task, and compiling them each time costs more than running them.
+    ///
+    /// What one `enqueue` or `work-once` runs is a cached or plain statement (`cachedStatement`,
+    /// `makeStatement`), never an SQL literal (`execute(sql:)`, `fetchAll(db, sql:)`): GRDB joins a
+    /// literal's parts with a generic that, the first time in a process, costs a scan of every
+    /// conformance record in the executable (0.48 million instructions).
     func run(sql: String, arguments: StatementArguments = StatementArguments()) throws {
         try cachedStatement(sql: sql).execute(arguments: arguments)
     }

@@ -72,7 +72,7 @@ extension ProducerSettings: Decodable {
         users = try container.decodeNamedIfPresent(ProducerRule.self, forKey: .users) ?? [:]
         groups = try container.decodeNamedIfPresent(ProducerRule.self, forKey: .groups) ?? [:]
         for (key, names) in [(CodingKeys.users, users.keys), (.groups, groups.keys)] {
-            for name in names where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == ":" }) {
+            for name in names.sorted() where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == ":" }) {
                 throw DecodingError.dataCorrupted(
                     .init(
                         codingPath: decoder.codingPath + [key, ConfigKey(name)],

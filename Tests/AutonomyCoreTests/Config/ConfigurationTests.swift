@@ -116,7 +116,7 @@ import Testing
             "max_per_hour: 1e+30 is out of range"
         ),
         (
-            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": null, "x": 1}}}, "worker": null, "timezone": 5}"#,
+            #"{"version": 1, "timezone": 5}"#,
             "timezone: expected a string"
         ),
     ])
@@ -125,6 +125,31 @@ import Testing
             _ = try loadMap(json)
         } throws: { error in
             "\(error)".contains(expected)
+        }
+    }
+
+    @Test func nullIsAnAbsentKeyAndUnknownKeysOfNamedEntriesWarn() throws {
+        let loaded = try loadMap(
+            #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": null, "x": 1}}}, "worker": null}"#)
+        #expect(loaded.configuration.producers.users["bot"] != nil)
+        #expect(loaded.configuration.producers.users["bot"]?.maxPerHour == nil)
+        #expect(loaded.configuration.worker.lease == WorkerSettings().lease)
+        #expect(
+            loaded.warnings.filter { $0.contains("unknown key") } == [
+                "producers.users.bot.x: unknown key, ignored (check its spelling)"
+            ])
+    }
+
+    @Test func aByteOrderMarkIsSkippedAndUTF16IsRefusedWithWhatToDo() throws {
+        let json = #"{"version": 1, "timezone": "Europe/Berlin"}"#
+        let marked = try ConfigLoader.parse(Data([0xEF, 0xBB, 0xBF] + Array(json.utf8)))
+        #expect(marked.configuration.timezoneName == "Europe/Berlin")
+        for encoding in [String.Encoding.utf16LittleEndian, .utf16BigEndian, .utf16, .utf32LittleEndian] {
+            #expect {
+                _ = try ConfigLoader.parse(try #require(json.data(using: encoding)))
+            } throws: { error in
+                "\(error)".contains("not UTF-8 (UTF-16 or UTF-32?): save it as UTF-8")
+            }
         }
     }
 

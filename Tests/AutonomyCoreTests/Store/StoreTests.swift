@@ -23,11 +23,31 @@ import Testing
         #expect(try store.rehearse("rehearsed") { db in try db.execute(sql: insert) } == ())
         #expect(try count() == 0)
         // A read is read-only, and leaves the connection writable.
-        #expect(throws: (any Error).self) { try store.read("write in a read") { db in try db.execute(sql: insert) } }
+        #expect {
+            try store.read("write in a read") { db in try db.execute(sql: insert) }
+        } throws: { error in
+            "\(error)".contains("readonly")
+        }
         try store.write("kept") { db in try db.execute(sql: insert) }
         #expect(try count() == 1)
         #expect(try store.read("in a transaction") { db in db.isInsideTransaction })
         #expect(try store.read("after") { _ in () } == ())
+        // SQLite rolls a transaction back by itself (here `INSERT OR ROLLBACK` on a taken id; a full
+        // disk does the same): a body that carried on regardless ends in an error, not a commit.
+        #expect {
+            try store.write("aborted") { db in
+                try db.execute(sql: insert)
+                _ = try? db.execute(
+                    sql: insert.replacingOccurrences(
+                        of: "INSERT INTO tasks (", with: "INSERT OR ROLLBACK INTO tasks (id, "
+                    ).replacingOccurrences(of: "VALUES (", with: "VALUES (1, "))
+            }
+        } throws: { error in
+            "\(error)".contains("aborted")
+        }
+        #expect(try count() == 1)
+        try store.write("after an abort") { db in try db.execute(sql: insert) }
+        #expect(try count() == 2)
     }
 
     @Test func aNewFileIsCreatedPrivateWithWALAndEveryMigration() throws {
