@@ -170,15 +170,21 @@ def one_process_enqueues(binary, python, env, folder, runs=30):
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(folder, "huey_one.py"), "w") as handle:
         handle.write(HUEY_ONE)
-    figures = {}
-    figures["autonomy enqueue"] = statistics.median(
-        timed([binary, "enqueue", "noop", "--payload", '{"n":1}'], env=env) for _ in range(runs))
-    figures["huey: a script enqueueing one task"] = statistics.median(
-        timed([python, os.path.join(folder, "huey_one.py"), os.path.join(folder, "one.db")]) for _ in range(runs))
-    figures["sqlite3 CLI: one INSERT"] = statistics.median(
-        timed(["sqlite3", database, "PRAGMA synchronous=FULL; INSERT INTO tasks (type, state, payload, created_at) "
-               "VALUES ('noop', 'queued', '{\"n\":1}', 0);"]) for _ in range(runs))
-    return figures
+    commands = {
+        "autonomy enqueue": ([binary, "enqueue", "noop", "--payload", '{"n":1}'], env),
+        "huey: a script enqueueing one task": (
+            [python, os.path.join(folder, "huey_one.py"), os.path.join(folder, "one.db")], None),
+        "sqlite3 CLI: one INSERT": (
+            ["sqlite3", database, "PRAGMA synchronous=FULL; INSERT INTO tasks (type, state, payload, created_at) "
+             "VALUES ('noop', 'queued', '{\"n\":1}', 0);"], None),
+    }
+    # In turns, one of each a round: a slow minute on this machine then weighs on all three alike,
+    # not on whichever ran in it.
+    samples = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (command, command_env) in commands.items():
+            samples[name].append(timed(command, env=command_env))
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def main():
