@@ -123,7 +123,7 @@ public enum ConfigLoader {
 
     /// The file's text without a UTF-8 byte-order mark (Notepad and PowerShell write one), as
     /// `JSONDecoder` took it; a file in UTF-16 or UTF-32 is refused with what to do.
-    private static func utf8Text(_ bytes: Data, file: String?) throws(ConfigError) -> Data {
+    static func utf8Text(_ bytes: Data, file: String?) throws(ConfigError) -> Data {
         let start = bytes.startIndex
         if bytes.count >= 3, bytes[start] == 0xEF, bytes[start + 1] == 0xBB, bytes[start + 2] == 0xBF {
             return bytes.dropFirst(3)

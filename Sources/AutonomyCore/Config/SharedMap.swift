@@ -12,7 +12,9 @@ extension LoadedConfiguration {
     /// hosts with different fingerprints apply different rules to the same queue.
     public var sharedMapFingerprint: String {
         var shared = "{}"
-        if let path, let data = FileManager.default.contents(atPath: path) {
+        if let path, let bytes = FileManager.default.contents(atPath: path) {
+            // Read as `ConfigLoader` reads it: a byte-order mark is no part of the map.
+            let data = (try? ConfigLoader.utf8Text(bytes, file: path)) ?? bytes
             let text = String(decoding: data, as: UTF8.self)
             if case .object(var fields)? = try? JSONValue.parse(text) {
                 for key in Self.hostKeys { fields[key] = nil }

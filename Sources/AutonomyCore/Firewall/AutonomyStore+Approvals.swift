@@ -91,10 +91,8 @@ extension Database {
                       AND \(Self.notAProposal) ORDER BY id
                     """), arguments: [requestedBefore ?? now])
         for approval in due {
-            try execute(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
-            try execute(
-                sql: "UPDATE approvals SET state = 'expired' WHERE id = ?",
-                arguments: [approval.id])
+            try run(sql: "DELETE FROM approval_tokens WHERE approval_id = ?", arguments: [approval.id])
+            try run(sql: "UPDATE approvals SET state = 'expired' WHERE id = ?", arguments: [approval.id])
             let detail: JSONValue = [
                 "approval_id": .int(approval.id), "payload_sha256": .string(approval.payloadSHA256),
                 "requested_at": .string(Timestamp.format(approval.requestedAt)),

@@ -418,6 +418,9 @@ extension AutonomyStore {
                 try db.run(sql: "RELEASE claim")
                 return (recorded, next)
             } catch {
+                // SQLite rolled the whole transaction back by itself (a full disk): there is no
+                // savepoint to go back to, and this error is the one to report.
+                guard db.isInsideTransaction else { throw error }
                 try db.run(sql: "ROLLBACK TO claim")
                 try db.run(sql: "RELEASE claim")
                 LedgerTail.forget(db)  // its rows were rolled back with the savepoint

@@ -236,8 +236,10 @@ public final class AutonomyStore: Sendable {
     ///
     /// Unlike GRDB's, it cannot refuse the statements that follow one after which SQLite rolled the
     /// transaction back by itself (a full disk, an I/O error): those would run outside it. So no
-    /// body carries on after a failed statement: each lets the error through. A transaction found
-    /// gone at the end is an error (SQLITE_ABORT), never a commit or a rehearsal that looks whole.
+    /// body carries on after a failed statement: each lets the error through (the one savepoint,
+    /// in `recordAttemptAndClaimNext`, first checks that the transaction is still there). A
+    /// transaction found gone at the end is an error (SQLITE_ABORT), never a commit or a
+    /// rehearsal that looks whole.
     func isolated<T>(
         _ begin: String, ending: Database.TransactionCompletion, _ body: (Database) throws -> T
     ) throws -> T {

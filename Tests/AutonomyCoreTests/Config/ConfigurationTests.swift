@@ -153,6 +153,33 @@ import Testing
         }
     }
 
+    @Test func theFirstBadNameIsAlwaysTheSameOne() {
+        // A dictionary's order changes from one process to the next: without the sorting, this
+        // would report "b b" in about every other run.
+        let handler = #"{"handler": {"exec": {"argv": ["x"]}}}"#
+        #expect {
+            _ = try loadMap(#"{"version": 1, "task_types": {"b b": \#(handler), "a a": \#(handler)}}"#)
+        } throws: { error in
+            "\(error)".contains("task_types.a a:")
+        }
+    }
+
+    /// Hosts of one PostgreSQL queue compare this fingerprint: a byte-order mark, skipped when the
+    /// file is read, must not make one host's map look different.
+    @Test func aByteOrderMarkLeavesTheSharedMapFingerprintAsItWas() throws {
+        let folder = try TemporaryFolder()
+        let json = #"{"version": 1, "worker": {"host": "a"}, "task_types": {}}"#
+        var fingerprints: [String] = []
+        for (name, bytes) in [
+            ("plain.json", Array(json.utf8)), ("marked.json", [0xEF, 0xBB, 0xBF] + Array(json.utf8)),
+        ] {
+            let path = folder.file(name)
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+            fingerprints.append(try ConfigLoader.parse(Data(bytes), file: path).sharedMapFingerprint)
+        }
+        #expect(fingerprints[0] == fingerprints[1])
+    }
+
     @Test func aWholeNumberWrittenWithAFractionOfZeroIsAWholeNumber() throws {
         let loaded = try loadMap(
             #"{"version": 1, "producers": {"users": {"bot": {"max_per_hour": 5.0}, "b": {"max_per_hour": 7e1}}}}"#)

@@ -32,17 +32,26 @@ import Testing
         #expect(try count() == 1)
         #expect(try store.read("in a transaction") { db in db.isInsideTransaction })
         // SQLite rolls a transaction back by itself (here `INSERT OR ROLLBACK` on a taken id; a full
-        // disk does the same): a body that carried on regardless ends in an error, not a commit.
+        // disk does the same): a body that carried on regardless ends in an error, not a commit, and
+        // a rehearsal does not look whole either.
+        let rollingBack = insert.replacingOccurrences(
+            of: "INSERT INTO tasks (", with: "INSERT OR ROLLBACK INTO tasks (id, "
+        ).replacingOccurrences(of: "VALUES (", with: "VALUES (1, ")
         #expect {
-            try store.write("aborted") { db in
+            try store.write("carry on") { db in
                 try db.execute(sql: insert)
-                _ = try? db.execute(
-                    sql: insert.replacingOccurrences(
-                        of: "INSERT INTO tasks (", with: "INSERT OR ROLLBACK INTO tasks (id, "
-                    ).replacingOccurrences(of: "VALUES (", with: "VALUES (1, "))
+                _ = try? db.execute(sql: rollingBack)
             }
         } throws: { error in
-            "\(error)".contains("aborted")
+            "\(error)".contains("Transaction was aborted")
+        }
+        #expect {
+            try store.rehearse("carry on") { db in
+                try db.execute(sql: insert)
+                _ = try? db.execute(sql: rollingBack)
+            }
+        } throws: { error in
+            "\(error)".contains("Transaction was aborted")
         }
         #expect(try count() == 1)
         try store.write("after an abort") { db in try db.execute(sql: insert) }
