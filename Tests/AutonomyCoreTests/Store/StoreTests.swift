@@ -37,21 +37,16 @@ import Testing
         let rollingBack = insert.replacingOccurrences(
             of: "INSERT INTO tasks (", with: "INSERT OR ROLLBACK INTO tasks (id, "
         ).replacingOccurrences(of: "VALUES (", with: "VALUES (1, ")
-        #expect {
-            try store.write("carry on") { db in
-                try db.execute(sql: insert)
-                _ = try? db.execute(sql: rollingBack)
-            }
-        } throws: { error in
-            "\(error)".contains("Transaction was aborted")
+        let carryOn: (Database) throws -> Void = { db in
+            try db.execute(sql: insert)
+            _ = try? db.execute(sql: rollingBack)
         }
-        #expect {
-            try store.rehearse("carry on") { db in
-                try db.execute(sql: insert)
-                _ = try? db.execute(sql: rollingBack)
+        for end in [store.write, store.rehearse] as [(String, (Database) throws -> Void) throws -> Void] {
+            #expect {
+                try end("carry on", carryOn)
+            } throws: { error in
+                "\(error)".contains("Transaction was aborted")
             }
-        } throws: { error in
-            "\(error)".contains("Transaction was aborted")
         }
         #expect(try count() == 1)
         try store.write("after an abort") { db in try db.execute(sql: insert) }
