@@ -13,7 +13,8 @@ worker's lease expires without waiting):
     swift build && python3 bench/chaos.py --kills 1000
 
 Prints the figures and exits 1 when a check fails: tasks lost, side effects repeated,
-PRAGMA integrity_check, ledger verify.
+PRAGMA integrity_check, ledger verify, payload files the killed workers left behind (the runs that
+recover their tasks remove them).
 """
 import argparse
 import json
@@ -84,8 +85,11 @@ def main():
     }
     with open(os.path.join(folder, "autonomy.json"), "w") as handle:
         json.dump(config, handle)
+    # The workers' temporary folder, where each attempt's payload file is.
+    temporary = os.path.join(folder, "tmp")
+    os.makedirs(temporary)
     environment = dict(os.environ, AUTONOMY_CONFIG=os.path.join(folder, "autonomy.json"),
-                       AUTONOMY_DATABASE=os.path.join(folder, "autonomy.db"))
+                       AUTONOMY_DATABASE=os.path.join(folder, "autonomy.db"), TMPDIR=temporary)
     database = os.path.join(folder, "autonomy.db")
     virtual = 0  # seconds the workers' clock is moved ahead, so dead workers' leases expire
 
@@ -143,6 +147,7 @@ def main():
         effects = [line.strip() for line in handle if line.strip()]
     repeated = len(effects) - len(set(effects))
     ledger = run(["ledger", "verify"])
+    left = [name for name in os.listdir(temporary) if name.startswith("autonomy-")]
 
     print(f"kills: {kills} in all, {mid_work} while a task was running or verifying ({elapsed:.0f}s)")
     print(f"tasks: {enqueued} enqueued; by state: {json.dumps(states, sort_keys=True)}")
@@ -150,8 +155,9 @@ def main():
     print(f"side effects repeated: {repeated} (must be 0); {len(set(effects))} tasks had their effect")
     print(f"PRAGMA integrity_check: {integrity}")
     print(f"ledger verify: {ledger.stdout.strip() or ledger.stderr.strip()}")
+    print(f"payload files left: {len(left)} (must be 0){': ' + ', '.join(sorted(left)[:5]) if left else ''}")
     print(f"folder: {folder}")
-    failed = lost != 0 or repeated != 0 or integrity != "ok" or ledger.returncode != 0 or states.get("dead", 0) > 0
+    failed = lost != 0 or repeated != 0 or integrity != "ok" or ledger.returncode != 0 or states.get("dead", 0) > 0 or left
     sys.exit(1 if failed else 0)
 
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 int autonomy_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int autonomy_mkstemp_cloexec(char *template) { return mkostemp(template, O_CLOEXEC); }
 
 int autonomy_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 

@@ -31,11 +31,14 @@ struct APIFixture: Sendable {
          }}
         """
 
-    init(map: String = APIFixture.map) throws {
-        folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-api-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    /// In `folder` when given (a test that wrote files there first; `remove()` removes it), else in a new one.
+    init(map: String = APIFixture.map, folder: String? = nil) throws {
+        self.folder =
+            folder
+            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("autonomy-api-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: self.folder, withIntermediateDirectories: true)
         let loaded = try ConfigLoader.parse(Data(map.utf8))
-        let store = try AutonomyStore(path: (folder as NSString).appendingPathComponent("autonomy.db"))
+        let store = try AutonomyStore(path: (self.folder as NSString).appendingPathComponent("autonomy.db"))
         clock = ManualClock()
         environment = ServerEnvironment(loaded: loaded, store: store, clock: clock)
         salesToken = try store.issueProducerToken(
@@ -410,7 +413,8 @@ struct APITestFailure: Error, CustomStringConvertible {
         try "autonomy-web \(serverKey.publicKey.openSSH)\n".write(toFile: signers, atomically: true, encoding: .utf8)
         fixture = try APIFixture(
             map: APIFixture.map.replacingOccurrences(
-                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
+                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#),
+            folder: folder)
         let store = fixture.environment.sqlite
         let now = fixture.clock.now()
         _ = try store.enqueue(
@@ -754,7 +758,8 @@ struct APITestFailure: Error, CustomStringConvertible {
             toFile: signers, atomically: true, encoding: .utf8)
         fixture = try APIFixture(
             map: APIFixture.map.replacingOccurrences(
-                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#))
+                of: #""queue": {"#, with: #""approvals": { "allowed_signers": "\#(signers)" }, "queue": {"#),
+            folder: folder)
         let now = fixture.clock.now()
         _ = try fixture.environment.sqlite.enqueue(
             EnqueueRequest(type: "send_email", payload: #"{"to": "a@b.c"}"#, source: "sales-bot"),

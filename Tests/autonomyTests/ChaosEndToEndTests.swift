@@ -9,7 +9,8 @@ import Testing
 #endif
 
 /// The kill -9 soak, short: about 50 SIGKILLs of `work-once` (and the handlers it started) landing
-/// mid-work, then no task lost, no side effect repeated, an intact database and ledger.
+/// mid-work, then no task lost, no side effect repeated, an intact database and ledger, and no
+/// payload file of a killed worker left behind.
 /// `python3 bench/chaos.py --kills 1000` is the long run.
 @Suite struct ChaosEndToEndTests {
     static let python = ["/usr/bin/python3", "/usr/local/bin/python3"].first {
@@ -28,5 +29,6 @@ import Testing
         #expect(result.terminationStatus == .exited(0), "\(report)\(result.standardError)")
         #expect(report.contains("tasks lost: 0 ") && report.contains("side effects repeated: 0 "), "\(report)")
         #expect(report.contains("PRAGMA integrity_check: ok") && report.contains("the chain holds"), "\(report)")
+        #expect(report.contains("payload files left: 0 "), "\(report)")
     }
 }

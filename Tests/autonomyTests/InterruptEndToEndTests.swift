@@ -30,15 +30,18 @@ import Testing
     /// take it), sends the first of `signals` once `marker` exists and each next one once the
     /// worker said it is stopping; returns how it ended.
     func interrupted(
-        _ sandbox: Sandbox, _ arguments: [String], marker: String, signals: [Int32]
+        _ sandbox: Sandbox, _ arguments: [String], marker: String, signals: [Int32],
+        environment: [Environment.Key: String?] = [:]
     ) async throws -> (status: TerminationStatus, stdout: String, stderr: String) {
         let errors = sandbox.file("stderr.txt")
         let result = try await Subprocess.run(
             .path("/bin/sh"),
             arguments: Arguments(["-c", #"exec "$0" work-once "$@" 2> stderr.txt"#, autonomyBinary] + arguments),
-            environment: .inherit.updating([
-                "AUTONOMY_CONFIG": sandbox.configPath, "AUTONOMY_DATABASE": sandbox.databasePath, "HOME": sandbox.path,
-            ]),
+            environment: .inherit.updating(
+                [
+                    "AUTONOMY_CONFIG": sandbox.configPath, "AUTONOMY_DATABASE": sandbox.databasePath,
+                    "HOME": sandbox.path,
+                ].merging(environment) { $1 }),
             workingDirectory: FilePath(sandbox.path), input: .none, output: .string(limit: 1 << 20),
             error: .string(limit: 1 << 20)
         ) { execution in
@@ -90,16 +93,26 @@ import Testing
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'executed'") == 1)
     }
 
+    /// The payload files (`autonomy-task-*`) in a worker's temporary folder.
+    func payloadFiles(_ folder: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter {
+            $0.hasPrefix("autonomy-task-")
+        }
+    }
+
     /// A second Ctrl-C ends the worker at once, and the handler with it (it ignores TERM here, and
-    /// its grace is long): nothing of the attempt is left running.
+    /// its grace is long): nothing of the attempt is left running, and its payload file is gone.
     @Test func aSecondSignalEndsTheWorkerAndItsHandlerAtOnce() async throws {
         let sandbox = try Sandbox(
             config: """
                 {"version": 1, "worker": {"kill_grace": "10m", "lease": "30m"}, "task_types": {"stubborn": {"safety": "safe",
-                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "trap '' TERM; echo $$ > handler.pid; sleep 300 & wait"]}}}}}
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "trap '' TERM; cp \\"$AUTONOMY_PAYLOAD_FILE\\" seen.json; echo $$ > handler.pid; sleep 300 & wait"]}}}}}
                 """)
-        _ = try await sandbox.run(["enqueue", "stubborn"])
-        let ended = try await interrupted(sandbox, [], marker: "handler.pid", signals: [SIGINT, SIGINT])
+        let temporary = sandbox.file("tmp")
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        _ = try await sandbox.run(["enqueue", "stubborn", "--payload", #"{"token":"t0"}"#])
+        let ended = try await interrupted(
+            sandbox, [], marker: "handler.pid", signals: [SIGINT, SIGINT], environment: ["TMPDIR": temporary])
         #expect(ended.status == .exited(128 + SIGINT), "\(ended.stderr)")
         #expect(ended.stderr.contains("stopped at once"))
         let handler = try #require(
@@ -107,6 +120,43 @@ import Testing
                 try String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8).trimmingCharacters(
                     in: .whitespacesAndNewlines)))
         #expect(try await eventually { kill(handler, 0) != 0 })
+        #expect(try String(contentsOfFile: sandbox.file("seen.json"), encoding: .utf8) == #"{"token":"t0"}"#)
+        #expect(payloadFiles(temporary).isEmpty)
+    }
+
+    /// A worker killed with SIGKILL cannot remove the payload file of the task it was running; the
+    /// run that recovers the task removes it (the dead worker's lock on it went with it).
+    @Test func aKilledWorkersPayloadFileIsRemovedByTheRunThatRecoversItsTask() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "task_types": {"slow": {"safety": "safe", "retry": {"max_attempts": 1},
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.pid; exec sleep 300"]}}}}}
+                """)
+        let temporary = sandbox.file("tmp")
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        _ = try await sandbox.run(["enqueue", "slow", "--payload", #"{"token":"t1"}"#])
+        let ended = try await interrupted(
+            sandbox, [], marker: "handler.pid", signals: [SIGKILL], environment: ["TMPDIR": temporary])
+        #expect(ended.status == .signaled(SIGKILL), "\(ended.stderr)")
+        // The handler outlived the worker, in its own group: it is stopped here, as systemd would.
+        if let handler = Int32(
+            (try? String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines) ?? "")
+        {
+            kill(-handler, SIGKILL)
+        }
+        let left = payloadFiles(temporary)
+        #expect(left.count == 1, "\(left)")
+        #expect(
+            left.first.flatMap { try? String(contentsOfFile: temporary + "/" + $0, encoding: .utf8) }
+                == #"{"token":"t1"}"#)
+
+        let recovered = try await sandbox.run(
+            ["work-once"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "+2h", "TMPDIR": temporary])
+        #expect(recovered.status == 0, "\(recovered.stderr)")
+        #expect(recovered.stdout.contains("recovered task 1"), "\(recovered.stdout)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 1)
+        #expect(payloadFiles(temporary).isEmpty)
     }
 
     /// A stop sends no alert (systemd's SIGTERM reaches the worker alone, and a stop must not wait

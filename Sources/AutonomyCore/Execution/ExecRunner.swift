@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SystemShims
 
 /// Runs `exec` handlers: an argv with no shell, the payload on stdin and in a private file, output
 /// bounded, the whole process group stopped when time runs out.
@@ -237,8 +238,15 @@ struct Captured: Sendable {
 }
 
 /// The payload (or a tool's input) in a file only this user can read, removed when the attempt ends.
+///
+/// The file stays open and locked (`flock`) while it exists: a worker killed with SIGKILL cannot
+/// remove it, but its lock goes with it, so the next worker that finds a dead worker's task removes
+/// what that worker left (`removeAbandoned`). A payload may hold what nobody else should read
+/// later, and `/tmp` is kept across restarts on many systems.
 struct PayloadFile {
     let path: String
+    /// Open (close-on-exec) and locked until `remove()`.
+    private let descriptor: Int32
 
     init(taskID: Int64, payload: String) throws {
         try self.init(named: "autonomy-task-\(taskID)", bytes: Array(payload.utf8))
@@ -246,26 +254,83 @@ struct PayloadFile {
 
     /// The temporary folder (`TMPDIR`, else `/tmp`), found once: a draining worker writes a file a task.
     private static let folder = NSTemporaryDirectory()
+    /// What the files' names begin with: the payloads (and the notify command's body), tools' input,
+    /// decision signatures.
+    static let prefixes = ["autonomy-task-", "autonomy-tool-", "autonomy-decision-sig-"]
+    /// The files this process has now, for an exit that cannot wait for their attempts (`removeLive`).
+    private static let live = Mutex<Set<String>>([])
 
     /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600.
-    init(named name: String, bytes: [UInt8]) throws {
-        var template = Array((Self.folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
-        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    init(named name: String, bytes: [UInt8], in folder: String = folder) throws {
+        var template = Array((folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
         guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(descriptor) }
-        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        func fail(_ code: Int32) -> POSIXError {
+            unlink(path)
+            close(descriptor)
+            return POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
+        // Taken before the first byte is written: a file with bytes and no lock was left by a
+        // process that ended (`removeAbandoned`). Waits only while another worker's sweep looks at
+        // it, a moment.
+        while flock(descriptor, LOCK_EX) != 0 {
+            if errno != EINTR { throw fail(errno) }
+        }
         var written = 0
         while written < bytes.count {
             let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                let code = errno
-                unlink(path)
-                throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+                throw fail(errno)
             }
             written += count
         }
+        self.path = path
+        self.descriptor = descriptor
+        Self.live.withLock { _ = $0.insert(path) }
     }
 
-    func remove() { unlink(path) }
+    /// Removes the file, then lets its lock go.
+    func remove() {
+        Self.live.withLock { _ = $0.remove(path) }
+        unlink(path)
+        close(descriptor)
+    }
+
+    /// Removes the files of the attempts running now: for a process about to end at once (a second
+    /// SIGTERM), whose attempts will not reach their own `remove()`.
+    static func removeLive() {
+        live.withLock { paths in
+            for path in paths { unlink(path) }
+            paths.removeAll()
+        }
+    }
+
+    /// Removes, from the temporary folder, the files that processes which ended without removing
+    /// them left (SIGKILL, a crash, a power cut): this user's own regular files that no live process
+    /// has locked. An empty one may be a file whose maker has not locked it yet: it goes only when
+    /// older than `minimumAge` seconds at `now` (seconds since 1970). Returns how many it removed.
+    static func removeAbandoned(now: Int64, minimumAge: Int64 = 60, in folder: String = folder) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
+        let owner = geteuid()
+        var removed = 0
+        for name in names where prefixes.contains(where: { name.hasPrefix($0) }) {
+            let path = (folder as NSString).appendingPathComponent(name)
+            var found = stat()
+            guard lstat(path, &found) == 0, found.st_mode & S_IFMT == S_IFREG, found.st_uid == owner else { continue }
+            let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            var locked = stat()
+            // No live process holds it, and it is still the file looked at (read under the lock:
+            // its maker writes only once it holds it).
+            guard flock(descriptor, LOCK_EX | LOCK_NB) == 0, fstat(descriptor, &locked) == 0,
+                locked.st_ino == found.st_ino, locked.st_dev == found.st_dev,
+                locked.st_size > 0 || Int64(locked.st_mtim.tv_sec) <= now - minimumAge
+            else { continue }
+            if unlink(path) == 0 { removed += 1 }
+        }
+        return removed
+    }
 }

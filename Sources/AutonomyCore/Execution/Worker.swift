@@ -198,9 +198,12 @@ public final class WorkerInterruption: Sendable {
     /// The operation that began last has ended.
     func ended() { state.withLock { _ = $0.stopRunning.popLast() } }
 
-    /// Kills (SIGKILL) the process group of every handler and verifier running now: for a second
-    /// signal, when the process is about to end at once.
-    public func killRunningNow() { ChildProcess.killRunningGroups() }
+    /// Kills (SIGKILL) the process group of every handler and verifier running now, and removes
+    /// their payload files: for a second signal, when the process is about to end at once.
+    public func killRunningNow() {
+        ChildProcess.killRunningGroups()
+        PayloadFile.removeLive()
+    }
 }
 
 /// The single-shot worker: recover what dead workers left, claim, execute, judge, record, repeat
@@ -643,10 +646,17 @@ public struct Worker: Sendable {
 
     private func recover(configuration: Configuration) async throws -> [TaskOutcome] {
         var outcomes: [TaskOutcome] = []
+        var swept = false
         while interruption?.signal == nil {
             let recovery = try await store.recoverExpiredLeases(
                 configuration: configuration, now: clock.now(), lease: configuration.worker.lease, random: random)
             outcomes += recovery.settled
+            if !swept, !recovery.settled.isEmpty || !recovery.toVerify.isEmpty {
+                // A worker died mid-attempt: what it could not remove (its payload file) goes now.
+                swept = true
+                let removed = PayloadFile.removeAbandoned(now: clock.now() / 1000)
+                if removed > 0 { logger.info("removed files a dead worker left", metadata: ["files": "\(removed)"]) }
+            }
             guard let claimed = recovery.toVerify.first else { return outcomes }
             // Verify before retry: a crash never sends the same email twice.
             let result = claimed.task.result.flatMap { try? JSONValue.parse($0) }

@@ -9,6 +9,8 @@
 
 /// pipe2(fds, O_CLOEXEC).
 int autonomy_pipe_cloexec(int fds[2]);
+/// mkostemp(template, O_CLOEXEC): a new file, mode 0600, closed on exec (payload files).
+int autonomy_mkstemp_cloexec(char *template);
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
 int autonomy_eventfd(void);
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34).

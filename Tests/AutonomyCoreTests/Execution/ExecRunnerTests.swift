@@ -71,6 +71,38 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    /// What a process that ended without removing its files (SIGKILL) left goes; what a live one
+    /// holds, what is not ours to remove, and an empty file that may be a moment old stay.
+    @Test func removingAbandonedFilesTakesOnlyTheFilesNoLiveProcessHolds() throws {
+        let folder = try TemporaryFolder()
+        let abandoned = try folder.write("autonomy-task-3-Ab12Cd", #"{"secret":"s3"}"#)
+        let abandonedTool = try folder.write("autonomy-tool-Ef34Gh", "input")
+        let justMade = try folder.write("autonomy-decision-sig-Ij56Kl", "")
+        let other = try folder.write("notes-autonomy-task-1", "x")
+        let outside = try folder.write("outside/autonomy-task-8-Mn78Op", "kept")
+        try FileManager.default.createSymbolicLink(
+            atPath: folder.file("autonomy-task-9-Qr90St"), withDestinationPath: outside)
+        // Nothing below throws: the live file is removed once, at the end.
+        let live = try PayloadFile(named: "autonomy-task-4", bytes: Array("{}".utf8), in: folder.path)
+        let now = Int64(Date().timeIntervalSince1970)
+
+        #expect(PayloadFile.removeAbandoned(now: now, in: folder.path) == 2)
+        let left = Set((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+        #expect(!left.contains((abandoned as NSString).lastPathComponent))
+        #expect(!left.contains((abandonedTool as NSString).lastPathComponent))
+        #expect(FileManager.default.fileExists(atPath: live.path), "locked by a live process")
+        #expect(FileManager.default.fileExists(atPath: justMade), "empty and young: its maker may not hold it yet")
+        #expect(FileManager.default.fileExists(atPath: other) && FileManager.default.fileExists(atPath: outside))
+        #expect(left.contains("autonomy-task-9-Qr90St"), "a link is not a file of ours")
+
+        // The empty one goes once it is old; the live one stays as long as it is held.
+        #expect(PayloadFile.removeAbandoned(now: now + 61, in: folder.path) == 1)
+        #expect(!FileManager.default.fileExists(atPath: justMade))
+        #expect(FileManager.default.fileExists(atPath: live.path))
+        live.remove()
+        #expect(!FileManager.default.fileExists(atPath: live.path))
+    }
+
     @Test func aNonZeroExitIsAnOutcomeWithTheTailOfStderr() async {
         let outcome = await runner(maxStderr: 16).run(
             invocation(
