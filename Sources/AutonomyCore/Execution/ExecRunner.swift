@@ -272,10 +272,14 @@ struct PayloadFile {
             return POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
         }
         // Taken before the first byte is written: a file with bytes and no lock was left by a
-        // process that ended (`removeAbandoned`). Waits only while another worker's sweep looks at
-        // it, a moment.
-        while flock(descriptor, LOCK_EX) != 0 {
-            if errno != EINTR { throw fail(errno) }
+        // process that ended (`removeAbandoned`). Another worker's sweep holds it a moment at most;
+        // whoever holds it longer (a handler of the same user playing tricks) fails the attempt
+        // rather than hanging the worker.
+        var tries = 0
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, tries < 200 else { throw fail(errno) }
+            tries += 1
+            usleep(1000)
         }
         var written = 0
         while written < bytes.count {
@@ -291,15 +295,17 @@ struct PayloadFile {
         Self.live.withLock { _ = $0.insert(path) }
     }
 
-    /// Removes the file, then lets its lock go.
+    /// Removes the file, then lets its lock go. Once only: a second call (or one after
+    /// `removeLive`) does nothing, so it never closes a descriptor number reused since.
     func remove() {
-        Self.live.withLock { _ = $0.remove(path) }
+        guard Self.live.withLock({ $0.remove(path) }) != nil else { return }
         unlink(path)
         close(descriptor)
     }
 
     /// Removes the files of the attempts running now: for a process about to end at once (a second
-    /// SIGTERM), whose attempts will not reach their own `remove()`.
+    /// SIGTERM), whose attempts will not reach their own `remove()`. Process-wide: never in a test
+    /// that shares its process with others.
     static func removeLive() {
         live.withLock { paths in
             for path in paths { unlink(path) }
@@ -315,7 +321,7 @@ struct PayloadFile {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
         let owner = geteuid()
         var removed = 0
-        for name in names where prefixes.contains(where: { name.hasPrefix($0) }) {
+        for name in names where isOurs(name) {
             let path = (folder as NSString).appendingPathComponent(name)
             var found = stat()
             guard lstat(path, &found) == 0, found.st_mode & S_IFMT == S_IFREG, found.st_uid == owner else { continue }
@@ -325,12 +331,25 @@ struct PayloadFile {
             var locked = stat()
             // No live process holds it, and it is still the file looked at (read under the lock:
             // its maker writes only once it holds it).
+            // One link only: not a link someone made to another file, nor one already unlinked.
             guard flock(descriptor, LOCK_EX | LOCK_NB) == 0, fstat(descriptor, &locked) == 0,
-                locked.st_ino == found.st_ino, locked.st_dev == found.st_dev,
+                locked.st_ino == found.st_ino, locked.st_dev == found.st_dev, locked.st_nlink == 1,
                 locked.st_size > 0 || Int64(locked.st_mtim.tv_sec) <= now - minimumAge
             else { continue }
             if unlink(path) == 0 { removed += 1 }
         }
         return removed
+    }
+
+    /// A name `init` makes: a prefix, the task's id for a payload, and mkstemp's six letters or digits.
+    static func isOurs(_ name: String) -> Bool {
+        guard let prefix = prefixes.first(where: { name.hasPrefix($0) }) else { return false }
+        var rest = Substring(name.dropFirst(prefix.count))
+        if prefix == "autonomy-task-" {
+            let id = rest.prefix { $0.isASCII && $0.isNumber }
+            guard !id.isEmpty, rest.dropFirst(id.count).first == "-" else { return false }
+            rest = rest.dropFirst(id.count + 1)
+        }
+        return rest.count == 6 && rest.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
     }
 }

@@ -79,9 +79,12 @@ import Testing
         let abandonedTool = try folder.write("autonomy-tool-Ef34Gh", "input")
         let justMade = try folder.write("autonomy-decision-sig-Ij56Kl", "")
         let other = try folder.write("notes-autonomy-task-1", "x")
+        let notMade = try folder.write("autonomy-task-5-notes.txt", "not a name autonomy makes")
         let outside = try folder.write("outside/autonomy-task-8-Mn78Op", "kept")
         try FileManager.default.createSymbolicLink(
             atPath: folder.file("autonomy-task-9-Qr90St"), withDestinationPath: outside)
+        let linked = folder.file("autonomy-task-6-Hl12Ab")
+        #expect(link(outside, linked) == 0)
         // Nothing below throws: the live file is removed once, at the end.
         let live = try PayloadFile(named: "autonomy-task-4", bytes: Array("{}".utf8), in: folder.path)
         let now = Int64(Date().timeIntervalSince1970)
@@ -92,8 +95,9 @@ import Testing
         #expect(!left.contains((abandonedTool as NSString).lastPathComponent))
         #expect(FileManager.default.fileExists(atPath: live.path), "locked by a live process")
         #expect(FileManager.default.fileExists(atPath: justMade), "empty and young: its maker may not hold it yet")
-        #expect(FileManager.default.fileExists(atPath: other) && FileManager.default.fileExists(atPath: outside))
-        #expect(left.contains("autonomy-task-9-Qr90St"), "a link is not a file of ours")
+        #expect(FileManager.default.fileExists(atPath: other) && FileManager.default.fileExists(atPath: notMade))
+        #expect(FileManager.default.fileExists(atPath: outside) && FileManager.default.fileExists(atPath: linked))
+        #expect(left.contains("autonomy-task-9-Qr90St"), "a symbolic link is not a file of ours")
 
         // The empty one goes once it is old; the live one stays as long as it is held.
         #expect(PayloadFile.removeAbandoned(now: now + 61, in: folder.path) == 1)
@@ -101,6 +105,22 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: live.path))
         live.remove()
         #expect(!FileManager.default.fileExists(atPath: live.path))
+        live.remove()  // a second call does nothing (it closes no descriptor twice)
+    }
+
+    @Test func theSweepKnowsTheNamesPayloadFilesGet() {
+        for name in [
+            "autonomy-task-12-aZ09bY", "autonomy-task-0-ABCDEF", "autonomy-tool-x1y2z3", "autonomy-decision-sig-Qq1234",
+        ] {
+            #expect(PayloadFile.isOurs(name), "\(name)")
+        }
+        for name in [
+            "autonomy-task--aZ09bY", "autonomy-task-12-aZ09b", "autonomy-task-12-aZ09bYz", "autonomy-task-1x-aZ09bY",
+            "autonomy-tool-x1y2z!", "autonomy-tool-", "autonomy-ops-123456", "xautonomy-tool-x1y2z3",
+            "autonomy-task-١-aZ09bY",
+        ] {
+            #expect(!PayloadFile.isOurs(name), "\(name)")
+        }
     }
 
     @Test func aNonZeroExitIsAnOutcomeWithTheTailOfStderr() async {
