@@ -329,9 +329,9 @@ struct PayloadFile {
             guard descriptor >= 0 else { continue }
             defer { close(descriptor) }
             var locked = stat()
-            // No live process holds it, and it is still the file looked at (read under the lock:
-            // its maker writes only once it holds it).
-            // One link only: not a link someone made to another file, nor one already unlinked.
+            // No live process holds it; it is still the file looked at, with one link (not a link
+            // someone made to another file, nor a name already unlinked); its size is read under
+            // the lock, as its maker writes only once it holds it.
             guard flock(descriptor, LOCK_EX | LOCK_NB) == 0, fstat(descriptor, &locked) == 0,
                 locked.st_ino == found.st_ino, locked.st_dev == found.st_dev, locked.st_nlink == 1,
                 locked.st_size > 0 || Int64(locked.st_mtim.tv_sec) <= now - minimumAge
