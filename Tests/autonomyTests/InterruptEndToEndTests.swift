@@ -124,9 +124,10 @@ import Testing
         #expect(payloadFiles(temporary).isEmpty)
     }
 
-    /// A worker killed with SIGKILL cannot remove the payload file of the task it was running; the
-    /// run that recovers the task removes it (the dead worker's lock on it went with it).
-    @Test func aKilledWorkersPayloadFileIsRemovedByTheRunThatRecoversItsTask() async throws {
+    /// A worker killed with SIGKILL cannot remove the payload file of the task it was running. A
+    /// run that recovers a dead worker's task removes it, once nothing holds it: not while the
+    /// handler that outlived its worker still reads it (its stdin is the file, lock and all).
+    @Test func aKilledWorkersPayloadFileIsRemovedOnceNothingHoldsIt() async throws {
         let sandbox = try Sandbox(
             config: """
                 {"version": 1, "task_types": {"slow": {"safety": "safe", "retry": {"max_attempts": 1},
@@ -134,29 +135,47 @@ import Testing
                 """)
         let temporary = sandbox.file("tmp")
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
-        _ = try await sandbox.run(["enqueue", "slow", "--payload", #"{"token":"t1"}"#])
-        let ended = try await interrupted(
-            sandbox, [], marker: "handler.pid", signals: [SIGKILL], environment: ["TMPDIR": temporary])
-        #expect(ended.status == .signaled(SIGKILL), "\(ended.stderr)")
-        // The handler outlived the worker, in its own group: it is stopped here, as systemd would.
-        if let handler = Int32(
-            (try? String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8))?.trimmingCharacters(
-                in: .whitespacesAndNewlines) ?? "")
-        {
-            kill(-handler, SIGKILL)
+        /// Runs a worker on the next task and kills it (SIGKILL) while its handler runs; the handler
+        /// outlives it, in its own group. Returns the handler's process group.
+        func killedMidTask() async throws -> pid_t {
+            try? FileManager.default.removeItem(atPath: sandbox.file("handler.pid"))
+            let ended = try await interrupted(
+                sandbox, [], marker: "handler.pid", signals: [SIGKILL], environment: ["TMPDIR": temporary])
+            #expect(ended.status == .signaled(SIGKILL), "\(ended.stderr)")
+            return try #require(
+                pid_t(
+                    try String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8).trimmingCharacters(
+                        in: .whitespacesAndNewlines)))
         }
+        func recover() async throws {
+            let recovered = try await sandbox.run(
+                ["work-once"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "+2h", "TMPDIR": temporary])
+            #expect(recovered.status == 0 && recovered.stdout.contains("recovered task"), "\(recovered)")
+        }
+
+        _ = try await sandbox.run(["enqueue", "slow", "--payload", #"{"token":"t1"}"#])
+        let first = try await killedMidTask()
         let left = payloadFiles(temporary)
         #expect(left.count == 1, "\(left)")
-        #expect(
-            left.first.flatMap { try? String(contentsOfFile: temporary + "/" + $0, encoding: .utf8) }
-                == #"{"token":"t1"}"#)
+        let file = temporary + "/" + (left.first ?? "")
+        #expect((try? String(contentsOfFile: file, encoding: .utf8)) == #"{"token":"t1"}"#)
 
-        let recovered = try await sandbox.run(
-            ["work-once"], environment: ["AUTONOMY_TEST_CLOCK_OFFSET": "+2h", "TMPDIR": temporary])
-        #expect(recovered.status == 0, "\(recovered.stderr)")
-        #expect(recovered.stdout.contains("recovered task 1"), "\(recovered.stdout)")
+        // Its handler still runs: the file stays.
+        try await recover()
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 1)
-        #expect(payloadFiles(temporary).isEmpty)
+        #expect(FileManager.default.fileExists(atPath: file))
+
+        // Once the handler has ended, the next recovery on this host removes it, with its own task's.
+        kill(-first, SIGKILL)
+        #expect(try await eventually { kill(first, 0) != 0 })
+        _ = try await sandbox.run(["enqueue", "slow", "--payload", #"{"token":"t2"}"#])
+        let second = try await killedMidTask()
+        kill(-second, SIGKILL)
+        #expect(try await eventually { kill(second, 0) != 0 })
+        #expect(payloadFiles(temporary).count == 2)
+        try await recover()
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 2)
+        #expect(payloadFiles(temporary).isEmpty, "\(payloadFiles(temporary))")
     }
 
     /// A stop sends no alert (systemd's SIGTERM reaches the worker alone, and a stop must not wait

@@ -9,7 +9,9 @@ import SystemShims
 /// threads per read, which is what a child per task costs most (bench/peers: `true` per task).
 struct ChildProcess {
     let program: ExecRunner.Program
-    let stdinFile: String
+    /// Its stdin: the file's own descriptor (its lock goes with it), read from the start; none is
+    /// `/dev/null`.
+    let input: PayloadFile?
     let timeout: Interval
     let grace: Interval
     let limits: (stdout: Int, stderr: Int)
@@ -75,11 +77,20 @@ struct ChildProcess {
         if let folder = program.workingDirectory, !FileManager.default.directoryExists(atPath: folder) {
             return (.couldNotStart("\(program.name): no such working directory \(folder)"), Captured(), nil)
         }
-        let input = Self.aboveStandard(open(stdinFile, O_RDONLY | O_CLOEXEC))
-        guard input >= 0 else {
-            return (.couldNotStart("cannot open the payload file: \(Self.describe(errno))"), Captured(), nil)
+        let standardInput: Int32
+        if let input {
+            // The descriptor the file was written through: from its start for the program.
+            guard lseek(input.descriptor, 0, SEEK_SET) == 0 else {
+                return (.couldNotStart("cannot read the payload file: \(Self.describe(errno))"), Captured(), nil)
+            }
+            standardInput = input.descriptor
+        } else {
+            standardInput = Self.aboveStandard(open("/dev/null", O_RDONLY | O_CLOEXEC))
+            guard standardInput >= 0 else {
+                return (.couldNotStart("cannot open /dev/null: \(Self.describe(errno))"), Captured(), nil)
+            }
         }
-        defer { Glibc.close(input) }
+        defer { if input == nil { Glibc.close(standardInput) } }
         guard let output = Pipe() else {
             return (.couldNotStart("cannot make a pipe: \(Self.describe(errno))"), Captured(), nil)
         }
@@ -90,7 +101,7 @@ struct ChildProcess {
         }
         var reading = [output.read, errors.read]
         defer { for descriptor in reading where descriptor >= 0 { Glibc.close(descriptor) } }
-        let spawned = spawn(input: input, output: output.write, errors: errors.write)
+        let spawned = spawn(input: standardInput, output: output.write, errors: errors.write)
         Glibc.close(output.write)
         Glibc.close(errors.write)
         let pid: pid_t
@@ -259,7 +270,7 @@ struct ChildProcess {
 
     /// A descriptor moved above 0–2, so that a worker started with a standard stream closed cannot
     /// have the child's stdin and stdout mixed up by the order of the dup2 calls.
-    private static func aboveStandard(_ descriptor: Int32) -> Int32 {
+    static func aboveStandard(_ descriptor: Int32) -> Int32 {
         guard descriptor >= 0, descriptor < 3 else { return descriptor }
         let moved = fcntl(descriptor, F_DUPFD_CLOEXEC, 3)
         Glibc.close(descriptor)

@@ -66,7 +66,7 @@ public struct ExecRunner: HandlerRunner {
             name: name, path: programPath, arguments: Array(handler.argv.dropFirst()), environment: variables,
             workingDirectory: handler.cwd.map { ConfigLoader.absolute($0, base: invocation.baseDirectory) })
         let ran = await Self.run(
-            program, stdinFile: payloadFile.path, timeout: invocation.timeout, grace: killGrace,
+            program, input: payloadFile, timeout: invocation.timeout, grace: killGrace,
             limits: (stdout: maxOutputBytes, stderr: maxStderrBytes))
         return HandlerOutcome(
             status: ran.status, stdout: String(decoding: ran.captured.stdout, as: UTF8.self),
@@ -86,15 +86,15 @@ public struct ExecRunner: HandlerRunner {
         var workingDirectory: String?
     }
 
-    /// Runs `program` in its own process group with `stdinFile` on its standard input and its
+    /// Runs `program` in its own process group with `input` on its standard input and its
     /// output cut to `limits`; at `timeout` the whole group gets SIGTERM, then SIGKILL after
     /// `grace`, and whatever the program left running in its group is killed when it ends. The one
     /// way autonomy starts a program: handlers, and the notify command.
     static func run(
-        _ program: Program, stdinFile: String, timeout: Interval, grace: Interval, limits: (stdout: Int, stderr: Int)
+        _ program: Program, input: PayloadFile, timeout: Interval, grace: Interval, limits: (stdout: Int, stderr: Int)
     ) async -> (status: HandlerStatus, captured: Captured) {
         let ran = await ChildProcess(
-            program: program, stdinFile: stdinFile, timeout: timeout, grace: grace, limits: limits
+            program: program, input: input, timeout: timeout, grace: grace, limits: limits
         ).run()
         // The run ends with its program: whatever it left running in its process group (after a
         // time-out, or a background child) is stopped, so nothing outlives it.
@@ -239,14 +239,15 @@ struct Captured: Sendable {
 
 /// The payload (or a tool's input) in a file only this user can read, removed when the attempt ends.
 ///
-/// The file stays open and locked (`flock`) while it exists: a worker killed with SIGKILL cannot
-/// remove it, but its lock goes with it, so the next worker that finds a dead worker's task removes
-/// what that worker left (`removeAbandoned`). A payload may hold what nobody else should read
+/// The file stays open and locked (`flock`) while it exists, and the program it is for gets that
+/// very descriptor as its stdin, lock and all: a worker killed with SIGKILL cannot remove the
+/// file, but once neither it nor its program holds it any more, the next worker that finds a dead
+/// worker's task removes it (`removeAbandoned`). A payload may hold what nobody else should read
 /// later, and `/tmp` is kept across restarts on many systems.
 struct PayloadFile {
     let path: String
-    /// Open (close-on-exec) and locked until `remove()`.
-    private let descriptor: Int32
+    /// Open (read and write, close-on-exec, above 0–2) and locked until `remove()`.
+    let descriptor: Int32
 
     init(taskID: Int64, payload: String) throws {
         try self.init(named: "autonomy-task-\(taskID)", bytes: Array(payload.utf8))
@@ -263,8 +264,14 @@ struct PayloadFile {
     /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600.
     init(named name: String, bytes: [UInt8], in folder: String = folder) throws {
         var template = Array((folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
-        let descriptor = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let made = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
+        // Above 0–2 (a worker started with a standard stream closed): it becomes a child's stdin.
+        let descriptor = ChildProcess.aboveStandard(made)
+        guard descriptor >= 0 else {
+            let code = errno
+            if made >= 0 { unlink(String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         func fail(_ code: Int32) -> POSIXError {
             unlink(path)

@@ -45,7 +45,7 @@ public enum Tool {
         var child = ChildProcess(
             program: ExecRunner.Program(
                 name: name, path: path, arguments: arguments, environment: environment, workingDirectory: nil),
-            stdinFile: inputFile?.path ?? "/dev/null", timeout: timeout, grace: .seconds(2),
+            input: inputFile, timeout: timeout, grace: .seconds(2),
             limits: (stdout: 1 << 20, stderr: 16_384))
         child.ownGroup = !terminal
         let ran = child.runHere()

@@ -56,7 +56,7 @@ public struct ChannelNotifier: Notifier {
             ExecRunner.Program(
                 name: argv[0], path: path, arguments: Array(argv.dropFirst()), environment: variables,
                 workingDirectory: nil),
-            stdinFile: body.path, timeout: timeout, grace: .seconds(2), limits: (stdout: 0, stderr: 4096))
+            input: body, timeout: timeout, grace: .seconds(2), limits: (stdout: 0, stderr: 4096))
         let stderr =
             String(decoding: ran.captured.stderrTail, as: UTF8.self).split(whereSeparator: \.isNewline).last
             .map { ": \($0.prefix(200))" } ?? ""

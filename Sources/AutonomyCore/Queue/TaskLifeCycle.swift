@@ -32,7 +32,7 @@ public enum TaskState: String, Sendable, Codable, CaseIterable, DatabaseValueCon
 
     /// `'a', 'b'` for an SQL `IN (…)` list (the names are fixed identifiers, never user text).
     static func sqlList(_ states: [TaskState]) -> String {
-        states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        states.map { "'\($0.rawValue)'" }.joinedPlainly(separator: ", ")
     }
 }
 
@@ -250,7 +250,7 @@ enum TransitionSQL {
         var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
         if leased { condition += " AND lease_token = ?" }
         let sql = """
-            UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joined(separator: ", "))
+            UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joinedPlainly(separator: ", "))
             WHERE \(condition)
             RETURNING \(returning)
             """

@@ -112,16 +112,7 @@ extension TaskRecord {
 
     /// The columns a `TaskRecord` is read from. Queries name them instead of `*`, so new columns
     /// change nothing.
-    static let columns: String = {
-        // Joined by hand: `joined(separator:)` runs unspecialised here, and the first time in a
-        // process it looks its associated types up, a scan of every conformance record.
-        var text = ""
-        for key in CodingKeys.allCases {
-            if !text.isEmpty { text += ", " }
-            text += key.rawValue
-        }
-        return text
-    }()
+    static let columns = CodingKeys.allCases.map { $0.rawValue }.joinedPlainly(separator: ", ")
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, type, state, priority

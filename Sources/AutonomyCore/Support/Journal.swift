@@ -85,8 +85,8 @@ public enum Journal {
         let kept = (lines.last?.isEmpty == true ? lines.dropLast() : lines[...]).map {
             AutonomyLogHandler.escaped(String($0), quoting: false)
         }
-        guard journal else { return kept.joined(separator: "\n") + "\n" }
-        return kept.map { "<\(priority ?? Self.priority(ofLine: $0))>\($0)" }.joined(separator: "\n") + "\n"
+        guard journal else { return kept.joinedPlainly(separator: "\n") + "\n" }
+        return kept.map { "<\(priority ?? Self.priority(ofLine: $0))>\($0)" }.joinedPlainly(separator: "\n") + "\n"
     }
 }
 
@@ -133,7 +133,7 @@ public struct AutonomyLogHandler: LogHandler {
         let fields = metadata.sorted { (order[$0.key] ?? 2, $0.key) < (order[$1.key] ?? 2, $1.key) }.map {
             "\(escaped($0.key, quoting: false))=\(value($0.value))"
         }
-        let text = ([escaped(message, quoting: false)] + fields).joined(separator: " ")
+        let text = ([escaped(message, quoting: false)] + fields).joinedPlainly(separator: " ")
         if journal { return "<\(Journal.priority(level))>\(label): \(text)\n" }
         return "\(now.formatted(.iso8601)) \(level) \(label): \(text)\n"
     }
