@@ -1,4 +1,5 @@
 import AutonomyCore
+import Foundation
 import Synchronization
 
 /// A clock that stands still until told to move.
@@ -15,4 +16,11 @@ extension TaskRecord {
     public static func sample(type: String, payload: String, result: String? = nil, now: Int64) -> TaskRecord {
         .unsaved(type: type, payload: payload, result: result, now: now)
     }
+}
+
+/// True when `pid` is gone or a zombie: a process its parent (or init) has still to reap. An
+/// orphan's reaping is up to whatever PID 1 is, so a test waits for this, not for `kill(pid, 0)`.
+public func isZombie(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+    return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
 }

@@ -1,4 +1,5 @@
 import AutonomyCore
+import AutonomyTestSupport
 import Foundation
 import Subprocess
 import Testing
@@ -119,7 +120,7 @@ import Testing
             Int32(
                 try String(contentsOfFile: sandbox.file("handler.pid"), encoding: .utf8).trimmingCharacters(
                     in: .whitespacesAndNewlines)))
-        #expect(try await eventually { kill(handler, 0) != 0 })
+        #expect(try await eventually { isZombie(handler) })
         #expect(try String(contentsOfFile: sandbox.file("seen.json"), encoding: .utf8) == #"{"token":"t0"}"#)
         #expect(payloadFiles(temporary).isEmpty)
     }
@@ -167,11 +168,11 @@ import Testing
 
         // Once the handler has ended, the next recovery on this host removes it, with its own task's.
         kill(-first, SIGKILL)
-        #expect(try await eventually { kill(first, 0) != 0 })
+        #expect(try await eventually { isZombie(first) })
         _ = try await sandbox.run(["enqueue", "slow", "--payload", #"{"token":"t2"}"#])
         let second = try await killedMidTask()
         kill(-second, SIGKILL)
-        #expect(try await eventually { kill(second, 0) != 0 })
+        #expect(try await eventually { isZombie(second) })
         #expect(payloadFiles(temporary).count == 2)
         try await recover()
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'dead'") == 2)
@@ -210,7 +211,7 @@ import Testing
         #expect(result.stderr.contains("no other task was started"), "\(result.stderr)")
         let handler = try #require(
             Int32(try String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(try await eventually { kill(handler, 0) != 0 })
+        #expect(try await eventually { isZombie(handler) })
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND attempts = 1") == 1)
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND attempts = 0") == 1)
         #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'running'") == 0)

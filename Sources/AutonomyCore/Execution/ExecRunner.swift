@@ -265,14 +265,15 @@ struct PayloadFile {
     init(named name: String, bytes: [UInt8], in folder: String = folder) throws {
         var template = Array((folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
+        guard made >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // Above 0–2 (a worker started with a standard stream closed): it becomes a child's stdin.
         let descriptor = ChildProcess.aboveStandard(made)
         guard descriptor >= 0 else {
             let code = errno
-            if made >= 0 { unlink(String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+            unlink(path)
             throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
         }
-        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         func fail(_ code: Int32) -> POSIXError {
             unlink(path)
             close(descriptor)

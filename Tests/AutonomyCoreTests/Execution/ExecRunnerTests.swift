@@ -1,3 +1,4 @@
+import AutonomyTestSupport
 import Foundation
 import Testing
 

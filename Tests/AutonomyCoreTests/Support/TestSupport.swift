@@ -5,12 +5,6 @@ import Synchronization
 
 @testable import AutonomyCore
 
-/// True when `pid` is gone or a zombie: a process its parent (or init) has still to reap.
-func isZombie(_ pid: Int32) -> Bool {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
-    return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
-}
-
 /// A fresh folder per test, removed when the value goes away.
 final class TemporaryFolder: Sendable {
     let path: String
