@@ -250,20 +250,44 @@ struct PayloadFile {
     let descriptor: Int32
 
     init(taskID: Int64, payload: String) throws {
-        try self.init(named: "autonomy-task-\(taskID)", bytes: Array(payload.utf8))
+        try self.init(.task(taskID), bytes: Array(payload.utf8))
+    }
+
+    /// What a file is for, which names it: `init` makes the name from it, and `isOurs` knows each
+    /// name made here, so no kind of file is made that the sweep would not find.
+    enum Kind {
+        /// A task's payload (task 0: the notify command's body).
+        case task(Int64)
+        /// A tool's input (`Tool.run`).
+        case tool
+        /// A decision's signature, for `ssh-keygen -Y verify`.
+        case decisionSignature
+
+        /// Every kind's name starts with its stem and a dash: a payload's goes on with its task id.
+        static let prefixes = [Kind.task(0), .tool, .decisionSignature].map { $0.stem + "-" }
+
+        var stem: String {
+            switch self {
+            case .task: "autonomy-task"
+            case .tool: "autonomy-tool"
+            case .decisionSignature: "autonomy-decision-sig"
+            }
+        }
+
+        var name: String {
+            guard case .task(let id) = self else { return stem }
+            return "\(stem)-\(id)"
+        }
     }
 
     /// The temporary folder (`TMPDIR`, else `/tmp`), found once: a draining worker writes a file a task.
     private static let folder = NSTemporaryDirectory()
-    /// What the files' names begin with: the payloads (and the notify command's body), tools' input,
-    /// decision signatures.
-    static let prefixes = ["autonomy-task-", "autonomy-tool-", "autonomy-decision-sig-"]
     /// The files this process has now, for an exit that cannot wait for their attempts (`removeLive`).
     private static let live = Mutex<Set<String>>([])
 
-    /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600.
-    init(named name: String, bytes: [UInt8], in folder: String = folder) throws {
-        var template = Array((folder as NSString).appendingPathComponent(name + "-XXXXXX").utf8CString)
+    /// `bytes` in a new file `NAME-XXXXXX` in the temporary folder, mode 0600, named for its `kind`.
+    init(_ kind: Kind, bytes: [UInt8], in folder: String = folder) throws {
+        var template = Array((folder as NSString).appendingPathComponent(kind.name + "-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
         guard made >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -351,9 +375,9 @@ struct PayloadFile {
 
     /// A name `init` makes: a prefix, the task's id for a payload, and mkstemp's six letters or digits.
     static func isOurs(_ name: String) -> Bool {
-        guard let prefix = prefixes.first(where: { name.hasPrefix($0) }) else { return false }
+        guard let prefix = Kind.prefixes.first(where: { name.hasPrefix($0) }) else { return false }
         var rest = Substring(name.dropFirst(prefix.count))
-        if prefix == "autonomy-task-" {
+        if prefix == Kind.prefixes[0] {  // a payload's: the task id first
             let id = rest.prefix { $0.isASCII && $0.isNumber }
             guard !id.isEmpty, rest.dropFirst(id.count).first == "-" else { return false }
             rest = rest.dropFirst(id.count + 1)

@@ -36,7 +36,7 @@ public enum Tool {
     ) -> Result {
         let inputFile: PayloadFile?
         do {
-            inputFile = input.isEmpty ? nil : try PayloadFile(named: "autonomy-tool", bytes: input)
+            inputFile = input.isEmpty ? nil : try PayloadFile(.tool, bytes: input)
         } catch {
             return Result(status: .couldNotStart("cannot write its input: \(error)"), stdout: "", stderr: "")
         }

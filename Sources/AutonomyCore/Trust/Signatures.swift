@@ -152,7 +152,7 @@ public enum SSHKeygen {
     ) -> Tool.Result {
         let file: PayloadFile
         do {
-            file = try PayloadFile(named: "autonomy-decision-sig", bytes: Array(signature.utf8))
+            file = try PayloadFile(.decisionSignature, bytes: Array(signature.utf8))
         } catch {
             return Tool.Result(
                 status: .couldNotStart("cannot write a temporary file: \(error)"), stdout: "", stderr: "")

@@ -87,7 +87,7 @@ import Testing
         let linked = folder.file("autonomy-task-6-Hl12Ab")
         #expect(link(outside, linked) == 0)
         // Nothing below throws: the live file is removed once, at the end.
-        let live = try PayloadFile(named: "autonomy-task-4", bytes: Array("{}".utf8), in: folder.path)
+        let live = try PayloadFile(.task(4), bytes: Array("{}".utf8), in: folder.path)
         let now = Int64(Date().timeIntervalSince1970)
 
         #expect(PayloadFile.removeAbandoned(now: now, in: folder.path) == 2)
