@@ -289,19 +289,19 @@ struct PayloadFile {
     init(_ kind: Kind, bytes: [UInt8], in folder: String = folder) throws {
         var template = Array((folder as NSString).appendingPathComponent(kind.name + "-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
-        guard made >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard made >= 0 else { throw Failure(folder: folder, code: errno) }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // Above 0–2 (a worker started with a standard stream closed): it becomes a child's stdin.
         let descriptor = ChildProcess.aboveStandard(made)
         guard descriptor >= 0 else {
             let code = errno
             unlink(path)
-            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+            throw Failure(folder: folder, code: code)
         }
-        func fail(_ code: Int32) -> POSIXError {
+        func fail(_ code: Int32) -> Failure {
             unlink(path)
             close(descriptor)
-            return POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+            return Failure(folder: folder, code: code)
         }
         // Taken before the first byte is written: a file with bytes and no lock was left by a
         // process that ended (`removeAbandoned`). Another worker's sweep holds it a moment at most;
@@ -325,6 +325,18 @@ struct PayloadFile {
         self.path = path
         self.descriptor = descriptor
         Self.live.withLock { _ = $0.insert(path) }
+    }
+
+    /// Why a file could not be made or written: the folder and the system's reason.
+    struct Failure: Error, CustomStringConvertible {
+        let folder: String
+        let code: Int32
+
+        var description: String {
+            let reason = "\(folder): \(String(cString: strerror(code)))"
+            guard code == ENOENT || code == EACCES || code == ENOTDIR || code == EROFS else { return reason }
+            return reason + " (TMPDIR names the folder for payload files; it must exist and be writable)"
+        }
     }
 
     /// Removes the file, then lets its lock go. Once only: a second call (or one after

@@ -109,6 +109,18 @@ import Testing
         live.remove()  // a second call does nothing (it closes no descriptor twice)
     }
 
+    /// A temporary folder that is not there is named in the attempt's error, with what to do.
+    @Test func aPayloadFileThatCannotBeMadeSaysWhereAndWhy() throws {
+        let folder = try TemporaryFolder()
+        let missing = folder.file("missing")
+        #expect {
+            _ = try PayloadFile(.task(1), bytes: Array("{}".utf8), in: missing)
+        } throws: { error in
+            "\(error)"
+                == "\(missing): No such file or directory (TMPDIR names the folder for payload files; it must exist and be writable)"
+        }
+    }
+
     @Test func theSweepKnowsTheNamesPayloadFilesGet() {
         for name in [
             "autonomy-task-12-aZ09bY", "autonomy-task-0-ABCDEF", "autonomy-tool-x1y2z3", "autonomy-decision-sig-Qq1234",
