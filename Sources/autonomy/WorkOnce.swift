@@ -12,7 +12,9 @@ struct WorkOnce: AsyncParsableCommand {
         discussion: prose(
             """
             Exits 0 whenever the worker did its job, whatever the tasks' outcomes (they are in the
-            ledger); non-zero only when it could not work (bad configuration, unusable database).
+            ledger); non-zero only when it could not work (bad configuration, unusable database; 73
+            when it cannot write a handler's payload file into TMPDIR: the task goes back, its
+            attempt not counted).
             Example (what the systemd timer runs): autonomy work-once --drain
             """))
 
@@ -114,6 +116,14 @@ struct WorkOnce: AsyncParsableCommand {
             raise(signal)
             throw ExitCode(128 + signal)  // not reached
         }
+        if report.stopReason == .workerUnfit, let attempt = report.attempts.last,
+            case .workerUnfit(let reason) = attempt.handler.status
+        {
+            // The unit fails, so `systemctl --failed` and an OnFailure= unit see it; the tasks wait.
+            throw CLIFailure(
+                "\(reason); task \(attempt.taskID) went back to the queue, its attempt not counted, and no other task was started",
+                code: .cannotCreate)
+        }
     }
 
     /// Blocks or unblocks `signals` in this thread (`how`: `SIG_BLOCK`, `SIG_UNBLOCK`).
@@ -172,6 +182,11 @@ struct WorkOnce: AsyncParsableCommand {
             print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
         }
         for attempt in report.attempts {
+            if case .workerUnfit = attempt.handler.status {
+                // Why is the run's `error:` line.
+                print("task \(attempt.taskID) (\(attempt.type)): not run, back in the queue, its attempt not counted")
+                continue
+            }
             let destination =
                 attempt.outcome.map { describe($0.state, next: $0.nextRunAt, configuration) }
                 ?? "lease lost; another worker owns it"

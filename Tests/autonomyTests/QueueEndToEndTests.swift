@@ -172,6 +172,35 @@ import Testing
         #expect(try sandbox.count("SELECT COUNT(*) FROM ledger") == rows)
     }
 
+    /// A worker that cannot write payload files (its TMPDIR is gone) is the machine's fault, not the
+    /// tasks': exit 73 and one `error:` line that names the folder; the task it claimed is back in
+    /// the queue with its attempt not counted, and no other is claimed. Mended, each task runs on
+    /// its first attempt.
+    @Test func aWorkerThatCannotWritePayloadFilesSpendsNoAttempt() async throws {
+        let sandbox = try Sandbox(
+            config: """
+                {"version": 1, "task_types": {"noop": {"safety": "safe", "handler": {"exec": {"argv": ["true"]}}}}}
+                """)
+        for n in 1...2 {
+            #expect(try await sandbox.run(["enqueue", "noop", "--payload", #"{"n":\#(n)}"#]).status == 0)
+        }
+        let missing = sandbox.file("no-such-folder")
+        let broken = try await sandbox.run(["work-once", "--drain"], environment: ["TMPDIR": missing])
+        #expect(broken.status == 73, "\(broken)")
+        #expect(broken.stdout.contains("task 1 (noop): not run, back in the queue, its attempt not counted\n"))
+        let errors = broken.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        #expect(errors.count == 1, "\(broken.stderr)")
+        #expect(errors.first?.contains("\(missing): No such file or directory (TMPDIR names") == true)
+        #expect(errors.first?.contains("task 1 went back to the queue, its attempt not counted") == true)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND attempts = 0") == 2)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'claimed'") == 1)
+        #expect(try sandbox.count("SELECT COUNT(*) FROM ledger WHERE event = 'deferred'") == 1)
+
+        let mended = try await sandbox.run(["work-once", "--drain"])
+        #expect(mended.status == 0, "\(mended)")
+        #expect(try sandbox.count("SELECT COUNT(*) FROM tasks WHERE state = 'done' AND attempts = 1") == 2)
+    }
+
     /// Each short-lived process, the last to close the file, checkpoints the WAL and removes it: the
     /// next one starts without reading it back, and it cannot grow with the number of processes.
     @Test func aShortLivedProcessLeavesNoWALBehind() async throws {

@@ -41,7 +41,7 @@ public struct ExecRunner: HandlerRunner {
             payloadFile = try PayloadFile(taskID: invocation.task.id, payload: invocation.task.payload)
         } catch {
             return HandlerOutcome(
-                status: .couldNotStart("cannot write the payload file: \(error)"), durationMs: elapsed())
+                status: .workerUnfit("cannot write the payload file: \(error)"), durationMs: elapsed())
         }
         defer { payloadFile.remove() }
 
@@ -333,7 +333,8 @@ struct PayloadFile {
         let code: Int32
 
         var description: String {
-            let reason = "\(folder): \(String(cString: strerror(code)))"
+            let shown = folder.count > 1 && folder.hasSuffix("/") ? String(folder.dropLast()) : folder
+            let reason = "\(shown): \(String(cString: strerror(code)))"
             guard code == ENOENT || code == EACCES || code == ENOTDIR || code == EROFS else { return reason }
             return reason + " (TMPDIR names the folder for payload files; it must exist and be writable)"
         }

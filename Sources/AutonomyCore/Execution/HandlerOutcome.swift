@@ -11,6 +11,11 @@ public enum HandlerStatus: Sendable, Equatable {
     /// It could not run today (the model budget is spent): the task waits until then, and the
     /// attempt does not count.
     case deferred(until: Int64, reason: String)
+    /// This worker cannot run handlers at all now (it cannot write a payload file: a missing or
+    /// read-only temporary folder, a full disk). Not the task's doing: it goes back to the queue,
+    /// the attempt not counted, and the worker stops with an error instead of spending the
+    /// attempts of every task it would claim next.
+    case workerUnfit(String)
 
     public var succeeded: Bool { self == .exited(0) }
 }
@@ -50,6 +55,7 @@ public struct HandlerOutcome: Sendable, Equatable {
         case .stopped: return "stopped by the worker"
         case .couldNotStart(let reason): return "could not start: \(reason)"
         case .deferred(_, let reason): return "deferred: \(reason)"
+        case .workerUnfit(let reason): return "not run: \(reason)"
         }
     }
 

@@ -21,7 +21,7 @@ public enum Tool {
             case .exited(let code): return "exit \(code)"
             case .signaled(let signal): return "killed by signal \(signal)"
             case .timedOut(let limit): return "no answer within \(limit)"
-            case .couldNotStart(let reason): return reason
+            case .couldNotStart(let reason), .workerUnfit(let reason): return reason
             case .stopped, .deferred: return "stopped"
             }
         }

@@ -23,6 +23,9 @@ public struct WorkReport: Sendable, Encodable {
         case once
         /// SIGINT or SIGTERM reached the worker (`WorkerInterruption`).
         case interrupted
+        /// This worker cannot run handlers now (`HandlerStatus.workerUnfit`): the task it claimed
+        /// went back to the queue, its attempt not counted, and nothing more was claimed.
+        case workerUnfit = "worker_unfit"
     }
 
     enum CodingKeys: String, CodingKey {
@@ -371,6 +374,19 @@ public struct Worker: Sendable {
             // took it a moment ago; up to a second is left for the time between).
             let hold = LeaseHold(until: .now + lease.duration - min(.seconds(1), lease.duration / 10))
             let outcome = await run(claimed, hold)
+            if case .workerUnfit(let reason) = outcome.status {
+                // Not the task's doing: it goes back as it was, and nothing more is claimed (every
+                // claim would fail the same way and spend an attempt of a task that did no wrong).
+                let returned = try await store.deferTask(claimed, until: clock.now(), reason: reason, now: clock.now())
+                report.attempts.append(
+                    AttemptReport(
+                        taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,
+                        handler: outcome, outcome: returned))
+                logger.error(
+                    "cannot run handlers", metadata: ["task": "\(claimed.task.id)", "error": "\(reason.prefix(300))"])
+                report.stopReason = .workerUnfit
+                break
+            }
             if case .deferred(let until, let reason) = outcome.status {
                 // Not an attempt: the day's budget is spent, the task waits for the next day.
                 let deferred = try await store.deferTask(claimed, until: until, reason: reason, now: clock.now())

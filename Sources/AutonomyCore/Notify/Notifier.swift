@@ -65,7 +65,8 @@ public struct ChannelNotifier: Notifier {
         case .exited(let code): return "the notify command exited with status \(code)\(stderr)"
         case .signaled(let signal): return "the notify command was killed by signal \(signal)"
         case .timedOut: return "the notify command did not finish within \(timeout)"
-        case .couldNotStart(let reason): return "the notify command could not run: \(reason)"
+        case .couldNotStart(let reason), .workerUnfit(let reason):
+            return "the notify command could not run: \(reason)"
         case .stopped, .deferred: return "the notify command was stopped"
         }
     }

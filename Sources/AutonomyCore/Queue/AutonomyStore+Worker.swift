@@ -353,13 +353,14 @@ extension AutonomyStore {
         try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
     }
 
-    /// Sends a task whose paid model is out of budget to the next day (a queue transition the
-    /// gateway asks for), without counting the attempt.
+    /// Gives a claimed task back to the queue until `until`, without counting the attempt: its paid
+    /// model is out of budget for the day, the worker was stopped before it started it, or the
+    /// worker cannot write its payload file.
     public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) throws -> TaskOutcome? {
         try write("defer a task") { db in
             do {
                 try db.transition(
-                    claimed.task.id, .deferToBudget, at: now, lease: claimed.leaseToken,
+                    claimed.task.id, .giveBack, at: now, lease: claimed.leaseToken,
                     changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
                     detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
             } catch is TransitionRefused {

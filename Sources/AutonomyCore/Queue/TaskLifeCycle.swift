@@ -88,9 +88,11 @@ public struct TaskTransition: Sendable, Hashable {
     public static let die = TaskTransition(
         "die", from: [.running, .verifying], to: .dead, event: .dead, alert: .taskDead,
         when: "the attempt failed and no attempts are left")
-    public static let deferToBudget = TaskTransition(
+    public static let giveBack = TaskTransition(
         "defer", from: [.running], to: .queued, event: .deferred,
-        when: "the day's model budget is spent: it waits, the attempt not counted")
+        when:
+            "it cannot run now (the day's model budget is spent, or the worker stopped or cannot write its payload file): it waits, the attempt not counted"
+    )
     public static let postpone = TaskTransition(
         "postpone", from: [.queued], to: .queued, event: .healSkipped,
         when: "a fix proposal heal may apply on its own meets its rate limit, backoff or systemic stop: later")
@@ -107,7 +109,7 @@ public struct TaskTransition: Sendable, Hashable {
     /// when its type is dangerous).
     public static let all: [TaskTransition] = [
         .hold, .block, .claim, .cancel, .approve, .reject, .expire, .verify, .succeed, .retryLater, .die,
-        .deferToBudget, .postpone, .retry, .foundDone, .reopen,
+        .giveBack, .postpone, .retry, .foundDone, .reopen,
     ]
 
     /// The table as Markdown, one row per (from, to, event): what the README shows.

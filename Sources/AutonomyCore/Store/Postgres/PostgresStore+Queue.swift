@@ -388,14 +388,15 @@ extension PostgresStore: WorkerStore {
         }
     }
 
-    /// Sends a task out of budget to later without counting the attempt.
+    /// Gives a claimed task back to the queue until `until` without counting the attempt, as
+    /// `AutonomyStore.deferTask` does.
     public func deferTask(_ claimed: ClaimedTask, until: Int64, reason: String, now: Int64) async throws
         -> TaskOutcome?
     {
         try await write("defer a task") { transaction in
             do {
                 try await transaction.transition(
-                    claimed.task.id, .deferToBudget, lease: claimed.leaseToken,
+                    claimed.task.id, .giveBack, lease: claimed.leaseToken,
                     changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
                     detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
             } catch is TransitionRefused {
