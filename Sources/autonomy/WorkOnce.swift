@@ -13,8 +13,8 @@ struct WorkOnce: AsyncParsableCommand {
             """
             Exits 0 whenever the worker did its job, whatever the tasks' outcomes (they are in the
             ledger); non-zero only when it could not work (bad configuration, unusable database; 73
-            when it cannot write a handler's payload file into TMPDIR: the task goes back, its
-            attempt not counted).
+            when it cannot write payload files into TMPDIR: nothing is started, or the task it
+            claimed goes back, its attempt not counted).
             Example (what the systemd timer runs): autonomy work-once --drain
             """))
 
@@ -50,6 +50,11 @@ struct WorkOnce: AsyncParsableCommand {
         // The worker runs handlers by the map's rules: never rules someone else could have written.
         let loaded = try global.loadConfiguration()
         try loaded.requireTrusted()
+        // Before anything is recovered or claimed: a run that could not start handlers or verifiers
+        // would spend the attempts of tasks that did no wrong, or judge a dead worker's task unverified.
+        if let problem = ExecRunner.payloadFolderProblem() {
+            throw CLIFailure("\(problem); no task was started", code: .cannotCreate)
+        }
         let settings = loaded.configuration.worker
         let limits =
             drain
@@ -120,9 +125,11 @@ struct WorkOnce: AsyncParsableCommand {
             case .workerUnfit(let reason) = attempt.handler.status
         {
             // The unit fails, so `systemctl --failed` and an OnFailure= unit see it; the tasks wait.
-            throw CLIFailure(
-                "\(reason); task \(attempt.taskID) went back to the queue, its attempt not counted, and no other task was started",
-                code: .cannotCreate)
+            let task =
+                attempt.outcome == nil
+                ? "task \(attempt.taskID)'s lease was lost to another worker"
+                : "task \(attempt.taskID) went back to the queue, its attempt not counted"
+            throw CLIFailure("\(reason); \(task), and no other task was started", code: .cannotCreate)
         }
     }
 
@@ -182,7 +189,7 @@ struct WorkOnce: AsyncParsableCommand {
             print("task \(skipped.id) (\(skipped.type)): \(skipped.newState.rawValue), not run: \(skipped.reason)")
         }
         for attempt in report.attempts {
-            if case .workerUnfit = attempt.handler.status {
+            if case .workerUnfit = attempt.handler.status, attempt.outcome != nil {
                 // Why is the run's `error:` line.
                 print("task \(attempt.taskID) (\(attempt.type)): not run, back in the queue, its attempt not counted")
                 continue

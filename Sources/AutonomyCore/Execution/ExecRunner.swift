@@ -39,9 +39,12 @@ public struct ExecRunner: HandlerRunner {
         let payloadFile: PayloadFile
         do {
             payloadFile = try PayloadFile(taskID: invocation.task.id, payload: invocation.task.payload)
+        } catch let failure as PayloadFile.Failure where failure.folderUnusable {
+            return HandlerOutcome(
+                status: .workerUnfit("cannot write the payload file: \(failure)"), durationMs: elapsed())
         } catch {
             return HandlerOutcome(
-                status: .workerUnfit("cannot write the payload file: \(error)"), durationMs: elapsed())
+                status: .couldNotStart("cannot write the payload file: \(error)"), durationMs: elapsed())
         }
         defer { payloadFile.remove() }
 
@@ -73,6 +76,12 @@ public struct ExecRunner: HandlerRunner {
             stdoutTruncated: ran.captured.stdoutTruncated,
             stderrTail: Captured.text(ran.captured.stderrTail), stderrTruncated: ran.captured.stderrTruncated,
             durationMs: elapsed())
+    }
+
+    /// Why no handler's payload file can be made now (the temporary folder is missing, not a folder,
+    /// or not writable), or nil: a worker checks before it starts anything.
+    public static func payloadFolderProblem() -> String? {
+        PayloadFile.folderProblem().map { "cannot write payload files: \($0)" }
     }
 
     /// A program to run: its resolved path, its arguments (never through a shell) and its whole
@@ -289,19 +298,19 @@ struct PayloadFile {
     init(_ kind: Kind, bytes: [UInt8], in folder: String = folder) throws {
         var template = Array((folder as NSString).appendingPathComponent(kind.name + "-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { autonomy_mkstemp_cloexec($0.baseAddress!) }
-        guard made >= 0 else { throw Failure(folder: folder, code: errno) }
+        guard made >= 0 else { throw Failure(folder: folder, step: .make, code: errno) }
         let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // Above 0–2 (a worker started with a standard stream closed): it becomes a child's stdin.
         let descriptor = ChildProcess.aboveStandard(made)
         guard descriptor >= 0 else {
             let code = errno
             unlink(path)
-            throw Failure(folder: folder, code: code)
+            throw Failure(folder: folder, step: .make, code: code)
         }
-        func fail(_ code: Int32) -> Failure {
+        func fail(_ step: Failure.Step, _ code: Int32) -> Failure {
             unlink(path)
             close(descriptor)
-            return Failure(folder: folder, code: code)
+            return Failure(folder: folder, step: step, code: code)
         }
         // Taken before the first byte is written: a file with bytes and no lock was left by a
         // process that ended (`removeAbandoned`). Another worker's sweep holds it a moment at most;
@@ -309,7 +318,7 @@ struct PayloadFile {
         // rather than hanging the worker.
         var tries = 0
         while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK || errno == EINTR, tries < 200 else { throw fail(errno) }
+            guard errno == EWOULDBLOCK || errno == EINTR, tries < 200 else { throw fail(.lock, errno) }
             tries += 1
             usleep(1000)
         }
@@ -318,7 +327,7 @@ struct PayloadFile {
             let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw fail(errno)
+                throw fail(.write, errno)
             }
             written += count
         }
@@ -327,17 +336,31 @@ struct PayloadFile {
         Self.live.withLock { _ = $0.insert(path) }
     }
 
-    /// Why a file could not be made or written: the folder and the system's reason.
+    /// Why a file could not be made or written: the folder, the step and the system's reason.
     struct Failure: Error, CustomStringConvertible {
+        enum Step { case make, lock, write }
         let folder: String
+        let step: Step
         let code: Int32
+
+        /// No file can be made in the folder at all, whatever it would hold (missing, read-only, not
+        /// this user's, out of inodes or descriptors): the machine's fault, not a payload's. A write
+        /// that fails (a payload too large for the space left) or a lock someone holds is not.
+        var folderUnusable: Bool { step == .make }
 
         var description: String {
             let shown = folder.count > 1 && folder.hasSuffix("/") ? String(folder.dropLast()) : folder
+            if step == .lock, code == EWOULDBLOCK { return "\(shown): another process held the new file's lock" }
             let reason = "\(shown): \(String(cString: strerror(code)))"
-            guard code == ENOENT || code == EACCES || code == ENOTDIR || code == EROFS else { return reason }
+            guard [ENOENT, EACCES, EPERM, ENOTDIR, EROFS].contains(code) else { return reason }
             return reason + " (TMPDIR names the folder for payload files; it must exist and be writable)"
         }
+    }
+
+    /// Why no payload file can be made in the temporary folder now, checked without making one
+    /// (`access(2)`: missing, not a folder, not writable, read-only), or nil.
+    static func folderProblem(_ folder: String = folder) -> Failure? {
+        access(folder, W_OK | X_OK) == 0 ? nil : Failure(folder: folder, step: .make, code: errno)
     }
 
     /// Removes the file, then lets its lock go. Once only: a second call (or one after

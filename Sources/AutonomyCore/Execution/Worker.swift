@@ -377,7 +377,9 @@ public struct Worker: Sendable {
             if case .workerUnfit(let reason) = outcome.status {
                 // Not the task's doing: it goes back as it was, and nothing more is claimed (every
                 // claim would fail the same way and spend an attempt of a task that did no wrong).
-                let returned = try await store.deferTask(claimed, until: clock.now(), reason: reason, now: clock.now())
+                // Its place in the queue kept (and on PostgreSQL, no host's clock can hide it).
+                let returned = try await store.deferTask(
+                    claimed, until: claimed.task.runAt, reason: reason, now: clock.now())
                 report.attempts.append(
                     AttemptReport(
                         taskID: claimed.task.id, type: claimed.task.type, attempt: claimed.task.attempts,

@@ -41,7 +41,8 @@ struct LedgerTally {
     var windows: [[String: TypeTally]]
     /// Failed attempts in every window, in ledger order.
     var failures: [FailureRow] = []
-    /// In the last window: tasks deferred by the budget, and alerts that failed per channel.
+    /// In the last window: tasks deferred by the budget (to a later time), and alerts that failed
+    /// per channel.
     var deferred = 0
     var notifyFailed: [String: Int] = [:]
 
@@ -72,7 +73,8 @@ struct LedgerTally {
             sql: """
                 SELECT id, at, type, event, task_id, duration_ms, cost_usd,
                   CASE event WHEN 'verified' THEN detail ->> 'outcome' END,
-                  CASE event WHEN 'verified' THEN detail ->> 'verifier' WHEN 'notify_failed' THEN detail ->> 'channel' END
+                  CASE event WHEN 'verified' THEN detail ->> 'verifier' WHEN 'notify_failed' THEN detail ->> 'channel'
+                             WHEN 'deferred' THEN detail ->> 'until' END
                 FROM ledger NOT INDEXED WHERE id >= ? AND at >= ? AND at < ?
                   AND (event IN ('executed', 'done', 'dead', 'retry_scheduled', 'verified', 'lease_expired', 'deferred',
                                  'notify_failed') OR cost_usd IS NOT NULL)
@@ -119,7 +121,9 @@ struct LedgerTally {
                     ledgerID: row.id, at: row.at, type: type, taskID: row.task,
                     dead: row.event == LedgerEvent.dead.rawValue))
         case LedgerEvent.deferred.rawValue where window == last:
-            deferred += 1
+            // The budget's, which wait for a later day; not a task given back for now (the worker
+            // was stopped, or could not write its payload file).
+            if let until = row.label.flatMap(Timestamp.parse), until > row.at { deferred += 1 }
         default:
             break
         }

@@ -118,10 +118,14 @@ import Testing
             #expect {
                 _ = try PayloadFile(.task(1), bytes: Array("{}".utf8), in: given)
             } throws: { error in
-                "\(error)"
-                    == "\(missing): No such file or directory (TMPDIR names the folder for payload files; it must exist and be writable)"
+                // No file can be made there at all: the worker's fault, which spends no attempt.
+                (error as? PayloadFile.Failure)?.folderUnusable == true
+                    && "\(error)"
+                        == "\(missing): No such file or directory (TMPDIR names the folder for payload files; it must exist and be writable)"
             }
+            #expect(PayloadFile.folderProblem(given)?.description == PayloadFile.folderProblem(missing)?.description)
         }
+        #expect(PayloadFile.folderProblem(folder.path) == nil)
     }
 
     @Test func theSweepKnowsTheNamesPayloadFilesGet() {

@@ -224,6 +224,23 @@ import Testing
         #expect(alerts.map { $0.evidence[path: "failures"] } == [.int(1), .int(2)])
     }
 
+    /// The budget's deferrals are a finding; a task given back for now (a stop, a worker that
+    /// cannot write payload files) is not one, though its ledger row is `deferred` too.
+    @Test func onlyTheBudgetsDeferralsAreCountedAsSuch() async throws {
+        let fixture = try Fixture()
+        let now = fixture.clock.now()
+        try fixture.store.write("deferrals") { db in
+            for (task, until) in [(1, now + Interval.hours(20).milliseconds), (2, now), (3, now - 5_000)] {
+                try db.appendLedger(
+                    .deferred, at: now, taskID: Int64(task), type: "report",
+                    detailText: #"{"reason":"r","until":"\#(Timestamp.format(until))"}"#)
+            }
+        }
+        fixture.clock.advance(by: .minutes(1))
+        let deferrals = try audit(fixture).findings.filter { $0.kind == .deferrals }
+        #expect(deferrals.map { $0.evidence[path: "deferred"] } == [.int(1)])
+    }
+
     @Test func fixProposalsWaitingAreNotStaleApprovals() async throws {
         let fixture = try Fixture()  // the standard map: "once" is tried once, send_email is dangerous
         try await run(fixture, "once", [.exited(1)])

@@ -36,7 +36,8 @@ extension PostgresTransaction {
             SELECT id, at, type, event, task_id, duration_ms, cost_usd,
               CASE event WHEN 'verified' THEN detail::jsonb ->> 'outcome' END,
               CASE event WHEN 'verified' THEN detail::jsonb ->> 'verifier'
-                         WHEN 'notify_failed' THEN detail::jsonb ->> 'channel' END,
+                         WHEN 'notify_failed' THEN detail::jsonb ->> 'channel'
+                         WHEN 'deferred' THEN detail::jsonb ->> 'until' END,
               CASE event WHEN 'executed' THEN detail::jsonb ->> 'host' END
             FROM ledger WHERE at >= \(bounds[0]) AND at < \(bounds[bounds.count - 1])
               AND (event IN ('executed', 'done', 'dead', 'retry_scheduled', 'verified', 'lease_expired', 'deferred',
