@@ -37,12 +37,12 @@ all: build
 # A generic type named in code is made from its mangled name by default, and on Linux the first
 # conformance each such name needs scans all 12,000 conformance records of the binary. Direct
 # metadata accessors, in every module, pass the conformance instead: a fifth of the instructions
-# a `work-once` or an `enqueue` starts with (README, Performance).
+# a `work-once` or an `enqueue` starts with (bench/HISTORY.md).
 SWIFT_FLAGS ?= -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors
 
 # The C++ runtime the static Swift runtime needs, linked in rather than loaded at each start: the
 # dynamic linker's 3,000 symbol lookups for libstdc++.so were a seventh of the instructions of one
-# `enqueue` (README, Performance). The Swift driver names it as `-lstdc++`; a linker script of that
+# `enqueue` (bench/HISTORY.md). The Swift driver names it as `-lstdc++`; a linker script of that
 # name, found first, hands the linker the static archive instead. The archive is the one the
 # clang beside swift links with; where it knows none, the binary loads libstdc++.so as before.
 STATIC_CXX_DIR := $(abspath $(BUILD_DIR))/static-libstdc++
