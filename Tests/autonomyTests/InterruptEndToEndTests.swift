@@ -20,7 +20,7 @@ import Testing
           "task_types": {
             "slow": {
               "safety": "safe",
-              "handler": { "exec": { "argv": ["/bin/sh", "-c", "echo $$ > handler.pid; sleep 300 & wait"] } },
+              "handler": { "exec": { "argv": ["/bin/sh", "-c", "echo $$ > handler.new; mv handler.new handler.pid; sleep 300 & wait"] } },
               "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
             }
           }
@@ -29,7 +29,8 @@ import Testing
 
     /// Runs `work-once ARGUMENTS` in `sandbox` (its stderr into a file, as the journal would
     /// take it), sends the first of `signals` once `marker` exists and each next one once the
-    /// worker said it is stopping; returns how it ended.
+    /// worker said it is stopping; returns how it ended. (A handler writes its pid file under another name and
+    /// renames it: a signal between the file's creation and its write left it empty.)
     func interrupted(
         _ sandbox: Sandbox, _ arguments: [String], marker: String, signals: [Int32],
         environment: [Environment.Key: String?] = [:]
@@ -107,7 +108,7 @@ import Testing
         let sandbox = try Sandbox(
             config: """
                 {"version": 1, "worker": {"kill_grace": "10m", "lease": "30m"}, "task_types": {"stubborn": {"safety": "safe",
-                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "trap '' TERM; cp \\"$AUTONOMY_PAYLOAD_FILE\\" seen.json; echo $$ > handler.pid; sleep 300 & wait"]}}}}}
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "trap '' TERM; cp \\"$AUTONOMY_PAYLOAD_FILE\\" seen.json; echo $$ > handler.new; mv handler.new handler.pid; sleep 300 & wait"]}}}}}
                 """)
         let temporary = sandbox.file("tmp")
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
@@ -132,7 +133,7 @@ import Testing
         let sandbox = try Sandbox(
             config: """
                 {"version": 1, "task_types": {"slow": {"safety": "safe", "retry": {"max_attempts": 1},
-                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.pid; exec sleep 300"]}}}}}
+                  "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.new; mv handler.new handler.pid; exec sleep 300"]}}}}}
                 """)
         let temporary = sandbox.file("tmp")
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
@@ -187,7 +188,7 @@ import Testing
                 {"version": 1,
                  "notify": {"command": ["/bin/sh", "-c", "echo \\"$AUTONOMY_NOTIFY_TEXT\\" >> alerts.txt"]},
                  "task_types": {"once": {"safety": "safe", "retry": {"max_attempts": 1},
-                   "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.pid; sleep 300"]}}}}}
+                   "handler": {"exec": {"argv": ["/bin/sh", "-c", "echo $$ > handler.new; mv handler.new handler.pid; sleep 300"]}}}}}
                 """)
         _ = try await sandbox.run(["enqueue", "once"])
         let ended = try await interrupted(sandbox, [], marker: "handler.pid", signals: [SIGTERM])

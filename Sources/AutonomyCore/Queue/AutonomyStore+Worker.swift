@@ -168,7 +168,7 @@ extension AutonomyStore {
             try db.appendExecuted(claimed.task, outcome: outcome, at: now)
             try db.transition(
                 claimed.task.id, .verify, at: now, lease: claimed.leaseToken, changing: [outcome.change],
-                attempt: claimed.task.attempts)
+                attempt: claimed.task.attempts, type: claimed.task.type)
             return true
         }
     }
@@ -191,7 +191,7 @@ extension AutonomyStore {
             task.id, .succeed, at: now, changing: outcome.map { [$0.change] } ?? [], attempt: task.attempts,
             durationMs: Interval.between(task.startedAt ?? now, now).milliseconds,
             detail: verified ? [:] : ["evidence": .string(evidence)],
-            notes: ["evidence": verified ? evidence : nil])
+            notes: ["evidence": verified ? evidence : nil], type: task.type)
         return TaskOutcome(id: task.id, type: task.type, attempt: task.attempts, state: .done)
     }
 
@@ -470,7 +470,8 @@ extension AutonomyStore {
         if task.attempts >= limit {
             try db.transition(
                 task.id, .die, at: now, changing: kept + [.lastError(error)], attempt: task.attempts,
-                detail: ["attempts": .int(Int64(task.attempts))], notes: ["error": error], notify: notify)
+                detail: ["attempts": .int(Int64(task.attempts))], notes: ["error": error], notify: notify,
+                type: task.type)
             return TaskOutcome(
                 id: task.id, type: task.type, attempt: task.attempts, state: .dead, error: error)
         }
@@ -481,7 +482,7 @@ extension AutonomyStore {
             attempt: task.attempts,
             detail: [
                 "delay_ms": .int(delay.milliseconds), "next_run_at": .string(Timestamp.format(nextRunAt)),
-            ], notes: ["error": error])
+            ], notes: ["error": error], type: task.type)
         return TaskOutcome(
             id: task.id, type: task.type, attempt: task.attempts, state: .queued,
             nextRunAt: nextRunAt, error: error)

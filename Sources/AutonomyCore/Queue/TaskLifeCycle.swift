@@ -222,6 +222,11 @@ extension TaskTransition {
 
 /// The SQLite `UPDATE` of one transition, made once per shape (which columns, which of them bound):
 /// a draining worker runs the same two or three for every task.
+///
+/// No `RETURNING`: SQLite keeps the rows an `UPDATE … RETURNING` returns in a temporary b-tree of
+/// its own, which cost an `UPDATE` of one row three times its instructions (a page cleared and the
+/// b-tree made and dropped for every statement). What a transition needs back is read by the row's
+/// id after it, in the same transaction.
 enum TransitionSQL {
     /// The columns and expressions are literals: the key costs no text to build.
     private struct Shape: Hashable {
@@ -229,36 +234,36 @@ enum TransitionSQL {
         let columns: [String]
         let expressions: [String?]
         let leased: Bool
-        let returning: String
 
-        /// The transition, how many columns and what comes back tell the shapes apart; equality
-        /// compares the rest (hashing every column's name cost more than the lookup saved).
+        /// The transition and how many columns tell the shapes apart; equality compares the rest
+        /// (hashing every column's name cost more than the lookup saved).
         func hash(into hasher: inout Hasher) {
             hasher.combine(transition)
             hasher.combine(columns.count)
             hasher.combine(leased)
-            hasher.combine(returning.utf8.count)
         }
     }
     private static let made = Mutex<[Shape: String]>([:])
 
-    static func update(
-        _ transition: TaskTransition, _ assignments: [TransitionAssignment], leased: Bool, returning: String
-    ) -> String {
+    static func update(_ transition: TaskTransition, _ assignments: [TransitionAssignment], leased: Bool) -> String {
         let shape = Shape(
             transition: transition.name, columns: assignments.map(\.column),
-            expressions: assignments.map(\.expression), leased: leased, returning: returning)
+            expressions: assignments.map(\.expression), leased: leased)
         if let sql = made.withLock({ $0[shape] }) { return sql }
         var condition = "id = ? AND state IN (\(TaskState.sqlList(transition.from)))"
         if leased { condition += " AND lease_token = ?" }
         let sql = """
             UPDATE tasks SET \(assignments.map { "\($0.column) = \($0.sql(placeholder: "?"))" }.joinedPlainly(separator: ", "))
             WHERE \(condition)
-            RETURNING \(returning)
             """
         made.withLock { $0[shape] = sql }
         return sql
     }
+
+    /// A task's row by its id, as `TaskRecord(columns:)` reads it.
+    static let task = "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?"
+    /// A task's type by its id, for the ledger row of a move whose caller did not know it.
+    static let type = "SELECT type FROM tasks WHERE id = ?"
 }
 
 /// A transition that matched no row: the task was not where the caller believed it was.
@@ -292,16 +297,19 @@ extension Database {
     /// The columns the target implies are set here, once: a claim counts the attempt, takes the
     /// lease and clears the last outcome; a final state stamps `finished_at`; leaving the leased
     /// states drops the lease; `done` clears the error.
+    ///
+    /// `type` is the task's type when the caller has the task at hand (a type never changes): the
+    /// ledger row needs it, and it is read back otherwise.
     func transition(
         _ taskID: Int64, _ transition: TaskTransition, at now: Int64, lease: String? = nil,
         changing changes: [TaskChange] = [], attempt: Int? = nil, durationMs: Int64? = nil,
-        detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
+        detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil, type: String? = nil
     ) throws {
-        // Only the type comes back (for the ledger row): reading the whole row back cost a drained
-        // task a fifth of its SQLite work.
-        _ = try move(
-            taskID, transition, at: now, lease: lease, changing: changes, attempt: attempt, durationMs: durationMs,
-            detail: detail, notes: notes, notify: notify, returning: "type", { try $0.text(0) }, type: { $0 })
+        try move(taskID, transition, at: now, lease: lease, changing: changes)
+        let type = try type ?? moved(TransitionSQL.type, taskID, transition) { try $0.text(0) }
+        try record(
+            transition, taskID, type: type, at: now, attempt: attempt, durationMs: durationMs, detail: detail,
+            notes: notes, notify: notify)
     }
 
     /// The same move, returning the task as it is after it: for a caller that goes on with it.
@@ -310,35 +318,53 @@ extension Database {
         changing changes: [TaskChange] = [], attempt: Int? = nil, durationMs: Int64? = nil,
         detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
     ) throws -> TaskRecord {
-        try move(
-            taskID, transition, at: now, lease: lease, changing: changes, attempt: attempt, durationMs: durationMs,
-            detail: detail, notes: notes, notify: notify, returning: TaskRecord.columns, TaskRecord.init(columns:),
-            type: \.type)
+        try move(taskID, transition, at: now, lease: lease, changing: changes)
+        let task = try moved(TransitionSQL.task, taskID, transition, TaskRecord.init(columns:))
+        try record(
+            transition, taskID, type: task.type, at: now, attempt: attempt, durationMs: durationMs, detail: detail,
+            notes: notes, notify: notify)
+        return task
     }
 
-    private func move<Moved>(
-        _ taskID: Int64, _ transition: TaskTransition, at now: Int64, lease: String?, changing changes: [TaskChange],
-        attempt: Int?, durationMs: Int64?, detail: JSONValue?, notes: [String: String?], notify: NotifySettings?,
-        returning columns: String, _ read: (StoredColumns) throws -> Moved, type: (Moved) -> String
-    ) throws -> Moved {
+    /// The `UPDATE`, which checks the state (and the lease) itself; `TransitionRefused` when it
+    /// matched no row.
+    private func move(
+        _ taskID: Int64, _ transition: TaskTransition, at now: Int64, lease: String?, changing changes: [TaskChange]
+    ) throws {
         let assignments = transition.assignments(changes, at: now)
         var values = assignments.compactMap(\.boundValue)
         values.append(.integer(taskID))
         if let lease { values.append(.text(lease)) }
-        let statement = try cachedStatement(
-            sql: TransitionSQL.update(transition, assignments, leased: lease != nil, returning: columns))
-        guard let moved = try statement.first(binding: values, read) else {
+        try cachedStatement(sql: TransitionSQL.update(transition, assignments, leased: lease != nil)).run(
+            binding: values)
+        guard changesCount == 1 else {
             throw TransitionRefused(
                 taskID: taskID, transition: transition.name, expected: transition.from,
                 found: try TaskState.fetchOne(self, sql: "SELECT state FROM tasks WHERE id = ?", arguments: [taskID]))
         }
+    }
+
+    /// What `sql` reads of the row a move just wrote, in this transaction (so it is there).
+    private func moved<T>(
+        _ sql: String, _ taskID: Int64, _ transition: TaskTransition, _ read: (StoredColumns) throws -> T
+    ) throws -> T {
+        guard let value = try cachedStatement(sql: sql).first(binding: [.integer(taskID)], read) else {
+            throw TransitionRefused(taskID: taskID, transition: transition.name, expected: transition.from, found: nil)
+        }
+        return value
+    }
+
+    /// The ledger row and the alert a move implies.
+    private func record(
+        _ transition: TaskTransition, _ taskID: Int64, type: String, at now: Int64, attempt: Int?, durationMs: Int64?,
+        detail: JSONValue?, notes: [String: String?], notify: NotifySettings?
+    ) throws {
         try appendLedger(
-            transition.event, at: now, taskID: taskID, type: type(moved), attempt: attempt, durationMs: durationMs,
+            transition.event, at: now, taskID: taskID, type: type, attempt: attempt, durationMs: durationMs,
             detail: detail, notes: notes)
         if let alert = transition.alert {
             guard let notify else { throw MissingAlertSettings(transition: transition.name) }
             try queueNotification(alert, taskID: taskID, approvalID: nil, notify: notify, now: now)
         }
-        return moved
     }
 }
