@@ -244,7 +244,7 @@ extension AutonomyStore {
             let typeName = row.type
             guard let type = configuration.taskType(named: typeName) else {
                 let reason = "task type \"\(typeName)\" is not declared in the configuration"
-                try block(taskID: id, reason: reason, db: db, now: now)
+                try block(taskID: id, type: typeName, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
                 continue
             }
@@ -276,8 +276,9 @@ extension AutonomyStore {
                 case .postponed(let proposal, let refusal, let until):
                     try db.transition(
                         id, .postpone, at: now, changing: [.runAt(until)],
-                        detail: refusal.postponement(of: proposal, until: until), notes: ["reason": refusal.description]
-                    )
+                        detail: refusal.postponement(of: proposal, until: until),
+                        notes: ["reason": refusal.description],
+                        type: typeName)
                     skipped.append(SkippedTask(id: id, type: typeName, newState: .queued, reason: refusal.description))
                     continue
                 }
@@ -286,12 +287,13 @@ extension AutonomyStore {
             case .run(let allowing, let signedBy):
                 (approvalID, signer) = (allowing, signedBy)
             case .block(let reason):
-                try block(taskID: id, reason: reason, db: db, now: now)
+                try block(taskID: id, type: typeName, reason: reason, db: db, now: now)
                 skipped.append(SkippedTask(id: id, type: typeName, newState: .blocked, reason: reason))
                 continue
             case .hold(let reason, let hash):
                 try db.transition(
-                    id, .hold, at: now, detail: ["reason": .string(reason), "payload_sha256": .string(hash)])
+                    id, .hold, at: now, detail: ["reason": .string(reason), "payload_sha256": .string(hash)],
+                    type: typeName)
                 // An approval that no longer releases the task (another payload, an invalid or
                 // outdated signature) is withdrawn, so nothing can use it later.
                 try db.supersedeApprovals(
@@ -349,8 +351,9 @@ extension AutonomyStore {
     private static let claimSkippingPausedSQL = claimQuery(skipping: "AND type NOT IN (SELECT value FROM json_each(?))")
     private static let claimOnlySQL = claimQuery(skipping: "AND type IN (SELECT value FROM json_each(?))")
 
-    private func block(taskID: Int64, reason: String, db: Database, now: Int64) throws {
-        try db.transition(taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)])
+    private func block(taskID: Int64, type: String, reason: String, db: Database, now: Int64) throws {
+        try db.transition(
+            taskID, .block, at: now, changing: [.lastError(reason)], detail: ["reason": .string(reason)], type: type)
     }
 
     /// Gives a claimed task back to the queue until `until`, without counting the attempt: its paid
@@ -362,7 +365,8 @@ extension AutonomyStore {
                 try db.transition(
                     claimed.task.id, .giveBack, at: now, lease: claimed.leaseToken,
                     changing: [.uncountAttempt, .runAt(until)], attempt: claimed.task.attempts,
-                    detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))])
+                    detail: ["reason": .string(reason), "until": .string(Timestamp.format(until))],
+                    type: claimed.task.type)
             } catch is TransitionRefused {
                 return nil  // the lease is another worker's now
             }

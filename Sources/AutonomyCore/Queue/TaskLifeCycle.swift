@@ -349,7 +349,9 @@ extension Database {
         _ sql: String, _ taskID: Int64, _ transition: TaskTransition, _ read: (StoredColumns) throws -> T
     ) throws -> T {
         guard let value = try cachedStatement(sql: sql).first(binding: [.integer(taskID)], read) else {
-            throw TransitionRefused(taskID: taskID, transition: transition.name, expected: transition.from, found: nil)
+            // Not a refusal: the row was moved. Nothing deletes a task inside a write transaction.
+            throw DatabaseError(
+                resultCode: .SQLITE_INTERNAL, message: "task \(taskID) was gone right after its \(transition.name)")
         }
         return value
     }

@@ -21,13 +21,14 @@ nonisolated(unsafe) private let emptyText: UnsafePointer<CChar> = {
 /// existential and builds a dictionary of column names for every row it reads, which together cost
 /// more than SQLite's own work on those statements (`bench/`, callgrind).
 extension Statement {
-    /// Binds `values` to this cached statement and runs it to completion.
+    /// Binds `values` to this cached statement and runs it: one step, which takes a statement that
+    /// returns no rows (an `INSERT`, an `UPDATE`) to its end.
     func run(binding values: [BoundValue]) throws {
         _ = try first(binding: values) { _ in () }
     }
 
     /// Binds `values`, steps once, and reads the first row (nil when there is none) from its columns;
-    /// then resets the statement. An `UPDATE … RETURNING` makes all its changes on that first step.
+    /// then resets the statement. A statement that writes makes all its changes on that first step.
     /// (GRDB's `sql` trims the text on every read: it is read here only for an error.)
     func first<T>(binding values: [BoundValue], _ read: (StoredColumns) throws -> T) throws -> T? {
         let handle = sqliteStatement
