@@ -10,7 +10,8 @@ struct Verify: AsyncParsableCommand {
             """
             autonomy verify 42               re-run task 42's verifiers now; a failed or dead task whose evidence \
             passes becomes done
-            autonomy verify 42 --reopen      ... and a done task whose evidence fails becomes dead
+            autonomy verify 42 --reopen      ... and a done task that a verifier finds undone (a failed \
+            check; one that could not tell or could not run reopens nothing) becomes dead
             autonomy verify --pending        settle the tasks whose worker died while running or verifying them \
             (verified first; exits 1 when one is not done)
             autonomy verify --dry-run daily_report --result '{"bytes":120}'   try the verifiers, change nothing
@@ -144,6 +145,10 @@ struct Verify: AsyncParsableCommand {
             switch change {
             case .nowDone?: print("task \(task?.id ?? 0) is now done (the evidence passes)")
             case .reopened?: print("task \(task?.id ?? 0) was reopened: it is now dead")
+            case .unchanged(.done)? where reopen && checks.contains(where: { $0.outcome != .pass }):
+                print(
+                    "task \(task?.id ?? 0) stays done: no verifier found it undone (a check that could not tell or could not run reopens nothing)"
+                )
             case .unchanged(let state)?: print("task \(task?.id ?? 0) stays \(state.rawValue)")
             case nil: break
             }

@@ -12,8 +12,9 @@ public enum Reverification: Sendable, Equatable {
 
 extension AutonomyStore {
     /// Records a re-check of a task's evidence (a ledger row per verifier) and acts on it: a failed
-    /// (waiting to retry) or dead task whose evidence passes becomes done; a done task whose
-    /// evidence fails becomes dead only with `reopen`. Nothing changes if the task moved meanwhile.
+    /// (waiting to retry) or dead task whose evidence passes becomes done; a done task that a
+    /// verifier finds undone (a failed check, not one that could not tell or could not run) becomes
+    /// dead only with `reopen`. Nothing changes if the task moved meanwhile.
     public func applyReverification(
         _ task: TaskRecord, checks: [CheckResult], reopen: Bool, by actor: String, notify: NotifySettings, now: Int64
     ) throws -> Reverification {
@@ -36,7 +37,7 @@ extension AutonomyStore {
                         "was": .string(current.state.rawValue),
                     ])
                 return .nowDone
-            case .failed(let reason) where current.state == .done && reopen:
+            case .failed(let reason) where current.state == .done && reopen && Verdict.disproves(checks):
                 try db.transition(
                     current.id, .reopen, at: now,
                     // It finished when it was done; a reopened task keeps that time (and its retention).

@@ -12,6 +12,12 @@ public enum Verdict: Sendable, Equatable {
         return .failed(reason: outcome.errorSummary ?? "the handler failed")
     }
 
+    /// A verifier found the work undone: its check failed. A check that could not tell or could
+    /// not run proves nothing either way: it keeps a task from being done, but never reopens one.
+    static func disproves(_ checks: [CheckResult]) -> Bool {
+        checks.contains { $0.outcome == .fail }
+    }
+
     /// All verifiers must pass. A failed, broken or (after all its looks) inconclusive verifier
     /// fails the attempt: no evidence is never a pass.
     static func combine(_ checks: [CheckResult]) -> Verdict {

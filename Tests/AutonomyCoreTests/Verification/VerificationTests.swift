@@ -165,6 +165,18 @@ func verifiedMap(marker: String = "/nonexistent/marker") -> String {
                 done, checks: fail, reopen: false, by: "ops", notify: .init(),
                 now: fixture.clock.now()) == .unchanged(.done))
         fixture.clock.advance(by: .hours(1))
+        // A check that could not tell or could not run proves nothing: the task stays done.
+        for outcome in [CheckOutcome.inconclusive, .error] {
+            let unsure = [
+                CheckResult(
+                    index: 0, verifier: "http", outcome: outcome, evidence: "no answer", durationMs: 1, looks: 3)
+            ]
+            #expect(
+                try fixture.store.applyReverification(
+                    done, checks: unsure, reopen: true, by: "ops", notify: .init(),
+                    now: fixture.clock.now()) == .unchanged(.done))
+        }
+        #expect(try #require(try fixture.store.task(id: task.id)).state == .done)
         #expect(
             try fixture.store.applyReverification(
                 done, checks: fail, reopen: true, by: "ops", notify: .init(),

@@ -107,7 +107,7 @@ extension PostgresStore {
                         "was": .string(current.state.rawValue),
                     ])
                 return .nowDone
-            case .failed(let reason) where current.state == .done && reopen:
+            case .failed(let reason) where current.state == .done && reopen && Verdict.disproves(checks):
                 try await transaction.transition(
                     current.id, .reopen,
                     // It finished when it was done; a reopened task keeps that time (and its retention).
