@@ -18,7 +18,7 @@ import Testing
             "slow": {
               "safety": "safe",
               "handler": { "exec": {
-                "argv": ["/bin/sh", "-c", "if [ \\"$AUTONOMY_ATTEMPT\\" = 1 ]; then echo $$ > started.pid; sleep 300; fi; echo \\"$AUTONOMY_TASK_ID\\" >> ids.txt"]
+                "argv": ["/bin/sh", "-c", "if [ \\"$AUTONOMY_ATTEMPT\\" = 1 ]; then echo $$ > started.new; mv started.new started.pid; sleep 300; fi; echo \\"$AUTONOMY_TASK_ID\\" >> ids.txt"]
               } },
               "retry": { "max_attempts": 3, "backoff": "0s", "jitter": 0 }
             },

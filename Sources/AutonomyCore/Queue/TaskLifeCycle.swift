@@ -260,8 +260,6 @@ enum TransitionSQL {
         return sql
     }
 
-    /// A task's row by its id, as `TaskRecord(columns:)` reads it.
-    static let task = "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?"
     /// A task's type by its id, for the ledger row of a move whose caller did not know it.
     static let type = "SELECT type FROM tasks WHERE id = ?"
 }
@@ -319,7 +317,7 @@ extension Database {
         detail: JSONValue? = nil, notes: [String: String?] = [:], notify: NotifySettings? = nil
     ) throws -> TaskRecord {
         try move(taskID, transition, at: now, lease: lease, changing: changes)
-        let task = try moved(TransitionSQL.task, taskID, transition, TaskRecord.init(columns:))
+        let task = try moved(TaskRecord.byID, taskID, transition, TaskRecord.init(columns:))
         try record(
             transition, taskID, type: task.type, at: now, attempt: attempt, durationMs: durationMs, detail: detail,
             notes: notes, notify: notify)

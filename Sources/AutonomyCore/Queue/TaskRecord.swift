@@ -192,10 +192,14 @@ public struct TaskOutput: Encodable, Sendable {
     }
 }
 
+extension TaskRecord {
+    /// One task's row by its id, every column in `columns`' order.
+    static let byID = "SELECT \(columns) FROM tasks WHERE id = ?"
+}
+
 extension Database {
     /// One task by id, inside the caller's transaction.
     func task(id: Int64) throws -> TaskRecord? {
-        try TaskRecord.fetchOne(
-            cachedStatement(sql: "SELECT \(TaskRecord.columns) FROM tasks WHERE id = ?"), arguments: [id])
+        try TaskRecord.fetchOne(cachedStatement(sql: TaskRecord.byID), arguments: [id])
     }
 }
